@@ -7,7 +7,8 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 
 const require = createRequire(import.meta.url);
-const uvuBin = join(dirname(require.resolve('uvu/package.json')), 'bin.js');
+// uvu's exports map hides package.json and bin.js; its main entry sits in dist/, next to the package root.
+const uvuBin = join(dirname(require.resolve('uvu')), '..', 'bin.js');
 const pattern = process.argv[2] ?? '\\.test\\.ts$';
 const files = existsSync('test') ? readdirSync('test').filter((f) => new RegExp(pattern).test(f)) : [];
 if (files.length === 0) {

@@ -1,5 +1,7 @@
 // Typed errors. Every error names what was wrong (file, tensor, field), what was expected and what was
 // found, so a user can act on the message alone. `code` is stable for programs; the message is for people.
+// The structured facts are in `info`, not `details`: uvu's reporter treats a thrown error's `details` as a
+// diff string and crashes (silently, exit 0) on an object.
 
 export interface ErrorDetails {
   /** The file involved, when there is one. */
@@ -14,12 +16,12 @@ export interface ErrorDetails {
 
 export class ZinferError extends Error {
   readonly code: string;
-  readonly details: ErrorDetails;
+  readonly info: ErrorDetails;
   constructor(code: string, message: string, details: ErrorDetails = {}) {
     super(message + describe(details));
     this.name = new.target.name;
     this.code = code;
-    this.details = details;
+    this.info = details;
   }
 }
 

@@ -1,0 +1,144 @@
+// The plugin contracts, in one versioned file. Plugins are factories returning plain named objects;
+// the engine config composes them (no registries, nothing registers on import). A change that breaks a
+// plugin bumps CONTRACT_VERSION; plugins state the version they implement.
+import type { FloatDType } from './dtype.js';
+import type { Graph } from './graph.js';
+import type { OpNode, WeightName } from './ops.js';
+import type { HostTensor } from './tensor.js';
+
+export const CONTRACT_VERSION = 1;
+
+// ---------------------------------------------------------------------------------------------------
+// Kernel backends
+
+export interface DeviceInfo {
+  /** e.g. 'cpu', 'cuda:0'. */
+  device: string;
+  /** Human-readable model name of the device. */
+  description: string;
+  /** Bytes the backend may use for weights and KV cache. */
+  memoryBytes: number;
+}
+
+/** Where the weights of a graph come from; read lazily, one tensor at a time. */
+export interface WeightSource {
+  names(): readonly WeightName[];
+  /** Loads (or returns the already loaded) tensor; the backend copies or keeps it. */
+  get(name: WeightName): HostTensor;
+}
+
+/** One sequence's slice of a step. */
+export interface StepSequence {
+  /** First row of this sequence in the step's token rows. */
+  queryStart: number;
+  /** Rows this sequence contributes to the step (prompt chunk length, or 1 when decoding). */
+  queryLength: number;
+  /** Tokens of context after this step: cached tokens + queryLength. Position of row i = contextLength - queryLength + i. */
+  contextLength: number;
+  /** Physical KV-cache block of each logical block of the sequence. */
+  blockTable: Int32Array;
+}
+
+/** Everything a program needs to run one step over a batch. */
+export interface StepBatch {
+  tokenIds: Int32Array; // [rows]
+  positions: Int32Array; // [rows]
+  /** KV-cache slot (block * blockSize + offset) where each row's k and v are written. */
+  slots: Int32Array; // [rows]
+  sequences: readonly StepSequence[];
+  /** Rows whose output (logits) the step returns, in order. */
+  selectedRows: Int32Array;
+}
+
+export interface KvCacheSpec {
+  numBlocks: number;
+  blockSize: number;
+}
+
+export interface CompileOptions {
+  /** dtype weights are held in on the device (the stored dtype unless the config asks otherwise). */
+  weightDtype: FloatDType | 'stored';
+  kvCache: KvCacheSpec;
+}
+
+/** A graph compiled for one device, with its weights and KV cache resident. */
+export interface Program {
+  /** Runs one step; returns the graph output for the selected rows: [selectedRows, outputWidth] row-major. */
+  run(batch: StepBatch): Promise<Float32Array>;
+  /** Frees device memory; the program cannot run afterwards. */
+  dispose(): Promise<void>;
+}
+
+export interface KernelBackend {
+  readonly name: string;
+  readonly contractVersion: number;
+  /** What device this backend would run on here, or null when it cannot run on this machine. */
+  probe(): Promise<DeviceInfo | null>;
+  /** Whether the backend implements this node (op + attrs); the engine refuses graphs it cannot run. */
+  supports(node: OpNode): boolean;
+  /** Bytes of KV cache per block for this layout, so the engine can size the cache from a budget. */
+  kvBytesPerBlock(graph: Graph, blockSize: number): number;
+  compile(graph: Graph, weights: WeightSource, options: CompileOptions): Promise<Program>;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Parallelism (implemented by @zinfer/parallel)
+
+export interface DeviceRef {
+  rank: number;
+  backend: string;
+}
+
+/** A shard of one weight: which slice of which axis this rank holds. */
+export interface WeightShard {
+  weight: WeightName;
+  axis: number;
+  start: number;
+  length: number;
+}
+
+export interface ParallelPlan {
+  /** Per rank: the graph it runs (with collectives inserted) and the weight shards it holds. */
+  ranks: readonly { graph: Graph; shards: readonly WeightShard[] }[];
+}
+
+export interface ParallelStrategy {
+  readonly name: string;
+  /** Pure: shards weights and inserts collectives; never touches devices. */
+  plan(graph: Graph, devices: readonly DeviceRef[]): ParallelPlan;
+}
+
+/** Collectives between ranks (shared memory on CPU, NCCL on CUDA). Buffers are the backend's handles. */
+export interface Communicator {
+  readonly rank: number;
+  readonly size: number;
+  allReduce(buf: Float32Array, op?: 'sum' | 'max'): Promise<void>;
+  allGather(send: Float32Array, recv: Float32Array): Promise<void>;
+  allToAll(send: Float32Array, recv: Float32Array, sendCounts: readonly number[], recvCounts: readonly number[]): Promise<void>;
+  send(buf: Float32Array, peer: number): Promise<void>;
+  recv(buf: Float32Array, peer: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Mixture of Experts (implemented by @zinfer/moe)
+
+export interface ExpertPlacement {
+  readonly name: string;
+  /** Rank that holds each expert of `layer`: Int32Array of length numExperts. `load` is tokens seen per expert. */
+  place(args: { layer: number; numExperts: number; ranks: number; load?: Float64Array }): Int32Array;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Offload (implemented by @zinfer/offload)
+
+export interface OffloadTier {
+  readonly name: string;
+  readonly level: 'device' | 'host' | 'disk';
+  readonly capacityBytes: number;
+  /** Stores a weight in this tier. */
+  put(name: WeightName, tensor: HostTensor): Promise<void>;
+  /** Reads a weight back (into host memory) for streaming to the device. */
+  fetch(name: WeightName): Promise<HostTensor>;
+  release(name: WeightName): Promise<void>;
+}

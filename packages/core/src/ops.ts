@@ -1,0 +1,62 @@
+// The typed op set: every op a decoder step needs, with its inputs and attributes typed per op.
+// Activations are 2-D row-major matrices [rows, width]: rows are the step's tokens (or the rows selected
+// for logits); width is fixed per value. Backends implement these ops; `reference` defines them.
+
+/** Index of a value (activation matrix or int vector) in a graph. */
+export type ValueId = number;
+/** Name of a weight in the model's weight set (see weights.ts). */
+export type WeightName = string;
+
+export type ActivationFn = 'relu' | 'silu' | 'gelu' | 'gelu_tanh';
+
+/** Rotary position embedding parameters, fully resolved (scaling already folded into invFreq). */
+export interface RotaryAttrs {
+  heads: number;
+  headDim: number;
+  /** Leading dims of each head that rotate (GPT-NeoX partial rotary: fewer than headDim). */
+  rotaryDim: number;
+  /** rotaryDim / 2 inverse frequencies. */
+  invFreq: readonly number[];
+  /** Multiplies cos and sin (YaRN-style "attention factor"; 1 for most models). */
+  attentionScaling: number;
+  /** false: rotate halves (Llama / NeoX "rotate_half"); true: rotate adjacent pairs (GPT-J). */
+  interleaved: boolean;
+}
+
+export interface OpSignatures {
+  /** out[r] = table[ids[r] + offset] * scale. ids: int value. */
+  embedding: { inputs: { ids: ValueId }; attrs: { table: WeightName; offset: number; scale: number } };
+  /** out = x · weightᵀ + bias; weight [outFeatures, inFeatures]. */
+  linear: { inputs: { x: ValueId }; attrs: { weight: WeightName; bias: WeightName | null } };
+  /** LayerNorm over each group of `dim` elements. */
+  layerNorm: { inputs: { x: ValueId }; attrs: { weight: WeightName; bias: WeightName; eps: number; dim: number } };
+  /** RMSNorm over each group of `dim` elements (dim < width: per-head q/k norm). */
+  rmsNorm: { inputs: { x: ValueId }; attrs: { weight: WeightName; eps: number; dim: number } };
+  add: { inputs: { a: ValueId; b: ValueId }; attrs: Record<string, never> };
+  activation: { inputs: { x: ValueId }; attrs: { fn: ActivationFn } };
+  /** fn(gate) * up (the gated MLP of Llama-family models). */
+  gatedActivation: { inputs: { gate: ValueId; up: ValueId }; attrs: { fn: ActivationFn } };
+  /** Rotates each head of x [rows, heads*headDim] by its token's position. positions: int value. */
+  rotary: { inputs: { x: ValueId; positions: ValueId }; attrs: RotaryAttrs };
+  /**
+   * Writes k and v of the step's tokens into the paged KV cache of `layer` (slots from the step), then
+   * causal attention of q over each sequence's context. q [rows, heads*headDim], k/v [rows, kvHeads*headDim].
+   * slidingWindow W: a token attends to the W most recent positions, itself included.
+   */
+  attention: {
+    inputs: { q: ValueId; k: ValueId; v: ValueId };
+    attrs: { layer: number; heads: number; kvHeads: number; headDim: number; scale: number; slidingWindow: number | null };
+  };
+  /** Selects the step's logit rows (the last token of each sequence, or every prompt row when asked). */
+  gatherRows: { inputs: { x: ValueId }; attrs: Record<string, never> };
+}
+
+export type OpKind = keyof OpSignatures;
+
+export type OpNode<K extends OpKind = OpKind> = {
+  [P in K]: { op: P; inputs: OpSignatures[P]['inputs']; attrs: OpSignatures[P]['attrs']; output: ValueId };
+}[K];
+
+export const OP_KINDS: readonly OpKind[] = [
+  'embedding', 'linear', 'layerNorm', 'rmsNorm', 'add', 'activation', 'gatedActivation', 'rotary', 'attention', 'gatherRows',
+];

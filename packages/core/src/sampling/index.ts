@@ -1,0 +1,3 @@
+export { DEFAULT_SAMPLING, validateSampling, type SamplingParams } from './params.js';
+export { Rng } from './rng.js';
+export { Sampler } from './sampler.js';
