@@ -1,7 +1,6 @@
 // The plugin contracts, in one versioned file. Plugins are factories returning plain named objects;
 // the engine config composes them (no registries, nothing registers on import). A change that breaks a
 // plugin bumps CONTRACT_VERSION; plugins state the version they implement.
-import type { FloatDType } from './dtype.js';
 import type { Graph } from './graph.js';
 import type { OpNode, WeightName } from './ops.js';
 import type { HostTensor } from './tensor.js';
@@ -56,8 +55,6 @@ export interface KvCacheSpec {
 }
 
 export interface CompileOptions {
-  /** dtype weights are held in on the device (the stored dtype unless the config asks otherwise). */
-  weightDtype: FloatDType | 'stored';
   kvCache: KvCacheSpec;
 }
 

@@ -13,7 +13,7 @@ import type { HostTensor } from './tensor.js';
 export const WEIGHTS_INDEX = 'model.safetensors.index.json';
 export const WEIGHTS_SINGLE = 'model.safetensors';
 
-export interface WeightInfo {
+export interface StoredTensorInfo {
   dtype: FloatDType;
   shape: number[];
   /** Path of the safetensors file that holds the tensor. */
@@ -23,7 +23,7 @@ export interface WeightInfo {
 export interface WeightFiles {
   names(): string[];
   has(name: string): boolean;
-  info(name: string): WeightInfo;
+  info(name: string): StoredTensorInfo;
   read(name: string): HostTensor;
   close(): void;
 }
@@ -93,7 +93,7 @@ class LazyWeights implements WeightFiles {
     return this.tensorMap().has(name);
   }
 
-  info(name: string): WeightInfo {
+  info(name: string): StoredTensorInfo {
     const file = this.fileOf(name);
     const e = this.shard(file).entries.get(name)!; // shard() checked every tensor mapped to it
     return { dtype: e.dtype, shape: [...e.shape], file };

@@ -1,0 +1,65 @@
+// The one config object createEngine takes, validated with valibot so that a wrong field produces one
+// ConfigError naming the field (dotted path), what was expected and what was found.
+import * as v from 'valibot';
+import type { KernelBackend } from './contracts.js';
+import type { FloatDType } from './dtype.js';
+import { ConfigError } from './errors.js';
+
+export interface EngineLimits {
+  /** Bytes of KV cache to allocate (default 256 MiB, capped at what maxSequences × maxContext can use). */
+  kvCacheBytes?: number;
+  /** Tokens per KV-cache block (default 16). */
+  blockSize?: number;
+  /** Tokens processed per step, prompt chunks and decode tokens together (default 512). */
+  maxBatchTokens?: number;
+  /** Sequences running at once (default 64). */
+  maxSequences?: number;
+  /** Longest prompt + generation, at most the model's max_position_embeddings (the default). */
+  maxContext?: number;
+}
+
+export interface EngineConfig {
+  /** Path of a Hugging Face model directory (config.json, safetensors, optional tokenizer files). */
+  model: string;
+  /** The kernel backend that runs the graph, e.g. referenceBackend() from @zinfer/kernels/reference. */
+  backend: KernelBackend;
+  /** dtype to hold weights in; default: the stored dtype. */
+  dtype?: FloatDType;
+  limits?: EngineLimits;
+  /** Run steps automatically while requests are pending (default true); false: call engine.step() yourself. */
+  autoStep?: boolean;
+  /** Progress while weights load: (done, total, weight name). */
+  onLoadProgress?: (done: number, total: number, name: string) => void;
+}
+
+const positiveInt = v.pipe(v.number(), v.integer(), v.minValue(1));
+
+const backendSchema = v.custom<KernelBackend>(
+  (b) => typeof b === 'object' && b !== null && typeof (b as KernelBackend).name === 'string' && typeof (b as KernelBackend).compile === 'function',
+  'a KernelBackend object (for example referenceBackend() from @zinfer/kernels/reference)',
+);
+
+const schema = v.strictObject({
+  model: v.pipe(v.string(), v.minLength(1)),
+  backend: backendSchema,
+  dtype: v.optional(v.picklist(['f32', 'f16', 'bf16'])),
+  limits: v.optional(
+    v.strictObject({
+      kvCacheBytes: v.optional(positiveInt),
+      blockSize: v.optional(positiveInt),
+      maxBatchTokens: v.optional(positiveInt),
+      maxSequences: v.optional(positiveInt),
+      maxContext: v.optional(positiveInt),
+    }),
+  ),
+  autoStep: v.optional(v.boolean()),
+  onLoadProgress: v.optional(v.function()),
+});
+
+export function validateEngineConfig(config: unknown): EngineConfig {
+  const r = v.safeParse(schema, config);
+  if (r.success) return config as EngineConfig;
+  const issue = r.issues[0];
+  const field = issue.path?.map((p) => String(p.key)).join('.') ?? '(config)';
+  throw new ConfigError(`engine config field ${field} is invalid`, { field, expected: issue.expected ?? issue.message, found: issue.received });
+}

@@ -1,0 +1,222 @@
+// createEngine: validates one config, loads the model, compiles its graph on the chosen backend, and
+// runs generation steps over many sequences at once. Requests join and leave between steps.
+import type { ModelSpec } from './architectures/index.js';
+import type { Program } from './contracts.js';
+import { validateEngineConfig, type EngineConfig } from './engine-config.js';
+import { AbortError, BackendError, CapacityError, RequestError, TokenizerError } from './errors.js';
+import { GenerationStream, type GenerationResult } from './generation-stream.js';
+import { BlockAllocator } from './kv-cache.js';
+import { loadModel } from './model.js';
+import { normalizeRequest, type GenerateRequest } from './request.js';
+import { planStep } from './scheduler.js';
+import { Sequence } from './sequence.js';
+import type { TextTokenizer } from './tokenizer.js';
+
+const DEFAULTS = { kvCacheBytes: 256 * 2 ** 20, blockSize: 16, maxBatchTokens: 512, maxSequences: 64 };
+
+export interface StepReport {
+  /** Tokens computed in the step (prompt and decode together); 0 when there was nothing to do. */
+  tokens: number;
+  sequences: number;
+  finished: number;
+}
+
+export interface Engine {
+  readonly spec: ModelSpec;
+  readonly tokenizer: TextTokenizer | null;
+  /** Longest prompt + generation this engine accepts. */
+  readonly maxContext: number;
+  readonly kvBlocks: { total: number; free: number; blockSize: number };
+  /** Queues a request; the engine's step loop (or your own step() calls) advances it. */
+  generate(request: GenerateRequest): GenerationStream;
+  /** Runs one step over every admitted sequence. */
+  step(): Promise<StepReport>;
+  /** Finishes every pending request with 'abort' and frees the backend. */
+  close(): Promise<void>;
+}
+
+export async function createEngine(config: EngineConfig): Promise<Engine> {
+  const cfg = validateEngineConfig(config);
+  const model = await loadModel(cfg.model, { dtype: cfg.dtype, onProgress: cfg.onLoadProgress });
+  try {
+    for (const node of model.graph.nodes) {
+      if (!cfg.backend.supports(node)) throw new BackendError(`backend ${cfg.backend.name} does not support op ${node.op}`, { expected: 'a backend that implements every op of the model' });
+    }
+    const limits = { ...DEFAULTS, ...cfg.limits };
+    const maxContext = Math.min(limits.maxContext ?? model.spec.maxPositions, model.spec.maxPositions);
+    const perBlock = cfg.backend.kvBytesPerBlock(model.graph, limits.blockSize);
+    const useful = limits.maxSequences * Math.ceil(maxContext / limits.blockSize);
+    const numBlocks = Math.min(Math.floor(limits.kvCacheBytes / perBlock), useful);
+    if (numBlocks < 1) throw new CapacityError('the KV-cache budget holds not even one block', { field: 'limits.kvCacheBytes', expected: `at least ${perBlock}`, found: String(limits.kvCacheBytes) });
+    const program = await cfg.backend.compile(model.graph, model.weights, { kvCache: { numBlocks, blockSize: limits.blockSize } });
+    return new LocalEngine(model.spec, model.tokenizer, program, new BlockAllocator(numBlocks, limits.blockSize), maxContext, limits.maxBatchTokens, limits.maxSequences, cfg.autoStep ?? true);
+  } finally {
+    model.weights.close();
+  }
+}
+
+class LocalEngine implements Engine {
+  private readonly waiting: Sequence[] = [];
+  private readonly running: Sequence[] = [];
+  private nextId = 1;
+  private busy: Promise<unknown> = Promise.resolve();
+  private looping = false;
+  private closed = false;
+
+  constructor(
+    readonly spec: ModelSpec,
+    readonly tokenizer: TextTokenizer | null,
+    private readonly program: Program,
+    private readonly blocks: BlockAllocator,
+    readonly maxContext: number,
+    private readonly maxBatchTokens: number,
+    private readonly maxSequences: number,
+    private readonly autoStep: boolean,
+  ) {}
+
+  get kvBlocks() {
+    return { total: this.blocks.numBlocks, free: this.blocks.free, blockSize: this.blocks.blockSize };
+  }
+
+  generate(request: GenerateRequest): GenerationStream {
+    if (this.closed) throw new AbortError('the engine is closed');
+    const req = normalizeRequest(request);
+    const prompt = this.promptIds(request);
+    if (prompt.length === 0) throw new RequestError('the prompt is empty', { field: 'prompt', expected: 'at least one token', found: '0 tokens' });
+    if (prompt.length >= this.maxContext) {
+      throw new CapacityError('the prompt is longer than the context', { field: 'prompt', expected: `at most ${this.maxContext - 1} tokens`, found: `${prompt.length} tokens` });
+    }
+    const bad = prompt.find((t) => !Number.isSafeInteger(t) || t < 0 || t >= this.spec.vocabSize);
+    if (bad !== undefined) throw new RequestError('a prompt token id is outside the vocabulary', { field: 'input_ids', expected: `ids in [0, ${this.spec.vocabSize})`, found: String(bad) });
+    const maxNew = Math.min(req.maxTokens ?? Infinity, this.maxContext - prompt.length);
+    const needed = this.blocks.blocksFor(prompt.length + maxNew);
+    if (needed > this.blocks.numBlocks) {
+      throw new CapacityError('the request needs more KV-cache blocks than the engine has', {
+        field: 'max_tokens', expected: `at most ${this.blocks.numBlocks} blocks (lower max_tokens or raise limits.kvCacheBytes)`, found: `${needed} blocks`,
+      });
+    }
+    const stopIds = new Set([...req.stopTokenIds, ...(req.ignoreEos ? [] : this.eosIds())]);
+    const id = this.nextId++;
+    const stream = new GenerationStream(id, () => this.abort(id));
+    const seq = new Sequence(id, prompt, req, maxNew, stopIds, stream, this.spec.vocabSize, this.tokenizer);
+    if (request.signal) {
+      if (request.signal.aborted) seq.aborted = true;
+      request.signal.addEventListener('abort', () => this.abort(id), { once: true });
+    }
+    this.waiting.push(seq);
+    if (this.autoStep) this.loop();
+    return stream;
+  }
+
+  step(): Promise<StepReport> {
+    const run = this.busy.then(() => this.stepNow());
+    this.busy = run.catch(() => {});
+    return run;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const s of [...this.waiting, ...this.running]) s.aborted = true;
+    await this.busy;
+    this.reap();
+    await this.program.dispose();
+  }
+
+  private async stepNow(): Promise<StepReport> {
+    this.reap();
+    this.admit();
+    const plan = planStep(this.running, this.maxBatchTokens, this.blocks.blockSize);
+    if (!plan) return { tokens: 0, sequences: 0, finished: 0 };
+    let out: Float32Array;
+    try {
+      out = await this.program.run(plan.batch);
+    } catch (e) {
+      // The cache of every sequence in the failed step is now unknown: fail those, keep the others.
+      for (const { seq } of plan.work) this.finish(seq, e);
+      return { tokens: plan.batch.tokenIds.length, sequences: plan.work.length, finished: plan.work.length };
+    }
+    for (const { seq, count } of plan.work) seq.cached += count;
+    const vocab = this.spec.vocabSize;
+    plan.rows.forEach(({ seq, promptLogit, sample }, i) => {
+      const logits = out.subarray(i * vocab, (i + 1) * vocab);
+      if (promptLogit) seq.promptLogits.push(logits.slice());
+      if (sample && !seq.aborted && seq.finishReason === null) seq.accept(seq.sampler.sample(logits, seq.tokens));
+    });
+    const before = this.running.length;
+    this.reap();
+    return { tokens: plan.batch.tokenIds.length, sequences: plan.work.length, finished: before - this.running.length };
+  }
+
+  /** Moves waiting requests into the batch, FIFO, while sequences and KV blocks allow. */
+  private admit(): void {
+    while (this.waiting.length && this.running.length < this.maxSequences) {
+      const seq = this.waiting[0];
+      const table = this.blocks.allocate(this.blocks.blocksFor(seq.promptLength + seq.maxNew));
+      if (!table) return;
+      seq.blockTable = table;
+      this.running.push(this.waiting.shift()!);
+    }
+  }
+
+  /** Removes finished and aborted sequences, frees their blocks and settles their streams. */
+  private reap(): void {
+    for (const list of [this.waiting, this.running]) {
+      for (let i = list.length - 1; i >= 0; i--) {
+        const s = list[i];
+        if (s.aborted || s.finishReason !== null) {
+          list.splice(i, 1);
+          this.finish(s);
+        }
+      }
+    }
+  }
+
+  private finish(seq: Sequence, error?: unknown): void {
+    if (seq.blockTable) this.blocks.release(seq.blockTable);
+    seq.blockTable = null;
+    for (const list of [this.waiting, this.running]) {
+      const i = list.indexOf(seq);
+      if (i >= 0) list.splice(i, 1);
+    }
+    if (error !== undefined) seq.stream.fail(error);
+    else seq.stream.finish(seq.result());
+  }
+
+  private abort(id: number): void {
+    const seq = [...this.waiting, ...this.running].find((s) => s.id === id);
+    if (!seq) return;
+    seq.aborted = true;
+    if (this.waiting.includes(seq)) this.reap();
+  }
+
+  /** Drives steps while there is work, yielding to the event loop between steps so requests can join. */
+  private loop(): void {
+    if (this.looping) return;
+    this.looping = true;
+    const tick = async (): Promise<void> => {
+      try {
+        while (!this.closed && (this.waiting.length || this.running.length)) {
+          await this.step();
+          await new Promise((r) => setImmediate(r));
+        }
+      } finally {
+        this.looping = false;
+      }
+    };
+    void tick();
+  }
+
+  private promptIds(r: GenerateRequest): number[] {
+    if (r.inputIds) return [...r.inputIds];
+    const tok = this.tokenizer;
+    if (!tok) throw new TokenizerError('this model directory has no tokenizer.json: pass token ids (input_ids / --input-ids) instead of text', { field: r.messages ? 'messages' : 'prompt', expected: 'tokenizer.json in the model directory', found: 'none' });
+    if (r.messages) return tok.encode(tok.applyChatTemplate([...r.messages], { addGenerationPrompt: true }), { addSpecialTokens: false });
+    return tok.encode(r.prompt!);
+  }
+
+  private eosIds(): number[] {
+    return [...new Set([...this.spec.eosTokenIds, ...(this.tokenizer?.eosTokenIds ?? [])])];
+  }
+}
+
+export type { GenerationResult };

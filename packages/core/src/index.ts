@@ -1,0 +1,22 @@
+// @zinfer/core public API (re-exports only).
+export * from './errors.js';
+export * from './dtype.js';
+export * from './tensor.js';
+export * from './ops.js';
+export * from './graph.js';
+export * from './contracts.js';
+export * from './architectures/index.js';
+export { ConfigReader } from './model-config.js';
+export { readRope, rotaryAttrs, type RopeSettings } from './rope.js';
+export { parseSafetensorsHeader, SafetensorsFile, SAFETENSORS_DTYPE, MAX_HEADER_BYTES, type SafetensorsEntry, type SafetensorsHeader } from './safetensors.js';
+export { encodeSafetensors, writeSafetensors } from './safetensors-writer.js';
+export { openWeightFiles, type WeightFiles, type StoredTensorInfo } from './weight-files.js';
+export { ModelWeights, type ModelWeightsOptions } from './model-weights.js';
+export { loadModel, buildGraph, type LoadedModel, type LoadModelOptions } from './model.js';
+export { loadTokenizer, type TextTokenizer, type ChatMessage, type StreamDecoder } from './tokenizer.js';
+export * from './sampling/index.js';
+export { BlockAllocator, slotOf } from './kv-cache.js';
+export { validateEngineConfig, type EngineConfig, type EngineLimits } from './engine-config.js';
+export { normalizeRequest, type GenerateRequest } from './request.js';
+export { GenerationStream, type TokenEvent, type GenerationResult, type FinishReason } from './generation-stream.js';
+export { createEngine, type Engine, type StepReport } from './engine.js';

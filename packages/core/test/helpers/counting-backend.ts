@@ -1,0 +1,44 @@
+// A stand-in KernelBackend for engine tests: its "model" predicts token (t + 1) mod vocab after t, so
+// greedy output is known exactly, and it records every StepBatch so tests can check the scheduling.
+import type { CompileOptions, Graph, KernelBackend, Program, StepBatch, WeightSource } from '../../src/index.js';
+
+export interface CountingBackend extends KernelBackend {
+  batches: StepBatch[];
+  options: CompileOptions | null;
+  /** Token id whose presence in a step makes run() reject (to test failure isolation). */
+  poison: number | null;
+}
+
+export function countingBackend(): CountingBackend {
+  const self: CountingBackend = {
+    name: 'counting',
+    contractVersion: 1,
+    batches: [],
+    options: null,
+    poison: null,
+    probe: async () => ({ device: 'cpu', description: 'test', memoryBytes: 1 << 30 }),
+    supports: () => true,
+    kvBytesPerBlock: (g: Graph, bs: number) => 2 * g.kv.layers * bs * g.kv.kvHeads * g.kv.headDim * 4,
+    async compile(graph: Graph, _w: WeightSource, options: CompileOptions): Promise<Program> {
+      self.options = options;
+      const vocab = graph.weights.get(graph.nodes[graph.nodes.length - 1].op === 'linear' ? (graph.nodes[graph.nodes.length - 1].attrs as { weight: string }).weight : '')!.shape[0];
+      let disposed = false;
+      return {
+        async run(batch: StepBatch): Promise<Float32Array> {
+          if (disposed) throw new Error('disposed');
+          self.batches.push(batch);
+          if (self.poison !== null && batch.tokenIds.includes(self.poison)) throw new Error('poisoned step');
+          const out = new Float32Array(batch.selectedRows.length * vocab);
+          batch.selectedRows.forEach((r, i) => {
+            for (let t = 0; t < vocab; t++) out[i * vocab + t] = -Math.abs(t - ((batch.tokenIds[r] + 1) % vocab)) * 0.5;
+          });
+          return out;
+        },
+        async dispose() {
+          disposed = true;
+        },
+      };
+    },
+  };
+  return self;
+}
