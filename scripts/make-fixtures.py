@@ -173,7 +173,11 @@ def make(out, name, tok_kind, dtype, sharded, config, tok, tok_cfg):
         model = AutoModelForCausalLM.from_config(config, attn_implementation="eager").eval()
         randomize(model, seed)
         # The stored dtype is what transformers would load; the reference runs in float32 from those values.
-        model = model.to(torch_dtype).to(torch.float32)
+        # Round parameters only: rounding the whole module would also round rotary inv_freq buffers, which
+        # transformers recomputes in float32 when it loads a checkpoint.
+        with torch.no_grad():
+            for p in model.parameters():
+                p.data = p.data.to(torch_dtype).to(torch.float32)
         with torch.no_grad():
             logits = model(input_ids, attention_mask=torch.ones_like(input_ids)).logits[0].float()
             tokens, margin = greedy(model, input_ids)

@@ -22,7 +22,8 @@ async function throwsAsync<T extends Error>(fn: () => Promise<unknown> | unknown
     if (field) assert.is((err as unknown as { info: { field?: string } }).info.field, field, (err as Error).message);
     return err as T;
   }
-  throw new assert.Assertion({ message: `expected ${cls.name} to be thrown` });
+  assert.unreachable(`expected ${cls.name} to be thrown`);
+  throw new Error('unreachable');
 }
 
 test('config: each wrong field gives one ConfigError naming it', async () => {

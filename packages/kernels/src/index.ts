@@ -1,0 +1,2 @@
+// @zinfer/kernels: kernel backends (re-exports only; each backend is also a subpath export).
+export { referenceBackend } from './reference.js';

@@ -1,0 +1,91 @@
+import { BackendError, type Graph, type HostTensor, type OpNode, type Program, type StepBatch, type ValueId, type WeightName } from '@zinfer/core';
+import { activation } from './activations.js';
+import { attention } from './attention.js';
+import { validateBatch } from './batch.js';
+import { embedding } from './embedding.js';
+import type { KvCache } from './kv-cache.js';
+import { linear } from './linear.js';
+import { layerNorm, rmsNorm } from './norms.js';
+import { rotary } from './rotary.js';
+import { add, gatherRows } from './rows.js';
+
+type Value = Float32Array | Int32Array;
+
+/** Interprets a graph node by node; every value is a fresh array, so the graph order is the whole schedule. */
+export class ReferenceProgram implements Program {
+  private state: { weights: ReadonlyMap<WeightName, HostTensor>; cache: KvCache } | null;
+  private readonly hasAttention: boolean;
+
+  constructor(private readonly graph: Graph, weights: ReadonlyMap<WeightName, HostTensor>, cache: KvCache) {
+    this.state = { weights, cache };
+    this.hasAttention = graph.nodes.some((n) => n.op === 'attention');
+  }
+
+  async run(batch: StepBatch): Promise<Float32Array> {
+    const state = this.state;
+    if (!state) throw new BackendError('reference program was disposed; compile the graph again to run it');
+    validateBatch(batch, this.hasAttention ? state.cache : null);
+    const { graph } = this;
+    const values: Value[] = new Array(graph.values.length);
+    values[graph.inputs.tokenIds] = batch.tokenIds;
+    values[graph.inputs.positions] = batch.positions;
+    for (const node of graph.nodes) {
+      const out = this.exec(node, values, batch, state.weights, state.cache);
+      const info = graph.values[node.output];
+      const rows = info.rows === 'selected' ? batch.selectedRows.length : batch.tokenIds.length;
+      if (out.length !== rows * info.width) throw new BackendError(`${node.op} produced ${out.length} elements for value ${node.output}, expected ${rows}×${info.width}`);
+      values[node.output] = out;
+    }
+    return floatValue(values, graph.output);
+  }
+
+  async dispose(): Promise<void> {
+    this.state = null; // drops weights and KV cache for the garbage collector
+  }
+
+  private exec(node: OpNode, values: Value[], batch: StepBatch, weights: ReadonlyMap<WeightName, HostTensor>, cache: KvCache): Float32Array {
+    const f = (id: ValueId) => floatValue(values, id);
+    const w = (name: WeightName) => weights.get(name)!; // compile loaded every graph weight
+    switch (node.op) {
+      case 'embedding': {
+        const { table, offset, scale } = node.attrs;
+        return embedding(intValue(values, node.inputs.ids), w(table), table, offset, scale);
+      }
+      case 'linear': {
+        const x = f(node.inputs.x);
+        const weight = w(node.attrs.weight);
+        return linear(x, x.length / weight.shape[1], weight, node.attrs.bias === null ? null : w(node.attrs.bias));
+      }
+      case 'layerNorm':
+        return layerNorm(f(node.inputs.x), node.attrs.dim, w(node.attrs.weight), w(node.attrs.bias), node.attrs.eps);
+      case 'rmsNorm':
+        return rmsNorm(f(node.inputs.x), node.attrs.dim, w(node.attrs.weight), node.attrs.eps);
+      case 'add':
+        return add(f(node.inputs.a), f(node.inputs.b));
+      case 'activation':
+        return activation(node.attrs.fn, f(node.inputs.x));
+      case 'gatedActivation':
+        return activation(node.attrs.fn, f(node.inputs.gate), f(node.inputs.up));
+      case 'rotary':
+        return rotary(f(node.inputs.x), intValue(values, node.inputs.positions), node.attrs);
+      case 'attention':
+        return attention(f(node.inputs.q), f(node.inputs.k), f(node.inputs.v), node.attrs, cache, batch);
+      case 'gatherRows':
+        return gatherRows(f(node.inputs.x), this.graph.values[node.inputs.x].width, batch.selectedRows);
+      default:
+        throw new BackendError(`reference backend has no op ${(node as OpNode).op}`);
+    }
+  }
+}
+
+function floatValue(values: Value[], id: ValueId): Float32Array {
+  const v = values[id];
+  if (!(v instanceof Float32Array)) throw new BackendError(`value ${id} is read before it is computed or is not a float value`);
+  return v;
+}
+
+function intValue(values: Value[], id: ValueId): Int32Array {
+  const v = values[id];
+  if (!(v instanceof Int32Array)) throw new BackendError(`value ${id} is not an int value (token ids or positions)`);
+  return v;
+}
