@@ -38,7 +38,11 @@ export interface StepSequence {
   blockTable: Int32Array;
 }
 
-/** Everything a program needs to run one step over a batch. */
+/**
+ * Everything a program needs to run one step over a batch. The scheduler keeps the redundant fields
+ * consistent, and backends may rely on it: positions[queryStart + i] = contextLength − queryLength + i, and
+ * slots[r] is that position's slot through the sequence's blockTable.
+ */
 export interface StepBatch {
   tokenIds: Int32Array; // [rows]
   positions: Int32Array; // [rows]
@@ -60,7 +64,10 @@ export interface CompileOptions {
 
 /** A graph compiled for one device, with its weights and KV cache resident. */
 export interface Program {
-  /** Runs one step; returns the graph output for the selected rows: [selectedRows, outputWidth] row-major. */
+  /**
+   * Runs one step; returns the graph's output value row-major: [selectedRows.length, width] when the output
+   * comes after gatherRows (as a model's logits do), else [tokenIds.length, width].
+   */
   run(batch: StepBatch): Promise<Float32Array>;
   /** Frees device memory; the program cannot run afterwards. */
   dispose(): Promise<void>;

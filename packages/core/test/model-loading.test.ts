@@ -86,7 +86,7 @@ test('bad model directories: each a typed error naming the file, tensor or field
     ['unsupported rope type', () => variant('llama2', (c) => ((c.rope_parameters as Record<string, string>).rope_type = 'yarn')), UnsupportedModelError, { field: 'rope_type', found: 'yarn' }],
     ['shape disagrees with config', () => variant('llama2', (c) => (c.intermediate_size = 130)), ModelFormatError, { tensor: 'model.layers.0.mlp.gate_proj.weight', expected: '[130, 64]', found: '[128, 64]' }],
     ['more layers than the checkpoint', () => variant('llama2', (c) => (c.num_hidden_layers = 3)), ModelFormatError, { tensor: /model\.layers\.2\./ }],
-    ['no weights file', () => variant('llama2', () => {}, ['model.safetensors']), ModelFormatError, { file: /model\.safetensors/ }],
+    ['no weights file', () => variant('llama2', () => {}, ['model.safetensors']), ModelFormatError, { expected: /model\.safetensors/ }],
     ['missing shard', () => variant('mistral', () => {}, ['model-00002-of-00003.safetensors']), ModelFormatError, { file: /model-00002-of-00003/ }],
   ];
   for (const [name, make, cls, info] of cases) {
