@@ -180,6 +180,17 @@ test('prompt logits: one row per prompt position when asked', async () => {
   await e.close();
 });
 
+test('chat messages are rendered with the chat template and tokenized without extra specials', async () => {
+  const { e, backend } = await engine({ autoStep: false });
+  const messages = [{ role: 'user', content: 'Hello there' }];
+  e.generate({ messages, maxTokens: 1, temperature: 0 });
+  await e.step();
+  const rendered = e.tokenizer!.applyChatTemplate(messages, { addGenerationPrompt: true });
+  assert.ok(rendered.endsWith('<|im_start|>assistant\n'), rendered);
+  assert.equal([...backend.batches[0].tokenIds], e.tokenizer!.encode(rendered, { addSpecialTokens: false }));
+  await e.close();
+});
+
 test('without tokenizer files, token ids still run and text input fails clearly', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'zinfer-notok-'));
   try {
