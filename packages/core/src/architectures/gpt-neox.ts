@@ -5,7 +5,7 @@ import type { ValueId } from '../ops.js';
 import { readRope, rotaryAttrs } from '../rope.js';
 import { range, takeRows } from '../weight-transforms.js';
 import { readActivation } from './activations.js';
-import type { Architecture, WeightRecipe } from './types.js';
+import { modelSpec, type Architecture, type WeightRecipe } from './types.js';
 
 export const gptNeox: Architecture = {
   modelTypes: ['gpt_neox'],
@@ -77,13 +77,11 @@ export const gptNeox: Architecture = {
     };
 
     return {
-      spec: {
+      spec: modelSpec(cfg, {
         modelType: 'gpt_neox', vocabSize: vocab, hiddenSize: hidden, numLayers: layers,
         maxPositions: cfg.positiveInt('max_position_embeddings'),
         kv: { layers, kvHeads: heads, headDim },
-        bosTokenId: cfg.has('bos_token_id') ? cfg.int('bos_token_id') : null,
-        eosTokenIds: cfg.intList('eos_token_id'),
-      },
+      }),
       weights: w,
       build,
     };

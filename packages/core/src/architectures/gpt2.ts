@@ -4,7 +4,7 @@ import type { GraphBuilder } from '../graph.js';
 import type { ValueId } from '../ops.js';
 import { range, takeRows, transpose } from '../weight-transforms.js';
 import { readActivation } from './activations.js';
-import type { Architecture, WeightRecipe } from './types.js';
+import { modelSpec, type Architecture, type WeightRecipe } from './types.js';
 
 export const gpt2: Architecture = {
   modelTypes: ['gpt2'],
@@ -63,12 +63,10 @@ export const gpt2: Architecture = {
     };
 
     return {
-      spec: {
+      spec: modelSpec(cfg, {
         modelType: 'gpt2', vocabSize: vocab, hiddenSize: hidden, numLayers: layers, maxPositions: positions,
         kv: { layers, kvHeads: heads, headDim },
-        bosTokenId: cfg.has('bos_token_id') ? cfg.int('bos_token_id') : null,
-        eosTokenIds: cfg.intList('eos_token_id'),
-      },
+      }),
       weights: w,
       build,
     };

@@ -6,7 +6,7 @@ import type { ConfigReader } from '../model-config.js';
 import type { ActivationFn, ValueId } from '../ops.js';
 import { readRope, rotaryAttrs } from '../rope.js';
 import { readActivation } from './activations.js';
-import type { Architecture, ModelDescription, WeightRecipe } from './types.js';
+import { modelSpec, type Architecture, type ModelDescription, type WeightRecipe } from './types.js';
 
 interface LlamaOptions {
   qkvBias: boolean;
@@ -90,13 +90,11 @@ export const llamaFamily: Architecture = {
     };
 
     const desc: ModelDescription = {
-      spec: {
+      spec: modelSpec(cfg, {
         modelType, vocabSize: vocab, hiddenSize: hidden, numLayers: layers,
         maxPositions: cfg.positiveInt('max_position_embeddings'),
         kv: { layers, kvHeads, headDim },
-        bosTokenId: cfg.has('bos_token_id') ? cfg.int('bos_token_id') : null,
-        eosTokenIds: cfg.intList('eos_token_id'),
-      },
+      }),
       weights: w,
       build,
     };

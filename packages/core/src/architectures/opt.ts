@@ -3,7 +3,7 @@
 import type { GraphBuilder } from '../graph.js';
 import type { ValueId } from '../ops.js';
 import { readActivation } from './activations.js';
-import type { Architecture, WeightRecipe } from './types.js';
+import { modelSpec, type Architecture, type WeightRecipe } from './types.js';
 
 const POSITION_OFFSET = 2; // OPTLearnedPositionalEmbedding reserves the first two rows.
 
@@ -78,12 +78,10 @@ export const opt: Architecture = {
     };
 
     return {
-      spec: {
+      spec: modelSpec(cfg, {
         modelType: 'opt', vocabSize: vocab, hiddenSize: hidden, numLayers: layers, maxPositions: positions,
         kv: { layers, kvHeads: heads, headDim },
-        bosTokenId: cfg.has('bos_token_id') ? cfg.int('bos_token_id') : null,
-        eosTokenIds: cfg.intList('eos_token_id'),
-      },
+      }),
       weights: w,
       build,
     };

@@ -43,3 +43,8 @@ export interface Architecture {
   readonly modelTypes: readonly string[];
   describe(cfg: ConfigReader): ModelDescription;
 }
+
+/** The ModelSpec fields every architecture reads the same way (token ids), plus its own numbers. */
+export function modelSpec(cfg: ConfigReader, s: Omit<ModelSpec, 'bosTokenId' | 'eosTokenIds'>): ModelSpec {
+  return { ...s, bosTokenId: cfg.has('bos_token_id') ? cfg.int('bos_token_id') : null, eosTokenIds: cfg.intList('eos_token_id') };
+}
