@@ -1,3 +1,2 @@
-// @zinfer/parallel: tensor-slicing and pipeline parallelism (ParallelStrategy, Communicator).
-// Nothing is exported yet; the contract lives in @zinfer/core (contracts.ts).
-export {};
+// @zinfer/parallel: tensor-slicing and pipeline parallelism, and the communicators under them.
+export { createShmGroup, shmCommunicator, type ShmGroup } from './shm-communicator.js';
