@@ -16,8 +16,8 @@ import torch
 import transformers
 from safetensors.torch import save_file
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import (GPT2Config, GPTNeoXConfig, LlamaConfig, MistralConfig, OPTConfig, Qwen2Config,
-                          Qwen3Config, AutoModelForCausalLM)
+from transformers import (GPT2Config, GPTNeoXConfig, LlamaConfig, MistralConfig, MixtralConfig, OPTConfig, Qwen2Config,
+                          Qwen2MoeConfig, Qwen3Config, AutoModelForCausalLM)
 
 PROMPT_TOKENS = 24
 NEW_TOKENS = 16
@@ -133,6 +133,19 @@ def specs(vb, vs):
         ("qwen3", "bytelevel", "f32", False, Qwen3Config(vocab_size=vb, num_key_value_heads=2, head_dim=32, tie_word_embeddings=True,
                                                           rms_norm_eps=1e-6, bos_token_id=1, eos_token_id=0,
                                                           **rope_kwargs(Qwen3Config, 1000000.0), **llama)),
+        # Mixture of Experts (the MoE issue): top-2 of 4 experts; Qwen2-MoE adds a sigmoid-gated shared expert.
+        ("mixtral", "bytelevel", "f32", False, MixtralConfig(vocab_size=vb, num_key_value_heads=2, num_local_experts=4,
+                                                              num_experts_per_tok=2, tie_word_embeddings=False, bos_token_id=1,
+                                                              eos_token_id=0, **rope_kwargs(MixtralConfig, 1000000.0), **llama)),
+        ("qwen2-moe", "bytelevel", "f32", False, Qwen2MoeConfig(vocab_size=vb, num_key_value_heads=2, num_experts=4, num_experts_per_tok=2,
+                                                                 moe_intermediate_size=64, shared_expert_intermediate_size=96,
+                                                                 norm_topk_prob=False, tie_word_embeddings=False, bos_token_id=1,
+                                                                 eos_token_id=0, **rope_kwargs(Qwen2MoeConfig, 1000000.0), **llama)),
+        ("qwen2-moe-norm", "bytelevel", "bf16", False, Qwen2MoeConfig(vocab_size=vb, num_key_value_heads=2, num_experts=4,
+                                                                       num_experts_per_tok=2, moe_intermediate_size=64,
+                                                                       shared_expert_intermediate_size=96, norm_topk_prob=True,
+                                                                       tie_word_embeddings=False, bos_token_id=1, eos_token_id=0,
+                                                                       **rope_kwargs(Qwen2MoeConfig, 1000000.0), **llama)),
     ]
 
 
@@ -202,6 +215,12 @@ def make(out, name, tok_kind, dtype, sharded, config, tok, tok_cfg):
         json.dump(expected, f, indent=2, ensure_ascii=False)
     files = sorted(os.listdir(d))
     print(f"{name}: seed {seed}, margin {margin:.4f}, files {files}")
+    if "moe" in name or name == "mixtral":
+        from safetensors import safe_open
+        with safe_open(os.path.join(d, "model.safetensors"), "pt") as f:
+            for k in sorted(f.keys()):
+                if ".0." in k or "layers" not in k:
+                    print("  ", k, tuple(f.get_slice(k).get_shape()))
     print(open(os.path.join(d, "config.json")).read())
 
 

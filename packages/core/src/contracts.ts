@@ -1,6 +1,7 @@
 // The plugin contracts, in one versioned file. Plugins are factories returning plain named objects;
 // the engine config composes them (no registries, nothing registers on import). A change that breaks a
 // plugin bumps CONTRACT_VERSION; plugins state the version they implement.
+import type { FloatDType } from './dtype.js';
 import type { Graph } from './graph.js';
 import type { OpNode, WeightName } from './ops.js';
 import type { HostTensor } from './tensor.js';
@@ -24,6 +25,11 @@ export interface WeightSource {
   names(): readonly WeightName[];
   /** Loads (or returns the already loaded) tensor; the backend copies or keeps it. */
   get(name: WeightName): HostTensor;
+  /**
+   * Only `length` indices from `start` along `axis` of a weight (a tensor-parallel shard), reading no more
+   * of the checkpoint than it must. Optional: without it, callers slice get()'s tensor.
+   */
+  getSlice?(name: WeightName, axis: number, start: number, length: number): HostTensor;
 }
 
 /** One sequence's slice of a step. */
@@ -60,6 +66,10 @@ export interface KvCacheSpec {
 
 export interface CompileOptions {
   kvCache: KvCacheSpec;
+  /** The rank's tensor-parallel group, when the graph has allReduce/allGather nodes. */
+  communicator?: Communicator;
+  /** The rank's pipeline group (one rank per stage), when the graph has send/recv nodes. */
+  pipeline?: Communicator;
 }
 
 /** A graph compiled for one device, with its weights and KV cache resident. */
@@ -73,9 +83,18 @@ export interface Program {
   dispose(): Promise<void>;
 }
 
+/** How to make a backend again in another thread or process: `(await import(module))[exportName](options)`. */
+export interface BackendFactory {
+  module: string;
+  exportName: string;
+  options?: unknown;
+}
+
 export interface KernelBackend {
   readonly name: string;
   readonly contractVersion: number;
+  /** Set by backends that parallel plans may start in worker threads (one backend per rank). */
+  readonly factory?: BackendFactory;
   /** What device this backend would run on here, or null when it cannot run on this machine. */
   probe(): Promise<DeviceInfo | null>;
   /** Whether the backend implements this node (op + attrs); the engine refuses graphs it cannot run. */
@@ -102,14 +121,35 @@ export interface WeightShard {
 }
 
 export interface ParallelPlan {
-  /** Per rank: the graph it runs (with collectives inserted) and the weight shards it holds. */
+  /**
+   * Per rank: the graph it runs (with collectives inserted) and the weight shards it holds. Ranks are
+   * stage-major: rank = stage × tensorSize + tensorRank, with tensorSize = ranks.length / stages.
+   */
   ranks: readonly { graph: Graph; shards: readonly WeightShard[] }[];
+  /** Pipeline stages (1 without pipeline parallelism). */
+  stages: number;
+}
+
+/** What a strategy needs to start its ranks. */
+export interface LaunchArgs {
+  plan: ParallelPlan;
+  /** The backend every rank runs (worker-thread ranks re-create it from backend.factory). */
+  backend: KernelBackend;
+  /** The model directory (worker-thread ranks read their own shards from it) and the weight dtype. */
+  model: { dir: string; dtype?: FloatDType };
+  /** The model's weights on this thread (for ranks that run here). */
+  weights: WeightSource;
+  kvCache: KvCacheSpec;
 }
 
 export interface ParallelStrategy {
   readonly name: string;
+  /** Number of ranks (devices) the strategy runs on. */
+  readonly ranks: number;
   /** Pure: shards weights and inserts collectives; never touches devices. */
   plan(graph: Graph, devices: readonly DeviceRef[]): ParallelPlan;
+  /** Compiles each rank's graph on its device and returns one Program that steps them together. */
+  launch(args: LaunchArgs): Promise<Program>;
 }
 
 /** Collectives between ranks (shared memory on CPU, NCCL on CUDA). Buffers are the backend's handles. */

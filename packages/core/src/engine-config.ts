@@ -1,7 +1,7 @@
 // The one config object createEngine takes, validated with valibot so that a wrong field produces one
 // ConfigError naming the field (dotted path), what was expected and what was found.
 import * as v from 'valibot';
-import type { KernelBackend } from './contracts.js';
+import type { KernelBackend, ParallelStrategy } from './contracts.js';
 import type { FloatDType } from './dtype.js';
 import { ConfigError } from './errors.js';
 
@@ -26,6 +26,8 @@ export interface EngineConfig {
   /** dtype to hold weights in; default: the stored dtype. */
   dtype?: FloatDType;
   limits?: EngineLimits;
+  /** Runs the model over several devices, e.g. tensorParallel({ size: 2 }) from @zinfer/parallel. */
+  parallel?: ParallelStrategy;
   /** Run steps automatically while requests are pending (default true); false: call engine.step() yourself. */
   autoStep?: boolean;
   /** Progress while weights load: (done, total, weight name). */
@@ -37,6 +39,11 @@ const positiveInt = v.pipe(v.number(), v.integer(), v.minValue(1));
 const backendSchema = v.custom<KernelBackend>(
   (b) => typeof b === 'object' && b !== null && typeof (b as KernelBackend).name === 'string' && typeof (b as KernelBackend).compile === 'function',
   'a KernelBackend object (for example referenceBackend() from @zinfer/kernels/reference)',
+);
+
+const parallelSchema = v.custom<ParallelStrategy>(
+  (p) => typeof p === 'object' && p !== null && typeof (p as ParallelStrategy).plan === 'function' && typeof (p as ParallelStrategy).launch === 'function' && Number.isInteger((p as ParallelStrategy).ranks),
+  'a ParallelStrategy object (for example tensorParallel({ size: 2 }) from @zinfer/parallel)',
 );
 
 const schema = v.strictObject({
@@ -52,6 +59,7 @@ const schema = v.strictObject({
       maxContext: v.optional(positiveInt),
     }),
   ),
+  parallel: v.optional(parallelSchema),
   autoStep: v.optional(v.boolean()),
   onLoadProgress: v.optional(v.function()),
 });

@@ -27,6 +27,8 @@ export interface Engine {
   /** Longest prompt + generation this engine accepts. */
   readonly maxContext: number;
   readonly kvBlocks: { total: number; free: number; blockSize: number };
+  /** Requests in the running batch (holding KV blocks) and in the waiting queue (for metrics). */
+  readonly sequences: { running: number; waiting: number };
   /** Queues a request; the engine's step loop (or your own step() calls) advances it. */
   generate(request: GenerateRequest): GenerationStream;
   /** Runs one step over every admitted sequence. */
@@ -39,16 +41,23 @@ export async function createEngine(config: EngineConfig): Promise<Engine> {
   const cfg = validateEngineConfig(config);
   const model = await loadModel(cfg.model, { dtype: cfg.dtype, onProgress: cfg.onLoadProgress });
   try {
-    for (const node of model.graph.nodes) {
+    // A parallel strategy turns the model's graph into one graph per rank; the engine schedules as if
+    // there were one device, and the strategy's program steps all ranks together.
+    const plan = cfg.parallel?.plan(model.graph, Array.from({ length: cfg.parallel.ranks }, (_, rank) => ({ rank, backend: cfg.backend.name })));
+    const graphs = plan ? plan.ranks.map((r) => r.graph) : [model.graph];
+    for (const node of graphs.flatMap((g) => g.nodes)) {
       if (!cfg.backend.supports(node)) throw new BackendError(`backend ${cfg.backend.name} does not support op ${node.op}`, { expected: 'a backend that implements every op of the model' });
     }
     const limits = { ...DEFAULTS, ...cfg.limits };
     const maxContext = Math.min(limits.maxContext ?? model.spec.maxPositions, model.spec.maxPositions);
-    const perBlock = cfg.backend.kvBytesPerBlock(model.graph, limits.blockSize);
+    const perBlock = cfg.backend.kvBytesPerBlock(graphs[0], limits.blockSize); // per device: a rank's share
     const useful = limits.maxSequences * Math.ceil(maxContext / limits.blockSize);
     const numBlocks = Math.min(Math.floor(limits.kvCacheBytes / perBlock), useful);
     if (numBlocks < 1) throw new CapacityError('the KV-cache budget holds not even one block', { field: 'limits.kvCacheBytes', expected: `at least ${perBlock}`, found: String(limits.kvCacheBytes) });
-    const program = await cfg.backend.compile(model.graph, model.weights, { kvCache: { numBlocks, blockSize: limits.blockSize } });
+    const kvCache = { numBlocks, blockSize: limits.blockSize };
+    const program = plan
+      ? await cfg.parallel!.launch({ plan, backend: cfg.backend, model: { dir: cfg.model, dtype: cfg.dtype }, weights: model.weights, kvCache })
+      : await cfg.backend.compile(model.graph, model.weights, { kvCache });
     return new LocalEngine(model.spec, model.tokenizer, program, new BlockAllocator(numBlocks, limits.blockSize), maxContext, limits.maxBatchTokens, limits.maxSequences, cfg.autoStep ?? true);
   } finally {
     model.weights.close();
@@ -61,6 +70,8 @@ class LocalEngine implements Engine {
   private nextId = 1;
   private busy: Promise<unknown> = Promise.resolve();
   private looping = false;
+  /** Set by wake(): something changed during a step that planned nothing, so the loop must not stop. */
+  private woken = false;
   private closed = false;
 
   constructor(
@@ -76,6 +87,10 @@ class LocalEngine implements Engine {
 
   get kvBlocks() {
     return { total: this.blocks.numBlocks, free: this.blocks.free, blockSize: this.blocks.blockSize };
+  }
+
+  get sequences() {
+    return { running: this.running.length, waiting: this.waiting.length };
   }
 
   generate(request: GenerateRequest): GenerationStream {
@@ -97,14 +112,14 @@ class LocalEngine implements Engine {
     }
     const stopIds = new Set([...req.stopTokenIds, ...(req.ignoreEos ? [] : this.eosIds())]);
     const id = this.nextId++;
-    const stream = new GenerationStream(id, () => this.abort(id));
+    const stream = new GenerationStream(id, () => this.abort(id), () => this.wake());
     const seq = new Sequence(id, prompt, req, maxNew, stopIds, stream, this.spec.vocabSize, this.tokenizer);
     if (request.signal) {
       if (request.signal.aborted) seq.aborted = true;
       request.signal.addEventListener('abort', () => this.abort(id), { once: true });
     }
     this.waiting.push(seq);
-    if (this.autoStep) this.loop();
+    this.wake();
     return stream;
   }
 
@@ -187,6 +202,13 @@ class LocalEngine implements Engine {
     if (!seq) return;
     seq.aborted = true;
     if (this.waiting.includes(seq)) this.reap();
+    // A paused sequence may have let the loop go idle; the next step reaps it and frees its blocks.
+    else this.wake();
+  }
+
+  private wake(): void {
+    this.woken = true;
+    if (this.autoStep && !this.closed) this.loop();
   }
 
   /** Drives steps while there is work, yielding to the event loop between steps so requests can join. */
@@ -196,7 +218,10 @@ class LocalEngine implements Engine {
     const tick = async (): Promise<void> => {
       try {
         while (!this.closed && (this.waiting.length || this.running.length)) {
-          await this.step();
+          // Nothing to compute while work remains means every runnable request is paused (or waits for
+          // their blocks): stop instead of spinning; resume(), cancel() and generate() wake the loop.
+          this.woken = false;
+          if ((await this.step()).tokens === 0 && !this.woken) break;
           await new Promise((r) => setImmediate(r));
         }
       } finally {

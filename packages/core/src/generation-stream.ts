@@ -27,10 +27,16 @@ export class GenerationStream implements AsyncIterable<TokenEvent> {
   private waiter: (() => void) | null = null;
   private done = false;
   private error: unknown = null;
+  private held = false;
   private resolve!: (r: GenerationResult) => void;
   private reject!: (e: unknown) => void;
 
-  constructor(readonly id: number, private readonly onCancel: () => void) {
+  constructor(
+    readonly id: number,
+    private readonly onCancel: () => void,
+    /** Tells the engine that a paused stream wants steps again (its step loop may have gone idle). */
+    private readonly onResume: () => void = () => {},
+  ) {
     this.result = new Promise((res, rej) => {
       this.resolve = res;
       this.reject = rej;
@@ -42,6 +48,24 @@ export class GenerationStream implements AsyncIterable<TokenEvent> {
   /** Stops generation; the result resolves with finishReason 'abort'. */
   cancel(): void {
     this.onCancel();
+  }
+
+  /**
+   * Backpressure: the engine schedules no step for a paused request (it keeps its KV blocks), so a
+   * consumer that cannot deliver output (a slow network reader) stops generation instead of buffering it.
+   */
+  pause(): void {
+    this.held = true;
+  }
+
+  resume(): void {
+    if (!this.held) return;
+    this.held = false;
+    this.onResume();
+  }
+
+  get paused(): boolean {
+    return this.held;
   }
 
   /** @internal engine side */

@@ -46,9 +46,11 @@ export class GraphBuilder {
     return this.values[v].width;
   }
 
-  embedding(ids: ValueId, table: WeightName, opts: { offset?: number; scale?: number } = {}): ValueId {
+  embedding(ids: ValueId, table: WeightName, opts: { offset?: number; scale?: number; vocabShardStart?: number } = {}): ValueId {
     const [, dim] = this.weight(table, 2);
-    return this.node('embedding', { ids }, { table, offset: opts.offset ?? 0, scale: opts.scale ?? 1 }, this.value('float', dim, this.rowsOf(ids)));
+    const attrs: OpSignatures['embedding']['attrs'] = { table, offset: opts.offset ?? 0, scale: opts.scale ?? 1 };
+    if (opts.vocabShardStart !== undefined) attrs.vocabShardStart = opts.vocabShardStart;
+    return this.node('embedding', { ids }, attrs, this.value('float', dim, this.rowsOf(ids)));
   }
 
   linear(x: ValueId, weight: WeightName, bias: WeightName | null = null): ValueId {
@@ -99,6 +101,14 @@ export class GraphBuilder {
 
   gatherRows(x: ValueId): ValueId {
     return this.node('gatherRows', { x }, {}, this.value('float', this.width(x), 'selected'));
+  }
+
+  allReduce(x: ValueId): ValueId {
+    return this.node('allReduce', { x }, {}, this.like(x));
+  }
+
+  allGather(x: ValueId, ranks: number): ValueId {
+    return this.node('allGather', { x }, { ranks }, this.value('float', this.width(x) * ranks, this.rowsOf(x)));
   }
 
   build(output: ValueId): Graph {

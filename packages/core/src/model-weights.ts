@@ -6,7 +6,7 @@ import type { WeightSource } from './contracts.js';
 import { fromF32, toF32, type FloatDType } from './dtype.js';
 import { ModelFormatError } from './errors.js';
 import type { WeightName } from './ops.js';
-import { shapeString, type HostTensor } from './tensor.js';
+import { shapeString, sliceTensor, type HostTensor } from './tensor.js';
 import type { WeightFiles } from './weight-files.js';
 
 // Checkpoints saved by other tools drop or add the model prefix ("transformer.h.0" vs "h.0").
@@ -38,10 +38,26 @@ export class ModelWeights implements WeightSource {
   }
 
   get(name: WeightName): HostTensor {
+    const recipe = this.recipe(name);
+    const raw = this.files.read(this.sources.get(name)!);
+    return this.finish(name, recipe.transform ? recipe.transform(raw) : raw);
+  }
+
+  /** A shard of a weight; weights stored as the graph uses them are sliced in the file, not in memory. */
+  getSlice(name: WeightName, axis: number, start: number, length: number): HostTensor {
+    const recipe = this.recipe(name);
+    const source = this.sources.get(name)!;
+    if (!recipe.transform) return this.finish(name, this.files.readSlice(source, axis, start, length));
+    return this.finish(name, sliceTensor(recipe.transform(this.files.read(source)), axis, start, length));
+  }
+
+  private recipe(name: WeightName): WeightRecipe {
     const recipe = this.recipes.get(name);
     if (!recipe) throw new ModelFormatError('the graph asked for a weight the model does not have', { tensor: name });
-    const raw = this.files.read(this.sources.get(name)!);
-    let t = recipe.transform ? recipe.transform(raw) : raw;
+    return recipe;
+  }
+
+  private finish(name: WeightName, t: HostTensor): HostTensor {
     if (this.opts.dtype && this.opts.dtype !== t.dtype) t = { dtype: this.opts.dtype, shape: t.shape, data: fromF32(this.opts.dtype, toF32(t.dtype, t.data)) };
     this.opts.onProgress?.(++this.loaded, this.recipes.size, name);
     return t;

@@ -24,8 +24,12 @@ export interface RotaryAttrs {
 }
 
 export interface OpSignatures {
-  /** out[r] = table[ids[r] + offset] * scale. ids: int value. */
-  embedding: { inputs: { ids: ValueId }; attrs: { table: WeightName; offset: number; scale: number } };
+  /**
+   * out[r] = table[ids[r] + offset] * scale. ids: int value. With vocabShardStart set, the table holds only
+   * rows [vocabShardStart, vocabShardStart + tableRows) of the vocabulary (a tensor-parallel shard): ids
+   * outside it give zero rows, and an allReduce after the op completes the lookup.
+   */
+  embedding: { inputs: { ids: ValueId }; attrs: { table: WeightName; offset: number; scale: number; vocabShardStart?: number } };
   /** out = x · weightᵀ + bias; weight [outFeatures, inFeatures]. */
   linear: { inputs: { x: ValueId }; attrs: { weight: WeightName; bias: WeightName | null } };
   /** LayerNorm over each group of `dim` elements. */
@@ -49,6 +53,14 @@ export interface OpSignatures {
   };
   /** Selects the step's logit rows (the last token of each sequence, or every prompt row when asked). */
   gatherRows: { inputs: { x: ValueId }; attrs: Record<string, never> };
+  /** Sum of x over the ranks of the program's communicator (tensor parallelism); width unchanged. */
+  allReduce: { inputs: { x: ValueId }; attrs: Record<string, never> };
+  /** Concatenation along the width of every rank's x, in rank order: [rows, w] → [rows, w × ranks]. */
+  allGather: { inputs: { x: ValueId }; attrs: { ranks: number } };
+  /** Sends x to pipeline stage `peer` (through CompileOptions.pipeline); the output is x itself. */
+  send: { inputs: { x: ValueId }; attrs: { peer: number } };
+  /** Receives [rows, width] from pipeline stage `peer`; `ids` (the step's token ids) only gives the row count. */
+  recv: { inputs: { ids: ValueId }; attrs: { peer: number; width: number } };
 }
 
 export type OpKind = keyof OpSignatures;
@@ -57,6 +69,13 @@ export type OpNode<K extends OpKind = OpKind> = {
   [P in K]: { op: P; inputs: OpSignatures[P]['inputs']; attrs: OpSignatures[P]['attrs']; output: ValueId };
 }[K];
 
+/** The compute ops every kernel backend implements. */
 export const OP_KINDS: readonly OpKind[] = [
   'embedding', 'linear', 'layerNorm', 'rmsNorm', 'add', 'activation', 'gatedActivation', 'rotary', 'attention', 'gatherRows',
 ];
+
+/**
+ * The communication ops parallel plans insert: collectives run through CompileOptions.communicator,
+ * send/recv between pipeline stages through CompileOptions.pipeline.
+ */
+export const COLLECTIVE_KINDS: readonly OpKind[] = ['allReduce', 'allGather', 'send', 'recv'];

@@ -209,6 +209,32 @@ export class SafetensorsFile {
 
   /** One tensor's bytes, read into fresh (hence aligned) storage. Assumes a little-endian host. */
   read(name: string): HostTensor {
+    const entry = this.entry(name);
+    const n = (entry.end - entry.begin) / ELEMENT_BYTES[entry.dtype];
+    return hostTensor(entry.dtype, entry.shape, this.readElements(entry, 0, n));
+  }
+
+  /**
+   * Indices [start, start + length) along `axis` of a 1-D or 2-D tensor, reading only those bytes: one
+   * contiguous read for rows, one read per row for a column range (a tensor-parallel shard).
+   */
+  readSlice(name: string, axis: number, start: number, length: number): HostTensor {
+    const entry = this.entry(name);
+    const [rows, cols = 1] = entry.shape;
+    const extent = axis === 0 ? rows : cols;
+    if (entry.shape.length > 2 || axis > entry.shape.length - 1 || start < 0 || length < 0 || start + length > extent) {
+      throw new SafetensorsError('slice outside the tensor', { file: this.path, tensor: name, expected: `axis < ${entry.shape.length}, range within ${extent}`, found: `axis ${axis}, [${start}, ${start + length})` });
+    }
+    if (axis === 0) {
+      const shape = entry.shape.length === 2 ? [length, cols] : [length];
+      return hostTensor(entry.dtype, shape, this.readElements(entry, start * cols, length * cols));
+    }
+    const out = hostTensor(entry.dtype, [rows, length]);
+    for (let r = 0; r < rows; r++) out.data.set(this.readElements(entry, r * cols + start, length), r * length);
+    return out;
+  }
+
+  private entry(name: string): SafetensorsEntry {
     if (this.fd === null) {
       throw new SafetensorsError('safetensors file is closed', {
         file: this.path, tensor: name, expected: 'an open file', found: 'closed',
@@ -220,17 +246,22 @@ export class SafetensorsFile {
         file: this.path, tensor: name, expected: 'a tensor listed in the header', found: 'missing',
       });
     }
-    const n = (entry.end - entry.begin) / ELEMENT_BYTES[entry.dtype];
+    return entry;
+  }
+
+  /** `n` elements from element `first` of a tensor, into fresh storage. */
+  private readElements(entry: SafetensorsEntry, first: number, n: number): FloatStorage {
     let data: FloatStorage;
     try {
       data = allocFloat(entry.dtype, n);
     } catch {
       throw new SafetensorsError('safetensors tensor is too large to hold in memory', {
-        file: this.path, tensor: name, expected: 'a typed array this runtime can allocate', found: `${n} elements`,
+        file: this.path, tensor: entry.name, expected: 'a typed array this runtime can allocate', found: `${n} elements`,
       });
     }
-    readExactly(this.fd, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), this.dataStart + entry.begin, this.path, name);
-    return hostTensor(entry.dtype, entry.shape, data);
+    const at = this.dataStart + entry.begin + first * ELEMENT_BYTES[entry.dtype];
+    readExactly(this.fd!, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), at, this.path, entry.name);
+    return data;
   }
 
   /** Safe to call more than once. */

@@ -1,5 +1,6 @@
 // Chooses what one step computes and lays it out as a StepBatch: decode tokens of running sequences
-// first (latency), then prompt chunks (chunked prefill), all within a per-step token budget.
+// first (latency), then prompt chunks (chunked prefill), all within a per-step token budget. Paused
+// requests (GenerationStream.pause(): a consumer applying backpressure) sit out until resumed.
 import type { StepBatch, StepSequence } from './contracts.js';
 import { slotOf } from './kv-cache.js';
 import type { Sequence } from './sequence.js';
@@ -16,14 +17,14 @@ export function planStep(running: readonly Sequence[], budget: number, blockSize
   const work: { seq: Sequence; count: number }[] = [];
   for (const seq of running) {
     if (budget === 0) break;
-    if (!seq.prefilling) {
+    if (!seq.prefilling && !seq.stream.paused) {
       work.push({ seq, count: 1 });
       budget--;
     }
   }
   for (const seq of running) {
     if (budget === 0) break;
-    if (seq.prefilling) {
+    if (seq.prefilling && !seq.stream.paused) {
       const count = Math.min(seq.promptLength - seq.cached, budget);
       work.push({ seq, count });
       budget -= count;

@@ -23,3 +23,16 @@ export function hostTensor(dtype: FloatDType, shape: readonly number[], data?: F
 export function shapeString(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`;
 }
+
+/** Indices [start, start + length) along `axis` (0 or 1) of a 1-D or 2-D tensor, in its stored dtype. */
+export function sliceTensor(t: HostTensor, axis: number, start: number, length: number): HostTensor {
+  if (axis === 0) {
+    const rowLen = t.shape.length === 2 ? t.shape[1] : 1;
+    const shape = t.shape.length === 2 ? [length, t.shape[1]] : [length];
+    return hostTensor(t.dtype, shape, t.data.slice(start * rowLen, (start + length) * rowLen));
+  }
+  const [rows, cols] = t.shape;
+  const out = hostTensor(t.dtype, [rows, length]);
+  for (let r = 0; r < rows; r++) out.data.set(t.data.subarray(r * cols + start, r * cols + start + length), r * length);
+  return out;
+}

@@ -25,6 +25,8 @@ export interface WeightFiles {
   has(name: string): boolean;
   info(name: string): StoredTensorInfo;
   read(name: string): HostTensor;
+  /** Only a slice along axis 0 or 1 of a 1-D/2-D tensor, reading only its bytes. */
+  readSlice(name: string, axis: number, start: number, length: number): HostTensor;
   close(): void;
 }
 
@@ -101,6 +103,10 @@ class LazyWeights implements WeightFiles {
 
   read(name: string): HostTensor {
     return this.shard(this.fileOf(name)).read(name);
+  }
+
+  readSlice(name: string, axis: number, start: number, length: number): HostTensor {
+    return this.shard(this.fileOf(name)).readSlice(name, axis, start, length);
   }
 
   close(): void {

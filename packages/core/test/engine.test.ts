@@ -209,4 +209,59 @@ test('without tokenizer files, token ids still run and text input fails clearly'
   }
 });
 
+test('sequences counts running and waiting requests', async () => {
+  const { e } = await engine({ autoStep: false, limits: { maxSequences: 1 } });
+  assert.equal(e.sequences, { running: 0, waiting: 0 });
+  e.generate({ inputIds: [1], maxTokens: 2, temperature: 0 });
+  e.generate({ inputIds: [2], maxTokens: 2, temperature: 0 });
+  assert.equal(e.sequences, { running: 0, waiting: 2 });
+  await e.step();
+  assert.equal(e.sequences, { running: 1, waiting: 1 });
+  while ((await e.step()).tokens > 0);
+  assert.equal(e.sequences, { running: 0, waiting: 0 });
+  await e.close();
+});
+
+test('a paused request sits out of the steps, keeps its blocks, and continues where it stopped', async () => {
+  const { e } = await engine({ autoStep: false });
+  const a = e.generate({ inputIds: [10], maxTokens: 4, temperature: 0 });
+  const b = e.generate({ inputIds: [20], maxTokens: 4, temperature: 0 });
+  await e.step(); // both prefill and sample their first token
+  a.pause();
+  assert.ok(a.paused);
+  while ((await e.step()).tokens > 0);
+  assert.equal((await b.result).tokens, [21, 22, 23, 24]);
+  assert.is(e.kvBlocks.free, e.kvBlocks.total - 1, 'A keeps its block while paused');
+  assert.is((await e.step()).tokens, 0, 'nothing runs while A is paused');
+  a.resume();
+  while ((await e.step()).tokens > 0);
+  assert.equal((await a.result).tokens, [11, 12, 13, 14]);
+  assert.is(e.kvBlocks.free, e.kvBlocks.total);
+  await e.close();
+});
+
+test('the step loop idles while every request is paused; resume and cancel wake it', async () => {
+  const { e, backend } = await engine();
+  const a = e.generate({ inputIds: [10], maxTokens: 50, temperature: 0 });
+  a.pause();
+  await new Promise((r) => setTimeout(r, 20));
+  const steps = backend.batches.length;
+  await new Promise((r) => setTimeout(r, 20));
+  assert.is(backend.batches.length, steps, 'no steps while paused');
+  const seen: number[] = [];
+  a.resume();
+  for await (const ev of a) {
+    seen.push(ev.token);
+    if (seen.length === 3) {
+      a.pause();
+      setTimeout(() => a.cancel(), 10);
+    }
+  }
+  const r = await a.result;
+  assert.is(r.finishReason, 'abort');
+  assert.ok(r.tokens.length < 50, `stopped early: ${r.tokens.length}`);
+  assert.is(e.kvBlocks.free, e.kvBlocks.total, 'cancel of a paused request frees its blocks');
+  await e.close();
+});
+
 test.run();

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  loadModel, ModelFormatError, openWeightFiles, SafetensorsError, UnsupportedModelError, writeSafetensors, type HostTensor, type ZinferError,
+  loadModel, ModelFormatError, openWeightFiles, SafetensorsError, sliceTensor, UnsupportedModelError, writeSafetensors, type HostTensor, type ZinferError,
 } from '../src/index.js';
 
 const FIXTURES = join(import.meta.dirname, '../../../fixtures/models');
@@ -44,6 +44,25 @@ test('every fixture architecture loads: graph built, every weight present with t
     assert.is(m.graph.values[m.graph.output].width, m.spec.vocabSize, arch);
     for (const name of m.weights.names()) assert.equal([...m.weights.get(name).shape], [...m.graph.weights.get(name)!.shape], `${arch} ${name}`);
     assert.ok(m.tokenizer, `${arch} has a tokenizer`);
+    m.weights.close();
+  }
+});
+
+test('weight slices read from the file equal slices of the whole tensor, for plain and transformed weights', async () => {
+  for (const [arch, names] of [
+    ['llama3', ['model.layers.0.self_attn.q_proj.weight', 'model.layers.1.mlp.down_proj.weight', 'model.norm.weight']],
+    ['gpt2', ['transformer.h.0.attn.k_proj.weight', 'transformer.h.1.mlp.c_proj.bias']],
+  ] as const) {
+    const m = await loadModel(join(FIXTURES, arch));
+    for (const name of names) {
+      const whole = m.weights.get(name);
+      for (let axis = 0; axis < whole.shape.length; axis++) {
+        const extent = whole.shape[axis];
+        const [start, length] = [Math.floor(extent / 4), Math.ceil(extent / 3)];
+        const slice = m.weights.getSlice(name, axis, start, length);
+        assert.equal(slice, sliceTensor(whole, axis, start, length), `${arch} ${name} axis ${axis}`);
+      }
+    }
     m.weights.close();
   }
 });

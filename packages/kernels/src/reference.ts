@@ -11,6 +11,7 @@ export function referenceBackend(): KernelBackend {
   return {
     name: 'reference',
     contractVersion: CONTRACT_VERSION,
+    factory: { module: '@zinfer/kernels/reference', exportName: 'referenceBackend' },
     async probe() {
       return { device: 'cpu', description: cpus()[0]?.model.trim() || 'host CPU', memoryBytes: totalmem() };
     },

@@ -1,2 +1,7 @@
 // @zinfer/parallel: tensor-slicing and pipeline parallelism, and the communicators under them.
 export { createShmGroup, shmCommunicator, type ShmGroup } from './shm-communicator.js';
+export { pipelineParallel, tensorParallel, type PipelineParallelOptions, type TensorParallelOptions } from './strategies.js';
+export { planTensorParallel } from './tensor-parallel/plan.js';
+export { planPipeline } from './pipeline-parallel/plan.js';
+export { ShardedWeights } from './tensor-parallel/sharded-weights.js';
+export { splitBatch } from './launch/micro-batches.js';

@@ -20,7 +20,9 @@ export interface ShmGroup {
 
 const COUNT = 0;
 const GENERATION = 1;
-const HEADER = 2;
+/** Set by close() on any rank: every rank's pending and later collectives fail at once. */
+const CLOSED = 2;
+const HEADER = 3;
 
 export function createShmGroup(size: number, opts: { slotBytes?: number; timeoutMs?: number } = {}): ShmGroup {
   if (!Number.isInteger(size) || size < 1) throw new RangeError(`group size must be a positive integer, found ${size}`);
@@ -45,7 +47,6 @@ class ShmCommunicator implements Communicator {
   private readonly ctl: Int32Array;
   private readonly slots: Float32Array;
   private readonly mail: Float32Array;
-  private closed = false;
 
   constructor(private readonly group: ShmGroup, readonly rank: number) {
     if (!Number.isInteger(rank) || rank < 0 || rank >= group.size) throw new RangeError(`rank ${rank} outside group of ${group.size}`);
@@ -121,13 +122,19 @@ class ShmCommunicator implements Communicator {
     Atomics.notify(this.ctl, flag);
   }
 
+  /** Closes the whole group: a failed or disposed rank must not leave its peers waiting. */
   async close(): Promise<void> {
-    this.closed = true;
+    Atomics.store(this.ctl, CLOSED, 1);
+    for (let i = 0; i < this.ctl.length; i++) Atomics.notify(this.ctl, i);
+  }
+
+  private get closed(): boolean {
+    return Atomics.load(this.ctl, CLOSED) === 1;
   }
 
   /** A generation barrier: the last rank to arrive resets the count and bumps the generation. */
   private async barrier(): Promise<void> {
-    if (this.closed) throw new BackendError(`communicator of rank ${this.rank} is closed`);
+    if (this.closed) throw new BackendError(`the communicator group of rank ${this.rank} is closed (a rank failed or the program was disposed)`);
     const generation = Atomics.load(this.ctl, GENERATION);
     if (Atomics.add(this.ctl, COUNT, 1) === this.size - 1) {
       Atomics.store(this.ctl, COUNT, 0);
@@ -154,7 +161,7 @@ class ShmCommunicator implements Communicator {
     const deadline = Date.now() + this.group.timeoutMs;
     try {
       while (busy(now)) {
-        if (this.closed) throw new BackendError(`communicator of rank ${this.rank} was closed while waiting for ${what}`);
+        if (this.closed) throw new BackendError(`the communicator group was closed while rank ${this.rank} waited for ${what} (a rank failed or the program was disposed)`);
         if (Date.now() > deadline) throw new BackendError(`rank ${this.rank} waited ${this.group.timeoutMs} ms for ${what}: a peer rank died or hung`);
         const w = Atomics.waitAsync(this.ctl, index, now, 250);
         if (w.async) await w.value;

@@ -1,4 +1,4 @@
-import { BackendError, shapeString, type CompileOptions, type Graph, type HostTensor, type WeightName, type WeightSource } from '@zinfer/core';
+import { BackendError, COLLECTIVE_KINDS, shapeString, type CompileOptions, type Graph, type HostTensor, type WeightName, type WeightSource } from '@zinfer/core';
 import { KvCache } from './kv-cache.js';
 import { ReferenceProgram } from './program.js';
 import { supports } from './supports.js';
@@ -6,8 +6,12 @@ import { supports } from './supports.js';
 /** Loads and checks every weight, checks every node, allocates the KV cache. */
 export async function compileReference(graph: Graph, source: WeightSource, options: CompileOptions): Promise<ReferenceProgram> {
   checkNodes(graph);
+  for (const n of graph.nodes.filter((n) => COLLECTIVE_KINDS.includes(n.op))) {
+    const field = n.op === 'send' || n.op === 'recv' ? 'pipeline' : 'communicator';
+    if (!options[field]) throw new BackendError(`the graph has a ${n.op} node but no ${field} was given`, { field, expected: 'a Communicator from a parallel plan', found: 'none' });
+  }
   const weights = loadWeights(graph, source);
-  return new ReferenceProgram(graph, weights, new KvCache(graph.kv, options.kvCache));
+  return new ReferenceProgram(graph, weights, new KvCache(graph.kv, options.kvCache), options.communicator ?? null, options.pipeline ?? null);
 }
 
 function checkNodes(graph: Graph): void {

@@ -1,4 +1,4 @@
-import { BackendError, type Graph, type HostTensor, type OpNode, type Program, type StepBatch, type ValueId, type WeightName } from '@zinfer/core';
+import { BackendError, type Communicator, type Graph, type HostTensor, type OpNode, type Program, type StepBatch, type ValueId, type WeightName } from '@zinfer/core';
 import { activation } from './activations.js';
 import { attention } from './attention.js';
 import { validateBatch } from './batch.js';
@@ -16,7 +16,13 @@ export class ReferenceProgram implements Program {
   private state: { weights: ReadonlyMap<WeightName, HostTensor>; cache: KvCache } | null;
   private readonly hasAttention: boolean;
 
-  constructor(private readonly graph: Graph, weights: ReadonlyMap<WeightName, HostTensor>, cache: KvCache) {
+  constructor(
+    private readonly graph: Graph,
+    weights: ReadonlyMap<WeightName, HostTensor>,
+    cache: KvCache,
+    private readonly comm: Communicator | null = null,
+    private readonly pipeline: Communicator | null = null,
+  ) {
     this.state = { weights, cache };
     this.hasAttention = graph.nodes.some((n) => n.op === 'attention');
   }
@@ -30,13 +36,43 @@ export class ReferenceProgram implements Program {
     values[graph.inputs.tokenIds] = batch.tokenIds;
     values[graph.inputs.positions] = batch.positions;
     for (const node of graph.nodes) {
-      const out = this.exec(node, values, batch, state.weights, state.cache);
+      const out = isCommunication(node) ? await this.communicate(node, values, batch) : this.exec(node, values, batch, state.weights, state.cache);
       const info = graph.values[node.output];
       const rows = info.rows === 'selected' ? batch.selectedRows.length : batch.tokenIds.length;
       if (out.length !== rows * info.width) throw new BackendError(`${node.op} produced ${out.length} elements for value ${node.output}, expected ${rows}×${info.width}`);
       values[node.output] = out;
     }
     return floatValue(values, graph.output);
+  }
+
+  /** Collectives and pipeline transfers: every rank reaches the same node in the same step, so calls pair up. */
+  private async communicate(node: OpNode<CommunicationOp>, values: Value[], batch: StepBatch): Promise<Float32Array> {
+    if (node.op === 'recv') {
+      const out = new Float32Array(batch.tokenIds.length * node.attrs.width); // [rows, width]
+      await this.pipeline!.recv(out, node.attrs.peer);
+      return out;
+    }
+    const x = floatValue(values, node.inputs.x);
+    if (node.op === 'send') {
+      await this.pipeline!.send(x, node.attrs.peer);
+      return x;
+    }
+    const comm = this.comm!; // compile refuses collective graphs without one
+    if (node.op === 'allReduce') {
+      const out = x.slice();
+      await comm.allReduce(out);
+      return out;
+    }
+    const ranks = node.attrs.ranks;
+    const width = this.graph.values[node.inputs.x].width;
+    const rows = x.length / width;
+    const flat = new Float32Array(x.length * ranks); // [ranks, rows, width] as the communicator gathers it
+    await comm.allGather(x, flat);
+    const out = new Float32Array(flat.length); // [rows, ranks * width]
+    for (let r = 0; r < ranks; r++) {
+      for (let i = 0; i < rows; i++) out.set(flat.subarray((r * rows + i) * width, (r * rows + i + 1) * width), (i * ranks + r) * width);
+    }
+    return out;
   }
 
   async dispose(): Promise<void> {
@@ -48,8 +84,8 @@ export class ReferenceProgram implements Program {
     const w = (name: WeightName) => weights.get(name)!; // compile loaded every graph weight
     switch (node.op) {
       case 'embedding': {
-        const { table, offset, scale } = node.attrs;
-        return embedding(intValue(values, node.inputs.ids), w(table), table, offset, scale);
+        const { table, offset, scale, vocabShardStart } = node.attrs;
+        return embedding(intValue(values, node.inputs.ids), w(table), table, offset, scale, vocabShardStart);
       }
       case 'linear': {
         const x = f(node.inputs.x);
@@ -76,6 +112,12 @@ export class ReferenceProgram implements Program {
         throw new BackendError(`reference backend has no op ${(node as OpNode).op}`);
     }
   }
+}
+
+type CommunicationOp = 'allReduce' | 'allGather' | 'send' | 'recv';
+
+function isCommunication(node: OpNode): node is OpNode<CommunicationOp> {
+  return node.op === 'allReduce' || node.op === 'allGather' || node.op === 'send' || node.op === 'recv';
 }
 
 function floatValue(values: Value[], id: ValueId): Float32Array {

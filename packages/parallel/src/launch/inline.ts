@@ -1,0 +1,38 @@
+// Ranks that share this thread: every rank's program is compiled here, and each step every rank runs
+// its micro-batches in order, all ranks at once (their communication is async, so they interleave).
+// For tests and for backends that bring their own threads; the default runs ranks in worker threads.
+import type { LaunchArgs, Program, StepBatch } from '@zinfer/core';
+import { ShardedWeights } from '../tensor-parallel/sharded-weights.js';
+import { closeGroups, createGridGroups, outputRank, rankCommunicators } from './groups.js';
+import { concat, splitBatch } from './micro-batches.js';
+
+export async function launchInline(args: LaunchArgs, microBatches: (batch: StepBatch) => number): Promise<Program> {
+  const { plan, backend, weights, kvCache } = args;
+  const groups = createGridGroups(plan);
+  const programs: Program[] = [];
+  for (const [r, rank] of plan.ranks.entries()) {
+    const source = new ShardedWeights(weights, rank.shards, [...rank.graph.weights.keys()]);
+    programs.push(await backend.compile(rank.graph, source, { kvCache, ...rankCommunicators(groups, r) }));
+  }
+  const out = outputRank(plan);
+  return {
+    async run(batch) {
+      const parts = splitBatch(batch, microBatches(batch));
+      try {
+        const outs = await Promise.all(programs.map(async (p) => {
+          const results: Float32Array[] = [];
+          for (const mb of parts) results.push(await p.run(mb));
+          return results;
+        }));
+        return concat(outs[out]);
+      } catch (e) {
+        await closeGroups(groups); // the other ranks would wait for the failed one forever
+        throw e;
+      }
+    },
+    async dispose() {
+      await closeGroups(groups);
+      await Promise.all(programs.map((p) => p.dispose()));
+    },
+  };
+}

@@ -1,0 +1,58 @@
+// The parallel strategies: tensorParallel (slicing), pipelineParallel (stages, optionally each sliced).
+// plan() is pure; launch() starts the ranks.
+import { CONTRACT_VERSION, ConfigError, type Graph, type LaunchArgs, type ParallelPlan, type ParallelStrategy, type StepBatch } from '@zinfer/core';
+import { launchInline } from './launch/inline.js';
+import { launchWorkers } from './launch/workers.js';
+import { planPipeline } from './pipeline-parallel/plan.js';
+import { planTensorParallel } from './tensor-parallel/plan.js';
+
+export interface TensorParallelOptions {
+  /** Number of ranks (devices) the model is sliced over. */
+  size: number;
+  /** 'workers' (default): one worker thread per rank, each with its own backend; 'inline': all ranks on this thread. */
+  ranks?: 'workers' | 'inline';
+}
+
+export interface PipelineParallelOptions {
+  /** Number of pipeline stages (contiguous groups of layers). */
+  stages: number;
+  /** Tensor slicing inside each stage (default 1). */
+  tensorSize?: number;
+  ranks?: 'workers' | 'inline';
+  /**
+   * The hybrid schedule: micro-batches per step while prompts are processed (more, smaller ones keep the
+   * stages busy on long inputs) and for decode-only steps (fewer, larger ones). Defaults: 2 × stages, stages.
+   */
+  promptMicroBatches?: number;
+  decodeMicroBatches?: number;
+}
+
+export type Strategy = ParallelStrategy & { contractVersion: number };
+
+export function tensorParallel(opts: TensorParallelOptions): Strategy {
+  return gridStrategy(`tensor-parallel(${opts.size})`, 1, opts.size, opts.ranks, () => 1);
+}
+
+export function pipelineParallel(opts: PipelineParallelOptions): Strategy {
+  const tp = opts.tensorSize ?? 1;
+  const prompt = opts.promptMicroBatches ?? 2 * opts.stages;
+  const decode = opts.decodeMicroBatches ?? opts.stages;
+  for (const [field, n] of [['promptMicroBatches', prompt], ['decodeMicroBatches', decode]] as const) {
+    if (!Number.isInteger(n) || n < 1) throw new ConfigError('invalid micro-batch count', { field: `parallel.${field}`, expected: 'a positive integer', found: String(n) });
+  }
+  const microBatches = (b: StepBatch) => (b.sequences.some((s) => s.queryLength > 1) ? prompt : decode);
+  return gridStrategy(`pipeline-parallel(${opts.stages}${tp > 1 ? ` × tp ${tp}` : ''})`, opts.stages, tp, opts.ranks, microBatches);
+}
+
+function gridStrategy(name: string, stages: number, tp: number, mode: 'workers' | 'inline' = 'workers', microBatches: (b: StepBatch) => number): Strategy {
+  return {
+    name,
+    contractVersion: CONTRACT_VERSION,
+    ranks: stages * tp,
+    plan: (graph: Graph): ParallelPlan => {
+      const ranks = planPipeline(graph, stages).flatMap((stage) => planTensorParallel(stage, tp).ranks);
+      return { ranks, stages };
+    },
+    launch: (args: LaunchArgs) => (mode === 'inline' || stages * tp === 1 ? launchInline(args, microBatches) : launchWorkers(args, microBatches)),
+  };
+}

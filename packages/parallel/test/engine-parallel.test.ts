@@ -1,0 +1,62 @@
+// Parallel runs through createEngine, as users run them: every fixture architecture at tp ∈ {1, 2, 4},
+// pp ∈ {2} and tp 2 × pp 2 gives the single-device greedy tokens exactly and prompt logits within 1e-4.
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createEngine, type ParallelStrategy } from '@zinfer/core';
+import { referenceBackend } from '@zinfer/kernels/reference';
+import { pipelineParallel, tensorParallel } from '../src/index.js';
+
+const FIXTURES = join(import.meta.dirname, '../../../fixtures/models');
+const ARCHS = readdirSync(FIXTURES).filter((d) => statSync(join(FIXTURES, d)).isDirectory());
+
+async function run(dir: string, ids: number[], parallel?: ParallelStrategy) {
+  const engine = await createEngine({ model: dir, backend: referenceBackend(), parallel });
+  try {
+    return await engine.generate({ inputIds: ids, maxTokens: 12, temperature: 0, ignoreEos: true, promptLogits: true }).result;
+  } finally {
+    await engine.close();
+  }
+}
+
+for (const arch of ARCHS) {
+  test(`${arch}: tp 1, 2, 4, pp 2 and tp 2 × pp 2 give the plain run's tokens and logits`, async () => {
+    const dir = join(FIXTURES, arch);
+    const ids = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).input_ids as number[];
+    const base = await run(dir, ids);
+    const strategies = [
+      ...[1, 2, 4].map((size) => tensorParallel({ size, ranks: 'inline' })),
+      pipelineParallel({ stages: 2, ranks: 'inline' }),
+      pipelineParallel({ stages: 2, tensorSize: 2, ranks: 'inline' }),
+    ];
+    for (const strategy of strategies) {
+      const r = await run(dir, ids, strategy);
+      assert.equal(r.tokens, base.tokens, `${arch} ${strategy.name} tokens`);
+      let d = 0;
+      r.promptLogits!.forEach((row, p) => row.forEach((x, i) => (d = Math.max(d, Math.abs(x - base.promptLogits![p][i])))));
+      assert.ok(d <= 1e-4, `${arch} ${strategy.name}: logits differ by ${d}`);
+    }
+  });
+}
+
+for (const [name, parallel] of [
+  ['tp 2', () => tensorParallel({ size: 2 })],
+  ['pp 2 with micro-batches', () => pipelineParallel({ stages: 2, promptMicroBatches: 3, decodeMicroBatches: 2 })],
+  ['tp 2 × pp 2', () => pipelineParallel({ stages: 2, tensorSize: 2 })],
+] as const) {
+  test(`worker-thread ranks, ${name}: several requests batched together get their own tokens`, async () => {
+    const dir = join(FIXTURES, 'mistral');
+    const ids = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).input_ids as number[];
+    const engine = await createEngine({ model: dir, backend: referenceBackend(), parallel: parallel() });
+    try {
+      const prompts = [ids, ids.slice(3, 15), ids.slice(5), ids.slice(1, 6)];
+      const together = await Promise.all(prompts.map((p) => engine.generate({ inputIds: p, maxTokens: 10, temperature: 0, ignoreEos: true }).result));
+      for (const [i, p] of prompts.entries()) assert.equal(together[i].tokens, (await run(dir, p)).tokens.slice(0, 10), `prompt ${i}`);
+    } finally {
+      await engine.close();
+    }
+  });
+}
+
+test.run();
