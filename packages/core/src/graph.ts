@@ -103,6 +103,28 @@ export class GraphBuilder {
     return this.node('gatherRows', { x }, {}, this.value('float', this.width(x), 'selected'));
   }
 
+  moeRouter(x: ValueId, weight: WeightName, topK: number, normalize: boolean): ValueId {
+    const [experts] = this.weight(weight, 2);
+    this.expectShape(weight, [experts, this.width(x)]);
+    return this.node('moeRouter', { x }, { weight, experts, topK, normalize }, this.value('float', 2 * topK, this.rowsOf(x)));
+  }
+
+  moeExperts(x: ValueId, routing: ValueId, attrs: OpSignatures['moeExperts']['attrs']): ValueId {
+    this.expectWidth(routing, 2 * attrs.topK, 'moeExperts routing');
+    for (const e of attrs.experts) {
+      const [inter] = this.weight(e.gate, 2);
+      this.expectShape(e.gate, [inter, this.width(x)]);
+      this.expectShape(e.up, [inter, this.width(x)]);
+      this.expectShape(e.down, [this.width(x), inter]);
+    }
+    return this.node('moeExperts', { x, routing }, attrs, this.like(x));
+  }
+
+  sigmoidGate(x: ValueId, gate: ValueId): ValueId {
+    this.expectWidth(gate, 1, 'sigmoidGate gate');
+    return this.node('sigmoidGate', { x, gate }, {}, this.like(x));
+  }
+
   allReduce(x: ValueId): ValueId {
     return this.node('allReduce', { x }, {}, this.like(x));
   }

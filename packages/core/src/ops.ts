@@ -53,6 +53,23 @@ export interface OpSignatures {
   };
   /** Selects the step's logit rows (the last token of each sequence, or every prompt row when asked). */
   gatherRows: { inputs: { x: ValueId }; attrs: Record<string, never> };
+  /**
+   * Mixture-of-Experts routing: router logits x · weightᵀ ([rows, experts]), softmax, the topK most
+   * probable experts (ties to the lower index), their probabilities renormalized to sum 1 when
+   * `normalize`. Output [rows, 2 × topK]: topK expert ids (as floats), then their weights.
+   */
+  moeRouter: { inputs: { x: ValueId }; attrs: { weight: WeightName; experts: number; topK: number; normalize: boolean } };
+  /**
+   * The routed experts: out[r] = Σ_k weight_k · down_e(fn(gate_e · x[r]) ⊙ (up_e · x[r])) over the routed
+   * experts e = id_k that this program holds (`experts` lists them with their global ids; under expert
+   * parallelism each rank holds some, and an allReduce sums the ranks' parts).
+   */
+  moeExperts: {
+    inputs: { x: ValueId; routing: ValueId };
+    attrs: { topK: number; fn: ActivationFn; experts: readonly { id: number; gate: WeightName; up: WeightName; down: WeightName }[] };
+  };
+  /** out[r] = x[r] × sigmoid(gate[r]) for gate [rows, 1] (Qwen2-MoE's gated shared expert). */
+  sigmoidGate: { inputs: { x: ValueId; gate: ValueId }; attrs: Record<string, never> };
   /** Sum of x over the ranks of the program's communicator (tensor parallelism); width unchanged. */
   allReduce: { inputs: { x: ValueId }; attrs: Record<string, never> };
   /** Concatenation along the width of every rank's x, in rank order: [rows, w] → [rows, w × ranks]. */
@@ -73,6 +90,9 @@ export type OpNode<K extends OpKind = OpKind> = {
 export const OP_KINDS: readonly OpKind[] = [
   'embedding', 'linear', 'layerNorm', 'rmsNorm', 'add', 'activation', 'gatedActivation', 'rotary', 'attention', 'gatherRows',
 ];
+
+/** The Mixture-of-Experts ops (the MoE issue); backends list them in supports() when they implement them. */
+export const MOE_KINDS: readonly OpKind[] = ['moeRouter', 'moeExperts', 'sigmoidGate'];
 
 /**
  * The communication ops parallel plans insert: collectives run through CompileOptions.communicator,

@@ -29,6 +29,7 @@ export { erf } from './reference/erf.js';
 export { KvCache } from './reference/kv-cache.js';
 export { linear } from './reference/linear.js';
 export { layerNorm, rmsNorm } from './reference/norms.js';
+export { moeExperts, moeRouter, sigmoidGate, type ExpertWeights } from './reference/moe.js';
 export { rotary } from './reference/rotary.js';
 export { add, gatherRows } from './reference/rows.js';
 export { F16_TO_F32, WeightRows, weightVector } from './reference/weights.js';

@@ -1,3 +1,3 @@
-// @zinfer/moe: Mixture-of-Experts gating, ExpertPlacement plugins and expert-parallel dispatch.
-// Nothing is exported yet; the contract lives in @zinfer/core (contracts.ts).
-export {};
+// @zinfer/moe: Mixture-of-Experts expert placement and expert parallelism.
+export { contiguousPlacement, loadAwarePlacement, roundRobinPlacement } from './placements.js';
+export { expertParallel, planExpertParallel, type ExpertParallelOptions } from './expert-parallel.js';

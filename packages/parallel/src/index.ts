@@ -5,3 +5,4 @@ export { planTensorParallel } from './tensor-parallel/plan.js';
 export { planPipeline } from './pipeline-parallel/plan.js';
 export { ShardedWeights } from './tensor-parallel/sharded-weights.js';
 export { splitBatch } from './launch/micro-batches.js';
+export { launchPlan, type LaunchOptions } from './launch.js';

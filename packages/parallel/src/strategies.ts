@@ -1,8 +1,7 @@
 // The parallel strategies: tensorParallel (slicing), pipelineParallel (stages, optionally each sliced).
 // plan() is pure; launch() starts the ranks.
 import { CONTRACT_VERSION, ConfigError, type Graph, type LaunchArgs, type ParallelPlan, type ParallelStrategy, type StepBatch } from '@zinfer/core';
-import { launchInline } from './launch/inline.js';
-import { launchWorkers } from './launch/workers.js';
+import { launchPlan } from './launch.js';
 import { planPipeline } from './pipeline-parallel/plan.js';
 import { planTensorParallel } from './tensor-parallel/plan.js';
 
@@ -53,6 +52,6 @@ function gridStrategy(name: string, stages: number, tp: number, mode: 'workers' 
       const ranks = planPipeline(graph, stages).flatMap((stage) => planTensorParallel(stage, tp).ranks);
       return { ranks, stages };
     },
-    launch: (args: LaunchArgs) => (mode === 'inline' || stages * tp === 1 ? launchInline(args, microBatches) : launchWorkers(args, microBatches)),
+    launch: (args: LaunchArgs) => launchPlan(args, { ranks: mode, microBatches }),
   };
 }

@@ -40,6 +40,18 @@ for (const arch of ARCHS) {
   });
 }
 
+test('Mixture-of-Experts models under tp 2, pp 2 and tp 2 × pp 2 give the plain run\'s tokens', async () => {
+  for (const arch of ['mixtral', 'qwen2-moe']) {
+    const dir = join(import.meta.dirname, '../../../fixtures/moe', arch);
+    const ids = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).input_ids as number[];
+    const base = await run(dir, ids);
+    for (const strategy of [tensorParallel({ size: 2, ranks: 'inline' }), pipelineParallel({ stages: 2, ranks: 'inline' }), pipelineParallel({ stages: 2, tensorSize: 2, ranks: 'inline' })]) {
+      const r = await run(dir, ids, strategy);
+      assert.equal(r.tokens, base.tokens, `${arch} ${strategy.name}`);
+    }
+  }
+});
+
 for (const [name, parallel] of [
   ['tp 2', () => tensorParallel({ size: 2 })],
   ['pp 2 with micro-batches', () => pipelineParallel({ stages: 2, promptMicroBatches: 3, decodeMicroBatches: 2 })],

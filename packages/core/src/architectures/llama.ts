@@ -1,11 +1,13 @@
-// Llama 2/3, Mistral, Qwen2 and Qwen3: pre-norm RMSNorm decoders with rotary attention (GQA) and a gated
-// MLP. They differ in flags read from config.json: q/k/v bias (Qwen2), per-head q/k RMSNorm (Qwen3),
-// head_dim ≠ hidden/heads (Qwen3), sliding-window layers (Mistral), tied embeddings (Llama 3.2, Qwen3).
+// Llama 2/3, Mistral, Qwen2 and Qwen3 (and the MoE members Mixtral and Qwen2-MoE): pre-norm RMSNorm
+// decoders with rotary attention (GQA) and a gated MLP. They differ in flags read from config.json: q/k/v
+// bias (Qwen2), per-head q/k RMSNorm (Qwen3), head_dim ≠ hidden/heads (Qwen3), sliding-window layers
+// (Mistral), tied embeddings (Llama 3.2, Qwen3), a routed mixture of MLPs (Mixtral, Qwen2-MoE).
 import type { GraphBuilder } from '../graph.js';
 import type { ConfigReader } from '../model-config.js';
 import type { ActivationFn, ValueId } from '../ops.js';
 import { readRope, rotaryAttrs } from '../rope.js';
 import { readActivation } from './activations.js';
+import { moeBlock, moeWeights, readMoe } from './moe.js';
 import { modelSpec, type Architecture, type ModelDescription, type WeightRecipe } from './types.js';
 
 interface LlamaOptions {
@@ -20,6 +22,8 @@ const FAMILY: Record<string, (cfg: ConfigReader) => LlamaOptions> = {
   mistral: () => ({ qkvBias: false, outBias: false, mlpBias: false, qkNorm: false }),
   qwen2: () => ({ qkvBias: true, outBias: false, mlpBias: false, qkNorm: false }),
   qwen3: (cfg) => ({ qkvBias: cfg.bool('attention_bias', false), outBias: cfg.bool('attention_bias', false), mlpBias: false, qkNorm: true }),
+  mixtral: () => ({ qkvBias: false, outBias: false, mlpBias: false, qkNorm: false }),
+  qwen2_moe: (cfg) => ({ qkvBias: cfg.bool('qkv_bias', true), outBias: false, mlpBias: false, qkNorm: false }),
 };
 
 export const llamaFamily: Architecture = {
@@ -39,6 +43,8 @@ export const llamaFamily: Architecture = {
     const act = readActivation(cfg, 'hidden_act', 'silu');
     const rotary = rotaryAttrs(readRope(cfg), heads, headDim);
     const windows = slidingWindows(cfg, modelType, layers);
+    const moe = readMoe(cfg, modelType, layers);
+    const sparse = (l: number) => moe !== null && moe.sparse(l);
     if (heads % kvHeads !== 0) cfg.fail('num_key_value_heads', `a divisor of num_attention_heads (${heads})`, kvHeads);
 
     const w: WeightRecipe[] = [];
@@ -57,6 +63,10 @@ export const llamaFamily: Architecture = {
       if (opts.qkNorm) {
         add(p + 'self_attn.q_norm.weight', [headDim]);
         add(p + 'self_attn.k_norm.weight', [headDim]);
+      }
+      if (sparse(l)) {
+        w.push(...moeWeights(moe!, p, hidden));
+        continue;
       }
       add(p + 'mlp.gate_proj.weight', [inter, hidden]);
       add(p + 'mlp.up_proj.weight', [inter, hidden]);
@@ -83,7 +93,8 @@ export const llamaFamily: Architecture = {
         k = b.rotary(k, { ...rotary, heads: kvHeads });
         const a = b.attention(q, k, v, { layer: l, heads, kvHeads, headDim, scale: 1 / Math.sqrt(headDim), slidingWindow: windows[l] });
         x = b.add(x, b.linear(a, p + 'self_attn.o_proj.weight', bias(opts.outBias, p + 'self_attn.o_proj.bias')));
-        x = b.add(x, gatedMlp(b, b.rmsNorm(x, p + 'post_attention_layernorm.weight', eps), p + 'mlp.', act, opts.mlpBias));
+        const h2 = b.rmsNorm(x, p + 'post_attention_layernorm.weight', eps);
+        x = b.add(x, sparse(l) ? moeBlock(b, h2, moe!, p, act) : gatedMlp(b, h2, p + 'mlp.', act, opts.mlpBias));
       }
       const last = b.rmsNorm(b.gatherRows(x), 'model.norm.weight', eps);
       return b.linear(last, tied ? 'model.embed_tokens.weight' : 'lm_head.weight'); // [rows, vocab]
@@ -102,7 +113,7 @@ export const llamaFamily: Architecture = {
   },
 };
 
-/** The feed-forward block; the MoE issue replaces this per layer with a routed mixture of these. */
+/** The dense feed-forward block (MoE layers route each token through a few of these: see moe.ts). */
 export function gatedMlp(b: GraphBuilder, h: ValueId, prefix: string, act: ActivationFn, withBias: boolean): ValueId {
   const bias = (n: string) => (withBias ? `${prefix}${n}_proj.bias` : null);
   const gate = b.linear(h, prefix + 'gate_proj.weight', bias('gate')); // [T, intermediate]
@@ -113,7 +124,8 @@ export function gatedMlp(b: GraphBuilder, h: ValueId, prefix: string, act: Activ
 /** Sliding window per layer: transformers-5 `layer_types`, else Mistral's global `sliding_window`. */
 function slidingWindows(cfg: ConfigReader, modelType: string, layers: number): (number | null)[] {
   const types = cfg.raw.layer_types;
-  const window = cfg.has('sliding_window') ? cfg.positiveInt('sliding_window') : null;
+  // Some configs write sliding_window 0 (or leave a size) while the window is off: only a positive size counts.
+  const window = cfg.has('sliding_window') && cfg.int('sliding_window') > 0 ? cfg.int('sliding_window') : null;
   if (Array.isArray(types)) {
     if (types.length !== layers) cfg.fail('layer_types', `${layers} entries`, types);
     return types.map((t) => {

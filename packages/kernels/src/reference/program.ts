@@ -5,6 +5,7 @@ import { validateBatch } from './batch.js';
 import { embedding } from './embedding.js';
 import type { KvCache } from './kv-cache.js';
 import { linear } from './linear.js';
+import { moeExperts, moeRouter, sigmoidGate } from './moe.js';
 import { layerNorm, rmsNorm } from './norms.js';
 import { rotary } from './rotary.js';
 import { add, gatherRows } from './rows.js';
@@ -106,6 +107,18 @@ export class ReferenceProgram implements Program {
         return rotary(f(node.inputs.x), intValue(values, node.inputs.positions), node.attrs);
       case 'attention':
         return attention(f(node.inputs.q), f(node.inputs.k), f(node.inputs.v), node.attrs, cache, batch);
+      case 'moeRouter': {
+        const x = f(node.inputs.x);
+        const { weight, topK, normalize } = node.attrs;
+        return moeRouter(x, x.length / this.graph.values[node.inputs.x].width, w(weight), topK, normalize);
+      }
+      case 'moeExperts': {
+        const x = f(node.inputs.x);
+        const experts = node.attrs.experts.map((e) => ({ id: e.id, gate: w(e.gate), up: w(e.up), down: w(e.down) }));
+        return moeExperts(x, x.length / this.graph.values[node.inputs.x].width, f(node.inputs.routing), node.attrs.topK, node.attrs.fn, experts);
+      }
+      case 'sigmoidGate':
+        return sigmoidGate(f(node.inputs.x), f(node.inputs.gate));
       case 'gatherRows':
         return gatherRows(f(node.inputs.x), this.graph.values[node.inputs.x].width, batch.selectedRows);
       default:

@@ -1,4 +1,4 @@
-import { COLLECTIVE_KINDS, OP_KINDS, type OpNode } from '@zinfer/core';
+import { COLLECTIVE_KINDS, MOE_KINDS, OP_KINDS, type OpNode } from '@zinfer/core';
 import { ACTIVATION_FNS } from './activations.js';
 
 /**
@@ -7,7 +7,7 @@ import { ACTIVATION_FNS } from './activations.js';
  */
 export function supports(node: OpNode): boolean {
   if (COLLECTIVE_KINDS.includes(node.op)) return true;
-  if (!OP_KINDS.includes(node.op)) return false;
-  if (node.op === 'activation' || node.op === 'gatedActivation') return ACTIVATION_FNS.includes(node.attrs.fn);
+  if (!OP_KINDS.includes(node.op) && !MOE_KINDS.includes(node.op)) return false;
+  if (node.op === 'activation' || node.op === 'gatedActivation' || node.op === 'moeExperts') return ACTIVATION_FNS.includes(node.attrs.fn);
   return true;
 }

@@ -117,6 +117,10 @@ export function weightsOf(n: OpNode): WeightName[] {
       return [n.attrs.weight, n.attrs.bias];
     case 'rmsNorm':
       return [n.attrs.weight];
+    case 'moeRouter':
+      return [n.attrs.weight];
+    case 'moeExperts':
+      return n.attrs.experts.flatMap((e) => [e.gate, e.up, e.down]);
     default:
       return [];
   }

@@ -3,6 +3,7 @@
 // followed by one all-reduce, a vocab-parallel token embedding (all-reduced) and LM head (all-gathered).
 // GQA models with fewer KV heads than ranks replicate each KV head over the ranks that need it.
 import { ConfigError, type Graph, type OpNode, type ParallelPlan, type ValueId, type ValueInfo, type WeightInfo, type WeightName, type WeightShard } from '@zinfer/core';
+import { weightsOf } from '../pipeline-parallel/plan.js';
 import { linearRoles, type LinearRole } from './roles.js';
 
 /** How a value is held on a rank: whole, a column range of it, or a partial sum awaiting an all-reduce. */
@@ -96,6 +97,18 @@ class RankPlanner {
       case 'gatherRows': {
         const [x, layout] = get(n.inputs.x);
         return this.keep(n, { x }, n.attrs, this.widthOf(x), layout);
+      }
+      case 'moeRouter':
+      case 'moeExperts':
+      case 'sigmoidGate': {
+        // Under tensor slicing the MoE block runs whole on every rank (expert parallelism splits it instead).
+        const inputs = Object.fromEntries(Object.entries(n.inputs as Record<string, ValueId>).map(([k, v]) => {
+          const [id, layout] = get(v);
+          if (layout.kind !== 'whole') throw new Error(`tensor slicing: ${n.op} of a split value (plan bug)`);
+          return [k, id];
+        }));
+        for (const w of weightsOf(n)) this.useWeight(w);
+        return this.keep(n, inputs, n.attrs, this.graph.values[n.output].width);
       }
       case 'recv': {
         // A pipeline stage's incoming residual stream: every tensor rank of the stage receives it whole.
