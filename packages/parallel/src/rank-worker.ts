@@ -36,30 +36,38 @@ const fail = (id: number, e: unknown) => {
   port.postMessage({ type: 'error', id, error: { name: err.name, code: err.code, message: err.message } } satisfies RankReply);
 };
 
-let program: Program;
-try {
+// No top-level await: the package also builds to CommonJS.
+void main();
+
+async function main(): Promise<void> {
+  let program: Program;
+  try {
+    program = await compile();
+  } catch (e) {
+    fail(-1, e);
+    await closeAll();
+    process.exit(1);
+  }
+  port.postMessage({ type: 'ready' } satisfies RankReply);
+  let queue: Promise<void> = Promise.resolve();
+  port.on('message', (m: RankRequest) => {
+    queue = queue.then(() => handle(program, m));
+  });
+}
+
+async function compile(): Promise<Program> {
   const mod = (await import(init.factory.module)) as Record<string, (o?: unknown) => KernelBackend>;
   const backend = mod[init.factory.exportName](init.factory.options);
   const model = await loadModel(init.model.dir, { dtype: init.model.dtype });
   try {
     const source = new ShardedWeights(model.weights, init.shards, [...init.graph.weights.keys()]);
-    program = await backend.compile(init.graph, source, { kvCache: init.kvCache, ...comms });
+    return await backend.compile(init.graph, source, { kvCache: init.kvCache, ...comms });
   } finally {
     model.weights.close();
   }
-  port.postMessage({ type: 'ready' } satisfies RankReply);
-} catch (e) {
-  fail(-1, e);
-  await closeAll();
-  process.exit(1);
 }
 
-let queue: Promise<void> = Promise.resolve();
-port.on('message', (m: RankRequest) => {
-  queue = queue.then(() => handle(m));
-});
-
-async function handle(m: RankRequest): Promise<void> {
+async function handle(program: Program, m: RankRequest): Promise<void> {
   if (m.type === 'dispose') {
     await program.dispose();
     port.close();
