@@ -1,0 +1,313 @@
+// Paged-KV causal attention with GQA and sliding windows, split across the context like flash-decoding.
+//   - attn_decode: a step of one token per sequence (decode). Each block takes one (row, head, split of
+//     the context); lanes in groups of LANES read a cached position's head with 16-byte loads, every group
+//     keeps an online softmax, and the last block of a (row, head) to finish merges the splits (a counter
+//     in global memory), so a decode layer's attention is one launch. The split count is fixed per launch
+//     and each split's range comes from the context length on the device, so a captured CUDA graph
+//     replays for any context.
+//   - attention_partial + attention_reduce: the general path for any row (prompt rows too) and any head
+//     size: per (row, head, chunk) a softmax max, a sum and an unnormalized output, then a merge.
+//   - flash.cu holds the tensor-core kernel for prompt rows in 16-bit modes.
+//
+// Sequence metadata, uploaded per step as int32:
+//   rowSeq [rows]: the sequence of each row;
+//   seqInfo [sequences, 4]: queryStart, queryLength, contextLength, offset of its block table in blockTables;
+//   blockTables [Σ blocks]: physical block of each logical block, sequence after sequence.
+#include "common.cuh"
+
+#define ATT_THREADS 128
+#define ATT_WARPS (ATT_THREADS / 32)
+#define ATT_MAX_HEAD_DIM 256 // supports() refuses larger heads
+#define ATT_PER_LANE (ATT_MAX_HEAD_DIM / 32)
+
+// partial [rows, heads, chunks, headDim + 2]: (max, sum, acc[headDim]) of each chunk, max = -inf when the
+// chunk holds no position of the row. q [rows, heads*headDim]. window 0: none.
+// grid (chunks, heads, rows), block (ATT_THREADS): each warp takes every ATT_WARPS-th position of the chunk
+// and keeps an online softmax; the warps merge through shared memory.
+template <typename A>
+__device__ void attention_partial(float *partial, const A *q, const A *kCache, const A *vCache, const int *rowSeq, const int *seqInfo,
+                                  const int *blockTables, int headDim, int kvHeads, int blockSize, int window, float scale, int chunk) {
+  __shared__ float sMax[ATT_WARPS], sSum[ATT_WARPS], sAcc[ATT_WARPS][ATT_MAX_HEAD_DIM];
+  const int c = blockIdx.x, h = blockIdx.y, r = blockIdx.z, chunks = gridDim.x, heads = gridDim.y;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  grid_dep_wait();
+  grid_dep_launch();
+  const int *info = seqInfo + 4 * rowSeq[r];
+  const int p = info[2] - info[1] + (r - info[0]); // this row's position
+  const int lo = window > 0 ? max(0, p - window + 1) : 0;
+  const int begin = lo + c * chunk, end = min(p + 1, begin + chunk);
+  const int *table = blockTables + info[3];
+  const int kvWidth = kvHeads * headDim;
+  const int kvOff = (h / (heads / kvHeads)) * headDim;
+
+  float qr[ATT_PER_LANE], acc[ATT_PER_LANE];
+  const A *qRow = q + ((i64)r * heads + h) * headDim;
+#pragma unroll
+  for (int t = 0; t < ATT_PER_LANE; t++) {
+    const int d = lane + 32 * t;
+    qr[t] = d < headDim ? to_f32(qRow[d]) : 0.f;
+    acc[t] = 0.f;
+  }
+  float m = NEG_INF, l = 0.f;
+  for (int j = begin + warp; j < end; j += ATT_WARPS) {
+    const i64 slot = (i64)table[j / blockSize] * blockSize + j % blockSize;
+    const A *kr = kCache + slot * kvWidth + kvOff;
+    const A *vr = vCache + slot * kvWidth + kvOff;
+    float dot = 0.f;
+#pragma unroll
+    for (int t = 0; t < ATT_PER_LANE; t++) {
+      const int d = lane + 32 * t;
+      if (d < headDim) dot += qr[t] * to_f32(kr[d]);
+    }
+    const float s = warp_sum(dot) * scale;
+    const float mNew = fmaxf(m, s);
+    const float corr = expf(m - mNew); // 0 on the first position (m = -inf)
+    const float e = expf(s - mNew);
+    l = l * corr + e;
+#pragma unroll
+    for (int t = 0; t < ATT_PER_LANE; t++) {
+      const int d = lane + 32 * t;
+      if (d < headDim) acc[t] = acc[t] * corr + e * to_f32(vr[d]);
+    }
+    m = mNew;
+  }
+  if (lane == 0) {
+    sMax[warp] = m;
+    sSum[warp] = l;
+  }
+#pragma unroll
+  for (int t = 0; t < ATT_PER_LANE; t++) {
+    const int d = lane + 32 * t;
+    if (d < headDim) sAcc[warp][d] = acc[t];
+  }
+  __syncthreads();
+  float M = NEG_INF;
+  for (int w = 0; w < ATT_WARPS; w++) M = fmaxf(M, sMax[w]);
+  float *out = partial + (((i64)r * heads + h) * chunks + c) * (headDim + 2);
+  if (threadIdx.x == 0) {
+    float L = 0.f;
+    for (int w = 0; w < ATT_WARPS; w++)
+      if (sMax[w] != NEG_INF) L += sSum[w] * expf(sMax[w] - M);
+    out[0] = M;
+    out[1] = L;
+  }
+  for (int d = threadIdx.x; d < headDim; d += ATT_THREADS) {
+    float a = 0.f;
+    for (int w = 0; w < ATT_WARPS; w++)
+      if (sMax[w] != NEG_INF) a += sAcc[w][d] * expf(sMax[w] - M);
+    out[2 + d] = a;
+  }
+}
+
+// out [rows, heads*headDim] from partial [rows, heads, chunks, headDim + 2]. Every row's range is non-empty,
+// so chunk 0 always holds a position and the merged max is finite.
+// grid (heads, rows), block (multiple of 32).
+template <typename A> __device__ void attention_reduce(A *out, const float *partial, int headDim, int chunks) {
+  const int h = blockIdx.x, r = blockIdx.y, heads = gridDim.x;
+  grid_dep_wait();
+  grid_dep_launch();
+  const int stride = headDim + 2;
+  const float *P = partial + ((i64)r * heads + h) * chunks * stride;
+  float M = NEG_INF;
+  for (int c = 0; c < chunks; c++) M = fmaxf(M, P[c * stride]);
+  float L = 0.f;
+  for (int c = 0; c < chunks; c++)
+    if (P[c * stride] != NEG_INF) L += P[c * stride + 1] * expf(P[c * stride] - M);
+  const float inv = 1.f / L;
+  A *o = out + ((i64)r * heads + h) * headDim;
+  for (int d = threadIdx.x; d < headDim; d += blockDim.x) {
+    float a = 0.f;
+    for (int c = 0; c < chunks; c++)
+      if (P[c * stride] != NEG_INF) a += P[c * stride + 2 + d] * expf(P[c * stride] - M);
+    o[d] = from_f32<A>(a * inv);
+  }
+}
+
+#define ATT_PARAMS(S, A)                                                                                                             \
+  extern "C" __global__ void __launch_bounds__(ATT_THREADS)                                                                         \
+      attention_partial_##S(float *partial, const A *q, const A *kCache, const A *vCache, const int *rowSeq, const int *seqInfo,    \
+                            const int *blockTables, int headDim, int kvHeads, int blockSize, int window, float scale, int chunk) {    \
+    attention_partial<A>(partial, q, kCache, vCache, rowSeq, seqInfo, blockTables, headDim, kvHeads, blockSize, window, scale, chunk); \
+  }                                                                                                                                 \
+  /* out [rows, heads*headDim] from partial [rows, heads, chunks, headDim + 2]. grid (heads, rows). */                            \
+  extern "C" __global__ void attention_reduce_##S(A *out, const float *partial, int headDim, int chunks) {                         \
+    attention_reduce<A>(out, partial, headDim, chunks);                                                                             \
+  }
+
+ATT_PARAMS(f32, float)
+ATT_PARAMS(f16, f16_t)
+ATT_PARAMS(bf16, bf16_t)
+
+// ---------------------------------------------------------------------------------------------------
+// Decode: one query row per sequence.
+
+#define DEC_THREADS 128
+#define DEC_UNROLL 2 // positions per group per iteration, loaded before either is used
+
+// Sum over the LANES lanes of a group (aligned within the warp).
+template <int LANES> __device__ __forceinline__ float group_sum(float v) {
+#pragma unroll
+  for (int o = LANES / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// out [rows, heads*headDim]; partial [rows, heads, splits, headDim + 2] f32 scratch; counters [rows*heads]
+// int, zero before the first launch and left zero after each; q [rows, heads*headDim]; caches [slots,
+// kvHeads*headDim]. headDim a multiple of VEC = 16/sizeof(A), at most LANES·VEC. Split s of a row covers
+// chunk = max(minChunk, ceil(span / splits)) positions from lo + s·chunk. grid (splits, heads, rows).
+template <typename A, int LANES>
+__device__ void attn_decode(A *out, float *partial, int *counters, const A *q, const A *kCache, const A *vCache, const int *rowSeq,
+                            const int *seqInfo, const int *blockTables, int headDim, int kvHeads, int blockSize, int window, float scale,
+                            int minChunk) {
+  constexpr int VEC = Vec16<A>::N;
+  constexpr int G = DEC_THREADS / LANES; // position groups per block
+  __shared__ float sM[G], sL[G], sAcc[G][LANES * VEC];
+  __shared__ int sLast;
+  const int s = blockIdx.x, h = blockIdx.y, r = blockIdx.z, splits = gridDim.x, heads = gridDim.y;
+  const int group = threadIdx.x / LANES, li = threadIdx.x % LANES, d0 = li * VEC;
+  const bool active = d0 < headDim;
+  grid_dep_wait();
+  grid_dep_launch();
+  const int *info = seqInfo + 4 * rowSeq[r];
+  const int p = info[2] - info[1] + (r - info[0]); // this row's position
+  const int lo = window > 0 ? max(0, p - window + 1) : 0;
+  const int span = p + 1 - lo;
+  const int chunk = max(minChunk, (span + splits - 1) / splits);
+  const int begin = lo + s * chunk, end = min(p + 1, begin + chunk);
+  const int *table = blockTables + info[3];
+  const int kvWidth = kvHeads * headDim;
+  const int kvOff = (h / (heads / kvHeads)) * headDim + d0;
+
+  float qv[VEC], acc[VEC];
+#pragma unroll
+  for (int k = 0; k < VEC; k++) qv[k] = acc[k] = 0.f;
+  if (active) {
+    load_vec<A, VEC>(q + ((i64)r * heads + h) * headDim + d0, qv);
+#pragma unroll
+    for (int k = 0; k < VEC; k++) qv[k] *= scale;
+  }
+  float m = NEG_INF, l = 0.f;
+  // Every thread runs the same iterations (the group shuffles need whole warps); group g takes positions
+  // base + g + u·G.
+  for (int base = begin; base < end; base += G * DEC_UNROLL) {
+    const int j0 = base + group;
+    float kf[DEC_UNROLL][VEC], vf[DEC_UNROLL][VEC];
+#pragma unroll
+    for (int u = 0; u < DEC_UNROLL; u++) {
+      const int j = j0 + u * G;
+      if (active && j < end) {
+        const i64 slot = (i64)table[j / blockSize] * blockSize + j % blockSize;
+        load_vec<A, VEC>(kCache + slot * kvWidth + kvOff, kf[u]);
+        load_vec<A, VEC>(vCache + slot * kvWidth + kvOff, vf[u]);
+      } else {
+#pragma unroll
+        for (int k = 0; k < VEC; k++) kf[u][k] = vf[u][k] = 0.f;
+      }
+    }
+    float sc[DEC_UNROLL];
+    float mNew = m;
+#pragma unroll
+    for (int u = 0; u < DEC_UNROLL; u++) {
+      float dot = 0.f;
+#pragma unroll
+      for (int k = 0; k < VEC; k++) dot += qv[k] * kf[u][k];
+      dot = group_sum<LANES>(dot);
+      sc[u] = j0 + u * G < end ? dot : NEG_INF;
+      mNew = fmaxf(mNew, sc[u]);
+    }
+    const float corr = expf(m - mNew); // 0 on the first position (m = -inf); mNew is finite
+    l *= corr;
+#pragma unroll
+    for (int k = 0; k < VEC; k++) acc[k] *= corr;
+#pragma unroll
+    for (int u = 0; u < DEC_UNROLL; u++) {
+      const float e = expf(sc[u] - mNew); // 0 for a position past the end
+      l += e;
+#pragma unroll
+      for (int k = 0; k < VEC; k++) acc[k] += e * vf[u][k];
+    }
+    m = mNew;
+  }
+
+  // Merge the groups of this block.
+  if (li == 0) {
+    sM[group] = m;
+    sL[group] = l;
+  }
+  if (active) {
+#pragma unroll
+    for (int k = 0; k < VEC; k++) sAcc[group][d0 + k] = acc[k];
+  }
+  __syncthreads();
+  float M = NEG_INF;
+  for (int g = 0; g < G; g++) M = fmaxf(M, sM[g]);
+  float L = 0.f;
+  for (int g = 0; g < G; g++)
+    if (sM[g] != NEG_INF) L += sL[g] * expf(sM[g] - M);
+  A *o = out + ((i64)r * heads + h) * headDim;
+  if (splits == 1) { // the whole context in this block: split 0 always holds the row's own position
+    for (int d = threadIdx.x; d < headDim; d += DEC_THREADS) {
+      float a = 0.f;
+      for (int g = 0; g < G; g++)
+        if (sM[g] != NEG_INF) a += sAcc[g][d] * expf(sM[g] - M);
+      o[d] = from_f32<A>(a / L);
+    }
+    return;
+  }
+  const int stride = headDim + 2;
+  float *P = partial + ((i64)r * heads + h) * splits * stride;
+  float *mine = P + (i64)s * stride;
+  if (threadIdx.x == 0) {
+    mine[0] = M;
+    mine[1] = L;
+  }
+  for (int d = threadIdx.x; d < headDim; d += DEC_THREADS) {
+    float a = 0.f;
+    for (int g = 0; g < G; g++)
+      if (sM[g] != NEG_INF) a += sAcc[g][d] * expf(sM[g] - M);
+    mine[2 + d] = a;
+  }
+  // The last split to finish merges them all (threadFenceReduction): publish, then count.
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) sLast = atomicAdd(&counters[r * heads + h], 1) == splits - 1;
+  __syncthreads();
+  if (!sLast) return;
+  __threadfence();
+  float MM = NEG_INF;
+  for (int c = 0; c < splits; c++) MM = fmaxf(MM, __ldcg(P + (i64)c * stride));
+  float LL = 0.f;
+  for (int c = 0; c < splits; c++) {
+    const float mc = __ldcg(P + (i64)c * stride);
+    if (mc != NEG_INF) LL += __ldcg(P + (i64)c * stride + 1) * expf(mc - MM);
+  }
+  for (int d = threadIdx.x; d < headDim; d += DEC_THREADS) {
+    float a = 0.f;
+    for (int c = 0; c < splits; c++) {
+      const float mc = __ldcg(P + (i64)c * stride);
+      if (mc != NEG_INF) a += __ldcg(P + (i64)c * stride + 2 + d) * expf(mc - MM);
+    }
+    o[d] = from_f32<A>(a / LL);
+  }
+  if (threadIdx.x == 0) counters[r * heads + h] = 0; // ready for the next launch (or graph replay)
+}
+
+#define DECODE_ENTRY(S, A, LANES)                                                                                                     \
+  extern "C" __global__ void __launch_bounds__(DEC_THREADS)                                                                          \
+      attn_decode##LANES##_##S(A *out, float *partial, int *counters, const A *q, const A *kCache, const A *vCache, const int *rowSeq, \
+                               const int *seqInfo, const int *blockTables, int headDim, int kvHeads, int blockSize, int window,      \
+                               float scale, int minChunk) {                                                                          \
+    attn_decode<A, LANES>(out, partial, counters, q, kCache, vCache, rowSeq, seqInfo, blockTables, headDim, kvHeads, blockSize,      \
+                          window, scale, minChunk);                                                                                  \
+  }
+#define DECODE_LANES(S, A) \
+  DECODE_ENTRY(S, A, 1)    \
+  DECODE_ENTRY(S, A, 2)    \
+  DECODE_ENTRY(S, A, 4)    \
+  DECODE_ENTRY(S, A, 8)    \
+  DECODE_ENTRY(S, A, 16)   \
+  DECODE_ENTRY(S, A, 32)
+
+DECODE_LANES(f32, float)
+DECODE_LANES(f16, f16_t)
+DECODE_LANES(bf16, bf16_t)

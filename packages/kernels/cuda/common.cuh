@@ -1,0 +1,212 @@
+// Shared device helpers for every zinfer kernel: storage types, conversions to f32, 16-byte vector loads
+// and warp/block reductions.
+//
+// No toolkit header is included on purpose: NVRTC then needs no include path, and the same source compiles
+// with any NVRTC version (CUDA 11.8 through 13). f16 and bf16 are plain 16-bit words converted with one PTX
+// instruction (f16) or a shift (bf16), both exact, so kernels read weights in their stored dtype and widen
+// them in registers.
+#pragma once
+
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef long long i64;
+
+// -inf without <math.h>, which NVRTC does not provide.
+#define NEG_INF __int_as_float(0xff800000u)
+
+// Storage types of weights and (later) activations. Distinct structs so templates can tell them apart.
+struct f16_t {
+  u16 bits;
+};
+struct bf16_t {
+  u16 bits;
+};
+
+__device__ __forceinline__ float to_f32(float v) { return v; }
+__device__ __forceinline__ float to_f32(f16_t v) {
+  float f;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v.bits));
+  return f;
+}
+__device__ __forceinline__ float to_f32(bf16_t v) { return __uint_as_float(((u32)v.bits) << 16); }
+
+// Round-to-nearest-even stores, for kernels templated on the activation type (f32 in parity mode).
+template <typename T> __device__ __forceinline__ T from_f32(float v);
+template <> __device__ __forceinline__ float from_f32<float>(float v) { return v; }
+template <> __device__ __forceinline__ f16_t from_f32<f16_t>(float v) {
+  f16_t h;
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h.bits) : "f"(v));
+  return h;
+}
+template <> __device__ __forceinline__ bf16_t from_f32<bf16_t>(float v) {
+  // Round to nearest even by hand (cvt.rn.bf16.f32 needs sm_80; this works on any arch); NaN stays NaN.
+  u32 b = __float_as_uint(v);
+  bf16_t r;
+  if ((b & 0x7fffffffu) > 0x7f800000u) r.bits = (u16)((b >> 16) | 0x40u);
+  else r.bits = (u16)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+  return r;
+}
+
+// Elements of T in one 16-byte load: 4 f32 or 8 f16/bf16.
+template <typename T> struct Vec16 {
+  static constexpr int N = 16 / sizeof(T);
+};
+
+// Loads 16 bytes (Vec16<T>::N elements) at p, which must be 16-byte aligned, widened to f32.
+template <typename T> __device__ __forceinline__ void load16(const T *p, float *out) {
+  const uint4 raw = __ldg(reinterpret_cast<const uint4 *>(p));
+  const u32 w[4] = {raw.x, raw.y, raw.z, raw.w};
+  if constexpr (sizeof(T) == 4) {
+#pragma unroll
+    for (int i = 0; i < 4; i++) out[i] = __uint_as_float(w[i]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      T lo, hi;
+      lo.bits = (u16)(w[i] & 0xffffu);
+      hi.bits = (u16)(w[i] >> 16);
+      out[2 * i] = to_f32(lo);
+      out[2 * i + 1] = to_f32(hi);
+    }
+  }
+}
+
+// Loads N consecutive elements of T at p widened to f32, 16 bytes at a time (8 bytes when N·sizeof(T) is 8);
+// p must be aligned to the load width. For activations, whose type need not match the weight's.
+template <typename T, int N> __device__ __forceinline__ void load_vec(const T *p, float *out) {
+  constexpr int BYTES = N * (int)sizeof(T);
+  static_assert(BYTES == 8 || BYTES % 16 == 0, "load_vec loads 8 bytes or whole 16-byte vectors");
+  if constexpr (BYTES == 8) {
+    const uint2 raw = __ldg(reinterpret_cast<const uint2 *>(p));
+    if constexpr (sizeof(T) == 4) {
+      out[0] = __uint_as_float(raw.x);
+      out[1] = __uint_as_float(raw.y);
+    } else {
+      const u32 w[2] = {raw.x, raw.y};
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        T lo, hi;
+        lo.bits = (u16)(w[i] & 0xffffu);
+        hi.bits = (u16)(w[i] >> 16);
+        out[2 * i] = to_f32(lo);
+        out[2 * i + 1] = to_f32(hi);
+      }
+    }
+  } else {
+#pragma unroll
+    for (int k = 0; k < BYTES / 16; k++) load16(p + k * Vec16<T>::N, out + k * Vec16<T>::N);
+  }
+}
+
+
+// ---------------------------------------------------------------------------------------------------
+// Activations (codes must match ACTIVATION_CODES in src/cuda/op-launches.ts).
+#define ACT_RELU 0
+#define ACT_SILU 1
+#define ACT_GELU 2
+#define ACT_GELU_TANH 3
+
+__device__ __forceinline__ float act_fn(int fn, float x) {
+  switch (fn) {
+  case ACT_RELU: return x < 0.f ? 0.f : x;
+  case ACT_SILU: return x / (1.f + expf(-x));
+  // The exact erf GELU (PyTorch default), not the tanh approximation.
+  case ACT_GELU: return 0.5f * x * (1.f + erff(x * 0.70710678118654752f));
+  case ACT_GELU_TANH: return 0.5f * x * (1.f + tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x)));
+  }
+  return x;
+}
+
+// A store of an output that is either the activation type or f32 (the graph's output: logits stay f32
+// even when activations are 16-bit, so greedy decoding sees unrounded scores).
+template <typename A> __device__ __forceinline__ void store_out(void *y, i64 i, float v, int yF32) {
+  if (yF32) static_cast<float *>(y)[i] = v;
+  else static_cast<A *>(y)[i] = from_f32<A>(v);
+}
+
+// 16 bytes of a weight stream: read once, so it bypasses L1 (keeping x and norm weights there).
+// volatile keeps the loads where they are written: before griddepcontrol.wait, so a dependent launch
+// streams its weights while the kernel before it finishes.
+__device__ __forceinline__ uint4 ld_stream16(const void *p) {
+  uint4 r;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
+  return r;
+}
+
+// Widens the N = 16 / sizeof(T) elements of one 16-byte word to f32.
+template <typename T> __device__ __forceinline__ void widen16(const uint4 raw, float *out) {
+  const u32 w[4] = {raw.x, raw.y, raw.z, raw.w};
+  if constexpr (sizeof(T) == 4) {
+#pragma unroll
+    for (int i = 0; i < 4; i++) out[i] = __uint_as_float(w[i]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      T lo, hi;
+      lo.bits = (u16)(w[i] & 0xffffu);
+      hi.bits = (u16)(w[i] >> 16);
+      out[2 * i] = to_f32(lo);
+      out[2 * i + 1] = to_f32(hi);
+    }
+  }
+}
+
+// Programmatic dependent launch (sm_90): a kernel launched with programmatic stream serialization may
+// start while the kernel before it is finishing; it must call grid_dep_wait() before it reads anything that
+// kernel wrote (or writes anything it reads). Both are no-ops for an ordinary launch and before sm_90.
+__device__ __forceinline__ void grid_dep_wait() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void grid_dep_launch() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Sum over the whole block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
+// `scratch` holds 32 floats of shared memory; the trailing barrier lets callers reuse it at once.
+__device__ __forceinline__ float block_sum(float v, float *scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  v = warp_sum(v);
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  float t = lane < warps ? scratch[lane] : 0.f;
+  t = warp_sum(t);
+  __syncthreads();
+  return t;
+}
+
+// 32 values per lane summed over the warp in 31 shuffles: lane l returns the warp's sum of v[l]. Each
+// round halves the values a lane keeps, trading the other half with the lane `n` away.
+template <int n> __device__ __forceinline__ void transpose_round(float (&v)[32], int lane) {
+  const bool up = (lane & n) != 0;
+#pragma unroll
+  for (int i = 0; i < n; i++) {
+    const float send = up ? v[i] : v[i + n];
+    const float keep = up ? v[i + n] : v[i];
+    v[i] = keep + __shfl_xor_sync(0xffffffffu, send, n);
+  }
+}
+__device__ __forceinline__ float warp_transpose_sum(float (&v)[32]) {
+  const int lane = threadIdx.x & 31;
+  transpose_round<16>(v, lane);
+  transpose_round<8>(v, lane);
+  transpose_round<4>(v, lane);
+  transpose_round<2>(v, lane);
+  transpose_round<1>(v, lane);
+  return v[0];
+}

@@ -1,0 +1,258 @@
+// y = x · Wᵀ for 1–8 rows of x, where reading W once is the whole cost: each block streams 4 weight rows
+// with 16-byte loads, GEMV_UNROLL loads per row per thread in flight (256 bytes a thread), applies them to
+// every row of x (x stays in L1; the weight stream bypasses it), and reduces across the block once. The
+// epilogue fuses what follows a linear in a decoder layer, so a layer needs 4 of these and little else:
+//   - up to 3 weight matrices on one input ("segments": q, k and v in one launch), each with its bias;
+//   - a norm of x before the product (RMSNorm or LayerNorm over the whole row): the block accumulates
+//     Σx² (and Σx) alongside the dot products, and since the norm is linear per row it is applied after;
+//   - the residual add (y = x·Wᵀ + b + res), an activation (y = act(x·Wᵀ + b)), or the gated MLP
+//     (y = act(x·Wgᵀ + bg) ⊙ (x·Wuᵀ + bu), gate and up read side by side).
+// f32 accumulation throughout; R (compile time) is the most rows of x the entry point takes.
+#include "common.cuh"
+
+#define GEMV_THREADS 128
+#define GEMV_WARPS (GEMV_THREADS / 32)
+#define GEMV_WROWS 4  // weight rows per block (GEMV_WROWS in src/cuda/linear-launch.ts)
+#define GEMV_UNROLL 4 // 16-byte vectors per weight row per thread in flight
+
+// Epilogues (EPI_* in src/cuda/linear-launch.ts) and norms (NORM_*).
+#define EPI_NONE 0
+#define EPI_RESIDUAL 1
+#define EPI_GATED 2
+#define EPI_ACT 3
+#define NORM_NONE 0
+#define NORM_RMS 1
+#define NORM_LAYER 2
+
+template <int R, typename W, typename A>
+__device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, const W *w1, const float *b1, int n1, void *y2,
+                     const W *w2, const float *b2, int n2, const A *__restrict__ x, const A *__restrict__ res,
+                     const float *__restrict__ normW, const float *__restrict__ normB, float eps, int rows, int inF, int epi,
+                     int act, int norm, int yF32) {
+  static_assert(R >= 1 && R <= 8, "GEMV takes 1 to 8 rows");
+  __shared__ float red[GEMV_WARPS][64];
+  __shared__ float fin[GEMV_WROWS][R];
+  grid_dep_launch();
+
+  // Which weight rows this block reads: 4 consecutive rows of one segment, or 2 gate + 2 up rows.
+  int b = blockIdx.x, seg = 0, o0;
+  if (epi == EPI_GATED) {
+    o0 = 2 * b;
+  } else {
+    const int nb0 = (n0 + GEMV_WROWS - 1) / GEMV_WROWS, nb1 = (n1 + GEMV_WROWS - 1) / GEMV_WROWS;
+    if (b >= nb0) {
+      b -= nb0;
+      seg = 1;
+      if (b >= nb1) {
+        b -= nb1;
+        seg = 2;
+      }
+    }
+    o0 = GEMV_WROWS * b;
+  }
+  const W *wseg = seg == 0 ? w0 : seg == 1 ? w1 : w2;
+  const int n = seg == 0 ? n0 : seg == 1 ? n1 : n2;
+  const W *wp[GEMV_WROWS];
+  bool ok[GEMV_WROWS];
+#pragma unroll
+  for (int i = 0; i < GEMV_WROWS; i++) {
+    const int o = epi == EPI_GATED ? o0 + (i & 1) : o0 + i;
+    ok[i] = o < n;
+    wp[i] = (epi == EPI_GATED && i >= 2 ? w1 : wseg) + (i64)(ok[i] ? o : 0) * inF;
+  }
+
+  float acc[GEMV_WROWS][R];
+  float ss[R], sx[R], gd[GEMV_WROWS], bd[GEMV_WROWS]; // norm statistics: Σx², Σx, Σ w·g, Σ w·b
+#pragma unroll
+  for (int r = 0; r < R; r++) {
+    ss[r] = sx[r] = 0.f;
+#pragma unroll
+    for (int i = 0; i < GEMV_WROWS; i++) acc[i][r] = 0.f;
+  }
+#pragma unroll
+  for (int i = 0; i < GEMV_WROWS; i++) gd[i] = bd[i] = 0.f;
+
+  constexpr int N = Vec16<W>::N;
+  if (inF % N == 0) {
+    // Rows of W (and of x) then start 16-byte aligned: allocations are 256-byte aligned.
+    const int nv = inF / N;
+    const int step = GEMV_THREADS * GEMV_UNROLL;
+    uint4 raw[GEMV_UNROLL][GEMV_WROWS];
+    auto issue = [&](int base) {
+#pragma unroll
+      for (int u = 0; u < GEMV_UNROLL; u++) {
+        const int v = base + u * GEMV_THREADS;
+#pragma unroll
+        for (int i = 0; i < GEMV_WROWS; i++) raw[u][i] = (ok[i] && v < nv) ? ld_stream16(wp[i] + (i64)v * N) : make_uint4(0u, 0u, 0u, 0u);
+      }
+    };
+    issue(threadIdx.x);
+    grid_dep_wait(); // weights never change: only x, the residual and the outputs wait for the kernel before
+    for (int base = threadIdx.x; base < nv; base += step) {
+#pragma unroll
+      for (int u = 0; u < GEMV_UNROLL; u++) {
+        const int v = base + u * GEMV_THREADS;
+        if (v >= nv) break;
+        float wf[GEMV_WROWS][N];
+#pragma unroll
+        for (int i = 0; i < GEMV_WROWS; i++) widen16<W>(raw[u][i], wf[i]);
+        float g[N], gb[N];
+        if (norm != NORM_NONE) {
+          load_vec<float, N>(normW + (i64)v * N, g);
+          if (norm == NORM_LAYER) {
+            load_vec<float, N>(normB + (i64)v * N, gb);
+#pragma unroll
+            for (int i = 0; i < GEMV_WROWS; i++) {
+#pragma unroll
+              for (int k = 0; k < N; k++) {
+                gd[i] += wf[i][k] * g[k];
+                bd[i] += wf[i][k] * gb[k];
+              }
+            }
+          }
+        }
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+          if (r < rows) {
+            float xv[N];
+            load_vec<A, N>(x + (i64)r * inF + (i64)v * N, xv);
+            if (norm != NORM_NONE) {
+#pragma unroll
+              for (int k = 0; k < N; k++) {
+                ss[r] += xv[k] * xv[k];
+                sx[r] += xv[k];
+                xv[k] *= g[k];
+              }
+            }
+#pragma unroll
+            for (int i = 0; i < GEMV_WROWS; i++) {
+              float s = 0.f;
+#pragma unroll
+              for (int k = 0; k < N; k++) s += wf[i][k] * xv[k];
+              acc[i][r] += s;
+            }
+          }
+        }
+      }
+      if (base + step < nv) issue(base + step);
+    }
+  } else {
+    grid_dep_wait();
+    for (int k = threadIdx.x; k < inF; k += GEMV_THREADS) {
+      float wf[GEMV_WROWS];
+#pragma unroll
+      for (int i = 0; i < GEMV_WROWS; i++) wf[i] = ok[i] ? to_f32(wp[i][k]) : 0.f;
+      float g = 1.f;
+      if (norm != NORM_NONE) {
+        g = normW[k];
+        if (norm == NORM_LAYER) {
+#pragma unroll
+          for (int i = 0; i < GEMV_WROWS; i++) {
+            gd[i] += wf[i] * g;
+            bd[i] += wf[i] * normB[k];
+          }
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < R; r++) {
+        if (r < rows) {
+          const float xv = to_f32(x[(i64)r * inF + k]);
+          ss[r] += xv * xv;
+          sx[r] += xv;
+#pragma unroll
+          for (int i = 0; i < GEMV_WROWS; i++) acc[i][r] += wf[i] * xv * g;
+        }
+      }
+    }
+  }
+
+  // Block reduction: each warp folds 32 values at once (lane l ends with value l), then warps add up.
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  {
+    float v[32];
+#pragma unroll
+    for (int j = 0; j < 32; j++) v[j] = j < GEMV_WROWS * R ? acc[j / R][j % R] : 0.f;
+    red[warp][lane] = warp_transpose_sum(v);
+  }
+  if (norm != NORM_NONE) {
+    float v[32];
+#pragma unroll
+    for (int j = 0; j < 32; j++) v[j] = 0.f;
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+      v[r] = ss[r];
+      v[8 + r] = sx[r];
+    }
+#pragma unroll
+    for (int i = 0; i < GEMV_WROWS; i++) {
+      v[16 + i] = gd[i];
+      v[20 + i] = bd[i];
+    }
+    red[warp][32 + lane] = warp_transpose_sum(v);
+  }
+  __syncthreads();
+  const int t = threadIdx.x;
+  if (t < GEMV_WROWS * R) {
+    const int i = t / R, r = t % R;
+    const int o = epi == EPI_GATED ? o0 + (i & 1) : o0 + i;
+    auto total = [&](int j) {
+      float s = 0.f;
+#pragma unroll
+      for (int w = 0; w < GEMV_WARPS; w++) s += red[w][j];
+      return s;
+    };
+    float val = total(t);
+    if (norm == NORM_RMS) {
+      val *= 1.f / sqrtf(total(32 + r) / (float)inF + eps);
+    } else if (norm == NORM_LAYER) {
+      const float mean = total(40 + r) / (float)inF;
+      const float var = fmaxf(total(32 + r) / (float)inF - mean * mean, 0.f);
+      val = (val - mean * total(48 + i)) * (1.f / sqrtf(var + eps)) + total(52 + i);
+    }
+    if (o < n) { // (ok[i] would index a register array at run time)
+      const float *bias = epi == EPI_GATED ? (i < 2 ? b0 : b1) : seg == 0 ? b0 : seg == 1 ? b1 : b2;
+      if (bias) val += bias[o];
+    }
+    fin[i][r] = val;
+  }
+  __syncthreads();
+  if (epi == EPI_GATED) {
+    if (t < 2 * R) {
+      const int j = t / R, r = t % R, o = o0 + j;
+      if (r < rows && o < n0) store_out<A>(y0, (i64)r * n0 + o, act_fn(act, fin[j][r]) * fin[j + 2][r], yF32);
+    }
+  } else if (t < GEMV_WROWS * R) {
+    const int i = t / R, r = t % R, o = o0 + i;
+    if (r < rows && o < n) {
+      float val = fin[i][r];
+      if (epi == EPI_RESIDUAL) val += to_f32(res[(i64)r * n0 + o]);
+      else if (epi == EPI_ACT) val = act_fn(act, val);
+      store_out<A>(seg == 0 ? y0 : seg == 1 ? y1 : y2, (i64)r * n + o, val, yF32);
+    }
+  }
+}
+
+// y0..y2 [rows, n0..n2] (A, or f32 when yF32); w0..w2 [n, inF] in the weight dtype; b0..b2 [n] f32 or null
+// (n1 = n2 = 0: one segment); x, res [rows, inF] and [rows, n0]; normW, normB [inF] f32 or null.
+// grid (Σ ceil(n / GEMV_WROWS), or ceil(n0 / 2) when gated), block (GEMV_THREADS); rows ≤ R.
+#define GEMV_ENTRY(R, WS, AS, W, A)                                                                                                  \
+  extern "C" __global__ void __launch_bounds__(GEMV_THREADS)                                                                         \
+      gemv##R##_##WS##_##AS(void *y0, const W *w0, const float *b0, int n0, void *y1, const W *w1, const float *b1, int n1, void *y2, \
+                            const W *w2, const float *b2, int n2, const A *x, const A *res, const float *normW, const float *normB,   \
+                            float eps, int rows, int inF, int epi, int act, int norm, int yF32) {                                    \
+    gemv<R, W, A>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32);       \
+  }
+
+// Parity mode (f32 activations, weights in any stored dtype) and the 16-bit modes (weights in the
+// activation dtype).
+#define GEMV_DTYPES(R)                    \
+  GEMV_ENTRY(R, f32, f32, float, float)   \
+  GEMV_ENTRY(R, f16, f32, f16_t, float)   \
+  GEMV_ENTRY(R, bf16, f32, bf16_t, float) \
+  GEMV_ENTRY(R, f16, f16, f16_t, f16_t)   \
+  GEMV_ENTRY(R, bf16, bf16, bf16_t, bf16_t)
+
+GEMV_DTYPES(1)
+GEMV_DTYPES(2)
+GEMV_DTYPES(4)
+GEMV_DTYPES(8)

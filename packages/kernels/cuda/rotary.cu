@@ -1,0 +1,105 @@
+// Rotary position embedding of each head, both pairings (rotate-half and GPT-J interleaved), partial
+// rotary (dims ≥ rotaryDim pass through) and a scaling of cos and sin; and the fused form DeepSpeed calls
+// "bias + rotary + KV-cache write": q rotated into its buffer, k rotated and v copied straight into the
+// paged cache (the bias is already in the q/k/v GEMV's epilogue).
+//
+// The angle p·invFreq is formed and its cos/sin taken in double, as the reference does: in f32 the angle
+// alone is off by ~p·6e-8 rad, 3e-4 at position 5000, past the parity tolerance.
+#include "common.cuh"
+
+#define ROPE_MAX_HALF 256 // rotaryDim / 2 (supports() caps headDim at 256)
+
+// This dim's rotated value in a head whose elements are `src`; cs/sn hold cos and sin of every pair.
+template <typename A>
+__device__ __forceinline__ float rotate_dim(const A *src, int t, int rotaryDim, int interleaved, const double *cs, const double *sn) {
+  if (t >= rotaryDim) return to_f32(src[t]);
+  const int half = rotaryDim >> 1;
+  // This dim's pair: (first, second) = (i, i + half) or (2i, 2i + 1).
+  const int i = interleaved ? (t >> 1) : (t < half ? t : t - half);
+  const int first = interleaved ? 2 * i : i;
+  const int second = interleaved ? 2 * i + 1 : i + half;
+  const double x1 = to_f32(src[first]), x2 = to_f32(src[second]);
+  return (float)(t == first ? x1 * cs[i] - x2 * sn[i] : x2 * cs[i] + x1 * sn[i]);
+}
+
+// cos and sin (scaled) of every pair at the row's position, in shared memory.
+__device__ __forceinline__ void rope_table(double *cs, double *sn, double p, const double *invFreq, int rotaryDim, float scaling) {
+  for (int i = threadIdx.x; i < (rotaryDim >> 1); i += blockDim.x) {
+    double s, c;
+    sincos(p * invFreq[i], &s, &c);
+    cs[i] = c * scaling;
+    sn[i] = s * scaling;
+  }
+  __syncthreads();
+}
+
+// y, x [rows, heads*headDim]; positions [rows]; invFreq [rotaryDim/2] in f64. grid (rows), block (multiple of 32).
+template <typename A>
+__device__ void rotary(A *y, const A *x, const int *positions, const double *invFreq, int heads, int headDim, int rotaryDim, int interleaved,
+                       float scaling) {
+  __shared__ double cs[ROPE_MAX_HALF], sn[ROPE_MAX_HALF];
+  grid_dep_wait();
+  grid_dep_launch();
+  const int r = blockIdx.x;
+  rope_table(cs, sn, (double)positions[r], invFreq, rotaryDim, scaling);
+  const i64 base = (i64)r * heads * headDim;
+  for (int e = threadIdx.x; e < heads * headDim; e += blockDim.x) {
+    const int h = e / headDim, t = e - h * headDim;
+    y[base + e] = from_f32<A>(rotate_dim(x + base + (i64)h * headDim, t, rotaryDim, interleaved, cs, sn));
+  }
+}
+
+// q, qOut [rows, heads*headDim]; k, v [rows, kvHeads*headDim]; kCache, vCache [slots, kvHeads*headDim]
+// (the KV cache holds the activation type); slots, positions [rows]. grid (rows), block (multiple of 32).
+template <typename A>
+__device__ void rope_kv(A *qOut, A *kCache, A *vCache, const A *q, const A *k, const A *v, const int *positions, const int *slots,
+                        const double *invFreq, int heads, int kvHeads, int headDim, int rotaryDim, int interleaved, float scaling) {
+  __shared__ double cs[ROPE_MAX_HALF], sn[ROPE_MAX_HALF];
+  grid_dep_wait();
+  grid_dep_launch();
+  const int r = blockIdx.x;
+  rope_table(cs, sn, (double)positions[r], invFreq, rotaryDim, scaling);
+  const int qWidth = heads * headDim, kvWidth = kvHeads * headDim;
+  const i64 dst = (i64)slots[r] * kvWidth;
+  for (int e = threadIdx.x; e < qWidth + kvWidth; e += blockDim.x) {
+    const bool isK = e >= qWidth;
+    const int j = isK ? e - qWidth : e;
+    const int h = j / headDim, t = j - h * headDim;
+    const A *src = isK ? k + (i64)r * kvWidth + (i64)h * headDim : q + (i64)r * qWidth + (i64)h * headDim;
+    const float val = rotate_dim(src, t, rotaryDim, interleaved, cs, sn);
+    if (isK) kCache[dst + j] = from_f32<A>(val);
+    else qOut[(i64)r * qWidth + j] = from_f32<A>(val);
+  }
+  for (int j = threadIdx.x; j < kvWidth; j += blockDim.x) vCache[dst + j] = v[(i64)r * kvWidth + j];
+}
+
+// kCache, vCache [slots, kvWidth]; k, v [rows, kvWidth]; slots [rows]: the step's k and v rows into the
+// cache, for models without rotary. grid (rows), block (multiple of 32).
+template <typename A> __device__ void kv_write(A *kCache, A *vCache, const A *k, const A *v, const int *slots, int kvWidth) {
+  grid_dep_wait();
+  grid_dep_launch();
+  const int r = blockIdx.x;
+  const i64 dst = (i64)slots[r] * kvWidth, src = (i64)r * kvWidth;
+  for (int j = threadIdx.x; j < kvWidth; j += blockDim.x) {
+    kCache[dst + j] = k[src + j];
+    vCache[dst + j] = v[src + j];
+  }
+}
+
+#define ROTARY_ENTRIES(S, A)                                                                                                        \
+  extern "C" __global__ void rotary_##S(A *y, const A *x, const int *positions, const double *invFreq, int heads, int headDim,      \
+                                        int rotaryDim, int interleaved, float scaling) {                                            \
+    rotary<A>(y, x, positions, invFreq, heads, headDim, rotaryDim, interleaved, scaling);                                           \
+  }                                                                                                                                 \
+  extern "C" __global__ void rope_kv_##S(A *qOut, A *kCache, A *vCache, const A *q, const A *k, const A *v, const int *positions,   \
+                                         const int *slots, const double *invFreq, int heads, int kvHeads, int headDim, int rotaryDim, \
+                                         int interleaved, float scaling) {                                                          \
+    rope_kv<A>(qOut, kCache, vCache, q, k, v, positions, slots, invFreq, heads, kvHeads, headDim, rotaryDim, interleaved, scaling); \
+  }                                                                                                                                 \
+  extern "C" __global__ void kv_write_##S(A *kCache, A *vCache, const A *k, const A *v, const int *slots, int kvWidth) {           \
+    kv_write<A>(kCache, vCache, k, v, slots, kvWidth);                                                                              \
+  }
+
+ROTARY_ENTRIES(f32, float)
+ROTARY_ENTRIES(f16, f16_t)
+ROTARY_ENTRIES(bf16, bf16_t)

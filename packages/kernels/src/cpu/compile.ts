@@ -1,0 +1,123 @@
+// Compiling a graph for the cpu backend: check the nodes, copy every weight into the shared memory in
+// its stored dtype, place the KV cache, per-thread scratch and argument blocks, and rewrite the graph.
+import { BackendError, shapeString, type Communicator, type CompileOptions, type FloatDType, type Graph, type KvLayout, type WeightName, type WeightSource } from '@zinfer/core';
+import { COMMUNICATION_OPS, supports } from './supports.js';
+import { fuseGraph, type CpuNode } from './fuse.js';
+import { WasmHeap } from './heap.js';
+import { linearScratchBytes } from './linear-layout.js';
+import { packedBytes, packWeight } from './pack.js';
+
+export interface PlacedWeight {
+  ptr: number;
+  dtype: FloatDType;
+  shape: readonly number[];
+  /** Stored in panels of 8 rows (see pack.ts): every weight a linear reads. */
+  packed: boolean;
+}
+
+export interface KvPlacement {
+  /** Byte offsets of each layer's K and V: [slots, kvHeads*headDim] f32. */
+  k: number[];
+  v: number[];
+  slots: number;
+  width: number;
+}
+
+export interface CompiledGraph {
+  graph: Graph;
+  nodes: CpuNode[];
+  heap: WasmHeap;
+  weights: Map<WeightName, PlacedWeight>;
+  kv: KvPlacement | null;
+  kvSpec: CompileOptions['kvCache'];
+  scratch: { ptr: number; bytesPerThread: number };
+  args: number;
+  communicator: Communicator | null;
+  pipeline: Communicator | null;
+}
+
+export const ARGS_BYTES = 4096;
+/** asm/attention.ts HC (query heads per item) + 1 array of row offsets. */
+const ATTENTION_HEADS_PER_ITEM_PLUS_OFFSETS = 5;
+
+export function checkNodes(graph: Graph): void {
+  const { kv } = graph;
+  for (const [i, node] of graph.nodes.entries()) {
+    if (!supports(node)) throw new BackendError(`cpu backend does not support op ${node.op} (node ${i})`, { found: JSON.stringify(node.attrs) });
+    if (node.op !== 'attention') continue;
+    const a = node.attrs;
+    const where = `attention node ${i} (layer ${a.layer})`;
+    if (!(Number.isInteger(a.layer) && a.layer >= 0 && a.layer < kv.layers)) throw new BackendError(`${where} has no KV-cache layer`, { field: 'graph.kv.layers', expected: `> ${a.layer}`, found: String(kv.layers) });
+    if (a.kvHeads !== kv.kvHeads || a.headDim !== kv.headDim) {
+      throw new BackendError(`${where} disagrees with the graph's KV layout`, { field: 'graph.kv', expected: `kvHeads ${a.kvHeads}, headDim ${a.headDim}`, found: `kvHeads ${kv.kvHeads}, headDim ${kv.headDim}` });
+    }
+    if (a.heads % a.kvHeads !== 0) throw new BackendError(`${where}: heads ${a.heads} is not a multiple of kvHeads ${a.kvHeads}`);
+  }
+}
+
+export function compileGraph(graph: Graph, source: WeightSource, options: CompileOptions, threads: number, fuse: boolean): CompiledGraph {
+  checkNodes(graph);
+  for (const n of graph.nodes.filter((n) => COMMUNICATION_OPS.includes(n.op))) {
+    const field = n.op === 'send' || n.op === 'recv' ? 'pipeline' : 'communicator';
+    if (!options[field]) throw new BackendError(`the graph has a ${n.op} node but no ${field} was given`, { field, expected: 'a Communicator from a parallel plan', found: 'none' });
+  }
+  const kvSpec = checkKvSpec(options.kvCache);
+  const heap = new WasmHeap();
+  const linearWeights = new Set(graph.nodes.flatMap((n) => (n.op === 'linear' ? [n.attrs.weight] : [])));
+  const weights = loadWeights(graph, source, heap, linearWeights);
+  const hasAttention = graph.nodes.some((n) => n.op === 'attention');
+  const kv = hasAttention ? placeKv(graph.kv, kvSpec, heap) : null;
+  const nodes = fuseGraph(graph, (w) => weights.get(w)!.dtype, { fuse });
+  let perThread = 0;
+  for (const n of nodes) if (n.op === 'linearGroup') perThread = Math.max(perThread, linearScratchBytes(graph.values[n.x].width));
+  // Attention: scores of up to 4 heads and the row offsets, one entry per cached position (+ 1/Σ each).
+  if (kv) perThread = Math.max(perThread, ATTENTION_HEADS_PER_ITEM_PLUS_OFFSETS * (kv.slots + 4) * 4);
+  perThread = Math.ceil(perThread / 64) * 64;
+  const scratch = { ptr: heap.alloc(perThread * threads, 'per-thread scratch'), bytesPerThread: perThread };
+  const args = heap.alloc(ARGS_BYTES, 'kernel arguments');
+  return { graph, nodes, heap, weights, kv, kvSpec, scratch, args, communicator: options.communicator ?? null, pipeline: options.pipeline ?? null };
+}
+
+function checkKvSpec(spec: CompileOptions['kvCache']): CompileOptions['kvCache'] {
+  for (const field of ['numBlocks', 'blockSize'] as const) {
+    const n = spec[field];
+    if (!Number.isSafeInteger(n) || n < 1) throw new BackendError('KV cache size is not a positive integer', { field: `kvCache.${field}`, expected: 'an integer ≥ 1', found: String(n) });
+  }
+  return spec;
+}
+
+/**
+ * Every weight the graph declares, copied in its stored dtype (linear weights packed in panels); a shape
+ * or storage mismatch names the weight.
+ */
+function loadWeights(graph: Graph, source: WeightSource, heap: WasmHeap, linearWeights: ReadonlySet<WeightName>): Map<WeightName, PlacedWeight> {
+  const out = new Map<WeightName, PlacedWeight>();
+  for (const [name, info] of graph.weights) {
+    const t = source.get(name);
+    if (!t) throw new BackendError(`weight source returned nothing for weight ${name}`, { tensor: name });
+    const same = t.shape.length === info.shape.length && t.shape.every((d, i) => d === info.shape[i]);
+    if (!same) throw new BackendError(`weight ${name} has the wrong shape`, { tensor: name, expected: shapeString(info.shape), found: shapeString(t.shape) });
+    const storage = t.dtype === 'f32' ? t.data instanceof Float32Array : (t.dtype === 'f16' || t.dtype === 'bf16') && t.data instanceof Uint16Array;
+    if (!storage) throw new BackendError(`weight ${name} has dtype ${t.dtype} with ${t.data.constructor.name} storage`, { tensor: name, expected: 'f32 in Float32Array, f16/bf16 in Uint16Array' });
+    if (t.data.length !== info.shape.reduce((a, b) => a * b, 1)) throw new BackendError(`weight ${name} has ${t.data.length} elements for shape ${shapeString(info.shape)}`, { tensor: name });
+    const packed = linearWeights.has(name);
+    const bytes = packed ? packedBytes(t.dtype, t.shape[0], t.shape[1]) : t.data.byteLength;
+    const ptr = heap.alloc(bytes, `weight ${name} (${bytes} bytes)`);
+    if (packed) packWeight(heap, ptr, t);
+    else heap.u8.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), ptr);
+    out.set(name, { ptr, dtype: t.dtype, shape: t.shape, packed });
+  }
+  return out;
+}
+
+function placeKv(layout: KvLayout, spec: CompileOptions['kvCache'], heap: WasmHeap): KvPlacement {
+  const slots = spec.numBlocks * spec.blockSize;
+  const width = layout.kvHeads * layout.headDim;
+  const bytes = slots * width * 4;
+  const kv: KvPlacement = { k: [], v: [], slots, width };
+  for (let l = 0; l < layout.layers; l++) {
+    kv.k.push(heap.alloc(bytes, `the KV cache (layer ${l} of ${layout.layers}, ${bytes} bytes for K; use fewer or smaller blocks)`));
+    kv.v.push(heap.alloc(bytes, `the KV cache (layer ${l} of ${layout.layers}, ${bytes} bytes for V; use fewer or smaller blocks)`));
+  }
+  return kv;
+}

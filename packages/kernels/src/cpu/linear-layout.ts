@@ -1,0 +1,23 @@
+// The linear kernel's blocking, which the JS side needs to size scratch and fill arguments. Must agree
+// with asm/linear.ts (RB, TILE_STRIDE, the packed-row layout).
+/** Rows of the GEMM microkernel; a row block is a multiple of it. */
+export const RB = 4;
+/** Floats per tile row. */
+export const TILE_STRIDE = 8;
+/** Tiles: one for the outputs, one for the "up" half of a gated pair. */
+export const TILE_BYTES = 2 * RB * TILE_STRIDE * 4;
+/** A thread's packed block of x rows: sized to stay in a 2 MiB L2 next to the weight rows in use. */
+export const PACKED_BYTES = 512 * 1024;
+
+/** Inner size of packed rows: K rounded up to whole groups of 8. */
+export const paddedK = (K: number): number => Math.ceil(K / 8) * 8;
+
+/** Rows per row block for inner size K: as many packed rows as fit PACKED_BYTES, a multiple of RB. */
+export function rowBlock(K: number): number {
+  return Math.max(RB, Math.floor(PACKED_BYTES / (paddedK(K) * 4 * RB)) * RB);
+}
+
+/** Scratch one thread needs for a linear of inner size K: the tiles and a row block of packed x. */
+export function linearScratchBytes(K: number): number {
+  return TILE_BYTES + rowBlock(K) * paddedK(K) * 4;
+}

@@ -1,0 +1,115 @@
+// A compiled graph on the cpu backend: interprets the rewritten node list like the reference program,
+// but every op is a wasm kernel over the shared memory (node-kernels.ts), split over the thread pool when
+// it is big enough to repay waking the other threads; collectives go through the communicator.
+import { BackendError, type Program, type StepBatch } from '@zinfer/core';
+import { validateBatch } from '../reference/batch.js';
+import type { KvCache } from '../reference/kv-cache.js';
+import type { CompiledGraph } from './compile.js';
+import type { CpuNode } from './fuse.js';
+import { kernelIds, nodeWork, NodeRunner, type Step } from './node-kernels.js';
+import { ArenaPlanner } from './plan.js';
+import { rotaryKeys, writeStepData } from './step-data.js';
+import type { ThreadPool } from './thread-pool.js';
+
+export class CpuProgram implements Program {
+  private state: { c: CompiledGraph; pool: ThreadPool; nodes: NodeRunner } | null;
+  private readonly planner: ArenaPlanner;
+  private readonly rotary: Map<number, string>;
+  /** What validateBatch reads of a KV cache (the reference's class, without its arrays). */
+  private readonly cacheShape: KvCache | null;
+  private running = false;
+
+  constructor(c: CompiledGraph, pool: ThreadPool, private readonly minParallelWork: number) {
+    this.state = { c, pool, nodes: new NodeRunner(c, pool, kernelIds(pool), minParallelWork) };
+    this.planner = new ArenaPlanner(c.graph, c.nodes);
+    this.rotary = rotaryKeys(c.nodes);
+    this.cacheShape = c.kv ? { k: [], v: [], layout: c.graph.kv, spec: c.kvSpec, slots: c.kv.slots, width: c.kv.width } : null;
+  }
+
+  async run(batch: StepBatch): Promise<Float32Array> {
+    const state = this.state;
+    if (!state) throw new BackendError('cpu program was disposed; compile the graph again to run it');
+    if (this.running) throw new BackendError('cpu program is already running a step; await the previous run() first');
+    validateBatch(batch, this.cacheShape);
+    this.running = true;
+    try {
+      const { c, pool, nodes } = state;
+      const rows = batch.tokenIds.length;
+      const selected = batch.selectedRows.length;
+      const ctx = batch.sequences.reduce((m, s) => Math.max(m, s.contextLength), 0);
+      const work = c.nodes.map((n) => nodeWork(c, n, rows, selected, ctx));
+      // Workers start on the first step that has a node worth splitting.
+      if (pool.threads > 1 && !pool.parallel && work.some((w) => w >= this.minParallelWork)) await pool.start();
+      this.checkLive(state);
+      const plan = this.planner.plan(rows, selected);
+      const base = c.heap.end;
+      const data = writeStepData(c.heap, base, c.graph, c.nodes, this.rotary, batch);
+      const valuesAt = base + data.bytes;
+      c.heap.ensure(valuesAt + plan.bytes, `activations of a ${rows}-row step`);
+      const step: Step = { batch, rows, selected, data, at: Float64Array.from(plan.offsets, (o) => (o < 0 ? -1 : valuesAt + o)) };
+      for (const [i, node] of c.nodes.entries()) {
+        if (isCommunication(node)) await this.communicate(state, node, step);
+        else nodes.run(node, i, step, work[i]);
+        this.checkLive(state);
+      }
+      const out = c.graph.values[c.graph.output];
+      const p = step.at[c.graph.output] >>> 2;
+      return c.heap.f32.slice(p, p + (out.rows === 'selected' ? selected : rows) * out.width);
+    } finally {
+      this.running = false;
+    }
+  }
+
+  async dispose(): Promise<void> {
+    const state = this.state;
+    this.state = null; // the heap (weights, KV cache) goes to the garbage collector with the pool
+    if (state) await state.pool.close();
+  }
+
+  private checkLive(state: NonNullable<CpuProgram['state']>): void {
+    if (this.state !== state) throw new BackendError('cpu program was disposed during run(); compile the graph again to run it');
+  }
+
+  /**
+   * Collectives (communicator) and pipeline transfers (pipeline), on copies of the values: a
+   * communicator may keep or post its buffers, and views of the shared wasm memory are better not
+   * handed out. Every rank reaches the same node in the same step, so the calls pair up.
+   */
+  private async communicate({ c, nodes }: NonNullable<CpuProgram['state']>, node: CommunicationNode, s: Step): Promise<void> {
+    const dst = s.at[node.output] >>> 2;
+    const rows = nodes.rowsOf(node.output, s);
+    if (node.op === 'recv') {
+      const out = new Float32Array(rows * node.attrs.width); // [rows, width]
+      await c.pipeline!.recv(out, node.attrs.peer); // compile refuses send/recv graphs without a pipeline
+      c.heap.f32.set(out, dst);
+      return;
+    }
+    const width = c.graph.values[node.inputs.x].width;
+    const src = s.at[node.inputs.x] >>> 2;
+    const x = c.heap.f32.slice(src, src + nodes.rowsOf(node.inputs.x, s) * width);
+    if (node.op === 'send') {
+      await c.pipeline!.send(x, node.attrs.peer);
+      c.heap.f32.set(x, dst); // the output is x itself
+      return;
+    }
+    const comm = c.communicator!; // compile refuses collective graphs without one
+    if (node.op === 'allReduce') {
+      await comm.allReduce(x);
+      c.heap.f32.set(x, dst);
+      return;
+    }
+    const ranks = node.attrs.ranks;
+    const flat = new Float32Array(x.length * ranks); // [ranks, rows, width] as the communicator gathers it
+    await comm.allGather(x, flat);
+    const f32 = c.heap.f32;
+    for (let r = 0; r < ranks; r++) {
+      for (let i = 0; i < rows; i++) f32.set(flat.subarray((r * rows + i) * width, (r * rows + i + 1) * width), dst + (i * ranks + r) * width);
+    }
+  }
+}
+
+type CommunicationNode = Extract<CpuNode, { op: 'allReduce' | 'allGather' | 'send' | 'recv' }>;
+
+function isCommunication(node: CpuNode): node is CommunicationNode {
+  return node.op === 'allReduce' || node.op === 'allGather' || node.op === 'send' || node.op === 'recv';
+}

@@ -1,0 +1,83 @@
+// The CUDA kernel backend: the driver API, NVRTC and cuBLAS called through koffi (no native build step),
+// kernels kept as CUDA C++ sources in the package's cuda/ folder, compiled at run time for the GPU found
+// and cached on disk. Activations are f32 (the parity mode), f16 or bf16 ('auto': the dtype the model's
+// matrices are stored in), always accumulated in f32 inside kernels; decode steps run fused GEMVs and
+// replay CUDA graphs.
+import { CONTRACT_VERSION, type KernelBackend } from '@zinfer/core';
+import type { CudaProgram } from './cuda/program.js';
+import { compileProgram, kvCacheBytesPerBlock } from './cuda/compile.js';
+import type { ActivationChoice } from './cuda/device-weights.js';
+import { CudaDevice } from './cuda/device.js';
+import { probeCuda } from './cuda/probe.js';
+import { CudaStream } from './cuda/stream.js';
+import { supports } from './cuda/supports.js';
+
+export interface CudaBackendOptions {
+  /** CUDA device ordinal (default 0). */
+  device?: number;
+  /**
+   * Activation (and KV-cache) dtype: 'f32' is the parity mode; 'f16' / 'bf16' hold matrices in that dtype
+   * too (converted at upload when stored otherwise); 'auto' (default) takes the dtype the matrices are
+   * stored in, f16 or bf16, else f32. With 'auto', kvBytesPerBlock reports f32 sizes (the dtype is not
+   * known before the weights are read), so the cache then uses up to half its byte budget.
+   */
+  activations?: ActivationChoice;
+  /** Where compiled CUBINs are cached (default $ZINFER_CUDA_CACHE_DIR or ~/.cache/zinfer/cuda); null: no cache. */
+  cacheDir?: string | null;
+  /** cuBLAS for linear layers over more than 8 rows (default true); false uses zinfer's tiled kernel. */
+  cublas?: boolean;
+  /** Fixed attention chunk in positions (default: adapts to the step); for tests of the split paths. */
+  attentionChunk?: number;
+  /** Fill activation buffers with NaN before each step, so unwritten outputs fail comparisons (tests). */
+  poison?: boolean;
+  /** Replay decode steps as CUDA graphs, one per batch-size bucket (default true). */
+  graphs?: boolean;
+  /** Largest decode batch replayed as a graph (default 8). */
+  maxGraphRows?: number;
+  /** Fuse norms, q/k/v and epilogues into the decode GEMVs, and rotary into the KV write (default true). */
+  fusion?: boolean;
+  /** The tensor-core prompt attention in 16-bit modes (default true). */
+  flash?: boolean;
+  /** Programmatic dependent launch on sm_90: each kernel starts streaming its weights during the previous one's tail (default false). */
+  pdl?: boolean;
+}
+
+/** The cuda backend, with the programs it compiled (their stats: graph captures, replays, errors). */
+export interface CudaKernelBackend extends KernelBackend {
+  readonly programs: readonly CudaProgram[];
+}
+
+export function cudaBackend(opts: CudaBackendOptions = {}): CudaKernelBackend {
+  const ordinal = opts.device ?? 0;
+  const activations = opts.activations ?? 'auto';
+  const programs: CudaProgram[] = [];
+  return {
+    programs,
+    name: 'cuda',
+    contractVersion: CONTRACT_VERSION,
+    probe: () => probeCuda(ordinal),
+    supports,
+    kvBytesPerBlock: (graph, blockSize) => kvCacheBytesPerBlock(graph.kv, blockSize, activations === 'f16' || activations === 'bf16' ? 2 : 4),
+    async compile(graph, weights, options) {
+      const gpu = new CudaStream(CudaDevice.open(ordinal), { cublas: opts.cublas, cacheDir: opts.cacheDir, pdl: opts.pdl });
+      const program = await compileProgram(gpu, graph, weights, options, {
+        activations,
+        cublas: opts.cublas ?? true,
+        attentionChunk: opts.attentionChunk ?? null,
+        poison: opts.poison ?? false,
+        graphs: opts.graphs ?? true,
+        maxGraphRows: opts.maxGraphRows ?? 8,
+        flash: opts.flash ?? true,
+        fusion: { linear: opts.fusion ?? true, rope: opts.fusion ?? true },
+      });
+      programs.push(program);
+      return program;
+    },
+  };
+}
+
+export { CudaProgram, type ProgramStats } from './cuda/program.js';
+export { probeFailure } from './cuda/probe.js';
+export { cudaDiagnostics, type CudaDiagnostics } from './cuda/diagnostics.js';
+export { findLibrary, findIncludeDir, searchDirs, type CudaLibrary } from './cuda/libraries.js';
+export { cudaMicrobench, type MicrobenchResult } from './cuda/microbench.js';

@@ -1,0 +1,100 @@
+// Attention: the step's k and v into the paged cache (with q and k rotated in the same kernel when the
+// graph's rotary nodes feed only this attention), then one of three kernels:
+//   - decode steps (one row per sequence): attn_decode, split across the context with the splits merged
+//     in the same launch; grid and arguments depend only on the batch size, so graphs replay it;
+//   - prompt rows in the 16-bit modes: the tensor-core flash kernel;
+//   - otherwise (f32 parity mode, odd head sizes): attention_partial + attention_reduce.
+import type { OpNode } from '@zinfer/core';
+import type { RopeKv } from './exec-plan.js';
+import { dtypeBytes, threadsFor, type StepContext } from './step-context.js';
+
+const TARGET_CHUNKS = 16;
+const MIN_CHUNK = 4;
+const ATT_THREADS = 128; // ATT_THREADS in cuda/attention.cu
+const DEC_THREADS = 128; // DEC_THREADS in cuda/attention.cu
+const FA_THREADS = 128; // FA_THREADS in cuda/flash.cu
+/** Head sizes the flash kernel is compiled for (FLASH_DIMS in cuda/flash.cu). */
+export const FLASH_HEAD_DIMS = [16, 32, 64, 80, 96, 128];
+/** Positions a decode split takes at least, and the most splits. */
+const DECODE_MIN_CHUNK = 32;
+const DECODE_MAX_SPLITS = 32;
+
+/** Device K and V of each layer: [slots, kvHeads*headDim] in the activation dtype. */
+export interface KvPointers {
+  k(layer: number): bigint;
+  v(layer: number): bigint;
+  blockSize: number;
+}
+
+/** The chunk size and chunk count for rows at `positions` with an optional window (the general path). */
+export function attentionChunks(positions: Int32Array, window: number | null, fixedChunk: number | null): { chunk: number; chunks: number } {
+  let span = 1;
+  for (const p of positions) span = Math.max(span, window === null ? p + 1 : Math.min(p + 1, window));
+  const chunk = fixedChunk ?? Math.max(MIN_CHUNK, Math.ceil(span / TARGET_CHUNKS));
+  return { chunk, chunks: Math.ceil(span / chunk) };
+}
+
+/** Lanes per cached position in attn_decode (a power of two ≤ 32), or 0 when the head size does not fit. */
+export function decodeLanes(headDim: number, elementBytes: number): number {
+  const vec = 16 / elementBytes;
+  if (headDim % vec !== 0 || headDim / vec > 32) return 0;
+  let lanes = 1;
+  while (lanes < headDim / vec) lanes *= 2;
+  return lanes;
+}
+
+/**
+ * Splits of the context per (row, head) in a decode step: enough blocks to fill the GPU twice. It depends
+ * only on the batch size (and the test option), never on the contexts, so a captured graph stays valid.
+ */
+export function decodeSplits(rows: number, heads: number, multiprocessors: number, fixedChunk: number | null): { splits: number; minChunk: number } {
+  if (fixedChunk !== null) return { splits: DECODE_MAX_SPLITS, minChunk: fixedChunk };
+  const splits = Math.max(1, Math.min(DECODE_MAX_SPLITS, Math.ceil((2 * multiprocessors) / (rows * heads))));
+  return { splits, minChunk: DECODE_MIN_CHUNK };
+}
+
+export function launchAttention(ctx: StepContext, node: OpNode<'attention'>, kv: KvPointers, rope: RopeKv | null): void {
+  const { heads, kvHeads, headDim, scale, slidingWindow, layer } = node.attrs;
+  const { gpu, meta, act } = ctx;
+  const rows = ctx.rowsOf(node.inputs.q);
+  const kvWidth = kvHeads * headDim;
+  const [kCache, vCache] = [kv.k(layer), kv.v(layer)];
+  const slots = ctx.metaPtr(meta.at.slots);
+  if (rope) {
+    const a = rope.q.attrs;
+    gpu.launch(`rope_kv_${act}`, { x: rows }, threadsFor((heads + kvHeads) * headDim), [
+      ctx.value(rope.q.output), kCache, vCache, ctx.value(rope.q.inputs.x), ctx.value(rope.k.inputs.x), ctx.value(node.inputs.v),
+      ctx.metaPtr(meta.at.positions), slots, ctx.invFreq(rope.q), heads, kvHeads, headDim, a.rotaryDim, a.interleaved ? 1 : 0, a.attentionScaling,
+    ]);
+  } else {
+    // k, v [rows, kvWidth] → cache rows at the step's slots.
+    gpu.launch(`kv_write_${act}`, { x: rows }, threadsFor(kvWidth), [kCache, vCache, ctx.value(node.inputs.k), ctx.value(node.inputs.v), slots, kvWidth]);
+  }
+  const q = ctx.value(node.inputs.q);
+  const out = ctx.value(node.output);
+  const seqArgs = [ctx.metaPtr(meta.at.rowSeq), ctx.metaPtr(meta.at.seqInfo), ctx.metaPtr(meta.at.blockTables)];
+  const window = slidingWindow ?? 0;
+
+  const lanes = decodeLanes(headDim, dtypeBytes(act));
+  if (meta.decodeOnly && lanes > 0) {
+    const { splits, minChunk } = decodeSplits(rows, heads, gpu.multiprocessors, ctx.options.attentionChunk);
+    const partial = splits > 1 ? ctx.scratch(rows * heads * splits * (headDim + 2) * 4) : 0n; // [rows, heads, splits, headDim + 2]
+    const counters = splits > 1 ? ctx.counters(rows * heads) : 0n;
+    gpu.launch(`attn_decode${lanes}_${act}`, { x: splits, y: heads, z: rows }, DEC_THREADS, [
+      out, partial, counters, q, kCache, vCache, ...seqArgs, headDim, kvHeads, kv.blockSize, window, scale, minChunk,
+    ]);
+    return;
+  }
+  if (act !== 'f32' && ctx.options.flash && gpu.arch >= 80 && FLASH_HEAD_DIMS.includes(headDim)) {
+    gpu.launch(`flash_prefill${headDim}_${act}`, { x: meta.tiles, y: heads }, FA_THREADS, [
+      out, q, kCache, vCache, ctx.metaPtr(meta.at.tiles), ctx.metaPtr(meta.at.seqInfo), ctx.metaPtr(meta.at.blockTables), kvHeads, kv.blockSize, window, scale,
+    ]);
+    return;
+  }
+  const { chunk, chunks } = attentionChunks(meta.rowPositions, slidingWindow, ctx.options.attentionChunk);
+  const partial = ctx.scratch(rows * heads * chunks * (headDim + 2) * 4); // [rows, heads, chunks, headDim + 2]
+  gpu.launch(`attention_partial_${act}`, { x: chunks, y: heads, z: rows }, ATT_THREADS, [
+    partial, q, kCache, vCache, ...seqArgs, headDim, kvHeads, kv.blockSize, window, scale, chunk,
+  ]);
+  gpu.launch(`attention_reduce_${act}`, { x: heads, y: rows }, threadsFor(headDim), [out, partial, headDim, chunks]);
+}

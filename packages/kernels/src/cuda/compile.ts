@@ -1,0 +1,86 @@
+// Compiles a graph for a Gpu: checks the nodes, loads the kernels (so NVRTC errors surface here), uploads
+// the weights (resolving the activation dtype), plans the fusions and buffers, allocates the KV cache in
+// the activation dtype (plus one block no sequence owns: padded rows of a decode graph write there) and
+// the rotary tables. Out of memory names the bytes asked and free; everything allocated so far is freed
+// before the error propagates.
+import { BackendError, type CompileOptions, type Graph, type OpNode, type WeightSource } from '@zinfer/core';
+import { planBuffers } from './buffer-plan.js';
+import { uploadWeights, type ActivationChoice } from './device-weights.js';
+import { planExecution, type FusionOptions } from './exec-plan.js';
+import type { Gpu } from './gpu.js';
+import { CudaProgram, type ProgramParts } from './program.js';
+import { fmtBytes } from './format.js';
+import { dtypeBytes, type ProgramOptions } from './step-context.js';
+import { checkGraph } from './supports.js';
+
+export interface CompileSettings extends ProgramOptions {
+  activations: ActivationChoice;
+  fusion: Omit<FusionOptions, 'weightDtype'>;
+}
+
+/** KV-cache bytes per block for a layout and an element size: K and V, every layer. */
+export function kvCacheBytesPerBlock(kv: Graph['kv'], blockSize: number, elementBytes: number): number {
+  return 2 * kv.layers * blockSize * kv.kvHeads * kv.headDim * elementBytes;
+}
+
+export async function compileProgram(gpu: Gpu, graph: Graph, source: WeightSource, options: CompileOptions, settings: CompileSettings): Promise<CudaProgram> {
+  checkGraph(graph);
+  const { numBlocks, blockSize } = options.kvCache;
+  for (const [field, n] of [['numBlocks', numBlocks], ['blockSize', blockSize]] as const) {
+    if (!Number.isSafeInteger(n) || n < 1) throw new BackendError('KV cache size is not a positive integer', { field: `kvCache.${field}`, expected: 'an integer ≥ 1', found: String(n) });
+  }
+  gpu.enter();
+  const owned: bigint[] = [];
+  try {
+    gpu.loadKernels(); // NVRTC or module errors surface at compile, not at the first step
+    const { weights, act } = uploadWeights(gpu, graph, source, settings.activations);
+    for (const w of weights.values()) owned.push(w.ptr);
+    const hasAttention = graph.nodes.some((n) => n.op === 'attention');
+    let kv: ProgramParts['kv'] = null;
+    if (hasAttention) {
+      const blocks = numBlocks + 1; // the last: scratch for padded rows of decode graphs
+      const total = kvCacheBytesPerBlock(graph.kv, blockSize, dtypeBytes(act)) * blocks;
+      const { free } = gpu.memInfo();
+      if (total > free) {
+        throw new BackendError(`out of GPU memory for the KV cache: ${numBlocks} blocks of ${blockSize} tokens need ${fmtBytes(total)}, ${fmtBytes(free)} free on ${gpu.name}`, {
+          field: 'kvCache.numBlocks', expected: `at most ${total} bytes`, found: `${free} bytes free`,
+        });
+      }
+      const ptr = gpu.alloc(total, `KV cache (${numBlocks} blocks × ${blockSize} tokens, ${act})`);
+      owned.push(ptr);
+      gpu.fill32(ptr, 0, total / 4); // as the reference's zeroed cache: no stale values even in unread slots
+      kv = { ptr, layerBytes: total / (2 * graph.kv.layers), spec: { numBlocks, blockSize }, scratchBlock: numBlocks };
+    }
+    const invFreq = new Map<OpNode, bigint>();
+    for (const node of graph.nodes) {
+      if (node.op !== 'rotary') continue;
+      const table = Float64Array.from(node.attrs.invFreq); // f64: the angle p·invFreq is formed in double
+      const ptr = gpu.alloc(Math.max(table.byteLength, 8), 'rotary inverse frequencies');
+      owned.push(ptr);
+      if (table.length) gpu.upload(ptr, table);
+      invFreq.set(node, ptr);
+    }
+    const plan = planExecution(graph, { ...settings.fusion, weightDtype: (name) => weights.get(name)?.dtype ?? 'f32' });
+    const outF32 = outputFromLinear(graph);
+    const elementBytes = (v: number) => (v === graph.output && outF32 ? 4 : dtypeBytes(act));
+    gpu.synchronize();
+    return new CudaProgram({
+      gpu, graph, weights, kv, invFreq, act, plan, outputF32: outF32,
+      buffers: planBuffers(graph, plan.extraUses, elementBytes, plan.earlyDefs), options: settings,
+    });
+  } catch (e) {
+    // Best effort: after a failed kernel the context may refuse these too, and the first error is the news.
+    try {
+      for (const ptr of owned) gpu.free(ptr);
+      gpu.dispose();
+    } catch {
+      // keep the original error
+    }
+    throw e;
+  }
+}
+
+/** Whether the graph's output comes from a linear node (which then writes it as f32 in every mode). */
+function outputFromLinear(graph: Graph): boolean {
+  return graph.nodes.some((n) => n.output === graph.output && n.op === 'linear');
+}

@@ -1,0 +1,176 @@
+// Which nodes of a graph the CUDA backend fuses, decided once at compile time from the graph's shape:
+//   - linear groups: every linear belongs to one. In a step of at most 8 rows a group is one GEMV launch
+//     (gemv.cu) that may also take the norm before it (RMSNorm or LayerNorm over the whole row, when the
+//     norm feeds only this group), up to 3 linears on one input (q, k, v: launched where the first runs,
+//     so their outputs' buffers are taken from there on), and what follows: the residual add, an
+//     activation, or the gated activation of a gate and an up linear (launched where that node runs).
+//     With more rows the group's nodes run one by one (cuBLAS for the products).
+//   - rotary + KV write: an attention whose q and k come straight from rotary nodes (used by nothing
+//     else) rotates both and writes k and v into the cache in one kernel, in every step.
+// Fused launches read and write values at other positions than the graph's nodes do; `extraUses` and
+// `earlyDefs` tell the buffer plan, so one buffer assignment is safe for the fused and the unfused schedule.
+import type { Graph, OpNode, ValueId } from '@zinfer/core';
+import type { EarlyDef, ExtraUse } from './buffer-plan.js';
+
+export type Epilogue =
+  | { kind: 'none' }
+  | { kind: 'residual'; node: OpNode<'add'>; residual: ValueId }
+  | { kind: 'act'; node: OpNode<'activation'> }
+  | { kind: 'gated'; node: OpNode<'gatedActivation'> };
+
+export interface LinearGroup {
+  /** 1–3 linears reading `input` (gated: [gate, up]). */
+  members: OpNode<'linear'>[];
+  input: ValueId;
+  /** A norm producing `input` that only this group reads: fused into the GEMV. */
+  norm: OpNode<'rmsNorm'> | OpNode<'layerNorm'> | null;
+  epilogue: Epilogue;
+  /** The value the fused launch writes for each output (the members', or the epilogue node's). */
+  outputs: ValueId[];
+  /** Node index where the fused launch runs: the first linear of a plain group, else the epilogue node. */
+  at: number;
+  /** Node indices the fused launch replaces. */
+  covers: number[];
+}
+
+export interface RopeKv {
+  q: OpNode<'rotary'>;
+  k: OpNode<'rotary'>;
+  /** Indices of the two rotary nodes, which the attention's launch replaces. */
+  covers: number[];
+}
+
+export interface ExecPlan {
+  groups: LinearGroup[];
+  /** Node index → the group that covers it. */
+  groupOf: Map<number, LinearGroup>;
+  /** Attention node → its fused rotary. */
+  rope: Map<OpNode, RopeKv>;
+  /** Rotary node indices run by their attention's launch. */
+  ropeCovers: Set<number>;
+  extraUses: ExtraUse[];
+  earlyDefs: EarlyDef[];
+}
+
+export interface FusionOptions {
+  /** Fuse norms, epilogues and q/k/v into GEMVs (default true). */
+  linear: boolean;
+  /** Fuse rotary and the KV write into one kernel (default true). */
+  rope: boolean;
+  /** Device dtype of a weight: linears fuse only with linears of the same weight dtype (one kernel type). */
+  weightDtype?: (name: string) => string;
+}
+
+export function planExecution(graph: Graph, opts: FusionOptions = { linear: true, rope: true }): ExecPlan {
+  const { nodes } = graph;
+  const consumers = new Map<ValueId, number[]>();
+  const producer = new Map<ValueId, number>();
+  nodes.forEach((node, i) => {
+    producer.set(node.output, i);
+    for (const v of Object.values(node.inputs)) consumers.set(v, [...(consumers.get(v) ?? []), i]);
+  });
+  const usesOf = (v: ValueId) => (v === graph.output ? [...(consumers.get(v) ?? []), Infinity] : consumers.get(v) ?? []);
+  const groups: LinearGroup[] = [];
+  const grouped = new Set<number>();
+
+  // Single linears with an epilogue, and gate/up pairs.
+  nodes.forEach((node, i) => {
+    if (node.op !== 'linear' || grouped.has(i) || !opts.linear) return;
+    const uses = usesOf(node.output);
+    if (uses.length !== 1 || !Number.isFinite(uses[0])) return;
+    const c = uses[0];
+    const next = nodes[c];
+    if (next.op === 'add' && (next.inputs.a === node.output) !== (next.inputs.b === node.output)) {
+      const residual = next.inputs.a === node.output ? next.inputs.b : next.inputs.a;
+      add(groups, grouped, [i], { kind: 'residual', node: next, residual }, c, [next.output]);
+    } else if (next.op === 'activation') {
+      add(groups, grouped, [i], { kind: 'act', node: next }, c, [next.output]);
+    } else if (next.op === 'gatedActivation' && next.inputs.gate === node.output && next.inputs.up !== node.output) {
+      const u = producer.get(next.inputs.up);
+      if (u === undefined || grouped.has(u)) return;
+      const up = nodes[u];
+      if (up.op !== 'linear' || up.inputs.x !== node.inputs.x || usesOf(up.output).length !== 1 || !sameDtype(node, up)) return;
+      add(groups, grouped, [i, u], { kind: 'gated', node: next }, c, [next.output]);
+    }
+  });
+
+  // Linears on a shared input, up to 3 a group; the rest alone.
+  const byInput = new Map<ValueId, number[]>();
+  nodes.forEach((node, i) => {
+    if (node.op === 'linear' && !grouped.has(i)) byInput.set(node.inputs.x, [...(byInput.get(node.inputs.x) ?? []), i]);
+  });
+  for (const list of byInput.values()) {
+    let run: number[] = [];
+    const flush = () => {
+      if (run.length) add(groups, grouped, run, { kind: 'none' }, run[0], run.map((j) => nodes[j].output));
+      run = [];
+    };
+    for (const i of list) {
+      const joins = opts.linear && run.length > 0 && run.length < 3 && nodes[i].output !== graph.output && nodes[run[0]].output !== graph.output &&
+        sameDtype(nodes[i], nodes[run[0]]);
+      if (!joins) flush();
+      run.push(i);
+    }
+    flush();
+  }
+
+  // Norms feeding exactly one group (and nothing else), over the whole row.
+  if (opts.linear) {
+    for (const g of groups) {
+      const p = producer.get(g.input);
+      if (p === undefined) continue;
+      const norm = nodes[p];
+      if (norm.op !== 'rmsNorm' && norm.op !== 'layerNorm') continue;
+      if (norm.attrs.dim !== graph.values[norm.inputs.x].width) continue;
+      const memberIdx = new Set(g.members.map((m) => nodes.indexOf(m)));
+      if (!usesOf(g.input).every((u) => memberIdx.has(u))) continue;
+      g.norm = norm;
+      g.covers.unshift(p);
+    }
+  }
+
+  const groupOf = new Map<number, LinearGroup>();
+  const extraUses: ExtraUse[] = [];
+  const earlyDefs: EarlyDef[] = [];
+  for (const g of groups) {
+    if (g.epilogue.kind === 'none') for (const m of g.members.slice(1)) earlyDefs.push([m.output, g.at]);
+    for (const i of g.covers) groupOf.set(i, g);
+    extraUses.push([g.input, g.at]);
+    if (g.norm) extraUses.push([g.norm.inputs.x, g.at]);
+    if (g.epilogue.kind === 'residual') extraUses.push([g.epilogue.residual, g.at]);
+  }
+
+  const rope = new Map<OpNode, RopeKv>();
+  const ropeCovers = new Set<number>();
+  nodes.forEach((node, i) => {
+    if (node.op !== 'attention' || !opts.rope) return;
+    const [qi, ki] = [producer.get(node.inputs.q), producer.get(node.inputs.k)];
+    if (qi === undefined || ki === undefined || qi === ki) return;
+    const [q, k] = [nodes[qi], nodes[ki]];
+    if (q.op !== 'rotary' || k.op !== 'rotary') return;
+    if (usesOf(q.output).length !== 1 || usesOf(k.output).length !== 1) return;
+    const [a, b] = [q.attrs, k.attrs];
+    const same = a.headDim === b.headDim && a.rotaryDim === b.rotaryDim && a.interleaved === b.interleaved && a.attentionScaling === b.attentionScaling &&
+      a.invFreq.length === b.invFreq.length && a.invFreq.every((f, j) => f === b.invFreq[j]);
+    if (!same || a.heads !== node.attrs.heads || b.heads !== node.attrs.kvHeads || a.headDim !== node.attrs.headDim) return;
+    if (groupOf.has(qi) || groupOf.has(ki)) return;
+    rope.set(node, { q, k, covers: [qi, ki] });
+    ropeCovers.add(qi);
+    ropeCovers.add(ki);
+    extraUses.push([q.inputs.x, i], [k.inputs.x, i]);
+  });
+  return { groups, groupOf, rope, ropeCovers, extraUses, earlyDefs };
+
+  function sameDtype(a: OpNode, b: OpNode): boolean {
+    if (a.op !== 'linear' || b.op !== 'linear' || !opts.weightDtype) return true;
+    return opts.weightDtype(a.attrs.weight) === opts.weightDtype(b.attrs.weight);
+  }
+
+  function add(list: LinearGroup[], taken: Set<number>, members: number[], epilogue: Epilogue, at: number, outputs: ValueId[]): void {
+    const ms = members.map((j) => nodes[j] as OpNode<'linear'>);
+    const covers = [...members];
+    if (epilogue.kind !== 'none') covers.push(at);
+    for (const j of covers) taken.add(j);
+    list.push({ members: ms, input: ms[0].inputs.x, norm: null, epilogue, outputs, at, covers });
+  }
+}

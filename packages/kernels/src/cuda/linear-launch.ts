@@ -1,0 +1,87 @@
+// Linear layers. Up to 8 rows (decode): one fused GEMV launch per linear group (exec-plan.ts): 16-byte
+// weight loads, the norm before and the residual / activation / gated activation after folded in. More rows:
+// cuBLAS (f32 × f32 in parity mode; f16/bf16 tensor cores in the 16-bit modes) plus a bias kernel, or the
+// tiled kernel for f16/bf16 weights with f32 activations (cuBLAS multiplies like types only).
+import { BackendError, type OpNode, type ValueId } from '@zinfer/core';
+import { ACTIVATION_CODES } from './activation-codes.js';
+import type { LinearGroup } from './exec-plan.js';
+import type { StepContext } from './step-context.js';
+
+/** Rows up to which linear layers run as GEMVs. */
+export const GEMV_MAX_ROWS = 8;
+/** Weight rows a GEMV block reads (GEMV_WROWS in cuda/gemv.cu), and its threads. */
+export const GEMV_WROWS = 4;
+export const GEMV_THREADS = 128;
+const TILE = 64;
+/** EPI_* and NORM_* of cuda/gemv.cu. */
+export const EPI = { none: 0, residual: 1, gated: 2, act: 3 } as const;
+export const NORM = { none: 0, rms: 1, layer: 2 } as const;
+
+/** The GEMV entry point compiled for at least `rows` rows (1, 2, 4 or 8). */
+export function gemvRows(rows: number): number {
+  if (!(rows >= 1 && rows <= GEMV_MAX_ROWS)) throw new BackendError(`GEMV takes 1 to ${GEMV_MAX_ROWS} rows, not ${rows}`);
+  return rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8;
+}
+
+/** Whether a group runs as one fused GEMV this step (it has at most GEMV_MAX_ROWS rows). */
+export function groupFuses(ctx: StepContext, g: LinearGroup): boolean {
+  return ctx.rowsOf(g.input) <= GEMV_MAX_ROWS;
+}
+
+/** The fused GEMV of a group. */
+export function launchGroup(ctx: StepContext, g: LinearGroup): void {
+  const rows = ctx.rowsOf(g.input);
+  if (rows === 0) return;
+  const ws = g.members.map((m) => ctx.weight(m.attrs.weight));
+  const [, inF] = ws[0].shape;
+  const bias = (m: OpNode<'linear'>) => (m.attrs.bias === null ? 0n : ctx.weight(m.attrs.bias).ptr);
+  const seg = (i: number): [bigint, bigint, bigint, number] => {
+    if (i >= g.members.length || (g.epilogue.kind !== 'none' && g.epilogue.kind !== 'gated' && i > 0)) return [0n, 0n, 0n, 0];
+    const y = g.epilogue.kind === 'none' ? ctx.value(g.outputs[i]) : i === 0 ? ctx.value(g.outputs[0]) : 0n;
+    return [y, ws[i].ptr, bias(g.members[i]), ws[i].shape[0]];
+  };
+  const segs = [seg(0), seg(1), seg(2)];
+  const e = g.epilogue;
+  const epi = EPI[e.kind];
+  const act = e.kind === 'act' || e.kind === 'gated' ? ACTIVATION_CODES[e.node.attrs.fn] : 0;
+  const res = e.kind === 'residual' ? ctx.value(e.residual) : 0n;
+  const norm = g.norm === null ? NORM.none : g.norm.op === 'rmsNorm' ? NORM.rms : NORM.layer;
+  const normW = g.norm ? ctx.weight(g.norm.attrs.weight).ptr : 0n;
+  const normB = g.norm?.op === 'layerNorm' ? ctx.weight(g.norm.attrs.bias).ptr : 0n;
+  const eps = g.norm ? g.norm.attrs.eps : 0;
+  const x = ctx.value(g.norm ? g.norm.inputs.x : g.input);
+  const blocks = e.kind === 'gated' ? Math.ceil(segs[0][3] / 2) : segs.reduce((n, s) => n + Math.ceil(s[3] / GEMV_WROWS), 0);
+  const yF32 = g.outputs.some((v) => ctx.isF32(v)) ? 1 : 0;
+  ctx.gpu.launch(`gemv${gemvRows(rows)}_${ws[0].dtype}_${ctx.act}`, { x: blocks }, GEMV_THREADS, [
+    ...segs.flat(), x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32,
+  ]);
+}
+
+/** One linear node on its own: a one-segment GEMV for few rows, else a GEMM. */
+export function launchLinear(ctx: StepContext, node: OpNode<'linear'>): void {
+  const w = ctx.weight(node.attrs.weight);
+  const [outF, inF] = w.shape;
+  const rows = ctx.rowsOf(node.inputs.x);
+  const y = ctx.value(node.output);
+  const x = ctx.value(node.inputs.x);
+  const bias = node.attrs.bias === null ? 0n : ctx.weight(node.attrs.bias).ptr;
+  const yF32 = ctx.isF32(node.output) ? 1 : 0;
+  const { gpu, act } = ctx;
+  if (rows <= GEMV_MAX_ROWS) {
+    gpu.launch(`gemv${gemvRows(rows)}_${w.dtype}_${act}`, { x: Math.ceil(outF / GEMV_WROWS) }, GEMV_THREADS, [
+      y, w.ptr, bias, outF, 0n, 0n, 0n, 0, 0n, 0n, 0n, 0, x, 0n, 0n, 0n, 0, rows, inF, EPI.none, 0, NORM.none, yF32,
+    ]);
+  } else if (w.dtype === act && ctx.options.cublas && gpu.gemm) {
+    gpu.gemm({ y, x, w: w.ptr, dtype: act, yDtype: yF32 ? 'f32' : act, rows, inF, outF });
+    if (bias !== 0n) gpu.launch(`bias_add_${act}`, { x: Math.min(4096, Math.ceil((rows * outF) / 256)) }, 256, [y, bias, rows * outF, outF, yF32]);
+  } else {
+    gpu.launch(`gemm_${w.dtype}_${act}`, { x: Math.ceil(outF / TILE), y: Math.ceil(rows / TILE) }, 256, [y, w.ptr, x, bias, rows, inF, outF, yF32]);
+  }
+}
+
+/** Values a group's fused launch reads (for tests and diagnostics). */
+export function groupInputs(g: LinearGroup): ValueId[] {
+  const v = [g.norm ? g.norm.inputs.x : g.input];
+  if (g.epilogue.kind === 'residual') v.push(g.epilogue.residual);
+  return v;
+}

@@ -1,0 +1,73 @@
+// Launches for every op except linear and attention (their own files): one kernel a node, named by the
+// op and the activation dtype (`rms_norm_bf16`), weight-reading kernels also by the weight dtype.
+import { BackendError, type OpNode } from '@zinfer/core';
+import { ACTIVATION_CODES } from './activation-codes.js';
+import { launchAttention, type KvPointers } from './attention-launch.js';
+import { launchLinear } from './linear-launch.js';
+import { threadsFor, type StepContext } from './step-context.js';
+
+export { ACTIVATION_CODES } from './activation-codes.js';
+
+/** Blocks for a grid-stride loop over n elements at 256 threads. */
+const flatGrid = (n: number) => ({ x: Math.max(1, Math.min(8192, Math.ceil(n / 256))) });
+
+export function launchNode(ctx: StepContext, node: OpNode, kv: KvPointers | null): void {
+  const { gpu, act } = ctx;
+  const rows = ctx.rowsOf(node.output);
+  if (rows === 0) return; // nothing selected this step: the value is empty
+  const out = ctx.value(node.output);
+  switch (node.op) {
+    case 'embedding': {
+      const t = ctx.weight(node.attrs.table);
+      const dim = t.shape[1];
+      gpu.launch(`embedding_${t.dtype}_${act}`, { x: rows }, threadsFor(dim), [out, t.ptr, ctx.value(node.inputs.ids), dim, node.attrs.offset, node.attrs.scale]);
+      return;
+    }
+    case 'linear':
+      return launchLinear(ctx, node);
+    case 'rmsNorm': {
+      const { dim, eps } = node.attrs;
+      const groups = (rows * ctx.width(node.output)) / dim;
+      gpu.launch(`rms_norm_${act}`, { x: groups }, threadsFor(dim, 1024), [out, ctx.value(node.inputs.x), ctx.weight(node.attrs.weight).ptr, dim, eps]);
+      return;
+    }
+    case 'layerNorm': {
+      const { dim, eps } = node.attrs;
+      const groups = (rows * ctx.width(node.output)) / dim;
+      gpu.launch(`layer_norm_${act}`, { x: groups }, threadsFor(dim, 1024), [out, ctx.value(node.inputs.x), ctx.weight(node.attrs.weight).ptr, ctx.weight(node.attrs.bias).ptr, dim, eps]);
+      return;
+    }
+    case 'add': {
+      const n = rows * ctx.width(node.output);
+      gpu.launch(`add_${act}`, flatGrid(n), 256, [out, ctx.value(node.inputs.a), ctx.value(node.inputs.b), n]);
+      return;
+    }
+    case 'activation': {
+      const n = rows * ctx.width(node.output);
+      gpu.launch(`activation_${act}`, flatGrid(n), 256, [out, ctx.value(node.inputs.x), 0n, n, ACTIVATION_CODES[node.attrs.fn]]);
+      return;
+    }
+    case 'gatedActivation': {
+      const n = rows * ctx.width(node.output);
+      gpu.launch(`activation_${act}`, flatGrid(n), 256, [out, ctx.value(node.inputs.gate), ctx.value(node.inputs.up), n, ACTIVATION_CODES[node.attrs.fn]]);
+      return;
+    }
+    case 'rotary': {
+      const { heads, headDim, rotaryDim, interleaved, attentionScaling } = node.attrs;
+      gpu.launch(`rotary_${act}`, { x: rows }, threadsFor(heads * headDim), [
+        out, ctx.value(node.inputs.x), ctx.value(node.inputs.positions), ctx.invFreq(node), heads, headDim, rotaryDim, interleaved ? 1 : 0, attentionScaling,
+      ]);
+      return;
+    }
+    case 'attention':
+      if (!kv) throw new BackendError('attention node in a program compiled without a KV cache');
+      return launchAttention(ctx, node, kv, ctx.plan.rope.get(node) ?? null);
+    case 'gatherRows': {
+      const width = ctx.width(node.output);
+      gpu.launch(`gather_rows_${act}`, { x: rows }, threadsFor(width), [out, ctx.value(node.inputs.x), ctx.metaPtr(ctx.meta.at.selected), width]);
+      return;
+    }
+    default:
+      throw new BackendError(`cuda backend has no op ${(node as OpNode).op}`);
+  }
+}

@@ -1,0 +1,58 @@
+// What the launch functions of one step see: the GPU, device pointers of values, weights and metadata,
+// row counts, the activation dtype and the fusion plan. Built by the program for each run.
+import type { FloatDType, OpNode, ValueId, WeightName } from '@zinfer/core';
+import type { DeviceWeight } from './device-weights.js';
+import type { ExecPlan } from './exec-plan.js';
+import type { Gpu } from './gpu.js';
+import type { StepMetadata } from './step-metadata.js';
+
+export interface StepContext {
+  gpu: Gpu;
+  meta: StepMetadata;
+  /** Device address of element `offset` of the uploaded metadata. */
+  metaPtr(offset: number): bigint;
+  /** Device address of a value (float values: their slot buffer; int values: their metadata part). */
+  value(id: ValueId): bigint;
+  /** Elements a row of a value. */
+  width(id: ValueId): number;
+  /** Rows a value holds in this step. */
+  rowsOf(id: ValueId): number;
+  /** Whether a value is stored as f32 although activations are 16-bit (the graph's output, when a linear makes it). */
+  isF32(id: ValueId): boolean;
+  weight(name: WeightName): DeviceWeight;
+  /** Device f64 inverse frequencies of a rotary node, uploaded at compile time. */
+  invFreq(node: OpNode<'rotary'>): bigint;
+  /** Scratch device memory of at least `bytes`, valid until the next call (one user at a time). */
+  scratch(bytes: number): bigint;
+  /** At least `n` int32 counters, zero between uses (the kernels that count reset them). */
+  counters(n: number): bigint;
+  /** Activation dtype: f32 (parity), f16 or bf16. */
+  act: FloatDType;
+  plan: ExecPlan;
+  options: ProgramOptions;
+}
+
+export interface ProgramOptions {
+  /** Use cuBLAS for linear layers over more than 8 rows (default true); false: the tiled kernel. */
+  cublas: boolean;
+  /** Fixed attention chunk (positions per block); default: adapts to the step. */
+  attentionChunk: number | null;
+  /** Fill every activation buffer with NaN before each step, so an unwritten element fails a comparison. */
+  poison: boolean;
+  /** Replay decode steps of up to maxGraphRows rows as CUDA graphs, one per batch-size bucket (default true). */
+  graphs: boolean;
+  /** Largest decode batch replayed as a graph (default 8: the GEMV range). */
+  maxGraphRows: number;
+  /** The tensor-core prompt attention in 16-bit modes (default true). */
+  flash: boolean;
+}
+
+/** Threads per block for a loop over `n` elements: a multiple of 32 in [32, max]. */
+export function threadsFor(n: number, max = 256): number {
+  return Math.min(max, Math.max(32, Math.ceil(n / 32) * 32));
+}
+
+/** Bytes of one element of a float dtype. */
+export function dtypeBytes(d: FloatDType): number {
+  return d === 'f32' ? 4 : 2;
+}

@@ -1,0 +1,421 @@
+// The CUDA backend's host-side logic, without a GPU: buffer planning, fusion planning, step metadata and
+// decode padding, attention splits, and whole programs (tiny Llama in every weight dtype and activation
+// mode, every fixture model) run on a recording Gpu that checks each launch against the kernel's parsed
+// signature and each pointer against the bytes the kernel will touch. Decode steps are captured as CUDA
+// graphs and replayed (the recorder checks the replayed launches again). Also the errors a user can hit
+// before any kernel runs, and that nothing leaks.
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { loadModel, Rng, type FloatDType, type Graph, type StepBatch } from '@zinfer/core';
+import { memoryWeights, range, stepBatch, tinyLlama, TINY_LLAMA, type TinyLlamaConfig } from '@zinfer/core/testing';
+import { attentionChunks, decodeLanes, decodeSplits } from '../src/cuda/attention-launch.js';
+import { planBuffers } from '../src/cuda/buffer-plan.js';
+import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
+import type { ActivationChoice } from '../src/cuda/device-weights.js';
+import { planExecution } from '../src/cuda/exec-plan.js';
+import { RecordingGpu, type RecordedLaunch } from '../src/cuda/recording-gpu.js';
+import { isGraphableDecode, packStep, padDecodeBatch } from '../src/cuda/step-metadata.js';
+
+const FIXTURES = join(import.meta.dirname, '../../../fixtures/models');
+const ARCHS = readdirSync(FIXTURES).filter((d) => statSync(join(FIXTURES, d)).isDirectory());
+const SETTINGS: CompileSettings = {
+  activations: 'f32', cublas: true, attentionChunk: null, poison: true, graphs: true, maxGraphRows: 8, flash: true, fusion: { linear: true, rope: true },
+};
+
+// ---------------------------------------------------------------------------------------------------
+// Bytes each kernel touches through each pointer, from its other arguments and grid: a launch whose
+// buffer is smaller would read or write out of bounds on the GPU. Element sizes come from the name's
+// dtype suffixes (`_<weight>_<activation>` or `_<activation>`).
+
+const BYTES: Record<string, number> = { f32: 4, f16: 2, bf16: 2 };
+type Need = (a: readonly (bigint | number)[], l: RecordedLaunch, act: number, w: number) => Record<number, number>;
+const n = (v: bigint | number) => Number(v);
+const yBytes = (flag: bigint | number, act: number) => (n(flag) ? 4 : act);
+const NEEDS: [RegExp, Need][] = [
+  [/^rms_norm_/, (a, l, A) => ({ 0: l.grid.x * n(a[3]) * A, 1: l.grid.x * n(a[3]) * A, 2: n(a[3]) * 4 })],
+  [/^layer_norm_/, (a, l, A) => ({ 0: l.grid.x * n(a[4]) * A, 1: l.grid.x * n(a[4]) * A, 2: n(a[4]) * 4, 3: n(a[4]) * 4 })],
+  [/^add_/, (a, _l, A) => ({ 0: n(a[3]) * A, 1: n(a[3]) * A, 2: n(a[3]) * A })],
+  [/^activation_/, (a, _l, A) => ({ 0: n(a[3]) * A, 1: n(a[3]) * A, 2: n(a[3]) * A })],
+  [/^bias_add_/, (a, _l, A) => ({ 0: n(a[2]) * yBytes(a[4], A), 1: n(a[3]) * 4 })],
+  [/^gather_rows_/, (a, l, A) => ({ 0: l.grid.x * n(a[3]) * A, 2: l.grid.x * 4 })],
+  [/^to_f32_/, (a, _l, A) => ({ 0: n(a[2]) * 4, 1: n(a[2]) * A })],
+  [/^rotary_/, (a, l, A) => ({ 0: l.grid.x * n(a[4]) * n(a[5]) * A, 1: l.grid.x * n(a[4]) * n(a[5]) * A, 2: l.grid.x * 4, 3: (n(a[6]) / 2) * 8 })],
+  [/^rope_kv_/, (a, l, A) => {
+    const [rows, heads, kvHeads, hd] = [l.grid.x, n(a[9]), n(a[10]), n(a[11])];
+    return { 0: rows * heads * hd * A, 3: rows * heads * hd * A, 4: rows * kvHeads * hd * A, 5: rows * kvHeads * hd * A, 6: rows * 4, 7: rows * 4, 8: (n(a[12]) / 2) * 8 };
+  }],
+  [/^kv_write_/, (a, l, A) => ({ 2: l.grid.x * n(a[5]) * A, 3: l.grid.x * n(a[5]) * A, 4: l.grid.x * 4 })],
+  [/^attn_decode/, (a, l, A) => {
+    const [s, h, r, hd] = [l.grid.x, l.grid.y, l.grid.z, n(a[9])];
+    return { 0: r * h * hd * A, 1: s > 1 ? r * h * s * (hd + 2) * 4 : 0, 2: s > 1 ? r * h * 4 : 0, 3: r * h * hd * A, 6: r * 4 };
+  }],
+  [/^attention_partial_/, (a, l, A) => ({ 0: l.grid.z * l.grid.y * l.grid.x * (n(a[7]) + 2) * 4, 1: l.grid.z * l.grid.y * n(a[7]) * A, 4: l.grid.z * 4 })],
+  [/^attention_reduce_/, (a, l, A) => ({ 0: l.grid.y * l.grid.x * n(a[2]) * A, 1: l.grid.y * l.grid.x * n(a[3]) * (n(a[2]) + 2) * 4 })],
+  [/^flash_prefill(\d+)_/, (a, l) => ({ 4: l.grid.x * 3 * 4 })],
+  [/^embedding_/, (a, l, A) => ({ 0: l.grid.x * n(a[3]) * A, 2: l.grid.x * 4 })],
+  [/^gemm_/, (a, _l, A, W) => ({ 0: n(a[4]) * n(a[6]) * yBytes(a[7], A), 1: n(a[6]) * n(a[5]) * W, 2: n(a[4]) * n(a[5]) * A, 3: n(a[6]) * 4 })],
+  [/^gemv\d_/, (a, _l, A, W) => {
+    const [rows, inF, epi, yf] = [n(a[17]), n(a[18]), n(a[19]), a[22]];
+    const seg = (j: number) => n(a[4 * j + 3]);
+    const need: Record<number, number> = { 12: rows * inF * A, 13: rows * seg(0) * A, 14: inF * 4, 15: inF * 4 };
+    for (let j = 0; j < 3; j++) {
+      const nj = epi === 2 && j === 1 ? seg(0) : seg(j);
+      Object.assign(need, { [4 * j]: rows * nj * yBytes(yf, A), [4 * j + 1]: nj * inF * W, [4 * j + 2]: nj * 4 });
+    }
+    return need;
+  }],
+  [/^argmax_f32$/, (a, l) => ({ 0: l.grid.x * 4 })],
+];
+
+function dtypesOf(kernel: string): { act: number; w: number } {
+  const m = /_(f32|f16|bf16)(?:_(f32|f16|bf16))?$/.exec(kernel);
+  if (!m) return { act: 4, w: 4 };
+  return m[2] ? { w: BYTES[m[1]], act: BYTES[m[2]] } : { w: BYTES[m[1]], act: BYTES[m[1]] };
+}
+
+function checkFootprints(gpu: RecordingGpu, from: number): void {
+  for (const l of gpu.launches.slice(from)) {
+    const need = NEEDS.find(([re]) => re.test(l.kernel));
+    assert.ok(need, `no footprint for kernel ${l.kernel}`);
+    const { act, w } = dtypesOf(l.kernel);
+    for (const [i, bytes] of Object.entries(need[1](l.args, l, act, w))) {
+      const ptr = l.args[Number(i)] as bigint;
+      if (ptr === 0n || bytes === 0) continue;
+      const room = gpu.extent(ptr);
+      assert.ok(bytes <= room, `${l.kernel} argument ${i} needs ${bytes} bytes, its buffer has ${room}`);
+    }
+    if (/^gemv\d_/.test(l.kernel)) {
+      const rows = n(l.args[17]);
+      const R = Number(/^gemv(\d)/.exec(l.kernel)![1]);
+      assert.ok(rows <= R && rows >= 1, `${l.kernel}: ${rows} rows`);
+      const segs = [3, 7, 11].map((i) => n(l.args[i]));
+      const blocks = n(l.args[19]) === 2 ? Math.ceil(segs[0] / 2) : segs.reduce((s, k) => s + Math.ceil(k / 4), 0);
+      assert.is(l.grid.x, blocks, `${l.kernel}: the grid covers every output`);
+    }
+    if (l.kernel.startsWith('gemm_')) assert.ok(l.grid.x * 64 >= n(l.args[6]) && l.grid.y * 64 >= n(l.args[4]), `${l.kernel}: grid covers the output`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Buffer plan and fusion plan
+
+/** Values that are live at once (counting the fused launches' reads) never share a slot. */
+function checkPlan(graph: Graph): void {
+  const plan = planExecution(graph);
+  const { slotOf, slotRowBytes } = planBuffers(graph, plan.extraUses, () => 4, plan.earlyDefs);
+  const def = new Map<number, number>();
+  const last = new Map<number, number>();
+  graph.nodes.forEach((node, i) => {
+    def.set(node.output, i);
+    last.set(node.output, Math.max(last.get(node.output) ?? i, i));
+    for (const v of Object.values(node.inputs)) last.set(v, Math.max(last.get(v) ?? i, i));
+  });
+  for (const [v, i] of plan.extraUses) last.set(v, Math.max(last.get(v) ?? i, i));
+  for (const [v, i] of plan.earlyDefs) def.set(v, Math.min(def.get(v) ?? i, i));
+  last.set(graph.output, graph.nodes.length);
+  const vals = [...def.keys()];
+  for (const v of vals) assert.ok(slotOf[v] >= 0 && slotRowBytes[slotOf[v]] >= graph.values[v].width * 4, `value ${v} has a slot wide enough`);
+  for (const a of vals) {
+    for (const b of vals) {
+      if (a >= b) continue;
+      const overlap = def.get(a)! <= last.get(b)! && def.get(b)! <= last.get(a)!;
+      if (overlap) assert.is.not(slotOf[a], slotOf[b], `values ${a} and ${b} are live together but share slot ${slotOf[a]}`);
+    }
+  }
+}
+
+test('buffer plan: live values (fused reads included) never share a buffer, tiny Llama and every fixture graph; reuse keeps buffers few', async () => {
+  const { graph } = tinyLlama(Rng.fromSeed(1));
+  checkPlan(graph);
+  const fused = planExecution(graph);
+  const plan = planBuffers(graph, fused.extraUses, () => 4, fused.earlyDefs);
+  assert.ok(plan.slotRowBytes.length <= 9, `tiny Llama needs ${plan.slotRowBytes.length} buffers`);
+  for (const arch of ARCHS) {
+    const m = await loadModel(join(FIXTURES, arch));
+    checkPlan(m.graph);
+    m.weights.close();
+  }
+});
+
+test('buffer plan: 16-bit values take half the bytes, the f32 output its 4', () => {
+  const { graph } = tinyLlama(Rng.fromSeed(1));
+  const plan = planBuffers(graph, [], (v) => (v === graph.output ? 4 : 2));
+  const outSlot = plan.slotOf[graph.output];
+  assert.ok(plan.slotRowBytes[outSlot] >= graph.values[graph.output].width * 4);
+  const widest = Math.max(...graph.values.filter((v) => v.id !== graph.output).map((v) => v.width));
+  assert.ok(plan.slotRowBytes.some((b) => b === widest * 2), 'a 16-bit slot sized at 2 bytes an element');
+});
+
+test('fusion plan of tiny Llama: norm + q|k|v, o + residual, norm + gate/up + SiLU, down + residual per layer; norm + LM head; rotary into the KV write', () => {
+  const { graph } = tinyLlama(Rng.fromSeed(1));
+  const plan = planExecution(graph);
+  const kinds = plan.groups.map((g) => `${g.norm ? `${g.norm.op}+` : ''}${g.members.length}×linear+${g.epilogue.kind}`);
+  const layer = ['rmsNorm+3×linear+none', '1×linear+residual', 'rmsNorm+2×linear+gated', '1×linear+residual'];
+  assert.equal(kinds.sort(), [...layer, ...layer, 'rmsNorm+1×linear+none'].sort());
+  assert.is(plan.rope.size, TINY_LLAMA.numLayers);
+  for (const g of plan.groups) {
+    const first = g.epilogue.kind === 'none' ? Math.min(...g.covers.filter((i) => graph.nodes[i].op === 'linear')) : Math.max(...g.covers);
+    assert.is(g.at, first, 'a plain group launches where its first linear runs, others at their epilogue node');
+  }
+  const covered = new Set(plan.groups.flatMap((g) => g.covers));
+  assert.is(covered.size, plan.groups.reduce((s, g) => s + g.covers.length, 0), 'no node in two groups');
+  // No fusion asked: every linear alone, no norms or epilogues, no rotary fusion.
+  const none = planExecution(graph, { linear: false, rope: false });
+  assert.ok(none.groups.every((g) => g.members.length === 1 && g.norm === null && g.epilogue.kind === 'none'));
+  assert.is(none.rope.size, 0);
+});
+
+test('fusion plan of the fixture models: LayerNorm and GELU/ReLU epilogues (gpt2, opt, gpt-neox), q/k norm keeps rotary separate only where it must', async () => {
+  const expect: Record<string, (kinds: string[]) => void> = {
+    gpt2: (k) => assert.ok(k.includes('layerNorm+3×linear+none') && k.includes('layerNorm+1×linear+act') && k.includes('1×linear+residual')),
+    opt: (k) => assert.ok(k.includes('layerNorm+3×linear+none') && k.includes('layerNorm+1×linear+act')),
+    'gpt-neox': (k) => assert.ok(k.includes('layerNorm+3×linear+none') && k.includes('layerNorm+1×linear+act') && k.includes('1×linear+residual')),
+    llama2: (k) => assert.ok(k.includes('rmsNorm+3×linear+none') && k.includes('rmsNorm+2×linear+gated')),
+  };
+  for (const arch of ARCHS) {
+    const m = await loadModel(join(FIXTURES, arch));
+    const plan = planExecution(m.graph);
+    const kinds = plan.groups.map((g) => `${g.norm ? `${g.norm.op}+` : ''}${g.members.length}×linear+${g.epilogue.kind}`);
+    expect[arch]?.(kinds);
+    const rotary = m.graph.nodes.filter((x) => x.op === 'rotary').length;
+    assert.is(plan.ropeCovers.size, rotary, `${arch}: every rotary node fused into its attention's KV write`);
+    m.weights.close();
+  }
+});
+
+// ---------------------------------------------------------------------------------------------------
+// Step metadata, decode padding and attention splits
+
+test('packStep lays out ids, positions, slots, selection, row→sequence, sequence info, prompt tiles and block tables', () => {
+  const batch = stepBatch([{ tokens: [5, 6, 7], cached: 2, blocks: [3, 1] }, { tokens: [9], cached: 0, blocks: [0] }], 4, 'last');
+  const m = packStep(batch, 4);
+  const part = (at: number, len: number) => [...m.ints.subarray(at, at + len)];
+  assert.equal(part(m.at.tokenIds, 4), [5, 6, 7, 9]);
+  assert.equal(part(m.at.positions, 4), [2, 3, 4, 0]);
+  assert.equal(part(m.at.slots, 4), [14, 15, 4, 0]);
+  assert.equal(part(m.at.selected, 2), [2, 3]);
+  assert.equal(part(m.at.rowSeq, 4), [0, 0, 0, 1]);
+  assert.equal(part(m.at.seqInfo, 8), [0, 3, 5, 0, 3, 1, 1, 2]);
+  assert.is(m.tiles, 2);
+  assert.equal(part(m.at.tiles, 6), [0, 0, 3, 1, 3, 1], 'the tile reaching the latest position first');
+  assert.equal(part(m.at.blockTables, 3), [3, 1, 0]);
+  assert.equal([...m.rowPositions], [2, 3, 4, 0]);
+  assert.is(m.ints.length, m.at.blockTables + 3);
+  assert.not.ok(m.decodeOnly);
+  const long = packStep(stepBatch([{ tokens: range(150), cached: 0, blocks: range(10) }], 16, 'last'), 16);
+  assert.equal([...long.ints.subarray(long.at.tiles, long.at.tiles + 9)], [0, 128, 22, 0, 64, 64, 0, 0, 64]);
+});
+
+test('decode steps: graphable when one selected row per sequence in order; padding to a bucket keeps the layout and parks extra rows in the scratch block', () => {
+  const decode = stepBatch([{ tokens: [5], cached: 6, blocks: [2, 0] }, { tokens: [7], cached: 2, blocks: [1] }, { tokens: [1], cached: 9, blocks: [3, 4, 5] }], 4, 'last');
+  assert.ok(isGraphableDecode(decode));
+  assert.ok(packStep(decode, 4).decodeOnly);
+  assert.not.ok(isGraphableDecode(stepBatch([{ tokens: [5, 6], cached: 0, blocks: [0] }], 4, 'last')));
+  assert.not.ok(isGraphableDecode({ ...decode, selectedRows: Int32Array.of(0, 1) }));
+  const padded = padDecodeBatch(decode, 4, 9, 4);
+  assert.equal([...padded.tokenIds], [5, 7, 1, 0]);
+  assert.equal([...padded.slots], [...decode.slots, 36]);
+  assert.equal([...padded.selectedRows], [0, 1, 2, 3]);
+  assert.equal(padded.sequences[3], { queryStart: 3, queryLength: 1, contextLength: 1, blockTable: Int32Array.of(9) });
+  const [a, b] = [packStep(padded, 4), packStep(padDecodeBatch(stepBatch([{ tokens: [5], cached: 0, blocks: [2] }], 4), 4, 9, 4), 4)];
+  assert.equal(a.at, { ...b.at, blockTables: a.at.blockTables }, 'the same offsets for every step of the bucket');
+  assert.is(a.at.blockTables, b.at.blockTables);
+});
+
+test('attention: chunks of the general path, decode splits fixed per batch size, decode lanes per head size', () => {
+  assert.equal(attentionChunks(Int32Array.of(0), null, null), { chunk: 4, chunks: 1 });
+  assert.equal(attentionChunks(Int32Array.of(3, 11), null, null), { chunk: 4, chunks: 3 });
+  assert.equal(attentionChunks(Int32Array.of(4095), null, null), { chunk: 256, chunks: 16 });
+  assert.equal(attentionChunks(Int32Array.of(4095), 100, null), { chunk: 7, chunks: 15 });
+  assert.equal(attentionChunks(Int32Array.of(9), null, 2), { chunk: 2, chunks: 5 });
+  assert.equal(decodeSplits(1, 32, 132, null), { splits: 9, minChunk: 32 });
+  assert.equal(decodeSplits(64, 32, 132, null), { splits: 1, minChunk: 32 });
+  assert.equal(decodeSplits(64, 32, 132, 1), { splits: 32, minChunk: 1 });
+  assert.equal([128, 64, 16, 8, 80, 256, 3, 512].map((d) => decodeLanes(d, 2)), [16, 8, 2, 1, 16, 32, 0, 0]);
+  assert.equal([128, 8, 4, 130].map((d) => decodeLanes(d, 4)), [32, 2, 1, 0]);
+});
+
+// ---------------------------------------------------------------------------------------------------
+// Whole programs on the recording GPU
+
+const prefillThenDecode = (): StepBatch[] => [
+  stepBatch([{ tokens: range(7, 1), cached: 0, blocks: [0, 1] }, { tokens: range(5, 10), cached: 0, blocks: [3, 2] }], 4, 'all'),
+  stepBatch([{ tokens: [3], cached: 7, blocks: [0, 1] }, { tokens: [4, 5], cached: 5, blocks: [3, 2] }], 4, 'last'),
+  stepBatch([{ tokens: [8], cached: 8, blocks: [0, 1, 4] }], 4, 'last'),
+];
+
+const TINY16: TinyLlamaConfig = { ...TINY_LLAMA, headDim: 16 }; // a head size the flash kernel is compiled for
+
+for (const dtype of ['f32', 'f16', 'bf16'] as FloatDType[]) {
+  for (const activations of ['f32', 'auto'] as ActivationChoice[]) {
+    for (const cublas of [true, false]) {
+      const half = activations === 'auto' && dtype !== 'f32';
+      test(`tiny Llama (${dtype} weights, activations ${activations}, cuBLAS ${cublas ? 'on' : 'off'}): every launch fits its kernel and its buffers; nothing leaks`, async () => {
+        const gpu = new RecordingGpu({ cublas });
+        const m = tinyLlama(Rng.fromSeed(2), TINY16, dtype);
+        const program = await compileProgram(gpu, m.graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 5, blockSize: 4 } }, { ...SETTINGS, activations, cublas });
+        const act = half ? dtype : 'f32';
+        assert.is(program.activations, act);
+        for (const batch of prefillThenDecode()) {
+          const from = gpu.launches.length;
+          const out = await program.run(batch);
+          assert.is(out.length, batch.selectedRows.length * TINY_LLAMA.vocabSize);
+          checkFootprints(gpu, from);
+        }
+        const kernels = new Set(gpu.launches.map((l) => l.kernel));
+        const w = half ? act : dtype;
+        const lanes = decodeLanes(16, act === 'f32' ? 4 : 2);
+        for (const k of [`embedding_${w}_${act}`, `gemv1_${w}_${act}`, `gemv2_${w}_${act}`, `rms_norm_${act}`, `rope_kv_${act}`, `attn_decode${lanes}_${act}`, `add_${act}`, `activation_${act}`, `gather_rows_${act}`]) {
+          assert.ok(kernels.has(k), `launched ${k}; launched: ${[...kernels].join(' ')}`);
+        }
+        assert.not.ok(kernels.has(`rotary_${act}`), 'rotary fused into the KV write');
+        assert.not.ok(kernels.has(`to_f32_${act}`), 'the LM head writes f32 logits itself');
+        // 12 prompt rows: more than 8, so the many-row path runs (cuBLAS when weights match the activations).
+        if (cublas && w === act) assert.ok(gpu.gemms.length > 0 && gpu.gemms.every((g) => g.dtype === act) && !kernels.has(`gemm_${w}_${act}`));
+        else assert.ok(kernels.has(`gemm_${w}_${act}`) && gpu.gemms.length === 0);
+        if (half) assert.ok(kernels.has(`flash_prefill16_${act}`) && !kernels.has(`attention_partial_${act}`), 'prompt attention on tensor cores');
+        else assert.ok(kernels.has('attention_partial_f32'));
+        if (half) assert.ok(gpu.gemms.every((g) => g.yDtype === act || g.yDtype === 'f32'));
+        await program.dispose();
+        assert.is(gpu.live.size, 0, `${gpu.live.size} allocations leaked`);
+      });
+    }
+  }
+}
+
+test('decode steps replay CUDA graphs per batch-size bucket: first step eager, second captured, then replayed; growth recaptures; dispose destroys them', async () => {
+  const gpu = new RecordingGpu();
+  const m = tinyLlama(Rng.fromSeed(3), TINY16, 'bf16');
+  const program = await compileProgram(gpu, m.graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 12, blockSize: 4 } }, { ...SETTINGS, activations: 'auto' });
+  const seqs = [{ blocks: [0, 1, 2] }, { blocks: [3, 4, 5] }, { blocks: [6, 7, 8] }];
+  await program.run(stepBatch(seqs.map((s, i) => ({ tokens: range(3, i + 1), cached: 0, blocks: s.blocks })), 4, 'last'));
+  const decode = (t: number, count: number) => stepBatch(seqs.slice(0, count).map((s, i) => ({ tokens: [i + t], cached: 3 + t, blocks: s.blocks })), 4, 'last');
+  const before = { ...program.stats };
+  for (let t = 0; t < 4; t++) {
+    const from = gpu.launches.length;
+    const out = await program.run(decode(t, 3)); // 3 rows: bucket 4
+    assert.is(out.length, 3 * TINY_LLAMA.vocabSize);
+    checkFootprints(gpu, from);
+    const replayed = gpu.launches.slice(from).every((l) => l.replay);
+    assert.is(replayed, t >= 1, `step ${t}: ${t >= 1 ? 'replayed' : 'eager'}`);
+    if (t >= 1) assert.ok(gpu.launches.slice(from).every((l) => l.kernel === 'argmax_f32' || !/gemv\d_/.test(l.kernel) || n(l.args[17]) === 4), 'padded to 4 rows');
+  }
+  assert.is(program.stats.graphCaptures - before.graphCaptures, 1);
+  assert.is(program.stats.graphReplays - before.graphReplays, 3);
+  assert.is(program.stats.graphError, null);
+  await program.run(decode(4, 1)); // bucket 1: a new graph, eager first
+  await program.run(decode(5, 1));
+  assert.is(gpu.graphStats.live, 2);
+  // A larger prompt step grows the buffers: the graphs' addresses are stale, so the next decode steps warm up and capture again.
+  await program.run(stepBatch([{ tokens: range(20, 1), cached: 0, blocks: [9, 10, 11, 0, 1] }], 4, 'all'));
+  const captures = program.stats.graphCaptures;
+  await program.run(decode(6, 3));
+  await program.run(decode(7, 3));
+  assert.is(program.stats.graphCaptures, captures + 1);
+  const ids = await program.runArgmax(decode(8, 3));
+  assert.is(ids.length, 3);
+  assert.is(gpu.launches[gpu.launches.length - 1].kernel, 'argmax_f32');
+  await program.dispose();
+  assert.is(gpu.graphStats.live, 0, 'every graph destroyed');
+  assert.is(gpu.live.size, 0);
+});
+
+test('graphs off, or fusion off: the same steps run eagerly with one kernel per node', async () => {
+  const gpu = new RecordingGpu();
+  const m = tinyLlama(Rng.fromSeed(4), TINY16, 'f16');
+  const program = await compileProgram(gpu, m.graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 5, blockSize: 4 } }, { ...SETTINGS, activations: 'auto', graphs: false, fusion: { linear: false, rope: false } });
+  for (const batch of prefillThenDecode()) {
+    const from = gpu.launches.length;
+    await program.run(batch);
+    checkFootprints(gpu, from);
+  }
+  const kernels = new Set(gpu.launches.map((l) => l.kernel));
+  assert.ok(kernels.has('rotary_f16') && kernels.has('kv_write_f16') && kernels.has('rms_norm_f16'));
+  assert.is(program.stats.graphReplays, 0);
+  await program.dispose();
+  assert.is(gpu.live.size, 0);
+});
+
+test('16-bit activations with an output that is not a linear: converted to f32 by to_f32 after the last node', async () => {
+  const gpu = new RecordingGpu();
+  const m = tinyLlama(Rng.fromSeed(5), TINY16, 'bf16');
+  // The same graph without its LM head: the output is the final norm.
+  const last = m.graph.nodes[m.graph.nodes.length - 1];
+  if (last.op !== 'linear') throw new Error('tiny Llama ends with its LM head');
+  const graph: Graph = { ...m.graph, nodes: m.graph.nodes.slice(0, -1), output: last.inputs.x };
+  const program = await compileProgram(gpu, graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 5, blockSize: 4 } }, { ...SETTINGS, activations: 'bf16' });
+  for (const batch of prefillThenDecode()) {
+    const from = gpu.launches.length;
+    const out = await program.run(batch);
+    assert.is(out.length, batch.selectedRows.length * TINY_LLAMA.hiddenSize);
+    checkFootprints(gpu, from);
+    assert.is(gpu.launches[gpu.launches.length - 1].kernel, 'to_f32_bf16');
+  }
+  await program.dispose();
+  assert.is(gpu.live.size, 0);
+});
+
+for (const arch of ARCHS) {
+  for (const activations of ['f32', 'bf16'] as ActivationChoice[]) {
+    test(`fixture ${arch} (activations ${activations}): a 24-token prompt then 3 decode steps launch within bounds; dispose frees everything`, async () => {
+      const m = await loadModel(join(FIXTURES, arch));
+      const gpu = new RecordingGpu();
+      try {
+        const program = await compileProgram(gpu, m.graph, m.weights, { kvCache: { numBlocks: 4, blockSize: 16 } }, { ...SETTINGS, activations });
+        const prompt = range(24).map((i) => (i * 7) % 50);
+        const steps = [stepBatch([{ tokens: prompt, cached: 0, blocks: [2, 0] }], 16, 'last')];
+        for (let t = 0; t < 3; t++) steps.push(stepBatch([{ tokens: [t + 1], cached: 24 + t, blocks: [2, 0] }], 16, 'last'));
+        for (const batch of steps) {
+          const from = gpu.launches.length;
+          await program.run(batch);
+          checkFootprints(gpu, from);
+        }
+        assert.is(program.stats.graphCaptures, 1, 'the second decode step captures a graph');
+        assert.is(program.stats.graphReplays, 2, 'and it runs in the second and third decode steps');
+        await program.dispose();
+        assert.is(gpu.live.size, 0);
+      } finally {
+        m.weights.close();
+      }
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Errors before any kernel runs
+
+async function rejects(p: () => Promise<unknown>, ...names: string[]): Promise<string> {
+  try {
+    await p();
+  } catch (e) {
+    const err = e as { code?: string; message: string };
+    assert.is(err.code, 'E_BACKEND', err.message);
+    for (const s of names) assert.match(err.message, s);
+    return err.message;
+  }
+  assert.unreachable('expected a rejection');
+  return '';
+}
+
+test('a KV cache larger than free memory: BackendError naming bytes asked and free; weights freed again', async () => {
+  const gpu = new RecordingGpu({ freeBytes: 1 << 20 });
+  const m = tinyLlama(Rng.fromSeed(3));
+  const message = await rejects(() => compileProgram(gpu, m.graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 4096, blockSize: 16 } }, SETTINGS), 'KV cache', 'free');
+  assert.match(message, '4096 blocks of 16 tokens need 16.0 MiB');
+  assert.is(gpu.live.size, 0);
+});
+
+test('embedding id outside the table, and run after dispose, reject with BackendErrors', async () => {
+  const gpu = new RecordingGpu();
+  const m = tinyLlama(Rng.fromSeed(4));
+  const program = await compileProgram(gpu, m.graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 2, blockSize: 4 } }, SETTINGS);
+  const bad = stepBatch([{ tokens: [1, TINY_LLAMA.vocabSize + 3], cached: 0, blocks: [0] }], 4);
+  await rejects(() => program.run(bad), 'embed', String(TINY_LLAMA.vocabSize + 3));
+  await program.dispose();
+  await rejects(() => program.run(stepBatch([{ tokens: [1], cached: 0, blocks: [0] }], 4)), 'disposed');
+  assert.is(gpu.live.size, 0);
+});
+
+test.run();
