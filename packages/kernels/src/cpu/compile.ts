@@ -1,7 +1,7 @@
 // Compiling a graph for the cpu backend: check the nodes, copy every weight into the shared memory in
 // its stored dtype, place the KV cache, per-thread scratch and argument blocks, and rewrite the graph.
-import { BackendError, shapeString, type Communicator, type CompileOptions, type FloatDType, type Graph, type KvLayout, type WeightName, type WeightSource } from '@zinfer/core';
-import { COMMUNICATION_OPS, supports } from './supports.js';
+import { BackendError, checkGraphForBackend, shapeString, type Communicator, type CompileOptions, type FloatDType, type Graph, type KvLayout, type WeightName, type WeightSource } from '@zinfer/core';
+import { supports } from './supports.js';
 import { fuseGraph, type CpuNode } from './fuse.js';
 import { WasmHeap } from './heap.js';
 import { linearScratchBytes } from './linear-layout.js';
@@ -40,27 +40,8 @@ export const ARGS_BYTES = 4096;
 /** asm/attention.ts HC (query heads per item) + 1 array of row offsets. */
 const ATTENTION_HEADS_PER_ITEM_PLUS_OFFSETS = 5;
 
-export function checkNodes(graph: Graph): void {
-  const { kv } = graph;
-  for (const [i, node] of graph.nodes.entries()) {
-    if (!supports(node)) throw new BackendError(`cpu backend does not support op ${node.op} (node ${i})`, { found: JSON.stringify(node.attrs) });
-    if (node.op !== 'attention') continue;
-    const a = node.attrs;
-    const where = `attention node ${i} (layer ${a.layer})`;
-    if (!(Number.isInteger(a.layer) && a.layer >= 0 && a.layer < kv.layers)) throw new BackendError(`${where} has no KV-cache layer`, { field: 'graph.kv.layers', expected: `> ${a.layer}`, found: String(kv.layers) });
-    if (a.kvHeads !== kv.kvHeads || a.headDim !== kv.headDim) {
-      throw new BackendError(`${where} disagrees with the graph's KV layout`, { field: 'graph.kv', expected: `kvHeads ${a.kvHeads}, headDim ${a.headDim}`, found: `kvHeads ${kv.kvHeads}, headDim ${kv.headDim}` });
-    }
-    if (a.heads % a.kvHeads !== 0) throw new BackendError(`${where}: heads ${a.heads} is not a multiple of kvHeads ${a.kvHeads}`);
-  }
-}
-
 export function compileGraph(graph: Graph, source: WeightSource, options: CompileOptions, threads: number, fuse: boolean): CompiledGraph {
-  checkNodes(graph);
-  for (const n of graph.nodes.filter((n) => COMMUNICATION_OPS.includes(n.op))) {
-    const field = n.op === 'send' || n.op === 'recv' ? 'pipeline' : 'communicator';
-    if (!options[field]) throw new BackendError(`the graph has a ${n.op} node but no ${field} was given`, { field, expected: 'a Communicator from a parallel plan', found: 'none' });
-  }
+  checkGraphForBackend(graph, { name: 'cpu', supports }, options);
   const kvSpec = checkKvSpec(options.kvCache);
   const heap = new WasmHeap();
   const linearWeights = new Set(graph.nodes.flatMap((n) => (n.op === 'linear' ? [n.attrs.weight] : [])));
