@@ -1,3 +1,3 @@
 import { packageBuild } from '../../tsup.shared';
 
-export default packageBuild(['index', 'cli']);
+export default packageBuild(['index', 'cli', 'client', 'bench-serve']);

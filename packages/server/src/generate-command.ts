@@ -3,6 +3,7 @@
 // of it before they are implemented, so they parse and then refuse clearly instead of being unknown.
 import { existsSync, statSync } from 'node:fs';
 import { Command, Option } from 'commander';
+import { parallelFromFlags } from './parallel-flags.js';
 import { ConfigError, createEngine, type Engine, type FloatDType, type GenerateRequest, type GenerationResult, type GenerationStream } from '@zinfer/core';
 import { AVAILABLE_BACKENDS, BACKEND_NAMES, createBackend } from './backends.js';
 import { EXIT_INTERRUPTED, EXIT_OK, UsageError } from './cli-errors.js';
@@ -53,9 +54,9 @@ export function generateCommand(io: CliIo, done: (exitCode: number) => void): Co
     .addOption(new Option('--stop <str>', 'stop when the text contains str (repeatable)').argParser(collect))
     .addOption(new Option('--backend <name>', `kernel backend (available in this build: ${AVAILABLE_BACKENDS.join(', ')})`).choices(BACKEND_NAMES).default('reference'))
     .addOption(new Option('--dtype <dtype>', 'dtype to hold weights in (default: as stored)').choices(['f32', 'f16', 'bf16']))
-    .addOption(new Option('--tp <n>', 'tensor-parallel ranks (not available yet beyond 1)').default(1).argParser(parseCount))
-    .addOption(new Option('--pp <n>', 'pipeline-parallel stages (not available yet beyond 1)').default(1).argParser(parseCount))
-    .addOption(new Option('--ep <n>', 'expert-parallel ranks (not available yet beyond 1)').default(1).argParser(parseCount))
+    .addOption(new Option('--tp <n>', 'tensor-parallel ranks (one worker thread each)').default(1).argParser(parseCount))
+    .addOption(new Option('--pp <n>', 'pipeline-parallel stages (each --tp ranks wide)').default(1).argParser(parseCount))
+    .addOption(new Option('--ep <n>', 'expert-parallel ranks (Mixture-of-Experts models)').default(1).argParser(parseCount))
     .addOption(new Option('--offload <tier>', 'keep weights beyond --device-memory in this tier (not available yet)').choices(['host', 'disk']))
     .addOption(new Option('--device-memory <bytes>', 'weight budget of the compute device, e.g. 16GiB (not available yet)').argParser(parseBytes))
     .addOption(new Option('--json', 'print one JSON object {tokens, text, finish_reason, prompt_tokens[, logits]} instead of streaming text'))
@@ -72,7 +73,8 @@ export async function runGenerate(o: GenerateOptions, io: CliIo): Promise<number
   const progress = loadProgress(io.stderr);
   let engine: Engine;
   try {
-    engine = await createEngine({ model: o.model, backend, onLoadProgress: progress.update, ...(o.dtype ? { dtype: o.dtype } : {}) });
+    const parallel = parallelFromFlags(o);
+    engine = await createEngine({ model: o.model, backend, onLoadProgress: progress.update, ...(o.dtype ? { dtype: o.dtype } : {}), ...(parallel ? { parallel } : {}) });
   } finally {
     progress.stop();
   }
@@ -109,18 +111,14 @@ function toRequest(o: GenerateOptions): GenerateRequest {
   return r;
 }
 
-/** Flags of the contract whose feature is not built yet; their no-op values (--tp 1) pass. */
-function refuseUnavailable(o: GenerateOptions): void {
-  const ranks = [['tp', 'tensor parallelism'], ['pp', 'pipeline parallelism'], ['ep', 'expert parallelism']] as const;
-  for (const [flag, what] of ranks) {
-    if (o[flag] > 1) throw new ConfigError(`${what} (--${flag} ${o[flag]}) is not available in this build yet`, { field: flag, expected: '1', found: String(o[flag]) });
-  }
+/** Flags of the contract whose feature is not built yet. */
+export function refuseUnavailable(o: Pick<GenerateOptions, 'offload' | 'deviceMemory'>): void {
   if (o.offload !== undefined) throw new ConfigError(`offload to ${o.offload} (--offload) is not available in this build yet`, { field: 'offload', found: o.offload });
   if (o.deviceMemory !== undefined) throw new ConfigError('a device memory budget (--device-memory) is not available in this build yet', { field: 'device_memory', found: String(o.deviceMemory) });
 }
 
 // The engine would also fail (no config.json), but naming the flag and the path is clearer for a typo.
-function checkModelDir(dir: string): void {
+export function checkModelDir(dir: string): void {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
     throw new ConfigError('the model directory does not exist', { field: 'model', expected: 'a Hugging Face model directory', found: dir });
   }

@@ -4,14 +4,18 @@ import { Command, CommanderError } from 'commander';
 import pkg from '../package.json';
 import { EXIT_OK, EXIT_USAGE, exitCodeOf, formatError, oneLine } from './cli-errors.js';
 import { processIo, type CliIo } from './cli-io.js';
+import { benchCommand } from './bench-command.js';
 import { generateCommand } from './generate-command.js';
+import { serveCommand } from './serve-command.js';
 
 export async function runCli(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
   let code = EXIT_OK;
   const program = new Command('zinfer')
     .description('zinfer: transformer inference from TypeScript')
     .version(pkg.version)
-    .addCommand(generateCommand(io, (c) => (code = c)));
+    .addCommand(generateCommand(io, (c) => (code = c)))
+    .addCommand(serveCommand(io, (c) => (code = c)))
+    .addCommand(benchCommand(io, (c) => (code = c)));
   for (const cmd of [program, ...program.commands]) {
     cmd.exitOverride().configureOutput({
       writeOut: (s) => io.stdout.write(s),

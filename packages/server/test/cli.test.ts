@@ -113,7 +113,19 @@ test('a model directory without tokenizer files: ids work, text is null, --promp
   }
 });
 
-test('no-op values of unimplemented flags pass (--tp 1 --pp 1 --ep 1)', () => {
+test('--tp 2, --pp 2, --tp 2 --pp 2 and (on a MoE model) --ep 2 give the single-device tokens', () => {
+  const run = (dir: string, ...flags: string[]) => {
+    const ids = expected(dir).input_ids.join(',');
+    return parseJsonOut(zinfer('generate', '--model', dir, '--input-ids', ids, '--max-tokens', '8', '--json', ...flags)).tokens;
+  };
+  const dense = join(MODELS, 'qwen3');
+  const base = run(dense);
+  for (const flags of [['--tp', '2'], ['--pp', '2'], ['--tp', '2', '--pp', '2']]) assert.equal(run(dense, ...flags), base, flags.join(' '));
+  const moe = join(ROOT, 'fixtures/moe/mixtral');
+  assert.equal(run(moe, '--ep', '2'), run(moe));
+});
+
+test('no-op values of parallel flags pass (--tp 1 --pp 1 --ep 1)', () => {
   const dir = join(MODELS, ARCHS[0]);
   const out = parseJsonOut(zinfer('generate', '--model', dir, '--input-ids', '1,2,3', '--max-tokens', '2', '--tp', '1', '--pp', '1', '--ep', '1', '--json'));
   assert.is((out.tokens as number[]).length, 2);
@@ -131,11 +143,11 @@ const BAD: [string[], number, RegExp][] = [
   [['--input-ids', '1,2', '--max-tokens', '1.5'], 2, /--max-tokens/],
   [['--input-ids', '99999'], 1, /--input-ids/],
   [['--input-ids', '1,2', '--logits'], 2, /--logits.*--json/],
-  [['--input-ids', '1,2', '--tp', '2'], 1, /--tp.*not available/],
+  [['--input-ids', '1,2', '--tp', '3'], 1, /parallel\.size|num_attention_heads/],
   [['--input-ids', '1,2', '--pp', '0'], 2, /--pp/],
   [['--input-ids', '1,2', '--offload', 'host'], 1, /--offload.*not available/],
   [['--input-ids', '1,2', '--device-memory', '1GiB'], 1, /--device-memory.*not available/],
-  [['--input-ids', '1,2', '--backend', 'cpu'], 1, /backend cpu is not available in this build yet/],
+  [['--input-ids', '1,2', '--backend', 'cuda'], 1, /backend cuda cannot run on this machine/],
   [['--input-ids', '1,2', '--backend', 'tpu'], 2, /--backend/],
 ];
 

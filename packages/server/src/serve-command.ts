@@ -1,0 +1,154 @@
+// `zinfer serve`: the HTTP + WebSocket server over one engine. With no --model it serves the embedded
+// default model. It listens first (so /health answers 503 while weights load), prints its URLs, then
+// serves until SIGINT or SIGTERM, when it closes connections and the engine and exits 0.
+import { basename, resolve } from 'node:path';
+import { Command, Option } from 'commander';
+import { createEngine, type EngineLimits, type FloatDType } from '@zinfer/core';
+import { AVAILABLE_BACKENDS, BACKEND_NAMES, createBackend } from './backends.js';
+import { EXIT_OK } from './cli-errors.js';
+import type { CliIo } from './cli-io.js';
+import { DEFAULT_MODEL_NAME, defaultModelDir } from './default-model.js';
+import { checkModelDir, refuseUnavailable } from './generate-command.js';
+import { parallelFromFlags } from './parallel-flags.js';
+import { parseBytes, parseCount, parseInteger } from './parse-flags.js';
+import { loadProgress } from './progress.js';
+import { readServeConfig, type ServeFileConfig } from './serve-config.js';
+import { startServer } from './server.js';
+import type { ServerOptions } from './server-options.js';
+
+export interface ServeOptions {
+  model?: string;
+  config?: string;
+  host?: string;
+  port?: number;
+  apiKey?: string;
+  modelName?: string;
+  backend?: string;
+  dtype?: FloatDType;
+  threads?: number;
+  tp: number;
+  pp: number;
+  ep: number;
+  offload?: 'host' | 'disk';
+  deviceMemory?: number;
+  // engine limits
+  kvCacheBytes?: number;
+  blockSize?: number;
+  maxBatchTokens?: number;
+  maxSequences?: number;
+  maxContext?: number;
+  // server limits
+  maxPromptTokens?: number;
+  maxOutputTokens?: number;
+  maxRequests?: number;
+  maxRequestsPerConnection?: number;
+  maxPayload?: number;
+  heartbeat?: number;
+}
+
+const ENGINE_LIMIT_FLAGS = ['kvCacheBytes', 'blockSize', 'maxBatchTokens', 'maxSequences', 'maxContext'] as const;
+
+export function serveCommand(io: CliIo, done: (exitCode: number) => void): Command {
+  const count = (flag: string, what: string) => new Option(flag, what).argParser(parseCount);
+  return new Command('serve')
+    .description('serve a model over WebSocket and an OpenAI-compatible HTTP API, with a playground page, /health and /metrics')
+    .addOption(new Option('--model <dir>', 'Hugging Face model directory (default: the embedded default model)'))
+    .addOption(new Option('--config <file>', 'JSON file: {model, backend, dtype, threads, limits: {createEngine limits}, server: {host, port, apiKey, ...}}; flags win'))
+    .addOption(new Option('--host <addr>', 'interface to listen on (default 127.0.0.1: this machine only)'))
+    .addOption(new Option('--port <n>', 'port (default 8080; 0 = any free port)').argParser(parseInteger))
+    .addOption(new Option('--api-key <key>', 'require this key (Authorization: Bearer, or the WebSocket auth subprotocol)').env('ZINFER_API_KEY'))
+    .addOption(new Option('--model-name <id>', 'model id in /v1/models and in requests (default: the model folder name)'))
+    .addOption(new Option('--backend <name>', `kernel backend (available in this build: ${AVAILABLE_BACKENDS.join(', ')}; default reference)`).choices(BACKEND_NAMES))
+    .addOption(new Option('--dtype <dtype>', 'dtype to hold weights in (default: as stored)').choices(['f32', 'f16', 'bf16']))
+    .addOption(count('--threads <n>', 'worker threads of the cpu backend (default: every core)'))
+    .addOption(new Option('--tp <n>', 'tensor-parallel ranks (one worker thread each)').default(1).argParser(parseCount))
+    .addOption(new Option('--pp <n>', 'pipeline-parallel stages (each --tp ranks wide)').default(1).argParser(parseCount))
+    .addOption(new Option('--ep <n>', 'expert-parallel ranks (Mixture-of-Experts models)').default(1).argParser(parseCount))
+    .addOption(new Option('--offload <tier>', 'keep weights beyond --device-memory in this tier (not available yet)').choices(['host', 'disk']))
+    .addOption(new Option('--device-memory <bytes>', 'weight budget of the compute device (not available yet)').argParser(parseBytes))
+    .addOption(new Option('--kv-cache-bytes <bytes>', 'KV-cache budget, e.g. 512MiB (engine default 256MiB)').argParser(parseBytes))
+    .addOption(count('--block-size <n>', 'tokens per KV-cache block (default 16)'))
+    .addOption(count('--max-batch-tokens <n>', 'tokens per step, prompt chunks and decode together (default 512)'))
+    .addOption(count('--max-sequences <n>', 'requests in the running batch (default 64)'))
+    .addOption(count('--max-context <n>', 'longest prompt + generation (default: the model\'s)'))
+    .addOption(count('--max-prompt-tokens <n>', 'longest prompt a request may send (default: context - 1)'))
+    .addOption(count('--max-output-tokens <n>', 'largest max_tokens a request may ask for (default: the context)'))
+    .addOption(count('--max-requests <n>', 'requests in flight on the server (default 1024)'))
+    .addOption(count('--max-requests-per-connection <n>', 'requests in flight per WebSocket (default 64)'))
+    .addOption(new Option('--max-payload <bytes>', 'largest request body or WebSocket message (default 1MiB)').argParser(parseBytes))
+    .addOption(new Option('--heartbeat <ms>', 'WebSocket ping interval in ms, 0 = off (default 30000)').argParser(parseInteger))
+    .addHelpText('after', '\nPrints its URLs on stdout; stops on Ctrl-C (SIGINT) or SIGTERM. Exit codes: 0 ok, 1 failed, 2 wrong command line.')
+    .action(async (opts: ServeOptions) => done(await runServe(opts, io)));
+}
+
+export async function runServe(o: ServeOptions, io: CliIo): Promise<number> {
+  refuseUnavailable(o);
+  const file: ServeFileConfig = o.config ? readServeConfig(o.config) : {};
+  const model = o.model ?? file.model;
+  const dir = model === undefined ? defaultModelDir() : resolve(model);
+  checkModelDir(dir);
+  const backendName = o.backend ?? file.backend ?? 'reference';
+  const threads = o.threads ?? file.threads;
+  const backend = await createBackend(backendName, threads === undefined ? {} : { threads });
+  const limits: EngineLimits = { ...file.limits };
+  for (const k of ENGINE_LIMIT_FLAGS) if (o[k] !== undefined) limits[k] = o[k];
+  const dtype = o.dtype ?? file.dtype;
+
+  const progress = loadProgress(io.stderr);
+  const parallel = parallelFromFlags(o);
+  const loading = createEngine({ model: dir, backend, limits, onLoadProgress: progress.update, ...(dtype ? { dtype } : {}), ...(parallel ? { parallel } : {}) });
+  loading.then(progress.stop, progress.stop);
+  const server = await startServer({ ...serverOptions(o, file), modelName: o.modelName ?? file.server?.modelName ?? (model === undefined ? DEFAULT_MODEL_NAME : basename(dir)), engine: loading }).catch(async (e: unknown) => {
+    await loading.then((engine) => engine.close(), () => {});
+    throw e;
+  });
+  const out = (line: string) => io.stdout.write(`${line}\n`);
+  out(`zinfer serve: ${dir} on backend ${backend.name}`);
+  out(`  playground  ${server.url}`);
+  out(`  websocket   ${server.wsUrl}`);
+  out(`  openai api  ${server.openaiUrl}`);
+  out(`  health      ${server.url}health`);
+  out(`  metrics     ${server.url}metrics`);
+  let engine;
+  try {
+    engine = await server.ready;
+  } catch (e) {
+    await server.close();
+    throw e;
+  }
+  out(`zinfer serve: ready (${engine.kvBlocks.total} KV-cache blocks of ${engine.kvBlocks.blockSize} tokens, context ${engine.maxContext})`);
+  await untilSignal();
+  io.stderr.write('zinfer serve: shutting down\n');
+  await server.close();
+  await engine.close();
+  return EXIT_OK;
+}
+
+function serverOptions(o: ServeOptions, file: ServeFileConfig): Omit<ServerOptions, 'engine'> {
+  const s: Omit<ServerOptions, 'engine'> = { ...file.server };
+  const set = <K extends keyof typeof s>(k: K, v: (typeof s)[K] | undefined) => {
+    if (v !== undefined) s[k] = v;
+  };
+  set('host', o.host);
+  set('port', o.port);
+  set('apiKey', o.apiKey);
+  set('maxPromptTokens', o.maxPromptTokens);
+  set('maxOutputTokens', o.maxOutputTokens);
+  set('maxRequests', o.maxRequests);
+  set('maxRequestsPerConnection', o.maxRequestsPerConnection);
+  set('maxPayloadBytes', o.maxPayload);
+  set('heartbeatMs', o.heartbeat);
+  return s;
+}
+
+function untilSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}
