@@ -142,7 +142,7 @@ ATT_PARAMS(bf16, bf16_t)
 // Decode: one query row per sequence.
 
 #define DEC_THREADS 128
-#define DEC_UNROLL 2 // positions per group per iteration, loaded before either is used
+#define DEC_UNROLL 4 // positions per group per iteration, loaded before any is used
 
 // Sum over the LANES lanes of a group (aligned within the warp).
 template <int LANES> __device__ __forceinline__ float group_sum(float v) {

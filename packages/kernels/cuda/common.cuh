@@ -1,5 +1,10 @@
-// Shared device helpers for every zinfer kernel: storage types, conversions to f32, 16-byte vector loads
-// and warp/block reductions.
+// Shared device helpers for every zinfer kernel: storage types, conversions to and from f32, 16-byte
+// vector loads and stores, activations, warp/block reductions and programmatic-dependent-launch hooks.
+//
+// Kernels are templates on the weight type W and the activation type A; their `extern "C"` entry points
+// are made by function-like macros per dtype (`rms_norm_bf16`, `gemv1_f16_f16`), which the backend's
+// signature parser expands (src/cuda/kernel-sources.ts). Arithmetic is f32 everywhere; A is only how
+// values are stored between kernels.
 //
 // No toolkit header is included on purpose: NVRTC then needs no include path, and the same source compiles
 // with any NVRTC version (CUDA 11.8 through 13). f16 and bf16 are plain 16-bit words converted with one PTX
@@ -14,7 +19,7 @@ typedef long long i64;
 // -inf without <math.h>, which NVRTC does not provide.
 #define NEG_INF __int_as_float(0xff800000u)
 
-// Storage types of weights and (later) activations. Distinct structs so templates can tell them apart.
+// Storage types of weights and activations. Distinct structs so templates can tell them apart.
 struct f16_t {
   u16 bits;
 };
@@ -163,6 +168,19 @@ __device__ __forceinline__ void grid_dep_launch() {
 #if __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;");
 #endif
+}
+
+// Stores N = 16 / sizeof(T) f32 values at p (16-byte aligned) as one 16-byte word of T.
+template <typename T> __device__ __forceinline__ void store16(T *p, const float *v) {
+  u32 w[4];
+  if constexpr (sizeof(T) == 4) {
+#pragma unroll
+    for (int i = 0; i < 4; i++) w[i] = __float_as_uint(v[i]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < 4; i++) w[i] = (u32)from_f32<T>(v[2 * i]).bits | ((u32)from_f32<T>(v[2 * i + 1]).bits << 16);
+  }
+  *reinterpret_cast<uint4 *>(p) = make_uint4(w[0], w[1], w[2], w[3]);
 }
 
 __device__ __forceinline__ float warp_sum(float v) {

@@ -1,8 +1,9 @@
 // Prompt attention on tensor cores (FlashAttention-2 style) for the 16-bit modes: one block per (tile of
-// up to 64 query rows of one sequence, head); 4 warps of 16 rows each. Key tiles of 64 cached positions
-// are copied from the paged cache into shared memory (cp.async, zero-filled past the last position), S =
-// Q·Kᵀ and O += P·V run as mma.m16n8k16 with f32 accumulators, and the softmax is online in registers.
-// Causal and sliding-window masks per element; GQA by reading the head's KV head.
+// up to 64 query rows of one sequence, head); 4 warps of 16 rows each. Key tiles of 32 cached positions
+// are copied from the paged cache into shared memory by cp.async, two stages deep (the next tile loads
+// while this one computes; zero-filled past the last position), S = Q·Kᵀ and O += P·V run as
+// mma.m16n8k16 with f32 accumulators, and the softmax is online in registers. Causal and sliding-window
+// masks per element; GQA by reading the head's KV head.
 //
 // tiles [numTiles, 3]: (sequence, first row of the tile in the step, rows in the tile ≤ 64), built by the
 // host per step; seqInfo and blockTables as in attention.cu.
@@ -10,7 +11,8 @@
 
 #define FA_THREADS 128
 #define FA_BM 64 // query rows per block: 4 warps × 16
-#define FA_BN 64 // keys per tile
+#define FA_BN 32 // keys per tile
+#define FA_STAGES 2
 
 __device__ __forceinline__ u32 smem_addr(const void *p) {
   u32 a;
@@ -22,9 +24,9 @@ __device__ __forceinline__ u32 smem_addr(const void *p) {
 __device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_bytes) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_addr(dst)), "l"(src), "r"(src_bytes) : "memory");
 }
-__device__ __forceinline__ void cp_async_wait_all() {
-  asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;" ::: "memory");
-}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+// Waits until at most `pending` of the committed groups are still in flight.
+template <int pending> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(pending) : "memory"); }
 
 template <typename A> struct Mma;
 template <> struct Mma<f16_t> {
@@ -62,8 +64,8 @@ __device__ void flash_prefill(A *out, const A *q, const A *kCache, const A *vCac
 #if __CUDA_ARCH__ >= 800
   static_assert(D % 16 == 0 && D <= 128, "head sizes of 16..128 in steps of 16");
   constexpr int LD = D + 8; // padded row (halves): 16-byte aligned, and 8 rows land on distinct banks
-  __shared__ __align__(16) u16 Ks[FA_BN * LD];
-  __shared__ __align__(16) u16 Vs[FA_BN * LD];
+  __shared__ __align__(16) u16 Ks[FA_STAGES][FA_BN * LD];
+  __shared__ __align__(16) u16 Vs[FA_STAGES][FA_BN * LD];
   grid_dep_wait();
   grid_dep_launch();
   const int h = blockIdx.y, heads = gridDim.y;
@@ -100,21 +102,33 @@ __device__ void flash_prefill(A *out, const A *q, const A *kCache, const A *vCac
   float mA = NEG_INF, mB = NEG_INF, lA = 0.f, lB = 0.f; // l: this thread's part of the row sum
   const float sl2 = scale * 1.4426950408889634f;        // exp(x·scale) = 2^(x·scale·log2 e)
 
-  for (int kt = lo; kt <= pLast; kt += FA_BN) {
-    __syncthreads(); // the previous tile's readers are done with Ks/Vs
+  // Key tile kt (positions kt .. kt + FA_BN − 1) into stage `st`, zero past pLast.
+  auto load = [&](int kt, int st) {
     for (int idx = threadIdx.x; idx < FA_BN * (D / 8); idx += FA_THREADS) {
       const int key = idx / (D / 8), c = idx % (D / 8);
       const int j = kt + key;
       const bool valid = j <= pLast;
       const i64 slot = valid ? (i64)table[j / blockSize] * blockSize + j % blockSize : 0;
       const i64 src = slot * kvWidth + kvOff + 8 * c;
-      cp_async16(Ks + key * LD + 8 * c, kCache + src, valid ? 16 : 0);
-      cp_async16(Vs + key * LD + 8 * c, vCache + src, valid ? 16 : 0);
+      cp_async16(Ks[st] + key * LD + 8 * c, kCache + src, valid ? 16 : 0);
+      cp_async16(Vs[st] + key * LD + 8 * c, vCache + src, valid ? 16 : 0);
     }
-    cp_async_wait_all();
+    cp_async_commit();
+  };
+  load(lo, 0);
+  for (int kt = lo, st = 0; kt <= pLast; kt += FA_BN, st ^= 1) {
+    // Start the next tile's copy into the other stage (its readers finished at the end of the last
+    // iteration), then wait for this tile's.
+    if (kt + FA_BN <= pLast) {
+      load(kt + FA_BN, st ^ 1);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
     __syncthreads();
+    const u16 *Kt = Ks[st], *Vt = Vs[st];
 
-    // S = Q·Kᵀ for this warp's 16 rows × 64 keys: 8 n-tiles of 8 keys.
+    // S = Q·Kᵀ for this warp's 16 rows × FA_BN keys: n-tiles of 8 keys.
     float s[FA_BN / 8][4];
 #pragma unroll
     for (int j = 0; j < FA_BN / 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
@@ -122,7 +136,7 @@ __device__ void flash_prefill(A *out, const A *q, const A *kCache, const A *vCac
     for (int ks = 0; ks < D / 16; ks++) {
 #pragma unroll
       for (int j = 0; j < FA_BN / 8; j++) {
-        const u16 *kr = Ks + (8 * j + g) * LD + 16 * ks + 2 * t;
+        const u16 *kr = Kt + (8 * j + g) * LD + 16 * ks + 2 * t;
         Mma<A>::run(s[j], qa[ks], ld_u32(kr), ld_u32(kr + 8));
       }
     }
@@ -175,7 +189,7 @@ __device__ void flash_prefill(A *out, const A *q, const A *kCache, const A *vCac
 #pragma unroll
       for (int jd = 0; jd < D / 8; jd += 2) {
         const int mi = lane >> 3, rr = lane & 7;
-        const u16 *vp = Vs + (16 * kk + (mi & 1) * 8 + rr) * LD + 8 * (jd + (mi >> 1));
+        const u16 *vp = Vt + (16 * kk + (mi & 1) * 8 + rr) * LD + 8 * (jd + (mi >> 1));
         u32 b0, b1, b2, b3;
         asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
                      : "=r"(b0), "=r"(b1), "=r"(b2), "=r"(b3)
@@ -184,6 +198,7 @@ __device__ void flash_prefill(A *out, const A *q, const A *kCache, const A *vCac
         Mma<A>::run(o[jd + 1], pa[kk], b2, b3);
       }
     }
+    __syncthreads(); // every warp is done with stage st before the next iteration refills it
   }
 #pragma unroll
   for (int off = 1; off <= 2; off <<= 1) {
@@ -204,7 +219,7 @@ __device__ void flash_prefill(A *out, const A *q, const A *kCache, const A *vCac
 }
 
 #define FLASH_ENTRY(S, A, D)                                                                                                      \
-  extern "C" __global__ void __launch_bounds__(FA_THREADS)                                                                       \
+  extern "C" __global__ void __launch_bounds__(FA_THREADS, 3)                                                                       \
       flash_prefill##D##_##S(A *out, const A *q, const A *kCache, const A *vCache, const int *tiles, const int *seqInfo,          \
                              const int *blockTables, int kvHeads, int blockSize, int window, float scale) {                      \
     flash_prefill<A, D>(out, q, kCache, vCache, tiles, seqInfo, blockTables, kvHeads, blockSize, window, scale);                \

@@ -50,27 +50,31 @@ __device__ void rotary(A *y, const A *x, const int *positions, const double *inv
 }
 
 // q, qOut [rows, heads*headDim]; k, v [rows, kvHeads*headDim]; kCache, vCache [slots, kvHeads*headDim]
-// (the KV cache holds the activation type); slots, positions [rows]. grid (rows), block (multiple of 32).
+// (the KV cache holds the activation type); slots, positions [rows]. Block (x, r) takes heads x, x +
+// gridDim.x, ... of row r: the q head, and for heads below kvHeads the k head (rotated into the cache)
+// and the v head (copied there). A decode step launches a block per head, so a single row still fills
+// the GPU; a prompt step one block per row, which forms the row's cos/sin table once.
+// grid (1 or heads, rows), block (multiple of 32).
 template <typename A>
 __device__ void rope_kv(A *qOut, A *kCache, A *vCache, const A *q, const A *k, const A *v, const int *positions, const int *slots,
                         const double *invFreq, int heads, int kvHeads, int headDim, int rotaryDim, int interleaved, float scaling) {
   __shared__ double cs[ROPE_MAX_HALF], sn[ROPE_MAX_HALF];
   grid_dep_wait();
   grid_dep_launch();
-  const int r = blockIdx.x;
+  const int r = blockIdx.y;
   rope_table(cs, sn, (double)positions[r], invFreq, rotaryDim, scaling);
-  const int qWidth = heads * headDim, kvWidth = kvHeads * headDim;
-  const i64 dst = (i64)slots[r] * kvWidth;
-  for (int e = threadIdx.x; e < qWidth + kvWidth; e += blockDim.x) {
-    const bool isK = e >= qWidth;
-    const int j = isK ? e - qWidth : e;
-    const int h = j / headDim, t = j - h * headDim;
-    const A *src = isK ? k + (i64)r * kvWidth + (i64)h * headDim : q + (i64)r * qWidth + (i64)h * headDim;
-    const float val = rotate_dim(src, t, rotaryDim, interleaved, cs, sn);
-    if (isK) kCache[dst + j] = from_f32<A>(val);
-    else qOut[(i64)r * qWidth + j] = from_f32<A>(val);
+  const i64 row = (i64)slots[r] * kvHeads * headDim;
+  for (int h = blockIdx.x; h < heads; h += gridDim.x) {
+    const i64 qh = ((i64)r * heads + h) * headDim;
+    for (int t = threadIdx.x; t < headDim; t += blockDim.x) qOut[qh + t] = from_f32<A>(rotate_dim(q + qh, t, rotaryDim, interleaved, cs, sn));
+    if (h >= kvHeads) continue;
+    const i64 kvh = ((i64)r * kvHeads + h) * headDim;
+    const i64 dst = row + (i64)h * headDim;
+    for (int t = threadIdx.x; t < headDim; t += blockDim.x) {
+      kCache[dst + t] = from_f32<A>(rotate_dim(k + kvh, t, rotaryDim, interleaved, cs, sn));
+      vCache[dst + t] = v[kvh + t];
+    }
   }
-  for (int j = threadIdx.x; j < kvWidth; j += blockDim.x) vCache[dst + j] = v[(i64)r * kvWidth + j];
 }
 
 // kCache, vCache [slots, kvWidth]; k, v [rows, kvWidth]; slots [rows]: the step's k and v rows into the

@@ -32,13 +32,17 @@ export interface CudaBackendOptions {
   poison?: boolean;
   /** Replay decode steps as CUDA graphs, one per batch-size bucket (default true). */
   graphs?: boolean;
-  /** Largest decode batch replayed as a graph (default 8). */
+  /** Largest decode batch replayed as a graph (default 64; batches over 8 rows capture cuBLAS calls too). */
   maxGraphRows?: number;
   /** Fuse norms, q/k/v and epilogues into the decode GEMVs, and rotary into the KV write (default true). */
   fusion?: boolean;
   /** The tensor-core prompt attention in 16-bit modes (default true). */
   flash?: boolean;
-  /** Programmatic dependent launch on sm_90: each kernel starts streaming its weights during the previous one's tail (default false). */
+  /**
+   * Programmatic dependent launch on sm_90: each kernel may start (a GEMV streaming its weights) during the
+   * previous one's tail (default false: on an H100 it measured 6.10 vs 6.34 ms/token in one run and 5.83
+   * vs 5.76 in the next, within noise; every kernel supports it, and gpu-check runs conformance both ways).
+   */
   pdl?: boolean;
 }
 
@@ -59,14 +63,14 @@ export function cudaBackend(opts: CudaBackendOptions = {}): CudaKernelBackend {
     supports,
     kvBytesPerBlock: (graph, blockSize) => kvCacheBytesPerBlock(graph.kv, blockSize, activations === 'f16' || activations === 'bf16' ? 2 : 4),
     async compile(graph, weights, options) {
-      const gpu = new CudaStream(CudaDevice.open(ordinal), { cublas: opts.cublas, cacheDir: opts.cacheDir, pdl: opts.pdl });
+      const gpu = new CudaStream(CudaDevice.open(ordinal), { cublas: opts.cublas, cacheDir: opts.cacheDir, pdl: opts.pdl ?? false });
       const program = await compileProgram(gpu, graph, weights, options, {
         activations,
         cublas: opts.cublas ?? true,
         attentionChunk: opts.attentionChunk ?? null,
         poison: opts.poison ?? false,
         graphs: opts.graphs ?? true,
-        maxGraphRows: opts.maxGraphRows ?? 8,
+        maxGraphRows: opts.maxGraphRows ?? 64,
         flash: opts.flash ?? true,
         fusion: { linear: opts.fusion ?? true, rope: opts.fusion ?? true },
       });

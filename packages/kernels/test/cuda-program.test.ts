@@ -43,7 +43,8 @@ const NEEDS: [RegExp, Need][] = [
   [/^to_f32_/, (a, _l, A) => ({ 0: n(a[2]) * 4, 1: n(a[2]) * A })],
   [/^rotary_/, (a, l, A) => ({ 0: l.grid.x * n(a[4]) * n(a[5]) * A, 1: l.grid.x * n(a[4]) * n(a[5]) * A, 2: l.grid.x * 4, 3: (n(a[6]) / 2) * 8 })],
   [/^rope_kv_/, (a, l, A) => {
-    const [rows, heads, kvHeads, hd] = [l.grid.x, n(a[9]), n(a[10]), n(a[11])];
+    const [rows, heads, kvHeads, hd] = [l.grid.y, n(a[9]), n(a[10]), n(a[11])];
+    assert.ok(l.grid.x === heads || l.grid.x === 1, 'rope_kv: a block per q head, or per row');
     return { 0: rows * heads * hd * A, 3: rows * heads * hd * A, 4: rows * kvHeads * hd * A, 5: rows * kvHeads * hd * A, 6: rows * 4, 7: rows * 4, 8: (n(a[12]) / 2) * 8 };
   }],
   [/^kv_write_/, (a, l, A) => ({ 2: l.grid.x * n(a[5]) * A, 3: l.grid.x * n(a[5]) * A, 4: l.grid.x * 4 })],
@@ -320,6 +321,33 @@ test('decode steps replay CUDA graphs per batch-size bucket: first step eager, s
   await program.dispose();
   assert.is(gpu.graphStats.live, 0, 'every graph destroyed');
   assert.is(gpu.live.size, 0);
+});
+
+test('decode buckets over 8 rows (cuBLAS inside the graph) and a failed capture: that bucket runs eagerly, the others keep their graphs', async () => {
+  const gpu = new RecordingGpu();
+  const m = tinyLlama(Rng.fromSeed(6), TINY16, 'f16');
+  const program = await compileProgram(gpu, m.graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 40, blockSize: 4 } }, { ...SETTINGS, activations: 'auto', maxGraphRows: 64 });
+  const decode = (rows: number, t: number) => stepBatch(range(rows).map((i) => ({ tokens: [(i + t) % 50], cached: t, blocks: [2 * i, 2 * i + 1] })), 4, 'last');
+  for (let t = 0; t < 3; t++) {
+    const from = gpu.launches.length;
+    const gemms = gpu.gemms.length;
+    await program.run(decode(12, t)); // bucket 16: GEMMs of 16 rows, in the graph from the second step
+    checkFootprints(gpu, from);
+    assert.ok(gpu.gemms.slice(gemms).every((g) => g.rows === 16), '12 rows padded to 16');
+  }
+  assert.is(program.stats.graphCaptures, 1);
+  gpu.failCaptures = true;
+  for (let t = 0; t < 3; t++) await program.run(decode(1, t)); // bucket 1: eager, capture fails, eager
+  assert.match(program.stats.graphError ?? '', 'CAPTURE_INVALIDATED');
+  gpu.failCaptures = false;
+  const replays = program.stats.graphReplays;
+  await program.run(decode(1, 3));
+  assert.is(program.stats.graphReplays, replays, 'the failed bucket stays eager');
+  await program.run(decode(12, 3));
+  assert.is(program.stats.graphReplays, replays + 1, 'the 16-row bucket still replays');
+  await program.dispose();
+  assert.is(gpu.live.size, 0);
+  assert.is(gpu.graphStats.live, 0);
 });
 
 test('graphs off, or fusion off: the same steps run eagerly with one kernel per node', async () => {

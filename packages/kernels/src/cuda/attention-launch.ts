@@ -17,6 +17,8 @@ const FA_THREADS = 128; // FA_THREADS in cuda/flash.cu
 export const FLASH_HEAD_DIMS = [16, 32, 64, 80, 96, 128];
 /** Positions a decode split takes at least, and the most splits. */
 const DECODE_MIN_CHUNK = 32;
+/** Rows from which rope_kv takes a block per row rather than per head. */
+const ROPE_ROWS_PER_BLOCK_FROM = 64;
 const DECODE_MAX_SPLITS = 32;
 
 /** Device K and V of each layer: [slots, kvHeads*headDim] in the activation dtype. */
@@ -62,7 +64,9 @@ export function launchAttention(ctx: StepContext, node: OpNode<'attention'>, kv:
   const slots = ctx.metaPtr(meta.at.slots);
   if (rope) {
     const a = rope.q.attrs;
-    gpu.launch(`rope_kv_${act}`, { x: rows }, threadsFor((heads + kvHeads) * headDim), [
+    // Few rows (decode): a block per head; many (a prompt): a block per row, its cos/sin table formed once.
+    const perRow = rows >= ROPE_ROWS_PER_BLOCK_FROM;
+    gpu.launch(`rope_kv_${act}`, { x: perRow ? 1 : heads, y: rows }, perRow ? threadsFor(headDim, 256) : threadsFor(headDim, 128), [
       ctx.value(rope.q.output), kCache, vCache, ctx.value(rope.q.inputs.x), ctx.value(rope.k.inputs.x), ctx.value(node.inputs.v),
       ctx.metaPtr(meta.at.positions), slots, ctx.invFreq(rope.q), heads, kvHeads, headDim, a.rotaryDim, a.interleaved ? 1 : 0, a.attentionScaling,
     ]);

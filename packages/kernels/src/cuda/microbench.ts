@@ -7,6 +7,7 @@ import { f16ToF32, f32ToF16, type FloatDType } from '@zinfer/core';
 import { CudaDevice } from './device.js';
 import type { Ptr } from './driver-api.js';
 import { EPI, GEMV_THREADS, GEMV_WROWS, NORM } from './linear-launch.js';
+import { packStep } from './step-metadata.js';
 import { CudaStream } from './stream.js';
 
 export interface GemvTiming {
@@ -35,6 +36,10 @@ export interface MicrobenchResult {
   cublasBf16Tflops: number | null;
   /** f16 GEMMs of a 2048-token prefill of Llama-2-7B (q/k/v/o, gate/up, down). */
   cublasPrefill: { shape: string; tflops: number }[];
+  /** f16 GEMMs of a 64-sequence decode step of Llama-2-7B: weight bytes over time, against the read bandwidth. */
+  cublasDecode64: { shape: string; us: number; fractionOfRead: number }[];
+  /** The non-GEMM kernels of one layer of a 2048-token Llama-2-7B prefill (f16), µs each. */
+  prefillKernels: { kernel: string; us: number }[];
   cublasError?: string;
 }
 
@@ -175,6 +180,37 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number } = {})
     sweep('down+residual 11008→4096', [4096], 11008, EPI.residual, NORM.none);
     sweep('lm head 4096→32000', [32000], 4096, EPI.none, NORM.none);
 
+    // The non-GEMM kernels of a prefill layer at 2048 rows, on random f16 data from `buf`.
+    const prefillKernels: { kernel: string; us: number }[] = [];
+    {
+      const T = 2048;
+      const H = 4096;
+      const I = 11008;
+      const region = (i: number) => buf + BigInt(i * T * I * 2);
+      const [q, k, v, y, a, b] = [0, 1, 2, 3, 4, 5].map(region);
+      const kc = alloc(T * H * 2, 'prefill K cache');
+      const vc = alloc(T * H * 2, 'prefill V cache');
+      const inv = alloc(64 * 8, 'inverse frequencies');
+      gpu.upload(inv, Float64Array.from({ length: 64 }, (_, i) => 1 / 10000 ** ((2 * i) / 128)));
+      const norm = normW;
+      const seq = { queryStart: 0, queryLength: T, contextLength: T, blockTable: Int32Array.from({ length: T / 16 }, (_, i) => i) };
+      const meta = packStep({
+        tokenIds: new Int32Array(T), positions: Int32Array.from({ length: T }, (_, i) => i), slots: Int32Array.from({ length: T }, (_, i) => i),
+        sequences: [seq], selectedRows: Int32Array.of(T - 1),
+      }, 16);
+      const m = alloc(meta.ints.byteLength, 'prefill metadata');
+      gpu.upload(m, meta.ints);
+      const at = (o: number) => m + BigInt(o * 4);
+      const kernels: [string, () => void][] = [
+        ['rms_norm_f16 2048×4096', () => gpu.launch('rms_norm_f16', { x: T }, 1024, [y, q, norm, H, 1e-5])],
+        ['rope_kv_f16 2048 rows', () => gpu.launch('rope_kv_f16', { x: 1, y: T }, 128, [y, kc, vc, q, k, v, at(meta.at.positions), at(meta.at.slots), inv, 32, 32, 128, 128, 0, 1])],
+        ['flash_prefill128_f16 2048 causal', () => gpu.launch('flash_prefill128_f16', { x: meta.tiles, y: 32 }, 128, [y, q, kc, vc, at(meta.at.tiles), at(meta.at.seqInfo), at(meta.at.blockTables), 32, 16, 0, 1 / Math.sqrt(128)])],
+        ['add_f16 2048×4096 (×2 a layer)', () => gpu.launch('add_f16', { x: 8192 }, 256, [y, a, b, T * H])],
+        ['activation_f16 gated 2048×11008', () => gpu.launch('activation_f16', { x: 8192 }, 256, [y, a, b, T * I, 1])],
+      ];
+      for (const [kernel, fn] of kernels) prefillKernels.push({ kernel, us: time(fn, 10, 5) * 1000 });
+    }
+
     // Launch cost: a one-block kernel, back to back.
     const tiny = alloc(1024, 'launch probe');
     gpu.fill32(tiny, 0x3f800000, 256);
@@ -189,6 +225,7 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number } = {})
     let cublasF32Tflops: number | null = null;
     let cublasBf16Tflops: number | null = null;
     const cublasPrefill: { shape: string; tflops: number }[] = [];
+    const cublasDecode64: { shape: string; us: number; fractionOfRead: number }[] = [];
     let cublasError: string | undefined;
     try {
       const gemmTflops = (dtype: FloatDType, m: number, n: number, k: number, inner: number) => {
@@ -201,6 +238,16 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number } = {})
       cublasBf16Tflops = gemmTflops('bf16', 8192, 8192, 8192, 5);
       for (const [shape, n, k] of [['2048×4096×4096', 4096, 4096], ['2048×11008×4096', 11008, 4096], ['2048×4096×11008', 4096, 11008]] as const) {
         cublasPrefill.push({ shape, tflops: gemmTflops('f16', 2048, n, k, 10) });
+      }
+      // Decode at 64 rows: weights rotate through `buf` so each product reads its matrix from HBM.
+      const out64 = alloc(64 * 32000 * 2, 'gemm output 64 rows');
+      const x64 = alloc(64 * 11008 * 2, 'gemm input 64 rows');
+      gpu.upload(x64, randomHalf(64 * 11008, 1));
+      for (const [shape, n, k] of [['64×4096×4096', 4096, 4096], ['64×11008×4096', 11008, 4096], ['64×4096×11008', 4096, 11008], ['64×32000×4096', 32000, 4096]] as const) {
+        const wb = n * k * 2;
+        const rot = Math.max(1, Math.floor(big / wb));
+        const ms = time((i) => gpu.gemm!({ y: out64, x: x64, w: buf + BigInt((i % rot) * wb), dtype: 'f16', yDtype: 'f16', rows: 64, inF: k, outF: n }), 10, 5);
+        cublasDecode64.push({ shape, us: ms * 1000, fractionOfRead: wb / (ms * 1e6) / readGBps });
       }
     } catch (e) {
       cublasError = (e as Error).message;
@@ -217,6 +264,8 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number } = {})
       cublasF32Tflops,
       cublasBf16Tflops,
       cublasPrefill,
+      cublasDecode64,
+      prefillKernels,
       cublasError,
     };
   } finally {

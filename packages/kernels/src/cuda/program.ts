@@ -3,9 +3,10 @@
 // (fused where exec-plan.ts says) and downloads only the output rows.
 //
 // Decode steps of up to maxGraphRows sequences replay a CUDA graph: the batch is padded to its bucket (1,
-// 2, 4, 8, ...), the metadata goes into a device buffer owned by that bucket, and the bucket's graph of
-// the whole step is launched with one call. A bucket's first step runs eagerly (sizing every buffer), its
-// second captures; any buffer that grows afterwards invalidates the graphs (their addresses are stale).
+// 2, 4, 8, then multiples of 16), the metadata goes into a device buffer owned by that bucket, and the
+// bucket's graph of the whole step is launched with one call. A bucket's first step runs eagerly (sizing
+// every buffer), its second captures; any buffer that grows afterwards invalidates the graphs (their
+// addresses are stale). A bucket whose capture fails runs eagerly from then on (stats.graphError says why).
 import { BackendError, type FloatDType, type Graph, type KvCacheSpec, type OpNode, type Program, type StepBatch, type ValueId, type WeightName } from '@zinfer/core';
 import { validateBatch } from '../reference/batch.js';
 import { KvCache } from '../reference/kv-cache.js';
@@ -44,6 +45,8 @@ interface BucketGraph {
   /** Buffer generation it was captured (or warmed up) at. */
   generation: number;
   exec: GraphExec | null;
+  /** Capture failed: this bucket runs eagerly. */
+  failed: boolean;
 }
 
 /** What the last steps did, for tests and tools. */
@@ -166,12 +169,15 @@ export class CudaProgram implements Program {
       }
       // Room for the bucket's rows and every block of the cache (a decode step covers each block at most once).
       const bytes = Math.max(meta.ints.byteLength, (meta.at.blockTables + p.kv!.spec.numBlocks + bucket) * 4);
-      b = { meta: { ptr: p.gpu.alloc(bytes, `decode graph metadata (${bucket} rows)`), bytes }, generation: -1, exec: null };
+      b = { meta: { ptr: p.gpu.alloc(bytes, `decode graph metadata (${bucket} rows)`), bytes }, generation: -1, exec: null, failed: b?.failed ?? false };
       this.buckets.set(bucket, b);
     }
     p.gpu.upload(b.meta.ptr, meta.ints);
     let ptr: bigint;
-    if (b.exec && b.generation === this.generation) {
+    if (b.failed) {
+      this.stats.eagerSteps++;
+      ptr = this.launchStep(p, meta, b.meta.ptr);
+    } else if (b.exec && b.generation === this.generation) {
       p.gpu.launchGraph(b.exec);
       this.stats.graphReplays++;
       ptr = this.outputPtr(p, meta);
@@ -187,37 +193,41 @@ export class CudaProgram implements Program {
     return { ptr, rows: realRows, width: outInfo.width };
   }
 
-  /** The graph bucket of a decode step (rows rounded up to a power of two), or 0 to run it eagerly. */
+  /** The graph bucket of a decode step (rows up to 1, 2, 4, 8, then multiples of 16), or 0 to run it eagerly. */
   private bucketOf(p: ProgramParts, batch: StepBatch): number {
-    if (!p.options.graphs || !p.kv || this.stats.graphError !== null || !isGraphableDecode(batch)) return 0;
+    if (!p.options.graphs || !p.kv || !isGraphableDecode(batch)) return 0;
     const rows = batch.tokenIds.length;
     if (rows > p.options.maxGraphRows) return 0;
+    if (rows > 8) return Math.min(Math.ceil(rows / 16) * 16, Math.max(rows, p.options.maxGraphRows));
     let b = 1;
     while (b < rows) b *= 2;
     return b;
   }
 
-  /** Captures the bucket's step as a graph and launches it; on any failure turns graphs off and runs eagerly. */
+  /** Captures the bucket's step as a graph and launches it; on a failure marks the bucket eager and runs eagerly. */
   private capture(p: ProgramParts, b: BucketGraph, meta: StepMetadata): bigint {
     const generation = this.generation;
     let exec: GraphExec | null = null;
+    let error: string | null = null;
     p.gpu.beginCapture();
     this.capturing = true;
     try {
       this.launchStep(p, meta, b.meta.ptr);
     } catch (e) {
-      this.stats.graphError = `capture failed: ${(e as Error).message}`;
+      error = (e as Error).message;
     } finally {
       this.capturing = false;
       try {
         exec = p.gpu.endCapture();
       } catch (e) {
-        this.stats.graphError ??= `capture failed: ${(e as Error).message}`;
+        error ??= (e as Error).message;
       }
     }
-    if (this.stats.graphError !== null || generation !== this.generation || !exec) {
+    if (error === null && generation !== this.generation) error = 'a buffer grew during capture';
+    if (error !== null || !exec) {
       if (exec) p.gpu.destroyGraph(exec);
-      this.stats.graphError ??= 'a buffer grew during capture';
+      b.failed = true;
+      this.stats.graphError ??= `capture of the ${meta.rows}-row bucket failed: ${error}`;
       this.stats.eagerSteps++;
       return this.launchStep(p, meta, b.meta.ptr);
     }

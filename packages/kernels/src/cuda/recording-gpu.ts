@@ -33,6 +33,8 @@ export class RecordingGpu implements Gpu {
   readonly graphStats = { captured: 0, replays: 0, destroyed: 0, live: 0 };
   /** A capture in progress: what it recorded so far. */
   private capture: RecordedGraph | null = null;
+  /** Make the next captures fail at endCapture (as a driver does when a launch is not capturable). */
+  failCaptures = false;
   private nextGraph = 1n;
   readonly gemm: ((g: GemmArgs) => void) | null;
   /** Live allocations: base → bytes. */
@@ -106,6 +108,7 @@ export class RecordingGpu implements Gpu {
     const g = this.capture;
     if (!g) throw new BackendError('endCapture without beginCapture');
     this.capture = null;
+    if (this.failCaptures) throw new BackendError('CUDA driver call cuStreamEndCapture failed with CUDA_ERROR_STREAM_CAPTURE_INVALIDATED (recording gpu)');
     this.graphs.set(g.handle, g);
     this.graphStats.captured++;
     this.graphStats.live++;

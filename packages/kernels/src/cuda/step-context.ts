@@ -41,7 +41,7 @@ export interface ProgramOptions {
   poison: boolean;
   /** Replay decode steps of up to maxGraphRows rows as CUDA graphs, one per batch-size bucket (default true). */
   graphs: boolean;
-  /** Largest decode batch replayed as a graph (default 8: the GEMV range). */
+  /** Largest decode batch replayed as a graph (default 64). */
   maxGraphRows: number;
   /** The tensor-core prompt attention in 16-bit modes (default true). */
   flash: boolean;

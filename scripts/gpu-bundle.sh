@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Builds everything the GPU machine needs into one tarball, .gpu/bundle.tgz (git-ignored), under 64 MiB:
+# a Node.js binary (the GPU machine has none), the built @zinfer/core and @zinfer/kernels with the CUDA
+# kernel sources, their production dependencies only (no tsx: the scripts are plain JS), the fixture
+# models, scripts/gpu-check.mjs and the bench (gpu-bench.mjs, gpu-bench-hf.py).
+# Run here, from the repository root:                     bash scripts/gpu-bundle.sh
+# Then on the GPU machine, with .gpu/bundle.tgz carried:  bash scripts/gpu-check.sh; bash scripts/gpu-bench.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+stage=$root/.gpu/stage
+bundle=$root/.gpu/bundle.tgz
+
+NX_DAEMON=false npx nx run-many -t build --projects=@zinfer/core,@zinfer/kernels --outputStyle=static >/dev/null
+
+rm -rf "$stage"
+mkdir -p "$stage/node_modules/@zinfer" "$stage/scripts"
+bash "${ZINFER_SHARED_DIR:-$root/../shared}/gpu/pack-node.sh" "$root/.gpu/node.tar.xz" >/dev/null
+cp "$root/.gpu/node.tar.xz" "$stage/node.tar.xz"
+
+# The workspace packages as installed packages: package.json, dist, and the kernels' cuda/ sources.
+for pkg in core kernels; do
+  dst=$stage/node_modules/@zinfer/$pkg
+  mkdir -p "$dst"
+  cp "packages/$pkg/package.json" "$dst/"
+  cp -r "packages/$pkg/dist" "$dst/"
+  find "$dst/dist" -name '*.map' -delete
+done
+cp -r packages/kernels/cuda "$stage/node_modules/@zinfer/kernels/cuda"
+
+# Production dependencies: the dependency closure of both packages (optional ones where installed;
+# peer dependencies, e.g. valibot's typescript, left out), copied from the workspace's node_modules.
+node - "$stage" <<'EOF'
+const { existsSync, readFileSync, cpSync } = require('node:fs');
+const { join } = require('node:path');
+const stage = process.argv[2];
+const seen = new Set();
+const visit = (deps) => {
+  for (const name of Object.keys(deps ?? {})) {
+    if (seen.has(name) || name.startsWith('@zinfer/')) continue;
+    const dir = join('node_modules', name);
+    if (!existsSync(join(dir, 'package.json'))) continue; // an optional dependency for another platform
+    seen.add(name);
+    const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
+    visit(pkg.dependencies);
+    visit(pkg.optionalDependencies);
+  }
+};
+for (const p of ['core', 'kernels']) visit(JSON.parse(readFileSync(`packages/${p}/package.json`, 'utf8')).dependencies);
+for (const name of seen) cpSync(join('node_modules', name), join(stage, 'node_modules', name), { recursive: true, dereference: true });
+console.log(`dependencies: ${[...seen].sort().join(', ')}`);
+EOF
+rm -rf "$stage/node_modules/@koromix/koffi-linux-x64/musl_x64" # glibc machine
+
+mkdir -p "$stage/fixtures"
+cp -r fixtures/models "$stage/fixtures/models"
+cp scripts/gpu-check.mjs scripts/gpu-bench.mjs scripts/gpu-bench-hf.py "$stage/scripts/"
+git rev-parse HEAD >"$stage/COMMIT" 2>/dev/null || true
+git status --porcelain >>"$stage/COMMIT" 2>/dev/null || true
+
+tar -C "$stage" -czf "$bundle.tmp" .
+mv "$bundle.tmp" "$bundle"
+rm -rf "$stage"
+bytes=$(stat -c %s "$bundle")
+echo "bundle: $bundle, $(awk "BEGIN { printf \"%.1f\", $bytes / 1048576 }") MiB ($bytes bytes)"
+if (( bytes >= 64 * 1048576 )); then echo "bundle exceeds 64 MiB: the GPU machine cannot take it" >&2; exit 1; fi
