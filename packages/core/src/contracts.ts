@@ -79,6 +79,12 @@ export interface Program {
    * comes after gatherRows (as a model's logits do), else [tokenIds.length, width].
    */
   run(batch: StepBatch): Promise<Float32Array>;
+  /**
+   * Optional: runs the step and returns only the argmax token id of each selected row (lowest index on
+   * ties, as the greedy sampler picks). The engine uses it when every row of a step is greedy decoding,
+   * so a device backend copies ids instead of [rows, vocab] logits to the host.
+   */
+  runArgmax?(batch: StepBatch): Promise<Int32Array>;
   /** Frees device memory; the program cannot run afterwards. */
   dispose(): Promise<void>;
 }

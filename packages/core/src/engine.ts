@@ -142,9 +142,12 @@ class LocalEngine implements Engine {
     this.admit();
     const plan = planStep(this.running, this.maxBatchTokens, this.blocks.blockSize);
     if (!plan) return { tokens: 0, sequences: 0, finished: 0 };
-    let out: Float32Array;
+    // When every row only needs its argmax, a backend that can take it on the device sends back token
+    // ids instead of [rows, vocab] logits (the copy and the host-side pass dominate large-batch decode).
+    const argmaxOnly = this.program.runArgmax !== undefined && plan.rows.every(({ seq, promptLogit }) => !promptLogit && seq.sampler.isGreedy);
+    let out: Float32Array | Int32Array;
     try {
-      out = await this.program.run(plan.batch);
+      out = argmaxOnly ? await this.program.runArgmax!(plan.batch) : await this.program.run(plan.batch);
     } catch (e) {
       // The cache of every sequence in the failed step is now unknown: fail those, keep the others.
       for (const { seq } of plan.work) this.finish(seq, e);
@@ -153,9 +156,14 @@ class LocalEngine implements Engine {
     for (const { seq, count } of plan.work) seq.cached += count;
     const vocab = this.spec.vocabSize;
     plan.rows.forEach(({ seq, promptLogit, sample }, i) => {
+      if (!sample || seq.aborted || seq.finishReason !== null) {
+        if (promptLogit) seq.promptLogits.push((out as Float32Array).slice(i * vocab, (i + 1) * vocab));
+        return;
+      }
+      if (out instanceof Int32Array) return seq.accept(out[i]);
       const logits = out.subarray(i * vocab, (i + 1) * vocab);
       if (promptLogit) seq.promptLogits.push(logits.slice());
-      if (sample && !seq.aborted && seq.finishReason === null) seq.accept(seq.sampler.sample(logits, seq.tokens));
+      seq.accept(seq.sampler.sample(logits, seq.tokens));
     });
     const before = this.running.length;
     this.reap();

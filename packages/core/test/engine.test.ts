@@ -191,6 +191,20 @@ test('chat messages are rendered with the chat template and tokenized without ex
   await e.close();
 });
 
+test('greedy steps use a backend\'s runArgmax (ids only); sampling and prompt logits still get logits', async () => {
+  const backend = countingBackend({ argmax: true });
+  const e = await createEngine({ model: MODEL, backend });
+  const greedy = await e.generate({ inputIds: [5, 6], maxTokens: 4, temperature: 0 }).result;
+  assert.equal(greedy.tokens, [7, 8, 9, 10]);
+  assert.is(backend.argmaxSteps, 4);
+  await e.generate({ inputIds: [5], maxTokens: 3, temperature: 0.7, seed: 1 }).result;
+  await e.generate({ inputIds: [5], maxTokens: 2, temperature: 0, repetitionPenalty: 1.3 }).result;
+  const logits = await e.generate({ inputIds: [5, 6], maxTokens: 1, temperature: 0, promptLogits: true }).result;
+  assert.is(logits.promptLogits!.length, 2);
+  assert.is(backend.argmaxSteps, 4, 'no other request could use the argmax path');
+  await e.close();
+});
+
 test('without tokenizer files, token ids still run and text input fails clearly', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'zinfer-notok-'));
   try {

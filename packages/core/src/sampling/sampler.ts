@@ -22,6 +22,11 @@ export class Sampler {
   private readonly ids: Int32Array; // candidate ids; top-k and top-p move the kept ones to the front
   private readonly before: Before;
 
+  /** Whether sample() is a plain argmax of the logits (greedy, no repetition penalty). */
+  get isGreedy(): boolean {
+    return this.params.temperature === 0 && this.params.repetitionPenalty === 1;
+  }
+
   constructor(params: SamplingParams, vocabSize: number, rng?: Rng) {
     if (!Number.isSafeInteger(vocabSize) || vocabSize < 1) {
       throw new RangeError(`Sampler vocabSize must be a positive integer, found ${vocabSize}`);

@@ -7,15 +7,18 @@ export interface CountingBackend extends KernelBackend {
   options: CompileOptions | null;
   /** Token id whose presence in a step makes run() reject (to test failure isolation). */
   poison: number | null;
+  /** Steps answered by runArgmax (only when created with { argmax: true }). */
+  argmaxSteps: number;
 }
 
-export function countingBackend(): CountingBackend {
+export function countingBackend(opts: { argmax?: boolean } = {}): CountingBackend {
   const self: CountingBackend = {
     name: 'counting',
     contractVersion: 1,
     batches: [],
     options: null,
     poison: null,
+    argmaxSteps: 0,
     probe: async () => ({ device: 'cpu', description: 'test', memoryBytes: 1 << 30 }),
     supports: () => true,
     kvBytesPerBlock: (g: Graph, bs: number) => 2 * g.kv.layers * bs * g.kv.kvHeads * g.kv.headDim * 4,
@@ -37,6 +40,15 @@ export function countingBackend(): CountingBackend {
         async dispose() {
           disposed = true;
         },
+        ...(opts.argmax
+          ? {
+              async runArgmax(batch: StepBatch): Promise<Int32Array> {
+                self.batches.push(batch);
+                self.argmaxSteps++;
+                return Int32Array.from(batch.selectedRows, (r) => (batch.tokenIds[r] + 1) % vocab);
+              },
+            }
+          : {}),
       };
     },
   };
