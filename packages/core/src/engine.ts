@@ -148,6 +148,9 @@ class LocalEngine implements Engine {
     let out: Float32Array | Int32Array;
     try {
       out = argmaxOnly ? await this.program.runArgmax!(plan.batch) : await this.program.run(plan.batch);
+      const vocab = this.spec.vocabSize;
+      const bad = out instanceof Int32Array ? out.find((id) => !(id >= 0 && id < vocab)) : undefined;
+      if (bad !== undefined) throw new BackendError('the backend returned a token id outside the vocabulary', { expected: `ids in [0, ${vocab})`, found: String(bad) });
     } catch (e) {
       // The cache of every sequence in the failed step is now unknown: fail those, keep the others.
       for (const { seq } of plan.work) this.finish(seq, e);

@@ -1,9 +1,10 @@
 // The checks every backend's compile() makes before touching a device: each node supported, each
 // attention node inside the graph's KV-cache layout, and a communicator for each communication op.
-import type { CompileOptions } from './contracts.js';
+import type { CompileOptions, WeightSource } from './contracts.js';
 import { BackendError } from './errors.js';
 import type { Graph } from './graph.js';
-import { COLLECTIVE_KINDS, type OpNode } from './ops.js';
+import { COLLECTIVE_KINDS, type OpNode, type WeightName } from './ops.js';
+import { numel, shapeString, type HostTensor } from './tensor.js';
 
 export function checkGraphForBackend(
   graph: Graph,
@@ -28,4 +29,18 @@ export function checkGraphForBackend(
     }
     if (a.heads % a.kvHeads !== 0) throw new BackendError(`${where}: heads ${a.heads} is not a multiple of kvHeads ${a.kvHeads}`);
   }
+}
+
+/** One graph weight from the source, checked against the graph: shape, storage for its dtype, length. */
+export function fetchGraphWeight(graph: Graph, source: WeightSource, name: WeightName): HostTensor {
+  const info = graph.weights.get(name);
+  if (!info) throw new BackendError(`the graph declares no weight ${name}`, { tensor: name });
+  const t = source.get(name);
+  if (!t) throw new BackendError(`weight source returned nothing for weight ${name}`, { tensor: name });
+  const same = t.shape.length === info.shape.length && t.shape.every((d, i) => d === info.shape[i]);
+  if (!same) throw new BackendError(`weight ${name} has the wrong shape`, { tensor: name, expected: shapeString(info.shape), found: shapeString(t.shape) });
+  const storage = t.dtype === 'f32' ? t.data instanceof Float32Array : (t.dtype === 'f16' || t.dtype === 'bf16') && t.data instanceof Uint16Array;
+  if (!storage) throw new BackendError(`weight ${name} has dtype ${t.dtype} with ${t.data.constructor.name} storage`, { tensor: name, expected: 'f32 in Float32Array, f16/bf16 in Uint16Array' });
+  if (t.data.length !== numel(info.shape)) throw new BackendError(`weight ${name} has ${t.data.length} elements for shape ${shapeString(info.shape)}`, { tensor: name });
+  return t;
 }

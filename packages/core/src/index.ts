@@ -4,7 +4,7 @@ export * from './dtype.js';
 export * from './tensor.js';
 export * from './ops.js';
 export * from './graph.js';
-export { checkGraphForBackend } from './graph-checks.js';
+export { checkGraphForBackend, fetchGraphWeight } from './graph-checks.js';
 export * from './contracts.js';
 export * from './architectures/index.js';
 export { ConfigReader } from './model-config.js';

@@ -1,6 +1,6 @@
 // Compiling a graph for the cpu backend: check the nodes, copy every weight into the shared memory in
 // its stored dtype, place the KV cache, per-thread scratch and argument blocks, and rewrite the graph.
-import { BackendError, checkGraphForBackend, shapeString, type Communicator, type CompileOptions, type FloatDType, type Graph, type KvLayout, type WeightName, type WeightSource } from '@zinfer/core';
+import { BackendError, checkGraphForBackend, fetchGraphWeight, shapeString, type Communicator, type CompileOptions, type FloatDType, type Graph, type KvLayout, type WeightName, type WeightSource } from '@zinfer/core';
 import { supports } from './supports.js';
 import { fuseGraph, type CpuNode } from './fuse.js';
 import { WasmHeap } from './heap.js';
@@ -73,14 +73,8 @@ function checkKvSpec(spec: CompileOptions['kvCache']): CompileOptions['kvCache']
  */
 function loadWeights(graph: Graph, source: WeightSource, heap: WasmHeap, linearWeights: ReadonlySet<WeightName>): Map<WeightName, PlacedWeight> {
   const out = new Map<WeightName, PlacedWeight>();
-  for (const [name, info] of graph.weights) {
-    const t = source.get(name);
-    if (!t) throw new BackendError(`weight source returned nothing for weight ${name}`, { tensor: name });
-    const same = t.shape.length === info.shape.length && t.shape.every((d, i) => d === info.shape[i]);
-    if (!same) throw new BackendError(`weight ${name} has the wrong shape`, { tensor: name, expected: shapeString(info.shape), found: shapeString(t.shape) });
-    const storage = t.dtype === 'f32' ? t.data instanceof Float32Array : (t.dtype === 'f16' || t.dtype === 'bf16') && t.data instanceof Uint16Array;
-    if (!storage) throw new BackendError(`weight ${name} has dtype ${t.dtype} with ${t.data.constructor.name} storage`, { tensor: name, expected: 'f32 in Float32Array, f16/bf16 in Uint16Array' });
-    if (t.data.length !== info.shape.reduce((a, b) => a * b, 1)) throw new BackendError(`weight ${name} has ${t.data.length} elements for shape ${shapeString(info.shape)}`, { tensor: name });
+  for (const name of graph.weights.keys()) {
+    const t = fetchGraphWeight(graph, source, name);
     const packed = linearWeights.has(name);
     const bytes = packed ? packedBytes(t.dtype, t.shape[0], t.shape[1]) : t.data.byteLength;
     const ptr = heap.alloc(bytes, `weight ${name} (${bytes} bytes)`);

@@ -3,7 +3,7 @@
 // 16-bit modes they are held in the activation dtype (cuBLAS multiplies like types on tensor cores; f32 or
 // other-16-bit matrices are converted once here). 1-D tensors (norm weights and biases, a tiny fraction)
 // are widened to f32, exactly, so their kernels take one type.
-import { BackendError, fromF32, shapeString, toF32, type FloatDType, type Graph, type HostTensor, type WeightName, type WeightSource } from '@zinfer/core';
+import { fetchGraphWeight, fromF32, shapeString, toF32, type FloatDType, type Graph, type WeightName, type WeightSource } from '@zinfer/core';
 import type { Gpu } from './gpu.js';
 
 export interface DeviceWeight {
@@ -25,8 +25,8 @@ export function uploadWeights(gpu: Gpu, graph: Graph, source: WeightSource, choi
   const out = new Map<WeightName, DeviceWeight>();
   let act: FloatDType | null = choice === 'auto' ? null : choice;
   try {
-    for (const [name, info] of graph.weights) {
-      const t = checked(name, info.shape, source.get(name));
+    for (const name of graph.weights.keys()) {
+      const t = fetchGraphWeight(graph, source, name);
       const matrix = t.shape.length !== 1;
       if (matrix && act === null) act = t.dtype === 'f32' ? 'f32' : t.dtype;
       const dtype: FloatDType = !matrix ? 'f32' : act === 'f32' || act === null ? t.dtype : act;
@@ -42,12 +42,3 @@ export function uploadWeights(gpu: Gpu, graph: Graph, source: WeightSource, choi
   return { weights: out, act: act ?? 'f32' };
 }
 
-function checked(name: WeightName, shape: readonly number[], t: HostTensor | undefined): HostTensor {
-  if (!t) throw new BackendError(`weight source returned nothing for weight ${name}`, { tensor: name });
-  const same = t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i]);
-  if (!same) throw new BackendError(`weight ${name} has the wrong shape`, { tensor: name, expected: shapeString(shape), found: shapeString(t.shape) });
-  const storage = t.dtype === 'f32' ? t.data instanceof Float32Array : (t.dtype === 'f16' || t.dtype === 'bf16') && t.data instanceof Uint16Array;
-  if (!storage) throw new BackendError(`weight ${name} has dtype ${t.dtype} with ${t.data.constructor.name} storage`, { tensor: name, expected: 'f32 in Float32Array, f16/bf16 in Uint16Array' });
-  if (t.data.length !== shape.reduce((a, b) => a * b, 1)) throw new BackendError(`weight ${name} has ${t.data.length} elements for shape ${shapeString(shape)}`, { tensor: name });
-  return t;
-}
