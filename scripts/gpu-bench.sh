@@ -8,24 +8,7 @@
 # ZINFER_GPU_BENCH_TIMEOUT (seconds, default 540) bounds the whole run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export NCCL_NVLS_ENABLE=0
-bundle=${ZINFER_GPU_BUNDLE:-.gpu/bundle.tgz}
-export OUT=${OUT:-$(mktemp -d /tmp/zinfer-out.XXXXXX)}
-dir=/tmp/zinfer-gpu
-
-if [[ ! -f $bundle ]]; then
-  echo "SETUP: no bundle at $bundle; run 'bash scripts/gpu-bundle.sh' on the build machine and carry .gpu/bundle.tgz" >&2
-  exit 2
-fi
-stamp="$(stat -c '%s %Y' "$bundle")"
-if [[ ! -x $dir/node/bin/node || "$(cat "$dir/.bundle-stamp" 2>/dev/null)" != "$stamp" ]]; then
-  rm -rf "$dir"
-  mkdir -p "$dir/node/bin"
-  tar -xzf "$bundle" -C "$dir" || { echo "SETUP: cannot unpack $bundle" >&2; exit 2; }
-  tar -xJf "$dir/node.tar.xz" -C "$dir/node/bin" || { echo "SETUP: cannot unpack node" >&2; exit 2; }
-  echo "$stamp" >"$dir/.bundle-stamp"
-fi
-export PATH=$dir/node/bin:$PATH
+source scripts/gpu-unpack.sh
 
 echo "== machine"
 echo "bundle $(head -1 "$dir/COMMIT" 2>/dev/null) ($(($(stat -c %s "$bundle") / 1048576)) MiB), node $(node --version), $(python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)' 2>&1 | tail -1)"

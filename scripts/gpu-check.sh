@@ -5,21 +5,7 @@
 # Exit code: that of gpu-check.mjs (0 pass, 1 failures, 2 setup, 3 no GPU), 124 if it ran out of time.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export NCCL_NVLS_ENABLE=0
-bundle=${ZINFER_GPU_BUNDLE:-.gpu/bundle.tgz}
-export OUT=${OUT:-$(mktemp -d /tmp/zinfer-out.XXXXXX)}
-dir=/tmp/zinfer-gpu
-
-if [[ ! -f $bundle ]]; then
-  echo "SETUP: no bundle at $bundle; run 'bash scripts/gpu-bundle.sh' on the build machine and carry .gpu/bundle.tgz" >&2
-  exit 2
-fi
-rm -rf "$dir"
-mkdir -p "$dir/node/bin"
-tar -xzf "$bundle" -C "$dir" || { echo "SETUP: cannot unpack $bundle" >&2; exit 2; }
-tar -xJf "$dir/node.tar.xz" -C "$dir/node/bin" || { echo "SETUP: cannot unpack node" >&2; exit 2; }
-stat -c '%s %Y' "$bundle" >"$dir/.bundle-stamp" # gpu-bench.sh reuses this unpacked copy
-export PATH=$dir/node/bin:$PATH
+source scripts/gpu-unpack.sh
 
 echo "== machine"
 echo "bundle $(head -1 "$dir/COMMIT" 2>/dev/null) ($(($(stat -c %s "$bundle") / 1048576)) MiB), node $(node --version)"

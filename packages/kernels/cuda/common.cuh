@@ -57,9 +57,8 @@ template <typename T> struct Vec16 {
   static constexpr int N = 16 / sizeof(T);
 };
 
-// Loads 16 bytes (Vec16<T>::N elements) at p, which must be 16-byte aligned, widened to f32.
-template <typename T> __device__ __forceinline__ void load16(const T *p, float *out) {
-  const uint4 raw = __ldg(reinterpret_cast<const uint4 *>(p));
+// Widens the N = 16 / sizeof(T) elements of one 16-byte word to f32.
+template <typename T> __device__ __forceinline__ void widen16(const uint4 raw, float *out) {
   const u32 w[4] = {raw.x, raw.y, raw.z, raw.w};
   if constexpr (sizeof(T) == 4) {
 #pragma unroll
@@ -74,6 +73,11 @@ template <typename T> __device__ __forceinline__ void load16(const T *p, float *
       out[2 * i + 1] = to_f32(hi);
     }
   }
+}
+
+// Loads 16 bytes (Vec16<T>::N elements) at p, which must be 16-byte aligned, widened to f32.
+template <typename T> __device__ __forceinline__ void load16(const T *p, float *out) {
+  widen16<T>(__ldg(reinterpret_cast<const uint4 *>(p)), out);
 }
 
 // Loads N consecutive elements of T at p widened to f32, 16 bytes at a time (8 bytes when N·sizeof(T) is 8);
@@ -138,23 +142,6 @@ __device__ __forceinline__ uint4 ld_stream16(const void *p) {
   return r;
 }
 
-// Widens the N = 16 / sizeof(T) elements of one 16-byte word to f32.
-template <typename T> __device__ __forceinline__ void widen16(const uint4 raw, float *out) {
-  const u32 w[4] = {raw.x, raw.y, raw.z, raw.w};
-  if constexpr (sizeof(T) == 4) {
-#pragma unroll
-    for (int i = 0; i < 4; i++) out[i] = __uint_as_float(w[i]);
-  } else {
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-      T lo, hi;
-      lo.bits = (u16)(w[i] & 0xffffu);
-      hi.bits = (u16)(w[i] >> 16);
-      out[2 * i] = to_f32(lo);
-      out[2 * i + 1] = to_f32(hi);
-    }
-  }
-}
 
 // Programmatic dependent launch (sm_90): a kernel launched with programmatic stream serialization may
 // start while the kernel before it is finishing; it must call grid_dep_wait() before it reads anything that

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { rejects } from './helpers/rejects.js';
 import { GraphBuilder, Rng, type Graph, type OpNode } from '@zinfer/core';
 import { expectClose, memoryWeights, randomTensor, stepBatch, tinyLlama, weightInfos } from '@zinfer/core/testing';
 import { referenceBackend } from '../src/reference.js';
@@ -141,16 +142,5 @@ test('a process that never disposes its program still exits (the workers are unr
   assert.match(r.stdout, /left running/);
   assert.ok(r.ms < 10_000, `took ${r.ms} ms`);
 });
-
-async function rejects(p: Promise<unknown>, message: RegExp): Promise<void> {
-  try {
-    await p;
-  } catch (e) {
-    assert.is((e as Error).name, 'BackendError', (e as Error).message);
-    assert.match((e as Error).message, message);
-    return;
-  }
-  assert.unreachable(`expected a rejection matching ${message}`);
-}
 
 test.run();

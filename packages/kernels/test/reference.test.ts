@@ -3,6 +3,7 @@
 // f32, and the errors a user can hit.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { rejects } from './helpers/rejects.js';
 import {
   f16ToF32, f32ToBf16, f32ToF16, GraphBuilder, hostTensor, Rng, toF32,
   type ActivationFn, type FloatDType, type Graph, type HostTensor, type KernelBackend, type StepBatch,
@@ -295,16 +296,5 @@ test('run validates the batch and names the field', async () => {
   await p.dispose();
   await rejects(p.run(ok), /reference program was disposed/);
 });
-
-async function rejects(p: Promise<unknown>, message: RegExp): Promise<void> {
-  try {
-    await p;
-  } catch (e) {
-    assert.is((e as Error).name, 'BackendError', (e as Error).message);
-    assert.match((e as Error).message, message);
-    return;
-  }
-  assert.unreachable(`expected a rejection matching ${message}`);
-}
 
 test.run();
