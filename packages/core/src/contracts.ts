@@ -70,6 +70,12 @@ export interface CompileOptions {
   communicator?: Communicator;
   /** The rank's pipeline group (one rank per stage), when the graph has send/recv nodes. */
   pipeline?: Communicator;
+  /**
+   * Weights that stay off the device (ZeRO-Inference): the program must not load the stream's weights at
+   * compile time; it keeps `stream.prefetch + 1` slots for them and acquires each group while running.
+   * Only for backends with `streaming: true`.
+   */
+  stream?: WeightStream;
 }
 
 /** A graph compiled for one device, with its weights and KV cache resident. */
@@ -107,6 +113,13 @@ export interface KernelBackend {
   supports(node: OpNode): boolean;
   /** Bytes of KV cache per block for this layout, so the engine can size the cache from a budget. */
   kvBytesPerBlock(graph: Graph, blockSize: number): number;
+  /** Whether compile() accepts `options.stream` (weights streamed in group by group while a step runs). */
+  readonly streaming?: boolean;
+  /**
+   * Optional: host memory the backend copies from fastest (page-locked through the CUDA driver on GPU
+   * machines). Offload tiers keep their host copies and disk read buffers there; without it, plain memory.
+   */
+  allocHost?(bytes: number): ArrayBuffer;
   compile(graph: Graph, weights: WeightSource, options: CompileOptions): Promise<Program>;
 }
 
@@ -181,6 +194,62 @@ export interface ExpertPlacement {
 
 // ---------------------------------------------------------------------------------------------------
 // Offload (implemented by @zinfer/offload)
+
+/** One streamed weight, as WeightSource.get() would give it (stored dtype and shape). */
+export interface StreamedWeight {
+  name: WeightName;
+  tensor: HostTensor;
+}
+
+/** What the fetch and compute timelines record (milliseconds on performance.now()'s clock). */
+export interface StreamEvent {
+  group: number;
+  kind: 'fetch' | 'compute';
+  start: number;
+  end: number;
+}
+
+/**
+ * The weights of a graph that live in an offload tier, in groups (one decoder layer each) that a step
+ * uses in order. A program running a step acquires group g before its first node that reads one of g's
+ * weights, copies the tensors into one of its `prefetch + 1` device slots, and releases g. It may acquire
+ * groups g+1 … g+prefetch while g computes (that is the overlap); acquires of one step come in group order.
+ */
+export interface WeightStream {
+  /** Weight names per group; a weight is in at most one group; groups are in the order a step uses them. */
+  readonly groups: readonly (readonly WeightName[])[];
+  /** Groups a program fetches ahead of the one computing (0: each fetched when needed). */
+  readonly prefetch: number;
+  /** The group's tensors in `groups[g]` order, valid until release(g). */
+  acquire(group: number): Promise<readonly StreamedWeight[]>;
+  /** The program has copied group g; its host buffers may be reused. */
+  release(group: number): void;
+  /** Programs report when a group's compute ran, for the timeline (optional for them to call). */
+  recordCompute(group: number, start: number, end: number): void;
+}
+
+/** Places a graph's weights over the device and the offload tiers (implemented by @zinfer/offload). */
+export interface WeightOffload {
+  readonly name: string;
+  readonly contractVersion: number;
+  /**
+   * Decides, at layer granularity, which weights stay resident on the device (up to its byte budget) and
+   * which stream from the host or disk tier; fills the tiers. `weights` then serves the resident ones.
+   */
+  place(args: { graph: Graph; weights: WeightSource; backend: KernelBackend }): Promise<OffloadPlacement>;
+}
+
+export interface OffloadPlacement {
+  /** Resident weights (give to compile as its WeightSource). */
+  readonly resident: WeightSource;
+  /** The streamed weights, or null when everything fits on the device. */
+  readonly stream: WeightStream | null;
+  /** One line per tier (bytes and layers held), printed at start-up. */
+  readonly summary: readonly string[];
+  /** The fetch and compute timelines recorded so far (for benches); cleared by the caller at will. */
+  timeline(): StreamEvent[];
+  close(): Promise<void>;
+}
 
 export interface OffloadTier {
   readonly name: string;

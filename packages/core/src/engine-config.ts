@@ -1,7 +1,7 @@
 // The one config object createEngine takes, validated with valibot so that a wrong field produces one
 // ConfigError naming the field (dotted path), what was expected and what was found.
 import * as v from 'valibot';
-import type { KernelBackend, ParallelStrategy } from './contracts.js';
+import type { KernelBackend, ParallelStrategy, WeightOffload } from './contracts.js';
 import type { FloatDType } from './dtype.js';
 import { ConfigError } from './errors.js';
 
@@ -28,6 +28,8 @@ export interface EngineConfig {
   limits?: EngineLimits;
   /** Runs the model over several devices, e.g. tensorParallel({ size: 2 }) from @zinfer/parallel. */
   parallel?: ParallelStrategy;
+  /** Keeps weights beyond the device's budget in a host or disk tier and streams them in, e.g. weightOffload({...}) from @zinfer/offload. */
+  offload?: WeightOffload;
   /** Run steps automatically while requests are pending (default true); false: call engine.step() yourself. */
   autoStep?: boolean;
   /** Progress while weights load: (done, total, weight name). */
@@ -46,6 +48,11 @@ const parallelSchema = v.custom<ParallelStrategy>(
   'a ParallelStrategy object (for example tensorParallel({ size: 2 }) from @zinfer/parallel)',
 );
 
+const offloadSchema = v.custom<WeightOffload>(
+  (o) => typeof o === 'object' && o !== null && typeof (o as WeightOffload).place === 'function',
+  'a WeightOffload object (for example weightOffload({ tier: "disk" }) from @zinfer/offload)',
+);
+
 const schema = v.strictObject({
   model: v.pipe(v.string(), v.minLength(1)),
   backend: backendSchema,
@@ -60,13 +67,19 @@ const schema = v.strictObject({
     }),
   ),
   parallel: v.optional(parallelSchema),
+  offload: v.optional(offloadSchema),
   autoStep: v.optional(v.boolean()),
   onLoadProgress: v.optional(v.function()),
 });
 
 export function validateEngineConfig(config: unknown): EngineConfig {
   const r = v.safeParse(schema, config);
-  if (r.success) return config as EngineConfig;
+  if (r.success) {
+    const c = config as EngineConfig;
+    if (c.offload && c.parallel) throw new ConfigError('offload together with a parallel strategy is not available yet', { field: 'offload', expected: 'offload or parallel, not both', found: `${c.offload.name} + ${c.parallel.name}` });
+    if (c.offload && !c.backend.streaming) throw new ConfigError(`backend ${c.backend.name} cannot stream weights, so it cannot run with offload`, { field: 'offload', expected: 'a backend with streaming support (reference, cpu, cuda)', found: c.backend.name });
+    return c;
+  }
   const issue = r.issues[0];
   const field = issue.path?.map((p) => String(p.key)).join('.') ?? '(config)';
   throw new ConfigError(`engine config field ${field} is invalid`, { field, expected: issue.expected ?? issue.message, found: issue.received });

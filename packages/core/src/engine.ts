@@ -1,7 +1,7 @@
 // createEngine: validates one config, loads the model, compiles its graph on the chosen backend, and
 // runs generation steps over many sequences at once. Requests join and leave between steps.
 import type { ModelSpec } from './architectures/index.js';
-import type { Program } from './contracts.js';
+import type { OffloadPlacement, Program } from './contracts.js';
 import { validateEngineConfig, type EngineConfig } from './engine-config.js';
 import { AbortError, BackendError, CapacityError, RequestError, TokenizerError } from './errors.js';
 import { GenerationStream, type GenerationResult } from './generation-stream.js';
@@ -27,6 +27,8 @@ export interface Engine {
   /** Longest prompt + generation this engine accepts. */
   readonly maxContext: number;
   readonly kvBlocks: { total: number; free: number; blockSize: number };
+  /** Where the weights live and the fetch/compute timeline, when the config has `offload`. */
+  readonly offload: OffloadPlacement | null;
   /** Requests in the running batch (holding KV blocks) and in the waiting queue (for metrics). */
   readonly sequences: { running: number; waiting: number };
   /** Queues a request; the engine's step loop (or your own step() calls) advances it. */
@@ -55,10 +57,18 @@ export async function createEngine(config: EngineConfig): Promise<Engine> {
     const numBlocks = Math.min(Math.floor(limits.kvCacheBytes / perBlock), useful);
     if (numBlocks < 1) throw new CapacityError('the KV-cache budget holds not even one block', { field: 'limits.kvCacheBytes', expected: `at least ${perBlock}`, found: String(limits.kvCacheBytes) });
     const kvCache = { numBlocks, blockSize: limits.blockSize };
-    const program = plan
-      ? await cfg.parallel!.launch({ plan, backend: cfg.backend, model: { dir: cfg.model, dtype: cfg.dtype }, weights: model.weights, kvCache })
-      : await cfg.backend.compile(model.graph, model.weights, { kvCache });
-    return new LocalEngine(model.spec, model.tokenizer, program, new BlockAllocator(numBlocks, limits.blockSize), maxContext, limits.maxBatchTokens, limits.maxSequences, cfg.autoStep ?? true);
+    // Offload reads every weight once into its tier (or leaves it resident); the program then holds only
+    // the resident ones and streams the rest in while it runs.
+    const offload = cfg.offload ? await cfg.offload.place({ graph: model.graph, weights: model.weights, backend: cfg.backend }) : null;
+    try {
+      const program = plan
+        ? await cfg.parallel!.launch({ plan, backend: cfg.backend, model: { dir: cfg.model, dtype: cfg.dtype }, weights: model.weights, kvCache })
+        : await cfg.backend.compile(model.graph, offload?.resident ?? model.weights, { kvCache, ...(offload?.stream ? { stream: offload.stream } : {}) });
+      return new LocalEngine(model.spec, model.tokenizer, program, offload, new BlockAllocator(numBlocks, limits.blockSize), maxContext, limits.maxBatchTokens, limits.maxSequences, cfg.autoStep ?? true);
+    } catch (e) {
+      await offload?.close();
+      throw e;
+    }
   } finally {
     model.weights.close();
   }
@@ -78,6 +88,7 @@ class LocalEngine implements Engine {
     readonly spec: ModelSpec,
     readonly tokenizer: TextTokenizer | null,
     private readonly program: Program,
+    readonly offload: OffloadPlacement | null,
     private readonly blocks: BlockAllocator,
     readonly maxContext: number,
     private readonly maxBatchTokens: number,
@@ -135,6 +146,7 @@ class LocalEngine implements Engine {
     await this.busy;
     this.reap();
     await this.program.dispose();
+    await this.offload?.close();
   }
 
   private async stepNow(): Promise<StepReport> {

@@ -17,6 +17,7 @@ export function fakeEngine(deltaBytes: number): { engine: Engine; requests: Fake
   const engine: Engine = {
     spec: {} as ModelSpec,
     tokenizer: null,
+    offload: null,
     maxContext: 1 << 20,
     kvBlocks: { total: 1, free: 1, blockSize: 16 },
     sequences: { running: 0, waiting: 0 },
