@@ -21,3 +21,4 @@ export { validateEngineConfig, type EngineConfig, type EngineLimits } from './en
 export { normalizeRequest, type GenerateRequest } from './request.js';
 export { GenerationStream, type TokenEvent, type GenerationResult, type FinishReason } from './generation-stream.js';
 export { createEngine, type Engine, type StepReport } from './engine.js';
+export { layerOfWeight, layerWeightGroups, type WeightGroup } from './weight-groups.js';

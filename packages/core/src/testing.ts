@@ -6,3 +6,4 @@ export { expectClose, maxAbs, relativeDifference } from './testing/compare.js';
 export { range, stepBatch, type SequencePart } from './testing/batch.js';
 export { memoryWeights, randomTensor, tensorOf, matrix, weightInfos } from './testing/weights.js';
 export { tinyLlama, TINY_LLAMA, type TinyLlamaConfig } from './testing/tiny-llama.js';
+export { memoryWeightStream, type MemoryStream } from './testing/memory-stream.js';

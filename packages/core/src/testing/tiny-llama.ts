@@ -29,15 +29,15 @@ export function tinyLlama(rng: Rng, cfg: TinyLlamaConfig = TINY_LLAMA, dtype: Fl
   const norm = (name: string, dim: number) => tensors.set(name, randomTensor(rng, dtype, [dim], 0.1, 1));
   tensors.set('embed', randomTensor(rng, dtype, [vocab, hidden]));
   for (let l = 0; l < cfg.numLayers; l++) {
-    norm(`l${l}.attn_norm`, hidden);
-    linear(`l${l}.q`, heads * headDim, hidden);
-    linear(`l${l}.k`, kvHeads * headDim, hidden);
-    linear(`l${l}.v`, kvHeads * headDim, hidden);
-    linear(`l${l}.o`, hidden, heads * headDim);
-    norm(`l${l}.mlp_norm`, hidden);
-    linear(`l${l}.gate`, inter, hidden);
-    linear(`l${l}.up`, inter, hidden);
-    linear(`l${l}.down`, hidden, inter);
+    norm(`model.layers.${l}.attn_norm`, hidden);
+    linear(`model.layers.${l}.q`, heads * headDim, hidden);
+    linear(`model.layers.${l}.k`, kvHeads * headDim, hidden);
+    linear(`model.layers.${l}.v`, kvHeads * headDim, hidden);
+    linear(`model.layers.${l}.o`, hidden, heads * headDim);
+    norm(`model.layers.${l}.mlp_norm`, hidden);
+    linear(`model.layers.${l}.gate`, inter, hidden);
+    linear(`model.layers.${l}.up`, inter, hidden);
+    linear(`model.layers.${l}.down`, hidden, inter);
   }
   norm('final_norm', hidden);
   linear('lm_head', vocab, hidden);
@@ -48,14 +48,14 @@ export function tinyLlama(rng: Rng, cfg: TinyLlamaConfig = TINY_LLAMA, dtype: Fl
   const eps = 1e-6;
   let x = b.embedding(b.inputs.tokenIds, 'embed'); // [T, hidden]
   for (let l = 0; l < cfg.numLayers; l++) {
-    const hN = b.rmsNorm(x, `l${l}.attn_norm`, eps);
-    const q = b.rotary(b.linear(hN, `l${l}.q`), rope); // [T, heads*headDim]
-    const k = b.rotary(b.linear(hN, `l${l}.k`), { ...rope, heads: kvHeads }); // [T, kvHeads*headDim]
-    const v = b.linear(hN, `l${l}.v`);
+    const hN = b.rmsNorm(x, `model.layers.${l}.attn_norm`, eps);
+    const q = b.rotary(b.linear(hN, `model.layers.${l}.q`), rope); // [T, heads*headDim]
+    const k = b.rotary(b.linear(hN, `model.layers.${l}.k`), { ...rope, heads: kvHeads }); // [T, kvHeads*headDim]
+    const v = b.linear(hN, `model.layers.${l}.v`);
     const a = b.attention(q, k, v, { layer: l, heads, kvHeads, headDim, scale: 1 / Math.sqrt(headDim), slidingWindow: cfg.slidingWindow });
-    x = b.add(x, b.linear(a, `l${l}.o`));
-    const m = b.rmsNorm(x, `l${l}.mlp_norm`, eps);
-    x = b.add(x, b.linear(b.gatedActivation(b.linear(m, `l${l}.gate`), b.linear(m, `l${l}.up`), 'silu'), `l${l}.down`));
+    x = b.add(x, b.linear(a, `model.layers.${l}.o`));
+    const m = b.rmsNorm(x, `model.layers.${l}.mlp_norm`, eps);
+    x = b.add(x, b.linear(b.gatedActivation(b.linear(m, `model.layers.${l}.gate`), b.linear(m, `model.layers.${l}.up`), 'silu'), `model.layers.${l}.down`));
   }
   const logits = b.linear(b.rmsNorm(b.gatherRows(x), 'final_norm', eps), 'lm_head'); // [selected, vocab]
   return { graph: b.build(logits), tensors };
