@@ -14,7 +14,7 @@ test('layerOfWeight reads the layer of each Hugging Face naming scheme', () => {
 });
 
 test('layerWeightGroups: one group per layer, in step order, covering every layer weight once', () => {
-  const { graph } = tinyLlama(new Rng(1));
+  const { graph } = tinyLlama(Rng.fromSeed(1));
   const groups = layerWeightGroups(graph);
   assert.ok(groups.length >= 2);
   assert.equal(groups.map((g) => g.layer), groups.map((_, i) => i));
@@ -25,7 +25,7 @@ test('layerWeightGroups: one group per layer, in step order, covering every laye
 });
 
 test('memoryWeightStream: resident excludes streamed weights; acquire/release are checked', async () => {
-  const { graph, tensors } = tinyLlama(new Rng(2));
+  const { graph, tensors } = tinyLlama(Rng.fromSeed(2));
   const s = memoryWeightStream(graph, memoryWeights(tensors), { prefetch: 2 });
   const streamed = new Set(s.groups.flat());
   assert.ok(s.resident.names().every((n) => !streamed.has(n)));
