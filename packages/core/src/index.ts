@@ -13,6 +13,7 @@ export { parseSafetensorsHeader, SafetensorsFile, SAFETENSORS_DTYPE, MAX_HEADER_
 export { encodeSafetensors, writeSafetensors } from './safetensors-writer.js';
 export { openWeightFiles, type WeightFiles, type StoredTensorInfo } from './weight-files.js';
 export { ModelWeights, type ModelWeightsOptions } from './model-weights.js';
+export { openSyntheticWeights, readSyntheticSpec, writeSyntheticModel, SyntheticWeightFiles, SYNTHETIC_WEIGHTS_FILE, type SyntheticWeightsSpec } from './synthetic-weights.js';
 export { loadModel, buildGraph, type LoadedModel, type LoadModelOptions } from './model.js';
 export { loadTokenizer, type TextTokenizer, type ChatMessage, type StreamDecoder } from './tokenizer.js';
 export * from './sampling/index.js';
