@@ -1,25 +1,33 @@
 #!/usr/bin/env bash
 # Builds everything the GPU machine needs into one tarball, .gpu/bundle.tgz (git-ignored), under 64 MiB:
-# a Node.js binary (the GPU machine has none), the built @zinfer/core and @zinfer/kernels with the CUDA
-# kernel sources, their production dependencies only (no tsx: the scripts are plain JS), the fixture
-# models, scripts/gpu-check.mjs and the bench (gpu-bench.mjs, gpu-bench-hf.py).
+# a Node.js binary (the GPU machine has none), the built @zinfer packages the GPU scripts use (core,
+# kernels with the CUDA kernel sources, parallel, moe, offload; server too when a GPU script imports it),
+# their production dependencies only (no tsx: the scripts are plain JS), the fixture models and every
+# scripts/gpu-*.mjs, gpu-*.py and gpu-*.sh (a glob, so new GPU scripts travel without editing this file).
 # Run here, from the repository root:                     bash scripts/gpu-bundle.sh
 # Then on the GPU machine, with .gpu/bundle.tgz carried:  bash scripts/gpu-check.sh; bash scripts/gpu-bench.sh
+# (or bash scripts/gpu-parallel.sh on a machine of several GPUs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-stage=$root/.gpu/stage
 bundle=$root/.gpu/bundle.tgz
+mkdir -p "$root/.gpu"
+# A private staging folder: other checkouts' helpers may bundle at the same time.
+stage=$(mktemp -d "$root/.gpu/stage.XXXXXX")
+trap 'rm -rf "$stage" "$bundle.tmp.$$"' EXIT
 
-NX_DAEMON=false npx nx run-many -t build --projects=@zinfer/core,@zinfer/kernels --outputStyle=static >/dev/null
+# The packages: server only when a GPU script imports it (it brings ws, msgpackr, commander, ...).
+pkgs=(core kernels parallel moe offload)
+if grep -qsE "['\"]@zinfer/server" scripts/gpu-*.mjs; then pkgs+=(server); fi
+projects=$(printf '@zinfer/%s,' "${pkgs[@]}")
+NX_DAEMON=false npx nx run-many -t build --projects="${projects%,}" --outputStyle=static >/dev/null
 
-rm -rf "$stage"
 mkdir -p "$stage/node_modules/@zinfer" "$stage/scripts"
 bash "${ZINFER_SHARED_DIR:-$root/../shared}/gpu/pack-node.sh" "$root/.gpu/node.tar.xz" >/dev/null
 cp "$root/.gpu/node.tar.xz" "$stage/node.tar.xz"
 
 # The workspace packages as installed packages: package.json, dist, and the kernels' cuda/ sources.
-for pkg in core kernels; do
+for pkg in "${pkgs[@]}"; do
   dst=$stage/node_modules/@zinfer/$pkg
   mkdir -p "$dst"
   cp "packages/$pkg/package.json" "$dst/"
@@ -28,12 +36,12 @@ for pkg in core kernels; do
 done
 cp -r packages/kernels/cuda "$stage/node_modules/@zinfer/kernels/cuda"
 
-# Production dependencies: the dependency closure of both packages (optional ones where installed;
+# Production dependencies: the dependency closure of the packages (optional ones where installed;
 # peer dependencies, e.g. valibot's typescript, left out), copied from the workspace's node_modules.
-node - "$stage" <<'EOF'
+node - "$stage" "${pkgs[@]}" <<'EOF'
 const { existsSync, readFileSync, cpSync } = require('node:fs');
 const { join } = require('node:path');
-const stage = process.argv[2];
+const [stage, ...pkgs] = process.argv.slice(2);
 const seen = new Set();
 const visit = (deps) => {
   for (const name of Object.keys(deps ?? {})) {
@@ -46,7 +54,7 @@ const visit = (deps) => {
     visit(pkg.optionalDependencies);
   }
 };
-for (const p of ['core', 'kernels']) visit(JSON.parse(readFileSync(`packages/${p}/package.json`, 'utf8')).dependencies);
+for (const p of pkgs) visit(JSON.parse(readFileSync(`packages/${p}/package.json`, 'utf8')).dependencies);
 for (const name of seen) cpSync(join('node_modules', name), join(stage, 'node_modules', name), { recursive: true, dereference: true });
 console.log(`dependencies: ${[...seen].sort().join(', ')}`);
 EOF
@@ -54,13 +62,13 @@ rm -rf "$stage/node_modules/@koromix/koffi-linux-x64/musl_x64" # glibc machine
 
 mkdir -p "$stage/fixtures"
 cp -r fixtures/models "$stage/fixtures/models"
-cp scripts/gpu-check.mjs scripts/gpu-bench.mjs scripts/gpu-bench-hf.py "$stage/scripts/"
+cp scripts/gpu-*.mjs scripts/gpu-*.py scripts/gpu-*.sh "$stage/scripts/"
 git rev-parse HEAD >"$stage/COMMIT" 2>/dev/null || true
 git status --porcelain >>"$stage/COMMIT" 2>/dev/null || true
 
-tar -C "$stage" -czf "$bundle.tmp" .
-mv "$bundle.tmp" "$bundle"
-rm -rf "$stage"
+tar -C "$stage" -czf "$bundle.tmp.$$" .
+mv "$bundle.tmp.$$" "$bundle"
+echo "packages: ${pkgs[*]}; scripts: $(cd "$stage/scripts" && echo *)"
 bytes=$(stat -c %s "$bundle")
 echo "bundle: $bundle, $(awk "BEGIN { printf \"%.1f\", $bytes / 1048576 }") MiB ($bytes bytes)"
 if (( bytes >= 64 * 1048576 )); then echo "bundle exceeds 64 MiB: the GPU machine cannot take it" >&2; exit 1; fi
