@@ -17,6 +17,8 @@ export function referenceBackend(): KernelBackend {
     },
     supports,
     kvBytesPerBlock: (graph, blockSize) => kvBytesPerBlock(graph.kv, blockSize),
+    // Streamed weights (offload) are used straight from the stream's host buffers while their group is held.
+    streaming: true,
     compile: compileReference,
   };
 }

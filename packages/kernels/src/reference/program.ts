@@ -1,4 +1,4 @@
-import { BackendError, type Communicator, type Graph, type HostTensor, type OpNode, type Program, type StepBatch, type ValueId, type WeightName } from '@zinfer/core';
+import { BackendError, type Communicator, type Graph, type HostTensor, type OpNode, type Program, type StepBatch, type ValueId, type WeightName, type WeightStream } from '@zinfer/core';
 import { activation } from './activations.js';
 import { attention } from './attention.js';
 import { validateBatch } from './batch.js';
@@ -9,13 +9,16 @@ import { moeExperts, moeRouter, sigmoidGate } from './moe.js';
 import { layerNorm, rmsNorm } from './norms.js';
 import { rotary } from './rotary.js';
 import { add, gatherRows } from './rows.js';
+import { StreamStep, streamSchedule, type StreamSchedule } from './stream-step.js';
 
 type Value = Float32Array | Int32Array;
+type Weights = Pick<ReadonlyMap<WeightName, HostTensor>, 'get'>;
 
 /** Interprets a graph node by node; every value is a fresh array, so the graph order is the whole schedule. */
 export class ReferenceProgram implements Program {
   private state: { weights: ReadonlyMap<WeightName, HostTensor>; cache: KvCache } | null;
   private readonly hasAttention: boolean;
+  private readonly schedule: StreamSchedule | null;
 
   constructor(
     private readonly graph: Graph,
@@ -23,9 +26,12 @@ export class ReferenceProgram implements Program {
     cache: KvCache,
     private readonly comm: Communicator | null = null,
     private readonly pipeline: Communicator | null = null,
+    /** Weights that are not in `weights`: acquired group by group while a step runs. */
+    private readonly stream: WeightStream | null = null,
   ) {
     this.state = { weights, cache };
     this.hasAttention = graph.nodes.some((n) => n.op === 'attention');
+    this.schedule = stream ? streamSchedule(graph, stream) : null;
   }
 
   async run(batch: StepBatch): Promise<Float32Array> {
@@ -36,12 +42,20 @@ export class ReferenceProgram implements Program {
     const values: Value[] = new Array(graph.values.length);
     values[graph.inputs.tokenIds] = batch.tokenIds;
     values[graph.inputs.positions] = batch.positions;
-    for (const node of graph.nodes) {
-      const out = isCommunication(node) ? await this.communicate(node, values, batch) : this.exec(node, values, batch, state.weights, state.cache);
-      const info = graph.values[node.output];
-      const rows = info.rows === 'selected' ? batch.selectedRows.length : batch.tokenIds.length;
-      if (out.length !== rows * info.width) throw new BackendError(`${node.op} produced ${out.length} elements for value ${node.output}, expected ${rows}×${info.width}`);
-      values[node.output] = out;
+    const step = this.stream ? new StreamStep(graph, this.stream, this.schedule!, state.weights) : null;
+    const weights: Weights = step ?? state.weights;
+    try {
+      for (const [i, node] of graph.nodes.entries()) {
+        await step?.before(i);
+        const out = isCommunication(node) ? await this.communicate(node, values, batch) : this.exec(node, values, batch, weights, state.cache);
+        step?.after(i);
+        const info = graph.values[node.output];
+        const rows = info.rows === 'selected' ? batch.selectedRows.length : batch.tokenIds.length;
+        if (out.length !== rows * info.width) throw new BackendError(`${node.op} produced ${out.length} elements for value ${node.output}, expected ${rows}×${info.width}`);
+        values[node.output] = out;
+      }
+    } finally {
+      await step?.abort(); // releases groups a failed step (or an unread group) still holds
     }
     return floatValue(values, graph.output);
   }
@@ -80,9 +94,9 @@ export class ReferenceProgram implements Program {
     this.state = null; // drops weights and KV cache for the garbage collector
   }
 
-  private exec(node: OpNode, values: Value[], batch: StepBatch, weights: ReadonlyMap<WeightName, HostTensor>, cache: KvCache): Float32Array {
+  private exec(node: OpNode, values: Value[], batch: StepBatch, weights: Weights, cache: KvCache): Float32Array {
     const f = (id: ValueId) => floatValue(values, id);
-    const w = (name: WeightName) => weights.get(name)!; // compile loaded every graph weight
+    const w = (name: WeightName) => weights.get(name)!; // compile loaded every resident weight; the step holds the streamed ones
     switch (node.op) {
       case 'embedding': {
         const { table, offset, scale, vocabShardStart } = node.attrs;
