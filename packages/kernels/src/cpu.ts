@@ -57,6 +57,8 @@ export function cpuBackend(opts: CpuBackendOptions = {}): KernelBackend {
       return { device: 'cpu', description: `${model} (${threads} threads, WebAssembly SIMD)`, memoryBytes: Math.min(totalmem(), MAX_BYTES) };
     },
     supports,
+    // Weights of CompileOptions.stream are not placed at compile: they stream into prefetch + 1 slots.
+    streaming: true,
     kvBytesPerBlock: (graph, blockSize) => kvBytesPerBlock(graph.kv, blockSize),
     async compile(graph, weights, options) {
       kernels ??= loadKernelModule();

@@ -1,13 +1,17 @@
 // Compiling a graph for the cpu backend: check the nodes, copy every weight into the shared memory in
 // its stored dtype, place the KV cache, per-thread scratch and argument blocks, and rewrite the graph.
-import { BackendError, checkGraphForBackend, fetchGraphWeight, shapeString, type Communicator, type CompileOptions, type FloatDType, type Graph, type KvLayout, type WeightName, type WeightSource } from '@zinfer/core';
+// With a weight stream, the streamed weights get slots instead (stream-plan.ts) and point into them
+// while a step runs (stream-run.ts).
+import { BackendError, checkGraphForBackend, fetchGraphWeight, type Communicator, type CompileOptions, type FloatDType, type Graph, type KvLayout, type WeightName, type WeightSource } from '@zinfer/core';
 import { supports } from './supports.js';
 import { fuseGraph, type CpuNode } from './fuse.js';
-import { WasmHeap } from './heap.js';
+import { PAGE, WasmHeap } from './heap.js';
 import { linearScratchBytes } from './linear-layout.js';
 import { packedBytes, packWeight } from './pack.js';
+import { planStream, streamDtype, streamedWeights, type StreamPlan } from './stream-plan.js';
 
 export interface PlacedWeight {
+  /** Heap byte offset; for a streamed weight, where it lies in its group's current slot (set per step). */
   ptr: number;
   dtype: FloatDType;
   shape: readonly number[];
@@ -34,6 +38,17 @@ export interface CompiledGraph {
   args: number;
   communicator: Communicator | null;
   pipeline: Communicator | null;
+  stream: StreamPlan | null;
+  memory: CpuMemory;
+}
+
+/** Bytes a program holds in its heap, by use (activations come on top, sized per step). */
+export interface CpuMemory {
+  /** Weights placed at compile time (resident). */
+  residentWeights: number;
+  /** The weight-stream slots: (prefetch + 1) × the largest group. */
+  streamSlots: number;
+  kvCache: number;
 }
 
 export const ARGS_BYTES = 4096;
@@ -45,10 +60,15 @@ export function compileGraph(graph: Graph, source: WeightSource, options: Compil
   const kvSpec = checkKvSpec(options.kvCache);
   const heap = new WasmHeap();
   const linearWeights = new Set(graph.nodes.flatMap((n) => (n.op === 'linear' ? [n.attrs.weight] : [])));
-  const weights = loadWeights(graph, source, heap, linearWeights);
+  const groupOf = options.stream ? streamedWeights(graph, options.stream) : new Map<WeightName, number>();
+  const weights = loadWeights(graph, source, heap, linearWeights, groupOf);
+  const residentWeights = heap.end;
+  const dtype = options.stream ? streamDtype(new Set([...weights.values()].map((w) => w.dtype))) : null;
+  for (const name of groupOf.keys()) weights.set(name, { ptr: 0, dtype: dtype!, shape: graph.weights.get(name)!.shape, packed: linearWeights.has(name) });
+  const nodes = fuseGraph(graph, (w) => weights.get(w)!.dtype, { fuse });
+  const stream = options.stream ? planStream(graph, nodes, options.stream, groupOf, dtype!, linearWeights, heap) : null;
   const hasAttention = graph.nodes.some((n) => n.op === 'attention');
   const kv = hasAttention ? placeKv(graph.kv, kvSpec, heap) : null;
-  const nodes = fuseGraph(graph, (w) => weights.get(w)!.dtype, { fuse });
   let perThread = 0;
   for (const n of nodes) if (n.op === 'linearGroup') perThread = Math.max(perThread, linearScratchBytes(graph.values[n.x].width));
   // Attention: scores of up to 4 heads and the row offsets, one entry per cached position (+ 1/Σ each).
@@ -56,7 +76,8 @@ export function compileGraph(graph: Graph, source: WeightSource, options: Compil
   perThread = Math.ceil(perThread / 64) * 64;
   const scratch = { ptr: heap.alloc(perThread * threads, 'per-thread scratch'), bytesPerThread: perThread };
   const args = heap.alloc(ARGS_BYTES, 'kernel arguments');
-  return { graph, nodes, heap, weights, kv, kvSpec, scratch, args, communicator: options.communicator ?? null, pipeline: options.pipeline ?? null };
+  const memory = { residentWeights: residentWeights - PAGE, streamSlots: stream ? stream.slotBytes * stream.slots.length : 0, kvCache: kv ? kv.slots * kv.width * 8 * graph.kv.layers : 0 };
+  return { graph, nodes, heap, weights, kv, kvSpec, scratch, args, communicator: options.communicator ?? null, pipeline: options.pipeline ?? null, stream, memory };
 }
 
 function checkKvSpec(spec: CompileOptions['kvCache']): CompileOptions['kvCache'] {
@@ -68,12 +89,13 @@ function checkKvSpec(spec: CompileOptions['kvCache']): CompileOptions['kvCache']
 }
 
 /**
- * Every weight the graph declares, copied in its stored dtype (linear weights packed in panels); a shape
- * or storage mismatch names the weight.
+ * Every weight the graph declares but the stream, copied in its stored dtype (linear weights packed in
+ * panels); a shape or storage mismatch names the weight.
  */
-function loadWeights(graph: Graph, source: WeightSource, heap: WasmHeap, linearWeights: ReadonlySet<WeightName>): Map<WeightName, PlacedWeight> {
+function loadWeights(graph: Graph, source: WeightSource, heap: WasmHeap, linearWeights: ReadonlySet<WeightName>, streamed: ReadonlyMap<WeightName, number>): Map<WeightName, PlacedWeight> {
   const out = new Map<WeightName, PlacedWeight>();
   for (const name of graph.weights.keys()) {
+    if (streamed.has(name)) continue;
     const t = fetchGraphWeight(graph, source, name);
     const packed = linearWeights.has(name);
     const bytes = packed ? packedBytes(t.dtype, t.shape[0], t.shape[1]) : t.data.byteLength;

@@ -4,6 +4,7 @@ import { BackendError, type ActivationFn, type FloatDType, type OpNode, type Ste
 import type { CompiledGraph } from './compile.js';
 import type { CpuNode, LinearGroup } from './fuse.js';
 import { rowBlock } from './linear-layout.js';
+import type { SlotCopies } from './slot-copies.js';
 import type { StepData } from './step-data.js';
 import type { ThreadPool } from './thread-pool.js';
 
@@ -70,6 +71,9 @@ export function nodeWork(c: CompiledGraph, n: CpuNode, rows: number, selected: n
 
 /** Runs compute nodes (collectives go through the communicator: see program.ts). */
 export class NodeRunner {
+  /** Copies of streamed weights the main thread makes while the workers run a kernel (a streaming program). */
+  copies: SlotCopies | null = null;
+
   constructor(
     private readonly c: CompiledGraph,
     private readonly pool: ThreadPool,
@@ -134,7 +138,12 @@ export class NodeRunner {
       const f32 = heap.f32;
       for (const i of floats) f32[a + i] = args[i];
     }
-    this.pool.run(kernel, at, work >= this.minParallelWork);
+    const parallel = work >= this.minParallelWork;
+    // Overlap only while the copies left would keep this thread busy for its share of the kernel (a byte
+    // copied costs about one multiply-add): else the kernel would just run on one thread fewer.
+    const copies = this.copies;
+    const background = copies !== null && parallel && copies.pendingBytes * this.pool.threads >= work ? copies.background : null;
+    this.pool.run(kernel, at, parallel, background);
   }
 
   private embedding(node: Extract<OpNode, { op: 'embedding' }>, s: Step, work: number): void {

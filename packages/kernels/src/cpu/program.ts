@@ -1,29 +1,50 @@
 // A compiled graph on the cpu backend: interprets the rewritten node list like the reference program,
 // but every op is a wasm kernel over the shared memory (node-kernels.ts), split over the thread pool when
-// it is big enough to repay waking the other threads; collectives go through the communicator.
+// it is big enough to repay waking the other threads; collectives go through the communicator. With a
+// weight stream, each group is acquired and copied into its slot around the nodes (stream-run.ts).
 import { BackendError, type Program, type StepBatch } from '@zinfer/core';
 import { validateBatch } from '../reference/batch.js';
 import type { KvCache } from '../reference/kv-cache.js';
-import type { CompiledGraph } from './compile.js';
+import type { CompiledGraph, CpuMemory } from './compile.js';
 import type { CpuNode } from './fuse.js';
 import { kernelIds, nodeWork, NodeRunner, type Step } from './node-kernels.js';
 import { ArenaPlanner } from './plan.js';
 import { rotaryKeys, writeStepData } from './step-data.js';
+import { StreamRun } from './stream-run.js';
 import type { ThreadPool } from './thread-pool.js';
 
 export class CpuProgram implements Program {
   private state: { c: CompiledGraph; pool: ThreadPool; nodes: NodeRunner } | null;
+  /** Heap bytes by use: resident weights, stream slots, KV cache (the activations of a step come on top). */
+  readonly memory: CpuMemory;
   private readonly planner: ArenaPlanner;
   private readonly rotary: Map<number, string>;
   /** What validateBatch reads of a KV cache (the reference's class, without its arrays). */
   private readonly cacheShape: KvCache | null;
   private running = false;
+  /** The weight stream's schedule and copies (a program compiled with CompileOptions.stream). */
+  private readonly stream: StreamRun | null;
 
   constructor(c: CompiledGraph, pool: ThreadPool, private readonly minParallelWork: number) {
-    this.state = { c, pool, nodes: new NodeRunner(c, pool, kernelIds(pool), minParallelWork) };
+    const nodes = new NodeRunner(c, pool, kernelIds(pool), minParallelWork);
+    const stream = c.stream ? new StreamRun(c.stream, c.graph, c.weights, c.heap) : null;
+    nodes.copies = stream?.copies ?? null;
+    this.state = { c, pool, nodes };
+    this.stream = stream;
+    this.memory = c.memory;
     this.planner = new ArenaPlanner(c.graph, c.nodes);
     this.rotary = rotaryKeys(c.nodes);
     this.cacheShape = c.kv ? { k: [], v: [], layout: c.graph.kv, spec: c.kvSpec, slots: c.kv.slots, width: c.kv.width } : null;
+  }
+
+  /** Bytes of weights the program holds: the resident ones and the stream's slots. */
+  get weightBytes(): number {
+    return this.memory.residentWeights + this.memory.streamSlots;
+  }
+
+  /** Streamed bytes copied into slots, and how many of them while the workers computed; null without a stream. */
+  get streamCopies(): { bytes: number; overlappedBytes: number } | null {
+    return this.stream ? { ...this.stream.copies.stats } : null;
   }
 
   async run(batch: StepBatch): Promise<Float32Array> {
@@ -34,6 +55,7 @@ export class CpuProgram implements Program {
     this.running = true;
     try {
       const { c, pool, nodes } = state;
+      const stream = this.stream;
       const rows = batch.tokenIds.length;
       const selected = batch.selectedRows.length;
       const ctx = batch.sequences.reduce((m, s) => Math.max(m, s.contextLength), 0);
@@ -47,16 +69,40 @@ export class CpuProgram implements Program {
       const valuesAt = base + data.bytes;
       c.heap.ensure(valuesAt + plan.bytes, `activations of a ${rows}-row step`);
       const step: Step = { batch, rows, selected, data, at: Float64Array.from(plan.offsets, (o) => (o < 0 ? -1 : valuesAt + o)) };
-      for (const [i, node] of c.nodes.entries()) {
-        if (isCommunication(node)) await this.communicate(state, node, step);
-        else nodes.run(node, i, step, work[i]);
-        this.checkLive(state);
+      if (stream) await this.runStreamed(state, stream, step, work);
+      else {
+        for (const [i, node] of c.nodes.entries()) {
+          if (isCommunication(node)) await this.communicate(state, node, step);
+          else nodes.run(node, i, step, work[i]);
+          this.checkLive(state);
+        }
       }
       const out = c.graph.values[c.graph.output];
       const p = step.at[c.graph.output] >>> 2;
       return c.heap.f32.slice(p, p + (out.rows === 'selected' ? selected : rows) * out.width);
     } finally {
       this.running = false;
+    }
+  }
+
+  /** The node loop of a streaming program: groups loaded before their first node, done after their last. */
+  private async runStreamed(state: NonNullable<CpuProgram['state']>, stream: StreamRun, step: Step, work: readonly number[]): Promise<void> {
+    const { c, nodes } = state;
+    stream.begin();
+    try {
+      for (const [i, node] of c.nodes.entries()) {
+        const load = stream.before(i);
+        if (load) await load;
+        this.checkLive(state);
+        if (isCommunication(node)) await this.communicate(state, node, step);
+        else nodes.run(node, i, step, work[i]);
+        stream.after(i);
+        this.checkLive(state);
+      }
+      stream.end();
+    } catch (e) {
+      await stream.abort();
+      throw e;
     }
   }
 

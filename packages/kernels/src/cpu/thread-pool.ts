@@ -3,6 +3,8 @@
 // epoch and notifies; every thread runs kernel(args, tid, nthreads) on its share; the main thread runs
 // its own share, then waits (spinning, then Atomics.wait) until the workers have counted themselves
 // done. Dispatch is synchronous: a step blocks the main thread while it computes, as the reference does.
+// A dispatch with background work (copies of streamed weights) leaves the kernel to the workers alone
+// (SHIFT 1: worker t runs share t − 1 of N − 1) while the main thread does that work until they finish.
 import { BackendError } from '@zinfer/core';
 import { Worker } from 'node:worker_threads';
 import { requireWasm, type WasmMemory, type WasmModule } from './wasm-api.js';
@@ -15,6 +17,7 @@ const ARGS = 3;
 const NT = 4;
 const ERROR = 5;
 const READY = 6;
+const SHIFT = 7;
 const MESSAGE = 16;
 const MESSAGE_BYTES = 1024;
 const CONTROL_BYTES = MESSAGE * 4 + MESSAGE_BYTES;
@@ -102,28 +105,36 @@ export class ThreadPool {
     this.ready = true;
   }
 
-  /** Runs kernel k over args on every thread (parallel and started) or on this thread alone. */
-  run(k: number, args: number, parallel: boolean): void {
+  /**
+   * Runs kernel k over args on every thread (parallel and started) or on this thread alone. With
+   * `background` (one unit of other work per call, false when none is left), a parallel kernel runs on
+   * the workers only while this thread calls it until they are done.
+   */
+  run(k: number, args: number, parallel: boolean, background: (() => boolean) | null = null): void {
     if (this.closed) throw new BackendError('the cpu program was disposed; compile the graph again to run it');
     if (!parallel || !this.ready) {
       this.kernels[k](args, 0, 1);
       return;
     }
     const c = this.control;
-    const nt = this.threads;
+    const shift = background ? 1 : 0;
+    const nt = this.threads - shift;
     c[KERNEL] = k;
     c[ARGS] = args;
     c[NT] = nt;
-    Atomics.store(c, PENDING, nt - 1);
+    c[SHIFT] = shift;
+    Atomics.store(c, PENDING, this.threads - 1);
     Atomics.add(c, EPOCH, 1);
     Atomics.notify(c, EPOCH);
     let failure: unknown = null;
     try {
-      this.kernels[k](args, 0, nt);
+      if (!background) this.kernels[k](args, 0, nt);
+      else while (Atomics.load(c, PENDING) !== 0) if (!background()) break;
     } catch (e) {
       failure = e;
     }
     this.join();
+    if (failure && background) throw failure; // the background work's own error, as it threw it
     if (failure) throw new BackendError(`cpu kernel ${this.names[k]} failed on the main thread: ${String(failure)}`);
     this.throwIfFailed();
   }

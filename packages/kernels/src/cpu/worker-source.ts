@@ -2,12 +2,13 @@
 // its own next to the bundle and runs the same from src/ and dist/. It instantiates the kernel module
 // over the shared memory, then loops: wait for a new epoch in the control block (spinning for up to
 // spinMs first, since the next kernel of a step usually follows within microseconds, then sleeping in
-// Atomics.wait), run its share of the kernel, count itself done. Control block slots: see thread-pool.ts.
+// Atomics.wait), run its share of the kernel (share tid − SHIFT of NT), count itself done. Control block
+// slots: see thread-pool.ts.
 export const WORKER_SOURCE = `
 'use strict';
 const { workerData } = require('node:worker_threads');
 const { module, memory, control, tid, names, spinMs } = workerData;
-const EPOCH = 0, PENDING = 1, KERNEL = 2, ARGS = 3, NT = 4, ERROR = 5, READY = 6, MESSAGE = 16, MESSAGE_BYTES = 1024;
+const EPOCH = 0, PENDING = 1, KERNEL = 2, ARGS = 3, NT = 4, ERROR = 5, READY = 6, SHIFT = 7, MESSAGE = 16, MESSAGE_BYTES = 1024;
 const c = new Int32Array(control);
 const fail = (e) => {
   if (Atomics.compareExchange(c, ERROR, 0, tid + 1) !== 0) return;
@@ -41,9 +42,10 @@ for (;;) {
   const k = c[KERNEL];
   if (k < 0) break;
   const nt = c[NT];
-  if (tid < nt) {
+  const share = tid - c[SHIFT]; // SHIFT 1: the main thread does other work, the workers split the kernel
+  if (share < nt) {
     try {
-      fns[k](c[ARGS], tid, nt);
+      fns[k](c[ARGS], share, nt);
     } catch (err) {
       fail(err);
     }
