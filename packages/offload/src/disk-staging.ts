@@ -42,7 +42,7 @@ export async function diskStaging(opts: StagingOptions, layers: readonly number[
       const groups = streamed.map((r) => r.layout.entries.map((e) => e.name));
       const stream = streamed.length ? new DiskStream(groups, opts.prefetch, tier, streamed, buffers) : null;
       const bytes = streamed.reduce((a, r) => a + r.layout.regionBytes, 0);
-      const line = `disk: layers ${formatLayers(layers.slice(plan.resident))} streamed, ${formatBytes(bytes)} in ${file.path} (${file.direct ? 'O_DIRECT' : 'buffered'} reads, ${count} ${opts.pinned ? 'pinned' : 'plain'} read buffers of ${formatBytes(regionBytes)})`;
+      const line = `disk: layers ${formatLayers(layers.slice(plan.resident))} streamed, ${formatBytes(bytes)} in ${file.path} (${file.direct ? 'O_DIRECT' : 'buffered'} reads, ${count} ${opts.pinned ? 'pinned' : 'plain'} read buffer${count === 1 ? '' : 's'} of ${formatBytes(regionBytes)})`;
       const readBack = residentReader(tier, regions.slice(0, plan.resident));
       return {
         stream,
