@@ -2,12 +2,15 @@
 // kernels kept as CUDA C++ sources in the package's cuda/ folder, compiled at run time for the GPU found
 // and cached on disk. Activations are f32 (the parity mode), f16 or bf16 ('auto': the dtype the model's
 // matrices are stored in), always accumulated in f32 inside kernels; decode steps run fused GEMVs and
-// replay CUDA graphs.
+// replay CUDA graphs. With offload, compile takes a weight stream: those layers are copied into device
+// slots on a second stream while the step runs (streamed-weights.ts), from pinned memory that allocHost
+// gives the offload tiers (host-memory.ts: it lives while its ArrayBuffer does, or until freeHost).
 import { CONTRACT_VERSION, type KernelBackend } from '@zinfer/core';
 import type { CudaProgram } from './cuda/program.js';
 import { compileProgram, kvCacheBytesPerBlock } from './cuda/compile.js';
 import type { ActivationChoice } from './cuda/device-weights.js';
 import { CudaDevice } from './cuda/device.js';
+import { cudaPinnedAllocator, HostMemory } from './cuda/host-memory.js';
 import { probeCuda } from './cuda/probe.js';
 import { CudaStream } from './cuda/stream.js';
 import { supports } from './cuda/supports.js';
@@ -49,15 +52,34 @@ export interface CudaBackendOptions {
 /** The cuda backend, with the programs it compiled (their stats: graph captures, replays, errors). */
 export interface CudaKernelBackend extends KernelBackend {
   readonly programs: readonly CudaProgram[];
+  readonly streaming: true;
+  /** Page-locked host memory (cuMemHostAlloc, portable): streamed copies from it run asynchronously. */
+  allocHost(bytes: number): ArrayBuffer;
+  /** Frees an allocHost block now rather than when it is garbage collected; no view of it may be used after. */
+  freeHost(buffer: ArrayBuffer): void;
+  /** Pinned bytes held now (allocHost blocks and streamed programs' staging). */
+  readonly hostBytes: number;
 }
 
 export function cudaBackend(opts: CudaBackendOptions = {}): CudaKernelBackend {
   const ordinal = opts.device ?? 0;
   const activations = opts.activations ?? 'auto';
   const programs: CudaProgram[] = [];
+  let host: HostMemory | null = null;
+  const hostMemory = () => {
+    if (host) return host;
+    const device = CudaDevice.open(ordinal);
+    return (host = new HostMemory(cudaPinnedAllocator(device.driver, () => device.enter())));
+  };
   return {
     programs,
     name: 'cuda',
+    streaming: true,
+    allocHost: (bytes) => hostMemory().alloc(bytes),
+    freeHost: (buffer) => hostMemory().free(buffer),
+    get hostBytes() {
+      return host?.bytes ?? 0;
+    },
     contractVersion: CONTRACT_VERSION,
     probe: () => probeCuda(ordinal),
     supports,
@@ -73,6 +95,7 @@ export function cudaBackend(opts: CudaBackendOptions = {}): CudaKernelBackend {
         maxGraphRows: opts.maxGraphRows ?? 64,
         flash: opts.flash ?? true,
         fusion: { linear: opts.fusion ?? true, rope: opts.fusion ?? true },
+        ...(options.stream ? { host: hostMemory() } : {}),
       });
       programs.push(program);
       return program;

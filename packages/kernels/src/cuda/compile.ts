@@ -10,12 +10,16 @@ import { planExecution, type FusionOptions } from './exec-plan.js';
 import type { Gpu } from './gpu.js';
 import { CudaProgram, type ProgramParts } from './program.js';
 import { fmtBytes } from './format.js';
+import type { HostMemory } from './host-memory.js';
 import { dtypeBytes, type ProgramOptions } from './step-context.js';
+import { openStreamedWeights, streamedDtypeOf, type StreamedWeights } from './streamed-weights.js';
 import { checkGraph } from './supports.js';
 
 export interface CompileSettings extends ProgramOptions {
   activations: ActivationChoice;
   fusion: Omit<FusionOptions, 'weightDtype'>;
+  /** Pinned host memory for streamed programs' staging (the backend's allocHost pool). */
+  host?: HostMemory;
 }
 
 /** KV-cache bytes per block for a layout and an element size: K and V, every layer. */
@@ -31,9 +35,11 @@ export async function compileProgram(gpu: Gpu, graph: Graph, source: WeightSourc
   }
   gpu.enter();
   const owned: bigint[] = [];
+  let streamed: StreamedWeights | null = null;
   try {
     gpu.loadKernels(); // NVRTC or module errors surface at compile, not at the first step
-    const { weights, act } = uploadWeights(gpu, graph, source, settings.activations);
+    // Streamed weights stay off the device; the program copies them into its slots while it runs.
+    const { weights, act } = uploadWeights(gpu, graph, source, settings.activations, new Set(options.stream?.groups.flat()));
     for (const w of weights.values()) owned.push(w.ptr);
     const hasAttention = graph.nodes.some((n) => n.op === 'attention');
     let kv: ProgramParts['kv'] = null;
@@ -60,17 +66,20 @@ export async function compileProgram(gpu: Gpu, graph: Graph, source: WeightSourc
       if (table.length) gpu.upload(ptr, table);
       invFreq.set(node, ptr);
     }
-    const plan = planExecution(graph, { ...settings.fusion, weightDtype: (name) => weights.get(name)?.dtype ?? 'f32' });
+    const streamedDtype = streamedDtypeOf(graph, weights, act);
+    const plan = planExecution(graph, { ...settings.fusion, weightDtype: (name) => weights.get(name)?.dtype ?? streamedDtype(name) });
+    if (options.stream) streamed = openStreamedWeights(gpu, graph, plan, options.stream, act, weights, settings.host);
     const outF32 = outputFromLinear(graph);
     const elementBytes = (v: number) => (v === graph.output && outF32 ? 4 : dtypeBytes(act));
     gpu.synchronize();
     return new CudaProgram({
       gpu, graph, weights, kv, invFreq, act, plan, outputF32: outF32,
-      buffers: planBuffers(graph, plan.extraUses, elementBytes, plan.earlyDefs), options: settings,
+      buffers: planBuffers(graph, plan.extraUses, elementBytes, plan.earlyDefs), options: settings, streamed,
     });
   } catch (e) {
     // Best effort: after a failed kernel the context may refuse these too, and the first error is the news.
     try {
+      streamed?.dispose();
       for (const ptr of owned) gpu.free(ptr);
       gpu.dispose();
     } catch {

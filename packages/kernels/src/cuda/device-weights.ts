@@ -18,14 +18,15 @@ export interface DeviceWeight {
 export type ActivationChoice = FloatDType | 'auto';
 
 /**
- * Every graph weight on the device, and the activation dtype `choice` resolved to ('auto' looks at the
- * first matrix). On failure, frees what it had uploaded and rethrows.
+ * Every graph weight on the device but those in `skip` (streamed ones), and the activation dtype `choice`
+ * resolved to ('auto' looks at the first uploaded matrix). On failure, frees what it had uploaded and rethrows.
  */
-export function uploadWeights(gpu: Gpu, graph: Graph, source: WeightSource, choice: ActivationChoice = 'f32'): { weights: Map<WeightName, DeviceWeight>; act: FloatDType } {
+export function uploadWeights(gpu: Gpu, graph: Graph, source: WeightSource, choice: ActivationChoice = 'f32', skip: ReadonlySet<WeightName> = new Set()): { weights: Map<WeightName, DeviceWeight>; act: FloatDType } {
   const out = new Map<WeightName, DeviceWeight>();
   let act: FloatDType | null = choice === 'auto' ? null : choice;
   try {
     for (const name of graph.weights.keys()) {
+      if (skip.has(name)) continue;
       const t = fetchGraphWeight(graph, source, name);
       const matrix = t.shape.length !== 1;
       if (matrix && act === null) act = t.dtype === 'f32' ? 'f32' : t.dtype;

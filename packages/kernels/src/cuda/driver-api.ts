@@ -59,9 +59,13 @@ export interface DriverApi {
   cuFuncGetParamInfo?: (fn: Ptr, index: number, offset: Out<number>, size: Out<number>) => number;
   /** CUDA 12+: a launch with attributes (programmatic dependent launch). */
   cuLaunchKernelEx?: (config: Ptr, fn: Ptr, params: Ptr, extra: Ptr | null) => number;
+  /** Weight streaming (copy-engine.ts, host-memory.ts): optional so a driver without them still runs resident programs. */
+  cuStreamWaitEvent?: (stream: Ptr, event: Ptr, flags: number) => number;
+  cuEventQuery?: (event: Ptr) => number;
+  cuMemHostAlloc?: (pp: Out<Ptr | null>, bytes: number, flags: number) => number;
 }
 
-type Required_ = Exclude<keyof DriverApi, 'cuFuncGetParamInfo' | 'cuEventElapsedTime' | 'cuLaunchKernelEx'>;
+type Required_ = Exclude<keyof DriverApi, 'cuFuncGetParamInfo' | 'cuEventElapsedTime' | 'cuLaunchKernelEx' | 'cuStreamWaitEvent' | 'cuEventQuery' | 'cuMemHostAlloc'>;
 
 export const DRIVER_PROTOTYPES: Record<Required_, string> = {
   cuInit: 'int cuInit(unsigned int flags)',
@@ -116,6 +120,9 @@ export const OPTIONAL_DRIVER_PROTOTYPES = {
   cuEventElapsedTime_v2: 'int cuEventElapsedTime_v2(_Out_ float *ms, void *start, void *end)',
   cuEventElapsedTime: 'int cuEventElapsedTime(_Out_ float *ms, void *start, void *end)',
   cuLaunchKernelEx: 'int cuLaunchKernelEx(void *config, void *fn, void *params, void *extra)',
+  cuStreamWaitEvent: 'int cuStreamWaitEvent(void *stream, void *event, unsigned int flags)',
+  cuEventQuery: 'int cuEventQuery(void *event)',
+  cuMemHostAlloc: 'int cuMemHostAlloc(_Out_ void **pp, size_t bytes, unsigned int flags)',
 } as const;
 
 // Enum values from cuda.h (CUDA 13.0).
@@ -135,6 +142,10 @@ export const CU = {
   STREAM_CAPTURE_MODE_RELAXED: 2,
   /** CUlaunchAttributeID of programmatic dependent launch. */
   LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION: 6,
+  /** cuMemHostAlloc: pinned memory usable from every context. */
+  MEMHOSTALLOC_PORTABLE: 1,
+  /** cuEventQuery: work before the event has not finished yet. */
+  ERROR_NOT_READY: 600,
 } as const;
 
 /** Binds every required driver function (a missing one is an error naming it) and the optional ones that exist. */
@@ -159,5 +170,8 @@ export function bindDriver(lib: LibraryHandle, path: string): DriverApi {
   api.cuEventElapsedTime = elapsed;
   api.cuFuncGetParamInfo = optional(OPTIONAL_DRIVER_PROTOTYPES.cuFuncGetParamInfo);
   api.cuLaunchKernelEx = optional(OPTIONAL_DRIVER_PROTOTYPES.cuLaunchKernelEx);
+  api.cuStreamWaitEvent = optional(OPTIONAL_DRIVER_PROTOTYPES.cuStreamWaitEvent);
+  api.cuEventQuery = optional(OPTIONAL_DRIVER_PROTOTYPES.cuEventQuery);
+  api.cuMemHostAlloc = optional(OPTIONAL_DRIVER_PROTOTYPES.cuMemHostAlloc);
   return api as DriverApi; // every required member was set above
 }

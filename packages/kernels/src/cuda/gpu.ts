@@ -3,6 +3,7 @@
 // implement it with a recorder that checks every launch against the kernels' parsed signatures, so the
 // program's launch logic runs on machines without a GPU.
 import type { FloatDType } from '@zinfer/core';
+import type { CopyEngine } from './copy-engine.js';
 
 export interface Dim3 {
   x: number;
@@ -69,4 +70,6 @@ export interface Gpu {
   memInfo(): { free: number; total: number };
   /** Releases the stream (the program has freed its memory first). */
   dispose(): void;
+  /** Weight streaming: a copy stream beside this one, with events (created on first call, disposed with the Gpu). */
+  copyEngine?(): CopyEngine;
 }

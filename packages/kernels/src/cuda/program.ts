@@ -7,6 +7,11 @@
 // bucket's graph of the whole step is launched with one call. A bucket's first step runs eagerly (sizing
 // every buffer), its second captures; any buffer that grows afterwards invalidates the graphs (their
 // addresses are stale). A bucket whose capture fails runs eagerly from then on (stats.graphError says why).
+//
+// With streamed weights (compile's options.stream) every step runs eagerly, node by node, while a
+// StreamStep copies the layers into their slots ahead of the kernels (stream-step.ts). Such steps are never
+// captured: a graph would freeze one step's slot contents and could not wait for the host-side acquires
+// that a disk tier needs; at the batch sizes streaming is for, launches are a small part of a step.
 import { BackendError, type FloatDType, type Graph, type KvCacheSpec, type OpNode, type Program, type StepBatch, type ValueId, type WeightName } from '@zinfer/core';
 import { validateBatch } from '../reference/batch.js';
 import { KvCache } from '../reference/kv-cache.js';
@@ -19,6 +24,8 @@ import { groupFuses, launchGroup } from './linear-launch.js';
 import { launchNode } from './op-launches.js';
 import type { ProgramOptions, StepContext } from './step-context.js';
 import { isGraphableDecode, packStep, padDecodeBatch, type StepMetadata } from './step-metadata.js';
+import type { StreamStep } from './stream-step.js';
+import type { StreamedWeights, StreamStats } from './streamed-weights.js';
 
 export interface ProgramParts {
   gpu: Gpu;
@@ -33,6 +40,8 @@ export interface ProgramParts {
   /** The graph output is written as f32 by its linear (else it is converted after the last node). */
   outputF32: boolean;
   options: ProgramOptions;
+  /** Weights streamed in while steps run (their slots, copy stream and events), when compiled with a stream. */
+  streamed?: StreamedWeights | null;
 }
 
 interface Buffer {
@@ -91,6 +100,16 @@ export class CudaProgram implements Program {
     return { weights, kvCache: p?.kv ? p.kv.layerBytes * 2 * p.graph.kv.layers : 0 };
   }
 
+  /** Streaming counters and the last step's copy/compute timeline; null for a program without streamed weights. */
+  get streamStats(): StreamStats | null {
+    return this.parts?.streamed?.stats ?? null;
+  }
+
+  /** Device bytes of the streamed weights' slots (0 without streaming). */
+  get streamSlotBytes(): number {
+    return this.parts?.streamed?.deviceBytes ?? 0;
+  }
+
   /** The activation dtype the program computes in. */
   get activations(): FloatDType {
     if (!this.parts) throw new BackendError('cuda program was disposed');
@@ -99,7 +118,7 @@ export class CudaProgram implements Program {
 
   async run(batch: StepBatch): Promise<Float32Array> {
     const p = this.live();
-    const { ptr, rows, width } = this.step(p, batch);
+    const { ptr, rows, width } = p.streamed ? await this.streamedStep(p, p.streamed, batch) : this.step(p, batch);
     const out = new Float32Array(rows * width); // [outRows, width]
     if (out.length) p.gpu.download(out, ptr);
     else p.gpu.synchronize();
@@ -112,7 +131,7 @@ export class CudaProgram implements Program {
    */
   async runArgmax(batch: StepBatch): Promise<Int32Array> {
     const p = this.live();
-    const { ptr, rows, width } = this.step(p, batch);
+    const { ptr, rows, width } = p.streamed ? await this.streamedStep(p, p.streamed, batch) : this.step(p, batch);
     const ids = new Int32Array(rows);
     if (rows === 0) return ids;
     this.argmaxBuf = this.grow(p.gpu, this.argmaxBuf, rows * 4, 'argmax output');
@@ -133,6 +152,7 @@ export class CudaProgram implements Program {
     for (const w of p.weights.values()) p.gpu.free(w.ptr);
     for (const ptr of p.invFreq.values()) p.gpu.free(ptr);
     if (p.kv) p.gpu.free(p.kv.ptr);
+    p.streamed?.dispose();
     p.gpu.dispose();
   }
 
@@ -193,6 +213,38 @@ export class CudaProgram implements Program {
     return { ptr, rows: realRows, width: outInfo.width };
   }
 
+  /** An eager step with streamed weights, synchronized (so every group is released) before it returns. */
+  private async streamedStep(p: ProgramParts, streamed: StreamedWeights, batch: StepBatch): Promise<{ ptr: bigint; rows: number; width: number }> {
+    validateBatch(batch, this.kvShape);
+    checkEmbeddingIds(p, batch);
+    this.stats.steps++;
+    const outInfo = p.graph.values[p.graph.output];
+    const rows = outInfo.rows === 'selected' ? batch.selectedRows.length : batch.tokenIds.length;
+    if (Math.max(batch.tokenIds.length, batch.selectedRows.length) === 0) return { ptr: 0n, rows: 0, width: outInfo.width };
+    const meta = packStep(batch, p.kv?.spec.blockSize ?? 1);
+    this.meta = this.grow(p.gpu, this.meta, meta.ints.byteLength, 'step metadata');
+    p.gpu.upload(this.meta.ptr, meta.ints);
+    this.stats.eagerSteps++;
+    const s = streamed.step();
+    let ptr: bigint;
+    try {
+      const { ctx, kv } = this.prepare(p, meta, this.meta.ptr, s);
+      s.start();
+      for (let i = 0; i < p.graph.nodes.length; i++) {
+        await s.before(i);
+        this.launchAt(p, ctx, kv, i);
+        s.after(i);
+      }
+      ptr = this.outputPtr(p, meta, ctx);
+      p.gpu.synchronize();
+    } catch (e) {
+      await s.settle(false);
+      throw e;
+    }
+    await s.finish();
+    return { ptr, rows, width: outInfo.width };
+  }
+
   /** The graph bucket of a decode step (rows up to 1, 2, 4, 8, then multiples of 16), or 0 to run it eagerly. */
   private bucketOf(p: ProgramParts, batch: StepBatch): number {
     if (!p.options.graphs || !p.kv || !isGraphableDecode(batch)) return 0;
@@ -240,22 +292,28 @@ export class CudaProgram implements Program {
 
   /** Launches every node of the step (fused where the plan says); returns the f32 output's address. */
   private launchStep(p: ProgramParts, meta: StepMetadata, metaBase: bigint): bigint {
-    const capacity = Math.max(meta.rows, meta.selected);
-    this.reserveSlots(p, capacity);
-    if (p.options.poison) for (const s of this.slots) if (s) p.gpu.fill32(s.ptr, NAN_BITS, s.bytes / 4);
-    const ctx = this.context(p, meta, metaBase);
-    const kv = p.kv ? kvPointers(p.kv) : null;
-    const { plan } = p;
-    p.graph.nodes.forEach((node, i) => {
-      if (plan.ropeCovers.has(i)) return; // rotated by its attention's rope_kv launch
-      const g = plan.groupOf.get(i);
-      if (g && groupFuses(ctx, g)) {
-        if (i === g.at) launchGroup(ctx, g);
-        return;
-      }
-      launchNode(ctx, node, kv);
-    });
+    const { ctx, kv } = this.prepare(p, meta, metaBase);
+    for (let i = 0; i < p.graph.nodes.length; i++) this.launchAt(p, ctx, kv, i);
     return this.outputPtr(p, meta, ctx);
+  }
+
+  /** Sizes (and poisons) the activation buffers and builds the step's context. */
+  private prepare(p: ProgramParts, meta: StepMetadata, metaBase: bigint, streamed?: StreamStep): { ctx: StepContext; kv: KvPointers | null } {
+    this.reserveSlots(p, Math.max(meta.rows, meta.selected));
+    if (p.options.poison) for (const s of this.slots) if (s) p.gpu.fill32(s.ptr, NAN_BITS, s.bytes / 4);
+    return { ctx: this.context(p, meta, metaBase, streamed), kv: p.kv ? kvPointers(p.kv) : null };
+  }
+
+  /** Launches node i, or its fused group where the group runs, or nothing where another launch covers it. */
+  private launchAt(p: ProgramParts, ctx: StepContext, kv: KvPointers | null, i: number): void {
+    const { plan } = p;
+    if (plan.ropeCovers.has(i)) return; // rotated by its attention's rope_kv launch
+    const g = plan.groupOf.get(i);
+    if (g && groupFuses(ctx, g)) {
+      if (i === g.at) launchGroup(ctx, g);
+      return;
+    }
+    launchNode(ctx, p.graph.nodes[i], kv);
   }
 
   /** The f32 output: the output value itself, or (16-bit output) its f32 copy made here. */
@@ -273,7 +331,7 @@ export class CudaProgram implements Program {
     return this.outBuf!.ptr;
   }
 
-  private context(p: ProgramParts, meta: StepMetadata, metaBase: bigint): StepContext {
+  private context(p: ProgramParts, meta: StepMetadata, metaBase: bigint, streamed?: StreamStep): StepContext {
     const { graph, buffers } = p;
     const metaPtr = (offset: number) => metaBase + BigInt(offset * 4);
     return {
@@ -295,7 +353,7 @@ export class CudaProgram implements Program {
       rowsOf: (id: ValueId) => (graph.values[id].rows === 'selected' ? meta.selected : meta.rows),
       isF32: (id: ValueId) => id === graph.output && p.outputF32,
       weight: (name: WeightName) => {
-        const w = p.weights.get(name);
+        const w = p.weights.get(name) ?? streamed?.weight(name);
         if (!w) throw new BackendError(`weight ${name} is not on the device`, { tensor: name });
         return w;
       },

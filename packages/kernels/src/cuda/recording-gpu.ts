@@ -4,9 +4,11 @@
 // Graph capture records launches without running them; a replay checks them again (every pointer must
 // still be live: a graph that outlives a buffer it captured would read freed memory on a GPU).
 import { BackendError } from '@zinfer/core';
+import type { CopyEngine } from './copy-engine.js';
 import type { Dim3, GemmArgs, Gpu, GraphExec, KernelArg } from './gpu.js';
 import { loadKernelSources, type KernelSignature } from './kernel-sources.js';
 import { checkLaunch } from './launch.js';
+import { RecordingCopies } from './recording-copies.js';
 
 export interface RecordedLaunch {
   kernel: string;
@@ -42,6 +44,12 @@ export class RecordingGpu implements Gpu {
   allocated = 0;
   private next = 0x7f0000000000n;
   private readonly kernels: ReadonlyMap<string, KernelSignature>;
+  /** Weight streaming's copy stream and events, logged in order with the launches. */
+  readonly copies: RecordingCopies = new RecordingCopies(this);
+
+  copyEngine(): CopyEngine {
+    return this.copies;
+  }
 
   constructor(opts: { cublas?: boolean; freeBytes?: number } = {}) {
     this.kernels = loadKernelSources().kernels;

@@ -8,6 +8,7 @@
 // what that kernel wrote; a GEMV so streams its weights during the previous kernel's tail.
 import koffi from 'koffi';
 import { BackendError } from '@zinfer/core';
+import { CudaCopyEngine } from './copy-engine.js';
 import type { CudaDevice } from './device.js';
 import { CU, type Ptr } from './driver-api.js';
 import type { Dim3, GemmArgs, Gpu, GraphExec, KernelArg } from './gpu.js';
@@ -43,6 +44,7 @@ export class CudaStream implements Gpu {
   private readonly cacheDir: string | null;
   private launchConfig: { ptr: Ptr; view: DataView } | null = null;
   private capturing = false;
+  private copies: CudaCopyEngine | null = null;
 
   constructor(readonly device: CudaDevice, opts: CudaStreamOptions = {}) {
     this.name = device.props.name;
@@ -170,8 +172,14 @@ export class CudaStream implements Gpu {
     this.device.kernels(this.cacheDir);
   }
 
+  copyEngine(): CudaCopyEngine {
+    return (this.copies ??= new CudaCopyEngine(this.driver, this.stream));
+  }
+
   dispose(): void {
     this.synchronize();
+    this.copies?.dispose();
+    this.copies = null;
     if (this.staging) this.driver.api.cuMemFreeHost(this.staging.ptr);
     this.staging = null;
     if (this.launchConfig) koffi.free(this.launchConfig.ptr);
