@@ -1,0 +1,372 @@
+#!/usr/bin/env node
+// The multi-GPU benchmark (issue 6; a Mixtral section for issue 7 when the backend runs MoE ops), run ON a
+// machine of several GPUs from the unpacked bundle by scripts/gpu-parallel.sh. Every model is a
+// synthetic-weight directory (config.json + zinfer-synthetic.json, fp16): no checkpoint on disk, and each
+// tensor-parallel rank generates only its own shards, in its own thread. Steps, most important first
+// (each skipped when the time left, ZINFER_PARALLEL_BENCH_BUDGET_S, cannot finish it):
+//   1. HBM read bandwidth of every GPU: cudaMicrobench(i)'s read-only kernel over 2 GiB, one process per
+//      GPU, all at once;
+//   2. Llama-2-13B shape at tp1, tp2, tp4: batch-1 greedy decode through engine.step() (32-token prompt,
+//      median of 64 steps after 16), tokens of tp2 / tp4 against tp1; while each engine is loaded, the
+//      Program.run time of 16/32/64-row decode steps (for the bubble below) and, for tp1 and tp4, the
+//      64 × 512 throughput;
+//   3. Llama-2-70B shape at tp4: batch-1 decode against the HBM limit = the bytes one rank reads per token
+//      (its shards of every weight but the embedding table, of which it reads one row) ÷ the slowest
+//      GPU's read bandwidth;
+//   4. throughput on the 13B shape, 64 sequences × 512-token prompts, 48 new tokens each (median of the
+//      steps in which all 64 decode): pp4, tp2 × pp2 (tp4 and tp1 came with step 2) and 4 independent
+//      replicas: 4 single-GPU engines in 4 child processes (scripts/gpu-parallel-replica.mjs), one per
+//      GPU, loaded first, then measured in lock-step (64 sequences each, then 16 each); the figure is
+//      their sum;
+//   5. Mixtral-8x7B shape (bf16) at tp4, batch-1 decode, only when the backend supports every node.
+// Pipeline bubble (the launcher exposes no per-stage busy time, so it is derived): a pipeline of S stages
+// and t-way tensor slicing runs a 64-row decode step as M micro-batches (M = S, the decode default); each
+// stage holds 1/S of the layers, so one micro-batch of 64/M rows keeps it busy ≈ T_t(64/M) / S, where
+// T_t(r) is the measured Program.run time of an r-row decode step of the whole model at tp t (step 2).
+// busy = M · T_t(64/M) / S per step, bubble = 1 − busy / T_step, T_step the pipeline's own Program.run
+// time of the 64-row step at the same context. It assumes balanced stages (40 layers / S; the embedding
+// and LM head, ≈1.3% of the weights, are spread evenly instead of sitting on the first and last stage).
+// Results: $OUT/parallel-h100.json (flat named numbers, card, gpus, date, commit; written after every step),
+// $OUT/parallel-bench-detail.json (everything, errors by step), $OUT/parallel-bench.log. Locally,
+// ZINFER_PARALLEL_BENCH_BACKEND=cpu|reference runs every step on tiny shapes (parallel-<backend>-tiny.json).
+import { spawn } from 'node:child_process';
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { capturingBackend, capturingStrategy, decodeBs1, makeBackend, programDecode, round, SHAPES, syntheticModel, throughput } from './gpu-parallel-common.mjs';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const BACKEND = process.env.ZINFER_PARALLEL_BENCH_BACKEND || 'cuda';
+const LOCAL = BACKEND !== 'cuda';
+const OUT = process.env.OUT || join(tmpdir(), 'zinfer-parallel-bench');
+const WORK = process.env.ZINFER_BENCH_DIR || join(tmpdir(), 'zinfer-parallel-models');
+const BUDGET_S = Number(process.env.ZINFER_PARALLEL_BENCH_BUDGET_S || 480);
+const RESULT = LOCAL ? `parallel-${BACKEND}-tiny.json` : 'parallel-h100.json';
+const GiB = 2 ** 30;
+const T0 = performance.now();
+const elapsed = () => (performance.now() - T0) / 1000;
+mkdirSync(OUT, { recursive: true });
+const LOG = join(OUT, 'parallel-bench.log');
+writeFileSync(LOG, '');
+const log = (line = '') => (console.log(line), appendFileSync(LOG, `${line}\n`));
+
+// Sizes: the issue's on a GPU machine, tiny ones that run every step in seconds on a CPU.
+const M13 = LOCAL ? 'tiny-13b' : 'llama-2-13b';
+const M70 = LOCAL ? 'tiny-70b' : 'llama-2-70b';
+const MIX = LOCAL ? 'tiny-mixtral' : 'mixtral-8x7b';
+const DECODE = LOCAL ? { steps: 8, skip: 2 } : { steps: 64, skip: 16 };
+const BIG = LOCAL ? { seqs: 8, promptLen: 24, newTokens: 10, context: 24 } : { seqs: 64, promptLen: 512, newTokens: 48, context: 520 };
+const LIMITS_13B = LOCAL ? { kvCacheBytes: 64 << 20, maxSequences: BIG.seqs, maxBatchTokens: 256, maxContext: 128 }
+  : { kvCacheBytes: 32 * GiB, maxSequences: 64, maxBatchTokens: 4096, maxContext: 1024 };
+const LIMITS_BS1 = LOCAL ? { kvCacheBytes: 16 << 20, maxSequences: 4, maxContext: 128 } : { kvCacheBytes: 4 * GiB, maxSequences: 4, maxBatchTokens: 512, maxContext: 256 };
+
+let core, testing, parallel;
+try {
+  [core, testing, parallel] = await Promise.all([import('@zinfer/core'), import('@zinfer/core/testing'), import('@zinfer/parallel')]);
+} catch (e) {
+  log(`SETUP: cannot import the built packages (${e.message}); run scripts/gpu-bundle.sh and unpack the bundle`);
+  process.exit(2);
+}
+const { createEngine, loadModel } = core;
+const { tensorParallel, pipelineParallel } = parallel;
+
+const commitLines = (() => {
+  try {
+    return readFileSync(join(HERE, '..', 'COMMIT'), 'utf8').split('\n');
+  } catch {
+    return [];
+  }
+})();
+const result = {
+  card: null, gpus: null, date: new Date().toISOString(), commit: commitLines[0]?.trim() || null, backend: BACKEND,
+  hbm_read_gb_per_s: null,
+  tp1_13b_decode_bs1_ms_per_token: null, tp2_13b_decode_bs1_ms_per_token: null, tp4_13b_decode_bs1_ms_per_token: null,
+  tp2_speedup: null, tp4_speedup: null, tp_tokens_identical: null, tp2_tokens_matching: null, tp4_tokens_matching: null, tokens_compared: null,
+  tp4_70b_decode_bs1_ms_per_token: null, tp4_70b_hbm_limit_ms_per_token: null, tp4_70b_over_hbm_limit: null, tp4_70b_bytes_per_gpu_per_token: null,
+  tp1_13b_bs64_tokens_per_s: null, tp4_13b_bs64_tokens_per_s: null, pp4_13b_bs64_tokens_per_s: null, tp2pp2_13b_bs64_tokens_per_s: null,
+  replicas4_13b_bs64_tokens_per_s: null, replicas4_13b_bs16_tokens_per_s: null,
+  pp4_bubble_fraction: null, tp2pp2_bubble_fraction: null, pp4_step_ms: null, tp2pp2_step_ms: null,
+  tp1_13b_load_s: null, tp2_13b_load_s: null, tp4_13b_load_s: null, tp4_70b_load_s: null,
+  mixtral_tp4_decode_bs1_ms_per_token: null,
+};
+const detail = { result, model_shapes: { m13: M13, m70: M70, mixtral: MIX }, replicas: 'child processes, one per GPU', steps: {}, errors: {}, programMs: {}, dirty: commitLines.slice(1).some(Boolean), node: process.version };
+const save = () => {
+  writeFileSync(join(OUT, RESULT), `${JSON.stringify(result, null, 2)}\n`);
+  writeFileSync(join(OUT, 'parallel-bench-detail.json'), `${JSON.stringify(detail, null, 2)}\n`);
+};
+
+/** Runs one step unless the budget cannot take `minSeconds` more; a failure is recorded and the bench goes on. */
+async function step(name, fn, { minSeconds = 0 } = {}) {
+  const left = BUDGET_S - elapsed();
+  if (left < minSeconds) {
+    detail.errors[name] = `skipped: ${left.toFixed(0)} s of the budget left, the step needs ~${minSeconds} s`;
+    log(`SKIP [${name}] ${detail.errors[name]}`);
+    return save();
+  }
+  const t = performance.now();
+  log(`.. [${name}] at ${elapsed().toFixed(0)} s`);
+  try {
+    const r = await fn();
+    detail.steps[name] = { seconds: (performance.now() - t) / 1000, ...(r && typeof r === 'object' ? r : {}) };
+    log(`OK [${name}] ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  } catch (e) {
+    detail.errors[name] = `${e?.stack ?? e}`.slice(0, 2000);
+    log(`FAIL [${name}] ${`${e?.message ?? e}`.replace(/\s+/g, ' ').slice(0, 600)}`);
+  } finally {
+    save();
+  }
+}
+
+/** Loads an engine, runs `body(engine, program)`, always closes it. */
+async function withEngine(model, { parallel: strategy, limits, loadKey }, body) {
+  const t = performance.now();
+  const cap = strategy ? capturingStrategy(strategy) : capturingBackend(await makeBackend(BACKEND));
+  const backend = strategy ? await makeBackend(BACKEND) : cap.backend;
+  const engine = await createEngine({ model, backend, parallel: cap.strategy, autoStep: false, limits });
+  const loadS = (performance.now() - t) / 1000;
+  if (loadKey) result[loadKey] = round(loadS, 1);
+  log(`   loaded ${model} in ${loadS.toFixed(1)} s`);
+  try {
+    return await body(engine, cap.box.program);
+  } finally {
+    await engine.close();
+  }
+}
+
+const vocabOf = (shape) => SHAPES[shape].vocab_size;
+const matching = (a, b) => {
+  let k = 0;
+  while (k < a.length && k < b.length && a[k] === b[k]) k++;
+  return k;
+};
+
+// ---------------------------------------------------------------------------------------------------
+log(`== zinfer parallel bench (${BACKEND}${LOCAL ? ', tiny shapes' : ''}), budget ${BUDGET_S} s`);
+const gpus = await countDevices();
+result.gpus = gpus.length;
+result.card = gpus[0]?.description.replace(/ \(sm_.*$/, '') ?? null;
+for (const g of gpus) log(`device ${g.description}, ${(g.memoryBytes / GiB).toFixed(1)} GiB free`);
+if (!gpus.length) {
+  log('NO DEVICE: the backend probe found none');
+  save();
+  process.exit(3);
+}
+save();
+const TP_MAX = Math.min(4, LOCAL ? 4 : gpus.length);
+const dir13 = syntheticModel(core, WORK, M13, 'f16');
+const dir70 = syntheticModel(core, WORK, M70, 'f16');
+
+await step('HBM read bandwidth of every GPU (one process each, at once)', async () => {
+  if (LOCAL) return { note: 'no GPU: the HBM limits stay null' };
+  const per = await Promise.all(gpus.map((_, i) => microbenchProcess(i)));
+  per.forEach((m, i) => (result[`hbm_read_gb_per_s_gpu${i}`] = round(m.readGBps, 1)));
+  result.hbm_read_gb_per_s = round(Math.min(...per.map((m) => m.readGBps)), 1);
+  return { readGBps: per.map((m) => m.readGBps), copyGBps: per.map((m) => m.copyGBps) };
+});
+
+// 13B at tp1, tp2, tp4 (batch-1 latency first; the row sweep and throughput while the engine is loaded).
+const tokensAt = {};
+for (const tp of [1, 2, 4].filter((n) => n <= TP_MAX)) {
+  await step(`13B tp${tp}: load, decode batch 1`, () => withEngine(dir13, { parallel: tp > 1 ? tensorParallel({ size: tp }) : undefined, limits: LIMITS_13B, loadKey: `tp${tp}_13b_load_s` }, async (engine, program) => {
+    const d = await decodeBs1(engine, { vocab: vocabOf(M13), ...DECODE });
+    result[`tp${tp}_13b_decode_bs1_ms_per_token`] = round(d.msPerToken, 3);
+    tokensAt[tp] = d.tokens;
+    compareTokens();
+    // Extras while loaded, if the steps after this one (~200 s on 4 × H100) still fit.
+    if (BUDGET_S - elapsed() > (LOCAL ? 0 : 200)) await rowSweep(`tp${tp}`, program);
+    if ((tp === 1 || tp === 4) && BUDGET_S - elapsed() > (LOCAL ? 0 : 180)) {
+      const r = await throughput(engine, { ...BIG, vocab: vocabOf(M13) });
+      result[`tp${tp}_13b_bs64_tokens_per_s`] = round(r.tokensPerS, 0);
+      detail.steps[`tp${tp} throughput`] = r;
+    }
+    return { minMs: d.minMs, steps: d.steps, tokens: d.tokens.slice(0, 24) };
+  }), { minSeconds: LOCAL ? 5 : 60 });
+}
+
+await step('70B tp4: load, decode batch 1, HBM limit', async () => {
+  if (TP_MAX < 4) throw new Error(`tp4 needs 4 devices, found ${gpus.length}`);
+  const bytes = await bytesPerRankPerToken(dir70, 4);
+  result.tp4_70b_bytes_per_gpu_per_token = bytes;
+  if (result.hbm_read_gb_per_s) result.tp4_70b_hbm_limit_ms_per_token = round(bytes / (result.hbm_read_gb_per_s * 1e6), 3);
+  return withEngine(dir70, { parallel: tensorParallel({ size: 4 }), limits: LIMITS_BS1, loadKey: 'tp4_70b_load_s' }, async (engine) => {
+    const d = await decodeBs1(engine, { vocab: vocabOf(M70), ...DECODE });
+    result.tp4_70b_decode_bs1_ms_per_token = round(d.msPerToken, 3);
+    result.tp4_70b_over_hbm_limit = ratio(result.tp4_70b_decode_bs1_ms_per_token, result.tp4_70b_hbm_limit_ms_per_token);
+    return { minMs: d.minMs, steps: d.steps };
+  });
+}, { minSeconds: LOCAL ? 5 : 100 });
+
+for (const [key, stages, tp] of [['pp4', 4, 1], ['tp2pp2', 2, 2]]) {
+  await step(`13B ${key}: throughput ${BIG.seqs} × ${BIG.promptLen}, bubble`, () => withEngine(dir13, { parallel: pipelineParallel({ stages, tensorSize: tp }), limits: LIMITS_13B }, async (engine, program) => {
+    const r = await throughput(engine, { ...BIG, vocab: vocabOf(M13) });
+    result[`${key}_13b_bs64_tokens_per_s`] = round(r.tokensPerS, 0);
+    const stepMs = await programDecode(program, testing.stepBatch, { rows: BIG.seqs, context: BIG.context, vocab: vocabOf(M13) });
+    result[`${key}_step_ms`] = round(stepMs, 3);
+    const micro = stages; // pipelineParallel's decode default: M = S micro-batches of 64/M rows
+    const part = detail.programMs[`tp${tp}`]?.[BIG.seqs / micro]; // T_t(64/M), the whole model
+    if (part) result[`${key}_bubble_fraction`] = round(1 - (micro * part) / stages / stepMs, 3);
+    return { ...r, stepMs, tpPartMs: part ?? null };
+  }), { minSeconds: LOCAL ? 5 : 50 });
+}
+
+await step(`4 independent replicas (child processes), ${BIG.seqs} and ${BIG.seqs / 4} sequences each`, async () => {
+  const n = LOCAL ? 4 : Math.min(4, gpus.length);
+  const runs = [BIG.seqs, BIG.seqs / 4].map((seqs) => ({ ...BIG, seqs, vocab: vocabOf(M13) }));
+  const per = await runReplicas(n, { model: dir13, limits: LIMITS_13B, runs });
+  result.replicas4_13b_bs64_tokens_per_s = round(per.reduce((s, p) => s + p[0].tokensPerS, 0), 0);
+  result.replicas4_13b_bs16_tokens_per_s = round(per.reduce((s, p) => s + p[1].tokensPerS, 0), 0);
+  return { perReplica: per };
+}, { minSeconds: LOCAL ? 5 : 70 });
+
+await step('Mixtral-8x7B shape (bf16) tp4 decode batch 1', async () => {
+  const dir = syntheticModel(core, WORK, MIX, 'bf16');
+  const m = await loadModel(dir);
+  m.weights.close();
+  const backend = await makeBackend(BACKEND);
+  const missing = [...new Set(m.graph.nodes.filter((n) => !backend.supports(n)).map((n) => n.op))];
+  if (missing.length) return { skipped: `the ${BACKEND} backend does not run ${missing.join(', ')}` };
+  return withEngine(dir, { parallel: tensorParallel({ size: Math.min(4, TP_MAX) }), limits: LIMITS_BS1 }, async (engine) => {
+    const d = await decodeBs1(engine, { vocab: vocabOf(MIX), ...DECODE });
+    result.mixtral_tp4_decode_bs1_ms_per_token = round(d.msPerToken, 3);
+    return { minMs: d.minMs };
+  });
+}, { minSeconds: LOCAL ? 5 : 80 });
+
+printTable();
+const errs = Object.entries(detail.errors).filter(([, e]) => !e.startsWith('skipped'));
+process.exit(errs.length ? 1 : 0);
+
+// ---------------------------------------------------------------------------------------------------
+function ratio(a, b, d = 3) {
+  return a !== null && b !== null && b !== 0 ? round(a / b, d) : null;
+}
+
+function compareTokens() {
+  const base = tokensAt[1];
+  if (!base) return;
+  result.tokens_compared = base.length;
+  const others = [2, 4].filter((tp) => tokensAt[tp]);
+  for (const tp of others) result[`tp${tp}_tokens_matching`] = matching(tokensAt[tp], base);
+  if (others.length) result.tp_tokens_identical = others.every((tp) => result[`tp${tp}_tokens_matching`] === base.length && tokensAt[tp].length === base.length);
+  result.tp2_speedup = ratio(result.tp1_13b_decode_bs1_ms_per_token, result.tp2_13b_decode_bs1_ms_per_token);
+  result.tp4_speedup = ratio(result.tp1_13b_decode_bs1_ms_per_token, result.tp4_13b_decode_bs1_ms_per_token);
+}
+
+/** Program.run ms of decode steps of 16, 32 and 64 rows (the bubble's T_t(r)), at the big context. */
+async function rowSweep(key, program) {
+  if (!program) return;
+  detail.programMs[key] = {};
+  for (const rows of [BIG.seqs / 4, BIG.seqs / 2, BIG.seqs]) {
+    detail.programMs[key][rows] = await programDecode(program, testing.stepBatch, { rows, context: BIG.context, vocab: vocabOf(M13) });
+  }
+  log(`   ${key} Program.run ms by rows: ${JSON.stringify(detail.programMs[key])}`);
+}
+
+/** Bytes the busiest rank of a tp-way plan reads per decode token (one row of an embedding table). */
+async function bytesPerRankPerToken(dir, tp) {
+  const m = await loadModel(dir);
+  m.weights.close();
+  const plan = tensorParallel({ size: tp }).plan(m.graph, Array.from({ length: tp }, (_, rank) => ({ rank, backend: BACKEND })));
+  const elementBytes = 2;
+  return Math.max(...plan.ranks.map(({ graph }) => {
+    const tables = new Set(graph.nodes.filter((n) => n.op === 'embedding').map((n) => n.attrs.table));
+    const other = new Set(graph.nodes.filter((n) => n.op !== 'embedding').flatMap((n) => Object.values(n.attrs).filter((v) => typeof v === 'string' && graph.weights.has(v))));
+    let n = 0;
+    for (const [name, { shape }] of graph.weights) n += tables.has(name) && !other.has(name) ? shape[shape.length - 1] : shape.reduce((a, b) => a * b, 1);
+    return n * elementBytes;
+  }));
+}
+
+/** The devices the backend sees (cuda: ordinals 0.. until a probe fails; cpu/reference: one). */
+async function countDevices() {
+  const found = [];
+  for (let i = 0; i < (LOCAL ? 1 : 16); i++) {
+    const info = await (await makeBackend(BACKEND, i)).probe().catch(() => null);
+    if (!info) break;
+    found.push(info);
+  }
+  return found;
+}
+
+/** cudaMicrobench(ordinal) in a child process, so every GPU is measured at once. */
+function microbenchProcess(ordinal) {
+  const code = `import('@zinfer/kernels/cuda').then((m) => { const r = m.cudaMicrobench(${ordinal}); console.log(JSON.stringify({ readGBps: r.readGBps, copyGBps: r.copyGBps })); })`;
+  return runChild(['--input-type=module', '-e', code], { timeoutS: 150 }).then((lines) => JSON.parse(lines.at(-1)));
+}
+
+function runChild(args, { timeoutS }) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { cwd: HERE, stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutS * 1000 });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c) => (out += c));
+    child.stderr.on('data', (c) => (err += c));
+    child.on('close', (code) => (code === 0 ? resolve(out.trim().split('\n')) : reject(new Error(`child exited ${code}: ${err.slice(-800)}`))));
+  });
+}
+
+/** Starts n replica processes, waits until all are loaded, then runs each measurement in lock-step. */
+async function runReplicas(n, job) {
+  const kids = Array.from({ length: n }, (_, device) => replicaProcess({ ...job, backend: BACKEND, device }));
+  try {
+    const ready = await Promise.all(kids.map((k) => k.next()));
+    log(`   replicas loaded in ${ready.map((r) => r.loadS.toFixed(1)).join(', ')} s`);
+    const per = kids.map(() => []);
+    for (let i = 0; i < job.runs.length; i++) {
+      for (const k of kids) k.send('go');
+      (await Promise.all(kids.map((k) => k.next()))).forEach((r, j) => per[j].push(r));
+    }
+    return per;
+  } finally {
+    for (const k of kids) k.end();
+  }
+}
+
+function replicaProcess(job) {
+  const child = spawn(process.execPath, [join(HERE, 'gpu-parallel-replica.mjs'), JSON.stringify(job)], { cwd: HERE, stdio: ['pipe', 'pipe', 'pipe'] });
+  const queue = [];
+  const waiting = [];
+  let buf = '';
+  let err = '';
+  const push = (m) => (waiting.length ? waiting.shift()(m) : queue.push(m));
+  child.stderr.on('data', (c) => (err += c));
+  child.stdout.on('data', (c) => {
+    buf += c;
+    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      if (line.startsWith('{')) push(JSON.parse(line));
+    }
+  });
+  child.on('close', (code) => push({ error: `replica ${job.device} exited ${code}: ${err.slice(-600)}` }));
+  const timeoutS = LOCAL ? 60 : 300; // a load or a measurement; a hung replica must not hang the bench
+  const next = async () => {
+    let timer;
+    const late = new Promise((r) => (timer = setTimeout(() => r({ error: `no answer in ${timeoutS} s` }), timeoutS * 1000)));
+    const m = queue.length ? queue.shift() : await Promise.race([new Promise((r) => waiting.push(r)), late]);
+    clearTimeout(timer);
+    if (m.error) throw new Error(`replica ${job.device}: ${m.error}`);
+    return m;
+  };
+  const end = () => {
+    child.stdin.end();
+    setTimeout(() => child.exitCode === null && child.kill('SIGKILL'), 20000).unref();
+  };
+  return { next, send: (line) => child.stdin.write(`${line}\n`), end };
+}
+
+function printTable() {
+  log('');
+  log(`== parallel bench on ${result.gpus} × ${result.card} (${result.date}, commit ${result.commit ?? '?'}${detail.dirty ? '+' : ''}), ${elapsed().toFixed(0)} s`);
+  const row = (key, note = '') => log(`${key.padEnd(36)} ${String(result[key] ?? 'n/a').padStart(10)}   ${note}`);
+  row('hbm_read_gb_per_s', `slowest GPU; per GPU: ${gpus.map((_, i) => result[`hbm_read_gb_per_s_gpu${i}`] ?? '?').join(', ')}`);
+  for (const tp of [1, 2, 4]) row(`tp${tp}_13b_decode_bs1_ms_per_token`, tp > 1 ? `speedup ${result[`tp${tp}_speedup`] ?? '?'}; tokens matching tp1 ${result[`tp${tp}_tokens_matching`] ?? '?'}/${result.tokens_compared ?? '?'}` : `load ${result.tp1_13b_load_s ?? '?'} s`);
+  row('tp_tokens_identical');
+  row('tp4_70b_decode_bs1_ms_per_token', `HBM limit ${result.tp4_70b_hbm_limit_ms_per_token ?? '?'} (ratio ${result.tp4_70b_over_hbm_limit ?? '?'})`);
+  for (const k of ['tp1', 'tp4', 'pp4', 'tp2pp2', 'replicas4']) row(`${k}_13b_bs64_tokens_per_s`, k === 'pp4' || k === 'tp2pp2' ? `bubble ${result[`${k}_bubble_fraction`] ?? '?'} (step ${result[`${k}_step_ms`] ?? '?'} ms)` : '');
+  row('replicas4_13b_bs16_tokens_per_s', '4 × 16 sequences');
+  row('mixtral_tp4_decode_bs1_ms_per_token', detail.steps['Mixtral-8x7B shape (bf16) tp4 decode batch 1']?.skipped ?? '');
+  for (const [name, e] of Object.entries(detail.errors)) log(`${e.startsWith('skipped') ? 'SKIPPED' : 'ERROR'} [${name}] ${e.replace(/\s+/g, ' ').slice(0, 300)}`);
+  log(`results: ${join(OUT, RESULT)}, ${join(OUT, 'parallel-bench-detail.json')}`);
+}

@@ -1,0 +1,131 @@
+// Shared by scripts/gpu-parallel-bench.mjs and its replica processes (gpu-parallel-replica.mjs): the
+// synthetic model shapes, the backend choice, and the measurements (batch-1 decode through the engine's
+// step loop, batch-N throughput, Program.run step times).
+import { join } from 'node:path';
+
+/** Hugging Face config.json of a Llama-family shape; `tiny-*` shapes exercise the script on a CPU. */
+const llama = (o) => ({
+  architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_act: 'silu', rms_norm_eps: 1e-5, rope_theta: 10000,
+  max_position_embeddings: 4096, tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 2, vocab_size: 32000, ...o,
+});
+export const SHAPES = {
+  'llama-2-13b': llama({ hidden_size: 5120, intermediate_size: 13824, num_attention_heads: 40, num_key_value_heads: 40, num_hidden_layers: 40 }),
+  'llama-2-70b': llama({ hidden_size: 8192, intermediate_size: 28672, num_attention_heads: 64, num_key_value_heads: 8, num_hidden_layers: 80 }),
+  'mixtral-8x7b': {
+    ...llama({ hidden_size: 4096, intermediate_size: 14336, num_attention_heads: 32, num_key_value_heads: 8, num_hidden_layers: 32, rope_theta: 1e6 }),
+    architectures: ['MixtralForCausalLM'], model_type: 'mixtral', num_local_experts: 8, num_experts_per_tok: 2, max_position_embeddings: 32768,
+  },
+  'tiny-13b': llama({ hidden_size: 64, intermediate_size: 96, num_attention_heads: 8, num_key_value_heads: 8, num_hidden_layers: 4, vocab_size: 512 }),
+  'tiny-70b': llama({ hidden_size: 64, intermediate_size: 128, num_attention_heads: 8, num_key_value_heads: 4, num_hidden_layers: 4, vocab_size: 384 }),
+  'tiny-mixtral': {
+    ...llama({ hidden_size: 64, intermediate_size: 96, num_attention_heads: 8, num_key_value_heads: 4, num_hidden_layers: 4, vocab_size: 384 }),
+    architectures: ['MixtralForCausalLM'], model_type: 'mixtral', num_local_experts: 4, num_experts_per_tok: 2,
+  },
+};
+
+/** Writes (or rewrites: two small files) a synthetic model directory; no weights touch the disk. */
+export function syntheticModel(core, work, shape, dtype) {
+  return core.writeSyntheticModel(join(work, `${shape}-${dtype}`), SHAPES[shape], { seed: 1, dtype, std: 0.02 });
+}
+
+/** A backend on device `device`: cuda (f16 activations, CUDA graphs), or cpu/reference for local runs. */
+export async function makeBackend(kind, device = 0) {
+  if (kind === 'cuda') {
+    const { cudaBackend } = await import('@zinfer/kernels/cuda');
+    return cudaBackend({ device, activations: 'f16', cacheDir: '/tmp/zinfer-cuda-cache' });
+  }
+  if (kind === 'cpu') return (await import('@zinfer/kernels/cpu')).cpuBackend({ threads: 1 });
+  return (await import('@zinfer/kernels/reference')).referenceBackend();
+}
+
+/** The backend, with the Program it compiles kept (single-device engines). */
+export function capturingBackend(backend) {
+  const box = { program: null };
+  return { box, backend: { ...backend, compile: async (...a) => (box.program = await backend.compile(...a)) } };
+}
+
+/** The strategy, with the Program its launch returns kept (one program steps every rank). */
+export function capturingStrategy(strategy) {
+  const box = { program: null };
+  return { box, strategy: { ...strategy, launch: async (args) => (box.program = await strategy.launch(args)) } };
+}
+
+export const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.floor(s.length / 2)] : NaN;
+};
+export const round = (x, d) => (x === null || x === undefined || !Number.isFinite(x) ? null : Number(x.toFixed(d)));
+
+/** Deterministic prompt ids in [100, vocab − 100) (xorshift32). */
+export function promptIds(n, vocab, seed) {
+  let x = seed >>> 0 || 1;
+  return Array.from({ length: n }, () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return 100 + (x % (vocab - 200));
+  });
+}
+
+/** Steps the engine until `gen` settles; returns its result. */
+export async function settle(engine, gen) {
+  let done = false;
+  const p = gen.result.then((r) => ((done = true), r));
+  for (let i = 0; i < 100000 && !done; i++) if ((await engine.step()).tokens === 0) await new Promise((r) => setImmediate(r));
+  return p;
+}
+
+/**
+ * Batch-1 greedy decode through engine.step(): a 32-token prompt, `skip` warm-up steps, then `steps`
+ * timed ones. Returns the median ms per token and every generated token (for the identity check).
+ */
+export async function decodeBs1(engine, { vocab, steps, skip }) {
+  const gen = engine.generate({ inputIds: promptIds(32, vocab, 1), maxTokens: 1 + skip + steps, temperature: 0, ignoreEos: true });
+  await engine.step(); // the prompt
+  const times = [];
+  for (let i = 0; i < skip + steps; i++) {
+    const t = performance.now();
+    const r = await engine.step();
+    if (r.tokens === 0) break;
+    if (i >= skip) times.push(performance.now() - t);
+  }
+  const { tokens } = await settle(engine, gen);
+  return { msPerToken: median(times), minMs: Math.min(...times), steps: times.length, tokens };
+}
+
+/**
+ * Throughput at batch `seqs`: that many `promptLen`-token prompts, `newTokens` each; the median of the
+ * steps in which every sequence decodes gives tokens/s (prefill steps are not counted).
+ */
+export async function throughput(engine, { seqs, promptLen, newTokens, vocab, seed = 1000 }) {
+  const gens = Array.from({ length: seqs }, (_, i) => engine.generate({ inputIds: promptIds(promptLen, vocab, seed + i), maxTokens: newTokens, temperature: 0, ignoreEos: true }));
+  const times = [];
+  let full = 0;
+  for (let guard = 0; guard < 100000; guard++) {
+    const t = performance.now();
+    const r = await engine.step();
+    const ms = performance.now() - t;
+    if (r.tokens === 0) break;
+    if (r.tokens === seqs && r.sequences === seqs && full++ >= 2) times.push(ms); // 2 warm-up steps
+  }
+  for (const g of gens) await settle(engine, g);
+  if (times.length < 3) throw new Error(`only ${times.length} steps decoded all ${seqs} sequences`);
+  const ms = median(times);
+  return { stepMs: ms, tokensPerS: (seqs / ms) * 1000, steps: times.length };
+}
+
+/** Median ms of Program.run on decode steps of `rows` sequences at context ~`context` (KV blocks per row). */
+export async function programDecode(program, stepBatch, { rows, context, vocab, blockSize = 16, steps = 24 }) {
+  const per = Math.ceil((context + steps + 8) / blockSize);
+  const times = [];
+  for (let t = 0; t < steps + 4; t++) {
+    const parts = Array.from({ length: rows }, (_, i) => ({ tokens: [(7 * t + i) % vocab], cached: context + t, blocks: Array.from({ length: per }, (_, b) => i * per + b) }));
+    const batch = stepBatch(parts, blockSize, 'last');
+    const t0 = performance.now();
+    await program.run(batch);
+    if (t >= 4) times.push(performance.now() - t0);
+  }
+  return median(times);
+}
