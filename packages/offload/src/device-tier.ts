@@ -27,7 +27,7 @@ export class DeviceTier implements OffloadTier {
   hold(name: WeightName, tensor: HostTensor): void {
     const bytes = tensor.data.byteLength;
     if (this.used + bytes > this.capacityBytes) {
-      throw new CapacityError('the device budget is full', { field: 'offload.deviceMemory', tensor: name, expected: `at most ${this.capacityBytes} bytes`, found: `${this.used + bytes} bytes` });
+      throw new CapacityError('the device budget is full', { field: 'offload.deviceMemory', tensor: name, expected: `at most ${this.capacityBytes} bytes (raise --device-memory)`, found: `${this.used + bytes} bytes` });
     }
     this.release(name);
     this.held.set(name, tensor);

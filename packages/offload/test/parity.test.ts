@@ -2,12 +2,16 @@
 // tokens (greedy and seeded sampling) and the prompt logits are bit-identical to the resident run.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { cpuBackend } from '@zinfer/kernels/cpu';
 import { referenceBackend } from '@zinfer/kernels/reference';
 import { weightOffload } from '../src/index.js';
 import { runModel, type RunResult } from './helpers.js';
 
 const MODELS = ['llama3', 'gpt2'];
-const BACKENDS = [{ name: 'reference', make: referenceBackend }];
+const BACKENDS = [
+  { name: 'reference', make: referenceBackend },
+  { name: 'cpu', make: () => cpuBackend({ threads: 2 }) },
+];
 const baseline = new Map<string, RunResult>();
 
 function assertSame(got: RunResult, want: RunResult, what: string): void {

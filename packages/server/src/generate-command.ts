@@ -1,8 +1,9 @@
 // `zinfer generate`: one request through a local engine, streamed to stdout as text, or printed as one JSON
-// object with --json. The flags are the CLI contract of DESIGN.md; parallelism and offload flags are part
-// of it before they are implemented, so they parse and then refuse clearly instead of being unknown.
+// object with --json. The flags are the CLI contract of DESIGN.md; with --offload the placement summary
+// goes to stderr, so stdout stays the tokens (or the one JSON object).
 import { existsSync, statSync } from 'node:fs';
 import { Command, Option } from 'commander';
+import { offloadFromFlags, offloadSummary } from './offload-flags.js';
 import { parallelFromFlags } from './parallel-flags.js';
 import { ConfigError, createEngine, type Engine, type FloatDType, type GenerateRequest, type GenerationResult, type GenerationStream } from '@zinfer/core';
 import { AVAILABLE_BACKENDS, BACKEND_NAMES, createBackend } from './backends.js';
@@ -30,6 +31,8 @@ export interface GenerateOptions {
   ep: number;
   offload?: 'host' | 'disk';
   deviceMemory?: number;
+  prefetch?: number;
+  offloadDir?: string;
   json?: boolean;
   logits?: boolean;
 }
@@ -57,8 +60,10 @@ export function generateCommand(io: CliIo, done: (exitCode: number) => void): Co
     .addOption(new Option('--tp <n>', 'tensor-parallel ranks (one worker thread each)').default(1).argParser(parseCount))
     .addOption(new Option('--pp <n>', 'pipeline-parallel stages (each --tp ranks wide)').default(1).argParser(parseCount))
     .addOption(new Option('--ep <n>', 'expert-parallel ranks (Mixture-of-Experts models)').default(1).argParser(parseCount))
-    .addOption(new Option('--offload <tier>', 'keep weights beyond --device-memory in this tier (not available yet)').choices(['host', 'disk']))
-    .addOption(new Option('--device-memory <bytes>', 'weight budget of the compute device, e.g. 16GiB (not available yet)').argParser(parseBytes))
+    .addOption(new Option('--offload <tier>', 'keep the layers beyond --device-memory in host memory or on disk and stream them in').choices(['host', 'disk']))
+    .addOption(new Option('--device-memory <bytes>', 'with --offload: weight budget of the compute device, e.g. 16GiB (default: every layer streams)').argParser(parseBytes))
+    .addOption(new Option('--prefetch <n>', 'with --offload: layers fetched ahead of the one computing (default 1)').argParser(parseInteger))
+    .addOption(new Option('--offload-dir <dir>', 'with --offload disk: where the weight file goes (default: a temp dir, removed at exit)'))
     .addOption(new Option('--json', 'print one JSON object {tokens, text, finish_reason, prompt_tokens[, logits]} instead of streaming text'))
     .addOption(new Option('--logits', 'with --json: add the logits of every prompt position'))
     .addHelpText('after', '\nWithout a tokenizer, generated token ids are printed space-separated.\nExit codes: 0 ok, 1 failed (model, request, backend), 2 wrong command line, 130 interrupted.')
@@ -67,17 +72,18 @@ export function generateCommand(io: CliIo, done: (exitCode: number) => void): Co
 
 export async function runGenerate(o: GenerateOptions, io: CliIo): Promise<number> {
   const request = toRequest(o);
-  refuseUnavailable(o);
   checkModelDir(o.model);
+  const offload = offloadFromFlags(o);
   const backend = await createBackend(o.backend);
   const progress = loadProgress(io.stderr);
   let engine: Engine;
   try {
     const parallel = parallelFromFlags(o);
-    engine = await createEngine({ model: o.model, backend, onLoadProgress: progress.update, ...(o.dtype ? { dtype: o.dtype } : {}), ...(parallel ? { parallel } : {}) });
+    engine = await createEngine({ model: o.model, backend, onLoadProgress: progress.update, ...(o.dtype ? { dtype: o.dtype } : {}), ...(parallel ? { parallel } : {}), ...(offload ? { offload } : {}) });
   } finally {
     progress.stop();
   }
+  io.stderr.write(offloadSummary(engine.offload?.summary));
   try {
     const stream = engine.generate(request);
     // Ctrl-C ends generation cleanly (what was generated is still printed); a second one kills as usual.
@@ -109,12 +115,6 @@ function toRequest(o: GenerateOptions): GenerateRequest {
   if (o.stop !== undefined) r.stopStrings = o.stop;
   if (o.logits) r.promptLogits = true;
   return r;
-}
-
-/** Flags of the contract whose feature is not built yet. */
-export function refuseUnavailable(o: Pick<GenerateOptions, 'offload' | 'deviceMemory'>): void {
-  if (o.offload !== undefined) throw new ConfigError(`offload to ${o.offload} (--offload) is not available in this build yet`, { field: 'offload', found: o.offload });
-  if (o.deviceMemory !== undefined) throw new ConfigError('a device memory budget (--device-memory) is not available in this build yet', { field: 'device_memory', found: String(o.deviceMemory) });
 }
 
 // The engine would also fail (no config.json), but naming the flag and the path is clearer for a typo.

@@ -8,7 +8,8 @@ import { AVAILABLE_BACKENDS, BACKEND_NAMES, createBackend } from './backends.js'
 import { EXIT_OK } from './cli-errors.js';
 import type { CliIo } from './cli-io.js';
 import { DEFAULT_MODEL_NAME, defaultModelDir } from './default-model.js';
-import { checkModelDir, refuseUnavailable } from './generate-command.js';
+import { checkModelDir } from './generate-command.js';
+import { offloadFromFlags, offloadSummary } from './offload-flags.js';
 import { parallelFromFlags } from './parallel-flags.js';
 import { parseBytes, parseCount, parseInteger } from './parse-flags.js';
 import { loadProgress } from './progress.js';
@@ -31,6 +32,8 @@ export interface ServeOptions {
   ep: number;
   offload?: 'host' | 'disk';
   deviceMemory?: number;
+  prefetch?: number;
+  offloadDir?: string;
   // engine limits
   kvCacheBytes?: number;
   blockSize?: number;
@@ -64,8 +67,10 @@ export function serveCommand(io: CliIo, done: (exitCode: number) => void): Comma
     .addOption(new Option('--tp <n>', 'tensor-parallel ranks (one worker thread each)').default(1).argParser(parseCount))
     .addOption(new Option('--pp <n>', 'pipeline-parallel stages (each --tp ranks wide)').default(1).argParser(parseCount))
     .addOption(new Option('--ep <n>', 'expert-parallel ranks (Mixture-of-Experts models)').default(1).argParser(parseCount))
-    .addOption(new Option('--offload <tier>', 'keep weights beyond --device-memory in this tier (not available yet)').choices(['host', 'disk']))
-    .addOption(new Option('--device-memory <bytes>', 'weight budget of the compute device (not available yet)').argParser(parseBytes))
+    .addOption(new Option('--offload <tier>', 'keep the layers beyond --device-memory in host memory or on disk and stream them in').choices(['host', 'disk']))
+    .addOption(new Option('--device-memory <bytes>', 'with --offload: weight budget of the compute device (default: every layer streams)').argParser(parseBytes))
+    .addOption(new Option('--prefetch <n>', 'with --offload: layers fetched ahead of the one computing (default 1)').argParser(parseInteger))
+    .addOption(new Option('--offload-dir <dir>', 'with --offload disk: where the weight file goes (default: a temp dir, removed at exit)'))
     .addOption(new Option('--kv-cache-bytes <bytes>', 'KV-cache budget, e.g. 512MiB (engine default 256MiB)').argParser(parseBytes))
     .addOption(count('--block-size <n>', 'tokens per KV-cache block (default 16)'))
     .addOption(count('--max-batch-tokens <n>', 'tokens per step, prompt chunks and decode together (default 512)'))
@@ -82,7 +87,7 @@ export function serveCommand(io: CliIo, done: (exitCode: number) => void): Comma
 }
 
 export async function runServe(o: ServeOptions, io: CliIo): Promise<number> {
-  refuseUnavailable(o);
+  const offload = offloadFromFlags(o);
   const file: ServeFileConfig = o.config ? readServeConfig(o.config) : {};
   const model = o.model ?? file.model;
   const dir = model === undefined ? defaultModelDir() : resolve(model);
@@ -96,7 +101,7 @@ export async function runServe(o: ServeOptions, io: CliIo): Promise<number> {
 
   const progress = loadProgress(io.stderr);
   const parallel = parallelFromFlags(o);
-  const loading = createEngine({ model: dir, backend, limits, onLoadProgress: progress.update, ...(dtype ? { dtype } : {}), ...(parallel ? { parallel } : {}) });
+  const loading = createEngine({ model: dir, backend, limits, onLoadProgress: progress.update, ...(dtype ? { dtype } : {}), ...(parallel ? { parallel } : {}), ...(offload ? { offload } : {}) });
   loading.then(progress.stop, progress.stop);
   const server = await startServer({ ...serverOptions(o, file), modelName: o.modelName ?? file.server?.modelName ?? (model === undefined ? DEFAULT_MODEL_NAME : basename(dir)), engine: loading }).catch(async (e: unknown) => {
     await loading.then((engine) => engine.close(), () => {});
@@ -116,6 +121,7 @@ export async function runServe(o: ServeOptions, io: CliIo): Promise<number> {
     await server.close();
     throw e;
   }
+  io.stderr.write(offloadSummary(engine.offload?.summary));
   out(`zinfer serve: ready (${engine.kvBlocks.total} KV-cache blocks of ${engine.kvBlocks.blockSize} tokens, context ${engine.maxContext})`);
   await untilSignal();
   io.stderr.write('zinfer serve: shutting down\n');

@@ -145,8 +145,8 @@ const BAD: [string[], number, RegExp][] = [
   [['--input-ids', '1,2', '--logits'], 2, /--logits.*--json/],
   [['--input-ids', '1,2', '--tp', '3'], 1, /parallel\.size|num_attention_heads/],
   [['--input-ids', '1,2', '--pp', '0'], 2, /--pp/],
-  [['--input-ids', '1,2', '--offload', 'host'], 1, /--offload.*not available/],
-  [['--input-ids', '1,2', '--device-memory', '1GiB'], 1, /--device-memory.*not available/],
+  [['--input-ids', '1,2', '--offload', 'host', '--tp', '2'], 1, /--offload.*--tp/],
+  [['--input-ids', '1,2', '--device-memory', '1GiB'], 1, /--device-memory.*only applies with --offload/],
   [['--input-ids', '1,2', '--backend', 'cuda'], 1, /backend cuda cannot run on this machine/],
   [['--input-ids', '1,2', '--backend', 'tpu'], 2, /--backend/],
 ];

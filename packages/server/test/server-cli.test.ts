@@ -90,7 +90,7 @@ test('--config supplies engine limits and server options; flags win over it', as
 
 test('serve refuses unavailable features and a missing model dir clearly', () => {
   const run = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', CLI, 'serve', '--port', '0', ...args], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
-  const offload = run('--offload', 'disk');
+  const offload = run('--offload', 'disk', '--tp', '2');
   assert.is(offload.status, 1);
   assert.match(offload.stderr, '--offload');
   const missing = run('--model', '/nonexistent/model');

@@ -1,0 +1,40 @@
+// --offload, --device-memory, --prefetch and --offload-dir as the engine config's `offload` plugin.
+import { ConfigError, type WeightOffload } from '@zinfer/core';
+import { weightOffload } from '@zinfer/offload';
+
+export interface OffloadFlags {
+  offload?: 'host' | 'disk';
+  deviceMemory?: number;
+  prefetch?: number;
+  offloadDir?: string;
+  tp: number;
+  pp: number;
+  ep: number;
+}
+
+/** The offload plugin the flags ask for, or undefined when weights stay resident. */
+export function offloadFromFlags(o: OffloadFlags): WeightOffload | undefined {
+  if (o.offload === undefined) {
+    const stray = (['deviceMemory', 'prefetch', 'offloadDir'] as const).find((k) => o[k] !== undefined);
+    if (stray) {
+      const flag = stray.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+      throw new ConfigError(`--${flag.replaceAll('_', '-')} only applies with --offload host|disk`, { field: flag, expected: '--offload host or --offload disk', found: 'no --offload' });
+    }
+    return undefined;
+  }
+  if (o.tp > 1 || o.pp > 1 || o.ep > 1) {
+    throw new ConfigError('--offload does not combine with --tp, --pp or --ep yet', { field: 'offload', expected: '--tp 1 --pp 1 --ep 1 with --offload', found: `--tp ${o.tp} --pp ${o.pp} --ep ${o.ep}` });
+  }
+  if (o.offloadDir !== undefined && o.offload !== 'disk') throw new ConfigError('--offload-dir only applies with --offload disk', { field: 'offload_dir', expected: '--offload disk', found: `--offload ${o.offload}` });
+  return weightOffload({
+    tier: o.offload,
+    ...(o.deviceMemory !== undefined ? { deviceMemory: o.deviceMemory } : {}),
+    ...(o.prefetch !== undefined ? { prefetch: o.prefetch } : {}),
+    ...(o.offloadDir !== undefined ? { dir: o.offloadDir } : {}),
+  });
+}
+
+/** The placement summary, one line each, for stderr (stdout stays the command's output). */
+export function offloadSummary(lines: readonly string[] | undefined): string {
+  return (lines ?? []).map((l) => `zinfer: offload ${l}\n`).join('');
+}
