@@ -7,7 +7,7 @@
 //   1. HBM read bandwidth of every GPU: cudaMicrobench(i)'s read-only kernel over 2 GiB, one process per
 //      GPU, all at once;
 //   2. Llama-2-13B shape at tp1, tp2, tp4: batch-1 greedy decode through engine.step() (32-token prompt,
-//      median of 64 steps after 16), tokens of tp2 / tp4 against tp1; while each engine is loaded, the
+//      median of 64 steps after 16) against its HBM limit, tokens of tp2 / tp4 against tp1; while each engine is loaded, the
 //      Program.run time of 16/32/64-row decode steps (for the bubble below) and, for tp1 and tp4, the
 //      64 × 512 throughput;
 //   3. Llama-2-70B shape at tp4: batch-1 decode against the HBM limit = the bytes one rank reads per token
@@ -29,12 +29,12 @@
 // Results: $OUT/parallel-h100.json (flat named numbers, card, gpus, date, commit; written after every step),
 // $OUT/parallel-bench-detail.json (everything, errors by step), $OUT/parallel-bench.log. Locally,
 // ZINFER_PARALLEL_BENCH_BACKEND=cpu|reference runs every step on tiny shapes (parallel-<backend>-tiny.json).
-import { spawn } from 'node:child_process';
 import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { capturingBackend, capturingStrategy, decodeBs1, makeBackend, programDecode, round, SHAPES, syntheticModel, throughput } from './gpu-parallel-common.mjs';
+import { microbenchProcess, runReplicas } from './gpu-parallel-children.mjs';
+import { bytesPerRankPerToken, capturingBackend, capturingStrategy, decodeBs1, makeBackend, programDecode, round, SHAPES, syntheticModel, throughput } from './gpu-parallel-common.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const BACKEND = process.env.ZINFER_PARALLEL_BENCH_BACKEND || 'cuda';
@@ -86,6 +86,7 @@ const result = {
   tp4_70b_decode_bs1_ms_per_token: null, tp4_70b_hbm_limit_ms_per_token: null, tp4_70b_over_hbm_limit: null, tp4_70b_bytes_per_gpu_per_token: null,
   tp1_13b_bs64_tokens_per_s: null, tp4_13b_bs64_tokens_per_s: null, pp4_13b_bs64_tokens_per_s: null, tp2pp2_13b_bs64_tokens_per_s: null,
   replicas4_13b_bs64_tokens_per_s: null, replicas4_13b_bs16_tokens_per_s: null,
+  tp4_over_replicas4: null, pp4_over_replicas4: null, tp2pp2_over_replicas4: null,
   pp4_bubble_fraction: null, tp2pp2_bubble_fraction: null, pp4_step_ms: null, tp2pp2_step_ms: null,
   tp1_13b_load_s: null, tp2_13b_load_s: null, tp4_13b_load_s: null, tp4_70b_load_s: null,
   mixtral_tp4_decode_bs1_ms_per_token: null,
@@ -171,6 +172,8 @@ for (const tp of [1, 2, 4].filter((n) => n <= TP_MAX)) {
   await step(`13B tp${tp}: load, decode batch 1`, () => withEngine(dir13, { parallel: tp > 1 ? tensorParallel({ size: tp }) : undefined, limits: LIMITS_13B, loadKey: `tp${tp}_13b_load_s` }, async (engine, program) => {
     const d = await decodeBs1(engine, { vocab: vocabOf(M13), ...DECODE });
     result[`tp${tp}_13b_decode_bs1_ms_per_token`] = round(d.msPerToken, 3);
+    const bytes = await bytesPerRankPerToken(core, tensorParallel, dir13, tp);
+    if (result.hbm_read_gb_per_s) result[`tp${tp}_13b_hbm_limit_ms_per_token`] = round(bytes / (result.hbm_read_gb_per_s * 1e6), 3);
     tokensAt[tp] = d.tokens;
     compareTokens();
     // Extras while loaded, if the steps after this one (~200 s on 4 × H100) still fit.
@@ -186,7 +189,7 @@ for (const tp of [1, 2, 4].filter((n) => n <= TP_MAX)) {
 
 await step('70B tp4: load, decode batch 1, HBM limit', async () => {
   if (TP_MAX < 4) throw new Error(`tp4 needs 4 devices, found ${gpus.length}`);
-  const bytes = await bytesPerRankPerToken(dir70, 4);
+  const bytes = await bytesPerRankPerToken(core, tensorParallel, dir70, 4);
   result.tp4_70b_bytes_per_gpu_per_token = bytes;
   if (result.hbm_read_gb_per_s) result.tp4_70b_hbm_limit_ms_per_token = round(bytes / (result.hbm_read_gb_per_s * 1e6), 3);
   return withEngine(dir70, { parallel: tensorParallel({ size: 4 }), limits: LIMITS_BS1, loadKey: 'tp4_70b_load_s' }, async (engine) => {
@@ -213,9 +216,10 @@ for (const [key, stages, tp] of [['pp4', 4, 1], ['tp2pp2', 2, 2]]) {
 await step(`4 independent replicas (child processes), ${BIG.seqs} and ${BIG.seqs / 4} sequences each`, async () => {
   const n = LOCAL ? 4 : Math.min(4, gpus.length);
   const runs = [BIG.seqs, BIG.seqs / 4].map((seqs) => ({ ...BIG, seqs, vocab: vocabOf(M13) }));
-  const per = await runReplicas(n, { model: dir13, limits: LIMITS_13B, runs });
+  const per = await runReplicas(n, { model: dir13, limits: LIMITS_13B, runs, backend: BACKEND }, { timeoutS: LOCAL ? 60 : 300, log });
   result.replicas4_13b_bs64_tokens_per_s = round(per.reduce((s, p) => s + p[0].tokensPerS, 0), 0);
   result.replicas4_13b_bs16_tokens_per_s = round(per.reduce((s, p) => s + p[1].tokensPerS, 0), 0);
+  for (const k of ['tp4', 'pp4', 'tp2pp2']) result[`${k}_over_replicas4`] = ratio(result[`${k}_13b_bs64_tokens_per_s`], result.replicas4_13b_bs64_tokens_per_s);
   return { perReplica: per };
 }, { minSeconds: LOCAL ? 5 : 70 });
 
@@ -263,21 +267,6 @@ async function rowSweep(key, program) {
   log(`   ${key} Program.run ms by rows: ${JSON.stringify(detail.programMs[key])}`);
 }
 
-/** Bytes the busiest rank of a tp-way plan reads per decode token (one row of an embedding table). */
-async function bytesPerRankPerToken(dir, tp) {
-  const m = await loadModel(dir);
-  m.weights.close();
-  const plan = tensorParallel({ size: tp }).plan(m.graph, Array.from({ length: tp }, (_, rank) => ({ rank, backend: BACKEND })));
-  const elementBytes = 2;
-  return Math.max(...plan.ranks.map(({ graph }) => {
-    const tables = new Set(graph.nodes.filter((n) => n.op === 'embedding').map((n) => n.attrs.table));
-    const other = new Set(graph.nodes.filter((n) => n.op !== 'embedding').flatMap((n) => Object.values(n.attrs).filter((v) => typeof v === 'string' && graph.weights.has(v))));
-    let n = 0;
-    for (const [name, { shape }] of graph.weights) n += tables.has(name) && !other.has(name) ? shape[shape.length - 1] : shape.reduce((a, b) => a * b, 1);
-    return n * elementBytes;
-  }));
-}
-
 /** The devices the backend sees (cuda: ordinals 0.. until a probe fails; cpu/reference: one). */
 async function countDevices() {
   const found = [];
@@ -289,82 +278,20 @@ async function countDevices() {
   return found;
 }
 
-/** cudaMicrobench(ordinal) in a child process, so every GPU is measured at once. */
-function microbenchProcess(ordinal) {
-  const code = `import('@zinfer/kernels/cuda').then((m) => { const r = m.cudaMicrobench(${ordinal}); console.log(JSON.stringify({ readGBps: r.readGBps, copyGBps: r.copyGBps })); })`;
-  return runChild(['--input-type=module', '-e', code], { timeoutS: 150 }).then((lines) => JSON.parse(lines.at(-1)));
-}
-
-function runChild(args, { timeoutS }) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd: HERE, stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutS * 1000 });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (c) => (out += c));
-    child.stderr.on('data', (c) => (err += c));
-    child.on('close', (code) => (code === 0 ? resolve(out.trim().split('\n')) : reject(new Error(`child exited ${code}: ${err.slice(-800)}`))));
-  });
-}
-
-/** Starts n replica processes, waits until all are loaded, then runs each measurement in lock-step. */
-async function runReplicas(n, job) {
-  const kids = Array.from({ length: n }, (_, device) => replicaProcess({ ...job, backend: BACKEND, device }));
-  try {
-    const ready = await Promise.all(kids.map((k) => k.next()));
-    log(`   replicas loaded in ${ready.map((r) => r.loadS.toFixed(1)).join(', ')} s`);
-    const per = kids.map(() => []);
-    for (let i = 0; i < job.runs.length; i++) {
-      for (const k of kids) k.send('go');
-      (await Promise.all(kids.map((k) => k.next()))).forEach((r, j) => per[j].push(r));
-    }
-    return per;
-  } finally {
-    for (const k of kids) k.end();
-  }
-}
-
-function replicaProcess(job) {
-  const child = spawn(process.execPath, [join(HERE, 'gpu-parallel-replica.mjs'), JSON.stringify(job)], { cwd: HERE, stdio: ['pipe', 'pipe', 'pipe'] });
-  const queue = [];
-  const waiting = [];
-  let buf = '';
-  let err = '';
-  const push = (m) => (waiting.length ? waiting.shift()(m) : queue.push(m));
-  child.stderr.on('data', (c) => (err += c));
-  child.stdout.on('data', (c) => {
-    buf += c;
-    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      if (line.startsWith('{')) push(JSON.parse(line));
-    }
-  });
-  child.on('close', (code) => push({ error: `replica ${job.device} exited ${code}: ${err.slice(-600)}` }));
-  const timeoutS = LOCAL ? 60 : 300; // a load or a measurement; a hung replica must not hang the bench
-  const next = async () => {
-    let timer;
-    const late = new Promise((r) => (timer = setTimeout(() => r({ error: `no answer in ${timeoutS} s` }), timeoutS * 1000)));
-    const m = queue.length ? queue.shift() : await Promise.race([new Promise((r) => waiting.push(r)), late]);
-    clearTimeout(timer);
-    if (m.error) throw new Error(`replica ${job.device}: ${m.error}`);
-    return m;
-  };
-  const end = () => {
-    child.stdin.end();
-    setTimeout(() => child.exitCode === null && child.kill('SIGKILL'), 20000).unref();
-  };
-  return { next, send: (line) => child.stdin.write(`${line}\n`), end };
-}
-
 function printTable() {
   log('');
   log(`== parallel bench on ${result.gpus} × ${result.card} (${result.date}, commit ${result.commit ?? '?'}${detail.dirty ? '+' : ''}), ${elapsed().toFixed(0)} s`);
   const row = (key, note = '') => log(`${key.padEnd(36)} ${String(result[key] ?? 'n/a').padStart(10)}   ${note}`);
   row('hbm_read_gb_per_s', `slowest GPU; per GPU: ${gpus.map((_, i) => result[`hbm_read_gb_per_s_gpu${i}`] ?? '?').join(', ')}`);
-  for (const tp of [1, 2, 4]) row(`tp${tp}_13b_decode_bs1_ms_per_token`, tp > 1 ? `speedup ${result[`tp${tp}_speedup`] ?? '?'}; tokens matching tp1 ${result[`tp${tp}_tokens_matching`] ?? '?'}/${result.tokens_compared ?? '?'}` : `load ${result.tp1_13b_load_s ?? '?'} s`);
+  for (const tp of [1, 2, 4]) {
+    const limit = `HBM limit ${result[`tp${tp}_13b_hbm_limit_ms_per_token`] ?? '?'}`;
+    row(`tp${tp}_13b_decode_bs1_ms_per_token`, tp > 1 ? `${limit}; speedup ${result[`tp${tp}_speedup`] ?? '?'}; tokens matching tp1 ${result[`tp${tp}_tokens_matching`] ?? '?'}/${result.tokens_compared ?? '?'}` : limit);
+  }
   row('tp_tokens_identical');
   row('tp4_70b_decode_bs1_ms_per_token', `HBM limit ${result.tp4_70b_hbm_limit_ms_per_token ?? '?'} (ratio ${result.tp4_70b_over_hbm_limit ?? '?'})`);
-  for (const k of ['tp1', 'tp4', 'pp4', 'tp2pp2', 'replicas4']) row(`${k}_13b_bs64_tokens_per_s`, k === 'pp4' || k === 'tp2pp2' ? `bubble ${result[`${k}_bubble_fraction`] ?? '?'} (step ${result[`${k}_step_ms`] ?? '?'} ms)` : '');
+  const vsReplicas = (k) => (k === 'tp1' || k === 'replicas4' ? '' : `${result[`${k}_over_replicas4`] ?? '?'} × the replicas`);
+  const bubble = (k) => (k === 'pp4' || k === 'tp2pp2' ? `; bubble ${result[`${k}_bubble_fraction`] ?? '?'} (step ${result[`${k}_step_ms`] ?? '?'} ms)` : '');
+  for (const k of ['tp1', 'tp4', 'pp4', 'tp2pp2', 'replicas4']) row(`${k}_13b_bs64_tokens_per_s`, vsReplicas(k) + bubble(k));
   row('replicas4_13b_bs16_tokens_per_s', '4 × 16 sequences');
   row('mixtral_tp4_decode_bs1_ms_per_token', detail.steps['Mixtral-8x7B shape (bf16) tp4 decode batch 1']?.skipped ?? '');
   for (const [name, e] of Object.entries(detail.errors)) log(`${e.startsWith('skipped') ? 'SKIPPED' : 'ERROR'} [${name}] ${e.replace(/\s+/g, ' ').slice(0, 300)}`);

@@ -129,3 +129,18 @@ export async function programDecode(program, stepBatch, { rows, context, vocab, 
   }
   return median(times);
 }
+
+/** Bytes the busiest rank of a tp-way plan reads per decode token (one row of an embedding table). */
+export async function bytesPerRankPerToken(core, tensorParallel, dir, tp) {
+  const m = await core.loadModel(dir);
+  m.weights.close();
+  const plan = tensorParallel({ size: tp }).plan(m.graph, Array.from({ length: tp }, (_, rank) => ({ rank, backend: 'any' })));
+  const elementBytes = 2;
+  return Math.max(...plan.ranks.map(({ graph }) => {
+    const tables = new Set(graph.nodes.filter((n) => n.op === 'embedding').map((n) => n.attrs.table));
+    const other = new Set(graph.nodes.filter((n) => n.op !== 'embedding').flatMap((n) => Object.values(n.attrs).filter((v) => typeof v === 'string' && graph.weights.has(v))));
+    let n = 0;
+    for (const [name, { shape }] of graph.weights) n += tables.has(name) && !other.has(name) ? shape[shape.length - 1] : shape.reduce((a, b) => a * b, 1);
+    return n * elementBytes;
+  }));
+}
