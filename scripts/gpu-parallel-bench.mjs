@@ -7,9 +7,9 @@
 //   1. HBM read bandwidth of every GPU: cudaMicrobench(i)'s read-only kernel over 2 GiB, one process per
 //      GPU, all at once;
 //   2. Llama-2-13B shape at tp1, tp2, tp4: batch-1 greedy decode through engine.step() (32-token prompt,
-//      median of 64 steps after 16) against its HBM limit, tokens of tp2 / tp4 against tp1; while each engine is loaded, the
-//      Program.run time of 16/32/64-row decode steps (for the bubble below) and, for tp1 and tp4, the
-//      64 × 512 throughput;
+//      median of 64 steps after 16) against its HBM limit, tokens of tp2 / tp4 against tp1; while each
+//      engine is loaded, the Program.run time of 16/32/64-row decode steps (for the bubble below) and,
+//      for tp1 and tp4, the 64 × 512 throughput;
 //   3. Llama-2-70B shape at tp4: batch-1 decode against the HBM limit = the bytes one rank reads per token
 //      (its shards of every weight but the embedding table, of which it reads one row) ÷ the slowest
 //      GPU's read bandwidth;
