@@ -9,9 +9,13 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { rejects } from './helpers/rejects.js';
-import { loadModel, Rng, type FloatDType, type Graph, type KernelBackend, type StepBatch, type WeightSource, type WeightStream } from '@zinfer/core';
-import { memoryWeights, memoryWeightStream, stepBatch, tinyLlama, TINY_LLAMA, type MemoryStream } from '@zinfer/core/testing';
+import { loadModel, Rng, type Graph, type KernelBackend, type StepBatch, type WeightSource, type WeightStream } from '@zinfer/core';
+import { memoryWeights, memoryWeightStream, randomTensor, stepBatch, tinyLlama, TINY_LLAMA, type MemoryStream } from '@zinfer/core/testing';
 import { cpuBackend } from '../src/cpu.js';
+import { WasmHeap } from '../src/cpu/heap.js';
+import { packedBytes, packWeight } from '../src/cpu/pack.js';
+import { ThreadPool } from '../src/cpu/thread-pool.js';
+import { loadKernelModule } from '../src/cpu/wasm-module.js';
 import type { CpuProgram } from '../src/cpu/program.js';
 
 const built = spawnSync(process.execPath, [join(import.meta.dirname, '../scripts/build-wasm.mjs')], { encoding: 'utf8' });
@@ -62,11 +66,13 @@ function assertSchedule(ms: MemoryStream, stepCount: number, what: string): void
   for (const e of ms.events) assert.ok(e.start <= e.end, `${what}: event ${e.kind} ${e.group} ends before it starts`);
 }
 
-for (const dtype of ['f32', 'bf16'] as FloatDType[]) {
-  const { graph, tensors } = tinyLlama(Rng.fromSeed(11), { ...TINY_LLAMA, numLayers: 5 }, dtype);
+// Odd sizes: panels with padding rows (N % 8) and groups with padding inputs (K % 8) in the packed slots.
+const ODD = { ...TINY_LLAMA, numLayers: 5, hiddenSize: 36, intermediateSize: 50 };
+for (const [dtype, cfg, shape] of [['f32', TINY_LLAMA, ''], ['bf16', TINY_LLAMA, ''], ['f32', ODD, ', odd sizes'], ['bf16', ODD, ', odd sizes']] as const) {
+  const { graph, tensors } = tinyLlama(Rng.fromSeed(11), { ...cfg, numLayers: 5 }, dtype);
   const batches = steps(TINY_LLAMA.vocabSize);
   for (const [b, how] of [[backend, 'default split'], [splitting, 'every kernel split']] as const) {
-    test(`tinyLlama ${dtype}, ${how}: streamed layers give the resident outputs bit for bit at prefetch 0, 1, 3`, async () => {
+    test(`tinyLlama ${dtype}${shape}, ${how}: streamed layers give the resident outputs bit for bit at prefetch 0, 1, 3`, async () => {
       const want = (await runAll(b, graph, memoryWeights(tensors), batches)).outs;
       for (const prefetch of [0, 1, 3]) {
         const ms = memoryWeightStream(graph, memoryWeights(tensors), { prefetch });
@@ -160,6 +166,34 @@ test('compile refuses a stream naming an unknown weight, a weight twice, or a ba
   await rejects(compile({ ...ms, prefetch: -1 }), /field stream\.prefetch/);
   await rejects(compile({ ...ms, groups: [ms.groups[1], ms.groups[0]] }), /group 1 is read before group 0.*field stream\.groups/);
   assert.is(backend.streaming, true);
+});
+
+test('k_pack_panels packs staged rows into the bytes packWeight writes (every dtype, odd sizes, split or not)', async () => {
+  const km = await loadKernelModule();
+  const heap = new WasmHeap();
+  const pool = new ThreadPool(km.module, heap.memory, km.names, 2, 2);
+  await pool.start();
+  const k = pool.kernel('k_pack_panels');
+  const rng = Rng.fromSeed(17);
+  try {
+    for (const dtype of ['f32', 'f16', 'bf16'] as const) {
+      for (const [N, K] of [[8, 8], [13, 21], [3, 40], [64, 7], [17, 1]]) {
+        const t = randomTensor(rng, dtype, [N, K]);
+        const bytes = packedBytes(dtype, N, K);
+        const [want, got, staged, args] = [heap.alloc(bytes, 'want'), heap.alloc(bytes, 'got'), heap.alloc(t.data.byteLength, 'rows'), heap.alloc(64, 'args')];
+        packWeight(heap, want, t);
+        for (const parallel of [false, true]) {
+          heap.u8.fill(0xff, got, got + bytes); // padding must be written, not left over
+          heap.u8.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), staged);
+          heap.i32.set([staged, got, N, K, dtype === 'f32' ? 4 : 2], args >>> 2);
+          pool.run(k, args, parallel);
+          assert.equal(heap.u8.slice(got, got + bytes), heap.u8.slice(want, want + bytes), `${dtype} [${N}, ${K}] ${parallel ? 'split' : 'one thread'}`);
+        }
+      }
+    }
+  } finally {
+    await pool.close();
+  }
 });
 
 for (const arch of ARCHS) {

@@ -19,18 +19,10 @@ export function panelBytes(dtype: FloatDType, K: number): number {
 
 /** Writes tensor [N, K] packed at byte offset `ptr` of the heap (which must already hold packedBytes). */
 export function packWeight(heap: WasmHeap, ptr: number, t: HostTensor): void {
-  packPanels(heap, ptr, t, 0, Math.ceil(t.shape[0] / PANEL));
-}
-
-/**
- * Writes panels [p0, p1) of tensor [N, K] packed, the whole packed tensor starting at `ptr`: a streamed
- * weight is packed a few panels at a time between kernels.
- */
-export function packPanels(heap: WasmHeap, ptr: number, t: HostTensor, p0: number, p1: number): void {
   const [N, K] = t.shape;
   const wide = t.dtype === 'f32';
   const n8 = Math.ceil(K / 8);
-  ptr += p0 * panelBytes(t.dtype, K);
+  const panels = Math.ceil(N / PANEL);
   // 32-bit words per 8-element chunk, when chunks of the source start on word boundaries.
   const perWord = wide ? 1 : 2;
   const aligned = t.data.byteOffset % 4 === 0 && K % 8 === 0 && (wide || K % 2 === 0);
@@ -40,7 +32,7 @@ export function packPanels(heap: WasmHeap, ptr: number, t: HostTensor, p0: numbe
     const chunk = 8 / perWord;
     const rowWords = K / perWord;
     let d = ptr >>> 2;
-    for (let p = p0; p < p1; p++) {
+    for (let p = 0; p < panels; p++) {
       for (let g = 0; g < n8; g++) {
         for (let s = 0; s < PANEL; s++) {
           const row = p * PANEL + s;
@@ -60,7 +52,7 @@ export function packPanels(heap: WasmHeap, ptr: number, t: HostTensor, p0: numbe
   const dst = wide ? heap.f32 : heap.u16;
   const src = t.data;
   let d = wide ? ptr >>> 2 : ptr >>> 1;
-  for (let p = p0; p < p1; p++) {
+  for (let p = 0; p < panels; p++) {
     for (let g = 0; g < n8; g++) {
       for (let s = 0; s < PANEL; s++) {
         const row = p * PANEL + s;

@@ -27,7 +27,7 @@ export class CpuProgram implements Program {
 
   constructor(c: CompiledGraph, pool: ThreadPool, private readonly minParallelWork: number) {
     const nodes = new NodeRunner(c, pool, kernelIds(pool), minParallelWork);
-    const stream = c.stream ? new StreamRun(c.stream, c.graph, c.weights, c.heap) : null;
+    const stream = c.stream ? new StreamRun(c.stream, c.graph, c.weights, c.heap, pool) : null;
     nodes.copies = stream?.copies ?? null;
     this.state = { c, pool, nodes };
     this.stream = stream;

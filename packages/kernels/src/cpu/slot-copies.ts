@@ -1,13 +1,23 @@
-// The copy work of streamed groups that have arrived: each tensor into its place in the group's slot
-// (linears packed in panels), cut into chunks of about CHUNK_BYTES so the main thread can do a chunk at
-// a time while the workers run a kernel (ThreadPool.run's background), and finish the rest when a group
-// is needed. A group is released to the stream as soon as its last chunk is written.
+// The copy work of streamed groups that have arrived: each tensor into its place in the group's slot,
+// cut into chunks of about CHUNK_BYTES so the main thread can do a chunk at a time while the workers run
+// a kernel (ThreadPool.run's background), and finish the rest when a group is needed. A linear's rows are
+// staged into the shared memory (one memcpy) and packed into panels by the k_pack_panels kernel. A group
+// is released to the stream as soon as its last chunk is written.
 import type { HostTensor } from '@zinfer/core';
 import type { WasmHeap } from './heap.js';
-import { packPanels, panelBytes, PANEL } from './pack.js';
+import { panelBytes, PANEL } from './pack.js';
 
 /** About 20–50 µs of copying: short enough that a kernel's end is not held up by much. */
-const CHUNK_BYTES = 256 * 1024;
+export const CHUNK_BYTES = 256 * 1024;
+
+/** Where chunks of rows are staged, the pack kernel's argument block, and how to run it. */
+export interface PackIo {
+  /** Heap offset of the staging buffer: CHUNK_BYTES or one panel's rows, whichever is larger. */
+  staging: number;
+  args: number;
+  /** Runs k_pack_panels on `args`: over the pool between kernels, on this thread while workers compute. */
+  pack(args: number, parallel: boolean): void;
+}
 
 interface Chunk {
   group: number;
@@ -37,7 +47,7 @@ export class SlotCopies {
   /** Bytes written so far, and how many of them while the workers ran a kernel (the overlap achieved). */
   readonly stats = { bytes: 0, overlappedBytes: 0 };
 
-  constructor(private readonly heap: WasmHeap, private readonly done: (group: number) => void) {}
+  constructor(private readonly heap: WasmHeap, private readonly io: PackIo, private readonly done: (group: number) => void) {}
 
   /** Queues a group's tensors; a group with nothing to copy is done at once. */
   add(group: number, copies: readonly SlotCopy[]): void {
@@ -68,7 +78,7 @@ export class SlotCopies {
       this.queue = [];
       this.head = 0;
     }
-    if (c.packed) packPanels(this.heap, c.ptr, c.tensor, c.from, c.to);
+    if (c.packed) this.pack(c, !overlapped);
     else this.heap.u8.set(new Uint8Array(c.tensor.data.buffer, c.tensor.data.byteOffset + c.from, c.to - c.from), c.ptr + c.from);
     this.pendingBytes -= c.bytes;
     this.stats.bytes += c.bytes;
@@ -81,6 +91,19 @@ export class SlotCopies {
       this.done(c.group);
     }
     return true;
+  }
+
+  /** Panels [from, to) of a linear's weight: its rows staged by one memcpy, then packed in wasm. */
+  private pack(c: Chunk, parallel: boolean): void {
+    const { tensor, ptr, from, to } = c;
+    const [N, K] = tensor.shape;
+    const eb = tensor.dtype === 'f32' ? 4 : 2;
+    const rows = Math.min(N, to * PANEL) - from * PANEL;
+    const src = tensor.data.byteOffset + from * PANEL * K * eb;
+    this.heap.u8.set(new Uint8Array(tensor.data.buffer, src, rows * K * eb), this.io.staging);
+    const a = this.io.args >>> 2;
+    this.heap.i32.set([this.io.staging, ptr + from * panelBytes(tensor.dtype, K), rows, K, eb], a);
+    this.io.pack(this.io.args, parallel);
   }
 
   /** Drops every queued chunk (a failed step); the groups are not reported done. */

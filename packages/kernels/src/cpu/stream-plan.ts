@@ -5,7 +5,8 @@
 import { BackendError, type FloatDType, type Graph, type WeightName, type WeightStream } from '@zinfer/core';
 import type { CpuNode } from './fuse.js';
 import { alignUp, SLACK, type WasmHeap } from './heap.js';
-import { packedBytes } from './pack.js';
+import { packedBytes, panelBytes } from './pack.js';
+import { CHUNK_BYTES } from './slot-copies.js';
 
 /** Where one streamed weight lies inside its group's slot. */
 export interface SlotEntry {
@@ -24,6 +25,9 @@ export interface StreamPlan {
   /** Byte offset of each slot in the heap (prefetch + 1 of them). */
   slots: number[];
   slotBytes: number;
+  /** Heap offsets of the buffer linear rows are staged in before packing, and of the pack kernel's arguments. */
+  staging: number;
+  packArgs: number;
   /** Per group: index of the first and the last node (of the rewritten graph) reading its weights. */
   first: Int32Array;
   last: Int32Array;
@@ -58,11 +62,13 @@ export function streamDtype(residentDtypes: ReadonlySet<FloatDType>): FloatDType
 /** Lays out every group, allocates the slots and finds each group's node span. */
 export function planStream(graph: Graph, nodes: readonly CpuNode[], stream: WeightStream, groupOf: ReadonlyMap<WeightName, number>, dtype: FloatDType, packed: ReadonlySet<WeightName>, heap: WasmHeap): StreamPlan {
   let slotBytes = 0;
+  let staging = CHUNK_BYTES;
   const groups = stream.groups.map((names) => {
     let bytes = 0;
     const entries = names.map((name): SlotEntry => {
       const shape = graph.weights.get(name)!.shape;
       const isPacked = packed.has(name);
+      if (isPacked) staging = Math.max(staging, panelBytes(dtype, shape[1]));
       const size = isPacked ? packedBytes(dtype, shape[0], shape[1]) : shape.reduce((a, b) => a * b, 1) * (dtype === 'f32' ? 4 : 2);
       const entry = { name, offset: bytes, packed: isPacked };
       bytes += alignUp(size + SLACK); // SLACK: vector loads of a last partial group read past a weight
@@ -74,9 +80,11 @@ export function planStream(graph: Graph, nodes: readonly CpuNode[], stream: Weig
   const count = stream.prefetch + 1;
   const base = heap.alloc(slotBytes * count, `${count} weight-stream slots of ${slotBytes} bytes (prefetch ${stream.prefetch}; stream fewer layers ahead)`);
   const slots = Array.from({ length: count }, (_, s) => base + s * slotBytes);
+  const stagingAt = heap.alloc(staging, `the weight-stream staging buffer (${staging} bytes)`);
+  const packArgs = heap.alloc(64, 'the weight-stream pack arguments');
   const { first, last } = nodeSpans(graph, nodes, groupOf, stream.groups.length);
   checkSpans(first, last, count);
-  return { stream, groups, dtype, slots, slotBytes, first, last };
+  return { stream, groups, dtype, slots, slotBytes, staging: stagingAt, packArgs, first, last };
 }
 
 /** First and last node reading each group; a group no node reads is loaded with the next one that is. */

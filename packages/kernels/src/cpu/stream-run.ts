@@ -9,6 +9,7 @@ import type { PlacedWeight } from './compile.js';
 import type { WasmHeap } from './heap.js';
 import { SlotCopies } from './slot-copies.js';
 import type { StreamPlan } from './stream-plan.js';
+import type { ThreadPool } from './thread-pool.js';
 
 export class StreamRun {
   readonly copies: SlotCopies;
@@ -25,8 +26,10 @@ export class StreamRun {
   private inFlight = 0;
   private failure: unknown = null;
 
-  constructor(private readonly plan: StreamPlan, private readonly graph: Graph, private readonly weights: ReadonlyMap<WeightName, PlacedWeight>, heap: WasmHeap) {
-    this.copies = new SlotCopies(heap, (g) => this.release(g));
+  constructor(private readonly plan: StreamPlan, private readonly graph: Graph, private readonly weights: ReadonlyMap<WeightName, PlacedWeight>, heap: WasmHeap, pool: ThreadPool) {
+    const k = pool.kernel('k_pack_panels');
+    const pack = (args: number, parallel: boolean) => pool.run(k, args, parallel);
+    this.copies = new SlotCopies(heap, { staging: plan.staging, args: plan.packArgs, pack }, (g) => this.release(g));
     this.arrived = plan.groups.map(() => null);
     this.startedAt = new Float64Array(plan.groups.length);
   }
