@@ -119,6 +119,7 @@ test('the program reports resident weights and slots: (prefetch + 1) × the larg
   const { graph, tensors } = tinyLlama(Rng.fromSeed(14), { ...TINY_LLAMA, numLayers: 5 }, 'bf16');
   const resident = (await runAll(backend, graph, memoryWeights(tensors), [])).program;
   assert.is(resident.memory.streamSlots, 0);
+  assert.is(resident.memory.streamStaging, 0);
   assert.is(resident.weightBytes, resident.memory.residentWeights);
   for (const prefetch of [0, 2]) {
     const ms = memoryWeightStream(graph, memoryWeights(tensors), { prefetch });
@@ -126,7 +127,8 @@ test('the program reports resident weights and slots: (prefetch + 1) × the larg
     const perLayer = (resident.memory.residentWeights - p.memory.residentWeights) / 5; // every layer has the same shapes
     assert.ok(perLayer > 0);
     assert.is(p.memory.streamSlots, (prefetch + 1) * perLayer, `prefetch ${prefetch}`);
-    assert.is(p.weightBytes, p.memory.residentWeights + p.memory.streamSlots);
+    assert.is(p.memory.streamStaging, 256 * 1024); // a chunk: every panel of this model is smaller
+    assert.is(p.weightBytes, p.memory.residentWeights + p.memory.streamSlots + p.memory.streamStaging);
     assert.is(p.memory.kvCache, resident.memory.kvCache);
   }
 });
@@ -154,6 +156,31 @@ test('a streamed tensor with a wrong dtype or shape rejects naming the weight; t
     } finally {
       await program.dispose();
     }
+  }
+});
+
+test('groups whose node spans overlap run with prefetch ≥ 1 and are refused at prefetch 0 (one slot cannot hold both)', async () => {
+  const { graph, tensors } = tinyLlama(Rng.fromSeed(18), { ...TINY_LLAMA, numLayers: 3 });
+  const batches = steps(TINY_LLAMA.vocabSize);
+  const want = (await runAll(backend, graph, memoryWeights(tensors), batches)).outs;
+  const layers = memoryWeightStream(graph, memoryWeights(tensors)).groups;
+  // Layer 1's output projection joins group 0: group 0 is still read after group 1's first node.
+  const moved = 'model.layers.1.o';
+  const groups = [[...layers[0], moved], layers[1].filter((n) => n !== moved), layers[2]];
+  const residentNames = [...tensors.keys()].filter((n) => !groups.flat().includes(n));
+  const resident: WeightSource = { names: () => residentNames, get: (n) => tensors.get(n)! };
+  const acquired: number[] = [];
+  const stream = (prefetch: number): WeightStream => ({
+    groups, prefetch,
+    acquire: async (g) => (acquired.push(g), groups[g].map((name) => ({ name, tensor: tensors.get(name)! }))),
+    release: () => {},
+    recordCompute: () => {},
+  });
+  await rejects(backend.compile(graph, resident, { kvCache: KV, stream: stream(0) }), /group 1 is read \(node \d+\) while group 0, whose slot it reuses, still is.*field stream\.prefetch/);
+  for (const prefetch of [1, 2]) {
+    acquired.length = 0;
+    assertSame((await runAll(backend, graph, resident, batches, stream(prefetch))).outs, want, `prefetch ${prefetch}`);
+    assert.equal(acquired, batches.flatMap(() => [0, 1, 2]));
   }
 });
 

@@ -48,6 +48,8 @@ export interface CpuMemory {
   residentWeights: number;
   /** The weight-stream slots: (prefetch + 1) × the largest group. */
   streamSlots: number;
+  /** The buffer streamed linear rows are staged in before they are packed into a slot. */
+  streamStaging: number;
   kvCache: number;
 }
 
@@ -63,10 +65,10 @@ export function compileGraph(graph: Graph, source: WeightSource, options: Compil
   const groupOf = options.stream ? streamedWeights(graph, options.stream) : new Map<WeightName, number>();
   const weights = loadWeights(graph, source, heap, linearWeights, groupOf);
   const residentWeights = heap.end;
-  const dtype = options.stream ? streamDtype(new Set([...weights.values()].map((w) => w.dtype))) : null;
-  for (const name of groupOf.keys()) weights.set(name, { ptr: 0, dtype: dtype!, shape: graph.weights.get(name)!.shape, packed: linearWeights.has(name) });
+  const dtype = groupOf.size ? streamDtype(new Set([...weights.values()].map((w) => w.dtype))) : 'f32';
+  for (const name of groupOf.keys()) weights.set(name, { ptr: 0, dtype, shape: graph.weights.get(name)!.shape, packed: linearWeights.has(name) });
   const nodes = fuseGraph(graph, (w) => weights.get(w)!.dtype, { fuse });
-  const stream = options.stream ? planStream(graph, nodes, options.stream, groupOf, dtype!, linearWeights, heap) : null;
+  const stream = options.stream ? planStream(graph, nodes, options.stream, groupOf, dtype, linearWeights, heap) : null;
   const hasAttention = graph.nodes.some((n) => n.op === 'attention');
   const kv = hasAttention ? placeKv(graph.kv, kvSpec, heap) : null;
   let perThread = 0;
@@ -76,7 +78,7 @@ export function compileGraph(graph: Graph, source: WeightSource, options: Compil
   perThread = Math.ceil(perThread / 64) * 64;
   const scratch = { ptr: heap.alloc(perThread * threads, 'per-thread scratch'), bytesPerThread: perThread };
   const args = heap.alloc(ARGS_BYTES, 'kernel arguments');
-  const memory = { residentWeights: residentWeights - PAGE, streamSlots: stream ? stream.slotBytes * stream.slots.length : 0, kvCache: kv ? kv.slots * kv.width * 8 * graph.kv.layers : 0 };
+  const memory = { residentWeights: residentWeights - PAGE, streamSlots: stream ? stream.slotBytes * stream.slots.length : 0, streamStaging: stream?.stagingBytes ?? 0, kvCache: kv ? kv.slots * kv.width * 8 * graph.kv.layers : 0 };
   return { graph, nodes, heap, weights, kv, kvSpec, scratch, args, communicator: options.communicator ?? null, pipeline: options.pipeline ?? null, stream, memory };
 }
 

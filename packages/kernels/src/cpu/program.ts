@@ -37,9 +37,9 @@ export class CpuProgram implements Program {
     this.cacheShape = c.kv ? { k: [], v: [], layout: c.graph.kv, spec: c.kvSpec, slots: c.kv.slots, width: c.kv.width } : null;
   }
 
-  /** Bytes of weights the program holds: the resident ones and the stream's slots. */
+  /** Bytes of weights the program holds: the resident ones, the stream's slots and its staging buffer. */
   get weightBytes(): number {
-    return this.memory.residentWeights + this.memory.streamSlots;
+    return this.memory.residentWeights + this.memory.streamSlots + this.memory.streamStaging;
   }
 
   /** Streamed bytes copied into slots, and how many of them while the workers computed; null without a stream. */

@@ -27,6 +27,7 @@ export interface StreamPlan {
   slotBytes: number;
   /** Heap offsets of the buffer linear rows are staged in before packing, and of the pack kernel's arguments. */
   staging: number;
+  stagingBytes: number;
   packArgs: number;
   /** Per group: index of the first and the last node (of the rewritten graph) reading its weights. */
   first: Int32Array;
@@ -84,7 +85,7 @@ export function planStream(graph: Graph, nodes: readonly CpuNode[], stream: Weig
   const packArgs = heap.alloc(64, 'the weight-stream pack arguments');
   const { first, last } = nodeSpans(graph, nodes, groupOf, stream.groups.length);
   checkSpans(first, last, count);
-  return { stream, groups, dtype, slots, slotBytes, staging: stagingAt, packArgs, first, last };
+  return { stream, groups, dtype, slots, slotBytes, staging: stagingAt, stagingBytes: staging, packArgs, first, last };
 }
 
 /** First and last node reading each group; a group no node reads is loaded with the next one that is. */
