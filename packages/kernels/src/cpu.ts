@@ -17,6 +17,12 @@
 //   process alive) and terminated by Program.dispose().
 // - Fusion (cpu/fuse.ts): linear → activation, linear → + residual, gate/up → gatedActivation, and
 //   linears sharing an input (q/k/v) each run as one kernel.
+// - Weight streaming (CompileOptions.stream, ZeRO-Inference): streamed layers get prefetch + 1 slots
+//   instead of a place each (cpu/stream-plan.ts, laid out in the resident weights' dtype); a step
+//   acquires group g before its first node and g + 1 … g + prefetch while g computes, copies them in
+//   (linears staged and packed by the k_pack_panels kernel) on the main thread while the workers run the
+//   kernels, and releases each once copied (cpu/stream-run.ts). CpuProgram.memory / weightBytes report
+//   the heap's weight bytes.
 import { BackendError, CONTRACT_VERSION, type KernelBackend } from '@zinfer/core';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { compileGraph } from './cpu/compile.js';
