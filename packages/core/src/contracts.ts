@@ -30,6 +30,8 @@ export interface WeightSource {
    * of the checkpoint than it must. Optional: without it, callers slice get()'s tensor.
    */
   getSlice?(name: WeightName, axis: number, start: number, length: number): HostTensor;
+  /** Optional: the dtype get() would return, from headers alone (no tensor data is read). */
+  dtypeOf?(name: WeightName): FloatDType;
 }
 
 /** One sequence's slice of a step. */
@@ -111,8 +113,18 @@ export interface KernelBackend {
   probe(): Promise<DeviceInfo | null>;
   /** Whether the backend implements this node (op + attrs); the engine refuses graphs it cannot run. */
   supports(node: OpNode): boolean;
-  /** Bytes of KV cache per block for this layout, so the engine can size the cache from a budget. */
-  kvBytesPerBlock(graph: Graph, blockSize: number): number;
+  /**
+   * Bytes of KV cache per block for this layout, so the engine can size the cache from a budget. `weights`
+   * (optional) lets a backend whose cache dtype follows the stored weights size it exactly (dtypeOf).
+   */
+  kvBytesPerBlock(graph: Graph, blockSize: number, weights?: WeightSource): number;
+  /**
+   * Set by backends whose parallel ranks each need a device of their own and talk through a device
+   * collective library ('nccl': CUDA). The launcher then runs rank r on device `(options.device ?? 0) + r`
+   * (merging `{ device }` into backend.factory's options, which must be an object or absent) and compiles
+   * with communicators whose `device` collectives use that library on the rank's stream.
+   */
+  readonly deviceCollectives?: 'nccl';
   /** Whether compile() accepts `options.stream` (weights streamed in group by group while a step runs). */
   readonly streaming?: boolean;
   /**
@@ -181,6 +193,25 @@ export interface Communicator {
   send(buf: Float32Array, peer: number): Promise<void>;
   recv(buf: Float32Array, peer: number): Promise<void>;
   close(): Promise<void>;
+  /** Collectives on device memory (NCCL for CUDA ranks); absent on host-only communicators. */
+  readonly device?: DeviceCollectives;
+}
+
+/**
+ * Collectives on device memory, enqueued on the caller's stream: they order with its kernels, nothing
+ * waits on the host, and a CUDA graph may capture them. Pointers and the stream are the device library's
+ * handles (CUdeviceptr, CUstream as bigint). Each call pairs with the same call on the group's other ranks,
+ * in the same order; `count` is elements of `dtype`.
+ */
+export interface DeviceCollectives {
+  /** The library behind them, e.g. 'nccl'. */
+  readonly library: string;
+  /** recv[i] = Σ over ranks of send[i] for i < count; send === recv reduces in place. */
+  allReduce(send: bigint, recv: bigint, count: number, dtype: FloatDType, stream: bigint): void;
+  /** recv [size, count] = every rank's send [count], in rank order. */
+  allGather(send: bigint, recv: bigint, count: number, dtype: FloatDType, stream: bigint): void;
+  send(buf: bigint, count: number, dtype: FloatDType, peer: number, stream: bigint): void;
+  recv(buf: bigint, count: number, dtype: FloatDType, peer: number, stream: bigint): void;
 }
 
 // ---------------------------------------------------------------------------------------------------

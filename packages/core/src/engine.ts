@@ -52,7 +52,7 @@ export async function createEngine(config: EngineConfig): Promise<Engine> {
     }
     const limits = { ...DEFAULTS, ...cfg.limits };
     const maxContext = Math.min(limits.maxContext ?? model.spec.maxPositions, model.spec.maxPositions);
-    const perBlock = cfg.backend.kvBytesPerBlock(graphs[0], limits.blockSize); // per device: a rank's share
+    const perBlock = cfg.backend.kvBytesPerBlock(graphs[0], limits.blockSize, model.weights); // per device: a rank's share
     const useful = limits.maxSequences * Math.ceil(maxContext / limits.blockSize);
     const numBlocks = Math.min(Math.floor(limits.kvCacheBytes / perBlock), useful);
     if (numBlocks < 1) throw new CapacityError('the KV-cache budget holds not even one block', { field: 'limits.kvCacheBytes', expected: `at least ${perBlock}`, found: String(limits.kvCacheBytes) });

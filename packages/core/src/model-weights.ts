@@ -51,6 +51,12 @@ export class ModelWeights implements WeightSource {
     return this.finish(name, sliceTensor(recipe.transform(this.files.read(source)), axis, start, length));
   }
 
+  /** The dtype get() returns, from the file headers (and the conversion asked for). */
+  dtypeOf(name: WeightName): FloatDType {
+    this.recipe(name);
+    return this.opts.dtype ?? this.files.info(this.sources.get(name)!).dtype;
+  }
+
   private recipe(name: WeightName): WeightRecipe {
     const recipe = this.recipes.get(name);
     if (!recipe) throw new ModelFormatError('the graph asked for a weight the model does not have', { tensor: name });

@@ -1,22 +1,30 @@
-// Embedding lookup: out[r, :] = table[ids[r] + offset, :] * scale, table in its stored dtype.
-// Ids are range-checked on the host before launch, so the kernel trusts them.
+// Embedding lookup: out[r, :] = table[ids[r] + offset - shardStart, :] * scale, table in its stored dtype.
+// Ids are range-checked on the host before launch; a row outside the table is a vocab-parallel shard's
+// miss (another rank holds it) and is written as zeros, which the all-reduce after the lookup fills in.
 #include "common.cuh"
 
 // W: stored table type; A: activation type of out.
 template <typename W, typename A>
-__device__ void embedding(A *out, const W *table, const int *ids, int dim, int offset, float scale) {
+__device__ void embedding(A *out, const W *table, const int *ids, int dim, int offset, float scale, int shardStart, int tableRows) {
   grid_dep_wait();
   grid_dep_launch();
   const int r = blockIdx.x; // one block per row
-  const W *src = table + (i64)(ids[r] + offset) * dim;
+  const int index = ids[r] + offset - shardStart;
   A *dst = out + (i64)r * dim;
+  if (index < 0 || index >= tableRows) {
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) dst[j] = from_f32<A>(0.0f);
+    return;
+  }
+  const W *src = table + (i64)index * dim;
   for (int j = threadIdx.x; j < dim; j += blockDim.x) dst[j] = from_f32<A>(to_f32(src[j]) * scale);
 }
 
-// out [rows, dim]; table [vocab, dim]; ids [rows]. grid (rows), block (any multiple of 32).
+// out [rows, dim]; table [tableRows, dim] holding vocabulary rows from shardStart (0 unless sharded);
+// ids [rows]. grid (rows), block (any multiple of 32).
 #define EMBEDDING_ENTRY(WS, AS, W, A)                                                                                 \
-  extern "C" __global__ void embedding_##WS##_##AS(A *out, const W *table, const int *ids, int dim, int offset, float scale) { \
-    embedding<W, A>(out, table, ids, dim, offset, scale);                                                             \
+  extern "C" __global__ void embedding_##WS##_##AS(A *out, const W *table, const int *ids, int dim, int offset, float scale, \
+                                                   int shardStart, int tableRows) {                                   \
+    embedding<W, A>(out, table, ids, dim, offset, scale, shardStart, tableRows);                                      \
   }
 
 EMBEDDING_ENTRY(f32, f32, float, float)

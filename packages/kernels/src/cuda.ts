@@ -8,6 +8,7 @@
 import { CONTRACT_VERSION, type KernelBackend } from '@zinfer/core';
 import type { CudaProgram } from './cuda/program.js';
 import { compileProgram, kvCacheBytesPerBlock } from './cuda/compile.js';
+import { plannedActivations } from './cuda/activation-dtype.js';
 import type { ActivationChoice } from './cuda/device-weights.js';
 import { CudaDevice } from './cuda/device.js';
 import { cudaPinnedAllocator, HostMemory } from './cuda/host-memory.js';
@@ -21,8 +22,9 @@ export interface CudaBackendOptions {
   /**
    * Activation (and KV-cache) dtype: 'f32' is the parity mode; 'f16' / 'bf16' hold matrices in that dtype
    * too (converted at upload when stored otherwise); 'auto' (default) takes the dtype the matrices are
-   * stored in, f16 or bf16, else f32. With 'auto', kvBytesPerBlock reports f32 sizes (the dtype is not
-   * known before the weights are read), so the cache then uses up to half its byte budget.
+   * stored in, f16 or bf16, else f32. With 'auto', kvBytesPerBlock reads the stored dtype from the weight
+   * source's headers (WeightSource.dtypeOf, which the engine's model weights have); a source without it
+   * gets f32 sizes, so the cache then uses up to half its byte budget.
    */
   activations?: ActivationChoice;
   /** Where compiled CUBINs are cached (default $ZINFER_CUDA_CACHE_DIR or ~/.cache/zinfer/cuda); null: no cache. */
@@ -83,7 +85,10 @@ export function cudaBackend(opts: CudaBackendOptions = {}): CudaKernelBackend {
     contractVersion: CONTRACT_VERSION,
     probe: () => probeCuda(ordinal),
     supports,
-    kvBytesPerBlock: (graph, blockSize) => kvCacheBytesPerBlock(graph.kv, blockSize, activations === 'f16' || activations === 'bf16' ? 2 : 4),
+    kvBytesPerBlock: (graph, blockSize, weights) => kvCacheBytesPerBlock(graph.kv, blockSize, (plannedActivations(graph, activations, weights) ?? 'f32') === 'f32' ? 4 : 2),
+    // Parallel ranks: one GPU each (device + rank), collectives through NCCL on the program's stream.
+    factory: { module: '@zinfer/kernels/cuda', exportName: 'cudaBackend', options: { ...opts } },
+    deviceCollectives: 'nccl',
     async compile(graph, weights, options) {
       const gpu = new CudaStream(CudaDevice.open(ordinal), { cublas: opts.cublas, cacheDir: opts.cacheDir, pdl: opts.pdl ?? false });
       const program = await compileProgram(gpu, graph, weights, options, {

@@ -94,7 +94,7 @@ test('kernel signatures: every extern "C" kernel parses (macro-made entry points
   const acts = ['f32', 'f16', 'bf16'];
   const weighted = ['f32_f32', 'f16_f32', 'bf16_f32', 'f16_f16', 'bf16_bf16'];
   const want = [
-    ...acts.flatMap((a) => ['rms_norm', 'layer_norm', 'add', 'activation', 'bias_add', 'gather_rows', 'to_f32', 'rotary', 'rope_kv', 'kv_write', 'attention_partial', 'attention_reduce'].map((k) => `${k}_${a}`)),
+    ...acts.flatMap((a) => ['rms_norm', 'layer_norm', 'add', 'activation', 'bias_add', 'gather_rows', 'to_f32', 'rotary', 'rope_kv', 'kv_write', 'attention_partial', 'attention_reduce', 'interleave_ranks', 'copy'].map((k) => `${k}_${a}`)),
     ...acts.flatMap((a) => [1, 2, 4, 8, 16, 32].map((l) => `attn_decode${l}_${a}`)),
     ...weighted.flatMap((w) => ['embedding', 'gemm', 'gemv1', 'gemv2', 'gemv4', 'gemv8'].map((k) => `${k}_${w}`)),
     ...['f16', 'bf16'].flatMap((a) => [16, 32, 64, 80, 96, 128].map((d) => `flash_prefill${d}_${a}`)),

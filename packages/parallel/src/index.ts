@@ -6,3 +6,8 @@ export { planPipeline } from './pipeline-parallel/plan.js';
 export { ShardedWeights } from './tensor-parallel/sharded-weights.js';
 export { splitBatch } from './launch/micro-batches.js';
 export { launchPlan, type LaunchOptions } from './launch.js';
+export { Nccl, NCCL_DTYPE, UNIQUE_ID_BYTES } from './nccl/api.js';
+export { findNccl, ncclSearchDirs, type NcclDiscovery } from './nccl/library.js';
+export { NcclCommunicator, NcclDeviceCollectives } from './nccl/communicator.js';
+export { bindDevice, cudaDeviceCount } from './nccl/cuda-context.js';
+export { createCommCells, CommCell, type CommCells } from './nccl/comm-cell.js';

@@ -1,9 +1,11 @@
-// The body of one rank's worker thread: re-creates the backend from its factory, reads only this rank's
-// weight shards from the model directory, compiles the rank graph, then runs micro-batches in the order
-// the leader sends them (one at a time: the ranks' sends and receives pair up by that order).
+// The body of one rank's worker thread: joins its communicator groups (shared memory, or NCCL on its own
+// GPU for backends with device collectives), re-creates the backend from its factory, reads only this
+// rank's weight shards from the model directory, compiles the rank graph, then runs micro-batches in the
+// order the leader sends them (one at a time: the ranks' sends and receives pair up by that order).
 import { parentPort, workerData } from 'node:worker_threads';
-import { loadModel, type BackendFactory, type Graph, type KernelBackend, type KvCacheSpec, type Program, type StepBatch, type WeightShard, type ZinferError } from '@zinfer/core';
+import { loadModel, type BackendFactory, type Communicator, type Graph, type KernelBackend, type KvCacheSpec, type Program, type StepBatch, type WeightShard, type ZinferError } from '@zinfer/core';
 import { rankCommunicators, type GridGroups } from './launch/groups.js';
+import { joinNcclGrid, type NcclGrid } from './launch/nccl-grid.js';
 import { ShardedWeights } from './tensor-parallel/sharded-weights.js';
 
 export interface RankInit {
@@ -13,23 +15,37 @@ export interface RankInit {
   shards: WeightShard[];
   model: { dir: string; dtype?: 'f32' | 'f16' | 'bf16' };
   kvCache: KvCacheSpec;
-  groups: GridGroups;
+  /** Shared-memory groups (host backends), or null when the ranks use NCCL. */
+  groups: GridGroups | null;
+  nccl: NcclGrid | null;
   /** Whether this rank's outputs go back to the leader (the last stage's tensor rank 0). */
   returnsOutput: boolean;
 }
 
-export type RankRequest = { type: 'run'; id: number; batch: StepBatch } | { type: 'dispose' };
+/** 'abort': a rank failed; stop using the communicators at once (NCCL: ncclCommAbort), out of turn. */
+export type RankRequest = { type: 'run'; id: number; batch: StepBatch } | { type: 'dispose' } | { type: 'abort' };
 export type RankReply =
   | { type: 'ready' }
   | { type: 'out'; id: number; out: Float32Array | null }
-  | { type: 'error'; id: number; error: { name: string; code?: string; message: string } };
+  | { type: 'error'; id: number; error: { name: string; code?: string; message: string } }
+  | { type: 'disposed' };
+
+interface Comms {
+  communicator?: Communicator;
+  pipeline?: Communicator;
+}
 
 const init = workerData as RankInit;
 const port = parentPort!;
-const comms = rankCommunicators(init.groups, init.rank);
+let comms: Comms = {};
 const closeAll = async () => {
-  await comms.communicator.close();
-  await comms.pipeline.close();
+  await comms.communicator?.close();
+  await comms.pipeline?.close();
+};
+/** Shared memory: closing the groups wakes every waiting peer. NCCL: abort, since peers may be mid-collective. */
+const abortAll = async () => {
+  if (!init.nccl) return closeAll();
+  for (const c of [comms.communicator, comms.pipeline]) (c as { abort?: () => void } | undefined)?.abort?.();
 };
 const fail = (id: number, e: unknown) => {
   const err = e as ZinferError;
@@ -42,15 +58,18 @@ void main();
 async function main(): Promise<void> {
   let program: Program;
   try {
+    // NCCL groups first: a rank that failed before joining would leave its peers blocked in the join.
+    comms = init.nccl ? joinNcclGrid(init.nccl, init.rank) : rankCommunicators(init.groups!, init.rank);
     program = await compile();
   } catch (e) {
     fail(-1, e);
-    await closeAll();
+    await abortAll();
     process.exit(1);
   }
   port.postMessage({ type: 'ready' } satisfies RankReply);
   let queue: Promise<void> = Promise.resolve();
   port.on('message', (m: RankRequest) => {
+    if (m.type === 'abort') return void abortAll();
     queue = queue.then(() => handle(program, m));
   });
 }
@@ -69,15 +88,21 @@ async function compile(): Promise<Program> {
 
 async function handle(program: Program, m: RankRequest): Promise<void> {
   if (m.type === 'dispose') {
-    await program.dispose();
-    port.close();
+    try {
+      await program.dispose();
+    } finally {
+      await closeAll();
+      port.postMessage({ type: 'disposed' } satisfies RankReply);
+      port.close();
+    }
     return;
   }
+  if (m.type !== 'run') return;
   try {
     const out = await program.run(m.batch);
     port.postMessage({ type: 'out', id: m.id, out: init.returnsOutput ? out : null } satisfies RankReply);
   } catch (e) {
-    await closeAll();
+    await abortAll();
     fail(m.id, e);
   }
 }

@@ -1,7 +1,7 @@
 // The parallel strategies: tensorParallel (slicing), pipelineParallel (stages, optionally each sliced).
 // plan() is pure; launch() starts the ranks.
 import { CONTRACT_VERSION, ConfigError, type Graph, type LaunchArgs, type ParallelPlan, type ParallelStrategy, type StepBatch } from '@zinfer/core';
-import { launchPlan } from './launch.js';
+import { launchPlan, type LaunchOptions } from './launch.js';
 import { planPipeline } from './pipeline-parallel/plan.js';
 import { planTensorParallel } from './tensor-parallel/plan.js';
 
@@ -10,6 +10,8 @@ export interface TensorParallelOptions {
   size: number;
   /** 'workers' (default): one worker thread per rank, each with its own backend; 'inline': all ranks on this thread. */
   ranks?: 'workers' | 'inline';
+  /** Worker ranks: a step that some rank does not finish within this many ms fails as a hung rank (default 30 000). */
+  timeoutMs?: number;
 }
 
 export interface PipelineParallelOptions {
@@ -18,6 +20,7 @@ export interface PipelineParallelOptions {
   /** Tensor slicing inside each stage (default 1). */
   tensorSize?: number;
   ranks?: 'workers' | 'inline';
+  timeoutMs?: number;
   /**
    * The hybrid schedule: micro-batches per step while prompts are processed (more, smaller ones keep the
    * stages busy on long inputs) and for decode-only steps (fewer, larger ones). Defaults: 2 × stages, stages.
@@ -29,7 +32,7 @@ export interface PipelineParallelOptions {
 export type Strategy = ParallelStrategy & { contractVersion: number };
 
 export function tensorParallel(opts: TensorParallelOptions): Strategy {
-  return gridStrategy(`tensor-parallel(${opts.size})`, 1, opts.size, opts.ranks, () => 1);
+  return gridStrategy(`tensor-parallel(${opts.size})`, 1, opts.size, { ranks: opts.ranks, timeoutMs: opts.timeoutMs, microBatches: () => 1 });
 }
 
 export function pipelineParallel(opts: PipelineParallelOptions): Strategy {
@@ -40,10 +43,10 @@ export function pipelineParallel(opts: PipelineParallelOptions): Strategy {
     if (!Number.isInteger(n) || n < 1) throw new ConfigError('invalid micro-batch count', { field: `parallel.${field}`, expected: 'a positive integer', found: String(n) });
   }
   const microBatches = (b: StepBatch) => (b.sequences.some((s) => s.queryLength > 1) ? prompt : decode);
-  return gridStrategy(`pipeline-parallel(${opts.stages}${tp > 1 ? ` × tp ${tp}` : ''})`, opts.stages, tp, opts.ranks, microBatches);
+  return gridStrategy(`pipeline-parallel(${opts.stages}${tp > 1 ? ` × tp ${tp}` : ''})`, opts.stages, tp, { ranks: opts.ranks, timeoutMs: opts.timeoutMs, microBatches });
 }
 
-function gridStrategy(name: string, stages: number, tp: number, mode: 'workers' | 'inline' = 'workers', microBatches: (b: StepBatch) => number): Strategy {
+function gridStrategy(name: string, stages: number, tp: number, launch: LaunchOptions): Strategy {
   return {
     name,
     contractVersion: CONTRACT_VERSION,
@@ -52,6 +55,6 @@ function gridStrategy(name: string, stages: number, tp: number, mode: 'workers' 
       const ranks = planPipeline(graph, stages).flatMap((stage) => planTensorParallel(stage, tp).ranks);
       return { ranks, stages };
     },
-    launch: (args: LaunchArgs) => launchPlan(args, { ranks: mode, microBatches }),
+    launch: (args: LaunchArgs) => launchPlan(args, launch),
   };
 }

@@ -5,6 +5,7 @@
 // before the error propagates.
 import { BackendError, type CompileOptions, type Graph, type OpNode, type WeightSource } from '@zinfer/core';
 import { planBuffers } from './buffer-plan.js';
+import { f32OutputValues, programCollectives } from './collective-launch.js';
 import { uploadWeights, type ActivationChoice } from './device-weights.js';
 import { planExecution, type FusionOptions } from './exec-plan.js';
 import type { Gpu } from './gpu.js';
@@ -29,6 +30,7 @@ export function kvCacheBytesPerBlock(kv: Graph['kv'], blockSize: number, element
 
 export async function compileProgram(gpu: Gpu, graph: Graph, source: WeightSource, options: CompileOptions, settings: CompileSettings): Promise<CudaProgram> {
   checkGraph(graph);
+  const collectives = programCollectives(graph, options); // before any allocation: a host-only communicator is refused
   const { numBlocks, blockSize } = options.kvCache;
   for (const [field, n] of [['numBlocks', numBlocks], ['blockSize', blockSize]] as const) {
     if (!Number.isSafeInteger(n) || n < 1) throw new BackendError('KV cache size is not a positive integer', { field: `kvCache.${field}`, expected: 'an integer ≥ 1', found: String(n) });
@@ -69,11 +71,12 @@ export async function compileProgram(gpu: Gpu, graph: Graph, source: WeightSourc
     const streamedDtype = streamedDtypeOf(graph, weights, act);
     const plan = planExecution(graph, { ...settings.fusion, weightDtype: (name) => weights.get(name)?.dtype ?? streamedDtype(name) });
     if (options.stream) streamed = openStreamedWeights(gpu, graph, plan, options.stream, act, weights, settings.host);
-    const outF32 = outputFromLinear(graph);
-    const elementBytes = (v: number) => (v === graph.output && outF32 ? 4 : dtypeBytes(act));
+    const f32Values = f32OutputValues(graph);
+    const outF32 = f32Values.size > 0;
+    const elementBytes = (v: number) => (f32Values.has(v) ? 4 : dtypeBytes(act));
     gpu.synchronize();
     return new CudaProgram({
-      gpu, graph, weights, kv, invFreq, act, plan, outputF32: outF32,
+      gpu, graph, weights, kv, invFreq, act, plan, outputF32: outF32, f32Values, collectives,
       buffers: planBuffers(graph, plan.extraUses, elementBytes, plan.earlyDefs), options: settings, streamed,
     });
   } catch (e) {
@@ -87,9 +90,4 @@ export async function compileProgram(gpu: Gpu, graph: Graph, source: WeightSourc
     }
     throw e;
   }
-}
-
-/** Whether the graph's output comes from a linear node (which then writes it as f32 in every mode). */
-function outputFromLinear(graph: Graph): boolean {
-  return graph.nodes.some((n) => n.output === graph.output && n.op === 'linear');
 }

@@ -28,6 +28,12 @@ export interface GemmArgs {
   outF: number;
 }
 
+/** Bytes of device memory from ptr. */
+export interface DeviceRange {
+  ptr: bigint;
+  bytes: number;
+}
+
 /** A captured and instantiated CUDA graph (an opaque handle). */
 export interface GraphExec {
   readonly handle: bigint;
@@ -57,6 +63,12 @@ export interface Gpu {
   beginCapture(): void;
   /** Stops recording and instantiates the graph; after a failed capture, throws (capture is over either way). */
   endCapture(): GraphExec;
+  /**
+   * Enqueues another library's work on this stream (NCCL collectives): `enqueue` gets the stream handle.
+   * `buffers` are the device ranges the work reads or writes (checked by the recording gpu). Captured into
+   * a graph like a launch while capturing.
+   */
+  external(what: string, buffers: readonly DeviceRange[], enqueue: (stream: bigint) => void): void;
   /** Runs a captured graph on the stream. */
   launchGraph(graph: GraphExec): void;
   destroyGraph(graph: GraphExec): void;

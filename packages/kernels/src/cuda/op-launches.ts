@@ -3,6 +3,7 @@
 import { BackendError, type OpNode } from '@zinfer/core';
 import { ACTIVATION_CODES } from './activation-codes.js';
 import { launchAttention, type KvPointers } from './attention-launch.js';
+import { launchCollective } from './collective-launch.js';
 import { launchLinear } from './linear-launch.js';
 import { threadsFor, type StepContext } from './step-context.js';
 
@@ -20,7 +21,8 @@ export function launchNode(ctx: StepContext, node: OpNode, kv: KvPointers | null
     case 'embedding': {
       const t = ctx.weight(node.attrs.table);
       const dim = t.shape[1];
-      gpu.launch(`embedding_${t.dtype}_${act}`, { x: rows }, threadsFor(dim), [out, t.ptr, ctx.value(node.inputs.ids), dim, node.attrs.offset, node.attrs.scale]);
+      const shardStart = node.attrs.vocabShardStart ?? 0; // a vocab-parallel shard: rows outside it are zeros
+      gpu.launch(`embedding_${t.dtype}_${act}`, { x: rows }, threadsFor(dim), [out, t.ptr, ctx.value(node.inputs.ids), dim, node.attrs.offset, node.attrs.scale, shardStart, t.shape[0]]);
       return;
     }
     case 'linear':
@@ -67,6 +69,11 @@ export function launchNode(ctx: StepContext, node: OpNode, kv: KvPointers | null
       gpu.launch(`gather_rows_${act}`, { x: rows }, threadsFor(width), [out, ctx.value(node.inputs.x), ctx.metaPtr(ctx.meta.at.selected), width]);
       return;
     }
+    case 'allReduce':
+    case 'allGather':
+    case 'send':
+    case 'recv':
+      return launchCollective(ctx, node);
     default:
       throw new BackendError(`cuda backend has no op ${(node as OpNode).op}`);
   }

@@ -17,6 +17,7 @@ import { validateBatch } from '../reference/batch.js';
 import { KvCache } from '../reference/kv-cache.js';
 import type { KvPointers } from './attention-launch.js';
 import type { BufferPlan } from './buffer-plan.js';
+import type { ProgramCollectives } from './collective-launch.js';
 import type { DeviceWeight } from './device-weights.js';
 import type { ExecPlan } from './exec-plan.js';
 import type { Gpu, GraphExec } from './gpu.js';
@@ -40,6 +41,10 @@ export interface ProgramParts {
   /** The graph output is written as f32 by its linear (else it is converted after the last node). */
   outputF32: boolean;
   options: ProgramOptions;
+  /** Device collectives of the rank's groups (parallel plans); none for a plain graph. */
+  collectives?: ProgramCollectives;
+  /** Values stored as f32 in the 16-bit modes when outputF32 (default: the graph's output alone). */
+  f32Values?: ReadonlySet<ValueId>;
   /** Weights streamed in while steps run (their slots, copy stream and events), when compiled with a stream. */
   streamed?: StreamedWeights | null;
 }
@@ -351,7 +356,8 @@ export class CudaProgram implements Program {
       },
       width: (id: ValueId) => graph.values[id].width,
       rowsOf: (id: ValueId) => (graph.values[id].rows === 'selected' ? meta.selected : meta.rows),
-      isF32: (id: ValueId) => id === graph.output && p.outputF32,
+      isF32: (id: ValueId) => p.outputF32 && (p.f32Values ? p.f32Values.has(id) : id === graph.output),
+      collectives: p.collectives ?? { tensor: null, pipeline: null },
       weight: (name: WeightName) => {
         const w = p.weights.get(name) ?? streamed?.weight(name);
         if (!w) throw new BackendError(`weight ${name} is not on the device`, { tensor: name });
@@ -408,7 +414,7 @@ function kvPointers(kv: NonNullable<ProgramParts['kv']>): KvPointers {
 /** An id outside its table rejects with a BackendError naming the table, as the reference does. */
 function checkEmbeddingIds(p: ProgramParts, batch: StepBatch): void {
   for (const node of p.graph.nodes) {
-    if (node.op !== 'embedding') continue;
+    if (node.op !== 'embedding' || node.attrs.vocabShardStart !== undefined) continue; // a shard's misses are zeros
     const ids = node.inputs.ids === p.graph.inputs.positions ? batch.positions : batch.tokenIds;
     const vocab = p.weights.get(node.attrs.table)!.shape[0];
     const { offset, table } = node.attrs;

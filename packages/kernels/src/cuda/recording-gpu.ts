@@ -5,7 +5,7 @@
 // still be live: a graph that outlives a buffer it captured would read freed memory on a GPU).
 import { BackendError } from '@zinfer/core';
 import type { CopyEngine } from './copy-engine.js';
-import type { Dim3, GemmArgs, Gpu, GraphExec, KernelArg } from './gpu.js';
+import type { DeviceRange, Dim3, GemmArgs, Gpu, GraphExec, KernelArg } from './gpu.js';
 import { loadKernelSources, type KernelSignature } from './kernel-sources.js';
 import { checkLaunch } from './launch.js';
 import { RecordingCopies } from './recording-copies.js';
@@ -19,8 +19,17 @@ export interface RecordedLaunch {
   replay?: boolean;
 }
 
+/** Another library's work enqueued on the stream (an NCCL collective), with the ranges it touches. */
+export interface RecordedExternal {
+  what: string;
+  buffers: readonly DeviceRange[];
+  /** Set on entries that ran as part of a graph replay (the library was not called again). */
+  replay?: boolean;
+}
+
 interface RecordedGraph extends GraphExec {
   launches: RecordedLaunch[];
+  externals: RecordedExternal[];
   gemms: GemmArgs[];
   fills: { dst: bigint; count: number }[];
 }
@@ -31,6 +40,10 @@ export class RecordingGpu implements Gpu {
   readonly multiprocessors = 132;
   readonly launches: RecordedLaunch[] = [];
   readonly gemms: GemmArgs[] = [];
+  /** External work (NCCL collectives) in stream order, replays included. */
+  readonly externals: RecordedExternal[] = [];
+  /** The stream handle external work is enqueued on (a fake). */
+  readonly stream = 0x5eedn;
   /** Graphs captured, replays run, graphs destroyed. */
   readonly graphStats = { captured: 0, replays: 0, destroyed: 0, live: 0 };
   /** A capture in progress: what it recorded so far. */
@@ -107,9 +120,15 @@ export class RecordingGpu implements Gpu {
     (this.capture?.launches ?? this.launches).push({ kernel, grid: { x: grid.x, y: grid.y ?? 1, z: grid.z ?? 1 }, block, args: [...args] });
   }
 
+  external(what: string, buffers: readonly DeviceRange[], enqueue: (stream: bigint) => void): void {
+    for (const b of buffers) this.checkRange(b.ptr, b.bytes, what);
+    enqueue(this.stream);
+    (this.capture?.externals ?? this.externals).push({ what, buffers: [...buffers] });
+  }
+
   beginCapture(): void {
     if (this.capture) throw new BackendError('beginCapture while capturing');
-    this.capture = { handle: this.nextGraph++, launches: [], gemms: [], fills: [] };
+    this.capture = { handle: this.nextGraph++, launches: [], externals: [], gemms: [], fills: [] };
   }
 
   endCapture(): GraphExec {
@@ -134,6 +153,10 @@ export class RecordingGpu implements Gpu {
       this.launches.push({ ...l, replay: true });
     }
     for (const m of g.gemms) this.gemm!(m);
+    for (const x of g.externals) {
+      for (const b of x.buffers) this.checkRange(b.ptr, b.bytes, `${x.what} (graph replay)`);
+      this.externals.push({ ...x, replay: true });
+    }
     this.graphStats.replays++;
   }
 

@@ -1,6 +1,7 @@
 // What the launch functions of one step see: the GPU, device pointers of values, weights and metadata,
 // row counts, the activation dtype and the fusion plan. Built by the program for each run.
 import type { FloatDType, OpNode, ValueId, WeightName } from '@zinfer/core';
+import type { ProgramCollectives } from './collective-launch.js';
 import type { DeviceWeight } from './device-weights.js';
 import type { ExecPlan } from './exec-plan.js';
 import type { Gpu } from './gpu.js';
@@ -28,6 +29,8 @@ export interface StepContext {
   counters(n: number): bigint;
   /** Activation dtype: f32 (parity), f16 or bf16. */
   act: FloatDType;
+  /** The rank's device collectives (tensor and pipeline groups), for communication nodes. */
+  collectives: ProgramCollectives;
   plan: ExecPlan;
   options: ProgramOptions;
 }

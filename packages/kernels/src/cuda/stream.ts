@@ -11,7 +11,7 @@ import { BackendError } from '@zinfer/core';
 import { CudaCopyEngine } from './copy-engine.js';
 import type { CudaDevice } from './device.js';
 import { CU, type Ptr } from './driver-api.js';
-import type { Dim3, GemmArgs, Gpu, GraphExec, KernelArg } from './gpu.js';
+import type { DeviceRange, Dim3, GemmArgs, Gpu, GraphExec, KernelArg } from './gpu.js';
 import { fmtBytes } from './format.js';
 import { defaultCacheDir } from './kernel-cache.js';
 import { checkLaunch } from './launch.js';
@@ -118,6 +118,12 @@ export class CudaStream implements Gpu {
     this.driver.check(call, status, `${kernel} grid (${grid.x}, ${grid.y ?? 1}, ${grid.z ?? 1}) block ${block}`);
     this.pending.push(kernel);
     if (this.pending.length > 64) this.pending.splice(0, this.pending.length - 64);
+    if (this.syncEachLaunch && !this.capturing) this.synchronize();
+  }
+
+  external(what: string, _buffers: readonly DeviceRange[], enqueue: (stream: bigint) => void): void {
+    enqueue(this.stream);
+    this.pending.push(what);
     if (this.syncEachLaunch && !this.capturing) this.synchronize();
   }
 

@@ -1,5 +1,5 @@
 // Which nodes the CUDA backend runs, and the compile-time checks of a graph's nodes against its KV layout.
-import { BackendError, OP_KINDS, type Graph, type OpNode } from '@zinfer/core';
+import { BackendError, COLLECTIVE_KINDS, OP_KINDS, type Graph, type OpNode } from '@zinfer/core';
 import { ACTIVATION_FNS } from '../reference/activations.js';
 
 /** Largest head the attention kernel holds in registers (ATT_MAX_HEAD_DIM in cuda/attention.cu). */
@@ -8,6 +8,7 @@ export const MAX_HEAD_DIM = 256;
 export const MAX_ROTARY_PAIRS = 256;
 
 export function supports(node: OpNode): boolean {
+  if (COLLECTIVE_KINDS.includes(node.op)) return true; // through the communicators' device collectives (NCCL)
   if (!OP_KINDS.includes(node.op)) return false;
   if (node.op === 'activation' || node.op === 'gatedActivation') return ACTIVATION_FNS.includes(node.attrs.fn);
   if (node.op === 'attention') return node.attrs.headDim >= 1 && node.attrs.headDim <= MAX_HEAD_DIM && node.attrs.heads % node.attrs.kvHeads === 0;

@@ -1,59 +1,96 @@
 // Ranks in worker threads, one per rank, each owning its backend (the DeepSpeed-Inference layout: one
-// process or thread per device). The leader (this thread) sends every micro-batch of a step to all ranks
-// and returns the output rank's results in order. A rank that dies or fails fails the step with a clear
-// error and closes every group, so the other ranks stop waiting; the program cannot run again.
+// process or thread per device; with a device-collectives backend, rank r owns GPU firstDevice + r and
+// talks through NCCL). The leader (this thread) sends every micro-batch of a step to all ranks and returns
+// the output rank's results in order. A rank that dies, fails or does not finish a step within the timeout
+// fails the step with a clear error and aborts the groups, so the other ranks stop waiting; the program
+// cannot run again.
 import { Worker } from 'node:worker_threads';
 import { BackendError, type LaunchArgs, type Program, type StepBatch } from '@zinfer/core';
 import type { RankInit, RankReply, RankRequest } from '../rank-worker.js';
 import { closeGroups, createGridGroups, outputRank } from './groups.js';
 import { concat, splitBatch } from './micro-batches.js';
+import { abortNcclGrid, createNcclGrid, rankFactory } from './nccl-grid.js';
 
 interface Pending {
-  replies: number;
+  /** Ranks that have not answered yet. */
+  waiting: Set<number>;
   out: Float32Array | null;
+  timer: ReturnType<typeof setTimeout>;
   resolve: (out: Float32Array) => void;
   reject: (e: Error) => void;
 }
 
-export async function launchWorkers(args: LaunchArgs, microBatches: (batch: StepBatch) => number): Promise<Program> {
+export interface WorkerLaunchOptions {
+  /** A step not finished by every rank within this many ms fails as a hung rank (default 30 000). */
+  timeoutMs?: number;
+}
+
+/** How long ranks get to abort their own NCCL communicators before the leader aborts those of stuck ranks. */
+const ABORT_GRACE_MS = 1000;
+/** How long a rank gets to free its device memory on dispose before it is terminated. */
+const DISPOSE_GRACE_MS = 10_000;
+
+export async function launchWorkers(args: LaunchArgs, microBatches: (batch: StepBatch) => number, opts: WorkerLaunchOptions = {}): Promise<Program> {
   const { plan, backend, kvCache, model } = args;
   const factory = backend.factory;
   if (!factory) throw new BackendError(`backend ${backend.name} cannot run in worker threads: it has no factory`, { field: 'backend.factory', expected: '{ module, exportName }', found: 'none' });
-  const groups = createGridGroups(plan);
+  const timeoutMs = opts.timeoutMs ?? 30_000;
+  const nccl = backend.deviceCollectives === 'nccl' ? createNcclGrid(plan, factory) : null;
+  const groups = nccl ? null : createGridGroups(plan);
   const out = outputRank(plan);
-  const workers = plan.ranks.map((rank, r) => spawnRank({ rank: r, factory, graph: rank.graph, shards: [...rank.shards], model, kvCache, groups, returnsOutput: r === out }));
+  const workers = plan.ranks.map((rank, r) => spawnRank({
+    rank: r, factory: nccl ? rankFactory(factory, nccl.firstDevice + r) : factory, graph: rank.graph, shards: [...rank.shards],
+    model, kvCache, groups, nccl, returnsOutput: r === out,
+  }));
   const pending = new Map<number, Pending>();
+  const exited = new Set<number>();
   let broken: Error | null = null;
   let disposed = false;
   let nextId = 1;
 
+  const abortGroups = () => {
+    if (groups) return void closeGroups(groups);
+    for (const [r, w] of workers.entries()) if (!exited.has(r)) w.postMessage({ type: 'abort' } satisfies RankRequest);
+    // Ranks blocked inside a collective cannot read that message: abort theirs from here.
+    setTimeout(() => abortNcclGrid(nccl!), ABORT_GRACE_MS).unref();
+  };
   const breakAll = (e: Error) => {
-    broken ??= e;
-    for (const p of pending.values()) p.reject(broken);
+    if (broken) return;
+    broken = e;
+    for (const p of pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(e);
+    }
     pending.clear();
-    void closeGroups(groups);
+    abortGroups();
   };
 
   const ready = workers.map((w, r) => new Promise<void>((resolve, reject) => {
     w.on('message', (m: RankReply) => {
       if (m.type === 'ready') return resolve();
+      if (m.type === 'disposed') return;
       if (m.type === 'error') {
         const e = new BackendError(`rank ${r}: ${m.error.message}`);
-        return m.id < 0 ? reject(e) : breakAll(e);
+        reject(e);
+        return breakAll(e);
       }
       const p = pending.get(m.id);
       if (!p) return;
       if (r === out) p.out = m.out;
-      if (++p.replies === workers.length) {
+      p.waiting.delete(r);
+      if (p.waiting.size === 0) {
+        clearTimeout(p.timer);
         pending.delete(m.id);
         p.resolve(p.out!);
       }
     });
     w.on('error', (e) => {
-      reject(e);
-      breakAll(new BackendError(`rank ${r} failed: ${e.message}`));
+      const err = new BackendError(`rank ${r} failed: ${e.message}`);
+      reject(err);
+      breakAll(err);
     });
     w.on('exit', (code) => {
+      exited.add(r);
       const e = new BackendError(`rank ${r} exited (code ${code})`);
       reject(e);
       if (!disposed) breakAll(e);
@@ -70,7 +107,13 @@ export async function launchWorkers(args: LaunchArgs, microBatches: (batch: Step
   const send = (batch: StepBatch): Promise<Float32Array> => {
     const id = nextId++;
     return new Promise((resolve, reject) => {
-      pending.set(id, { replies: 0, out: null, resolve, reject });
+      const waiting = new Set(workers.keys());
+      const timer = setTimeout(() => {
+        breakAll(new BackendError(`rank${waiting.size > 1 ? 's' : ''} ${[...waiting].join(', ')} did not finish a step within ${timeoutMs} ms: hung or stuck in a collective`, {
+          field: 'parallel timeoutMs', expected: `a step within ${timeoutMs} ms`, found: `no answer from rank ${[...waiting].join(', ')}`,
+        }));
+      }, timeoutMs);
+      pending.set(id, { waiting, out: null, timer, resolve, reject });
       for (const w of workers) w.postMessage({ type: 'run', id, batch } satisfies RankRequest);
     });
   };
@@ -82,11 +125,32 @@ export async function launchWorkers(args: LaunchArgs, microBatches: (batch: Step
       return concat(await Promise.all(splitBatch(batch, microBatches(batch)).map(send)));
     },
     async dispose() {
+      if (disposed) return;
       disposed = true;
-      await closeGroups(groups);
+      if (broken) {
+        if (nccl) abortNcclGrid(nccl);
+      } else {
+        // Healthy ranks free their device memory and communicators; the grace covers a stuck one.
+        await Promise.all(workers.map((w, r) => exitOf(w, r, exited, () => w.postMessage({ type: 'dispose' } satisfies RankRequest))));
+      }
+      if (groups) await closeGroups(groups);
       await Promise.all(workers.map((w) => w.terminate()));
     },
   };
+}
+
+/** Resolves when worker r has exited, or after the dispose grace. */
+function exitOf(w: Worker, r: number, exited: Set<number>, start: () => void): Promise<void> {
+  if (exited.has(r)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, DISPOSE_GRACE_MS);
+    timer.unref();
+    w.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    start();
+  });
 }
 
 /** Starts a rank's worker: the built rank-worker.js, or through tsx when running from TypeScript sources. */

@@ -1,0 +1,92 @@
+// NCCL communicators for a rank grid (backends with deviceCollectives 'nccl'): the leader makes one
+// ncclUniqueId per group of more than one rank (a tensor group per stage, a pipeline group per tensor
+// rank, as groups.ts lays them out) and checks there is a device for every rank; each rank's worker makes
+// its device current and joins its groups. Handles live in shared cells so the leader can abort a stuck rank.
+import { BackendError, ConfigError, type BackendFactory, type ParallelPlan } from '@zinfer/core';
+import { Nccl } from '../nccl/api.js';
+import { abortCells, CommCell, createCommCells, type CommCells } from '../nccl/comm-cell.js';
+import { NcclCommunicator } from '../nccl/communicator.js';
+import { bindDevice, cudaDeviceCount } from '../nccl/cuda-context.js';
+import { placeOf } from './groups.js';
+
+export interface NcclGrid {
+  tensorSize: number;
+  stages: number;
+  /** Device of rank 0; rank r runs on firstDevice + r. */
+  firstDevice: number;
+  /** ncclUniqueId of each stage's tensor group, null where the group has one rank. */
+  tensorIds: (Uint8Array | null)[];
+  /** ncclUniqueId of each tensor rank's pipeline group, null with one stage. */
+  pipelineIds: (Uint8Array | null)[];
+  /** Two cells a rank: its tensor communicator, then its pipeline communicator. */
+  cells: CommCells;
+}
+
+export interface RankComms {
+  communicator?: NcclCommunicator;
+  pipeline?: NcclCommunicator;
+}
+
+/** The device of the backend's first rank: `device` in its factory options, default 0. */
+export function firstDeviceOf(factory: BackendFactory): number {
+  const o = factory.options;
+  if (o !== undefined && (typeof o !== 'object' || o === null)) throw new ConfigError('a backend with device collectives needs object factory options', { field: 'backend.factory.options', expected: 'an object or nothing', found: typeof o });
+  const d = (o as { device?: unknown } | undefined)?.device ?? 0;
+  if (!(typeof d === 'number' && Number.isInteger(d) && d >= 0)) throw new ConfigError('invalid first device', { field: 'backend.factory.options.device', expected: 'an integer ≥ 0', found: String(d) });
+  return d;
+}
+
+/** The factory that makes rank r's backend: the same options on device firstDevice + r. */
+export function rankFactory(factory: BackendFactory, device: number): BackendFactory {
+  return { ...factory, options: { ...(factory.options as object | undefined), device } };
+}
+
+export function createNcclGrid(plan: ParallelPlan, factory: BackendFactory): NcclGrid {
+  const ranks = plan.ranks.length;
+  const firstDevice = firstDeviceOf(factory);
+  const devices = cudaDeviceCount();
+  if (firstDevice + ranks > devices) {
+    throw new ConfigError(`the parallel plan needs ${ranks} GPUs from device ${firstDevice}, and ${devices} are visible`, {
+      field: 'parallel', expected: `at most ${devices - firstDevice} ranks (one GPU each)`, found: `${ranks} ranks`,
+    });
+  }
+  const nccl = Nccl.load(); // here first, so NCCL reads its environment (NCCL_NVLS_ENABLE=0) on this thread
+  const tensorSize = ranks / plan.stages;
+  const idFor = (size: number) => (size > 1 ? nccl.uniqueId() : null);
+  return {
+    tensorSize,
+    stages: plan.stages,
+    firstDevice,
+    tensorIds: Array.from({ length: plan.stages }, () => idFor(tensorSize)),
+    pipelineIds: Array.from({ length: tensorSize }, () => idFor(plan.stages)),
+    cells: createCommCells(2 * ranks),
+  };
+}
+
+/**
+ * On rank r's thread: makes its device current and joins its tensor group, then its pipeline group
+ * (every rank joins in that order, so the blocking joins cannot wait on each other in a cycle).
+ */
+export function joinNcclGrid(grid: NcclGrid, rank: number): RankComms {
+  bindDevice(grid.firstDevice + rank);
+  const nccl = Nccl.load();
+  const { stage, tensorRank } = placeOf(rank, grid.tensorSize);
+  const join = (id: Uint8Array | null, size: number, at: number, cellIndex: number) => {
+    if (!id) return undefined;
+    const cell = new CommCell(grid.cells, cellIndex);
+    const comm = nccl.initRank(size, id, at);
+    if (!cell.publish(comm)) {
+      nccl.api.ncclCommAbort(comm); // the leader gave up on the grid while this rank was joining
+      throw new BackendError(`rank ${rank} joined its NCCL group after the launch was abandoned`);
+    }
+    return new NcclCommunicator(nccl, cell, at, size);
+  };
+  const communicator = join(grid.tensorIds[stage], grid.tensorSize, tensorRank, 2 * rank);
+  const pipeline = join(grid.pipelineIds[tensorRank], grid.stages, stage, 2 * rank + 1);
+  return { communicator, pipeline };
+}
+
+/** The leader's last resort: aborts every communicator of the grid still live (their owners are stuck). */
+export function abortNcclGrid(grid: NcclGrid): void {
+  abortCells(Nccl.load(), grid.cells);
+}
