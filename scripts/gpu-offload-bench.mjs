@@ -89,7 +89,7 @@ const save = () => {
 /** Runs `node this --child name` (or another command) with a time limit; returns its last stdout line as JSON. */
 function child(name, args, limitS, cmd = null) {
   const argv = cmd ?? [process.execPath, SELF, '--child', name, JSON.stringify(args)];
-  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', timeout: limitS * 1000, maxBuffer: 64 << 20, killSignal: 'SIGKILL', env: { ...process.env, PYTHONUNBUFFERED: '1', NCCL_NVLS_ENABLE: '0' } });
+  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', timeout: Math.max(1, Math.floor(limitS * 1000)), maxBuffer: 64 << 20, killSignal: 'SIGKILL', env: { ...process.env, PYTHONUNBUFFERED: '1', NCCL_NVLS_ENABLE: '0' } });
   for (const line of `${r.stdout || ''}\n${r.stderr || ''}`.split('\n').filter(Boolean).slice(-30)) log(`   ${name}: ${line.slice(0, 300)}`);
   if (r.error) throw new Error(`${name}: ${r.error.message}`);
   if (r.status !== 0) throw new Error(`${name} exited ${r.status ?? r.signal}: ${(r.stderr || '').slice(-1500)}`);

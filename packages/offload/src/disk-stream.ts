@@ -17,6 +17,8 @@ interface Slot {
 
 export class DiskStream extends StreamBase {
   private readonly slots: Slot[];
+  /** Loads waiting for a buffer to be released. */
+  private readonly waiters: (() => void)[] = [];
 
   constructor(groups: readonly (readonly WeightName[])[], prefetch: number, private readonly tier: DiskTier, private readonly regions: readonly DiskRegion[], buffers: readonly AlignedBuffer[]) {
     super(groups, prefetch);
@@ -30,10 +32,17 @@ export class DiskStream extends StreamBase {
   protected async load(group: number): Promise<StreamedWeight[]> {
     const ahead = this.window(group);
     let slot = this.slots.find((s) => s.group === group);
-    if (!slot) {
-      slot = this.victim(ahead, true);
-      if (!slot) throw new Error(`no free read buffer for stream group ${group}: a program holds at most prefetch + 1 groups`);
-      this.start(slot, group);
+    while (!slot) {
+      // Every buffer is held: a program (the CUDA one releases a group once its copy has landed) may ask
+      // for g + prefetch + 1 before that; wait for a release rather than fail.
+      const free = this.victim(ahead, true);
+      if (free) {
+        slot = free;
+        this.start(slot, group);
+      } else {
+        await new Promise<void>((resolve) => this.waiters.push(resolve));
+        slot = this.slots.find((s) => s.group === group);
+      }
     }
     slot.held = true;
     for (const g of ahead) {
@@ -53,6 +62,7 @@ export class DiskStream extends StreamBase {
   protected unload(group: number): void {
     const slot = this.slots.find((s) => s.group === group && s.held);
     if (slot) slot.held = false;
+    for (const wake of this.waiters.splice(0)) wake();
   }
 
   /** The groups wanted next after `group`, nearest first. */

@@ -1,25 +1,23 @@
-// The host tier (CPU DRAM): streamed weights in one arena, page-locked when the backend offers allocHost
-// (so the device copies from it at full PCIe speed), one contiguous region per group.
+// The host tier (CPU DRAM): streamed weights page-locked when the backend offers allocHost (so the device
+// copies from it at full PCIe speed), one contiguous allocation per group. Not one arena for the tier: a
+// 95 GB model would need a single ArrayBuffer over 95 GB of pinned memory, which Node cannot make.
 import { CapacityError, type HostTensor, type OffloadTier, type StreamedWeight, type WeightName } from '@zinfer/core';
 import { TENSOR_ALIGN } from './align.js';
 import { copyGroup, entryView, groupViews, layoutGroup, type GroupLayout, type WeightEntry } from './group-layout.js';
 
 export interface HostRegion {
   layout: GroupLayout;
-  base: number;
+  buffer: ArrayBuffer;
 }
 
 export class HostTier implements OffloadTier {
   readonly name = 'host';
   readonly level = 'host' as const;
-  private readonly arena: ArrayBuffer;
   private used = 0;
-  private readonly where = new Map<WeightName, { entry: WeightEntry; base: number }>();
+  private readonly where = new Map<WeightName, { entry: WeightEntry; buffer: ArrayBuffer }>();
 
-  /** `capacityBytes` is allocated at once, through `alloc` (the backend's allocHost, or plain memory). */
-  constructor(alloc: (bytes: number) => ArrayBuffer, readonly capacityBytes: number) {
-    this.arena = alloc(capacityBytes);
-  }
+  /** Up to `capacityBytes`, allocated group by group through `alloc` (the backend's allocHost, or plain memory). */
+  constructor(private readonly alloc: (bytes: number) => ArrayBuffer, readonly capacityBytes: number) {}
 
   get usedBytes(): number {
     return this.used;
@@ -31,16 +29,16 @@ export class HostTier implements OffloadTier {
     if (this.used + layout.regionBytes > this.capacityBytes) {
       throw new CapacityError('the host tier is full', { field: 'offload.hostMemory', expected: `at most ${this.capacityBytes} bytes`, found: `${this.used + layout.regionBytes} bytes` });
     }
-    const base = this.used;
-    copyGroup(layout, weights, new Uint8Array(this.arena, base, layout.regionBytes));
-    for (const entry of layout.entries) this.where.set(entry.name, { entry, base });
+    const buffer = this.alloc(layout.regionBytes);
+    copyGroup(layout, weights, new Uint8Array(buffer, 0, layout.regionBytes));
+    for (const entry of layout.entries) this.where.set(entry.name, { entry, buffer });
     this.used += layout.regionBytes;
-    return { layout, base };
+    return { layout, buffer };
   }
 
-  /** The group's tensors: views over the arena, no copy. */
+  /** The group's tensors: views over its allocation, no copy. */
   groupViews(region: HostRegion): StreamedWeight[] {
-    return groupViews(region.layout, this.arena, region.base);
+    return groupViews(region.layout, region.buffer, 0);
   }
 
   async put(name: WeightName, tensor: HostTensor): Promise<void> {
@@ -50,10 +48,10 @@ export class HostTier implements OffloadTier {
   async fetch(name: WeightName): Promise<HostTensor> {
     const w = this.where.get(name);
     if (!w) throw new CapacityError('the host tier does not hold this weight', { field: 'offload', tensor: name });
-    return entryView(w.entry, this.arena, w.base);
+    return entryView(w.entry, w.buffer, 0);
   }
 
-  /** Forgets the weight (arena space is reclaimed only when the tier goes). */
+  /** Forgets the weight (its group's allocation is reclaimed only when the tier goes). */
   async release(name: WeightName): Promise<void> {
     this.where.delete(name);
   }

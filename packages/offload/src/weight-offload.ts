@@ -15,7 +15,7 @@ export interface WeightOffloadOptions {
   dir?: string;
   /** Groups fetched ahead of the one computing (default 1). */
   prefetch?: number;
-  /** Disk read buffers (default prefetch + 1; at least that). */
+  /** Disk read buffers (default prefetch + 2: the program may hold prefetch + 1 while the disk reads the next; at least prefetch + 1). */
   buffers?: number;
   /** Try O_DIRECT reads on the disk tier (default true; falls back where the filesystem refuses). */
   directIo?: boolean;
@@ -37,7 +37,7 @@ function checkOptions(o: WeightOffloadOptions): CheckedOptions {
   if (o.tier !== 'host' && o.tier !== 'disk') throw new ConfigError('unknown offload tier', { field: 'offload.tier', expected: "'host' or 'disk'", found: String(o.tier) });
   const prefetch = o.prefetch ?? 1;
   count(prefetch, 'offload.prefetch', 0);
-  const buffers = o.buffers ?? prefetch + 1;
+  const buffers = o.buffers ?? prefetch + 2;
   count(buffers, 'offload.buffers', prefetch + 1);
   for (const field of ['deviceMemory', 'hostMemory'] as const) if (o[field] !== undefined) count(o[field]!, `offload.${field}`, 0);
   if (o.hostMemory !== undefined && o.tier !== 'host') throw new ConfigError('hostMemory only applies to the host tier', { field: 'offload.hostMemory', expected: "tier 'host'", found: `tier '${o.tier}'` });

@@ -58,4 +58,26 @@ test('disk stream: the next group is read while the current one computes', async
   }
 });
 
+test('disk stream: an acquire beyond the free buffers waits for a release instead of failing', async () => {
+  const { graph, tensors } = tinyLlama(Rng.fromSeed(12), { ...TINY_LLAMA, numLayers: 4 }, 'f32');
+  const p = (await weightOffload({ tier: 'disk', prefetch: 1, buffers: 2 }).place({ graph, weights: memoryWeights(tensors), backend: referenceBackend() })) as WeightPlacement;
+  try {
+    const s = p.stream!;
+    await s.acquire(0);
+    await s.acquire(1);
+    let third = false;
+    const pending = s.acquire(2).then((w) => ((third = true), w));
+    await new Promise((r) => setTimeout(r, 20));
+    assert.not.ok(third, 'both buffers are held: group 2 waits');
+    s.release(0);
+    const w = await pending;
+    assert.equal(w.map((x) => x.name), s.groups[2]);
+    assert.ok(w.every((x) => x.tensor.data.every((v, i) => Object.is(v, tensors.get(x.name)!.data[i]))), 'group 2 read into the freed buffer');
+    s.release(1);
+    s.release(2);
+  } finally {
+    await p.close();
+  }
+});
+
 test.run();

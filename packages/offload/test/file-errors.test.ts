@@ -25,8 +25,8 @@ const DAMAGE: [string, (file: string) => void, RegExp][] = [
 
 for (const [what, damage, message] of DAMAGE) {
   test(`an offload file ${what} during a run fails the step with the file and group named`, async () => {
-    // prefetch 0: one read buffer for two layers, so every step reads from the file again.
-    const e = await createEngine({ model: join(MODELS, 'llama3'), backend: referenceBackend(), offload: weightOffload({ tier: 'disk', prefetch: 0 }) });
+    // prefetch 0 and one read buffer for two layers, so every step reads from the file again.
+    const e = await createEngine({ model: join(MODELS, 'llama3'), backend: referenceBackend(), offload: weightOffload({ tier: 'disk', prefetch: 0, buffers: 1 }) });
     try {
       const ids = inputIds('llama3');
       const ok = await e.generate({ inputIds: ids, maxTokens: 2, temperature: 0 }).result;
