@@ -60,12 +60,17 @@ export class Nccl {
   private constructor(readonly api: NcclApi, readonly path: string, readonly version: number) {}
 
   /**
-   * Loads NCCL once for this thread. NVLink multicast (NVLS) stays off unless the environment says
-   * otherwise: it must be set before NCCL first reads its environment, which the leader thread does.
+   * Loads NCCL once for this thread. Two defaults unless the environment sets them, in place before NCCL
+   * first reads its environment (the leader thread loads it first, and worker threads share its C
+   * environment): NVLink multicast (NVLS) off; and no "direct pointer" P2P between ranks of this one
+   * process, in which NCCL reads and writes a peer GPU's user buffers, which the CUDA backend takes from
+   * a stream-ordered pool that other devices are not granted access to (ranks then use NCCL's own P2P
+   * buffers, as separate processes would).
    */
   static load(options?: NcclDiscovery): Nccl {
     if (loaded) return loaded;
     process.env.NCCL_NVLS_ENABLE ??= '0';
+    process.env.NCCL_P2P_DIRECT_DISABLE ??= '1';
     const path = findNccl(options);
     let api: NcclApi;
     try {
