@@ -9,5 +9,6 @@ export { launchPlan, type LaunchOptions } from './launch.js';
 export { Nccl, NCCL_DTYPE, UNIQUE_ID_BYTES } from './nccl/api.js';
 export { findNccl, ncclSearchDirs, type NcclDiscovery } from './nccl/library.js';
 export { NcclCommunicator, NcclDeviceCollectives } from './nccl/communicator.js';
-export { bindDevice, cudaDeviceCount } from './nccl/cuda-context.js';
+export { bindDevice, cudaDeviceCount, StagingBuffers } from './nccl/cuda-context.js';
+export { abortNcclGrid, createNcclGrid, joinNcclGrid, type NcclGrid, type RankComms } from './launch/nccl-grid.js';
 export { createCommCells, CommCell, type CommCells } from './nccl/comm-cell.js';

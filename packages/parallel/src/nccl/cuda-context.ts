@@ -108,12 +108,12 @@ export class StagingBuffers {
     return this.buffers[i].ptr;
   }
 
-  upload(dst: bigint, src: Float32Array): void {
+  upload(dst: bigint, src: ArrayBufferView): void {
     if (src.byteLength) check(this.api, 'cuMemcpyHtoDAsync_v2', this.api.cuMemcpyHtoDAsync_v2(dst, src, src.byteLength, this.stream));
   }
 
   /** Copies back after the stream's earlier work (the collective) is done. */
-  download(dst: Float32Array, src: bigint): void {
+  download(dst: ArrayBufferView, src: bigint): void {
     if (dst.byteLength) check(this.api, 'cuMemcpyDtoHAsync_v2', this.api.cuMemcpyDtoHAsync_v2(dst, src, dst.byteLength, this.stream));
     this.synchronize();
   }

@@ -1,0 +1,256 @@
+#!/usr/bin/env node
+// Checks tensor and pipeline parallelism on CUDA ranks (one GPU each, NCCL between them), in plain JS
+// against the built packages (the bundle of scripts/gpu-bundle.sh; run it where several GPUs are visible):
+//   1. NCCL through @zinfer/parallel's communicator over every visible GPU, one worker thread a GPU:
+//      all-reduce (sum, max; f32 through the host path, bf16 through the device path), all-gather,
+//      uneven all-to-all, send/recv along a pipeline of every GPU, and the latency of 8 KB all-reduces.
+//   2. Every fixture model through createEngine with cudaBackend({ activations: 'f32' }) under tp 2,
+//      tp 4 (4+ GPUs), pp 2 and pp 2 × tp 2 (4+ GPUs): greedy tokens identical to the single-GPU run and
+//      prompt logits within 1e-3 of it. MoE fixtures run where the cuda backend has their ops (else SKIP).
+// Prints one line per case and a PASS/FAIL/SKIP table; writes $OUT/parallel-check-h100.json (after every
+// case). Exit codes: 0 all passed; 1 a check failed; 2 setup problem; 3 fewer than 2 GPUs (or none).
+// ZINFER_PARALLEL_CHECK_MODELS=llama2,gpt2 limits part 2 to those fixtures. ZINFER_PARALLEL_CHECK_DRY=1
+// runs part 2 on the reference backend with shared-memory ranks and skips part 1 (tests this script here).
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+
+process.env.NCCL_NVLS_ENABLE ??= '0'; // never NVLink multicast on these machines (before NCCL loads)
+
+if (isMainThread) await main();
+else parentPort.postMessage(await rankChecks(workerData));
+
+// ---------------------------------------------------------------------------------------------------
+// Part 1, in each rank's worker thread.
+
+async function rankChecks({ rank, size, tpGrid, ppGrid }) {
+  const par = await import('@zinfer/parallel');
+  const results = [];
+  const check = async (name, fn) => {
+    try {
+      results.push({ name, ok: true, detail: (await fn()) ?? '' });
+    } catch (e) {
+      results.push({ name, ok: false, detail: String(e?.message ?? e).slice(0, 500) });
+    }
+  };
+  const { communicator: tp } = par.joinNcclGrid(tpGrid, rank);
+  const { pipeline: pp } = par.joinNcclGrid(ppGrid, rank);
+  const expect = (cond, what) => {
+    if (!cond) throw new Error(what);
+  };
+  await check('allReduce sum f32 (1,000,003 values, host path)', async () => {
+    const buf = Float32Array.from({ length: 1_000_003 }, (_, i) => (rank + 1) * ((i % 7) + 1));
+    await tp.allReduce(buf);
+    const total = (size * (size + 1)) / 2;
+    const bad = buf.findIndex((v, i) => v !== total * ((i % 7) + 1));
+    expect(bad < 0, `element ${bad}: ${buf[bad]} != ${total * ((bad % 7) + 1)}`);
+  });
+  await check('allReduce max f32', async () => {
+    const buf = Float32Array.from({ length: 4099 }, (_, i) => ((i + rank) % size) - 0.5);
+    await tp.allReduce(buf, 'max');
+    expect(buf.every((v) => v === size - 1.5), 'max differs');
+  });
+  await check('allGather f32 (1001 values a rank, rank order)', async () => {
+    const send = Float32Array.from({ length: 1001 }, (_, i) => rank * 1000 + i);
+    const recv = new Float32Array(1001 * size);
+    await tp.allGather(send, recv);
+    const bad = recv.findIndex((v, j) => v !== Math.floor(j / 1001) * 1000 + (j % 1001));
+    expect(bad < 0, `element ${bad}: ${recv[bad]}`);
+  });
+  await check('allToAll f32, uneven counts', async () => {
+    const count = (src, dst) => ((src + dst) % 3) + 1;
+    const sendCounts = Array.from({ length: size }, (_, d) => count(rank, d));
+    const recvCounts = Array.from({ length: size }, (_, s) => count(s, rank));
+    const send = Float32Array.from(sendCounts.flatMap((c, d) => Array.from({ length: c }, (_, k) => rank * 100 + d + k / 8)));
+    const recv = new Float32Array(recvCounts.reduce((a, b) => a + b, 0));
+    await tp.allToAll(send, recv, sendCounts, recvCounts);
+    const want = recvCounts.flatMap((c, s) => Array.from({ length: c }, (_, k) => s * 100 + rank + k / 8));
+    expect(want.every((v, j) => v === recv[j]), `got ${Array.from(recv).join(',')}, want ${want.join(',')}`);
+  });
+  await check('send/recv along a pipeline of every GPU', async () => {
+    const buf = new Float32Array(65_537);
+    if (rank === 0) buf.forEach((_, i) => (buf[i] = i));
+    else await pp.recv(buf, rank - 1);
+    if (rank > 0) buf.forEach((v, i) => (buf[i] = v + 1));
+    if (rank < size - 1) await pp.send(buf, rank + 1);
+    else expect(buf.every((v, i) => v === i + size - 1), 'values changed on the way');
+  });
+  await check('allReduce sum bf16 on the device path (program-style enqueue)', async () => {
+    const n = 12_345;
+    const staging = new par.StagingBuffers();
+    try {
+      const bits = new Uint16Array(n).fill(bf16Bits(rank + 1));
+      const d = staging.buffer(0, n * 2);
+      staging.upload(d, bits);
+      tp.device.allReduce(d, d, n, 'bf16', staging.stream);
+      staging.download(bits, d);
+      const want = bf16Bits((size * (size + 1)) / 2);
+      expect(bits.every((b) => b === want), 'bf16 sum differs');
+      // Latency: 8 KB (4096 f16) all-reduces enqueued back to back, as a decode step does.
+      const x = staging.buffer(1, 8192);
+      for (let i = 0; i < 20; i++) tp.device.allReduce(x, x, 4096, 'f16', staging.stream);
+      staging.synchronize();
+      const t0 = performance.now();
+      for (let i = 0; i < 200; i++) tp.device.allReduce(x, x, 4096, 'f16', staging.stream);
+      staging.synchronize();
+      return `8 KB all-reduce ${(((performance.now() - t0) / 200) * 1000).toFixed(1)} µs each (200 back to back)`;
+    } finally {
+      staging.dispose();
+    }
+  });
+  await tp.close();
+  await pp.close();
+  return { rank, results };
+}
+
+function bf16Bits(v) {
+  return new Uint32Array(Float32Array.of(v).buffer)[0] >>> 16; // small integers are exact in bf16
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The leader: part 1's workers, then part 2.
+
+async function main() {
+  const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+  const OUT = process.env.OUT || join(tmpdir(), 'zinfer-parallel-check');
+  mkdirSync(OUT, { recursive: true });
+  const dry = process.env.ZINFER_PARALLEL_CHECK_DRY === '1';
+  let core, par, cuda, reference;
+  try {
+    core = await import('@zinfer/core');
+    par = await import('@zinfer/parallel');
+    cuda = await import('@zinfer/kernels/cuda');
+    reference = await import('@zinfer/kernels/reference');
+  } catch (e) {
+    console.log(`SETUP: cannot import the built packages (${e.message}); run scripts/gpu-bundle.sh and unpack the bundle`);
+    process.exit(2);
+  }
+  const results = { date: new Date().toISOString(), node: process.version, gpus: 0, nccl: null, cases: [] };
+  const save = () => writeFileSync(join(OUT, 'parallel-check-h100.json'), JSON.stringify(results, null, 2));
+  const record = (group, name, status, detail = '', ms = 0) => {
+    results.cases.push({ group, name, status, ms, detail });
+    console.log(`${status} [${group}] ${name}${ms ? ` (${ms} ms)` : ''}${detail ? `  ${detail}` : ''}`);
+    save();
+  };
+
+  let gpus = 4;
+  if (!dry) {
+    try {
+      gpus = par.cudaDeviceCount();
+      const nccl = par.Nccl.load();
+      results.nccl = { version: nccl.versionString, path: nccl.path };
+      console.log(`== ${gpus} GPUs; NCCL ${nccl.versionString} (${nccl.path}); NCCL_NVLS_ENABLE=${process.env.NCCL_NVLS_ENABLE}`);
+    } catch (e) {
+      console.log(`NO GPUS: ${e.message}`);
+      save();
+      process.exit(3);
+    }
+    results.gpus = gpus;
+    if (gpus < 2) {
+      console.log(`only ${gpus} GPU visible: the parallel check needs 2 or more`);
+      save();
+      process.exit(3);
+    }
+    await ncclChecks(par, gpus, record);
+  } else {
+    record('nccl', 'NCCL collectives', 'SKIP', 'dry run: reference backend, shared-memory ranks');
+  }
+  await fixtureChecks({ core, par, cuda, reference, dry, gpus, ROOT, record });
+
+  const count = (s) => results.cases.filter((c) => c.status === s).length;
+  console.log('\n== summary');
+  console.log('status  group      case');
+  for (const c of results.cases) console.log(`${c.status.padEnd(7)} ${c.group.padEnd(10)} ${c.name}`);
+  console.log(`${count('PASS')} passed, ${count('FAIL')} failed, ${count('SKIP')} skipped; results in ${join(OUT, 'parallel-check-h100.json')}`);
+  save();
+  process.exit(count('FAIL') ? 1 : 0);
+}
+
+async function ncclChecks(par, gpus, record) {
+  const t0 = performance.now();
+  const plan = (stages) => ({ ranks: new Array(gpus).fill(null), stages });
+  const factory = { module: '', exportName: '' };
+  const tpGrid = par.createNcclGrid(plan(1), factory);
+  const ppGrid = par.createNcclGrid(plan(gpus), factory);
+  const workers = Array.from({ length: gpus }, (_, rank) => new Worker(new URL(import.meta.url), { workerData: { rank, size: gpus, tpGrid, ppGrid } }));
+  let timer;
+  const timeout = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('ranks did not finish within 90 s')), 90_000)));
+  try {
+    const answers = await Promise.race([Promise.all(workers.map((w) => new Promise((resolve, reject) => {
+      w.once('message', resolve);
+      w.once('error', reject);
+    }))), timeout]);
+    const ms = Math.round(performance.now() - t0);
+    for (const [i, { name }] of answers[0].results.entries()) {
+      const failed = answers.filter((a) => !a.results[i].ok);
+      const detail = failed.length ? failed.map((a) => `rank ${a.rank}: ${a.results[i].detail}`).join('; ') : answers.map((a) => a.results[i].detail).filter(Boolean)[0] ?? '';
+      record('nccl', `${name}, ${gpus} GPUs`, failed.length ? 'FAIL' : 'PASS', detail);
+    }
+    record('nccl', 'init, checks and teardown', 'PASS', '', ms);
+  } catch (e) {
+    par.abortNcclGrid(tpGrid);
+    par.abortNcclGrid(ppGrid);
+    record('nccl', `NCCL collectives over ${gpus} GPUs`, 'FAIL', e.message);
+  } finally {
+    clearTimeout(timer);
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
+}
+
+async function fixtureChecks({ core, par, cuda, reference, dry, gpus, ROOT, record }) {
+  const cacheDir = join(tmpdir(), 'zinfer-cuda-cache');
+  const backend = () => (dry ? reference.referenceBackend() : cuda.cudaBackend({ activations: 'f32', cacheDir }));
+  const configs = [
+    ['tp 2', () => par.tensorParallel({ size: 2 }), 2],
+    ['tp 4', () => par.tensorParallel({ size: 4 }), 4],
+    ['pp 2', () => par.pipelineParallel({ stages: 2 }), 2],
+    ['pp 2 × tp 2', () => par.pipelineParallel({ stages: 2, tensorSize: 2 }), 4],
+  ];
+  const only = process.env.ZINFER_PARALLEL_CHECK_MODELS?.split(',');
+  const dirs = ['models', 'moe'].flatMap((set) => {
+    const base = join(ROOT, 'fixtures', set);
+    return readdirSync(base).filter((d) => statSync(join(base, d)).isDirectory() && (!only || only.includes(d))).map((d) => [`${set === 'moe' ? 'moe/' : ''}${d}`, join(base, d)]);
+  });
+  for (const [name, dir] of dirs) {
+    const ids = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).input_ids;
+    const run = async (parallel) => {
+      const engine = await core.createEngine({ model: dir, backend: backend(), ...(parallel ? { parallel } : {}) });
+      try {
+        return await engine.generate({ inputIds: ids, maxTokens: 8, temperature: 0, ignoreEos: true, promptLogits: true }).result;
+      } finally {
+        await engine.close();
+      }
+    };
+    let base;
+    try {
+      base = await run(null);
+    } catch (e) {
+      const unsupported = /does not support op/.test(e.message);
+      record('fixtures', `${name}: single GPU`, unsupported ? 'SKIP' : 'FAIL', e.message.slice(0, 300));
+      continue;
+    }
+    for (const [label, strategy, need] of configs) {
+      const caseName = `${name}: ${label} == 1 GPU`;
+      if (need > gpus) {
+        record('fixtures', caseName, 'SKIP', `needs ${need} GPUs, ${gpus} visible`);
+        continue;
+      }
+      const t0 = performance.now();
+      try {
+        const got = await run(strategy());
+        let worst = 0;
+        got.promptLogits.forEach((row, p) => row.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - base.promptLogits[p][i]) || (Number.isNaN(v) ? Infinity : 0)))));
+        const same = got.tokens.length === base.tokens.length && got.tokens.every((t, i) => t === base.tokens[i]);
+        const msg = `logits max abs diff ${worst.toExponential(2)}`;
+        if (!same) throw new Error(`${msg}; greedy ${JSON.stringify(got.tokens)} != ${JSON.stringify(base.tokens)}`);
+        if (!(worst <= 1e-3)) throw new Error(`${msg} > 1e-3`);
+        record('fixtures', caseName, 'PASS', msg, Math.round(performance.now() - t0));
+      } catch (e) {
+        const refused = e instanceof core.ConfigError; // e.g. heads that do not divide by the ranks
+        record('fixtures', caseName, refused ? 'SKIP' : 'FAIL', e.message.slice(0, 400), Math.round(performance.now() - t0));
+      }
+    }
+  }
+}
