@@ -36,7 +36,20 @@ export class CudaDevice {
   /** What the last kernel load did: files compiled now, NVRTC version, seconds taken. */
   kernelLoad: { compiled: string[]; nvrtc: string; seconds: number } | null = null;
 
-  private constructor(readonly driver: CudaDriver, readonly props: DeviceProps, readonly ctx: Ptr) {}
+  private constructor(readonly driver: CudaDriver, readonly props: DeviceProps, readonly ctx: Ptr, private readonly pool: Ptr | null) {}
+
+  /**
+   * Gives the pool's cached free memory back to the device. The pool keeps freed memory (release
+   * threshold: everything) so steps do not return it at every synchronize; a disposed program's weights
+   * and KV cache must not stay reserved, or the next engine in this process (another tp size, a replica)
+   * finds the GPU full.
+   */
+  trimPool(): void {
+    const trim = this.driver.api.cuMemPoolTrimTo;
+    if (!this.pool || !trim) return;
+    this.enter();
+    this.driver.check('cuMemPoolTrimTo', trim(this.pool, 0));
+  }
 
   private static open_ = new Map<number, CudaDevice>();
 
@@ -83,7 +96,7 @@ export class CudaDevice {
     const pool: [Ptr | null] = [null];
     driver.check('cuDeviceGetDefaultMemPool', api.cuDeviceGetDefaultMemPool(pool, dev[0]));
     if (pool[0] !== null) driver.check('cuMemPoolSetAttribute', api.cuMemPoolSetAttribute(pool[0], CU.MEMPOOL_ATTR_RELEASE_THRESHOLD, BigUint64Array.of(2n ** 64n - 1n)));
-    const device = new CudaDevice(driver, props, ctx[0]);
+    const device = new CudaDevice(driver, props, ctx[0], pool[0]);
     CudaDevice.open_.set(ordinal, device);
     return device;
   }

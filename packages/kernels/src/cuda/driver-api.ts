@@ -62,10 +62,12 @@ export interface DriverApi {
   /** Weight streaming (copy-engine.ts, host-memory.ts): optional so a driver without them still runs resident programs. */
   cuStreamWaitEvent?: (stream: Ptr, event: Ptr, flags: number) => number;
   cuEventQuery?: (event: Ptr) => number;
+  /** Returns a pool's cached free memory to the device when a program is disposed (optional: fake drivers). */
+  cuMemPoolTrimTo?: (pool: Ptr, minBytesToKeep: number) => number;
   cuMemHostAlloc?: (pp: Out<Ptr | null>, bytes: number, flags: number) => number;
 }
 
-type Required_ = Exclude<keyof DriverApi, 'cuFuncGetParamInfo' | 'cuEventElapsedTime' | 'cuLaunchKernelEx' | 'cuStreamWaitEvent' | 'cuEventQuery' | 'cuMemHostAlloc'>;
+type Required_ = Exclude<keyof DriverApi, 'cuFuncGetParamInfo' | 'cuEventElapsedTime' | 'cuLaunchKernelEx' | 'cuStreamWaitEvent' | 'cuEventQuery' | 'cuMemHostAlloc' | 'cuMemPoolTrimTo'>;
 
 export const DRIVER_PROTOTYPES: Record<Required_, string> = {
   cuInit: 'int cuInit(unsigned int flags)',
@@ -122,6 +124,7 @@ export const OPTIONAL_DRIVER_PROTOTYPES = {
   cuLaunchKernelEx: 'int cuLaunchKernelEx(void *config, void *fn, void *params, void *extra)',
   cuStreamWaitEvent: 'int cuStreamWaitEvent(void *stream, void *event, unsigned int flags)',
   cuEventQuery: 'int cuEventQuery(void *event)',
+  cuMemPoolTrimTo: 'int cuMemPoolTrimTo(void *pool, size_t minBytesToKeep)',
   cuMemHostAlloc: 'int cuMemHostAlloc(_Out_ void **pp, size_t bytes, unsigned int flags)',
 } as const;
 
@@ -172,6 +175,7 @@ export function bindDriver(lib: LibraryHandle, path: string): DriverApi {
   api.cuLaunchKernelEx = optional(OPTIONAL_DRIVER_PROTOTYPES.cuLaunchKernelEx);
   api.cuStreamWaitEvent = optional(OPTIONAL_DRIVER_PROTOTYPES.cuStreamWaitEvent);
   api.cuEventQuery = optional(OPTIONAL_DRIVER_PROTOTYPES.cuEventQuery);
+  api.cuMemPoolTrimTo = optional(OPTIONAL_DRIVER_PROTOTYPES.cuMemPoolTrimTo);
   api.cuMemHostAlloc = optional(OPTIONAL_DRIVER_PROTOTYPES.cuMemHostAlloc);
   return api as DriverApi; // every required member was set above
 }

@@ -191,6 +191,7 @@ export class CudaStream implements Gpu {
     if (this.launchConfig) koffi.free(this.launchConfig.ptr);
     this.launchConfig = null;
     this.driver.check('cuStreamDestroy_v2', this.driver.api.cuStreamDestroy_v2(this.stream));
+    this.device.trimPool();
   }
 
   /**

@@ -1,5 +1,6 @@
 // NCCL communicators for a rank grid (backends with deviceCollectives 'nccl'): the leader makes one
-// ncclUniqueId per group of more than one rank (a tensor group per stage, a pipeline group per tensor
+// ncclUniqueId per group, one-rank groups included (a pipeline stage without tensor slicing still has
+// its graph's identity all-reduces, and a one-rank NCCL communicator runs them as device copies) (a tensor group per stage, a pipeline group per tensor
 // rank, as groups.ts lays them out) and checks there is a device for every rank; each rank's worker makes
 // its device current and joins its groups. Handles live in shared cells so the leader can abort a stuck rank.
 import { BackendError, ConfigError, type BackendFactory, type ParallelPlan } from '@zinfer/core';
@@ -14,9 +15,9 @@ export interface NcclGrid {
   stages: number;
   /** Device of rank 0; rank r runs on firstDevice + r. */
   firstDevice: number;
-  /** ncclUniqueId of each stage's tensor group, null where the group has one rank. */
+  /** ncclUniqueId of each stage's tensor group. */
   tensorIds: (Uint8Array | null)[];
-  /** ncclUniqueId of each tensor rank's pipeline group, null with one stage. */
+  /** ncclUniqueId of each tensor rank's pipeline group. */
   pipelineIds: (Uint8Array | null)[];
   /** Two cells a rank: its tensor communicator, then its pipeline communicator. */
   cells: CommCells;
@@ -52,7 +53,7 @@ export function createNcclGrid(plan: ParallelPlan, factory: BackendFactory): Ncc
   }
   const nccl = Nccl.load(); // here first, so NCCL reads its environment (NCCL_NVLS_ENABLE=0) on this thread
   const tensorSize = ranks / plan.stages;
-  const idFor = (size: number) => (size > 1 ? nccl.uniqueId() : null);
+  const idFor = (_size: number): Uint8Array | null => nccl.uniqueId();
   return {
     tensorSize,
     stages: plan.stages,
