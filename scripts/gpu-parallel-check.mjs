@@ -11,7 +11,7 @@
 // case). Exit codes: 0 all passed; 1 a check failed; 2 setup problem; 3 fewer than 2 GPUs (or none).
 // ZINFER_PARALLEL_CHECK_MODELS=llama2,gpt2 limits part 2 to those fixtures. ZINFER_PARALLEL_CHECK_DRY=1
 // runs part 2 on the reference backend with shared-memory ranks and skips part 1 (tests this script here).
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -211,6 +211,7 @@ async function fixtureChecks({ core, par, cuda, reference, dry, gpus, ROOT, reco
   const only = process.env.ZINFER_PARALLEL_CHECK_MODELS?.split(',');
   const dirs = ['models', 'moe'].flatMap((set) => {
     const base = join(ROOT, 'fixtures', set);
+    if (!existsSync(base)) return []; // the GPU bundle may carry fixtures/models only
     return readdirSync(base).filter((d) => statSync(join(base, d)).isDirectory() && (!only || only.includes(d))).map((d) => [`${set === 'moe' ? 'moe/' : ''}${d}`, join(base, d)]);
   });
   for (const [name, dir] of dirs) {
