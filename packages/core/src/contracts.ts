@@ -93,6 +93,12 @@ export interface Program {
    * so a device backend copies ids instead of [rows, vocab] logits to the host.
    */
   runArgmax?(batch: StepBatch): Promise<Int32Array>;
+  /**
+   * Optional, for Mixture-of-Experts graphs: tokens routed to each expert since compile, one array per
+   * moeRouter node in graph order (= MoE layer order), each of length `experts` (a token counts once per
+   * expert of its top-k). Routing statistics for /metrics and load-aware expert placement.
+   */
+  expertLoad?(): Promise<Float64Array[]>;
   /** Frees device memory; the program cannot run afterwards. */
   dispose(): Promise<void>;
 }
