@@ -1,9 +1,11 @@
 // createEngine: validates one config, loads the model, compiles its graph on the chosen backend, and
 // runs generation steps over many sequences at once. Requests join and leave between steps.
 import type { ModelSpec } from './architectures/index.js';
-import type { OffloadPlacement, Program } from './contracts.js';
+import type { OffloadPlacement, ParallelStrategy, Program } from './contracts.js';
 import { validateEngineConfig, type EngineConfig } from './engine-config.js';
-import { AbortError, BackendError, CapacityError, RequestError, TokenizerError } from './errors.js';
+import { AbortError, BackendError, BusyError, CapacityError, ConfigError, RequestError, TokenizerError } from './errors.js';
+import { ExpertLoadTotals } from './expert-load.js';
+import { launchRanks, type RelaunchContext } from './expert-load-relaunch.js';
 import { GenerationStream, type GenerationResult } from './generation-stream.js';
 import { BlockAllocator } from './kv-cache.js';
 import { loadModel } from './model.js';
@@ -35,6 +37,17 @@ export interface Engine {
   generate(request: GenerateRequest): GenerationStream;
   /** Runs one step over every admitted sequence. */
   step(): Promise<StepReport>;
+  /**
+   * Tokens routed to each expert per MoE layer since the engine started (across relaunches), or null when
+   * the backend keeps no routing statistics. Read between or during steps; it never delays a step.
+   * (Optional so that stand-in engines need not implement it; createEngine's engines do.)
+   */
+  expertLoad?(): Promise<Float64Array[] | null>;
+  /**
+   * Restarts the ranks of a parallel engine under `parallel` (e.g. a re-planned expert placement), between
+   * steps. Only while no request runs or waits (BusyError otherwise); requests sent meanwhile wait for it.
+   */
+  relaunch?(parallel: ParallelStrategy): Promise<void>;
   /** Finishes every pending request with 'abort' and frees the backend. */
   close(): Promise<void>;
 }
@@ -64,7 +77,8 @@ export async function createEngine(config: EngineConfig): Promise<Engine> {
       const program = plan
         ? await cfg.parallel!.launch({ plan, backend: cfg.backend, model: { dir: cfg.model, dtype: cfg.dtype }, weights: model.weights, kvCache })
         : await cfg.backend.compile(model.graph, offload?.resident ?? model.weights, { kvCache, ...(offload?.stream ? { stream: offload.stream } : {}) });
-      return new LocalEngine(model.spec, model.tokenizer, program, offload, new BlockAllocator(numBlocks, limits.blockSize), maxContext, limits.maxBatchTokens, limits.maxSequences, cfg.autoStep ?? true);
+      const relaunch = cfg.parallel ? { model: cfg.model, dtype: cfg.dtype, backend: cfg.backend, kvCache, parallel: cfg.parallel } : null;
+      return new LocalEngine(model.spec, model.tokenizer, program, offload, new BlockAllocator(numBlocks, limits.blockSize), maxContext, limits.maxBatchTokens, limits.maxSequences, cfg.autoStep ?? true, relaunch);
     } catch (e) {
       await offload?.close();
       throw e;
@@ -83,17 +97,19 @@ class LocalEngine implements Engine {
   /** Set by wake(): something changed during a step that planned nothing, so the loop must not stop. */
   private woken = false;
   private closed = false;
+  private readonly routed = new ExpertLoadTotals();
 
   constructor(
     readonly spec: ModelSpec,
     readonly tokenizer: TextTokenizer | null,
-    private readonly program: Program,
+    private program: Program,
     readonly offload: OffloadPlacement | null,
     private readonly blocks: BlockAllocator,
     readonly maxContext: number,
     private readonly maxBatchTokens: number,
     private readonly maxSequences: number,
     private readonly autoStep: boolean,
+    private readonly launch: RelaunchContext | null,
   ) {}
 
   get kvBlocks() {
@@ -138,6 +154,33 @@ class LocalEngine implements Engine {
     const run = this.busy.then(() => this.stepNow());
     this.busy = run.catch(() => {});
     return run;
+  }
+
+  expertLoad(): Promise<Float64Array[] | null> {
+    return this.routed.read(this.program);
+  }
+
+  relaunch(parallel: ParallelStrategy): Promise<void> {
+    const run = this.busy.then(() => this.relaunchNow(parallel));
+    this.busy = run.catch(() => {});
+    return run;
+  }
+
+  private async relaunchNow(parallel: ParallelStrategy): Promise<void> {
+    const ctx = this.launch;
+    if (this.closed) throw new AbortError('the engine is closed');
+    if (!ctx) throw new ConfigError('only an engine with a parallel strategy can restart its ranks', { field: 'parallel', expected: 'a parallel strategy in the engine config', found: 'none' });
+    const busy = this.running.length + this.waiting.length;
+    if (busy) throw new BusyError('the ranks restart only while no request runs', { expected: 'no running or waiting requests', found: `${this.running.length} running, ${this.waiting.length} waiting` });
+    await this.routed.retire(this.program);
+    await this.program.dispose();
+    try {
+      this.program = await launchRanks(ctx, parallel);
+      ctx.parallel = parallel;
+    } catch (e) {
+      this.program = await launchRanks(ctx, ctx.parallel); // back to the placement that worked
+      throw e;
+    }
   }
 
   async close(): Promise<void> {

@@ -97,3 +97,10 @@ export class AbortError extends ZinferError {
     super('E_ABORTED', message);
   }
 }
+
+/** The engine cannot do this while requests run (e.g. restarting its ranks); retry when it is idle. */
+export class BusyError extends ZinferError {
+  constructor(message: string, details: ErrorDetails) {
+    super('E_BUSY', message, details);
+  }
+}

@@ -23,10 +23,12 @@ export interface RankInit {
 }
 
 /** 'abort': a rank failed; stop using the communicators at once (NCCL: ncclCommAbort), out of turn. */
-export type RankRequest = { type: 'run'; id: number; batch: StepBatch } | { type: 'dispose' } | { type: 'abort' };
+export type RankRequest = { type: 'run'; id: number; batch: StepBatch } | { type: 'expertLoad'; id: number } | { type: 'dispose' } | { type: 'abort' };
 export type RankReply =
   | { type: 'ready' }
   | { type: 'out'; id: number; out: Float32Array | null }
+  /** Program.expertLoad's counts (null when the backend keeps none), or why reading them failed. */
+  | { type: 'expertLoad'; id: number; load: Float64Array[] | null; error?: string }
   | { type: 'error'; id: number; error: { name: string; code?: string; message: string } }
   | { type: 'disposed' };
 
@@ -96,6 +98,10 @@ async function handle(program: Program, m: RankRequest): Promise<void> {
       port.close();
     }
     return;
+  }
+  if (m.type === 'expertLoad') {
+    const reply = (load: Float64Array[] | null, error?: string) => port.postMessage({ type: 'expertLoad', id: m.id, load, ...(error ? { error } : {}) } satisfies RankReply);
+    return program.expertLoad ? program.expertLoad().then((l) => reply(l), (e: Error) => reply(null, e.message)) : reply(null);
   }
   if (m.type !== 'run') return;
   try {

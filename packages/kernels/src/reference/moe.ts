@@ -29,6 +29,11 @@ export function moeRouter(x: Float32Array, rows: number, weight: HostTensor, top
   return out;
 }
 
+/** Adds one to `load[e]` for every expert e among each row's top-k of `routing` (moeRouter's output). */
+export function countRouted(load: Float64Array, routing: Float32Array, topK: number): void {
+  for (let i = 0; i < routing.length; i += 2 * topK) for (let k = 0; k < topK; k++) load[routing[i + k]]++;
+}
+
 export interface ExpertWeights {
   id: number;
   gate: HostTensor;

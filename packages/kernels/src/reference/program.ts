@@ -5,7 +5,7 @@ import { validateBatch } from './batch.js';
 import { embedding } from './embedding.js';
 import type { KvCache } from './kv-cache.js';
 import { linear } from './linear.js';
-import { moeExperts, moeRouter, sigmoidGate } from './moe.js';
+import { countRouted, moeExperts, moeRouter, sigmoidGate } from './moe.js';
 import { layerNorm, rmsNorm } from './norms.js';
 import { rotary } from './rotary.js';
 import { add, gatherRows } from './rows.js';
@@ -19,6 +19,8 @@ export class ReferenceProgram implements Program {
   private state: { weights: ReadonlyMap<WeightName, HostTensor>; cache: KvCache } | null;
   private readonly hasAttention: boolean;
   private readonly schedule: StreamSchedule | null;
+  /** Tokens routed to each expert since compile, per moeRouter node (graph order = MoE layer order). */
+  private readonly routed: Map<OpNode, Float64Array>;
 
   constructor(
     private readonly graph: Graph,
@@ -32,6 +34,11 @@ export class ReferenceProgram implements Program {
     this.state = { weights, cache };
     this.hasAttention = graph.nodes.some((n) => n.op === 'attention');
     this.schedule = stream ? streamSchedule(graph, stream) : null;
+    this.routed = new Map(graph.nodes.filter((n): n is OpNode<'moeRouter'> => n.op === 'moeRouter').map((n) => [n, new Float64Array(n.attrs.experts)]));
+  }
+
+  async expertLoad(): Promise<Float64Array[]> {
+    return [...this.routed.values()].map((counts) => counts.slice());
   }
 
   async run(batch: StepBatch): Promise<Float32Array> {
@@ -124,7 +131,9 @@ export class ReferenceProgram implements Program {
       case 'moeRouter': {
         const x = f(node.inputs.x);
         const { weight, topK, normalize } = node.attrs;
-        return moeRouter(x, x.length / this.graph.values[node.inputs.x].width, w(weight), topK, normalize);
+        const routing = moeRouter(x, x.length / this.graph.values[node.inputs.x].width, w(weight), topK, normalize);
+        countRouted(this.routed.get(node)!, routing, topK);
+        return routing;
       }
       case 'moeExperts': {
         const x = f(node.inputs.x);

@@ -3,6 +3,7 @@
 // For tests and for backends that bring their own threads; the default runs ranks in worker threads.
 import type { LaunchArgs, Program, StepBatch } from '@zinfer/core';
 import { ShardedWeights } from '../tensor-parallel/sharded-weights.js';
+import { gatherExpertLoad } from './expert-load.js';
 import { closeGroups, createGridGroups, outputRank, rankCommunicators } from './groups.js';
 import { concat, splitBatch } from './micro-batches.js';
 
@@ -30,6 +31,7 @@ export async function launchInline(args: LaunchArgs, microBatches: (batch: StepB
         throw e;
       }
     },
+    expertLoad: () => gatherExpertLoad(plan, async (r) => (await programs[r].expertLoad?.()) ?? null),
     async dispose() {
       await closeGroups(groups);
       await Promise.all(programs.map((p) => p.dispose()));

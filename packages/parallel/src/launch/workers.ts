@@ -7,6 +7,7 @@
 import { Worker } from 'node:worker_threads';
 import { BackendError, type LaunchArgs, type Program, type StepBatch } from '@zinfer/core';
 import type { RankInit, RankReply, RankRequest } from '../rank-worker.js';
+import { gatherExpertLoad } from './expert-load.js';
 import { closeGroups, createGridGroups, outputRank } from './groups.js';
 import { concat, splitBatch } from './micro-batches.js';
 import { abortNcclGrid, createNcclGrid, rankFactory } from './nccl-grid.js';
@@ -43,6 +44,8 @@ export async function launchWorkers(args: LaunchArgs, microBatches: (batch: Step
     model, kvCache, groups, nccl, returnsOutput: r === out,
   }));
   const pending = new Map<number, Pending>();
+  /** expertLoad() requests waiting for their rank's answer. */
+  const loads = new Map<number, { resolve: (l: Float64Array[] | null) => void; reject: (e: Error) => void }>();
   const exited = new Set<number>();
   let broken: Error | null = null;
   let disposed = false;
@@ -62,6 +65,8 @@ export async function launchWorkers(args: LaunchArgs, microBatches: (batch: Step
       p.reject(e);
     }
     pending.clear();
+    for (const l of loads.values()) l.reject(e);
+    loads.clear();
     abortGroups();
   };
 
@@ -69,6 +74,11 @@ export async function launchWorkers(args: LaunchArgs, microBatches: (batch: Step
     w.on('message', (m: RankReply) => {
       if (m.type === 'ready') return resolve();
       if (m.type === 'disposed') return;
+      if (m.type === 'expertLoad') {
+        const l = loads.get(m.id);
+        loads.delete(m.id);
+        return m.error ? l?.reject(new BackendError(`rank ${r}: ${m.error}`)) : l?.resolve(m.load);
+      }
       if (m.type === 'error') {
         const e = new BackendError(`rank ${r}: ${m.error.message}`);
         reject(e);
@@ -124,6 +134,15 @@ export async function launchWorkers(args: LaunchArgs, microBatches: (batch: Step
       // Every micro-batch goes out at once: stage s works on micro-batch m while stage s+1 works on m-1.
       return concat(await Promise.all(splitBatch(batch, microBatches(batch)).map(send)));
     },
+    // The rank answers after the steps queued before the request: counts include every finished step.
+    expertLoad: () => gatherExpertLoad(plan, (r) => {
+      if (broken) return Promise.reject(broken);
+      const id = nextId++;
+      return new Promise((resolve, reject) => {
+        loads.set(id, { resolve, reject });
+        workers[r].postMessage({ type: 'expertLoad', id } satisfies RankRequest);
+      });
+    }),
     async dispose() {
       if (disposed) return;
       disposed = true;
