@@ -177,12 +177,19 @@ export interface LaunchArgs {
   /** The model's weights on this thread (for ranks that run here). */
   weights: WeightSource;
   kvCache: KvCacheSpec;
+  /**
+   * Offload for strategies with `offload: true` (data parallelism): the engine does not place the weights
+   * itself; each rank places them with its FetchShard, so the ranks fetch every streamed group together.
+   */
+  offload?: WeightOffload;
 }
 
 export interface ParallelStrategy {
   readonly name: string;
   /** Number of ranks (devices) the strategy runs on. */
   readonly ranks: number;
+  /** Set by strategies whose launch() places offloaded weights per rank (LaunchArgs.offload). */
+  readonly offload?: boolean;
   /** Pure: shards weights and inserts collectives; never touches devices. */
   plan(graph: Graph, devices: readonly DeviceRef[]): ParallelPlan;
   /** Compiles each rank's graph on its device and returns one Program that steps them together. */
@@ -273,7 +280,18 @@ export interface WeightOffload {
    * Decides, at layer granularity, which weights stay resident on the device (up to its byte budget) and
    * which stream from the host or disk tier; fills the tiers. `weights` then serves the resident ones.
    */
-  place(args: { graph: Graph; weights: WeightSource; backend: KernelBackend }): Promise<OffloadPlacement>;
+  place(args: { graph: Graph; weights: WeightSource; backend: KernelBackend; shard?: FetchShard }): Promise<OffloadPlacement>;
+}
+
+/**
+ * One data-parallel rank's part in a cooperative fetch (ZeRO-Inference on N devices): the rank's tier keeps
+ * only bytes [rank·S/size, (rank+1)·S/size) of each streamed group's image of S bytes, and an all-gather
+ * over `communicator` (every rank, same groups, same order) assembles the whole group for each rank.
+ */
+export interface FetchShard {
+  rank: number;
+  size: number;
+  communicator: Communicator;
 }
 
 export interface OffloadPlacement {

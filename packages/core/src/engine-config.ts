@@ -76,7 +76,7 @@ export function validateEngineConfig(config: unknown): EngineConfig {
   const r = v.safeParse(schema, config);
   if (r.success) {
     const c = config as EngineConfig;
-    if (c.offload && c.parallel) throw new ConfigError('offload together with a parallel strategy is not available yet', { field: 'offload', expected: 'offload or parallel, not both', found: `${c.offload.name} + ${c.parallel.name}` });
+    if (c.offload && c.parallel && !c.parallel.offload) throw new ConfigError('offload together with a parallel strategy is not available yet', { field: 'offload', expected: 'offload or parallel, not both (or dataParallel from @zinfer/parallel, which takes offload)', found: `${c.offload.name} + ${c.parallel.name}` });
     if (c.offload && !c.backend.streaming) throw new ConfigError(`backend ${c.backend.name} cannot stream weights, so it cannot run with offload`, { field: 'offload', expected: 'a backend with streaming support (reference, cpu, cuda)', found: c.backend.name });
     return c;
   }

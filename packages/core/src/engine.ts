@@ -72,10 +72,12 @@ export async function createEngine(config: EngineConfig): Promise<Engine> {
     const kvCache = { numBlocks, blockSize: limits.blockSize };
     // Offload reads every weight once into its tier (or leaves it resident); the program then holds only
     // the resident ones and streams the rest in while it runs.
-    const offload = cfg.offload ? await cfg.offload.place({ graph: model.graph, weights: model.weights, backend: cfg.backend }) : null;
+    // A strategy that takes offload (data parallelism) places the weights on each of its ranks instead.
+    const rankOffload = plan && cfg.offload ? cfg.offload : undefined;
+    const offload = cfg.offload && !rankOffload ? await cfg.offload.place({ graph: model.graph, weights: model.weights, backend: cfg.backend }) : null;
     try {
       const program = plan
-        ? await cfg.parallel!.launch({ plan, backend: cfg.backend, model: { dir: cfg.model, dtype: cfg.dtype }, weights: model.weights, kvCache })
+        ? await cfg.parallel!.launch({ plan, backend: cfg.backend, model: { dir: cfg.model, dtype: cfg.dtype }, weights: model.weights, kvCache, ...(rankOffload ? { offload: rankOffload } : {}) })
         : await cfg.backend.compile(model.graph, offload?.resident ?? model.weights, { kvCache, ...(offload?.stream ? { stream: offload.stream } : {}) });
       const relaunch = cfg.parallel ? { model: cfg.model, dtype: cfg.dtype, backend: cfg.backend, kvCache, parallel: cfg.parallel } : null;
       return new LocalEngine(model.spec, model.tokenizer, program, offload, new BlockAllocator(numBlocks, limits.blockSize), maxContext, limits.maxBatchTokens, limits.maxSequences, cfg.autoStep ?? true, relaunch);

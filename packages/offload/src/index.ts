@@ -11,3 +11,5 @@ export { HostStream } from './host-stream.js';
 export { DiskStream } from './disk-stream.js';
 export { OffloadFileError } from './offload-file-error.js';
 export { ALIGN, formatBytes } from './align.js';
+export { ShardedStream, allGatherChunked } from './sharded-stream.js';
+export { shareOf } from './place-sharded.js';

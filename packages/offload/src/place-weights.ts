@@ -1,11 +1,12 @@
 // OffloadPlacement from a graph and its weights: reads the non-layer weights (resident), stages every
 // layer group in the tier in step order, plans, and serves compile the resident weights.
-import { BackendError, layerWeightGroups, type Graph, type KernelBackend, type OffloadPlacement, type StreamEvent, type WeightName, type WeightSource } from '@zinfer/core';
+import { BackendError, layerWeightGroups, type FetchShard, type Graph, type KernelBackend, type OffloadPlacement, type StreamEvent, type WeightName, type WeightSource } from '@zinfer/core';
 import { formatBytes, formatLayers } from './align.js';
 import { DeviceTier } from './device-tier.js';
 import { diskStaging } from './disk-staging.js';
 import { hostStaging } from './host-staging.js';
 import { planPlacement, type Plan } from './placement-plan.js';
+import { placeSharded } from './place-sharded.js';
 import type { Staged, StagingOptions } from './staging.js';
 import type { CheckedOptions } from './weight-offload.js';
 
@@ -19,23 +20,14 @@ export interface WeightPlacement extends OffloadPlacement {
   readonly file: string | null;
 }
 
-export async function placeWeights(o: CheckedOptions, graph: Graph, weights: WeightSource, backend: KernelBackend): Promise<WeightPlacement> {
+export async function placeWeights(o: CheckedOptions, graph: Graph, weights: WeightSource, backend: KernelBackend, shard?: FetchShard): Promise<WeightPlacement> {
+  if (shard && shard.size > 1) return placeSharded(o, graph, weights, backend, shard);
   const groups = layerWeightGroups(graph);
   const layers = groups.map((g) => g.layer);
   const layered = new Set(groups.flatMap((g) => g.names));
   const device = new DeviceTier(o.deviceMemory ?? Number.POSITIVE_INFINITY);
-  let nonLayerBytes = 0;
-  const nonLayer = [...graph.weights.keys()].filter((n) => !layered.has(n));
-  for (const name of nonLayer) {
-    const t = weights.get(name);
-    nonLayerBytes += t.data.byteLength;
-    device.hold(name, t);
-  }
-  const opts: StagingOptions = {
-    prefetch: o.prefetch, buffers: o.buffers, hostMemory: o.hostMemory, dir: o.dir, directIo: o.directIo,
-    alloc: backend.allocHost ? (bytes) => backend.allocHost!(bytes) : (bytes) => new ArrayBuffer(bytes),
-    pinned: backend.allocHost !== undefined,
-  };
+  const { names: nonLayer, bytes: nonLayerBytes } = holdNonLayer(graph, weights, layered, device);
+  const opts = stagingOptions(o, backend);
   const staging = o.tier === 'disk' ? await diskStaging(opts, layers) : hostStaging(opts, device, layers);
   let staged: Staged;
   let plan: Plan | undefined;
@@ -56,13 +48,33 @@ export async function placeWeights(o: CheckedOptions, graph: Graph, weights: Wei
   return { ...placement(graph, weights, device, staged, summary), tier: o.tier, plan: plan!, streamedLayers: layers.slice(plan!.resident), file: staged.file };
 }
 
-function deviceLine(o: CheckedOptions, plan: Plan, nonLayer: number, nonLayerBytes: number, layers: readonly number[]): string {
+/** The weights outside every layer group go to the device tier (always resident). */
+export function holdNonLayer(graph: Graph, weights: WeightSource, layered: ReadonlySet<WeightName>, device: DeviceTier): { names: WeightName[]; bytes: number } {
+  let bytes = 0;
+  const names = [...graph.weights.keys()].filter((n) => !layered.has(n));
+  for (const name of names) {
+    const t = weights.get(name);
+    bytes += t.data.byteLength;
+    device.hold(name, t);
+  }
+  return { names, bytes };
+}
+
+export function stagingOptions(o: CheckedOptions, backend: KernelBackend): StagingOptions {
+  return {
+    prefetch: o.prefetch, buffers: o.buffers, hostMemory: o.hostMemory, dir: o.dir, directIo: o.directIo,
+    alloc: backend.allocHost ? (bytes) => backend.allocHost!(bytes) : (bytes) => new ArrayBuffer(bytes),
+    pinned: backend.allocHost !== undefined,
+  };
+}
+
+export function deviceLine(o: CheckedOptions, plan: Plan, nonLayer: number, nonLayerBytes: number, layers: readonly number[]): string {
   const budget = o.deviceMemory === undefined ? 'no budget: every layer streams' : `budget ${formatBytes(o.deviceMemory)}`;
   const slots = plan.slotBytes ? `, streaming slots ${formatBytes(plan.slotBytes)} (prefetch ${o.prefetch})` : '';
   return `device: ${formatBytes(plan.deviceBytes)} (${budget}): ${nonLayer} non-layer weights ${formatBytes(nonLayerBytes)}, layers ${formatLayers(layers.slice(0, plan.resident))} resident${slots}`;
 }
 
-function placement(graph: Graph, source: WeightSource, device: DeviceTier, staged: Staged, summary: string[]): OffloadPlacement {
+export function placement(graph: Graph, source: WeightSource, device: DeviceTier, staged: Staged, summary: string[]): OffloadPlacement {
   const streamed = new Set<WeightName>(staged.stream?.groups.flat() ?? []);
   const resident: WeightSource = {
     names: () => [...graph.weights.keys()].filter((n) => !streamed.has(n)),

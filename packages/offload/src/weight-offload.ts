@@ -26,7 +26,7 @@ export function weightOffload(options: WeightOffloadOptions): WeightOffload {
   return {
     name: `offload(${o.tier}, prefetch ${o.prefetch})`,
     contractVersion: CONTRACT_VERSION,
-    place: (args): Promise<WeightPlacement> => placeWeights(o, args.graph, args.weights, args.backend),
+    place: (args): Promise<WeightPlacement> => placeWeights(o, args.graph, args.weights, args.backend, args.shard),
   };
 }
 

@@ -12,3 +12,6 @@ export { NcclCommunicator, NcclDeviceCollectives } from './nccl/communicator.js'
 export { bindDevice, cudaDeviceCount, StagingBuffers } from './nccl/cuda-context.js';
 export { abortNcclGrid, createNcclGrid, joinNcclGrid, type NcclGrid, type RankComms } from './launch/nccl-grid.js';
 export { createCommCells, CommCell, type CommCells } from './nccl/comm-cell.js';
+export { dataParallel, type DataParallelOptions, type DataParallelStrategy } from './data-parallel/data-parallel.js';
+export type { DataParallelProgram } from './data-parallel/launch-data-parallel.js';
+export { RankAssigner, idleBatch, mergeOutputs, type RankPart } from './data-parallel/rank-batches.js';

@@ -1,0 +1,54 @@
+// Data-parallel ranks on this thread: every rank compiles the whole graph and runs its own sequences;
+// with offload, each rank places the weights with its FetchShard, so its tier holds 1/size of every
+// streamed layer and the ranks' all-gathers (shared memory here) assemble each layer for all of them.
+// Each rank's KV cache has one block more than the engine's: the scratch block of idle steps.
+import type { Communicator, LaunchArgs, OffloadPlacement, Program } from '@zinfer/core';
+import { createShmGroup, shmCommunicator } from '../shm-communicator.js';
+import { idleBatch, mergeOutputs, RankAssigner } from './rank-batches.js';
+
+export interface DataParallelProgram extends Program {
+  /** Each rank's offload placement (empty without offload). */
+  readonly placements: readonly OffloadPlacement[];
+}
+
+export async function launchDataParallel(args: LaunchArgs, size: number): Promise<DataParallelProgram> {
+  const { backend, weights, kvCache, offload } = args;
+  const graph = args.plan.ranks[0].graph;
+  const group = createShmGroup(size);
+  const comms: Communicator[] = Array.from({ length: size }, (_, r) => shmCommunicator(group, r));
+  const placements: OffloadPlacement[] = [];
+  const programs: Program[] = [];
+  const rankCache = { ...kvCache, numBlocks: kvCache.numBlocks + 1 };
+  try {
+    for (let r = 0; r < size; r++) {
+      const placed = offload ? await offload.place({ graph, weights, backend, shard: { rank: r, size, communicator: comms[r] } }) : null;
+      if (placed) placements.push(placed);
+      programs.push(await backend.compile(graph, placed?.resident ?? weights, { kvCache: rankCache, ...(placed?.stream ? { stream: placed.stream } : {}) }));
+    }
+  } catch (e) {
+    await release(programs, placements, comms);
+    throw e;
+  }
+  const assigner = new RankAssigner(size);
+  const idle = idleBatch(kvCache.numBlocks, kvCache.blockSize);
+  return {
+    placements,
+    async run(batch) {
+      const parts = assigner.split(batch);
+      try {
+        const outs = await Promise.all(programs.map((p, r) => p.run(parts[r]?.batch ?? idle)));
+        return mergeOutputs(parts, outs, batch.selectedRows.length);
+      } catch (e) {
+        await Promise.all(comms.map((c) => c.close())); // the other ranks would wait in their all-gathers forever
+        throw e;
+      }
+    },
+    dispose: () => release(programs, placements, comms),
+  };
+}
+
+async function release(programs: Program[], placements: OffloadPlacement[], comms: Communicator[]): Promise<void> {
+  await Promise.all(comms.map((c) => c.close()));
+  await Promise.all(programs.map((p) => p.dispose()));
+  await Promise.all(placements.map((p) => p.close()));
+}
