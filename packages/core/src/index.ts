@@ -23,3 +23,4 @@ export { normalizeRequest, type GenerateRequest } from './request.js';
 export { GenerationStream, type TokenEvent, type GenerationResult, type FinishReason } from './generation-stream.js';
 export { createEngine, type Engine, type StepReport } from './engine.js';
 export { layerOfWeight, layerWeightGroups, type WeightGroup } from './weight-groups.js';
+export { exchangeRows, hostMoeCombine, hostMoeDispatch, shareOf } from './moe-exchange.js';

@@ -23,6 +23,21 @@ export interface RotaryAttrs {
   interleaved: boolean;
 }
 
+/**
+ * The layout of an expert-parallel all-to-all: `ranks` ranks in `ranks / slices` expert groups of `slices`
+ * consecutive ranks; each expert lives on one group (`owner[expert]`), tensor-sliced over its ranks.
+ * coordinated: the paper's coordinated exchange; rank (group g, slice i) takes share g of the rows (the
+ * same share as the other ranks of its group) and exchanges only with slice i of the other groups; an
+ * all-gather then sums the slices and re-assembles the rows. Otherwise every rank takes its own share and
+ * sends each row to every slice of each routed group.
+ */
+export interface MoeExchange {
+  ranks: number;
+  slices: number;
+  owner: readonly number[];
+  coordinated: boolean;
+}
+
 export interface OpSignatures {
   /**
    * out[r] = table[ids[r] + offset] * scale. ids: int value. With vocabShardStart set, the table holds only
@@ -74,6 +89,20 @@ export interface OpSignatures {
   allReduce: { inputs: { x: ValueId }; attrs: Record<string, never> };
   /** Concatenation along the width of every rank's x, in rank order: [rows, w] → [rows, w × ranks]. */
   allGather: { inputs: { x: ValueId }; attrs: { ranks: number } };
+  /**
+   * All-to-all dispatch of a Mixture-of-Experts layer (see moe-exchange.ts): each rank takes its share of
+   * the rows and sends each row to the ranks holding its routed experts. Output [rows, width of the part]:
+   * the rows this rank received (from rank 0's share first, each share in row order), then zero rows
+   * (capacity = rows, so no row is ever dropped). part 'x' exchanges the activations; part 'routing'
+   * gives the matching rows of the routing, which every rank already holds (it is gathered locally).
+   */
+  moeDispatch: { inputs: { x: ValueId; routing: ValueId }; attrs: { exchange: MoeExchange; topK: number; part: 'x' | 'routing' } };
+  /**
+   * The matching combine: x holds moeExperts' (already routing-weighted) outputs for the rows moeDispatch
+   * gave this rank; they return to the ranks they came from by a second all-to-all, each share's rows are
+   * summed over the ranks that computed parts of them, and every rank gets every row: [rows, width].
+   */
+  moeCombine: { inputs: { x: ValueId; routing: ValueId }; attrs: { exchange: MoeExchange; topK: number } };
   /** Sends x to pipeline stage `peer` (through CompileOptions.pipeline); the output is x itself. */
   send: { inputs: { x: ValueId }; attrs: { peer: number } };
   /** Receives [rows, width] from pipeline stage `peer`; `ids` (the step's token ids) only gives the row count. */
@@ -98,4 +127,4 @@ export const MOE_KINDS: readonly OpKind[] = ['moeRouter', 'moeExperts', 'sigmoid
  * The communication ops parallel plans insert: collectives run through CompileOptions.communicator,
  * send/recv between pipeline stages through CompileOptions.pipeline.
  */
-export const COLLECTIVE_KINDS: readonly OpKind[] = ['allReduce', 'allGather', 'send', 'recv'];
+export const COLLECTIVE_KINDS: readonly OpKind[] = ['allReduce', 'allGather', 'send', 'recv', 'moeDispatch', 'moeCombine'];

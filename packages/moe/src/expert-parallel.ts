@@ -1,67 +1,55 @@
-// Expert parallelism: each rank holds the experts an ExpertPlacement gives it (and reads only their
-// weights); attention, routers and shared experts run on every rank. Every rank has every token, so each
-// computes its experts' share of the routed sum and one all-reduce per MoE layer combines the shares.
-import { CONTRACT_VERSION, ConfigError, type ExpertPlacement, type Graph, type LaunchArgs, type OpNode, type ParallelPlan, type ParallelStrategy, type WeightInfo } from '@zinfer/core';
-import { launchPlan } from '@zinfer/parallel';
-
-export interface ExpertParallelOptions {
-  /** Number of ranks the experts are spread over. */
-  size: number;
-  placement: ExpertPlacement;
-  ranks?: 'workers' | 'inline';
-}
+// Expert parallelism with expert slicing and tensor-sliced dense weights (the paper's hybrid). The dense
+// part of the model (attention, dense MLPs, shared experts, embeddings, LM head) is tensor-sliced over all
+// ranks by @zinfer/parallel's planner (or replicated); the experts are spread over size / tensor expert
+// groups by the placement plugin, each expert sliced over its group's ranks. Every rank holds every token,
+// so the experts' parts meet through one all-reduce per MoE layer, or through the all-to-all dispatch and
+// combine (moeDispatch / moeCombine), optionally coordinated.
+import { CONTRACT_VERSION, ConfigError, type Graph, type LaunchArgs, type OpNode, type ParallelPlan, type ParallelStrategy } from '@zinfer/core';
+import { launchPlan, planTensorParallel } from '@zinfer/parallel';
+import { resolveLayout, type ExpertParallelOptions, type MoeLayout } from './options.js';
+import { rankMoeGraph } from './rank-experts.js';
 
 export function expertParallel(opts: ExpertParallelOptions): ParallelStrategy & { contractVersion: number } {
   return {
-    name: `expert-parallel(${opts.size}, ${opts.placement.name})`,
+    name: strategyName(opts),
     contractVersion: CONTRACT_VERSION,
     ranks: opts.size,
-    plan: (graph: Graph) => planExpertParallel(graph, opts.size, opts.placement),
-    launch: (args: LaunchArgs) => launchPlan(args, { ranks: opts.ranks }),
+    plan: (graph: Graph) => planExpertParallel(graph, opts),
+    launch: (args: LaunchArgs) => launchPlan(args, { ranks: opts.ranks, timeoutMs: opts.timeoutMs }),
   };
 }
 
-export function planExpertParallel(graph: Graph, size: number, placement: ExpertPlacement): ParallelPlan {
-  if (!Number.isInteger(size) || size < 1) throw new ConfigError('invalid expert-parallel size', { field: 'parallel.size', expected: 'a positive integer', found: String(size) });
+function strategyName(opts: ExpertParallelOptions): string {
+  const extra = [opts.tensor && opts.tensor > 1 ? `slices ${opts.tensor}` : '', opts.dense === 'replicated' ? 'dense replicated' : '', opts.dispatch === 'all-to-all' ? `all-to-all${opts.coordinated ? ' coordinated' : ''}` : ''];
+  return `expert-parallel(${[String(opts.size), opts.placement?.name, ...extra].filter(Boolean).join(', ')})`;
+}
+
+export function planExpertParallel(graph: Graph, opts: ExpertParallelOptions): ParallelPlan {
   const moeNodes = graph.nodes.filter((n): n is OpNode<'moeExperts'> => n.op === 'moeExperts');
   if (moeNodes.length === 0) throw new ConfigError('expert parallelism needs a Mixture-of-Experts model', { field: 'parallel', expected: 'a model with MoE layers', found: 'no moeExperts op' });
-  const owners = moeNodes.map((n, layer) => {
-    const owner = placement.place({ layer, numExperts: n.attrs.experts.length, ranks: size });
-    if (owner.length !== n.attrs.experts.length || owner.some((r) => r < 0 || r >= size)) {
-      throw new ConfigError(`placement ${placement.name} gave an invalid owner list for MoE layer ${layer}`, { field: 'placement', expected: `${n.attrs.experts.length} ranks in [0, ${size})`, found: Array.from(owner).join(',') });
-    }
-    return owner;
-  });
-  return { ranks: Array.from({ length: size }, (_, rank) => ({ graph: rankGraph(graph, moeNodes, owners, rank), shards: [] })), stages: 1 };
+  const layout = resolveLayout(opts, Math.min(...moeNodes.map((n) => n.attrs.experts.length)));
+  const owners = moeNodes.map((n, layer) => placeLayer(opts, layout, n, layer));
+  checkSliceable(graph, moeNodes, layout);
+  const base = layout.dense === 'sliced' ? planTensorParallel(graph, layout.size).ranks : Array.from({ length: layout.size }, () => ({ graph, shards: [] }));
+  return { ranks: base.map((r, rank) => rankMoeGraph(r.graph, r.shards, { layout, owners, rank })), stages: 1 };
 }
 
-/** The graph with each moeExperts node cut to this rank's experts and followed by an allReduce. */
-function rankGraph(graph: Graph, moeNodes: OpNode<'moeExperts'>[], owners: Int32Array[], rank: number): Graph {
-  const values = [...graph.values];
-  const nodes: OpNode[] = [];
-  const dropped = new Set<string>();
-  const rename = new Map<number, number>(); // moeExperts output → allReduce output
-  for (const n of graph.nodes) {
-    const remapped = remapInputs(n, rename);
-    const layer = moeNodes.indexOf(n as OpNode<'moeExperts'>);
-    if (layer < 0) {
-      nodes.push(remapped);
-      continue;
-    }
-    const moe = remapped as OpNode<'moeExperts'>;
-    const mine = moe.attrs.experts.filter((_, i) => owners[layer][i] === rank);
-    for (const e of moe.attrs.experts) if (!mine.includes(e)) [e.gate, e.up, e.down].forEach((w) => dropped.add(w));
-    nodes.push({ ...moe, attrs: { ...moe.attrs, experts: mine } });
-    const reduced = values.length;
-    values.push({ ...values[n.output], id: reduced });
-    nodes.push({ op: 'allReduce', inputs: { x: n.output }, attrs: {}, output: reduced });
-    rename.set(n.output, reduced);
+function placeLayer(opts: ExpertParallelOptions, layout: MoeLayout, n: OpNode<'moeExperts'>, layer: number): Int32Array {
+  const numExperts = n.attrs.experts.length;
+  const owner = opts.placement.place({ layer, numExperts, ranks: layout.groups });
+  if (owner.length !== numExperts || owner.some((g) => !Number.isInteger(g) || g < 0 || g >= layout.groups)) {
+    throw new ConfigError(`placement ${opts.placement.name} gave an invalid owner list for MoE layer ${layer}`, { field: 'parallel.placement', expected: `${numExperts} expert groups in [0, ${layout.groups})`, found: Array.from(owner).join(',') });
   }
-  const weights = new Map<string, WeightInfo>([...graph.weights].filter(([name]) => !dropped.has(name)));
-  return { ...graph, nodes, values, weights, output: rename.get(graph.output) ?? graph.output };
+  // Indexed by expert id (the routing's ids), which the op's list order gives.
+  const byId = new Int32Array(Math.max(...n.attrs.experts.map((e) => e.id)) + 1).fill(-1);
+  n.attrs.experts.forEach((e, i) => (byId[e.id] = owner[i]));
+  return byId;
 }
 
-function remapInputs(n: OpNode, rename: Map<number, number>): OpNode {
-  const inputs = Object.fromEntries(Object.entries(n.inputs as Record<string, number>).map(([k, v]) => [k, rename.get(v) ?? v]));
-  return { ...n, inputs } as OpNode;
+function checkSliceable(graph: Graph, moeNodes: OpNode<'moeExperts'>[], layout: MoeLayout): void {
+  if (layout.tensor === 1) return;
+  for (const n of moeNodes) {
+    const inter = graph.weights.get(n.attrs.experts[0].gate)!.shape[0];
+    if (inter % layout.tensor !== 0) throw new ConfigError("expert slicing width does not divide the experts' intermediate size", { field: 'parallel.tensor', expected: `a divisor of ${inter}`, found: String(layout.tensor) });
+  }
 }

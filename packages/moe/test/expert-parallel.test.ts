@@ -47,7 +47,7 @@ test('worker-thread ranks: each holds only its experts and the tokens match', as
   const r = await run(dir, ids, expertParallel({ size: 2, placement: roundRobinPlacement() }));
   assert.equal(r.tokens, (await run(dir, ids)).tokens);
   const model = await loadModel(dir);
-  const plan = planExpertParallel(model.graph, 2, roundRobinPlacement());
+  const plan = planExpertParallel(model.graph, { size: 2, placement: roundRobinPlacement(), dense: 'replicated' });
   const experts = (g: (typeof plan.ranks)[number]['graph']) => [...g.weights.keys()].filter((w) => w.includes('.experts.')).length;
   assert.equal(plan.ranks.map((rank) => experts(rank.graph)), [2 * 2 * 3, 2 * 2 * 3], '2 layers × 2 experts × 3 matrices per rank');
   model.weights.close();

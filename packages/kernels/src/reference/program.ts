@@ -1,4 +1,4 @@
-import { BackendError, type Communicator, type Graph, type HostTensor, type OpNode, type Program, type StepBatch, type ValueId, type WeightName, type WeightStream } from '@zinfer/core';
+import { BackendError, COLLECTIVE_KINDS, hostMoeCombine, hostMoeDispatch, type Communicator, type Graph, type HostTensor, type OpNode, type Program, type StepBatch, type ValueId, type WeightName, type WeightStream } from '@zinfer/core';
 import { activation } from './activations.js';
 import { attention } from './attention.js';
 import { validateBatch } from './batch.js';
@@ -80,6 +80,13 @@ export class ReferenceProgram implements Program {
       return x;
     }
     const comm = this.comm!; // compile refuses collective graphs without one
+    if (node.op === 'moeDispatch' || node.op === 'moeCombine') {
+      const { exchange, topK } = node.attrs;
+      const routing = floatValue(values, node.inputs.routing);
+      const width = this.graph.values[node.inputs.x].width;
+      if (node.op === 'moeCombine') return hostMoeCombine(comm, exchange, x, width, routing, topK);
+      return hostMoeDispatch(comm, exchange, x, width, routing, topK, node.attrs.part);
+    }
     if (node.op === 'allReduce') {
       const out = x.slice();
       await comm.allReduce(out);
@@ -150,10 +157,10 @@ export class ReferenceProgram implements Program {
   }
 }
 
-type CommunicationOp = 'allReduce' | 'allGather' | 'send' | 'recv';
+type CommunicationOp = 'allReduce' | 'allGather' | 'send' | 'recv' | 'moeDispatch' | 'moeCombine';
 
 function isCommunication(node: OpNode): node is OpNode<CommunicationOp> {
-  return node.op === 'allReduce' || node.op === 'allGather' || node.op === 'send' || node.op === 'recv';
+  return COLLECTIVE_KINDS.includes(node.op);
 }
 
 function floatValue(values: Value[], id: ValueId): Float32Array {
