@@ -1,5 +1,5 @@
 // y = x · Wᵀ for 1–8 rows of x, where reading W once is the whole cost: each block streams 4 weight rows
-// with 16-byte loads, GEMV_UNROLL loads per row per thread in flight (256 bytes a thread), applies them to
+// with 16-byte loads, U loads per row per thread in flight (256 bytes a thread at U = 4), applies them to
 // every row of x (x stays in L1; the weight stream bypasses it), and reduces across the block once. The
 // epilogue fuses what follows a linear in a decoder layer, so a layer needs 4 of these and little else:
 //   - up to 3 weight matrices on one input ("segments": q, k and v in one launch), each with its bias;
@@ -8,12 +8,19 @@
 //   - the residual add (y = x·Wᵀ + b + res), an activation (y = act(x·Wᵀ + b)), or the gated MLP
 //     (y = act(x·Wgᵀ + bg) ⊙ (x·Wuᵀ + bu), gate and up read side by side).
 // f32 accumulation throughout; R (compile time) is the most rows of x the entry point takes.
+//
+// Variants (ZINFER_GEMV, src/cuda/gemv-variant.ts), bit-identical (each thread adds its vectors in the
+// same order, the block reduces the same way) so one device run can time them against each other:
+//   gemvR_*   U = 4, all U loads of a row reissued only after all U are consumed (a latency bubble per round);
+//   gemvRr_*  "roll": each slot reissued as soon as it is widened, so U loads a row stay in flight;
+//   gemvRo_*  "occ": roll with U = 2 and __launch_bounds__ asking 4 blocks an SM at R ≤ 2 (118 registers
+//             at R = 1, nvcc 13, no spills; v1 takes 144, so 3 blocks an SM): the 1024-block GEMVs (o, down)
+//             run in 2 waves of 528 instead of 2.6 of 396. (8 blocks an SM means 64 registers: ~1 KB of spills.)
 #include "common.cuh"
 
 #define GEMV_THREADS 128
 #define GEMV_WARPS (GEMV_THREADS / 32)
 #define GEMV_WROWS 4  // weight rows per block (GEMV_WROWS in src/cuda/linear-launch.ts)
-#define GEMV_UNROLL 4 // 16-byte vectors per weight row per thread in flight
 
 // Epilogues (EPI_* in src/cuda/linear-launch.ts) and norms (NORM_*).
 #define EPI_NONE 0
@@ -24,7 +31,7 @@
 #define NORM_RMS 1
 #define NORM_LAYER 2
 
-template <int R, typename W, typename A>
+template <int R, int U, bool ROLL, typename W, typename A>
 __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, const W *w1, const float *b1, int n1, void *y2,
                      const W *w2, const float *b2, int n2, const A *__restrict__ x, const A *__restrict__ res,
                      const float *__restrict__ normW, const float *__restrict__ normB, float eps, int rows, int inF, int epi,
@@ -76,65 +83,70 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
   if (inF % N == 0) {
     // Rows of W (and of x) then start 16-byte aligned: allocations are 256-byte aligned.
     const int nv = inF / N;
-    const int step = GEMV_THREADS * GEMV_UNROLL;
-    uint4 raw[GEMV_UNROLL][GEMV_WROWS];
-    auto issue = [&](int base) {
+    constexpr int step = GEMV_THREADS * U; // U vectors per weight row per thread in flight
+    uint4 raw[U][GEMV_WROWS];
+    auto fetch = [&](int u, int v) {
 #pragma unroll
-      for (int u = 0; u < GEMV_UNROLL; u++) {
-        const int v = base + u * GEMV_THREADS;
+      for (int i = 0; i < GEMV_WROWS; i++) raw[u][i] = (ok[i] && v < nv) ? ld_stream16(wp[i] + (i64)v * N) : make_uint4(0u, 0u, 0u, 0u);
+    };
+    // One 16-byte vector v of each weight row (widened in wf) against every row of x.
+    auto consume = [&](int v, float (&wf)[GEMV_WROWS][N]) {
+      float g[N], gb[N];
+      if (norm != NORM_NONE) {
+        load_vec<float, N>(normW + (i64)v * N, g);
+        if (norm == NORM_LAYER) {
+          load_vec<float, N>(normB + (i64)v * N, gb);
 #pragma unroll
-        for (int i = 0; i < GEMV_WROWS; i++) raw[u][i] = (ok[i] && v < nv) ? ld_stream16(wp[i] + (i64)v * N) : make_uint4(0u, 0u, 0u, 0u);
+          for (int i = 0; i < GEMV_WROWS; i++) {
+#pragma unroll
+            for (int k = 0; k < N; k++) {
+              gd[i] += wf[i][k] * g[k];
+              bd[i] += wf[i][k] * gb[k];
+            }
+          }
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < R; r++) {
+        if (r < rows) {
+          float xv[N];
+          load_vec<A, N>(x + (i64)r * inF + (i64)v * N, xv);
+          if (norm != NORM_NONE) {
+#pragma unroll
+            for (int k = 0; k < N; k++) {
+              ss[r] += xv[k] * xv[k];
+              sx[r] += xv[k];
+              xv[k] *= g[k];
+            }
+          }
+#pragma unroll
+          for (int i = 0; i < GEMV_WROWS; i++) {
+            float s = 0.f;
+#pragma unroll
+            for (int k = 0; k < N; k++) s += wf[i][k] * xv[k];
+            acc[i][r] += s;
+          }
+        }
       }
     };
-    issue(threadIdx.x);
+#pragma unroll
+    for (int u = 0; u < U; u++) fetch(u, threadIdx.x + u * GEMV_THREADS);
     grid_dep_wait(); // weights never change: only x, the residual and the outputs wait for the kernel before
     for (int base = threadIdx.x; base < nv; base += step) {
 #pragma unroll
-      for (int u = 0; u < GEMV_UNROLL; u++) {
+      for (int u = 0; u < U; u++) {
         const int v = base + u * GEMV_THREADS;
         if (v >= nv) break;
         float wf[GEMV_WROWS][N];
 #pragma unroll
         for (int i = 0; i < GEMV_WROWS; i++) widen16<W>(raw[u][i], wf[i]);
-        float g[N], gb[N];
-        if (norm != NORM_NONE) {
-          load_vec<float, N>(normW + (i64)v * N, g);
-          if (norm == NORM_LAYER) {
-            load_vec<float, N>(normB + (i64)v * N, gb);
-#pragma unroll
-            for (int i = 0; i < GEMV_WROWS; i++) {
-#pragma unroll
-              for (int k = 0; k < N; k++) {
-                gd[i] += wf[i][k] * g[k];
-                bd[i] += wf[i][k] * gb[k];
-              }
-            }
-          }
-        }
-#pragma unroll
-        for (int r = 0; r < R; r++) {
-          if (r < rows) {
-            float xv[N];
-            load_vec<A, N>(x + (i64)r * inF + (i64)v * N, xv);
-            if (norm != NORM_NONE) {
-#pragma unroll
-              for (int k = 0; k < N; k++) {
-                ss[r] += xv[k] * xv[k];
-                sx[r] += xv[k];
-                xv[k] *= g[k];
-              }
-            }
-#pragma unroll
-            for (int i = 0; i < GEMV_WROWS; i++) {
-              float s = 0.f;
-#pragma unroll
-              for (int k = 0; k < N; k++) s += wf[i][k] * xv[k];
-              acc[i][r] += s;
-            }
-          }
-        }
+        if constexpr (ROLL) fetch(u, v + step); // the slot is free: keep U loads a row in flight
+        consume(v, wf);
       }
-      if (base + step < nv) issue(base + step);
+      if constexpr (!ROLL) {
+#pragma unroll
+        for (int u = 0; u < U; u++) fetch(u, base + step + u * GEMV_THREADS);
+      }
     }
   } else {
     grid_dep_wait();
@@ -235,24 +247,30 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
 // y0..y2 [rows, n0..n2] (A, or f32 when yF32); w0..w2 [n, inF] in the weight dtype; b0..b2 [n] f32 or null
 // (n1 = n2 = 0: one segment); x, res [rows, inF] and [rows, n0]; normW, normB [inF] f32 or null.
 // grid (Σ ceil(n / GEMV_WROWS), or ceil(n0 / 2) when gated), block (GEMV_THREADS); rows ≤ R.
-#define GEMV_ENTRY(R, WS, AS, W, A)                                                                                                  \
-  extern "C" __global__ void __launch_bounds__(GEMV_THREADS)                                                                         \
-      gemv##R##_##WS##_##AS(void *y0, const W *w0, const float *b0, int n0, void *y1, const W *w1, const float *b1, int n1, void *y2, \
-                            const W *w2, const float *b2, int n2, const A *x, const A *res, const float *normW, const float *normB,   \
-                            float eps, int rows, int inF, int epi, int act, int norm, int yF32) {                                    \
-    gemv<R, W, A>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32);       \
+// V names the variant (empty, r or o), U its loads a row in flight, MINB the blocks an SM it asks room for.
+#define GEMV_ENTRY(R, V, U, ROLL, MINB, WS, AS, W, A)                                                                                   \
+  extern "C" __global__ void __launch_bounds__(GEMV_THREADS, MINB)                                                                      \
+      gemv##R##V##_##WS##_##AS(void *y0, const W *w0, const float *b0, int n0, void *y1, const W *w1, const float *b1, int n1, void *y2, \
+                               const W *w2, const float *b2, int n2, const A *x, const A *res, const float *normW, const float *normB,   \
+                               float eps, int rows, int inF, int epi, int act, int norm, int yF32) {                                    \
+    gemv<R, U, ROLL, W, A>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32); \
   }
 
 // Parity mode (f32 activations, weights in any stored dtype) and the 16-bit modes (weights in the
 // activation dtype).
-#define GEMV_DTYPES(R)                    \
-  GEMV_ENTRY(R, f32, f32, float, float)   \
-  GEMV_ENTRY(R, f16, f32, f16_t, float)   \
-  GEMV_ENTRY(R, bf16, f32, bf16_t, float) \
-  GEMV_ENTRY(R, f16, f16, f16_t, f16_t)   \
-  GEMV_ENTRY(R, bf16, bf16, bf16_t, bf16_t)
+#define GEMV_DTYPES(R, V, U, ROLL, MINB)                    \
+  GEMV_ENTRY(R, V, U, ROLL, MINB, f32, f32, float, float)   \
+  GEMV_ENTRY(R, V, U, ROLL, MINB, f16, f32, f16_t, float)   \
+  GEMV_ENTRY(R, V, U, ROLL, MINB, bf16, f32, bf16_t, float) \
+  GEMV_ENTRY(R, V, U, ROLL, MINB, f16, f16, f16_t, f16_t)   \
+  GEMV_ENTRY(R, V, U, ROLL, MINB, bf16, bf16, bf16_t, bf16_t)
 
-GEMV_DTYPES(1)
-GEMV_DTYPES(2)
-GEMV_DTYPES(4)
-GEMV_DTYPES(8)
+#define GEMV_VARIANTS(R, MINB_OCC)   \
+  GEMV_DTYPES(R, , 4, false, 1)      \
+  GEMV_DTYPES(R, r, 4, true, 1)      \
+  GEMV_DTYPES(R, o, 2, true, MINB_OCC)
+
+GEMV_VARIANTS(1, 4)
+GEMV_VARIANTS(2, 4)
+GEMV_VARIANTS(4, 3)
+GEMV_VARIANTS(8, 2)

@@ -113,5 +113,7 @@ export { probeFailure } from './cuda/probe.js';
 export { cudaDiagnostics, type CudaDiagnostics } from './cuda/diagnostics.js';
 export { findLibrary, findIncludeDir, searchDirs, type CudaLibrary } from './cuda/libraries.js';
 export { cudaMicrobench, type MicrobenchResult } from './cuda/microbench.js';
+export { profileStep, summarizeProfile, gemvShape, type KernelTiming, type ProfileRow } from './cuda/kernel-profile.js';
+export { GEMV_VARIANTS, gemvVariant, setGemvVariant, type GemvVariant } from './cuda/gemv-variant.js';
 export { pinnedCopyProbe, type H2dProbeResult } from './cuda/h2d-probe.js';
 export type { StreamStats } from './cuda/streamed-weights.js';

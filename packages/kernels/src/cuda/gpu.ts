@@ -4,6 +4,7 @@
 // program's launch logic runs on machines without a GPU.
 import type { FloatDType } from '@zinfer/core';
 import type { CopyEngine } from './copy-engine.js';
+import type { PeerMemory } from './peer-memory.js';
 
 export interface Dim3 {
   x: number;
@@ -26,6 +27,14 @@ export interface GemmArgs {
   rows: number;
   inF: number;
   outF: number;
+}
+
+/** Sees every kernel launch of a Gpu while set (kernel profiling: kernel-profile.ts); not called while capturing. */
+export interface LaunchHook {
+  /** Just before the launch is enqueued. */
+  before(kernel: string, grid: Dim3, block: number, args: readonly KernelArg[]): void;
+  /** Just after it is enqueued. */
+  after(kernel: string): void;
 }
 
 /** Bytes of device memory from ptr. */
@@ -82,6 +91,10 @@ export interface Gpu {
   memInfo(): { free: number; total: number };
   /** Releases the stream (the program has freed its memory first). */
   dispose(): void;
+  /** Sets (or with null clears) the hook that sees each launch; absent where a Gpu cannot be observed. */
+  setLaunchHook?(hook: LaunchHook | null): void;
   /** Weight streaming: a copy stream beside this one, with events (created on first call, disposed with the Gpu). */
   copyEngine?(): CopyEngine;
+  /** Memory other GPUs of this process may map (the peer-memory all-reduce); absent: NCCL only. */
+  peerMemory?(): PeerMemory;
 }

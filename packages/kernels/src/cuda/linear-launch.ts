@@ -5,6 +5,7 @@
 import { BackendError, type OpNode, type ValueId } from '@zinfer/core';
 import { ACTIVATION_CODES } from './activation-codes.js';
 import type { LinearGroup } from './exec-plan.js';
+import { gemvKernel } from './gemv-variant.js';
 import type { StepContext } from './step-context.js';
 
 /** Rows up to which linear layers run as GEMVs. */
@@ -52,7 +53,7 @@ export function launchGroup(ctx: StepContext, g: LinearGroup): void {
   const x = ctx.value(g.norm ? g.norm.inputs.x : g.input);
   const blocks = e.kind === 'gated' ? Math.ceil(segs[0][3] / 2) : segs.reduce((n, s) => n + Math.ceil(s[3] / GEMV_WROWS), 0);
   const yF32 = g.outputs.some((v) => ctx.isF32(v)) ? 1 : 0;
-  ctx.gpu.launch(`gemv${gemvRows(rows)}_${ws[0].dtype}_${ctx.act}`, { x: blocks }, GEMV_THREADS, [
+  ctx.gpu.launch(gemvKernel(gemvRows(rows), ws[0].dtype, ctx.act), { x: blocks }, GEMV_THREADS, [
     ...segs.flat(), x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32,
   ]);
 }
@@ -68,7 +69,7 @@ export function launchLinear(ctx: StepContext, node: OpNode<'linear'>): void {
   const yF32 = ctx.isF32(node.output) ? 1 : 0;
   const { gpu, act } = ctx;
   if (rows <= GEMV_MAX_ROWS) {
-    gpu.launch(`gemv${gemvRows(rows)}_${w.dtype}_${act}`, { x: Math.ceil(outF / GEMV_WROWS) }, GEMV_THREADS, [
+    gpu.launch(gemvKernel(gemvRows(rows), w.dtype, act), { x: Math.ceil(outF / GEMV_WROWS) }, GEMV_THREADS, [
       y, w.ptr, bias, outF, 0n, 0n, 0n, 0, 0n, 0n, 0n, 0, x, 0n, 0n, 0n, 0, rows, inF, EPI.none, 0, NORM.none, yF32,
     ]);
   } else if (w.dtype === act && ctx.options.cublas && gpu.gemm) {

@@ -6,6 +6,7 @@
 import { f16ToF32, f32ToF16, type FloatDType } from '@zinfer/core';
 import { CudaDevice } from './device.js';
 import type { Ptr } from './driver-api.js';
+import { GEMV_VARIANTS, gemvKernel, type GemvVariant } from './gemv-variant.js';
 import { EPI, GEMV_THREADS, GEMV_WROWS, NORM } from './linear-launch.js';
 import { packStep } from './step-metadata.js';
 import { CudaStream } from './stream.js';
@@ -13,6 +14,8 @@ import { CudaStream } from './stream.js';
 export interface GemvTiming {
   /** e.g. 'q|k|v 4096→12288' */
   shape: string;
+  /** The kernel variant (gemv-variant.ts). */
+  variant: GemvVariant;
   rows: number;
   us: number;
   GBps: number;
@@ -29,6 +32,8 @@ export interface MicrobenchResult {
   gemvMaxRelError: number;
   /** The 16-bit decode GEMVs (f16 weights and activations) on each linear group of a Llama-2-7B layer. */
   gemvSweep: GemvTiming[];
+  /** Shapes where a variant's outputs (8 rows) differ in any bit from v1's: should be empty. */
+  gemvVariantMismatches: string[];
   launchHostUs: number;
   launchDeviceUs: number;
   /** null when cuBLAS could not run; cublasError says why. */
@@ -154,6 +159,7 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number } = {})
     gpu.upload(normW, Float32Array.from({ length: 11008 }, () => 1 + Math.random() * 0.1));
     const yh = alloc(8 * 32000 * 4, 'f16 outputs');
     const gemvSweep: GemvTiming[] = [];
+    const gemvVariantMismatches: string[] = [];
     const sweep = (shape: string, n: number[], k: number, epi: number, norm: number) => {
       const bytes = n.reduce((a, b) => a + b, 0) * k * 2;
       const rot = Math.max(1, Math.floor(big / bytes));
@@ -169,9 +175,23 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number } = {})
           return [...seg(0), ...seg(1), ...seg(2), xh, epi === EPI.residual ? res : 0n, norm ? normW : 0n, 0n, 1e-5, rows, k, epi, 1, norm, 0];
         };
         const blocks = epi === EPI.gated ? Math.ceil(n[0] / 2) : n.reduce((a, b) => a + Math.ceil(b / GEMV_WROWS), 0);
-        const ms = time((i) => gpu.launch(`gemv${rowsVariant(rows)}_f16_f16`, { x: blocks }, GEMV_THREADS, args(i)), 20);
-        const GBps = bytes / (ms * 1e6);
-        gemvSweep.push({ shape, rows, us: ms * 1000, GBps, fractionOfRead: GBps / readGBps });
+        for (const variant of GEMV_VARIANTS) {
+          const kernel = gemvKernel(rowsVariant(rows), 'f16', 'f16', variant);
+          const ms = time((i) => gpu.launch(kernel, { x: blocks }, GEMV_THREADS, args(i)), 20);
+          const GBps = bytes / (ms * 1e6);
+          gemvSweep.push({ shape, variant, rows, us: ms * 1000, GBps, fractionOfRead: GBps / readGBps });
+        }
+        if (rows === 8) {
+          // The variants add in the same order: their outputs must match v1's bit for bit.
+          const outputs = GEMV_VARIANTS.map((variant) => {
+            gpu.fill32(yh, 0, (8 * 32000 * 4) / 4);
+            gpu.launch(gemvKernel(8, 'f16', 'f16', variant), { x: blocks }, GEMV_THREADS, args(0));
+            const host = new Uint16Array(8 * 32000 * 2);
+            gpu.download(host, yh);
+            return host;
+          });
+          for (let v = 1; v < outputs.length; v++) if (!outputs[v].every((b, i) => b === outputs[0][i])) gemvVariantMismatches.push(`${GEMV_VARIANTS[v]} ${shape}`);
+        }
       }
     };
     sweep('norm+q|k|v 4096→3×4096', [4096, 4096, 4096], 4096, EPI.none, NORM.rms);
@@ -259,6 +279,7 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number } = {})
       gemv,
       gemvMaxRelError: maxErr / (scale || 1),
       gemvSweep,
+      gemvVariantMismatches,
       launchHostUs,
       launchDeviceUs: launchDeviceMs * 1000,
       cublasF32Tflops,

@@ -20,8 +20,9 @@ import type { BufferPlan } from './buffer-plan.js';
 import type { ProgramCollectives } from './collective-launch.js';
 import type { DeviceWeight } from './device-weights.js';
 import type { ExecPlan } from './exec-plan.js';
-import type { Gpu, GraphExec } from './gpu.js';
+import type { Gpu, GraphExec, LaunchHook } from './gpu.js';
 import { groupFuses, launchGroup } from './linear-launch.js';
+import { MoeTables } from './moe-tables.js';
 import { launchNode } from './op-launches.js';
 import type { ProgramOptions, StepContext } from './step-context.js';
 import { isGraphableDecode, packStep, padDecodeBatch, type StepMetadata } from './step-metadata.js';
@@ -86,15 +87,21 @@ export class CudaProgram implements Program {
   /** Bumped whenever a buffer is reallocated: graphs captured before hold stale addresses. */
   private generation = 0;
   private capturing = false;
+  /** The next step runs eagerly whatever its bucket (runObserved). */
+  private eagerOnce = false;
   private readonly buckets = new Map<number, BucketGraph>();
   readonly stats: ProgramStats = { steps: 0, eagerSteps: 0, graphReplays: 0, graphCaptures: 0, graphError: null };
   /** The reference's batch checks need only the cache's geometry: a KvCache of zero layers allocates nothing. */
   private readonly kvShape: KvCache | null;
+  /** MoE expert tables and routing counters (graphs with MoE nodes). */
+  private readonly moe: MoeTables | null;
 
   constructor(parts: ProgramParts) {
     this.parts = parts;
     this.slots = parts.buffers.slotRowBytes.map(() => null);
     this.kvShape = parts.kv ? new KvCache({ ...parts.graph.kv, layers: 0 }, parts.kv.spec) : null;
+    const padSlot = parts.kv ? parts.kv.scratchBlock * parts.kv.spec.blockSize : -1; // decode-graph padding rows write there
+    this.moe = parts.graph.nodes.some((n) => n.op === 'moeRouter' || n.op === 'moeExperts') ? new MoeTables(parts.gpu, parts.graph, padSlot) : null;
   }
 
   /** Device bytes held for weights and the KV cache. */
@@ -145,6 +152,36 @@ export class CudaProgram implements Program {
     return ids;
   }
 
+  /**
+   * Runs one step eagerly (never from a graph) with the hook that `makeHook` builds for this program's Gpu
+   * seeing every launch (kernel profiling), waits for it, and returns the hook. The Gpu must take hooks.
+   */
+  async runObserved<H extends LaunchHook>(batch: StepBatch, makeHook: (gpu: Gpu) => H): Promise<H> {
+    const p = this.live();
+    if (!p.gpu.setLaunchHook) throw new BackendError(`the Gpu ${p.gpu.name} cannot observe launches (no setLaunchHook)`);
+    if (p.streamed) throw new BackendError('runObserved: a program with streamed weights is not profiled');
+    const hook = makeHook(p.gpu);
+    p.gpu.setLaunchHook(hook);
+    this.eagerOnce = true;
+    try {
+      const { ptr, rows, width } = this.step(p, batch);
+      const out = new Float32Array(rows * width);
+      if (out.length) p.gpu.download(out, ptr);
+      else p.gpu.synchronize();
+    } finally {
+      this.eagerOnce = false;
+      p.gpu.setLaunchHook(null);
+    }
+    return hook;
+  }
+
+  /** Drops the captured decode graphs: the next steps warm up and capture again (after a kernel variant switch). */
+  resetGraphs(): void {
+    const p = this.live();
+    this.dropGraphs(p);
+    this.generation++;
+  }
+
   async dispose(): Promise<void> {
     const p = this.parts;
     if (!p) return;
@@ -158,7 +195,14 @@ export class CudaProgram implements Program {
     for (const ptr of p.invFreq.values()) p.gpu.free(ptr);
     if (p.kv) p.gpu.free(p.kv.ptr);
     p.streamed?.dispose();
+    this.moe?.dispose();
     p.gpu.dispose();
+  }
+
+  /** Tokens routed to each expert so far, per moeRouter node in graph order (padding rows of decode graphs not counted). */
+  async expertLoad(): Promise<Float64Array[]> {
+    this.live(); // makes the context current; throws once disposed
+    return this.moe?.load() ?? [];
   }
 
   private live(): ProgramParts {
@@ -252,7 +296,7 @@ export class CudaProgram implements Program {
 
   /** The graph bucket of a decode step (rows up to 1, 2, 4, 8, then multiples of 16), or 0 to run it eagerly. */
   private bucketOf(p: ProgramParts, batch: StepBatch): number {
-    if (!p.options.graphs || !p.kv || !isGraphableDecode(batch)) return 0;
+    if (this.eagerOnce || !p.options.graphs || !p.kv || !isGraphableDecode(batch)) return 0;
     const rows = batch.tokenIds.length;
     if (rows > p.options.maxGraphRows) return 0;
     if (rows > 8) return Math.min(Math.ceil(rows / 16) * 16, Math.max(rows, p.options.maxGraphRows));
@@ -358,6 +402,7 @@ export class CudaProgram implements Program {
       rowsOf: (id: ValueId) => (graph.values[id].rows === 'selected' ? meta.selected : meta.rows),
       isF32: (id: ValueId) => p.outputF32 && (p.f32Values ? p.f32Values.has(id) : id === graph.output),
       collectives: p.collectives ?? { tensor: null, pipeline: null },
+      moe: this.moe,
       weight: (name: WeightName) => {
         const w = p.weights.get(name) ?? streamed?.weight(name);
         if (!w) throw new BackendError(`weight ${name} is not on the device`, { tensor: name });

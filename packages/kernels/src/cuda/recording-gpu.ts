@@ -5,7 +5,7 @@
 // still be live: a graph that outlives a buffer it captured would read freed memory on a GPU).
 import { BackendError } from '@zinfer/core';
 import type { CopyEngine } from './copy-engine.js';
-import type { DeviceRange, Dim3, GemmArgs, Gpu, GraphExec, KernelArg } from './gpu.js';
+import type { DeviceRange, Dim3, GemmArgs, Gpu, GraphExec, KernelArg, LaunchHook } from './gpu.js';
 import { loadKernelSources, type KernelSignature } from './kernel-sources.js';
 import { checkLaunch } from './launch.js';
 import { RecordingCopies } from './recording-copies.js';
@@ -117,7 +117,16 @@ export class RecordingGpu implements Gpu {
     sig.params.forEach((p, i) => {
       if (p.kind === 'ptr' && args[i] !== 0n) this.checkPointer(args[i] as bigint, `${kernel} parameter ${p.name}`);
     });
+    const hook = this.capture ? null : this.hook;
+    hook?.before(kernel, grid, block, args);
     (this.capture?.launches ?? this.launches).push({ kernel, grid: { x: grid.x, y: grid.y ?? 1, z: grid.z ?? 1 }, block, args: [...args] });
+    hook?.after(kernel);
+  }
+
+  private hook: LaunchHook | null = null;
+
+  setLaunchHook(hook: LaunchHook | null): void {
+    this.hook = hook;
   }
 
   external(what: string, buffers: readonly DeviceRange[], enqueue: (stream: bigint) => void): void {

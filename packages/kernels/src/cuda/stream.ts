@@ -11,10 +11,11 @@ import { BackendError } from '@zinfer/core';
 import { CudaCopyEngine } from './copy-engine.js';
 import type { CudaDevice } from './device.js';
 import { CU, type Ptr } from './driver-api.js';
-import type { DeviceRange, Dim3, GemmArgs, Gpu, GraphExec, KernelArg } from './gpu.js';
+import type { DeviceRange, Dim3, GemmArgs, Gpu, GraphExec, KernelArg, LaunchHook } from './gpu.js';
 import { fmtBytes } from './format.js';
 import { defaultCacheDir } from './kernel-cache.js';
 import { checkLaunch } from './launch.js';
+import { CudaPeerMemory } from './peer-memory.js';
 
 const OUT_OF_MEMORY = 2; // CUDA_ERROR_OUT_OF_MEMORY
 
@@ -45,6 +46,7 @@ export class CudaStream implements Gpu {
   private launchConfig: { ptr: Ptr; view: DataView } | null = null;
   private capturing = false;
   private copies: CudaCopyEngine | null = null;
+  private hook: LaunchHook | null = null;
 
   constructor(readonly device: CudaDevice, opts: CudaStreamOptions = {}) {
     this.name = device.props.name;
@@ -105,6 +107,8 @@ export class CudaStream implements Gpu {
     if (!k) throw new BackendError(`no CUDA kernel named ${kernel} in zinfer's kernel sources`);
     checkLaunch(k.sig, grid, block, args, sharedBytes);
     const params = this.device.arena.pack(k.sig, args);
+    const hook = this.capturing ? null : this.hook;
+    hook?.before(kernel, grid, block, args);
     let status: number;
     let call = 'cuLaunchKernel';
     if (this.launchConfig) {
@@ -116,9 +120,14 @@ export class CudaStream implements Gpu {
       status = this.driver.api.cuLaunchKernel(k.fn, grid.x, grid.y ?? 1, grid.z ?? 1, block, 1, 1, sharedBytes, this.stream, params, null);
     }
     this.driver.check(call, status, `${kernel} grid (${grid.x}, ${grid.y ?? 1}, ${grid.z ?? 1}) block ${block}`);
+    hook?.after(kernel);
     this.pending.push(kernel);
     if (this.pending.length > 64) this.pending.splice(0, this.pending.length - 64);
     if (this.syncEachLaunch && !this.capturing) this.synchronize();
+  }
+
+  setLaunchHook(hook: LaunchHook | null): void {
+    this.hook = hook;
   }
 
   external(what: string, _buffers: readonly DeviceRange[], enqueue: (stream: bigint) => void): void {
@@ -180,6 +189,10 @@ export class CudaStream implements Gpu {
 
   copyEngine(): CudaCopyEngine {
     return (this.copies ??= new CudaCopyEngine(this.driver, this.stream));
+  }
+
+  peerMemory(): CudaPeerMemory {
+    return new CudaPeerMemory(this.device);
   }
 
   dispose(): void {

@@ -1,0 +1,39 @@
+// Which compiled variant of the decode GEMV (cuda/gemv.cu) linear layers launch. The variants give
+// bit-identical results and differ only in how many weight loads each thread keeps in flight and how many
+// blocks an SM holds, so the device bench times them against each other in one run (ZINFER_GEMV, or
+// setGemvVariant between steps; a program with CUDA graphs must drop them to see a change: resetGraphs).
+import { BackendError } from '@zinfer/core';
+
+/** v1: 4 loads a row, reissued per round; roll: reissued per slot; occ: roll, 2 loads, 8 blocks an SM. */
+export const GEMV_VARIANTS = ['v1', 'roll', 'occ'] as const;
+export type GemvVariant = (typeof GEMV_VARIANTS)[number];
+
+/** The entry-point infix of each variant: gemv1_f16_f16, gemv1r_f16_f16, gemv1o_f16_f16. */
+const INFIX: Record<GemvVariant, string> = { v1: '', roll: 'r', occ: 'o' };
+
+/** The variant named by an environment value (unset or empty: v1). */
+export function parseGemvVariant(value: string | undefined, field = 'ZINFER_GEMV'): GemvVariant {
+  if (value === undefined || value === '') return 'v1';
+  if ((GEMV_VARIANTS as readonly string[]).includes(value)) return value as GemvVariant;
+  throw new BackendError(`${field} is '${value}'; the decode GEMV variants are ${GEMV_VARIANTS.join(', ')}`, {
+    field,
+    expected: GEMV_VARIANTS.join(' | '),
+    found: value,
+  });
+}
+
+let current: GemvVariant = parseGemvVariant(process.env.ZINFER_GEMV);
+
+export function gemvVariant(): GemvVariant {
+  return current;
+}
+
+/** Selects the variant later launches use (the bench's A/B; tests). */
+export function setGemvVariant(v: GemvVariant): void {
+  current = parseGemvVariant(v, 'gemv variant');
+}
+
+/** The entry point of the GEMV for `rowsVariant` rows (1, 2, 4 or 8) in the given dtypes. */
+export function gemvKernel(rowsVariant: number, weight: string, act: string, variant: GemvVariant = current): string {
+  return `gemv${rowsVariant}${INFIX[variant]}_${weight}_${act}`;
+}

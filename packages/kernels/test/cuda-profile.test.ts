@@ -1,0 +1,131 @@
+// Kernel profiling and the decode-GEMV variants, without a GPU: the GEMV shape and bytes read from a
+// launch's arguments, the profile's grouping, a program step observed eagerly while its bucket has a
+// graph, and every variant's entry points launched (and signature-checked) through a whole program.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { BackendError, Rng } from '@zinfer/core';
+import { memoryWeights, stepBatch, tinyLlama, TINY_LLAMA, type TinyLlamaConfig } from '@zinfer/core/testing';
+import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
+import { GEMV_VARIANTS, gemvKernel, gemvVariant, parseGemvVariant, setGemvVariant } from '../src/cuda/gemv-variant.js';
+import type { Dim3, KernelArg, LaunchHook } from '../src/cuda/gpu.js';
+import { gemvShape, summarizeProfile, type KernelTiming } from '../src/cuda/kernel-profile.js';
+import { loadKernelSources } from '../src/cuda/kernel-sources.js';
+import { RecordingGpu } from '../src/cuda/recording-gpu.js';
+
+const SETTINGS: CompileSettings = {
+  activations: 'auto', cublas: true, attentionChunk: null, poison: true, graphs: true, maxGraphRows: 8, flash: true, fusion: { linear: true, rope: true },
+};
+const TINY16: TinyLlamaConfig = { ...TINY_LLAMA, headDim: 16 };
+
+/** gemv.cu's argument list for a launch of these segment widths. */
+const gemvArgs = (n: number[], inF: number, epi: number, norm: number): KernelArg[] => {
+  const seg = (j: number) => (j < n.length ? [1n, 2n, 0n, n[j]] : [0n, 0n, 0n, 0]);
+  return [...seg(0), ...seg(1), ...seg(2), 3n, 0n, 0n, 0n, 1e-5, 1, inF, epi, 1, norm, 0];
+};
+
+test('gemvShape reads the shape and weight bytes of a GEMV launch from its arguments; other kernels are not GEMVs', () => {
+  assert.equal(gemvShape('gemv1_f16_f16', gemvArgs([4096, 4096, 4096], 4096, 0, 1)), { shape: '4096→3×4096 norm', weightBytes: 3 * 4096 * 4096 * 2 });
+  assert.equal(gemvShape('gemv1o_bf16_bf16', gemvArgs([11008, 11008], 4096, 2, 1)), { shape: '4096→2×11008 gated norm', weightBytes: 2 * 11008 * 4096 * 2 });
+  assert.equal(gemvShape('gemv8r_f32_f32', gemvArgs([4096], 11008, 1, 0)), { shape: '11008→4096 +residual', weightBytes: 4096 * 11008 * 4 });
+  assert.equal(gemvShape('gemv1_f16_f16', gemvArgs([4096, 1024, 1024], 4096, 0, 1))?.shape, '4096→4096+1024+1024 norm');
+  assert.is(gemvShape('rms_norm_f16', [0n, 0n, 0n, 4096, 1e-5]), null);
+});
+
+test('summarizeProfile groups by kernel and shape in order, with the median and GB/s against the read bandwidth', () => {
+  const t = (kernel: string, us: number, shape: string | null = null, weightBytes: number | null = null): KernelTiming => ({ kernel, grid: { x: 1 }, block: 128, us, shape, weightBytes });
+  const rows = summarizeProfile([t('gemv1_f16_f16', 10, 'a', 30e6), t('rope_kv_f16', 4), t('gemv1_f16_f16', 12, 'a', 30e6), t('gemv1_f16_f16', 11, 'a', 30e6), t('gemv1_f16_f16', 50, 'b', 150e6)], 3000);
+  assert.equal(rows.map((r) => [r.what, r.count, r.medianUs, r.totalUs]), [['gemv1_f16_f16 a', 3, 11, 33], ['rope_kv_f16', 1, 4, 4], ['gemv1_f16_f16 b', 1, 50, 50]]);
+  assert.ok(Math.abs(rows[0].GBps! - 30e6 / 11e3) < 1e-9);
+  assert.ok(Math.abs(rows[2].fractionOfRead! - 1) < 1e-9);
+  assert.is(rows[1].GBps, null);
+});
+
+test('every GEMV variant has every rows × dtype entry point, with the same parameters as v1', () => {
+  const kernels = loadKernelSources().kernels;
+  for (const rows of [1, 2, 4, 8]) {
+    for (const [w, a] of [['f32', 'f32'], ['f16', 'f32'], ['bf16', 'f32'], ['f16', 'f16'], ['bf16', 'bf16']]) {
+      const v1 = kernels.get(gemvKernel(rows, w, a, 'v1'))!;
+      for (const v of GEMV_VARIANTS) assert.equal(kernels.get(gemvKernel(rows, w, a, v))?.params, v1.params, `${v} ${rows} ${w} ${a}`);
+    }
+  }
+});
+
+test('ZINFER_GEMV: unknown variants are a BackendError naming the field and the choices', () => {
+  assert.is(parseGemvVariant(undefined), 'v1');
+  assert.is(parseGemvVariant('occ'), 'occ');
+  try {
+    parseGemvVariant('fast');
+    assert.unreachable();
+  } catch (e) {
+    assert.instance(e, BackendError);
+    assert.is((e as BackendError).info.field, 'ZINFER_GEMV');
+    assert.is((e as BackendError).info.expected, 'v1 | roll | occ');
+  }
+});
+
+test('runObserved: one decode step runs eagerly with the hook seeing every launch while its bucket has a graph; resetGraphs recaptures with the selected GEMV variant', async () => {
+  const gpu = new RecordingGpu();
+  const m = tinyLlama(Rng.fromSeed(5), TINY16, 'f16');
+  const program = await compileProgram(gpu, m.graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 8, blockSize: 4 } }, SETTINGS);
+  const blocks = [0, 1, 2];
+  await program.run(stepBatch([{ tokens: [5, 6, 7], cached: 0, blocks }], 4, 'last'));
+  const decode = (t: number) => stepBatch([{ tokens: [9 + t], cached: 3 + t, blocks }], 4, 'last');
+  for (let t = 0; t < 3; t++) await program.run(decode(t));
+  assert.is(program.stats.graphCaptures, 1);
+  const seen: { kernel: string; grid: Dim3; after: boolean }[] = [];
+  const hook: LaunchHook = {
+    before: (kernel, grid) => void seen.push({ kernel, grid, after: false }),
+    after: (kernel) => {
+      const last = seen[seen.length - 1];
+      assert.is(last.kernel, kernel);
+      last.after = true;
+    },
+  };
+  const from = gpu.launches.length;
+  const replays = program.stats.graphReplays;
+  assert.is(await program.runObserved(decode(3), () => hook), hook);
+  const eager = gpu.launches.slice(from);
+  assert.ok(eager.length > 5 && eager.every((l) => !l.replay), 'an eager step, not a replay');
+  assert.is(program.stats.graphReplays, replays);
+  assert.equal(seen.map((s) => s.kernel), eager.map((l) => l.kernel));
+  assert.ok(seen.every((s) => s.after));
+  // The hook is gone afterwards, and the graph replays again.
+  const n = seen.length;
+  await program.run(decode(4));
+  assert.is(seen.length, n);
+  assert.is(program.stats.graphReplays, replays + 1);
+
+  const before = gemvVariant();
+  try {
+    for (const v of GEMV_VARIANTS) {
+      setGemvVariant(v);
+      program.resetGraphs();
+      const start = gpu.launches.length;
+      for (let t = 5; t < 8; t++) await program.run(decode(t));
+      const gemvs = gpu.launches.slice(start).filter((l) => l.kernel.startsWith('gemv'));
+      assert.ok(gemvs.length >= 4 && gemvs.every((l) => l.kernel.startsWith(gemvKernel(1, 'f16', 'f16', v).split('_')[0] + '_')), `${v}: ${gemvs.map((l) => l.kernel).join(' ')}`);
+    }
+    assert.is(program.stats.graphCaptures, 1 + GEMV_VARIANTS.length);
+  } finally {
+    setGemvVariant(before);
+  }
+  await program.dispose();
+  assert.is(gpu.live.size, 0);
+});
+
+test('runObserved needs a Gpu that takes hooks', async () => {
+  const gpu = new RecordingGpu();
+  const m = tinyLlama(Rng.fromSeed(6), TINY16, 'f16');
+  const program = await compileProgram(gpu, m.graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 8, blockSize: 4 } }, SETTINGS);
+  (gpu as { setLaunchHook?: unknown }).setLaunchHook = undefined;
+  try {
+    await program.runObserved(stepBatch([{ tokens: [1], cached: 0, blocks: [0] }], 4, 'last'), () => ({ before() {}, after() {} }));
+    assert.unreachable();
+  } catch (e) {
+    assert.instance(e, BackendError);
+    assert.match((e as Error).message, /cannot observe launches/);
+  }
+  await program.dispose();
+});
+
+test.run();
