@@ -13,6 +13,9 @@
 //   4. the peer: transformers generate() on the same checkpoints and card (gpu-bench-hf.py peer), and
 //      whether its greedy tokens match zinfer's;
 //   5. if time is left, the batch-1 decode again with programmatic dependent launch (same tokens?).
+// Profiling (scripts/gpu-bench-profile.mjs): every kernel of one eager decode step timed with CUDA events
+// (GEMV GB/s per shape, µs for the rest, decode attention GB/s at batch 64), for each decode-GEMV variant
+// (ZINFER_GEMV: v1, roll, occ), and the graphed decode per variant on the same program (same ids?).
 // Writes $OUT/cuda-h100.json (the issue's keys plus card/date/commit, and the limits they are measured
 // against) after every step, $OUT/gpu-bench-detail.json (everything, errors by step) and gpu-bench.log;
 // prints a table last. A failed step leaves its keys null and the rest runs.
@@ -48,7 +51,9 @@ try {
 }
 const { createEngine } = core;
 const { stepBatch } = testing;
-const { cudaBackend, cudaMicrobench, probeFailure } = cuda;
+const { cudaBackend, cudaMicrobench, probeFailure, profileStep, summarizeProfile, GEMV_VARIANTS, gemvVariant, setGemvVariant } = cuda;
+const { profileDecode, decodeByVariant, profileTable, decodeBatch } = await import('./gpu-bench-profile.mjs');
+const DEFAULT_GEMV = gemvVariant();
 
 const commit = (() => {
   try {
@@ -79,6 +84,14 @@ const result = {
   // argmax on the GPU (only token ids cross PCIe): what a sampling contract would give the engine.
   program_decode_bs1_ms: null, program_decode_bs1_argmax_ms: null, program_decode_bs64_ms: null, program_decode_bs64_argmax_ms: null,
   program_gpt2_124m_decode_bs1_ms: null, program_gpt2_124m_decode_bs1_argmax_ms: null,
+  // Issue 4 profiling: the GEMV variant the engine steps used, the graphed Program.run decode per variant
+  // (ms; with PDL too), whether every variant gave the same greedy ids, and per-kernel profiles of one
+  // eager step (scripts/gpu-bench-profile.mjs).
+  gemv_variant: DEFAULT_GEMV,
+  program_decode_bs1_ms_by_gemv: null, program_decode_bs1_argmax_ms_by_gemv: null, program_decode_bs1_pdl_ms_by_gemv: null,
+  program_gpt2_124m_decode_bs1_ms_by_gemv: null, gemv_variants_same_ids: null,
+  decode_bs64_attention_gb_per_s: null,
+  profile_bs1: null, profile_bs64: null, profile_gpt2_124m_bs1: null,
 };
 const detail = { result, steps: {}, errors: {}, microbench: null, dirty, node: process.version };
 const save = () => {
@@ -167,6 +180,32 @@ async function programDecode(program, { rows, context, blockSize = 16, vocab, ar
   return median(times);
 }
 
+/** The variant comparison on one program: graphed decode per GEMV variant, then the default restored. */
+async function variantsOn(program, { context, vocab }) {
+  try {
+    return await decodeByVariant({
+      program, variants: GEMV_VARIANTS, setVariant: setGemvVariant,
+      time: (argmax) => programDecode(program, { rows: 1, context, vocab, argmax }),
+      ids: () => program.runArgmax(decodeBatch(stepBatch, { rows: 1, context, vocab, t: 3 })),
+    });
+  } finally {
+    setGemvVariant(DEFAULT_GEMV);
+    program.resetGraphs();
+  }
+}
+
+/** Per-kernel profile of one eager decode step for each variant (or the default alone), default restored. */
+async function profileOn(program, { rows, context, vocab, kvBytesPerToken, variants = GEMV_VARIANTS }) {
+  try {
+    return await profileDecode({
+      program, profileStep, summarizeProfile, stepBatch, variants, setVariant: setGemvVariant,
+      rows, context, vocab, readGBps: result.device_read_gb_per_s, kv: { bytesPerToken: kvBytesPerToken },
+    });
+  } finally {
+    setGemvVariant(DEFAULT_GEMV);
+  }
+}
+
 /** Times engine.step() calls while `keep(report)` says the step counts; returns per-step ms. */
 async function stepTimes(engine, { steps, skip = 0, keep = () => true, until = () => false }) {
   const times = [];
@@ -246,6 +285,19 @@ if (engine) {
     result.program_decode_bs1_ms = round(await programDecode(program, { rows: 1, context: 100, vocab: 32000, argmax: false }), 3);
     result.program_decode_bs1_argmax_ms = round(await programDecode(program, { rows: 1, context: 100, vocab: 32000, argmax: true }), 3);
   });
+  await step('profile: every kernel of one eager batch-1 decode step, per GEMV variant', async () => {
+    const program = llamaBackend.programs[llamaBackend.programs.length - 1];
+    result.profile_bs1 = await profileOn(program, { rows: 1, context: 100, vocab: 32000, kvBytesPerToken: 2 * 4096 * 2 });
+  });
+  await step('GEMV variants: graphed batch-1 decode through Program.run, per variant', async () => {
+    const program = llamaBackend.programs[llamaBackend.programs.length - 1];
+    const r = await variantsOn(program, { context: 100, vocab: 32000 });
+    result.program_decode_bs1_ms_by_gemv = r.ms;
+    result.program_decode_bs1_argmax_ms_by_gemv = r.argmaxMs;
+    result.gemv_variants_same_ids = r.sameIds;
+    if (!r.sameIds) throw new Error(`GEMV variants gave different greedy ids: ${JSON.stringify(r.ids)}`);
+    return r;
+  });
   await step('prefill 2048 tokens (one step)', async () => {
     const times = [];
     for (let i = 0; i < 4; i++) {
@@ -283,6 +335,12 @@ if (engine) {
     result.program_decode_bs64_argmax_ms = round(await programDecode(program, { rows: 64, context: 520, vocab: 32000, argmax: true, steps: 16 }), 3);
     return { program: programStats(llamaBackend) };
   });
+  await step('profile: one eager batch-64 decode step at 520-token contexts (decode attention GB/s)', async () => {
+    const program = llamaBackend.programs[llamaBackend.programs.length - 1];
+    result.profile_bs64 = await profileOn(program, { rows: 64, context: 520, vocab: 32000, kvBytesPerToken: 2 * 4096 * 2, variants: [DEFAULT_GEMV] });
+    const attn = result.profile_bs64[DEFAULT_GEMV].kernels.find((k) => /^(attn_decode|attention_partial)/.test(k.what));
+    result.decode_bs64_attention_gb_per_s = attn?.GBps ?? null;
+  });
   await step('close the 7B engine', () => engine.close());
   engine = null;
 }
@@ -300,6 +358,10 @@ await step('GPT-2 124M decode batch 1', async () => {
     const program = be.programs[be.programs.length - 1];
     result.program_gpt2_124m_decode_bs1_ms = round(await programDecode(program, { rows: 1, context: 100, vocab: 50257, argmax: false, steps: 64 }), 3);
     result.program_gpt2_124m_decode_bs1_argmax_ms = round(await programDecode(program, { rows: 1, context: 100, vocab: 50257, argmax: true, steps: 64 }), 3);
+    result.profile_gpt2_124m_bs1 = await profileOn(program, { rows: 1, context: 100, vocab: 50257, kvBytesPerToken: 2 * 768 * 2 });
+    const r = await variantsOn(program, { context: 100, vocab: 50257 });
+    result.program_gpt2_124m_decode_bs1_ms_by_gemv = r.ms;
+    if (!r.sameIds) throw new Error(`GEMV variants gave different greedy ids on GPT-2: ${JSON.stringify(r.ids)}`);
     return { minMs: Math.min(...times), p90Ms: quantile(times, 0.9), program: programStats(be) };
   } finally {
     await e.close();
@@ -336,6 +398,8 @@ await step('decode batch 1 with programmatic dependent launch', async () => {
     result.decode_bs1_pdl_ms_per_token = round(median(times), 3);
     const same = zinferTokens && JSON.stringify(r.tokens) === JSON.stringify(zinferTokens);
     if (zinferTokens && !same) throw new Error(`tokens differ from the run without PDL: ${r.tokens.slice(0, 16)} vs ${zinferTokens.slice(0, 16)}`);
+    const v = await variantsOn(be.programs[be.programs.length - 1], { context: 100, vocab: 32000 });
+    result.program_decode_bs1_pdl_ms_by_gemv = v.ms;
     return { sameTokens: same, program: programStats(be) };
   } finally {
     await e.close();
@@ -355,16 +419,26 @@ log('');
 log(`== zinfer CUDA bench on ${result.card} (${result.date}, commit ${commit ?? '?'}${dirty ? '+' : ''}), ${elapsed().toFixed(0)} s`);
 if (m) {
   log(`read ${m.readGBps.toFixed(0)} GB/s, copy ${m.copyGBps.toFixed(0)} GB/s; launch host ${m.launchHostUs.toFixed(2)} us`);
-  for (const g of m.gemvSweep) log(`  GEMV f16 ${g.shape.padEnd(32)} rows ${g.rows}: ${g.us.toFixed(1).padStart(6)} us = ${(100 * g.fractionOfRead).toFixed(0)}% of read`);
+  for (const g of m.gemvSweep) log(`  GEMV f16 ${g.shape.padEnd(32)} ${String(g.variant).padEnd(4)} rows ${g.rows}: ${g.us.toFixed(1).padStart(6)} us = ${(100 * g.fractionOfRead).toFixed(0)}% of read`);
+  if (m.gemvVariantMismatches?.length) log(`  GEMV variants NOT bit-identical to v1: ${m.gemvVariantMismatches.join(', ')}`);
   log(`  cuBLAS f16 prefill GEMMs: ${m.cublasPrefill.map((p) => `${p.shape} ${p.tflops.toFixed(0)} TFLOP/s`).join(', ')}`);
   log(`  cuBLAS f16 64-row GEMMs: ${m.cublasDecode64.map((p) => `${p.shape} ${p.us.toFixed(0)} us = ${(100 * p.fractionOfRead).toFixed(0)}% of read`).join(', ')}`);
   log(`  prefill layer, non-GEMM kernels: ${m.prefillKernels.map((p) => `${p.kernel} ${p.us.toFixed(0)} us`).join(', ')}`);
+}
+for (const [name, prof] of [['7B bs1', result.profile_bs1], ['7B bs64', result.profile_bs64], ['GPT-2 bs1', result.profile_gpt2_124m_bs1]]) {
+  if (!prof) continue;
+  log(`profile ${name} (one eager step, events per kernel; no graph, no PDL):`);
+  for (const v of Object.keys(prof)) for (const line of profileTable(prof, v)) log(line);
 }
 const row = (key, value, target) => log(`${key.padEnd(38)} ${String(value ?? 'n/a').padStart(10)}   ${target}`);
 row('decode_bs1_ms_per_token', result.decode_bs1_ms_per_token, `target ≤ 1.15 × roofline ${result.roofline_bs1_ms_per_token ?? '?'} (ratio ${result.decode_bs1_over_roofline ?? '?'})`);
 row('decode_bs1_pdl_ms_per_token', result.decode_bs1_pdl_ms_per_token, 'same, with programmatic dependent launch');
 row('program_decode_bs1_ms (argmax on GPU)', `${result.program_decode_bs1_ms ?? '?'} (${result.program_decode_bs1_argmax_ms ?? '?'})`, 'Program.run without the engine (runArgmax: ids only)');
 row('program_decode_bs64_ms (argmax on GPU)', `${result.program_decode_bs64_ms ?? '?'} (${result.program_decode_bs64_argmax_ms ?? '?'})`, 'per 64-row step');
+row('program_decode_bs1_ms_by_gemv', JSON.stringify(result.program_decode_bs1_ms_by_gemv), `graphed, per GEMV variant (engine used ${DEFAULT_GEMV}); same ids: ${result.gemv_variants_same_ids}`);
+row('program_decode_bs1_pdl_ms_by_gemv', JSON.stringify(result.program_decode_bs1_pdl_ms_by_gemv), 'the same with PDL');
+row('program_gpt2_124m_decode_bs1_ms_by_gemv', JSON.stringify(result.program_gpt2_124m_decode_bs1_ms_by_gemv), '');
+row('decode_bs64_attention_gb_per_s', result.decode_bs64_attention_gb_per_s, 'decode attention K/V bytes over its µs (one eager 64-row step)');
 row('program_gpt2_124m_decode_bs1_ms (argmax)', `${result.program_gpt2_124m_decode_bs1_ms ?? '?'} (${result.program_gpt2_124m_decode_bs1_argmax_ms ?? '?'})`, '');
 row('hf_decode_bs1_ms_per_token', result.hf_decode_bs1_ms_per_token, `target ≥ 12 × ours (${result.hf_over_zinfer_bs1 ?? '?'}×); greedy tokens matching: ${result.greedy_bs1_tokens_matching_hf ?? '?'}/64`);
 row('decode_bs64_tokens_per_s', result.decode_bs64_tokens_per_s, `target ≥ 8000 (floor at read bandwidth: ${result.decode_bs64_floor_tokens_per_s ?? '?'}; step ${result.decode_bs64_step_ms ?? '?'} ms)`);
