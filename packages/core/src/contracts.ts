@@ -225,6 +225,12 @@ export interface DeviceCollectives {
   allGather(send: bigint, recv: bigint, count: number, dtype: FloatDType, stream: bigint): void;
   send(buf: bigint, count: number, dtype: FloatDType, peer: number, stream: bigint): void;
   recv(buf: bigint, count: number, dtype: FloatDType, peer: number, stream: bigint): void;
+  /**
+   * Optional (expert-parallel dispatch): send holds one block per rank in rank order (sendCounts[r]
+   * elements for rank r, this rank's own block included), recv receives recvCounts[r] elements from each
+   * rank r, in rank order; zero counts move nothing. One grouped exchange (NCCL: grouped send/recv).
+   */
+  allToAll?(send: bigint, recv: bigint, sendCounts: readonly number[], recvCounts: readonly number[], dtype: FloatDType, stream: bigint): void;
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { offloadFromFlags, offloadSummary } from './offload-flags.js';
-import { parallelFromFlags } from './parallel-flags.js';
+import { epCoordinatedOption, epDispatchOption, parallelFromFlags } from './parallel-flags.js';
 import { ConfigError, createEngine, type Engine, type FloatDType, type GenerateRequest, type GenerationResult, type GenerationStream } from '@zinfer/core';
 import { AVAILABLE_BACKENDS, BACKEND_NAMES, createBackend } from './backends.js';
 import { EXIT_INTERRUPTED, EXIT_OK, UsageError } from './cli-errors.js';
@@ -29,6 +29,8 @@ export interface GenerateOptions {
   tp: number;
   pp: number;
   ep: number;
+  epDispatch?: 'all-reduce' | 'all-to-all';
+  epCoordinated?: boolean;
   offload?: 'host' | 'disk';
   deviceMemory?: number;
   prefetch?: number;
@@ -60,6 +62,8 @@ export function generateCommand(io: CliIo, done: (exitCode: number) => void): Co
     .addOption(new Option('--tp <n>', 'tensor-parallel ranks (one worker thread each)').default(1).argParser(parseCount))
     .addOption(new Option('--pp <n>', 'pipeline-parallel stages (each --tp ranks wide)').default(1).argParser(parseCount))
     .addOption(new Option('--ep <n>', 'expert-parallel ranks (Mixture-of-Experts models)').default(1).argParser(parseCount))
+    .addOption(epDispatchOption())
+    .addOption(epCoordinatedOption())
     .addOption(new Option('--offload <tier>', 'keep the layers beyond --device-memory in host memory or on disk and stream them in').choices(['host', 'disk']))
     .addOption(new Option('--device-memory <bytes>', 'with --offload: weight budget of the compute device, e.g. 16GiB (default: every layer streams)').argParser(parseBytes))
     .addOption(new Option('--prefetch <n>', 'with --offload: layers fetched ahead of the one computing (default 1)').argParser(parseInteger))

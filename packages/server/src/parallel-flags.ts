@@ -1,4 +1,5 @@
 // --tp, --pp and --ep as the engine config's `parallel` strategy.
+import { Option } from 'commander';
 import { ConfigError, type ParallelStrategy } from '@zinfer/core';
 import { contiguousPlacement, expertParallel } from '@zinfer/moe';
 import { pipelineParallel, tensorParallel } from '@zinfer/parallel';
@@ -7,14 +8,30 @@ export interface ParallelFlags {
   tp: number;
   pp: number;
   ep: number;
+  /** --ep-dispatch: how expert outputs meet (default all-reduce). */
+  epDispatch?: 'all-reduce' | 'all-to-all';
+  /** --ep-coordinated: the coordinated all-to-all (with --tp > 1). */
+  epCoordinated?: boolean;
+}
+
+/** --ep-dispatch, for the generate and serve commands. */
+export function epDispatchOption(): Option {
+  return new Option('--ep-dispatch <mode>', "with --ep: experts' outputs meet by one all-reduce, or by all-to-all dispatch and combine").choices(['all-reduce', 'all-to-all']).default('all-reduce');
+}
+
+/** --ep-coordinated, for the generate and serve commands. */
+export function epCoordinatedOption(): Option {
+  return new Option('--ep-coordinated', 'with --ep-dispatch all-to-all and --tp > 1: exchange only across expert groups, then all-gather (coordinated all-to-all)');
 }
 
 /** The strategy the flags ask for, or undefined for a single device. */
-export function parallelFromFlags({ tp, pp, ep }: ParallelFlags): ParallelStrategy | undefined {
+export function parallelFromFlags({ tp, pp, ep, epDispatch, epCoordinated }: ParallelFlags): ParallelStrategy | undefined {
   if (ep > 1) {
-    if (tp > 1 || pp > 1) throw new ConfigError('--ep does not combine with --tp or --pp yet', { field: 'ep', expected: '--tp 1 --pp 1 with --ep', found: `--tp ${tp} --pp ${pp} --ep ${ep}` });
-    return expertParallel({ size: ep, placement: contiguousPlacement() });
+    // --tp with --ep: tp × ep ranks, dense weights sliced over all of them, each expert sliced over tp.
+    if (pp > 1) throw new ConfigError('--ep does not combine with --pp yet', { field: 'ep', expected: '--pp 1 with --ep', found: `--pp ${pp} --ep ${ep}` });
+    return expertParallel({ size: ep * tp, tensor: tp, placement: contiguousPlacement(), dispatch: epDispatch, coordinated: epCoordinated });
   }
+  if (epDispatch === 'all-to-all' || epCoordinated) throw new ConfigError('--ep-dispatch and --ep-coordinated need --ep', { field: 'ep', expected: '--ep > 1', found: `--ep ${ep}` });
   if (pp > 1) return pipelineParallel({ stages: pp, tensorSize: tp });
   if (tp > 1) return tensorParallel({ size: tp });
   return undefined;

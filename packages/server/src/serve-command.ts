@@ -10,7 +10,7 @@ import type { CliIo } from './cli-io.js';
 import { DEFAULT_MODEL_NAME, defaultModelDir } from './default-model.js';
 import { checkModelDir } from './generate-command.js';
 import { offloadFromFlags, offloadSummary } from './offload-flags.js';
-import { parallelFromFlags } from './parallel-flags.js';
+import { epCoordinatedOption, epDispatchOption, parallelFromFlags } from './parallel-flags.js';
 import { parseBytes, parseCount, parseInteger } from './parse-flags.js';
 import { loadProgress } from './progress.js';
 import { readServeConfig, type ServeFileConfig } from './serve-config.js';
@@ -30,6 +30,8 @@ export interface ServeOptions {
   tp: number;
   pp: number;
   ep: number;
+  epDispatch?: 'all-reduce' | 'all-to-all';
+  epCoordinated?: boolean;
   offload?: 'host' | 'disk';
   deviceMemory?: number;
   prefetch?: number;
@@ -67,6 +69,8 @@ export function serveCommand(io: CliIo, done: (exitCode: number) => void): Comma
     .addOption(new Option('--tp <n>', 'tensor-parallel ranks (one worker thread each)').default(1).argParser(parseCount))
     .addOption(new Option('--pp <n>', 'pipeline-parallel stages (each --tp ranks wide)').default(1).argParser(parseCount))
     .addOption(new Option('--ep <n>', 'expert-parallel ranks (Mixture-of-Experts models)').default(1).argParser(parseCount))
+    .addOption(epDispatchOption())
+    .addOption(epCoordinatedOption())
     .addOption(new Option('--offload <tier>', 'keep the layers beyond --device-memory in host memory or on disk and stream them in').choices(['host', 'disk']))
     .addOption(new Option('--device-memory <bytes>', 'with --offload: weight budget of the compute device (default: every layer streams)').argParser(parseBytes))
     .addOption(new Option('--prefetch <n>', 'with --offload: layers fetched ahead of the one computing (default 1)').argParser(parseInteger))

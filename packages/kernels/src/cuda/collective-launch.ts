@@ -17,6 +17,9 @@ type CommunicationNode = OpNode<'allReduce' | 'allGather' | 'send' | 'recv'>;
 
 /** The device collectives the graph's communication nodes need; refuses host-only communicators clearly. */
 export function programCollectives(graph: Graph, options: Pick<CompileOptions, 'communicator' | 'pipeline'>): ProgramCollectives {
+  // The MoE all-to-all needs row gather/scatter kernels around DeviceCollectives.allToAll, not written yet.
+  const exchange = graph.nodes.find((n) => n.op === 'moeDispatch' || n.op === 'moeCombine');
+  if (exchange) throw new BackendError(`the cuda backend does not run ${exchange.op} yet: use expert parallelism with dispatch 'all-reduce'`, { field: 'parallel.dispatch', expected: "'all-reduce'", found: "'all-to-all'" });
   const needs = (field: 'communicator' | 'pipeline') => graph.nodes.some((n) => COLLECTIVE_KINDS.includes(n.op) && (field === 'pipeline') === (n.op === 'send' || n.op === 'recv'));
   const take = (field: 'communicator' | 'pipeline'): DeviceCollectives | null => {
     if (!needs(field)) return null;

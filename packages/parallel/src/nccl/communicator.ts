@@ -2,7 +2,7 @@
 // buffers (what the CUDA backend's programs use, also inside captured CUDA graphs); the host methods of
 // Communicator stage Float32Arrays through device memory on a stream of their own and wait, so they block
 // this thread: one rank per thread (worker threads), never several ranks on one.
-import { BackendError, type Communicator, type DeviceCollectives, type FloatDType } from '@zinfer/core';
+import { BackendError, byteSize, type Communicator, type DeviceCollectives, type FloatDType } from '@zinfer/core';
 import { NCCL_DTYPE, NCCL_OP, type Nccl } from './api.js';
 import type { CommCell } from './comm-cell.js';
 import { StagingBuffers } from './cuda-context.js';
@@ -30,6 +30,22 @@ export class NcclDeviceCollectives implements DeviceCollectives {
   recv(buf: bigint, count: number, dtype: FloatDType, peer: number, stream: bigint): void {
     const comm = this.comm('recv', peer);
     this.nccl.check('ncclRecv', this.nccl.api.ncclRecv(buf, count, NCCL_DTYPE[dtype], peer, comm, stream), comm, `${count} ${dtype} from rank ${peer}`);
+  }
+
+  allToAll(send: bigint, recv: bigint, sendCounts: readonly number[], recvCounts: readonly number[], dtype: FloatDType, stream: bigint): void {
+    const comm = this.comm('allToAll');
+    for (const [name, c] of [['sendCounts', sendCounts], ['recvCounts', recvCounts]] as const) {
+      if (c.length !== this.size || c.some((n) => !Number.isInteger(n) || n < 0)) throw new BackendError(`NCCL allToAll: bad ${name}`, { field: name, expected: `${this.size} non-negative integers`, found: JSON.stringify(c) });
+    }
+    const offsets = (c: readonly number[]) => c.map((_, r) => BigInt(byteSize(dtype, c.slice(0, r).reduce((a, b) => a + b, 0))));
+    const [so, ro] = [offsets(sendCounts), offsets(recvCounts)];
+    // Grouped, so every send and receive of the exchange progresses together; NCCL takes a rank itself as peer.
+    this.group(() => {
+      for (let r = 0; r < this.size; r++) {
+        if (sendCounts[r]) this.nccl.check('ncclSend', this.nccl.api.ncclSend(send + so[r], sendCounts[r], NCCL_DTYPE[dtype], r, comm, stream), comm, `allToAll: ${sendCounts[r]} ${dtype} to rank ${r}`);
+        if (recvCounts[r]) this.nccl.check('ncclRecv', this.nccl.api.ncclRecv(recv + ro[r], recvCounts[r], NCCL_DTYPE[dtype], r, comm, stream), comm, `allToAll: ${recvCounts[r]} ${dtype} from rank ${r}`);
+      }
+    });
   }
 
   /** Runs `calls` as one NCCL group (their sends and receives progress together, as allToAll needs). */
@@ -84,16 +100,10 @@ export class NcclCommunicator implements Communicator {
     const [ds, dr] = [s.buffer(0, send.byteLength), s.buffer(1, recv.byteLength)];
     s.upload(ds, send);
     if (sendCounts[this.rank] !== recvCounts[this.rank]) throw new BackendError(`allToAll: rank ${this.rank} sends itself ${sendCounts[this.rank]} values and expects ${recvCounts[this.rank]}`);
-    const at = (ptr: bigint, counts: readonly number[], r: number) => ptr + BigInt(4 * sum(counts.slice(0, r)));
     const ownStart = sum(sendCounts.slice(0, this.rank));
     const own = send.slice(ownStart, ownStart + sendCounts[this.rank]); // stays on this rank: no NCCL call
-    this.device.group(() => {
-      for (let r = 0; r < this.size; r++) {
-        if (r === this.rank) continue;
-        if (sendCounts[r]) this.device.send(at(ds, sendCounts, r), sendCounts[r], 'f32', r, s.stream);
-        if (recvCounts[r]) this.device.recv(at(dr, recvCounts, r), recvCounts[r], 'f32', r, s.stream);
-      }
-    });
+    const others = (c: readonly number[]) => c.map((n, r) => (r === this.rank ? 0 : n));
+    this.device.allToAll(ds, dr, others(sendCounts), others(recvCounts), 'f32', s.stream);
     s.download(recv, dr);
     recv.set(own, sum(recvCounts.slice(0, this.rank)));
   }
