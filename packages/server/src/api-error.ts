@@ -18,12 +18,12 @@ export interface ApiError {
 }
 
 const STATUS_BY_CODE: Record<string, number> = {
-  E_REQUEST: 400, E_CAPACITY: 400, E_TOKENIZER: 400, E_CONFIG: 400, E_ABORTED: 503,
+  E_REQUEST: 400, E_CAPACITY: 400, E_TOKENIZER: 400, E_CONFIG: 400, E_ABORTED: 503, E_BUSY: 409,
 };
 
 const TYPE_BY_STATUS: Record<number, string> = {
   400: 'invalid_request_error', 401: 'authentication_error', 404: 'not_found_error', 405: 'invalid_request_error',
-  413: 'invalid_request_error', 429: 'rate_limit_error', 503: 'service_unavailable',
+  409: 'conflict_error', 413: 'invalid_request_error', 429: 'rate_limit_error', 503: 'service_unavailable',
 };
 
 export function toApiError(e: unknown): ApiError {

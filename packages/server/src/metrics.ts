@@ -3,6 +3,8 @@
 // read at scrape time, so /metrics shows blocks freed by a cancel as soon as the engine frees them.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Engine } from '@zinfer/core';
+import { registerMoeMetrics } from './moe-metrics.js';
+import type { MoeReplanner } from './moe-replan.js';
 
 export type Api = 'ws' | 'completions' | 'chat';
 
@@ -21,7 +23,7 @@ export class ServerMetrics {
   readonly connections: Gauge;
   private engine: Engine | null = null;
 
-  constructor() {
+  constructor(moe?: MoeReplanner) {
     const registers = [this.registry];
     const engine = () => this.engine;
     this.ttft = new Histogram({ name: 'zinfer_time_to_first_token_seconds', help: 'Time from receiving a request to its first generated token', labelNames: ['api'], buckets: LATENCY_BUCKETS, registers });
@@ -37,6 +39,7 @@ export class ServerMetrics {
     new Gauge({ name: 'zinfer_kv_cache_blocks_total', help: 'KV-cache blocks of the engine', registers, collect() { this.set(engine()?.kvBlocks.total ?? 0); } });
     new Gauge({ name: 'zinfer_kv_cache_blocks_used', help: 'KV-cache blocks held by running requests', registers, collect() { const kv = engine()?.kvBlocks; this.set(kv ? kv.total - kv.free : 0); } });
     new Gauge({ name: 'zinfer_kv_cache_usage_ratio', help: 'Fraction of KV-cache blocks in use', registers, collect() { const kv = engine()?.kvBlocks; this.set(kv && kv.total ? (kv.total - kv.free) / kv.total : 0); } });
+    registerMoeMetrics(this.registry, engine, () => moe);
     collectDefaultMetrics({ register: this.registry, prefix: 'zinfer_' });
   }
 

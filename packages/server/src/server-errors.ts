@@ -37,3 +37,11 @@ export class NotReadyError extends ZinferError {
     super('E_NOT_READY', 'the model is still loading: retry when GET /health answers 200');
   }
 }
+
+/** The operation does not fit the server's state (e.g. a replan without expert parallelism or statistics). */
+export class ConflictError extends ZinferError {
+  readonly status = 409;
+  constructor(message: string, details: ErrorDetails = {}) {
+    super('E_CONFLICT', message, details);
+  }
+}

@@ -3,6 +3,7 @@
 // how much unsent output a slow reader may leave behind before its requests pause and then its
 // connection closes.
 import { ConfigError, type Engine } from '@zinfer/core';
+import type { MoeReplanner } from './moe-replan.js';
 
 export interface ServerLimits {
   /** Largest request body or WebSocket message (default 1 MiB). WebSocket frames up to 4× this get an
@@ -35,6 +36,8 @@ export interface ServerOptions extends Partial<ServerLimits> {
   apiKey?: string;
   /** Model id reported by /v1/models and accepted in requests' `model` field (default "zinfer"). */
   modelName?: string;
+  /** The expert-parallel engine's replanner (@zinfer/moe expertReplanner): enables POST /admin/moe/replan. */
+  moe?: MoeReplanner;
 }
 
 export const DEFAULT_LIMITS: ServerLimits = {
@@ -56,7 +59,7 @@ export interface ResolvedOptions {
   limits: ServerLimits;
 }
 
-const KNOWN = new Set(['engine', 'host', 'port', 'apiKey', 'modelName', ...Object.keys(DEFAULT_LIMITS)]);
+const KNOWN = new Set(['engine', 'host', 'port', 'apiKey', 'modelName', 'moe', ...Object.keys(DEFAULT_LIMITS)]);
 
 export function resolveOptions(o: ServerOptions): ResolvedOptions {
   for (const k of Object.keys(o)) {

@@ -7,6 +7,7 @@ import type { Engine } from '@zinfer/core';
 import { checkApiKey } from './auth.js';
 import { readJsonBody, sendError, sendJson } from './http-io.js';
 import { ServerMetrics } from './metrics.js';
+import { REPLAN_PATH, replanRoute } from './moe-replan.js';
 import { chatCompletions } from './openai-chat.js';
 import { completions } from './openai-completions.js';
 import type { OpenAiHandler } from './openai-run.js';
@@ -39,7 +40,7 @@ const POST_ROUTES: Record<string, { handler: OpenAiHandler; api: 'completions' |
 
 export async function startServer(options: ServerOptions): Promise<ZinferServer> {
   const opts = resolveOptions(options);
-  const metrics = new ServerMetrics();
+  const metrics = new ServerMetrics(options.moe);
   const ctx = new ServeContext(opts, metrics);
   const ws = new WsEndpoint(ctx);
   const ready = Promise.resolve(options.engine).then((engine) => {
@@ -75,7 +76,8 @@ export async function startServer(options: ServerOptions): Promise<ZinferServer>
       res.writeHead(200, { 'content-type': contentType });
       return void res.end(body);
     }
-    if (!path.startsWith('/v1/')) throw new NotFoundError(`no route ${method} ${path}`, { field: 'path', expected: '/, /health, /metrics, /v1/...', found: path });
+    if (path === REPLAN_PATH) return replanRoute(ctx, options.moe, req, res);
+    if (!path.startsWith('/v1/')) throw new NotFoundError(`no route ${method} ${path}`, { field: 'path', expected: `/, /health, /metrics, ${REPLAN_PATH}, /v1/...`, found: path });
     if (!checkApiKey(opts.apiKey, req)) throw new AuthError();
     if (path === '/v1/models') {
       if (method !== 'GET') throw new NotFoundError(`use GET ${path}`, { field: 'method', expected: 'GET', found: method }, 405);
