@@ -10,6 +10,7 @@ import type { CliIo } from './cli-io.js';
 import { DEFAULT_MODEL_NAME, defaultModelDir } from './default-model.js';
 import { checkModelDir } from './generate-command.js';
 import { offloadFromFlags, offloadSummary } from './offload-flags.js';
+import { replannerFromFlags } from './moe-replan.js';
 import { epCoordinatedOption, epDispatchOption, parallelFromFlags } from './parallel-flags.js';
 import { parseBytes, parseCount, parseInteger } from './parse-flags.js';
 import { loadProgress } from './progress.js';
@@ -104,10 +105,11 @@ export async function runServe(o: ServeOptions, io: CliIo): Promise<number> {
   const dtype = o.dtype ?? file.dtype;
 
   const progress = loadProgress(io.stderr);
-  const parallel = parallelFromFlags(o);
+  const moe = replannerFromFlags(o, parallelFromFlags(o)); // --ep: POST /admin/moe/replan re-plans its placement
+  const parallel = moe?.strategy() ?? parallelFromFlags(o);
   const loading = createEngine({ model: dir, backend, limits, onLoadProgress: progress.update, ...(dtype ? { dtype } : {}), ...(parallel ? { parallel } : {}), ...(offload ? { offload } : {}) });
   loading.then(progress.stop, progress.stop);
-  const server = await startServer({ ...serverOptions(o, file), modelName: o.modelName ?? file.server?.modelName ?? (model === undefined ? DEFAULT_MODEL_NAME : basename(dir)), engine: loading }).catch(async (e: unknown) => {
+  const server = await startServer({ ...serverOptions(o, file), ...(moe ? { moe } : {}), modelName: o.modelName ?? file.server?.modelName ?? (model === undefined ? DEFAULT_MODEL_NAME : basename(dir)), engine: loading }).catch(async (e: unknown) => {
     await loading.then((engine) => engine.close(), () => {});
     throw e;
   });
