@@ -99,6 +99,11 @@ export interface Program {
    * expert of its top-k). Routing statistics for /metrics and load-aware expert placement.
    */
   expertLoad?(): Promise<Float64Array[]>;
+  /**
+   * Optional: where the weights live, for a program whose ranks placed offloaded weights themselves
+   * (data parallelism, LaunchArgs.offload); the program closes it on dispose.
+   */
+  readonly offload?: OffloadPlacement;
   /** Frees device memory; the program cannot run afterwards. */
   dispose(): Promise<void>;
 }

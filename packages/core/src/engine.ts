@@ -80,7 +80,7 @@ export async function createEngine(config: EngineConfig): Promise<Engine> {
         ? await cfg.parallel!.launch({ plan, backend: cfg.backend, model: { dir: cfg.model, dtype: cfg.dtype }, weights: model.weights, kvCache, ...(rankOffload ? { offload: rankOffload } : {}) })
         : await cfg.backend.compile(model.graph, offload?.resident ?? model.weights, { kvCache, ...(offload?.stream ? { stream: offload.stream } : {}) });
       const relaunch = cfg.parallel ? { model: cfg.model, dtype: cfg.dtype, backend: cfg.backend, kvCache, parallel: cfg.parallel } : null;
-      return new LocalEngine(model.spec, model.tokenizer, program, offload, new BlockAllocator(numBlocks, limits.blockSize), maxContext, limits.maxBatchTokens, limits.maxSequences, cfg.autoStep ?? true, relaunch);
+      return new LocalEngine(model.spec, model.tokenizer, program, offload ?? program.offload ?? null, new BlockAllocator(numBlocks, limits.blockSize), maxContext, limits.maxBatchTokens, limits.maxSequences, cfg.autoStep ?? true, relaunch);
     } catch (e) {
       await offload?.close();
       throw e;

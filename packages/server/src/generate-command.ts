@@ -31,6 +31,7 @@ export interface GenerateOptions {
   ep: number;
   epDispatch?: 'all-reduce' | 'all-to-all';
   epCoordinated?: boolean;
+  dp: number;
   offload?: 'host' | 'disk';
   deviceMemory?: number;
   prefetch?: number;
@@ -64,6 +65,7 @@ export function generateCommand(io: CliIo, done: (exitCode: number) => void): Co
     .addOption(new Option('--ep <n>', 'expert-parallel ranks (Mixture-of-Experts models)').default(1).argParser(parseCount))
     .addOption(epDispatchOption())
     .addOption(epCoordinatedOption())
+    .addOption(new Option('--dp <n>', 'data-parallel ranks, each running the whole model on its own sequences; with --offload each fetches 1/n of every layer').default(1).argParser(parseCount))
     .addOption(new Option('--offload <tier>', 'keep the layers beyond --device-memory in host memory or on disk and stream them in').choices(['host', 'disk']))
     .addOption(new Option('--device-memory <bytes>', 'with --offload: weight budget of the compute device, e.g. 16GiB (default: every layer streams)').argParser(parseBytes))
     .addOption(new Option('--prefetch <n>', 'with --offload: layers fetched ahead of the one computing (default 1)').argParser(parseInteger))

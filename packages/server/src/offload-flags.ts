@@ -10,6 +10,8 @@ export interface OffloadFlags {
   tp: number;
   pp: number;
   ep: number;
+  /** Data-parallel ranks: the one parallel flag offload combines with (the ranks fetch each layer together). */
+  dp?: number;
 }
 
 /** The offload plugin the flags ask for, or undefined when weights stay resident. */
@@ -23,7 +25,7 @@ export function offloadFromFlags(o: OffloadFlags): WeightOffload | undefined {
     return undefined;
   }
   if (o.tp > 1 || o.pp > 1 || o.ep > 1) {
-    throw new ConfigError('--offload does not combine with --tp, --pp or --ep yet', { field: 'offload', expected: '--tp 1 --pp 1 --ep 1 with --offload', found: `--tp ${o.tp} --pp ${o.pp} --ep ${o.ep}` });
+    throw new ConfigError('--offload does not combine with --tp, --pp or --ep yet (--dp N does)', { field: 'offload', expected: '--tp 1 --pp 1 --ep 1 with --offload (or --dp N)', found: `--tp ${o.tp} --pp ${o.pp} --ep ${o.ep}` });
   }
   if (o.offloadDir !== undefined && o.offload !== 'disk') throw new ConfigError('--offload-dir only applies with --offload disk', { field: 'offload_dir', expected: '--offload disk', found: `--offload ${o.offload}` });
   return weightOffload({

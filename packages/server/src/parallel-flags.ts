@@ -1,13 +1,15 @@
-// --tp, --pp and --ep as the engine config's `parallel` strategy.
+// --tp, --pp, --ep and --dp as the engine config's `parallel` strategy.
 import { Option } from 'commander';
 import { ConfigError, type ParallelStrategy } from '@zinfer/core';
 import { contiguousPlacement, expertParallel } from '@zinfer/moe';
-import { pipelineParallel, tensorParallel } from '@zinfer/parallel';
+import { dataParallel, pipelineParallel, tensorParallel } from '@zinfer/parallel';
 
 export interface ParallelFlags {
   tp: number;
   pp: number;
   ep: number;
+  /** Data-parallel ranks (default 1). */
+  dp?: number;
   /** --ep-dispatch: how expert outputs meet (default all-reduce). */
   epDispatch?: 'all-reduce' | 'all-to-all';
   /** --ep-coordinated: the coordinated all-to-all (with --tp > 1). */
@@ -25,7 +27,11 @@ export function epCoordinatedOption(): Option {
 }
 
 /** The strategy the flags ask for, or undefined for a single device. */
-export function parallelFromFlags({ tp, pp, ep, epDispatch, epCoordinated }: ParallelFlags): ParallelStrategy | undefined {
+export function parallelFromFlags({ tp, pp, ep, dp = 1, epDispatch, epCoordinated }: ParallelFlags): ParallelStrategy | undefined {
+  if (dp > 1) {
+    if (tp > 1 || pp > 1 || ep > 1) throw new ConfigError('--dp does not combine with --tp, --pp or --ep yet', { field: 'dp', expected: '--tp 1 --pp 1 --ep 1 with --dp', found: `--tp ${tp} --pp ${pp} --ep ${ep} --dp ${dp}` });
+    return dataParallel({ size: dp });
+  }
   if (ep > 1) {
     // --tp with --ep: tp × ep ranks, dense weights sliced over all of them, each expert sliced over tp.
     if (pp > 1) throw new ConfigError('--ep does not combine with --pp yet', { field: 'ep', expected: '--pp 1 with --ep', found: `--pp ${pp} --ep ${ep}` });

@@ -30,6 +30,21 @@ test('generate --offload disk|host --device-memory N --json equals the resident 
   }
 });
 
+test('generate --offload host|disk --dp 2|4 (each rank fetches 1/N of every layer) equals the resident run', () => {
+  const want = JSON.parse(generate().stdout) as { tokens: number[]; logits: number[][] };
+  for (const args of [['--offload', 'host', '--dp', '2'], ['--offload', 'disk', '--dp', '4', '--prefetch', '0']]) {
+    const r = generate(...args);
+    assert.is(r.status, 0, r.stderr);
+    const got = JSON.parse(r.stdout) as typeof want;
+    assert.equal(got.tokens, want.tokens, args.join(' '));
+    assert.equal(got.logits, want.logits, args.join(' '));
+    assert.match(r.stderr, /fetch: rank 0 of \d keeps 1\/\d of each streamed layer/);
+  }
+  const bad = generate('--offload', 'host', '--dp', '2', '--tp', '2');
+  assert.is(bad.status, 1);
+  assert.match(bad.stderr, /does not combine with --tp/);
+});
+
 test('a --device-memory too small for the streaming slots fails naming --device-memory', () => {
   const r = generate('--offload', 'disk', '--device-memory', '1000');
   assert.is(r.status, 1);

@@ -33,6 +33,7 @@ export async function launchDataParallel(args: LaunchArgs, size: number): Promis
   const idle = idleBatch(kvCache.numBlocks, kvCache.blockSize);
   return {
     placements,
+    ...(placements.length ? { offload: summaryPlacement(placements) } : {}),
     async run(batch) {
       const parts = assigner.split(batch);
       try {
@@ -51,4 +52,11 @@ async function release(programs: Program[], placements: OffloadPlacement[], comm
   await Promise.all(comms.map((c) => c.close()));
   await Promise.all(programs.map((p) => p.dispose()));
   await Promise.all(placements.map((p) => p.close()));
+}
+
+/** What the engine shows as its placement: rank 0's, with every other rank's lines that differ from it. */
+function summaryPlacement(placements: readonly OffloadPlacement[]): OffloadPlacement {
+  const [first] = placements;
+  const summary = [...first.summary, ...placements.slice(1).flatMap((p) => p.summary.filter((l) => !first.summary.includes(l)))];
+  return { resident: first.resident, stream: first.stream, summary, timeline: () => first.timeline(), close: async () => {} }; // the program closes the ranks' placements
 }
