@@ -52,8 +52,10 @@ try {
 const { createEngine } = core;
 const { stepBatch } = testing;
 const { cudaBackend, cudaMicrobench, probeFailure, profileStep, summarizeProfile, GEMV_VARIANTS, gemvVariant, setGemvVariant } = cuda;
+const { DECODE_ATTENTION_VARIANTS, decodeAttentionVariant, setDecodeAttentionVariant } = cuda;
 const { profileDecode, decodeByVariant, profileTable, decodeBatch } = await import('./gpu-bench-profile.mjs');
 const DEFAULT_GEMV = gemvVariant();
+const DEFAULT_ATTENTION = decodeAttentionVariant();
 
 const commit = (() => {
   try {
@@ -87,7 +89,8 @@ const result = {
   // Issue 4 profiling: the GEMV variant the engine steps used, the graphed Program.run decode per variant
   // (ms; with PDL too), whether every variant gave the same greedy ids, and per-kernel profiles of one
   // eager step (scripts/gpu-bench-profile.mjs).
-  gemv_variant: DEFAULT_GEMV,
+  gemv_variant: DEFAULT_GEMV, decode_attention_variant: DEFAULT_ATTENTION,
+  program_decode_bs64_ms_by_attention: null, program_decode_bs64_argmax_ms_by_attention: null, attention_variants_same_ids: null,
   program_decode_bs1_ms_by_gemv: null, program_decode_bs1_argmax_ms_by_gemv: null, program_decode_bs1_pdl_ms_by_gemv: null,
   program_gpt2_124m_decode_bs1_ms_by_gemv: null, gemv_variants_same_ids: null,
   decode_bs64_attention_gb_per_s: null,
@@ -335,11 +338,35 @@ if (engine) {
     result.program_decode_bs64_argmax_ms = round(await programDecode(program, { rows: 64, context: 520, vocab: 32000, argmax: true, steps: 16 }), 3);
     return { program: programStats(llamaBackend) };
   });
-  await step('profile: one eager batch-64 decode step at 520-token contexts (decode attention GB/s)', async () => {
+  await step('profile: one eager batch-64 decode step at 520-token contexts, per decode attention variant (its GB/s)', async () => {
     const program = llamaBackend.programs[llamaBackend.programs.length - 1];
-    result.profile_bs64 = await profileOn(program, { rows: 64, context: 520, vocab: 32000, kvBytesPerToken: 2 * 4096 * 2, variants: [DEFAULT_GEMV] });
-    const attn = result.profile_bs64[DEFAULT_GEMV].kernels.find((k) => /^(attn_decode|attention_partial)/.test(k.what));
-    result.decode_bs64_attention_gb_per_s = attn?.GBps ?? null;
+    try {
+      result.profile_bs64 = await profileDecode({
+        program, profileStep, summarizeProfile, stepBatch, variants: DECODE_ATTENTION_VARIANTS, setVariant: setDecodeAttentionVariant,
+        rows: 64, context: 520, vocab: 32000, readGBps: result.device_read_gb_per_s, kv: { bytesPerToken: 2 * 4096 * 2 },
+      });
+    } finally {
+      setDecodeAttentionVariant(DEFAULT_ATTENTION);
+    }
+    result.decode_bs64_attention_gb_per_s = Object.fromEntries(Object.entries(result.profile_bs64).map(([v, p]) => [v, p.kernels.find((k) => /^(attn_decode|attention_partial)/.test(k.what))?.GBps ?? null]));
+  });
+  await step('decode attention variants: graphed batch-64 decode through Program.run, per variant', async () => {
+    const program = llamaBackend.programs[llamaBackend.programs.length - 1];
+    try {
+      const r = await decodeByVariant({
+        program, variants: DECODE_ATTENTION_VARIANTS, setVariant: setDecodeAttentionVariant,
+        time: (argmax) => programDecode(program, { rows: 64, context: 520, vocab: 32000, argmax, steps: 16 }),
+        ids: () => program.runArgmax(decodeBatch(stepBatch, { rows: 64, context: 520, vocab: 32000, t: 3 })),
+      });
+      result.program_decode_bs64_ms_by_attention = r.ms;
+      result.program_decode_bs64_argmax_ms_by_attention = r.argmaxMs;
+      result.attention_variants_same_ids = r.sameIds;
+      if (!r.sameIds) throw new Error('decode attention variants gave different greedy ids at batch 64');
+      return { sameIds: r.sameIds };
+    } finally {
+      setDecodeAttentionVariant(DEFAULT_ATTENTION);
+      program.resetGraphs();
+    }
   });
   await step('close the 7B engine', () => engine.close());
   engine = null;
@@ -438,7 +465,8 @@ row('program_decode_bs64_ms (argmax on GPU)', `${result.program_decode_bs64_ms ?
 row('program_decode_bs1_ms_by_gemv', JSON.stringify(result.program_decode_bs1_ms_by_gemv), `graphed, per GEMV variant (engine used ${DEFAULT_GEMV}); same ids: ${result.gemv_variants_same_ids}`);
 row('program_decode_bs1_pdl_ms_by_gemv', JSON.stringify(result.program_decode_bs1_pdl_ms_by_gemv), 'the same with PDL');
 row('program_gpt2_124m_decode_bs1_ms_by_gemv', JSON.stringify(result.program_gpt2_124m_decode_bs1_ms_by_gemv), '');
-row('decode_bs64_attention_gb_per_s', result.decode_bs64_attention_gb_per_s, 'decode attention K/V bytes over its µs (one eager 64-row step)');
+row('decode_bs64_attention_gb_per_s', JSON.stringify(result.decode_bs64_attention_gb_per_s), 'decode attention K/V bytes over its µs (one eager 64-row step), per variant');
+row('program_decode_bs64_ms_by_attention', JSON.stringify(result.program_decode_bs64_ms_by_attention), `graphed 64-row step per decode attention variant; same ids: ${result.attention_variants_same_ids}`);
 row('program_gpt2_124m_decode_bs1_ms (argmax)', `${result.program_gpt2_124m_decode_bs1_ms ?? '?'} (${result.program_gpt2_124m_decode_bs1_argmax_ms ?? '?'})`, '');
 row('hf_decode_bs1_ms_per_token', result.hf_decode_bs1_ms_per_token, `target ≥ 12 × ours (${result.hf_over_zinfer_bs1 ?? '?'}×); greedy tokens matching: ${result.greedy_bs1_tokens_matching_hf ?? '?'}/64`);
 row('decode_bs64_tokens_per_s', result.decode_bs64_tokens_per_s, `target ≥ 8000 (floor at read bandwidth: ${result.decode_bs64_floor_tokens_per_s ?? '?'}; step ${result.decode_bs64_step_ms ?? '?'} ms)`);

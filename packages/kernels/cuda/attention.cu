@@ -155,7 +155,10 @@ template <int LANES> __device__ __forceinline__ float group_sum(float v) {
 // int, zero before the first launch and left zero after each; q [rows, heads*headDim]; caches [slots,
 // kvHeads*headDim]. headDim a multiple of VEC = 16/sizeof(A), at most LANES·VEC. Split s of a row covers
 // chunk = max(minChunk, ceil(span / splits)) positions from lo + s·chunk. grid (splits, heads, rows).
-template <typename A, int LANES>
+// PIPE: the next iteration's K and V (and their block-table lookups) are loaded before this iteration's
+// are used, so a block always has a round of loads in flight; the arithmetic and its order are unchanged
+// (bit-identical to PIPE = false). Entry points attn_decodeLANES_S and attn_decodeLANESp_S.
+template <typename A, int LANES, bool PIPE>
 __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, const A *kCache, const A *vCache, const int *rowSeq,
                             const int *seqInfo, const int *blockTables, int headDim, int kvHeads, int blockSize, int window, float scale,
                             int minChunk) {
@@ -189,19 +192,42 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, c
   float m = NEG_INF, l = 0.f;
   // Every thread runs the same iterations (the group shuffles need whole warps); group g takes positions
   // base + g + u·G.
+  uint4 kr[DEC_UNROLL], vr[DEC_UNROLL]; // PIPE: the raw K and V of the iteration after this one
+  auto fetch = [&](int base) {
+#pragma unroll
+    for (int u = 0; u < DEC_UNROLL; u++) {
+      const int j = base + group + u * G;
+      kr[u] = vr[u] = make_uint4(0u, 0u, 0u, 0u);
+      if (active && j < end) {
+        const i64 slot = (i64)table[j / blockSize] * blockSize + j % blockSize;
+        kr[u] = __ldg(reinterpret_cast<const uint4 *>(kCache + slot * kvWidth + kvOff));
+        vr[u] = __ldg(reinterpret_cast<const uint4 *>(vCache + slot * kvWidth + kvOff));
+      }
+    }
+  };
+  if constexpr (PIPE) fetch(begin);
   for (int base = begin; base < end; base += G * DEC_UNROLL) {
     const int j0 = base + group;
     float kf[DEC_UNROLL][VEC], vf[DEC_UNROLL][VEC];
+    if constexpr (PIPE) {
 #pragma unroll
-    for (int u = 0; u < DEC_UNROLL; u++) {
-      const int j = j0 + u * G;
-      if (active && j < end) {
-        const i64 slot = (i64)table[j / blockSize] * blockSize + j % blockSize;
-        load_vec<A, VEC>(kCache + slot * kvWidth + kvOff, kf[u]);
-        load_vec<A, VEC>(vCache + slot * kvWidth + kvOff, vf[u]);
-      } else {
+      for (int u = 0; u < DEC_UNROLL; u++) {
+        widen16<A>(kr[u], kf[u]);
+        widen16<A>(vr[u], vf[u]);
+      }
+      fetch(base + G * DEC_UNROLL);
+    } else {
 #pragma unroll
-        for (int k = 0; k < VEC; k++) kf[u][k] = vf[u][k] = 0.f;
+      for (int u = 0; u < DEC_UNROLL; u++) {
+        const int j = j0 + u * G;
+        if (active && j < end) {
+          const i64 slot = (i64)table[j / blockSize] * blockSize + j % blockSize;
+          load_vec<A, VEC>(kCache + slot * kvWidth + kvOff, kf[u]);
+          load_vec<A, VEC>(vCache + slot * kvWidth + kvOff, vf[u]);
+        } else {
+#pragma unroll
+          for (int k = 0; k < VEC; k++) kf[u][k] = vf[u][k] = 0.f;
+        }
       }
     }
     float sc[DEC_UNROLL];
@@ -292,21 +318,24 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, c
   if (threadIdx.x == 0) counters[r * heads + h] = 0; // ready for the next launch (or graph replay)
 }
 
-#define DECODE_ENTRY(S, A, LANES)                                                                                                     \
+#define DECODE_ENTRY(S, A, LANES, P, PIPE)                                                                                            \
   extern "C" __global__ void __launch_bounds__(DEC_THREADS)                                                                          \
-      attn_decode##LANES##_##S(A *out, float *partial, int *counters, const A *q, const A *kCache, const A *vCache, const int *rowSeq, \
+      attn_decode##LANES##P##_##S(A *out, float *partial, int *counters, const A *q, const A *kCache, const A *vCache, const int *rowSeq, \
                                const int *seqInfo, const int *blockTables, int headDim, int kvHeads, int blockSize, int window,      \
                                float scale, int minChunk) {                                                                          \
-    attn_decode<A, LANES>(out, partial, counters, q, kCache, vCache, rowSeq, seqInfo, blockTables, headDim, kvHeads, blockSize,      \
+    attn_decode<A, LANES, PIPE>(out, partial, counters, q, kCache, vCache, rowSeq, seqInfo, blockTables, headDim, kvHeads, blockSize,      \
                           window, scale, minChunk);                                                                                  \
   }
-#define DECODE_LANES(S, A) \
-  DECODE_ENTRY(S, A, 1)    \
-  DECODE_ENTRY(S, A, 2)    \
-  DECODE_ENTRY(S, A, 4)    \
-  DECODE_ENTRY(S, A, 8)    \
-  DECODE_ENTRY(S, A, 16)   \
-  DECODE_ENTRY(S, A, 32)
+#define DECODE_PIPES(S, A, LANES)      \
+  DECODE_ENTRY(S, A, LANES, , false) \
+  DECODE_ENTRY(S, A, LANES, p, true)
+#define DECODE_LANES(S, A)  \
+  DECODE_PIPES(S, A, 1)     \
+  DECODE_PIPES(S, A, 2)     \
+  DECODE_PIPES(S, A, 4)     \
+  DECODE_PIPES(S, A, 8)     \
+  DECODE_PIPES(S, A, 16)    \
+  DECODE_PIPES(S, A, 32)
 
 DECODE_LANES(f32, float)
 DECODE_LANES(f16, f16_t)

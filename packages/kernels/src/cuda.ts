@@ -115,5 +115,6 @@ export { findLibrary, findIncludeDir, searchDirs, type CudaLibrary } from './cud
 export { cudaMicrobench, type MicrobenchResult } from './cuda/microbench.js';
 export { profileStep, summarizeProfile, gemvShape, type KernelTiming, type ProfileRow } from './cuda/kernel-profile.js';
 export { GEMV_VARIANTS, gemvVariant, setGemvVariant, type GemvVariant } from './cuda/gemv-variant.js';
+export { DECODE_ATTENTION_VARIANTS, decodeAttentionVariant, setDecodeAttentionVariant, type DecodeAttentionVariant } from './cuda/decode-attention-variant.js';
 export { pinnedCopyProbe, type H2dProbeResult } from './cuda/h2d-probe.js';
 export type { StreamStats } from './cuda/streamed-weights.js';

@@ -6,6 +6,7 @@ import * as assert from 'uvu/assert';
 import { BackendError, Rng } from '@zinfer/core';
 import { memoryWeights, stepBatch, tinyLlama, TINY_LLAMA, type TinyLlamaConfig } from '@zinfer/core/testing';
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
+import { DECODE_ATTENTION_VARIANTS, decodeAttentionKernel, decodeAttentionVariant, parseDecodeAttentionVariant, setDecodeAttentionVariant } from '../src/cuda/decode-attention-variant.js';
 import { GEMV_VARIANTS, gemvKernel, gemvVariant, parseGemvVariant, setGemvVariant } from '../src/cuda/gemv-variant.js';
 import type { Dim3, KernelArg, LaunchHook } from '../src/cuda/gpu.js';
 import { gemvShape, summarizeProfile, type KernelTiming } from '../src/cuda/kernel-profile.js';
@@ -48,6 +49,18 @@ test('every GEMV variant has every rows × dtype entry point, with the same para
       for (const v of GEMV_VARIANTS) assert.equal(kernels.get(gemvKernel(rows, w, a, v))?.params, v1.params, `${v} ${rows} ${w} ${a}`);
     }
   }
+});
+
+test('every decode attention variant has every lanes × dtype entry point, with the same parameters', () => {
+  const kernels = loadKernelSources().kernels;
+  for (const lanes of [1, 2, 4, 8, 16, 32]) {
+    for (const act of ['f32', 'f16', 'bf16']) {
+      const v1 = kernels.get(decodeAttentionKernel(lanes, act, 'v1'))!;
+      for (const v of DECODE_ATTENTION_VARIANTS) assert.equal(kernels.get(decodeAttentionKernel(lanes, act, v))?.params, v1.params, `${v} ${lanes} ${act}`);
+    }
+  }
+  assert.is(parseDecodeAttentionVariant('pipe'), 'pipe');
+  assert.throws(() => parseDecodeAttentionVariant('fast'), (e: BackendError) => e instanceof BackendError && e.info.field === 'ZINFER_DECODE_ATTENTION');
 });
 
 test('ZINFER_GEMV: unknown variants are a BackendError naming the field and the choices', () => {
@@ -96,7 +109,15 @@ test('runObserved: one decode step runs eagerly with the hook seeing every launc
   assert.is(program.stats.graphReplays, replays + 1);
 
   const before = gemvVariant();
+  const attnBefore = decodeAttentionVariant();
   try {
+    setDecodeAttentionVariant('pipe');
+    program.resetGraphs();
+    const start = gpu.launches.length;
+    await program.run(decode(5));
+    assert.ok(gpu.launches.slice(start).some((l) => /^attn_decode\d+p_f16$/.test(l.kernel)), 'the pipelined decode attention');
+    setDecodeAttentionVariant(attnBefore);
+    program.resetGraphs();
     for (const v of GEMV_VARIANTS) {
       setGemvVariant(v);
       program.resetGraphs();
@@ -108,6 +129,7 @@ test('runObserved: one decode step runs eagerly with the hook seeing every launc
     assert.is(program.stats.graphCaptures, 1 + GEMV_VARIANTS.length);
   } finally {
     setGemvVariant(before);
+    setDecodeAttentionVariant(attnBefore);
   }
   await program.dispose();
   assert.is(gpu.live.size, 0);

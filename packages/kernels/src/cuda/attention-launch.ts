@@ -5,6 +5,7 @@
 //   - prompt rows in the 16-bit modes: the tensor-core flash kernel;
 //   - otherwise (f32 parity mode, odd head sizes): attention_partial + attention_reduce.
 import type { OpNode } from '@zinfer/core';
+import { decodeAttentionKernel } from './decode-attention-variant.js';
 import type { RopeKv } from './exec-plan.js';
 import { dtypeBytes, threadsFor, type StepContext } from './step-context.js';
 
@@ -84,7 +85,7 @@ export function launchAttention(ctx: StepContext, node: OpNode<'attention'>, kv:
     const { splits, minChunk } = decodeSplits(rows, heads, gpu.multiprocessors, ctx.options.attentionChunk);
     const partial = splits > 1 ? ctx.scratch(rows * heads * splits * (headDim + 2) * 4) : 0n; // [rows, heads, splits, headDim + 2]
     const counters = splits > 1 ? ctx.counters(rows * heads) : 0n;
-    gpu.launch(`attn_decode${lanes}_${act}`, { x: splits, y: heads, z: rows }, DEC_THREADS, [
+    gpu.launch(decodeAttentionKernel(lanes, act), { x: splits, y: heads, z: rows }, DEC_THREADS, [
       out, partial, counters, q, kCache, vCache, ...seqArgs, headDim, kvHeads, kv.blockSize, window, scale, minChunk,
     ]);
     return;

@@ -1,0 +1,34 @@
+// Which compiled variant of the decode attention (attn_decode in cuda/attention.cu) a step launches. Both
+// give bit-identical results; `pipe` loads the next round of K/V (and block-table entries) before it uses
+// the current one. Selected by ZINFER_DECODE_ATTENTION, or setDecodeAttentionVariant between steps (a
+// program with CUDA graphs must drop them to see a change: resetGraphs), so the bench times both.
+import { BackendError } from '@zinfer/core';
+
+export const DECODE_ATTENTION_VARIANTS = ['v1', 'pipe'] as const;
+export type DecodeAttentionVariant = (typeof DECODE_ATTENTION_VARIANTS)[number];
+
+/** The variant named by an environment value (unset or empty: v1). */
+export function parseDecodeAttentionVariant(value: string | undefined, field = 'ZINFER_DECODE_ATTENTION'): DecodeAttentionVariant {
+  if (value === undefined || value === '') return 'v1';
+  if ((DECODE_ATTENTION_VARIANTS as readonly string[]).includes(value)) return value as DecodeAttentionVariant;
+  throw new BackendError(`${field} is '${value}'; the decode attention variants are ${DECODE_ATTENTION_VARIANTS.join(', ')}`, {
+    field,
+    expected: DECODE_ATTENTION_VARIANTS.join(' | '),
+    found: value,
+  });
+}
+
+let current: DecodeAttentionVariant = parseDecodeAttentionVariant(process.env.ZINFER_DECODE_ATTENTION);
+
+export function decodeAttentionVariant(): DecodeAttentionVariant {
+  return current;
+}
+
+export function setDecodeAttentionVariant(v: DecodeAttentionVariant): void {
+  current = parseDecodeAttentionVariant(v, 'decode attention variant');
+}
+
+/** The entry point for `lanes` lanes a position in the activation dtype: attn_decode16_f16, attn_decode16p_f16. */
+export function decodeAttentionKernel(lanes: number, act: string, variant: DecodeAttentionVariant = current): string {
+  return `attn_decode${lanes}${variant === 'pipe' ? 'p' : ''}_${act}`;
+}
