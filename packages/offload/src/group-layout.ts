@@ -20,13 +20,14 @@ export interface GroupLayout {
   regionBytes: number;
 }
 
-export function layoutGroup(weights: readonly StreamedWeight[], align: number): GroupLayout {
+/** `align` pads the region; `tensorAlign` places each tensor (device slots want 256). */
+export function layoutGroup(weights: readonly StreamedWeight[], align: number, tensorAlign = TENSOR_ALIGN): GroupLayout {
   let offset = 0;
   let tensorBytes = 0;
   const entries = weights.map(({ name, tensor }) => {
     const bytes = tensor.data.byteLength;
     const e: WeightEntry = { name, dtype: tensor.dtype, shape: [...tensor.shape], offset, bytes };
-    offset = alignUp(offset + bytes, TENSOR_ALIGN);
+    offset = alignUp(offset + bytes, tensorAlign);
     tensorBytes += bytes;
     return e;
   });

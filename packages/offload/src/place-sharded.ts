@@ -3,15 +3,15 @@
 // tier as this rank's share of its image: the group laid out as one region, padded to size × ALIGN bytes so
 // every share is ALIGN bytes aligned (direct reads, and whole f32 elements for the all-gather, whatever
 // the weights' dtypes), then cut into `size` equal runs. The tier thus holds 1/size of the streamed bytes.
-import { layerWeightGroups, type FetchShard, type Graph, type KernelBackend, type StreamedWeight, type WeightName, type WeightSource } from '@zinfer/core';
+import { layerWeightGroups, toF32, type FetchShard, type Graph, type KernelBackend, type StreamedWeight, type WeightName, type WeightSource } from '@zinfer/core';
 import { ALIGN, formatBytes } from './align.js';
 import { DeviceTier } from './device-tier.js';
 import { diskStaging } from './disk-staging.js';
-import { copyGroup, layoutGroup, type GroupLayout } from './group-layout.js';
+import { layoutGroup, type GroupLayout } from './group-layout.js';
 import { hostStaging } from './host-staging.js';
 import { deviceLine, holdNonLayer, placement, stagingOptions, type WeightPlacement } from './place-weights.js';
 import { planPlacement, type Plan } from './placement-plan.js';
-import { ShardedStream } from './sharded-stream.js';
+import { ShardedStream, type ShardedGroup } from './sharded-stream.js';
 import type { Staged } from './staging.js';
 import type { CheckedOptions } from './weight-offload.js';
 
@@ -26,13 +26,13 @@ export async function placeSharded(o: CheckedOptions, graph: Graph, weights: Wei
   const streamedLayers = layers.slice(plan.resident);
   const opts = stagingOptions(o, backend);
   const staging = o.tier === 'disk' ? await diskStaging(opts, streamedLayers) : hostStaging(opts, device, streamedLayers);
-  const layouts: GroupLayout[] = [];
+  const layouts: ShardedGroup[] = [];
   let staged: Staged;
   try {
     for (const [i, g] of groups.slice(plan.resident).entries()) {
       const ws = g.names.map((name) => ({ name, tensor: weights.get(name) }));
-      const { layout, share } = shareOf(ws, shard);
-      layouts.push(layout);
+      const { layout, stored, share } = shareOf(ws, shard);
+      layouts.push({ layout, stored });
       await staging.add([{ name: `share ${i} of rank ${shard.rank}`, tensor: { dtype: 'f32', shape: [share.length], data: share } }]);
     }
     staged = await staging.finish({ ...plan, resident: 0 });
@@ -42,20 +42,35 @@ export async function placeSharded(o: CheckedOptions, graph: Graph, weights: Wei
   }
   const names = groups.slice(plan.resident).map((g) => g.names);
   const stream = staged.stream ? new ShardedStream(names, o.prefetch, staged.stream, layouts, shard.communicator, opts.alloc) : null;
-  const image = layouts.reduce((a, l) => a + l.regionBytes, 0);
+  const image = layouts.reduce((a, l) => a + l.layout.regionBytes, 0);
   const fetchLine = `fetch: rank ${shard.rank} of ${shard.size} keeps 1/${shard.size} of each streamed layer (${formatBytes(image / shard.size)} of ${formatBytes(image)}); an all-gather assembles each layer`;
   const summary = [deviceLine(o, plan, nonLayer.names.length, nonLayer.bytes, layers), staged.line, fetchLine];
   const withStream: Staged = { ...staged, stream, close: async () => { await stream?.close(); await staged.close(); } };
   return { ...placement(graph, weights, device, withStream, summary), tier: o.tier, plan: plan as Plan, streamedLayers, file: staged.file };
 }
 
-/** The group's layout (region padded to size × ALIGN) and this rank's run of its image, as f32. */
-export function shareOf(weights: readonly StreamedWeight[], shard: Pick<FetchShard, 'rank' | 'size'>): { layout: GroupLayout; share: Float32Array } {
-  const layout = layoutGroup(weights, shard.size * ALIGN);
-  const image = new Uint8Array(layout.regionBytes);
-  copyGroup(layout, weights, image);
+/** Where device slots place tensors (the CUDA backend's alignment), so a slot can take the image as it is. */
+export const SHARD_TENSOR_ALIGN = 256;
+
+/**
+ * The group's image layout and this rank's run of it, as f32. The image is what a device slot holds:
+ * vectors f32 (lossless from f16/bf16; device backends keep vectors in f32), tensors 256-byte aligned, the
+ * region padded to size × ALIGN. Only the rank's run is written (no whole image per rank).
+ */
+export function shareOf(weights: readonly StreamedWeight[], shard: Pick<FetchShard, 'rank' | 'size'>): ShardedGroup & { share: Float32Array } {
+  const ws = weights.map((w) => (w.tensor.shape.length === 1 && w.tensor.dtype !== 'f32' ? { name: w.name, tensor: { dtype: 'f32' as const, shape: w.tensor.shape, data: toF32(w.tensor.dtype, w.tensor.data) } } : w));
+  const layout = layoutGroup(ws, shard.size * ALIGN, SHARD_TENSOR_ALIGN);
   const bytes = layout.regionBytes / shard.size;
-  return { layout, share: new Float32Array(image.buffer, shard.rank * bytes, bytes / 4).slice() };
+  const [from, to] = [shard.rank * bytes, (shard.rank + 1) * bytes];
+  const share = new Uint8Array(bytes);
+  layout.entries.forEach((e, i) => {
+    const lo = Math.max(from, e.offset);
+    const hi = Math.min(to, e.offset + e.bytes);
+    if (lo >= hi) return;
+    const d = ws[i].tensor.data;
+    share.set(new Uint8Array(d.buffer, d.byteOffset + (lo - e.offset), hi - lo), lo - from);
+  });
+  return { layout, stored: weights.map((w) => w.tensor.dtype), share: new Float32Array(share.buffer) };
 }
 
 /** A weight's stored bytes, from the headers where the source can tell (no tensor read twice). */

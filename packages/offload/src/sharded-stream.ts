@@ -2,9 +2,15 @@
 // image, and an all-gather over the fetch group assembles the whole image, from which the group's tensors
 // are views. Collectives pair across ranks by call order, so the gathers run one at a time in acquire
 // order (the contract's group order) even when the tier's reads finish out of order.
-import type { Communicator, StreamedWeight, WeightName } from '@zinfer/core';
+import { fromF32, type Communicator, type FloatDType, type StreamedWeight, type WeightName } from '@zinfer/core';
 import { groupViews, type GroupLayout } from './group-layout.js';
 import { StreamBase } from './stream-base.js';
+
+/** A group's image layout, and the dtype each tensor had in the source (the image keeps vectors as f32). */
+export interface ShardedGroup {
+  layout: GroupLayout;
+  stored: readonly FloatDType[];
+}
 
 /** Floats per all-gather call: the shared-memory communicator refuses messages beyond its slot (8 MiB). */
 const CHUNK_FLOATS = 2 ** 20;
@@ -16,9 +22,9 @@ export class ShardedStream extends StreamBase {
   private readonly imageBytes: number;
 
   /** `inner` streams one tensor per group: the rank's share of `layouts[g]`'s image, as f32. */
-  constructor(groups: readonly (readonly WeightName[])[], prefetch: number, private readonly inner: StreamBase, private readonly layouts: readonly GroupLayout[], private readonly communicator: Communicator, private readonly alloc: (bytes: number) => ArrayBuffer) {
+  constructor(groups: readonly (readonly WeightName[])[], prefetch: number, private readonly inner: StreamBase, private readonly layouts: readonly ShardedGroup[], private readonly communicator: Communicator, private readonly alloc: (bytes: number) => ArrayBuffer) {
     super(groups, prefetch);
-    this.imageBytes = Math.max(0, ...layouts.map((l) => l.regionBytes));
+    this.imageBytes = Math.max(0, ...layouts.map((l) => l.layout.regionBytes));
   }
 
   protected load(group: number): Promise<StreamedWeight[]> {
@@ -31,7 +37,7 @@ export class ShardedStream extends StreamBase {
     const start = performance.now();
     const [share] = await this.inner.acquire(group);
     try {
-      const layout = this.layouts[group];
+      const { layout, stored } = this.layouts[group];
       const image = this.free.pop() ?? this.alloc(this.imageBytes);
       try {
         await allGatherChunked(this.communicator, share.tensor.data as Float32Array, new Float32Array(image, 0, layout.regionBytes / 4));
@@ -41,7 +47,8 @@ export class ShardedStream extends StreamBase {
       }
       this.images.set(group, image);
       this.recordFetch(group, start, performance.now());
-      return groupViews(layout, image, 0);
+      // Host programs get the source's dtypes back (f16/bf16 → f32 → same dtype is exact).
+      return groupViews(layout, image, 0).map((w, i) => (w.tensor.dtype === stored[i] ? w : { name: w.name, tensor: { ...w.tensor, dtype: stored[i], data: fromF32(stored[i], w.tensor.data as Float32Array) } }));
     } finally {
       this.inner.release(group);
     }

@@ -22,6 +22,7 @@ test('shareOf: odd-sized f16 and f32 tensors; the shares of all ranks concatenat
     });
     assert.equal([...new Uint16Array(image.buffer, layout.entries[0].offset, 15)], [...weights[0].tensor.data]);
     assert.equal([...new Float32Array(image.buffer, layout.entries[1].offset, 7)], [...weights[1].tensor.data]);
+    assert.is(layout.entries[1].offset % 256, 0, 'tensors 256-byte aligned (device slot layout)');
   }
 });
 
