@@ -92,9 +92,11 @@ export interface OpSignatures {
   /**
    * All-to-all dispatch of a Mixture-of-Experts layer (see moe-exchange.ts): each rank takes its share of
    * the rows and sends each row to the ranks holding its routed experts. Output [rows, width of the part]:
-   * the rows this rank received (from rank 0's share first, each share in row order), then zero rows
-   * (capacity = rows, so no row is ever dropped). part 'x' exchanges the activations; part 'routing'
-   * gives the matching rows of the routing, which every rank already holds (it is gathered locally).
+   * the rows this rank received (capacity = rows, so no row is ever dropped), laid out as the backend's
+   * moeCombine reads them: host backends pack only the routed rows (rank 0's share first, each in row
+   * order, then zero rows); CUDA sends whole capacity-sized shares (static counts), so every row arrives
+   * in row order and the unrouted ones add nothing in moeExperts. part 'x' exchanges the activations;
+   * part 'routing' gives the matching rows of the routing, which every rank already holds (copied locally).
    */
   moeDispatch: { inputs: { x: ValueId; routing: ValueId }; attrs: { exchange: MoeExchange; topK: number; part: 'x' | 'routing' } };
   /**

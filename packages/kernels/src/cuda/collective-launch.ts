@@ -4,6 +4,7 @@
 // out of place (x → out); allGather lands [ranks, rows, width] and is interleaved into [rows, ranks·width]
 // (one row needs no interleave); send passes x on and copies it to its output value; recv fills its value.
 import { BackendError, COLLECTIVE_KINDS, type CompileOptions, type DeviceCollectives, type FloatDType, type Graph, type OpNode, type ValueId } from '@zinfer/core';
+import { launchMoeExchange } from './moe-exchange-launch.js';
 import { dtypeBytes, type StepContext } from './step-context.js';
 
 export interface ProgramCollectives {
@@ -11,15 +12,14 @@ export interface ProgramCollectives {
   tensor: DeviceCollectives | null;
   /** The pipeline group (send, recv). */
   pipeline: DeviceCollectives | null;
+  /** This rank's index in the tensor group (the MoE all-to-all's layout). */
+  rank?: number;
 }
 
-type CommunicationNode = OpNode<'allReduce' | 'allGather' | 'send' | 'recv'>;
+type CommunicationNode = OpNode<'allReduce' | 'allGather' | 'send' | 'recv' | 'moeDispatch' | 'moeCombine'>;
 
 /** The device collectives the graph's communication nodes need; refuses host-only communicators clearly. */
 export function programCollectives(graph: Graph, options: Pick<CompileOptions, 'communicator' | 'pipeline'>): ProgramCollectives {
-  // The MoE all-to-all needs row gather/scatter kernels around DeviceCollectives.allToAll, not written yet.
-  const exchange = graph.nodes.find((n) => n.op === 'moeDispatch' || n.op === 'moeCombine');
-  if (exchange) throw new BackendError(`the cuda backend does not run ${exchange.op} yet: use expert parallelism with dispatch 'all-reduce'`, { field: 'parallel.dispatch', expected: "'all-reduce'", found: "'all-to-all'" });
   const needs = (field: 'communicator' | 'pipeline') => graph.nodes.some((n) => COLLECTIVE_KINDS.includes(n.op) && (field === 'pipeline') === (n.op === 'send' || n.op === 'recv'));
   const take = (field: 'communicator' | 'pipeline'): DeviceCollectives | null => {
     if (!needs(field)) return null;
@@ -31,7 +31,7 @@ export function programCollectives(graph: Graph, options: Pick<CompileOptions, '
     }
     return device;
   };
-  return { tensor: take('communicator'), pipeline: take('pipeline') };
+  return { tensor: take('communicator'), pipeline: take('pipeline'), rank: options.communicator?.rank };
 }
 
 /**
@@ -58,6 +58,9 @@ export function launchCollective(ctx: StepContext, node: CommunicationNode): voi
   const n = rows * ctx.width(node.output); // elements of the output value
   const range = (ptr: bigint, count: number) => ({ ptr, bytes: count * bytes });
   switch (node.op) {
+    case 'moeDispatch':
+    case 'moeCombine':
+      return launchMoeExchange(ctx, node, group(ctx, 'tensor', node), dtype);
     case 'allReduce': {
       const c = group(ctx, 'tensor', node);
       const x = ctx.value(node.inputs.x);

@@ -73,6 +73,8 @@ export function launchNode(ctx: StepContext, node: OpNode, kv: KvPointers | null
     case 'allGather':
     case 'send':
     case 'recv':
+    case 'moeDispatch':
+    case 'moeCombine':
       return launchCollective(ctx, node);
     default:
       throw new BackendError(`cuda backend has no op ${(node as OpNode).op}`);
