@@ -1,0 +1,265 @@
+#!/usr/bin/env node
+// Checks expert parallelism on CUDA ranks (one GPU each, NCCL between them), in plain JS against the built
+// packages (the bundle of scripts/gpu-bundle.sh; run it where 4 GPUs are visible, through gpu-moe.sh):
+//   1. NCCL all-to-all through DeviceCollectives.allToAll (grouped ncclSend/ncclRecv) over every visible
+//      GPU, one worker thread a GPU: uneven counts with zeros and the rank itself (f32), equal bf16 blocks,
+//      the coordinated pattern (only ranks of the same slice), the host allToAll on top of it, and the
+//      latency of a decode-sized exchange.
+//   2. The MoE fixtures (fixtures/moe) through createEngine with cudaBackend({ activations: 'f32' }) under
+//      ep 2 and ep 4 with each placement, dense weights replicated, expert slicing (tensor 2 = tp2 × ep2,
+//      tensor 4), and the all-to-all dispatch (plain, coordinated): greedy tokens identical to the
+//      single-GPU run and prompt logits within 1e-3 of it.
+// Prints one line per case and a PASS/FAIL/SKIP table; writes $OUT/moe-check-h100.json after every case.
+// ZINFER_MOE_CHECK_BUDGET_S (default 200) bounds part 2: cases it cannot start in time are SKIPped.
+// Exit codes: 0 all passed; 1 a check failed; 2 setup problem; 3 fewer than 2 GPUs (or none).
+// ZINFER_MOE_CHECK_DRY=1 runs part 2 on the reference backend with shared-memory worker ranks and skips
+// part 1 (checks this script's control flow without a GPU).
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+
+process.env.NCCL_NVLS_ENABLE ??= '0'; // never NVLink multicast on these machines (before NCCL loads)
+
+if (isMainThread) await main();
+else parentPort.postMessage(await rankChecks(workerData));
+
+// ---------------------------------------------------------------------------------------------------
+// Part 1, in each rank's worker thread.
+
+async function rankChecks({ rank, size, grid }) {
+  const par = await import('@zinfer/parallel');
+  const results = [];
+  const check = async (name, fn) => {
+    try {
+      results.push({ name, ok: true, detail: (await fn()) ?? '' });
+    } catch (e) {
+      results.push({ name, ok: false, detail: String(e?.message ?? e).slice(0, 500) });
+    }
+  };
+  const expect = (cond, what) => {
+    if (!cond) throw new Error(what);
+  };
+  const { communicator: comm } = par.joinNcclGrid(grid, rank);
+  const dev = comm.device;
+  const staging = new par.StagingBuffers();
+  // One device exchange: counts from count(src, dst), value(src, dst, k) as the payload; checks the landing.
+  const exchange = (count, dtype, value, decode, encode) => {
+    const sendCounts = Array.from({ length: size }, (_, d) => count(rank, d));
+    const recvCounts = Array.from({ length: size }, (_, s) => count(s, rank));
+    const total = (c) => c.reduce((a, b) => a + b, 0);
+    const Arr = dtype === 'f32' ? Float32Array : Uint16Array;
+    const send = Arr.from(sendCounts.flatMap((c, d) => Array.from({ length: c }, (_, k) => encode(value(rank, d, k)))));
+    const recv = new Arr(Math.max(1, total(recvCounts)));
+    const bytes = dtype === 'f32' ? 4 : 2;
+    const [ds, dr] = [staging.buffer(0, Math.max(4, send.length * bytes)), staging.buffer(1, recv.length * bytes)];
+    staging.upload(ds, send);
+    dev.allToAll(ds, dr, sendCounts, recvCounts, dtype, staging.stream);
+    staging.download(recv, dr);
+    const want = recvCounts.flatMap((c, s) => Array.from({ length: c }, (_, k) => value(s, rank, k)));
+    const bad = want.findIndex((v, j) => decode(recv[j]) !== v);
+    expect(bad < 0, `element ${bad}: ${decode(recv[bad])} != ${want[bad]}`);
+    return total(recvCounts);
+  };
+  const id = (v) => v;
+  await check('device allToAll f32: uneven counts, zeros, the rank itself', async () => {
+    const n = exchange((s, d) => ((s * 3 + d) % 4) * 1000 + (s === d ? 7 : 0), 'f32', (s, d, k) => s * 1e6 + d * 1e5 + k, id, id);
+    return `${n} values received`;
+  });
+  await check('device allToAll bf16: equal blocks of 4096', async () => {
+    exchange(() => 4096, 'bf16', (s, d, k) => (s * size + d) * 2 + (k % 2), bf16ToF32, bf16Bits);
+  });
+  await check('device allToAll f32: coordinated pattern (same slice of each group of 2 only)', async () => {
+    exchange((s, d) => (s % 2 === d % 2 ? 5000 + s : 0), 'f32', (s, d, k) => s * 1e5 + d * 1e4 + k, id, id);
+  });
+  await check('host allToAll on the device path (own block kept on the host)', async () => {
+    const count = (s, d) => ((s + 2 * d) % 3) + 1;
+    const sendCounts = Array.from({ length: size }, (_, d) => count(rank, d));
+    const recvCounts = Array.from({ length: size }, (_, s) => count(s, rank));
+    const send = Float32Array.from(sendCounts.flatMap((c, d) => Array.from({ length: c }, (_, k) => rank * 100 + d + k / 8)));
+    const recv = new Float32Array(recvCounts.reduce((a, b) => a + b, 0));
+    await comm.allToAll(send, recv, sendCounts, recvCounts);
+    const want = recvCounts.flatMap((c, s) => Array.from({ length: c }, (_, k) => s * 100 + rank + k / 8));
+    expect(want.every((v, j) => v === recv[j]), `got ${Array.from(recv).join(',')}, want ${want.join(',')}`);
+  });
+  await check('device allToAll latency: 64 rows × 4096 bf16 a peer (decode-sized dispatch)', async () => {
+    const n = 64 * 4096;
+    const counts = Array(size).fill(n);
+    const [ds, dr] = [staging.buffer(2, n * size * 2), staging.buffer(3, n * size * 2)];
+    for (let i = 0; i < 10; i++) dev.allToAll(ds, dr, counts, counts, 'bf16', staging.stream);
+    staging.synchronize();
+    const t0 = performance.now();
+    for (let i = 0; i < 100; i++) dev.allToAll(ds, dr, counts, counts, 'bf16', staging.stream);
+    staging.synchronize();
+    return `${(((performance.now() - t0) / 100) * 1000).toFixed(1)} µs each (100 back to back)`;
+  });
+  staging.dispose();
+  await comm.close();
+  return { rank, results };
+}
+
+function bf16Bits(v) {
+  return new Uint32Array(Float32Array.of(v).buffer)[0] >>> 16; // small integers are exact in bf16
+}
+
+function bf16ToF32(h) {
+  return new Float32Array(Uint32Array.of(h << 16).buffer)[0];
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The leader: part 1's workers, then part 2.
+
+async function main() {
+  const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+  const OUT = process.env.OUT || join(tmpdir(), 'zinfer-moe-check');
+  mkdirSync(OUT, { recursive: true });
+  const dry = process.env.ZINFER_MOE_CHECK_DRY === '1';
+  const deadline = Date.now() + 1000 * Number(process.env.ZINFER_MOE_CHECK_BUDGET_S ?? 200);
+  let mods;
+  try {
+    mods = {
+      core: await import('@zinfer/core'),
+      par: await import('@zinfer/parallel'),
+      moe: await import('@zinfer/moe'),
+      cuda: dry ? null : await import('@zinfer/kernels/cuda'),
+      reference: await import('@zinfer/kernels/reference'),
+    };
+  } catch (e) {
+    console.log(`SETUP: cannot import the built packages (${e.message}); run scripts/gpu-bundle.sh and unpack the bundle`);
+    process.exit(2);
+  }
+  const results = { date: new Date().toISOString(), node: process.version, dry, gpus: 0, nccl: null, cases: [] };
+  const save = () => writeFileSync(join(OUT, 'moe-check-h100.json'), JSON.stringify(results, null, 2));
+  const record = (group, name, status, detail = '', ms = 0) => {
+    results.cases.push({ group, name, status, ms, detail });
+    console.log(`${status} [${group}] ${name}${ms ? ` (${ms} ms)` : ''}${detail ? `  ${detail}` : ''}`);
+    save();
+  };
+
+  let gpus = 4;
+  if (!dry) {
+    try {
+      gpus = mods.par.cudaDeviceCount();
+      const nccl = mods.par.Nccl.load();
+      results.nccl = { version: nccl.versionString, path: nccl.path };
+      console.log(`== ${gpus} GPUs; NCCL ${nccl.versionString} (${nccl.path}); NCCL_NVLS_ENABLE=${process.env.NCCL_NVLS_ENABLE}`);
+    } catch (e) {
+      console.log(`NO GPUS: ${e.message}`);
+      save();
+      process.exit(3);
+    }
+    results.gpus = gpus;
+    if (gpus < 2) {
+      console.log(`only ${gpus} GPU visible: the MoE check needs 2 or more`);
+      save();
+      process.exit(3);
+    }
+    await ncclChecks(mods.par, gpus, record);
+  } else {
+    record('nccl', 'NCCL all-to-all', 'SKIP', 'dry run: reference backend, shared-memory ranks');
+  }
+  await fixtureChecks({ ...mods, dry, gpus, ROOT, record, deadline });
+
+  const count = (s) => results.cases.filter((c) => c.status === s).length;
+  console.log('\n== summary');
+  console.log('status  group      case');
+  for (const c of results.cases) console.log(`${c.status.padEnd(7)} ${c.group.padEnd(10)} ${c.name}`);
+  console.log(`${count('PASS')} passed, ${count('FAIL')} failed, ${count('SKIP')} skipped; results in ${join(OUT, 'moe-check-h100.json')}`);
+  save();
+  process.exit(count('FAIL') ? 1 : 0);
+}
+
+async function ncclChecks(par, gpus, record) {
+  const t0 = performance.now();
+  const grid = par.createNcclGrid({ ranks: new Array(gpus).fill(null), stages: 1 }, { module: '', exportName: '' });
+  const workers = Array.from({ length: gpus }, (_, rank) => new Worker(new URL(import.meta.url), { workerData: { rank, size: gpus, grid } }));
+  let timer;
+  const timeout = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('ranks did not finish within 60 s')), 60_000)));
+  try {
+    const answers = await Promise.race([Promise.all(workers.map((w) => new Promise((resolve, reject) => {
+      w.once('message', resolve);
+      w.once('error', reject);
+    }))), timeout]);
+    for (const [i, { name }] of answers[0].results.entries()) {
+      const failed = answers.filter((a) => !a.results[i].ok);
+      const detail = failed.length ? failed.map((a) => `rank ${a.rank}: ${a.results[i].detail}`).join('; ') : answers.map((a) => a.results[i].detail).filter(Boolean)[0] ?? '';
+      record('nccl', `${name}, ${gpus} GPUs`, failed.length ? 'FAIL' : 'PASS', detail);
+    }
+    record('nccl', 'init, checks and teardown', 'PASS', '', Math.round(performance.now() - t0));
+  } catch (e) {
+    par.abortNcclGrid(grid);
+    record('nccl', `NCCL all-to-all over ${gpus} GPUs`, 'FAIL', e.message);
+  } finally {
+    clearTimeout(timer);
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
+}
+
+/** [label, options, GPUs needed]: the modes of issue 7 that 2 and 4 GPUs can hold (4 experts a layer). */
+function modes(moe) {
+  const placements = [moe.contiguousPlacement(), moe.roundRobinPlacement(), moe.loadAwarePlacement({ load: () => new Float64Array([100, 1, 50, 2]) })];
+  const list = [];
+  for (const size of [2, 4]) for (const placement of placements) list.push([`ep ${size} ${placement.name}`, { size, placement }, size]);
+  const rr = placements[1];
+  list.push(['ep 4 dense replicated', { size: 4, placement: rr, dense: 'replicated' }, 4]);
+  list.push(['tp2 × ep2 (experts sliced 2 ways)', { size: 4, tensor: 2, placement: rr }, 4]);
+  list.push(['experts sliced 4 ways (1 group)', { size: 4, tensor: 4, placement: rr }, 4]);
+  list.push(['ep 2 all-to-all', { size: 2, placement: rr, dispatch: 'all-to-all' }, 2]);
+  list.push(['ep 4 all-to-all', { size: 4, placement: rr, dispatch: 'all-to-all' }, 4]);
+  list.push(['tp2 × ep2 all-to-all', { size: 4, tensor: 2, placement: rr, dispatch: 'all-to-all' }, 4]);
+  list.push(['tp2 × ep2 all-to-all coordinated', { size: 4, tensor: 2, placement: placements[0], dispatch: 'all-to-all', coordinated: true }, 4]);
+  return list;
+}
+
+async function fixtureChecks({ core, moe, cuda, reference, dry, gpus, ROOT, record, deadline }) {
+  const cacheDir = join(tmpdir(), 'zinfer-cuda-cache');
+  const backend = () => (dry ? reference.referenceBackend() : cuda.cudaBackend({ activations: 'f32', cacheDir }));
+  const base = join(ROOT, 'fixtures', 'moe');
+  if (!existsSync(base)) return record('fixtures', 'MoE fixtures', 'SKIP', 'the bundle has no fixtures/moe');
+  const only = process.env.ZINFER_MOE_CHECK_MODELS?.split(',');
+  const dirs = readdirSync(base).filter((d) => statSync(join(base, d)).isDirectory() && (!only || only.includes(d)));
+  for (const name of dirs) {
+    const dir = join(base, name);
+    const ids = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).input_ids;
+    const run = async (parallel) => {
+      const engine = await core.createEngine({ model: dir, backend: backend(), ...(parallel ? { parallel } : {}) });
+      try {
+        return await engine.generate({ inputIds: ids, maxTokens: 8, temperature: 0, ignoreEos: true, promptLogits: true }).result;
+      } finally {
+        await engine.close();
+      }
+    };
+    let single;
+    try {
+      single = await run(null);
+    } catch (e) {
+      record('fixtures', `moe/${name}: single GPU`, /does not support op/.test(e.message) ? 'SKIP' : 'FAIL', e.message.slice(0, 300));
+      continue;
+    }
+    for (const [label, opts, need] of modes(moe)) {
+      const caseName = `moe/${name}: ${label} == 1 GPU`;
+      if (need > gpus) {
+        record('fixtures', caseName, 'SKIP', `needs ${need} GPUs, ${gpus} visible`);
+        continue;
+      }
+      if (Date.now() > deadline) {
+        record('fixtures', caseName, 'SKIP', 'out of budget (ZINFER_MOE_CHECK_BUDGET_S)');
+        continue;
+      }
+      const t0 = performance.now();
+      try {
+        const got = await run(moe.expertParallel({ ...opts, timeoutMs: 60_000 }));
+        let worst = 0;
+        got.promptLogits.forEach((row, p) => row.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - single.promptLogits[p][i]) || (Number.isNaN(v) ? Infinity : 0)))));
+        const same = got.tokens.length === single.tokens.length && got.tokens.every((t, i) => t === single.tokens[i]);
+        const msg = `logits max abs diff ${worst.toExponential(2)}`;
+        if (!same) throw new Error(`${msg}; greedy ${JSON.stringify(got.tokens)} != ${JSON.stringify(single.tokens)}`);
+        if (!(worst <= 1e-3)) throw new Error(`${msg} > 1e-3`);
+        record('fixtures', caseName, 'PASS', msg, Math.round(performance.now() - t0));
+      } catch (e) {
+        record('fixtures', caseName, 'FAIL', String(e?.message ?? e).slice(0, 400), Math.round(performance.now() - t0));
+      }
+    }
+  }
+}
