@@ -56,7 +56,7 @@ export function resolveLayout(opts: ExpertParallelOptions, experts: number): Moe
   const tensor = opts.tensor ?? (size > experts && size % experts === 0 ? size / experts : 1);
   if (!positive(tensor) || size % tensor !== 0) throw new ConfigError('the expert-slicing width must divide the ranks', { field: 'parallel.tensor', expected: `a divisor of ${size}`, found: String(opts.tensor) });
   if (size / tensor > experts) {
-    throw new ConfigError(`${size / tensor} expert groups for ${experts} experts: some ranks would hold none`, { field: 'parallel.tensor', expected: `a multiple of ${size / experts} (size / experts)`, found: String(tensor) });
+    throw new ConfigError(`${size / tensor} expert groups for ${experts} experts: some ranks would hold none`, { field: 'parallel.tensor', expected: `a divisor of ${size} leaving at most ${experts} groups (size / tensor)`, found: String(tensor) });
   }
   const dispatch = oneOf('dispatch', opts.dispatch, ['all-reduce', 'all-to-all'], 'all-reduce');
   const dense = oneOf('dense', opts.dense, ['sliced', 'replicated'], 'sliced');
