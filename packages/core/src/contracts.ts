@@ -281,6 +281,29 @@ export interface WeightStream {
   release(group: number): void;
   /** Programs report when a group's compute ran, for the timeline (optional for them to call). */
   recordCompute(group: number, start: number, end: number): void;
+  /**
+   * Set on a cooperative fetch's stream (FetchShard). A device backend may take the rank's share instead of
+   * acquire(): copy it into its slot at rank × share bytes and all-gather the slot in place over
+   * `communicator.device`; acquire() still serves backends that gather on the host.
+   */
+  readonly shard?: StreamShard;
+}
+
+/** One group's image as a cooperative fetch lays it out: a device slot can hold it byte for byte. */
+export interface ShardImage {
+  /** Each weight's place in the image (vectors f32, tensors 256-byte aligned), in `groups[g]` order. */
+  entries: readonly { name: WeightName; dtype: FloatDType; shape: readonly number[]; offset: number; bytes: number }[];
+  /** Image bytes: a multiple of size × 4096, so every share is whole f32 elements. */
+  bytes: number;
+}
+
+export interface StreamShard {
+  readonly rank: number;
+  readonly size: number;
+  readonly communicator: Communicator;
+  image(group: number): ShardImage;
+  /** The rank's bytes [rank·S/size, (rank+1)·S/size) of group g's image; same order rules as acquire, then release(g). */
+  acquireShare(group: number): Promise<Uint8Array>;
 }
 
 /** Places a graph's weights over the device and the offload tiers (implemented by @zinfer/offload). */

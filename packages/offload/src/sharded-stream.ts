@@ -2,7 +2,7 @@
 // image, and an all-gather over the fetch group assembles the whole image, from which the group's tensors
 // are views. Collectives pair across ranks by call order, so the gathers run one at a time in acquire
 // order (the contract's group order) even when the tier's reads finish out of order.
-import { fromF32, type Communicator, type FloatDType, type StreamedWeight, type WeightName } from '@zinfer/core';
+import { fromF32, type Communicator, type FloatDType, type StreamedWeight, type StreamShard, type WeightName } from '@zinfer/core';
 import { groupViews, type GroupLayout } from './group-layout.js';
 import { StreamBase } from './stream-base.js';
 
@@ -20,11 +20,28 @@ export class ShardedStream extends StreamBase {
   private readonly free: ArrayBuffer[] = [];
   private readonly images = new Map<number, ArrayBuffer>();
   private readonly imageBytes: number;
+  /** Groups a device program took as shares (it gathers them itself). */
+  private readonly shares = new Set<number>();
+  readonly shard: StreamShard;
 
   /** `inner` streams one tensor per group: the rank's share of `layouts[g]`'s image, as f32. */
   constructor(groups: readonly (readonly WeightName[])[], prefetch: number, private readonly inner: StreamBase, private readonly layouts: readonly ShardedGroup[], private readonly communicator: Communicator, private readonly alloc: (bytes: number) => ArrayBuffer) {
     super(groups, prefetch);
     this.imageBytes = Math.max(0, ...layouts.map((l) => l.layout.regionBytes));
+    this.shard = {
+      rank: communicator.rank, size: communicator.size, communicator,
+      image: (g) => ({ entries: layouts[g].layout.entries, bytes: layouts[g].layout.regionBytes }),
+      acquireShare: (g) => this.holding(g, () => this.loadShare(g)),
+    };
+  }
+
+  private async loadShare(group: number): Promise<Uint8Array> {
+    const start = performance.now();
+    const [share] = await this.inner.acquire(group);
+    this.shares.add(group);
+    this.recordFetch(group, start, performance.now());
+    const d = share.tensor.data;
+    return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
   }
 
   protected load(group: number): Promise<StreamedWeight[]> {
@@ -55,6 +72,7 @@ export class ShardedStream extends StreamBase {
   }
 
   protected unload(group: number): void {
+    if (this.shares.delete(group)) return this.inner.release(group);
     const image = this.images.get(group);
     this.images.delete(group);
     if (image) this.free.push(image);

@@ -8,14 +8,19 @@ export abstract class StreamBase implements WeightStream {
 
   constructor(readonly groups: readonly (readonly WeightName[])[], readonly prefetch: number) {}
 
-  async acquire(group: number): Promise<readonly StreamedWeight[]> {
+  acquire(group: number): Promise<readonly StreamedWeight[]> {
+    return this.holding(group, () => this.load(group));
+  }
+
+  /** Runs `fetch` for group g under the acquire/release rules (held once until released). */
+  protected async holding<T>(group: number, fetch: () => Promise<T>): Promise<T> {
     if (!(Number.isInteger(group) && group >= 0 && group < this.groups.length)) {
       throw new BackendError(`acquire of stream group ${group}`, { field: 'group', expected: `0 … ${this.groups.length - 1}`, found: String(group) });
     }
     if (this.held.has(group)) throw new BackendError(`stream group ${group} acquired twice without a release`, { field: 'group', found: String(group) });
     this.held.add(group);
     try {
-      return await this.load(group);
+      return await fetch();
     } catch (e) {
       this.held.delete(group);
       throw e;

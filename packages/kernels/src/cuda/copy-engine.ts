@@ -11,8 +11,11 @@ export interface GpuEvent {
   readonly handle: bigint;
 }
 
-/** The program's compute stream, or the copy stream of its streamed weights. */
-export type Queue = 'compute' | 'copy';
+/**
+ * The program's compute stream, the copy stream of its streamed weights, or the gather stream of a
+ * cooperative fetch (its all-gathers run there, so the next group's host → device copy overlaps them).
+ */
+export type Queue = 'compute' | 'copy' | 'gather';
 
 export interface CopyEngine {
   /**
@@ -30,6 +33,8 @@ export interface CopyEngine {
   /** Milliseconds between two completed events (of either queue). */
   elapsedMs(from: GpuEvent, to: GpuEvent): number;
   destroyEvent(event: GpuEvent): void;
+  /** The queue's stream handle (CUstream), for device collectives enqueued on it. */
+  streamHandle(queue: Queue): bigint;
   /** Waits for the copy queue and destroys it. */
   dispose(): void;
 }
@@ -49,6 +54,7 @@ export class CudaCopyEngine implements CopyEngine {
   private readonly copyStream: Ptr;
   private readonly api: StreamingApi;
   private readonly events = new Set<bigint>();
+  private gatherStream: Ptr | null = null;
 
   constructor(private readonly driver: CudaDriver, private readonly computeStream: Ptr) {
     this.api = streamingApi(driver);
@@ -58,7 +64,18 @@ export class CudaCopyEngine implements CopyEngine {
   }
 
   private streamOf(queue: Queue): Ptr {
+    if (queue === 'gather') return (this.gatherStream ??= this.newStream('the cooperative fetch gather stream'));
     return queue === 'copy' ? this.copyStream : this.computeStream;
+  }
+
+  private newStream(what: string): Ptr {
+    const s: [Ptr | null] = [null];
+    this.driver.check('cuStreamCreate', this.driver.api.cuStreamCreate(s, CU.STREAM_NON_BLOCKING), what);
+    return s[0]!;
+  }
+
+  streamHandle(queue: Queue): bigint {
+    return this.streamOf(queue);
   }
 
   copy(dst: bigint, src: bigint, bytes: number): void {
@@ -99,10 +116,14 @@ export class CudaCopyEngine implements CopyEngine {
   }
 
   dispose(): void {
-    this.driver.check('cuStreamSynchronize', this.driver.api.cuStreamSynchronize(this.copyStream), 'the weight copy stream');
+    for (const [stream, what] of [[this.copyStream, 'the weight copy stream'], [this.gatherStream, 'the gather stream']] as const) {
+      if (stream) this.driver.check('cuStreamSynchronize', this.driver.api.cuStreamSynchronize(stream), what);
+    }
     for (const e of this.events) this.driver.api.cuEventDestroy_v2(e);
     this.events.clear();
     this.driver.check('cuStreamDestroy_v2', this.driver.api.cuStreamDestroy_v2(this.copyStream));
+    if (this.gatherStream) this.driver.check('cuStreamDestroy_v2', this.driver.api.cuStreamDestroy_v2(this.gatherStream));
+    this.gatherStream = null;
   }
 }
 

@@ -84,6 +84,11 @@ export class RecordingCopies implements CopyEngine {
     return (at(to) - at(from)) * 0.01;
   }
 
+  /** Made-up stream handles: 1 compute, 2 copy, 3 gather. */
+  streamHandle(queue: Queue): bigint {
+    return queue === 'compute' ? 1n : queue === 'copy' ? 2n : 3n;
+  }
+
   destroyEvent(_event: GpuEvent): void {
     this.liveEvents--;
   }

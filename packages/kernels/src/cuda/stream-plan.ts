@@ -7,6 +7,7 @@
 import { BackendError, type FloatDType, type Graph, type WeightName, type WeightStream } from '@zinfer/core';
 import type { ExecPlan } from './exec-plan.js';
 import { dtypeBytes } from './step-context.js';
+import { shardSlotLayout } from './shard-plan.js';
 
 const ALIGN = 256;
 
@@ -91,7 +92,9 @@ export function planStream(graph: Graph, exec: ExecPlan, stream: WeightStream, a
       bytes += Math.ceil(size / ALIGN) * ALIGN;
       for (const i of uses.get(name) ?? []) [first, last] = [Math.min(first, i), Math.max(last, i)];
     }
-    return { index, layout, bytes, first: last < 0 ? -1 : first, last, slot: -1 };
+    // A cooperative fetch fills the slot with the group's image as it is, so the image's layout is the slot's.
+    const slot = stream.shard ? shardSlotLayout(graph, stream.shard, index, names, act, matrixDtype) : { layout, bytes };
+    return { index, layout: slot.layout, bytes: slot.bytes, first: last < 0 ? -1 : first, last, slot: -1 };
   });
   const plan: StreamPlan = { groups, slots: prefetch + 1, slotBytes: Math.max(ALIGN, ...groups.map((g) => g.bytes)), order: [], opensAt: new Map(), closesAt: new Map() };
   const used = groups.filter((g) => g.last >= 0);

@@ -7,6 +7,7 @@
 // stream once its copy completed (polled, so tiers keep reading files meanwhile).
 import { BackendError, fromF32, isFloatDType, shapeString, toF32, type StreamEvent, type StreamedWeight, type WeightName } from '@zinfer/core';
 import { eventDone } from './copy-engine.js';
+import { enqueueShard } from './shard-fetch.js';
 import type { DeviceWeight } from './device-weights.js';
 import type { StreamedWeights } from './streamed-weights.js';
 
@@ -92,7 +93,9 @@ export class StreamStep {
     const g = order[this.issued];
     const prev = this.issued >= slots ? order[this.issued - slots] : undefined;
     this.issued++;
-    const acquired = this.s.stream.acquire(g); // now, so acquires come in group order
+    const shard = this.s.stream.shard;
+    // Now, so acquires come in group order; a cooperative fetch takes the rank's share and gathers the rest.
+    const acquired: Promise<readonly StreamedWeight[] | Uint8Array> = shard ? shard.acquireShare(g) : this.s.stream.acquire(g);
     let signal: (error?: unknown) => void = () => {};
     const enqueued = new Promise<void>((resolve, reject) => (signal = (e) => (e === undefined ? resolve() : reject(e))));
     const released = (async () => {
@@ -102,7 +105,8 @@ export class StreamStep {
       });
       try {
         if (prev !== undefined) await this.fetches.get(prev)!.released; // its copy read the slot's staging
-        this.enqueueCopies(g, tensors, prev);
+        if (tensors instanceof Uint8Array) enqueueShard(this.s, g, tensors, prev, this.onDevice);
+        else this.enqueueCopies(g, tensors, prev);
         signal();
         await eventDone(this.s.copies, this.s.eventsOf(g).copyEnd);
       } catch (e) {

@@ -11,6 +11,7 @@ import type { HostMemory } from './host-memory.js';
 import { planStream, streamedDtype, type StreamPlan } from './stream-plan.js';
 import { StreamStep } from './stream-step.js';
 import { fmtBytes } from './format.js';
+import { gatherQueueFromEnv, type GatherQueue } from './shard-fetch.js';
 
 /**
  * The dtype planned for a weight that is not resident: what compile's fusion plan needs before any group
@@ -24,6 +25,7 @@ export function streamedDtypeOf(graph: Graph, resident: ReadonlyMap<WeightName, 
 
 /** Plans the stream and allocates its slots; errors name what is missing (a Gpu without a copy engine, host memory). */
 export function openStreamedWeights(gpu: Gpu, graph: Graph, exec: ExecPlan, stream: WeightStream, act: FloatDType, resident: ReadonlyMap<WeightName, DeviceWeight>, host: HostMemory | undefined): StreamedWeights {
+  if (stream.shard && !stream.shard.communicator.device) throw new BackendError(`a cooperative fetch on ${gpu.name} needs device collectives (NCCL ranks) in stream.shard.communicator`, { field: 'stream.shard.communicator' });
   if (!gpu.copyEngine || !host) throw new BackendError(`${gpu.name} cannot stream weights: it has no ${gpu.copyEngine ? 'pinned host memory' : 'copy engine'}`, { field: 'stream' });
   const matrix = [...resident.values()].find((w) => w.shape.length !== 1);
   const plan = planStream(graph, exec, stream, act, matrix?.dtype ?? 'f32');
@@ -35,6 +37,8 @@ export interface GroupEvents {
   copyEnd: GpuEvent;
   computeStart: GpuEvent;
   computeEnd: GpuEvent;
+  /** Cooperative fetch: the rank's run is on the device (the gather stream waits for it). */
+  shareEnd: GpuEvent;
 }
 
 /** What streaming did, for tests and benches. */
@@ -43,13 +47,17 @@ export interface StreamStats {
   /** Bytes copied to the device (all steps), and those staged through pinned buffers first. */
   copiedBytes: number;
   stagedBytes: number;
+  /** Bytes the cooperative fetch's all-gathers brought from the other ranks (0 without a shard). */
+  gatheredBytes: number;
   /** The last step's copies ('fetch': host → device on the copy stream) and group computes, from device events. */
   timeline: StreamEvent[];
 }
 
 export class StreamedWeights {
   readonly slotPtrs: bigint[] = [];
-  readonly stats: StreamStats = { steps: 0, copiedBytes: 0, stagedBytes: 0, timeline: [] };
+  readonly stats: StreamStats = { steps: 0, copiedBytes: 0, stagedBytes: 0, gatheredBytes: 0, timeline: [] };
+  /** Where a cooperative fetch's all-gathers run (ZINFER_SHARD_GATHER). */
+  readonly gatherQueue: GatherQueue = gatherQueueFromEnv();
   private readonly staging: (ArrayBuffer | null)[];
   private readonly events = new Map<number, GroupEvents>();
   private anchorEvent: GpuEvent | null = null;
@@ -86,7 +94,7 @@ export class StreamedWeights {
     let e = this.events.get(group);
     if (!e) {
       const c = this.copies;
-      e = { copyStart: c.event(), copyEnd: c.event(), computeStart: c.event(), computeEnd: c.event() };
+      e = { copyStart: c.event(), copyEnd: c.event(), computeStart: c.event(), computeEnd: c.event(), shareEnd: c.event() };
       this.events.set(group, e);
     }
     return e;
