@@ -5,16 +5,18 @@
 // Threads split the outputs (the concatenated panels of every part) into contiguous ranges. Each thread
 // packs its current block of x rows into its scratch, then, for each of its panels: a block of few rows
 // (decode) runs the 2×8 / 1×8 kernels over the whole panel, a row pair at a time, so the panel streams
-// from memory front to back once and is re-read from cache; a block of many rows (prefill) runs the 4×4
-// kernel over each half panel and every group of 4 rows (less conversion work per multiply). Every output
+// from memory front to back once and is re-read from cache; a block of many rows (prefill, batched
+// decode) runs the 8×4 kernel over each half panel and every group of 8 rows (one weight load and
+// conversion per 8 rows, 32 accumulators: with FMA both pipes stay busy), a last group of 4 rows or
+// fewer the 4×4 one. Every output
 // element is computed by the same sequence of operations whatever the kernel, so results depend neither
 // on the thread count nor on how many rows the step has.
 import { ACT_NONE, alignedShareStart, argI, argP, DT_F16, DT_F32, loadW4 } from './common';
 import { act4 } from './math';
-import { mk_bf16_1x8, mk_bf16_2x8, mk_bf16_4x4, mk_f16_1x8, mk_f16_2x8, mk_f16_4x4, mk_f32_1x8, mk_f32_2x8, mk_f32_4x4 } from './microkernels';
+import { mk_bf16_1x8, mk_bf16_2x8, mk_bf16_4x4, mk_bf16_8x4, mk_f16_1x8, mk_f16_2x8, mk_f16_4x4, mk_f16_8x4, mk_f32_1x8, mk_f32_2x8, mk_f32_4x4, mk_f32_8x4 } from './microkernels';
 
-/** Rows of the many-row kernel (4×4 over half panels); row blocks of fewer rows run 2×8 / 1×8. */
-const RB: i32 = 4;
+/** Rows of the many-row kernel (8×4 over half panels); row blocks of fewer rows run 2×8 / 1×8. */
+const RB: i32 = 8;
 const MANY_ROWS: i32 = 16;
 /** Rows per panel. */
 const PANEL: i32 = 8;
@@ -95,7 +97,7 @@ function partBlock(part: usize, xb: usize, nr: i32, r0: i32, n8: i32, a: i32, b:
     for (let h = 0; h < PANEL && o + h < N; h += 4) {
       for (let r = 0; r < nr; r += RB) {
         const rr = min(RB, nr - r);
-        dots4(dt, xb, r, rr, n8, wp, h, tile);
+        dotsMany(dt, xb, r, rr, n8, wp, h, tile);
         epilogue(tile, rr, r0 + r, o + h, min(4, N - o - h), N, bias, bdt, fn, res, out);
       }
     }
@@ -130,8 +132,8 @@ function gatedBlock(args: usize, xb: usize, nr: i32, r0: i32, n8: i32, a: i32, b
     for (let h = 0; h < PANEL && o + h < N; h += 4) {
       for (let r = 0; r < nr; r += RB) {
         const rr = min(RB, nr - r);
-        dots4(dt, xb, r, rr, n8, wg + off, h, tile);
-        dots4(dt, xb, r, rr, n8, wu + off, h, tileU);
+        dotsMany(dt, xb, r, rr, n8, wg + off, h, tile);
+        dotsMany(dt, xb, r, rr, n8, wu + off, h, tileU);
         gatedEpilogue(tile, tileU, rr, r0 + r, o + h, min(4, N - o - h), N, bg, bu, bdt, fn, out);
       }
     }
@@ -154,6 +156,23 @@ function gatedBlock(args: usize, xb: usize, nr: i32, r0: i32, n8: i32, a: i32, b
   } else if (dt == DT_F32) mk_f32_1x8(x0, wp, n8, tile);
   else if (dt == DT_F16) mk_f16_1x8(x0, wp, n8, tile);
   else mk_bf16_1x8(x0, wp, n8, tile);
+}
+
+/** tile[i][0..4) for rows r .. r+nr (≤ 8) · panel rows h .. h+4: the 8×4 kernel, or 4×4 for 4 rows or fewer. */
+@inline function dotsMany(dt: i32, xb: usize, r: i32, nr: i32, n8: i32, wp: usize, h: i32, tile: usize): void {
+  if (nr <= 4) {
+    dots4(dt, xb, r, nr, n8, wp, h, tile);
+    return;
+  }
+  const xs = <usize>n8 << 5;
+  const x0 = xb + <usize>r * xs;
+  const last = x0 + <usize>(nr - 1) * xs;
+  const x5 = nr > 5 ? x0 + 5 * xs : last;
+  const x6 = nr > 6 ? x0 + 6 * xs : last;
+  const x7 = nr > 7 ? x0 + 7 * xs : last;
+  if (dt == DT_F32) mk_f32_8x4(x0, x0 + xs, x0 + 2 * xs, x0 + 3 * xs, x0 + 4 * xs, x5, x6, x7, wp + <usize>(h << 5), n8, tile);
+  else if (dt == DT_F16) mk_f16_8x4(x0, x0 + xs, x0 + 2 * xs, x0 + 3 * xs, x0 + 4 * xs, x5, x6, x7, wp + <usize>(h << 4), n8, tile);
+  else mk_bf16_8x4(x0, x0 + xs, x0 + 2 * xs, x0 + 3 * xs, x0 + 4 * xs, x5, x6, x7, wp + <usize>(h << 4), n8, tile);
 }
 
 /** tile[i][0..4) for rows r .. r+nr (≤ 4; missing rows repeat the last) · panel rows h .. h+4. */

@@ -30,7 +30,7 @@ import { MAX_BYTES } from './cpu/heap.js';
 import { wasmApi } from './cpu/wasm-api.js';
 import { CpuProgram } from './cpu/program.js';
 import { ThreadPool } from './cpu/thread-pool.js';
-import { loadKernelModule, type KernelModule } from './cpu/wasm-module.js';
+import { fmaAvailable, loadKernelModule, type KernelModule } from './cpu/wasm-module.js';
 import { kvBytesPerBlock } from './reference/kv-cache.js';
 import { supports } from './cpu/supports.js';
 
@@ -44,6 +44,12 @@ export interface CpuBackendOptions {
   minParallelWork?: number;
   /** Rewrite the graph to fuse linears with what follows them (default true). */
   fuse?: boolean;
+  /**
+   * Linear microkernels with fused multiply-adds (the relaxed-SIMD build, cpu/wasm-module.ts): default
+   * where the engine has relaxed SIMD, else the plain build; false forces the plain one, true fails
+   * where FMA is unavailable. Results differ between the two in rounding only.
+   */
+  fma?: boolean;
 }
 
 export function cpuBackend(opts: CpuBackendOptions = {}): KernelBackend {
@@ -60,14 +66,15 @@ export function cpuBackend(opts: CpuBackendOptions = {}): KernelBackend {
     async probe() {
       if (!wasmApi || typeof SharedArrayBuffer !== 'function') return null;
       const model = cpus()[0]?.model.trim() || 'host CPU';
-      return { device: 'cpu', description: `${model} (${threads} threads, WebAssembly SIMD)`, memoryBytes: Math.min(totalmem(), MAX_BYTES) };
+      const fma = opts.fma !== false && fmaAvailable();
+      return { device: 'cpu', description: `${model} (${threads} threads, WebAssembly SIMD${fma ? ' + relaxed-SIMD FMA' : ''})`, memoryBytes: Math.min(totalmem(), MAX_BYTES) };
     },
     supports,
     // Weights of CompileOptions.stream are not placed at compile: they stream into prefetch + 1 slots.
     streaming: true,
     kvBytesPerBlock: (graph, blockSize) => kvBytesPerBlock(graph.kv, blockSize),
     async compile(graph, weights, options) {
-      kernels ??= loadKernelModule();
+      kernels ??= loadKernelModule(opts.fma);
       const km = await kernels.catch((e: unknown) => {
         kernels = null; // a later compile may find the module once it is built
         throw e;

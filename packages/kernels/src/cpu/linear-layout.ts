@@ -1,7 +1,7 @@
 // The linear kernel's blocking, which the JS side needs to size scratch and fill arguments. Must agree
 // with asm/linear.ts (RB, TILE_STRIDE, the packed-row layout).
-/** Rows of the GEMM microkernel; a row block is a multiple of it. */
-export const RB = 4;
+/** Rows of the GEMM microkernel (8×4); a row block is a multiple of it. */
+export const RB = 8;
 /** Floats per tile row. */
 export const TILE_STRIDE = 8;
 /** Tiles: one for the outputs, one for the "up" half of a gated pair. */

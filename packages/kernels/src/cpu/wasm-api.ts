@@ -23,6 +23,7 @@ interface WasmApi {
   Memory: new (descriptor: { initial: number; maximum: number; shared: true }) => WasmMemory;
   Instance: new (module: WasmModule, imports: Record<string, Record<string, unknown>>) => WasmInstance;
   compile(bytes: Uint8Array): Promise<WasmModule>;
+  validate(bytes: Uint8Array): boolean;
 }
 
 declare const WebAssembly: WasmApi | undefined;
