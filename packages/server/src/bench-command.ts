@@ -13,6 +13,7 @@ import { busyCores, fmt, gitCommit, machineInfo, markdownTable, otherProcessesMe
 import { benchEngine, type EngineBenchResult } from './bench/cpu-bench.js';
 import { dramProbe, type DramProbeResult } from './bench/dram-probe.js';
 import { gemmProbe, type GemmProbeResult } from './bench/gemm-probe.js';
+import { simdPeakProbe, type SimdPeakResult } from './bench/simd-peak-probe.js';
 import { BENCH_SHAPE_NAMES, type BenchShapeName } from './bench/model-shapes.js';
 import { ensureRandomModel } from './bench/random-model.js';
 import { EXIT_OK, UsageError } from './cli-errors.js';
@@ -80,21 +81,29 @@ export async function runBench(o: BenchOptions, io: CliIo): Promise<number> {
   const others = otherProcessesMeter();
   let dram: DramProbeResult | null = null;
   let gemm: GemmProbeResult | null = null;
+  let peak: SimdPeakResult | null = null;
   if (o.probes) {
     log('probing DRAM read bandwidth');
     dram = await dramProbe(root, cacheDir, machine.cores);
     log(`DRAM read: ${fmt(dram.gbPerS)} GB/s, median ${fmt(dram.medianGbPerS)} (${dram.detail})${dram.note ? `; ${dram.note}` : ''}`);
     log('probing the reference GEMM (numpy)');
     gemm = gemmProbe(root);
-    log(`reference GEMM: ${fmt(gemm.gflops)} GFLOP/s (${gemm.detail})`);
+    log(`reference GEMM: ${fmt(gemm.reference.gflops)} GFLOP/s (${gemm.reference.detail})`);
+    log(`unrestricted GEMM: ${fmt(gemm.unrestricted.gflops)} GFLOP/s (${gemm.unrestricted.detail})`);
+    if (backend.name === 'cpu') {
+      log('probing the 128-bit wasm SIMD ceiling');
+      peak = await simdPeakProbe(threads);
+      log(`wasm SIMD ceiling: ${fmt(peak.gflops)} GFLOP/s (${peak.detail})`);
+    }
   }
   log(`benchmarking ${shape} on backend ${backend.name}`);
   const e = await benchEngine({ model: dir, backend, dtype: o.model ? o.dtype : undefined, tokens: o.tokens, batch: o.batch, promptTokens: o.promptTokens, repeat: o.repeat, seed: o.seed, log });
 
   const during = others();
   if (during !== null && during > 0.25) log(`warning: other processes kept ${fmt(during, 2)} of ${machine.cores} cores busy during the run: the figures read low; rerun on a quiet machine`);
-  const record = toRecord(o, { shape, dtype, threads: backend.name === 'reference' ? 1 : threads, machine, commit: gitCommit(root), load, during, e, dram, gemm });
-  io.stdout.write(`${table(record, o, dram, gemm)}\n`);
+  const kernels = (await backend.probe())?.description ?? null;
+  const record = toRecord(o, { shape, dtype, threads: backend.name === 'reference' ? 1 : threads, machine, commit: gitCommit(root), load, during, e, dram, gemm, peak, kernels });
+  io.stdout.write(`${table(record, o, dram, gemm, peak)}\n`);
   const bench = o.backend + (shape === CANONICAL_SHAPE ? '' : `-${shape.replace(/^model:/, '')}`);
   const out = join(o.resultsDir ?? join(root, 'bench', 'results'), `${bench}-${machine.slug}.json`);
   writeRecord(out, record);
@@ -140,12 +149,16 @@ interface RecordParts {
   e: EngineBenchResult;
   dram: DramProbeResult | null;
   gemm: GemmProbeResult | null;
+  peak: SimdPeakResult | null;
+  /** The backend's own description (the cpu one says whether its FMA kernels run). */
+  kernels: string | null;
 }
 
 function toRecord(o: BenchOptions, p: RecordParts): BenchRecord {
-  const { e, dram, gemm } = p;
+  const { e, dram, gemm, peak } = p;
   const bandwidth = dram?.gbPerS ?? null;
-  const gemmRate = gemm?.gflops ?? null;
+  const gemmRate = gemm?.reference.gflops ?? null;
+  const nativeRate = gemm?.unrestricted.gflops ?? null;
   const roofline = bandwidth === null ? null : (bandwidth * 1e9) / e.cost.decodeWeightBytes;
   const r = (x: number, digits = 4) => Number(x.toPrecision(digits));
   return {
@@ -164,10 +177,19 @@ function toRecord(o: BenchOptions, p: RecordParts): BenchRecord {
     dram_read_median_gb_per_s: dram ? r(dram.medianGbPerS) : null,
     dram_probe: dram?.probe ?? null,
     reference_gemm_gflops: gemmRate === null ? null : r(gemmRate),
-    reference_gemm_median_gflops: gemm?.medianGflops == null ? null : r(gemm.medianGflops),
+    reference_gemm_median_gflops: gemm?.reference.medianGflops == null ? null : r(gemm.reference.medianGflops),
+    reference_gemm_config: gemm?.reference.detail ?? null,
+    unrestricted_gemm_gflops: nativeRate === null ? null : r(nativeRate),
+    unrestricted_gemm_median_gflops: gemm?.unrestricted.medianGflops == null ? null : r(gemm.unrestricted.medianGflops),
+    unrestricted_gemm_config: gemm?.unrestricted.detail ?? null,
+    wasm_simd_ceiling_gflops: peak ? r(peak.gflops) : null,
+    wasm_simd_ceiling_derivation: peak?.detail ?? null,
+    cpu_kernels: p.kernels,
     decode_bs1_roofline_tokens_per_s: roofline === null ? null : r(roofline),
     decode_bs1_roofline_ratio: roofline === null ? null : r(e.decodeBs1TokensPerS / roofline, 3),
     prefill_vs_reference_gemm: gemmRate === null ? null : r(e.prefillGflops / gemmRate, 3),
+    prefill_vs_unrestricted_gemm: nativeRate === null ? null : r(e.prefillGflops / nativeRate, 3),
+    prefill_vs_wasm_simd_ceiling: peak ? r(e.prefillGflops / peak.gflops, 3) : null,
     weight_bytes: e.cost.decodeWeightBytes,
     model_bytes: e.modelBytes,
     params: e.cost.params,
@@ -180,7 +202,7 @@ function toRecord(o: BenchOptions, p: RecordParts): BenchRecord {
   };
 }
 
-function table(rec: BenchRecord, o: BenchOptions, dram: DramProbeResult | null, gemm: GemmProbeResult | null): string {
+function table(rec: BenchRecord, o: BenchOptions, dram: DramProbeResult | null, gemm: GemmProbeResult | null, peak: SimdPeakResult | null): string {
   const n = (k: string) => rec[k] as number | null;
   const gb = (x: number) => si(x, 'B');
   const rows = [
@@ -188,15 +210,21 @@ function table(rec: BenchRecord, o: BenchOptions, dram: DramProbeResult | null, 
       dram ? `${fmt(n('decode_bs1_roofline_tokens_per_s'))} tok/s = ${fmt(dram.gbPerS)} GB/s ÷ ${gb(n('weight_bytes')!)} read per token` : '—', fmt(n('decode_bs1_roofline_ratio'))],
     [`decode, batch ${o.batch}`, `${fmt(n(`decode_bs${o.batch}_tokens_per_s`))} tok/s (${fmt(n(`decode_bs${o.batch}_ms_per_step`))} ms/step)`, '', ''],
     [`prefill, ${o.promptTokens}-token prompt`, `${fmt(n(`prefill_${o.promptTokens}_tokens_per_s`))} tok/s (${fmt(n(`prefill_${o.promptTokens}_ms`))} ms to first token)`, '', ''],
-    ['prefill compute', `${fmt(n('prefill_gflops'))} GFLOP/s`, gemm?.gflops ? `${fmt(gemm.gflops)} GFLOP/s numpy sgemm 2048³` : '—', fmt(n('prefill_vs_reference_gemm'))],
+    ['prefill compute', `${fmt(n('prefill_gflops'))} GFLOP/s`, gemm?.reference.gflops ? `${fmt(gemm.reference.gflops)} GFLOP/s numpy sgemm 2048³ as configured (reference)` : '—', fmt(n('prefill_vs_reference_gemm'))],
+    ['', '', gemm?.unrestricted.gflops ? `${fmt(gemm.unrestricted.gflops)} GFLOP/s numpy sgemm, OPENBLAS_CORETYPE unset (unrestricted)` : '—', fmt(n('prefill_vs_unrestricted_gemm'))],
+    ['', '', peak ? `${fmt(peak.gflops)} GFLOP/s 128-bit wasm SIMD ceiling (probe)` : '—', fmt(n('prefill_vs_wasm_simd_ceiling'))],
     ['DRAM read (probe)', dram ? `${fmt(dram.gbPerS)} GB/s (median ${fmt(dram.medianGbPerS)})` : 'skipped (--no-probes)', '', ''],
-    ['reference GEMM (probe)', gemm ? (gemm.gflops === null ? 'skipped' : `${fmt(gemm.gflops)} GFLOP/s (median ${fmt(gemm.medianGflops)})`) : 'skipped (--no-probes)', '', ''],
+    ['reference GEMM (probe)', gemm ? (gemm.reference.gflops === null ? 'skipped' : `${fmt(gemm.reference.gflops)} GFLOP/s (median ${fmt(gemm.reference.medianGflops)})`) : 'skipped (--no-probes)', '', ''],
+    ['unrestricted GEMM (probe)', gemm ? (gemm.unrestricted.gflops === null ? 'skipped' : `${fmt(gemm.unrestricted.gflops)} GFLOP/s (median ${fmt(gemm.unrestricted.medianGflops)})`) : 'skipped (--no-probes)', '', ''],
   ];
   const head = `zinfer bench · backend ${String(rec.backend)}, ${String(rec.threads)} thread(s) · ${String(rec.model_shape)} ${String(rec.dtype)}, ${si(n('params')!)} params, ${gb(n('model_bytes')!)}`;
   const machine = `${String(rec.cpu)}, ${String(rec.cores)} cores, ${fmt(n('memory_bytes')! / 2 ** 30)} GiB · commit ${String(rec.commit ?? 'unknown')} · ${String(rec.date)}`;
   const notes = [
     dram && `DRAM probe: ${dram.detail}${dram.note ? ` (${dram.note})` : ''}`,
-    gemm && `GEMM probe: ${gemm.detail}`,
+    gemm && `GEMM probe (reference): ${gemm.reference.detail}`,
+    gemm && `GEMM probe (unrestricted): ${gemm.unrestricted.detail}`,
+    peak && `wasm SIMD ceiling: ${peak.detail}`,
+    rec.cpu_kernels && `kernels: ${String(rec.cpu_kernels)}`,
     `decode: ${o.tokens} tokens per request, greedy, eos ignored, timed from each stream's first token to its last; median of ${o.repeat}`,
     `prefill GFLOP/s = (2·T·matmul params + 2·LM-head params + Σ layers 2·heads·headDim·T(T+1)) ÷ time to first token, T = ${o.promptTokens}`,
   ].filter(Boolean);

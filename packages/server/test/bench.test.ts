@@ -16,7 +16,15 @@ import { modelCost, prefillFlops } from '../src/bench/model-cost.js';
 import { BENCH_SHAPES, llamaTensors, paramCount } from '../src/bench/model-shapes.js';
 import { ensureRandomModel } from '../src/bench/random-model.js';
 import { writeSafetensorsStreaming } from '../src/bench/safetensors-stream.js';
+import { peakModuleBytes, simdPeakProbe } from '../src/bench/simd-peak-probe.js';
 import { wasmReadProbe } from '../src/bench/wasm-read-probe.js';
+
+// The parts of the WebAssembly global used here (lib ES2022 and @types/node 20 do not declare it).
+declare const WebAssembly: {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object) => { exports: Record<string, unknown> };
+  validate(bytes: Uint8Array): boolean;
+};
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../../../..');
 const CLI = join(ROOT, 'packages/server/src/cli.ts');
@@ -25,7 +33,10 @@ const REQUIRED = [
   'decode_bs1_roofline_ratio', 'prefill_vs_reference_gemm', 'weight_bytes', 'threads', 'backend', 'model_shape',
 ];
 /** Keys that need the probes: null under --no-probes. */
-const PROBED = ['dram_read_gb_per_s', 'reference_gemm_gflops', 'decode_bs1_roofline_ratio', 'prefill_vs_reference_gemm'];
+const PROBED = [
+  'dram_read_gb_per_s', 'reference_gemm_gflops', 'decode_bs1_roofline_ratio', 'prefill_vs_reference_gemm',
+  'unrestricted_gemm_gflops', 'prefill_vs_unrestricted_gemm', 'wasm_simd_ceiling_gflops', 'prefill_vs_wasm_simd_ceiling',
+];
 
 function withTmp<T>(fn: (dir: string) => T | Promise<T>): Promise<T> {
   const dir = mkdtempSync(join(tmpdir(), 'zinfer-bench-'));
@@ -139,6 +150,16 @@ test('wasm read probe: the hand-assembled module validates and reads', async () 
   const r = await wasmReadProbe(2, 64, 1);
   assert.is(r.bytes, 64 * 2 ** 20);
   assert.ok(Number.isFinite(r.gbPerS) && r.gbPerS > 0, String(r.gbPerS));
+});
+
+test('wasm SIMD ceiling probe: the hand-assembled modules compute their chains (mul+add and FMA) and time them', async () => {
+  // m = 1: 10 iterations are 20 turns; mul+add: 7 chains stay 1, 7 grow by 1 a turn; FMA: 14 grow by 1.
+  const lane0 = (fma: boolean) => (new WebAssembly.Instance(new WebAssembly.Module(peakModuleBytes(fma))).exports.peak as (n: number, m: number) => number)(10, 1);
+  assert.is(lane0(false), 7 + 7 * 21);
+  const r = await simdPeakProbe(1, 1, 1e5);
+  assert.ok(Number.isFinite(r.gflops) && r.gflops > 0, String(r.gflops));
+  if (r.fma || WebAssembly.validate(peakModuleBytes(true))) assert.is(lane0(true), 14 * 21);
+  assert.match(r.detail, /14 independent f32x4 chains/);
 });
 
 test('zinfer bench --backend reference --shape tiny --no-probes: table on stdout, every required key in the JSON', () =>
