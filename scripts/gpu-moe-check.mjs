@@ -10,7 +10,7 @@
 //      tensor 4), and the all-to-all dispatch (plain, coordinated): greedy tokens identical to the
 //      single-GPU run and prompt logits within 1e-3 of it.
 // Prints one line per case and a PASS/FAIL/SKIP table; writes $OUT/moe-check-h100.json after every case.
-// ZINFER_MOE_CHECK_BUDGET_S (default 200) bounds part 2: cases it cannot start in time are SKIPped.
+// ZINFER_MOE_CHECK_BUDGET_S (default 150) bounds part 2: cases it cannot start in time are SKIPped.
 // Exit codes: 0 all passed; 1 a check failed; 2 setup problem; 3 fewer than 2 GPUs (or none).
 // ZINFER_MOE_CHECK_DRY=1 runs part 2 on the reference backend with shared-memory worker ranks and skips
 // part 1 (checks this script's control flow without a GPU).
@@ -115,7 +115,7 @@ async function main() {
   const OUT = process.env.OUT || join(tmpdir(), 'zinfer-moe-check');
   mkdirSync(OUT, { recursive: true });
   const dry = process.env.ZINFER_MOE_CHECK_DRY === '1';
-  const deadline = Date.now() + 1000 * Number(process.env.ZINFER_MOE_CHECK_BUDGET_S ?? 200);
+  const deadline = Date.now() + 1000 * Number(process.env.ZINFER_MOE_CHECK_BUDGET_S ?? 150);
   let mods;
   try {
     mods = {
@@ -196,20 +196,24 @@ async function ncclChecks(par, gpus, record) {
   }
 }
 
-/** [label, options, GPUs needed]: the modes of issue 7 that 2 and 4 GPUs can hold (4 experts a layer). */
+/** [label, options, GPUs needed]: the modes of issue 7 that 2 and 4 GPUs can hold (4 experts a layer), most telling first. */
 function modes(moe) {
-  const placements = [moe.contiguousPlacement(), moe.roundRobinPlacement(), moe.loadAwarePlacement({ load: () => new Float64Array([100, 1, 50, 2]) })];
-  const list = [];
-  for (const size of [2, 4]) for (const placement of placements) list.push([`ep ${size} ${placement.name}`, { size, placement }, size]);
-  const rr = placements[1];
-  list.push(['ep 4 dense replicated', { size: 4, placement: rr, dense: 'replicated' }, 4]);
-  list.push(['tp2 × ep2 (experts sliced 2 ways)', { size: 4, tensor: 2, placement: rr }, 4]);
-  list.push(['experts sliced 4 ways (1 group)', { size: 4, tensor: 4, placement: rr }, 4]);
-  list.push(['ep 2 all-to-all', { size: 2, placement: rr, dispatch: 'all-to-all' }, 2]);
-  list.push(['ep 4 all-to-all', { size: 4, placement: rr, dispatch: 'all-to-all' }, 4]);
-  list.push(['tp2 × ep2 all-to-all', { size: 4, tensor: 2, placement: rr, dispatch: 'all-to-all' }, 4]);
-  list.push(['tp2 × ep2 all-to-all coordinated', { size: 4, tensor: 2, placement: placements[0], dispatch: 'all-to-all', coordinated: true }, 4]);
-  return list;
+  const [contiguous, roundRobin, loadAware] = [moe.contiguousPlacement(), moe.roundRobinPlacement(), moe.loadAwarePlacement({ load: () => new Float64Array([100, 1, 50, 2]) })];
+  return [
+    ['tp2 × ep2 all-to-all coordinated', { size: 4, tensor: 2, placement: contiguous, dispatch: 'all-to-all', coordinated: true }, 4],
+    ['ep 4 all-to-all', { size: 4, placement: roundRobin, dispatch: 'all-to-all' }, 4],
+    ['tp2 × ep2 (experts sliced 2 ways)', { size: 4, tensor: 2, placement: roundRobin }, 4],
+    ['ep 2 contiguous', { size: 2, placement: contiguous }, 2],
+    ['ep 4 round-robin', { size: 4, placement: roundRobin }, 4],
+    ['tp2 × ep2 all-to-all', { size: 4, tensor: 2, placement: roundRobin, dispatch: 'all-to-all' }, 4],
+    ['experts sliced 4 ways (1 group)', { size: 4, tensor: 4, placement: roundRobin }, 4],
+    ['ep 4 load-aware', { size: 4, placement: loadAware }, 4],
+    ['ep 2 all-to-all', { size: 2, placement: roundRobin, dispatch: 'all-to-all' }, 2],
+    ['ep 4 dense replicated', { size: 4, placement: roundRobin, dense: 'replicated' }, 4],
+    ['ep 2 round-robin', { size: 2, placement: roundRobin }, 2],
+    ['ep 2 load-aware', { size: 2, placement: loadAware }, 2],
+    ['ep 4 contiguous', { size: 4, placement: contiguous }, 4],
+  ];
 }
 
 async function fixtureChecks({ core, moe, cuda, reference, dry, gpus, ROOT, record, deadline }) {
@@ -219,6 +223,8 @@ async function fixtureChecks({ core, moe, cuda, reference, dry, gpus, ROOT, reco
   if (!existsSync(base)) return record('fixtures', 'MoE fixtures', 'SKIP', 'the bundle has no fixtures/moe');
   const only = process.env.ZINFER_MOE_CHECK_MODELS?.split(',');
   const dirs = readdirSync(base).filter((d) => statSync(join(base, d)).isDirectory() && (!only || only.includes(d)));
+  // The single-GPU runs first, then each mode over every fixture, so a short budget still covers every mode.
+  const fixtures = [];
   for (const name of dirs) {
     const dir = join(base, name);
     const ids = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).input_ids;
@@ -230,14 +236,14 @@ async function fixtureChecks({ core, moe, cuda, reference, dry, gpus, ROOT, reco
         await engine.close();
       }
     };
-    let single;
     try {
-      single = await run(null);
+      fixtures.push({ name, run, single: await run(null) });
     } catch (e) {
       record('fixtures', `moe/${name}: single GPU`, /does not support op/.test(e.message) ? 'SKIP' : 'FAIL', e.message.slice(0, 300));
-      continue;
     }
-    for (const [label, opts, need] of modes(moe)) {
+  }
+  for (const [label, opts, need] of modes(moe)) {
+    for (const { name, run, single } of fixtures) {
       const caseName = `moe/${name}: ${label} == 1 GPU`;
       if (need > gpus) {
         record('fixtures', caseName, 'SKIP', `needs ${need} GPUs, ${gpus} visible`);
