@@ -62,6 +62,7 @@ rm -rf "$stage/node_modules/@koromix/koffi-linux-x64/musl_x64" # glibc machine
 
 mkdir -p "$stage/fixtures"
 cp -r fixtures/models "$stage/fixtures/models"
+cp -r fixtures/moe "$stage/fixtures/moe"
 cp scripts/gpu-*.mjs scripts/gpu-*.py scripts/gpu-*.sh "$stage/scripts/"
 git rev-parse HEAD >"$stage/COMMIT" 2>/dev/null || true
 git status --porcelain >>"$stage/COMMIT" 2>/dev/null || true

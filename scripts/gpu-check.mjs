@@ -11,7 +11,7 @@
 //
 // Exit codes: 0 all passed; 1 a check failed; 2 setup problem (bundle incomplete); 3 no usable GPU here
 // (probe() returned null: printed with the reason, nothing else runs).
-// ZINFER_GPU_CHECK_ONLY=conformance,half,variants,linear,attention,fixtures,bench runs a subset.
+// ZINFER_GPU_CHECK_ONLY=conformance,half,variants,linear,attention,fixtures,bench,moe runs a subset.
 // ZINFER_GPU_CHECK_DRY=1 runs every check with the reference backend in place of cuda (no GPU needed): it
 // tests this script itself on a machine without a GPU.
 import { appendFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -321,6 +321,7 @@ if (wanted('bench') && !dry) {
 }
 
 // ---------------------------------------------------------------------------------------------------
+if (wanted('moe')) await (await import('./gpu-check-moe.mjs')).checkMoe({ log, runCase, save, results, makeBackend, opts, oracle, core, testing, cuda, dry, ROOT });
 const failed = results.cases.filter((c) => c.status !== 'PASS');
 writeFileSync(join(OUT, 'gpu-check.json'), JSON.stringify(results, null, 2));
 log('');

@@ -8,6 +8,7 @@ import { planBuffers } from './buffer-plan.js';
 import { f32OutputValues, programCollectives } from './collective-launch.js';
 import { uploadWeights, type ActivationChoice } from './device-weights.js';
 import { planExecution, type FusionOptions } from './exec-plan.js';
+import { moeRoutingValues } from './moe-launch.js';
 import type { Gpu } from './gpu.js';
 import { CudaProgram, type ProgramParts } from './program.js';
 import { fmtBytes } from './format.js';
@@ -71,9 +72,11 @@ export async function compileProgram(gpu: Gpu, graph: Graph, source: WeightSourc
     const streamedDtype = streamedDtypeOf(graph, weights, act);
     const plan = planExecution(graph, { ...settings.fusion, weightDtype: (name) => weights.get(name)?.dtype ?? streamedDtype(name) });
     if (options.stream) streamed = openStreamedWeights(gpu, graph, plan, options.stream, act, weights, settings.host);
+    const routing = moeRoutingValues(graph); // MoE routing is f32 in every mode (exact ids, unrounded weights)
     const f32Values = f32OutputValues(graph);
+    if (routing.has(graph.output)) f32Values.add(graph.output); // already f32: no conversion after the last node
     const outF32 = f32Values.size > 0;
-    const elementBytes = (v: number) => (f32Values.has(v) ? 4 : dtypeBytes(act));
+    const elementBytes = (v: number) => (f32Values.has(v) || routing.has(v) ? 4 : dtypeBytes(act));
     gpu.synchronize();
     return new CudaProgram({
       gpu, graph, weights, kv, invFreq, act, plan, outputF32: outF32, f32Values, collectives,

@@ -5,6 +5,7 @@ import { ACTIVATION_CODES } from './activation-codes.js';
 import { launchAttention, type KvPointers } from './attention-launch.js';
 import { launchCollective } from './collective-launch.js';
 import { launchLinear } from './linear-launch.js';
+import { launchMoeExperts, launchMoeRouter, launchSigmoidGate } from './moe-launch.js';
 import { threadsFor, type StepContext } from './step-context.js';
 
 export { ACTIVATION_CODES } from './activation-codes.js';
@@ -69,6 +70,12 @@ export function launchNode(ctx: StepContext, node: OpNode, kv: KvPointers | null
       gpu.launch(`gather_rows_${act}`, { x: rows }, threadsFor(width), [out, ctx.value(node.inputs.x), ctx.metaPtr(ctx.meta.at.selected), width]);
       return;
     }
+    case 'moeRouter':
+      return launchMoeRouter(ctx, node);
+    case 'moeExperts':
+      return launchMoeExperts(ctx, node);
+    case 'sigmoidGate':
+      return launchSigmoidGate(ctx, node);
     case 'allReduce':
     case 'allGather':
     case 'send':

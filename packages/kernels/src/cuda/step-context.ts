@@ -5,6 +5,7 @@ import type { ProgramCollectives } from './collective-launch.js';
 import type { DeviceWeight } from './device-weights.js';
 import type { ExecPlan } from './exec-plan.js';
 import type { Gpu } from './gpu.js';
+import type { MoeTables } from './moe-tables.js';
 import type { StepMetadata } from './step-metadata.js';
 
 export interface StepContext {
@@ -31,6 +32,8 @@ export interface StepContext {
   act: FloatDType;
   /** The rank's device collectives (tensor and pipeline groups), for communication nodes. */
   collectives: ProgramCollectives;
+  /** The program's MoE expert tables and routing counters; null for a graph without MoE nodes. */
+  moe: MoeTables | null;
   plan: ExecPlan;
   options: ProgramOptions;
 }

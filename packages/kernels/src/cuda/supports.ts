@@ -1,6 +1,7 @@
 // Which nodes the CUDA backend runs, and the compile-time checks of a graph's nodes against its KV layout.
-import { BackendError, COLLECTIVE_KINDS, OP_KINDS, type Graph, type OpNode } from '@zinfer/core';
+import { BackendError, COLLECTIVE_KINDS, MOE_KINDS, OP_KINDS, type Graph, type OpNode } from '@zinfer/core';
 import { ACTIVATION_FNS } from '../reference/activations.js';
+import { moeSupported } from './moe-launch.js';
 
 /** Largest head the attention kernel holds in registers (ATT_MAX_HEAD_DIM in cuda/attention.cu). */
 export const MAX_HEAD_DIM = 256;
@@ -9,11 +10,12 @@ export const MAX_ROTARY_PAIRS = 256;
 
 export function supports(node: OpNode): boolean {
   if (COLLECTIVE_KINDS.includes(node.op)) return true; // through the communicators' device collectives (NCCL)
-  if (!OP_KINDS.includes(node.op)) return false;
+  if (!OP_KINDS.includes(node.op) && !MOE_KINDS.includes(node.op)) return false;
   if (node.op === 'activation' || node.op === 'gatedActivation') return ACTIVATION_FNS.includes(node.attrs.fn);
   if (node.op === 'attention') return node.attrs.headDim >= 1 && node.attrs.headDim <= MAX_HEAD_DIM && node.attrs.heads % node.attrs.kvHeads === 0;
   if (node.op === 'rotary') return node.attrs.rotaryDim <= 2 * MAX_ROTARY_PAIRS;
-  return true;
+  if (node.op === 'moeExperts' && !ACTIVATION_FNS.includes(node.attrs.fn)) return false;
+  return moeSupported(node);
 }
 
 /** Every node supported, every attention node inside the graph's KV layout; errors name the node. */

@@ -1,0 +1,133 @@
+// Launches of the Mixture-of-Experts ops (cuda/moe.cu). moeRouter: one block a row, writing the routing
+// in f32 whatever the activation dtype (ids must stay exact, weights unrounded) and counting tokens per
+// expert. moeExperts: up to 8 rows, two GEMV-like launches that find the routed experts on the device and
+// read each one's weights once (gate/up fused with the activation, then down fused with the weighted
+// combine); more rows, a grouping launch (slots per expert, tiles of ≤ 8) and then gate/up, down and the
+// combine over the tiles. Launch shapes depend only on the row count, never on the routing, so decode
+// steps capture as CUDA graphs. sigmoidGate: one elementwise kernel.
+import { BackendError, type Graph, type OpNode, type ValueId } from '@zinfer/core';
+import { ACTIVATION_CODES } from './activation-codes.js';
+import { gemvRows } from './linear-launch.js';
+import type { MoeTables } from './moe-tables.js';
+import { dtypeBytes, type StepContext } from './step-context.js';
+
+/** MOE_* of cuda/moe.cu. */
+export const MOE_THREADS = 128;
+export const MOE_WROWS = 4;
+export const MOE_TILE = 8;
+export const MOE_MAX_TOPK = 16;
+/** Rows up to which moeExperts takes the GEMV path (tiles found inside each block). */
+export const MOE_SMALL_ROWS = 8;
+/** Router logits live in shared memory: 4 bytes an expert. */
+export const MOE_MAX_EXPERTS = 4096;
+const ROUTER_THREADS = 256;
+const MAX_GRID_Y = 65535;
+
+const align = (n: number) => Math.ceil(n / 256) * 256;
+const flatGrid = (n: number) => ({ x: Math.max(1, Math.min(8192, Math.ceil(n / 256))) });
+
+/** Whether the CUDA kernels take this MoE node (top-k within the kernels' fixed shared arrays). */
+export function moeSupported(node: OpNode): boolean {
+  if (node.op === 'moeRouter') {
+    const { experts, topK } = node.attrs;
+    return experts >= 1 && experts <= MOE_MAX_EXPERTS && topK >= 1 && topK <= Math.min(experts, MOE_MAX_TOPK);
+  }
+  if (node.op === 'moeExperts') return node.attrs.topK >= 1 && node.attrs.topK <= MOE_MAX_TOPK;
+  return true;
+}
+
+/** Values holding a routing ([rows, 2·topK]): stored as f32 in every activation mode. */
+export function moeRoutingValues(graph: Graph): Set<ValueId> {
+  const out = new Set<ValueId>();
+  for (const n of graph.nodes) {
+    if (n.op === 'moeRouter') out.add(n.output);
+    if (n.op === 'moeExperts') out.add(n.inputs.routing);
+  }
+  return out;
+}
+
+function tables(ctx: StepContext): MoeTables {
+  if (!ctx.moe) throw new BackendError('MoE node in a cuda program compiled without MoE tables');
+  return ctx.moe;
+}
+
+export function launchMoeRouter(ctx: StepContext, node: OpNode<'moeRouter'>): void {
+  const w = ctx.weight(node.attrs.weight);
+  const [experts, hidden] = w.shape;
+  const { topK, normalize } = node.attrs;
+  const moe = tables(ctx);
+  // Row r of a decode step is sequence r (also for 'selected' rows): padded rows carry the pad slot.
+  const slots = moe.padSlot >= 0 ? ctx.metaPtr(ctx.meta.at.slots) : 0n;
+  ctx.gpu.launch(`moe_router_${w.dtype}_${ctx.act}`, { x: ctx.rowsOf(node.output) }, ROUTER_THREADS, [
+    ctx.value(node.output), w.ptr, ctx.value(node.inputs.x), hidden, experts, topK, normalize ? 1 : 0, moe.counters(node), slots, moe.padSlot,
+  ], experts * 4);
+}
+
+/** The experts' common intermediate size and weight dtype (null: this program holds none of them). */
+function expertShape(ctx: StepContext, node: OpNode<'moeExperts'>): { inter: number; dtype: string } | null {
+  const [first] = node.attrs.experts;
+  if (!first) return null;
+  const g = ctx.weight(first.gate);
+  for (const e of node.attrs.experts) {
+    for (const name of [e.gate, e.up, e.down]) {
+      const w = ctx.weight(name);
+      const want = name === e.down ? [g.shape[1], g.shape[0]] : g.shape;
+      if (w.dtype !== g.dtype || w.shape[0] !== want[0] || w.shape[1] !== want[1]) {
+        throw new BackendError(`expert ${e.id} differs from expert ${first.id}: the CUDA MoE kernels take experts of one shape and dtype`, {
+          tensor: name, expected: `${g.dtype} [${want.join(', ')}]`, found: `${w.dtype} [${w.shape.join(', ')}]`,
+        });
+      }
+    }
+  }
+  return { inter: g.shape[0], dtype: g.dtype };
+}
+
+export function launchMoeExperts(ctx: StepContext, node: OpNode<'moeExperts'>): void {
+  const rows = ctx.rowsOf(node.output);
+  const hidden = ctx.width(node.output);
+  const { topK } = node.attrs;
+  const { ptr: table, nLocal, mapLen } = tables(ctx).table(ctx, node);
+  const shape = expertShape(ctx, node);
+  const inter = shape?.inter ?? 0;
+  const kind = `${shape?.dtype ?? ctx.act}_${ctx.act}`; // no local experts: any entry point writes the zeros
+  const act = ACTIVATION_CODES[node.attrs.fn];
+  const [out, x, routing] = [ctx.value(node.output), ctx.value(node.inputs.x), ctx.value(node.inputs.routing)];
+  const slots = rows * topK;
+  const hBytes = align(slots * inter * dtypeBytes(ctx.act));
+  const { gpu } = ctx;
+  if (rows <= MOE_SMALL_ROWS) {
+    const h = ctx.scratch(Math.max(256, hBytes)); // [slots, inter]
+    const R = gemvRows(rows);
+    if (inter > 0) {
+      gpu.launch(`moe_gate_up${R}_${kind}`, { x: Math.ceil(inter / 2), y: slots }, MOE_THREADS, [h, x, routing, table, nLocal, mapLen, 0n, 0n, rows, topK, hidden, inter, act]);
+    }
+    gpu.launch(`moe_down${R}_${kind}`, { x: Math.ceil(hidden / MOE_WROWS) }, MOE_THREADS, [out, h, routing, table, nLocal, mapLen, rows, topK, hidden, inter]);
+    return;
+  }
+  const maxTiles = Math.ceil(slots / MOE_TILE) + nLocal;
+  const at = largeLayout(slots, maxTiles, hBytes, hidden);
+  const base = ctx.scratch(at.total);
+  const [tiles, order, h, y] = [at.tiles, at.order, at.h, at.y].map((o) => base + BigInt(o));
+  const tileGrid = Math.min(maxTiles, MAX_GRID_Y);
+  if (nLocal > 0) {
+    gpu.launch('moe_permute', { x: 1 }, 1024, [tiles, order, routing, table, nLocal, mapLen, rows, topK], 2 * nLocal * 4);
+    gpu.launch(`moe_gate_up${MOE_TILE}_${kind}`, { x: Math.ceil(inter / 2), y: tileGrid }, MOE_THREADS, [h, x, routing, table, nLocal, mapLen, tiles, order, rows, topK, hidden, inter, act]);
+    gpu.launch(`moe_down_tiles_${kind}`, { x: Math.ceil(hidden / MOE_WROWS), y: tileGrid }, MOE_THREADS, [y, h, table, tiles, order, hidden, inter]);
+  }
+  gpu.launch(`moe_combine_${ctx.act}`, flatGrid(rows * hidden), 256, [out, y, routing, table, nLocal, mapLen, rows, topK, hidden]);
+}
+
+/** Byte offsets in the scratch of a large step: tile list, slots grouped by expert, h [slots, inter], y [slots, hidden] f32. */
+export function largeLayout(slots: number, maxTiles: number, hBytes: number, hidden: number): { tiles: number; order: number; h: number; y: number; total: number } {
+  const tiles = 0;
+  const order = tiles + align((1 + 3 * maxTiles) * 4);
+  const h = order + align(slots * 4);
+  const y = h + hBytes;
+  return { tiles, order, h, y, total: y + align(slots * hidden * 4) };
+}
+
+export function launchSigmoidGate(ctx: StepContext, node: OpNode<'sigmoidGate'>): void {
+  const width = ctx.width(node.output);
+  const n = ctx.rowsOf(node.output) * width;
+  ctx.gpu.launch(`sigmoid_gate_${ctx.act}`, flatGrid(n), 256, [ctx.value(node.output), ctx.value(node.inputs.x), ctx.value(node.inputs.gate), n, width]);
+}

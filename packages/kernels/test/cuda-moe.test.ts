@@ -1,0 +1,231 @@
+// The CUDA backend's Mixture-of-Experts launches, without a GPU: the recording Gpu checks every launch
+// against cuda/moe.cu's parsed signatures and every pointer against the bytes the kernel touches (from its
+// arguments and grid), here for the router, the GEMV path (≤ 8 rows), the grouped path (more rows), the
+// combine and the sigmoid gate, in every dtype mode; graph capture of MoE decode steps; expert-parallel
+// subsets; expertLoad; and the MoE fixtures (fixtures/moe) compiling and stepping on the fake driver.
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { BackendError, GraphBuilder, loadModel, Rng, type FloatDType, type Graph, type HostTensor } from '@zinfer/core';
+import { memoryWeights, randomTensor, range, stepBatch, weightInfos } from '@zinfer/core/testing';
+import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
+import type { ActivationChoice } from '../src/cuda/device-weights.js';
+import { largeLayout, MOE_TILE, moeRoutingValues } from '../src/cuda/moe-launch.js';
+import { RecordingGpu, type RecordedLaunch } from '../src/cuda/recording-gpu.js';
+import { supports } from '../src/cuda/supports.js';
+
+const FIXTURES = join(import.meta.dirname, '../../../fixtures/moe');
+const MOE_ARCHS = readdirSync(FIXTURES).filter((d) => statSync(join(FIXTURES, d)).isDirectory());
+const SETTINGS: CompileSettings = {
+  activations: 'f32', cublas: true, attentionChunk: null, poison: true, graphs: true, maxGraphRows: 16, flash: true, fusion: { linear: true, rope: true },
+};
+const NO_KV = { layers: 0, kvHeads: 1, headDim: 1 };
+const BYTES: Record<string, number> = { f32: 4, f16: 2, bf16: 2 };
+const n = (v: bigint | number) => Number(v);
+
+interface MoeShape {
+  hidden: number;
+  inter: number;
+  experts: number;
+  topK: number;
+  /** Global ids this program holds (default: all). */
+  held?: number[];
+  dtype?: FloatDType;
+}
+
+/** x = embedding(ids) → router → experts (+ a sigmoid-gated copy of x): the op graph of one MoE layer. */
+function moeGraph(s: MoeShape, seed = 1): { graph: Graph; tensors: Map<string, HostTensor> } {
+  const rng = Rng.fromSeed(seed);
+  const dt = s.dtype ?? 'f32';
+  const tensors = new Map<string, HostTensor>([
+    ['emb', randomTensor(rng, 'f32', [64, s.hidden])],
+    ['router', randomTensor(rng, dt, [s.experts, s.hidden])],
+    ['gateEmb', randomTensor(rng, 'f32', [64, 1])],
+  ]);
+  const held = s.held ?? range(s.experts);
+  for (const e of held) {
+    tensors.set(`g${e}`, randomTensor(rng, dt, [s.inter, s.hidden], 1 / Math.sqrt(s.hidden)));
+    tensors.set(`u${e}`, randomTensor(rng, dt, [s.inter, s.hidden], 1 / Math.sqrt(s.hidden)));
+    tensors.set(`d${e}`, randomTensor(rng, dt, [s.hidden, s.inter], 1 / Math.sqrt(s.inter)));
+  }
+  const b = new GraphBuilder(weightInfos(tensors), NO_KV);
+  const x = b.embedding(b.inputs.tokenIds, 'emb');
+  const routing = b.moeRouter(x, 'router', s.topK, true);
+  const y = b.moeExperts(x, routing, { topK: s.topK, fn: 'silu', experts: held.map((id) => ({ id, gate: `g${id}`, up: `u${id}`, down: `d${id}` })) });
+  const gated = b.sigmoidGate(x, b.embedding(b.inputs.tokenIds, 'gateEmb'));
+  return { graph: b.build(b.add(y, gated)), tensors };
+}
+
+/** Bytes each MoE kernel touches through each pointer argument, from its arguments and grid. */
+function moeNeeds(l: RecordedLaunch, A: number, W: number): Record<number, number> {
+  const a = l.args;
+  if (l.kernel.startsWith('moe_router_')) {
+    const [hidden, experts, topK] = [n(a[3]), n(a[4]), n(a[5])];
+    return { 0: l.grid.x * 2 * topK * 4, 1: experts * hidden * W, 2: l.grid.x * hidden * A, 7: experts * 8, 8: l.grid.x * 4 };
+  }
+  if (/^moe_gate_up\d_/.test(l.kernel)) {
+    const [nLocal, mapLen, rows, topK, hidden, inter] = [n(a[4]), n(a[5]), n(a[8]), n(a[9]), n(a[10]), n(a[11])];
+    assert.ok(l.grid.x * 2 >= inter, `${l.kernel}: grid covers the intermediate features`);
+    const slots = rows * topK;
+    return { 0: slots * inter * A, 1: rows * hidden * A, 2: rows * 2 * topK * 4, 3: nLocal * 24 + mapLen * 4, 6: 4, 7: slots * 4 };
+  }
+  if (/^moe_down\d_/.test(l.kernel)) {
+    const [nLocal, mapLen, rows, topK, hidden, inter] = [n(a[4]), n(a[5]), n(a[6]), n(a[7]), n(a[8]), n(a[9])];
+    assert.ok(l.grid.x * 4 >= hidden, `${l.kernel}: grid covers the hidden features`);
+    const R = Number(/^moe_down(\d)/.exec(l.kernel)![1]);
+    assert.ok(rows <= R, `${l.kernel}: ${rows} rows`);
+    return { 0: rows * hidden * A, 1: rows * topK * inter * A, 2: rows * 2 * topK * 4, 3: nLocal * 24 + mapLen * 4 };
+  }
+  if (l.kernel.startsWith('moe_down_tiles_')) {
+    assert.ok(l.grid.x * 4 >= n(a[5]), `${l.kernel}: grid covers the hidden features`);
+    return { 0: 0, 1: 0, 3: 4 }; // y and h are sized from the matching combine / gate-up launches
+  }
+  if (l.kernel === 'moe_permute') {
+    const [nLocal, mapLen, rows, topK] = [n(a[4]), n(a[5]), n(a[6]), n(a[7])];
+    const slots = rows * topK;
+    return { 0: (1 + 3 * (Math.ceil(slots / MOE_TILE) + nLocal)) * 4, 1: slots * 4, 2: rows * 2 * topK * 4, 3: nLocal * 24 + mapLen * 4 };
+  }
+  if (l.kernel.startsWith('moe_combine_')) {
+    const [nLocal, mapLen, rows, topK, hidden] = [n(a[4]), n(a[5]), n(a[6]), n(a[7]), n(a[8])];
+    return { 0: rows * hidden * A, 1: rows * topK * hidden * 4, 2: rows * 2 * topK * 4, 3: nLocal * 24 + mapLen * 4 };
+  }
+  if (l.kernel.startsWith('sigmoid_gate_')) {
+    const [count, width] = [n(a[3]), n(a[4])];
+    return { 0: count * A, 1: count * A, 2: (count / width) * A };
+  }
+  return {};
+}
+
+function checkMoeLaunches(gpu: RecordingGpu, from: number, act: FloatDType): RecordedLaunch[] {
+  const moe = gpu.launches.slice(from).filter((l) => /^(moe_|sigmoid_gate_)/.test(l.kernel));
+  for (const l of moe) {
+    const m = /_(f32|f16|bf16)_(f32|f16|bf16)$/.exec(l.kernel);
+    const W = m ? BYTES[m[1]] : BYTES[act];
+    for (const [i, bytes] of Object.entries(moeNeeds(l, BYTES[act], W))) {
+      const ptr = l.args[Number(i)] as bigint;
+      if (ptr === 0n || bytes === 0) continue;
+      assert.ok(bytes <= gpu.extent(ptr), `${l.kernel} argument ${i} needs ${bytes} bytes, its buffer has ${gpu.extent(ptr)}`);
+    }
+  }
+  return moe;
+}
+
+const kernelsOf = (ls: RecordedLaunch[]) => ls.map((l) => l.kernel.replace(/_(f32|f16|bf16)(_(f32|f16|bf16))?$/, ''));
+
+test('supports: router, experts and sigmoid gate; top-k beyond 16 or beyond the experts refused', () => {
+  const { graph } = moeGraph({ hidden: 16, inter: 8, experts: 4, topK: 2 });
+  for (const node of graph.nodes) assert.ok(supports(node), node.op);
+  const router = graph.nodes.find((x) => x.op === 'moeRouter')!;
+  assert.not.ok(supports({ ...router, attrs: { ...router.attrs, topK: 5 } } as typeof router), 'topK > experts');
+  const experts = graph.nodes.find((x) => x.op === 'moeExperts')!;
+  assert.not.ok(supports({ ...experts, attrs: { ...experts.attrs, topK: 17 } } as typeof experts), 'topK > 16');
+  assert.equal([...moeRoutingValues(graph)], [router.output]);
+});
+
+for (const [act, dtype] of [['f32', 'f32'], ['f32', 'bf16'], ['f16', 'f16'], ['bf16', 'bf16']] as [FloatDType, FloatDType][]) {
+  test(`MoE layer (${dtype} weights, ${act} activations): GEMV path up to 8 rows, grouped path beyond, launches within bounds`, async () => {
+    const shape = { hidden: 40, inter: 24, experts: 6, topK: 2, dtype };
+    const { graph, tensors } = moeGraph(shape);
+    const gpu = new RecordingGpu();
+    const program = await compileProgram(gpu, graph, memoryWeights(tensors), { kvCache: { numBlocks: 8, blockSize: 16 } }, { ...SETTINGS, activations: act });
+    for (const rows of [1, 3, 8, 9, 64, 300]) {
+      const from = gpu.launches.length;
+      const out = await program.run(stepBatch([{ tokens: range(rows).map((i) => i % 64), cached: 0, blocks: range(Math.ceil(rows / 16)) }], 16, 'all'));
+      assert.is(out.length, rows * shape.hidden);
+      const moe = checkMoeLaunches(gpu, from, act);
+      const R = rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8;
+      const want = rows <= 8 ? ['moe_router', `moe_gate_up${R}`, `moe_down${R}`, 'sigmoid_gate'] : ['moe_router', 'moe_permute', 'moe_gate_up8', 'moe_down_tiles', 'moe_combine', 'sigmoid_gate'];
+      assert.equal(kernelsOf(moe), want, `${rows} rows`);
+      const gateUp = moe.find((l) => l.kernel.startsWith('moe_gate_up'))!;
+      const slots = rows * shape.topK;
+      assert.is(gateUp.grid.y, rows <= 8 ? slots : Math.ceil(slots / MOE_TILE) + shape.experts, 'a block row per possible tile');
+      if (rows > 8) {
+        const [permute, , downTiles, combine] = moe.slice(1);
+        assert.is(permute.grid.x, 1);
+        assert.is(downTiles.grid.y, gateUp.grid.y);
+        const base = permute.args[0] as bigint;
+        const at = largeLayout(slots, gateUp.grid.y, Math.ceil((slots * shape.inter * BYTES[act]) / 256) * 256, shape.hidden);
+        assert.equal([permute.args[1], gateUp.args[0], downTiles.args[0], combine.args[1]], [base + BigInt(at.order), base + BigInt(at.h), base + BigInt(at.y), base + BigInt(at.y)]);
+        assert.ok(gpu.extent(base) >= at.total, 'scratch holds tiles, order, h and y');
+      }
+    }
+    await program.dispose();
+    assert.is(gpu.live.size, 0, 'tables, counters and scratch freed');
+  });
+}
+
+test('expert parallelism: a program holding experts {1, 4} of 6 maps the rest to nothing; a 16-bit mode stores routing in f32', async () => {
+  const { graph, tensors } = moeGraph({ hidden: 32, inter: 16, experts: 6, topK: 2, held: [1, 4], dtype: 'bf16' });
+  const gpu = new RecordingGpu();
+  const program = await compileProgram(gpu, graph, memoryWeights(tensors), { kvCache: { numBlocks: 2, blockSize: 16 } }, { ...SETTINGS, activations: 'bf16' });
+  for (const rows of [2, 20]) {
+    const from = gpu.launches.length;
+    await program.run(stepBatch([{ tokens: range(rows), cached: 0, blocks: [0, 1] }], 16, 'all'));
+    const moe = checkMoeLaunches(gpu, from, 'bf16');
+    const gateUp = moe.find((l) => l.kernel.startsWith('moe_gate_up'))!;
+    assert.equal([gateUp.args[4], gateUp.args[5]], [2, 5], 'two local experts, ids up to 4');
+    const router = moe[0];
+    assert.ok(gpu.extent(router.args[0] as bigint) >= rows * 4 * 4, 'routing rows of 2·topK f32');
+  }
+  await program.dispose();
+});
+
+test('experts of different dtypes are refused naming the tensor', async () => {
+  const { graph, tensors } = moeGraph({ hidden: 16, inter: 8, experts: 3, topK: 1 });
+  tensors.set('u2', randomTensor(Rng.fromSeed(2), 'f16', [8, 16]));
+  const gpu = new RecordingGpu();
+  const program = await compileProgram(gpu, graph, memoryWeights(tensors), { kvCache: { numBlocks: 1, blockSize: 16 } }, SETTINGS);
+  try {
+    await program.run(stepBatch([{ tokens: [1], cached: 0, blocks: [0] }], 16, 'all'));
+    assert.unreachable('should have thrown');
+  } catch (e) {
+    assert.instance(e, BackendError);
+    assert.match((e as BackendError).message, /expert 2/);
+    assert.is((e as BackendError).info.tensor, 'u2');
+  } finally {
+    await program.dispose();
+  }
+});
+
+for (const arch of MOE_ARCHS) {
+  for (const activations of ['f32', 'bf16'] as ActivationChoice[]) {
+    test(`MoE fixture ${arch} (${activations}): prompt, decode graphs (padded bucket not counted), expertLoad per layer`, async () => {
+      const m = await loadModel(join(FIXTURES, arch));
+      const gpu = new RecordingGpu();
+      try {
+        for (const node of m.graph.nodes) assert.ok(supports(node), `${arch}: ${node.op}`);
+        const program = await compileProgram(gpu, m.graph, m.weights, { kvCache: { numBlocks: 8, blockSize: 16 } }, { ...SETTINGS, activations });
+        const seqs = [[0, 1], [2, 3], [4, 5]];
+        const act = program.activations;
+        let from = gpu.launches.length;
+        await program.run(stepBatch(seqs.map((blocks, i) => ({ tokens: range(20).map((t) => (t * 7 + i) % 50), cached: 0, blocks })), 16, 'last'));
+        checkMoeLaunches(gpu, from, act);
+        for (let t = 0; t < 3; t++) {
+          from = gpu.launches.length;
+          await program.run(stepBatch(seqs.map((blocks, i) => ({ tokens: [t + i], cached: 20 + t, blocks })), 16, 'last'));
+          const moe = checkMoeLaunches(gpu, from, act);
+          assert.ok(moe.length > 0);
+          assert.ok(moe.every((l) => !!l.replay === (t >= 1)), `decode step ${t} ${t >= 1 ? 'replays the graph' : 'runs eagerly'}`);
+          for (const r of moe.filter((l) => l.kernel.startsWith('moe_router_'))) {
+            assert.is(r.grid.x, 4, 'padded to the 4-row bucket');
+            assert.is(r.args[9], 8 * 16, 'padding rows (slot of the scratch block) are not counted');
+          }
+        }
+        assert.is(program.stats.graphCaptures, 1);
+        assert.is(program.stats.graphError, null);
+        const routers = m.graph.nodes.filter((x) => x.op === 'moeRouter');
+        const load = await program.expertLoad!();
+        assert.equal(load.map((l) => l.length), routers.map((r) => (r.op === 'moeRouter' ? r.attrs.experts : 0)));
+        const counters = new Set(gpu.launches.filter((l) => l.kernel.startsWith('moe_router_')).map((l) => l.args[7]));
+        assert.is(counters.size, routers.length, 'one counter range per MoE layer');
+        await program.dispose();
+        assert.is(gpu.live.size, 0);
+      } finally {
+        m.weights.close();
+      }
+    });
+  }
+}
+
+test.run();

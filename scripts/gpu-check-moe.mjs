@@ -1,0 +1,222 @@
+// The Mixture-of-Experts part of the GPU check (scripts/gpu-check.mjs calls checkMoe; run it alone with
+// ZINFER_GPU_CHECK_ONLY=moe). Against the reference backend on random shapes (odd sizes; topK 1/2/4;
+// experts 3/8/60; rows 1, 7, 64, 300: the GEMV path and the grouped path; f32 ≤ 1e-3 relative, f16/bf16
+// ≤ 2e-2):
+//   - moeRouter: ids equal to the reference's (a swap only between probabilities within the tolerance),
+//     routing weights within the tolerance, and Program.expertLoad equal to the counts of the routing;
+//   - moeExperts: fed the GPU's own routing on both sides (so a near-tie cannot make the comparison
+//     meaningless), every mode, and an expert-parallel subset (experts this program does not hold give 0);
+//   - sigmoidGate;
+// then the MoE fixtures (Mixtral, Qwen2-MoE with and without norm_topk_prob: f32 logits ≤ 1e-3, greedy
+// identical to transformers), and a decode timing of one Mixtral-8x7B-shaped layer (bf16, hidden 4096,
+// intermediate 14336, 8 experts, top-2) at batch 1 and 64, with the GB/s of moeExperts over the bytes of
+// the routed experts (from expertLoad) next to the device's read bandwidth (timing skipped in dry mode).
+// Every group saves results; ZINFER_MOE_BUDGET_S (default 200) bounds the whole part.
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+const NO_KV = { layers: 0, kvHeads: 1, headDim: 1 };
+
+export async function checkMoe(env) {
+  const { log, runCase, save, results, makeBackend, opts, oracle, core, testing, cuda, dry, ROOT } = env;
+  const { createEngine, GraphBuilder, SafetensorsFile, Rng } = core;
+  const { memoryWeights, randomTensor, stepBatch, range, relativeDifference, weightInfos } = testing;
+  const deadline = Date.now() + 1000 * Number(process.env.ZINFER_MOE_BUDGET_S ?? 200);
+  const inTime = () => Date.now() < deadline;
+  const skipped = [];
+  /** The op graph: x = embedding(ids) of table 'x', then `build`. */
+  const graphOf = (tensors, build) => {
+    const b = new GraphBuilder(weightInfos(tensors), NO_KV);
+    return b.build(build(b, b.embedding(b.inputs.tokenIds, 'x')));
+  };
+
+  async function run(be, graph, tensors, rows, after) {
+    const p = await be.compile(graph, memoryWeights(tensors), { kvCache: { numBlocks: Math.ceil(rows / 16), blockSize: 16 } });
+    try {
+      const out = await p.run(stepBatch([{ tokens: range(rows), cached: 0, blocks: range(Math.ceil(rows / 16)) }], 16, 'all'));
+      return { out, extra: after ? await after(p) : null };
+    } finally {
+      await p.dispose();
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  const shapes = [
+    { hidden: 67, inter: 45, experts: 3, topK: 1 },
+    { hidden: 128, inter: 96, experts: 8, topK: 2 },
+    { hidden: 256, inter: 88, experts: 60, topK: 4 },
+    { hidden: 200, inter: 136, experts: 8, topK: 4, held: [0, 3, 5, 6] },
+  ];
+  const modes = [
+    { w: 'f32', act: 'f32', tol: 1e-3 }, { w: 'bf16', act: 'f32', tol: 1e-3 }, { w: 'f16', act: 'f16', tol: 2e-2 }, { w: 'bf16', act: 'bf16', tol: 2e-2 },
+  ];
+  for (const s of shapes) {
+    for (const m of modes) {
+      for (const rows of [1, 7, 64, 300]) {
+        const name = `h${s.hidden} i${s.inter} e${s.experts} top${s.topK}${s.held ? ` holds ${s.held.join('/')}` : ''} rows ${rows}, ${m.w} w ${m.act} act`;
+        if (!inTime()) {
+          skipped.push(name);
+          continue;
+        }
+        const tensors = layerTensors(testing, Rng.fromSeed(s.hidden * 1000 + rows), s, m.w, rows);
+        const be = makeBackend({ ...opts, activations: m.act });
+        await runCase('moe router', name, async () => {
+          const g = graphOf(tensors, (b, x) => b.moeRouter(x, 'router', s.topK, true));
+          const { out, extra: load } = await run(be, g, tensors, rows, (p) => p.expertLoad?.());
+          const want = (await run(oracle, g, tensors, rows)).out;
+          const probs = refProbs(core, tensors, s, rows);
+          const msg = compareRouting(out, want, probs, rows, s.topK, m.tol);
+          const counts = new Float64Array(s.experts);
+          for (let r = 0; r < rows; r++) for (let k = 0; k < s.topK; k++) counts[out[r * 2 * s.topK + k]]++;
+          if (!dry && (!load || load.length !== 1 || load[0].some((c, e) => c !== counts[e]))) throw new Error(`expertLoad ${load?.[0]} != routed counts ${counts}`);
+          return `${msg}; expertLoad = counts`;
+        });
+        await runCase('moe experts', name, async () => {
+          const held = s.held ?? range(s.experts);
+          const full = graphOf(tensors, (b, x) => experts(b, x, b.moeRouter(x, 'router', s.topK, true), s.topK, held));
+          const routed = graphOf(tensors, (b, x) => b.moeRouter(x, 'router', s.topK, true));
+          const routing = (await run(be, routed, tensors, rows)).out; // the GPU's routing, fed to the reference
+          const refTensors = new Map([...tensors, ['routing', { dtype: 'f32', shape: [rows, 2 * s.topK], data: routing }]]);
+          const ref = graphOf(refTensors, (b, x) => experts(b, x, b.embedding(b.inputs.tokenIds, 'routing'), s.topK, held));
+          const got = (await run(be, full, tensors, rows)).out;
+          const want = (await run(oracle, ref, refTensors, rows)).out;
+          const err = relativeDifference(got, want);
+          if (!(err <= m.tol)) throw new Error(`relative error ${err.toExponential(2)} > ${m.tol}`);
+          return `rel err ${err.toExponential(2)} (${rows <= 8 ? 'gemv' : 'grouped'} path)`;
+        });
+      }
+      save();
+    }
+  }
+  for (const act of ['f32', 'f16', 'bf16']) {
+    await runCase('moe sigmoid gate', `rows 37 width 131 (${act})`, async () => {
+      const rng = Rng.fromSeed(5);
+      const tensors = new Map([['x', randomTensor(rng, 'f32', [37, 131])], ['g', randomTensor(rng, 'f32', [37, 1], 3)]]);
+      const g = graphOf(tensors, (b) => b.sigmoidGate(b.embedding(b.inputs.tokenIds, 'x'), b.embedding(b.inputs.tokenIds, 'g')));
+      const got = (await run(makeBackend({ ...opts, activations: act }), g, tensors, 37)).out;
+      const want = (await run(oracle, g, tensors, 37)).out;
+      const err = relativeDifference(got, want);
+      const tol = act === 'f32' ? 1e-5 : 1e-2;
+      if (!(err <= tol)) throw new Error(`relative error ${err.toExponential(2)} > ${tol}`);
+      return `rel err ${err.toExponential(2)}`;
+    });
+  }
+  if (skipped.length) log(`moe: ${skipped.length} random-shape cases skipped for the time budget (first: ${skipped[0]})`);
+  save();
+
+  // ------------------------------------------------------------------------------------------------
+  const FIXTURES = join(ROOT, 'fixtures/moe');
+  const archs = (() => {
+    try {
+      return readdirSync(FIXTURES).filter((x) => statSync(join(FIXTURES, x)).isDirectory());
+    } catch {
+      return [];
+    }
+  })();
+  if (!archs.length) log(`moe: no fixtures at ${FIXTURES} (bundle made before fixtures/moe was carried?)`);
+  for (const arch of archs) {
+    await runCase('moe fixtures', `${arch}: prompt logits and 16 greedy tokens vs transformers (f32)`, async () => {
+      const expected = JSON.parse(readFileSync(join(FIXTURES, arch, 'expected.json'), 'utf8'));
+      const f = SafetensorsFile.open(join(FIXTURES, arch, 'expected-logits.safetensors'));
+      const t = f.read('logits');
+      f.close();
+      const vocab = t.shape[1];
+      const engine = await createEngine({ model: join(FIXTURES, arch), backend: makeBackend(opts) });
+      try {
+        const r = await engine.generate({ inputIds: expected.input_ids, maxTokens: 16, temperature: 0, ignoreEos: true, promptLogits: true }).result;
+        let maxErr = 0;
+        r.promptLogits.forEach((row, p) => {
+          for (let i = 0; i < vocab; i++) maxErr = Math.max(maxErr, Math.abs(row[i] - t.data[p * vocab + i]) || (Number.isNaN(row[i]) ? Infinity : 0));
+        });
+        const same = r.tokens.length === expected.greedy_tokens.length && r.tokens.every((x, i) => x === expected.greedy_tokens[i]);
+        const msg = `max abs err ${maxErr.toExponential(2)} (${expected.stored_dtype})`;
+        if (!(maxErr <= 1e-3)) throw new Error(`${msg} > 1e-3`);
+        if (!same) throw new Error(`${msg}; greedy ${JSON.stringify(r.tokens)} != ${JSON.stringify(expected.greedy_tokens)}`);
+        return msg;
+      } finally {
+        await engine.close();
+      }
+    });
+  }
+  save();
+
+  // ------------------------------------------------------------------------------------------------
+  if (!inTime()) {
+    log('moe: decode timing skipped for the time budget');
+    return;
+  }
+  const { timeMixtralLayers, MIXTRAL } = await import('./gpu-check-moe-timing.mjs');
+  await runCase('moe timing', `moeExperts decode, ${dry ? 'tiny' : 'Mixtral-8x7B'} layer shape, bf16, batch 1 and 64`, async () => {
+    let readGBps = results.microbench?.readGBps ?? null; // the bench group's probe, when it ran first
+    if (!readGBps && !dry && cuda?.cudaMicrobench) readGBps = cuda.cudaMicrobench(0).readGBps;
+    const shape = dry ? { hidden: 64, inter: 96, experts: 8, topK: 2 } : MIXTRAL;
+    results.moeTiming = await timeMixtralLayers({ core, testing, makeBackend, opts, readGBps, shape, runs: dry ? 2 : 20 });
+    save();
+    return results.moeTiming.map((t) => t.summary).join('; ');
+  });
+  save();
+}
+
+function experts(b, x, routing, topK, held) {
+  return b.moeExperts(x, routing, { topK, fn: 'silu', experts: held.map((id) => ({ id, gate: `g${id}`, up: `u${id}`, down: `d${id}` })) });
+}
+
+/** Router and the held experts' weights in dtype w; 'x' [rows, hidden] f32 (row r is token r's input). */
+function layerTensors(testing, rng, s, w, rows) {
+  const { randomTensor } = testing;
+  const t = new Map([['x', randomTensor(rng, 'f32', [rows, s.hidden])], ['router', randomTensor(rng, w, [s.experts, s.hidden], 1 / Math.sqrt(s.hidden))]]);
+  for (const e of s.held ?? Array.from({ length: s.experts }, (_, i) => i)) {
+    t.set(`g${e}`, randomTensor(rng, w, [s.inter, s.hidden], 1 / Math.sqrt(s.hidden)));
+    t.set(`u${e}`, randomTensor(rng, w, [s.inter, s.hidden], 1 / Math.sqrt(s.hidden)));
+    t.set(`d${e}`, randomTensor(rng, w, [s.hidden, s.inter], 1 / Math.sqrt(s.inter)));
+  }
+  return t;
+}
+
+/** Softmax probabilities of the router in doubles, [rows][experts]: to tell a near-tie from a wrong id. */
+function refProbs(core, tensors, s, rows) {
+  const x = tensors.get('x').data;
+  const wt = tensors.get('router');
+  const w = core.toF32(wt.dtype, wt.data);
+  const out = [];
+  for (let r = 0; r < rows; r++) {
+    const l = [];
+    for (let e = 0; e < s.experts; e++) {
+      let acc = 0;
+      for (let i = 0; i < s.hidden; i++) acc += x[r * s.hidden + i] * w[e * s.hidden + i];
+      l.push(acc);
+    }
+    const m = Math.max(...l);
+    const ex = l.map((v) => Math.exp(v - m));
+    const sum = ex.reduce((a, b) => a + b, 0);
+    out.push(ex.map((v) => v / sum));
+  }
+  return out;
+}
+
+/**
+ * GPU routing vs the reference's: an id may differ only where the two experts' probabilities are within
+ * tol of each other (a near-tie the rounding may flip); weights compared where ids agree. Throws on a
+ * real difference; returns a summary.
+ */
+function compareRouting(got, want, probs, rows, topK, tol) {
+  let flips = 0;
+  let worst = 0;
+  for (let r = 0; r < rows; r++) {
+    for (let k = 0; k < topK; k++) {
+      const [gi, wi] = [got[r * 2 * topK + k], want[r * 2 * topK + k]];
+      if (gi !== wi) {
+        const [pg, pw] = [probs[r][gi], probs[r][wi]];
+        if (!(pg !== undefined && Math.abs(pg - pw) <= tol * Math.max(pw, 1e-30))) {
+          throw new Error(`row ${r} k ${k}: expert ${gi} (p ${pg}) where the reference routes to ${wi} (p ${pw})`);
+        }
+        flips++;
+        continue;
+      }
+      const [gw, ww] = [got[r * 2 * topK + topK + k], want[r * 2 * topK + topK + k]];
+      worst = Math.max(worst, Math.abs(gw - ww) / Math.max(Math.abs(ww), 1e-6));
+    }
+  }
+  if (!(worst <= tol)) throw new Error(`routing weight relative error ${worst.toExponential(2)} > ${tol}`);
+  return `ids agree${flips ? ` but ${flips} near-tie swaps` : ''}, weights rel err ${worst.toExponential(2)}`;
+}
