@@ -6,7 +6,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** A WeightSource whose layer l > 0 serves layer 0's tensors (generated once): see the bench's header. */
-function repeatLayerZero(weights, layerOfWeight) {
+export function repeatLayerZero(weights, layerOfWeight) {
   const cache = new Map();
   const zero = (name) => name.replace(/(^|\.)(layers|h)\.\d+\./, '$1$2.0.');
   return {
@@ -21,7 +21,7 @@ function repeatLayerZero(weights, layerOfWeight) {
   };
 }
 
-function llamaConfig([hidden, layers, inter, heads, kvHeads, vocab]) {
+export function llamaConfig([hidden, layers, inter, heads, kvHeads, vocab]) {
   return {
     architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: hidden, intermediate_size: inter, num_hidden_layers: layers,
     num_attention_heads: heads, num_key_value_heads: kvHeads, vocab_size: vocab, max_position_embeddings: 4096, rms_norm_eps: 1e-5,
@@ -30,7 +30,7 @@ function llamaConfig([hidden, layers, inter, heads, kvHeads, vocab]) {
 }
 
 /** Fraction of the shorter timeline (copy or compute) that ran under the other, and the copy rate. */
-function overlapOf(events, bytes) {
+export function overlapOf(events, bytes) {
   const fetch = events.filter((e) => e.kind === 'fetch');
   const compute = events.filter((e) => e.kind === 'compute');
   const total = (xs) => xs.reduce((s, e) => s + (e.end - e.start), 0);
@@ -63,7 +63,7 @@ function diskRead(dir, bytes) {
 }
 
 /** B sequences of P prompt tokens (blocks of 16), then one decode token each. */
-function batches(stepBatch, B, P, vocab) {
+export function batches(stepBatch, B, P, vocab) {
   const blocksPer = Math.ceil((P + 2) / 16);
   const parts = Array.from({ length: B }, (_, s) => ({
     tokens: Array.from({ length: P }, (_, i) => 100 + ((s * 131 + i * 17) % (vocab - 200))),

@@ -6,6 +6,7 @@
 # accelerate peer, the disk tier against the disk's read bandwidth). Results under $OUT:
 # offload-check-h100.json, offload-h100.json (the bench/results file), offload-detail.json, logs.
 # ZINFER_GPU_OFFLOAD_TIMEOUT (seconds, default 560) bounds the whole run; the bench gets what the check left.
+# ZINFER_OFFLOAD_MULTI=1 runs scripts/gpu-offload-multi.mjs instead (4 GPUs: $OUT/offload-multi-h100.json).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/gpu-unpack.sh
@@ -22,6 +23,16 @@ df -h /tmp | tail -1
 
 total=${ZINFER_GPU_OFFLOAD_TIMEOUT:-560}
 start=$(date +%s)
+if [[ ${ZINFER_OFFLOAD_MULTI:-0} == 1 ]]; then
+  # The multi-GPU run alone (scripts/gpu-offload-multi.mjs): data-parallel ranks each fetching 1/N of every
+  # layer + NCCL all-gather vs one GPU, H2D of each GPU and of all at once, parallel O_DIRECT disk reads.
+  nvidia-smi topo -m 2>/dev/null | head -12
+  export ZINFER_OFFLOAD_MULTI_BUDGET_S=$((total - 20))
+  timeout -k 10 "$total" node "$dir/scripts/gpu-offload-multi.mjs"
+  rc=$?
+  echo "gpu-offload-multi exit code $rc; results in $OUT"
+  exit $rc
+fi
 rc_check=0
 if [[ ${ZINFER_OFFLOAD_SKIP_CHECK:-0} != 1 ]]; then
   timeout -k 5 "${ZINFER_OFFLOAD_CHECK_TIMEOUT:-90}" node "$dir/scripts/gpu-offload-check.mjs"

@@ -39,10 +39,8 @@ export function enqueueShard(s: StreamedWeights, g: number, share: Uint8Array, p
   }
   copies.copy(at, src, run);
   const q = s.gatherQueue;
-  if (q === 'gather') {
-    copies.record(ev.shareEnd, 'copy');
-    copies.wait('gather', ev.shareEnd);
-  }
+  copies.record(ev.shareEnd, 'copy'); // also times the run's copy apart from the gather (StreamStats)
+  if (q === 'gather') copies.wait('gather', ev.shareEnd);
   device.allGather(at, slot, run / 4, 'f32', copies.streamHandle(q));
   copies.record(ev.copyEnd, q);
   stats.copiedBytes += run;

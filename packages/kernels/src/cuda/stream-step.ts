@@ -69,8 +69,14 @@ export class StreamStep {
     const anchor = this.s.anchor();
     const at = (e: Parameters<typeof copies.elapsedMs>[1]) => this.t0 + copies.elapsedMs(anchor, e);
     const timeline: StreamEvent[] = [];
+    const shard = this.s.stream.shard !== undefined;
+    [this.s.stats.shardCopyMs, this.s.stats.gatherMs] = [0, 0];
     for (const g of plan.order.slice(0, this.issued)) {
       const ev = this.s.eventsOf(g);
+      if (shard) {
+        this.s.stats.shardCopyMs += copies.elapsedMs(ev.copyStart, ev.shareEnd);
+        this.s.stats.gatherMs += copies.elapsedMs(ev.shareEnd, ev.copyEnd);
+      }
       timeline.push({ group: g, kind: 'fetch', start: at(ev.copyStart), end: at(ev.copyEnd) });
       const compute: StreamEvent = { group: g, kind: 'compute', start: at(ev.computeStart), end: at(ev.computeEnd) };
       timeline.push(compute);

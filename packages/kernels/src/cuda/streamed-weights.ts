@@ -49,13 +49,16 @@ export interface StreamStats {
   stagedBytes: number;
   /** Bytes the cooperative fetch's all-gathers brought from the other ranks (0 without a shard). */
   gatheredBytes: number;
+  /** Cooperative fetch, the last step: ms of the runs' host → device copies and of the all-gathers after them (summed over groups). */
+  shardCopyMs: number;
+  gatherMs: number;
   /** The last step's copies ('fetch': host → device on the copy stream) and group computes, from device events. */
   timeline: StreamEvent[];
 }
 
 export class StreamedWeights {
   readonly slotPtrs: bigint[] = [];
-  readonly stats: StreamStats = { steps: 0, copiedBytes: 0, stagedBytes: 0, gatheredBytes: 0, timeline: [] };
+  readonly stats: StreamStats = { steps: 0, copiedBytes: 0, stagedBytes: 0, gatheredBytes: 0, shardCopyMs: 0, gatherMs: 0, timeline: [] };
   /** Where a cooperative fetch's all-gathers run (ZINFER_SHARD_GATHER). */
   readonly gatherQueue: GatherQueue = gatherQueueFromEnv();
   private readonly staging: (ArrayBuffer | null)[];

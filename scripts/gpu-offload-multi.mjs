@@ -1,0 +1,169 @@
+#!/usr/bin/env node
+// ZeRO-Inference on N GPUs (issue 8's multi_gpu_fetch_speedup), ON the GPU machine from the unpacked bundle
+// (scripts/gpu-offload.sh with ZINFER_OFFLOAD_MULTI=1). Data-parallel ranks, one GPU and one worker thread
+// each, every rank running the whole model on its own batch; each rank's pinned host tier holds 1/N of
+// every layer, copies its run over its own PCIe link and an in-place NCCL all-gather assembles the layer.
+// Measured in this one run, each part in a child process (its pinned memory goes back when it exits):
+//   1. pinned H2D of each GPU alone, then of all N at once (the host's memory may cap the sum);
+//   2. the forward (B sequences × P prompt tokens) of the 47.5B fp16 Llama (as scripts/gpu-offload-bench.mjs,
+//      layer 0's tensors served for every layer) from the host tier on 1 GPU (plain stream), then on N
+//      GPUs at the same per-GPU batch, the all-gathers on their own stream and on the copy stream;
+//      multi_gpu_fetch_speedup = 1-GPU forward ÷ N-GPU forward (the faster queue); all-gather and run-copy
+//      time per forward and the copy/compute overlap from device events;
+//   3. disk read bandwidth with O_DIRECT: one dd, then K dd's in parallel on disjoint ranges of one file.
+// Writes $OUT/offload-multi-h100.json (flat numbers) and offload-multi-detail.json after every step.
+// ZINFER_OFFLOAD_BENCH_BACKEND=cpu runs the same control flow on the cpu backend with tiny shapes and the
+// shared-memory all-gather (no probes), to check the script without a GPU.
+import { spawnSync } from 'node:child_process';
+import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const SELF = fileURLToPath(import.meta.url);
+const OUT = process.env.OUT || join(tmpdir(), 'zinfer-offload-multi');
+const WORK = process.env.ZINFER_BENCH_DIR || join(tmpdir(), 'zinfer-offload');
+const BACKEND = process.env.ZINFER_OFFLOAD_BENCH_BACKEND || 'cuda';
+const CPU = BACKEND === 'cpu';
+const BUDGET_S = Number(process.env.ZINFER_OFFLOAD_MULTI_BUDGET_S || 470);
+const GPUS = Number(process.env.ZINFER_MULTI_GPUS || 4);
+const LAYERS = Number(process.env.ZINFER_MULTI_LAYERS || (CPU ? 6 : 58));
+const SHAPE = CPU ? [64, LAYERS, 160, 4, 4, 256] : [8192, LAYERS, 22016, 64, 64, 32000];
+const BATCH = Number(process.env.ZINFER_MULTI_BATCH || (CPU ? 4 : 64));
+const PROMPT = Number(process.env.ZINFER_OFFLOAD_PROMPT || (CPU ? 4 : 16));
+const PREFETCH = Number(process.env.ZINFER_OFFLOAD_PREFETCH || 2);
+const DISK_GB = Number(process.env.ZINFER_MULTI_DISK_GB || (CPU ? 0.25 : 8));
+const DISK_READERS = Number(process.env.ZINFER_MULTI_DISK_READERS || 8);
+const T0 = performance.now();
+const elapsed = () => (performance.now() - T0) / 1000;
+const env = { BACKEND, PROMPT, PREFETCH, VOCAB: SHAPE[5], CHILD: join(ROOT, 'scripts/gpu-offload-child.mjs') };
+
+if (process.argv[2] === '--child') {
+  const { runMultiChild } = await import(join(ROOT, 'scripts/gpu-offload-multi-child.mjs'));
+  const r = await runMultiChild(process.argv[3], JSON.parse(process.argv[4] || '{}'), { ...env, WORK, SHAPE, BATCH });
+  process.stdout.write(`\n${JSON.stringify(r)}\n`);
+  process.exit(0);
+}
+
+mkdirSync(OUT, { recursive: true });
+mkdirSync(WORK, { recursive: true });
+const LOG = join(OUT, 'offload-multi.log');
+writeFileSync(LOG, '');
+const log = (line = '') => {
+  console.log(line);
+  appendFileSync(LOG, `${line}\n`);
+};
+const commit = (() => {
+  try {
+    return readFileSync(join(ROOT, 'COMMIT'), 'utf8').split('\n')[0].trim() || null;
+  } catch {
+    return spawnSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).stdout?.trim() || null;
+  }
+})();
+const round = (x, d = 3) => (x === null || x === undefined || !Number.isFinite(x) ? null : Number(x.toFixed(d)));
+
+const result = {
+  card: null, gpus: GPUS, date: new Date().toISOString(), commit, backend: BACKEND,
+  multi_gpu_fetch_speedup: null, multi_forward_1gpu_s: null, multi_forward_ngpu_s: null, multi_forward_ngpu_gather_stream_s: null, multi_forward_ngpu_copy_stream_s: null,
+  multi_gather_queue: null, multi_per_gpu_batch: BATCH, prompt_tokens_per_sequence: PROMPT, prefetch: PREFETCH,
+  multi_allgather_s: null, multi_run_copy_s: null, multi_overlap_fraction: null, multi_1gpu_overlap_fraction: null,
+  multi_ngpu_tokens_per_s: null, multi_1gpu_tokens_per_s: null,
+  pinned_h2d_gb_per_s: null, pinned_h2d_gb_per_s_each: null, pinned_h2d_gb_per_s_all_sum: null, pinned_h2d_gb_per_s_all_each: null,
+  multi_forward_limit_ngpu_s: null, disk_read_gb_per_s: null, disk_read_parallel_gb_per_s: null, disk_read_parallel_readers: DISK_READERS,
+  model_params: null, streamed_weight_bytes: null, multi_place_1gpu_s: null, multi_place_ngpu_s: null, layers: LAYERS, weights_repeat_layer0: true,
+};
+const detail = { result, steps: {}, errors: {}, node: process.version };
+const save = () => {
+  writeFileSync(join(OUT, 'offload-multi-h100.json'), `${JSON.stringify(result, null, 2)}\n`);
+  writeFileSync(join(OUT, 'offload-multi-detail.json'), `${JSON.stringify(detail, null, 2)}\n`);
+};
+
+function child(name, args, limitS) {
+  const r = spawnSync(process.execPath, [SELF, '--child', name, JSON.stringify(args)], { encoding: 'utf8', timeout: Math.max(1, Math.floor(limitS * 1000)), maxBuffer: 64 << 20, killSignal: 'SIGKILL', env: { ...process.env, NCCL_NVLS_ENABLE: '0' } });
+  for (const line of `${r.stdout || ''}\n${r.stderr || ''}`.split('\n').filter(Boolean).slice(-20)) log(`   ${name}: ${line.slice(0, 300)}`);
+  if (r.error) throw new Error(`${name}: ${r.error.message}`);
+  if (r.status !== 0) throw new Error(`${name} exited ${r.status ?? r.signal}: ${(r.stderr || '').slice(-1500)}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop());
+}
+
+async function step(name, minSeconds, fn) {
+  const left = BUDGET_S - elapsed();
+  if (left < minSeconds) {
+    detail.errors[name] = `skipped: ${left.toFixed(0)} s of the budget left, the step needs ~${minSeconds} s`;
+    log(`SKIP [${name}] ${detail.errors[name]}`);
+    return save();
+  }
+  log(`.. [${name}] at ${elapsed().toFixed(0)} s`);
+  const t = performance.now();
+  try {
+    detail.steps[name] = { seconds: (performance.now() - t) / 1000, ...(await fn(left)) };
+    detail.steps[name].seconds = (performance.now() - t) / 1000;
+    log(`OK [${name}] ${detail.steps[name].seconds.toFixed(1)} s`);
+  } catch (e) {
+    detail.errors[name] = `${e?.message ?? e}`.slice(0, 3000);
+    log(`FAIL [${name}] ${detail.errors[name].replace(/\s+/g, ' ').slice(0, 600)}`);
+  }
+  save();
+}
+
+await step('h2d-each', 15, async () => {
+  if (CPU) return { note: 'cpu backend: no host-to-device link' };
+  const r = child('h2d-each', { gpus: GPUS }, 90);
+  Object.assign(result, { card: r.card, pinned_h2d_gb_per_s_each: r.each.map((x) => round(x, 2)), pinned_h2d_gb_per_s: round(r.each[0], 2) });
+  return r;
+});
+
+await step('forward-1gpu', 60, async (left) => {
+  const r = child('forward', { ranks: 1, queues: ['gather'] }, Math.min(left - 100, 220));
+  const f = r.runs.gather;
+  Object.assign(result, {
+    card: result.card ?? r.card, model_params: r.params, streamed_weight_bytes: r.streamedBytes, multi_place_1gpu_s: round(r.placeS, 1),
+    multi_forward_1gpu_s: round(f.s), multi_1gpu_overlap_fraction: round(f.overlap), multi_1gpu_tokens_per_s: round((BATCH * PROMPT) / f.s, 1),
+  });
+  return r;
+});
+
+await step(`forward-${GPUS}gpu`, 60, async (left) => {
+  const r = child('forward', { ranks: GPUS, queues: CPU ? ['gather'] : ['gather', 'copy'] }, Math.min(left - 30, 260));
+  const best = Object.entries(r.runs).sort((a, b) => a[1].s - b[1].s)[0];
+  const [q, f] = best;
+  Object.assign(result, {
+    card: result.card ?? r.card, multi_place_ngpu_s: round(r.placeS, 1), multi_gather_queue: q,
+    multi_forward_ngpu_s: round(f.s), multi_forward_ngpu_gather_stream_s: round(r.runs.gather?.s), multi_forward_ngpu_copy_stream_s: round(r.runs.copy?.s),
+    multi_allgather_s: round(f.gatherMs / 1000), multi_run_copy_s: round(f.shardCopyMs / 1000), multi_overlap_fraction: round(f.overlap),
+    multi_ngpu_tokens_per_s: round((GPUS * BATCH * PROMPT) / f.s, 1),
+  });
+  if (result.multi_forward_1gpu_s) result.multi_gpu_fetch_speedup = round(result.multi_forward_1gpu_s / f.s, 2);
+  return r;
+});
+
+await step('h2d-all', 15, async () => {
+  if (CPU) return { note: 'cpu backend: no host-to-device link' };
+  const r = child('h2d-all', { gpus: GPUS }, 90);
+  Object.assign(result, { pinned_h2d_gb_per_s_all_each: r.each.map((x) => round(x, 2)), pinned_h2d_gb_per_s_all_sum: round(r.each.reduce((a, b) => a + b, 0), 2) });
+  if (result.streamed_weight_bytes) result.multi_forward_limit_ngpu_s = round(result.streamed_weight_bytes / GPUS / (Math.min(...r.each) * 1e9));
+  return r;
+});
+
+await step('disk-read', 20, async (left) => {
+  const { diskProbe } = await import(join(ROOT, 'scripts/gpu-offload-multi-child.mjs'));
+  const dir = join(WORK, 'disk-probe');
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  try {
+    const r = await diskProbe(dir, DISK_GB, DISK_READERS, Math.min(left - 5, 120));
+    Object.assign(result, { disk_read_gb_per_s: round(r.singleGbPerS, 2), disk_read_parallel_gb_per_s: round(r.parallelGbPerS, 2) });
+    return r;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+log('');
+log('| metric | value |');
+log('| --- | --- |');
+for (const [k, v] of Object.entries(result)) if (typeof v === 'number' || Array.isArray(v)) log(`| ${k} | ${Array.isArray(v) ? v.join(', ') : v} |`);
+log(`errors: ${Object.keys(detail.errors).length ? Object.keys(detail.errors).join(', ') : 'none'}`);
+save();
+process.exit(Object.keys(detail.errors).some((k) => !detail.errors[k].startsWith('skipped')) ? 1 : 0);
