@@ -8,12 +8,15 @@
 //   - attention_partial + attention_reduce: the general path for any row (prompt rows too) and any head
 //     size: per (row, head, chunk) a softmax max, a sum and an unnormalized output, then a merge.
 //   - flash.cu holds the tensor-core kernel for prompt rows in 16-bit modes.
+// The cache holds the activation type A, or with the opt-in fp8 cache e4m3 (fp8.cuh): the `_e4m3` entry
+// points read it (attn_decode and attention_partial; flash.cu reads 16-bit caches only).
 //
 // Sequence metadata, uploaded per step as int32:
 //   rowSeq [rows]: the sequence of each row;
 //   seqInfo [sequences, 4]: queryStart, queryLength, contextLength, offset of its block table in blockTables;
 //   blockTables [Σ blocks]: physical block of each logical block, sequence after sequence.
 #include "common.cuh"
+#include "fp8.cuh"
 
 #define ATT_THREADS 128
 #define ATT_WARPS (ATT_THREADS / 32)
@@ -24,8 +27,8 @@
 // chunk holds no position of the row. q [rows, heads*headDim]. window 0: none.
 // grid (chunks, heads, rows), block (ATT_THREADS): each warp takes every ATT_WARPS-th position of the chunk
 // and keeps an online softmax; the warps merge through shared memory.
-template <typename A>
-__device__ void attention_partial(float *partial, const A *q, const A *kCache, const A *vCache, const int *rowSeq, const int *seqInfo,
+template <typename A, typename C>
+__device__ void attention_partial(float *partial, const A *q, const C *kCache, const C *vCache, const int *rowSeq, const int *seqInfo,
                                   const int *blockTables, int headDim, int kvHeads, int blockSize, int window, float scale, int chunk) {
   __shared__ float sMax[ATT_WARPS], sSum[ATT_WARPS], sAcc[ATT_WARPS][ATT_MAX_HEAD_DIM];
   const int c = blockIdx.x, h = blockIdx.y, r = blockIdx.z, chunks = gridDim.x, heads = gridDim.y;
@@ -51,8 +54,8 @@ __device__ void attention_partial(float *partial, const A *q, const A *kCache, c
   float m = NEG_INF, l = 0.f;
   for (int j = begin + warp; j < end; j += ATT_WARPS) {
     const i64 slot = (i64)table[j / blockSize] * blockSize + j % blockSize;
-    const A *kr = kCache + slot * kvWidth + kvOff;
-    const A *vr = vCache + slot * kvWidth + kvOff;
+    const C *kr = kCache + slot * kvWidth + kvOff;
+    const C *vr = vCache + slot * kvWidth + kvOff;
     float dot = 0.f;
 #pragma unroll
     for (int t = 0; t < ATT_PER_LANE; t++) {
@@ -127,7 +130,13 @@ template <typename A> __device__ void attention_reduce(A *out, const float *part
   extern "C" __global__ void __launch_bounds__(ATT_THREADS)                                                                         \
       attention_partial_##S(float *partial, const A *q, const A *kCache, const A *vCache, const int *rowSeq, const int *seqInfo,    \
                             const int *blockTables, int headDim, int kvHeads, int blockSize, int window, float scale, int chunk) {    \
-    attention_partial<A>(partial, q, kCache, vCache, rowSeq, seqInfo, blockTables, headDim, kvHeads, blockSize, window, scale, chunk); \
+    attention_partial<A, A>(partial, q, kCache, vCache, rowSeq, seqInfo, blockTables, headDim, kvHeads, blockSize, window, scale, chunk); \
+  }                                                                                                                                 \
+  extern "C" __global__ void __launch_bounds__(ATT_THREADS)                                                                         \
+      attention_partial_##S##_e4m3(float *partial, const A *q, const e4m3_t *kCache, const e4m3_t *vCache, const int *rowSeq,       \
+                                   const int *seqInfo, const int *blockTables, int headDim, int kvHeads, int blockSize, int window,  \
+                                   float scale, int chunk) {                                                                         \
+    attention_partial<A, e4m3_t>(partial, q, kCache, vCache, rowSeq, seqInfo, blockTables, headDim, kvHeads, blockSize, window, scale, chunk); \
   }                                                                                                                                 \
   /* out [rows, heads*headDim] from partial [rows, heads, chunks, headDim + 2]. grid (heads, rows). */                            \
   extern "C" __global__ void attention_reduce_##S(A *out, const float *partial, int headDim, int chunks) {                         \
@@ -155,11 +164,42 @@ template <int LANES> __device__ __forceinline__ float group_sum(float v) {
 // int, zero before the first launch and left zero after each; q [rows, heads*headDim]; caches [slots,
 // kvHeads*headDim]. headDim a multiple of VEC = 16/sizeof(A), at most LANES·VEC. Split s of a row covers
 // chunk = max(minChunk, ceil(span / splits)) positions from lo + s·chunk. grid (splits, heads, rows).
+// VEC cached elements of type C, loaded at once (16 bytes when C is the activation type; 8 or 4 bytes of
+// fp8) and widened to f32.
+template <typename C, int VEC> struct CacheVec {
+  typedef uint4 Raw;
+  static __device__ __forceinline__ Raw zero() { return make_uint4(0u, 0u, 0u, 0u); }
+  static __device__ __forceinline__ Raw load(const C *p) { return __ldg(reinterpret_cast<const uint4 *>(p)); }
+  static __device__ __forceinline__ void widen(Raw r, float *out) { widen16<C>(r, out); }
+};
+template <> struct CacheVec<e4m3_t, 8> {
+  typedef uint2 Raw;
+  static __device__ __forceinline__ Raw zero() { return make_uint2(0u, 0u); }
+  static __device__ __forceinline__ Raw load(const e4m3_t *p) { return __ldg(reinterpret_cast<const uint2 *>(p)); }
+  static __device__ __forceinline__ void widen(Raw r, float *out) {
+    const u32 w[2] = {r.x, r.y};
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      e4m3x2_to_f32((unsigned short)(w[i] & 0xffffu), out[4 * i], out[4 * i + 1]);
+      e4m3x2_to_f32((unsigned short)(w[i] >> 16), out[4 * i + 2], out[4 * i + 3]);
+    }
+  }
+};
+template <> struct CacheVec<e4m3_t, 4> {
+  typedef u32 Raw;
+  static __device__ __forceinline__ Raw zero() { return 0u; }
+  static __device__ __forceinline__ Raw load(const e4m3_t *p) { return __ldg(reinterpret_cast<const unsigned int *>(p)); }
+  static __device__ __forceinline__ void widen(Raw r, float *out) {
+    e4m3x2_to_f32((unsigned short)(r & 0xffffu), out[0], out[1]);
+    e4m3x2_to_f32((unsigned short)(r >> 16), out[2], out[3]);
+  }
+};
+
 // PIPE: the next iteration's K and V (and their block-table lookups) are loaded before this iteration's
 // are used, so a block always has a round of loads in flight; the arithmetic and its order are unchanged
 // (bit-identical to PIPE = false). Entry points attn_decodeLANES_S and attn_decodeLANESp_S.
-template <typename A, int LANES, bool PIPE>
-__device__ void attn_decode(A *out, float *partial, int *counters, const A *q, const A *kCache, const A *vCache, const int *rowSeq,
+template <typename A, int LANES, bool PIPE, typename C>
+__device__ void attn_decode(A *out, float *partial, int *counters, const A *q, const C *kCache, const C *vCache, const int *rowSeq,
                             const int *seqInfo, const int *blockTables, int headDim, int kvHeads, int blockSize, int window, float scale,
                             int minChunk) {
   constexpr int VEC = Vec16<A>::N;
@@ -192,17 +232,16 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, c
   float m = NEG_INF, l = 0.f;
   // Every thread runs the same iterations (the group shuffles need whole warps); group g takes positions
   // base + g + u·G.
-  uint4 kr[DEC_UNROLL], vr[DEC_UNROLL]; // PIPE: the raw K and V of the iteration after this one
+  typedef CacheVec<C, VEC> CV;
+  typename CV::Raw kr[DEC_UNROLL], vr[DEC_UNROLL]; // PIPE: the raw K and V of the iteration after this one
   auto fetch = [&](int base) {
 #pragma unroll
     for (int u = 0; u < DEC_UNROLL; u++) {
       const int j = base + group + u * G;
-      kr[u] = vr[u] = make_uint4(0u, 0u, 0u, 0u);
-      if (active && j < end) {
-        const i64 slot = (i64)table[j / blockSize] * blockSize + j % blockSize;
-        kr[u] = __ldg(reinterpret_cast<const uint4 *>(kCache + slot * kvWidth + kvOff));
-        vr[u] = __ldg(reinterpret_cast<const uint4 *>(vCache + slot * kvWidth + kvOff));
-      }
+      const bool ok = active && j < end;
+      const i64 slot = ok ? (i64)table[j / blockSize] * blockSize + j % blockSize : 0;
+      kr[u] = ok ? CV::load(kCache + slot * kvWidth + kvOff) : CV::zero();
+      vr[u] = ok ? CV::load(vCache + slot * kvWidth + kvOff) : CV::zero();
     }
   };
   if constexpr (PIPE) fetch(begin);
@@ -212,8 +251,8 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, c
     if constexpr (PIPE) {
 #pragma unroll
       for (int u = 0; u < DEC_UNROLL; u++) {
-        widen16<A>(kr[u], kf[u]);
-        widen16<A>(vr[u], vf[u]);
+        CV::widen(kr[u], kf[u]);
+        CV::widen(vr[u], vf[u]);
       }
       fetch(base + G * DEC_UNROLL);
     } else {
@@ -222,8 +261,8 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, c
         const int j = j0 + u * G;
         if (active && j < end) {
           const i64 slot = (i64)table[j / blockSize] * blockSize + j % blockSize;
-          load_vec<A, VEC>(kCache + slot * kvWidth + kvOff, kf[u]);
-          load_vec<A, VEC>(vCache + slot * kvWidth + kvOff, vf[u]);
+          CV::widen(CV::load(kCache + slot * kvWidth + kvOff), kf[u]);
+          CV::widen(CV::load(vCache + slot * kvWidth + kvOff), vf[u]);
         } else {
 #pragma unroll
           for (int k = 0; k < VEC; k++) kf[u][k] = vf[u][k] = 0.f;
@@ -318,17 +357,26 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, c
   if (threadIdx.x == 0) counters[r * heads + h] = 0; // ready for the next launch (or graph replay)
 }
 
-#define DECODE_ENTRY(S, A, LANES, P, PIPE)                                                                                            \
+#define DECODE_ENTRY(S, A, LANES, P, PIPE, KS, CT)                                                                                     \
   extern "C" __global__ void __launch_bounds__(DEC_THREADS)                                                                          \
-      attn_decode##LANES##P##_##S(A *out, float *partial, int *counters, const A *q, const A *kCache, const A *vCache, const int *rowSeq, \
+      attn_decode##LANES##P##_##S##KS(A *out, float *partial, int *counters, const A *q, const CT *kCache, const CT *vCache, const int *rowSeq, \
                                const int *seqInfo, const int *blockTables, int headDim, int kvHeads, int blockSize, int window,      \
                                float scale, int minChunk) {                                                                          \
-    attn_decode<A, LANES, PIPE>(out, partial, counters, q, kCache, vCache, rowSeq, seqInfo, blockTables, headDim, kvHeads, blockSize,      \
+    attn_decode<A, LANES, PIPE, CT>(out, partial, counters, q, kCache, vCache, rowSeq, seqInfo, blockTables, headDim, kvHeads, blockSize,      \
                           window, scale, minChunk);                                                                                  \
   }
-#define DECODE_PIPES(S, A, LANES)      \
-  DECODE_ENTRY(S, A, LANES, , false) \
-  DECODE_ENTRY(S, A, LANES, p, true)
+// Entry points attn_decode16_f16 (cache in A), attn_decode16p_f16 (PIPE), attn_decode16_f16_e4m3 (fp8
+// cache), attn_decode16p_f16_e4m3. The f32 parity mode reads an fp8 cache without PIPE only (ptxas spills
+// one of those entries, and parity mode is for tests, not speed).
+#define DECODE_PIPES(S, A, LANES)                    \
+  DECODE_ENTRY(S, A, LANES, , false, , A)            \
+  DECODE_ENTRY(S, A, LANES, p, true, , A)            \
+  DECODE_ENTRY(S, A, LANES, , false, _e4m3, e4m3_t)  \
+  DECODE_ENTRY(S, A, LANES, p, true, _e4m3, e4m3_t)
+#define DECODE_PIPES_F32(LANES)                              \
+  DECODE_ENTRY(f32, float, LANES, , false, , float)          \
+  DECODE_ENTRY(f32, float, LANES, p, true, , float)          \
+  DECODE_ENTRY(f32, float, LANES, , false, _e4m3, e4m3_t)
 #define DECODE_LANES(S, A)  \
   DECODE_PIPES(S, A, 1)     \
   DECODE_PIPES(S, A, 2)     \
@@ -337,6 +385,11 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, c
   DECODE_PIPES(S, A, 16)    \
   DECODE_PIPES(S, A, 32)
 
-DECODE_LANES(f32, float)
+DECODE_PIPES_F32(1)
+DECODE_PIPES_F32(2)
+DECODE_PIPES_F32(4)
+DECODE_PIPES_F32(8)
+DECODE_PIPES_F32(16)
+DECODE_PIPES_F32(32)
 DECODE_LANES(f16, f16_t)
 DECODE_LANES(bf16, bf16_t)

@@ -6,6 +6,7 @@
 // The angle p·invFreq is formed and its cos/sin taken in double, as the reference does: in f32 the angle
 // alone is off by ~p·6e-8 rad, 3e-4 at position 5000, past the parity tolerance.
 #include "common.cuh"
+#include "fp8.cuh"
 
 #define ROPE_MAX_HALF 256 // rotaryDim / 2 (supports() caps headDim at 256)
 
@@ -49,14 +50,26 @@ __device__ void rotary(A *y, const A *x, const int *positions, const double *inv
   }
 }
 
+// A value of the activation type as the cache's element type C: itself when C is A (an exact copy), else
+// rounded (the opt-in fp8 cache, fp8.cuh).
+template <typename C, typename A> struct CachePut {
+  static __device__ __forceinline__ C copy(A v) { return from_f32<C>(to_f32(v)); }
+  static __device__ __forceinline__ C round(float v) { return from_f32<C>(v); }
+};
+template <typename A> struct CachePut<A, A> {
+  static __device__ __forceinline__ A copy(A v) { return v; }
+  static __device__ __forceinline__ A round(float v) { return from_f32<A>(v); }
+};
+
 // q, qOut [rows, heads*headDim]; k, v [rows, kvHeads*headDim]; kCache, vCache [slots, kvHeads*headDim]
-// (the KV cache holds the activation type); slots, positions [rows]. Block (x, r) takes heads x, x +
+// (the activation type, or e4m3 for the fp8 cache); slots, positions [rows]. Block (x, r) takes heads x, x +
 // gridDim.x, ... of row r: the q head, and for heads below kvHeads the k head (rotated into the cache)
 // and the v head (copied there). A decode step launches a block per head, so a single row still fills
 // the GPU; a prompt step one block per row, which forms the row's cos/sin table once.
 // grid (1 or heads, rows), block (multiple of 32).
-template <typename A>
-__device__ void rope_kv(A *qOut, A *kCache, A *vCache, const A *q, const A *k, const A *v, const int *positions, const int *slots,
+// C: the cache's element type (A, or e4m3_t for the fp8 cache).
+template <typename A, typename C>
+__device__ void rope_kv(A *qOut, C *kCache, C *vCache, const A *q, const A *k, const A *v, const int *positions, const int *slots,
                         const double *invFreq, int heads, int kvHeads, int headDim, int rotaryDim, int interleaved, float scaling) {
   __shared__ double cs[ROPE_MAX_HALF], sn[ROPE_MAX_HALF];
   grid_dep_wait();
@@ -71,22 +84,22 @@ __device__ void rope_kv(A *qOut, A *kCache, A *vCache, const A *q, const A *k, c
     const i64 kvh = ((i64)r * kvHeads + h) * headDim;
     const i64 dst = row + (i64)h * headDim;
     for (int t = threadIdx.x; t < headDim; t += blockDim.x) {
-      kCache[dst + t] = from_f32<A>(rotate_dim(k + kvh, t, rotaryDim, interleaved, cs, sn));
-      vCache[dst + t] = v[kvh + t];
+      kCache[dst + t] = CachePut<C, A>::round(rotate_dim(k + kvh, t, rotaryDim, interleaved, cs, sn));
+      vCache[dst + t] = CachePut<C, A>::copy(v[kvh + t]);
     }
   }
 }
 
 // kCache, vCache [slots, kvWidth]; k, v [rows, kvWidth]; slots [rows]: the step's k and v rows into the
 // cache, for models without rotary. grid (rows), block (multiple of 32).
-template <typename A> __device__ void kv_write(A *kCache, A *vCache, const A *k, const A *v, const int *slots, int kvWidth) {
+template <typename A, typename C> __device__ void kv_write(C *kCache, C *vCache, const A *k, const A *v, const int *slots, int kvWidth) {
   grid_dep_wait();
   grid_dep_launch();
   const int r = blockIdx.x;
   const i64 dst = (i64)slots[r] * kvWidth, src = (i64)r * kvWidth;
   for (int j = threadIdx.x; j < kvWidth; j += blockDim.x) {
-    kCache[dst + j] = k[src + j];
-    vCache[dst + j] = v[src + j];
+    kCache[dst + j] = CachePut<C, A>::copy(k[src + j]);
+    vCache[dst + j] = CachePut<C, A>::copy(v[src + j]);
   }
 }
 
@@ -98,12 +111,27 @@ template <typename A> __device__ void kv_write(A *kCache, A *vCache, const A *k,
   extern "C" __global__ void rope_kv_##S(A *qOut, A *kCache, A *vCache, const A *q, const A *k, const A *v, const int *positions,   \
                                          const int *slots, const double *invFreq, int heads, int kvHeads, int headDim, int rotaryDim, \
                                          int interleaved, float scaling) {                                                          \
-    rope_kv<A>(qOut, kCache, vCache, q, k, v, positions, slots, invFreq, heads, kvHeads, headDim, rotaryDim, interleaved, scaling); \
+    rope_kv<A, A>(qOut, kCache, vCache, q, k, v, positions, slots, invFreq, heads, kvHeads, headDim, rotaryDim, interleaved, scaling); \
   }                                                                                                                                 \
   extern "C" __global__ void kv_write_##S(A *kCache, A *vCache, const A *k, const A *v, const int *slots, int kvWidth) {           \
-    kv_write<A>(kCache, vCache, k, v, slots, kvWidth);                                                                              \
+    kv_write<A, A>(kCache, vCache, k, v, slots, kvWidth);                                                                           \
+  }
+
+// The same writes into the opt-in fp8 (e4m3) cache: rope_kv_f16_e4m3, kv_write_f16_e4m3.
+#define KV8_ENTRIES(S, A)                                                                                                           \
+  extern "C" __global__ void rope_kv_##S##_e4m3(A *qOut, e4m3_t *kCache, e4m3_t *vCache, const A *q, const A *k, const A *v,        \
+                                                const int *positions, const int *slots, const double *invFreq, int heads,           \
+                                                int kvHeads, int headDim, int rotaryDim, int interleaved, float scaling) {          \
+    rope_kv<A, e4m3_t>(qOut, kCache, vCache, q, k, v, positions, slots, invFreq, heads, kvHeads, headDim, rotaryDim, interleaved, scaling); \
+  }                                                                                                                                 \
+  extern "C" __global__ void kv_write_##S##_e4m3(e4m3_t *kCache, e4m3_t *vCache, const A *k, const A *v, const int *slots,         \
+                                                 int kvWidth) {                                                                     \
+    kv_write<A, e4m3_t>(kCache, vCache, k, v, slots, kvWidth);                                                                      \
   }
 
 ROTARY_ENTRIES(f32, float)
 ROTARY_ENTRIES(f16, f16_t)
 ROTARY_ENTRIES(bf16, bf16_t)
+KV8_ENTRIES(f32, float)
+KV8_ENTRIES(f16, f16_t)
+KV8_ENTRIES(bf16, bf16_t)

@@ -7,7 +7,7 @@
 // gives the offload tiers (host-memory.ts: it lives while its ArrayBuffer does, or until freeHost).
 import { CONTRACT_VERSION, type KernelBackend } from '@zinfer/core';
 import type { CudaProgram } from './cuda/program.js';
-import { compileProgram, kvCacheBytesPerBlock } from './cuda/compile.js';
+import { compileProgram, kvCacheBytesPerBlock, parseKvCacheDtype, type KvCacheDtype } from './cuda/compile.js';
 import { plannedActivations } from './cuda/activation-dtype.js';
 import type { ActivationChoice } from './cuda/device-weights.js';
 import { CudaDevice } from './cuda/device.js';
@@ -49,6 +49,15 @@ export interface CudaBackendOptions {
    * vs 5.76 in the next, within noise; every kernel supports it, and gpu-check runs conformance both ways).
    */
   pdl?: boolean;
+  /**
+   * The KV cache's element type: 'auto' (default) the activation dtype, exact; 'fp8' e4m3, one byte an
+   * element, unscaled (a per-tensor scale of 1: values round to 3 mantissa bits and saturate at ±448;
+   * cuda/fp8.cuh). Halves the cache's bytes in the 16-bit modes, so batch decode reads half the K/V and the
+   * same budget holds twice the tokens; kvBytesPerBlock reports it. Prompt attention then takes the
+   * general kernel rather than the flash one. Logits move by fp8's rounding (tested against the reference
+   * within the tolerance in test/cuda-fp8.test.ts and scripts/gpu-fp8-check.mjs).
+   */
+  kvCacheDtype?: KvCacheDtype;
 }
 
 /** The cuda backend, with the programs it compiled (their stats: graph captures, replays, errors). */
@@ -66,6 +75,7 @@ export interface CudaKernelBackend extends KernelBackend {
 export function cudaBackend(opts: CudaBackendOptions = {}): CudaKernelBackend {
   const ordinal = opts.device ?? 0;
   const activations = opts.activations ?? 'auto';
+  const kvCacheDtype = parseKvCacheDtype(opts.kvCacheDtype);
   const programs: CudaProgram[] = [];
   let host: HostMemory | null = null;
   const hostMemory = () => {
@@ -85,7 +95,8 @@ export function cudaBackend(opts: CudaBackendOptions = {}): CudaKernelBackend {
     contractVersion: CONTRACT_VERSION,
     probe: () => probeCuda(ordinal),
     supports,
-    kvBytesPerBlock: (graph, blockSize, weights) => kvCacheBytesPerBlock(graph.kv, blockSize, (plannedActivations(graph, activations, weights) ?? 'f32') === 'f32' ? 4 : 2),
+    kvBytesPerBlock: (graph, blockSize, weights) =>
+      kvCacheBytesPerBlock(graph.kv, blockSize, kvCacheDtype === 'fp8' ? 1 : (plannedActivations(graph, activations, weights) ?? 'f32') === 'f32' ? 4 : 2),
     // Parallel ranks: one GPU each (device + rank), collectives through NCCL on the program's stream.
     factory: { module: '@zinfer/kernels/cuda', exportName: 'cudaBackend', options: { ...opts } },
     deviceCollectives: 'nccl',
@@ -100,6 +111,7 @@ export function cudaBackend(opts: CudaBackendOptions = {}): CudaKernelBackend {
         maxGraphRows: opts.maxGraphRows ?? 64,
         flash: opts.flash ?? true,
         fusion: { linear: opts.fusion ?? true, rope: opts.fusion ?? true },
+        kvCache: kvCacheDtype,
         ...(options.stream ? { host: hostMemory() } : {}),
       });
       programs.push(program);
@@ -118,3 +130,7 @@ export { GEMV_VARIANTS, gemvVariant, setGemvVariant, type GemvVariant } from './
 export { DECODE_ATTENTION_VARIANTS, decodeAttentionVariant, setDecodeAttentionVariant, type DecodeAttentionVariant } from './cuda/decode-attention-variant.js';
 export { pinnedCopyProbe, type H2dProbeResult } from './cuda/h2d-probe.js';
 export type { StreamStats } from './cuda/streamed-weights.js';
+// The peer-memory all-reduce and what scripts/gpu-allreduce-check.mjs drives it with (a device and a stream).
+export { PeerAllReduce, peerAllReduceFor, peerSettings, setupPeerAllReduce, type PeerSettings, type PeerSetup } from './cuda/peer-allreduce.js';
+export { CudaDevice } from './cuda/device.js';
+export { CudaStream } from './cuda/stream.js';

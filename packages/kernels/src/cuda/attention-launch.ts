@@ -3,7 +3,9 @@
 //   - decode steps (one row per sequence): attn_decode, split across the context with the splits merged
 //     in the same launch; grid and arguments depend only on the batch size, so graphs replay it;
 //   - prompt rows in the 16-bit modes: the tensor-core flash kernel;
-//   - otherwise (f32 parity mode, odd head sizes): attention_partial + attention_reduce.
+//   - otherwise (f32 parity mode, odd head sizes, an fp8 cache): attention_partial + attention_reduce.
+// With the opt-in fp8 cache (KvPointers.fp8) the writes round to e4m3 and the reads widen from it: the
+// `_e4m3` entry points of rotary.cu and attention.cu (cuda/fp8.cuh says how).
 import type { OpNode } from '@zinfer/core';
 import { decodeAttentionKernel } from './decode-attention-variant.js';
 import type { RopeKv } from './exec-plan.js';
@@ -22,11 +24,13 @@ const DECODE_MIN_CHUNK = 32;
 const ROPE_ROWS_PER_BLOCK_FROM = 64;
 const DECODE_MAX_SPLITS = 32;
 
-/** Device K and V of each layer: [slots, kvHeads*headDim] in the activation dtype. */
+/** Device K and V of each layer: [slots, kvHeads*headDim] in the activation dtype, or e4m3 when fp8. */
 export interface KvPointers {
   k(layer: number): bigint;
   v(layer: number): bigint;
   blockSize: number;
+  /** The cache holds fp8 (e4m3, unscaled) rather than the activation dtype. */
+  fp8?: boolean;
 }
 
 /** The chunk size and chunk count for rows at `positions` with an optional window (the general path). */
@@ -63,17 +67,19 @@ export function launchAttention(ctx: StepContext, node: OpNode<'attention'>, kv:
   const kvWidth = kvHeads * headDim;
   const [kCache, vCache] = [kv.k(layer), kv.v(layer)];
   const slots = ctx.metaPtr(meta.at.slots);
+  const fp8 = kv.fp8 === true;
+  const cache = fp8 ? '_e4m3' : '';
   if (rope) {
     const a = rope.q.attrs;
     // Few rows (decode): a block per head; many (a prompt): a block per row, its cos/sin table formed once.
     const perRow = rows >= ROPE_ROWS_PER_BLOCK_FROM;
-    gpu.launch(`rope_kv_${act}`, { x: perRow ? 1 : heads, y: rows }, perRow ? threadsFor(headDim, 256) : threadsFor(headDim, 128), [
+    gpu.launch(`rope_kv_${act}${cache}`, { x: perRow ? 1 : heads, y: rows }, perRow ? threadsFor(headDim, 256) : threadsFor(headDim, 128), [
       ctx.value(rope.q.output), kCache, vCache, ctx.value(rope.q.inputs.x), ctx.value(rope.k.inputs.x), ctx.value(node.inputs.v),
       ctx.metaPtr(meta.at.positions), slots, ctx.invFreq(rope.q), heads, kvHeads, headDim, a.rotaryDim, a.interleaved ? 1 : 0, a.attentionScaling,
     ]);
   } else {
     // k, v [rows, kvWidth] → cache rows at the step's slots.
-    gpu.launch(`kv_write_${act}`, { x: rows }, threadsFor(kvWidth), [kCache, vCache, ctx.value(node.inputs.k), ctx.value(node.inputs.v), slots, kvWidth]);
+    gpu.launch(`kv_write_${act}${cache}`, { x: rows }, threadsFor(kvWidth), [kCache, vCache, ctx.value(node.inputs.k), ctx.value(node.inputs.v), slots, kvWidth]);
   }
   const q = ctx.value(node.inputs.q);
   const out = ctx.value(node.output);
@@ -85,12 +91,12 @@ export function launchAttention(ctx: StepContext, node: OpNode<'attention'>, kv:
     const { splits, minChunk } = decodeSplits(rows, heads, gpu.multiprocessors, ctx.options.attentionChunk);
     const partial = splits > 1 ? ctx.scratch(rows * heads * splits * (headDim + 2) * 4) : 0n; // [rows, heads, splits, headDim + 2]
     const counters = splits > 1 ? ctx.counters(rows * heads) : 0n;
-    gpu.launch(decodeAttentionKernel(lanes, act), { x: splits, y: heads, z: rows }, DEC_THREADS, [
+    gpu.launch(decodeAttentionKernel(lanes, act, undefined, fp8), { x: splits, y: heads, z: rows }, DEC_THREADS, [
       out, partial, counters, q, kCache, vCache, ...seqArgs, headDim, kvHeads, kv.blockSize, window, scale, minChunk,
     ]);
     return;
   }
-  if (act !== 'f32' && ctx.options.flash && gpu.arch >= 80 && FLASH_HEAD_DIMS.includes(headDim)) {
+  if (act !== 'f32' && !fp8 && ctx.options.flash && gpu.arch >= 80 && FLASH_HEAD_DIMS.includes(headDim)) {
     gpu.launch(`flash_prefill${headDim}_${act}`, { x: meta.tiles, y: heads }, FA_THREADS, [
       out, q, kCache, vCache, ctx.metaPtr(meta.at.tiles), ctx.metaPtr(meta.at.seqInfo), ctx.metaPtr(meta.at.blockTables), kvHeads, kv.blockSize, window, scale,
     ]);
@@ -98,7 +104,7 @@ export function launchAttention(ctx: StepContext, node: OpNode<'attention'>, kv:
   }
   const { chunk, chunks } = attentionChunks(meta.rowPositions, slidingWindow, ctx.options.attentionChunk);
   const partial = ctx.scratch(rows * heads * chunks * (headDim + 2) * 4); // [rows, heads, chunks, headDim + 2]
-  gpu.launch(`attention_partial_${act}`, { x: chunks, y: heads, z: rows }, ATT_THREADS, [
+  gpu.launch(`attention_partial_${act}${cache}`, { x: chunks, y: heads, z: rows }, ATT_THREADS, [
     partial, q, kCache, vCache, ...seqArgs, headDim, kvHeads, kv.blockSize, window, scale, chunk,
   ]);
   gpu.launch(`attention_reduce_${act}`, { x: heads, y: rows }, threadsFor(headDim), [out, partial, headDim, chunks]);

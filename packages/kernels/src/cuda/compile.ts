@@ -1,10 +1,11 @@
 // Compiles a graph for a Gpu: checks the nodes, loads the kernels (so NVRTC errors surface here), uploads
 // the weights (resolving the activation dtype), plans the fusions and buffers, allocates the KV cache in
-// the activation dtype (plus one block no sequence owns: padded rows of a decode graph write there) and
+// the activation dtype or, opted in, fp8 e4m3 (plus one block no sequence owns: padded rows of a decode graph write there) and
 // the rotary tables. Out of memory names the bytes asked and free; everything allocated so far is freed
 // before the error propagates.
 import { BackendError, type CompileOptions, type Graph, type OpNode, type WeightSource } from '@zinfer/core';
 import { planBuffers } from './buffer-plan.js';
+import { peerAllReduceFor } from './peer-allreduce.js';
 import { f32OutputValues, programCollectives } from './collective-launch.js';
 import { uploadWeights, type ActivationChoice } from './device-weights.js';
 import { planExecution, type FusionOptions } from './exec-plan.js';
@@ -22,6 +23,19 @@ export interface CompileSettings extends ProgramOptions {
   fusion: Omit<FusionOptions, 'weightDtype'>;
   /** Pinned host memory for streamed programs' staging (the backend's allocHost pool). */
   host?: HostMemory;
+  /** The KV cache's element type: the activation dtype (default), or fp8 e4m3 (cuda/fp8.cuh; opt-in, lossy). */
+  kvCache?: KvCacheDtype;
+}
+
+/** KV cache element type of the cuda backend: 'auto' the activation dtype, 'fp8' e4m3 (one byte, unscaled). */
+export type KvCacheDtype = 'auto' | 'fp8';
+
+/** The cuda backend's kvCacheDtype option (unset: 'auto'); anything else is a BackendError naming it. */
+export function parseKvCacheDtype(value: unknown): KvCacheDtype {
+  if (value === undefined || value === 'auto' || value === 'fp8') return value ?? 'auto';
+  throw new BackendError(`cuda backend option kvCacheDtype is ${JSON.stringify(value)}; it takes 'auto' (the activation dtype) or 'fp8' (e4m3)`, {
+    field: 'kvCacheDtype', expected: "'auto' | 'fp8'", found: String(value),
+  });
 }
 
 /** KV-cache bytes per block for a layout and an element size: K and V, every layer. */
@@ -41,6 +55,8 @@ export async function compileProgram(gpu: Gpu, graph: Graph, source: WeightSourc
   let streamed: StreamedWeights | null = null;
   try {
     gpu.loadKernels(); // NVRTC or module errors surface at compile, not at the first step
+    collectives.peer = (await peerAllReduceFor(gpu, collectives.tensor)).reduce; // a collective: every rank of the group sets it up
+    gpu.enter();
     // Streamed weights stay off the device; the program copies them into its slots while it runs.
     const { weights, act } = uploadWeights(gpu, graph, source, settings.activations, new Set(options.stream?.groups.flat()));
     for (const w of weights.values()) owned.push(w.ptr);
@@ -48,17 +64,18 @@ export async function compileProgram(gpu: Gpu, graph: Graph, source: WeightSourc
     let kv: ProgramParts['kv'] = null;
     if (hasAttention) {
       const blocks = numBlocks + 1; // the last: scratch for padded rows of decode graphs
-      const total = kvCacheBytesPerBlock(graph.kv, blockSize, dtypeBytes(act)) * blocks;
+      const fp8 = settings.kvCache === 'fp8';
+      const total = kvCacheBytesPerBlock(graph.kv, blockSize, fp8 ? 1 : dtypeBytes(act)) * blocks;
       const { free } = gpu.memInfo();
       if (total > free) {
         throw new BackendError(`out of GPU memory for the KV cache: ${numBlocks} blocks of ${blockSize} tokens need ${fmtBytes(total)}, ${fmtBytes(free)} free on ${gpu.name}`, {
           field: 'kvCache.numBlocks', expected: `at most ${total} bytes`, found: `${free} bytes free`,
         });
       }
-      const ptr = gpu.alloc(total, `KV cache (${numBlocks} blocks × ${blockSize} tokens, ${act})`);
+      const ptr = gpu.alloc(total, `KV cache (${numBlocks} blocks × ${blockSize} tokens, ${fp8 ? 'fp8 e4m3' : act})`);
       owned.push(ptr);
       gpu.fill32(ptr, 0, total / 4); // as the reference's zeroed cache: no stale values even in unread slots
-      kv = { ptr, layerBytes: total / (2 * graph.kv.layers), spec: { numBlocks, blockSize }, scratchBlock: numBlocks };
+      kv = { ptr, layerBytes: total / (2 * graph.kv.layers), spec: { numBlocks, blockSize }, scratchBlock: numBlocks, fp8 };
     }
     const invFreq = new Map<OpNode, bigint>();
     for (const node of graph.nodes) {

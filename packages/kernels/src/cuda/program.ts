@@ -34,7 +34,7 @@ export interface ProgramParts {
   graph: Graph;
   weights: Map<WeightName, DeviceWeight>;
   /** The paged cache: per layer K then V, each [slots, kvHeads*headDim] in `act`; null without attention. */
-  kv: { ptr: bigint; layerBytes: number; spec: KvCacheSpec; scratchBlock: number } | null;
+  kv: { ptr: bigint; layerBytes: number; spec: KvCacheSpec; scratchBlock: number; fp8?: boolean } | null;
   invFreq: Map<OpNode, bigint>;
   act: FloatDType;
   plan: ExecPlan;
@@ -453,7 +453,7 @@ export class CudaProgram implements Program {
 
 function kvPointers(kv: NonNullable<ProgramParts['kv']>): KvPointers {
   const at = (i: number) => kv.ptr + BigInt(i) * BigInt(kv.layerBytes);
-  return { k: (l) => at(2 * l), v: (l) => at(2 * l + 1), blockSize: kv.spec.blockSize };
+  return { k: (l) => at(2 * l), v: (l) => at(2 * l + 1), blockSize: kv.spec.blockSize, fp8: kv.fp8 === true };
 }
 
 /** An id outside its table rejects with a BackendError naming the table, as the reference does. */

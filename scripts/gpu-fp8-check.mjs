@@ -1,0 +1,184 @@
+#!/usr/bin/env node
+// Issue 4 on the GPU machine (run from the unpacked bundle: scripts/gpu-fp8-check.sh): the new kernel
+// paths against the reference backend.
+//   1. variants: the conformance cases that reach the decode GEMV and the decode attention, with every
+//      GEMV variant (ZINFER_GEMV: roll, occ) and the pipelined decode attention, in f32 (1e-4, the usual
+//      bound) and f16 (1e-2): the variants are meant to be bit-identical to v1, so they must pass as v1 does.
+//   2. fp8: the opt-in fp8 (e4m3) KV cache. Long-context attention (prompt chunks, then decode steps,
+//      GQA and windows) against the f32 reference, in f32 and f16 activations, and the fixture models'
+//      prompt logits against transformers (f16 activations). e4m3 rounds every K and V element by up to
+//      2^-4 of itself, so the bound is 0.1 of the output's largest magnitude (attention) and 0.1 relative
+//      (logits, the 16-bit rule's measure); greedy tokens are reported, not required (random fixture
+//      weights give near-ties). The default cache stays exact: gpu-check.mjs covers it unchanged.
+// Writes $OUT/gpu-fp8-check.json after every case and a table; never stops at a failure. ZINFER_FP8_CHECK_BUDGET_S
+// (default 200) bounds it. ZINFER_FP8_CHECK_DRY=1 runs everything on the reference backend here (no GPU).
+import { appendFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const OUT = process.env.OUT || join(tmpdir(), 'zinfer-gpu-fp8-check');
+const BUDGET_S = Number(process.env.ZINFER_FP8_CHECK_BUDGET_S || 200);
+const DRY = process.env.ZINFER_FP8_CHECK_DRY === '1';
+const T0 = performance.now();
+const elapsed = () => (performance.now() - T0) / 1000;
+mkdirSync(OUT, { recursive: true });
+const LOG = join(OUT, 'gpu-fp8-check.log');
+writeFileSync(LOG, '');
+const log = (line = '') => {
+  console.log(line);
+  appendFileSync(LOG, `${line}\n`);
+};
+
+let core, testing, cuda, reference;
+try {
+  core = await import('@zinfer/core');
+  testing = await import('@zinfer/core/testing');
+  cuda = await import('@zinfer/kernels/cuda');
+  reference = await import('@zinfer/kernels/reference');
+} catch (e) {
+  log(`SETUP: cannot import the built packages (${e.message}); run scripts/gpu-bundle.sh and unpack the bundle`);
+  process.exit(2);
+}
+const { createEngine, GraphBuilder, SafetensorsFile, Rng } = core;
+const { kernelBackendConformance, memoryWeights, randomTensor, stepBatch, range, relativeDifference, weightInfos } = testing;
+const { cudaBackend, probeFailure, setGemvVariant, setDecodeAttentionVariant } = cuda;
+const { referenceBackend } = reference;
+
+const results = { date: new Date().toISOString(), dry: DRY, device: null, cases: [] };
+const save = () => writeFileSync(join(OUT, 'gpu-fp8-check.json'), `${JSON.stringify(results, null, 2)}\n`);
+const fmtErr = (e) => (e && e.message ? e.message : String(e)).replace(/\s+/g, ' ').slice(0, 600);
+
+async function runCase(group, name, fn) {
+  if (elapsed() > BUDGET_S) {
+    results.cases.push({ group, name, status: 'SKIP', ms: 0, detail: 'budget spent' });
+    return;
+  }
+  const t0 = performance.now();
+  let status = 'PASS';
+  let detail = '';
+  try {
+    detail = (await fn()) ?? '';
+  } catch (e) {
+    status = 'FAIL';
+    detail = fmtErr(e);
+  }
+  const ms = Math.round(performance.now() - t0);
+  results.cases.push({ group, name, status, ms, detail });
+  log(`${status} [${group}] ${name} (${ms} ms)${detail ? `  ${detail}` : ''}`);
+  save();
+}
+
+const cacheDir = join(tmpdir(), 'zinfer-cuda-cache');
+const makeBackend = DRY ? () => referenceBackend() : (o) => cudaBackend({ cacheDir, poison: true, ...o });
+const oracle = referenceBackend();
+const device = await makeBackend({}).probe();
+results.device = device;
+if (!device) {
+  log(`NO GPU: ${probeFailure(0) ?? 'unknown reason'}`);
+  save();
+  process.exit(3);
+}
+log(`== zinfer fp8 KV cache and kernel variants check on ${device.description}${DRY ? ' (DRY: reference backend)' : ''}`);
+
+// 1. Variants through the conformance cases that reach them.
+const reaches = /linear|attention|kv cache|decode|llama|graph/i;
+for (const [label, set, reset] of [
+  ['gemv roll', () => setGemvVariant('roll'), () => setGemvVariant('v1')],
+  ['gemv occ', () => setGemvVariant('occ'), () => setGemvVariant('v1')],
+  ['decode attention pipe', () => setDecodeAttentionVariant('pipe'), () => setDecodeAttentionVariant('v1')],
+]) {
+  for (const [activations, tolerance] of [['f32', undefined], ['f16', 1e-2]]) {
+    const be = makeBackend({ activations });
+    for (const c of kernelBackendConformance(be, { oracle, ...(tolerance ? { tolerance } : {}) })) {
+      if (!reaches.test(c.name)) continue;
+      await runCase(`${label} ${activations}`, c.name, async () => {
+        set();
+        try {
+          return await c.run();
+        } finally {
+          reset();
+        }
+      });
+    }
+  }
+}
+
+// 2a. fp8: long-context attention against the f32 reference.
+function opGraph(tensors, kv, build) {
+  const b = new GraphBuilder(weightInfos(tensors), kv);
+  return b.build(build(b, (t) => b.embedding(b.inputs.tokenIds, t)));
+}
+async function runSteps(be, graph, tensors, kvCache, steps) {
+  const p = await be.compile(graph, memoryWeights(tensors), { kvCache });
+  try {
+    const out = [];
+    for (const s of steps) out.push(await p.run(s));
+    return out;
+  } finally {
+    await p.dispose();
+  }
+}
+const FP8_BOUND = 0.1;
+for (const [heads, kvHeads, headDim, window, act] of [[8, 2, 128, null, 'f16'], [4, 4, 64, 256, 'bf16'], [8, 2, 128, null, 'f32'], [4, 4, 32, 100, 'f16']]) {
+  await runCase('fp8 attention', `long context heads ${heads}/${kvHeads} headDim ${headDim} window ${window} (${act}; bound ${FP8_BOUND})`, async () => {
+    const rng = Rng.fromSeed(11 + headDim);
+    const vocab = 97;
+    const tensors = new Map([['q', randomTensor(rng, 'f32', [vocab, heads * headDim])], ['k', randomTensor(rng, 'f32', [vocab, kvHeads * headDim])], ['v', randomTensor(rng, 'f32', [vocab, kvHeads * headDim])]]);
+    const kv = { layers: 1, kvHeads, headDim };
+    const graph = opGraph(tensors, kv, (b, x) => b.attention(x('q'), x('k'), x('v'), { layer: 0, heads, kvHeads, headDim, scale: 1 / Math.sqrt(headDim), slidingWindow: window }));
+    const tok = (n) => range(n).map(() => Math.floor(rng.next() * vocab));
+    const [ta, tb] = [tok(1504), tok(704)];
+    const blocks = range(Math.ceil(1504 / 16) + Math.ceil(704 / 16)).sort(() => rng.next() - 0.5);
+    const [ba, bb] = [blocks.slice(0, 94), blocks.slice(94)];
+    const steps = [
+      stepBatch([{ tokens: ta.slice(0, 512), cached: 0, blocks: ba }], 16, 'all'),
+      stepBatch([{ tokens: ta.slice(512, 1024), cached: 512, blocks: ba }, { tokens: tb.slice(0, 700), cached: 0, blocks: bb }], 16, 'all'),
+      stepBatch([{ tokens: ta.slice(1024, 1500), cached: 1024, blocks: ba }], 16, 'all'),
+    ];
+    for (let i = 0; i < 4; i++) steps.push(stepBatch([{ tokens: [tb[700 + i]], cached: 700 + i, blocks: bb }, { tokens: [ta[1500 + i]], cached: 1500 + i, blocks: ba }], 16, 'all'));
+    const kvCache = { numBlocks: blocks.length, blockSize: 16 };
+    const got = await runSteps(makeBackend({ activations: act, kvCacheDtype: 'fp8' }), graph, tensors, kvCache, steps);
+    const want = await runSteps(oracle, graph, tensors, kvCache, steps);
+    const errs = got.map((g, i) => relativeDifference(g, want[i]) || (g.some(Number.isNaN) ? Infinity : 0));
+    const worst = Math.max(...errs);
+    const msg = `rel err per step ${errs.map((e) => e.toExponential(1)).join(' ')}`;
+    if (!(worst <= FP8_BOUND)) throw new Error(`${msg}: ${worst.toExponential(2)} > ${FP8_BOUND}`);
+    return msg;
+  });
+}
+
+// 2b. fp8: fixture models' prompt logits and greedy tokens against transformers (f16 activations).
+const FIXTURES = join(ROOT, 'fixtures/models');
+for (const arch of readdirSync(FIXTURES).filter((x) => statSync(join(FIXTURES, x)).isDirectory())) {
+  await runCase('fp8 fixtures f16', `${arch}: prompt logits (rel ≤ ${FP8_BOUND}) vs transformers; greedy tokens reported`, async () => {
+    const expected = JSON.parse(readFileSync(join(FIXTURES, arch, 'expected.json'), 'utf8'));
+    const f = SafetensorsFile.open(join(FIXTURES, arch, 'expected-logits.safetensors'));
+    const t = f.read('logits');
+    f.close();
+    const vocab = t.shape[1];
+    const engine = await createEngine({ model: join(FIXTURES, arch), backend: makeBackend({ activations: 'f16', kvCacheDtype: 'fp8' }) });
+    try {
+      const r = await engine.generate({ inputIds: expected.input_ids, maxTokens: 16, temperature: 0, ignoreEos: true, promptLogits: true }).result;
+      let worst = 0;
+      r.promptLogits.forEach((row, p) => {
+        worst = Math.max(worst, relativeDifference(row, t.data.subarray(p * vocab, (p + 1) * vocab)) || (row.some(Number.isNaN) ? Infinity : 0));
+      });
+      let same = 0;
+      while (same < r.tokens.length && r.tokens[same] === expected.greedy_tokens[same]) same++;
+      const msg = `rel err ${worst.toExponential(2)}; greedy tokens matching ${same}/${expected.greedy_tokens.length}`;
+      if (!(worst <= FP8_BOUND)) throw new Error(`${msg}: over ${FP8_BOUND}`);
+      return msg;
+    } finally {
+      await engine.close();
+    }
+  });
+}
+
+const count = (s) => results.cases.filter((c) => c.status === s).length;
+log('');
+log(`== fp8 / variants check: ${count('PASS')} passed, ${count('FAIL')} failed, ${count('SKIP')} skipped, ${elapsed().toFixed(0)} s`);
+for (const c of results.cases.filter((c) => c.status === 'FAIL')) log(`FAIL [${c.group}] ${c.name}: ${c.detail}`);
+save();
+process.exit(count('FAIL') ? 1 : 0);
