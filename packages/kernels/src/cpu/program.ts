@@ -3,6 +3,7 @@
 // it is big enough to repay waking the other threads; collectives go through the communicator. With a
 // weight stream, each group is acquired and copied into its slot around the nodes (stream-run.ts).
 import { BackendError, type Program, type StepBatch } from '@zinfer/core';
+import { argmaxRows } from './argmax-rows.js';
 import { validateBatch } from '../reference/batch.js';
 import type { KvCache } from '../reference/kv-cache.js';
 import type { CompiledGraph, CpuMemory } from './compile.js';
@@ -48,6 +49,16 @@ export class CpuProgram implements Program {
   }
 
   async run(batch: StepBatch): Promise<Float32Array> {
+    return this.execute(batch, (f32, at, count) => f32.slice(at, at + count));
+  }
+
+  /** Greedy rows (the engine asks when every row of a step is): token ids, no [rows, vocab] copy. */
+  async runArgmax(batch: StepBatch): Promise<Int32Array> {
+    return this.execute(batch, (f32, at, count, width) => argmaxRows(f32, at, count / width, width));
+  }
+
+  /** Runs the step; `read` takes the output in place: float index `at`, `count` floats, rows of `width`. */
+  private async execute<T>(batch: StepBatch, read: (f32: Float32Array, at: number, count: number, width: number) => T): Promise<T> {
     const state = this.state;
     if (!state) throw new BackendError('cpu program was disposed; compile the graph again to run it');
     if (this.running) throw new BackendError('cpu program is already running a step; await the previous run() first');
@@ -79,7 +90,7 @@ export class CpuProgram implements Program {
       }
       const out = c.graph.values[c.graph.output];
       const p = step.at[c.graph.output] >>> 2;
-      return c.heap.f32.slice(p, p + (out.rows === 'selected' ? selected : rows) * out.width);
+      return read(c.heap.f32, p, (out.rows === 'selected' ? selected : rows) * out.width, out.width);
     } finally {
       this.running = false;
     }
