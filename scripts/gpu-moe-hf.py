@@ -37,6 +37,9 @@ def build(a, torch):
     else:
         max_memory = get_balanced_memory(model, dtype=dtype, low_zero=False, no_split_module_classes=no_split)
         device_map = infer_auto_device_map(model, max_memory=max_memory, no_split_module_classes=no_split, dtype=dtype)
+        off = sorted({m for m, d in device_map.items() if d in ('cpu', 'disk')})
+        if off:
+            raise SystemExit(f'the model does not fit the visible GPUs: device_map="auto" puts {", ".join(off[:4])} off them')
     t0 = time.time()
     torch.manual_seed(0)
     layer0 = {}
@@ -103,7 +106,8 @@ def main():
         sync()
         return time.perf_counter() - t, out[0, a.prompt:].tolist()
 
-    generate(4)  # warm-up
+    generate(4)  # warm-up (kernels, allocator)
+    generate(4)
     one = sorted(generate(1)[0] for _ in range(3))[1]
     runs = [generate(a.new_tokens + 1) for _ in range(3)]
     full = sorted(r[0] for r in runs)[1]
