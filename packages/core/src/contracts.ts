@@ -236,6 +236,24 @@ export interface DeviceCollectives {
    * rank r, in rank order; zero counts move nothing. One grouped exchange (NCCL: grouped send/recv).
    */
   allToAll?(send: bigint, recv: bigint, sendCounts: readonly number[], recvCounts: readonly number[], dtype: FloatDType, stream: bigint): void;
+  /**
+   * Optional: set when the group's ranks are threads of one process (one address space), so a backend may
+   * share device memory between them (a peer-memory all-reduce for small messages over NVLink).
+   */
+  readonly peers?: PeerGroup;
+}
+
+/** The ranks of a device group that share one process, and a host exchange of addresses between them. */
+export interface PeerGroup {
+  /** This rank's index in the group. */
+  readonly rank: number;
+  /** The device ordinal of every rank, in rank order. */
+  readonly devices: readonly number[];
+  /**
+   * Every rank's `values` (unsigned 64-bit, e.g. device pointers), in rank order. A blocking collective:
+   * every rank calls it with as many values, in the same order as the group's other collectives.
+   */
+  exchange(values: readonly bigint[]): Promise<bigint[][]>;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -310,6 +328,8 @@ export interface StreamShard {
 export interface WeightOffload {
   readonly name: string;
   readonly contractVersion: number;
+  /** How to make this offload again in a worker thread (data-parallel worker ranks place on their own). */
+  readonly factory?: BackendFactory;
   /**
    * Decides, at layer granularity, which weights stay resident on the device (up to its byte budget) and
    * which stream from the host or disk tier; fills the tiers. `weights` then serves the resident ones.

@@ -4,6 +4,7 @@
 // out of place (x → out); allGather lands [ranks, rows, width] and is interleaved into [rows, ranks·width]
 // (one row needs no interleave); send passes x on and copies it to its output value; recv fills its value.
 import { BackendError, COLLECTIVE_KINDS, type CompileOptions, type DeviceCollectives, type FloatDType, type Graph, type OpNode, type ValueId } from '@zinfer/core';
+import type { PeerAllReduce } from './peer-allreduce.js';
 import { launchMoeExchange } from './moe-exchange-launch.js';
 import { dtypeBytes, type StepContext } from './step-context.js';
 
@@ -14,6 +15,8 @@ export interface ProgramCollectives {
   pipeline: DeviceCollectives | null;
   /** This rank's index in the tensor group (the MoE all-to-all's layout). */
   rank?: number;
+  /** The tensor group's peer-memory all-reduce (small messages), set up at compile; else NCCL only. */
+  peer?: PeerAllReduce | null;
 }
 
 type CommunicationNode = OpNode<'allReduce' | 'allGather' | 'send' | 'recv' | 'moeDispatch' | 'moeCombine'>;
@@ -64,6 +67,7 @@ export function launchCollective(ctx: StepContext, node: CommunicationNode): voi
     case 'allReduce': {
       const c = group(ctx, 'tensor', node);
       const x = ctx.value(node.inputs.x);
+      if (ctx.collectives.peer?.fits(n, dtype)) return ctx.collectives.peer.launch(ctx.gpu, out, x, n, dtype);
       ctx.gpu.external(`allReduce of ${n} ${dtype}`, [range(x, n), range(out, n)], (stream) => c.allReduce(x, out, n, dtype, stream));
       return;
     }

@@ -65,9 +65,15 @@ export interface DriverApi {
   /** Returns a pool's cached free memory to the device when a program is disposed (optional: fake drivers). */
   cuMemPoolTrimTo?: (pool: Ptr, minBytesToKeep: number) => number;
   cuMemHostAlloc?: (pp: Out<Ptr | null>, bytes: number, flags: number) => number;
+  /** Peer-memory all-reduce (peer-memory.ts): optional so a driver without them falls back to NCCL. */
+  cuDeviceCanAccessPeer?: (can: Out<number>, device: number, peer: number) => number;
+  cuCtxEnablePeerAccess?: (peerCtx: Ptr, flags: number) => number;
+  cuMemAlloc_v2?: (dptr: Out<number | bigint>, bytes: number) => number;
+  cuMemFree_v2?: (dptr: Ptr) => number;
 }
 
-type Required_ = Exclude<keyof DriverApi, 'cuFuncGetParamInfo' | 'cuEventElapsedTime' | 'cuLaunchKernelEx' | 'cuStreamWaitEvent' | 'cuEventQuery' | 'cuMemHostAlloc' | 'cuMemPoolTrimTo'>;
+type Required_ = Exclude<keyof DriverApi, 'cuFuncGetParamInfo' | 'cuEventElapsedTime' | 'cuLaunchKernelEx' | 'cuStreamWaitEvent' | 'cuEventQuery' | 'cuMemHostAlloc' | 'cuMemPoolTrimTo' | PeerCall>;
+type PeerCall = 'cuDeviceCanAccessPeer' | 'cuCtxEnablePeerAccess' | 'cuMemAlloc_v2' | 'cuMemFree_v2';
 
 export const DRIVER_PROTOTYPES: Record<Required_, string> = {
   cuInit: 'int cuInit(unsigned int flags)',
@@ -126,6 +132,10 @@ export const OPTIONAL_DRIVER_PROTOTYPES = {
   cuEventQuery: 'int cuEventQuery(void *event)',
   cuMemPoolTrimTo: 'int cuMemPoolTrimTo(void *pool, size_t minBytesToKeep)',
   cuMemHostAlloc: 'int cuMemHostAlloc(_Out_ void **pp, size_t bytes, unsigned int flags)',
+  cuDeviceCanAccessPeer: 'int cuDeviceCanAccessPeer(_Out_ int *canAccessPeer, int dev, int peerDev)',
+  cuCtxEnablePeerAccess: 'int cuCtxEnablePeerAccess(void *peerContext, unsigned int flags)',
+  cuMemAlloc_v2: 'int cuMemAlloc_v2(_Out_ uint64_t *dptr, size_t bytes)',
+  cuMemFree_v2: 'int cuMemFree_v2(uint64_t dptr)',
 } as const;
 
 // Enum values from cuda.h (CUDA 13.0).
@@ -149,6 +159,8 @@ export const CU = {
   MEMHOSTALLOC_PORTABLE: 1,
   /** cuEventQuery: work before the event has not finished yet. */
   ERROR_NOT_READY: 600,
+  /** cuCtxEnablePeerAccess: this context already maps the peer's memory. */
+  ERROR_PEER_ACCESS_ALREADY_ENABLED: 704,
 } as const;
 
 /** Binds every required driver function (a missing one is an error naming it) and the optional ones that exist. */
@@ -177,5 +189,6 @@ export function bindDriver(lib: LibraryHandle, path: string): DriverApi {
   api.cuEventQuery = optional(OPTIONAL_DRIVER_PROTOTYPES.cuEventQuery);
   api.cuMemPoolTrimTo = optional(OPTIONAL_DRIVER_PROTOTYPES.cuMemPoolTrimTo);
   api.cuMemHostAlloc = optional(OPTIONAL_DRIVER_PROTOTYPES.cuMemHostAlloc);
+  for (const name of ['cuDeviceCanAccessPeer', 'cuCtxEnablePeerAccess', 'cuMemAlloc_v2', 'cuMemFree_v2'] as const) api[name] = optional(OPTIONAL_DRIVER_PROTOTYPES[name]);
   return api as DriverApi; // every required member was set above
 }

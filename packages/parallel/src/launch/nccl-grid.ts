@@ -72,7 +72,7 @@ export function joinNcclGrid(grid: NcclGrid, rank: number): RankComms {
   bindDevice(grid.firstDevice + rank);
   const nccl = Nccl.load();
   const { stage, tensorRank } = placeOf(rank, grid.tensorSize);
-  const join = (id: Uint8Array | null, size: number, at: number, cellIndex: number) => {
+  const join = (id: Uint8Array | null, size: number, at: number, cellIndex: number, devices?: number[]) => {
     if (!id) return undefined;
     const cell = new CommCell(grid.cells, cellIndex);
     const comm = nccl.initRank(size, id, at);
@@ -80,9 +80,11 @@ export function joinNcclGrid(grid: NcclGrid, rank: number): RankComms {
       nccl.api.ncclCommAbort(comm); // the leader gave up on the grid while this rank was joining
       throw new BackendError(`rank ${rank} joined its NCCL group after the launch was abandoned`);
     }
-    return new NcclCommunicator(nccl, cell, at, size);
+    return new NcclCommunicator(nccl, cell, at, size, devices);
   };
-  const communicator = join(grid.tensorIds[stage], grid.tensorSize, tensorRank, 2 * rank);
+  // The tensor group's devices: its ranks are threads of this process, so they may share peer memory.
+  const tensorDevices = Array.from({ length: grid.tensorSize }, (_, t) => grid.firstDevice + stage * grid.tensorSize + t);
+  const communicator = join(grid.tensorIds[stage], grid.tensorSize, tensorRank, 2 * rank, tensorDevices);
   const pipeline = join(grid.pipelineIds[tensorRank], grid.stages, stage, 2 * rank + 1);
   return { communicator, pipeline };
 }

@@ -2,15 +2,16 @@
 // buffers (what the CUDA backend's programs use, also inside captured CUDA graphs); the host methods of
 // Communicator stage Float32Arrays through device memory on a stream of their own and wait, so they block
 // this thread: one rank per thread (worker threads), never several ranks on one.
-import { BackendError, byteSize, type Communicator, type DeviceCollectives, type FloatDType } from '@zinfer/core';
+import { BackendError, byteSize, type Communicator, type DeviceCollectives, type FloatDType, type PeerGroup } from '@zinfer/core';
 import { NCCL_DTYPE, NCCL_OP, type Nccl } from './api.js';
 import type { CommCell } from './comm-cell.js';
 import { StagingBuffers } from './cuda-context.js';
+import { hostPeerGroup } from './peer-group.js';
 
 export class NcclDeviceCollectives implements DeviceCollectives {
   readonly library = 'nccl';
 
-  constructor(private readonly nccl: Nccl, private readonly cell: CommCell, readonly rank: number, readonly size: number) {}
+  constructor(private readonly nccl: Nccl, private readonly cell: CommCell, readonly rank: number, readonly size: number, readonly peers?: PeerGroup) {}
 
   allReduce(send: bigint, recv: bigint, count: number, dtype: FloatDType, stream: bigint, op: 'sum' | 'max' = 'sum'): void {
     const comm = this.comm('allReduce');
@@ -71,8 +72,9 @@ export class NcclCommunicator implements Communicator {
   readonly device: NcclDeviceCollectives;
   private staging: StagingBuffers | null = null;
 
-  constructor(private readonly nccl: Nccl, private readonly cell: CommCell, readonly rank: number, readonly size: number) {
-    this.device = new NcclDeviceCollectives(nccl, cell, rank, size);
+  /** `devices`: every rank's device when the ranks are threads of this process (peer memory may be shared). */
+  constructor(private readonly nccl: Nccl, private readonly cell: CommCell, readonly rank: number, readonly size: number, devices?: readonly number[]) {
+    this.device = new NcclDeviceCollectives(nccl, cell, rank, size, devices && size > 1 ? hostPeerGroup(this, devices) : undefined);
   }
 
   async allReduce(buf: Float32Array, op: 'sum' | 'max' = 'sum'): Promise<void> {

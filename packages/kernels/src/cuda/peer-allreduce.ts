@@ -1,0 +1,140 @@
+// The peer-memory all-reduce (cuda/peer-allreduce.cu) of one tensor-parallel group: set up once per
+// communicator (each rank maps its peers' memory, allocates its registered area, and the areas' addresses
+// are exchanged through the group's PeerGroup), then used by the program's allReduce nodes for messages up
+// to a threshold; larger ones, and every group where a rank cannot map its peers, stay on NCCL.
+//
+// Environment (read at set-up; every rank of a process sees the same, so they all choose alike):
+//   ZINFER_PEER_ALLREDUCE=0|off|nccl   NCCL for everything (the A/B switch of the benches)
+//   ZINFER_PEER_ALLREDUCE_MAX_BYTES    largest message through peer memory (default 512 KiB)
+//   ZINFER_PEER_ALLREDUCE_BUFFER_BYTES bytes of each of the two data halves a rank registers (default 2 MiB)
+//   ZINFER_PEER_ALLREDUCE_BLOCKS       blocks of every launch (default 32, at most 64 and the SM count)
+import { BackendError, ConfigError, type DeviceCollectives, type FloatDType, type PeerGroup } from '@zinfer/core';
+import type { Gpu } from './gpu.js';
+import { dtypeBytes } from './step-context.js';
+
+/** Must match PEER_SIGNAL_BYTES, PEER_MAX_RANKS and PEER_MAX_BLOCKS of peer-allreduce.cu. */
+export const PEER_SIGNAL_BYTES = 4096;
+export const PEER_MAX_RANKS = 8;
+export const PEER_MAX_BLOCKS = 64;
+/** Threads of every launch (the kernel's __launch_bounds__). */
+export const PEER_THREADS = 512;
+
+export interface PeerSettings {
+  enabled: boolean;
+  maxBytes: number;
+  halfBytes: number;
+  blocks: number;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+export function peerSettings(env: Env = process.env): PeerSettings {
+  const int = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return fallback;
+    const v = Number(raw);
+    if (!(Number.isInteger(v) && v >= min && v <= max)) throw new ConfigError(`invalid ${name}`, { field: name, expected: `an integer in [${min}, ${max}]`, found: raw });
+    return v;
+  };
+  const halfBytes = int('ZINFER_PEER_ALLREDUCE_BUFFER_BYTES', 2 ** 21, 16, 2 ** 30);
+  if (halfBytes % 16) throw new ConfigError('invalid ZINFER_PEER_ALLREDUCE_BUFFER_BYTES', { field: 'ZINFER_PEER_ALLREDUCE_BUFFER_BYTES', expected: 'a multiple of 16', found: String(halfBytes) });
+  return {
+    enabled: !['0', 'off', 'nccl'].includes((env.ZINFER_PEER_ALLREDUCE ?? '').toLowerCase()),
+    maxBytes: Math.min(int('ZINFER_PEER_ALLREDUCE_MAX_BYTES', 2 ** 19, 0, 2 ** 30), halfBytes),
+    halfBytes,
+    blocks: int('ZINFER_PEER_ALLREDUCE_BLOCKS', 32, 1, PEER_MAX_BLOCKS),
+  };
+}
+
+/** One rank's handle on its group's registered areas. */
+export class PeerAllReduce {
+  constructor(
+    readonly rank: number,
+    readonly size: number,
+    /** Device array of every rank's area address, in rank order (on this rank's device). */
+    readonly table: bigint,
+    readonly settings: PeerSettings,
+    /** Blocks of every launch: fixed, which the kernel's epoch protocol relies on. */
+    readonly blocks: number,
+  ) {}
+
+  /** Whether `count` elements of `dtype` go through peer memory (else NCCL). */
+  fits(count: number, dtype: FloatDType): boolean {
+    const bytes = count * dtypeBytes(dtype);
+    return count > 0 && bytes <= this.settings.maxBytes && Math.ceil(bytes / 16) * 16 <= this.settings.halfBytes;
+  }
+
+  /** out = Σ over ranks of x, enqueued on the Gpu's stream (capturable: the epochs live on the device). */
+  launch(gpu: Gpu, out: bigint, x: bigint, count: number, dtype: FloatDType): void {
+    if (!this.fits(count, dtype)) throw new BackendError(`peer all-reduce of ${count} ${dtype} exceeds its buffers (callers check fits())`, { expected: `at most ${this.settings.maxBytes} bytes`, found: `${count * dtypeBytes(dtype)} bytes` });
+    gpu.launch(`peer_all_reduce_${dtype}`, { x: this.blocks }, PEER_THREADS, [out, x, this.table, count, this.rank, this.size, this.settings.halfBytes]);
+  }
+}
+
+export interface PeerSetup {
+  /** Null: the group stays on NCCL. */
+  reduce: PeerAllReduce | null;
+  /** Why (for logs and benches). */
+  reason: string;
+}
+
+const setups = new WeakMap<DeviceCollectives, Promise<PeerSetup>>();
+
+/**
+ * The group's peer all-reduce, set up on the first call for these collectives and shared by every later
+ * program of the rank. Every rank of the group must call it (its exchange is a collective) unless none does:
+ * without `peers`, with one rank, more than PEER_MAX_RANKS, or with ZINFER_PEER_ALLREDUCE off.
+ * The registered memory lives as long as the process: a peer may still read it after this rank is done.
+ */
+export function peerAllReduceFor(gpu: Gpu, collectives: DeviceCollectives | null, env: Env = process.env): Promise<PeerSetup> {
+  const peers = collectives?.peers;
+  if (!collectives || !peers) return Promise.resolve({ reduce: null, reason: 'the communicator offers no peer group' });
+  const settings = peerSettings(env);
+  if (!settings.enabled) return Promise.resolve({ reduce: null, reason: 'ZINFER_PEER_ALLREDUCE is off' });
+  const n = peers.devices.length;
+  if (n < 2 || n > PEER_MAX_RANKS) return Promise.resolve({ reduce: null, reason: `${n} ranks (peer memory serves 2..${PEER_MAX_RANKS})` });
+  let setup = setups.get(collectives);
+  if (!setup) {
+    setup = setupPeerAllReduce(gpu, peers, settings);
+    setups.set(collectives, setup);
+  }
+  return setup;
+}
+
+/** Maps the peers, registers this rank's area and exchanges the areas (a collective over the group). */
+export async function setupPeerAllReduce(gpu: Gpu, peers: PeerGroup, settings: PeerSettings): Promise<PeerSetup> {
+  const memory = gpu.peerMemory?.() ?? null;
+  let area = 0n;
+  let why = '';
+  try {
+    if (!memory) why = 'the GPU offers no peer memory';
+    else if (memory.ordinal !== peers.devices[peers.rank]) why = `rank ${peers.rank} runs on device ${memory.ordinal}, its group lists device ${peers.devices[peers.rank]}`;
+    else {
+      const blocked = peers.devices.filter((d) => !memory.canAccess(d));
+      if (blocked.length) why = `device ${memory.ordinal} cannot map device ${blocked.join(', ')}`;
+      else {
+        for (const d of peers.devices) memory.enableAccess(d);
+        area = memory.alloc(PEER_SIGNAL_BYTES + 2 * settings.halfBytes, 'the peer all-reduce area');
+        gpu.fill32(area, 0, PEER_SIGNAL_BYTES / 4); // epochs and flags start at 0; zeroed before any peer knows the address
+        gpu.synchronize();
+      }
+    }
+  } catch (e) {
+    why = (e as Error).message;
+    if (area) memory!.free(area);
+    area = 0n;
+  }
+  const local = Math.min(settings.blocks, gpu.multiprocessors);
+  const all = await peers.exchange([area, BigInt(local)]);
+  const areas = all.map((v) => v[0]); // 0: that rank cannot take part
+  const missing = areas.flatMap((a, r) => (a === 0n ? [r] : []));
+  if (missing.length) {
+    if (area) memory!.free(area);
+    return { reduce: null, reason: why || `rank ${missing.join(', ')} of the group cannot share peer memory` };
+  }
+  const table = memory!.alloc(8 * areas.length, 'the peer all-reduce table');
+  gpu.upload(table, BigUint64Array.from(areas));
+  gpu.synchronize();
+  const blocks = Number(all.reduce((m, v) => (v[1] < m ? v[1] : m), BigInt(local))); // one grid on every rank
+  return { reduce: new PeerAllReduce(peers.rank, areas.length, table, settings, blocks), reason: `peer memory over devices ${peers.devices.join(', ')}` };
+}

@@ -1,0 +1,216 @@
+// The peer-memory all-reduce's host side without a GPU: ranks of one thread compile a tensor-parallel
+// graph on recording Gpus whose peer memory is the Gpu's own allocator. Checked: the set-up (peer access to
+// every peer, one registered area a rank, the addresses exchanged once per communicator), the launches
+// (the peer kernel on the program stream with the exchanged table, in the activation dtype), CUDA graph
+// capture and replay, and the fallbacks to NCCL: above the size threshold, when a rank cannot map a peer or
+// its Gpu has no peer memory, and when ZINFER_PEER_ALLREDUCE is off.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { ConfigError, GraphBuilder, Rng, type Communicator, type DeviceCollectives, type Graph, type HostTensor, type PeerGroup } from '@zinfer/core';
+import { memoryWeights, randomTensor, stepBatch, weightInfos } from '@zinfer/core/testing';
+import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
+import { PEER_SIGNAL_BYTES, PEER_THREADS, peerSettings } from '../src/cuda/peer-allreduce.js';
+import { RecordingPeerMemory } from '../src/cuda/peer-memory.js';
+import { RecordingGpu } from '../src/cuda/recording-gpu.js';
+
+const SETTINGS: CompileSettings = {
+  activations: 'auto', cublas: true, attentionChunk: null, poison: true, graphs: true, maxGraphRows: 8, flash: true, fusion: { linear: true, rope: true },
+};
+const [VOCAB, HIDDEN] = [32, 64];
+const KV = { numBlocks: 4, blockSize: 4 };
+const HALF = 2 ** 21; // the default data half
+
+/** embedding → attention (decode steps replay as CUDA graphs) → row-parallel out projection → all-reduce → LM head. */
+function rankGraph(): { graph: Graph; tensors: Map<string, HostTensor> } {
+  const rng = Rng.fromSeed(5);
+  const t = new Map<string, HostTensor>([
+    ['embed', randomTensor(rng, 'f16', [VOCAB, HIDDEN], 0.1)],
+    ['q', randomTensor(rng, 'f16', [16, HIDDEN], 0.1)],
+    ['k', randomTensor(rng, 'f16', [8, HIDDEN], 0.1)],
+    ['v', randomTensor(rng, 'f16', [8, HIDDEN], 0.1)],
+    ['o', randomTensor(rng, 'f16', [HIDDEN, 16], 0.1)],
+    ['head', randomTensor(rng, 'f16', [VOCAB, HIDDEN], 0.1)],
+  ]);
+  const b = new GraphBuilder(weightInfos(t), { layers: 1, kvHeads: 1, headDim: 8 });
+  const x = b.embedding(b.inputs.tokenIds, 'embed');
+  const a = b.attention(b.linear(x, 'q'), b.linear(x, 'k'), b.linear(x, 'v'), { layer: 0, heads: 2, kvHeads: 1, headDim: 8, scale: 0.35, slidingWindow: null });
+  const y = b.allReduce(b.linear(a, 'o'));
+  return { graph: b.build(b.linear(b.gatherRows(y), 'head')), tensors: t };
+}
+
+/** A PeerGroup per rank whose exchange completes when every rank of the round has called it. */
+function localPeers(devices: number[]): { groups: PeerGroup[]; rounds: bigint[][][] } {
+  const rounds: bigint[][][] = [];
+  let pending: { values: bigint[][]; waiters: ((all: bigint[][]) => void)[]; arrived: number } | null = null;
+  const groups = devices.map((_d, rank): PeerGroup => ({
+    rank,
+    devices,
+    exchange: (values) => new Promise((resolve) => {
+      pending ??= { values: [], waiters: [], arrived: 0 };
+      const round = pending;
+      round.values[rank] = [...values];
+      round.waiters.push(resolve);
+      if (++round.arrived === devices.length) {
+        pending = null;
+        rounds.push(round.values);
+        for (const w of round.waiters) w(round.values);
+      }
+    }),
+  }));
+  return { groups, rounds };
+}
+
+function collectives(calls: string[], peers?: PeerGroup): DeviceCollectives {
+  const nccl = (op: string) => () => void calls.push(op);
+  return { library: 'fake', allReduce: nccl('allReduce'), allGather: nccl('allGather'), send: nccl('send'), recv: nccl('recv'), ...(peers ? { peers } : {}) };
+}
+
+function communicator(rank: number, size: number, device: DeviceCollectives): Communicator {
+  const host = () => Promise.reject(new Error('host collectives are not used by the cuda backend'));
+  return { rank, size, allReduce: host, allGather: host, allToAll: host, send: host, recv: host, close: async () => {}, device };
+}
+
+interface Rank {
+  gpu: RecordingGpu;
+  memory: RecordingPeerMemory | null;
+  calls: string[];
+  comm: Communicator;
+}
+
+/** Ranks on devices `devices`; `opts.unreachable[r]`: devices rank r cannot map; `opts.noPeerMemory`: ranks without. */
+function ranks(devices: number[], opts: { unreachable?: number[][]; noPeerMemory?: number[] } = {}): { ranks: Rank[]; rounds: bigint[][][] } {
+  const { groups, rounds } = localPeers(devices);
+  return {
+    rounds,
+    ranks: devices.map((d, r) => {
+      const gpu = new RecordingGpu();
+      const memory = opts.noPeerMemory?.includes(r) ? null : new RecordingPeerMemory(gpu, d, opts.unreachable?.[r] ?? []);
+      if (memory) Object.assign(gpu, { peerMemory: () => memory });
+      const calls: string[] = [];
+      return { gpu, memory, calls, comm: communicator(r, devices.length, collectives(calls, groups[r])) };
+    }),
+  };
+}
+
+const compileAll = (rs: Rank[]) => {
+  const { graph, tensors } = rankGraph();
+  return Promise.all(rs.map((r) => compileProgram(r.gpu, graph, memoryWeights(tensors), { kvCache: KV, communicator: r.comm }, SETTINGS)));
+};
+const prompt = () => stepBatch([{ tokens: [1, 7, 30], cached: 0, blocks: [0, 1] }], KV.blockSize, 'all');
+const decode = (t: number) => stepBatch([{ tokens: [t], cached: 3 + t, blocks: [0, 1] }], KV.blockSize, 'last');
+const peerLaunches = (gpu: RecordingGpu, from = 0) => gpu.launches.slice(from).filter((l) => l.kernel.startsWith('peer_all_reduce_'));
+
+async function withEnv<T>(env: Record<string, string>, body: () => Promise<T>): Promise<T> {
+  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, env);
+  try {
+    return await body();
+  } finally {
+    for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+  }
+}
+
+test('set-up: every rank maps every peer, registers one area and the areas are exchanged once per communicator', async () => {
+  const { ranks: rs, rounds } = ranks([2, 3, 5]);
+  const programs = await compileAll(rs);
+  assert.is(rounds.length, 1, 'one exchange');
+  const areas = rounds[0].map((v) => v[0]);
+  rs.forEach((r, i) => {
+    assert.equal(r.memory!.enabled, [2, 3, 5].filter((d) => d !== [2, 3, 5][i]), `rank ${i} maps its peers`);
+    assert.is(r.memory!.allocations[0], areas[i], 'the area exchanged is the one registered');
+    assert.is(r.gpu.live.get(areas[i]), PEER_SIGNAL_BYTES + 2 * HALF, 'signals and two data halves');
+  });
+  assert.equal(rounds[0].map((v) => v[1]), [32n, 32n, 32n], 'every rank offers its launch grid');
+  const again = await compileAll(rs); // a second program on the same communicators: no new set-up
+  assert.is(rounds.length, 1);
+  assert.is(rs[0].memory!.allocations.length, 2, 'area and table, once');
+  for (const p of [...programs, ...again]) await p.dispose();
+});
+
+test('small all-reduces launch the peer kernel on the stream (no NCCL), in the activation dtype, with the table', async () => {
+  const { ranks: rs } = ranks([0, 1]);
+  const programs = await compileAll(rs);
+  await Promise.all(programs.map((p) => p.run(prompt())));
+  rs.forEach((r, i) => {
+    assert.equal(r.calls, [], 'NCCL not called');
+    const [l] = peerLaunches(r.gpu);
+    assert.is(l.kernel, 'peer_all_reduce_f16');
+    assert.equal([l.grid.x, l.block], [32, PEER_THREADS]);
+    assert.equal(l.args.slice(2), [r.memory!.allocations[1], 3 * HIDDEN, i, 2, HALF], 'table, count, rank, ranks, half bytes');
+    assert.ok(l.args[0] !== l.args[1], 'out of place');
+  });
+  for (const p of programs) await p.dispose();
+});
+
+test('decode steps: the peer launches are captured in the CUDA graph and replayed', async () => {
+  const { ranks: rs } = ranks([0, 1]);
+  const programs = await compileAll(rs);
+  await Promise.all(programs.map((p) => p.run(prompt())));
+  for (let t = 0; t < 4; t++) {
+    const from = rs.map((r) => r.gpu.launches.length);
+    await Promise.all(programs.map((p) => p.run(decode(t))));
+    rs.forEach((r, i) => {
+      const ls = peerLaunches(r.gpu, from[i]);
+      assert.is(ls.length, 1, `step ${t}`);
+      assert.is(!!ls[0].replay, t >= 1, `step ${t}: ${t >= 1 ? 'replayed' : 'eager'}`);
+      assert.is(ls[0].args[3], HIDDEN);
+    });
+  }
+  assert.is(programs[0].stats.graphCaptures, 1);
+  assert.equal(rs[1].calls, []);
+  for (const p of programs) await p.dispose();
+});
+
+test('messages above ZINFER_PEER_ALLREDUCE_MAX_BYTES go to NCCL, smaller ones through peer memory', async () => {
+  await withEnv({ ZINFER_PEER_ALLREDUCE_MAX_BYTES: String(2 * HIDDEN * 2) }, async () => {
+    const { ranks: rs } = ranks([0, 1]);
+    const programs = await compileAll(rs);
+    await Promise.all(programs.map((p) => p.run(prompt()))); // 3 rows: over
+    assert.equal(rs[0].calls, ['allReduce']);
+    assert.is(peerLaunches(rs[0].gpu).length, 0);
+    await Promise.all(programs.map((p) => p.run(decode(0)))); // 1 row: under
+    assert.equal(rs[0].calls, ['allReduce']);
+    assert.is(peerLaunches(rs[0].gpu).length, 1);
+    for (const p of programs) await p.dispose();
+  });
+});
+
+test('a rank that cannot map a peer, or has no peer memory: every rank stays on NCCL and frees its area', async () => {
+  for (const opts of [{ unreachable: [[], [0]] }, { noPeerMemory: [1] }]) {
+    const { ranks: rs, rounds } = ranks([0, 1], opts);
+    const programs = await compileAll(rs);
+    assert.is(rounds.length, 1, 'the rank that cannot still takes part in the exchange');
+    assert.is(rounds[0][1][0], 0n, 'it offers no area');
+    assert.equal(rs[0].memory!.allocations, [], 'rank 0 freed its area');
+    await Promise.all(programs.map((p) => p.run(prompt())));
+    for (const r of rs) {
+      assert.equal(r.calls, ['allReduce'], JSON.stringify(opts));
+      assert.is(peerLaunches(r.gpu).length, 0);
+    }
+    for (const p of programs) await p.dispose();
+    assert.is(rs[0].gpu.live.size, 0);
+  }
+});
+
+test('ZINFER_PEER_ALLREDUCE=0: no set-up at all, NCCL; invalid settings name their variable', async () => {
+  await withEnv({ ZINFER_PEER_ALLREDUCE: '0' }, async () => {
+    const { ranks: rs, rounds } = ranks([0, 1]);
+    const programs = await compileAll(rs);
+    assert.is(rounds.length, 0);
+    await Promise.all(programs.map((p) => p.run(prompt())));
+    assert.equal(rs[0].calls, ['allReduce']);
+    for (const p of programs) await p.dispose();
+  });
+  for (const [name, value] of [['ZINFER_PEER_ALLREDUCE_BLOCKS', '65'], ['ZINFER_PEER_ALLREDUCE_BUFFER_BYTES', '100'], ['ZINFER_PEER_ALLREDUCE_MAX_BYTES', 'x']]) {
+    try {
+      peerSettings({ [name]: value });
+      assert.unreachable(name);
+    } catch (e) {
+      assert.instance(e, ConfigError);
+      assert.is((e as ConfigError).info.field, name);
+    }
+  }
+  assert.equal(peerSettings({ ZINFER_PEER_ALLREDUCE_MAX_BYTES: String(2 ** 24) }).maxBytes, HALF, 'never more than a half holds');
+});
+
+test.run();

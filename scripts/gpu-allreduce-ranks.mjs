@@ -1,0 +1,107 @@
+// The rank devices of scripts/gpu-allreduce-check.mjs: the same small interface on a CUDA GPU (a program
+// stream, the peer all-reduce of @zinfer/kernels/cuda and NCCL through @zinfer/parallel's communicator)
+// and simulated (shared-memory sums over host arrays, to run the check's control flow without a GPU).
+// alloc(n, dtype, values?) → handle (unset elements are NaN); allReduce(path 'peer' | 'nccl', out, x, n,
+// dtype) inside capture(fn) → graph; replay(graph, times) waits for the replays; read(handle, n, dtype) →
+// Float32Array; release(graph | null, handles).
+
+const bytesOf = (dtype) => (dtype === 'f32' ? 4 : 2);
+const NAN_WORD = 0x7fc07fc0; // NaN as one f32 or as two f16 / bf16
+
+export async function cudaRank(rank, grid, settings) {
+  const par = await import('@zinfer/parallel');
+  const cuda = await import('@zinfer/kernels/cuda');
+  const core = await import('@zinfer/core');
+  const { communicator: tp } = par.joinNcclGrid(grid, rank);
+  const gpu = new cuda.CudaStream(cuda.CudaDevice.open(grid.firstDevice + rank), { cacheDir: '/tmp/zinfer-cuda-cache' });
+  gpu.loadKernels();
+  const setup = tp.device.peers ? await cuda.setupPeerAllReduce(gpu, tp.device.peers, settings) : { reduce: null, reason: 'the communicator has no peer group' };
+  const reduce = setup.reduce;
+  return {
+    rank,
+    peer: !!reduce,
+    reason: setup.reason,
+    alloc(n, dtype, values) {
+      const words = Math.ceil((n * bytesOf(dtype)) / 4);
+      const p = gpu.alloc(words * 4, 'all-reduce check');
+      gpu.fill32(p, NAN_WORD, words);
+      if (values) gpu.upload(p, core.fromF32(dtype, values));
+      return p;
+    },
+    allReduce(path, out, x, n, dtype) {
+      if (path === 'peer') reduce.launch(gpu, out, x, n, dtype);
+      else gpu.external(`NCCL all-reduce of ${n} ${dtype}`, [], (stream) => tp.device.allReduce(x, out, n, dtype, stream));
+    },
+    capture(fn) {
+      gpu.beginCapture();
+      try {
+        fn();
+      } catch (e) {
+        try {
+          gpu.endCapture();
+        } catch {
+          // the capture is over either way; the first error is the news
+        }
+        throw e;
+      }
+      return gpu.endCapture();
+    },
+    replay(graph, times) {
+      for (let i = 0; i < times; i++) gpu.launchGraph(graph);
+      gpu.synchronize();
+    },
+    read(p, n, dtype) {
+      const raw = dtype === 'f32' ? new Float32Array(n) : new Uint16Array(n);
+      gpu.download(raw, p);
+      return core.toF32(dtype, raw);
+    },
+    release(graph, ptrs) {
+      if (graph) gpu.destroyGraph(graph);
+      for (const p of ptrs) gpu.free(p);
+    },
+  };
+}
+
+export async function simRank(rank, size, shm) {
+  const par = await import('@zinfer/parallel');
+  const core = await import('@zinfer/core');
+  const comm = par.shmCommunicator(shm, rank);
+  const mem = new Map();
+  let next = 1n;
+  let capturing = null;
+  const run = async ({ out, x, n, dtype }) => {
+    const v = core.toF32(dtype, mem.get(x)).slice(0, n);
+    await comm.allReduce(v); // f32 sums in rank order, as the kernel does
+    mem.set(out, core.fromF32(dtype, v));
+  };
+  return {
+    rank,
+    peer: true,
+    reason: `simulated, ${size} ranks`,
+    alloc(n, dtype, values) {
+      const p = next++;
+      mem.set(p, core.fromF32(dtype, values ?? new Float32Array(n).fill(NaN)));
+      return p;
+    },
+    allReduce(path, out, x, n, dtype) {
+      if (!capturing) throw new Error('the simulated device runs all-reduces only inside a captured graph');
+      capturing.push({ path, out, x, n, dtype });
+    },
+    capture(fn) {
+      capturing = [];
+      fn();
+      const g = capturing;
+      capturing = null;
+      return g;
+    },
+    async replay(graph, times) {
+      for (let i = 0; i < times; i++) for (const op of graph) await run(op);
+    },
+    read(p, n, dtype) {
+      return core.toF32(dtype, mem.get(p)).slice(0, n);
+    },
+    release(_graph, ptrs) {
+      for (const p of ptrs) mem.delete(p);
+    },
+  };
+}
