@@ -29,6 +29,9 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = process.env.OUT || join(tmpdir(), 'zinfer-gpu-bench');
 const WORK = process.env.ZINFER_BENCH_DIR || '/tmp/zinfer-bench';
 const BUDGET_S = Number(process.env.ZINFER_BENCH_BUDGET_S || 500); // leave room in a 9-minute call
+// ZINFER_BENCH_SKIP=peer,prefill skips the steps whose names contain any of these words (a run
+// that only needs some numbers; the peer's numbers from the last run stay valid for the same card).
+const SKIP = (process.env.ZINFER_BENCH_SKIP || '').split(',').map((w) => w.trim()).filter(Boolean);
 const T0 = performance.now();
 const elapsed = () => (performance.now() - T0) / 1000;
 mkdirSync(OUT, { recursive: true });
@@ -94,6 +97,10 @@ const result = {
   program_decode_bs1_ms_by_gemv: null, program_decode_bs1_argmax_ms_by_gemv: null, program_decode_bs1_pdl_ms_by_gemv: null,
   program_gpt2_124m_decode_bs1_ms_by_gemv: null, gemv_variants_same_ids: null,
   decode_bs64_attention_gb_per_s: null,
+  // The opt-in fp8 (e4m3) KV cache (cudaBackend kvCacheDtype 'fp8'): the same batch-64 decode, its floor
+  // (K/V bytes halved), the graphed 64-row step per decode attention variant, and the cache's blocks.
+  decode_bs64_fp8_tokens_per_s: null, decode_bs64_fp8_step_ms: null, decode_bs64_fp8_floor_tokens_per_s: null,
+  program_decode_bs64_fp8_ms_by_attention: null, kv_cache_blocks_f16_20gib: null, kv_cache_blocks_fp8_10gib: null,
   profile_bs1: null, profile_bs64: null, profile_gpt2_124m_bs1: null,
 };
 const detail = { result, steps: {}, errors: {}, microbench: null, dirty, node: process.version };
@@ -104,6 +111,12 @@ const save = () => {
 
 /** Runs one step; a failure is logged with the step's name and recorded, and the bench goes on. */
 async function step(name, fn, { minSeconds = 0 } = {}) {
+  if (SKIP.some((w) => name.includes(w))) {
+    detail.errors[name] = `skipped: ZINFER_BENCH_SKIP=${SKIP.join(',')}`;
+    log(`SKIP [${name}] (ZINFER_BENCH_SKIP)`);
+    save();
+    return null;
+  }
   if (BUDGET_S - elapsed() < minSeconds) {
     detail.errors[name] = `skipped: ${(BUDGET_S - elapsed()).toFixed(0)} s of the budget left, the step needs ~${minSeconds} s`;
     log(`SKIP [${name}] ${detail.errors[name]}`);
@@ -269,6 +282,7 @@ await step('load the 7B model (createEngine, f16)', async () => {
     model: LLAMA, backend: llamaBackend, autoStep: false,
     limits: { kvCacheBytes: 20 * 2 ** 30, maxSequences: 64, maxBatchTokens: 4096, maxContext: 2560 },
   });
+  result.kv_cache_blocks_f16_20gib = engine.kvBlocks.total;
   return { loadSeconds: (performance.now() - t) / 1000, kvBlocks: engine.kvBlocks.total };
 }, { minSeconds: 60 });
 if (engine) {
@@ -433,6 +447,36 @@ await step('decode batch 1 with programmatic dependent launch', async () => {
   }
 }, { minSeconds: 90 });
 
+// The opt-in fp8 KV cache: batch-64 decode at 512-token contexts, as above (the accuracy: gpu-fp8-check).
+await step('decode batch 64 with the fp8 KV cache, 512-token prompts', async () => {
+  const be = cudaBackend({ ...backendOpts, kvCacheDtype: 'fp8' });
+  const e = await createEngine({ model: LLAMA, backend: be, autoStep: false, limits: { kvCacheBytes: 10 * 2 ** 30, maxSequences: 64, maxBatchTokens: 4096, maxContext: 2560 } });
+  try {
+    const gens = Array.from({ length: 64 }, (_, i) => e.generate({ inputIds: promptIds(512, 32000, 1000 + i), maxTokens: 48, temperature: 0, ignoreEos: true }));
+    const times = await stepTimes(e, { steps: 30, skip: 3, keep: (r) => r.tokens === 64 && r.sequences === 64 });
+    for (const g of gens) await settle(e, g);
+    if (times.length < 5) throw new Error(`only ${times.length} steps decoded all 64 sequences`);
+    const ms = median(times);
+    result.decode_bs64_fp8_step_ms = round(ms, 3);
+    result.decode_bs64_fp8_tokens_per_s = round((64 / ms) * 1000, 0);
+    if (result.device_read_gb_per_s && result.weight_bytes) {
+      const floorMs = (result.weight_bytes + 64 * 536 * 32 * 4096 * 2) / (result.device_read_gb_per_s * 1e6); // K and V, one byte each
+      result.decode_bs64_fp8_floor_tokens_per_s = round((64 / floorMs) * 1000, 0);
+    }
+    result.kv_cache_blocks_fp8_10gib = e.kvBlocks.total; // kvBytesPerBlock halved: as many blocks in half the bytes
+    const program = be.programs[be.programs.length - 1];
+    const r = await decodeByVariant({
+      program, variants: DECODE_ATTENTION_VARIANTS, setVariant: setDecodeAttentionVariant,
+      time: (argmax) => programDecode(program, { rows: 64, context: 520, vocab: 32000, argmax, steps: 16 }),
+      ids: () => program.runArgmax(decodeBatch(stepBatch, { rows: 64, context: 520, vocab: 32000, t: 3 })),
+    }).finally(() => setDecodeAttentionVariant(DEFAULT_ATTENTION));
+    result.program_decode_bs64_fp8_ms_by_attention = r.ms;
+    return { kvBlocks: e.kvBlocks.total, stepsTimed: times.length, sameIdsAcrossAttentionVariants: r.sameIds, program: programStats(be) };
+  } finally {
+    await e.close();
+  }
+}, { minSeconds: 90 });
+
 // Ratios against the limits and the peer, all from this run.
 const ratio = (a, b, d = 3) => (a !== null && b !== null && b !== 0 ? round(a / b, d) : null);
 result.decode_bs1_over_roofline = ratio(result.decode_bs1_ms_per_token, result.roofline_bs1_ms_per_token);
@@ -466,6 +510,7 @@ row('program_decode_bs1_ms_by_gemv', JSON.stringify(result.program_decode_bs1_ms
 row('program_decode_bs1_pdl_ms_by_gemv', JSON.stringify(result.program_decode_bs1_pdl_ms_by_gemv), 'the same with PDL');
 row('program_gpt2_124m_decode_bs1_ms_by_gemv', JSON.stringify(result.program_gpt2_124m_decode_bs1_ms_by_gemv), '');
 row('decode_bs64_attention_gb_per_s', JSON.stringify(result.decode_bs64_attention_gb_per_s), 'decode attention K/V bytes over its µs (one eager 64-row step), per variant');
+row('decode_bs64_fp8_tokens_per_s', result.decode_bs64_fp8_tokens_per_s, `opt-in fp8 KV cache (floor ${result.decode_bs64_fp8_floor_tokens_per_s ?? '?'}; step ${result.decode_bs64_fp8_step_ms ?? '?'} ms; graphed by attention variant ${JSON.stringify(result.program_decode_bs64_fp8_ms_by_attention)})`);
 row('program_decode_bs64_ms_by_attention', JSON.stringify(result.program_decode_bs64_ms_by_attention), `graphed 64-row step per decode attention variant; same ids: ${result.attention_variants_same_ids}`);
 row('program_gpt2_124m_decode_bs1_ms (argmax)', `${result.program_gpt2_124m_decode_bs1_ms ?? '?'} (${result.program_gpt2_124m_decode_bs1_argmax_ms ?? '?'})`, '');
 row('hf_decode_bs1_ms_per_token', result.hf_decode_bs1_ms_per_token, `target ≥ 12 × ours (${result.hf_over_zinfer_bs1 ?? '?'}×); greedy tokens matching: ${result.greedy_bs1_tokens_matching_hf ?? '?'}/64`);
