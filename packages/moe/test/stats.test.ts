@@ -55,11 +55,16 @@ test('engine.expertLoad equals a hand count of the routers on the fixture prompt
   for (const l of load!) assert.is(l.reduce((a, b) => a + b, 0), fed.length * 2, 'each routed row counts once per expert of its top 2');
 });
 
-test('inline and worker-thread expert-parallel ranks report the same counts as one device', async () => {
+test('inline and worker-thread expert-parallel ranks (sliced, all-to-all, replicated too) report the same counts as one device', async () => {
   const plain = await withEngine(undefined, async (e) => (await generate(e), (await e.expertLoad!())!.map((l) => [...l])));
   for (const ranks of ['inline', 'workers'] as const) {
     const load = await withEngine(expertParallel({ size: 2, placement: contiguousPlacement(), ranks }), async (e) => (await generate(e), await e.expertLoad!()));
     assert.equal(load!.map((l) => [...l]), plain, ranks);
+  }
+  // Expert slicing and all-to-all dispatch: rank 0 still routes every token of the step.
+  for (const opts of [{ size: 4, tensor: 2 }, { size: 2, dispatch: 'all-to-all' as const }, { size: 4, dense: 'replicated' as const }]) {
+    const load = await withEngine(expertParallel({ ...opts, placement: contiguousPlacement(), ranks: 'inline' }), async (e) => (await generate(e), await e.expertLoad!()));
+    assert.equal(load!.map((l) => [...l]), plain, JSON.stringify(opts));
   }
 });
 
