@@ -24,6 +24,11 @@ export interface SyntheticWeightsSpec {
   dtype: FloatDType;
   /** Standard deviation of the values around their centre (default 0.02, transformers' initializer_range). */
   std: number;
+  /**
+   * Benchmarks only: every decoder layer serves layer 0's values (generated once, then reused), since at
+   * ~0.3 GB/s a core generation is most of a large model's load time and values do not change timings.
+   */
+  repeatLayer0?: boolean;
 }
 
 /** Reads and checks `zinfer-synthetic.json`; null when the directory has none. */
@@ -39,19 +44,20 @@ export function readSyntheticSpec(dir: string): SyntheticWeightsSpec | null {
   const bad = (field: string, expected: string, v: unknown) => new ModelFormatError(`${SYNTHETIC_WEIGHTS_FILE} has a bad field`, { file, field, expected, found: JSON.stringify(v) ?? 'undefined' });
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad('(root)', 'an object {"seed", "dtype", "std"}', raw);
   const o = raw as Record<string, unknown>;
-  for (const k of Object.keys(o)) if (!['seed', 'dtype', 'std'].includes(k)) throw bad(k, 'only seed, dtype and std', o[k]);
+  for (const k of Object.keys(o)) if (!['seed', 'dtype', 'std', 'repeatLayer0'].includes(k)) throw bad(k, 'only seed, dtype, std and repeatLayer0', o[k]);
+  if (o.repeatLayer0 !== undefined && typeof o.repeatLayer0 !== 'boolean') throw bad('repeatLayer0', 'true or false', o.repeatLayer0);
   if (typeof o.seed !== 'number' || !Number.isSafeInteger(o.seed) || o.seed < 0) throw bad('seed', 'a non-negative integer', o.seed);
   if (typeof o.dtype !== 'string' || !isFloatDType(o.dtype)) throw bad('dtype', '"f16", "bf16" or "f32"', o.dtype);
   const std = o.std ?? 0.02;
   if (typeof std !== 'number' || !Number.isFinite(std) || std <= 0 || std > 16) throw bad('std', 'a number in (0, 16]', std);
-  return { seed: o.seed, dtype: o.dtype, std };
+  return { seed: o.seed, dtype: o.dtype, std, ...(o.repeatLayer0 ? { repeatLayer0: true } : {}) };
 }
 
 /** Writes a synthetic model directory: config.json (a Hugging Face config object) and the spec file. */
 export function writeSyntheticModel(dir: string, config: Record<string, unknown>, spec: Partial<SyntheticWeightsSpec> & { seed: number; dtype: FloatDType }): string {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
-  writeFileSync(join(dir, SYNTHETIC_WEIGHTS_FILE), `${JSON.stringify({ seed: spec.seed, dtype: spec.dtype, std: spec.std ?? 0.02 })}\n`);
+  writeFileSync(join(dir, SYNTHETIC_WEIGHTS_FILE), `${JSON.stringify({ seed: spec.seed, dtype: spec.dtype, std: spec.std ?? 0.02, ...(spec.repeatLayer0 ? { repeatLayer0: true } : {}) })}\n`);
   return dir;
 }
 
@@ -93,6 +99,8 @@ export class SyntheticWeightFiles implements WeightFiles {
 
   read(name: string): HostTensor {
     const shape = this.shape(name);
+    const layer0 = this.layerZero(name);
+    if (layer0 !== name) return this.repeated(`${layer0}`, () => this.read(layer0));
     const out = hostTensor(this.spec.dtype, shape);
     fillSynthetic(out.data, 0, tensorKey(this.spec.seed, name), this.table(name, shape), 0, out.data.length);
     return out;
@@ -106,6 +114,8 @@ export class SyntheticWeightFiles implements WeightFiles {
         file: this.file, tensor: name, expected: `axis < ${shape.length}, range within ${shapeString(shape)}`, found: `axis ${axis}, [${start}, ${start + length})`,
       });
     }
+    const layer0 = this.layerZero(name);
+    if (layer0 !== name) return this.repeated(`${layer0}|${axis}|${start}|${length}`, () => this.readSlice(layer0, axis, start, length));
     const outer = numel(shape.slice(0, axis));
     const inner = numel(shape.slice(axis + 1));
     const out = hostTensor(this.spec.dtype, shape.map((d, i) => (i === axis ? length : d)));
@@ -118,6 +128,23 @@ export class SyntheticWeightFiles implements WeightFiles {
 
   close(): void {
     this.closed = true;
+    this.repeats.clear();
+  }
+
+  /** Layer 0's tensors (or slices) served to every layer with repeatLayer0; one layer's worth is kept. */
+  private readonly repeats = new Map<string, HostTensor>();
+
+  /** The layer-0 name whose values `name` takes: itself unless repeatLayer0 and a decoder layer's tensor. */
+  private layerZero(name: string): string {
+    if (!this.spec.repeatLayer0) return name;
+    const zero = name.replace(/(^|\.)(layers|h)\.\d+\./, '$1$2.0.');
+    return this.shapes.has(zero) ? zero : name;
+  }
+
+  private repeated(key: string, make: () => HostTensor): HostTensor {
+    let t = this.repeats.get(key);
+    if (!t) this.repeats.set(key, (t = make()));
+    return { dtype: t.dtype, shape: [...t.shape], data: t.data }; // shared data: readers copy, never write
   }
 
   private shape(name: string): readonly number[] {
