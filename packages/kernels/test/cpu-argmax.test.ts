@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Rng, Sampler, type Program } from '@zinfer/core';
+import { DEFAULT_SAMPLING, Rng, Sampler, type Program } from '@zinfer/core';
 import { memoryWeights, range, stepBatch, tinyLlama } from '@zinfer/core/testing';
 import { cpuBackend } from '../src/cpu.js';
 import { argmaxRows } from '../src/cpu/argmax-rows.js';
@@ -13,7 +13,7 @@ import { argmaxRows } from '../src/cpu/argmax-rows.js';
 const built = spawnSync(process.execPath, [join(import.meta.dirname, '../scripts/build-wasm.mjs')], { encoding: 'utf8' });
 if (built.status !== 0) throw new Error(`building the cpu kernels failed:\n${built.stderr}`);
 
-const greedy = (vocab: number) => new Sampler({ temperature: 0 }, vocab);
+const greedy = (vocab: number) => new Sampler({ ...DEFAULT_SAMPLING, temperature: 0 }, vocab);
 
 test('argmaxRows picks what the greedy sampler picks: NaN as -Infinity, lowest id on ties, 0 when nothing is finite', () => {
   const { NaN: N } = Number;

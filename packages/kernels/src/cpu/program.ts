@@ -25,6 +25,11 @@ export class CpuProgram implements Program {
   private running = false;
   /** The weight stream's schedule and copies (a program compiled with CompileOptions.stream). */
   private readonly stream: StreamRun | null;
+  /**
+   * Set to a Map to collect wall time per kind of node (op, and for linears the weights' names without
+   * their layer prefix) over the steps that follow, for profiling a step; null (the default) times nothing.
+   */
+  profile: Map<string, { ms: number; calls: number }> | null = null;
 
   constructor(c: CompiledGraph, pool: ThreadPool, private readonly minParallelWork: number) {
     const nodes = new NodeRunner(c, pool, kernelIds(pool), minParallelWork);
@@ -83,8 +88,10 @@ export class CpuProgram implements Program {
       if (stream) await this.runStreamed(state, stream, step, work);
       else {
         for (const [i, node] of c.nodes.entries()) {
+          const t0 = this.profile ? performance.now() : 0;
           if (isCommunication(node)) await this.communicate(state, node, step);
           else nodes.run(node, i, step, work[i]);
+          if (this.profile) record(this.profile, node, performance.now() - t0);
           this.checkLive(state);
         }
       }
@@ -163,6 +170,15 @@ export class CpuProgram implements Program {
       for (let i = 0; i < rows; i++) f32.set(flat.subarray((r * rows + i) * width, (r * rows + i + 1) * width), dst + (i * ranks + r) * width);
     }
   }
+}
+
+/** Adds one node's time to a profile, keyed by op (linears: by weight names, layer index dropped). */
+function record(profile: Map<string, { ms: number; calls: number }>, node: CpuNode, ms: number): void {
+  const key = node.op === 'linearGroup' ? `linear ${node.parts.map((p) => p.weight.replace(/^.*layers\.\d+\./, '')).join('+')}` : node.op;
+  const e = profile.get(key) ?? { ms: 0, calls: 0 };
+  e.ms += ms;
+  e.calls += 1;
+  profile.set(key, e);
 }
 
 type CommunicationNode = Extract<CpuNode, { op: 'allReduce' | 'allGather' | 'send' | 'recv' }>;
