@@ -26,6 +26,7 @@ export function weightOffload(options: WeightOffloadOptions): WeightOffload {
   return {
     name: `offload(${o.tier}, prefetch ${o.prefetch})`,
     contractVersion: CONTRACT_VERSION,
+    factory: { module: '@zinfer/offload', exportName: 'weightOffload', options: { ...options } },
     place: (args): Promise<WeightPlacement> => placeWeights(o, args.graph, args.weights, args.backend, args.shard),
   };
 }

@@ -104,6 +104,24 @@ test('8 layers, 2 and 4 ranks, device budget: each rank keeps the leading layers
   }
 });
 
+for (const [name, make, size, tier, prefetch] of [['cpu', () => cpuBackend({ threads: 1 }), 2, 'host', 1], ['cpu', () => cpuBackend({ threads: 1 }), 2, 'disk', 3], ['reference', referenceBackend, 4, 'host', 0]] as const) {
+  test(`${name} llama3: ${size} worker-thread ranks, ${tier} tier, prefetch ${prefetch}: each re-creates the offload and fetches 1/${size}, = resident`, async () => {
+    const e = await createEngine({ model: join(MODELS, 'llama3'), backend: make(), limits: { maxSequences: 4, kvCacheBytes: 2 ** 21 }, offload: weightOffload({ tier, prefetch }), parallel: dataParallel({ size, ranks: 'workers' }) });
+    try {
+      assert.ok(e.offload!.summary.some((l) => l.startsWith(`fetch: rank ${size - 1} of ${size}`)), 'every rank placed with its shard');
+      const ids = inputIds('llama3');
+      const results = await Promise.all([
+        e.generate({ inputIds: ids, maxTokens: 6, temperature: 0, promptLogits: true }).result,
+        e.generate({ inputIds: ids, maxTokens: 6, temperature: 0.9, seed: 7 }).result,
+        e.generate({ inputIds: ids.slice(0, 3), maxTokens: 4, temperature: 0 }).result,
+      ]);
+      assertSame({ results, placements: [] }, baseline.get(`${name}/llama3`)!, `${size} worker ranks`);
+    } finally {
+      await e.close();
+    }
+  });
+}
+
 test('data parallel without offload: every rank holds the weights, identical output', async () => {
   const r = await run('gpt2', referenceBackend(), undefined, dataParallel({ size: 2 }));
   assertSame(r, baseline.get('reference/gpt2')!, 'plain data parallel');

@@ -1,0 +1,130 @@
+// Data-parallel ranks in worker threads, one per rank (with an NCCL backend: rank r on GPU firstDevice + r,
+// the fetch group an NCCL communicator, so the cuda backend all-gathers each layer on the device). The
+// leader spreads each step's sequences over the ranks, posts every rank its part (an idle one a scratch
+// step), and merges the outputs. A rank that fails, exits or misses the timeout breaks the program: the
+// groups are aborted so no rank waits in an all-gather forever.
+import { Worker } from 'node:worker_threads';
+import { BackendError, ConfigError, type LaunchArgs, type OffloadPlacement, type StepBatch } from '@zinfer/core';
+import { abortNcclGrid, createNcclGrid, rankFactory } from '../launch/nccl-grid.js';
+import { createShmGroup } from '../shm-communicator.js';
+import type { DpRankInit, DpRankReply, DpRankRequest } from './dp-rank-worker.js';
+import type { DataParallelProgram } from './launch-data-parallel.js';
+import { idleBatch, mergeOutputs, RankAssigner } from './rank-batches.js';
+
+interface Call {
+  resolve: (out: Float32Array) => void;
+  reject: (e: Error) => void;
+}
+
+export async function launchDataParallelWorkers(args: LaunchArgs, size: number, timeoutMs: number): Promise<DataParallelProgram> {
+  const { backend, kvCache, model, offload } = args;
+  const factory = backend.factory;
+  if (!factory) throw new ConfigError(`backend ${backend.name} cannot run in worker threads: it has no factory`, { field: 'backend.factory', expected: '{ module, exportName }', found: 'none' });
+  if (offload && !offload.factory) throw new ConfigError(`offload ${offload.name} cannot be re-created in worker ranks: it has no factory`, { field: 'offload.factory', expected: 'weightOffload() from @zinfer/offload', found: 'none' });
+  const nccl = backend.deviceCollectives === 'nccl' ? createNcclGrid({ ranks: Array.from({ length: size }, () => args.plan.ranks[0]), stages: 1 }, factory) : null;
+  const shm = nccl ? null : createShmGroup(size);
+  const rankCache = { ...kvCache, numBlocks: kvCache.numBlocks + 1 }; // + the scratch block of idle steps
+  const workers = Array.from({ length: size }, (_, rank) => spawnRank({
+    rank, size, factory: nccl ? rankFactory(factory, nccl.firstDevice + rank) : factory, offload: offload?.factory ?? null, model, kvCache: rankCache, shm, nccl,
+  }));
+  const calls = workers.map(() => new Map<number, Call>());
+  const summaries: (readonly string[])[] = [];
+  let broken: Error | null = null;
+  let disposed = false;
+  let nextId = 1;
+  const breakAll = (e: Error) => {
+    if (broken) return;
+    broken = e;
+    for (const c of calls) for (const call of c.values()) call.reject(e);
+    for (const w of workers) w.postMessage({ type: 'abort' } satisfies DpRankRequest);
+    if (nccl) setTimeout(() => abortNcclGrid(nccl), 1000).unref();
+  };
+  const ready = workers.map((w, r) => new Promise<void>((resolve, reject) => {
+    w.on('message', (m: DpRankReply) => {
+      if (m.type === 'ready') {
+        summaries[r] = m.summary;
+        return resolve();
+      }
+      if (m.type === 'disposed') return;
+      const call = m.type === 'out' || m.type === 'error' ? calls[r].get(m.id) : undefined;
+      if (m.type === 'error') {
+        const e = new BackendError(`data-parallel rank ${r}: ${m.message}`);
+        reject(e);
+        return breakAll(e);
+      }
+      calls[r].delete(m.id);
+      call?.resolve(m.out);
+    });
+    w.on('error', (e) => breakAll(new BackendError(`data-parallel rank ${r} failed: ${e.message}`)));
+    w.on('exit', (code) => {
+      const e = new BackendError(`data-parallel rank ${r} exited (code ${code})`);
+      reject(e);
+      if (!disposed) breakAll(e);
+    });
+  }));
+  try {
+    await Promise.all(ready);
+  } catch (e) {
+    disposed = true;
+    await Promise.all(workers.map((w) => w.terminate()));
+    throw e;
+  }
+  const call = (r: number, batch: StepBatch): Promise<Float32Array> => new Promise((resolve, reject) => {
+    const id = nextId++;
+    calls[r].set(id, { resolve, reject });
+    workers[r].postMessage({ type: 'run', id, batch } satisfies DpRankRequest);
+  });
+  const assigner = new RankAssigner(size);
+  const idle = idleBatch(kvCache.numBlocks, kvCache.blockSize);
+  return {
+    placements: [],
+    ...(offload ? { offload: ranksPlacement(summaries) } : {}),
+    async run(batch) {
+      if (broken) throw broken;
+      const parts = assigner.split(batch);
+      const timer = setTimeout(() => breakAll(new BackendError(`data-parallel ranks did not finish a step within ${timeoutMs} ms`, { field: 'parallel.timeoutMs', expected: `a step within ${timeoutMs} ms` })), timeoutMs);
+      try {
+        return mergeOutputs(parts, await Promise.all(workers.map((_, r) => call(r, parts[r]?.batch ?? idle))), batch.selectedRows.length);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    async dispose() {
+      if (disposed) return;
+      disposed = true;
+      if (!broken) await Promise.all(workers.map((w) => disposeRank(w)));
+      await Promise.all(workers.map((w) => w.terminate()));
+    },
+  };
+}
+
+/** The engine's view of the ranks' placements: their summary lines (the weights live in the workers). */
+function ranksPlacement(summaries: readonly (readonly string[])[]): OffloadPlacement {
+  const [first] = summaries;
+  const summary = [...first, ...summaries.slice(1).flatMap((s) => s.filter((l) => !first.includes(l)))];
+  const resident = { names: () => [], get: (name: string): never => { throw new BackendError('the weights live in the data-parallel worker ranks', { tensor: name }); } };
+  return { resident, stream: null, summary, timeline: () => [], close: async () => {} };
+}
+
+function disposeRank(w: Worker): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, 10_000);
+    timer.unref();
+    w.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    w.postMessage({ type: 'dispose' } satisfies DpRankRequest);
+  });
+}
+
+/** The built dp-rank-worker.js, or through tsx when running from TypeScript sources. */
+function spawnRank(init: DpRankInit): Worker {
+  const here = import.meta.url;
+  if (here.endsWith('.ts')) {
+    const file = new URL('./dp-rank-worker.ts', here).href;
+    const boot = `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(file)}); })`;
+    return new Worker(boot, { eval: true, workerData: init });
+  }
+  return new Worker(new URL('./data-parallel/dp-rank-worker.js', here), { workerData: init }); // dist/ holds the bundle
+}
