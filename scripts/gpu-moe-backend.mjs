@@ -3,7 +3,9 @@
 // worker-thread rank re-creates it from `factory` (this module), so every rank generates only one layer of
 // synthetic weights (the 93 GB model would take minutes to generate at ~0.3 GB/s per core) and still
 // copies every layer's bytes into its own place on its GPU: values do not change timings. The bench's
-// JSON says so (weights_repeat_layer0: true); the transformers peer does the same.
+// JSON says so (weights_repeat_layer0: true); the transformers peer does the same. Layer 0 must hold the
+// same expert ids as every layer on each rank (contiguous or round-robin placement, as the bench uses; a
+// load-aware placement differs per layer and would ask a rank for layer-0 experts it does not hold).
 import { pathToFileURL } from 'node:url';
 
 const SELF = pathToFileURL(new URL(import.meta.url).pathname).href;
