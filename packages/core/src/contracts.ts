@@ -64,7 +64,15 @@ export interface StepBatch {
 export interface KvCacheSpec {
   numBlocks: number;
   blockSize: number;
+  /** The cache's element type (default 'auto'); 'fp8' only on backends that list it in kvCacheDtypes. */
+  dtype?: KvCacheDtype;
 }
+
+/**
+ * KV-cache element type: 'auto', the backend's own choice (its activation dtype: exact); 'fp8', e4m3 at one
+ * byte an element (opt-in, lossy: each K and V element rounds to 3 mantissa bits; the cuda backend).
+ */
+export type KvCacheDtype = 'auto' | 'fp8';
 
 export interface CompileOptions {
   kvCache: KvCacheSpec;
@@ -128,7 +136,9 @@ export interface KernelBackend {
    * Bytes of KV cache per block for this layout, so the engine can size the cache from a budget. `weights`
    * (optional) lets a backend whose cache dtype follows the stored weights size it exactly (dtypeOf).
    */
-  kvBytesPerBlock(graph: Graph, blockSize: number, weights?: WeightSource): number;
+  kvBytesPerBlock(graph: Graph, blockSize: number, weights?: WeightSource, dtype?: KvCacheDtype): number;
+  /** KV-cache element types compile() accepts in options.kvCache.dtype besides 'auto' (absent: 'auto' only). */
+  readonly kvCacheDtypes?: readonly KvCacheDtype[];
   /**
    * Set by backends whose parallel ranks each need a device of their own and talk through a device
    * collective library ('nccl': CUDA). The launcher then runs rank r on device `(options.device ?? 0) + r`

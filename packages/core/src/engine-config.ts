@@ -16,6 +16,8 @@ export interface EngineLimits {
   maxSequences?: number;
   /** Longest prompt + generation, at most the model's max_position_embeddings (the default). */
   maxContext?: number;
+  /** KV-cache element type: 'auto' (default, exact) or 'fp8' (e4m3, half the bytes of f16; backends that list it). */
+  kvCacheDtype?: 'auto' | 'fp8';
 }
 
 export interface EngineConfig {
@@ -64,6 +66,7 @@ const schema = v.strictObject({
       maxBatchTokens: v.optional(positiveInt),
       maxSequences: v.optional(positiveInt),
       maxContext: v.optional(positiveInt),
+      kvCacheDtype: v.optional(v.picklist(['auto', 'fp8'])),
     }),
   ),
   parallel: v.optional(parallelSchema),

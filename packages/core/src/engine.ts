@@ -65,11 +65,15 @@ export async function createEngine(config: EngineConfig): Promise<Engine> {
     }
     const limits = { ...DEFAULTS, ...cfg.limits };
     const maxContext = Math.min(limits.maxContext ?? model.spec.maxPositions, model.spec.maxPositions);
-    const perBlock = cfg.backend.kvBytesPerBlock(graphs[0], limits.blockSize, model.weights); // per device: a rank's share
+    const kvDtype = limits.kvCacheDtype ?? 'auto';
+    if (kvDtype !== 'auto' && !cfg.backend.kvCacheDtypes?.includes(kvDtype)) {
+      throw new ConfigError(`backend ${cfg.backend.name} has no ${kvDtype} KV cache`, { field: 'limits.kvCacheDtype', expected: ['auto', ...(cfg.backend.kvCacheDtypes ?? [])].join(' | '), found: kvDtype });
+    }
+    const perBlock = cfg.backend.kvBytesPerBlock(graphs[0], limits.blockSize, model.weights, kvDtype); // per device: a rank's share
     const useful = limits.maxSequences * Math.ceil(maxContext / limits.blockSize);
     const numBlocks = Math.min(Math.floor(limits.kvCacheBytes / perBlock), useful);
     if (numBlocks < 1) throw new CapacityError('the KV-cache budget holds not even one block', { field: 'limits.kvCacheBytes', expected: `at least ${perBlock}`, found: String(limits.kvCacheBytes) });
-    const kvCache = { numBlocks, blockSize: limits.blockSize };
+    const kvCache = { numBlocks, blockSize: limits.blockSize, ...(kvDtype !== 'auto' ? { dtype: kvDtype } : {}) };
     // Offload reads every weight once into its tier (or leaves it resident); the program then holds only
     // the resident ones and streams the rest in while it runs.
     // A strategy that takes offload (data parallelism) places the weights on each of its ranks instead.

@@ -5,9 +5,9 @@
 // replay CUDA graphs. With offload, compile takes a weight stream: those layers are copied into device
 // slots on a second stream while the step runs (streamed-weights.ts), from pinned memory that allocHost
 // gives the offload tiers (host-memory.ts: it lives while its ArrayBuffer does, or until freeHost).
-import { CONTRACT_VERSION, type KernelBackend } from '@zinfer/core';
+import { CONTRACT_VERSION, type KernelBackend, type KvCacheDtype } from '@zinfer/core';
 import type { CudaProgram } from './cuda/program.js';
-import { compileProgram, kvCacheBytesPerBlock, parseKvCacheDtype, type KvCacheDtype } from './cuda/compile.js';
+import { compileProgram, kvCacheBytesPerBlock, parseKvCacheDtype } from './cuda/compile.js';
 import { plannedActivations } from './cuda/activation-dtype.js';
 import type { ActivationChoice } from './cuda/device-weights.js';
 import { CudaDevice } from './cuda/device.js';
@@ -95,8 +95,10 @@ export function cudaBackend(opts: CudaBackendOptions = {}): CudaKernelBackend {
     contractVersion: CONTRACT_VERSION,
     probe: () => probeCuda(ordinal),
     supports,
-    kvBytesPerBlock: (graph, blockSize, weights) =>
-      kvCacheBytesPerBlock(graph.kv, blockSize, kvCacheDtype === 'fp8' ? 1 : (plannedActivations(graph, activations, weights) ?? 'f32') === 'f32' ? 4 : 2),
+    // fp8 from this option or from the engine's limits.kvCacheDtype (passed here and in compile's kvCache.dtype).
+    kvBytesPerBlock: (graph, blockSize, weights, dtype) =>
+      kvCacheBytesPerBlock(graph.kv, blockSize, kvCacheDtype === 'fp8' || dtype === 'fp8' ? 1 : (plannedActivations(graph, activations, weights) ?? 'f32') === 'f32' ? 4 : 2),
+    kvCacheDtypes: ['auto', 'fp8'],
     // Parallel ranks: one GPU each (device + rank), collectives through NCCL on the program's stream.
     factory: { module: '@zinfer/kernels/cuda', exportName: 'cudaBackend', options: { ...opts } },
     deviceCollectives: 'nccl',

@@ -10,12 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BackendError, Rng } from '@zinfer/core';
+import { BackendError, ConfigError, createEngine, Rng } from '@zinfer/core';
 import { memoryWeights, stepBatch, tinyLlama, TINY_LLAMA, type TinyLlamaConfig } from '@zinfer/core/testing';
 import { cudaBackend } from '../src/cuda.js';
 import { compileProgram, parseKvCacheDtype, type CompileSettings } from '../src/cuda/compile.js';
 import { kernelDir } from '../src/cuda/kernel-sources.js';
 import { RecordingGpu } from '../src/cuda/recording-gpu.js';
+import { referenceBackend } from '../src/reference.js';
 
 const TINY16: TinyLlamaConfig = { ...TINY_LLAMA, headDim: 16 };
 const SETTINGS: CompileSettings = {
@@ -86,6 +87,35 @@ test('kvCacheDtype fp8 halves kvBytesPerBlock of a 16-bit model; other values ar
   assert.is(cudaBackend({ kvCacheDtype: 'fp8', activations: 'f32' }).kvBytesPerBlock(m.graph, 16, weights), fp8);
   assert.is(parseKvCacheDtype(undefined), 'auto');
   assert.throws(() => cudaBackend({ kvCacheDtype: 'e5m2' as 'fp8' }), (e: BackendError) => e instanceof BackendError && e.info.field === 'kvCacheDtype');
+});
+
+test("the engine's limits.kvCacheDtype: fp8 reaches kvBytesPerBlock and compile's kvCache; a backend without it, or another value, is a ConfigError naming the field", async () => {
+  const m = tinyLlama(Rng.fromSeed(3), TINY16, 'f16');
+  const weights = memoryWeights(m.tensors);
+  const be = cudaBackend({ activations: 'f16' });
+  assert.equal(be.kvCacheDtypes, ['auto', 'fp8']);
+  assert.is(be.kvBytesPerBlock(m.graph, 16, weights, 'fp8') * 2, be.kvBytesPerBlock(m.graph, 16, weights, 'auto'));
+  // compile's kvCache.dtype alone (the backend option left at 'auto') makes the cache fp8.
+  const gpu = new RecordingGpu();
+  const sizes: number[] = [];
+  const alloc = gpu.alloc.bind(gpu);
+  gpu.alloc = (bytes: number, what: string) => (what.startsWith('KV cache') && sizes.push(bytes), alloc(bytes, what));
+  const program = await compileProgram(gpu, m.graph, weights, { kvCache: { numBlocks: 3, blockSize: 4, dtype: 'fp8' } }, SETTINGS);
+  await program.run(stepBatch([{ tokens: [1, 2], cached: 0, blocks: [0] }], 4, 'last'));
+  assert.ok(gpu.launches.some((l) => l.kernel === 'rope_kv_f16_e4m3'));
+  assert.equal(sizes, [2 * TINY16.numLayers * 4 * 4 * TINY16.numKeyValueHeads * TINY16.headDim]);
+  await program.dispose();
+  const model = join(import.meta.dirname, '../../../fixtures/models/llama3');
+  for (const [limits, found] of [[{ kvCacheDtype: 'fp8' }, 'fp8'], [{ kvCacheDtype: 'fp16' }, 'fp16']] as const) {
+    try {
+      await createEngine({ model, backend: referenceBackend(), limits: limits as { kvCacheDtype: 'fp8' } });
+      assert.unreachable();
+    } catch (e) {
+      assert.instance(e, ConfigError);
+      assert.is((e as ConfigError).info.field, 'limits.kvCacheDtype');
+      assert.match(String((e as ConfigError).info.found), found);
+    }
+  }
 });
 
 for (const activations of ['auto', 'f32'] as const) {

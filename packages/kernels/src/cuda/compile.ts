@@ -3,7 +3,7 @@
 // the activation dtype or, opted in, fp8 e4m3 (plus one block no sequence owns: padded rows of a decode graph write there) and
 // the rotary tables. Out of memory names the bytes asked and free; everything allocated so far is freed
 // before the error propagates.
-import { BackendError, type CompileOptions, type Graph, type OpNode, type WeightSource } from '@zinfer/core';
+import { BackendError, type CompileOptions, type Graph, type KvCacheDtype, type OpNode, type WeightSource } from '@zinfer/core';
 import { planBuffers } from './buffer-plan.js';
 import { peerAllReduceFor } from './peer-allreduce.js';
 import { f32OutputValues, programCollectives } from './collective-launch.js';
@@ -26,9 +26,6 @@ export interface CompileSettings extends ProgramOptions {
   /** The KV cache's element type: the activation dtype (default), or fp8 e4m3 (cuda/fp8.cuh; opt-in, lossy). */
   kvCache?: KvCacheDtype;
 }
-
-/** KV cache element type of the cuda backend: 'auto' the activation dtype, 'fp8' e4m3 (one byte, unscaled). */
-export type KvCacheDtype = 'auto' | 'fp8';
 
 /** The cuda backend's kvCacheDtype option (unset: 'auto'); anything else is a BackendError naming it. */
 export function parseKvCacheDtype(value: unknown): KvCacheDtype {
@@ -64,7 +61,7 @@ export async function compileProgram(gpu: Gpu, graph: Graph, source: WeightSourc
     let kv: ProgramParts['kv'] = null;
     if (hasAttention) {
       const blocks = numBlocks + 1; // the last: scratch for padded rows of decode graphs
-      const fp8 = settings.kvCache === 'fp8';
+      const fp8 = settings.kvCache === 'fp8' || options.kvCache.dtype === 'fp8'; // the backend's option, or the engine's limits.kvCacheDtype
       const total = kvCacheBytesPerBlock(graph.kv, blockSize, fp8 ? 1 : dtypeBytes(act)) * blocks;
       const { free } = gpu.memInfo();
       if (total > free) {
