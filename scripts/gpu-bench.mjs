@@ -97,7 +97,7 @@ const result = {
   program_decode_bs1_ms_by_gemv: null, program_decode_bs1_argmax_ms_by_gemv: null, program_decode_bs1_pdl_ms_by_gemv: null,
   program_gpt2_124m_decode_bs1_ms_by_gemv: null, gemv_variants_same_ids: null,
   decode_bs64_attention_gb_per_s: null,
-  // The opt-in fp8 (e4m3) KV cache (cudaBackend kvCacheDtype 'fp8'): the same batch-64 decode, its floor
+  // The opt-in fp8 (e4m3) KV cache (the engine's limits.kvCacheDtype 'fp8'): the same batch-64 decode, its floor
   // (K/V bytes halved), the graphed 64-row step per decode attention variant, and the cache's blocks.
   decode_bs64_fp8_tokens_per_s: null, decode_bs64_fp8_step_ms: null, decode_bs64_fp8_floor_tokens_per_s: null,
   program_decode_bs64_fp8_ms_by_attention: null, kv_cache_blocks_f16_20gib: null, kv_cache_blocks_fp8_10gib: null,
@@ -449,8 +449,8 @@ await step('decode batch 1 with programmatic dependent launch', async () => {
 
 // The opt-in fp8 KV cache: batch-64 decode at 512-token contexts, as above (the accuracy: gpu-fp8-check).
 await step('decode batch 64 with the fp8 KV cache, 512-token prompts', async () => {
-  const be = cudaBackend({ ...backendOpts, kvCacheDtype: 'fp8' });
-  const e = await createEngine({ model: LLAMA, backend: be, autoStep: false, limits: { kvCacheBytes: 10 * 2 ** 30, maxSequences: 64, maxBatchTokens: 4096, maxContext: 2560 } });
+  const be = cudaBackend(backendOpts); // fp8 through the engine's limits.kvCacheDtype
+  const e = await createEngine({ model: LLAMA, backend: be, autoStep: false, limits: { kvCacheBytes: 10 * 2 ** 30, maxSequences: 64, maxBatchTokens: 4096, maxContext: 2560, kvCacheDtype: 'fp8' } });
   try {
     const gens = Array.from({ length: 64 }, (_, i) => e.generate({ inputIds: promptIds(512, 32000, 1000 + i), maxTokens: 48, temperature: 0, ignoreEos: true }));
     const times = await stepTimes(e, { steps: 30, skip: 3, keep: (r) => r.tokens === 64 && r.sequences === 64 });
