@@ -102,6 +102,9 @@ const result = {
   decode_bs64_fp8_tokens_per_s: null, decode_bs64_fp8_step_ms: null, decode_bs64_fp8_floor_tokens_per_s: null,
   program_decode_bs64_fp8_ms_by_attention: null, kv_cache_blocks_f16_20gib: null, kv_cache_blocks_fp8_10gib: null,
   profile_bs1: null, profile_bs64: null, profile_gpt2_124m_bs1: null,
+  // Graphed Program.run step minus the sum of its kernels' own times (eager profile), per GEMV variant:
+  // what launch gaps and tails cost a replayed step (what PDL or fewer kernels can win).
+  decode_bs1_gap_ms_by_gemv: null, gpt2_124m_decode_bs1_gap_ms_by_gemv: null,
 };
 const detail = { result, steps: {}, errors: {}, microbench: null, dirty, node: process.version };
 const save = () => {
@@ -210,6 +213,12 @@ async function variantsOn(program, { context, vocab }) {
   }
 }
 
+/** Graphed step ms minus the profiled kernels' sum, per variant present in both. */
+function gaps(ms, profile) {
+  if (!ms || !profile) return null;
+  return Object.fromEntries(Object.keys(ms).filter((v) => profile[v]).map((v) => [v, round(ms[v] - profile[v].kernelSumMs, 3)]));
+}
+
 /** Per-kernel profile of one eager decode step for each variant (or the default alone), default restored. */
 async function profileOn(program, { rows, context, vocab, kvBytesPerToken, variants = GEMV_VARIANTS }) {
   try {
@@ -311,6 +320,7 @@ if (engine) {
     const r = await variantsOn(program, { context: 100, vocab: 32000 });
     result.program_decode_bs1_ms_by_gemv = r.ms;
     result.program_decode_bs1_argmax_ms_by_gemv = r.argmaxMs;
+    result.decode_bs1_gap_ms_by_gemv = gaps(r.ms, result.profile_bs1);
     result.gemv_variants_same_ids = r.sameIds;
     if (!r.sameIds) throw new Error(`GEMV variants gave different greedy ids: ${JSON.stringify(r.ids)}`);
     return r;
@@ -402,6 +412,7 @@ await step('GPT-2 124M decode batch 1', async () => {
     result.profile_gpt2_124m_bs1 = await profileOn(program, { rows: 1, context: 100, vocab: 50257, kvBytesPerToken: 2 * 768 * 2 });
     const r = await variantsOn(program, { context: 100, vocab: 50257 });
     result.program_gpt2_124m_decode_bs1_ms_by_gemv = r.ms;
+    result.gpt2_124m_decode_bs1_gap_ms_by_gemv = gaps(r.ms, result.profile_gpt2_124m_bs1);
     if (!r.sameIds) throw new Error(`GEMV variants gave different greedy ids on GPT-2: ${JSON.stringify(r.ids)}`);
     return { minMs: Math.min(...times), p90Ms: quantile(times, 0.9), program: programStats(be) };
   } finally {
@@ -507,6 +518,7 @@ row('decode_bs1_pdl_ms_per_token', result.decode_bs1_pdl_ms_per_token, 'same, wi
 row('program_decode_bs1_ms (argmax on GPU)', `${result.program_decode_bs1_ms ?? '?'} (${result.program_decode_bs1_argmax_ms ?? '?'})`, 'Program.run without the engine (runArgmax: ids only)');
 row('program_decode_bs64_ms (argmax on GPU)', `${result.program_decode_bs64_ms ?? '?'} (${result.program_decode_bs64_argmax_ms ?? '?'})`, 'per 64-row step');
 row('program_decode_bs1_ms_by_gemv', JSON.stringify(result.program_decode_bs1_ms_by_gemv), `graphed, per GEMV variant (engine used ${DEFAULT_GEMV}); same ids: ${result.gemv_variants_same_ids}`);
+row('decode_bs1_gap_ms_by_gemv', JSON.stringify(result.decode_bs1_gap_ms_by_gemv), 'graphed step − Σ kernel times (launch gaps and tails); GPT-2: ' + JSON.stringify(result.gpt2_124m_decode_bs1_gap_ms_by_gemv));
 row('program_decode_bs1_pdl_ms_by_gemv', JSON.stringify(result.program_decode_bs1_pdl_ms_by_gemv), 'the same with PDL');
 row('program_gpt2_124m_decode_bs1_ms_by_gemv', JSON.stringify(result.program_gpt2_124m_decode_bs1_ms_by_gemv), '');
 row('decode_bs64_attention_gb_per_s', JSON.stringify(result.decode_bs64_attention_gb_per_s), 'decode attention K/V bytes over its µs (one eager 64-row step), per variant');
