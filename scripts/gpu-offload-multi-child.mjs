@@ -89,7 +89,48 @@ async function h2d(args, together) {
   return { card: await card(), each };
 }
 
+/**
+ * The engine path (createEngine + dataParallel + weightOffload, worker ranks, NCCL fetch group) on the
+ * fixtures: one sequence (it runs on rank 0 with the single-GPU step's exact batch, the other ranks idle)
+ * must give the resident single-GPU tokens and prompt logits bit for bit; three concurrent ones their tokens.
+ */
+async function engineParity(args, env) {
+  const { createEngine } = await import('@zinfer/core');
+  const { dataParallel } = await import('@zinfer/parallel');
+  const { weightOffload } = await import('@zinfer/offload');
+  const cpu = env.BACKEND === 'cpu';
+  const make = async () => (cpu ? (await import('@zinfer/kernels/cpu')).cpuBackend({ threads: 1 }) : (await import('@zinfer/kernels/cuda')).cudaBackend());
+  const out = {};
+  for (const model of args.models) {
+    const dir = join(import.meta.dirname, '..', 'fixtures/models', model);
+    const ids = JSON.parse((await import('node:fs')).readFileSync(join(dir, 'expected.json'), 'utf8')).input_ids;
+    const gen = async (parallel, offload) => {
+      const e = await createEngine({ model: dir, backend: await make(), limits: { maxSequences: 4, kvCacheBytes: 2 ** 24 }, ...(parallel ? { parallel, offload } : {}) });
+      try {
+        const one = await e.generate({ inputIds: ids, maxTokens: 8, temperature: 0, promptLogits: true }).result;
+        const many = await Promise.all([ids, ids.slice(0, 3), ids.slice(1)].map((x) => e.generate({ inputIds: x, maxTokens: 6, temperature: 0 }).result));
+        return { one, many, summary: e.offload?.summary ?? [] };
+      } finally {
+        await e.close();
+      }
+    };
+    try {
+      const want = await gen(null);
+      const got = await gen(dataParallel({ size: args.gpus, ...(cpu ? { ranks: 'workers' } : {}) }), weightOffload({ tier: 'host', prefetch: 1 }));
+      let maxDiff = 0;
+      want.one.promptLogits.forEach((row, i) => row.forEach((x, j) => (maxDiff = Math.max(maxDiff, Math.abs(x - got.one.promptLogits[i][j])))));
+      const same = JSON.stringify(got.one.tokens) === JSON.stringify(want.one.tokens) && maxDiff === 0;
+      const manySame = got.many.every((r, i) => JSON.stringify(r.tokens) === JSON.stringify(want.many[i].tokens));
+      out[model] = { identical: same, concurrentTokensIdentical: manySame, promptLogitsMaxAbsDiff: maxDiff, tokens: got.one.tokens, wantTokens: want.one.tokens, summary: got.summary };
+    } catch (e) {
+      out[model] = { error: `${e?.message ?? e}`.slice(0, 1500) };
+    }
+  }
+  return out;
+}
+
 export async function runMultiChild(name, args, env) {
+  if (name === 'engine') return engineParity(args, env);
   if (name === 'forward') return forward(args, env);
   if (name === 'h2d-each') return h2d(args, false);
   if (name === 'h2d-all') return h2d(args, true);

@@ -10,6 +10,8 @@
 //      GPUs at the same per-GPU batch, the all-gathers on their own stream and on the copy stream;
 //      multi_gpu_fetch_speedup = 1-GPU forward ÷ N-GPU forward (the faster queue); all-gather and run-copy
 //      time per forward and the copy/compute overlap from device events;
+//   0. first, the engine path on the fixtures: createEngine with dataParallel + weightOffload (worker ranks,
+//      NCCL fetch group) against one GPU resident: tokens and prompt logits identical;
 //   3. disk read bandwidth with O_DIRECT: one dd, then K dd's in parallel on disjoint ranges of one file.
 // Writes $OUT/offload-multi-h100.json (flat numbers) and offload-multi-detail.json after every step.
 // ZINFER_OFFLOAD_BENCH_BACKEND=cpu runs the same control flow on the cpu backend with tiny shapes and the
@@ -66,7 +68,7 @@ const round = (x, d = 3) => (x === null || x === undefined || !Number.isFinite(x
 const result = {
   card: null, gpus: GPUS, date: new Date().toISOString(), commit, backend: BACKEND,
   multi_gpu_fetch_speedup: null, multi_forward_1gpu_s: null, multi_forward_ngpu_s: null, multi_forward_ngpu_gather_stream_s: null, multi_forward_ngpu_copy_stream_s: null,
-  multi_gather_queue: null, multi_per_gpu_batch: BATCH, prompt_tokens_per_sequence: PROMPT, prefetch: PREFETCH,
+  multi_gather_queue: null, multi_engine_parity: null, multi_engine_concurrent_tokens_identical: null, multi_per_gpu_batch: BATCH, prompt_tokens_per_sequence: PROMPT, prefetch: PREFETCH,
   multi_allgather_s: null, multi_run_copy_s: null, multi_overlap_fraction: null, multi_1gpu_overlap_fraction: null,
   multi_ngpu_tokens_per_s: null, multi_1gpu_tokens_per_s: null,
   pinned_h2d_gb_per_s: null, pinned_h2d_gb_per_s_each: null, pinned_h2d_gb_per_s_all_sum: null, pinned_h2d_gb_per_s_all_each: null,
@@ -111,6 +113,14 @@ await step('h2d-each', 15, async () => {
   if (CPU) return { note: 'cpu backend: no host-to-device link' };
   const r = child('h2d-each', { gpus: GPUS }, 90);
   Object.assign(result, { card: r.card, pinned_h2d_gb_per_s_each: r.each.map((x) => round(x, 2)), pinned_h2d_gb_per_s: round(r.each[0], 2) });
+  return r;
+});
+
+await step('engine-parity', 30, async (left) => {
+  // --dp N with --offload host through createEngine (worker ranks, NCCL): identical to one GPU resident.
+  const r = child('engine', { gpus: GPUS, models: ['llama3', 'gpt2'] }, Math.min(left - 200, 90));
+  const ok = Object.values(r).filter((m) => m.identical).length;
+  Object.assign(result, { multi_engine_parity: `${ok}/${Object.keys(r).length}`, multi_engine_concurrent_tokens_identical: Object.values(r).every((m) => m.concurrentTokensIdentical) });
   return r;
 });
 
@@ -163,7 +173,7 @@ await step('disk-read', 20, async (left) => {
 log('');
 log('| metric | value |');
 log('| --- | --- |');
-for (const [k, v] of Object.entries(result)) if (typeof v === 'number' || Array.isArray(v)) log(`| ${k} | ${Array.isArray(v) ? v.join(', ') : v} |`);
+for (const [k, v] of Object.entries(result)) if (typeof v === 'number' || typeof v === 'boolean' || Array.isArray(v) || (typeof v === 'string' && k.startsWith('multi_'))) log(`| ${k} | ${Array.isArray(v) ? v.join(', ') : v} |`);
 log(`errors: ${Object.keys(detail.errors).length ? Object.keys(detail.errors).join(', ') : 'none'}`);
 save();
 process.exit(Object.keys(detail.errors).some((k) => !detail.errors[k].startsWith('skipped')) ? 1 : 0);
