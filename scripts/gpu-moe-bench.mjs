@@ -15,17 +15,16 @@
 // GPU count (the balanced ideal) ÷ the slowest GPU's read bandwidth. moe_decode_bs1_ms_per_token is the
 // best strategy; moe_decode_bs1_over_limit = it ÷ the limit (target ≤ 1.4); moe_speedup_vs_hf = HF's
 // ms/token ÷ ours (target ≥ 8). The unsuffixed keys are the 4-GPU figures; *_2gpu / *_4gpu give both.
-// Synthetic weights: layer l > 0 serves layer 0's tensors (scripts/gpu-moe-backend.mjs), which every rank
-// still copies into each layer's own place; the JSON says so (weights_repeat_layer0), and the transformers
-// peer does the same. Results: $OUT/moe-h100.json (flat, written after every step), moe-bench-detail.json,
+// Synthetic weights: layer l > 0 serves layer 0's tensors (repeatLayer0 in zinfer-synthetic.json), which
+// every rank still copies into each layer's own place; the JSON says so (weights_repeat_layer0), and the
+// transformers peer does the same. Results: $OUT/moe-h100.json (flat, written after every step), moe-bench-detail.json,
 // moe-bench.log. Locally, ZINFER_MOE_BENCH_BACKEND=reference runs every step on a tiny Mixtral.
 import { spawn } from 'node:child_process';
 import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { repeatLayerZeroBackend } from './gpu-moe-backend.mjs';
-import { activeBytesPerGpu, SHAPES, strategyFor, syntheticMixtral } from './gpu-moe-common.mjs';
+import { activeBytesPerGpu, makeBackend, SHAPES, strategyFor, syntheticMixtral } from './gpu-moe-common.mjs';
 import { microbenchProcess } from './gpu-parallel-children.mjs';
 import { decodeBs1, round, throughput } from './gpu-parallel-common.mjs';
 
@@ -67,7 +66,6 @@ const commitLines = (() => {
   }
 })();
 const activations = process.env.ZINFER_MOE_ACTIVATIONS || 'auto';
-const backendOptions = LOCAL ? { kind: BACKEND } : { kind: 'cuda', device: 0, activations, cacheDir: '/tmp/zinfer-cuda-cache' };
 const result = {
   card: null, gpus: null, date: new Date().toISOString(), commit: commitLines[0]?.trim() || null, backend: BACKEND, shape: SHAPE, dtype: 'bf16',
   weights_repeat_layer0: true, activations: LOCAL ? null : activations, headline_gpus: GPU_SETS[0],
@@ -106,7 +104,7 @@ const ratio = (a, b, d = 3) => (a !== null && b !== null && b !== 0 ? round(a / 
 
 // ---------------------------------------------------------------------------------------------------
 log(`== zinfer MoE bench (${BACKEND}${LOCAL ? ', tiny Mixtral' : ', Mixtral-8x7B shape bf16'}), budget ${BUDGET_S} s`);
-const probeBackend = repeatLayerZeroBackend(backendOptions);
+const probeBackend = await makeBackend(BACKEND, { activations });
 const gpus = await countDevices();
 result.gpus = gpus.length;
 result.card = gpus[0]?.description.replace(/ \(sm_.*$/, '') ?? null;
@@ -170,7 +168,7 @@ async function runStrategy(n, name) {
     return { skipped: `the ${BACKEND} backend does not run ${missing.join(', ')}` };
   }
   const t = performance.now();
-  const engine = await core.createEngine({ model: dir, backend: repeatLayerZeroBackend(backendOptions), parallel: strategy, autoStep: false, limits: LIMITS });
+  const engine = await core.createEngine({ model: dir, backend: await makeBackend(BACKEND, { activations }), parallel: strategy, autoStep: false, limits: LIMITS });
   result[`${key}_load_s`] = round((performance.now() - t) / 1000, 1);
   log(`   ${strategy.name} loaded in ${result[`${key}_load_s`]} s`);
   try {
@@ -256,7 +254,7 @@ function hfPeer(n) {
 async function countDevices() {
   const found = [];
   for (let i = 0; i < (LOCAL ? 1 : 16); i++) {
-    const info = await repeatLayerZeroBackend({ ...backendOptions, device: i }).probe().catch(() => null);
+    const info = await (await makeBackend(BACKEND, { device: i, activations })).probe().catch(() => null);
     if (!info) break;
     found.push(info);
   }

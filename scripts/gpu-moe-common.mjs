@@ -14,8 +14,20 @@ export const SHAPES = {
   'tiny-mixtral': mixtral({ hidden_size: 64, intermediate_size: 96, num_attention_heads: 8, num_key_value_heads: 4, num_hidden_layers: 4, vocab_size: 384, max_position_embeddings: 1024 }),
 };
 
+/**
+ * The synthetic model directory. repeatLayer0: every decoder layer serves layer 0's generated tensors
+ * (generating 93 GB at ~0.3 GB/s per core would take minutes); every rank still copies each layer's bytes
+ * into that layer's own place on its GPU, so values do not change timings. The JSON says so.
+ */
 export function syntheticMixtral(core, work, shape) {
-  return core.writeSyntheticModel(join(work, `${shape}-bf16`), SHAPES[shape], { seed: 1, dtype: 'bf16', std: 0.02 });
+  return core.writeSyntheticModel(join(work, `${shape}-bf16-repeat0`), SHAPES[shape], { seed: 1, dtype: 'bf16', std: 0.02, repeatLayer0: true });
+}
+
+/** cuda on `device` (bf16 activations by default: 'auto' follows the weights), or reference / cpu for the local check. */
+export async function makeBackend(kind, { device = 0, activations = 'auto' } = {}) {
+  if (kind === 'cuda') return (await import('@zinfer/kernels/cuda')).cudaBackend({ device, activations, cacheDir: '/tmp/zinfer-cuda-cache' });
+  if (kind === 'cpu') return (await import('@zinfer/kernels/cpu')).cpuBackend({ threads: 1 });
+  return (await import('@zinfer/kernels/reference')).referenceBackend();
 }
 
 /**
