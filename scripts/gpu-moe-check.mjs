@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Checks expert parallelism on CUDA ranks (one GPU each, NCCL between them), in plain JS against the built
-// packages (the bundle of scripts/gpu-bundle.sh; run it where 4 GPUs are visible, through gpu-moe.sh):
+// packages (the bundle of scripts/gpu-bundle.sh; run it where 4 GPUs are visible, through gpu-moe-check.sh):
 //   1. NCCL all-to-all through DeviceCollectives.allToAll (grouped ncclSend/ncclRecv) over every visible
 //      GPU, one worker thread a GPU: uneven counts with zeros and the rank itself (f32), equal bf16 blocks,
 //      the coordinated pattern (only ranks of the same slice), the host allToAll on top of it, and the
