@@ -9,6 +9,8 @@ import * as assert from 'uvu/assert';
 import { createEngine, type Engine } from '@zinfer/core';
 import { referenceBackend } from '@zinfer/kernels/reference';
 import { contiguousPlacement, expertReplanner } from '@zinfer/moe';
+import { replannerFromFlags } from '../src/moe-replan.js';
+import { parallelFromFlags } from '../src/parallel-flags.js';
 import { serve } from './helpers/server.js';
 
 const DIR = join(import.meta.dirname, '../../../fixtures/moe/mixtral');
@@ -93,6 +95,14 @@ test('a server without expert parallelism answers the replan with 409 and shows 
     await server.close();
     await engine.close();
   }
+});
+
+test('zinfer serve --ep: the replanner builds the strategy the flags chose; other strategies get none', () => {
+  for (const flags of [{ tp: 1, pp: 1, ep: 2 }, { tp: 2, pp: 1, ep: 2 }, { tp: 1, pp: 1, ep: 4, epDispatch: 'all-to-all' as const, epCoordinated: false }]) {
+    const parallel = parallelFromFlags(flags);
+    assert.is(replannerFromFlags(flags, parallel)?.strategy().name, parallel!.name, JSON.stringify(flags));
+  }
+  assert.is(replannerFromFlags({ ep: 1 }, parallelFromFlags({ tp: 2, pp: 1, ep: 1 })), undefined);
 });
 
 test.run();
