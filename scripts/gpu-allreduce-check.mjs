@@ -2,11 +2,12 @@
 // The peer-memory all-reduce (packages/kernels/cuda/peer-allreduce.cu) against NCCL on 2 and 4 GPUs of
 // this machine (one worker thread a GPU, as the engine's ranks run), from the built packages (the bundle
 // of scripts/gpu-bundle.sh):
-//   1. correctness: f32/f16/bf16, sizes 1 … 2M elements (odd ones too), each inside a captured CUDA graph
-//      replayed ZINFER_ALLREDUCE_CHECK_REPLAYS times (default 1000) with a second, odd-sized all-reduce
+//   1. latency: µs per all-reduce, peer vs NCCL, f16 messages of 8 KB … 1 MB, 20 back to back in a graph;
+//   2. correctness: f32/f16/bf16, sizes 1 … 2M elements (odd ones too), each inside a captured CUDA graph
+//      replayed ZINFER_ALLREDUCE_CHECK_REPLAYS times (default 1000; 100 above 64K elements) with a second, odd-sized all-reduce
 //      and a chained one in the same graph (the epochs and double buffers turn over): exact inputs must
-//      give exactly NCCL's result, random ones NCCL's within fp rounding, and every rank the same bits;
-//   2. latency: µs per all-reduce, peer vs NCCL, f16 messages of 8 KB … 1 MB, 20 back to back in a graph.
+//      give exactly NCCL's result, random ones NCCL's within fp rounding, and every rank the same bits.
+// Each group size gets an equal share of the time left when it starts.
 // Prints one line per case and a table; writes $OUT/allreduce-check.json after every case.
 // ZINFER_ALLREDUCE_CHECK_BUDGET_S (default 200) bounds the run (cases past it are recorded as SKIP);
 // ZINFER_ALLREDUCE_CHECK_GPUS=2,4 picks the group sizes; ZINFER_ALLREDUCE_CHECK_BACKEND=cpu runs the same
@@ -46,7 +47,8 @@ async function rankMain({ rank, size, grid, shm, replays }) {
   }
   parentPort.on('message', async (c) => {
     try {
-      post({ type: 'result', id: c.id, ...(c.kind === 'check' ? await checkCase(dev, c, replays) : await latencyCase(dev, c)) });
+      const times = c.n > 65_537 ? Math.min(replays, 100) : replays;
+      post({ type: 'result', id: c.id, ...(c.kind === 'check' ? await checkCase(dev, c, times) : await latencyCase(dev, c)) });
     } catch (e) {
       post({ type: 'result', id: c.id, error: String(e?.message ?? e).slice(0, 500) });
     }
@@ -166,9 +168,10 @@ async function main() {
     }
   }
   const sizes = (process.env.ZINFER_ALLREDUCE_CHECK_GPUS || '2,4').split(',').map(Number).filter((g) => SIM || g <= results.gpus);
-  for (const g of sizes) {
+  for (const [i, g] of sizes.entries()) {
     if (performance.now() > deadline) break;
-    await runGroup(g, { par, results, save, deadline });
+    const share = performance.now() + (deadline - performance.now()) / (sizes.length - i);
+    await runGroup(g, { par, results, save, deadline: share });
   }
   printTable(results);
   save();
@@ -223,8 +226,17 @@ async function runGroup(size, { par, results, save, deadline }) {
       if (r === 'timeout') throw new Error(`case ${JSON.stringify(c)} did not finish (a hang: the remaining cases are skipped)`);
       return r;
     };
-    for (const dtype of DTYPES) {
-      for (const n of SIZES) {
+    for (const bytes of LATENCY_BYTES) {
+      if (performance.now() > deadline - 5000) break;
+      const rs = await ask({ kind: 'latency', bytes, reps: 20, replays: SIM ? 2 : 50 });
+      const err = rs.find((r) => r.error);
+      const row = { ranks: size, bytes, peerUs: err ? null : round(rs[0].peerUs), ncclUs: err ? null : round(rs[0].ncclUs), error: err?.error ?? null };
+      results.latency.push(row);
+      console.log(`latency ${size} ranks ${bytes} B: peer ${row.peerUs ?? '-'} µs, NCCL ${row.ncclUs ?? '-'} µs${row.error ? ` (${row.error})` : ''}`);
+      save();
+    }
+    for (const n of SIZES) {
+      for (const dtype of DTYPES) {
         for (const exact of [true, false]) {
           const name = `${size} ranks ${dtype} n=${n} ${exact ? 'exact' : 'random'}`;
           if (performance.now() > deadline - 5000) {
@@ -236,15 +248,6 @@ async function runGroup(size, { par, results, save, deadline }) {
           record(results, save, { group: size, dtype, n, exact, ms: Math.round(performance.now() - t0), ...judge(rs, dtype, size, exact, group.peer), name });
         }
       }
-    }
-    for (const bytes of LATENCY_BYTES) {
-      if (performance.now() > deadline - 5000) break;
-      const rs = await ask({ kind: 'latency', bytes, reps: 20, replays: SIM ? 2 : 50 });
-      const err = rs.find((r) => r.error);
-      const row = { ranks: size, bytes, peerUs: err ? null : round(rs[0].peerUs), ncclUs: err ? null : round(rs[0].ncclUs), error: err?.error ?? null };
-      results.latency.push(row);
-      console.log(`latency ${size} ranks ${bytes} B: peer ${row.peerUs ?? '-'} µs, NCCL ${row.ncclUs ?? '-'} µs${row.error ? ` (${row.error})` : ''}`);
-      save();
     }
   } catch (e) {
     group.error = e.message;

@@ -19,6 +19,13 @@
 //      GPU, loaded first, then measured in lock-step (64 sequences each, then 16 each); the figure is
 //      their sum;
 //   5. Mixtral-8x7B shape (bf16) at tp4, batch-1 decode, only when the backend supports every node.
+// Tensor-parallel decode runs twice, in the same run: with the peer-memory all-reduce for small messages
+// (the default; keys without a suffix) and with NCCL for everything (ZINFER_PEER_ALLREDUCE=0, keys with
+// `_nccl`), one engine load each (workers read the variable when they start).
+// Every step has its own budget (BUDGETS below): it is skipped when the run's budget left cannot hold its
+// minimum, and its extras (row sweep, throughput) run only while its own share lasts, so a slow step
+// cannot starve the throughput rows after it. Synthetic weights repeat layer 0 in every layer
+// (weights_repeat_layer0: see syntheticModel), which cut 13B tp1's load from 96 s to a few seconds.
 // Pipeline bubble (the launcher exposes no per-stage busy time, so it is derived): a pipeline of S stages
 // and t-way tensor slicing runs a 64-row decode step as M micro-batches (M = S, the decode default); each
 // stage holds 1/S of the layers, so one micro-batch of 64/M rows keeps it busy ≈ T_t(64/M) / S, where
@@ -42,6 +49,10 @@ const LOCAL = BACKEND !== 'cuda';
 const OUT = process.env.OUT || join(tmpdir(), 'zinfer-parallel-bench');
 const WORK = process.env.ZINFER_BENCH_DIR || join(tmpdir(), 'zinfer-parallel-models');
 const BUDGET_S = Number(process.env.ZINFER_PARALLEL_BENCH_BUDGET_S || 480);
+/** Seconds per step on 4 × H100: [minimum to start it, its share] (extras stop at the share). */
+const BUDGETS = {
+  hbm: [20, 35], tp1: [25, 45], tp2: [15, 25], tp4: [20, 50], tp4nccl: [15, 20], m70: [30, 40], pp4: [30, 40], tp2pp2: [30, 40], replicas: [50, 90], mixtral: [40, 50],
+};
 const RESULT = LOCAL ? `parallel-${BACKEND}-tiny.json` : 'parallel-h100.json';
 const GiB = 2 ** 30;
 const T0 = performance.now();
@@ -90,6 +101,10 @@ const result = {
   pp4_bubble_fraction: null, tp2pp2_bubble_fraction: null, pp4_step_ms: null, tp2pp2_step_ms: null,
   tp1_13b_load_s: null, tp2_13b_load_s: null, tp4_13b_load_s: null, tp4_70b_load_s: null,
   mixtral_tp4_decode_bs1_ms_per_token: null,
+  tp2_13b_nccl_decode_bs1_ms_per_token: null, tp4_13b_nccl_decode_bs1_ms_per_token: null, tp2_speedup_nccl: null, tp4_speedup_nccl: null,
+  tp2_nccl_tokens_matching: null, tp4_nccl_tokens_matching: null, tp4_70b_nccl_decode_bs1_ms_per_token: null, tp4_70b_nccl_over_hbm_limit: null,
+  allreduce: 'peer memory for messages up to ZINFER_PEER_ALLREDUCE_MAX_BYTES (default 512 KiB), NCCL above; *_nccl keys: NCCL only',
+  weights_repeat_layer0: true,
 };
 const detail = { result, model_shapes: { m13: M13, m70: M70, mixtral: MIX }, replicas: 'child processes, one per GPU', steps: {}, errors: {}, programMs: {}, dirty: commitLines.slice(1).some(Boolean), node: process.version };
 const save = () => {
@@ -97,8 +112,15 @@ const save = () => {
   writeFileSync(join(OUT, 'parallel-bench-detail.json'), `${JSON.stringify(detail, null, 2)}\n`);
 };
 
-/** Runs one step unless the budget cannot take `minSeconds` more; a failure is recorded and the bench goes on. */
-async function step(name, fn, { minSeconds = 0 } = {}) {
+/** When the running step's share of the budget ends (performance.now() ms). */
+let stepEnd = Infinity;
+/** Whether the running step's share (and the run's budget) still holds `seconds`. */
+const stepHas = (seconds) => LOCAL || (Math.min(stepEnd, T0 + BUDGET_S * 1000) - performance.now()) / 1000 > seconds;
+
+/** Runs one step unless the budget cannot take its minimum; a failure is recorded and the bench goes on. */
+async function step(name, fn, { minSeconds = 0, budget = null } = {}) {
+  if (budget && !LOCAL) minSeconds = BUDGETS[budget][0];
+  stepEnd = budget && !LOCAL ? performance.now() + BUDGETS[budget][1] * 1000 : Infinity;
   const left = BUDGET_S - elapsed();
   if (left < minSeconds) {
     detail.errors[name] = `skipped: ${left.toFixed(0)} s of the budget left, the step needs ~${minSeconds} s`;
@@ -119,9 +141,10 @@ async function step(name, fn, { minSeconds = 0 } = {}) {
   }
 }
 
-/** Loads an engine, runs `body(engine, program)`, always closes it. */
-async function withEngine(model, { parallel: strategy, limits, loadKey }, body) {
+/** Loads an engine, runs `body(engine, program)`, always closes it. `allReduce: 'nccl'` turns the peer all-reduce off. */
+async function withEngine(model, { parallel: strategy, limits, loadKey, allReduce = 'peer' }, body) {
   const t = performance.now();
+  process.env.ZINFER_PEER_ALLREDUCE = allReduce === 'nccl' ? '0' : '1'; // read by the rank workers this engine starts
   const cap = strategy ? capturingStrategy(strategy) : capturingBackend(await makeBackend(BACKEND));
   const backend = strategy ? await makeBackend(BACKEND) : cap.backend;
   const engine = await createEngine({ model, backend, parallel: cap.strategy, autoStep: false, limits });
@@ -132,6 +155,7 @@ async function withEngine(model, { parallel: strategy, limits, loadKey }, body) 
     return await body(engine, cap.box.program);
   } finally {
     await engine.close();
+    delete process.env.ZINFER_PEER_ALLREDUCE;
   }
 }
 
@@ -164,41 +188,55 @@ await step('HBM read bandwidth of every GPU (one process each, at once)', async 
   per.forEach((m, i) => (result[`hbm_read_gb_per_s_gpu${i}`] = round(m.readGBps, 1)));
   result.hbm_read_gb_per_s = round(Math.min(...per.map((m) => m.readGBps)), 1);
   return { readGBps: per.map((m) => m.readGBps), copyGBps: per.map((m) => m.copyGBps) };
-});
+}, { budget: 'hbm' });
 
-// 13B at tp1, tp2, tp4 (batch-1 latency first; the row sweep and throughput while the engine is loaded).
+// 13B at tp1, tp2, tp4 (batch-1 latency first; the row sweep and throughput while the engine is loaded);
+// tp2 and tp4 again with NCCL for every all-reduce.
 const tokensAt = {};
 for (const tp of [1, 2, 4].filter((n) => n <= TP_MAX)) {
-  await step(`13B tp${tp}: load, decode batch 1`, () => withEngine(dir13, { parallel: tp > 1 ? tensorParallel({ size: tp }) : undefined, limits: LIMITS_13B, loadKey: `tp${tp}_13b_load_s` }, async (engine, program) => {
-    const d = await decodeBs1(engine, { vocab: vocabOf(M13), ...DECODE });
-    result[`tp${tp}_13b_decode_bs1_ms_per_token`] = round(d.msPerToken, 3);
-    const bytes = await bytesPerRankPerToken(core, tensorParallel, dir13, tp);
-    if (result.hbm_read_gb_per_s) result[`tp${tp}_13b_hbm_limit_ms_per_token`] = round(bytes / (result.hbm_read_gb_per_s * 1e6), 3);
-    tokensAt[tp] = d.tokens;
-    compareTokens();
-    // Extras while loaded, if the steps after this one (~200 s on 4 × H100) still fit.
-    if (BUDGET_S - elapsed() > (LOCAL ? 0 : 200)) await rowSweep(`tp${tp}`, program);
-    if ((tp === 1 || tp === 4) && BUDGET_S - elapsed() > (LOCAL ? 0 : 180)) {
-      const r = await throughput(engine, { ...BIG, vocab: vocabOf(M13) });
-      result[`tp${tp}_13b_bs64_tokens_per_s`] = round(r.tokensPerS, 0);
-      detail.steps[`tp${tp} throughput`] = r;
-    }
-    return { minMs: d.minMs, steps: d.steps, tokens: d.tokens.slice(0, 24) };
-  }), { minSeconds: LOCAL ? 5 : 60 });
+  for (const allReduce of tp > 1 ? ['peer', 'nccl'] : ['peer']) {
+    const nccl = allReduce === 'nccl';
+    const key = `tp${tp}_13b${nccl ? '_nccl' : ''}_decode_bs1_ms_per_token`;
+    await step(`13B tp${tp}${nccl ? ' (NCCL all-reduce)' : ''}: load, decode batch 1`, () => withEngine(dir13, { parallel: tp > 1 ? tensorParallel({ size: tp }) : undefined, limits: LIMITS_13B, loadKey: nccl ? null : `tp${tp}_13b_load_s`, allReduce }, async (engine, program) => {
+      const d = await decodeBs1(engine, { vocab: vocabOf(M13), ...DECODE });
+      result[key] = round(d.msPerToken, 3);
+      if (nccl) {
+        result[`tp${tp}_nccl_tokens_matching`] = tokensAt[1] ? matching(d.tokens, tokensAt[1]) : null;
+        result[`tp${tp}_speedup_nccl`] = ratio(result.tp1_13b_decode_bs1_ms_per_token, result[key]);
+        return { minMs: d.minMs, steps: d.steps };
+      }
+      const bytes = await bytesPerRankPerToken(core, tensorParallel, dir13, tp);
+      if (result.hbm_read_gb_per_s) result[`tp${tp}_13b_hbm_limit_ms_per_token`] = round(bytes / (result.hbm_read_gb_per_s * 1e6), 3);
+      tokensAt[tp] = d.tokens;
+      compareTokens();
+      // Extras while loaded, while this step's share lasts.
+      if (stepHas(15)) await rowSweep(`tp${tp}`, program);
+      if ((tp === 1 || tp === 4) && stepHas(20)) {
+        const r = await throughput(engine, { ...BIG, vocab: vocabOf(M13) });
+        result[`tp${tp}_13b_bs64_tokens_per_s`] = round(r.tokensPerS, 0);
+        detail.steps[`tp${tp} throughput`] = r;
+      }
+      return { minMs: d.minMs, steps: d.steps, tokens: d.tokens.slice(0, 24) };
+    }), { minSeconds: LOCAL ? 5 : 60, budget: tp === 4 && nccl ? 'tp4nccl' : `tp${tp}` });
+  }
 }
 
-await step('70B tp4: load, decode batch 1, HBM limit', async () => {
-  if (TP_MAX < 4) throw new Error(`tp4 needs 4 devices, found ${gpus.length}`);
-  const bytes = await bytesPerRankPerToken(core, tensorParallel, dir70, 4);
-  result.tp4_70b_bytes_per_gpu_per_token = bytes;
-  if (result.hbm_read_gb_per_s) result.tp4_70b_hbm_limit_ms_per_token = round(bytes / (result.hbm_read_gb_per_s * 1e6), 3);
-  return withEngine(dir70, { parallel: tensorParallel({ size: 4 }), limits: LIMITS_BS1, loadKey: 'tp4_70b_load_s' }, async (engine) => {
-    const d = await decodeBs1(engine, { vocab: vocabOf(M70), ...DECODE });
-    result.tp4_70b_decode_bs1_ms_per_token = round(d.msPerToken, 3);
-    result.tp4_70b_over_hbm_limit = ratio(result.tp4_70b_decode_bs1_ms_per_token, result.tp4_70b_hbm_limit_ms_per_token);
-    return { minMs: d.minMs, steps: d.steps };
-  });
-}, { minSeconds: LOCAL ? 5 : 100 });
+for (const allReduce of ['peer', 'nccl']) {
+  const nccl = allReduce === 'nccl';
+  await step(`70B tp4${nccl ? ' (NCCL all-reduce)' : ''}: load, decode batch 1, HBM limit`, async () => {
+    if (TP_MAX < 4) throw new Error(`tp4 needs 4 devices, found ${gpus.length}`);
+    const bytes = await bytesPerRankPerToken(core, tensorParallel, dir70, 4);
+    result.tp4_70b_bytes_per_gpu_per_token = bytes;
+    if (result.hbm_read_gb_per_s) result.tp4_70b_hbm_limit_ms_per_token = round(bytes / (result.hbm_read_gb_per_s * 1e6), 3);
+    return withEngine(dir70, { parallel: tensorParallel({ size: 4 }), limits: LIMITS_BS1, loadKey: nccl ? null : 'tp4_70b_load_s', allReduce }, async (engine) => {
+      const d = await decodeBs1(engine, { vocab: vocabOf(M70), ...DECODE });
+      const k = nccl ? 'tp4_70b_nccl' : 'tp4_70b';
+      result[`${k}_decode_bs1_ms_per_token`] = round(d.msPerToken, 3);
+      result[`${k}_over_hbm_limit`] = ratio(result[`${k}_decode_bs1_ms_per_token`], result.tp4_70b_hbm_limit_ms_per_token);
+      return { minMs: d.minMs, steps: d.steps };
+    });
+  }, { minSeconds: LOCAL ? 5 : 100, budget: 'm70' });
+}
 
 for (const [key, stages, tp] of [['pp4', 4, 1], ['tp2pp2', 2, 2]]) {
   await step(`13B ${key}: throughput ${BIG.seqs} × ${BIG.promptLen}, bubble`, () => withEngine(dir13, { parallel: pipelineParallel({ stages, tensorSize: tp }), limits: LIMITS_13B }, async (engine, program) => {
@@ -210,7 +248,7 @@ for (const [key, stages, tp] of [['pp4', 4, 1], ['tp2pp2', 2, 2]]) {
     const part = detail.programMs[`tp${tp}`]?.[BIG.seqs / micro]; // T_t(64/M), the whole model
     if (part) result[`${key}_bubble_fraction`] = round(1 - (micro * part) / stages / stepMs, 3);
     return { ...r, stepMs, tpPartMs: part ?? null };
-  }), { minSeconds: LOCAL ? 5 : 50 });
+  }), { minSeconds: LOCAL ? 5 : 50, budget: key });
 }
 
 await step(`4 independent replicas (child processes), ${BIG.seqs} and ${BIG.seqs / 4} sequences each`, async () => {
@@ -221,7 +259,7 @@ await step(`4 independent replicas (child processes), ${BIG.seqs} and ${BIG.seqs
   result.replicas4_13b_bs16_tokens_per_s = round(per.reduce((s, p) => s + p[1].tokensPerS, 0), 0);
   for (const k of ['tp4', 'pp4', 'tp2pp2']) result[`${k}_over_replicas4`] = ratio(result[`${k}_13b_bs64_tokens_per_s`], result.replicas4_13b_bs64_tokens_per_s);
   return { perReplica: per };
-}, { minSeconds: LOCAL ? 5 : 70 });
+}, { minSeconds: LOCAL ? 5 : 70, budget: 'replicas' });
 
 await step('Mixtral-8x7B shape (bf16) tp4 decode batch 1', async () => {
   const dir = syntheticModel(core, WORK, MIX, 'bf16');
@@ -235,7 +273,7 @@ await step('Mixtral-8x7B shape (bf16) tp4 decode batch 1', async () => {
     result.mixtral_tp4_decode_bs1_ms_per_token = round(d.msPerToken, 3);
     return { minMs: d.minMs };
   });
-}, { minSeconds: LOCAL ? 5 : 80 });
+}, { minSeconds: LOCAL ? 5 : 80, budget: 'mixtral' });
 
 printTable();
 const errs = Object.entries(detail.errors).filter(([, e]) => !e.startsWith('skipped'));
@@ -287,8 +325,10 @@ function printTable() {
     const limit = `HBM limit ${result[`tp${tp}_13b_hbm_limit_ms_per_token`] ?? '?'}`;
     row(`tp${tp}_13b_decode_bs1_ms_per_token`, tp > 1 ? `${limit}; speedup ${result[`tp${tp}_speedup`] ?? '?'}; tokens matching tp1 ${result[`tp${tp}_tokens_matching`] ?? '?'}/${result.tokens_compared ?? '?'}` : limit);
   }
+  for (const tp of [2, 4]) row(`tp${tp}_13b_nccl_decode_bs1_ms_per_token`, `NCCL all-reduce only; speedup ${result[`tp${tp}_speedup_nccl`] ?? '?'}; tokens matching tp1 ${result[`tp${tp}_nccl_tokens_matching`] ?? '?'}`);
   row('tp_tokens_identical');
   row('tp4_70b_decode_bs1_ms_per_token', `HBM limit ${result.tp4_70b_hbm_limit_ms_per_token ?? '?'} (ratio ${result.tp4_70b_over_hbm_limit ?? '?'})`);
+  row('tp4_70b_nccl_decode_bs1_ms_per_token', `NCCL all-reduce only (ratio ${result.tp4_70b_nccl_over_hbm_limit ?? '?'})`);
   const vsReplicas = (k) => (k === 'tp1' || k === 'replicas4' ? '' : `${result[`${k}_over_replicas4`] ?? '?'} × the replicas`);
   const bubble = (k) => (k === 'pp4' || k === 'tp2pp2' ? `; bubble ${result[`${k}_bubble_fraction`] ?? '?'} (step ${result[`${k}_step_ms`] ?? '?'} ms)` : '');
   for (const k of ['tp1', 'tp4', 'pp4', 'tp2pp2', 'replicas4']) row(`${k}_13b_bs64_tokens_per_s`, vsReplicas(k) + bubble(k));
