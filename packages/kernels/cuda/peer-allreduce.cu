@@ -83,7 +83,9 @@ __device__ void peer_all_reduce(A *out, const A *x, const unsigned long long *ta
     for (int r = 0; r < ranks; r++) {
       const A *src = data_half<A>(table[r], epoch, half_bytes) + i; // 16-byte aligned: halves are
       float v[V];
-      widen16<A>(*reinterpret_cast<const uint4 *>(src), v); // a short tail chunk reads past n inside the half
+      // L2, not L1 (.cg): a half is rewritten every other call, and a stale L1 line must never serve it.
+      // A short tail chunk reads past n, inside the half.
+      widen16<A>(__ldcg(reinterpret_cast<const uint4 *>(src)), v);
 #pragma unroll
       for (int k = 0; k < V; k++) acc[k] += v[k];
     }
