@@ -340,8 +340,6 @@ export interface WeightOffload {
   readonly contractVersion: number;
   /** How to make this offload again in a worker thread (data-parallel worker ranks place on their own). */
   readonly factory?: BackendFactory;
-  /** How to make this offload again in a worker thread (data-parallel worker ranks place on their own). */
-  readonly factory?: BackendFactory;
   /**
    * Decides, at layer granularity, which weights stay resident on the device (up to its byte budget) and
    * which stream from the host or disk tier; fills the tiers. `weights` then serves the resident ones.
