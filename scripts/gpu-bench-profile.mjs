@@ -69,7 +69,7 @@ export async function decodeByVariant({ program, variants, setVariant, time, ids
 export function profileTable(profile, variant) {
   const p = profile[variant];
   if (!p) return [];
-  const lines = [`  ${variant}: ${p.launches} launches, kernels ${p.kernelSumMs} ms (GEMVs ${p.gemvSumMs} ms)`];
+  const lines = [`  ${variant}: ${p.launches} launches, kernels ${p.kernelSumMs} ms (GEMVs and GEMMs ${p.gemvSumMs} ms)`];
   for (const k of p.kernels) {
     const bw = k.GBps === null ? '' : `  ${String(k.GBps).padStart(5)} GB/s = ${(100 * (k.fractionOfRead ?? 0)).toFixed(0)}% of read`;
     lines.push(`    ${k.what.padEnd(48)} ×${String(k.count).padStart(3)} ${k.medianUs.toFixed(1).padStart(7)} us${bw}`);

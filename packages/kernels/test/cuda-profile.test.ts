@@ -30,6 +30,7 @@ test('gemvShape reads the shape and weight bytes of a GEMV launch from its argum
   assert.equal(gemvShape('gemv8r_f32_f32', gemvArgs([4096], 11008, 1, 0)), { shape: '11008→4096 +residual', weightBytes: 4096 * 11008 * 4 });
   assert.equal(gemvShape('gemv1_f16_f16', gemvArgs([4096, 1024, 1024], 4096, 0, 1))?.shape, '4096→4096+1024+1024 norm');
   assert.is(gemvShape('rms_norm_f16', [0n, 0n, 0n, 4096, 1e-5]), null);
+  assert.equal(gemvShape('cublas_gemm', [64, 11008, 4096, 2]), { shape: '4096→11008 ×64 rows', weightBytes: 11008 * 4096 * 2 });
 });
 
 test('summarizeProfile groups by kernel and shape in order, with the median and GB/s against the read bandwidth', () => {

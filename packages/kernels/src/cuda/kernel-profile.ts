@@ -7,7 +7,7 @@
 import { BackendError, type StepBatch } from '@zinfer/core';
 import type { Ptr } from './driver-api.js';
 import type { Dim3, Gpu, KernelArg, LaunchHook } from './gpu.js';
-import { CudaStream } from './stream.js';
+import type { CudaStream } from './stream.js';
 
 export interface KernelTiming {
   kernel: string;
@@ -34,8 +34,15 @@ export interface ProfileRow {
 const EPI_NAMES = ['', ' +residual', ' gated', ' +act'];
 const NORM_NAMES = ['', ' norm', ' layernorm'];
 
-/** Shape and weight bytes of a GEMV launch (gemv.cu's argument order), or null for any other kernel. */
+/**
+ * Shape and weight bytes of a GEMV launch (gemv.cu's argument order) or of a cuBLAS GEMM (CudaStream's hook
+ * passes rows, outF, inF, element bytes), or null for any other kernel.
+ */
 export function gemvShape(kernel: string, args: readonly KernelArg[]): { shape: string; weightBytes: number } | null {
+  if (kernel === 'cublas_gemm') {
+    const [rows, outF, inF, bytes] = args.map(Number);
+    return { shape: `${inF}→${outF} ×${rows} rows`, weightBytes: outF * inF * bytes };
+  }
   const m = /^gemv\d+[a-z]?_(f32|f16|bf16)_/.exec(kernel);
   if (!m) return null;
   const bytes = m[1] === 'f32' ? 4 : 2;
@@ -63,12 +70,14 @@ export function summarizeProfile(timings: readonly KernelTiming[], readGBps: num
   });
 }
 
-/** A LaunchHook that records a CUDA event before and after every launch on a CudaStream. */
+/** A LaunchHook that records a CUDA event before and after every launch (and cuBLAS GEMM) on a CudaStream. */
 export class EventProfiler implements LaunchHook {
   private readonly pending: { kernel: string; grid: Dim3; block: number; args: readonly KernelArg[]; start: Ptr; stop: Ptr | null }[] = [];
 
   constructor(private readonly gpu: Gpu) {
-    if (!(gpu instanceof CudaStream)) throw new BackendError(`kernel profiling needs the CUDA stream, not ${gpu.name}`);
+    // By shape rather than instanceof: a bundle may hold more than one copy of the class.
+    const s = gpu as Partial<CudaStream>;
+    if (!(s.device?.driver && s.stream !== undefined)) throw new BackendError(`kernel profiling needs the CUDA stream, not ${gpu.name}`);
   }
 
   private get stream(): CudaStream {

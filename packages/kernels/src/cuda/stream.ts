@@ -58,7 +58,13 @@ export class CudaStream implements Gpu {
     this.stream = s[0]!;
     this.cacheDir = opts.cacheDir === undefined ? defaultCacheDir() : opts.cacheDir;
     this.syncEachLaunch = opts.syncEachLaunch ?? process.env.ZINFER_CUDA_SYNC === '1';
-    this.gemm = opts.cublas === false ? null : (g) => device.gemmLibrary().gemm(this.stream, g);
+    this.gemm = opts.cublas === false ? null : (g) => {
+      // A launch hook sees a GEMM as 'cublas_gemm' with (rows, outF, inF, element bytes) as its arguments.
+      const hook = this.capturing ? null : this.hook;
+      hook?.before('cublas_gemm', { x: 1 }, 0, [g.rows, g.outF, g.inF, g.dtype === 'f32' ? 4 : 2]);
+      device.gemmLibrary().gemm(this.stream, g);
+      hook?.after('cublas_gemm');
+    };
     this.pdl = (opts.pdl ?? false) && this.arch >= 90 && this.driver.api.cuLaunchKernelEx !== undefined;
     if (this.pdl) this.launchConfig = this.makeLaunchConfig();
   }
