@@ -10,7 +10,7 @@
 //      GPUs at the same per-GPU batch, the all-gathers on their own stream and on the copy stream;
 //      multi_gpu_fetch_speedup = 1-GPU forward ÷ N-GPU forward (the faster queue); all-gather and run-copy
 //      time per forward and the copy/compute overlap from device events;
-//   0. first, the engine path on the fixtures: createEngine with dataParallel + weightOffload (worker ranks,
+//   2b. the engine path on the fixtures: createEngine with dataParallel + weightOffload (worker ranks,
 //      NCCL fetch group) against one GPU resident: tokens and prompt logits identical;
 //   3. disk read bandwidth with O_DIRECT: one dd, then K dd's in parallel on disjoint ranges of one file.
 // Writes $OUT/offload-multi-h100.json (flat numbers) and offload-multi-detail.json after every step.
@@ -116,14 +116,6 @@ await step('h2d-each', 15, async () => {
   return r;
 });
 
-await step('engine-parity', 30, async (left) => {
-  // --dp N with --offload host through createEngine (worker ranks, NCCL): identical to one GPU resident.
-  const r = child('engine', { gpus: GPUS, models: ['llama3', 'gpt2'] }, Math.min(left - 200, 90));
-  const ok = Object.values(r).filter((m) => m.identical).length;
-  Object.assign(result, { multi_engine_parity: `${ok}/${Object.keys(r).length}`, multi_engine_concurrent_tokens_identical: Object.values(r).every((m) => m.concurrentTokensIdentical) });
-  return r;
-});
-
 await step('forward-1gpu', 60, async (left) => {
   const r = child('forward', { ranks: 1, queues: ['gather'] }, Math.min(left - 100, 220));
   const f = r.runs.gather;
@@ -145,6 +137,14 @@ await step(`forward-${GPUS}gpu`, 60, async (left) => {
     multi_ngpu_tokens_per_s: round((GPUS * BATCH * PROMPT) / f.s, 1),
   });
   if (result.multi_forward_1gpu_s) result.multi_gpu_fetch_speedup = round(result.multi_forward_1gpu_s / f.s, 2);
+  return r;
+});
+
+await step('engine-parity', 30, async (left) => {
+  // --dp N with --offload host through createEngine (worker ranks, NCCL): identical to one GPU resident.
+  const r = child('engine', { gpus: GPUS, models: ['llama3', 'gpt2'] }, Math.min(left - 40, 90));
+  const ok = Object.values(r).filter((m) => m.identical).length;
+  Object.assign(result, { multi_engine_parity: `${ok}/${Object.keys(r).length}`, multi_engine_concurrent_tokens_identical: Object.values(r).every((m) => m.concurrentTokensIdentical) });
   return r;
 });
 
