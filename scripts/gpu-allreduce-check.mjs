@@ -2,7 +2,8 @@
 // The peer-memory all-reduce (packages/kernels/cuda/peer-allreduce.cu) against NCCL on 2 and 4 GPUs of
 // this machine (one worker thread a GPU, as the engine's ranks run), from the built packages (the bundle
 // of scripts/gpu-bundle.sh):
-//   1. latency: µs per all-reduce, peer vs NCCL, f16 messages of 8 KB … 1 MB, 20 back to back in a graph;
+//   1. latency: µs per all-reduce, peer (32 blocks, and 8 blocks) vs NCCL, f16 messages of 8 KB … 1 MB,
+//      20 back to back in a graph;
 //   2. correctness: f32/f16/bf16, sizes 1 … 2M elements (odd ones too), each inside a captured CUDA graph
 //      replayed ZINFER_ALLREDUCE_CHECK_REPLAYS times (default 1000; 100 above 64K elements) with a second, odd-sized all-reduce
 //      and a chained one in the same graph (the epochs and double buffers turn over): exact inputs must
@@ -40,7 +41,7 @@ async function rankMain({ rank, size, grid, shm, replays }) {
   let dev;
   try {
     dev = SIM ? await simRank(rank, size, shm) : await cudaRank(rank, grid, SETTINGS);
-    post({ type: 'ready', reason: dev.reason, peer: dev.peer });
+    post({ type: 'ready', reason: dev.reason, peer: dev.peer, paths: dev.paths });
   } catch (e) {
     post({ type: 'ready', error: String(e?.stack ?? e).slice(0, 800) });
     return;
@@ -128,7 +129,8 @@ async function latencyCase(dev, { bytes, reps, replays }) {
     dev.release(graph, []);
     return us;
   };
-  const res = { peerUs: dev.peer ? await time('peer') : null, ncclUs: await time('nccl') };
+  const res = { peerUs: null, peer8Us: null };
+  for (const path of dev.paths) res[`${path}Us`] = await time(path);
   dev.release(null, [x, out]);
   return res;
 }
@@ -230,9 +232,9 @@ async function runGroup(size, { par, results, save, deadline }) {
       if (performance.now() > deadline - 5000) break;
       const rs = await ask({ kind: 'latency', bytes, reps: 20, replays: SIM ? 2 : 50 });
       const err = rs.find((r) => r.error);
-      const row = { ranks: size, bytes, peerUs: err ? null : round(rs[0].peerUs), ncclUs: err ? null : round(rs[0].ncclUs), error: err?.error ?? null };
+      const row = { ranks: size, bytes, peerUs: err ? null : round(rs[0].peerUs), peer8Us: err ? null : round(rs[0].peer8Us), ncclUs: err ? null : round(rs[0].ncclUs), error: err?.error ?? null };
       results.latency.push(row);
-      console.log(`latency ${size} ranks ${bytes} B: peer ${row.peerUs ?? '-'} µs, NCCL ${row.ncclUs ?? '-'} µs${row.error ? ` (${row.error})` : ''}`);
+      console.log(`latency ${size} ranks ${bytes} B: peer ${row.peerUs ?? '-'} µs (8 blocks ${row.peer8Us ?? '-'}), NCCL ${row.ncclUs ?? '-'} µs${row.error ? ` (${row.error})` : ''}`);
       save();
     }
     for (const n of SIZES) {
@@ -291,7 +293,7 @@ function round(x) {
 function printTable(results) {
   const count = (s) => results.cases.filter((c) => c.status === s).length;
   console.log('\n== latency (µs per all-reduce, f16, 20 back to back in a CUDA graph)');
-  console.log('ranks  bytes     peer     NCCL   speedup');
-  for (const r of results.latency) console.log(`${String(r.ranks).padEnd(6)} ${String(r.bytes).padEnd(8)} ${String(r.peerUs ?? '-').padStart(7)} ${String(r.ncclUs ?? '-').padStart(8)}   ${r.peerUs ? (r.ncclUs / r.peerUs).toFixed(2) + '×' : '-'}`);
+  console.log(`ranks  bytes       peer  peer(8 blocks)     NCCL   speedup (NCCL / peer, ${SETTINGS.blocks} blocks)`);
+  for (const r of results.latency) console.log(`${String(r.ranks).padEnd(6)} ${String(r.bytes).padEnd(8)} ${String(r.peerUs ?? '-').padStart(8)} ${String(r.peer8Us ?? '-').padStart(15)} ${String(r.ncclUs ?? '-').padStart(8)}   ${r.peerUs ? (r.ncclUs / r.peerUs).toFixed(2) + '×' : '-'}`);
   console.log(`\n== correctness: ${count('PASS')} passed, ${count('FAIL')} failed, ${count('SKIP')} skipped; groups: ${results.groups.map((g) => `${g.size}: ${g.error ? 'ERROR ' + g.error : g.reason}`).join('; ')}`);
 }

@@ -1,7 +1,8 @@
 // The rank devices of scripts/gpu-allreduce-check.mjs: the same small interface on a CUDA GPU (a program
 // stream, the peer all-reduce of @zinfer/kernels/cuda and NCCL through @zinfer/parallel's communicator)
 // and simulated (shared-memory sums over host arrays, to run the check's control flow without a GPU).
-// alloc(n, dtype, values?) → handle (unset elements are NaN); allReduce(path 'peer' | 'nccl', out, x, n,
+// `paths`: 'peer' (the engine's default grid), 'peer8' (8 blocks: the small-message A/B of
+// ZINFER_PEER_ALLREDUCE_BLOCKS), 'nccl'. alloc(n, dtype, values?) → handle (unset elements are NaN); allReduce(path, out, x, n,
 // dtype) inside capture(fn) → graph; replay(graph, times) waits for the replays; read(handle, n, dtype) →
 // Float32Array; release(graph | null, handles).
 
@@ -15,11 +16,15 @@ export async function cudaRank(rank, grid, settings) {
   const { communicator: tp } = par.joinNcclGrid(grid, rank);
   const gpu = new cuda.CudaStream(cuda.CudaDevice.open(grid.firstDevice + rank), { cacheDir: '/tmp/zinfer-cuda-cache' });
   gpu.loadKernels();
-  const setup = tp.device.peers ? await cuda.setupPeerAllReduce(gpu, tp.device.peers, settings) : { reduce: null, reason: 'the communicator has no peer group' };
-  const reduce = setup.reduce;
+  const peers = tp.device.peers;
+  const setup = peers ? await cuda.setupPeerAllReduce(gpu, peers, settings) : { reduce: null, reason: 'the communicator has no peer group' };
+  // A second registration with 8 blocks (its own areas and epochs), for the latency A/B.
+  const small = setup.reduce ? (await cuda.setupPeerAllReduce(gpu, peers, { ...settings, blocks: 8, halfBytes: 2 ** 21, maxBytes: 2 ** 21 })).reduce : null;
+  const reduce = { peer: setup.reduce, peer8: small };
   return {
     rank,
-    peer: !!reduce,
+    peer: !!setup.reduce,
+    paths: ['peer', ...(small ? ['peer8'] : []), 'nccl'],
     reason: setup.reason,
     alloc(n, dtype, values) {
       const words = Math.ceil((n * bytesOf(dtype)) / 4);
@@ -29,7 +34,7 @@ export async function cudaRank(rank, grid, settings) {
       return p;
     },
     allReduce(path, out, x, n, dtype) {
-      if (path === 'peer') reduce.launch(gpu, out, x, n, dtype);
+      if (path !== 'nccl') reduce[path].launch(gpu, out, x, n, dtype);
       else gpu.external(`NCCL all-reduce of ${n} ${dtype}`, [], (stream) => tp.device.allReduce(x, out, n, dtype, stream));
     },
     capture(fn) {
@@ -77,6 +82,7 @@ export async function simRank(rank, size, shm) {
   return {
     rank,
     peer: true,
+    paths: ['peer', 'peer8', 'nccl'],
     reason: `simulated, ${size} ranks`,
     alloc(n, dtype, values) {
       const p = next++;
