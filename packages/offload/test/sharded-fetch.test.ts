@@ -122,6 +122,23 @@ for (const [name, make, size, tier, prefetch] of [['cpu', () => cpuBackend({ thr
   });
 }
 
+test('greedy steps through runArgmax (inline and worker ranks): the argmax of the resident logits, rows in step order', async () => {
+  const { cpuBackend: make } = await import('@zinfer/kernels/cpu');
+  const want = baseline.get('cpu/gpt2')!.results;
+  for (const ranks of ['inline', 'workers'] as const) {
+    const e = await createEngine({ model: join(MODELS, 'gpt2'), backend: make({ threads: 1 }), limits: { maxSequences: 4, kvCacheBytes: 2 ** 21 }, offload: weightOffload({ tier: 'host' }), parallel: dataParallel({ size: 2, ranks }) });
+    try {
+      const ids = inputIds('gpt2');
+      // Greedy only, so every step goes through runArgmax; the resident run's greedy tokens for these prompts.
+      const got = await Promise.all([ids, ids.slice(0, 3)].map((x, i) => e.generate({ inputIds: x, maxTokens: i === 0 ? 6 : 4, temperature: 0 }).result));
+      assert.equal(got[0].tokens, want[0].tokens, `${ranks}: first sequence`);
+      assert.equal(got[1].tokens, want[2].tokens, `${ranks}: second sequence`);
+    } finally {
+      await e.close();
+    }
+  }
+});
+
 test('data parallel without offload: every rank holds the weights, identical output', async () => {
   const r = await run('gpt2', referenceBackend(), undefined, dataParallel({ size: 2 }));
   assertSame(r, baseline.get('reference/gpt2')!, 'plain data parallel');

@@ -18,10 +18,11 @@ export interface DpRankInit {
   nccl: NcclGrid | null;
 }
 
-export type DpRankRequest = { type: 'run'; id: number; batch: StepBatch } | { type: 'dispose' } | { type: 'abort' };
+export type DpRankRequest = { type: 'run'; id: number; batch: StepBatch; argmax: boolean } | { type: 'dispose' } | { type: 'abort' };
 export type DpRankReply =
-  | { type: 'ready'; summary: readonly string[] }
-  | { type: 'out'; id: number; out: Float32Array }
+  /** `argmax`: the program has runArgmax (the leader offers it only when every rank's has). */
+  | { type: 'ready'; summary: readonly string[]; argmax: boolean }
+  | { type: 'out'; id: number; out: Float32Array | Int32Array }
   | { type: 'error'; id: number; message: string }
   | { type: 'disposed' };
 
@@ -49,7 +50,7 @@ async function main(): Promise<void> {
     await abort();
     process.exit(1);
   }
-  post({ type: 'ready', summary: placement?.summary ?? [] });
+  post({ type: 'ready', summary: placement?.summary ?? [], argmax: program.runArgmax !== undefined });
   let queue: Promise<void> = Promise.resolve();
   port.on('message', (m: DpRankRequest) => {
     if (m.type === 'abort') return void abort();
@@ -86,9 +87,10 @@ async function handle(program: Program, m: DpRankRequest): Promise<void> {
   }
   if (m.type !== 'run') return;
   try {
-    post({ type: 'out', id: m.id, out: await program.run(m.batch) });
+    post({ type: 'out', id: m.id, out: m.argmax ? await program.runArgmax!(m.batch) : await program.run(m.batch) });
   } catch (e) {
     await abort();
     post({ type: 'error', id: m.id, message: (e as Error).message });
   }
 }
+

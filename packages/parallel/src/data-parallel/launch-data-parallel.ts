@@ -2,7 +2,7 @@
 // with offload, each rank places the weights with its FetchShard, so its tier holds 1/size of every
 // streamed layer and the ranks' all-gathers (shared memory here) assemble each layer for all of them.
 // Each rank's KV cache has one block more than the engine's: the scratch block of idle steps.
-import type { Communicator, LaunchArgs, OffloadPlacement, Program } from '@zinfer/core';
+import type { Communicator, LaunchArgs, OffloadPlacement, Program, StepBatch } from '@zinfer/core';
 import { createShmGroup, shmCommunicator } from '../shm-communicator.js';
 import { idleBatch, mergeOutputs, RankAssigner } from './rank-batches.js';
 
@@ -31,19 +31,21 @@ export async function launchDataParallel(args: LaunchArgs, size: number): Promis
   }
   const assigner = new RankAssigner(size);
   const idle = idleBatch(kvCache.numBlocks, kvCache.blockSize);
+  const step = async <T extends Float32Array | Int32Array>(batch: StepBatch, run: (p: Program, b: StepBatch) => Promise<T>): Promise<T> => {
+    const parts = assigner.split(batch);
+    try {
+      return mergeOutputs(parts, await Promise.all(programs.map((p, r) => run(p, parts[r]?.batch ?? idle))), batch.selectedRows.length);
+    } catch (e) {
+      await Promise.all(comms.map((c) => c.close())); // the other ranks would wait in their all-gathers forever
+      throw e;
+    }
+  };
   return {
     placements,
     ...(placements.length ? { offload: summaryPlacement(placements) } : {}),
-    async run(batch) {
-      const parts = assigner.split(batch);
-      try {
-        const outs = await Promise.all(programs.map((p, r) => p.run(parts[r]?.batch ?? idle)));
-        return mergeOutputs(parts, outs, batch.selectedRows.length);
-      } catch (e) {
-        await Promise.all(comms.map((c) => c.close())); // the other ranks would wait in their all-gathers forever
-        throw e;
-      }
-    },
+    run: (batch) => step(batch, (p, b) => p.run(b)),
+    // Greedy steps copy only each row's argmax from every rank (the engine uses it when all rows are greedy).
+    ...(programs.every((p) => p.runArgmax) ? { runArgmax: (batch: StepBatch) => step(batch, (p, b) => p.runArgmax!(b)) } : {}),
     dispose: () => release(programs, placements, comms),
   };
 }

@@ -76,13 +76,13 @@ export function idleBatch(block: number, blockSize: number): StepBatch {
 }
 
 /** The whole step's output from each rank's: selected row k of the step comes from the rank that ran it. */
-export function mergeOutputs(parts: readonly (RankPart | null)[], outs: readonly Float32Array[], selectedCount: number): Float32Array {
-  let merged: Float32Array | null = null;
+export function mergeOutputs<T extends Float32Array | Int32Array>(parts: readonly (RankPart | null)[], outs: readonly T[], selectedCount: number): T {
+  let merged: T | null = null;
   parts.forEach((p, r) => {
     if (!p || p.selected.length === 0) return;
     const width = outs[r].length / p.selected.length;
-    merged ??= new Float32Array(selectedCount * width);
+    merged ??= new (outs[r].constructor as new (n: number) => T)(selectedCount * width);
     p.selected.forEach((k, j) => merged!.set(outs[r].subarray(j * width, (j + 1) * width), k * width));
   });
-  return merged ?? new Float32Array(0);
+  return merged ?? (new Float32Array(0) as T);
 }

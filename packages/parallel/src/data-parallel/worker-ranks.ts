@@ -12,7 +12,7 @@ import type { DataParallelProgram } from './launch-data-parallel.js';
 import { idleBatch, mergeOutputs, RankAssigner } from './rank-batches.js';
 
 interface Call {
-  resolve: (out: Float32Array) => void;
+  resolve: (out: Float32Array | Int32Array) => void;
   reject: (e: Error) => void;
 }
 
@@ -29,6 +29,7 @@ export async function launchDataParallelWorkers(args: LaunchArgs, size: number, 
   }));
   const calls = workers.map(() => new Map<number, Call>());
   const summaries: (readonly string[])[] = [];
+  let argmax = true;
   let broken: Error | null = null;
   let disposed = false;
   let nextId = 1;
@@ -43,6 +44,7 @@ export async function launchDataParallelWorkers(args: LaunchArgs, size: number, 
     w.on('message', (m: DpRankReply) => {
       if (m.type === 'ready') {
         summaries[r] = m.summary;
+        argmax &&= m.argmax;
         return resolve();
       }
       if (m.type === 'disposed') return;
@@ -69,26 +71,29 @@ export async function launchDataParallelWorkers(args: LaunchArgs, size: number, 
     await Promise.all(workers.map((w) => w.terminate()));
     throw e;
   }
-  const call = (r: number, batch: StepBatch): Promise<Float32Array> => new Promise((resolve, reject) => {
+  const call = (r: number, batch: StepBatch, argmax: boolean): Promise<Float32Array | Int32Array> => new Promise((resolve, reject) => {
     const id = nextId++;
     calls[r].set(id, { resolve, reject });
-    workers[r].postMessage({ type: 'run', id, batch } satisfies DpRankRequest);
+    workers[r].postMessage({ type: 'run', id, batch, argmax } satisfies DpRankRequest);
   });
   const assigner = new RankAssigner(size);
   const idle = idleBatch(kvCache.numBlocks, kvCache.blockSize);
+  const step = async (batch: StepBatch, argmax: boolean): Promise<Float32Array | Int32Array> => {
+    if (broken) throw broken;
+    const parts = assigner.split(batch);
+    const timer = setTimeout(() => breakAll(new BackendError(`data-parallel ranks did not finish a step within ${timeoutMs} ms`, { field: 'parallel.timeoutMs', expected: `a step within ${timeoutMs} ms` })), timeoutMs);
+    try {
+      return mergeOutputs(parts, await Promise.all(workers.map((_, r) => call(r, parts[r]?.batch ?? idle, argmax))), batch.selectedRows.length);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
   return {
     placements: [],
     ...(offload ? { offload: ranksPlacement(summaries) } : {}),
-    async run(batch) {
-      if (broken) throw broken;
-      const parts = assigner.split(batch);
-      const timer = setTimeout(() => breakAll(new BackendError(`data-parallel ranks did not finish a step within ${timeoutMs} ms`, { field: 'parallel.timeoutMs', expected: `a step within ${timeoutMs} ms` })), timeoutMs);
-      try {
-        return mergeOutputs(parts, await Promise.all(workers.map((_, r) => call(r, parts[r]?.batch ?? idle))), batch.selectedRows.length);
-      } finally {
-        clearTimeout(timer);
-      }
-    },
+    run: (batch) => step(batch, false) as Promise<Float32Array>,
+    // Greedy steps bring back only each row's argmax (the engine uses it when every row is greedy).
+    ...(argmax ? { runArgmax: (batch: StepBatch) => step(batch, true) as Promise<Int32Array> } : {}),
     async dispose() {
       if (disposed) return;
       disposed = true;
