@@ -7,13 +7,13 @@
 // (decode) runs the 2×8 / 1×8 kernels over the whole panel, a row pair at a time, so the panel streams
 // from memory front to back once and is re-read from cache; a block of many rows (prefill, batched
 // decode) runs the 8×4 kernel over each half panel and every group of 8 rows (one weight load and
-// conversion per 8 rows, 32 accumulators: with FMA both pipes stay busy), a last group of 4 rows or
-// fewer the 4×4 one. Every output
+// conversion per 8 rows, 32 accumulators: with FMA both pipes stay busy; the plain build two 4×4 calls),
+// a last group of 4 rows or fewer the 4×4 one. Every output
 // element is computed by the same sequence of operations whatever the kernel, so results depend neither
 // on the thread count nor on how many rows the step has.
 import { ACT_NONE, alignedShareStart, argI, argP, DT_F16, DT_F32, loadW4 } from './common';
 import { act4 } from './math';
-import { mk_bf16_1x8, mk_bf16_2x8, mk_bf16_4x4, mk_bf16_8x4, mk_f16_1x8, mk_f16_2x8, mk_f16_4x4, mk_f16_8x4, mk_f32_1x8, mk_f32_2x8, mk_f32_4x4, mk_f32_8x4 } from './microkernels';
+import { mk_bf16_1x8, mk_bf16_2x8, mk_bf16_4x4, mk_bf16_8x4, mk_f16_1x8, mk_f16_2x8, mk_f16_4x4, mk_f16_8x4, mk_f32_1x8, mk_f32_2x8, mk_f32_4x4, mk_f32_8x4, MANY_ROW_TILE } from './microkernels';
 
 /** Rows of the many-row kernel (8×4 over half panels); row blocks of fewer rows run 2×8 / 1×8. */
 const RB: i32 = 8;
@@ -162,6 +162,11 @@ function gatedBlock(args: usize, xb: usize, nr: i32, r0: i32, n8: i32, a: i32, b
 @inline function dotsMany(dt: i32, xb: usize, r: i32, nr: i32, n8: i32, wp: usize, h: i32, tile: usize): void {
   if (nr <= 4) {
     dots4(dt, xb, r, nr, n8, wp, h, tile);
+    return;
+  }
+  if (MANY_ROW_TILE == 4) {
+    dots4(dt, xb, r, 4, n8, wp, h, tile);
+    dots4(dt, xb, r + 4, nr - 4, n8, wp, h, tile + <usize>(4 * TILE_STRIDE * 4));
     return;
   }
   const xs = <usize>n8 << 5;
