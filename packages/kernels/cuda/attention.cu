@@ -366,8 +366,8 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, c
                           window, scale, minChunk);                                                                                  \
   }
 // Entry points attn_decode16_f16 (cache in A), attn_decode16p_f16 (PIPE), attn_decode16_f16_e4m3 (fp8
-// cache), attn_decode16p_f16_e4m3. The f32 parity mode reads an fp8 cache without PIPE only (ptxas spills
-// one of those entries, and parity mode is for tests, not speed).
+// cache), attn_decode16p_f16_e4m3. The f32 parity mode has no PIPE entries (it is for tests, not speed;
+// each entry point costs NVRTC time on every fresh machine, and ptxas spills one of them).
 #define DECODE_PIPES(S, A, LANES)                    \
   DECODE_ENTRY(S, A, LANES, , false, , A)            \
   DECODE_ENTRY(S, A, LANES, p, true, , A)            \
@@ -375,7 +375,6 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, c
   DECODE_ENTRY(S, A, LANES, p, true, _e4m3, e4m3_t)
 #define DECODE_PIPES_F32(LANES)                              \
   DECODE_ENTRY(f32, float, LANES, , false, , float)          \
-  DECODE_ENTRY(f32, float, LANES, p, true, , float)          \
   DECODE_ENTRY(f32, float, LANES, , false, _e4m3, e4m3_t)
 #define DECODE_LANES(S, A)  \
   DECODE_PIPES(S, A, 1)     \

@@ -9,8 +9,9 @@
 //     (y = act(x·Wgᵀ + bg) ⊙ (x·Wuᵀ + bu), gate and up read side by side).
 // f32 accumulation throughout; R (compile time) is the most rows of x the entry point takes.
 //
-// Variants (ZINFER_GEMV, src/cuda/gemv-variant.ts), bit-identical (each thread adds its vectors in the
-// same order, the block reduces the same way) so one device run can time them against each other:
+// Variants (ZINFER_GEMV, src/cuda/gemv-variant.ts; compiled for 1–2 rows in the 16-bit modes), bit-identical
+// (each thread adds its vectors in the same order, the block reduces the same way), so one device run can
+// time them against each other:
 //   gemvR_*   U = 4, all U loads of a row reissued only after all U are consumed (a latency bubble per round);
 //   gemvRr_*  "roll": each slot reissued as soon as it is widened, so U loads a row stay in flight;
 //   gemvRo_*  "occ": roll with U = 2 and __launch_bounds__ asking 4 blocks an SM at R ≤ 2 (118 registers
@@ -265,12 +266,18 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
   GEMV_ENTRY(R, V, U, ROLL, MINB, f16, f16, f16_t, f16_t)   \
   GEMV_ENTRY(R, V, U, ROLL, MINB, bf16, bf16, bf16_t, bf16_t)
 
-#define GEMV_VARIANTS(R, MINB_OCC)   \
-  GEMV_DTYPES(R, , 4, false, 1)      \
-  GEMV_DTYPES(R, r, 4, true, 1)      \
-  GEMV_DTYPES(R, o, 2, true, MINB_OCC)
+GEMV_DTYPES(1, , 4, false, 1)
+GEMV_DTYPES(2, , 4, false, 1)
+GEMV_DTYPES(4, , 4, false, 1)
+GEMV_DTYPES(8, , 4, false, 1)
 
-GEMV_VARIANTS(1, 4)
-GEMV_VARIANTS(2, 4)
-GEMV_VARIANTS(4, 3)
-GEMV_VARIANTS(8, 2)
+// The variants, for the latency-bound decode of 1 or 2 rows in the 16-bit modes only (each entry point
+// costs NVRTC time on every fresh machine; other rows and parity mode take v1: gemv-variant.ts).
+#define GEMV_VARIANTS_16(R)                                  \
+  GEMV_ENTRY(R, r, 4, true, 1, f16, f16, f16_t, f16_t)       \
+  GEMV_ENTRY(R, r, 4, true, 1, bf16, bf16, bf16_t, bf16_t)   \
+  GEMV_ENTRY(R, o, 2, true, 4, f16, f16, f16_t, f16_t)       \
+  GEMV_ENTRY(R, o, 2, true, 4, bf16, bf16, bf16_t, bf16_t)
+
+GEMV_VARIANTS_16(1)
+GEMV_VARIANTS_16(2)

@@ -42,12 +42,17 @@ test('summarizeProfile groups by kernel and shape in order, with the median and 
   assert.is(rows[1].GBps, null);
 });
 
-test('every GEMV variant has every rows × dtype entry point, with the same parameters as v1', () => {
+test('GEMV variants: their own entry points for 1–2 rows in the 16-bit modes (same parameters as v1), v1 elsewhere', () => {
   const kernels = loadKernelSources().kernels;
   for (const rows of [1, 2, 4, 8]) {
     for (const [w, a] of [['f32', 'f32'], ['f16', 'f32'], ['bf16', 'f32'], ['f16', 'f16'], ['bf16', 'bf16']]) {
-      const v1 = kernels.get(gemvKernel(rows, w, a, 'v1'))!;
-      for (const v of GEMV_VARIANTS) assert.equal(kernels.get(gemvKernel(rows, w, a, v))?.params, v1.params, `${v} ${rows} ${w} ${a}`);
+      const v1 = gemvKernel(rows, w, a, 'v1');
+      assert.ok(kernels.has(v1), v1);
+      for (const v of GEMV_VARIANTS) {
+        const name = gemvKernel(rows, w, a, v);
+        assert.equal(kernels.get(name)?.params, kernels.get(v1)!.params, name);
+        assert.is(name !== v1, v !== 'v1' && rows <= 2 && a !== 'f32', `${v} ${rows} ${w} ${a}: ${name}`);
+      }
     }
   }
 });
@@ -56,8 +61,14 @@ test('every decode attention variant has every lanes × dtype entry point, with 
   const kernels = loadKernelSources().kernels;
   for (const lanes of [1, 2, 4, 8, 16, 32]) {
     for (const act of ['f32', 'f16', 'bf16']) {
-      const v1 = kernels.get(decodeAttentionKernel(lanes, act, 'v1'))!;
-      for (const v of DECODE_ATTENTION_VARIANTS) assert.equal(kernels.get(decodeAttentionKernel(lanes, act, v))?.params, v1.params, `${v} ${lanes} ${act}`);
+      for (const fp8 of [false, true]) {
+        const v1 = kernels.get(decodeAttentionKernel(lanes, act, 'v1', fp8))!;
+        for (const v of DECODE_ATTENTION_VARIANTS) {
+          const name = decodeAttentionKernel(lanes, act, v, fp8);
+          assert.equal(kernels.get(name)?.params, v1.params, name);
+          assert.is(name.includes('p_'), v === 'pipe' && act !== 'f32', name);
+        }
+      }
     }
   }
   assert.is(parseDecodeAttentionVariant('pipe'), 'pipe');

@@ -31,9 +31,9 @@ export function setDecodeAttentionVariant(v: DecodeAttentionVariant): void {
 /**
  * The entry point for `lanes` lanes a position in the activation dtype, reading a cache in that dtype or
  * fp8: attn_decode16_f16, attn_decode16p_f16, attn_decode16_f16_e4m3. The f32 parity mode has no pipelined
- * fp8 entry (cuda/attention.cu): it takes v1's.
+ * entries (cuda/attention.cu): it takes v1's.
  */
 export function decodeAttentionKernel(lanes: number, act: string, variant: DecodeAttentionVariant = current, fp8 = false): string {
-  const pipe = variant === 'pipe' && !(fp8 && act === 'f32');
+  const pipe = variant === 'pipe' && act !== 'f32';
   return `attn_decode${lanes}${pipe ? 'p' : ''}_${act}${fp8 ? '_e4m3' : ''}`;
 }

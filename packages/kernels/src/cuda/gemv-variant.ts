@@ -33,7 +33,11 @@ export function setGemvVariant(v: GemvVariant): void {
   current = parseGemvVariant(v, 'gemv variant');
 }
 
-/** The entry point of the GEMV for `rowsVariant` rows (1, 2, 4 or 8) in the given dtypes. */
+/**
+ * The entry point of the GEMV for `rowsVariant` rows (1, 2, 4 or 8) in the given dtypes. The variants are
+ * compiled for 1 and 2 rows in the 16-bit modes (weights in the activation dtype); everything else is v1.
+ */
 export function gemvKernel(rowsVariant: number, weight: string, act: string, variant: GemvVariant = current): string {
-  return `gemv${rowsVariant}${INFIX[variant]}_${weight}_${act}`;
+  const has = rowsVariant <= 2 && act !== 'f32' && weight === act;
+  return `gemv${rowsVariant}${has ? INFIX[variant] : ''}_${weight}_${act}`;
 }
