@@ -2,12 +2,13 @@
 // The peer-memory all-reduce (packages/kernels/cuda/peer-allreduce.cu) against NCCL on 2 and 4 GPUs of
 // this machine (one worker thread a GPU, as the engine's ranks run), from the built packages (the bundle
 // of scripts/gpu-bundle.sh):
-//   1. latency: µs per all-reduce, peer (32 blocks, and 8 blocks) vs NCCL, f16 messages of 8 KB … 1 MB,
+//   1. latency: µs per all-reduce, peer one-shot (32 and 8 blocks) and two-shot vs NCCL, f16 8 KB … 1 MB,
 //      20 back to back in a graph;
 //   2. correctness: f32/f16/bf16, sizes 1 … 2M elements (odd ones too), each inside a captured CUDA graph
 //      replayed ZINFER_ALLREDUCE_CHECK_REPLAYS times (default 1000; 100 above 64K elements) with a second, odd-sized all-reduce
 //      and a chained one in the same graph (the epochs and double buffers turn over): exact inputs must
-//      give exactly NCCL's result, random ones NCCL's within fp rounding, and every rank the same bits.
+//      give exactly NCCL's result, random ones NCCL's within fp rounding, every rank the same bits, and
+//      the two-shot kernel the one-shot kernel's bits.
 // Each group size gets an equal share of the time left when it starts.
 // Prints one line per case and a table; writes $OUT/allreduce-check.json after every case.
 // ZINFER_ALLREDUCE_CHECK_BUDGET_S (default 200) bounds the run (cases past it are recorded as SKIP);
@@ -95,6 +96,7 @@ async function checkCase(dev, { dtype, n, exact, size }, replays) {
     return res;
   };
   const peer = dev.peer ? await run('peer') : null;
+  const peer2 = dev.peer ? await run('peer2') : null; // two-shot: the same bits as one-shot
   const nccl = await run('nccl');
   const hash = (arrs) => arrs.map((a) => fnv(a)).join('.');
   const want = expected(core, dtype, size, n, 0, exact);
@@ -111,7 +113,7 @@ async function checkCase(dev, { dtype, n, exact, size }, replays) {
       }
     }
   }
-  return { peerHash: peer ? hash(peer) : null, ncclHash: hash(nccl), maxDiff, maxRel, peerMismatches: peer ? mismatches(peer) : null };
+  return { peerHash: peer ? hash(peer) : null, peer2Hash: peer2 ? hash(peer2) : null, ncclHash: hash(nccl), maxDiff, maxRel, peerMismatches: peer ? mismatches(peer) : null };
 }
 
 async function latencyCase(dev, { bytes, reps, replays }) {
@@ -129,7 +131,7 @@ async function latencyCase(dev, { bytes, reps, replays }) {
     dev.release(graph, []);
     return us;
   };
-  const res = { peerUs: null, peer8Us: null };
+  const res = { peerUs: null, peer2Us: null, peer8Us: null };
   for (const path of dev.paths) res[`${path}Us`] = await time(path);
   dev.release(null, [x, out]);
   return res;
@@ -232,9 +234,9 @@ async function runGroup(size, { par, results, save, deadline }) {
       if (performance.now() > deadline - 5000) break;
       const rs = await ask({ kind: 'latency', bytes, reps: 20, replays: SIM ? 2 : 50 });
       const err = rs.find((r) => r.error);
-      const row = { ranks: size, bytes, peerUs: err ? null : round(rs[0].peerUs), peer8Us: err ? null : round(rs[0].peer8Us), ncclUs: err ? null : round(rs[0].ncclUs), error: err?.error ?? null };
+      const row = { ranks: size, bytes, peerUs: err ? null : round(rs[0].peerUs), peer2Us: err ? null : round(rs[0].peer2Us), peer8Us: err ? null : round(rs[0].peer8Us), ncclUs: err ? null : round(rs[0].ncclUs), error: err?.error ?? null };
       results.latency.push(row);
-      console.log(`latency ${size} ranks ${bytes} B: peer ${row.peerUs ?? '-'} µs (8 blocks ${row.peer8Us ?? '-'}), NCCL ${row.ncclUs ?? '-'} µs${row.error ? ` (${row.error})` : ''}`);
+      console.log(`latency ${size} ranks ${bytes} B: peer ${row.peerUs ?? '-'} µs (two-shot ${row.peer2Us ?? '-'}, 8 blocks ${row.peer8Us ?? '-'}), NCCL ${row.ncclUs ?? '-'} µs${row.error ? ` (${row.error})` : ''}`);
       save();
     }
     for (const n of SIZES) {
@@ -275,8 +277,9 @@ function judge(rs, dtype, size, exact, peer) {
   const ulp = { f32: 2 ** -23, f16: 2 ** -10, bf16: 2 ** -7 }[dtype];
   const tol = exact ? 0 : 2 * size * size * ulp; // chained sums of `size` terms, NCCL rounding each partial
   const wrong = Math.max(...rs.map((r) => r.peerMismatches));
-  const ok = same && wrong === 0 && maxRel <= tol;
-  const detail = `${same ? 'bit-identical across ranks' : 'RANKS DIFFER'}; ${wrong} elements differ from the host's f32 rank-order sums; max |peer − NCCL| ${rs[0].maxDiff.toExponential(2)} (rel ${maxRel.toExponential(2)}, tol ${tol.toExponential(2)})${sameNccl ? '' : '; NCCL ranks differ'}`;
+  const twoShot = rs.every((r) => r.peer2Hash === r.peerHash);
+  const ok = same && twoShot && wrong === 0 && maxRel <= tol;
+  const detail = `${same ? 'bit-identical across ranks' : 'RANKS DIFFER'}; two-shot ${twoShot ? 'identical' : 'DIFFERS'}; ${wrong} elements differ from the host's f32 rank-order sums; max |peer − NCCL| ${rs[0].maxDiff.toExponential(2)} (rel ${maxRel.toExponential(2)}, tol ${tol.toExponential(2)})${sameNccl ? '' : '; NCCL ranks differ'}`;
   return { status: ok ? 'PASS' : 'FAIL', detail, maxRel };
 }
 
@@ -293,7 +296,11 @@ function round(x) {
 function printTable(results) {
   const count = (s) => results.cases.filter((c) => c.status === s).length;
   console.log('\n== latency (µs per all-reduce, f16, 20 back to back in a CUDA graph)');
-  console.log(`ranks  bytes       peer  peer(8 blocks)     NCCL   speedup (NCCL / peer, ${SETTINGS.blocks} blocks)`);
-  for (const r of results.latency) console.log(`${String(r.ranks).padEnd(6)} ${String(r.bytes).padEnd(8)} ${String(r.peerUs ?? '-').padStart(8)} ${String(r.peer8Us ?? '-').padStart(15)} ${String(r.ncclUs ?? '-').padStart(8)}   ${r.peerUs ? (r.ncclUs / r.peerUs).toFixed(2) + '×' : '-'}`);
+  console.log(`ranks  bytes     one-shot  two-shot  8 blocks     NCCL   NCCL / best peer (one-shot: ${SETTINGS.blocks} blocks)`);
+  const cell = (v, w) => String(v ?? '-').padStart(w);
+  for (const r of results.latency) {
+    const best = Math.min(...[r.peerUs, r.peer2Us, r.peer8Us].filter((v) => v !== null && v !== undefined));
+    console.log(`${String(r.ranks).padEnd(6)} ${String(r.bytes).padEnd(8)} ${cell(r.peerUs, 9)} ${cell(r.peer2Us, 9)} ${cell(r.peer8Us, 9)} ${cell(r.ncclUs, 8)}   ${Number.isFinite(best) ? (r.ncclUs / best).toFixed(2) + '×' : '-'}`);
+  }
   console.log(`\n== correctness: ${count('PASS')} passed, ${count('FAIL')} failed, ${count('SKIP')} skipped; groups: ${results.groups.map((g) => `${g.size}: ${g.error ? 'ERROR ' + g.error : g.reason}`).join('; ')}`);
 }

@@ -1,8 +1,8 @@
 // The rank devices of scripts/gpu-allreduce-check.mjs: the same small interface on a CUDA GPU (a program
 // stream, the peer all-reduce of @zinfer/kernels/cuda and NCCL through @zinfer/parallel's communicator)
 // and simulated (shared-memory sums over host arrays, to run the check's control flow without a GPU).
-// `paths`: 'peer' (the engine's default grid), 'peer8' (8 blocks: the small-message A/B of
-// ZINFER_PEER_ALLREDUCE_BLOCKS), 'nccl'. alloc(n, dtype, values?) → handle (unset elements are NaN); allReduce(path, out, x, n,
+// `paths`: 'peer' (one-shot, the engine's default grid), 'peer2' (two-shot, same registration),
+// 'peer8' (one-shot, 8 blocks: the small-message A/B of ZINFER_PEER_ALLREDUCE_BLOCKS), 'nccl'. alloc(n, dtype, values?) → handle (unset elements are NaN); allReduce(path, out, x, n,
 // dtype) inside capture(fn) → graph; replay(graph, times) waits for the replays; read(handle, n, dtype) →
 // Float32Array; release(graph | null, handles).
 
@@ -24,7 +24,7 @@ export async function cudaRank(rank, grid, settings) {
   return {
     rank,
     peer: !!setup.reduce,
-    paths: ['peer', ...(small ? ['peer8'] : []), 'nccl'],
+    paths: setup.reduce ? ['peer', 'peer2', ...(small ? ['peer8'] : []), 'nccl'] : ['nccl'],
     reason: setup.reason,
     alloc(n, dtype, values) {
       const words = Math.ceil((n * bytesOf(dtype)) / 4);
@@ -34,7 +34,8 @@ export async function cudaRank(rank, grid, settings) {
       return p;
     },
     allReduce(path, out, x, n, dtype) {
-      if (path !== 'nccl') reduce[path].launch(gpu, out, x, n, dtype);
+      if (path === 'peer2') reduce.peer.launch(gpu, out, x, n, dtype, 2);
+      else if (path !== 'nccl') reduce[path].launch(gpu, out, x, n, dtype, 1);
       else gpu.external(`NCCL all-reduce of ${n} ${dtype}`, [], (stream) => tp.device.allReduce(x, out, n, dtype, stream));
     },
     capture(fn) {
@@ -82,7 +83,7 @@ export async function simRank(rank, size, shm) {
   return {
     rank,
     peer: true,
-    paths: ['peer', 'peer8', 'nccl'],
+    paths: ['peer', 'peer2', 'peer8', 'nccl'],
     reason: `simulated, ${size} ranks`,
     alloc(n, dtype, values) {
       const p = next++;

@@ -14,15 +14,23 @@
 // (its flag), i.e. finished this one, because every launch uses the same grid (the host fixes it per
 // communicator) and grid_dep_wait() comes first. Chunks are assigned to blocks from the element count
 // alone, so a block's chunks are the same on every rank whatever the alignment of x and out.
+//
+// Two-shot (peer_all_reduce_2s_*, for mid sizes: each rank reads its peers' data once instead of all of
+// it): after the first barrier, rank r sums only the chunks c with c % ranks == r (same f32 rank-order
+// sums) and writes the rounded result over its own staged chunk (no peer reads that chunk of r's half:
+// it reads only the chunks it owns); a second barrier (flags2), then every rank copies each chunk from
+// its owner. Results are bit-identical to the one-shot kernel's. Both kernels share the epochs and may
+// alternate on one registration.
 #include "common.cuh"
 
 #define PEER_MAX_RANKS 8
 #define PEER_MAX_BLOCKS 64
 // Bytes before data half 0 (the host allocates the area with the same layout: peer-allreduce.ts).
-#define PEER_SIGNAL_BYTES 4096
+#define PEER_SIGNAL_BYTES 8192
 
 struct PeerSignals {
   u32 flags[PEER_MAX_BLOCKS][PEER_MAX_RANKS];
+  u32 flags2[PEER_MAX_BLOCKS][PEER_MAX_RANKS];
   u32 epoch[PEER_MAX_BLOCKS];
 };
 
@@ -37,12 +45,14 @@ __device__ __forceinline__ u32 ld_acquire_sys(const u32 *p) {
 
 // Barrier of block b with block b of every rank: thread t < ranks signals rank t and waits for it.
 // Signed difference: epochs wrap after 2^32 calls, and a peer may already be one epoch ahead.
-__device__ __forceinline__ void peer_barrier(const unsigned long long *table, PeerSignals *own, int rank, int ranks, u32 epoch) {
-  __syncthreads(); // every thread's staging is done before the flag releases it
+// `second` picks flags2 (the two-shot kernel's second barrier).
+__device__ __forceinline__ void peer_barrier(const unsigned long long *table, PeerSignals *own, int rank, int ranks, u32 epoch, bool second = false) {
+  __syncthreads(); // every thread's writes are done before the flag releases them
   if ((int)threadIdx.x < ranks) {
     PeerSignals *peer = reinterpret_cast<PeerSignals *>(table[threadIdx.x]);
-    st_release_sys(&peer->flags[blockIdx.x][rank], epoch);
-    while ((int)(ld_acquire_sys(&own->flags[blockIdx.x][threadIdx.x]) - epoch) < 0) {
+    st_release_sys(second ? &peer->flags2[blockIdx.x][rank] : &peer->flags[blockIdx.x][rank], epoch);
+    const u32 *mine = second ? &own->flags2[blockIdx.x][threadIdx.x] : &own->flags[blockIdx.x][threadIdx.x];
+    while ((int)(ld_acquire_sys(mine) - epoch) < 0) {
     }
   }
   __syncthreads();
@@ -52,46 +62,96 @@ template <typename A> __device__ __forceinline__ A *data_half(unsigned long long
   return reinterpret_cast<A *>(area + PEER_SIGNAL_BYTES + (unsigned long long)(epoch & 1u) * half_bytes);
 }
 
-template <typename A>
-__device__ void peer_all_reduce(A *out, const A *x, const unsigned long long *table, int n, int rank, int ranks, int half_bytes) {
+// Sum of chunk i (V elements from element i) over every rank's half, in rank order, in f32.
+template <typename A> __device__ __forceinline__ void sum_chunk(float *acc, const unsigned long long *table, int ranks, u32 epoch, int half_bytes, int i) {
   constexpr int V = Vec16<A>::N;
+#pragma unroll
+  for (int k = 0; k < V; k++) acc[k] = 0.f;
+  for (int r = 0; r < ranks; r++) {
+    const A *src = data_half<A>(table[r], epoch, half_bytes) + i; // 16-byte aligned: halves are
+    float v[V];
+    // L2, not L1 (.cg): a half is rewritten every other call, and a stale L1 line must never serve it.
+    // A short tail chunk reads past n, inside the half.
+    widen16<A>(__ldcg(reinterpret_cast<const uint4 *>(src)), v);
+#pragma unroll
+    for (int k = 0; k < V; k++) acc[k] += v[k];
+  }
+}
+
+// Writes m ≤ V values of a chunk to out + i: one 16-byte store when whole and aligned.
+template <typename A> __device__ __forceinline__ void store_chunk(A *out, int i, int m, bool out16, const float *acc) {
+  if (out16 && m == Vec16<A>::N) store16<A>(out + i, acc);
+  else
+    for (int k = 0; k < m; k++) out[i + k] = from_f32<A>(acc[k]);
+}
+
+// The block's epoch (advanced once per call), after the kernels before it on the stream have finished.
+__device__ __forceinline__ u32 next_epoch(PeerSignals *own) {
   __shared__ u32 epoch_s;
   grid_dep_wait(); // x is written, and every earlier call on this stream has finished
-  PeerSignals *own = reinterpret_cast<PeerSignals *>(table[rank]);
   if (threadIdx.x == 0) epoch_s = (own->epoch[blockIdx.x] += 1u);
   __syncthreads();
-  const u32 epoch = epoch_s;
-  A *mine = data_half<A>(table[rank], epoch, half_bytes);
+  return epoch_s;
+}
+
+// Stages this block's chunks of x into this rank's half.
+template <typename A> __device__ __forceinline__ void stage(A *mine, const A *x, int n) {
+  constexpr int V = Vec16<A>::N;
   const int chunks = (n + V - 1) / V;
-  const int stride = gridDim.x * blockDim.x;
   const bool x16 = (reinterpret_cast<unsigned long long>(x) & 15) == 0;
-  const bool out16 = (reinterpret_cast<unsigned long long>(out) & 15) == 0;
-  for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += stride) {
+  for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += gridDim.x * blockDim.x) {
     const int i = c * V;
     if (x16 && i + V <= n) *reinterpret_cast<uint4 *>(mine + i) = *reinterpret_cast<const uint4 *>(x + i);
     else
       for (int k = i; k < n && k < i + V; k++) mine[k] = x[k];
   }
+}
+
+template <typename A>
+__device__ void peer_all_reduce(A *out, const A *x, const unsigned long long *table, int n, int rank, int ranks, int half_bytes) {
+  constexpr int V = Vec16<A>::N;
+  PeerSignals *own = reinterpret_cast<PeerSignals *>(table[rank]);
+  const u32 epoch = next_epoch(own);
+  stage<A>(data_half<A>(table[rank], epoch, half_bytes), x, n);
   peer_barrier(table, own, rank, ranks, epoch);
   grid_dep_launch();
-  for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += stride) {
-    const int i = c * V;
-    const int m = min(V, n - i);
+  const bool out16 = (reinterpret_cast<unsigned long long>(out) & 15) == 0;
+  const int chunks = (n + V - 1) / V;
+  for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += gridDim.x * blockDim.x) {
     float acc[V];
-#pragma unroll
-    for (int k = 0; k < V; k++) acc[k] = 0.f;
-    for (int r = 0; r < ranks; r++) {
-      const A *src = data_half<A>(table[r], epoch, half_bytes) + i; // 16-byte aligned: halves are
-      float v[V];
-      // L2, not L1 (.cg): a half is rewritten every other call, and a stale L1 line must never serve it.
-      // A short tail chunk reads past n, inside the half.
-      widen16<A>(__ldcg(reinterpret_cast<const uint4 *>(src)), v);
-#pragma unroll
-      for (int k = 0; k < V; k++) acc[k] += v[k];
+    sum_chunk<A>(acc, table, ranks, epoch, half_bytes, c * V);
+    store_chunk<A>(out, c * V, min(V, n - c * V), out16, acc);
+  }
+}
+
+template <typename A>
+__device__ void peer_all_reduce_2s(A *out, const A *x, const unsigned long long *table, int n, int rank, int ranks, int half_bytes) {
+  constexpr int V = Vec16<A>::N;
+  PeerSignals *own = reinterpret_cast<PeerSignals *>(table[rank]);
+  const u32 epoch = next_epoch(own);
+  A *mine = data_half<A>(table[rank], epoch, half_bytes);
+  stage<A>(mine, x, n);
+  peer_barrier(table, own, rank, ranks, epoch);
+  const int chunks = (n + V - 1) / V;
+  const int stride = gridDim.x * blockDim.x;
+  for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += stride) {
+    if (c % ranks != rank) continue;
+    float acc[V];
+    sum_chunk<A>(acc, table, ranks, epoch, half_bytes, c * V);
+    store16<A>(mine + c * V, acc); // the whole chunk: the half has room past n
+  }
+  peer_barrier(table, own, rank, ranks, epoch, true);
+  grid_dep_launch();
+  const bool out16 = (reinterpret_cast<unsigned long long>(out) & 15) == 0;
+  for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += stride) {
+    const A *src = data_half<A>(table[c % ranks], epoch, half_bytes) + c * V;
+    const int m = min(V, n - c * V);
+    const uint4 raw = __ldcg(reinterpret_cast<const uint4 *>(src));
+    if (out16 && m == V) *reinterpret_cast<uint4 *>(out + c * V) = raw;
+    else {
+      const A *vals = reinterpret_cast<const A *>(&raw);
+      for (int k = 0; k < m; k++) out[c * V + k] = vals[k];
     }
-    if (out16 && m == V) store16<A>(out + i, acc);
-    else
-      for (int k = 0; k < m; k++) out[i + k] = from_f32<A>(acc[k]);
   }
 }
 
@@ -100,6 +160,11 @@ __device__ void peer_all_reduce(A *out, const A *x, const unsigned long long *ta
   extern "C" __global__ void __launch_bounds__(512) peer_all_reduce_##S(A *out, const A *x, const unsigned long long *table, \
                                                                         int n, int rank, int ranks, int half_bytes) {    \
     peer_all_reduce<A>(out, x, table, n, rank, ranks, half_bytes);                                                      \
+  }                                                                                                                      \
+  /* The same sums, two-shot: each rank reduces 1/ranks of the chunks, then every rank gathers them. */                 \
+  extern "C" __global__ void __launch_bounds__(512) peer_all_reduce_2s_##S(A *out, const A *x, const unsigned long long *table, \
+                                                                           int n, int rank, int ranks, int half_bytes) { \
+    peer_all_reduce_2s<A>(out, x, table, n, rank, ranks, half_bytes);                                                   \
   }
 
 PEER_ALL_REDUCE_ENTRY(f32, float)

@@ -161,6 +161,19 @@ test('decode steps: the peer launches are captured in the CUDA graph and replaye
   for (const p of programs) await p.dispose();
 });
 
+test('ZINFER_PEER_ALLREDUCE_TWO_SHOT_BYTES: messages from that size take the two-shot kernel, smaller ones one-shot', async () => {
+  await withEnv({ ZINFER_PEER_ALLREDUCE_TWO_SHOT_BYTES: String(2 * HIDDEN * 2) }, async () => {
+    const { ranks: rs } = ranks([0, 1]);
+    const programs = await compileAll(rs);
+    await Promise.all(programs.map((p) => p.run(prompt()))); // 3 rows: two-shot
+    await Promise.all(programs.map((p) => p.run(decode(0)))); // 1 row: one-shot
+    assert.equal(peerLaunches(rs[1].gpu).map((l) => l.kernel), ['peer_all_reduce_2s_f16', 'peer_all_reduce_f16']);
+    assert.equal(peerLaunches(rs[1].gpu)[0].args.slice(2), peerLaunches(rs[1].gpu)[1].args.slice(2).map((a, i) => (i === 1 ? 3 * HIDDEN : a)), 'same table and rank');
+    for (const p of programs) await p.dispose();
+  });
+  assert.is(peerSettings({}).twoShotBytes, Infinity, 'off unless asked');
+});
+
 test('messages above ZINFER_PEER_ALLREDUCE_MAX_BYTES go to NCCL, smaller ones through peer memory', async () => {
   await withEnv({ ZINFER_PEER_ALLREDUCE_MAX_BYTES: String(2 * HIDDEN * 2) }, async () => {
     const { ranks: rs } = ranks([0, 1]);

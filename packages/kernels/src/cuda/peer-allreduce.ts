@@ -8,12 +8,14 @@
 //   ZINFER_PEER_ALLREDUCE_MAX_BYTES    largest message through peer memory (default 512 KiB)
 //   ZINFER_PEER_ALLREDUCE_BUFFER_BYTES bytes of each of the two data halves a rank registers (default 2 MiB)
 //   ZINFER_PEER_ALLREDUCE_BLOCKS       blocks of every launch (default 32, at most 64 and the SM count)
+//   ZINFER_PEER_ALLREDUCE_TWO_SHOT_BYTES  messages of at least this many bytes take the two-shot kernel
+//                                      (reduce-scatter + all-gather; same bits); default: never
 import { BackendError, ConfigError, type DeviceCollectives, type FloatDType, type PeerGroup } from '@zinfer/core';
 import type { Gpu } from './gpu.js';
 import { dtypeBytes } from './step-context.js';
 
 /** Must match PEER_SIGNAL_BYTES, PEER_MAX_RANKS and PEER_MAX_BLOCKS of peer-allreduce.cu. */
-export const PEER_SIGNAL_BYTES = 4096;
+export const PEER_SIGNAL_BYTES = 8192;
 export const PEER_MAX_RANKS = 8;
 export const PEER_MAX_BLOCKS = 64;
 /** Threads of every launch (the kernel's __launch_bounds__). */
@@ -24,6 +26,8 @@ export interface PeerSettings {
   maxBytes: number;
   halfBytes: number;
   blocks: number;
+  /** Messages of at least this many bytes use the two-shot kernel (Infinity: never). */
+  twoShotBytes: number;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -31,7 +35,7 @@ type Env = Readonly<Record<string, string | undefined>>;
 export function peerSettings(env: Env = process.env): PeerSettings {
   const int = (name: string, fallback: number, min: number, max: number): number => {
     const raw = env[name];
-    if (raw === undefined || raw === '') return fallback;
+    if (raw === undefined || raw === '') return fallback; // Infinity only as a fallback ("never")
     const v = Number(raw);
     if (!(Number.isInteger(v) && v >= min && v <= max)) throw new ConfigError(`invalid ${name}`, { field: name, expected: `an integer in [${min}, ${max}]`, found: raw });
     return v;
@@ -43,6 +47,7 @@ export function peerSettings(env: Env = process.env): PeerSettings {
     maxBytes: Math.min(int('ZINFER_PEER_ALLREDUCE_MAX_BYTES', 2 ** 19, 0, 2 ** 30), halfBytes),
     halfBytes,
     blocks: int('ZINFER_PEER_ALLREDUCE_BLOCKS', 32, 1, PEER_MAX_BLOCKS),
+    twoShotBytes: int('ZINFER_PEER_ALLREDUCE_TWO_SHOT_BYTES', Infinity, 0, 2 ** 30),
   };
 }
 
@@ -64,10 +69,14 @@ export class PeerAllReduce {
     return count > 0 && bytes <= this.settings.maxBytes && Math.ceil(bytes / 16) * 16 <= this.settings.halfBytes;
   }
 
-  /** out = Σ over ranks of x, enqueued on the Gpu's stream (capturable: the epochs live on the device). */
-  launch(gpu: Gpu, out: bigint, x: bigint, count: number, dtype: FloatDType): void {
+  /**
+   * out = Σ over ranks of x, enqueued on the Gpu's stream (capturable: the epochs live on the device).
+   * `shots`: the kernel (default: two-shot from settings.twoShotBytes on); both give the same bits.
+   */
+  launch(gpu: Gpu, out: bigint, x: bigint, count: number, dtype: FloatDType, shots?: 1 | 2): void {
     if (!this.fits(count, dtype)) throw new BackendError(`peer all-reduce of ${count} ${dtype} exceeds its buffers (callers check fits())`, { expected: `at most ${this.settings.maxBytes} bytes`, found: `${count * dtypeBytes(dtype)} bytes` });
-    gpu.launch(`peer_all_reduce_${dtype}`, { x: this.blocks }, PEER_THREADS, [out, x, this.table, count, this.rank, this.size, this.settings.halfBytes]);
+    const two = (shots ?? (count * dtypeBytes(dtype) >= this.settings.twoShotBytes ? 2 : 1)) === 2;
+    gpu.launch(`peer_all_reduce_${two ? '2s_' : ''}${dtype}`, { x: this.blocks }, PEER_THREADS, [out, x, this.table, count, this.rank, this.size, this.settings.halfBytes]);
   }
 }
 
