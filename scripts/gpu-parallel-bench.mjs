@@ -49,6 +49,8 @@ const LOCAL = BACKEND !== 'cuda';
 const OUT = process.env.OUT || join(tmpdir(), 'zinfer-parallel-bench');
 const WORK = process.env.ZINFER_BENCH_DIR || join(tmpdir(), 'zinfer-parallel-models');
 const BUDGET_S = Number(process.env.ZINFER_PARALLEL_BENCH_BUDGET_S || 480);
+/** ZINFER_PEER_ALLREDUCE=0 at start (gpu-parallel.sh sets it when the all-reduce check failed): NCCL for every run. */
+const NO_PEER = process.env.ZINFER_PEER_ALLREDUCE === '0';
 /** Seconds per step on 4 × H100: [minimum to start it, its share] (extras stop at the share). */
 const BUDGETS = {
   hbm: [20, 35], tp1: [25, 45], tp2: [15, 25], tp4: [20, 50], tp4nccl: [15, 20], m70: [30, 40], pp4: [30, 40], tp2pp2: [30, 40], replicas: [50, 90], mixtral: [40, 50],
@@ -106,6 +108,7 @@ const result = {
   allreduce: 'peer memory for messages up to ZINFER_PEER_ALLREDUCE_MAX_BYTES (default 512 KiB), NCCL above; *_nccl keys: NCCL only',
   weights_repeat_layer0: true,
 };
+if (NO_PEER) result.allreduce = 'NCCL only for every run (ZINFER_PEER_ALLREDUCE=0 at start): the keys without _nccl are NCCL too';
 const detail = { result, model_shapes: { m13: M13, m70: M70, mixtral: MIX }, replicas: 'child processes, one per GPU', steps: {}, errors: {}, programMs: {}, dirty: commitLines.slice(1).some(Boolean), node: process.version };
 const save = () => {
   writeFileSync(join(OUT, RESULT), `${JSON.stringify(result, null, 2)}\n`);
@@ -144,7 +147,7 @@ async function step(name, fn, { minSeconds = 0, budget = null } = {}) {
 /** Loads an engine, runs `body(engine, program)`, always closes it. `allReduce: 'nccl'` turns the peer all-reduce off. */
 async function withEngine(model, { parallel: strategy, limits, loadKey, allReduce = 'peer' }, body) {
   const t = performance.now();
-  process.env.ZINFER_PEER_ALLREDUCE = allReduce === 'nccl' ? '0' : '1'; // read by the rank workers this engine starts
+  process.env.ZINFER_PEER_ALLREDUCE = allReduce === 'nccl' || NO_PEER ? '0' : '1'; // read by the rank workers this engine starts
   const cap = strategy ? capturingStrategy(strategy) : capturingBackend(await makeBackend(BACKEND));
   const backend = strategy ? await makeBackend(BACKEND) : cap.backend;
   const engine = await createEngine({ model, backend, parallel: cap.strategy, autoStep: false, limits });
@@ -155,7 +158,7 @@ async function withEngine(model, { parallel: strategy, limits, loadKey, allReduc
     return await body(engine, cap.box.program);
   } finally {
     await engine.close();
-    delete process.env.ZINFER_PEER_ALLREDUCE;
+    process.env.ZINFER_PEER_ALLREDUCE = NO_PEER ? '0' : '1';
   }
 }
 
