@@ -171,6 +171,22 @@ test('expert parallelism: a program holding experts {1, 4} of 6 maps the rest to
   await program.dispose();
 });
 
+test('a routing that is the graph output comes back as it is stored (f32), with no 16-bit conversion', async () => {
+  const rng = Rng.fromSeed(4);
+  const tensors = new Map<string, HostTensor>([['emb', randomTensor(rng, 'bf16', [8, 24])], ['router', randomTensor(rng, 'bf16', [5, 24])]]);
+  const b = new GraphBuilder(weightInfos(tensors), NO_KV);
+  const graph = b.build(b.moeRouter(b.embedding(b.inputs.tokenIds, 'emb'), 'router', 3, false));
+  const gpu = new RecordingGpu();
+  const program = await compileProgram(gpu, graph, memoryWeights(tensors), { kvCache: { numBlocks: 1, blockSize: 16 } }, { ...SETTINGS, activations: 'auto' });
+  assert.is(program.activations, 'bf16');
+  const from = gpu.launches.length;
+  const out = await program.run(stepBatch([{ tokens: range(5), cached: 0, blocks: [0] }], 16, 'all'));
+  assert.is(out.length, 5 * 6);
+  assert.equal(gpu.launches.slice(from).map((l) => l.kernel), ['embedding_bf16_bf16', 'moe_router_bf16_bf16']);
+  checkMoeLaunches(gpu, from, 'bf16');
+  await program.dispose();
+});
+
 test('experts of different dtypes are refused naming the tensor', async () => {
   const { graph, tensors } = moeGraph({ hidden: 16, inter: 8, experts: 3, topK: 1 });
   tensors.set('u2', randomTensor(Rng.fromSeed(2), 'f16', [8, 16]));

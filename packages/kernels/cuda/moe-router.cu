@@ -1,0 +1,85 @@
+// Mixture-of-Experts routing: router logits, softmax, top-k with ties to the lower id, optional
+// renormalization, and per-expert token counts (Program.expertLoad), one block a row. The routing it
+// writes is f32 in every mode: [rows, 2·topK], ids as floats, then weights.
+#include "moe.cuh"
+// Router: one block (256 threads) per row. Logits in f32 (a warp an expert), softmax in double as the
+// reference does (then rounded to f32, as transformers' f32 softmax), top-k by warp argmax with ties to the
+// lower id. counts (per expert, u64) gets one per selected expert of every real row: padded rows of a
+// decode graph carry slot padSlot and are skipped (slots null: every row counts).
+template <typename W, typename A>
+__device__ void moe_router(float *out, const W *w, const A *x, int hidden, int experts, int topK, int normalize,
+                           unsigned long long *counts, const int *slots, int padSlot) {
+  extern __shared__ float prob[]; // [experts]
+  __shared__ float chosen[MOE_MAX_TOPK];
+  __shared__ int chosenId[MOE_MAX_TOPK];
+  grid_dep_wait();
+  grid_dep_launch();
+  const int r = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  const A *xr = x + (i64)r * hidden;
+  for (int e = warp; e < experts; e += warps) {
+    const W *we = w + (i64)e * hidden;
+    float s = 0.f;
+    for (int i = lane; i < hidden; i += 32) s += to_f32(we[i]) * to_f32(xr[i]);
+    s = warp_sum(s);
+    if (lane == 0) prob[e] = s;
+  }
+  __syncthreads();
+  if (warp != 0) return;
+  float m = NEG_INF;
+  for (int e = lane; e < experts; e += 32) m = fmaxf(m, prob[e]);
+  m = warp_max(m);
+  double sum = 0.0;
+  for (int e = lane; e < experts; e += 32) sum += exp((double)prob[e] - (double)m);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  for (int e = lane; e < experts; e += 32) prob[e] = (float)(exp((double)prob[e] - (double)m) / sum);
+  __syncwarp();
+  for (int k = 0; k < topK; k++) {
+    float best = -1.f;
+    int bi = 0x7fffffff;
+    for (int e = lane; e < experts; e += 32) {
+      const float p = prob[e];
+      if (p > best) best = p, bi = e; // lanes scan ascending ids: an equal later one never wins
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ob = __shfl_xor_sync(0xffffffffu, best, o);
+      const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+      if (ob > best || (ob == best && oi < bi)) best = ob, bi = oi;
+    }
+    if (lane == 0) {
+      if (bi >= experts) bi = 0; // every probability NaN: the output is NaN anyway (see chosen)
+      chosen[k] = best;
+      chosenId[k] = bi;
+      prob[bi] = -2.f; // below every probability: never chosen again
+    }
+    __syncwarp();
+  }
+  if (lane == 0) {
+    double total = 0.0;
+    for (int k = 0; k < topK; k++) total += (double)chosen[k];
+    float *o = out + (i64)r * 2 * topK;
+    const bool real = slots == nullptr || slots[r] != padSlot;
+    for (int k = 0; k < topK; k++) {
+      o[k] = (float)chosenId[k];
+      o[topK + k] = normalize ? (float)((double)chosen[k] / total) : chosen[k];
+      if (counts && real) atomicAdd(counts + chosenId[k], 1ull);
+    }
+  }
+}
+
+
+// grid (rows), block 256, dynamic shared memory experts·4 bytes.
+#define MOE_ROUTER_ENTRY(WS, AS, W, A)                                                                                      \
+  extern "C" __global__ void __launch_bounds__(256) moe_router_##WS##_##AS(float *out, const W *w, const A *x, int hidden,  \
+                                                                           int experts, int topK, int normalize,            \
+                                                                           unsigned long long *counts, const int *slots,    \
+                                                                           int padSlot) {                                   \
+    moe_router<W, A>(out, w, x, hidden, experts, topK, normalize, counts, slots, padSlot);                                  \
+  }
+
+MOE_ROUTER_ENTRY(f32, f32, float, float)
+MOE_ROUTER_ENTRY(f16, f32, f16_t, float)
+MOE_ROUTER_ENTRY(bf16, f32, bf16_t, float)
+MOE_ROUTER_ENTRY(f16, f16, f16_t, f16_t)
+MOE_ROUTER_ENTRY(bf16, bf16, bf16_t, bf16_t)
