@@ -21,8 +21,9 @@ export async function checkMoe(env) {
   const { log, runCase, save, results, makeBackend, opts, oracle, core, testing, cuda, dry, ROOT } = env;
   const { createEngine, GraphBuilder, SafetensorsFile, Rng } = core;
   const { memoryWeights, randomTensor, stepBatch, range, relativeDifference, weightInfos } = testing;
-  const deadline = Date.now() + 1000 * Number(process.env.ZINFER_MOE_BUDGET_S ?? 200);
-  const inTime = () => Date.now() < deadline;
+  const budgetMs = 1000 * Number(process.env.ZINFER_MOE_BUDGET_S ?? 200);
+  const start = Date.now();
+  const inTime = (share = 1) => Date.now() < start + share * budgetMs; // random shapes get 60%: fixtures and timing still run
   const skipped = [];
   /** The op graph: x = embedding(ids) of table 'x', then `build`. */
   const graphOf = (tensors, build) => {
@@ -54,7 +55,7 @@ export async function checkMoe(env) {
     for (const m of modes) {
       for (const rows of [1, 7, 64, 300]) {
         const name = `h${s.hidden} i${s.inter} e${s.experts} top${s.topK}${s.held ? ` holds ${s.held.join('/')}` : ''} rows ${rows}, ${m.w} w ${m.act} act`;
-        if (!inTime()) {
+        if (!inTime(0.6)) {
           skipped.push(name);
           continue;
         }
