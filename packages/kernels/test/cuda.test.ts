@@ -102,6 +102,11 @@ test('kernel signatures: every extern "C" kernel parses (macro-made entry points
     ...acts.flatMap((a) => ['moe_combine', 'sigmoid_gate'].map((k) => `${k}_${a}`)),
     'moe_permute',
     'argmax_f32', 'read_bandwidth',
+    // The opt-in fp8 KV cache's writers and readers; the decode variants (pipelined attention, GEMV roll/occ).
+    ...acts.flatMap((a) => ['rope_kv', 'kv_write', 'attention_partial'].map((k) => `${k}_${a}_e4m3`)),
+    ...acts.flatMap((a) => [1, 2, 4, 8, 16, 32].map((l) => `attn_decode${l}_${a}_e4m3`)),
+    ...['f16', 'bf16'].flatMap((a) => [1, 2, 4, 8, 16, 32].flatMap((l) => [`attn_decode${l}p_${a}`, `attn_decode${l}p_${a}_e4m3`])),
+    ...['f16_f16', 'bf16_bf16'].flatMap((w) => ['gemv1r', 'gemv1o', 'gemv2r', 'gemv2o'].map((k) => `${k}_${w}`)),
   ];
   for (const name of want) assert.ok(sources.kernels.has(name), `missing kernel ${name}`);
   assert.is(sources.kernels.size, want.length, `unexpected kernels: ${[...sources.kernels.keys()].filter((k) => !want.includes(k)).join(', ')}`);
