@@ -78,6 +78,17 @@ template <typename A> __device__ __forceinline__ void sum_chunk(float *acc, cons
   }
 }
 
+// One element through L2 (.cg), as the 16-byte loads: a peer's half must never come from a stale L1 line.
+template <typename A> __device__ __forceinline__ A ldcg_elem(const A *p) {
+  if constexpr (sizeof(A) == 4) {
+    const float v = __ldcg(reinterpret_cast<const float *>(p));
+    return *reinterpret_cast<const A *>(&v);
+  } else {
+    const unsigned short v = __ldcg(reinterpret_cast<const unsigned short *>(p));
+    return *reinterpret_cast<const A *>(&v);
+  }
+}
+
 // Writes m ≤ V values of a chunk to out + i: one 16-byte store when whole and aligned.
 template <typename A> __device__ __forceinline__ void store_chunk(A *out, int i, int m, bool out16, const float *acc) {
   if (out16 && m == Vec16<A>::N) store16<A>(out + i, acc);
@@ -146,12 +157,9 @@ __device__ void peer_all_reduce_2s(A *out, const A *x, const unsigned long long 
   for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += stride) {
     const A *src = data_half<A>(table[c % ranks], epoch, half_bytes) + c * V;
     const int m = min(V, n - c * V);
-    const uint4 raw = __ldcg(reinterpret_cast<const uint4 *>(src));
-    if (out16 && m == V) *reinterpret_cast<uint4 *>(out + c * V) = raw;
-    else {
-      const A *vals = reinterpret_cast<const A *>(&raw);
-      for (int k = 0; k < m; k++) out[c * V + k] = vals[k];
-    }
+    if (out16 && m == V) *reinterpret_cast<uint4 *>(out + c * V) = __ldcg(reinterpret_cast<const uint4 *>(src));
+    else
+      for (int k = 0; k < m; k++) out[c * V + k] = ldcg_elem<A>(src + k); // element loads: no local array
   }
 }
 
