@@ -11,7 +11,8 @@ import { compileProgram, kvCacheBytesPerBlock, parseKvCacheDtype } from './cuda/
 import { plannedActivations } from './cuda/activation-dtype.js';
 import type { ActivationChoice } from './cuda/device-weights.js';
 import { CudaDevice } from './cuda/device.js';
-import { cudaPinnedAllocator, HostMemory } from './cuda/host-memory.js';
+import { HostMemory } from './cuda/host-memory.js';
+import { devicePinnedAllocator } from './cuda/numa-host.js';
 import { probeCuda } from './cuda/probe.js';
 import { CudaStream } from './cuda/stream.js';
 import { supports } from './cuda/supports.js';
@@ -81,7 +82,7 @@ export function cudaBackend(opts: CudaBackendOptions = {}): CudaKernelBackend {
   const hostMemory = () => {
     if (host) return host;
     const device = CudaDevice.open(ordinal);
-    return (host = new HostMemory(cudaPinnedAllocator(device.driver, () => device.enter())));
+    return (host = new HostMemory(devicePinnedAllocator(device.driver, ordinal, () => device.enter())));
   };
   return {
     programs,

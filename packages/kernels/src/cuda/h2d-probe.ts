@@ -3,7 +3,8 @@
 // after a warm-up. Benches divide streamed bytes by it to get the forward-time limit of a run.
 import { CudaDevice } from './device.js';
 import { eventDone } from './copy-engine.js';
-import { cudaPinnedAllocator, HostMemory } from './host-memory.js';
+import { HostMemory } from './host-memory.js';
+import { devicePinnedAllocator } from './numa-host.js';
 import { CudaStream } from './stream.js';
 
 export interface H2dProbeResult {
@@ -20,7 +21,7 @@ export async function pinnedCopyProbe(ordinal = 0, opts: { bytes?: number; round
   const rounds = opts.rounds ?? 5;
   const device = CudaDevice.open(ordinal);
   const gpu = new CudaStream(device, { cacheDir: null });
-  const host = new HostMemory(cudaPinnedAllocator(device.driver, () => device.enter()));
+  const host = new HostMemory(devicePinnedAllocator(device.driver, ordinal, () => device.enter())); // as the backend pins
   const src = host.alloc(bytes);
   new Uint8Array(src).fill(0x3c); // touched: pages resident before timing
   const dst = gpu.alloc(bytes, 'h2d probe');
