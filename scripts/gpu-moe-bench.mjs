@@ -37,7 +37,7 @@ const BUDGET_S = Number(process.env.ZINFER_MOE_BENCH_BUDGET_S || 500);
 const RESULT = LOCAL ? `moe-${BACKEND}-tiny.json` : 'moe-h100.json';
 const SHAPE = LOCAL ? 'tiny-mixtral' : 'mixtral-8x7b';
 const GPU_SETS = (process.env.ZINFER_MOE_GPUS || '4,2').split(',').map(Number);
-const STRATEGIES = { 4: (process.env.ZINFER_MOE_STRATEGIES_4 || 'ep,tp,ep-tp2,ep-a2a').split(','), 2: (process.env.ZINFER_MOE_STRATEGIES_2 || 'ep,tp').split(',') };
+const STRATEGIES = { 4: (process.env.ZINFER_MOE_STRATEGIES_4 || 'slice,ep,ep-tp2').split(','), 2: (process.env.ZINFER_MOE_STRATEGIES_2 || 'slice,ep').split(',') };
 const DECODE = LOCAL ? { steps: 6, skip: 2 } : { steps: 64, skip: 16 };
 const BIG = LOCAL ? { seqs: 8, promptLen: 12, newTokens: 8 } : { seqs: 64, promptLen: 64, newTokens: 24 };
 const HF_TOKENS = Number(process.env.ZINFER_MOE_HF_TOKENS || (LOCAL ? 4 : 32));
@@ -232,7 +232,7 @@ function hfPeer(n) {
   const args = [join(HERE, 'gpu-moe-hf.py'), '--hidden', c.hidden_size, '--layers', c.num_hidden_layers, '--intermediate', c.intermediate_size, '--heads', c.num_attention_heads,
     '--kv-heads', c.num_key_value_heads, '--experts', c.num_local_experts, '--top-k', c.num_experts_per_tok, '--vocab', c.vocab_size, '--new-tokens', HF_TOKENS, ...(LOCAL ? ['--cpu'] : [])].map(String);
   const env = { ...process.env, CUDA_VISIBLE_DEVICES: Array.from({ length: n }, (_, i) => i).join(',') };
-  const timeoutS = Math.max(30, Math.min(LOCAL ? 120 : 240, BUDGET_S - elapsed() - 5));
+  const timeoutS = Math.floor(Math.max(30, Math.min(LOCAL ? 120 : 240, BUDGET_S - elapsed() - 5)));
   return new Promise((resolve, reject) => {
     const child = spawn('python3', args, { env, stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutS * 1000 });
     let out = '';

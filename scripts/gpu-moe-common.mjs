@@ -32,7 +32,9 @@ export async function makeBackend(kind, { device = 0, activations = 'auto' } = {
 
 /**
  * Strategy names → strategies on `gpus` ranks (null when the name does not apply to that many):
- *   tp        tensorParallel: every expert and the dense weights sliced over all ranks;
+ *   tp        tensorParallel: dense weights sliced, the MoE block whole on every rank (every rank holds every expert);
+ *   slice     expert slicing: one expert group of all ranks, every expert and the dense weights sliced over them
+ *             (each rank reads 1/gpus of each routed expert: the balanced case for batch 1);
  *   ep        expertParallel, contiguous placement (dense sliced, all-reduce combine);
  *   ep-rr     the same with round-robin placement;
  *   ep-tp2    expert groups of 2 ranks, each expert sliced over its group (needs ≥ 4 ranks);
@@ -47,6 +49,8 @@ export function strategyFor(name, gpus, { parallel, moe }) {
     case 'ep':
     case 'ep-rr':
       return moe.expertParallel({ size: gpus, placement });
+    case 'slice':
+      return moe.expertParallel({ size: gpus, tensor: gpus, placement });
     case 'ep-tp2':
       return gpus >= 4 ? moe.expertParallel({ size: gpus, tensor: 2, placement }) : null;
     case 'ep-a2a':
@@ -54,7 +58,7 @@ export function strategyFor(name, gpus, { parallel, moe }) {
     case 'ep-dense':
       return moe.expertParallel({ size: gpus, placement, dense: 'replicated' });
     default:
-      throw new Error(`unknown strategy ${name} (known: tp, ep, ep-rr, ep-tp2, ep-a2a, ep-dense)`);
+      throw new Error(`unknown strategy ${name} (known: tp, slice, ep, ep-rr, ep-tp2, ep-a2a, ep-dense)`);
   }
 }
 
