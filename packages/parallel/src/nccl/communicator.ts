@@ -34,6 +34,14 @@ export class NcclDeviceCollectives implements DeviceCollectives {
   }
 
   allToAll(send: bigint, recv: bigint, sendCounts: readonly number[], recvCounts: readonly number[], dtype: FloatDType, stream: bigint): void {
+    this.exchange(send, recv, sendCounts, recvCounts, dtype, stream, true);
+  }
+
+  /**
+   * allToAll, where `withSelf` false leaves this rank's own block out of the NCCL calls (the host path copies
+   * it itself); the blocks keep their places either way: offsets count every rank's block.
+   */
+  exchange(send: bigint, recv: bigint, sendCounts: readonly number[], recvCounts: readonly number[], dtype: FloatDType, stream: bigint, withSelf: boolean): void {
     const comm = this.comm('allToAll');
     for (const [name, c] of [['sendCounts', sendCounts], ['recvCounts', recvCounts]] as const) {
       if (c.length !== this.size || c.some((n) => !Number.isInteger(n) || n < 0)) throw new BackendError(`NCCL allToAll: bad ${name}`, { field: name, expected: `${this.size} non-negative integers`, found: JSON.stringify(c) });
@@ -43,6 +51,7 @@ export class NcclDeviceCollectives implements DeviceCollectives {
     // Grouped, so every send and receive of the exchange progresses together; NCCL takes a rank itself as peer.
     this.group(() => {
       for (let r = 0; r < this.size; r++) {
+        if (r === this.rank && !withSelf) continue;
         if (sendCounts[r]) this.nccl.check('ncclSend', this.nccl.api.ncclSend(send + so[r], sendCounts[r], NCCL_DTYPE[dtype], r, comm, stream), comm, `allToAll: ${sendCounts[r]} ${dtype} to rank ${r}`);
         if (recvCounts[r]) this.nccl.check('ncclRecv', this.nccl.api.ncclRecv(recv + ro[r], recvCounts[r], NCCL_DTYPE[dtype], r, comm, stream), comm, `allToAll: ${recvCounts[r]} ${dtype} from rank ${r}`);
       }
@@ -104,8 +113,7 @@ export class NcclCommunicator implements Communicator {
     if (sendCounts[this.rank] !== recvCounts[this.rank]) throw new BackendError(`allToAll: rank ${this.rank} sends itself ${sendCounts[this.rank]} values and expects ${recvCounts[this.rank]}`);
     const ownStart = sum(sendCounts.slice(0, this.rank));
     const own = send.slice(ownStart, ownStart + sendCounts[this.rank]); // stays on this rank: no NCCL call
-    const others = (c: readonly number[]) => c.map((n, r) => (r === this.rank ? 0 : n));
-    this.device.allToAll(ds, dr, others(sendCounts), others(recvCounts), 'f32', s.stream);
+    this.device.exchange(ds, dr, sendCounts, recvCounts, 'f32', s.stream, false);
     s.download(recv, dr);
     recv.set(own, sum(recvCounts.slice(0, this.rank)));
   }
