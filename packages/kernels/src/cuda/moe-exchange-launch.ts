@@ -59,8 +59,11 @@ function combine(ctx: StepContext, node: OpNode<'moeCombine'>, c: DeviceCollecti
   const done = new Set<number>();
   for (const r of lay.ranks) {
     const s = lay.shares[r];
-    const dst = out + BigInt(s.start * w * bytes);
     const m = (s.end - s.start) * w;
+    // An empty share (fewer rows than shares: a decode step) starts where the next one does; marking its
+    // start done would make the next share add onto the stale output instead of copying (issue #7).
+    if (m === 0) continue;
+    const dst = out + BigInt(s.start * w * bytes);
     if (done.has(s.start)) add(ctx, dtype, dst, dst, block(gathered, r), m); // coordinated: another slice of the share
     else copy(ctx, dtype, dst, block(gathered, r), m);
     done.add(s.start);
