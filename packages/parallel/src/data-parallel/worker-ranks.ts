@@ -9,7 +9,11 @@ import { abortNcclGrid, createNcclGrid, rankFactory } from '../launch/nccl-grid.
 import { createShmGroup } from '../shm-communicator.js';
 import type { DpRankInit, DpRankReply, DpRankRequest } from './dp-rank-worker.js';
 import type { DataParallelProgram } from './launch-data-parallel.js';
+import { releaseFailedLaunch } from '../launch/failed-launch.js';
 import { idleBatch, mergeOutputs, RankAssigner } from './rank-batches.js';
+
+/** How long a rank that compiled gets to free its device memory after a failed launch. */
+const DISPOSE_GRACE_MS = 10_000;
 
 interface Call {
   resolve: (out: Float32Array | Int32Array) => void;
@@ -68,7 +72,7 @@ export async function launchDataParallelWorkers(args: LaunchArgs, size: number, 
     await Promise.all(ready);
   } catch (e) {
     disposed = true;
-    await Promise.all(workers.map((w) => w.terminate()));
+    await releaseFailedLaunch(workers, ready, DISPOSE_GRACE_MS);
     throw e;
   }
   const call = (r: number, batch: StepBatch, argmax: boolean): Promise<Float32Array | Int32Array> => new Promise((resolve, reject) => {

@@ -8,6 +8,7 @@ import { Worker } from 'node:worker_threads';
 import { BackendError, type LaunchArgs, type Program, type StepBatch } from '@zinfer/core';
 import type { RankInit, RankReply, RankRequest } from '../rank-worker.js';
 import { gatherExpertLoad } from './expert-load.js';
+import { releaseFailedLaunch } from './failed-launch.js';
 import { closeGroups, createGridGroups, outputRank } from './groups.js';
 import { concat, splitBatch } from './micro-batches.js';
 import { abortNcclGrid, createNcclGrid, rankFactory } from './nccl-grid.js';
@@ -110,15 +111,8 @@ export async function launchWorkers(args: LaunchArgs, microBatches: (batch: Step
     await Promise.all(ready);
   } catch (e) {
     disposed = true;
-    // Ranks that did compile free their device memory before they go (terminating them would leave it held
-    // until the process exits, and the next engine of this process would find the GPUs full); a rank still
-    // compiling gets the dispose grace to finish first.
-    const compiled = ready.map((p) => Promise.race([p.then(() => true, () => false), delay(DISPOSE_GRACE_MS).then(() => false)]));
-    await Promise.all(workers.map(async (w, r) => {
-      if (await compiled[r]) await exitOf(w, r, exited, () => w.postMessage({ type: 'dispose' } satisfies RankRequest));
-    }));
+    await releaseFailedLaunch(workers, ready, DISPOSE_GRACE_MS);
     if (groups) await closeGroups(groups);
-    await Promise.all(workers.map((w) => w.terminate()));
     throw e;
   }
 
@@ -165,8 +159,6 @@ export async function launchWorkers(args: LaunchArgs, microBatches: (batch: Step
     },
   };
 }
-
-const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
 
 /** Resolves when worker r has exited, or after the dispose grace. */
 function exitOf(w: Worker, r: number, exited: Set<number>, start: () => void): Promise<void> {
