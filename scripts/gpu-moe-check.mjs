@@ -14,11 +14,14 @@
 // Exit codes: 0 all passed; 1 a check failed; 2 setup problem; 3 fewer than 2 GPUs (or none).
 // ZINFER_MOE_CHECK_DRY=1 runs part 2 on the reference backend with shared-memory worker ranks and skips
 // part 1 (checks this script's control flow without a GPU).
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { runFixture, sameAsSingle } from './gpu-fixture-parity.mjs';
+import { caseRecorder } from './gpu-harness.mjs';
+import { bf16Bits, bf16ToF32, expect, hostAllToAll, probeGpus, rankCases, runRanks } from './gpu-nccl-cases.mjs';
 
 process.env.NCCL_NVLS_ENABLE ??= '0'; // never NVLink multicast on these machines (before NCCL loads)
 
@@ -30,17 +33,7 @@ else parentPort.postMessage(await rankChecks(workerData));
 
 async function rankChecks({ rank, size, grid }) {
   const par = await import('@zinfer/parallel');
-  const results = [];
-  const check = async (name, fn) => {
-    try {
-      results.push({ name, ok: true, detail: (await fn()) ?? '' });
-    } catch (e) {
-      results.push({ name, ok: false, detail: String(e?.message ?? e).slice(0, 500) });
-    }
-  };
-  const expect = (cond, what) => {
-    if (!cond) throw new Error(what);
-  };
+  const { results, check } = rankCases();
   const { communicator: comm } = par.joinNcclGrid(grid, rank);
   const dev = comm.device;
   const staging = new par.StagingBuffers();
@@ -73,16 +66,7 @@ async function rankChecks({ rank, size, grid }) {
   await check('device allToAll f32: coordinated pattern (same slice of each group of 2 only)', async () => {
     exchange((s, d) => (s % 2 === d % 2 ? 5000 + s : 0), 'f32', (s, d, k) => s * 1e5 + d * 1e4 + k, id, id);
   });
-  await check('host allToAll on the device path (own block kept on the host)', async () => {
-    const count = (s, d) => ((s + 2 * d) % 3) + 1;
-    const sendCounts = Array.from({ length: size }, (_, d) => count(rank, d));
-    const recvCounts = Array.from({ length: size }, (_, s) => count(s, rank));
-    const send = Float32Array.from(sendCounts.flatMap((c, d) => Array.from({ length: c }, (_, k) => rank * 100 + d + k / 8)));
-    const recv = new Float32Array(recvCounts.reduce((a, b) => a + b, 0));
-    await comm.allToAll(send, recv, sendCounts, recvCounts);
-    const want = recvCounts.flatMap((c, s) => Array.from({ length: c }, (_, k) => s * 100 + rank + k / 8));
-    expect(want.every((v, j) => v === recv[j]), `got ${Array.from(recv).join(',')}, want ${want.join(',')}`);
-  });
+  await check('host allToAll on the device path (own block kept on the host)', () => hostAllToAll(comm, rank, size, (s, d) => ((s + 2 * d) % 3) + 1));
   await check('device allToAll latency: 64 rows × 4096 bf16 a peer (decode-sized dispatch)', async () => {
     const n = 64 * 4096;
     const counts = Array(size).fill(n);
@@ -97,14 +81,6 @@ async function rankChecks({ rank, size, grid }) {
   staging.dispose();
   await comm.close();
   return { rank, results };
-}
-
-function bf16Bits(v) {
-  return new Uint32Array(Float32Array.of(v).buffer)[0] >>> 16; // small integers are exact in bf16
-}
-
-function bf16ToF32(h) {
-  return new Float32Array(Uint32Array.of(h << 16).buffer)[0];
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -130,70 +106,23 @@ async function main() {
     process.exit(2);
   }
   const results = { date: new Date().toISOString(), node: process.version, dry, gpus: 0, nccl: null, cases: [] };
-  const save = () => writeFileSync(join(OUT, 'moe-check-h100.json'), JSON.stringify(results, null, 2));
-  const record = (group, name, status, detail = '', ms = 0) => {
-    results.cases.push({ group, name, status, ms, detail });
-    console.log(`${status} [${group}] ${name}${ms ? ` (${ms} ms)` : ''}${detail ? `  ${detail}` : ''}`);
-    save();
-  };
+  const { save, record, finish } = caseRecorder(OUT, 'moe-check-h100.json', results);
 
   let gpus = 4;
   if (!dry) {
-    try {
-      gpus = mods.par.cudaDeviceCount();
-      const nccl = mods.par.Nccl.load();
-      results.nccl = { version: nccl.versionString, path: nccl.path };
-      console.log(`== ${gpus} GPUs; NCCL ${nccl.versionString} (${nccl.path}); NCCL_NVLS_ENABLE=${process.env.NCCL_NVLS_ENABLE}`);
-    } catch (e) {
-      console.log(`NO GPUS: ${e.message}`);
-      save();
-      process.exit(3);
-    }
-    results.gpus = gpus;
-    if (gpus < 2) {
-      console.log(`only ${gpus} GPU visible: the MoE check needs 2 or more`);
-      save();
-      process.exit(3);
-    }
+    gpus = probeGpus(mods.par, results, save, 'MoE');
     await ncclChecks(mods.par, gpus, record);
   } else {
     record('nccl', 'NCCL all-to-all', 'SKIP', 'dry run: reference backend, shared-memory ranks');
   }
   await fixtureChecks({ ...mods, dry, gpus, ROOT, record, deadline });
 
-  const count = (s) => results.cases.filter((c) => c.status === s).length;
-  console.log('\n== summary');
-  console.log('status  group      case');
-  for (const c of results.cases) console.log(`${c.status.padEnd(7)} ${c.group.padEnd(10)} ${c.name}`);
-  console.log(`${count('PASS')} passed, ${count('FAIL')} failed, ${count('SKIP')} skipped; results in ${join(OUT, 'moe-check-h100.json')}`);
-  save();
-  process.exit(count('FAIL') ? 1 : 0);
+  finish();
 }
 
 async function ncclChecks(par, gpus, record) {
-  const t0 = performance.now();
   const grid = par.createNcclGrid({ ranks: new Array(gpus).fill(null), stages: 1 }, { module: '', exportName: '' });
-  const workers = Array.from({ length: gpus }, (_, rank) => new Worker(new URL(import.meta.url), { workerData: { rank, size: gpus, grid } }));
-  let timer;
-  const timeout = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('ranks did not finish within 60 s')), 60_000)));
-  try {
-    const answers = await Promise.race([Promise.all(workers.map((w) => new Promise((resolve, reject) => {
-      w.once('message', resolve);
-      w.once('error', reject);
-    }))), timeout]);
-    for (const [i, { name }] of answers[0].results.entries()) {
-      const failed = answers.filter((a) => !a.results[i].ok);
-      const detail = failed.length ? failed.map((a) => `rank ${a.rank}: ${a.results[i].detail}`).join('; ') : answers.map((a) => a.results[i].detail).filter(Boolean)[0] ?? '';
-      record('nccl', `${name}, ${gpus} GPUs`, failed.length ? 'FAIL' : 'PASS', detail);
-    }
-    record('nccl', 'init, checks and teardown', 'PASS', '', Math.round(performance.now() - t0));
-  } catch (e) {
-    par.abortNcclGrid(grid);
-    record('nccl', `NCCL all-to-all over ${gpus} GPUs`, 'FAIL', e.message);
-  } finally {
-    clearTimeout(timer);
-    await Promise.all(workers.map((w) => w.terminate()));
-  }
+  await runRanks(par, { script: new URL(import.meta.url), gpus, data: { grid }, grids: [grid], timeoutS: 60, label: 'NCCL all-to-all', record });
 }
 
 /** [label, options, GPUs needed]: the modes of issue 7 that 2 and 4 GPUs can hold (4 experts a layer), most telling first. */
@@ -227,15 +156,7 @@ async function fixtureChecks({ core, moe, cuda, reference, dry, gpus, ROOT, reco
   const fixtures = [];
   for (const name of dirs) {
     const dir = join(base, name);
-    const ids = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).input_ids;
-    const run = async (parallel) => {
-      const engine = await core.createEngine({ model: dir, backend: backend(), ...(parallel ? { parallel } : {}) });
-      try {
-        return await engine.generate({ inputIds: ids, maxTokens: 8, temperature: 0, ignoreEos: true, promptLogits: true }).result;
-      } finally {
-        await engine.close();
-      }
-    };
+    const run = (parallel) => runFixture(core, dir, backend(), parallel);
     try {
       fixtures.push({ name, run, single: await run(null) });
     } catch (e) {
@@ -256,12 +177,7 @@ async function fixtureChecks({ core, moe, cuda, reference, dry, gpus, ROOT, reco
       const t0 = performance.now();
       try {
         const got = await run(moe.expertParallel({ ...opts, timeoutMs: 60_000 }));
-        let worst = 0;
-        got.promptLogits.forEach((row, p) => row.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - single.promptLogits[p][i]) || (Number.isNaN(v) ? Infinity : 0)))));
-        const same = got.tokens.length === single.tokens.length && got.tokens.every((t, i) => t === single.tokens[i]);
-        const msg = `logits max abs diff ${worst.toExponential(2)}`;
-        if (!same) throw new Error(`${msg}; greedy ${JSON.stringify(got.tokens)} != ${JSON.stringify(single.tokens)}`);
-        if (!(worst <= 1e-3)) throw new Error(`${msg} > 1e-3`);
+        const msg = sameAsSingle(got, single);
         record('fixtures', caseName, 'PASS', msg, Math.round(performance.now() - t0));
       } catch (e) {
         record('fixtures', caseName, 'FAIL', String(e?.message ?? e).slice(0, 400), Math.round(performance.now() - t0));

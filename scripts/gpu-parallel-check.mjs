@@ -11,11 +11,14 @@
 // case). Exit codes: 0 all passed; 1 a check failed; 2 setup problem; 3 fewer than 2 GPUs (or none).
 // ZINFER_PARALLEL_CHECK_MODELS=llama2,gpt2 limits part 2 to those fixtures. ZINFER_PARALLEL_CHECK_DRY=1
 // runs part 2 on the reference backend with shared-memory ranks and skips part 1 (tests this script here).
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { runFixture, sameAsSingle } from './gpu-fixture-parity.mjs';
+import { caseRecorder } from './gpu-harness.mjs';
+import { bf16Bits, expect, hostAllToAll, probeGpus, rankCases, runRanks } from './gpu-nccl-cases.mjs';
 
 process.env.NCCL_NVLS_ENABLE ??= '0'; // never NVLink multicast on these machines (before NCCL loads)
 
@@ -27,19 +30,9 @@ else parentPort.postMessage(await rankChecks(workerData));
 
 async function rankChecks({ rank, size, tpGrid, ppGrid }) {
   const par = await import('@zinfer/parallel');
-  const results = [];
-  const check = async (name, fn) => {
-    try {
-      results.push({ name, ok: true, detail: (await fn()) ?? '' });
-    } catch (e) {
-      results.push({ name, ok: false, detail: String(e?.message ?? e).slice(0, 500) });
-    }
-  };
+  const { results, check } = rankCases();
   const { communicator: tp } = par.joinNcclGrid(tpGrid, rank);
   const { pipeline: pp } = par.joinNcclGrid(ppGrid, rank);
-  const expect = (cond, what) => {
-    if (!cond) throw new Error(what);
-  };
   await check('allReduce sum f32 (1,000,003 values, host path)', async () => {
     const buf = Float32Array.from({ length: 1_000_003 }, (_, i) => (rank + 1) * ((i % 7) + 1));
     await tp.allReduce(buf);
@@ -59,16 +52,7 @@ async function rankChecks({ rank, size, tpGrid, ppGrid }) {
     const bad = recv.findIndex((v, j) => v !== Math.floor(j / 1001) * 1000 + (j % 1001));
     expect(bad < 0, `element ${bad}: ${recv[bad]}`);
   });
-  await check('allToAll f32, uneven counts', async () => {
-    const count = (src, dst) => ((src + dst) % 3) + 1;
-    const sendCounts = Array.from({ length: size }, (_, d) => count(rank, d));
-    const recvCounts = Array.from({ length: size }, (_, s) => count(s, rank));
-    const send = Float32Array.from(sendCounts.flatMap((c, d) => Array.from({ length: c }, (_, k) => rank * 100 + d + k / 8)));
-    const recv = new Float32Array(recvCounts.reduce((a, b) => a + b, 0));
-    await tp.allToAll(send, recv, sendCounts, recvCounts);
-    const want = recvCounts.flatMap((c, s) => Array.from({ length: c }, (_, k) => s * 100 + rank + k / 8));
-    expect(want.every((v, j) => v === recv[j]), `got ${Array.from(recv).join(',')}, want ${want.join(',')}`);
-  });
+  await check('allToAll f32, uneven counts', () => hostAllToAll(tp, rank, size, (src, dst) => ((src + dst) % 3) + 1));
   await check('send/recv along a pipeline of every GPU', async () => {
     const buf = new Float32Array(65_537);
     if (rank === 0) buf.forEach((_, i) => (buf[i] = i));
@@ -105,10 +89,6 @@ async function rankChecks({ rank, size, tpGrid, ppGrid }) {
   return { rank, results };
 }
 
-function bf16Bits(v) {
-  return new Uint32Array(Float32Array.of(v).buffer)[0] >>> 16; // small integers are exact in bf16
-}
-
 // ---------------------------------------------------------------------------------------------------
 // The leader: part 1's workers, then part 2.
 
@@ -128,75 +108,26 @@ async function main() {
     process.exit(2);
   }
   const results = { date: new Date().toISOString(), node: process.version, gpus: 0, nccl: null, cases: [] };
-  const save = () => writeFileSync(join(OUT, 'parallel-check-h100.json'), JSON.stringify(results, null, 2));
-  const record = (group, name, status, detail = '', ms = 0) => {
-    results.cases.push({ group, name, status, ms, detail });
-    console.log(`${status} [${group}] ${name}${ms ? ` (${ms} ms)` : ''}${detail ? `  ${detail}` : ''}`);
-    save();
-  };
+  const { save, record, finish } = caseRecorder(OUT, 'parallel-check-h100.json', results);
 
   let gpus = 4;
   if (!dry) {
-    try {
-      gpus = par.cudaDeviceCount();
-      const nccl = par.Nccl.load();
-      results.nccl = { version: nccl.versionString, path: nccl.path };
-      console.log(`== ${gpus} GPUs; NCCL ${nccl.versionString} (${nccl.path}); NCCL_NVLS_ENABLE=${process.env.NCCL_NVLS_ENABLE}`);
-    } catch (e) {
-      console.log(`NO GPUS: ${e.message}`);
-      save();
-      process.exit(3);
-    }
-    results.gpus = gpus;
-    if (gpus < 2) {
-      console.log(`only ${gpus} GPU visible: the parallel check needs 2 or more`);
-      save();
-      process.exit(3);
-    }
+    gpus = probeGpus(par, results, save, 'parallel');
     await ncclChecks(par, gpus, record);
   } else {
     record('nccl', 'NCCL collectives', 'SKIP', 'dry run: reference backend, shared-memory ranks');
   }
   await fixtureChecks({ core, par, cuda, reference, dry, gpus, ROOT, record });
 
-  const count = (s) => results.cases.filter((c) => c.status === s).length;
-  console.log('\n== summary');
-  console.log('status  group      case');
-  for (const c of results.cases) console.log(`${c.status.padEnd(7)} ${c.group.padEnd(10)} ${c.name}`);
-  console.log(`${count('PASS')} passed, ${count('FAIL')} failed, ${count('SKIP')} skipped; results in ${join(OUT, 'parallel-check-h100.json')}`);
-  save();
-  process.exit(count('FAIL') ? 1 : 0);
+  finish();
 }
 
 async function ncclChecks(par, gpus, record) {
-  const t0 = performance.now();
   const plan = (stages) => ({ ranks: new Array(gpus).fill(null), stages });
   const factory = { module: '', exportName: '' };
   const tpGrid = par.createNcclGrid(plan(1), factory);
   const ppGrid = par.createNcclGrid(plan(gpus), factory);
-  const workers = Array.from({ length: gpus }, (_, rank) => new Worker(new URL(import.meta.url), { workerData: { rank, size: gpus, tpGrid, ppGrid } }));
-  let timer;
-  const timeout = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('ranks did not finish within 90 s')), 90_000)));
-  try {
-    const answers = await Promise.race([Promise.all(workers.map((w) => new Promise((resolve, reject) => {
-      w.once('message', resolve);
-      w.once('error', reject);
-    }))), timeout]);
-    const ms = Math.round(performance.now() - t0);
-    for (const [i, { name }] of answers[0].results.entries()) {
-      const failed = answers.filter((a) => !a.results[i].ok);
-      const detail = failed.length ? failed.map((a) => `rank ${a.rank}: ${a.results[i].detail}`).join('; ') : answers.map((a) => a.results[i].detail).filter(Boolean)[0] ?? '';
-      record('nccl', `${name}, ${gpus} GPUs`, failed.length ? 'FAIL' : 'PASS', detail);
-    }
-    record('nccl', 'init, checks and teardown', 'PASS', '', ms);
-  } catch (e) {
-    par.abortNcclGrid(tpGrid);
-    par.abortNcclGrid(ppGrid);
-    record('nccl', `NCCL collectives over ${gpus} GPUs`, 'FAIL', e.message);
-  } finally {
-    clearTimeout(timer);
-    await Promise.all(workers.map((w) => w.terminate()));
-  }
+  await runRanks(par, { script: new URL(import.meta.url), gpus, data: { tpGrid, ppGrid }, grids: [tpGrid, ppGrid], timeoutS: 90, label: 'NCCL collectives', record });
 }
 
 async function fixtureChecks({ core, par, cuda, reference, dry, gpus, ROOT, record }) {
@@ -215,15 +146,7 @@ async function fixtureChecks({ core, par, cuda, reference, dry, gpus, ROOT, reco
     return readdirSync(base).filter((d) => statSync(join(base, d)).isDirectory() && (!only || only.includes(d))).map((d) => [`${set === 'moe' ? 'moe/' : ''}${d}`, join(base, d)]);
   });
   for (const [name, dir] of dirs) {
-    const ids = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).input_ids;
-    const run = async (parallel) => {
-      const engine = await core.createEngine({ model: dir, backend: backend(), ...(parallel ? { parallel } : {}) });
-      try {
-        return await engine.generate({ inputIds: ids, maxTokens: 8, temperature: 0, ignoreEos: true, promptLogits: true }).result;
-      } finally {
-        await engine.close();
-      }
-    };
+    const run = (parallel) => runFixture(core, dir, backend(), parallel);
     let base;
     try {
       base = await run(null);
@@ -241,12 +164,7 @@ async function fixtureChecks({ core, par, cuda, reference, dry, gpus, ROOT, reco
       const t0 = performance.now();
       try {
         const got = await run(strategy());
-        let worst = 0;
-        got.promptLogits.forEach((row, p) => row.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - base.promptLogits[p][i]) || (Number.isNaN(v) ? Infinity : 0)))));
-        const same = got.tokens.length === base.tokens.length && got.tokens.every((t, i) => t === base.tokens[i]);
-        const msg = `logits max abs diff ${worst.toExponential(2)}`;
-        if (!same) throw new Error(`${msg}; greedy ${JSON.stringify(got.tokens)} != ${JSON.stringify(base.tokens)}`);
-        if (!(worst <= 1e-3)) throw new Error(`${msg} > 1e-3`);
+        const msg = sameAsSingle(got, base);
         record('fixtures', caseName, 'PASS', msg, Math.round(performance.now() - t0));
       } catch (e) {
         const refused = e instanceof core.ConfigError; // e.g. heads that do not divide by the ranks

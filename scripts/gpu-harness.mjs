@@ -1,0 +1,117 @@
+// The harness every GPU script shares: the log tee, the bundle's commit, importing the built packages,
+// the flat result + detail JSON written after every step, and the step runner (budget, skip, error
+// recording). Plain JS, no package imports, so a script can load it before it knows the packages built.
+import { spawnSync } from 'node:child_process';
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** A `log(line)` that prints and appends to `file` (emptied first); makes the folder. */
+export function teeLog(file) {
+  mkdirSync(join(file, '..'), { recursive: true });
+  writeFileSync(file, '');
+  return (line = '') => {
+    console.log(line);
+    appendFileSync(file, `${line}\n`);
+  };
+}
+
+/** The lines of the bundle's COMMIT file under `root` (first: the commit, then dirty files); [] when absent. */
+export function commitLines(root) {
+  try {
+    return readFileSync(join(root, 'COMMIT'), 'utf8').split('\n');
+  } catch {
+    return [];
+  }
+}
+
+/** The bundle's commit, else `git rev-parse HEAD` in `root` (a checkout), else null. */
+export function commitOrHead(root) {
+  const lines = commitLines(root);
+  if (lines.length) return lines[0].trim() || null;
+  return spawnSync('git', ['rev-parse', 'HEAD'], { cwd: root, encoding: 'utf8' }).stdout?.trim() || null;
+}
+
+/** Imports `specifiers` in parallel; on failure prints the SETUP line through `log` and exits 2. */
+export async function importPackages(specifiers, log = console.log) {
+  try {
+    return await Promise.all(specifiers.map((s) => (s ? import(s) : null)));
+  } catch (e) {
+    log(`SETUP: cannot import the built packages (${e.message}); run scripts/gpu-bundle.sh and unpack the bundle`);
+    process.exit(2);
+  }
+}
+
+/** A `save()` writing each [file, object] pair as indented JSON (with a final newline) under `out`. */
+export function jsonWriter(out, files) {
+  return () => {
+    for (const [file, obj] of files) writeFileSync(join(out, file), `${JSON.stringify(obj, null, 2)}\n`);
+  };
+}
+
+export const round = (x, d = 3) => (x === null || x === undefined || !Number.isFinite(x) ? null : Number(x.toFixed(d)));
+
+/** a ÷ b rounded, null when either is missing or b is 0. */
+export const ratio = (a, b, d = 3) => (a !== null && b !== null && b !== 0 ? Number((a / b).toFixed(d)) : null);
+
+/**
+ * The step runner of the benches. `step(name, fn, { minSeconds, shareSeconds })` skips the step when the
+ * budget left is below minSeconds (recorded in detail.errors as `skipped: …`), else runs `fn(left)`, puts
+ * its object into detail.steps[name] with the seconds it took, records a failure and goes on; saves after
+ * every step. `stepHas(s)`: whether the running step's share (and the budget) still holds s seconds.
+ * t0: when the budget started (performance.now()). errors: 'stack' keeps the stack (2000 chars) in detail.errors, 'message' the message (3000).
+ */
+export function stepRunner({ budgetS, log, save, detail, errors = 'stack', noteSkipped = false, t0 = performance.now() }) {
+  const elapsed = () => (performance.now() - t0) / 1000;
+  let stepEnd = Infinity;
+  const stepHas = (seconds) => (Math.min(stepEnd, t0 + budgetS * 1000) - performance.now()) / 1000 > seconds;
+  async function step(name, fn, { minSeconds = 0, shareSeconds = null } = {}) {
+    stepEnd = shareSeconds === null ? Infinity : performance.now() + shareSeconds * 1000;
+    const left = budgetS - elapsed();
+    if (left < minSeconds) {
+      detail.errors[name] = `skipped: ${left.toFixed(0)} s of the budget left, the step needs ~${minSeconds} s`;
+      log(`SKIP [${name}] ${detail.errors[name]}`);
+      return save();
+    }
+    const t = performance.now();
+    log(`.. [${name}] at ${elapsed().toFixed(0)} s`);
+    try {
+      const r = await fn(left);
+      const seconds = (performance.now() - t) / 1000;
+      detail.steps[name] = { seconds, ...(r && typeof r === 'object' ? r : {}) };
+      log(`OK [${name}] ${seconds.toFixed(1)} s${noteSkipped && r?.skipped ? ` (${r.skipped})` : ''}`);
+    } catch (e) {
+      detail.errors[name] = errors === 'stack' ? `${e?.stack ?? e}`.slice(0, 2000) : `${e?.message ?? e}`.slice(0, 3000);
+      log(`FAIL [${name}] ${`${e?.message ?? e}`.replace(/\s+/g, ' ').slice(0, 600)}`);
+    } finally {
+      save();
+    }
+  }
+  return { step, stepHas, elapsed };
+}
+
+/** Exit code of a bench: 1 when a step failed (skips do not count), else 0. */
+export const benchExitCode = (detail) => (Object.values(detail.errors).some((e) => !e.startsWith('skipped')) ? 1 : 0);
+
+/**
+ * The PASS/FAIL/SKIP cases of a check: `record(group, name, status, detail, ms)` prints one line, adds it
+ * to results.cases and saves `file` under `out`; `finish()` prints the table and the counts, saves, and
+ * exits 1 when a case failed, else 0.
+ */
+export function caseRecorder(out, file, results) {
+  const save = () => writeFileSync(join(out, file), JSON.stringify(results, null, 2));
+  const record = (group, name, status, detail = '', ms = 0) => {
+    results.cases.push({ group, name, status, ms, detail });
+    console.log(`${status} [${group}] ${name}${ms ? ` (${ms} ms)` : ''}${detail ? `  ${detail}` : ''}`);
+    save();
+  };
+  const finish = () => {
+    const count = (s) => results.cases.filter((c) => c.status === s).length;
+    console.log('\n== summary');
+    console.log('status  group      case');
+    for (const c of results.cases) console.log(`${c.status.padEnd(7)} ${c.group.padEnd(10)} ${c.name}`);
+    console.log(`${count('PASS')} passed, ${count('FAIL')} failed, ${count('SKIP')} skipped; results in ${join(out, file)}`);
+    save();
+    process.exit(count('FAIL') ? 1 : 0);
+  };
+  return { save, record, finish };
+}
