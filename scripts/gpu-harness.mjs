@@ -51,7 +51,18 @@ export function jsonWriter(out, files) {
 export const round = (x, d = 3) => (x === null || x === undefined || !Number.isFinite(x) ? null : Number(x.toFixed(d)));
 
 /** a ÷ b rounded, null when either is missing or b is 0. */
-export const ratio = (a, b, d = 3) => (a !== null && b !== null && b !== 0 ? Number((a / b).toFixed(d)) : null);
+export const ratio = (a, b, d = 3) => (a !== null && b !== null && b !== 0 ? round(a / b, d) : null);
+
+/** The devices a backend sees: probe() of `backendFor(ordinal)` for 0..max-1 until one returns null or throws. */
+export async function probeDevices(backendFor, max) {
+  const found = [];
+  for (let i = 0; i < max; i++) {
+    const info = await (await backendFor(i)).probe().catch(() => null);
+    if (!info) break;
+    found.push(info);
+  }
+  return found;
+}
 
 /**
  * The step runner of the benches. `step(name, fn, { minSeconds, shareSeconds })` skips the step when the
@@ -114,4 +125,16 @@ export function caseRecorder(out, file, results) {
     process.exit(count('FAIL') ? 1 : 0);
   };
   return { save, record, finish };
+}
+
+/**
+ * Runs `argv` with a time limit (SIGKILL), prints its last `tail` output lines as `   name: …` through
+ * `log`, throws when it failed, and returns its last stdout line parsed as JSON. `env` adds variables.
+ */
+export function childJson(name, argv, limitS, { log, tail = 20, env = {} }) {
+  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', timeout: Math.max(1, Math.floor(limitS * 1000)), maxBuffer: 64 << 20, killSignal: 'SIGKILL', env: { ...process.env, ...env } });
+  for (const line of `${r.stdout || ''}\n${r.stderr || ''}`.split('\n').filter(Boolean).slice(-tail)) log(`   ${name}: ${line.slice(0, 300)}`);
+  if (r.error) throw new Error(`${name}: ${r.error.message}`);
+  if (r.status !== 0) throw new Error(`${name} exited ${r.status ?? r.signal}: ${(r.stderr || '').slice(-1500)}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop());
 }

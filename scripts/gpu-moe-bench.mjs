@@ -20,13 +20,13 @@
 // transformers peer does the same. Results: $OUT/moe-h100.json (flat, written after every step), moe-bench-detail.json,
 // moe-bench.log. Locally, ZINFER_MOE_BENCH_BACKEND=reference runs every step on a tiny Mixtral.
 import { spawn } from 'node:child_process';
-import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { activeBytesPerGpu, makeBackend, SHAPES, strategyFor, syntheticMixtral } from './gpu-moe-common.mjs';
+import { benchExitCode, commitLines, importPackages, jsonWriter, probeDevices, ratio, round, stepRunner, teeLog } from './gpu-harness.mjs';
 import { microbenchProcess } from './gpu-parallel-children.mjs';
-import { decodeBs1, round, throughput } from './gpu-parallel-common.mjs';
+import { decodeBs1, throughput } from './gpu-parallel-common.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const BACKEND = process.env.ZINFER_MOE_BENCH_BACKEND || 'cuda';
@@ -46,66 +46,26 @@ const LIMITS = LOCAL ? { kvCacheBytes: 32 << 20, maxSequences: BIG.seqs, maxBatc
   : { kvCacheBytes: 4 * GiB, maxSequences: 64, maxBatchTokens: 4096, maxContext: 512 };
 const T0 = performance.now();
 const elapsed = () => (performance.now() - T0) / 1000;
-mkdirSync(OUT, { recursive: true });
-const LOG = join(OUT, 'moe-bench.log');
-writeFileSync(LOG, '');
-const log = (line = '') => (console.log(line), appendFileSync(LOG, `${line}\n`));
+const log = teeLog(join(OUT, 'moe-bench.log'));
 
-let core, parallel, moe;
-try {
-  [core, parallel, moe] = await Promise.all([import('@zinfer/core'), import('@zinfer/parallel'), import('@zinfer/moe')]);
-} catch (e) {
-  log(`SETUP: cannot import the built packages (${e.message}); run scripts/gpu-bundle.sh and unpack the bundle`);
-  process.exit(2);
-}
-const commitLines = (() => {
-  try {
-    return readFileSync(join(HERE, '..', 'COMMIT'), 'utf8').split('\n');
-  } catch {
-    return [];
-  }
-})();
+const [core, parallel, moe] = await importPackages(['@zinfer/core', '@zinfer/parallel', '@zinfer/moe'], log);
+const commit = commitLines(join(HERE, '..'));
 const activations = process.env.ZINFER_MOE_ACTIVATIONS || 'auto';
 const result = {
-  card: null, gpus: null, date: new Date().toISOString(), commit: commitLines[0]?.trim() || null, backend: BACKEND, shape: SHAPE, dtype: 'bf16',
+  card: null, gpus: null, date: new Date().toISOString(), commit: commit[0]?.trim() || null, backend: BACKEND, shape: SHAPE, dtype: 'bf16',
   weights_repeat_layer0: true, activations: LOCAL ? null : activations, headline_gpus: GPU_SETS[0],
   moe_decode_bs1_ms_per_token: null, moe_decode_bs1_limit_ms_per_token: null, moe_decode_bs1_over_limit: null, moe_best_strategy: null,
   moe_bs64_tokens_per_s: null, moe_speedup_vs_hf: null, hf_decode_bs1_ms_per_token: null,
   hbm_read_gb_per_s: null, model_params: null, active_params_per_token: null,
 };
-const detail = { result, strategies: STRATEGIES, steps: {}, errors: {}, tokens: {}, expertLoad: {}, dirty: commitLines.slice(1).some(Boolean), node: process.version };
-const save = () => {
-  writeFileSync(join(OUT, RESULT), `${JSON.stringify(result, null, 2)}\n`);
-  writeFileSync(join(OUT, 'moe-bench-detail.json'), `${JSON.stringify(detail, null, 2)}\n`);
-};
-
-async function step(name, fn, { minSeconds = 0 } = {}) {
-  const left = BUDGET_S - elapsed();
-  if (left < minSeconds) {
-    detail.errors[name] = `skipped: ${left.toFixed(0)} s of the budget left, the step needs ~${minSeconds} s`;
-    log(`SKIP [${name}] ${detail.errors[name]}`);
-    return save();
-  }
-  const t = performance.now();
-  log(`.. [${name}] at ${elapsed().toFixed(0)} s`);
-  try {
-    const r = await fn();
-    detail.steps[name] = { seconds: (performance.now() - t) / 1000, ...(r && typeof r === 'object' ? r : {}) };
-    log(`OK [${name}] ${((performance.now() - t) / 1000).toFixed(1)} s${r?.skipped ? ` (${r.skipped})` : ''}`);
-  } catch (e) {
-    detail.errors[name] = `${e?.stack ?? e}`.slice(0, 2000);
-    log(`FAIL [${name}] ${`${e?.message ?? e}`.replace(/\s+/g, ' ').slice(0, 600)}`);
-  } finally {
-    save();
-  }
-}
-
-const ratio = (a, b, d = 3) => (a !== null && b !== null && b !== 0 ? round(a / b, d) : null);
+const detail = { result, strategies: STRATEGIES, steps: {}, errors: {}, tokens: {}, expertLoad: {}, dirty: commit.slice(1).some(Boolean), node: process.version };
+const save = jsonWriter(OUT, [[RESULT, result], ['moe-bench-detail.json', detail]]);
+const { step } = stepRunner({ budgetS: BUDGET_S, log, save, detail, noteSkipped: true, t0: T0 });
 
 // ---------------------------------------------------------------------------------------------------
 log(`== zinfer MoE bench (${BACKEND}${LOCAL ? ', tiny Mixtral' : ', Mixtral-8x7B shape bf16'}), budget ${BUDGET_S} s`);
 const probeBackend = await makeBackend(BACKEND, { activations });
-const gpus = await countDevices();
+const gpus = await probeDevices((device) => makeBackend(BACKEND, { device, activations }), LOCAL ? 1 : 16);
 result.gpus = gpus.length;
 result.card = gpus[0]?.description.replace(/ \(sm_.*$/, '') ?? null;
 for (const g of gpus) log(`device ${g.description}, ${(g.memoryBytes / GiB).toFixed(1)} GiB free`);
@@ -153,8 +113,7 @@ for (const n of GPU_SETS) {
   }, { minSeconds: LOCAL ? 3 : 70 });
 }
 printTable();
-const errs = Object.entries(detail.errors).filter(([, e]) => !e.startsWith('skipped'));
-process.exit(errs.length ? 1 : 0);
+process.exit(benchExitCode(detail));
 
 // ---------------------------------------------------------------------------------------------------
 async function runStrategy(n, name) {
@@ -249,16 +208,6 @@ function hfPeer(n) {
       reject(new Error(`gpu-moe-hf.py ${signal ? `killed (${signal}, ${timeoutS} s)` : `exited ${code}`}: ${err.slice(-800)}`));
     });
   });
-}
-
-async function countDevices() {
-  const found = [];
-  for (let i = 0; i < (LOCAL ? 1 : 16); i++) {
-    const info = await (await makeBackend(BACKEND, { device: i, activations })).probe().catch(() => null);
-    if (!info) break;
-    found.push(info);
-  }
-  return found;
 }
 
 function printTable() {

@@ -19,11 +19,11 @@
 // Writes $OUT/offload-h100.json (flat numbers + card, date, commit) after every step, offload-detail.json
 // and offload-bench.log. ZINFER_OFFLOAD_BENCH_BACKEND=cpu runs the same control flow on the cpu backend
 // with tiny shapes (no probe, no peer unless python has torch), to check the script without a GPU.
-import { spawnSync } from 'node:child_process';
-import { appendFileSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchExitCode, childJson, commitOrHead, jsonWriter, round, stepRunner, teeLog } from './gpu-harness.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SELF = fileURLToPath(import.meta.url);
@@ -43,7 +43,6 @@ const PROMPT = Number(process.env.ZINFER_OFFLOAD_PROMPT || (CPU ? 4 : 16));
 const PREFETCH = Number(process.env.ZINFER_OFFLOAD_PREFETCH || 2);
 
 const T0 = performance.now();
-const elapsed = () => (performance.now() - T0) / 1000;
 
 if (process.argv[2] === '--child') {
   const { runChild } = await import(join(ROOT, 'scripts/gpu-offload-child.mjs'));
@@ -54,19 +53,8 @@ if (process.argv[2] === '--child') {
 
 mkdirSync(OUT, { recursive: true });
 mkdirSync(WORK, { recursive: true });
-const LOG = join(OUT, 'offload-bench.log');
-writeFileSync(LOG, '');
-const log = (line = '') => {
-  console.log(line);
-  appendFileSync(LOG, `${line}\n`);
-};
-const commit = (() => {
-  try {
-    return readFileSync(join(ROOT, 'COMMIT'), 'utf8').split('\n')[0].trim() || null;
-  } catch {
-    return spawnSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).stdout?.trim() || null;
-  }
-})();
+const log = teeLog(join(OUT, 'offload-bench.log'));
+const commit = commitOrHead(ROOT);
 
 const result = {
   card: null, date: new Date().toISOString(), commit, backend: BACKEND,
@@ -81,42 +69,18 @@ const result = {
   disk_model_params: null, disk_streamed_weight_bytes: null, weights_repeat_layer0: true,
 };
 const detail = { result, steps: {}, errors: {}, node: process.version };
-const save = () => {
-  writeFileSync(join(OUT, 'offload-h100.json'), `${JSON.stringify(result, null, 2)}\n`);
-  writeFileSync(join(OUT, 'offload-detail.json'), `${JSON.stringify(detail, null, 2)}\n`);
-};
+const save = jsonWriter(OUT, [['offload-h100.json', result], ['offload-detail.json', detail]]);
+const { step: runStep } = stepRunner({ budgetS: BUDGET_S, log, save, detail, errors: 'message', t0: T0 });
+/** Runs `fn(secondsLeft)` unless the budget left is below minSeconds; a failure is recorded and the bench goes on. */
+const step = (name, minSeconds, fn) => runStep(name, fn, { minSeconds });
+
 
 /** Runs `node this --child name` (or another command) with a time limit; returns its last stdout line as JSON. */
 function child(name, args, limitS, cmd = null) {
   const argv = cmd ?? [process.execPath, SELF, '--child', name, JSON.stringify(args)];
-  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', timeout: Math.max(1, Math.floor(limitS * 1000)), maxBuffer: 64 << 20, killSignal: 'SIGKILL', env: { ...process.env, PYTHONUNBUFFERED: '1', NCCL_NVLS_ENABLE: '0' } });
-  for (const line of `${r.stdout || ''}\n${r.stderr || ''}`.split('\n').filter(Boolean).slice(-30)) log(`   ${name}: ${line.slice(0, 300)}`);
-  if (r.error) throw new Error(`${name}: ${r.error.message}`);
-  if (r.status !== 0) throw new Error(`${name} exited ${r.status ?? r.signal}: ${(r.stderr || '').slice(-1500)}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop());
+  return childJson(name, argv, limitS, { log, tail: 30, env: { PYTHONUNBUFFERED: '1', NCCL_NVLS_ENABLE: '0' } });
 }
 
-async function step(name, minSeconds, fn) {
-  const left = BUDGET_S - elapsed();
-  if (left < minSeconds) {
-    detail.errors[name] = `skipped: ${left.toFixed(0)} s of the budget left, the step needs ~${minSeconds} s`;
-    log(`SKIP [${name}] ${detail.errors[name]}`);
-    return save();
-  }
-  log(`.. [${name}] at ${elapsed().toFixed(0)} s`);
-  const t = performance.now();
-  try {
-    const r = await fn(left);
-    detail.steps[name] = { seconds: (performance.now() - t) / 1000, ...r };
-    log(`OK [${name}] ${((performance.now() - t) / 1000).toFixed(1)} s`);
-  } catch (e) {
-    detail.errors[name] = `${e?.message ?? e}`.slice(0, 3000);
-    log(`FAIL [${name}] ${detail.errors[name].replace(/\s+/g, ' ').slice(0, 600)}`);
-  }
-  save();
-}
-
-const round = (x, d = 3) => (x === null || x === undefined || !Number.isFinite(x) ? null : Number(x.toFixed(d)));
 
 await step('pinned-h2d', 10, async () => {
   if (CPU) return { note: 'cpu backend: no host-to-device link' };
@@ -176,4 +140,4 @@ for (const [k, v] of Object.entries(result)) if (typeof v === 'number') log(`| $
 log(`errors: ${Object.keys(detail.errors).length ? Object.keys(detail.errors).join(', ') : 'none'}`);
 save();
 for (const f of readdirSync(OUT)) log(`wrote ${join(OUT, f)} (${statSync(join(OUT, f)).size} bytes)`);
-process.exit(Object.keys(detail.errors).some((k) => !detail.errors[k].startsWith('skipped')) ? 1 : 0);
+process.exit(benchExitCode(detail));

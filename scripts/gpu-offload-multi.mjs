@@ -16,11 +16,11 @@
 // Writes $OUT/offload-multi-h100.json (flat numbers) and offload-multi-detail.json after every step.
 // ZINFER_OFFLOAD_BENCH_BACKEND=cpu runs the same control flow on the cpu backend with tiny shapes and the
 // shared-memory all-gather (no probes), to check the script without a GPU.
-import { spawnSync } from 'node:child_process';
-import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchExitCode, childJson, commitOrHead, jsonWriter, round, stepRunner, teeLog } from './gpu-harness.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SELF = fileURLToPath(import.meta.url);
@@ -38,7 +38,6 @@ const PREFETCH = Number(process.env.ZINFER_OFFLOAD_PREFETCH || 2);
 const DISK_GB = Number(process.env.ZINFER_MULTI_DISK_GB || (CPU ? 0.25 : 8));
 const DISK_READERS = Number(process.env.ZINFER_MULTI_DISK_READERS || 8);
 const T0 = performance.now();
-const elapsed = () => (performance.now() - T0) / 1000;
 const env = { BACKEND, PROMPT, PREFETCH, VOCAB: SHAPE[5], CHILD: join(ROOT, 'scripts/gpu-offload-child.mjs') };
 
 if (process.argv[2] === '--child') {
@@ -50,20 +49,8 @@ if (process.argv[2] === '--child') {
 
 mkdirSync(OUT, { recursive: true });
 mkdirSync(WORK, { recursive: true });
-const LOG = join(OUT, 'offload-multi.log');
-writeFileSync(LOG, '');
-const log = (line = '') => {
-  console.log(line);
-  appendFileSync(LOG, `${line}\n`);
-};
-const commit = (() => {
-  try {
-    return readFileSync(join(ROOT, 'COMMIT'), 'utf8').split('\n')[0].trim() || null;
-  } catch {
-    return spawnSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).stdout?.trim() || null;
-  }
-})();
-const round = (x, d = 3) => (x === null || x === undefined || !Number.isFinite(x) ? null : Number(x.toFixed(d)));
+const log = teeLog(join(OUT, 'offload-multi.log'));
+const commit = commitOrHead(ROOT);
 
 const result = {
   card: null, gpus: GPUS, date: new Date().toISOString(), commit, backend: BACKEND,
@@ -76,37 +63,14 @@ const result = {
   model_params: null, streamed_weight_bytes: null, multi_place_1gpu_s: null, multi_place_ngpu_s: null, layers: LAYERS, weights_repeat_layer0: true,
 };
 const detail = { result, steps: {}, errors: {}, node: process.version };
-const save = () => {
-  writeFileSync(join(OUT, 'offload-multi-h100.json'), `${JSON.stringify(result, null, 2)}\n`);
-  writeFileSync(join(OUT, 'offload-multi-detail.json'), `${JSON.stringify(detail, null, 2)}\n`);
-};
+const save = jsonWriter(OUT, [['offload-multi-h100.json', result], ['offload-multi-detail.json', detail]]);
+const { step: runStep } = stepRunner({ budgetS: BUDGET_S, log, save, detail, errors: 'message', t0: T0 });
+/** Runs `fn(secondsLeft)` unless the budget left is below minSeconds; a failure is recorded and the bench goes on. */
+const step = (name, minSeconds, fn) => runStep(name, fn, { minSeconds });
+
 
 function child(name, args, limitS) {
-  const r = spawnSync(process.execPath, [SELF, '--child', name, JSON.stringify(args)], { encoding: 'utf8', timeout: Math.max(1, Math.floor(limitS * 1000)), maxBuffer: 64 << 20, killSignal: 'SIGKILL', env: { ...process.env, NCCL_NVLS_ENABLE: '0' } });
-  for (const line of `${r.stdout || ''}\n${r.stderr || ''}`.split('\n').filter(Boolean).slice(-20)) log(`   ${name}: ${line.slice(0, 300)}`);
-  if (r.error) throw new Error(`${name}: ${r.error.message}`);
-  if (r.status !== 0) throw new Error(`${name} exited ${r.status ?? r.signal}: ${(r.stderr || '').slice(-1500)}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop());
-}
-
-async function step(name, minSeconds, fn) {
-  const left = BUDGET_S - elapsed();
-  if (left < minSeconds) {
-    detail.errors[name] = `skipped: ${left.toFixed(0)} s of the budget left, the step needs ~${minSeconds} s`;
-    log(`SKIP [${name}] ${detail.errors[name]}`);
-    return save();
-  }
-  log(`.. [${name}] at ${elapsed().toFixed(0)} s`);
-  const t = performance.now();
-  try {
-    detail.steps[name] = { seconds: (performance.now() - t) / 1000, ...(await fn(left)) };
-    detail.steps[name].seconds = (performance.now() - t) / 1000;
-    log(`OK [${name}] ${detail.steps[name].seconds.toFixed(1)} s`);
-  } catch (e) {
-    detail.errors[name] = `${e?.message ?? e}`.slice(0, 3000);
-    log(`FAIL [${name}] ${detail.errors[name].replace(/\s+/g, ' ').slice(0, 600)}`);
-  }
-  save();
+  return childJson(name, [process.execPath, SELF, '--child', name, JSON.stringify(args)], limitS, { log, env: { NCCL_NVLS_ENABLE: '0' } });
 }
 
 await step('h2d-each', 15, async () => {
@@ -176,4 +140,4 @@ log('| --- | --- |');
 for (const [k, v] of Object.entries(result)) if (typeof v === 'number' || typeof v === 'boolean' || Array.isArray(v) || (typeof v === 'string' && k.startsWith('multi_'))) log(`| ${k} | ${Array.isArray(v) ? v.join(', ') : v} |`);
 log(`errors: ${Object.keys(detail.errors).length ? Object.keys(detail.errors).join(', ') : 'none'}`);
 save();
-process.exit(Object.keys(detail.errors).some((k) => !detail.errors[k].startsWith('skipped')) ? 1 : 0);
+process.exit(benchExitCode(detail));

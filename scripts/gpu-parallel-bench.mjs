@@ -36,12 +36,12 @@
 // Results: $OUT/parallel-h100.json (flat named numbers, card, gpus, date, commit; written after every step),
 // $OUT/parallel-bench-detail.json (everything, errors by step), $OUT/parallel-bench.log. Locally,
 // ZINFER_PARALLEL_BENCH_BACKEND=cpu|reference runs every step on tiny shapes (parallel-<backend>-tiny.json).
-import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchExitCode, commitLines, importPackages, jsonWriter, probeDevices, ratio, round, stepRunner, teeLog } from './gpu-harness.mjs';
 import { microbenchProcess, runReplicas } from './gpu-parallel-children.mjs';
-import { bytesPerRankPerToken, capturingBackend, capturingStrategy, decodeBs1, makeBackend, programDecode, round, SHAPES, syntheticModel, throughput } from './gpu-parallel-common.mjs';
+import { bytesPerRankPerToken, capturingBackend, capturingStrategy, decodeBs1, makeBackend, programDecode, SHAPES, syntheticModel, throughput } from './gpu-parallel-common.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const BACKEND = process.env.ZINFER_PARALLEL_BENCH_BACKEND || 'cuda';
@@ -59,10 +59,7 @@ const RESULT = LOCAL ? `parallel-${BACKEND}-tiny.json` : 'parallel-h100.json';
 const GiB = 2 ** 30;
 const T0 = performance.now();
 const elapsed = () => (performance.now() - T0) / 1000;
-mkdirSync(OUT, { recursive: true });
-const LOG = join(OUT, 'parallel-bench.log');
-writeFileSync(LOG, '');
-const log = (line = '') => (console.log(line), appendFileSync(LOG, `${line}\n`));
+const log = teeLog(join(OUT, 'parallel-bench.log'));
 
 // Sizes: the issue's on a GPU machine, tiny ones that run every step in seconds on a CPU.
 const M13 = LOCAL ? 'tiny-13b' : 'llama-2-13b';
@@ -74,25 +71,13 @@ const LIMITS_13B = LOCAL ? { kvCacheBytes: 64 << 20, maxSequences: BIG.seqs, max
   : { kvCacheBytes: 32 * GiB, maxSequences: 64, maxBatchTokens: 4096, maxContext: 1024 };
 const LIMITS_BS1 = LOCAL ? { kvCacheBytes: 16 << 20, maxSequences: 4, maxContext: 128 } : { kvCacheBytes: 4 * GiB, maxSequences: 4, maxBatchTokens: 512, maxContext: 256 };
 
-let core, testing, parallel;
-try {
-  [core, testing, parallel] = await Promise.all([import('@zinfer/core'), import('@zinfer/core/testing'), import('@zinfer/parallel')]);
-} catch (e) {
-  log(`SETUP: cannot import the built packages (${e.message}); run scripts/gpu-bundle.sh and unpack the bundle`);
-  process.exit(2);
-}
+const [core, testing, parallel] = await importPackages(['@zinfer/core', '@zinfer/core/testing', '@zinfer/parallel'], log);
 const { createEngine, loadModel } = core;
 const { tensorParallel, pipelineParallel } = parallel;
 
-const commitLines = (() => {
-  try {
-    return readFileSync(join(HERE, '..', 'COMMIT'), 'utf8').split('\n');
-  } catch {
-    return [];
-  }
-})();
+const commit = commitLines(join(HERE, '..'));
 const result = {
-  card: null, gpus: null, date: new Date().toISOString(), commit: commitLines[0]?.trim() || null, backend: BACKEND,
+  card: null, gpus: null, date: new Date().toISOString(), commit: commit[0]?.trim() || null, backend: BACKEND,
   hbm_read_gb_per_s: null,
   tp1_13b_decode_bs1_ms_per_token: null, tp2_13b_decode_bs1_ms_per_token: null, tp4_13b_decode_bs1_ms_per_token: null,
   tp2_speedup: null, tp4_speedup: null, tp_tokens_identical: null, tp2_tokens_matching: null, tp4_tokens_matching: null, tokens_compared: null,
@@ -109,39 +94,16 @@ const result = {
   weights_repeat_layer0: true,
 };
 if (NO_PEER) result.allreduce = 'NCCL only for every run (ZINFER_PEER_ALLREDUCE=0 at start): the keys without _nccl are NCCL too';
-const detail = { result, model_shapes: { m13: M13, m70: M70, mixtral: MIX }, replicas: 'child processes, one per GPU', steps: {}, errors: {}, programMs: {}, dirty: commitLines.slice(1).some(Boolean), node: process.version };
-const save = () => {
-  writeFileSync(join(OUT, RESULT), `${JSON.stringify(result, null, 2)}\n`);
-  writeFileSync(join(OUT, 'parallel-bench-detail.json'), `${JSON.stringify(detail, null, 2)}\n`);
-};
-
-/** When the running step's share of the budget ends (performance.now() ms). */
-let stepEnd = Infinity;
+const detail = { result, model_shapes: { m13: M13, m70: M70, mixtral: MIX }, replicas: 'child processes, one per GPU', steps: {}, errors: {}, programMs: {}, dirty: commit.slice(1).some(Boolean), node: process.version };
+const save = jsonWriter(OUT, [[RESULT, result], ['parallel-bench-detail.json', detail]]);
+const runner = stepRunner({ budgetS: BUDGET_S, log, save, detail, t0: T0 });
 /** Whether the running step's share (and the run's budget) still holds `seconds`. */
-const stepHas = (seconds) => LOCAL || (Math.min(stepEnd, T0 + BUDGET_S * 1000) - performance.now()) / 1000 > seconds;
+const stepHas = (seconds) => LOCAL || runner.stepHas(seconds);
 
-/** Runs one step unless the budget cannot take its minimum; a failure is recorded and the bench goes on. */
-async function step(name, fn, { minSeconds = 0, budget = null } = {}) {
-  if (budget && !LOCAL) minSeconds = BUDGETS[budget][0];
-  stepEnd = budget && !LOCAL ? performance.now() + BUDGETS[budget][1] * 1000 : Infinity;
-  const left = BUDGET_S - elapsed();
-  if (left < minSeconds) {
-    detail.errors[name] = `skipped: ${left.toFixed(0)} s of the budget left, the step needs ~${minSeconds} s`;
-    log(`SKIP [${name}] ${detail.errors[name]}`);
-    return save();
-  }
-  const t = performance.now();
-  log(`.. [${name}] at ${elapsed().toFixed(0)} s`);
-  try {
-    const r = await fn();
-    detail.steps[name] = { seconds: (performance.now() - t) / 1000, ...(r && typeof r === 'object' ? r : {}) };
-    log(`OK [${name}] ${((performance.now() - t) / 1000).toFixed(1)} s`);
-  } catch (e) {
-    detail.errors[name] = `${e?.stack ?? e}`.slice(0, 2000);
-    log(`FAIL [${name}] ${`${e?.message ?? e}`.replace(/\s+/g, ' ').slice(0, 600)}`);
-  } finally {
-    save();
-  }
+/** Runs one step unless the budget cannot take its minimum (BUDGETS[budget] on a GPU); a failure is recorded and the bench goes on. */
+function step(name, fn, { minSeconds = 0, budget = null } = {}) {
+  if (budget && !LOCAL) return runner.step(name, fn, { minSeconds: BUDGETS[budget][0], shareSeconds: BUDGETS[budget][1] });
+  return runner.step(name, fn, { minSeconds });
 }
 
 /** Loads an engine, runs `body(engine, program)`, always closes it. `allReduce: 'nccl'` turns the peer all-reduce off. */
@@ -171,7 +133,8 @@ const matching = (a, b) => {
 
 // ---------------------------------------------------------------------------------------------------
 log(`== zinfer parallel bench (${BACKEND}${LOCAL ? ', tiny shapes' : ''}), budget ${BUDGET_S} s`);
-const gpus = await countDevices();
+// The devices the backend sees (cuda: ordinals 0.. until a probe fails; cpu/reference: one).
+const gpus = await probeDevices((i) => makeBackend(BACKEND, i), LOCAL ? 1 : 16);
 result.gpus = gpus.length;
 result.card = gpus[0]?.description.replace(/ \(sm_.*$/, '') ?? null;
 for (const g of gpus) log(`device ${g.description}, ${(g.memoryBytes / GiB).toFixed(1)} GiB free`);
@@ -279,14 +242,9 @@ await step('Mixtral-8x7B shape (bf16) tp4 decode batch 1', async () => {
 }, { minSeconds: LOCAL ? 5 : 80, budget: 'mixtral' });
 
 printTable();
-const errs = Object.entries(detail.errors).filter(([, e]) => !e.startsWith('skipped'));
-process.exit(errs.length ? 1 : 0);
+process.exit(benchExitCode(detail));
 
 // ---------------------------------------------------------------------------------------------------
-function ratio(a, b, d = 3) {
-  return a !== null && b !== null && b !== 0 ? round(a / b, d) : null;
-}
-
 function compareTokens() {
   const base = tokensAt[1];
   if (!base) return;
@@ -306,17 +264,6 @@ async function rowSweep(key, program) {
     detail.programMs[key][rows] = await programDecode(program, testing.stepBatch, { rows, context: BIG.context, vocab: vocabOf(M13) });
   }
   log(`   ${key} Program.run ms by rows: ${JSON.stringify(detail.programMs[key])}`);
-}
-
-/** The devices the backend sees (cuda: ordinals 0.. until a probe fails; cpu/reference: one). */
-async function countDevices() {
-  const found = [];
-  for (let i = 0; i < (LOCAL ? 1 : 16); i++) {
-    const info = await (await makeBackend(BACKEND, i)).probe().catch(() => null);
-    if (!info) break;
-    found.push(info);
-  }
-  return found;
 }
 
 function printTable() {
