@@ -12,14 +12,15 @@
 // intermediate 14336, 8 experts, top-2) at batch 1 and 64, with the GB/s of moeExperts over the bytes of
 // the routed experts (from expertLoad) next to the device's read bandwidth (timing skipped in dry mode).
 // Every group saves results; ZINFER_MOE_BUDGET_S (default 200) bounds the whole part.
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { againstTransformers } from './gpu-fixture-parity.mjs';
 
 const NO_KV = { layers: 0, kvHeads: 1, headDim: 1 };
 
 export async function checkMoe(env) {
   const { log, runCase, save, results, makeBackend, opts, oracle, core, testing, cuda, dry, ROOT } = env;
-  const { createEngine, GraphBuilder, SafetensorsFile, Rng } = core;
+  const { GraphBuilder, Rng } = core;
   const { memoryWeights, randomTensor, stepBatch, range, relativeDifference, weightInfos } = testing;
   const budgetMs = 1000 * Number(process.env.ZINFER_MOE_BUDGET_S ?? 200);
   const start = Date.now();
@@ -117,26 +118,7 @@ export async function checkMoe(env) {
   if (!archs.length) log(`moe: no fixtures at ${FIXTURES} (bundle made before fixtures/moe was carried?)`);
   for (const arch of archs) {
     await runCase('moe fixtures', `${arch}: prompt logits and 16 greedy tokens vs transformers (f32)`, async () => {
-      const expected = JSON.parse(readFileSync(join(FIXTURES, arch, 'expected.json'), 'utf8'));
-      const f = SafetensorsFile.open(join(FIXTURES, arch, 'expected-logits.safetensors'));
-      const t = f.read('logits');
-      f.close();
-      const vocab = t.shape[1];
-      const engine = await createEngine({ model: join(FIXTURES, arch), backend: makeBackend(opts) });
-      try {
-        const r = await engine.generate({ inputIds: expected.input_ids, maxTokens: 16, temperature: 0, ignoreEos: true, promptLogits: true }).result;
-        let maxErr = 0;
-        r.promptLogits.forEach((row, p) => {
-          for (let i = 0; i < vocab; i++) maxErr = Math.max(maxErr, Math.abs(row[i] - t.data[p * vocab + i]) || (Number.isNaN(row[i]) ? Infinity : 0));
-        });
-        const same = r.tokens.length === expected.greedy_tokens.length && r.tokens.every((x, i) => x === expected.greedy_tokens[i]);
-        const msg = `max abs err ${maxErr.toExponential(2)} (${expected.stored_dtype})`;
-        if (!(maxErr <= 1e-3)) throw new Error(`${msg} > 1e-3`);
-        if (!same) throw new Error(`${msg}; greedy ${JSON.stringify(r.tokens)} != ${JSON.stringify(expected.greedy_tokens)}`);
-        return msg;
-      } finally {
-        await engine.close();
-      }
+      return againstTransformers(core, join(FIXTURES, arch), makeBackend(opts));
     });
   }
   save();

@@ -14,58 +14,29 @@
 // ZINFER_GPU_CHECK_ONLY=conformance,half,variants,linear,attention,fixtures,bench,moe runs a subset.
 // ZINFER_GPU_CHECK_DRY=1 runs every check with the reference backend in place of cuda (no GPU needed): it
 // tests this script itself on a machine without a GPU.
-import { appendFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { againstTransformers } from './gpu-fixture-parity.mjs';
+import { caseRunner, importPackages, teeLog } from './gpu-harness.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = process.env.OUT || join(tmpdir(), 'zinfer-gpu-check');
-mkdirSync(OUT, { recursive: true });
 const LOG = join(OUT, 'gpu-check.log');
-writeFileSync(LOG, '');
-const log = (line = '') => {
-  console.log(line);
-  appendFileSync(LOG, `${line}\n`);
-};
+const log = teeLog(LOG);
 const only = process.env.ZINFER_GPU_CHECK_ONLY ? new Set(process.env.ZINFER_GPU_CHECK_ONLY.split(',')) : null;
 const wanted = (part) => !only || only.has(part);
 
-let core, testing, cuda, reference;
-try {
-  core = await import('@zinfer/core');
-  testing = await import('@zinfer/core/testing');
-  cuda = await import('@zinfer/kernels/cuda');
-  reference = await import('@zinfer/kernels/reference');
-} catch (e) {
-  log(`SETUP: cannot import the built packages (${e.message}); run scripts/gpu-bundle.sh and unpack the bundle`);
-  process.exit(2);
-}
+const [core, testing, cuda, reference] = await importPackages(['@zinfer/core', '@zinfer/core/testing', '@zinfer/kernels/cuda', '@zinfer/kernels/reference'], log);
 const { createEngine, GraphBuilder, SafetensorsFile, Rng } = core;
 const { kernelBackendConformance, memoryWeights, randomTensor, stepBatch, range, relativeDifference, weightInfos } = testing;
 const { cudaBackend, cudaDiagnostics, cudaMicrobench, probeFailure } = cuda;
 const { referenceBackend } = reference;
 
 const results = { date: new Date().toISOString(), node: process.version, device: null, diagnostics: null, cases: [], microbench: null };
-const record = (c) => results.cases.push(c);
-const fmtErr = (e) => (e && e.message ? e.message : String(e)).replace(/\s+/g, ' ').slice(0, 700);
-
 const save = () => writeFileSync(join(OUT, 'gpu-check.json'), JSON.stringify(results, null, 2));
-
-async function runCase(group, name, fn) {
-  const t0 = performance.now();
-  let status = 'PASS';
-  let detail = '';
-  try {
-    detail = (await fn()) ?? '';
-  } catch (e) {
-    status = 'FAIL';
-    detail = fmtErr(e);
-  }
-  const ms = Math.round(performance.now() - t0);
-  record({ group, name, status, ms, detail });
-  log(`${status} [${group}] ${name} (${ms} ms)${detail ? `  ${detail}` : ''}`);
-}
+const runCase = caseRunner({ log, results, errLength: 700 });
 
 // ---------------------------------------------------------------------------------------------------
 log('== zinfer CUDA backend check');
@@ -217,26 +188,7 @@ const FIXTURES = join(ROOT, 'fixtures/models');
 if (wanted('fixtures')) {
   for (const arch of readdirSync(FIXTURES).filter((x) => statSync(join(FIXTURES, x)).isDirectory())) {
     await runCase('fixtures', `${arch}: prompt logits and 16 greedy tokens vs transformers`, async () => {
-      const expected = JSON.parse(readFileSync(join(FIXTURES, arch, 'expected.json'), 'utf8'));
-      const f = SafetensorsFile.open(join(FIXTURES, arch, 'expected-logits.safetensors'));
-      const t = f.read('logits');
-      f.close();
-      const vocab = t.shape[1];
-      const engine = await createEngine({ model: join(FIXTURES, arch), backend });
-      try {
-        const r = await engine.generate({ inputIds: expected.input_ids, maxTokens: 16, temperature: 0, ignoreEos: true, promptLogits: true }).result;
-        let maxErr = 0;
-        r.promptLogits.forEach((row, p) => {
-          for (let i = 0; i < vocab; i++) maxErr = Math.max(maxErr, Math.abs(row[i] - t.data[p * vocab + i]) || (Number.isNaN(row[i]) ? Infinity : 0));
-        });
-        const same = r.tokens.length === expected.greedy_tokens.length && r.tokens.every((x, i) => x === expected.greedy_tokens[i]);
-        const msg = `max abs err ${maxErr.toExponential(2)} (${expected.stored_dtype})`;
-        if (!(maxErr <= 1e-3)) throw new Error(`${msg} > 1e-3`);
-        if (!same) throw new Error(`${msg}; greedy ${JSON.stringify(r.tokens)} != ${JSON.stringify(expected.greedy_tokens)}`);
-        return msg;
-      } finally {
-        await engine.close();
-      }
+      return againstTransformers(core, join(FIXTURES, arch), backend);
     });
   }
   await runCase('fixtures', 'qwen3: batched, chunked generation (maxBatchTokens 7) == each sequence alone', async () => {

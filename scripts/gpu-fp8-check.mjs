@@ -13,10 +13,11 @@
 //      (3e-2), the modes they are compiled for: bit-identical to v1, so they must pass as v1 does.
 // Writes $OUT/gpu-fp8-check.json after every case and a table; never stops at a failure. ZINFER_FP8_CHECK_BUDGET_S
 // (default 210) bounds it. ZINFER_FP8_CHECK_DRY=1 runs everything on the reference backend here (no GPU).
-import { appendFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { caseRunner, importPackages, teeLog } from './gpu-harness.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = process.env.OUT || join(tmpdir(), 'zinfer-gpu-fp8-check');
@@ -24,24 +25,9 @@ const BUDGET_S = Number(process.env.ZINFER_FP8_CHECK_BUDGET_S || 210);
 const DRY = process.env.ZINFER_FP8_CHECK_DRY === '1';
 const T0 = performance.now();
 const elapsed = () => (performance.now() - T0) / 1000;
-mkdirSync(OUT, { recursive: true });
-const LOG = join(OUT, 'gpu-fp8-check.log');
-writeFileSync(LOG, '');
-const log = (line = '') => {
-  console.log(line);
-  appendFileSync(LOG, `${line}\n`);
-};
+const log = teeLog(join(OUT, 'gpu-fp8-check.log'));
 
-let core, testing, cuda, reference;
-try {
-  core = await import('@zinfer/core');
-  testing = await import('@zinfer/core/testing');
-  cuda = await import('@zinfer/kernels/cuda');
-  reference = await import('@zinfer/kernels/reference');
-} catch (e) {
-  log(`SETUP: cannot import the built packages (${e.message}); run scripts/gpu-bundle.sh and unpack the bundle`);
-  process.exit(2);
-}
+const [core, testing, cuda, reference] = await importPackages(['@zinfer/core', '@zinfer/core/testing', '@zinfer/kernels/cuda', '@zinfer/kernels/reference'], log);
 const { createEngine, GraphBuilder, SafetensorsFile, Rng } = core;
 const { kernelBackendConformance, memoryWeights, randomTensor, stepBatch, range, relativeDifference, weightInfos } = testing;
 const { cudaBackend, probeFailure, setGemvVariant, setDecodeAttentionVariant } = cuda;
@@ -49,27 +35,7 @@ const { referenceBackend } = reference;
 
 const results = { date: new Date().toISOString(), dry: DRY, device: null, cases: [] };
 const save = () => writeFileSync(join(OUT, 'gpu-fp8-check.json'), `${JSON.stringify(results, null, 2)}\n`);
-const fmtErr = (e) => (e && e.message ? e.message : String(e)).replace(/\s+/g, ' ').slice(0, 600);
-
-async function runCase(group, name, fn) {
-  if (elapsed() > BUDGET_S) {
-    results.cases.push({ group, name, status: 'SKIP', ms: 0, detail: 'budget spent' });
-    return;
-  }
-  const t0 = performance.now();
-  let status = 'PASS';
-  let detail = '';
-  try {
-    detail = (await fn()) ?? '';
-  } catch (e) {
-    status = 'FAIL';
-    detail = fmtErr(e);
-  }
-  const ms = Math.round(performance.now() - t0);
-  results.cases.push({ group, name, status, ms, detail });
-  log(`${status} [${group}] ${name} (${ms} ms)${detail ? `  ${detail}` : ''}`);
-  save();
-}
+const runCase = caseRunner({ log, results, errLength: 600, after: save, skip: () => (elapsed() > BUDGET_S ? 'budget spent' : null) });
 
 const cacheDir = join(tmpdir(), 'zinfer-cuda-cache');
 const makeBackend = DRY ? () => referenceBackend() : (o) => cudaBackend({ cacheDir, poison: true, ...o });

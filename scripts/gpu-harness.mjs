@@ -138,3 +138,29 @@ export function childJson(name, argv, limitS, { log, tail = 20, env = {} }) {
   if (r.status !== 0) throw new Error(`${name} exited ${r.status ?? r.signal}: ${(r.stderr || '').slice(-1500)}`);
   return JSON.parse(r.stdout.trim().split('\n').pop());
 }
+
+/**
+ * The `runCase(group, name, fn)` of the single-GPU checks: runs fn, pushes { group, name, status, ms,
+ * detail } into results.cases (detail: fn's string, or the error folded to one line of errLength),
+ * prints it, then `after()`. `skip()` returning a reason records a SKIP without running fn.
+ */
+export function caseRunner({ log, results, errLength, after = () => {}, skip = () => null }) {
+  const fmtErr = (e) => (e && e.message ? e.message : String(e)).replace(/\s+/g, ' ').slice(0, errLength);
+  return async (group, name, fn) => {
+    const why = skip();
+    if (why) return void results.cases.push({ group, name, status: 'SKIP', ms: 0, detail: why });
+    const t0 = performance.now();
+    let status = 'PASS';
+    let detail = '';
+    try {
+      detail = (await fn()) ?? '';
+    } catch (e) {
+      status = 'FAIL';
+      detail = fmtErr(e);
+    }
+    const ms = Math.round(performance.now() - t0);
+    results.cases.push({ group, name, status, ms, detail });
+    log(`${status} [${group}] ${name} (${ms} ms)${detail ? `  ${detail}` : ''}`);
+    after();
+  };
+}
