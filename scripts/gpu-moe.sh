@@ -14,17 +14,7 @@ cd "$(dirname "$0")/.."
 start=$SECONDS
 total=${ZINFER_MOE_BENCH_TIMEOUT:-540}
 source scripts/gpu-unpack.sh
-export NCCL_NVLS_ENABLE=0
-mkdir -p "$OUT"
-
-echo "== machine"
-echo "bundle $(head -1 "$dir/COMMIT" 2>/dev/null) ($(($(stat -c %s "$bundle") / 1048576)) MiB), node $(node --version), $(nproc) cores, $(free -g | awk '/^Mem:/ { print $2 " GiB" }')"
-if command -v nvidia-smi >/dev/null; then
-  nvidia-smi --query-gpu=index,name,driver_version,memory.total,memory.used --format=csv
-  nvidia-smi topo -m 2>/dev/null | head -8
-else
-  echo "nvidia-smi not found"
-fi
+gpu_machine index,name,driver_version,memory.total,memory.used 8
 python3 -c 'import torch, transformers, accelerate; print("torch", torch.__version__, "transformers", transformers.__version__, "accelerate", accelerate.__version__)' 2>&1 | tail -1
 
 echo "== MoE bench"

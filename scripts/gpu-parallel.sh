@@ -22,17 +22,7 @@ total=${ZINFER_PARALLEL_TIMEOUT:-570}
 parts=",${ZINFER_PARALLEL_PARTS:-allreduce,bench},"
 has() { [[ $parts == *",$1,"* ]]; }
 source scripts/gpu-unpack.sh
-export NCCL_NVLS_ENABLE=0
-mkdir -p "$OUT"
-
-echo "== machine"
-echo "bundle $(head -1 "$dir/COMMIT" 2>/dev/null) ($(($(stat -c %s "$bundle") / 1048576)) MiB), node $(node --version), $(nproc) cores, $(free -g | awk '/^Mem:/ { print $2 " GiB" }')"
-if command -v nvidia-smi >/dev/null; then
-  nvidia-smi --query-gpu=index,name,driver_version,memory.total,memory.used,clocks.sm,clocks.max.sm,clocks.mem --format=csv
-  nvidia-smi topo -m 2>/dev/null | head -12
-else
-  echo "nvidia-smi not found"
-fi
+gpu_machine index,name,driver_version,memory.total,memory.used,clocks.sm,clocks.max.sm,clocks.mem 12
 
 allreduce_rc=skipped
 if has allreduce; then

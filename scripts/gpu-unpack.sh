@@ -1,6 +1,7 @@
-# Sourced by gpu-check.sh and gpu-bench.sh (ON the GPU machine, from the repository root): unpacks the
+# Sourced by the gpu-*.sh wrappers (ON the GPU machine, from the repository root): unpacks the
 # carried bundle (.gpu/bundle.tgz, made by scripts/gpu-bundle.sh) into /tmp/zinfer-gpu unless the same
-# bundle is already there, and puts its node on PATH. Sets $bundle and $dir; exits 2 on a setup problem.
+# bundle is already there, and puts its node on PATH. Sets $bundle and $dir, makes $OUT, defines
+# gpu_machine; exits 2 on a setup problem.
 export NCCL_NVLS_ENABLE=0
 bundle=${ZINFER_GPU_BUNDLE:-.gpu/bundle.tgz}
 export OUT=${OUT:-$(mktemp -d /tmp/zinfer-out.XXXXXX)}
@@ -19,3 +20,18 @@ if [[ ! -x $dir/node/bin/node || "$(cat "$dir/.bundle-stamp" 2>/dev/null)" != "$
   echo "$stamp" >"$dir/.bundle-stamp"
 fi
 export PATH=$dir/node/bin:$PATH
+mkdir -p "$OUT"
+
+# gpu_machine FIELDS [TOPO_LINES]: the "== machine" header of the multi-GPU wrappers: the bundle's commit
+# and size, node, cores, memory, then nvidia-smi's FIELDS per GPU and, given TOPO_LINES, that many lines
+# of its topology matrix.
+gpu_machine() {
+  echo "== machine"
+  echo "bundle $(head -1 "$dir/COMMIT" 2>/dev/null) ($(($(stat -c %s "$bundle") / 1048576)) MiB), node $(node --version), $(nproc) cores, $(free -g | awk '/^Mem:/ { print $2 " GiB" }')"
+  if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu="$1" --format=csv
+    if [[ -n ${2:-} ]]; then nvidia-smi topo -m 2>/dev/null | head -"$2"; fi
+  else
+    echo "nvidia-smi not found"
+  fi
+}
