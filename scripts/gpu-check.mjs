@@ -20,6 +20,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { againstTransformers } from './gpu-fixture-parity.mjs';
 import { caseRunner, importPackages, teeLog } from './gpu-harness.mjs';
+import { opGraphHelpers } from './gpu-op-graphs.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = process.env.OUT || join(tmpdir(), 'zinfer-gpu-check');
@@ -29,8 +30,8 @@ const only = process.env.ZINFER_GPU_CHECK_ONLY ? new Set(process.env.ZINFER_GPU_
 const wanted = (part) => !only || only.has(part);
 
 const [core, testing, cuda, reference] = await importPackages(['@zinfer/core', '@zinfer/core/testing', '@zinfer/kernels/cuda', '@zinfer/kernels/reference'], log);
-const { createEngine, GraphBuilder, SafetensorsFile, Rng } = core;
-const { kernelBackendConformance, memoryWeights, randomTensor, stepBatch, range, relativeDifference, weightInfos } = testing;
+const { createEngine, SafetensorsFile, Rng } = core;
+const { kernelBackendConformance, randomTensor, stepBatch, range, relativeDifference } = testing;
 const { cudaBackend, cudaDiagnostics, cudaMicrobench, probeFailure } = cuda;
 const { referenceBackend } = reference;
 
@@ -95,20 +96,7 @@ if (wanted('half')) {
 
 // ---------------------------------------------------------------------------------------------------
 // Helpers for op graphs: float inputs are embeddings of the step's token ids (token r → row r).
-function opGraph(tensors, kv, build) {
-  const b = new GraphBuilder(weightInfos(tensors), kv);
-  return b.build(build(b, (t) => b.embedding(b.inputs.tokenIds, t)));
-}
-async function runSteps(be, graph, tensors, kvCache, steps) {
-  const p = await be.compile(graph, memoryWeights(tensors), { kvCache });
-  try {
-    const out = [];
-    for (const s of steps) out.push(await p.run(s));
-    return out;
-  } finally {
-    await p.dispose();
-  }
-}
+const { opGraph, runSteps } = opGraphHelpers(core, testing);
 const NO_KV = { layers: 0, kvHeads: 1, headDim: 1 };
 
 if (wanted('linear')) {

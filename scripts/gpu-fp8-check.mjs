@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { caseRunner, importPackages, teeLog } from './gpu-harness.mjs';
+import { opGraphHelpers } from './gpu-op-graphs.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = process.env.OUT || join(tmpdir(), 'zinfer-gpu-fp8-check');
@@ -28,8 +29,8 @@ const elapsed = () => (performance.now() - T0) / 1000;
 const log = teeLog(join(OUT, 'gpu-fp8-check.log'));
 
 const [core, testing, cuda, reference] = await importPackages(['@zinfer/core', '@zinfer/core/testing', '@zinfer/kernels/cuda', '@zinfer/kernels/reference'], log);
-const { createEngine, GraphBuilder, SafetensorsFile, Rng } = core;
-const { kernelBackendConformance, memoryWeights, randomTensor, stepBatch, range, relativeDifference, weightInfos } = testing;
+const { createEngine, SafetensorsFile, Rng } = core;
+const { kernelBackendConformance, randomTensor, stepBatch, range, relativeDifference } = testing;
 const { cudaBackend, probeFailure, setGemvVariant, setDecodeAttentionVariant } = cuda;
 const { referenceBackend } = reference;
 
@@ -50,20 +51,7 @@ if (!device) {
 log(`== zinfer fp8 KV cache and kernel variants check on ${device.description}${DRY ? ' (DRY: reference backend)' : ''}`);
 
 // 1. fp8: long-context attention against the f32 reference.
-function opGraph(tensors, kv, build) {
-  const b = new GraphBuilder(weightInfos(tensors), kv);
-  return b.build(build(b, (t) => b.embedding(b.inputs.tokenIds, t)));
-}
-async function runSteps(be, graph, tensors, kvCache, steps) {
-  const p = await be.compile(graph, memoryWeights(tensors), { kvCache });
-  try {
-    const out = [];
-    for (const s of steps) out.push(await p.run(s));
-    return out;
-  } finally {
-    await p.dispose();
-  }
-}
+const { opGraph, runSteps } = opGraphHelpers(core, testing);
 const FP8_BOUND = 0.1;
 for (const [heads, kvHeads, headDim, window, act] of [[8, 2, 128, null, 'f16'], [4, 4, 64, 256, 'f32']]) {
   await runCase('fp8 attention', `long context heads ${heads}/${kvHeads} headDim ${headDim} window ${window} (${act}; bound ${FP8_BOUND})`, async () => {

@@ -20,7 +20,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { runFixture, sameAsSingle } from './gpu-fixture-parity.mjs';
-import { caseRecorder } from './gpu-harness.mjs';
+import { caseRecorder, importPackages } from './gpu-harness.mjs';
 import { bf16Bits, bf16ToF32, expect, hostAllToAll, probeGpus, rankCases, runRanks } from './gpu-nccl-cases.mjs';
 
 process.env.NCCL_NVLS_ENABLE ??= '0'; // never NVLink multicast on these machines (before NCCL loads)
@@ -92,19 +92,8 @@ async function main() {
   mkdirSync(OUT, { recursive: true });
   const dry = process.env.ZINFER_MOE_CHECK_DRY === '1';
   const deadline = Date.now() + 1000 * Number(process.env.ZINFER_MOE_CHECK_BUDGET_S ?? 150);
-  let mods;
-  try {
-    mods = {
-      core: await import('@zinfer/core'),
-      par: await import('@zinfer/parallel'),
-      moe: await import('@zinfer/moe'),
-      cuda: dry ? null : await import('@zinfer/kernels/cuda'),
-      reference: await import('@zinfer/kernels/reference'),
-    };
-  } catch (e) {
-    console.log(`SETUP: cannot import the built packages (${e.message}); run scripts/gpu-bundle.sh and unpack the bundle`);
-    process.exit(2);
-  }
+  const [core, par, moe, cuda, reference] = await importPackages(['@zinfer/core', '@zinfer/parallel', '@zinfer/moe', dry ? null : '@zinfer/kernels/cuda', '@zinfer/kernels/reference']);
+  const mods = { core, par, moe, cuda, reference };
   const results = { date: new Date().toISOString(), node: process.version, dry, gpus: 0, nccl: null, cases: [] };
   const { save, record, finish } = caseRecorder(OUT, 'moe-check-h100.json', results);
 

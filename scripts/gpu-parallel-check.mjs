@@ -17,7 +17,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { runFixture, sameAsSingle } from './gpu-fixture-parity.mjs';
-import { caseRecorder } from './gpu-harness.mjs';
+import { caseRecorder, importPackages } from './gpu-harness.mjs';
 import { bf16Bits, expect, hostAllToAll, probeGpus, rankCases, runRanks } from './gpu-nccl-cases.mjs';
 
 process.env.NCCL_NVLS_ENABLE ??= '0'; // never NVLink multicast on these machines (before NCCL loads)
@@ -97,16 +97,7 @@ async function main() {
   const OUT = process.env.OUT || join(tmpdir(), 'zinfer-parallel-check');
   mkdirSync(OUT, { recursive: true });
   const dry = process.env.ZINFER_PARALLEL_CHECK_DRY === '1';
-  let core, par, cuda, reference;
-  try {
-    core = await import('@zinfer/core');
-    par = await import('@zinfer/parallel');
-    cuda = await import('@zinfer/kernels/cuda');
-    reference = await import('@zinfer/kernels/reference');
-  } catch (e) {
-    console.log(`SETUP: cannot import the built packages (${e.message}); run scripts/gpu-bundle.sh and unpack the bundle`);
-    process.exit(2);
-  }
+  const [core, par, cuda, reference] = await importPackages(['@zinfer/core', '@zinfer/parallel', '@zinfer/kernels/cuda', '@zinfer/kernels/reference']);
   const results = { date: new Date().toISOString(), node: process.version, gpus: 0, nccl: null, cases: [] };
   const { save, record, finish } = caseRecorder(OUT, 'parallel-check-h100.json', results);
 
