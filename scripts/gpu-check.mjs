@@ -96,7 +96,7 @@ if (wanted('half')) {
 
 // ---------------------------------------------------------------------------------------------------
 // Helpers for op graphs: float inputs are embeddings of the step's token ids (token r → row r).
-const { opGraph, runSteps } = opGraphHelpers(core, testing);
+const { opGraph, runSteps, longContextAttention } = opGraphHelpers(core, testing);
 const NO_KV = { layers: 0, kvHeads: 1, headDim: 1 };
 
 if (wanted('linear')) {
@@ -142,23 +142,7 @@ if (wanted('attention')) {
     const tol = act === 'f32' ? 1e-4 : 2e-2;
     const be = makeBackend({ ...opts, activations: act });
     await runCase('attention', `long context heads ${heads}/${kvHeads} headDim ${headDim} window ${window} (${act})`, async () => {
-      const rng = Rng.fromSeed(11 + headDim);
-      const vocab = 97;
-      const tensors = new Map([['q', randomTensor(rng, 'f32', [vocab, heads * headDim])], ['k', randomTensor(rng, 'f32', [vocab, kvHeads * headDim])], ['v', randomTensor(rng, 'f32', [vocab, kvHeads * headDim])]]);
-      const kv = { layers: 1, kvHeads, headDim };
-      const attrs = { layer: 0, heads, kvHeads, headDim, scale: 1 / Math.sqrt(headDim), slidingWindow: window };
-      const graph = opGraph(tensors, kv, (b, x) => b.attention(x('q'), x('k'), x('v'), attrs));
-      const tok = (n) => range(n).map(() => Math.floor(rng.next() * vocab));
-      const [ta, tb] = [tok(1504), tok(704)];
-      const blocks = range(Math.ceil(1504 / 16) + Math.ceil(704 / 16)).sort(() => rng.next() - 0.5);
-      const [ba, bb] = [blocks.slice(0, 94), blocks.slice(94)];
-      const steps = [
-        stepBatch([{ tokens: ta.slice(0, 512), cached: 0, blocks: ba }], 16, 'all'),
-        stepBatch([{ tokens: ta.slice(512, 1024), cached: 512, blocks: ba }, { tokens: tb.slice(0, 700), cached: 0, blocks: bb }], 16, 'all'),
-        stepBatch([{ tokens: ta.slice(1024, 1500), cached: 1024, blocks: ba }], 16, 'all'),
-      ];
-      for (let i = 0; i < 4; i++) steps.push(stepBatch([{ tokens: [tb[700 + i]], cached: 700 + i, blocks: bb }, { tokens: [ta[1500 + i]], cached: 1500 + i, blocks: ba }], 16, 'all'));
-      const kvCache = { numBlocks: blocks.length, blockSize: 16 };
+      const { graph, tensors, kvCache, steps } = longContextAttention({ heads, kvHeads, headDim, window });
       const got = await runSteps(be, graph, tensors, kvCache, steps);
       const want = await runSteps(oracle, graph, tensors, kvCache, steps);
       let worst = 0;

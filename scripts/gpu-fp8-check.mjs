@@ -29,8 +29,8 @@ const elapsed = () => (performance.now() - T0) / 1000;
 const log = teeLog(join(OUT, 'gpu-fp8-check.log'));
 
 const [core, testing, cuda, reference] = await importPackages(['@zinfer/core', '@zinfer/core/testing', '@zinfer/kernels/cuda', '@zinfer/kernels/reference'], log);
-const { createEngine, SafetensorsFile, Rng } = core;
-const { kernelBackendConformance, randomTensor, stepBatch, range, relativeDifference } = testing;
+const { createEngine, SafetensorsFile } = core;
+const { kernelBackendConformance, relativeDifference } = testing;
 const { cudaBackend, probeFailure, setGemvVariant, setDecodeAttentionVariant } = cuda;
 const { referenceBackend } = reference;
 
@@ -51,26 +51,11 @@ if (!device) {
 log(`== zinfer fp8 KV cache and kernel variants check on ${device.description}${DRY ? ' (DRY: reference backend)' : ''}`);
 
 // 1. fp8: long-context attention against the f32 reference.
-const { opGraph, runSteps } = opGraphHelpers(core, testing);
+const { runSteps, longContextAttention } = opGraphHelpers(core, testing);
 const FP8_BOUND = 0.1;
 for (const [heads, kvHeads, headDim, window, act] of [[8, 2, 128, null, 'f16'], [4, 4, 64, 256, 'f32']]) {
   await runCase('fp8 attention', `long context heads ${heads}/${kvHeads} headDim ${headDim} window ${window} (${act}; bound ${FP8_BOUND})`, async () => {
-    const rng = Rng.fromSeed(11 + headDim);
-    const vocab = 97;
-    const tensors = new Map([['q', randomTensor(rng, 'f32', [vocab, heads * headDim])], ['k', randomTensor(rng, 'f32', [vocab, kvHeads * headDim])], ['v', randomTensor(rng, 'f32', [vocab, kvHeads * headDim])]]);
-    const kv = { layers: 1, kvHeads, headDim };
-    const graph = opGraph(tensors, kv, (b, x) => b.attention(x('q'), x('k'), x('v'), { layer: 0, heads, kvHeads, headDim, scale: 1 / Math.sqrt(headDim), slidingWindow: window }));
-    const tok = (n) => range(n).map(() => Math.floor(rng.next() * vocab));
-    const [ta, tb] = [tok(1504), tok(704)];
-    const blocks = range(Math.ceil(1504 / 16) + Math.ceil(704 / 16)).sort(() => rng.next() - 0.5);
-    const [ba, bb] = [blocks.slice(0, 94), blocks.slice(94)];
-    const steps = [
-      stepBatch([{ tokens: ta.slice(0, 512), cached: 0, blocks: ba }], 16, 'all'),
-      stepBatch([{ tokens: ta.slice(512, 1024), cached: 512, blocks: ba }, { tokens: tb.slice(0, 700), cached: 0, blocks: bb }], 16, 'all'),
-      stepBatch([{ tokens: ta.slice(1024, 1500), cached: 1024, blocks: ba }], 16, 'all'),
-    ];
-    for (let i = 0; i < 4; i++) steps.push(stepBatch([{ tokens: [tb[700 + i]], cached: 700 + i, blocks: bb }, { tokens: [ta[1500 + i]], cached: 1500 + i, blocks: ba }], 16, 'all'));
-    const kvCache = { numBlocks: blocks.length, blockSize: 16 };
+    const { graph, tensors, kvCache, steps } = longContextAttention({ heads, kvHeads, headDim, window });
     const got = await runSteps(makeBackend({ activations: act, kvCacheDtype: 'fp8' }), graph, tensors, kvCache, steps);
     const want = await runSteps(oracle, graph, tensors, kvCache, steps);
     const errs = got.map((g, i) => relativeDifference(g, want[i]) || (g.some(Number.isNaN) ? Infinity : 0));

@@ -1,10 +1,13 @@
 // Op graphs for the kernel checks (gpu-check.mjs, gpu-fp8-check.mjs): float inputs are embeddings of the
 // step's token ids (token r → row r), and a compiled program runs a list of steps, disposed after.
 
-/** `opGraph(tensors, kv, build)` and `runSteps(backend, graph, tensors, kvCache, steps)` over core/testing. */
+/**
+ * `opGraph(tensors, kv, build)`, `runSteps(backend, graph, tensors, kvCache, steps)` and
+ * `longContextAttention(shape)` over core/testing.
+ */
 export function opGraphHelpers(core, testing) {
-  const { GraphBuilder } = core;
-  const { memoryWeights, weightInfos } = testing;
+  const { GraphBuilder, Rng } = core;
+  const { memoryWeights, randomTensor, range, stepBatch, weightInfos } = testing;
   function opGraph(tensors, kv, build) {
     const b = new GraphBuilder(weightInfos(tensors), kv);
     return b.build(build(b, (t) => b.embedding(b.inputs.tokenIds, t)));
@@ -19,5 +22,28 @@ export function opGraphHelpers(core, testing) {
       await p.dispose();
     }
   }
-  return { opGraph, runSteps };
+  /**
+   * One attention layer over a long context: two sequences (1504 and 704 tokens, blocks of 16 shuffled
+   * between them) as prompt chunks of 512 / 512 + 700 / 476 rows, then 4 decode steps of both.
+   */
+  function longContextAttention({ heads, kvHeads, headDim, window }) {
+    const rng = Rng.fromSeed(11 + headDim);
+    const vocab = 97;
+    const tensors = new Map([['q', randomTensor(rng, 'f32', [vocab, heads * headDim])], ['k', randomTensor(rng, 'f32', [vocab, kvHeads * headDim])], ['v', randomTensor(rng, 'f32', [vocab, kvHeads * headDim])]]);
+    const kv = { layers: 1, kvHeads, headDim };
+    const attrs = { layer: 0, heads, kvHeads, headDim, scale: 1 / Math.sqrt(headDim), slidingWindow: window };
+    const graph = opGraph(tensors, kv, (b, x) => b.attention(x('q'), x('k'), x('v'), attrs));
+    const tok = (n) => range(n).map(() => Math.floor(rng.next() * vocab));
+    const [ta, tb] = [tok(1504), tok(704)];
+    const blocks = range(Math.ceil(1504 / 16) + Math.ceil(704 / 16)).sort(() => rng.next() - 0.5);
+    const [ba, bb] = [blocks.slice(0, 94), blocks.slice(94)];
+    const steps = [
+      stepBatch([{ tokens: ta.slice(0, 512), cached: 0, blocks: ba }], 16, 'all'),
+      stepBatch([{ tokens: ta.slice(512, 1024), cached: 512, blocks: ba }, { tokens: tb.slice(0, 700), cached: 0, blocks: bb }], 16, 'all'),
+      stepBatch([{ tokens: ta.slice(1024, 1500), cached: 1024, blocks: ba }], 16, 'all'),
+    ];
+    for (let i = 0; i < 4; i++) steps.push(stepBatch([{ tokens: [tb[700 + i]], cached: 700 + i, blocks: bb }, { tokens: [ta[1500 + i]], cached: 1500 + i, blocks: ba }], 16, 'all'));
+    return { graph, tensors, kvCache: { numBlocks: blocks.length, blockSize: 16 }, steps };
+  }
+  return { opGraph, runSteps, longContextAttention };
 }
