@@ -24,6 +24,7 @@ import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statS
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { median, programDecode as harnessProgramDecode, promptIds } from './gpu-harness.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = process.env.OUT || join(tmpdir(), 'zinfer-gpu-bench');
@@ -143,23 +144,6 @@ async function step(name, fn, { minSeconds = 0 } = {}) {
   }
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? s[Math.floor(s.length / 2)] : NaN;
-};
-/** Deterministic "random" prompt ids in [100, vocab − 100). */
-const promptIds = (n, vocab, seed) => {
-  let x = seed >>> 0 || 1;
-  return Array.from({ length: n }, () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return 100 + (x % (vocab - 200));
-  });
-};
-
 function python(args, timeoutS) {
   const r = spawnSync('python3', [join(ROOT, 'scripts/gpu-bench-hf.py'), ...args], {
     encoding: 'utf8', timeout: timeoutS * 1000, maxBuffer: 64 << 20, env: { ...process.env, PYTHONUNBUFFERED: '1', NCCL_NVLS_ENABLE: '0' },
@@ -181,23 +165,8 @@ function weightBytes(dir) {
   return readdirSync(dir).filter((f) => f.endsWith('.safetensors')).reduce((n, f) => n + statSync(join(dir, f)).size, 0);
 }
 
-/**
- * Median ms of Program.run (or runArgmax) on decode steps of `rows` sequences at context ~`context`, each
- * on its own range of cache blocks; 4 warm-up steps first (the graph bucket warms up and is captured).
- */
-async function programDecode(program, { rows, context, blockSize = 16, vocab, argmax, steps = 32 }) {
-  const per = Math.ceil((context + steps + 8) / blockSize);
-  const times = [];
-  for (let t = 0; t < steps + 4; t++) {
-    const parts = Array.from({ length: rows }, (_, i) => ({ tokens: [(7 * t + i) % vocab], cached: context + t, blocks: Array.from({ length: per }, (_, b) => i * per + b) }));
-    const batch = stepBatch(parts, blockSize, 'last');
-    const t0 = performance.now();
-    if (argmax) await program.runArgmax(batch);
-    else await program.run(batch);
-    if (t >= 4) times.push(performance.now() - t0);
-  }
-  return median(times);
-}
+/** The harness's programDecode on this bench's step batches, 32 timed steps unless told. */
+const programDecode = (program, o) => harnessProgramDecode(program, stepBatch, { steps: 32, ...o });
 
 /** The variant comparison on one program: graphed decode per GEMV variant, then the default restored. */
 async function variantsOn(program, { context, vocab }) {

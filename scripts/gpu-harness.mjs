@@ -164,3 +164,39 @@ export function caseRunner({ log, results, errLength, after = () => {}, skip = (
     after();
   };
 }
+
+export const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.floor(s.length / 2)] : NaN;
+};
+
+/** Deterministic prompt ids in [100, vocab − 100) (xorshift32). */
+export function promptIds(n, vocab, seed) {
+  let x = seed >>> 0 || 1;
+  return Array.from({ length: n }, () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return 100 + (x % (vocab - 200));
+  });
+}
+
+/**
+ * Median ms of Program.run (runArgmax with `argmax`) on decode steps of `rows` sequences at context
+ * ~`context`, each on its own range of cache blocks; 4 warm-up steps first (the graph bucket is captured).
+ */
+export async function programDecode(program, stepBatch, { rows, context, vocab, blockSize = 16, steps = 24, argmax = false }) {
+  const per = Math.ceil((context + steps + 8) / blockSize);
+  const times = [];
+  for (let t = 0; t < steps + 4; t++) {
+    const parts = Array.from({ length: rows }, (_, i) => ({ tokens: [(7 * t + i) % vocab], cached: context + t, blocks: Array.from({ length: per }, (_, b) => i * per + b) }));
+    const batch = stepBatch(parts, blockSize, 'last');
+    const t0 = performance.now();
+    if (argmax) await program.runArgmax(batch);
+    else await program.run(batch);
+    if (t >= 4) times.push(performance.now() - t0);
+  }
+  return median(times);
+}

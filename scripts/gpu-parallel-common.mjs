@@ -3,6 +3,10 @@
 // step loop, batch-N throughput, Program.run step times).
 import { join } from 'node:path';
 
+import { median, promptIds } from './gpu-harness.mjs';
+
+export { median, programDecode, promptIds } from './gpu-harness.mjs';
+
 /** Hugging Face config.json of a Llama-family shape; `tiny-*` shapes exercise the script on a CPU. */
 const llama = (o) => ({
   architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_act: 'silu', rms_norm_eps: 1e-5, rope_theta: 10000,
@@ -55,24 +59,8 @@ export function capturingStrategy(strategy) {
   return { box, strategy: { ...strategy, launch: async (args) => (box.program = await strategy.launch(args)) } };
 }
 
-export const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? s[Math.floor(s.length / 2)] : NaN;
-};
 export const round = (x, d) => (x === null || x === undefined || !Number.isFinite(x) ? null : Number(x.toFixed(d)));
 
-/** Deterministic prompt ids in [100, vocab − 100) (xorshift32). */
-export function promptIds(n, vocab, seed) {
-  let x = seed >>> 0 || 1;
-  return Array.from({ length: n }, () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return 100 + (x % (vocab - 200));
-  });
-}
 
 /** Steps the engine until `gen` settles; returns its result. */
 export async function settle(engine, gen) {
@@ -119,20 +107,6 @@ export async function throughput(engine, { seqs, promptLen, newTokens, vocab, se
   if (times.length < 3) throw new Error(`only ${times.length} steps decoded all ${seqs} sequences`);
   const ms = median(times);
   return { stepMs: ms, tokensPerS: (seqs / ms) * 1000, steps: times.length };
-}
-
-/** Median ms of Program.run on decode steps of `rows` sequences at context ~`context` (KV blocks per row). */
-export async function programDecode(program, stepBatch, { rows, context, vocab, blockSize = 16, steps = 24 }) {
-  const per = Math.ceil((context + steps + 8) / blockSize);
-  const times = [];
-  for (let t = 0; t < steps + 4; t++) {
-    const parts = Array.from({ length: rows }, (_, i) => ({ tokens: [(7 * t + i) % vocab], cached: context + t, blocks: Array.from({ length: per }, (_, b) => i * per + b) }));
-    const batch = stepBatch(parts, blockSize, 'last');
-    const t0 = performance.now();
-    await program.run(batch);
-    if (t >= 4) times.push(performance.now() - t0);
-  }
-  return median(times);
 }
 
 /** Bytes the busiest rank of a tp-way plan reads per decode token (one row of an embedding table). */

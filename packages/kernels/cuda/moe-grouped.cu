@@ -17,14 +17,9 @@ __device__ void moe_down_tiles(float *y, const A *h, const i64 *table, const int
     if (threadIdx.x == 0) list_tile(tiles, order, index, 1, t);
     __syncthreads();
     if (t.expert < 0) return;
-    const W *down = expert_matrix<W>(table, t.expert, 2);
     const W *wp[MOE_WROWS];
     bool ok[MOE_WROWS];
-#pragma unroll
-    for (int i = 0; i < MOE_WROWS; i++) {
-      ok[i] = o0 + i < hidden;
-      wp[i] = down + (i64)(ok[i] ? o0 + i : 0) * inter;
-    }
+    down_rows<W>(table, t.expert, o0, hidden, inter, wp, ok);
     tile_dot<MOE_TILE, W, A>(wp, ok, h, t.src, t.n, inter, fin);
     if (threadIdx.x < MOE_WROWS * MOE_TILE) {
       const int i = threadIdx.x / MOE_TILE, j = threadIdx.x % MOE_TILE;

@@ -67,14 +67,9 @@ __device__ void moe_down_small(A *out, const A *h, const float *routing, const i
   for (int u = 0; u < distinct; u++) {
     if (threadIdx.x == 0) small_tile(ids, slots, experts[u], 1, t);
     __syncthreads();
-    const W *down = expert_matrix<W>(table, t.expert, 2);
     const W *wp[MOE_WROWS];
     bool ok[MOE_WROWS];
-#pragma unroll
-    for (int i = 0; i < MOE_WROWS; i++) {
-      ok[i] = o0 + i < hidden;
-      wp[i] = down + (i64)(ok[i] ? o0 + i : 0) * inter;
-    }
+    down_rows<W>(table, t.expert, o0, hidden, inter, wp, ok);
     tile_dot<R, W, A>(wp, ok, h, t.src, t.n, inter, fin);
     if (threadIdx.x < MOE_WROWS * MOE_TILE) {
       const int i = threadIdx.x / MOE_TILE, j = threadIdx.x % MOE_TILE;

@@ -163,3 +163,15 @@ template <typename W> __device__ __forceinline__ const W *expert_matrix(const i6
   return reinterpret_cast<const W *>(table[3 * e + which]);
 }
 
+// The MOE_WROWS rows o0 … of expert e's down matrix [hidden, inter] a block reads (rows past hidden point at
+// row 0 and are marked not ok), for tile_dot.
+template <typename W>
+__device__ __forceinline__ void down_rows(const i64 *table, int e, int o0, int hidden, int inter, const W *(&wp)[MOE_WROWS], bool (&ok)[MOE_WROWS]) {
+  const W *down = expert_matrix<W>(table, e, 2);
+#pragma unroll
+  for (int i = 0; i < MOE_WROWS; i++) {
+    ok[i] = o0 + i < hidden;
+    wp[i] = down + (i64)(ok[i] ? o0 + i : 0) * inter;
+  }
+}
+

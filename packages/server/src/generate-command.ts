@@ -3,8 +3,8 @@
 // goes to stderr, so stdout stays the tokens (or the one JSON object).
 import { existsSync, statSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { offloadFromFlags, offloadSummary } from './offload-flags.js';
-import { epCoordinatedOption, epDispatchOption, parallelFromFlags } from './parallel-flags.js';
+import { offloadFromFlags, offloadOptions, offloadSummary, type OffloadFlags } from './offload-flags.js';
+import { parallelFromFlags, parallelOptions, type ParallelFlags } from './parallel-flags.js';
 import { ConfigError, createEngine, type Engine, type FloatDType, type GenerateRequest, type GenerationResult, type GenerationStream } from '@zinfer/core';
 import { AVAILABLE_BACKENDS, BACKEND_NAMES, createBackend } from './backends.js';
 import { EXIT_INTERRUPTED, EXIT_OK, UsageError } from './cli-errors.js';
@@ -12,7 +12,8 @@ import type { CliIo } from './cli-io.js';
 import { collect, parseBytes, parseCount, parseInteger, parseNumber, parseTokenIds } from './parse-flags.js';
 import { loadProgress } from './progress.js';
 
-export interface GenerateOptions {
+/** The command's flags; the device ones (parallel, offload) are shared with the other command. */
+export interface GenerateOptions extends ParallelFlags, OffloadFlags {
   model: string;
   prompt?: string;
   inputIds?: number[];
@@ -26,16 +27,6 @@ export interface GenerateOptions {
   stop?: string[];
   backend: string;
   dtype?: FloatDType;
-  tp: number;
-  pp: number;
-  ep: number;
-  epDispatch?: 'all-reduce' | 'all-to-all';
-  epCoordinated?: boolean;
-  dp: number;
-  offload?: 'host' | 'disk';
-  deviceMemory?: number;
-  prefetch?: number;
-  offloadDir?: string;
   json?: boolean;
   logits?: boolean;
 }
@@ -45,7 +36,7 @@ const DEFAULT_MAX_TOKENS = 64;
 const DEFAULT_TEMPERATURE = 0;
 
 export function generateCommand(io: CliIo, done: (exitCode: number) => void): Command {
-  return new Command('generate')
+  const cmd = new Command('generate')
     .description('generate tokens for one prompt and print them (text, or one JSON object with --json)')
     .addOption(new Option('--model <dir>', 'Hugging Face model directory (config.json, *.safetensors, optional tokenizer.json)').makeOptionMandatory())
     .addOption(new Option('--prompt <text>', 'prompt text (needs tokenizer.json in the model directory)').conflicts('inputIds'))
@@ -59,17 +50,10 @@ export function generateCommand(io: CliIo, done: (exitCode: number) => void): Co
     .addOption(new Option('--seed <s>', 'seed of the sampler, for reproducible sampling at temperature > 0').argParser(parseInteger))
     .addOption(new Option('--stop <str>', 'stop when the text contains str (repeatable)').argParser(collect))
     .addOption(new Option('--backend <name>', `kernel backend (available in this build: ${AVAILABLE_BACKENDS.join(', ')})`).choices(BACKEND_NAMES).default('reference'))
-    .addOption(new Option('--dtype <dtype>', 'dtype to hold weights in (default: as stored)').choices(['f32', 'f16', 'bf16']))
-    .addOption(new Option('--tp <n>', 'tensor-parallel ranks (one worker thread each)').default(1).argParser(parseCount))
-    .addOption(new Option('--pp <n>', 'pipeline-parallel stages (each --tp ranks wide)').default(1).argParser(parseCount))
-    .addOption(new Option('--ep <n>', 'expert-parallel ranks (Mixture-of-Experts models)').default(1).argParser(parseCount))
-    .addOption(epDispatchOption())
-    .addOption(epCoordinatedOption())
-    .addOption(new Option('--dp <n>', 'data-parallel ranks, each running the whole model on its own sequences; with --offload each fetches 1/n of every layer').default(1).argParser(parseCount))
-    .addOption(new Option('--offload <tier>', 'keep the layers beyond --device-memory in host memory or on disk and stream them in').choices(['host', 'disk']))
-    .addOption(new Option('--device-memory <bytes>', 'with --offload: weight budget of the compute device, e.g. 16GiB (default: every layer streams)').argParser(parseBytes))
-    .addOption(new Option('--prefetch <n>', 'with --offload: layers fetched ahead of the one computing (default 1)').argParser(parseInteger))
-    .addOption(new Option('--offload-dir <dir>', 'with --offload disk: where the weight file goes (default: a temp dir, removed at exit)'))
+    .addOption(new Option('--dtype <dtype>', 'dtype to hold weights in (default: as stored)').choices(['f32', 'f16', 'bf16']));
+  // The device flags, shared with the other command.
+  for (const option of [...parallelOptions(), ...offloadOptions()]) cmd.addOption(option);
+  return cmd
     .addOption(new Option('--json', 'print one JSON object {tokens, text, finish_reason, prompt_tokens[, logits]} instead of streaming text'))
     .addOption(new Option('--logits', 'with --json: add the logits of every prompt position'))
     .addHelpText('after', '\nWithout a tokenizer, generated token ids are printed space-separated.\nExit codes: 0 ok, 1 failed (model, request, backend), 2 wrong command line, 130 interrupted.')

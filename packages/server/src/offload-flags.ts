@@ -1,6 +1,8 @@
 // --offload, --device-memory, --prefetch and --offload-dir as the engine config's `offload` plugin.
+import { Option } from 'commander';
 import { ConfigError, type WeightOffload } from '@zinfer/core';
 import { weightOffload } from '@zinfer/offload';
+import { parseBytes, parseInteger } from './parse-flags.js';
 
 export interface OffloadFlags {
   offload?: 'host' | 'disk';
@@ -12,6 +14,16 @@ export interface OffloadFlags {
   ep: number;
   /** Data-parallel ranks: the one parallel flag offload combines with (the ranks fetch each layer together). */
   dp?: number;
+}
+
+/** --offload, --device-memory, --prefetch and --offload-dir, for the generate and serve commands. */
+export function offloadOptions(): Option[] {
+  return [
+    new Option('--offload <tier>', 'keep the layers beyond --device-memory in host memory or on disk and stream them in').choices(['host', 'disk']),
+    new Option('--device-memory <bytes>', 'with --offload: weight budget of the compute device, e.g. 16GiB (default: every layer streams)').argParser(parseBytes),
+    new Option('--prefetch <n>', 'with --offload: layers fetched ahead of the one computing (default 1)').argParser(parseInteger),
+    new Option('--offload-dir <dir>', 'with --offload disk: where the weight file goes (default: a temp dir, removed at exit)'),
+  ];
 }
 
 /** The offload plugin the flags ask for, or undefined when weights stay resident. */

@@ -3,6 +3,7 @@ import { Option } from 'commander';
 import { ConfigError, type ParallelStrategy } from '@zinfer/core';
 import { contiguousPlacement, expertParallel } from '@zinfer/moe';
 import { dataParallel, pipelineParallel, tensorParallel } from '@zinfer/parallel';
+import { parseCount } from './parse-flags.js';
 
 export interface ParallelFlags {
   tp: number;
@@ -16,14 +17,16 @@ export interface ParallelFlags {
   epCoordinated?: boolean;
 }
 
-/** --ep-dispatch, for the generate and serve commands. */
-export function epDispatchOption(): Option {
-  return new Option('--ep-dispatch <mode>', "with --ep: experts' outputs meet by one all-reduce, or by all-to-all dispatch and combine").choices(['all-reduce', 'all-to-all']).default('all-reduce');
-}
-
-/** --ep-coordinated, for the generate and serve commands. */
-export function epCoordinatedOption(): Option {
-  return new Option('--ep-coordinated', 'with --ep-dispatch all-to-all and --tp > 1: exchange only across expert groups, then all-gather (coordinated all-to-all)');
+/** --tp, --pp, --ep, --ep-dispatch, --ep-coordinated and --dp, for the generate and serve commands. */
+export function parallelOptions(): Option[] {
+  return [
+    new Option('--tp <n>', 'tensor-parallel ranks (one worker thread each)').default(1).argParser(parseCount),
+    new Option('--pp <n>', 'pipeline-parallel stages (each --tp ranks wide)').default(1).argParser(parseCount),
+    new Option('--ep <n>', 'expert-parallel ranks (Mixture-of-Experts models)').default(1).argParser(parseCount),
+    new Option('--ep-dispatch <mode>', "with --ep: experts' outputs meet by one all-reduce, or by all-to-all dispatch and combine").choices(['all-reduce', 'all-to-all']).default('all-reduce'),
+    new Option('--ep-coordinated', 'with --ep-dispatch all-to-all and --tp > 1: exchange only across expert groups, then all-gather (coordinated all-to-all)'),
+    new Option('--dp <n>', 'data-parallel ranks, each running the whole model on its own sequences; with --offload each fetches 1/n of every layer').default(1).argParser(parseCount),
+  ];
 }
 
 /** The strategy the flags ask for, or undefined for a single device. */

@@ -9,16 +9,17 @@ import { EXIT_OK } from './cli-errors.js';
 import type { CliIo } from './cli-io.js';
 import { DEFAULT_MODEL_NAME, defaultModelDir } from './default-model.js';
 import { checkModelDir } from './generate-command.js';
-import { offloadFromFlags, offloadSummary } from './offload-flags.js';
+import { offloadFromFlags, offloadOptions, offloadSummary, type OffloadFlags } from './offload-flags.js';
 import { replannerFromFlags } from './moe-replan.js';
-import { epCoordinatedOption, epDispatchOption, parallelFromFlags } from './parallel-flags.js';
+import { parallelFromFlags, parallelOptions, type ParallelFlags } from './parallel-flags.js';
 import { parseBytes, parseCount, parseInteger } from './parse-flags.js';
 import { loadProgress } from './progress.js';
 import { readServeConfig, type ServeFileConfig } from './serve-config.js';
 import { startServer } from './server.js';
 import type { ServerOptions } from './server-options.js';
 
-export interface ServeOptions {
+/** The command's flags; the device ones (parallel, offload) are shared with the other command. */
+export interface ServeOptions extends ParallelFlags, OffloadFlags {
   model?: string;
   config?: string;
   host?: string;
@@ -28,16 +29,6 @@ export interface ServeOptions {
   backend?: string;
   dtype?: FloatDType;
   threads?: number;
-  tp: number;
-  pp: number;
-  ep: number;
-  epDispatch?: 'all-reduce' | 'all-to-all';
-  epCoordinated?: boolean;
-  dp: number;
-  offload?: 'host' | 'disk';
-  deviceMemory?: number;
-  prefetch?: number;
-  offloadDir?: string;
   // engine limits
   kvCacheBytes?: number;
   blockSize?: number;
@@ -57,7 +48,7 @@ const ENGINE_LIMIT_FLAGS = ['kvCacheBytes', 'blockSize', 'maxBatchTokens', 'maxS
 
 export function serveCommand(io: CliIo, done: (exitCode: number) => void): Command {
   const count = (flag: string, what: string) => new Option(flag, what).argParser(parseCount);
-  return new Command('serve')
+  const cmd = new Command('serve')
     .description('serve a model over WebSocket and an OpenAI-compatible HTTP API, with a playground page, /health and /metrics')
     .addOption(new Option('--model <dir>', 'Hugging Face model directory (default: the embedded default model)'))
     .addOption(new Option('--config <file>', 'JSON file: {model, backend, dtype, threads, limits: {createEngine limits}, server: {host, port, apiKey, ...}}; flags win'))
@@ -67,17 +58,10 @@ export function serveCommand(io: CliIo, done: (exitCode: number) => void): Comma
     .addOption(new Option('--model-name <id>', 'model id in /v1/models and in requests (default: the model folder name)'))
     .addOption(new Option('--backend <name>', `kernel backend (available in this build: ${AVAILABLE_BACKENDS.join(', ')}; default reference)`).choices(BACKEND_NAMES))
     .addOption(new Option('--dtype <dtype>', 'dtype to hold weights in (default: as stored)').choices(['f32', 'f16', 'bf16']))
-    .addOption(count('--threads <n>', 'worker threads of the cpu backend (default: every core)'))
-    .addOption(new Option('--tp <n>', 'tensor-parallel ranks (one worker thread each)').default(1).argParser(parseCount))
-    .addOption(new Option('--pp <n>', 'pipeline-parallel stages (each --tp ranks wide)').default(1).argParser(parseCount))
-    .addOption(new Option('--ep <n>', 'expert-parallel ranks (Mixture-of-Experts models)').default(1).argParser(parseCount))
-    .addOption(epDispatchOption())
-    .addOption(epCoordinatedOption())
-    .addOption(new Option('--dp <n>', 'data-parallel ranks, each running the whole model on its own sequences; with --offload each fetches 1/n of every layer').default(1).argParser(parseCount))
-    .addOption(new Option('--offload <tier>', 'keep the layers beyond --device-memory in host memory or on disk and stream them in').choices(['host', 'disk']))
-    .addOption(new Option('--device-memory <bytes>', 'with --offload: weight budget of the compute device (default: every layer streams)').argParser(parseBytes))
-    .addOption(new Option('--prefetch <n>', 'with --offload: layers fetched ahead of the one computing (default 1)').argParser(parseInteger))
-    .addOption(new Option('--offload-dir <dir>', 'with --offload disk: where the weight file goes (default: a temp dir, removed at exit)'))
+    .addOption(count('--threads <n>', 'worker threads of the cpu backend (default: every core)'));
+  // The device flags, shared with the other command.
+  for (const option of [...parallelOptions(), ...offloadOptions()]) cmd.addOption(option);
+  return cmd
     .addOption(new Option('--kv-cache-bytes <bytes>', 'KV-cache budget, e.g. 512MiB (engine default 256MiB)').argParser(parseBytes))
     .addOption(count('--block-size <n>', 'tokens per KV-cache block (default 16)'))
     .addOption(count('--max-batch-tokens <n>', 'tokens per step, prompt chunks and decode together (default 512)'))

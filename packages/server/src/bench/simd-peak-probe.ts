@@ -6,6 +6,7 @@
 // (Node 20 behind --experimental-wasm-relaxed-simd, which the cpu backend sets too).
 import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
+import { leb, name, section } from './wasm-bytes.js';
 
 declare const WebAssembly: {
   compile(bytes: Uint8Array): Promise<object>;
@@ -16,18 +17,6 @@ const CHAINS = 12;
 
 /** (func (param $n i32) (param $m f32) (result f32)): $n turns of the chains, the lanes summed at the end. */
 export function peakModuleBytes(fma: boolean): Uint8Array {
-  const leb = (n: number): number[] => {
-    const out: number[] = [];
-    do {
-      let b = n & 0x7f;
-      n >>>= 7;
-      if (n) b |= 0x80;
-      out.push(b);
-    } while (n);
-    return out;
-  };
-  const section = (id: number, payload: number[]) => [id, ...leb(payload.length), ...payload];
-  const name = (s: string) => [s.length, ...Array.from(s, (c) => c.charCodeAt(0))];
   const get = (i: number) => [0x20, i];
   const set = (i: number) => [0x21, i];
   const [MUL, ADD, MADD] = [[0xfd, 0xe6, 0x01], [0xfd, 0xe4, 0x01], [0xfd, 0x85, 0x02]];

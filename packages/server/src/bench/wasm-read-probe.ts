@@ -3,6 +3,7 @@
 // less than the native probe's 512-bit loads can where one core cannot saturate memory with 128-bit
 // loads, so its figure is a lower bound of the limit; the bench says which probe ran.
 import { Worker } from 'node:worker_threads';
+import { leb, name, section } from './wasm-bytes.js';
 
 // The parts of the WebAssembly global used here (lib ES2022 and @types/node 20 do not declare it).
 declare const WebAssembly: {
@@ -16,18 +17,6 @@ declare const WebAssembly: {
  * Hand-assembled: the module is ~120 bytes and needs no toolchain.
  */
 function readModuleBytes(pages: number): Uint8Array {
-  const leb = (n: number): number[] => {
-    const out: number[] = [];
-    do {
-      let b = n & 0x7f;
-      n >>>= 7;
-      if (n) b |= 0x80;
-      out.push(b);
-    } while (n);
-    return out;
-  };
-  const section = (id: number, payload: number[]) => [id, ...leb(payload.length), ...payload];
-  const name = (s: string) => [s.length, ...Array.from(s, (c) => c.charCodeAt(0))];
   const xorLoad = (acc: number, offset: number) => [0x20, acc, 0x20, 0x00, 0xfd, 0x00, 0x04, ...leb(offset), 0xfd, 0x51, 0x21, acc];
   const body = [
     0x01, 0x04, 0x7b, // locals: 4 × v128 (indices 2..5)
