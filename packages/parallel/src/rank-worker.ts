@@ -6,6 +6,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { loadModel, type BackendFactory, type Communicator, type Graph, type KernelBackend, type KvCacheSpec, type Program, type StepBatch, type WeightShard, type ZinferError } from '@zinfer/core';
 import { rankCommunicators, type GridGroups } from './launch/groups.js';
 import { joinNcclGrid, type NcclGrid } from './launch/nccl-grid.js';
+import type { RelaySpec } from './multi-node/relay-communicator.js';
 import { ShardedWeights } from './tensor-parallel/sharded-weights.js';
 
 export interface RankInit {
@@ -20,6 +21,8 @@ export interface RankInit {
   nccl: NcclGrid | null;
   /** Whether this rank's outputs go back to the leader (the last stage's tensor rank 0). */
   returnsOutput: boolean;
+  /** Host ranks of a multi-node plan: the pipeline group goes through this node's relay (its port is transferred). */
+  relay: RelaySpec | null;
 }
 
 /** 'abort': a rank failed; stop using the communicators at once (NCCL: ncclCommAbort), out of turn. */
@@ -61,7 +64,7 @@ async function main(): Promise<void> {
   let program: Program;
   try {
     // NCCL groups first: a rank that failed before joining would leave its peers blocked in the join.
-    comms = init.nccl ? joinNcclGrid(init.nccl, init.rank) : rankCommunicators(init.groups!, init.rank);
+    comms = init.nccl ? joinNcclGrid(init.nccl, init.rank) : rankCommunicators(init.groups!, init.rank, init.relay);
     program = await compile();
   } catch (e) {
     fail(-1, e);

@@ -1,0 +1,171 @@
+// The leader's side of a launched grid, whatever carries its ranks: worker threads of this process, or
+// ranks of other node processes reached through the node's connection (multi-node). Every micro-batch of
+// a step goes to all ranks and the output rank's results come back in order. A rank that dies, fails or
+// does not finish a step within the timeout fails the step with a clear error and aborts the groups, so
+// the other ranks stop waiting; the program cannot run again.
+import { BackendError, type ParallelPlan, type Program, type StepBatch } from '@zinfer/core';
+import type { RankReply, RankRequest } from '../rank-worker.js';
+import { gatherExpertLoad } from './expert-load.js';
+import { releaseFailedLaunch } from './failed-launch.js';
+import { outputRank } from './groups.js';
+import { concat, splitBatch } from './micro-batches.js';
+
+/** One rank as the leader sees it: a Worker, or a stand-in for a rank of another node with the same events. */
+export interface RankLink {
+  postMessage(m: RankRequest): void;
+  on(event: 'message', listener: (m: RankReply) => void): unknown;
+  on(event: 'error', listener: (e: Error) => void): unknown;
+  on(event: 'exit', listener: (code: number) => void): unknown;
+  once(event: 'exit', listener: () => void): unknown;
+  terminate(): Promise<unknown>;
+}
+
+export interface RankSet {
+  links: readonly RankLink[];
+  plan: ParallelPlan;
+  microBatches: (batch: StepBatch) => number;
+  /** A step not finished by every rank within this many ms fails as a hung rank. */
+  timeoutMs: number;
+  /** After a failure: stop the ranks' communication, so none keeps waiting for a failed peer. */
+  abort(exited: ReadonlySet<number>): void;
+  /** Frees what the launch holds besides the ranks (shared-memory groups), once they are gone. */
+  release(): Promise<void>;
+  /** Dispose of a broken program, before its ranks are terminated (NCCL: abort what is still live). */
+  abandon?(): void;
+}
+
+interface Pending {
+  /** Ranks that have not answered yet. */
+  waiting: Set<number>;
+  out: Float32Array | null;
+  timer: ReturnType<typeof setTimeout>;
+  resolve: (out: Float32Array) => void;
+  reject: (e: Error) => void;
+}
+
+/** How long a rank gets to free its device memory on dispose before it is terminated. */
+export const DISPOSE_GRACE_MS = 10_000;
+
+export async function startRanks(set: RankSet): Promise<Program> {
+  const { links, plan, timeoutMs } = set;
+  const out = outputRank(plan);
+  const pending = new Map<number, Pending>();
+  /** expertLoad() requests waiting for their rank's answer. */
+  const loads = new Map<number, { resolve: (l: Float64Array[] | null) => void; reject: (e: Error) => void }>();
+  const exited = new Set<number>();
+  let broken: Error | null = null;
+  let disposed = false;
+  let nextId = 1;
+
+  const breakAll = (e: Error) => {
+    if (broken) return;
+    broken = e;
+    for (const p of pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(e);
+    }
+    pending.clear();
+    for (const l of loads.values()) l.reject(e);
+    loads.clear();
+    set.abort(exited);
+  };
+  const onReply = (r: number, m: RankReply) => {
+    if (m.type === 'expertLoad') {
+      const l = loads.get(m.id);
+      loads.delete(m.id);
+      return m.error ? l?.reject(new BackendError(`rank ${r}: ${m.error}`)) : l?.resolve(m.load);
+    }
+    if (m.type !== 'out') return;
+    const p = pending.get(m.id);
+    if (!p) return;
+    if (r === out) p.out = m.out;
+    p.waiting.delete(r);
+    if (p.waiting.size === 0) {
+      clearTimeout(p.timer);
+      pending.delete(m.id);
+      p.resolve(p.out!);
+    }
+  };
+
+  const ready = links.map((w, r) => new Promise<void>((resolve, reject) => {
+    const fail = (e: Error) => {
+      reject(e);
+      breakAll(e);
+    };
+    w.on('message', (m: RankReply) => {
+      if (m.type === 'ready') return resolve();
+      if (m.type === 'error') return fail(new BackendError(`rank ${r}: ${m.error.message}`));
+      onReply(r, m);
+    });
+    w.on('error', (e: Error) => fail(new BackendError(`rank ${r} failed: ${e.message}`)));
+    w.on('exit', (code: number) => {
+      exited.add(r);
+      const e = new BackendError(`rank ${r} exited (code ${code})`);
+      reject(e);
+      if (!disposed) breakAll(e);
+    });
+  }));
+  try {
+    await Promise.all(ready);
+  } catch (e) {
+    disposed = true;
+    await releaseFailedLaunch(links, ready, DISPOSE_GRACE_MS);
+    await set.release();
+    throw e;
+  }
+
+  const send = (batch: StepBatch): Promise<Float32Array> => {
+    const id = nextId++;
+    return new Promise((resolve, reject) => {
+      const waiting = new Set(links.keys());
+      const timer = setTimeout(() => {
+        const who = [...waiting].join(', ');
+        breakAll(new BackendError(`rank${waiting.size > 1 ? 's' : ''} ${who} did not finish a step within ${timeoutMs} ms: hung or stuck in a collective`, {
+          field: 'parallel timeoutMs', expected: `a step within ${timeoutMs} ms`, found: `no answer from rank ${who}`,
+        }));
+      }, timeoutMs);
+      pending.set(id, { waiting, out: null, timer, resolve, reject });
+      for (const w of links) w.postMessage({ type: 'run', id, batch });
+    });
+  };
+
+  return {
+    async run(batch: StepBatch): Promise<Float32Array> {
+      if (broken) throw broken;
+      // Every micro-batch goes out at once: stage s works on micro-batch m while stage s+1 works on m-1.
+      return concat(await Promise.all(splitBatch(batch, set.microBatches(batch)).map(send)));
+    },
+    // The rank answers after the steps queued before the request: counts include every finished step.
+    expertLoad: () => gatherExpertLoad(plan, (r) => {
+      if (broken) return Promise.reject(broken);
+      const id = nextId++;
+      return new Promise((resolve, reject) => {
+        loads.set(id, { resolve, reject });
+        links[r].postMessage({ type: 'expertLoad', id });
+      });
+    }),
+    async dispose() {
+      if (disposed) return;
+      disposed = true;
+      if (broken) set.abandon?.();
+      // Healthy ranks free their device memory and communicators; the grace covers a stuck one.
+      else await Promise.all(links.map((w, r) => exitOf(w, r, exited, () => w.postMessage({ type: 'dispose' }))));
+      await set.release();
+      await Promise.all(links.map((w) => w.terminate()));
+    },
+  };
+}
+
+/** Resolves when rank r has exited, or after the dispose grace. */
+function exitOf(w: RankLink, r: number, exited: Set<number>, start: () => void): Promise<void> {
+  if (exited.has(r)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, DISPOSE_GRACE_MS);
+    timer.unref();
+    w.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    start();
+  });
+}
