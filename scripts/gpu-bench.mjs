@@ -56,7 +56,7 @@ try {
 const { createEngine } = core;
 const { stepBatch } = testing;
 const { cudaBackend, cudaMicrobench, probeFailure, profileStep, summarizeProfile, GEMV_VARIANTS, gemvVariant, setGemvVariant } = cuda;
-const { DECODE_ATTENTION_VARIANTS, decodeAttentionVariant, setDecodeAttentionVariant } = cuda;
+const { DECODE_ATTENTION_VARIANTS, decodeAttentionVariant, setDecodeAttentionVariant, l2Prefetch, setL2Prefetch } = cuda;
 const { profileDecode, decodeByVariant, profileTable, decodeBatch } = await import('./gpu-bench-profile.mjs');
 const DEFAULT_GEMV = gemvVariant();
 const DEFAULT_ATTENTION = decodeAttentionVariant();
@@ -106,6 +106,9 @@ const result = {
   // Graphed Program.run step minus the sum of its kernels' own times (eager profile), per GEMV variant:
   // what launch gaps and tails cost a replayed step (what PDL or fewer kernels can win).
   decode_bs1_gap_ms_by_gemv: null, gpt2_124m_decode_bs1_gap_ms_by_gemv: null,
+  // The graphed batch-1 decode with the L2 prefetch of the next GEMV's weights on and off (ZINFER_L2_PREFETCH;
+  // the engine's steps ran with it as l2_prefetch says), and whether both gave the same greedy ids.
+  l2_prefetch: l2Prefetch(), program_decode_bs1_ms_by_l2: null, program_gpt2_124m_decode_bs1_ms_by_l2: null, l2_prefetch_same_ids: null,
 };
 const detail = { result, steps: {}, errors: {}, microbench: null, dirty, node: process.version };
 const save = () => {
@@ -178,6 +181,21 @@ async function variantsOn(program, { context, vocab }) {
     });
   } finally {
     setGemvVariant(DEFAULT_GEMV);
+    program.resetGraphs();
+  }
+}
+
+/** The graphed batch-1 decode with the L2 prefetch on and off (same program; the default restored). */
+async function l2On(program, { context, vocab }) {
+  const before = l2Prefetch();
+  try {
+    return await decodeByVariant({
+      program, variants: ['on', 'off'], setVariant: (v) => setL2Prefetch(v === 'on'),
+      time: (argmax) => programDecode(program, { rows: 1, context, vocab, argmax }),
+      ids: () => program.runArgmax(decodeBatch(stepBatch, { rows: 1, context, vocab, t: 3 })),
+    });
+  } finally {
+    setL2Prefetch(before);
     program.resetGraphs();
   }
 }
@@ -294,6 +312,13 @@ if (engine) {
     if (!r.sameIds) throw new Error(`GEMV variants gave different greedy ids: ${JSON.stringify(r.ids)}`);
     return r;
   });
+  await step('L2 prefetch on and off: graphed batch-1 decode through Program.run', async () => {
+    const r = await l2On(llamaBackend.programs[llamaBackend.programs.length - 1], { context: 100, vocab: 32000 });
+    result.program_decode_bs1_ms_by_l2 = r.ms;
+    result.l2_prefetch_same_ids = r.sameIds;
+    if (!r.sameIds) throw new Error(`the L2 prefetch changed the greedy ids: ${JSON.stringify(r.ids)}`);
+    return r;
+  });
   await step('prefill 2048 tokens (one step)', async () => {
     const times = [];
     for (let i = 0; i < 4; i++) {
@@ -381,6 +406,7 @@ await step('GPT-2 124M decode batch 1', async () => {
     result.profile_gpt2_124m_bs1 = await profileOn(program, { rows: 1, context: 100, vocab: 50257, kvBytesPerToken: 2 * 768 * 2 });
     const r = await variantsOn(program, { context: 100, vocab: 50257 });
     result.program_gpt2_124m_decode_bs1_ms_by_gemv = r.ms;
+    result.program_gpt2_124m_decode_bs1_ms_by_l2 = (await l2On(program, { context: 100, vocab: 50257 })).ms;
     result.gpt2_124m_decode_bs1_gap_ms_by_gemv = gaps(r.ms, result.profile_gpt2_124m_bs1);
     if (!r.sameIds) throw new Error(`GEMV variants gave different greedy ids on GPT-2: ${JSON.stringify(r.ids)}`);
     return { minMs: Math.min(...times), p90Ms: quantile(times, 0.9), program: programStats(be) };
@@ -490,6 +516,7 @@ row('program_decode_bs1_ms_by_gemv', JSON.stringify(result.program_decode_bs1_ms
 row('decode_bs1_gap_ms_by_gemv', JSON.stringify(result.decode_bs1_gap_ms_by_gemv), 'graphed step − Σ kernel times (launch gaps and tails); GPT-2: ' + JSON.stringify(result.gpt2_124m_decode_bs1_gap_ms_by_gemv));
 row('program_decode_bs1_pdl_ms_by_gemv', JSON.stringify(result.program_decode_bs1_pdl_ms_by_gemv), 'the same with PDL');
 row('program_gpt2_124m_decode_bs1_ms_by_gemv', JSON.stringify(result.program_gpt2_124m_decode_bs1_ms_by_gemv), '');
+row('program_decode_bs1_ms_by_l2', JSON.stringify(result.program_decode_bs1_ms_by_l2), `graphed, L2 prefetch of the next GEMV's weights on/off (engine: ${result.l2_prefetch ? 'on' : 'off'}); same ids: ${result.l2_prefetch_same_ids}; GPT-2: ${JSON.stringify(result.program_gpt2_124m_decode_bs1_ms_by_l2)}`);
 row('decode_bs64_attention_gb_per_s', JSON.stringify(result.decode_bs64_attention_gb_per_s), 'decode attention K/V bytes over its µs (one eager 64-row step), per variant');
 row('decode_bs64_fp8_tokens_per_s', result.decode_bs64_fp8_tokens_per_s, `opt-in fp8 KV cache (floor ${result.decode_bs64_fp8_floor_tokens_per_s ?? '?'}; step ${result.decode_bs64_fp8_step_ms ?? '?'} ms; graphed by attention variant ${JSON.stringify(result.program_decode_bs64_fp8_ms_by_attention)})`);
 row('program_decode_bs64_ms_by_attention', JSON.stringify(result.program_decode_bs64_ms_by_attention), `graphed 64-row step per decode attention variant; same ids: ${result.attention_variants_same_ids}`);

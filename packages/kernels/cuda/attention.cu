@@ -2,9 +2,13 @@
 //   - attn_decode: a step of one token per sequence (decode). Each block takes one (row, head, split of
 //     the context); lanes in groups of LANES read a cached position's head with 16-byte loads, every group
 //     keeps an online softmax, and the last block of a (row, head) to finish merges the splits (a counter
-//     in global memory), so a decode layer's attention is one launch. The split count is fixed per launch
-//     and each split's range comes from the context length on the device, so a captured CUDA graph
-//     replays for any context.
+//     in global memory), so a decode layer's attention is one launch. It also does what a separate kernel
+//     did before it (rope_kv / kv_write): it rotates q, and the split that holds the row's new position
+//     rotates the step's k, uses it and v from shared memory for that position and (one block per KV
+//     head) writes both into the cache; the values and their rounding are those rope_kv would store, so
+//     the result is bit-identical. While it runs it asks L2 for the next GEMV's weights (l2_prefetch).
+//     The split count is fixed per launch and each split's range comes from the context length on the
+//     device, so a captured CUDA graph replays for any context.
 //   - attention_partial + attention_reduce: the general path for any row (prompt rows too) and any head
 //     size: per (row, head, chunk) a softmax max, a sum and an unnormalized output, then a merge.
 //   - flash.cu holds the tensor-core kernel for prompt rows in 16-bit modes.
@@ -15,8 +19,7 @@
 //   rowSeq [rows]: the sequence of each row;
 //   seqInfo [sequences, 4]: queryStart, queryLength, contextLength, offset of its block table in blockTables;
 //   blockTables [Σ blocks]: physical block of each logical block, sequence after sequence.
-#include "common.cuh"
-#include "fp8.cuh"
+#include "rope.cuh"
 
 #define ATT_THREADS 128
 #define ATT_WARPS (ATT_THREADS / 32)
@@ -170,12 +173,14 @@ template <typename C, int VEC> struct CacheVec {
   typedef uint4 Raw;
   static __device__ __forceinline__ Raw zero() { return make_uint4(0u, 0u, 0u, 0u); }
   static __device__ __forceinline__ Raw load(const C *p) { return __ldg(reinterpret_cast<const uint4 *>(p)); }
+  static __device__ __forceinline__ Raw shared(const C *p) { return *reinterpret_cast<const uint4 *>(p); }
   static __device__ __forceinline__ void widen(Raw r, float *out) { widen16<C>(r, out); }
 };
 template <> struct CacheVec<e4m3_t, 8> {
   typedef uint2 Raw;
   static __device__ __forceinline__ Raw zero() { return make_uint2(0u, 0u); }
   static __device__ __forceinline__ Raw load(const e4m3_t *p) { return __ldg(reinterpret_cast<const uint2 *>(p)); }
+  static __device__ __forceinline__ Raw shared(const e4m3_t *p) { return *reinterpret_cast<const uint2 *>(p); }
   static __device__ __forceinline__ void widen(Raw r, float *out) {
     const u32 w[2] = {r.x, r.y};
 #pragma unroll
@@ -189,6 +194,7 @@ template <> struct CacheVec<e4m3_t, 4> {
   typedef u32 Raw;
   static __device__ __forceinline__ Raw zero() { return 0u; }
   static __device__ __forceinline__ Raw load(const e4m3_t *p) { return __ldg(reinterpret_cast<const unsigned int *>(p)); }
+  static __device__ __forceinline__ Raw shared(const e4m3_t *p) { return *reinterpret_cast<const unsigned int *>(p); }
   static __device__ __forceinline__ void widen(Raw r, float *out) {
     e4m3x2_to_f32((unsigned short)(r & 0xffffu), out[0], out[1]);
     e4m3x2_to_f32((unsigned short)(r >> 16), out[2], out[3]);
@@ -198,17 +204,27 @@ template <> struct CacheVec<e4m3_t, 4> {
 // PIPE: the next iteration's K and V (and their block-table lookups) are loaded before this iteration's
 // are used, so a block always has a round of loads in flight; the arithmetic and its order are unchanged
 // (bit-identical to PIPE = false). Entry points attn_decodeLANES_S and attn_decodeLANESp_S.
+//
+// The step's own K and V: q [rows, heads*headDim] and kNew, vNew [rows, kvHeads*headDim] as the q/k/v GEMV
+// made them (before rotary when rotaryDim > 0: invFreq, interleaved and ropeScaling as in rotary.cu);
+// slots [rows] the cache rows they go to. pf, pfBytes: weights to ask L2 for (null, 0: none).
 template <typename A, int LANES, bool PIPE, typename C>
-__device__ void attn_decode(A *out, float *partial, int *counters, const A *q, const C *kCache, const C *vCache, const int *rowSeq,
+__device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C *kCache, C *vCache, const int *rowSeq,
                             const int *seqInfo, const int *blockTables, int headDim, int kvHeads, int blockSize, int window, float scale,
-                            int minChunk) {
+                            int minChunk, const A *kNew, const A *vNew, const int *slots, const double *invFreq, int rotaryDim,
+                            int interleaved, float ropeScaling, const void *pf, int pfBytes) {
   constexpr int VEC = Vec16<A>::N;
   constexpr int G = DEC_THREADS / LANES; // position groups per block
   __shared__ float sM[G], sL[G], sAcc[G][LANES * VEC];
   __shared__ int sLast;
+  __shared__ double cs[ROPE_MAX_HALF], sn[ROPE_MAX_HALF];
+  __shared__ __align__(16) A sQ[ATT_MAX_HEAD_DIM];
+  __shared__ __align__(16) C sK[ATT_MAX_HEAD_DIM], sV[ATT_MAX_HEAD_DIM];
   const int s = blockIdx.x, h = blockIdx.y, r = blockIdx.z, splits = gridDim.x, heads = gridDim.y;
   const int group = threadIdx.x / LANES, li = threadIdx.x % LANES, d0 = li * VEC;
   const bool active = d0 < headDim;
+  // Weights never change: ask for them before waiting on the kernel before this one.
+  l2_prefetch(pf, pfBytes, s + (i64)splits * (h + (i64)heads * r), (i64)splits * heads * gridDim.z);
   grid_dep_wait();
   grid_dep_launch();
   const int *info = seqInfo + 4 * rowSeq[r];
@@ -219,13 +235,35 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, c
   const int begin = lo + s * chunk, end = min(p + 1, begin + chunk);
   const int *table = blockTables + info[3];
   const int kvWidth = kvHeads * headDim;
-  const int kvOff = (h / (heads / kvHeads)) * headDim + d0;
+  const int kvHead = h / (heads / kvHeads);
+  const int kvOff = kvHead * headDim + d0;
+
+  // q rotated and rounded to A, as rope_kv stored it; the new position's k (rotated) and v in the cache's
+  // type, for the split that holds it, written to the cache by the first q head of the KV head.
+  rope_table(cs, sn, (double)p, invFreq, rotaryDim, ropeScaling);
+  const A *qRow = q + ((i64)r * heads + h) * headDim;
+  for (int t = threadIdx.x; t < headDim; t += DEC_THREADS) sQ[t] = from_f32<A>(rotate_dim(qRow, t, rotaryDim, interleaved, cs, sn));
+  if (begin <= p && p < end) {
+    const i64 src = ((i64)r * kvHeads + kvHead) * headDim, dst = (i64)slots[r] * kvWidth + (i64)kvHead * headDim;
+    const bool writes = h % (heads / kvHeads) == 0;
+    for (int t = threadIdx.x; t < headDim; t += DEC_THREADS) {
+      const C kc = CachePut<C, A>::round(rotate_dim(kNew + src, t, rotaryDim, interleaved, cs, sn));
+      const C vc = CachePut<C, A>::copy(vNew[src + t]);
+      sK[t] = kc;
+      sV[t] = vc;
+      if (writes) {
+        kCache[dst + t] = kc;
+        vCache[dst + t] = vc;
+      }
+    }
+  }
+  __syncthreads();
 
   float qv[VEC], acc[VEC];
 #pragma unroll
   for (int k = 0; k < VEC; k++) qv[k] = acc[k] = 0.f;
   if (active) {
-    load_vec<A, VEC>(q + ((i64)r * heads + h) * headDim + d0, qv);
+    load_vec<A, VEC>(sQ + d0, qv);
 #pragma unroll
     for (int k = 0; k < VEC; k++) qv[k] *= scale;
   }
@@ -239,9 +277,9 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, c
     for (int u = 0; u < DEC_UNROLL; u++) {
       const int j = base + group + u * G;
       const bool ok = active && j < end;
-      const i64 slot = ok ? (i64)table[j / blockSize] * blockSize + j % blockSize : 0;
-      kr[u] = ok ? CV::load(kCache + slot * kvWidth + kvOff) : CV::zero();
-      vr[u] = ok ? CV::load(vCache + slot * kvWidth + kvOff) : CV::zero();
+      const i64 slot = ok && j != p ? (i64)table[j / blockSize] * blockSize + j % blockSize : 0;
+      kr[u] = !ok ? CV::zero() : j == p ? CV::shared(sK + d0) : CV::load(kCache + slot * kvWidth + kvOff);
+      vr[u] = !ok ? CV::zero() : j == p ? CV::shared(sV + d0) : CV::load(vCache + slot * kvWidth + kvOff);
     }
   };
   if constexpr (PIPE) fetch(begin);
@@ -259,7 +297,10 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, c
 #pragma unroll
       for (int u = 0; u < DEC_UNROLL; u++) {
         const int j = j0 + u * G;
-        if (active && j < end) {
+        if (active && j == p) {
+          CV::widen(CV::shared(sK + d0), kf[u]);
+          CV::widen(CV::shared(sV + d0), vf[u]);
+        } else if (active && j < end) {
           const i64 slot = (i64)table[j / blockSize] * blockSize + j % blockSize;
           CV::widen(CV::load(kCache + slot * kvWidth + kvOff), kf[u]);
           CV::widen(CV::load(vCache + slot * kvWidth + kvOff), vf[u]);
@@ -269,27 +310,29 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, c
         }
       }
     }
+    // Explicit roundings (no contraction left to the compiler): the variants compile to different code,
+    // and each must round every step the same way to stay bit-identical.
     float sc[DEC_UNROLL];
     float mNew = m;
 #pragma unroll
     for (int u = 0; u < DEC_UNROLL; u++) {
       float dot = 0.f;
 #pragma unroll
-      for (int k = 0; k < VEC; k++) dot += qv[k] * kf[u][k];
+      for (int k = 0; k < VEC; k++) dot = __fmaf_rn(qv[k], kf[u][k], dot);
       dot = group_sum<LANES>(dot);
       sc[u] = j0 + u * G < end ? dot : NEG_INF;
       mNew = fmaxf(mNew, sc[u]);
     }
     const float corr = expf(m - mNew); // 0 on the first position (m = -inf); mNew is finite
-    l *= corr;
+    l = __fmul_rn(l, corr);
 #pragma unroll
-    for (int k = 0; k < VEC; k++) acc[k] *= corr;
+    for (int k = 0; k < VEC; k++) acc[k] = __fmul_rn(acc[k], corr);
 #pragma unroll
     for (int u = 0; u < DEC_UNROLL; u++) {
       const float e = expf(sc[u] - mNew); // 0 for a position past the end
-      l += e;
+      l = __fadd_rn(l, e);
 #pragma unroll
-      for (int k = 0; k < VEC; k++) acc[k] += e * vf[u][k];
+      for (int k = 0; k < VEC; k++) acc[k] = __fmaf_rn(e, vf[u][k], acc[k]);
     }
     m = mNew;
   }
@@ -358,12 +401,13 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, c
 }
 
 #define DECODE_ENTRY(S, A, LANES, P, PIPE, KS, CT)                                                                                     \
-  extern "C" __global__ void __launch_bounds__(DEC_THREADS)                                                                          \
-      attn_decode##LANES##P##_##S##KS(A *out, float *partial, int *counters, const A *q, const CT *kCache, const CT *vCache, const int *rowSeq, \
+  extern "C" __global__ void __launch_bounds__(DEC_THREADS, 1)                                                                        \
+      attn_decode##LANES##P##_##S##KS(A *out, float *partial, int *counters, const A *q, CT *kCache, CT *vCache, const int *rowSeq, \
                                const int *seqInfo, const int *blockTables, int headDim, int kvHeads, int blockSize, int window,      \
-                               float scale, int minChunk) {                                                                          \
+                               float scale, int minChunk, const A *kNew, const A *vNew, const int *slots, const double *invFreq,     \
+                               int rotaryDim, int interleaved, float ropeScaling, const void *pf, int pfBytes) {                     \
     attn_decode<A, LANES, PIPE, CT>(out, partial, counters, q, kCache, vCache, rowSeq, seqInfo, blockTables, headDim, kvHeads, blockSize,      \
-                          window, scale, minChunk);                                                                                  \
+                          window, scale, minChunk, kNew, vNew, slots, invFreq, rotaryDim, interleaved, ropeScaling, pf, pfBytes);   \
   }
 // Entry points attn_decode16_f16 (cache in A), attn_decode16p_f16 (PIPE), attn_decode16_f16_e4m3 (fp8
 // cache), attn_decode16p_f16_e4m3. The f32 parity mode has no PIPE entries (it is for tests, not speed;

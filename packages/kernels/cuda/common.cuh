@@ -157,6 +157,23 @@ __device__ __forceinline__ void grid_dep_launch() {
 #endif
 }
 
+// Asks L2 to fetch part `part` of `parts` of [base, base + bytes) (sm_90 bulk prefetch; a hint, nothing
+// waits on it). Latency-bound kernels pass the weights of the GEMV that comes next, so DRAM works during
+// them and the GEMV finds its first rows in L2. Pieces of 16 KiB, one per thread of the block. A no-op
+// before sm_90, and with compilers older than CUDA 12 (PTX ISA 8.0 brought the instruction).
+__device__ __forceinline__ void l2_prefetch(const void *base, long long bytes, long long part, long long parts) {
+#if __CUDA_ARCH__ >= 900 && defined(__CUDACC_VER_MAJOR__) && __CUDACC_VER_MAJOR__ >= 12
+  if (base == nullptr || bytes <= 0 || parts <= 0) return;
+  constexpr long long PIECE = 16384;
+  const long long pieces = (bytes + PIECE - 1) / PIECE;
+  for (long long i = part * blockDim.x + threadIdx.x; i < pieces; i += parts * blockDim.x) {
+    const long long off = i * PIECE;
+    const unsigned size = (unsigned)(min(PIECE, bytes - off) & ~15LL);
+    if (size) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(static_cast<const char *>(base) + off), "r"(size) : "memory");
+  }
+#endif
+}
+
 // Stores N = 16 / sizeof(T) f32 values at p (16-byte aligned) as one 16-byte word of T.
 template <typename T> __device__ __forceinline__ void store16(T *p, const float *v) {
   u32 w[4];

@@ -7,6 +7,8 @@
 //     Σx² (and Σx) alongside the dot products, and since the norm is linear per row it is applied after;
 //   - the residual add (y = x·Wᵀ + b + res), an activation (y = act(x·Wᵀ + b)), or the gated MLP
 //     (y = act(x·Wgᵀ + bg) ⊙ (x·Wuᵀ + bu), gate and up read side by side).
+// The last pfTail blocks (the last wave) also ask L2 for the first pfBytes of the next GEMV's weights at pf:
+// while the wave drains, DRAM has little else to do, and the next GEMV's first blocks then hit L2.
 // f32 accumulation throughout; R (compile time) is the most rows of x the entry point takes.
 //
 // Variants (ZINFER_GEMV, src/cuda/gemv-variant.ts; compiled for 1–2 rows in the 16-bit modes), bit-identical
@@ -36,11 +38,13 @@ template <int R, int U, bool ROLL, typename W, typename A>
 __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, const W *w1, const float *b1, int n1, void *y2,
                      const W *w2, const float *b2, int n2, const A *__restrict__ x, const A *__restrict__ res,
                      const float *__restrict__ normW, const float *__restrict__ normB, float eps, int rows, int inF, int epi,
-                     int act, int norm, int yF32) {
+                     int act, int norm, int yF32, const void *pf, int pfBytes, int pfTail) {
   static_assert(R >= 1 && R <= 8, "GEMV takes 1 to 8 rows");
   __shared__ float red[GEMV_WARPS][64];
   __shared__ float fin[GEMV_WROWS][R];
   grid_dep_launch();
+  const int tailStart = (int)gridDim.x - pfTail;
+  if (pfTail > 0 && (int)blockIdx.x >= tailStart) l2_prefetch(pf, pfBytes, blockIdx.x - tailStart, pfTail);
 
   // Which weight rows this block reads: 4 consecutive rows of one segment, or 2 gate + 2 up rows.
   int b = blockIdx.x, seg = 0, o0;
@@ -246,15 +250,18 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
 }
 
 // y0..y2 [rows, n0..n2] (A, or f32 when yF32); w0..w2 [n, inF] in the weight dtype; b0..b2 [n] f32 or null
-// (n1 = n2 = 0: one segment); x, res [rows, inF] and [rows, n0]; normW, normB [inF] f32 or null.
+// (n1 = n2 = 0: one segment); x, res [rows, inF] and [rows, n0]; normW, normB [inF] f32 or null; pf, pfBytes,
+// pfTail: the prefetch of the last pfTail blocks (null, 0, 0: none).
 // grid (Σ ceil(n / GEMV_WROWS), or ceil(n0 / 2) when gated), block (GEMV_THREADS); rows ≤ R.
 // V names the variant (empty, r or o), U its loads a row in flight, MINB the blocks an SM it asks room for.
 #define GEMV_ENTRY(R, V, U, ROLL, MINB, WS, AS, W, A)                                                                                   \
   extern "C" __global__ void __launch_bounds__(GEMV_THREADS, MINB)                                                                      \
       gemv##R##V##_##WS##_##AS(void *y0, const W *w0, const float *b0, int n0, void *y1, const W *w1, const float *b1, int n1, void *y2, \
                                const W *w2, const float *b2, int n2, const A *x, const A *res, const float *normW, const float *normB,   \
-                               float eps, int rows, int inF, int epi, int act, int norm, int yF32) {                                    \
-    gemv<R, U, ROLL, W, A>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32); \
+                               float eps, int rows, int inF, int epi, int act, int norm, int yF32, const void *pf, int pfBytes,        \
+                               int pfTail) {                                                                                            \
+    gemv<R, U, ROLL, W, A>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32, pf, \
+                           pfBytes, pfTail);                                                                                           \
   }
 
 // Parity mode (f32 activations, weights in any stored dtype) and the 16-bit modes (weights in the

@@ -2,37 +2,8 @@
 // rotary (dims ≥ rotaryDim pass through) and a scaling of cos and sin; and the fused form DeepSpeed calls
 // "bias + rotary + KV-cache write": q rotated into its buffer, k rotated and v copied straight into the
 // paged cache (the bias is already in the q/k/v GEMV's epilogue).
-//
-// The angle p·invFreq is formed and its cos/sin taken in double, as the reference does: in f32 the angle
-// alone is off by ~p·6e-8 rad, 3e-4 at position 5000, past the parity tolerance.
-#include "common.cuh"
-#include "fp8.cuh"
-
-#define ROPE_MAX_HALF 256 // rotaryDim / 2 (supports() caps headDim at 256)
-
-// This dim's rotated value in a head whose elements are `src`; cs/sn hold cos and sin of every pair.
-template <typename A>
-__device__ __forceinline__ float rotate_dim(const A *src, int t, int rotaryDim, int interleaved, const double *cs, const double *sn) {
-  if (t >= rotaryDim) return to_f32(src[t]);
-  const int half = rotaryDim >> 1;
-  // This dim's pair: (first, second) = (i, i + half) or (2i, 2i + 1).
-  const int i = interleaved ? (t >> 1) : (t < half ? t : t - half);
-  const int first = interleaved ? 2 * i : i;
-  const int second = interleaved ? 2 * i + 1 : i + half;
-  const double x1 = to_f32(src[first]), x2 = to_f32(src[second]);
-  return (float)(t == first ? x1 * cs[i] - x2 * sn[i] : x2 * cs[i] + x1 * sn[i]);
-}
-
-// cos and sin (scaled) of every pair at the row's position, in shared memory.
-__device__ __forceinline__ void rope_table(double *cs, double *sn, double p, const double *invFreq, int rotaryDim, float scaling) {
-  for (int i = threadIdx.x; i < (rotaryDim >> 1); i += blockDim.x) {
-    double s, c;
-    sincos(p * invFreq[i], &s, &c);
-    cs[i] = c * scaling;
-    sn[i] = s * scaling;
-  }
-  __syncthreads();
-}
+// (rotate_dim, rope_table and CachePut live in rope.cuh, shared with the decode attention).
+#include "rope.cuh"
 
 // y, x [rows, heads*headDim]; positions [rows]; invFreq [rotaryDim/2] in f64. grid (rows), block (multiple of 32).
 template <typename A>
@@ -49,17 +20,6 @@ __device__ void rotary(A *y, const A *x, const int *positions, const double *inv
     y[base + e] = from_f32<A>(rotate_dim(x + base + (i64)h * headDim, t, rotaryDim, interleaved, cs, sn));
   }
 }
-
-// A value of the activation type as the cache's element type C: itself when C is A (an exact copy), else
-// rounded (the opt-in fp8 cache, fp8.cuh).
-template <typename C, typename A> struct CachePut {
-  static __device__ __forceinline__ C copy(A v) { return from_f32<C>(to_f32(v)); }
-  static __device__ __forceinline__ C round(float v) { return from_f32<C>(v); }
-};
-template <typename A> struct CachePut<A, A> {
-  static __device__ __forceinline__ A copy(A v) { return v; }
-  static __device__ __forceinline__ A round(float v) { return from_f32<A>(v); }
-};
 
 // q, qOut [rows, heads*headDim]; k, v [rows, kvHeads*headDim]; kCache, vCache [slots, kvHeads*headDim]
 // (the activation type, or e4m3 for the fp8 cache); slots, positions [rows]. Block (x, r) takes heads x, x +

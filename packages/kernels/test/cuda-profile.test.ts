@@ -72,6 +72,8 @@ test('every decode attention variant has every lanes × dtype entry point, with 
     }
   }
   assert.is(parseDecodeAttentionVariant('pipe'), 'pipe');
+  assert.is(parseDecodeAttentionVariant(undefined), 'pipe');
+  assert.is(parseDecodeAttentionVariant('v1'), 'v1');
   assert.throws(() => parseDecodeAttentionVariant('fast'), (e: BackendError) => e instanceof BackendError && e.info.field === 'ZINFER_DECODE_ATTENTION');
 });
 

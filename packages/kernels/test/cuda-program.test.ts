@@ -49,8 +49,11 @@ const NEEDS: [RegExp, Need][] = [
   }],
   [/^kv_write_/, (a, l, A) => ({ 2: l.grid.x * n(a[5]) * A, 3: l.grid.x * n(a[5]) * A, 4: l.grid.x * 4 })],
   [/^attn_decode/, (a, l, A) => {
-    const [s, h, r, hd] = [l.grid.x, l.grid.y, l.grid.z, n(a[9])];
-    return { 0: r * h * hd * A, 1: s > 1 ? r * h * s * (hd + 2) * 4 : 0, 2: s > 1 ? r * h * 4 : 0, 3: r * h * hd * A, 6: r * 4 };
+    const [s, h, r, hd, kvh] = [l.grid.x, l.grid.y, l.grid.z, n(a[9]), n(a[10])];
+    return {
+      0: r * h * hd * A, 1: s > 1 ? r * h * s * (hd + 2) * 4 : 0, 2: s > 1 ? r * h * 4 : 0, 3: r * h * hd * A, 6: r * 4,
+      15: r * kvh * hd * A, 16: r * kvh * hd * A, 17: r * 4, 18: (n(a[19]) / 2) * 8, 22: n(a[23]),
+    };
   }],
   [/^attention_partial_/, (a, l, A) => ({ 0: l.grid.z * l.grid.y * l.grid.x * (n(a[7]) + 2) * 4, 1: l.grid.z * l.grid.y * n(a[7]) * A, 4: l.grid.z * 4 })],
   [/^attention_reduce_/, (a, l, A) => ({ 0: l.grid.y * l.grid.x * n(a[2]) * A, 1: l.grid.y * l.grid.x * n(a[3]) * (n(a[2]) + 2) * 4 })],
@@ -60,7 +63,7 @@ const NEEDS: [RegExp, Need][] = [
   [/^gemv\d_/, (a, _l, A, W) => {
     const [rows, inF, epi, yf] = [n(a[17]), n(a[18]), n(a[19]), a[22]];
     const seg = (j: number) => n(a[4 * j + 3]);
-    const need: Record<number, number> = { 12: rows * inF * A, 13: rows * seg(0) * A, 14: inF * 4, 15: inF * 4 };
+    const need: Record<number, number> = { 12: rows * inF * A, 13: rows * seg(0) * A, 14: inF * 4, 15: inF * 4, 23: n(a[24]) };
     for (let j = 0; j < 3; j++) {
       const nj = epi === 2 && j === 1 ? seg(0) : seg(j);
       Object.assign(need, { [4 * j]: rows * nj * yBytes(yf, A), [4 * j + 1]: nj * inF * W, [4 * j + 2]: nj * 4 });
@@ -264,11 +267,16 @@ for (const dtype of ['f32', 'f16', 'bf16'] as FloatDType[]) {
           const out = await program.run(batch);
           assert.is(out.length, batch.selectedRows.length * TINY_LLAMA.vocabSize);
           checkFootprints(gpu, from);
+          if (batch.sequences.every((s) => s.queryLength === 1)) {
+            // A decode step: the attention rotates q and k and writes the cache itself.
+            assert.not.ok(gpu.launches.slice(from).some((l) => /^(rope_kv|kv_write|rotary)_/.test(l.kernel)), 'decode: rotary and the KV write are in the attention');
+          }
         }
         const kernels = new Set(gpu.launches.map((l) => l.kernel));
         const w = half ? act : dtype;
         const lanes = decodeLanes(16, act === 'f32' ? 4 : 2);
-        for (const k of [`embedding_${w}_${act}`, `gemv1_${w}_${act}`, `gemv2_${w}_${act}`, `rms_norm_${act}`, `rope_kv_${act}`, `attn_decode${lanes}_${act}`, `add_${act}`, `activation_${act}`, `gather_rows_${act}`]) {
+        const decode = `attn_decode${lanes}${act === 'f32' ? '' : 'p'}_${act}`; // the pipelined variant in 16-bit modes (the default)
+        for (const k of [`embedding_${w}_${act}`, `gemv1_${w}_${act}`, `gemv2_${w}_${act}`, `rms_norm_${act}`, `rope_kv_${act}`, decode, `add_${act}`, `activation_${act}`, `gather_rows_${act}`]) {
           assert.ok(kernels.has(k), `launched ${k}; launched: ${[...kernels].join(' ')}`);
         }
         assert.not.ok(kernels.has(`rotary_${act}`), 'rotary fused into the KV write');

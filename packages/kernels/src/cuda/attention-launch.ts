@@ -1,7 +1,9 @@
 // Attention: the step's k and v into the paged cache (with q and k rotated in the same kernel when the
 // graph's rotary nodes feed only this attention), then one of three kernels:
-//   - decode steps (one row per sequence): attn_decode, split across the context with the splits merged
-//     in the same launch; grid and arguments depend only on the batch size, so graphs replay it;
+//   - decode steps (one row per sequence): attn_decode alone, which also rotates q and k and writes the
+//     step's k and v into the cache, split across the context with the splits merged in the same launch;
+//     grid and arguments depend only on the batch size, so graphs replay it. While it runs it asks L2 for
+//     the next GEMV's weights (l2-prefetch.ts);
 //   - prompt rows in the 16-bit modes: the tensor-core flash kernel;
 //   - otherwise (f32 parity mode, odd head sizes, an fp8 cache): attention_partial + attention_reduce.
 // With the opt-in fp8 cache (KvPointers.fp8) the writes round to e4m3 and the reads widen from it: the
@@ -9,6 +11,7 @@
 import type { OpNode } from '@zinfer/core';
 import { decodeAttentionKernel } from './decode-attention-variant.js';
 import type { RopeKv } from './exec-plan.js';
+import { prefetchOf } from './l2-prefetch.js';
 import { dtypeBytes, threadsFor, type StepContext } from './step-context.js';
 
 const TARGET_CHUNKS = 16;
@@ -64,14 +67,56 @@ export function launchAttention(ctx: StepContext, node: OpNode<'attention'>, kv:
   const { heads, kvHeads, headDim, scale, slidingWindow, layer } = node.attrs;
   const { gpu, meta, act } = ctx;
   const rows = ctx.rowsOf(node.inputs.q);
+  const [kCache, vCache] = [kv.k(layer), kv.v(layer)];
+  const fp8 = kv.fp8 === true;
+  const seqArgs = [ctx.metaPtr(meta.at.rowSeq), ctx.metaPtr(meta.at.seqInfo), ctx.metaPtr(meta.at.blockTables)];
+  const window = slidingWindow ?? 0;
+  const lanes = decodeLanes(headDim, dtypeBytes(act));
+  if (meta.decodeOnly && lanes > 0) {
+    const { splits, minChunk } = decodeSplits(rows, heads, gpu.multiprocessors, ctx.options.attentionChunk);
+    const partial = splits > 1 ? ctx.scratch(rows * heads * splits * (headDim + 2) * 4) : 0n; // [rows, heads, splits, headDim + 2]
+    const counters = splits > 1 ? ctx.counters(rows * heads) : 0n;
+    // q and k as the GEMV made them (before rotary when the rotary nodes are fused here).
+    const [q, k] = rope ? [rope.q.inputs.x, rope.k.inputs.x] : [node.inputs.q, node.inputs.k];
+    const r = rope?.q.attrs;
+    const ropeArgs = r ? [ctx.invFreq(rope!.q), r.rotaryDim, r.interleaved ? 1 : 0, r.attentionScaling] : [0n, 0, 0, 1];
+    const [pf, pfBytes] = prefetchOf(ctx, ctx.plan.nextWeight.get(node), rows);
+    gpu.launch(decodeAttentionKernel(lanes, act, undefined, fp8), { x: splits, y: heads, z: rows }, DEC_THREADS, [
+      ctx.value(node.output), partial, counters, ctx.value(q), kCache, vCache, ...seqArgs, headDim, kvHeads, kv.blockSize, window, scale, minChunk,
+      ctx.value(k), ctx.value(node.inputs.v), ctx.metaPtr(meta.at.slots), ...ropeArgs, pf, pfBytes,
+    ]);
+    return;
+  }
+  writeKv(ctx, node, kv, rope);
+  const q = ctx.value(node.inputs.q);
+  const out = ctx.value(node.output);
+  if (act !== 'f32' && !fp8 && ctx.options.flash && gpu.arch >= 80 && FLASH_HEAD_DIMS.includes(headDim)) {
+    gpu.launch(`flash_prefill${headDim}_${act}`, { x: meta.tiles, y: heads }, FA_THREADS, [
+      out, q, kCache, vCache, ctx.metaPtr(meta.at.tiles), ctx.metaPtr(meta.at.seqInfo), ctx.metaPtr(meta.at.blockTables), kvHeads, kv.blockSize, window, scale,
+    ]);
+    return;
+  }
+  const cache = fp8 ? '_e4m3' : '';
+  const { chunk, chunks } = attentionChunks(meta.rowPositions, slidingWindow, ctx.options.attentionChunk);
+  const partial = ctx.scratch(rows * heads * chunks * (headDim + 2) * 4); // [rows, heads, chunks, headDim + 2]
+  gpu.launch(`attention_partial_${act}${cache}`, { x: chunks, y: heads, z: rows }, ATT_THREADS, [
+    partial, q, kCache, vCache, ...seqArgs, headDim, kvHeads, kv.blockSize, window, scale, chunk,
+  ]);
+  gpu.launch(`attention_reduce_${act}`, { x: heads, y: rows }, threadsFor(headDim), [out, partial, headDim, chunks]);
+}
+
+/** The step's k and v into the cache, rotating q and k on the way when the rotary nodes are fused here. */
+function writeKv(ctx: StepContext, node: OpNode<'attention'>, kv: KvPointers, rope: RopeKv | null): void {
+  const { heads, kvHeads, headDim, layer } = node.attrs;
+  const { gpu, meta, act } = ctx;
+  const rows = ctx.rowsOf(node.inputs.q);
   const kvWidth = kvHeads * headDim;
   const [kCache, vCache] = [kv.k(layer), kv.v(layer)];
   const slots = ctx.metaPtr(meta.at.slots);
-  const fp8 = kv.fp8 === true;
-  const cache = fp8 ? '_e4m3' : '';
+  const cache = kv.fp8 === true ? '_e4m3' : '';
   if (rope) {
     const a = rope.q.attrs;
-    // Few rows (decode): a block per head; many (a prompt): a block per row, its cos/sin table formed once.
+    // Few rows: a block per head; many (a prompt): a block per row, its cos/sin table formed once.
     const perRow = rows >= ROPE_ROWS_PER_BLOCK_FROM;
     gpu.launch(`rope_kv_${act}${cache}`, { x: perRow ? 1 : heads, y: rows }, perRow ? threadsFor(headDim, 256) : threadsFor(headDim, 128), [
       ctx.value(rope.q.output), kCache, vCache, ctx.value(rope.q.inputs.x), ctx.value(rope.k.inputs.x), ctx.value(node.inputs.v),
@@ -81,31 +126,4 @@ export function launchAttention(ctx: StepContext, node: OpNode<'attention'>, kv:
     // k, v [rows, kvWidth] → cache rows at the step's slots.
     gpu.launch(`kv_write_${act}${cache}`, { x: rows }, threadsFor(kvWidth), [kCache, vCache, ctx.value(node.inputs.k), ctx.value(node.inputs.v), slots, kvWidth]);
   }
-  const q = ctx.value(node.inputs.q);
-  const out = ctx.value(node.output);
-  const seqArgs = [ctx.metaPtr(meta.at.rowSeq), ctx.metaPtr(meta.at.seqInfo), ctx.metaPtr(meta.at.blockTables)];
-  const window = slidingWindow ?? 0;
-
-  const lanes = decodeLanes(headDim, dtypeBytes(act));
-  if (meta.decodeOnly && lanes > 0) {
-    const { splits, minChunk } = decodeSplits(rows, heads, gpu.multiprocessors, ctx.options.attentionChunk);
-    const partial = splits > 1 ? ctx.scratch(rows * heads * splits * (headDim + 2) * 4) : 0n; // [rows, heads, splits, headDim + 2]
-    const counters = splits > 1 ? ctx.counters(rows * heads) : 0n;
-    gpu.launch(decodeAttentionKernel(lanes, act, undefined, fp8), { x: splits, y: heads, z: rows }, DEC_THREADS, [
-      out, partial, counters, q, kCache, vCache, ...seqArgs, headDim, kvHeads, kv.blockSize, window, scale, minChunk,
-    ]);
-    return;
-  }
-  if (act !== 'f32' && !fp8 && ctx.options.flash && gpu.arch >= 80 && FLASH_HEAD_DIMS.includes(headDim)) {
-    gpu.launch(`flash_prefill${headDim}_${act}`, { x: meta.tiles, y: heads }, FA_THREADS, [
-      out, q, kCache, vCache, ctx.metaPtr(meta.at.tiles), ctx.metaPtr(meta.at.seqInfo), ctx.metaPtr(meta.at.blockTables), kvHeads, kv.blockSize, window, scale,
-    ]);
-    return;
-  }
-  const { chunk, chunks } = attentionChunks(meta.rowPositions, slidingWindow, ctx.options.attentionChunk);
-  const partial = ctx.scratch(rows * heads * chunks * (headDim + 2) * 4); // [rows, heads, chunks, headDim + 2]
-  gpu.launch(`attention_partial_${act}${cache}`, { x: chunks, y: heads, z: rows }, ATT_THREADS, [
-    partial, q, kCache, vCache, ...seqArgs, headDim, kvHeads, kv.blockSize, window, scale, chunk,
-  ]);
-  gpu.launch(`attention_reduce_${act}`, { x: heads, y: rows }, threadsFor(headDim), [out, partial, headDim, chunks]);
 }

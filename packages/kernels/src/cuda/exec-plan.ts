@@ -6,10 +6,13 @@
 //     activation, or the gated activation of a gate and an up linear (launched where that node runs).
 //     With more rows the group's nodes run one by one (cuBLAS for the products).
 //   - rotary + KV write: an attention whose q and k come straight from rotary nodes (used by nothing
-//     else) rotates both and writes k and v into the cache in one kernel, in every step.
+//     else) rotates both and writes k and v into the cache in one kernel, in every step (in a decode
+//     step that kernel is the attention itself).
+//   - L2 prefetch targets: the weight of the GEMV that runs next after each attention and each group
+//     (l2-prefetch.ts says when a launch asks for it).
 // Fused launches read and write values at other positions than the graph's nodes do; `extraUses` and
 // `earlyDefs` tell the buffer plan, so one buffer assignment is safe for the fused and the unfused schedule.
-import type { Graph, OpNode, ValueId } from '@zinfer/core';
+import type { Graph, OpNode, ValueId, WeightName } from '@zinfer/core';
 import type { EarlyDef, ExtraUse } from './buffer-plan.js';
 
 export type Epilogue =
@@ -48,6 +51,8 @@ export interface ExecPlan {
   rope: Map<OpNode, RopeKv>;
   /** Rotary node indices run by their attention's launch. */
   ropeCovers: Set<number>;
+  /** The first weight the next linear group reads, after an attention node or a group (none after the last). */
+  nextWeight: Map<OpNode | LinearGroup, WeightName>;
   extraUses: ExtraUse[];
   earlyDefs: EarlyDef[];
 }
@@ -159,7 +164,7 @@ export function planExecution(graph: Graph, opts: FusionOptions = { linear: true
     ropeCovers.add(ki);
     extraUses.push([q.inputs.x, i], [k.inputs.x, i]);
   });
-  return { groups, groupOf, rope, ropeCovers, extraUses, earlyDefs };
+  return { groups, groupOf, rope, ropeCovers, nextWeight: nextWeights(graph, groups, groupOf), extraUses, earlyDefs };
 
   function sameDtype(a: OpNode, b: OpNode): boolean {
     if (a.op !== 'linear' || b.op !== 'linear' || !opts.weightDtype) return true;
@@ -173,4 +178,27 @@ export function planExecution(graph: Graph, opts: FusionOptions = { linear: true
     for (const j of covers) taken.add(j);
     list.push({ members: ms, input: ms[0].inputs.x, norm: null, epilogue, outputs, at, covers });
   }
+}
+
+/**
+ * What the linear launch after each attention node and each group reads first: the first member's weight of
+ * the next group in launch order (a group launches at `at`). Ungrouped linears are their own launch.
+ */
+function nextWeights(graph: Graph, groups: LinearGroup[], groupOf: Map<number, LinearGroup>): Map<OpNode | LinearGroup, WeightName> {
+  const launches: { at: number; weight: WeightName; group: LinearGroup | null }[] = groups.map((g) => ({ at: g.at, weight: g.members[0].attrs.weight, group: g }));
+  graph.nodes.forEach((node, i) => {
+    if (node.op === 'linear' && !groupOf.has(i)) launches.push({ at: i, weight: node.attrs.weight, group: null });
+  });
+  launches.sort((a, b) => a.at - b.at);
+  const after = (i: number) => launches.find((l) => l.at > i)?.weight;
+  const out = new Map<OpNode | LinearGroup, WeightName>();
+  graph.nodes.forEach((node, i) => {
+    const w = node.op === 'attention' ? after(i) : undefined;
+    if (w !== undefined) out.set(node, w);
+  });
+  for (const l of launches) {
+    const w = l.group ? after(l.at) : undefined;
+    if (l.group && w !== undefined) out.set(l.group, w);
+  }
+  return out;
 }

@@ -55,6 +55,8 @@ export interface Gpu {
   readonly arch: number;
   /** Streaming multiprocessors, for sizing grids. */
   readonly multiprocessors: number;
+  /** Bytes of L2 cache, for sizing prefetches (l2-prefetch.ts). */
+  readonly l2Bytes: number;
   /** Device bytes for `bytes`, stream-ordered; `what` names the allocation in an out-of-memory error. */
   alloc(bytes: number, what: string): bigint;
   free(ptr: bigint): void;

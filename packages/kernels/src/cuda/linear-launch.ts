@@ -4,6 +4,7 @@
 // tiled kernel for f16/bf16 weights with f32 activations (cuBLAS multiplies like types only).
 import { BackendError, type OpNode, type ValueId } from '@zinfer/core';
 import { ACTIVATION_CODES } from './activation-codes.js';
+import { prefetchOf } from './l2-prefetch.js';
 import type { LinearGroup } from './exec-plan.js';
 import { gemvKernel } from './gemv-variant.js';
 import type { StepContext } from './step-context.js';
@@ -14,6 +15,11 @@ export const GEMV_MAX_ROWS = 8;
 export const GEMV_WROWS = 4;
 export const GEMV_THREADS = 128;
 const TILE = 64;
+/**
+ * Blocks of a GEMV an SM holds (v1 at 1 row: 144 registers a thread, 3 blocks of 128): its last wave, the
+ * blocks that prefetch the next GEMV's weights. A wave's worth of the next weights is what they ask for.
+ */
+const GEMV_BLOCKS_PER_SM = 3;
 /** EPI_* and NORM_* of cuda/gemv.cu. */
 export const EPI = { none: 0, residual: 1, gated: 2, act: 3 } as const;
 export const NORM = { none: 0, rms: 1, layer: 2 } as const;
@@ -54,8 +60,16 @@ export function launchGroup(ctx: StepContext, g: LinearGroup): void {
   const blocks = e.kind === 'gated' ? Math.ceil(segs[0][3] / 2) : segs.reduce((n, s) => n + Math.ceil(s[3] / GEMV_WROWS), 0);
   const yF32 = g.outputs.some((v) => ctx.isF32(v)) ? 1 : 0;
   ctx.gpu.launch(gemvKernel(gemvRows(rows), ws[0].dtype, ctx.act), { x: blocks }, GEMV_THREADS, [
-    ...segs.flat(), x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32,
+    ...segs.flat(), x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32, ...tailPrefetch(ctx, g, rows, blocks, inF * GEMV_WROWS * (ws[0].bytes / (ws[0].shape[0] * inF))),
   ]);
+}
+
+/** The prefetch arguments of a group's GEMV: the next group's first weights, a wave's worth, by the last wave. */
+function tailPrefetch(ctx: StepContext, g: LinearGroup, rows: number, blocks: number, blockBytes: number): [bigint, number, number] {
+  const tail = Math.min(blocks, GEMV_BLOCKS_PER_SM * ctx.gpu.multiprocessors);
+  const [pf, bytes] = prefetchOf(ctx, ctx.plan.nextWeight.get(g), rows);
+  const capped = Math.min(bytes, Math.floor(tail * blockBytes));
+  return capped > 0 ? [pf, capped, tail] : [0n, 0, 0];
 }
 
 /** One linear node on its own: a one-segment GEMV for few rows, else a GEMM. */
@@ -70,7 +84,7 @@ export function launchLinear(ctx: StepContext, node: OpNode<'linear'>): void {
   const { gpu, act } = ctx;
   if (rows <= GEMV_MAX_ROWS) {
     gpu.launch(gemvKernel(gemvRows(rows), w.dtype, act), { x: Math.ceil(outF / GEMV_WROWS) }, GEMV_THREADS, [
-      y, w.ptr, bias, outF, 0n, 0n, 0n, 0, 0n, 0n, 0n, 0, x, 0n, 0n, 0n, 0, rows, inF, EPI.none, 0, NORM.none, yF32,
+      y, w.ptr, bias, outF, 0n, 0n, 0n, 0, 0n, 0n, 0n, 0, x, 0n, 0n, 0n, 0, rows, inF, EPI.none, 0, NORM.none, yF32, 0n, 0, 0,
     ]);
   } else if (w.dtype === act && ctx.options.cublas && gpu.gemm) {
     gpu.gemm({ y, x, w: w.ptr, dtype: act, yDtype: yF32 ? 'f32' : act, rows, inF, outF });

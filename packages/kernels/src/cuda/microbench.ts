@@ -123,7 +123,7 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number } = {})
     const y = alloc(8 * 32000 * 4, 'gemv output');
     const rotations = Math.max(1, Math.floor(big / wBytes));
     const wAt = (i: number) => buf + BigInt((i % rotations) * wBytes);
-    const gemvArgs = (w: bigint, rows: number) => [y, w, 0n, outF, 0n, 0n, 0n, 0, 0n, 0n, 0n, 0, x, 0n, 0n, 0n, 0, rows, inF, EPI.none, 0, NORM.none, 0];
+    const gemvArgs = (w: bigint, rows: number) => [y, w, 0n, outF, 0n, 0n, 0n, 0, 0n, 0n, 0n, 0, x, 0n, 0n, 0n, 0, rows, inF, EPI.none, 0, NORM.none, 0, 0n, 0, 0];
     const rowsVariant = (rows: number) => (rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8);
     const gemv = [1, 2, 4, 8].map((rows) => {
       const ms = time((i) => gpu.launch(`gemv${rowsVariant(rows)}_f16_f32`, { x: Math.ceil(outF / GEMV_WROWS) }, GEMV_THREADS, gemvArgs(wAt(i), rows)), 20);
@@ -172,7 +172,7 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number } = {})
             at += BigInt(n[j] * k * 2);
             return [j === 0 || epi === EPI.none ? yh + BigInt(j * 8 * 12288 * 2) : 0n, w, 0n, n[j]];
           };
-          return [...seg(0), ...seg(1), ...seg(2), xh, epi === EPI.residual ? res : 0n, norm ? normW : 0n, 0n, 1e-5, rows, k, epi, 1, norm, 0];
+          return [...seg(0), ...seg(1), ...seg(2), xh, epi === EPI.residual ? res : 0n, norm ? normW : 0n, 0n, 1e-5, rows, k, epi, 1, norm, 0, 0n, 0, 0];
         };
         const blocks = epi === EPI.gated ? Math.ceil(n[0] / 2) : n.reduce((a, b) => a + Math.ceil(b / GEMV_WROWS), 0);
         for (const variant of rows <= 2 ? GEMV_VARIANTS : (['v1'] as const)) {

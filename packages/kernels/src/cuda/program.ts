@@ -408,6 +408,8 @@ export class CudaProgram implements Program {
         if (!w) throw new BackendError(`weight ${name} is not on the device`, { tensor: name });
         return w;
       },
+      // Resident weights only: a streamed layer's slot may still be filling (prefetching it is wasted).
+      maybeWeight: (name: WeightName) => p.weights.get(name) ?? null,
       invFreq: (node) => {
         const ptr = p.invFreq.get(node);
         if (ptr === undefined) throw new BackendError('rotary node has no inverse frequencies on the device');

@@ -38,6 +38,7 @@ export class RecordingGpu implements Gpu {
   readonly name = 'recording gpu';
   readonly arch = 90;
   readonly multiprocessors = 132;
+  readonly l2Bytes = 50 * 2 ** 20;
   readonly launches: RecordedLaunch[] = [];
   readonly gemms: GemmArgs[] = [];
   /** External work (NCCL collectives) in stream order, replays included. */

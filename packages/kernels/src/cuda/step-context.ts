@@ -22,6 +22,8 @@ export interface StepContext {
   /** Whether a value is stored as f32 although activations are 16-bit (the graph's output, when a linear makes it). */
   isF32(id: ValueId): boolean;
   weight(name: WeightName): DeviceWeight;
+  /** The weight if it stays on the device (not streamed), else null: what a launch may prefetch. */
+  maybeWeight(name: WeightName): DeviceWeight | null;
   /** Device f64 inverse frequencies of a rotary node, uploaded at compile time. */
   invFreq(node: OpNode<'rotary'>): bigint;
   /** Scratch device memory of at least `bytes`, valid until the next call (one user at a time). */

@@ -35,6 +35,7 @@ export class CudaStream implements Gpu {
   readonly name: string;
   readonly arch: number;
   readonly multiprocessors: number;
+  readonly l2Bytes: number;
   readonly stream: Ptr;
   readonly gemm: ((g: GemmArgs) => void) | null;
   /** Whether launches use programmatic dependent launch. */
@@ -52,6 +53,7 @@ export class CudaStream implements Gpu {
     this.name = device.props.name;
     this.arch = device.props.arch;
     this.multiprocessors = device.props.multiprocessors;
+    this.l2Bytes = device.props.l2Bytes;
     device.enter();
     const s: [Ptr | null] = [null];
     this.driver.check('cuStreamCreate', this.driver.api.cuStreamCreate(s, CU.STREAM_NON_BLOCKING));
