@@ -4,8 +4,8 @@
 //     keeps an online softmax, and the last block of a (row, head) to finish merges the splits (a counter
 //     in global memory), so a decode layer's attention is one launch. It also does what a separate kernel
 //     did before it (rope_kv / kv_write): it rotates q, and the split that holds the row's new position
-//     rotates the step's k, uses it and v from shared memory for that position and (one block per KV
-//     head) writes both into the cache; the values and their rounding are those rope_kv would store, so
+//     rotates the step's k, uses it and v (from registers) for that position and (one block per KV head)
+//     writes both into the cache; the values and their rounding are those rope_kv would store, so
 //     the result is bit-identical. While it runs it asks L2 for the next GEMV's weights (l2_prefetch).
 //     The split count is fixed per launch and each split's range comes from the context length on the
 //     device, so a captured CUDA graph replays for any context.
@@ -259,11 +259,17 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   }
   __syncthreads();
 
-  float qv[VEC], acc[VEC];
+  float qv[VEC], acc[VEC], kp[VEC], vp[VEC];
 #pragma unroll
-  for (int k = 0; k < VEC; k++) qv[k] = acc[k] = 0.f;
+  for (int k = 0; k < VEC; k++) qv[k] = acc[k] = kp[k] = vp[k] = 0.f;
   if (active) {
-    load_vec<A, VEC>(sQ + d0, qv);
+    if (begin <= p && p < end) {
+      CacheVec<C, VEC>::widen(CacheVec<C, VEC>::shared(sK + d0), kp);
+      CacheVec<C, VEC>::widen(CacheVec<C, VEC>::shared(sV + d0), vp);
+    }
+    // Element reads: load_vec is __ldg (ld.global.nc), which a shared address faults.
+#pragma unroll
+    for (int k = 0; k < VEC; k++) qv[k] = to_f32(sQ[d0 + k]);
 #pragma unroll
     for (int k = 0; k < VEC; k++) qv[k] *= scale;
   }
@@ -277,9 +283,9 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
     for (int u = 0; u < DEC_UNROLL; u++) {
       const int j = base + group + u * G;
       const bool ok = active && j < end;
-      const i64 slot = ok && j != p ? (i64)table[j / blockSize] * blockSize + j % blockSize : 0;
-      kr[u] = !ok ? CV::zero() : j == p ? CV::shared(sK + d0) : CV::load(kCache + slot * kvWidth + kvOff);
-      vr[u] = !ok ? CV::zero() : j == p ? CV::shared(sV + d0) : CV::load(vCache + slot * kvWidth + kvOff);
+      const i64 slot = ok ? (i64)table[j / blockSize] * blockSize + j % blockSize : 0;
+      kr[u] = ok ? CV::load(kCache + slot * kvWidth + kvOff) : CV::zero();
+      vr[u] = ok ? CV::load(vCache + slot * kvWidth + kvOff) : CV::zero();
     }
   };
   if constexpr (PIPE) fetch(begin);
@@ -297,16 +303,25 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
 #pragma unroll
       for (int u = 0; u < DEC_UNROLL; u++) {
         const int j = j0 + u * G;
-        if (active && j == p) {
-          CV::widen(CV::shared(sK + d0), kf[u]);
-          CV::widen(CV::shared(sV + d0), vf[u]);
-        } else if (active && j < end) {
+        if (active && j < end) {
           const i64 slot = (i64)table[j / blockSize] * blockSize + j % blockSize;
           CV::widen(CV::load(kCache + slot * kvWidth + kvOff), kf[u]);
           CV::widen(CV::load(vCache + slot * kvWidth + kvOff), vf[u]);
         } else {
 #pragma unroll
           for (int k = 0; k < VEC; k++) kf[u][k] = vf[u][k] = 0.f;
+        }
+      }
+    }
+    // The new position's K and V come from registers (the cache row is being written by another block;
+    // its load above is discarded). Selecting values, not pointers: a load never sees a shared address.
+#pragma unroll
+    for (int u = 0; u < DEC_UNROLL; u++) {
+      if (j0 + u * G == p) {
+#pragma unroll
+        for (int k = 0; k < VEC; k++) {
+          kf[u][k] = kp[k];
+          vf[u][k] = vp[k];
         }
       }
     }

@@ -169,7 +169,12 @@ __device__ __forceinline__ void l2_prefetch(const void *base, long long bytes, l
   for (long long i = part * blockDim.x + threadIdx.x; i < pieces; i += parts * blockDim.x) {
     const long long off = i * PIECE;
     const unsigned size = (unsigned)(min(PIECE, bytes - off) & ~15LL);
-    if (size) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(static_cast<const char *>(base) + off), "r"(size) : "memory");
+    // The instruction takes a .global address: convert the generic pointer rather than assume they agree.
+    if (size) {
+      asm volatile("{\n\t.reg .u64 g;\n\tcvta.to.global.u64 g, %0;\n\tcp.async.bulk.prefetch.L2.global [g], %1;\n\t}" ::"l"(static_cast<const char *>(base) + off),
+                   "r"(size)
+                   : "memory");
+    }
   }
 #endif
 }
