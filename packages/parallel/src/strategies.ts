@@ -2,6 +2,7 @@
 // plan() is pure; launch() starts the ranks.
 import { CONTRACT_VERSION, ConfigError, type Graph, type LaunchArgs, type ParallelPlan, type ParallelStrategy, type StepBatch } from '@zinfer/core';
 import { launchPlan, type LaunchOptions } from './launch.js';
+import type { NodeOptions } from './multi-node/env.js';
 import { planPipeline } from './pipeline-parallel/plan.js';
 import { planTensorParallel } from './tensor-parallel/plan.js';
 
@@ -12,6 +13,8 @@ export interface TensorParallelOptions {
   ranks?: 'workers' | 'inline';
   /** Worker ranks: a step that some rank does not finish within this many ms fails as a hung rank (default 30 000). */
   timeoutMs?: number;
+  /** Ranks spread over node processes (this one is RANK 0); default from the environment (WORLD_SIZE, ...). */
+  nodes?: NodeOptions | null;
 }
 
 export interface PipelineParallelOptions {
@@ -21,6 +24,7 @@ export interface PipelineParallelOptions {
   tensorSize?: number;
   ranks?: 'workers' | 'inline';
   timeoutMs?: number;
+  nodes?: NodeOptions | null;
   /**
    * The hybrid schedule: micro-batches per step while prompts are processed (more, smaller ones keep the
    * stages busy on long inputs) and for decode-only steps (fewer, larger ones). Defaults: 2 × stages, stages.
@@ -32,7 +36,7 @@ export interface PipelineParallelOptions {
 export type Strategy = ParallelStrategy & { contractVersion: number };
 
 export function tensorParallel(opts: TensorParallelOptions): Strategy {
-  return gridStrategy(`tensor-parallel(${opts.size})`, 1, opts.size, { ranks: opts.ranks, timeoutMs: opts.timeoutMs, microBatches: () => 1 });
+  return gridStrategy(`tensor-parallel(${opts.size})`, 1, opts.size, { ranks: opts.ranks, timeoutMs: opts.timeoutMs, nodes: opts.nodes, microBatches: () => 1 });
 }
 
 export function pipelineParallel(opts: PipelineParallelOptions): Strategy {
@@ -43,7 +47,7 @@ export function pipelineParallel(opts: PipelineParallelOptions): Strategy {
     if (!Number.isInteger(n) || n < 1) throw new ConfigError('invalid micro-batch count', { field: `parallel.${field}`, expected: 'a positive integer', found: String(n) });
   }
   const microBatches = (b: StepBatch) => (b.sequences.some((s) => s.queryLength > 1) ? prompt : decode);
-  return gridStrategy(`pipeline-parallel(${opts.stages}${tp > 1 ? ` × tp ${tp}` : ''})`, opts.stages, tp, { ranks: opts.ranks, timeoutMs: opts.timeoutMs, microBatches });
+  return gridStrategy(`pipeline-parallel(${opts.stages}${tp > 1 ? ` × tp ${tp}` : ''})`, opts.stages, tp, { ranks: opts.ranks, timeoutMs: opts.timeoutMs, nodes: opts.nodes, microBatches });
 }
 
 function gridStrategy(name: string, stages: number, tp: number, launch: LaunchOptions): Strategy {

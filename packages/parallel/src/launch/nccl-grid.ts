@@ -13,8 +13,10 @@ import { placeOf } from './groups.js';
 export interface NcclGrid {
   tensorSize: number;
   stages: number;
-  /** Device of rank 0; rank r runs on firstDevice + r. */
+  /** Device of rank 0; rank r runs on firstDevice + r (multi-node: firstDevice + its index on its node). */
   firstDevice: number;
+  /** Ranks per node process (multi-node); absent when every rank is a thread of one process. */
+  ranksPerNode?: number;
   /** ncclUniqueId of each stage's tensor group. */
   tensorIds: (Uint8Array | null)[];
   /** ncclUniqueId of each tensor rank's pipeline group. */
@@ -42,13 +44,22 @@ export function rankFactory(factory: BackendFactory, device: number): BackendFac
   return { ...factory, options: { ...(factory.options as object | undefined), device } };
 }
 
-export function createNcclGrid(plan: ParallelPlan, factory: BackendFactory): NcclGrid {
+/** Multi-node grids: ranks per node, and the devices each follower node sees (node k at index k - 1). */
+export interface GridNodes {
+  ranksPerNode: number;
+  followerDevices: number[];
+}
+
+export function createNcclGrid(plan: ParallelPlan, factory: BackendFactory, nodes?: GridNodes): NcclGrid {
   const ranks = plan.ranks.length;
   const firstDevice = firstDeviceOf(factory);
-  const devices = cudaDeviceCount();
-  if (firstDevice + ranks > devices) {
-    throw new ConfigError(`the parallel plan needs ${ranks} GPUs from device ${firstDevice}, and ${devices} are visible`, {
-      field: 'parallel', expected: `at most ${devices - firstDevice} ranks (one GPU each)`, found: `${ranks} ranks`,
+  const local = nodes?.ranksPerNode ?? ranks;
+  // Every node checks its own devices: node k's ranks run on its devices firstDevice.. firstDevice + local - 1.
+  for (const [k, devices] of [cudaDeviceCount(), ...(nodes?.followerDevices ?? [])].entries()) {
+    if (firstDevice + local <= devices) continue;
+    const where = nodes ? `node ${k} runs ${local} ranks from device ${firstDevice}` : `the parallel plan needs ${ranks} GPUs from device ${firstDevice}`;
+    throw new ConfigError(`${where}, and ${devices} are visible${nodes ? ' there' : ''}`, {
+      field: 'parallel', expected: `at most ${devices - firstDevice} ranks${nodes ? ` on node ${k}` : ''} (one GPU each)`, found: `${local} ranks`,
     });
   }
   const nccl = Nccl.load(); // here first, so NCCL reads its environment (NCCL_NVLS_ENABLE=0) on this thread
@@ -58,6 +69,7 @@ export function createNcclGrid(plan: ParallelPlan, factory: BackendFactory): Ncc
     tensorSize,
     stages: plan.stages,
     firstDevice,
+    ...(nodes ? { ranksPerNode: local } : {}),
     tensorIds: Array.from({ length: plan.stages }, () => idFor(tensorSize)),
     pipelineIds: Array.from({ length: tensorSize }, () => idFor(plan.stages)),
     cells: createCommCells(2 * ranks),
@@ -69,7 +81,8 @@ export function createNcclGrid(plan: ParallelPlan, factory: BackendFactory): Ncc
  * (every rank joins in that order, so the blocking joins cannot wait on each other in a cycle).
  */
 export function joinNcclGrid(grid: NcclGrid, rank: number): RankComms {
-  bindDevice(grid.firstDevice + rank);
+  const local = grid.ranksPerNode ?? grid.tensorSize * grid.stages;
+  bindDevice(grid.firstDevice + (rank % local));
   const nccl = Nccl.load();
   const { stage, tensorRank } = placeOf(rank, grid.tensorSize);
   const join = (id: Uint8Array | null, size: number, at: number, cellIndex: number, devices?: number[]) => {
@@ -82,8 +95,11 @@ export function joinNcclGrid(grid: NcclGrid, rank: number): RankComms {
     }
     return new NcclCommunicator(nccl, cell, at, size, devices);
   };
-  // The tensor group's devices: its ranks are threads of this process, so they may share peer memory.
-  const tensorDevices = Array.from({ length: grid.tensorSize }, (_, t) => grid.firstDevice + stage * grid.tensorSize + t);
+  // The tensor group's devices when its ranks are threads of this process, so they may share peer memory;
+  // a group that spans nodes has no common address space.
+  const first = stage * grid.tensorSize;
+  const oneNode = Math.floor(first / local) === Math.floor((first + grid.tensorSize - 1) / local);
+  const tensorDevices = oneNode ? Array.from({ length: grid.tensorSize }, (_, t) => grid.firstDevice + ((first + t) % local)) : undefined;
   const communicator = join(grid.tensorIds[stage], grid.tensorSize, tensorRank, 2 * rank, tensorDevices);
   const pipeline = join(grid.pipelineIds[tensorRank], grid.stages, stage, 2 * rank + 1);
   return { communicator, pipeline };

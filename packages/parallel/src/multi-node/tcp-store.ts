@@ -1,0 +1,225 @@
+// The node store on node:net, in the spirit of torch's TCPStore: RANK 0 serves a MemoryStore on
+// MASTER_PORT; each follower connects, says hello (its node rank and facts about it) and then reaches the
+// store with requests ('req' → 'res') and exchanges control messages with the leader ('msg') on the same
+// connection. A connection that breaks the protocol is closed with a BackendError; the server goes on.
+import { EventEmitter } from 'node:events';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { BackendError } from '@zinfer/core';
+import { FramedConnection, type Frame } from './frames.js';
+import { MemoryStore, type KeyValueStore } from './kv-store.js';
+
+/** What a follower says first: its node rank, the run size it was started for, and facts for the leader. */
+export interface Hello {
+  node: number;
+  worldSize: number;
+  /** Visible CUDA devices (0 without a driver) and the host name, for the leader's checks and messages. */
+  devices: number;
+  host: string;
+}
+
+type Request = { op: 'set'; key: string; value: unknown } | { op: 'get'; key: string; timeoutMs?: number } | { op: 'add'; key: string; n: number } | { op: 'delete'; key: string };
+
+/** One follower's connection, on the leader. Events: 'message' (a control message), 'close' (why). */
+export class StorePeer extends EventEmitter<{ message: [unknown]; close: [BackendError | null] }> {
+  constructor(readonly hello: Hello, readonly conn: FramedConnection) {
+    super();
+  }
+
+  send(body: unknown): void {
+    this.conn.send({ t: 'msg', body });
+  }
+}
+
+export interface StoreServerOptions {
+  port: number;
+  host?: string;
+  heartbeatTimeoutMs?: number;
+  /** Why a hello is refused, or null to admit it. */
+  admit: (hello: Hello) => string | null;
+  /** Connections closed for breaking the protocol, for logs and tests. */
+  onBadPeer?: (e: BackendError) => void;
+}
+
+export class TcpStoreServer extends EventEmitter<{ peer: [StorePeer] }> {
+  readonly store = new MemoryStore();
+  private readonly conns = new Set<FramedConnection>();
+
+  private constructor(private readonly server: Server, private readonly o: StoreServerOptions) {
+    super();
+    server.on('connection', (s) => this.accept(s));
+  }
+
+  static listen(o: StoreServerOptions): Promise<TcpStoreServer> {
+    const server = createServer();
+    return new Promise((resolve, reject) => {
+      server.once('error', (e) => reject(new BackendError(`cannot listen on ${o.host ?? '0.0.0.0'}:${o.port} for the other nodes: ${e.message}`, { field: 'MASTER_PORT', expected: 'a free port', found: String(o.port) })));
+      server.listen(o.port, o.host, () => {
+        server.unref(); // the engine, not the store, decides how long the leader's process lives
+        resolve(new TcpStoreServer(server, o));
+      });
+    });
+  }
+
+  get port(): number {
+    return (this.server.address() as { port: number }).port;
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.conns) c.close();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private accept(socket: Socket): void {
+    socket.unref();
+    const conn = new FramedConnection(socket, `a node connecting from ${socket.remoteAddress}:${socket.remotePort}`, this.o.heartbeatTimeoutMs);
+    this.conns.add(conn);
+    let peer: StorePeer | null = null;
+    conn.on('close', (why) => {
+      this.conns.delete(conn);
+      if (why && !peer) this.o.onBadPeer?.(why);
+      peer?.emit('close', why);
+    });
+    conn.on('frame', (f) => {
+      if (!peer) {
+        const refused = f.t !== 'hello' ? `expected a hello, found a '${f.t}' frame` : !isHello(f.hello) ? 'a malformed hello' : this.o.admit(f.hello);
+        if (refused) {
+          conn.send({ t: 'refused', reason: refused });
+          return conn.close(new BackendError(`refused ${conn.peer}: ${refused}`));
+        }
+        const hello = f.hello as Hello;
+        conn.peer = `node ${hello.node} (${hello.host}, ${socket.remoteAddress}:${socket.remotePort})`;
+        peer = new StorePeer(hello, conn);
+        conn.send({ t: 'welcome' });
+        return void this.emit('peer', peer);
+      }
+      if (f.t === 'msg') return void peer.emit('message', f.body);
+      if (f.t === 'req') return void this.serve(conn, f);
+      conn.close(new BackendError(`bad frame from ${conn.peer}: unknown type '${f.t}'`));
+    });
+  }
+
+  private async serve(conn: FramedConnection, f: Frame): Promise<void> {
+    const r = f.req as Request;
+    try {
+      const value = r.op === 'set' ? await this.store.set(r.key, r.value) : r.op === 'get' ? await this.store.get(r.key, r.timeoutMs) : r.op === 'add' ? await this.store.add(r.key, r.n) : await this.store.delete(r.key);
+      conn.send({ t: 'res', id: f.id, value });
+    } catch (e) {
+      conn.send({ t: 'res', id: f.id, error: (e as Error).message });
+    }
+  }
+}
+
+export interface ConnectOptions {
+  addr: string;
+  port: number;
+  hello: Hello;
+  /** How long to keep trying while the leader is not up yet (default 60 000 ms). */
+  timeoutMs?: number;
+  heartbeatTimeoutMs?: number;
+}
+
+/** A follower's connection to the leader's store. Events: 'message' (control), 'close' (why; null when closed here). */
+export class TcpStoreClient extends EventEmitter<{ message: [unknown]; close: [BackendError | null] }> implements KeyValueStore {
+  private nextId = 1;
+  private readonly calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+
+  /** `early`: frames that came in behind the welcome, before this object listened. */
+  private constructor(readonly conn: FramedConnection, early: Frame[]) {
+    super();
+    conn.on('frame', (f) => this.receive(f));
+    // After the caller's await has resumed (a microtask would run before it): by then it listens for 'message'.
+    setImmediate(() => early.forEach((f) => this.receive(f)));
+    conn.on('close', (why) => {
+      for (const c of this.calls.values()) c.reject(why ?? new BackendError('the store connection was closed'));
+      this.calls.clear();
+      this.emit('close', why);
+    });
+  }
+
+  static async connect(o: ConnectOptions): Promise<TcpStoreClient> {
+    const timeoutMs = o.timeoutMs ?? 60_000;
+    const where = `${o.addr}:${o.port}`;
+    const socket = await connectWithRetry(o.addr, o.port, Date.now() + timeoutMs, `node ${o.hello.node} could not reach the leader (RANK 0) at MASTER_ADDR:MASTER_PORT ${where} within ${timeoutMs / 1000} s`);
+    const conn = new FramedConnection(socket, `the leader at ${where}`, o.heartbeatTimeoutMs);
+    const early: Frame[] = [];
+    let collect: (f: Frame) => void = () => {};
+    const answer = new Promise<Frame>((resolve, reject) => {
+      collect = (f) => (early.length || (f.t !== 'welcome' && f.t !== 'refused') ? early.push(f) : resolve(f));
+      conn.on('frame', collect);
+      conn.once('close', (why) => reject(why ?? new BackendError(`the leader at ${where} closed the connection`)));
+    });
+    conn.send({ t: 'hello', hello: o.hello });
+    const first = await answer.finally(() => conn.off('frame', collect));
+    if (first.t !== 'welcome') {
+      conn.close();
+      throw new BackendError(`the leader at ${where} refused node ${o.hello.node}: ${String(first.reason)}`, { field: 'RANK', found: String(o.hello.node) });
+    }
+    return new TcpStoreClient(conn, early);
+  }
+
+  send(body: unknown): void {
+    this.conn.send({ t: 'msg', body });
+  }
+
+  private receive(f: Frame): void {
+    if (f.t === 'msg') return void this.emit('message', f.body);
+    const call = f.t === 'res' ? this.calls.get(f.id as number) : undefined;
+    if (!call) return this.conn.close(new BackendError(`bad frame from ${this.conn.peer}: unexpected '${f.t}'`));
+    this.calls.delete(f.id as number);
+    if (typeof f.error === 'string') call.reject(new BackendError(f.error));
+    else call.resolve(f.value);
+  }
+
+  close(): void {
+    this.conn.close();
+  }
+
+  set(key: string, value: unknown): Promise<void> {
+    return this.call({ op: 'set', key, value }) as Promise<void>;
+  }
+
+  get(key: string, timeoutMs?: number): Promise<unknown> {
+    return this.call({ op: 'get', key, timeoutMs });
+  }
+
+  add(key: string, n: number): Promise<number> {
+    return this.call({ op: 'add', key, n }) as Promise<number>;
+  }
+
+  delete(key: string): Promise<void> {
+    return this.call({ op: 'delete', key }) as Promise<void>;
+  }
+
+  private call(req: Request): Promise<unknown> {
+    if (!this.conn.open) return Promise.reject(new BackendError(`the connection to ${this.conn.peer} is closed`));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.calls.set(id, { resolve, reject });
+      this.conn.send({ t: 'req', id, req });
+    });
+  }
+}
+
+/** Connects, retrying refused or failed attempts every 200 ms until the deadline (the leader may start later). */
+function connectWithRetry(addr: string, port: number, deadline: number, message: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const attempt = () => {
+      const s = createConnection({ host: addr, port });
+      s.once('connect', () => {
+        s.removeAllListeners('error');
+        resolve(s);
+      });
+      s.once('error', (e) => {
+        s.destroy();
+        if (Date.now() + 200 > deadline) reject(new BackendError(`${message} (${e.message})`, { field: 'MASTER_ADDR', expected: `a leader listening at ${addr}:${port}`, found: e.message }));
+        else setTimeout(attempt, 200);
+      });
+    };
+    attempt();
+  });
+}
+
+function isHello(h: unknown): h is Hello {
+  const o = h as Hello | null;
+  return typeof o === 'object' && o !== null && [o.node, o.worldSize, o.devices].every(Number.isInteger) && typeof o.host === 'string';
+}
