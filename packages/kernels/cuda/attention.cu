@@ -6,7 +6,7 @@
 //     did before it (rope_kv / kv_write): it rotates q, and the split that holds the row's new position
 //     rotates the step's k, uses it and v (from registers) for that position and (one block per KV head)
 //     writes both into the cache; the values and their rounding are those rope_kv would store, so
-//     the result is bit-identical. While it runs it asks L2 for the next GEMV's weights (l2_prefetch).
+//     the result is bit-identical. It can ask L2 for the next GEMV's weights (l2_prefetch; off by default).
 //     The split count is fixed per launch and each split's range comes from the context length on the
 //     device, so a captured CUDA graph replays for any context.
 //   - attention_partial + attention_reduce: the general path for any row (prompt rows too) and any head
@@ -203,7 +203,9 @@ template <> struct CacheVec<e4m3_t, 4> {
 
 // PIPE: the next iteration's K and V (and their block-table lookups) are loaded before this iteration's
 // are used, so a block always has a round of loads in flight; the arithmetic and its order are unchanged
-// (bit-identical to PIPE = false). Entry points attn_decodeLANES_S and attn_decodeLANESp_S.
+// (the same operations in the same order as PIPE = false; yet on H100 and H200 some greedy ids of a
+// 64-row random-weight step differ between the two, so they are equal within rounding, not bit for bit;
+// both pass the reference checks). Entry points attn_decodeLANES_S and attn_decodeLANESp_S.
 //
 // The step's own K and V: q [rows, heads*headDim] and kNew, vNew [rows, kvHeads*headDim] as the q/k/v GEMV
 // made them (before rotary when rotaryDim > 0: invFreq, interleaved and ropeScaling as in rotary.cu);
@@ -326,7 +328,7 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
       }
     }
     // Explicit roundings (no contraction left to the compiler): the variants compile to different code,
-    // and each must round every step the same way to stay bit-identical.
+    // and each should round every step the same way.
     float sc[DEC_UNROLL];
     float mNew = m;
 #pragma unroll

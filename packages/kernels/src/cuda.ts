@@ -131,7 +131,7 @@ export { cudaMicrobench, type MicrobenchResult } from './cuda/microbench.js';
 export { profileStep, summarizeProfile, gemvShape, type KernelTiming, type ProfileRow } from './cuda/kernel-profile.js';
 export { GEMV_VARIANTS, gemvVariant, setGemvVariant, type GemvVariant } from './cuda/gemv-variant.js';
 export { DECODE_ATTENTION_VARIANTS, decodeAttentionVariant, setDecodeAttentionVariant, type DecodeAttentionVariant } from './cuda/decode-attention-variant.js';
-export { l2Prefetch, setL2Prefetch } from './cuda/l2-prefetch.js';
+export { L2_PREFETCH_MODES, l2Prefetch, setL2Prefetch, type L2PrefetchMode } from './cuda/l2-prefetch.js';
 export { pinnedCopyProbe, type H2dProbeResult } from './cuda/h2d-probe.js';
 export type { StreamStats } from './cuda/streamed-weights.js';
 // The peer-memory all-reduce and what scripts/gpu-allreduce-check.mjs drives it with (a device and a stream).

@@ -15,6 +15,7 @@ import { planBuffers } from '../src/cuda/buffer-plan.js';
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
 import type { ActivationChoice } from '../src/cuda/device-weights.js';
 import { planExecution } from '../src/cuda/exec-plan.js';
+import { setL2Prefetch, type L2PrefetchMode } from '../src/cuda/l2-prefetch.js';
 import { RecordingGpu, type RecordedLaunch } from '../src/cuda/recording-gpu.js';
 import { isGraphableDecode, packStep, padDecodeBatch } from '../src/cuda/step-metadata.js';
 
@@ -251,6 +252,36 @@ const prefillThenDecode = (): StepBatch[] => [
 ];
 
 const TINY16: TinyLlamaConfig = { ...TINY_LLAMA, headDim: 16 }; // a head size the flash kernel is compiled for
+
+test('L2 prefetch (attention, all): decode launches name the next GEMV\'s weight, within its bytes; off: none', async () => {
+  const m = tinyLlama(Rng.fromSeed(2), TINY16, 'f16');
+  const sites = (mode: L2PrefetchMode) => async () => {
+    setL2Prefetch(mode);
+    try {
+      const gpu = new RecordingGpu({ cublas: true });
+      const program = await compileProgram(gpu, m.graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 5, blockSize: 4 } }, { ...SETTINGS, activations: 'auto' });
+      let from = 0;
+      for (const batch of prefillThenDecode()) {
+        from = gpu.launches.length;
+        await program.run(batch);
+        checkFootprints(gpu, from); // the prefetched range is a read of the weight: within its allocation
+      }
+      const last = gpu.launches.slice(from); // the decode step
+      await program.dispose();
+      return {
+        attention: last.filter((l) => /^attn_decode/.test(l.kernel) && n(l.args[23]) > 0).length,
+        gemv: last.filter((l) => /^gemv\d/.test(l.kernel) && n(l.args[25]) > 0).length,
+      };
+    } finally {
+      setL2Prefetch('off');
+    }
+  };
+  assert.equal(await sites('off')(), { attention: 0, gemv: 0 });
+  const attention = await sites('attention')();
+  assert.ok(attention.attention === TINY16.numLayers && attention.gemv === 0, JSON.stringify(attention));
+  const all = await sites('all')();
+  assert.ok(all.attention === TINY16.numLayers && all.gemv >= 3 * TINY16.numLayers, JSON.stringify(all)); // every group but the LM head
+});
 
 for (const dtype of ['f32', 'f16', 'bf16'] as FloatDType[]) {
   for (const activations of ['f32', 'auto'] as ActivationChoice[]) {

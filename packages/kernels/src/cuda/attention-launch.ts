@@ -80,7 +80,7 @@ export function launchAttention(ctx: StepContext, node: OpNode<'attention'>, kv:
     const [q, k] = rope ? [rope.q.inputs.x, rope.k.inputs.x] : [node.inputs.q, node.inputs.k];
     const r = rope?.q.attrs;
     const ropeArgs = r ? [ctx.invFreq(rope!.q), r.rotaryDim, r.interleaved ? 1 : 0, r.attentionScaling] : [0n, 0, 0, 1];
-    const [pf, pfBytes] = prefetchOf(ctx, ctx.plan.nextWeight.get(node), rows);
+    const [pf, pfBytes] = prefetchOf(ctx, 'attention', ctx.plan.nextWeight.get(node), rows);
     gpu.launch(decodeAttentionKernel(lanes, act, undefined, fp8), { x: splits, y: heads, z: rows }, DEC_THREADS, [
       ctx.value(node.output), partial, counters, ctx.value(q), kCache, vCache, ...seqArgs, headDim, kvHeads, kv.blockSize, window, scale, minChunk,
       ctx.value(k), ctx.value(node.inputs.v), ctx.metaPtr(meta.at.slots), ...ropeArgs, pf, pfBytes,

@@ -1,5 +1,5 @@
 // Which compiled variant of the decode attention (attn_decode in cuda/attention.cu) a step launches. Both
-// give bit-identical results; `pipe` loads the next round of K/V (and block-table entries) before it uses
+// agree within rounding (not bit for bit: some greedy ids of a 64-row random-weight step differ); `pipe` loads the next round of K/V (and block-table entries) before it uses
 // the current one, and is the default: on an H200 its batch-64 decode attention read K/V at 3,806 GB/s
 // against v1's 2,525 (graphed 64-row step 11.8 vs 14.3 ms). Selected by ZINFER_DECODE_ATTENTION, or
 // setDecodeAttentionVariant between steps (a program with CUDA graphs must drop them to see a change:

@@ -67,7 +67,7 @@ export function launchGroup(ctx: StepContext, g: LinearGroup): void {
 /** The prefetch arguments of a group's GEMV: the next group's first weights, a wave's worth, by the last wave. */
 function tailPrefetch(ctx: StepContext, g: LinearGroup, rows: number, blocks: number, blockBytes: number): [bigint, number, number] {
   const tail = Math.min(blocks, GEMV_BLOCKS_PER_SM * ctx.gpu.multiprocessors);
-  const [pf, bytes] = prefetchOf(ctx, ctx.plan.nextWeight.get(g), rows);
+  const [pf, bytes] = prefetchOf(ctx, 'gemv', ctx.plan.nextWeight.get(g), rows);
   const capped = Math.min(bytes, Math.floor(tail * blockBytes));
   return capped > 0 ? [pf, capped, tail] : [0n, 0, 0];
 }
