@@ -29,7 +29,7 @@ test('set/get/add across clients and the local store; a get waits for its key; M
   const { server, connect } = await serve();
   const [a, b] = [await connect(1), await connect(2)];
   const later = b.get('k');
-  await a.set('k', new Map([['x', Float32Array.of(1.5, -2)], ['y', 2n ** 70n]]));
+  await a.set('k', new Map<string, unknown>([['x', Float32Array.of(1.5, -2)], ['y', 2n ** 70n]]));
   const v = (await later) as Map<string, unknown>;
   assert.equal([...(v.get('x') as Float32Array)], [1.5, -2]);
   assert.is(v.get('y'), 2n ** 70n);
