@@ -10,6 +10,7 @@ import { AVAILABLE_BACKENDS, BACKEND_NAMES, createBackend } from './backends.js'
 import { EXIT_INTERRUPTED, EXIT_OK, UsageError } from './cli-errors.js';
 import type { CliIo } from './cli-io.js';
 import { collect, parseBytes, parseCount, parseInteger, parseNumber, parseTokenIds } from './parse-flags.js';
+import { runIfFollower } from './node-follower.js';
 import { loadProgress } from './progress.js';
 
 /** The command's flags; the device ones (parallel, offload) are shared with the other command. */
@@ -61,6 +62,8 @@ export function generateCommand(io: CliIo, done: (exitCode: number) => void): Co
 }
 
 export async function runGenerate(o: GenerateOptions, io: CliIo): Promise<number> {
+  const follower = await runIfFollower(o, io);
+  if (follower !== null) return follower;
   const request = toRequest(o);
   checkModelDir(o.model);
   const offload = offloadFromFlags(o);

@@ -13,6 +13,7 @@ import { offloadFromFlags, offloadOptions, offloadSummary, type OffloadFlags } f
 import { replannerFromFlags } from './moe-replan.js';
 import { parallelFromFlags, parallelOptions, type ParallelFlags } from './parallel-flags.js';
 import { parseBytes, parseCount, parseInteger } from './parse-flags.js';
+import { runIfFollower } from './node-follower.js';
 import { loadProgress } from './progress.js';
 import { readServeConfig, type ServeFileConfig } from './serve-config.js';
 import { startServer } from './server.js';
@@ -78,6 +79,8 @@ export function serveCommand(io: CliIo, done: (exitCode: number) => void): Comma
 }
 
 export async function runServe(o: ServeOptions, io: CliIo): Promise<number> {
+  const follower = await runIfFollower(o, io);
+  if (follower !== null) return follower;
   const offload = offloadFromFlags(o);
   const file: ServeFileConfig = o.config ? readServeConfig(o.config) : {};
   const model = o.model ?? file.model;

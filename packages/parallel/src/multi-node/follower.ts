@@ -21,6 +21,7 @@ export async function runFollower(o: FollowerOptions): Promise<number> {
   const { rank, worldSize } = o.nodes;
   const log = o.log ?? (() => {});
   const where = leaderAddress(o.nodes);
+  log(`zinfer node ${rank} of ${worldSize}: joining the leader at ${where} (waiting up to ${(o.nodes.joinTimeoutMs ?? 60_000) / 1000} s)`);
   const client = await TcpStoreClient.connect({
     addr: o.nodes.masterAddr, port: o.nodes.masterPort, timeoutMs: o.nodes.joinTimeoutMs, heartbeatTimeoutMs: o.nodes.heartbeatTimeoutMs,
     hello: { node: rank, worldSize, devices: visibleDevices(), host: hostname() },
