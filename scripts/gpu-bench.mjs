@@ -55,7 +55,7 @@ try {
 }
 const { createEngine } = core;
 const { stepBatch } = testing;
-const { cudaBackend, cudaMicrobench, probeFailure, profileStep, summarizeProfile, GEMV_VARIANTS, gemvVariant, setGemvVariant } = cuda;
+const { cudaBackend, cudaMicrobench, probeFailure, profileStep, summarizeProfile, GEMV_VARIANTS, gemvVariant, setGemvVariant, GEMV_NARROW_MODES, gemvNarrow, setGemvNarrow } = cuda;
 const { DECODE_ATTENTION_VARIANTS, decodeAttentionVariant, setDecodeAttentionVariant, L2_PREFETCH_MODES, l2Prefetch, setL2Prefetch } = cuda;
 const { profileDecode, decodeByVariant, profileTable, decodeBatch } = await import('./gpu-bench-profile.mjs');
 const DEFAULT_GEMV = gemvVariant();
@@ -109,6 +109,9 @@ const result = {
   // The graphed batch-1 decode per L2 prefetch mode (off, attention, all: ZINFER_L2_PREFETCH; the engine's
   // steps ran with the mode l2_prefetch names), and whether every mode gave the same greedy ids.
   l2_prefetch: l2Prefetch(), program_decode_bs1_ms_by_l2: null, program_gpt2_124m_decode_bs1_ms_by_l2: null, l2_prefetch_same_ids: null,
+  // GPT-2's narrow rows (768 inputs) on the one-warp GEMV or the 128-thread one (ZINFER_GEMV_NARROW; the engine
+  // ran gemv_narrow), graphed, and whether both gave the same greedy ids.
+  gemv_narrow: gemvNarrow(), program_gpt2_124m_decode_bs1_ms_by_narrow: null, gemv_narrow_same_ids: null,
 };
 const detail = { result, steps: {}, errors: {}, microbench: null, dirty, node: process.version };
 const save = () => {
@@ -196,6 +199,21 @@ async function l2On(program, { context, vocab }) {
     });
   } finally {
     setL2Prefetch(before);
+    program.resetGraphs();
+  }
+}
+
+/** The graphed batch-1 decode per narrow-row GEMV mode (same program; the default restored). */
+async function narrowOn(program, { context, vocab }) {
+  const before = gemvNarrow();
+  try {
+    return await decodeByVariant({
+      program, variants: GEMV_NARROW_MODES, setVariant: setGemvNarrow,
+      time: (argmax) => programDecode(program, { rows: 1, context, vocab, argmax }),
+      ids: () => program.runArgmax(decodeBatch(stepBatch, { rows: 1, context, vocab, t: 3 })),
+    });
+  } finally {
+    setGemvNarrow(before);
     program.resetGraphs();
   }
 }
@@ -410,6 +428,9 @@ await step('GPT-2 124M decode batch 1', async () => {
     const r = await variantsOn(program, { context: 100, vocab: 50257 });
     result.program_gpt2_124m_decode_bs1_ms_by_gemv = r.ms;
     result.program_gpt2_124m_decode_bs1_ms_by_l2 = (await l2On(program, { context: 100, vocab: 50257 })).ms;
+    const nr = await narrowOn(program, { context: 100, vocab: 50257 });
+    result.program_gpt2_124m_decode_bs1_ms_by_narrow = nr.ms;
+    result.gemv_narrow_same_ids = nr.sameIds;
     result.gpt2_124m_decode_bs1_gap_ms_by_gemv = gaps(r.ms, result.profile_gpt2_124m_bs1);
     if (!r.sameIds) throw new Error(`GEMV variants gave different greedy ids on GPT-2: ${JSON.stringify(r.ids)}`);
     return { minMs: Math.min(...times), p90Ms: quantile(times, 0.9), program: programStats(be) };
@@ -519,6 +540,7 @@ row('program_decode_bs1_ms_by_gemv', JSON.stringify(result.program_decode_bs1_ms
 row('decode_bs1_gap_ms_by_gemv', JSON.stringify(result.decode_bs1_gap_ms_by_gemv), 'graphed step − Σ kernel times (launch gaps and tails); GPT-2: ' + JSON.stringify(result.gpt2_124m_decode_bs1_gap_ms_by_gemv));
 row('program_decode_bs1_pdl_ms_by_gemv', JSON.stringify(result.program_decode_bs1_pdl_ms_by_gemv), 'the same with PDL');
 row('program_gpt2_124m_decode_bs1_ms_by_gemv', JSON.stringify(result.program_gpt2_124m_decode_bs1_ms_by_gemv), '');
+row('program_gpt2_124m_decode_bs1_ms_by_narrow', JSON.stringify(result.program_gpt2_124m_decode_bs1_ms_by_narrow), `graphed, GPT-2's 768-wide rows on the one-warp or the 128-thread GEMV (engine: ${result.gemv_narrow}); same ids: ${result.gemv_narrow_same_ids}`);
 row('program_decode_bs1_ms_by_l2', JSON.stringify(result.program_decode_bs1_ms_by_l2), `graphed, per L2 prefetch mode of the next GEMV's weights (engine: ${result.l2_prefetch}); same ids: ${result.l2_prefetch_same_ids}; GPT-2: ${JSON.stringify(result.program_gpt2_124m_decode_bs1_ms_by_l2)}`);
 row('decode_bs64_attention_gb_per_s', JSON.stringify(result.decode_bs64_attention_gb_per_s), 'decode attention K/V bytes over its µs (one eager 64-row step), per variant');
 row('decode_bs64_fp8_tokens_per_s', result.decode_bs64_fp8_tokens_per_s, `opt-in fp8 KV cache (floor ${result.decode_bs64_fp8_floor_tokens_per_s ?? '?'}; step ${result.decode_bs64_fp8_step_ms ?? '?'} ms; graphed by attention variant ${JSON.stringify(result.program_decode_bs64_fp8_ms_by_attention)})`);

@@ -22,7 +22,6 @@
 #include "common.cuh"
 
 #define GEMV_THREADS 128
-#define GEMV_WARPS (GEMV_THREADS / 32)
 #define GEMV_WROWS 4  // weight rows per block (GEMV_WROWS in src/cuda/linear-launch.ts)
 
 // Epilogues (EPI_* in src/cuda/linear-launch.ts) and norms (NORM_*).
@@ -34,13 +33,15 @@
 #define NORM_RMS 1
 #define NORM_LAYER 2
 
-template <int R, int U, bool ROLL, typename W, typename A>
+template <int R, int U, bool ROLL, int THREADS, typename W, typename A>
 __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, const W *w1, const float *b1, int n1, void *y2,
                      const W *w2, const float *b2, int n2, const A *__restrict__ x, const A *__restrict__ res,
                      const float *__restrict__ normW, const float *__restrict__ normB, float eps, int rows, int inF, int epi,
                      int act, int norm, int yF32, const void *pf, int pfBytes, int pfTail) {
   static_assert(R >= 1 && R <= 8, "GEMV takes 1 to 8 rows");
-  __shared__ float red[GEMV_WARPS][64];
+  static_assert(THREADS % 32 == 0 && THREADS >= 32, "whole warps");
+  constexpr int WARPS = THREADS / 32;
+  __shared__ float red[WARPS][64];
   __shared__ float fin[GEMV_WROWS][R];
   grid_dep_launch();
   const int tailStart = (int)gridDim.x - pfTail;
@@ -88,7 +89,7 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
   if (inF % N == 0) {
     // Rows of W (and of x) then start 16-byte aligned: allocations are 256-byte aligned.
     const int nv = inF / N;
-    constexpr int step = GEMV_THREADS * U; // U vectors per weight row per thread in flight
+    constexpr int step = THREADS * U; // U vectors per weight row per thread in flight
     uint4 raw[U][GEMV_WROWS];
     auto fetch = [&](int u, int v) {
 #pragma unroll
@@ -135,12 +136,12 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
       }
     };
 #pragma unroll
-    for (int u = 0; u < U; u++) fetch(u, threadIdx.x + u * GEMV_THREADS);
+    for (int u = 0; u < U; u++) fetch(u, threadIdx.x + u * THREADS);
     grid_dep_wait(); // weights never change: only x, the residual and the outputs wait for the kernel before
     for (int base = threadIdx.x; base < nv; base += step) {
 #pragma unroll
       for (int u = 0; u < U; u++) {
-        const int v = base + u * GEMV_THREADS;
+        const int v = base + u * THREADS;
         if (v >= nv) break;
         float wf[GEMV_WROWS][N];
 #pragma unroll
@@ -150,12 +151,12 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
       }
       if constexpr (!ROLL) {
 #pragma unroll
-        for (int u = 0; u < U; u++) fetch(u, base + step + u * GEMV_THREADS);
+        for (int u = 0; u < U; u++) fetch(u, base + step + u * THREADS);
       }
     }
   } else {
     grid_dep_wait();
-    for (int k = threadIdx.x; k < inF; k += GEMV_THREADS) {
+    for (int k = threadIdx.x; k < inF; k += THREADS) {
       float wf[GEMV_WROWS];
 #pragma unroll
       for (int i = 0; i < GEMV_WROWS; i++) wf[i] = ok[i] ? to_f32(wp[i][k]) : 0.f;
@@ -215,7 +216,7 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
     auto total = [&](int j) {
       float s = 0.f;
 #pragma unroll
-      for (int w = 0; w < GEMV_WARPS; w++) s += red[w][j];
+      for (int w = 0; w < WARPS; w++) s += red[w][j];
       return s;
     };
     float val = total(t);
@@ -254,24 +255,24 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
 // pfTail: the prefetch of the last pfTail blocks (null, 0, 0: none).
 // grid (Σ ceil(n / GEMV_WROWS), or ceil(n0 / 2) when gated), block (GEMV_THREADS); rows ≤ R.
 // V names the variant (empty, r or o), U its loads a row in flight, MINB the blocks an SM it asks room for.
-#define GEMV_ENTRY(R, V, U, ROLL, MINB, WS, AS, W, A)                                                                                   \
-  extern "C" __global__ void __launch_bounds__(GEMV_THREADS, MINB)                                                                      \
+#define GEMV_ENTRY(R, V, U, ROLL, MINB, T, WS, AS, W, A)                                                                                \
+  extern "C" __global__ void __launch_bounds__(T, MINB)                                                                                 \
       gemv##R##V##_##WS##_##AS(void *y0, const W *w0, const float *b0, int n0, void *y1, const W *w1, const float *b1, int n1, void *y2, \
                                const W *w2, const float *b2, int n2, const A *x, const A *res, const float *normW, const float *normB,   \
                                float eps, int rows, int inF, int epi, int act, int norm, int yF32, const void *pf, int pfBytes,        \
                                int pfTail) {                                                                                            \
-    gemv<R, U, ROLL, W, A>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32, pf, \
-                           pfBytes, pfTail);                                                                                           \
+    gemv<R, U, ROLL, T, W, A>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32,  \
+                              pf, pfBytes, pfTail);                                                                                    \
   }
 
 // Parity mode (f32 activations, weights in any stored dtype) and the 16-bit modes (weights in the
 // activation dtype).
-#define GEMV_DTYPES(R, V, U, ROLL, MINB)                    \
-  GEMV_ENTRY(R, V, U, ROLL, MINB, f32, f32, float, float)   \
-  GEMV_ENTRY(R, V, U, ROLL, MINB, f16, f32, f16_t, float)   \
-  GEMV_ENTRY(R, V, U, ROLL, MINB, bf16, f32, bf16_t, float) \
-  GEMV_ENTRY(R, V, U, ROLL, MINB, f16, f16, f16_t, f16_t)   \
-  GEMV_ENTRY(R, V, U, ROLL, MINB, bf16, bf16, bf16_t, bf16_t)
+#define GEMV_DTYPES(R, V, U, ROLL, MINB)                                  \
+  GEMV_ENTRY(R, V, U, ROLL, MINB, GEMV_THREADS, f32, f32, float, float)   \
+  GEMV_ENTRY(R, V, U, ROLL, MINB, GEMV_THREADS, f16, f32, f16_t, float)   \
+  GEMV_ENTRY(R, V, U, ROLL, MINB, GEMV_THREADS, bf16, f32, bf16_t, float) \
+  GEMV_ENTRY(R, V, U, ROLL, MINB, GEMV_THREADS, f16, f16, f16_t, f16_t)   \
+  GEMV_ENTRY(R, V, U, ROLL, MINB, GEMV_THREADS, bf16, bf16, bf16_t, bf16_t)
 
 GEMV_DTYPES(1, , 4, false, 1)
 GEMV_DTYPES(2, , 4, false, 1)
@@ -280,11 +281,19 @@ GEMV_DTYPES(8, , 4, false, 1)
 
 // The variants, for the latency-bound decode of 1 or 2 rows in the 16-bit modes only (each entry point
 // costs NVRTC time on every fresh machine; other rows and parity mode take v1: gemv-variant.ts).
-#define GEMV_VARIANTS_16(R)                                  \
-  GEMV_ENTRY(R, r, 4, true, 1, f16, f16, f16_t, f16_t)       \
-  GEMV_ENTRY(R, r, 4, true, 1, bf16, bf16, bf16_t, bf16_t)   \
-  GEMV_ENTRY(R, o, 2, true, 4, f16, f16, f16_t, f16_t)       \
-  GEMV_ENTRY(R, o, 2, true, 4, bf16, bf16, bf16_t, bf16_t)
+#define GEMV_VARIANTS_16(R)                                                \
+  GEMV_ENTRY(R, r, 4, true, 1, GEMV_THREADS, f16, f16, f16_t, f16_t)       \
+  GEMV_ENTRY(R, r, 4, true, 1, GEMV_THREADS, bf16, bf16, bf16_t, bf16_t)   \
+  GEMV_ENTRY(R, o, 2, true, 4, GEMV_THREADS, f16, f16, f16_t, f16_t)       \
+  GEMV_ENTRY(R, o, 2, true, 4, GEMV_THREADS, bf16, bf16, bf16_t, bf16_t)
 
 GEMV_VARIANTS_16(1)
 GEMV_VARIANTS_16(2)
+
+// Narrow rows (inF ≤ GEMV_WARP_MAX_IN in src/cuda/gemv-variant.ts, e.g. GPT-2's 768): one warp a block. A
+// 128-thread block leaves threads idle there (768 f16 = 96 vectors a row) and keeps 1 load a row per thread
+// in flight; a warp keeps 3 a row (12 a thread), and an SM holds 14 of them. gemv1w_*, gemv2w_*.
+GEMV_ENTRY(1, w, 4, false, 1, 32, f16, f16, f16_t, f16_t)
+GEMV_ENTRY(1, w, 4, false, 1, 32, bf16, bf16, bf16_t, bf16_t)
+GEMV_ENTRY(2, w, 4, false, 1, 32, f16, f16, f16_t, f16_t)
+GEMV_ENTRY(2, w, 4, false, 1, 32, bf16, bf16, bf16_t, bf16_t)

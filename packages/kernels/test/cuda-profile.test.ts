@@ -7,7 +7,7 @@ import { BackendError, Rng } from '@zinfer/core';
 import { memoryWeights, stepBatch, tinyLlama, TINY_LLAMA, type TinyLlamaConfig } from '@zinfer/core/testing';
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
 import { DECODE_ATTENTION_VARIANTS, decodeAttentionKernel, decodeAttentionVariant, parseDecodeAttentionVariant, setDecodeAttentionVariant } from '../src/cuda/decode-attention-variant.js';
-import { GEMV_VARIANTS, gemvKernel, gemvVariant, parseGemvVariant, setGemvVariant } from '../src/cuda/gemv-variant.js';
+import { GEMV_VARIANTS, gemvKernel, gemvLaunch, gemvVariant, parseGemvNarrow, parseGemvVariant, setGemvNarrow, setGemvVariant } from '../src/cuda/gemv-variant.js';
 import type { Dim3, KernelArg, LaunchHook } from '../src/cuda/gpu.js';
 import { gemvShape, summarizeProfile, type KernelTiming } from '../src/cuda/kernel-profile.js';
 import { loadKernelSources } from '../src/cuda/kernel-sources.js';
@@ -77,6 +77,22 @@ test('every decode attention variant has every lanes × dtype entry point, with 
   assert.throws(() => parseDecodeAttentionVariant('fast'), (e: BackendError) => e instanceof BackendError && e.info.field === 'ZINFER_DECODE_ATTENTION');
 });
 
+test('narrow rows take the one-warp GEMV in 16-bit modes at 1–2 rows (ZINFER_GEMV_NARROW=warp, the default), else the block GEMV', () => {
+  assert.is(parseGemvNarrow(undefined), 'warp');
+  assert.equal(gemvLaunch(1, 'f16', 'f16', 768), { kernel: 'gemv1w_f16_f16', threads: 32 });
+  assert.equal(gemvLaunch(2, 'bf16', 'bf16', 1024), { kernel: 'gemv2w_bf16_bf16', threads: 32 });
+  assert.equal(gemvLaunch(1, 'f16', 'f16', 1032).threads, 128, 'wider rows');
+  assert.equal(gemvLaunch(3, 'f16', 'f16', 768).threads, 128, 'more rows');
+  assert.equal(gemvLaunch(1, 'f16', 'f32', 768).threads, 128, 'parity mode');
+  setGemvNarrow('block');
+  try {
+    assert.equal(gemvLaunch(1, 'f16', 'f16', 768), { kernel: gemvKernel(1, 'f16', 'f16'), threads: 128 });
+  } finally {
+    setGemvNarrow('warp');
+  }
+  assert.throws(() => parseGemvNarrow('thread'), (e: BackendError) => e instanceof BackendError && e.info.field === 'ZINFER_GEMV_NARROW');
+});
+
 test('ZINFER_GEMV: unknown variants are a BackendError naming the field and the choices', () => {
   assert.is(parseGemvVariant(undefined), 'v1');
   assert.is(parseGemvVariant('occ'), 'occ');
@@ -91,6 +107,15 @@ test('ZINFER_GEMV: unknown variants are a BackendError naming the field and the 
 });
 
 test('runObserved: one decode step runs eagerly with the hook seeing every launch while its bucket has a graph; resetGraphs recaptures with the selected GEMV variant', async () => {
+  setGemvNarrow('block'); // the tiny model's rows are narrow: the variants apply to the 128-thread GEMV
+  try {
+    await runObservedCase();
+  } finally {
+    setGemvNarrow('warp');
+  }
+});
+
+async function runObservedCase(): Promise<void> {
   const gpu = new RecordingGpu();
   const m = tinyLlama(Rng.fromSeed(5), TINY16, 'f16');
   const program = await compileProgram(gpu, m.graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 8, blockSize: 4 } }, SETTINGS);
@@ -147,7 +172,7 @@ test('runObserved: one decode step runs eagerly with the hook seeing every launc
   }
   await program.dispose();
   assert.is(gpu.live.size, 0);
-});
+}
 
 test('runObserved needs a Gpu that takes hooks', async () => {
   const gpu = new RecordingGpu();

@@ -61,7 +61,7 @@ const NEEDS: [RegExp, Need][] = [
   [/^flash_prefill(\d+)_/, (a, l) => ({ 4: l.grid.x * 3 * 4 })],
   [/^embedding_/, (a, l, A) => ({ 0: l.grid.x * n(a[3]) * A, 2: l.grid.x * 4 })],
   [/^gemm_/, (a, _l, A, W) => ({ 0: n(a[4]) * n(a[6]) * yBytes(a[7], A), 1: n(a[6]) * n(a[5]) * W, 2: n(a[4]) * n(a[5]) * A, 3: n(a[6]) * 4 })],
-  [/^gemv\d_/, (a, _l, A, W) => {
+  [/^gemv\d[a-z]?_/, (a, _l, A, W) => {
     const [rows, inF, epi, yf] = [n(a[17]), n(a[18]), n(a[19]), a[22]];
     const seg = (j: number) => n(a[4 * j + 3]);
     const need: Record<number, number> = { 12: rows * inF * A, 13: rows * seg(0) * A, 14: inF * 4, 15: inF * 4, 23: n(a[24]) };
@@ -91,7 +91,7 @@ function checkFootprints(gpu: RecordingGpu, from: number): void {
       const room = gpu.extent(ptr);
       assert.ok(bytes <= room, `${l.kernel} argument ${i} needs ${bytes} bytes, its buffer has ${room}`);
     }
-    if (/^gemv\d_/.test(l.kernel)) {
+    if (/^gemv\d[a-z]?_/.test(l.kernel)) {
       const rows = n(l.args[17]);
       const R = Number(/^gemv(\d)/.exec(l.kernel)![1]);
       assert.ok(rows <= R && rows >= 1, `${l.kernel}: ${rows} rows`);
@@ -307,7 +307,8 @@ for (const dtype of ['f32', 'f16', 'bf16'] as FloatDType[]) {
         const w = half ? act : dtype;
         const lanes = decodeLanes(16, act === 'f32' ? 4 : 2);
         const decode = `attn_decode${lanes}${act === 'f32' ? '' : 'p'}_${act}`; // the pipelined variant in 16-bit modes (the default)
-        for (const k of [`embedding_${w}_${act}`, `gemv1_${w}_${act}`, `gemv2_${w}_${act}`, `rms_norm_${act}`, `rope_kv_${act}`, decode, `add_${act}`, `activation_${act}`, `gather_rows_${act}`]) {
+        const narrow = half ? 'w' : ''; // hidden 32: narrow rows take the one-warp GEMV in 16-bit modes
+        for (const k of [`embedding_${w}_${act}`, `gemv1${narrow}_${w}_${act}`, `gemv2${narrow}_${w}_${act}`, `rms_norm_${act}`, `rope_kv_${act}`, decode, `add_${act}`, `activation_${act}`, `gather_rows_${act}`]) {
           assert.ok(kernels.has(k), `launched ${k}; launched: ${[...kernels].join(' ')}`);
         }
         assert.not.ok(kernels.has(`rotary_${act}`), 'rotary fused into the KV write');
@@ -340,7 +341,7 @@ test('decode steps replay CUDA graphs per batch-size bucket: first step eager, s
     checkFootprints(gpu, from);
     const replayed = gpu.launches.slice(from).every((l) => l.replay);
     assert.is(replayed, t >= 1, `step ${t}: ${t >= 1 ? 'replayed' : 'eager'}`);
-    if (t >= 1) assert.ok(gpu.launches.slice(from).every((l) => l.kernel === 'argmax_f32' || !/gemv\d_/.test(l.kernel) || n(l.args[17]) === 4), 'padded to 4 rows');
+    if (t >= 1) assert.ok(gpu.launches.slice(from).every((l) => l.kernel === 'argmax_f32' || !/gemv\d[a-z]?_/.test(l.kernel) || n(l.args[17]) === 4), 'padded to 4 rows');
   }
   assert.is(program.stats.graphCaptures - before.graphCaptures, 1);
   assert.is(program.stats.graphReplays - before.graphReplays, 3);

@@ -41,3 +41,35 @@ export function gemvKernel(rowsVariant: number, weight: string, act: string, var
   const has = rowsVariant <= 2 && act !== 'f32' && weight === act;
   return `gemv${rowsVariant}${has ? INFIX[variant] : ''}_${weight}_${act}`;
 }
+
+/**
+ * Narrow rows: inputs of at most GEMV_WARP_MAX_IN elements (GPT-2's 768, its LM head included) in the 16-bit
+ * modes at 1–2 rows take the one-warp GEMV (gemv1w_*, gemv2w_*: cuda/gemv.cu) under 'warp' (the default),
+ * the 128-thread one under 'block'. ZINFER_GEMV_NARROW, or setGemvNarrow between steps (then resetGraphs).
+ */
+export const GEMV_WARP_MAX_IN = 1024;
+export const GEMV_NARROW_MODES = ['warp', 'block'] as const;
+export type GemvNarrowMode = (typeof GEMV_NARROW_MODES)[number];
+
+export function parseGemvNarrow(value: string | undefined, field = 'ZINFER_GEMV_NARROW'): GemvNarrowMode {
+  if (value === undefined || value === '') return 'warp';
+  if ((GEMV_NARROW_MODES as readonly string[]).includes(value)) return value as GemvNarrowMode;
+  throw new BackendError(`${field} is '${value}'; it takes ${GEMV_NARROW_MODES.join(', ')}`, { field, expected: GEMV_NARROW_MODES.join(' | '), found: value });
+}
+
+let narrow: GemvNarrowMode = parseGemvNarrow(process.env.ZINFER_GEMV_NARROW);
+
+export function gemvNarrow(): GemvNarrowMode {
+  return narrow;
+}
+
+export function setGemvNarrow(mode: GemvNarrowMode): void {
+  narrow = parseGemvNarrow(mode, 'GEMV narrow mode');
+}
+
+/** The GEMV entry point and block size for a launch of `rows` rows over `inF` inputs. */
+export function gemvLaunch(rows: number, weight: string, act: string, inF: number): { kernel: string; threads: number } {
+  const rv = rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8;
+  if (narrow === 'warp' && rv <= 2 && inF <= GEMV_WARP_MAX_IN && act !== 'f32' && weight === act) return { kernel: `gemv${rv}w_${weight}_${act}`, threads: 32 };
+  return { kernel: gemvKernel(rv, weight, act), threads: 128 };
+}

@@ -6,7 +6,7 @@ import { BackendError, type OpNode, type ValueId } from '@zinfer/core';
 import { ACTIVATION_CODES } from './activation-codes.js';
 import { prefetchOf } from './l2-prefetch.js';
 import type { LinearGroup } from './exec-plan.js';
-import { gemvKernel } from './gemv-variant.js';
+import { gemvKernel, gemvLaunch } from './gemv-variant.js';
 import type { StepContext } from './step-context.js';
 
 /** Rows up to which linear layers run as GEMVs. */
@@ -16,8 +16,9 @@ export const GEMV_WROWS = 4;
 export const GEMV_THREADS = 128;
 const TILE = 64;
 /**
- * Blocks of a GEMV an SM holds (v1 at 1 row: 144 registers a thread, 3 blocks of 128): its last wave, the
- * blocks that prefetch the next GEMV's weights. A wave's worth of the next weights is what they ask for.
+ * Blocks of a GEMV an SM holds (v1 at 1 row: 144 registers a thread, 3 blocks of 128; about 4× as many
+ * one-warp blocks): its last wave, the blocks that prefetch the next GEMV's weights. A wave's worth of the
+ * next weights is what they ask for.
  */
 const GEMV_BLOCKS_PER_SM = 3;
 /** EPI_* and NORM_* of cuda/gemv.cu. */
@@ -59,14 +60,15 @@ export function launchGroup(ctx: StepContext, g: LinearGroup): void {
   const x = ctx.value(g.norm ? g.norm.inputs.x : g.input);
   const blocks = e.kind === 'gated' ? Math.ceil(segs[0][3] / 2) : segs.reduce((n, s) => n + Math.ceil(s[3] / GEMV_WROWS), 0);
   const yF32 = g.outputs.some((v) => ctx.isF32(v)) ? 1 : 0;
-  ctx.gpu.launch(gemvKernel(gemvRows(rows), ws[0].dtype, ctx.act), { x: blocks }, GEMV_THREADS, [
-    ...segs.flat(), x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32, ...tailPrefetch(ctx, g, rows, blocks, inF * GEMV_WROWS * (ws[0].bytes / (ws[0].shape[0] * inF))),
+  const { kernel, threads } = gemvLaunch(rows, ws[0].dtype, ctx.act, inF);
+  ctx.gpu.launch(kernel, { x: blocks }, threads, [
+    ...segs.flat(), x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32, ...tailPrefetch(ctx, g, rows, blocks, threads, inF * GEMV_WROWS * (ws[0].bytes / (ws[0].shape[0] * inF))),
   ]);
 }
 
 /** The prefetch arguments of a group's GEMV: the next group's first weights, a wave's worth, by the last wave. */
-function tailPrefetch(ctx: StepContext, g: LinearGroup, rows: number, blocks: number, blockBytes: number): [bigint, number, number] {
-  const tail = Math.min(blocks, GEMV_BLOCKS_PER_SM * ctx.gpu.multiprocessors);
+function tailPrefetch(ctx: StepContext, g: LinearGroup, rows: number, blocks: number, threads: number, blockBytes: number): [bigint, number, number] {
+  const tail = Math.min(blocks, Math.round((GEMV_BLOCKS_PER_SM * GEMV_THREADS) / threads) * ctx.gpu.multiprocessors);
   const [pf, bytes] = prefetchOf(ctx, 'gemv', ctx.plan.nextWeight.get(g), rows);
   const capped = Math.min(bytes, Math.floor(tail * blockBytes));
   return capped > 0 ? [pf, capped, tail] : [0n, 0, 0];
