@@ -84,7 +84,7 @@ const result = {
   device_read_gb_per_s: null, weight_bytes: null,
   decode_bs1_over_roofline: null, hf_over_zinfer_bs1: null, prefill_over_cublas: null,
   decode_bs64_step_ms: null, decode_bs64_floor_tokens_per_s: null, prefill_2048_ms: null,
-  decode_bs1_pdl_ms_per_token: null, gpt2_124m_roofline_ms_per_token: null, hf_gpt2_124m_decode_bs1_ms_per_token: null,
+  decode_bs1_pdl_ms_per_token: null, decode_bs1_no_pdl_ms_per_token: null, gpt2_124m_roofline_ms_per_token: null, hf_gpt2_124m_decode_bs1_ms_per_token: null,
   greedy_bs1_tokens_matching_hf: null,
   // The same decode steps through Program.run (no engine: no scheduling, no host sampler) and with the
   // argmax on the GPU (only token ids cross PCIe): what a sampling contract would give the engine.
@@ -95,7 +95,7 @@ const result = {
   // eager step (scripts/gpu-bench-profile.mjs).
   gemv_variant: DEFAULT_GEMV, decode_attention_variant: DEFAULT_ATTENTION,
   program_decode_bs64_ms_by_attention: null, program_decode_bs64_argmax_ms_by_attention: null, attention_variants_same_ids: null, attention_variants_ids_agreement: null,
-  program_decode_bs1_ms_by_gemv: null, program_decode_bs1_argmax_ms_by_gemv: null, program_decode_bs1_pdl_ms_by_gemv: null,
+  program_decode_bs1_ms_by_gemv: null, program_decode_bs1_argmax_ms_by_gemv: null, program_decode_bs1_pdl_ms_by_gemv: null, program_decode_bs1_no_pdl_ms_by_gemv: null,
   program_gpt2_124m_decode_bs1_ms_by_gemv: null, gemv_variants_same_ids: null,
   decode_bs64_attention_gb_per_s: null,
   // The opt-in fp8 (e4m3) KV cache (the engine's limits.kvCacheDtype 'fp8'): the same batch-64 decode, its floor
@@ -254,6 +254,8 @@ async function stepTimes(engine, { steps, skip = 0, keep = () => true, until = (
 // ---------------------------------------------------------------------------------------------------
 log('== zinfer CUDA bench');
 const backendOpts = { activations: 'f16', cacheDir: join(tmpdir(), 'zinfer-cuda-cache') };
+/** The backend's default for programmatic dependent launch (the engine runs above use it). */
+const DEFAULT_PDL = true;
 const device = await cudaBackend(backendOpts).probe();
 if (!device) {
   log(`NO GPU: ${probeFailure(0) ?? 'unknown reason'}`);
@@ -457,20 +459,22 @@ await step('transformers generate() on GPT-2 124M (peer)', () => {
   return { msPerToken: r.ms_per_token };
 }, { minSeconds: 30 });
 
-// With programmatic dependent launch (the default is off): the same batch-1 decode, and the same tokens.
-await step('decode batch 1 with programmatic dependent launch', async () => {
-  const be = cudaBackend({ ...backendOpts, pdl: true });
+// Programmatic dependent launch flipped from the backend's default (on since 2026-11-28): the same batch-1
+// decode, and the same tokens. The key names the setting it ran: decode_bs1_no_pdl_ms_per_token now.
+await step('decode batch 1 with programmatic dependent launch flipped', async () => {
+  const be = cudaBackend({ ...backendOpts, pdl: !DEFAULT_PDL });
   const e = await createEngine({ model: LLAMA, backend: be, autoStep: false, limits: { kvCacheBytes: 2 ** 30, maxSequences: 4, maxContext: 256 } });
   try {
     const gen = e.generate({ inputIds: bs1Prompt, maxTokens: 1 + 16 + 64, temperature: 0, ignoreEos: true });
     await e.step();
     const times = await stepTimes(e, { steps: 64, skip: 16 });
     const r = await settle(e, gen);
-    result.decode_bs1_pdl_ms_per_token = round(median(times), 3);
+    result[DEFAULT_PDL ? 'decode_bs1_no_pdl_ms_per_token' : 'decode_bs1_pdl_ms_per_token'] = round(median(times), 3);
+    result[DEFAULT_PDL ? 'decode_bs1_pdl_ms_per_token' : 'decode_bs1_no_pdl_ms_per_token'] = result.decode_bs1_ms_per_token;
     const same = zinferTokens && JSON.stringify(r.tokens) === JSON.stringify(zinferTokens);
-    if (zinferTokens && !same) throw new Error(`tokens differ from the run without PDL: ${r.tokens.slice(0, 16)} vs ${zinferTokens.slice(0, 16)}`);
+    if (zinferTokens && !same) throw new Error(`tokens differ from the run with PDL ${DEFAULT_PDL ? 'on' : 'off'}: ${r.tokens.slice(0, 16)} vs ${zinferTokens.slice(0, 16)}`);
     const v = await variantsOn(be.programs[be.programs.length - 1], { context: 100, vocab: 32000 });
-    result.program_decode_bs1_pdl_ms_by_gemv = v.ms;
+    result[DEFAULT_PDL ? 'program_decode_bs1_no_pdl_ms_by_gemv' : 'program_decode_bs1_pdl_ms_by_gemv'] = v.ms;
     return { sameTokens: same, program: programStats(be) };
   } finally {
     await e.close();
@@ -534,11 +538,13 @@ for (const [name, prof] of [['7B bs1', result.profile_bs1], ['7B bs64', result.p
 const row = (key, value, target) => log(`${key.padEnd(38)} ${String(value ?? 'n/a').padStart(10)}   ${target}`);
 row('decode_bs1_ms_per_token', result.decode_bs1_ms_per_token, `target ≤ 1.15 × roofline ${result.roofline_bs1_ms_per_token ?? '?'} (ratio ${result.decode_bs1_over_roofline ?? '?'})`);
 row('decode_bs1_pdl_ms_per_token', result.decode_bs1_pdl_ms_per_token, 'same, with programmatic dependent launch');
+row('decode_bs1_no_pdl_ms_per_token', result.decode_bs1_no_pdl_ms_per_token, 'same, without it');
 row('program_decode_bs1_ms (argmax on GPU)', `${result.program_decode_bs1_ms ?? '?'} (${result.program_decode_bs1_argmax_ms ?? '?'})`, 'Program.run without the engine (runArgmax: ids only)');
 row('program_decode_bs64_ms (argmax on GPU)', `${result.program_decode_bs64_ms ?? '?'} (${result.program_decode_bs64_argmax_ms ?? '?'})`, 'per 64-row step');
 row('program_decode_bs1_ms_by_gemv', JSON.stringify(result.program_decode_bs1_ms_by_gemv), `graphed, per GEMV variant (engine used ${DEFAULT_GEMV}); same ids: ${result.gemv_variants_same_ids}`);
 row('decode_bs1_gap_ms_by_gemv', JSON.stringify(result.decode_bs1_gap_ms_by_gemv), 'graphed step − Σ kernel times (launch gaps and tails); GPT-2: ' + JSON.stringify(result.gpt2_124m_decode_bs1_gap_ms_by_gemv));
 row('program_decode_bs1_pdl_ms_by_gemv', JSON.stringify(result.program_decode_bs1_pdl_ms_by_gemv), 'the same with PDL');
+row('program_decode_bs1_no_pdl_ms_by_gemv', JSON.stringify(result.program_decode_bs1_no_pdl_ms_by_gemv), 'the same without PDL');
 row('program_gpt2_124m_decode_bs1_ms_by_gemv', JSON.stringify(result.program_gpt2_124m_decode_bs1_ms_by_gemv), '');
 row('program_gpt2_124m_decode_bs1_ms_by_narrow', JSON.stringify(result.program_gpt2_124m_decode_bs1_ms_by_narrow), `graphed, GPT-2's 768-wide rows on the one-warp or the 128-thread GEMV (engine: ${result.gemv_narrow}); same ids: ${result.gemv_narrow_same_ids}`);
 row('program_decode_bs1_ms_by_l2', JSON.stringify(result.program_decode_bs1_ms_by_l2), `graphed, per L2 prefetch mode of the next GEMV's weights (engine: ${result.l2_prefetch}); same ids: ${result.l2_prefetch_same_ids}; GPT-2: ${JSON.stringify(result.program_gpt2_124m_decode_bs1_ms_by_l2)}`);
