@@ -174,49 +174,26 @@ function weightBytes(dir) {
 /** The harness's programDecode on this bench's step batches, 32 timed steps unless told. */
 const programDecode = (program, o) => harnessProgramDecode(program, stepBatch, { steps: 32, ...o });
 
-/** The variant comparison on one program: graphed decode per GEMV variant, then the default restored. */
-async function variantsOn(program, { context, vocab }) {
+/**
+ * The graphed batch-1 decode on one program under each of `variants` (set by `set`), then `get`'s setting
+ * restored: the GEMV variants, the L2 prefetch modes, the narrow-row GEMV modes.
+ */
+async function bs1ByVariant(program, { context, vocab }, variants, get, set) {
+  const before = get();
   try {
     return await decodeByVariant({
-      program, variants: GEMV_VARIANTS, setVariant: setGemvVariant,
+      program, variants, setVariant: set,
       time: (argmax) => programDecode(program, { rows: 1, context, vocab, argmax }),
       ids: () => program.runArgmax(decodeBatch(stepBatch, { rows: 1, context, vocab, t: 3 })),
     });
   } finally {
-    setGemvVariant(DEFAULT_GEMV);
+    set(before);
     program.resetGraphs();
   }
 }
-
-/** The graphed batch-1 decode per L2 prefetch mode (same program; the default restored). */
-async function l2On(program, { context, vocab }) {
-  const before = l2Prefetch();
-  try {
-    return await decodeByVariant({
-      program, variants: L2_PREFETCH_MODES, setVariant: setL2Prefetch,
-      time: (argmax) => programDecode(program, { rows: 1, context, vocab, argmax }),
-      ids: () => program.runArgmax(decodeBatch(stepBatch, { rows: 1, context, vocab, t: 3 })),
-    });
-  } finally {
-    setL2Prefetch(before);
-    program.resetGraphs();
-  }
-}
-
-/** The graphed batch-1 decode per narrow-row GEMV mode (same program; the default restored). */
-async function narrowOn(program, { context, vocab }) {
-  const before = gemvNarrow();
-  try {
-    return await decodeByVariant({
-      program, variants: GEMV_NARROW_MODES, setVariant: setGemvNarrow,
-      time: (argmax) => programDecode(program, { rows: 1, context, vocab, argmax }),
-      ids: () => program.runArgmax(decodeBatch(stepBatch, { rows: 1, context, vocab, t: 3 })),
-    });
-  } finally {
-    setGemvNarrow(before);
-    program.resetGraphs();
-  }
-}
+const variantsOn = (program, o) => bs1ByVariant(program, o, GEMV_VARIANTS, () => DEFAULT_GEMV, setGemvVariant);
+const l2On = (program, o) => bs1ByVariant(program, o, L2_PREFETCH_MODES, l2Prefetch, setL2Prefetch);
+const narrowOn = (program, o) => bs1ByVariant(program, o, GEMV_NARROW_MODES, gemvNarrow, setGemvNarrow);
 
 /** Graphed step ms minus the profiled kernels' sum, per variant present in both. */
 function gaps(ms, profile) {

@@ -4,20 +4,14 @@
 // against v1's 2,525 (graphed 64-row step 11.8 vs 14.3 ms). Selected by ZINFER_DECODE_ATTENTION, or
 // setDecodeAttentionVariant between steps (a program with CUDA graphs must drop them to see a change:
 // resetGraphs), so the bench times both.
-import { BackendError } from '@zinfer/core';
+import { parseChoice } from './env-choice.js';
 
 export const DECODE_ATTENTION_VARIANTS = ['v1', 'pipe'] as const;
 export type DecodeAttentionVariant = (typeof DECODE_ATTENTION_VARIANTS)[number];
 
 /** The variant named by an environment value (unset or empty: pipe). */
 export function parseDecodeAttentionVariant(value: string | undefined, field = 'ZINFER_DECODE_ATTENTION'): DecodeAttentionVariant {
-  if (value === undefined || value === '') return 'pipe';
-  if ((DECODE_ATTENTION_VARIANTS as readonly string[]).includes(value)) return value as DecodeAttentionVariant;
-  throw new BackendError(`${field} is '${value}'; the decode attention variants are ${DECODE_ATTENTION_VARIANTS.join(', ')}`, {
-    field,
-    expected: DECODE_ATTENTION_VARIANTS.join(' | '),
-    found: value,
-  });
+  return parseChoice(value, DECODE_ATTENTION_VARIANTS, 'pipe', field);
 }
 
 let current: DecodeAttentionVariant = parseDecodeAttentionVariant(process.env.ZINFER_DECODE_ATTENTION);

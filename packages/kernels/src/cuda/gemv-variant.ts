@@ -2,7 +2,7 @@
 // bit-identical results and differ only in how many weight loads each thread keeps in flight and how many
 // blocks an SM holds, so the device bench times them against each other in one run (ZINFER_GEMV, or
 // setGemvVariant between steps; a program with CUDA graphs must drop them to see a change: resetGraphs).
-import { BackendError } from '@zinfer/core';
+import { parseChoice } from './env-choice.js';
 
 /** v1: 4 loads a row, reissued per round; roll: reissued per slot; occ: roll, 2 loads, 8 blocks an SM. */
 export const GEMV_VARIANTS = ['v1', 'roll', 'occ'] as const;
@@ -13,13 +13,7 @@ const INFIX: Record<GemvVariant, string> = { v1: '', roll: 'r', occ: 'o' };
 
 /** The variant named by an environment value (unset or empty: v1). */
 export function parseGemvVariant(value: string | undefined, field = 'ZINFER_GEMV'): GemvVariant {
-  if (value === undefined || value === '') return 'v1';
-  if ((GEMV_VARIANTS as readonly string[]).includes(value)) return value as GemvVariant;
-  throw new BackendError(`${field} is '${value}'; the decode GEMV variants are ${GEMV_VARIANTS.join(', ')}`, {
-    field,
-    expected: GEMV_VARIANTS.join(' | '),
-    found: value,
-  });
+  return parseChoice(value, GEMV_VARIANTS, 'v1', field);
 }
 
 let current: GemvVariant = parseGemvVariant(process.env.ZINFER_GEMV);
@@ -52,9 +46,7 @@ export const GEMV_NARROW_MODES = ['warp', 'block'] as const;
 export type GemvNarrowMode = (typeof GEMV_NARROW_MODES)[number];
 
 export function parseGemvNarrow(value: string | undefined, field = 'ZINFER_GEMV_NARROW'): GemvNarrowMode {
-  if (value === undefined || value === '') return 'warp';
-  if ((GEMV_NARROW_MODES as readonly string[]).includes(value)) return value as GemvNarrowMode;
-  throw new BackendError(`${field} is '${value}'; it takes ${GEMV_NARROW_MODES.join(', ')}`, { field, expected: GEMV_NARROW_MODES.join(' | '), found: value });
+  return parseChoice(value, GEMV_NARROW_MODES, 'warp', field);
 }
 
 let narrow: GemvNarrowMode = parseGemvNarrow(process.env.ZINFER_GEMV_NARROW);

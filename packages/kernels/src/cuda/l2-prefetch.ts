@@ -4,7 +4,7 @@
 // 2026-11-28, both at once) the graphed batch-1 decode took 6.343 ms with it against 5.397 without on the
 // 7B shape, 0.692 against 0.527 on GPT-2. ZINFER_L2_PREFETCH=off|attention|all, or setL2Prefetch between
 // steps (a program with CUDA graphs must drop them to see a change: resetGraphs), so the bench times each.
-import { BackendError } from '@zinfer/core';
+import { parseChoice } from './env-choice.js';
 import type { StepContext } from './step-context.js';
 
 export const L2_PREFETCH_MODES = ['off', 'attention', 'all'] as const;
@@ -18,9 +18,7 @@ export const L2_PREFETCH_SHARE = 0.6;
 export const L2_PREFETCH_MAX_ROWS = 8;
 
 export function parseL2Prefetch(value: string | undefined, field = 'ZINFER_L2_PREFETCH'): L2PrefetchMode {
-  if (value === undefined || value === '') return 'off';
-  if ((L2_PREFETCH_MODES as readonly string[]).includes(value)) return value as L2PrefetchMode;
-  throw new BackendError(`${field} is '${value}'; it takes ${L2_PREFETCH_MODES.join(', ')}`, { field, expected: L2_PREFETCH_MODES.join(' | '), found: value });
+  return parseChoice(value, L2_PREFETCH_MODES, 'off', field);
 }
 
 let current: L2PrefetchMode = parseL2Prefetch(process.env.ZINFER_L2_PREFETCH);
