@@ -8,3 +8,24 @@ export function parseChoice<T extends string>(value: string | undefined, choices
   if ((choices as readonly string[]).includes(value)) return value as T;
   throw new BackendError(`${field} is '${value}'; it takes ${choices.join(', ')}`, { field, expected: choices.join(' | '), found: value });
 }
+
+/** A switch read once from `env` (fallback when unset), then changed by set() (the bench's A/B; tests). */
+export class EnvChoice<T extends string> {
+  private value: T;
+
+  constructor(readonly choices: readonly T[], readonly fallback: T, readonly env: string) {
+    this.value = this.parse(process.env[env]);
+  }
+
+  parse(value: string | undefined, field = this.env): T {
+    return parseChoice(value, this.choices, this.fallback, field);
+  }
+
+  get(): T {
+    return this.value;
+  }
+
+  set(value: T): void {
+    this.value = this.parse(value, `${this.env} (set)`);
+  }
+}

@@ -2,7 +2,7 @@
 // bit-identical results and differ only in how many weight loads each thread keeps in flight and how many
 // blocks an SM holds, so the device bench times them against each other in one run (ZINFER_GEMV, or
 // setGemvVariant between steps; a program with CUDA graphs must drop them to see a change: resetGraphs).
-import { parseChoice } from './env-choice.js';
+import { EnvChoice } from './env-choice.js';
 
 /** v1: 4 loads a row, reissued per round; roll: reissued per slot; occ: roll, 2 loads, 8 blocks an SM. */
 export const GEMV_VARIANTS = ['v1', 'roll', 'occ'] as const;
@@ -11,29 +11,20 @@ export type GemvVariant = (typeof GEMV_VARIANTS)[number];
 /** The entry-point infix of each variant: gemv1_f16_f16, gemv1r_f16_f16, gemv1o_f16_f16. */
 const INFIX: Record<GemvVariant, string> = { v1: '', roll: 'r', occ: 'o' };
 
+const variant = new EnvChoice(GEMV_VARIANTS, 'v1', 'ZINFER_GEMV');
 /** The variant named by an environment value (unset or empty: v1). */
-export function parseGemvVariant(value: string | undefined, field = 'ZINFER_GEMV'): GemvVariant {
-  return parseChoice(value, GEMV_VARIANTS, 'v1', field);
-}
-
-let current: GemvVariant = parseGemvVariant(process.env.ZINFER_GEMV);
-
-export function gemvVariant(): GemvVariant {
-  return current;
-}
-
+export const parseGemvVariant = (value: string | undefined, field?: string): GemvVariant => variant.parse(value, field);
+export const gemvVariant = (): GemvVariant => variant.get();
 /** Selects the variant later launches use (the bench's A/B; tests). */
-export function setGemvVariant(v: GemvVariant): void {
-  current = parseGemvVariant(v, 'gemv variant');
-}
+export const setGemvVariant = (v: GemvVariant): void => variant.set(v);
 
 /**
  * The entry point of the GEMV for `rowsVariant` rows (1, 2, 4 or 8) in the given dtypes. The variants are
  * compiled for 1 and 2 rows in the 16-bit modes (weights in the activation dtype); everything else is v1.
  */
-export function gemvKernel(rowsVariant: number, weight: string, act: string, variant: GemvVariant = current): string {
+export function gemvKernel(rowsVariant: number, weight: string, act: string, v: GemvVariant = variant.get()): string {
   const has = rowsVariant <= 2 && act !== 'f32' && weight === act;
-  return `gemv${rowsVariant}${has ? INFIX[variant] : ''}_${weight}_${act}`;
+  return `gemv${rowsVariant}${has ? INFIX[v] : ''}_${weight}_${act}`;
 }
 
 /**
@@ -45,23 +36,14 @@ export const GEMV_WARP_MAX_IN = 1024;
 export const GEMV_NARROW_MODES = ['warp', 'block'] as const;
 export type GemvNarrowMode = (typeof GEMV_NARROW_MODES)[number];
 
-export function parseGemvNarrow(value: string | undefined, field = 'ZINFER_GEMV_NARROW'): GemvNarrowMode {
-  return parseChoice(value, GEMV_NARROW_MODES, 'warp', field);
-}
-
-let narrow: GemvNarrowMode = parseGemvNarrow(process.env.ZINFER_GEMV_NARROW);
-
-export function gemvNarrow(): GemvNarrowMode {
-  return narrow;
-}
-
-export function setGemvNarrow(mode: GemvNarrowMode): void {
-  narrow = parseGemvNarrow(mode, 'GEMV narrow mode');
-}
+const narrow = new EnvChoice(GEMV_NARROW_MODES, 'warp', 'ZINFER_GEMV_NARROW');
+export const parseGemvNarrow = (value: string | undefined, field?: string): GemvNarrowMode => narrow.parse(value, field);
+export const gemvNarrow = (): GemvNarrowMode => narrow.get();
+export const setGemvNarrow = (mode: GemvNarrowMode): void => narrow.set(mode);
 
 /** The GEMV entry point and block size for a launch of `rows` rows over `inF` inputs. */
 export function gemvLaunch(rows: number, weight: string, act: string, inF: number): { kernel: string; threads: number } {
   const rv = rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8;
-  if (narrow === 'warp' && rv <= 2 && inF <= GEMV_WARP_MAX_IN && act !== 'f32' && weight === act) return { kernel: `gemv${rv}w_${weight}_${act}`, threads: 32 };
+  if (narrow.get() === 'warp' && rv <= 2 && inF <= GEMV_WARP_MAX_IN && act !== 'f32' && weight === act) return { kernel: `gemv${rv}w_${weight}_${act}`, threads: 32 };
   return { kernel: gemvKernel(rv, weight, act), threads: 128 };
 }

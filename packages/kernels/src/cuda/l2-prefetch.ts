@@ -4,7 +4,7 @@
 // 2026-11-28, both at once) the graphed batch-1 decode took 6.343 ms with it against 5.397 without on the
 // 7B shape, 0.692 against 0.527 on GPT-2. ZINFER_L2_PREFETCH=off|attention|all, or setL2Prefetch between
 // steps (a program with CUDA graphs must drop them to see a change: resetGraphs), so the bench times each.
-import { parseChoice } from './env-choice.js';
+import { EnvChoice } from './env-choice.js';
 import type { StepContext } from './step-context.js';
 
 export const L2_PREFETCH_MODES = ['off', 'attention', 'all'] as const;
@@ -17,23 +17,14 @@ export const L2_PREFETCH_SHARE = 0.6;
 /** Decode steps of at most this many rows prefetch (more rows: the attention streams K/V through L2). */
 export const L2_PREFETCH_MAX_ROWS = 8;
 
-export function parseL2Prefetch(value: string | undefined, field = 'ZINFER_L2_PREFETCH'): L2PrefetchMode {
-  return parseChoice(value, L2_PREFETCH_MODES, 'off', field);
-}
-
-let current: L2PrefetchMode = parseL2Prefetch(process.env.ZINFER_L2_PREFETCH);
-
-export function l2Prefetch(): L2PrefetchMode {
-  return current;
-}
-
-export function setL2Prefetch(mode: L2PrefetchMode): void {
-  current = parseL2Prefetch(mode, 'L2 prefetch mode');
-}
+const mode = new EnvChoice(L2_PREFETCH_MODES, 'off', 'ZINFER_L2_PREFETCH');
+export const parseL2Prefetch = (value: string | undefined, field?: string): L2PrefetchMode => mode.parse(value, field);
+export const l2Prefetch = (): L2PrefetchMode => mode.get();
+export const setL2Prefetch = (m: L2PrefetchMode): void => mode.set(m);
 
 /** Bytes of `bytes` worth prefetching at `site` for a step of `rows` rows with `l2Bytes` of L2 (0: none). */
 export function prefetchBytes(site: PrefetchSite, bytes: number, rows: number, l2Bytes: number): number {
-  const on = current === 'all' || (current === 'attention' && site === 'attention');
+  const on = mode.get() === 'all' || (mode.get() === 'attention' && site === 'attention');
   if (!on || rows > L2_PREFETCH_MAX_ROWS || l2Bytes <= 0) return 0;
   return Math.min(bytes, Math.floor(L2_PREFETCH_SHARE * l2Bytes));
 }
