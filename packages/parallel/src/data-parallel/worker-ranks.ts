@@ -9,10 +9,11 @@ import { abortNcclGrid, createNcclGrid, rankFactory } from '../launch/nccl-grid.
 import { createShmGroup } from '../shm-communicator.js';
 import type { DpRankInit, DpRankReply, DpRankRequest } from './dp-rank-worker.js';
 import type { DataParallelProgram } from './launch-data-parallel.js';
-import { releaseFailedLaunch } from '../launch/failed-launch.js';
+import { disposeRank } from '../launch/dispose-rank.js';
+import { launchRanks } from '../launch/watch-ranks.js';
 import { idleBatch, mergeOutputs, RankAssigner } from './rank-batches.js';
 
-/** How long a rank that compiled gets to free its device memory after a failed launch. */
+/** How long a rank gets to free its device memory (on dispose, or after a failed launch) before it is terminated. */
 const DISPOSE_GRACE_MS = 10_000;
 
 interface Call {
@@ -44,37 +45,26 @@ export async function launchDataParallelWorkers(args: LaunchArgs, size: number, 
     for (const w of workers) w.postMessage({ type: 'abort' } satisfies DpRankRequest);
     if (nccl) setTimeout(() => abortNcclGrid(nccl), 1000).unref();
   };
-  const ready = workers.map((w, r) => new Promise<void>((resolve, reject) => {
-    w.on('message', (m: DpRankReply) => {
+  await launchRanks<DpRankReply>(workers, {
+    message: (r, m) => {
       if (m.type === 'ready') {
         summaries[r] = m.summary;
         argmax &&= m.argmax;
-        return resolve();
+        return 'ready';
       }
-      if (m.type === 'disposed') return;
-      const call = m.type === 'out' || m.type === 'error' ? calls[r].get(m.id) : undefined;
-      if (m.type === 'error') {
-        const e = new BackendError(`data-parallel rank ${r}: ${m.message}`);
-        reject(e);
-        return breakAll(e);
+      if (m.type === 'error') return new BackendError(`data-parallel rank ${r}: ${m.message}`);
+      if (m.type === 'out') {
+        calls[r].get(m.id)?.resolve(m.out);
+        calls[r].delete(m.id);
       }
-      calls[r].delete(m.id);
-      call?.resolve(m.out);
-    });
-    w.on('error', (e) => breakAll(new BackendError(`data-parallel rank ${r} failed: ${e.message}`)));
-    w.on('exit', (code) => {
-      const e = new BackendError(`data-parallel rank ${r} exited (code ${code})`);
-      reject(e);
-      if (!disposed) breakAll(e);
-    });
-  }));
-  try {
-    await Promise.all(ready);
-  } catch (e) {
-    disposed = true;
-    await releaseFailedLaunch(workers, ready, DISPOSE_GRACE_MS);
-    throw e;
-  }
+      return undefined;
+    },
+    failed: (r, e) => new BackendError(`data-parallel rank ${r} failed: ${e.message}`),
+    failureEndsLaunch: false,
+    exited: (r, code) => new BackendError(`data-parallel rank ${r} exited (code ${code})`),
+    breakAll,
+    disposed: () => disposed,
+  }, DISPOSE_GRACE_MS);
   const call = (r: number, batch: StepBatch, argmax: boolean): Promise<Float32Array | Int32Array> => new Promise((resolve, reject) => {
     const id = nextId++;
     calls[r].set(id, { resolve, reject });
@@ -101,7 +91,7 @@ export async function launchDataParallelWorkers(args: LaunchArgs, size: number, 
     async dispose() {
       if (disposed) return;
       disposed = true;
-      if (!broken) await Promise.all(workers.map((w) => disposeRank(w)));
+      if (!broken) await Promise.all(workers.map((w) => disposeRank(w, DISPOSE_GRACE_MS)));
       await Promise.all(workers.map((w) => w.terminate()));
     },
   };
@@ -113,18 +103,6 @@ function ranksPlacement(summaries: readonly (readonly string[])[]): OffloadPlace
   const summary = [...first, ...summaries.slice(1).flatMap((s) => s.filter((l) => !first.includes(l)))];
   const resident = { names: () => [], get: (name: string): never => { throw new BackendError('the weights live in the data-parallel worker ranks', { tensor: name }); } };
   return { resident, stream: null, summary, timeline: () => [], close: async () => {} };
-}
-
-function disposeRank(w: Worker): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, 10_000);
-    timer.unref();
-    w.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    w.postMessage({ type: 'dispose' } satisfies DpRankRequest);
-  });
 }
 
 /** The built dp-rank-worker.js, or through tsx when running from TypeScript sources. */

@@ -6,9 +6,10 @@
 import { BackendError, type ParallelPlan, type Program, type StepBatch } from '@zinfer/core';
 import type { RankReply, RankRequest } from '../rank-worker.js';
 import { gatherExpertLoad } from './expert-load.js';
-import { releaseFailedLaunch } from './failed-launch.js';
+import { disposeRank } from './dispose-rank.js';
 import { outputRank } from './groups.js';
 import { concat, splitBatch } from './micro-batches.js';
+import { launchRanks } from './watch-ranks.js';
 
 /** One rank as the leader sees it: a Worker, or a stand-in for a rank of another node with the same events. */
 export interface RankLink {
@@ -87,32 +88,23 @@ export async function startRanks(set: RankSet): Promise<Program> {
     }
   };
 
-  const ready = links.map((w, r) => new Promise<void>((resolve, reject) => {
-    const fail = (e: Error) => {
-      reject(e);
-      breakAll(e);
-    };
-    w.on('message', (m: RankReply) => {
-      if (m.type === 'ready') return resolve();
-      if (m.type === 'error') return fail(new BackendError(`rank ${r}: ${m.error.message}`));
+  await launchRanks<RankReply>(links, {
+    message: (r, m) => {
+      if (m.type === 'ready') return 'ready';
+      if (m.type === 'error') return new BackendError(`rank ${r}: ${m.error.message}`);
       onReply(r, m);
-    });
-    w.on('error', (e: Error) => fail(new BackendError(`rank ${r} failed: ${e.message}`)));
-    w.on('exit', (code: number) => {
+      return undefined;
+    },
+    failed: (r, e) => new BackendError(`rank ${r} failed: ${e.message}`),
+    failureEndsLaunch: true,
+    exited: (r, code) => {
       exited.add(r);
-      const e = new BackendError(`rank ${r} exited (code ${code})`);
-      reject(e);
-      if (!disposed) breakAll(e);
-    });
-  }));
-  try {
-    await Promise.all(ready);
-  } catch (e) {
-    disposed = true;
-    await releaseFailedLaunch(links, ready, DISPOSE_GRACE_MS);
-    await set.release();
-    throw e;
-  }
+      return new BackendError(`rank ${r} exited (code ${code})`);
+    },
+    breakAll,
+    disposed: () => disposed,
+    release: () => set.release(),
+  }, DISPOSE_GRACE_MS);
 
   const send = (batch: StepBatch): Promise<Float32Array> => {
     const id = nextId++;
@@ -149,23 +141,9 @@ export async function startRanks(set: RankSet): Promise<Program> {
       disposed = true;
       if (broken) set.abandon?.();
       // Healthy ranks free their device memory and communicators; the grace covers a stuck one.
-      else await Promise.all(links.map((w, r) => exitOf(w, r, exited, () => w.postMessage({ type: 'dispose' }))));
+      else await Promise.all(links.map((w, r) => (exited.has(r) ? undefined : disposeRank(w, DISPOSE_GRACE_MS))));
       await set.release();
       await Promise.all(links.map((w) => w.terminate()));
     },
   };
-}
-
-/** Resolves when rank r has exited, or after the dispose grace. */
-function exitOf(w: RankLink, r: number, exited: Set<number>, start: () => void): Promise<void> {
-  if (exited.has(r)) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, DISPOSE_GRACE_MS);
-    timer.unref();
-    w.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    start();
-  });
 }
