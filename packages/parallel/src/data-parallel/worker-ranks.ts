@@ -60,7 +60,6 @@ export async function launchDataParallelWorkers(args: LaunchArgs, size: number, 
       return undefined;
     },
     failed: (r, e) => new BackendError(`data-parallel rank ${r} failed: ${e.message}`),
-    failureEndsLaunch: false,
     exited: (r, code) => new BackendError(`data-parallel rank ${r} exited (code ${code})`),
     breakAll,
     disposed: () => disposed,

@@ -96,7 +96,6 @@ export async function startRanks(set: RankSet): Promise<Program> {
       return undefined;
     },
     failed: (r, e) => new BackendError(`rank ${r} failed: ${e.message}`),
-    failureEndsLaunch: true,
     exited: (r, code) => {
       exited.add(r);
       return new BackendError(`rank ${r} exited (code ${code})`);

@@ -17,8 +17,6 @@ export interface RankWiring<M> {
   message(r: number, m: M): 'ready' | Error | undefined;
   /** The error that rank r's thread failure breaks the program with. */
   failed(r: number, e: Error): Error;
-  /** Whether a thread failure also fails the launch at once; else the exit that follows does, naming its code. */
-  failureEndsLaunch: boolean;
   /** The error that rank r's exit breaks the program with (and fails the launch, before every rank is ready). */
   exited(r: number, code: number): Error;
   /** Fails what is in flight and stops the ranks' communication, so none keeps waiting for a failed peer. */
@@ -55,11 +53,7 @@ function watchRank<M>(link: RankEvents<M>, r: number, w: RankWiring<M>, launchFa
       if (said === 'ready') resolve();
       else if (said) fail(said);
     });
-    link.on('error', (e: Error) => {
-      const failure = w.failed(r, e);
-      if (w.failureEndsLaunch) fail(failure);
-      else w.breakAll(failure);
-    });
+    link.on('error', (e: Error) => fail(w.failed(r, e)));
     link.on('exit', (code: number) => {
       const e = w.exited(r, code);
       reject(e);
