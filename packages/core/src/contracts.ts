@@ -112,6 +112,13 @@ export interface Program {
    * (data parallelism, LaunchArgs.offload); the program closes it on dispose.
    */
   readonly offload?: OffloadPlacement;
+  /**
+   * Optional: how many run() calls on disjoint sequences the program overlaps (a pipeline of that many
+   * stages works on one call's batch per stage). An engine stepping on its own keeps that many steps in
+   * flight, so a sequence's next token enters the pipeline as soon as its own step comes out, without
+   * waiting for the other sequences. Absent or 1: one step at a time.
+   */
+  readonly concurrentSteps?: number;
   /** Frees device memory; the program cannot run afterwards. */
   dispose(): Promise<void>;
 }

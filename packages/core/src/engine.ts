@@ -1,5 +1,11 @@
 // createEngine: validates one config, loads the model, compiles its graph on the chosen backend, and
 // runs generation steps over many sequences at once. Requests join and leave between steps.
+//
+// A program that overlaps steps (Program.concurrentSteps: a pipeline of that many stages) gets that many
+// step lanes when the engine steps on its own: every sequence belongs to one lane, and each lane steps its
+// own sequences as soon as its previous step is back, so a sequence's next token re-enters the pipeline at
+// once while the other lanes' steps are still in it. A sequence in a running step is never reaped (its KV
+// blocks stay its own) until that step is done.
 import type { ModelSpec } from './architectures/index.js';
 import type { OffloadPlacement, ParallelStrategy, Program } from './contracts.js';
 import { validateEngineConfig, type EngineConfig } from './engine-config.js';
@@ -10,7 +16,7 @@ import { GenerationStream, type GenerationResult } from './generation-stream.js'
 import { BlockAllocator } from './kv-cache.js';
 import { loadModel } from './model.js';
 import { normalizeRequest, type GenerateRequest } from './request.js';
-import { planStep } from './scheduler.js';
+import { planStep, type StepPlan } from './scheduler.js';
 import { Sequence } from './sequence.js';
 import type { TextTokenizer } from './tokenizer.js';
 
@@ -99,9 +105,12 @@ class LocalEngine implements Engine {
   private readonly running: Sequence[] = [];
   private nextId = 1;
   private busy: Promise<unknown> = Promise.resolve();
-  private looping = false;
-  /** Set by wake(): something changed during a step that planned nothing, so the loop must not stop. */
-  private woken = false;
+  /** Lanes whose step loop is running. */
+  private readonly looping = new Set<number>();
+  /** Per lane, set by wake(): something changed during a step that planned nothing, so the loop must not stop. */
+  private woken: boolean[] = [];
+  /** Lane steps in flight (close and relaunch wait for them). */
+  private readonly laneSteps = new Set<Promise<unknown>>();
   private closed = false;
   private readonly routed = new ExpertLoadTotals();
 
@@ -157,8 +166,22 @@ class LocalEngine implements Engine {
   }
 
   step(): Promise<StepReport> {
-    const run = this.busy.then(() => this.stepNow());
+    const run = this.busy.then(() => this.stepNow(null));
     this.busy = run.catch(() => {});
+    return run;
+  }
+
+  /** Steps the engine keeps in flight when it steps on its own: the program's concurrent steps. */
+  private get lanes(): number {
+    return this.autoStep ? Math.max(1, Math.floor(this.program.concurrentSteps ?? 1)) : 1;
+  }
+
+  /** One step of lane k's sequences, after any relaunch queued before it; tracked until done. */
+  private laneStep(k: number): Promise<StepReport> {
+    const run = this.busy.then(() => this.stepNow(k));
+    const done = run.catch(() => {});
+    this.laneSteps.add(done);
+    void done.then(() => this.laneSteps.delete(done));
     return run;
   }
 
@@ -193,16 +216,28 @@ class LocalEngine implements Engine {
     this.closed = true;
     for (const s of [...this.waiting, ...this.running]) s.aborted = true;
     await this.busy;
+    await Promise.all([...this.laneSteps]);
     this.reap();
     await this.program.dispose();
     await this.offload?.close();
   }
 
-  private async stepNow(): Promise<StepReport> {
+  /** One step over the admitted sequences that no running step holds: all of them, or lane `lane`'s. */
+  private async stepNow(lane: number | null): Promise<StepReport> {
     this.reap();
     this.admit();
-    const plan = planStep(this.running, this.maxBatchTokens, this.blocks.blockSize);
+    const free = this.running.filter((s) => !s.inFlight && (lane === null || s.lane === lane));
+    const plan = planStep(free, this.maxBatchTokens, this.blocks.blockSize);
     if (!plan) return { tokens: 0, sequences: 0, finished: 0 };
+    for (const { seq } of plan.work) seq.inFlight = true;
+    try {
+      return await this.runPlan(plan);
+    } finally {
+      for (const { seq } of plan.work) seq.inFlight = false;
+    }
+  }
+
+  private async runPlan(plan: StepPlan): Promise<StepReport> {
     // When every row only needs its argmax, a backend that can take it on the device sends back token
     // ids instead of [rows, vocab] logits (the copy and the host-side pass dominate large-batch decode).
     const argmaxOnly = this.program.runArgmax !== undefined && plan.rows.every(({ seq, promptLogit }) => !promptLogit && seq.sampler.isGreedy);
@@ -230,27 +265,32 @@ class LocalEngine implements Engine {
       seq.accept(seq.sampler.sample(logits, seq.tokens));
     });
     const before = this.running.length;
+    for (const { seq } of plan.work) seq.inFlight = false;
     this.reap();
     return { tokens: plan.batch.tokenIds.length, sequences: plan.work.length, finished: before - this.running.length };
   }
 
-  /** Moves waiting requests into the batch, FIFO, while sequences and KV blocks allow. */
+  /** Moves waiting requests into the batch, FIFO, while sequences and KV blocks allow; each to the emptiest lane. */
   private admit(): void {
+    const lanes = this.lanes;
     while (this.waiting.length && this.running.length < this.maxSequences) {
       const seq = this.waiting[0];
       const table = this.blocks.allocate(this.blocks.blocksFor(seq.promptLength + seq.maxNew));
       if (!table) return;
       seq.blockTable = table;
+      const load = new Array<number>(lanes).fill(0);
+      for (const s of this.running) if (s.lane < lanes) load[s.lane]++;
+      seq.lane = load.indexOf(Math.min(...load));
       this.running.push(this.waiting.shift()!);
     }
   }
 
-  /** Removes finished and aborted sequences, frees their blocks and settles their streams. */
+  /** Removes finished and aborted sequences (not those in a running step), frees their blocks and settles their streams. */
   private reap(): void {
     for (const list of [this.waiting, this.running]) {
       for (let i = list.length - 1; i >= 0; i--) {
         const s = list[i];
-        if (s.aborted || s.finishReason !== null) {
+        if ((s.aborted || s.finishReason !== null) && !s.inFlight) {
           list.splice(i, 1);
           this.finish(s);
         }
@@ -279,25 +319,34 @@ class LocalEngine implements Engine {
   }
 
   private wake(): void {
-    this.woken = true;
+    this.woken = this.woken.map(() => true);
     if (this.autoStep && !this.closed) this.loop();
   }
 
-  /** Drives steps while there is work, yielding to the event loop between steps so requests can join. */
+  /** Starts the step loop of every lane not running (one lane unless the program overlaps steps). */
   private loop(): void {
-    if (this.looping) return;
-    this.looping = true;
+    const lanes = this.lanes;
+    while (this.woken.length < lanes) this.woken.push(true);
+    for (let k = 0; k < lanes; k++) if (!this.looping.has(k)) this.laneLoop(k, lanes);
+  }
+
+  /** Drives lane k's steps while there is work, yielding to the event loop between steps so requests can join. */
+  private laneLoop(k: number, lanes: number): void {
+    this.looping.add(k);
     const tick = async (): Promise<void> => {
       try {
         while (!this.closed && (this.waiting.length || this.running.length)) {
-          // Nothing to compute while work remains means every runnable request is paused (or waits for
-          // their blocks): stop instead of spinning; resume(), cancel() and generate() wake the loop.
-          this.woken = false;
-          if ((await this.step()).tokens === 0 && !this.woken) break;
+          // Nothing to compute while work remains means every runnable request of the lane is paused,
+          // in another lane's step or waits for blocks: stop instead of spinning; resume(), cancel(),
+          // generate() and the end of a step wake the loop.
+          this.woken[k] = false;
+          const report = await (lanes === 1 ? this.step() : this.laneStep(k));
+          if (report.tokens === 0 && !this.woken[k]) break;
+          if (lanes > 1 && report.finished > 0) this.wake(); // freed blocks may admit requests into idle lanes
           await new Promise((r) => setImmediate(r));
         }
       } finally {
-        this.looping = false;
+        this.looping.delete(k);
       }
     };
     void tick();

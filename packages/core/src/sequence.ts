@@ -14,6 +14,10 @@ export class Sequence {
   readonly promptLogits: Float32Array[] = [];
   finishReason: FinishReason | null = null;
   aborted = false;
+  /** Which of the engine's concurrent step lanes computes this sequence (engine.ts; 0 with one lane). */
+  lane = 0;
+  /** Part of a step still running: its blocks must stay its own until that step is done. */
+  inFlight = false;
   private readonly decoder: StreamDecoder | null;
   private text = '';
   private emitted = 0;

@@ -9,9 +9,19 @@ export interface CountingBackend extends KernelBackend {
   poison: number | null;
   /** Steps answered by runArgmax (only when created with { argmax: true }). */
   argmaxSteps: number;
+  /** Most run() calls in flight at once, and KV blocks that two calls in flight shared (must stay empty). */
+  maxInFlight: number;
+  sharedBlocks: number[];
 }
 
-export function countingBackend(opts: { argmax?: boolean } = {}): CountingBackend {
+export interface CountingOptions {
+  argmax?: boolean;
+  /** Program.concurrentSteps (a pipeline's stages), and how long each run() takes then. */
+  concurrentSteps?: number;
+  delayMs?: number;
+}
+
+export function countingBackend(opts: CountingOptions = {}): CountingBackend {
   const self: CountingBackend = {
     name: 'counting',
     contractVersion: 1,
@@ -19,6 +29,8 @@ export function countingBackend(opts: { argmax?: boolean } = {}): CountingBacken
     options: null,
     poison: null,
     argmaxSteps: 0,
+    maxInFlight: 0,
+    sharedBlocks: [],
     probe: async () => ({ device: 'cpu', description: 'test', memoryBytes: 1 << 30 }),
     supports: () => true,
     kvBytesPerBlock: (g: Graph, bs: number) => 2 * g.kv.layers * bs * g.kv.kvHeads * g.kv.headDim * 4,
@@ -26,10 +38,25 @@ export function countingBackend(opts: { argmax?: boolean } = {}): CountingBacken
       self.options = options;
       const vocab = graph.weights.get(graph.nodes[graph.nodes.length - 1].op === 'linear' ? (graph.nodes[graph.nodes.length - 1].attrs as { weight: string }).weight : '')!.shape[0];
       let disposed = false;
+      let inFlight = 0;
+      const busyBlocks = new Set<number>();
+      // A step in flight for delayMs: counts overlap and any KV block two steps in flight both hold.
+      const hold = async (batch: StepBatch) => {
+        if (!opts.delayMs) return;
+        const blocks = batch.sequences.flatMap((q) => [...q.blockTable]);
+        for (const b of blocks) if (busyBlocks.has(b)) self.sharedBlocks.push(b);
+        for (const b of blocks) busyBlocks.add(b);
+        self.maxInFlight = Math.max(self.maxInFlight, ++inFlight);
+        await new Promise((r) => setTimeout(r, opts.delayMs));
+        inFlight--;
+        for (const b of blocks) busyBlocks.delete(b);
+      };
       return {
+        ...(opts.concurrentSteps ? { concurrentSteps: opts.concurrentSteps } : {}),
         async run(batch: StepBatch): Promise<Float32Array> {
           if (disposed) throw new Error('disposed');
           self.batches.push(batch);
+          await hold(batch);
           if (self.poison !== null && batch.tokenIds.includes(self.poison)) throw new Error('poisoned step');
           const out = new Float32Array(batch.selectedRows.length * vocab);
           batch.selectedRows.forEach((r, i) => {

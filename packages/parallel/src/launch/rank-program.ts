@@ -121,6 +121,10 @@ export async function startRanks(set: RankSet): Promise<Program> {
   };
 
   return {
+    // Steps on disjoint sequences overlap in the stages (ranks take their messages in order, so stage s
+    // runs one step's micro-batches while stage s+1 runs an earlier step's): an engine keeps one step a
+    // stage in flight.
+    concurrentSteps: plan.stages,
     async run(batch: StepBatch): Promise<Float32Array> {
       if (broken) throw broken;
       // Every micro-batch goes out at once: stage s works on micro-batch m while stage s+1 works on m-1.
