@@ -41,7 +41,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchExitCode, commitLines, importPackages, jsonWriter, probeDevices, ratio, round, stepRunner, teeLog } from './gpu-harness.mjs';
 import { microbenchProcess, runReplicas } from './gpu-parallel-children.mjs';
-import { bytesPerRankPerToken, capturingBackend, capturingStrategy, decodeBs1, makeBackend, programDecode, SHAPES, syntheticModel, throughput } from './gpu-parallel-common.mjs';
+import { bytesPerRankPerToken, capturingBackend, capturingStrategy, decodeBs1, makeBackend, programDecode, SHAPES, syntheticModel, throughput, throughputAuto } from './gpu-parallel-common.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const BACKEND = process.env.ZINFER_PARALLEL_BENCH_BACKEND || 'cuda';
@@ -86,6 +86,8 @@ const result = {
   replicas4_13b_bs64_tokens_per_s: null, replicas4_13b_bs16_tokens_per_s: null,
   tp4_over_replicas4: null, pp4_over_replicas4: null, tp2pp2_over_replicas4: null,
   pp4_bubble_fraction: null, tp2pp2_bubble_fraction: null, pp4_step_ms: null, tp2pp2_step_ms: null,
+  // The same pipelines with the engine stepping on its own (step lanes: one step a stage in flight).
+  pp4_13b_bs64_lanes_tokens_per_s: null, tp2pp2_13b_bs64_lanes_tokens_per_s: null,
   tp1_13b_load_s: null, tp2_13b_load_s: null, tp4_13b_load_s: null, tp4_70b_load_s: null,
   mixtral_tp4_decode_bs1_ms_per_token: null,
   tp2_13b_nccl_decode_bs1_ms_per_token: null, tp4_13b_nccl_decode_bs1_ms_per_token: null, tp2_speedup_nccl: null, tp4_speedup_nccl: null,
@@ -107,12 +109,12 @@ function step(name, fn, { minSeconds = 0, budget = null } = {}) {
 }
 
 /** Loads an engine, runs `body(engine, program)`, always closes it. `allReduce: 'nccl'` turns the peer all-reduce off. */
-async function withEngine(model, { parallel: strategy, limits, loadKey, allReduce = 'peer' }, body) {
+async function withEngine(model, { parallel: strategy, limits, loadKey, allReduce = 'peer', autoStep = false }, body) {
   const t = performance.now();
   process.env.ZINFER_PEER_ALLREDUCE = allReduce === 'nccl' || NO_PEER ? '0' : '1'; // read by the rank workers this engine starts
   const cap = strategy ? capturingStrategy(strategy) : capturingBackend(await makeBackend(BACKEND));
   const backend = strategy ? await makeBackend(BACKEND) : cap.backend;
-  const engine = await createEngine({ model, backend, parallel: cap.strategy, autoStep: false, limits });
+  const engine = await createEngine({ model, backend, parallel: cap.strategy, autoStep, limits });
   const loadS = (performance.now() - t) / 1000;
   if (loadKey) result[loadKey] = round(loadS, 1);
   log(`   loaded ${model} in ${loadS.toFixed(1)} s`);
@@ -215,6 +217,13 @@ for (const [key, stages, tp] of [['pp4', 4, 1], ['tp2pp2', 2, 2]]) {
     if (part) result[`${key}_bubble_fraction`] = round(1 - (micro * part) / stages / stepMs, 3);
     return { ...r, stepMs, tpPartMs: part ?? null };
   }), { minSeconds: LOCAL ? 5 : 50, budget: key });
+  // The same with the engine stepping on its own: one step a stage in flight (step lanes), so the stages
+  // overlap across steps too.
+  await step(`13B ${key}: throughput ${BIG.seqs} × ${BIG.promptLen}, engine's own loop (step lanes)`, () => withEngine(dir13, { parallel: pipelineParallel({ stages, tensorSize: tp }), limits: LIMITS_13B, autoStep: true }, async (engine) => {
+    const r = await throughputAuto(engine, { ...BIG, vocab: vocabOf(M13) });
+    result[`${key}_13b_bs64_lanes_tokens_per_s`] = round(r.tokensPerS, 0);
+    return r;
+  }), { minSeconds: LOCAL ? 5 : 50, budget: key });
 }
 
 await step(`4 independent replicas (child processes), ${BIG.seqs} and ${BIG.seqs / 4} sequences each`, async () => {
@@ -282,6 +291,7 @@ function printTable() {
   const vsReplicas = (k) => (k === 'tp1' || k === 'replicas4' ? '' : `${result[`${k}_over_replicas4`] ?? '?'} × the replicas`);
   const bubble = (k) => (k === 'pp4' || k === 'tp2pp2' ? `; bubble ${result[`${k}_bubble_fraction`] ?? '?'} (step ${result[`${k}_step_ms`] ?? '?'} ms)` : '');
   for (const k of ['tp1', 'tp4', 'pp4', 'tp2pp2', 'replicas4']) row(`${k}_13b_bs64_tokens_per_s`, vsReplicas(k) + bubble(k));
+  for (const k of ['pp4', 'tp2pp2']) row(`${k}_13b_bs64_lanes_tokens_per_s`, "the engine's own loop: one step a stage in flight");
   row('replicas4_13b_bs16_tokens_per_s', '4 × 16 sequences');
   row('mixtral_tp4_decode_bs1_ms_per_token', detail.steps['Mixtral-8x7B shape (bf16) tp4 decode batch 1']?.skipped ?? '');
   for (const [name, e] of Object.entries(detail.errors)) log(`${e.startsWith('skipped') ? 'SKIPPED' : 'ERROR'} [${name}] ${e.replace(/\s+/g, ' ').slice(0, 300)}`);

@@ -109,6 +109,24 @@ export async function throughput(engine, { seqs, promptLen, newTokens, vocab, se
   return { stepMs: ms, tokensPerS: (seqs / ms) * 1000, steps: times.length };
 }
 
+/**
+ * Decode rate with the engine stepping on its own (a pipeline then keeps one step a stage in flight, each
+ * over its own lane of sequences): the tokens every sequence produced after the last one's first token and
+ * before the first one's last, over that window.
+ */
+export async function throughputAuto(engine, { seqs, promptLen, newTokens, vocab, seed = 1000 }) {
+  const stamps = Array.from({ length: seqs }, () => []);
+  const gens = Array.from({ length: seqs }, (_, i) => engine.generate({ inputIds: promptIds(promptLen, vocab, seed + i), maxTokens: newTokens, temperature: 0, ignoreEos: true }));
+  await Promise.all(gens.map(async (g, i) => {
+    for await (const _ of g) stamps[i].push(performance.now());
+  }));
+  const start = Math.max(...stamps.map((s) => s[0]));
+  const end = Math.min(...stamps.map((s) => s[s.length - 1]));
+  const tokens = stamps.reduce((n, s) => n + s.filter((t) => t > start && t <= end).length, 0);
+  if (!(end > start) || tokens < seqs) throw new Error(`no window in which all ${seqs} sequences decode (${tokens} tokens)`);
+  return { tokensPerS: (tokens / (end - start)) * 1000, windowMs: end - start, tokens };
+}
+
 /** Bytes the busiest rank of a tp-way plan reads per decode token (one row of an embedding table). */
 export async function bytesPerRankPerToken(core, tensorParallel, dir, tp) {
   const m = await core.loadModel(dir);

@@ -89,12 +89,22 @@ export interface CompileOptions {
 }
 
 /** A graph compiled for one device, with its weights and KV cache resident. */
+/** What the engine tells a program about a step beyond its batch. */
+export interface RunOptions {
+  /**
+   * Steps the engine keeps in flight, this one included (its step lanes, for a program with
+   * concurrentSteps > 1): a pipeline then sends a decode step through as one micro-batch, since the
+   * other lanes' steps already fill its stages.
+   */
+  concurrent?: number;
+}
+
 export interface Program {
   /**
    * Runs one step; returns the graph's output value row-major: [selectedRows.length, width] when the output
    * comes after gatherRows (as a model's logits do), else [tokenIds.length, width].
    */
-  run(batch: StepBatch): Promise<Float32Array>;
+  run(batch: StepBatch, options?: RunOptions): Promise<Float32Array>;
   /**
    * Optional: runs the step and returns only the argmax token id of each selected row (lowest index on
    * ties, as the greedy sampler picks). The engine uses it when every row of a step is greedy decoding,

@@ -231,19 +231,19 @@ class LocalEngine implements Engine {
     if (!plan) return { tokens: 0, sequences: 0, finished: 0 };
     for (const { seq } of plan.work) seq.inFlight = true;
     try {
-      return await this.runPlan(plan);
+      return await this.runPlan(plan, lane === null ? 1 : this.lanes);
     } finally {
       for (const { seq } of plan.work) seq.inFlight = false;
     }
   }
 
-  private async runPlan(plan: StepPlan): Promise<StepReport> {
+  private async runPlan(plan: StepPlan, lanes: number): Promise<StepReport> {
     // When every row only needs its argmax, a backend that can take it on the device sends back token
     // ids instead of [rows, vocab] logits (the copy and the host-side pass dominate large-batch decode).
     const argmaxOnly = this.program.runArgmax !== undefined && plan.rows.every(({ seq, promptLogit }) => !promptLogit && seq.sampler.isGreedy);
     let out: Float32Array | Int32Array;
     try {
-      out = argmaxOnly ? await this.program.runArgmax!(plan.batch) : await this.program.run(plan.batch);
+      out = argmaxOnly ? await this.program.runArgmax!(plan.batch) : await this.program.run(plan.batch, lanes > 1 ? { concurrent: lanes } : undefined);
       const vocab = this.spec.vocabSize;
       const bad = out instanceof Int32Array ? out.find((id) => !(id >= 0 && id < vocab)) : undefined;
       if (bad !== undefined) throw new BackendError('the backend returned a token id outside the vocabulary', { expected: `ids in [0, ${vocab})`, found: String(bad) });

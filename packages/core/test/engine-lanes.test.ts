@@ -19,6 +19,7 @@ test('concurrentSteps 2: two steps in flight on disjoint sequences, every sequen
   const results = await Promise.all(prompts.map((p, i) => e.generate({ inputIds: p, maxTokens: 6 + i, temperature: 0, ignoreEos: true }).result));
   results.forEach((r, i) => assert.equal(r.tokens, expected(prompts[i].at(-1)!, 6 + i), `request ${i}`));
   assert.is(backend.maxInFlight, 2, 'the lanes overlapped');
+  assert.ok(backend.concurrent.every((c) => c === 2), 'each step tells the program that 2 are in flight');
   assert.equal(backend.sharedBlocks, [], 'no block in two steps at once');
   // Each step holds one lane's sequences: none appears in two steps that overlapped, and the lanes split the work.
   const sizes = backend.batches.map((b) => b.sequences.length);
@@ -50,6 +51,7 @@ test('stepping by hand (autoStep off) keeps one step over every sequence, whatev
   await e.step();
   await e.step();
   assert.equal(backend.batches.map((b) => b.sequences.length), [2, 2]);
+  assert.equal(backend.concurrent, [undefined, undefined]);
   assert.equal((await s[1].result).tokens, [3, 4]);
   await e.close();
 });

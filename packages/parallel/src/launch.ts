@@ -16,9 +16,19 @@ export interface LaunchOptions {
   timeoutMs?: number;
   /** Node processes to spread the ranks over (default: WORLD_SIZE, RANK, MASTER_ADDR, MASTER_PORT from the environment; none when WORLD_SIZE is unset or 1). */
   nodes?: NodeOptions | null;
+  /**
+   * Pipeline plans with worker ranks: let an engine keep one step a stage in flight (Program.concurrentSteps,
+   * default true); false: one step at a time, each split into micro-batches only.
+   */
+  crossStep?: boolean;
 }
 
 export function launchPlan(args: LaunchArgs, opts: LaunchOptions = {}): Promise<Program> {
+  const launched = launchRanksOf(args, opts);
+  return opts.crossStep === false ? launched.then((p) => Object.assign(p, { concurrentSteps: 1 })) : launched;
+}
+
+function launchRanksOf(args: LaunchArgs, opts: LaunchOptions): Promise<Program> {
   const micro = opts.microBatches ?? (() => 1);
   if (args.backend.deviceCollectives && opts.ranks === 'inline') {
     return Promise.reject(new ConfigError(`backend ${args.backend.name} runs one rank per device, each in its own thread`, { field: 'parallel.ranks', expected: "'workers'", found: "'inline'" }));

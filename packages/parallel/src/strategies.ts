@@ -31,6 +31,12 @@ export interface PipelineParallelOptions {
    */
   promptMicroBatches?: number;
   decodeMicroBatches?: number;
+  /**
+   * Across steps (default true): an engine stepping on its own keeps one step a stage in flight, each over
+   * its own sequences, so a sequence's next token enters stage 0 as soon as its step is back. false: one
+   * step at a time (the micro-batches above only).
+   */
+  crossStep?: boolean;
 }
 
 export type Strategy = ParallelStrategy & { contractVersion: number };
@@ -47,7 +53,7 @@ export function pipelineParallel(opts: PipelineParallelOptions): Strategy {
     if (!Number.isInteger(n) || n < 1) throw new ConfigError('invalid micro-batch count', { field: `parallel.${field}`, expected: 'a positive integer', found: String(n) });
   }
   const microBatches = (b: StepBatch) => (b.sequences.some((s) => s.queryLength > 1) ? prompt : decode);
-  return gridStrategy(`pipeline-parallel(${opts.stages}${tp > 1 ? ` × tp ${tp}` : ''})`, opts.stages, tp, { ranks: opts.ranks, timeoutMs: opts.timeoutMs, nodes: opts.nodes, microBatches });
+  return gridStrategy(`pipeline-parallel(${opts.stages}${tp > 1 ? ` × tp ${tp}` : ''})`, opts.stages, tp, { ranks: opts.ranks, timeoutMs: opts.timeoutMs, nodes: opts.nodes, microBatches, crossStep: opts.crossStep });
 }
 
 function gridStrategy(name: string, stages: number, tp: number, launch: LaunchOptions): Strategy {

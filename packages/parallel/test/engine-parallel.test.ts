@@ -4,7 +4,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createEngine, type ParallelStrategy } from '@zinfer/core';
+import { createEngine, loadModel, type ParallelStrategy, type StepBatch } from '@zinfer/core';
 import { referenceBackend } from '@zinfer/kernels/reference';
 import { pipelineParallel, tensorParallel } from '../src/index.js';
 
@@ -70,5 +70,32 @@ for (const [name, parallel] of [
     }
   });
 }
+
+test('worker-thread pipelines overlap steps (concurrentSteps = stages), and crossStep: false turns it off; a lane\'s decode step is one micro-batch', async () => {
+  const dir = join(FIXTURES, 'llama2');
+  const model = await loadModel(dir);
+  try {
+    for (const [opts, want] of [[{ stages: 2 }, 2], [{ stages: 2, crossStep: false }, 1]] as const) {
+      const strategy = pipelineParallel(opts);
+      const program = await strategy.launch({ plan: strategy.plan(model.graph, []), backend: referenceBackend(), model: { dir }, weights: model.weights, kvCache: { numBlocks: 8, blockSize: 16 } });
+      try {
+        assert.is(program.concurrentSteps, want, JSON.stringify(opts));
+        // Two decode steps of one sequence each, in flight together as two lanes would send them: the same
+        // logits as one after the other (ranks take them in order; each is one micro-batch).
+        const decode = (token: number, block: number): StepBatch => ({
+          tokenIds: Int32Array.of(token), positions: Int32Array.of(0), slots: Int32Array.of(block * 16),
+          sequences: [{ queryStart: 0, queryLength: 1, contextLength: 1, blockTable: Int32Array.of(block) }], selectedRows: Int32Array.of(0),
+        });
+        const together = await Promise.all([program.run(decode(3, 0), { concurrent: 2 }), program.run(decode(9, 1), { concurrent: 2 })]);
+        const alone = [await program.run(decode(3, 2)), await program.run(decode(9, 3))];
+        together.forEach((l, i) => assert.equal(Array.from(l), Array.from(alone[i]), `step ${i}`));
+      } finally {
+        await program.dispose();
+      }
+    }
+  } finally {
+    model.weights.close();
+  }
+});
 
 test.run();

@@ -1,6 +1,6 @@
 // A stand-in KernelBackend for engine tests: its "model" predicts token (t + 1) mod vocab after t, so
 // greedy output is known exactly, and it records every StepBatch so tests can check the scheduling.
-import type { CompileOptions, Graph, KernelBackend, Program, StepBatch, WeightSource } from '../../src/index.js';
+import type { CompileOptions, Graph, KernelBackend, Program, RunOptions, StepBatch, WeightSource } from '../../src/index.js';
 
 export interface CountingBackend extends KernelBackend {
   batches: StepBatch[];
@@ -11,6 +11,8 @@ export interface CountingBackend extends KernelBackend {
   argmaxSteps: number;
   /** Most run() calls in flight at once, and KV blocks that two calls in flight shared (must stay empty). */
   maxInFlight: number;
+  /** RunOptions.concurrent of each run() call (undefined when not given). */
+  concurrent: (number | undefined)[];
   sharedBlocks: number[];
 }
 
@@ -30,6 +32,7 @@ export function countingBackend(opts: CountingOptions = {}): CountingBackend {
     poison: null,
     argmaxSteps: 0,
     maxInFlight: 0,
+    concurrent: [],
     sharedBlocks: [],
     probe: async () => ({ device: 'cpu', description: 'test', memoryBytes: 1 << 30 }),
     supports: () => true,
@@ -53,9 +56,10 @@ export function countingBackend(opts: CountingOptions = {}): CountingBackend {
       };
       return {
         ...(opts.concurrentSteps ? { concurrentSteps: opts.concurrentSteps } : {}),
-        async run(batch: StepBatch): Promise<Float32Array> {
+        async run(batch: StepBatch, options?: RunOptions): Promise<Float32Array> {
           if (disposed) throw new Error('disposed');
           self.batches.push(batch);
+          self.concurrent.push(options?.concurrent);
           await hold(batch);
           if (self.poison !== null && batch.tokenIds.includes(self.poison)) throw new Error('poisoned step');
           const out = new Float32Array(batch.selectedRows.length * vocab);

@@ -3,7 +3,7 @@
 // a step goes to all ranks and the output rank's results come back in order. A rank that dies, fails or
 // does not finish a step within the timeout fails the step with a clear error and aborts the groups, so
 // the other ranks stop waiting; the program cannot run again.
-import { BackendError, type ParallelPlan, type Program, type StepBatch } from '@zinfer/core';
+import { BackendError, type ParallelPlan, type Program, type RunOptions, type StepBatch } from '@zinfer/core';
 import type { RankReply, RankRequest } from '../rank-worker.js';
 import { gatherExpertLoad } from './expert-load.js';
 import { disposeRank } from './dispose-rank.js';
@@ -125,10 +125,13 @@ export async function startRanks(set: RankSet): Promise<Program> {
     // runs one step's micro-batches while stage s+1 runs an earlier step's): an engine keeps one step a
     // stage in flight.
     concurrentSteps: plan.stages,
-    async run(batch: StepBatch): Promise<Float32Array> {
+    async run(batch: StepBatch, options?: RunOptions): Promise<Float32Array> {
       if (broken) throw broken;
       // Every micro-batch goes out at once: stage s works on micro-batch m while stage s+1 works on m-1.
-      return concat(await Promise.all(splitBatch(batch, set.microBatches(batch)).map(send)));
+      // A decode step of one of several engine lanes is one micro-batch: the other lanes fill the stages.
+      const lanes = options?.concurrent ?? 1;
+      const micro = lanes > 1 && batch.sequences.every((s) => s.queryLength === 1) ? 1 : set.microBatches(batch);
+      return concat(await Promise.all(splitBatch(batch, micro).map(send)));
     },
     // The rank answers after the steps queued before the request: counts include every finished step.
     expertLoad: () => gatherExpertLoad(plan, (r) => {
