@@ -87,7 +87,7 @@ const result = {
   tp4_over_replicas4: null, pp4_over_replicas4: null, tp2pp2_over_replicas4: null,
   pp4_bubble_fraction: null, tp2pp2_bubble_fraction: null, pp4_step_ms: null, tp2pp2_step_ms: null,
   // The same pipelines with the engine stepping on its own (step lanes: one step a stage in flight).
-  pp4_13b_bs64_lanes_tokens_per_s: null, tp2pp2_13b_bs64_lanes_tokens_per_s: null,
+  pp4_13b_bs64_lanes_tokens_per_s: null, tp2pp2_13b_bs64_lanes_tokens_per_s: null, pp4_lanes_bubble_fraction: null, tp2pp2_lanes_bubble_fraction: null,
   tp1_13b_load_s: null, tp2_13b_load_s: null, tp4_13b_load_s: null, tp4_70b_load_s: null,
   mixtral_tp4_decode_bs1_ms_per_token: null,
   tp2_13b_nccl_decode_bs1_ms_per_token: null, tp4_13b_nccl_decode_bs1_ms_per_token: null, tp2_speedup_nccl: null, tp4_speedup_nccl: null,
@@ -222,6 +222,9 @@ for (const [key, stages, tp] of [['pp4', 4, 1], ['tp2pp2', 2, 2]]) {
   await step(`13B ${key}: throughput ${BIG.seqs} × ${BIG.promptLen}, engine's own loop (step lanes)`, () => withEngine(dir13, { parallel: pipelineParallel({ stages, tensorSize: tp }), limits: LIMITS_13B, autoStep: true }, async (engine) => {
     const r = await throughputAuto(engine, { ...BIG, vocab: vocabOf(M13) });
     result[`${key}_13b_bs64_lanes_tokens_per_s`] = round(r.tokensPerS, 0);
+    // The same bubble as above, with the time the lanes take for BIG.seqs tokens as the step.
+    const part = detail.programMs[`tp${tp}`]?.[BIG.seqs / stages];
+    if (part) result[`${key}_lanes_bubble_fraction`] = round(1 - (stages * part) / stages / ((BIG.seqs / r.tokensPerS) * 1000), 3);
     return r;
   }), { minSeconds: LOCAL ? 5 : 50, budget: key });
 }
@@ -291,7 +294,7 @@ function printTable() {
   const vsReplicas = (k) => (k === 'tp1' || k === 'replicas4' ? '' : `${result[`${k}_over_replicas4`] ?? '?'} × the replicas`);
   const bubble = (k) => (k === 'pp4' || k === 'tp2pp2' ? `; bubble ${result[`${k}_bubble_fraction`] ?? '?'} (step ${result[`${k}_step_ms`] ?? '?'} ms)` : '');
   for (const k of ['tp1', 'tp4', 'pp4', 'tp2pp2', 'replicas4']) row(`${k}_13b_bs64_tokens_per_s`, vsReplicas(k) + bubble(k));
-  for (const k of ['pp4', 'tp2pp2']) row(`${k}_13b_bs64_lanes_tokens_per_s`, "the engine's own loop: one step a stage in flight");
+  for (const k of ['pp4', 'tp2pp2']) row(`${k}_13b_bs64_lanes_tokens_per_s`, `the engine's own loop: one step a stage in flight; bubble ${result[`${k}_lanes_bubble_fraction`] ?? '?'}`);
   row('replicas4_13b_bs16_tokens_per_s', '4 × 16 sequences');
   row('mixtral_tp4_decode_bs1_ms_per_token', detail.steps['Mixtral-8x7B shape (bf16) tp4 decode batch 1']?.skipped ?? '');
   for (const [name, e] of Object.entries(detail.errors)) log(`${e.startsWith('skipped') ? 'SKIPPED' : 'ERROR'} [${name}] ${e.replace(/\s+/g, ' ').slice(0, 300)}`);
