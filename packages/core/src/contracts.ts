@@ -88,7 +88,6 @@ export interface CompileOptions {
   stream?: WeightStream;
 }
 
-/** A graph compiled for one device, with its weights and KV cache resident. */
 /** What the engine tells a program about a step beyond its batch. */
 export interface RunOptions {
   /**
@@ -99,6 +98,7 @@ export interface RunOptions {
   concurrent?: number;
 }
 
+/** A graph compiled for one device, with its weights and KV cache resident. */
 export interface Program {
   /**
    * Runs one step; returns the graph's output value row-major: [selectedRows.length, width] when the output

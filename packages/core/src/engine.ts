@@ -109,7 +109,7 @@ class LocalEngine implements Engine {
   private readonly looping = new Set<number>();
   /** Per lane, set by wake(): something changed during a step that planned nothing, so the loop must not stop. */
   private woken: boolean[] = [];
-  /** Lane steps in flight (close and relaunch wait for them). */
+  /** Lane steps in flight: close waits for them (relaunch refuses while any sequence runs, so never overlaps one). */
   private readonly laneSteps = new Set<Promise<unknown>>();
   private closed = false;
   private readonly routed = new ExpertLoadTotals();

@@ -5,8 +5,8 @@
 //     in global memory), so a decode layer's attention is one launch. It also does what a separate kernel
 //     did before it (rope_kv / kv_write): it rotates q, and the split that holds the row's new position
 //     rotates the step's k, uses it and v (from registers) for that position and (one block per KV head)
-//     writes both into the cache; the values and their rounding are those rope_kv would store, so
-//     the result is bit-identical. It can ask L2 for the next GEMV's weights (l2_prefetch; off by default).
+//     writes both into the cache; the values it stores and uses are those rope_kv would store (the same
+//     rope.cuh code and roundings). It can ask L2 for the next GEMV's weights (l2_prefetch; off by default).
 //     The split count is fixed per launch and each split's range comes from the context length on the
 //     device, so a captured CUDA graph replays for any context.
 //   - attention_partial + attention_reduce: the general path for any row (prompt rows too) and any head

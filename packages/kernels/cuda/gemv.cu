@@ -253,8 +253,9 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
 // y0..y2 [rows, n0..n2] (A, or f32 when yF32); w0..w2 [n, inF] in the weight dtype; b0..b2 [n] f32 or null
 // (n1 = n2 = 0: one segment); x, res [rows, inF] and [rows, n0]; normW, normB [inF] f32 or null; pf, pfBytes,
 // pfTail: the prefetch of the last pfTail blocks (null, 0, 0: none).
-// grid (Σ ceil(n / GEMV_WROWS), or ceil(n0 / 2) when gated), block (GEMV_THREADS); rows ≤ R.
-// V names the variant (empty, r or o), U its loads a row in flight, MINB the blocks an SM it asks room for.
+// grid (Σ ceil(n / GEMV_WROWS), or ceil(n0 / 2) when gated), block (T: GEMV_THREADS, or 32 for the one-warp
+// entries); rows ≤ R.
+// V names the variant (empty, r, o; w: one warp), U its loads a row in flight, MINB the blocks an SM it asks room for.
 #define GEMV_ENTRY(R, V, U, ROLL, MINB, T, WS, AS, W, A)                                                                                \
   extern "C" __global__ void __launch_bounds__(T, MINB)                                                                                 \
       gemv##R##V##_##WS##_##AS(void *y0, const W *w0, const float *b0, int n0, void *y1, const W *w1, const float *b1, int n1, void *y2, \

@@ -23,9 +23,9 @@ const FA_THREADS = 128; // FA_THREADS in cuda/flash.cu
 export const FLASH_HEAD_DIMS = [16, 32, 64, 80, 96, 128];
 /** Positions a decode split takes at least, and the most splits. */
 const DECODE_MIN_CHUNK = 32;
+const DECODE_MAX_SPLITS = 32;
 /** Rows from which rope_kv takes a block per row rather than per head. */
 const ROPE_ROWS_PER_BLOCK_FROM = 64;
-const DECODE_MAX_SPLITS = 32;
 
 /** Device K and V of each layer: [slots, kvHeads*headDim] in the activation dtype, or e4m3 when fp8. */
 export interface KvPointers {

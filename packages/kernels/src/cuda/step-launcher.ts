@@ -140,7 +140,7 @@ export class StepLauncher {
   /** Launches node i, or its fused group where the group runs, or nothing where another launch covers it. */
   private launchAt(ctx: StepContext, kv: KvPointers | null, i: number): void {
     const { plan } = this.p;
-    if (plan.ropeCovers.has(i)) return; // rotated by its attention's rope_kv launch
+    if (plan.ropeCovers.has(i)) return; // rotated by its attention's launch (rope_kv, or attn_decode itself)
     const g = plan.groupOf.get(i);
     if (g && groupFuses(ctx, g)) {
       if (i === g.at) launchGroup(ctx, g);
