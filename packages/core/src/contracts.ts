@@ -110,7 +110,7 @@ export interface Program {
    * ties, as the greedy sampler picks). The engine uses it when every row of a step is greedy decoding,
    * so a device backend copies ids instead of [rows, vocab] logits to the host.
    */
-  runArgmax?(batch: StepBatch): Promise<Int32Array>;
+  runArgmax?(batch: StepBatch, options?: RunOptions): Promise<Int32Array>;
   /**
    * Optional, for Mixture-of-Experts graphs: tokens routed to each expert since compile, one array per
    * moeRouter node in graph order (= MoE layer order), each of length `experts` (a token counts once per

@@ -18,6 +18,7 @@ import { loadModel } from './model.js';
 import { normalizeRequest, type GenerateRequest } from './request.js';
 import { planStep, type StepPlan } from './scheduler.js';
 import { Sequence } from './sequence.js';
+import { StepLoops } from './step-loops.js';
 import type { TextTokenizer } from './tokenizer.js';
 
 const DEFAULTS = { kvCacheBytes: 256 * 2 ** 20, blockSize: 16, maxBatchTokens: 512, maxSequences: 64 };
@@ -105,12 +106,12 @@ class LocalEngine implements Engine {
   private readonly running: Sequence[] = [];
   private nextId = 1;
   private busy: Promise<unknown> = Promise.resolve();
-  /** Lanes whose step loop is running. */
-  private readonly looping = new Set<number>();
-  /** Per lane, set by wake(): something changed during a step that planned nothing, so the loop must not stop. */
-  private woken: boolean[] = [];
-  /** Lane steps in flight: close waits for them (relaunch refuses while any sequence runs, so never overlaps one). */
-  private readonly laneSteps = new Set<Promise<unknown>>();
+  /** The engine's own step loops, one a lane (close waits for their steps; relaunch refuses while any sequence runs). */
+  private readonly loops = new StepLoops({
+    lanes: () => this.lanes,
+    hasWork: () => !this.closed && (this.waiting.length > 0 || this.running.length > 0),
+    step: (k, lanes) => (lanes === 1 ? this.step() : this.laneStep(k)),
+  });
   private closed = false;
   private readonly routed = new ExpertLoadTotals();
 
@@ -176,13 +177,9 @@ class LocalEngine implements Engine {
     return this.autoStep ? Math.max(1, Math.floor(this.program.concurrentSteps ?? 1)) : 1;
   }
 
-  /** One step of lane k's sequences, after any relaunch queued before it; tracked until done. */
+  /** One step of lane k's sequences, after any relaunch queued before it. */
   private laneStep(k: number): Promise<StepReport> {
-    const run = this.busy.then(() => this.stepNow(k));
-    const done = run.catch(() => {});
-    this.laneSteps.add(done);
-    void done.then(() => this.laneSteps.delete(done));
-    return run;
+    return this.busy.then(() => this.stepNow(k));
   }
 
   expertLoad(): Promise<Float64Array[] | null> {
@@ -216,7 +213,7 @@ class LocalEngine implements Engine {
     this.closed = true;
     for (const s of [...this.waiting, ...this.running]) s.aborted = true;
     await this.busy;
-    await Promise.all([...this.laneSteps]);
+    await this.loops.settle();
     this.reap();
     await this.program.dispose();
     await this.offload?.close();
@@ -243,7 +240,8 @@ class LocalEngine implements Engine {
     const argmaxOnly = this.program.runArgmax !== undefined && plan.rows.every(({ seq, promptLogit }) => !promptLogit && seq.sampler.isGreedy);
     let out: Float32Array | Int32Array;
     try {
-      out = argmaxOnly ? await this.program.runArgmax!(plan.batch) : await this.program.run(plan.batch, lanes > 1 ? { concurrent: lanes } : undefined);
+      const options = lanes > 1 ? { concurrent: lanes } : undefined;
+      out = argmaxOnly ? await this.program.runArgmax!(plan.batch, options) : await this.program.run(plan.batch, options);
       const vocab = this.spec.vocabSize;
       const bad = out instanceof Int32Array ? out.find((id) => !(id >= 0 && id < vocab)) : undefined;
       if (bad !== undefined) throw new BackendError('the backend returned a token id outside the vocabulary', { expected: `ids in [0, ${vocab})`, found: String(bad) });
@@ -319,37 +317,7 @@ class LocalEngine implements Engine {
   }
 
   private wake(): void {
-    this.woken = this.woken.map(() => true);
-    if (this.autoStep && !this.closed) this.loop();
-  }
-
-  /** Starts the step loop of every lane not running (one lane unless the program overlaps steps). */
-  private loop(): void {
-    const lanes = this.lanes;
-    while (this.woken.length < lanes) this.woken.push(true);
-    for (let k = 0; k < lanes; k++) if (!this.looping.has(k)) this.laneLoop(k, lanes);
-  }
-
-  /** Drives lane k's steps while there is work, yielding to the event loop between steps so requests can join. */
-  private laneLoop(k: number, lanes: number): void {
-    this.looping.add(k);
-    const tick = async (): Promise<void> => {
-      try {
-        while (!this.closed && (this.waiting.length || this.running.length)) {
-          // Nothing to compute while work remains means every runnable request of the lane is paused,
-          // in another lane's step or waits for blocks: stop instead of spinning; resume(), cancel(),
-          // generate() and the end of a step wake the loop.
-          this.woken[k] = false;
-          const report = await (lanes === 1 ? this.step() : this.laneStep(k));
-          if (report.tokens === 0 && !this.woken[k]) break;
-          if (lanes > 1 && report.finished > 0) this.wake(); // freed blocks may admit requests into idle lanes
-          await new Promise((r) => setImmediate(r));
-        }
-      } finally {
-        this.looping.delete(k);
-      }
-    };
-    void tick();
+    if (this.autoStep && !this.closed) this.loops.wake();
   }
 
   private promptIds(r: GenerateRequest): number[] {

@@ -164,7 +164,7 @@ export function planExecution(graph: Graph, opts: FusionOptions = { linear: true
     ropeCovers.add(ki);
     extraUses.push([q.inputs.x, i], [k.inputs.x, i]);
   });
-  return { groups, groupOf, rope, ropeCovers, nextWeight: nextWeights(graph, groups, groupOf), extraUses, earlyDefs };
+  return { groups, groupOf, rope, ropeCovers, nextWeight: nextWeights(graph, groups), extraUses, earlyDefs };
 
   function sameDtype(a: OpNode, b: OpNode): boolean {
     if (a.op !== 'linear' || b.op !== 'linear' || !opts.weightDtype) return true;
@@ -182,23 +182,19 @@ export function planExecution(graph: Graph, opts: FusionOptions = { linear: true
 
 /**
  * What the linear launch after each attention node and each group reads first: the first member's weight of
- * the next group in launch order (a group launches at `at`). Ungrouped linears are their own launch.
+ * the next group in launch order (a group launches at `at`; every linear belongs to a group).
  */
-function nextWeights(graph: Graph, groups: LinearGroup[], groupOf: Map<number, LinearGroup>): Map<OpNode | LinearGroup, WeightName> {
-  const launches: { at: number; weight: WeightName; group: LinearGroup | null }[] = groups.map((g) => ({ at: g.at, weight: g.members[0].attrs.weight, group: g }));
-  graph.nodes.forEach((node, i) => {
-    if (node.op === 'linear' && !groupOf.has(i)) launches.push({ at: i, weight: node.attrs.weight, group: null });
-  });
-  launches.sort((a, b) => a.at - b.at);
-  const after = (i: number) => launches.find((l) => l.at > i)?.weight;
+function nextWeights(graph: Graph, groups: LinearGroup[]): Map<OpNode | LinearGroup, WeightName> {
+  const launches = [...groups].sort((a, b) => a.at - b.at);
+  const after = (i: number) => launches.find((g) => g.at > i)?.members[0].attrs.weight;
   const out = new Map<OpNode | LinearGroup, WeightName>();
   graph.nodes.forEach((node, i) => {
     const w = node.op === 'attention' ? after(i) : undefined;
     if (w !== undefined) out.set(node, w);
   });
-  for (const l of launches) {
-    const w = l.group ? after(l.at) : undefined;
-    if (l.group && w !== undefined) out.set(l.group, w);
+  for (const g of launches) {
+    const w = after(g.at);
+    if (w !== undefined) out.set(g, w);
   }
   return out;
 }

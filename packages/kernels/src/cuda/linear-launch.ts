@@ -6,7 +6,7 @@ import { BackendError, type OpNode, type ValueId } from '@zinfer/core';
 import { ACTIVATION_CODES } from './activation-codes.js';
 import { prefetchOf } from './l2-prefetch.js';
 import type { LinearGroup } from './exec-plan.js';
-import { gemvKernel, gemvLaunch } from './gemv-variant.js';
+import { gemvLaunch } from './gemv-variant.js';
 import type { StepContext } from './step-context.js';
 
 /** Rows up to which linear layers run as GEMVs. */
@@ -74,7 +74,10 @@ function tailPrefetch(ctx: StepContext, g: LinearGroup, rows: number, blocks: nu
   return capped > 0 ? [pf, capped, tail] : [0n, 0, 0];
 }
 
-/** One linear node on its own: a one-segment GEMV for few rows, else a GEMM. */
+/**
+ * One linear node on its own, for steps of more than GEMV_MAX_ROWS rows: cuBLAS or the tiled GEMM. (Every
+ * linear belongs to a group, and a group of at most GEMV_MAX_ROWS rows runs as its fused GEMV.)
+ */
 export function launchLinear(ctx: StepContext, node: OpNode<'linear'>): void {
   const w = ctx.weight(node.attrs.weight);
   const [outF, inF] = w.shape;
@@ -84,11 +87,7 @@ export function launchLinear(ctx: StepContext, node: OpNode<'linear'>): void {
   const bias = node.attrs.bias === null ? 0n : ctx.weight(node.attrs.bias).ptr;
   const yF32 = ctx.isF32(node.output) ? 1 : 0;
   const { gpu, act } = ctx;
-  if (rows <= GEMV_MAX_ROWS) {
-    gpu.launch(gemvKernel(gemvRows(rows), w.dtype, act), { x: Math.ceil(outF / GEMV_WROWS) }, GEMV_THREADS, [
-      y, w.ptr, bias, outF, 0n, 0n, 0n, 0, 0n, 0n, 0n, 0, x, 0n, 0n, 0n, 0, rows, inF, EPI.none, 0, NORM.none, yF32, 0n, 0, 0,
-    ]);
-  } else if (w.dtype === act && ctx.options.cublas && gpu.gemm) {
+  if (w.dtype === act && ctx.options.cublas && gpu.gemm) {
     gpu.gemm({ y, x, w: w.ptr, dtype: act, yDtype: yF32 ? 'f32' : act, rows, inF, outF });
     if (bias !== 0n) gpu.launch(`bias_add_${act}`, { x: Math.min(4096, Math.ceil((rows * outF) / 256)) }, 256, [y, bias, rows * outF, outF, yF32]);
   } else {

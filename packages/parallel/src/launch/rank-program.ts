@@ -105,16 +105,18 @@ export async function startRanks(set: RankSet): Promise<Program> {
     release: () => set.release(),
   }, DISPOSE_GRACE_MS);
 
-  const send = (batch: StepBatch): Promise<Float32Array> => {
+  // `queued`: steps of other engine lanes a rank may have to finish first (each gets timeoutMs of its own).
+  const send = (batch: StepBatch, queued = 0): Promise<Float32Array> => {
     const id = nextId++;
+    const limit = timeoutMs * (1 + queued);
     return new Promise((resolve, reject) => {
       const waiting = new Set(links.keys());
       const timer = setTimeout(() => {
         const who = [...waiting].join(', ');
-        breakAll(new BackendError(`rank${waiting.size > 1 ? 's' : ''} ${who} did not finish a step within ${timeoutMs} ms: hung or stuck in a collective`, {
-          field: 'parallel timeoutMs', expected: `a step within ${timeoutMs} ms`, found: `no answer from rank ${who}`,
+        breakAll(new BackendError(`rank${waiting.size > 1 ? 's' : ''} ${who} did not finish a step within ${limit} ms: hung or stuck in a collective`, {
+          field: 'parallel timeoutMs', expected: `a step within ${limit} ms`, found: `no answer from rank ${who}`,
         }));
-      }, timeoutMs);
+      }, limit);
       pending.set(id, { waiting, out: null, timer, resolve, reject });
       for (const w of links) w.postMessage({ type: 'run', id, batch });
     });
@@ -131,7 +133,7 @@ export async function startRanks(set: RankSet): Promise<Program> {
       // A decode step of one of several engine lanes is one micro-batch: the other lanes fill the stages.
       const lanes = options?.concurrent ?? 1;
       const micro = lanes > 1 && batch.sequences.every((s) => s.queryLength === 1) ? 1 : set.microBatches(batch);
-      return concat(await Promise.all(splitBatch(batch, micro).map(send)));
+      return concat(await Promise.all(splitBatch(batch, micro).map((b) => send(b, lanes - 1))));
     },
     // The rank answers after the steps queued before the request: counts include every finished step.
     expertLoad: () => gatherExpertLoad(plan, (r) => {
