@@ -382,6 +382,11 @@ export interface OffloadPlacement {
   readonly stream: WeightStream | null;
   /** One line per tier (bytes and layers held), printed at start-up. */
   readonly summary: readonly string[];
+  /**
+   * Optional: bytes the placement keeps on the compute device (resident weights and streaming slots), so
+   * the engine can give the rest to the KV cache (limits.kvCacheBytes 'auto').
+   */
+  readonly deviceBytes?: number;
   /** The fetch and compute timelines recorded so far (for benches); cleared by the caller at will. */
   timeline(): StreamEvent[];
   close(): Promise<void>;

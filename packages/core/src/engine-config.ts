@@ -6,14 +6,20 @@ import type { FloatDType } from './dtype.js';
 import { ConfigError } from './errors.js';
 
 export interface EngineLimits {
-  /** Bytes of KV cache to allocate (default 256 MiB, capped at what maxSequences × maxContext can use). */
-  kvCacheBytes?: number;
+  /**
+   * Bytes of KV cache to allocate (default 256 MiB, capped at what maxSequences × maxContext can use).
+   * 'auto' (throughput mode): the device memory the weights leave (engine-sizing.ts).
+   */
+  kvCacheBytes?: number | 'auto';
   /** Tokens per KV-cache block (default 16). */
   blockSize?: number;
   /** Tokens processed per step, prompt chunks and decode tokens together (default 512). */
   maxBatchTokens?: number;
-  /** Sequences running at once (default 64). */
-  maxSequences?: number;
+  /**
+   * Sequences running at once (default 64). 'auto' (throughput mode): as many as the KV cache holds at
+   * maxContext tokens each, and maxBatchTokens (unless set) at least that many, so a decode step takes them all.
+   */
+  maxSequences?: number | 'auto';
   /** Longest prompt + generation, at most the model's max_position_embeddings (the default). */
   maxContext?: number;
   /** KV-cache element type: 'auto' (default, exact) or 'fp8' (e4m3, half the bytes of f16; backends that list it). */
@@ -61,10 +67,10 @@ const schema = v.strictObject({
   dtype: v.optional(v.picklist(['f32', 'f16', 'bf16'])),
   limits: v.optional(
     v.strictObject({
-      kvCacheBytes: v.optional(positiveInt),
+      kvCacheBytes: v.optional(v.union([positiveInt, v.literal('auto')])),
       blockSize: v.optional(positiveInt),
       maxBatchTokens: v.optional(positiveInt),
-      maxSequences: v.optional(positiveInt),
+      maxSequences: v.optional(v.union([positiveInt, v.literal('auto')])),
       maxContext: v.optional(positiveInt),
       kvCacheDtype: v.optional(v.picklist(['auto', 'fp8'])),
     }),

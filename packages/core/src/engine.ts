@@ -19,6 +19,7 @@ import { normalizeRequest, type GenerateRequest } from './request.js';
 import { planStep, type StepPlan } from './scheduler.js';
 import { Sequence } from './sequence.js';
 import { StepLoops } from './step-loops.js';
+import { sizeCache } from './engine-sizing.js';
 import type { TextTokenizer } from './tokenizer.js';
 
 const DEFAULTS = { kvCacheBytes: 256 * 2 ** 20, blockSize: 16, maxBatchTokens: 512, maxSequences: 64 };
@@ -77,21 +78,22 @@ export async function createEngine(config: EngineConfig): Promise<Engine> {
       throw new ConfigError(`backend ${cfg.backend.name} has no ${kvDtype} KV cache`, { field: 'limits.kvCacheDtype', expected: ['auto', ...(cfg.backend.kvCacheDtypes ?? [])].join(' | '), found: kvDtype });
     }
     const perBlock = cfg.backend.kvBytesPerBlock(graphs[0], limits.blockSize, model.weights, kvDtype); // per device: a rank's share
-    const useful = limits.maxSequences * Math.ceil(maxContext / limits.blockSize);
-    const numBlocks = Math.min(Math.floor(limits.kvCacheBytes / perBlock), useful);
-    if (numBlocks < 1) throw new CapacityError('the KV-cache budget holds not even one block', { field: 'limits.kvCacheBytes', expected: `at least ${perBlock}`, found: String(limits.kvCacheBytes) });
-    const kvCache = { numBlocks, blockSize: limits.blockSize, ...(kvDtype !== 'auto' ? { dtype: kvDtype } : {}) };
     // Offload reads every weight once into its tier (or leaves it resident); the program then holds only
     // the resident ones and streams the rest in while it runs.
     // A strategy that takes offload (data parallelism) places the weights on each of its ranks instead.
     const rankOffload = plan && cfg.offload ? cfg.offload : undefined;
     const offload = cfg.offload && !rankOffload ? await cfg.offload.place({ graph: model.graph, weights: model.weights, backend: cfg.backend }) : null;
     try {
+      const sized = await sizeCache({ ...limits, batchTokensSet: cfg.limits?.maxBatchTokens !== undefined }, {
+        backend: cfg.backend, graph: graphs[0], weights: model.weights, maxContext, perBlock, deviceWeightBytes: offload?.deviceBytes,
+      });
+      const { numBlocks } = sized;
+      const kvCache = { numBlocks, blockSize: limits.blockSize, ...(kvDtype !== 'auto' ? { dtype: kvDtype } : {}) };
       const program = plan
         ? await cfg.parallel!.launch({ plan, backend: cfg.backend, model: { dir: cfg.model, dtype: cfg.dtype }, weights: model.weights, kvCache, ...(rankOffload ? { offload: rankOffload } : {}) })
         : await cfg.backend.compile(model.graph, offload?.resident ?? model.weights, { kvCache, ...(offload?.stream ? { stream: offload.stream } : {}) });
       const relaunch = cfg.parallel ? { model: cfg.model, dtype: cfg.dtype, backend: cfg.backend, kvCache, parallel: cfg.parallel } : null;
-      return new LocalEngine(model.spec, model.tokenizer, program, offload ?? program.offload ?? null, new BlockAllocator(numBlocks, limits.blockSize), maxContext, limits.maxBatchTokens, limits.maxSequences, cfg.autoStep ?? true, relaunch);
+      return new LocalEngine(model.spec, model.tokenizer, program, offload ?? program.offload ?? null, new BlockAllocator(numBlocks, limits.blockSize), maxContext, sized.maxBatchTokens, sized.maxSequences, cfg.autoStep ?? true, relaunch);
     } catch (e) {
       await offload?.close();
       throw e;

@@ -46,7 +46,7 @@ export async function placeSharded(o: CheckedOptions, graph: Graph, weights: Wei
   const fetchLine = `fetch: rank ${shard.rank} of ${shard.size} keeps 1/${shard.size} of each streamed layer (${formatBytes(image / shard.size)} of ${formatBytes(image)}); an all-gather assembles each layer`;
   const summary = [deviceLine(o, plan, nonLayer.names.length, nonLayer.bytes, layers), staged.line, fetchLine];
   const withStream: Staged = { ...staged, stream, close: async () => { await stream?.close(); await staged.close(); } };
-  return { ...placement(graph, weights, device, withStream, summary), tier: o.tier, plan: plan as Plan, streamedLayers, file: staged.file };
+  return { ...placement(graph, weights, device, withStream, summary), deviceBytes: plan.deviceBytes, tier: o.tier, plan: plan as Plan, streamedLayers, file: staged.file };
 }
 
 /** Where device slots place tensors (the CUDA backend's alignment), so a slot can take the image as it is. */

@@ -45,7 +45,7 @@ export async function placeWeights(o: CheckedOptions, graph: Graph, weights: Wei
     throw e;
   }
   const summary = [deviceLine(o, plan!, nonLayer.length, nonLayerBytes, layers), staged.line];
-  return { ...placement(graph, weights, device, staged, summary), tier: o.tier, plan: plan!, streamedLayers: layers.slice(plan!.resident), file: staged.file };
+  return { ...placement(graph, weights, device, staged, summary), deviceBytes: plan!.deviceBytes, tier: o.tier, plan: plan!, streamedLayers: layers.slice(plan!.resident), file: staged.file };
 }
 
 /** The weights outside every layer group go to the device tier (always resident). */

@@ -47,6 +47,7 @@ test('disk tier: a device budget below the model bytes runs from disk, identical
     assert.is(p.plan.resident, 0);
     assert.equal(p.streamedLayers, [0, 1]);
     assert.ok(p.plan.deviceBytes <= budget, `${p.plan.deviceBytes} ≤ ${budget}`);
+    assert.is(p.deviceBytes, p.plan.deviceBytes, "the placement reports its device bytes (the engine's throughput mode reads them)");
     assert.match(p.summary[0], /^device: .*layers none resident/);
     assert.match(p.summary[1], /^disk: layers 0-1 streamed/);
     file = p.file!;

@@ -46,6 +46,11 @@ export function parseBytes(s: string): number {
   return bytes;
 }
 
+/** 'auto' (throughput mode: the engine sizes it from the device), else what `parse` makes of it. */
+export function orAuto<T>(parse: (s: string) => T): (s: string) => T | 'auto' {
+  return (s) => (s.trim() === 'auto' ? 'auto' : parse(s));
+}
+
 /** For repeatable flags (--stop A --stop B). */
 export function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];

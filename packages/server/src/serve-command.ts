@@ -12,7 +12,7 @@ import { checkModelDir } from './generate-command.js';
 import { offloadFromFlags, offloadOptions, offloadSummary, type OffloadFlags } from './offload-flags.js';
 import { replannerFromFlags } from './moe-replan.js';
 import { parallelFromFlags, parallelOptions, type ParallelFlags } from './parallel-flags.js';
-import { parseBytes, parseCount, parseInteger } from './parse-flags.js';
+import { orAuto, parseBytes, parseCount, parseInteger } from './parse-flags.js';
 import { runIfFollower } from './node-follower.js';
 import { loadProgress } from './progress.js';
 import { readServeConfig, type ServeFileConfig } from './serve-config.js';
@@ -31,10 +31,10 @@ export interface ServeOptions extends ParallelFlags, OffloadFlags {
   dtype?: FloatDType;
   threads?: number;
   // engine limits
-  kvCacheBytes?: number;
+  kvCacheBytes?: number | 'auto';
   blockSize?: number;
   maxBatchTokens?: number;
-  maxSequences?: number;
+  maxSequences?: number | 'auto';
   maxContext?: number;
   // server limits
   maxPromptTokens?: number;
@@ -63,10 +63,10 @@ export function serveCommand(io: CliIo, done: (exitCode: number) => void): Comma
   // The device flags, shared with the other command.
   for (const option of [...parallelOptions(), ...offloadOptions()]) cmd.addOption(option);
   return cmd
-    .addOption(new Option('--kv-cache-bytes <bytes>', 'KV-cache budget, e.g. 512MiB (engine default 256MiB)').argParser(parseBytes))
+    .addOption(new Option('--kv-cache-bytes <bytes>', "KV-cache budget, e.g. 512MiB (engine default 256MiB); 'auto': the device memory the weights leave").argParser(orAuto(parseBytes)))
     .addOption(count('--block-size <n>', 'tokens per KV-cache block (default 16)'))
     .addOption(count('--max-batch-tokens <n>', 'tokens per step, prompt chunks and decode together (default 512)'))
-    .addOption(count('--max-sequences <n>', 'requests in the running batch (default 64)'))
+    .addOption(new Option('--max-sequences <n>', "requests in the running batch (default 64); 'auto': as many as the KV cache holds at --max-context").argParser(orAuto(parseCount)))
     .addOption(count('--max-context <n>', 'longest prompt + generation (default: the model\'s)'))
     .addOption(count('--max-prompt-tokens <n>', 'longest prompt a request may send (default: context - 1)'))
     .addOption(count('--max-output-tokens <n>', 'largest max_tokens a request may ask for (default: the context)'))
@@ -90,7 +90,7 @@ export async function runServe(o: ServeOptions, io: CliIo): Promise<number> {
   const threads = o.threads ?? file.threads;
   const backend = await createBackend(backendName, threads === undefined ? {} : { threads });
   const limits: EngineLimits = { ...file.limits };
-  for (const k of ENGINE_LIMIT_FLAGS) if (o[k] !== undefined) limits[k] = o[k];
+  for (const k of ENGINE_LIMIT_FLAGS) if (o[k] !== undefined) (limits as Record<string, unknown>)[k] = o[k];
   const dtype = o.dtype ?? file.dtype;
 
   const progress = loadProgress(io.stderr);

@@ -56,6 +56,24 @@ test('zinfer serve with no --model serves the embedded model on 127.0.0.1, print
   assert.is(await s.exit, 0);
 });
 
+test('throughput mode: --kv-cache-bytes auto --max-sequences auto sizes the cache from the device and serves', async () => {
+  const s = await startServe(['--kv-cache-bytes', 'auto', '--max-sequences', 'auto', '--max-context', '64']);
+  try {
+    const r = await fetch(`${s.urls['openai api']}/completions`, { method: 'POST', body: JSON.stringify({ model: 'zinfer-default', prompt: 'The jury said that', max_tokens: 4, temperature: 0 }) });
+    assert.is(r.status, 200);
+    // The cache holds 1,024 sequences of 64 tokens (the throughput-mode cap), not the default 64.
+    const metrics = await (await fetch(s.urls.metrics)).text();
+    assert.match(metrics, /zinfer_kv_cache_blocks_total(\{[^}]*\})? 4096\b/);
+    assert.match(s.stdout(), "ready (4096 KV-cache blocks");
+  } finally {
+    s.child.kill('SIGTERM');
+  }
+  assert.is(await s.exit, 0);
+  const bad = spawnSync(process.execPath, ['--import', 'tsx', CLI, 'serve', '--max-sequences', 'many'], { cwd: ROOT, encoding: 'utf8' });
+  assert.is(bad.status, 2);
+  assert.match(bad.stderr, '--max-sequences');
+});
+
 test('--config supplies engine limits and server options; flags win over it', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'zinfer-serve-'));
   try {
