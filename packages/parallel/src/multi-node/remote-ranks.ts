@@ -36,9 +36,11 @@ export class RemoteNode {
   private lastRun = 0;
   private readonly onMessage = (m: unknown) => this.receive(m as ToLeader);
   private readonly onClose = (why: BackendError | null) => this.lost(why?.message ?? 'the connection was closed');
+  private readonly release: () => void;
 
   constructor(private readonly peer: StorePeer, readonly launch: number, ranks: readonly number[], private readonly router: RelayRouter) {
     this.ranks = ranks.map((r) => new RemoteRank(this, r));
+    this.release = peer.hold();
     peer.on('message', this.onMessage);
     peer.on('close', this.onClose);
     if (!peer.conn.open) queueMicrotask(() => this.onClose(null));
@@ -71,6 +73,7 @@ export class RemoteNode {
     const off = () => {
       this.peer.off('message', this.onMessage);
       this.peer.off('close', this.onClose);
+      this.release();
     };
     if (left === 0) return off();
     for (const r of pending) r.once('exit', () => --left === 0 && off());

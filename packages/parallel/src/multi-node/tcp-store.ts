@@ -21,8 +21,25 @@ type Request = { op: 'set'; key: string; value: unknown } | { op: 'get'; key: st
 
 /** One follower's connection, on the leader. Events: 'message' (a control message), 'close' (why). */
 export class StorePeer extends EventEmitter<{ message: [unknown]; close: [BackendError | null] }> {
+  private holds = 0;
+
   constructor(readonly hello: Hello, readonly conn: FramedConnection) {
     super();
+  }
+
+  /**
+   * Keeps the leader's process alive while ranks of this node are live, as a running Worker does (the
+   * socket is unref'd otherwise, and a leader disposing its program would exit before the node's ranks have
+   * answered). Returns the release.
+   */
+  hold(): () => void {
+    if (this.holds++ === 0) this.conn.socket.ref();
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      if (--this.holds === 0) this.conn.socket.unref();
+    };
   }
 
   send(body: unknown): void {
