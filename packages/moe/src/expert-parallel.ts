@@ -15,7 +15,7 @@ export function expertParallel(opts: ExpertParallelOptions): ParallelStrategy & 
     contractVersion: CONTRACT_VERSION,
     ranks: opts.size,
     plan: (graph: Graph) => planExpertParallel(graph, opts),
-    launch: (args: LaunchArgs) => launchPlan(args, { ranks: opts.ranks, timeoutMs: opts.timeoutMs }),
+    launch: (args: LaunchArgs) => launchPlan(args, { ranks: opts.ranks, timeoutMs: opts.timeoutMs, nodes: opts.nodes }),
   };
 }
 

@@ -1,5 +1,6 @@
 // The options of expertParallel, checked and resolved into the layout the planner follows.
 import { ConfigError, type ExpertPlacement } from '@zinfer/core';
+import type { NodeOptions } from '@zinfer/parallel';
 
 export interface ExpertParallelOptions {
   /** Number of ranks (devices). */
@@ -28,6 +29,8 @@ export interface ExpertParallelOptions {
   ranks?: 'workers' | 'inline';
   /** Worker ranks: a step not finished by every rank within this many ms fails as a hung rank. */
   timeoutMs?: number;
+  /** Ranks spread over node processes (this one is RANK 0); default from the environment (WORLD_SIZE, ...), as tensorParallel's. */
+  nodes?: NodeOptions | null;
 }
 
 export interface MoeLayout {
