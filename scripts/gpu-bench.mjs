@@ -174,6 +174,15 @@ function weightBytes(dir) {
 /** The harness's programDecode on this bench's step batches, 32 timed steps unless told. */
 const programDecode = (program, o) => harnessProgramDecode(program, stepBatch, { steps: 32, ...o });
 
+/** Median ms of the engine's steps in which all 64 sequences (512-token prompts, 48 new tokens each) decode. */
+async function bs64StepMs(e) {
+  const gens = Array.from({ length: 64 }, (_, i) => e.generate({ inputIds: promptIds(512, 32000, 1000 + i), maxTokens: 48, temperature: 0, ignoreEos: true }));
+  const times = await stepTimes(e, { steps: 30, skip: 3, keep: (r) => r.tokens === 64 && r.sequences === 64 });
+  for (const g of gens) await settle(e, g);
+  if (times.length < 5) throw new Error(`only ${times.length} steps decoded all 64 sequences`);
+  return median(times);
+}
+
 /**
  * The graphed batch-1 decode on one program under each of `variants` (set by `set`), then `get`'s setting
  * restored: the GEMV variants, the L2 prefetch modes, the narrow-row GEMV modes.
@@ -332,11 +341,7 @@ if (engine) {
     return { runsMs: times, flops: prefillFlops(LLAMA, 2048) };
   });
   await step('decode batch 64, 512-token prompts', async () => {
-    const gens = Array.from({ length: 64 }, (_, i) => engine.generate({ inputIds: promptIds(512, 32000, 1000 + i), maxTokens: 48, temperature: 0, ignoreEos: true }));
-    const times = await stepTimes(engine, { steps: 30, skip: 3, keep: (r) => r.tokens === 64 && r.sequences === 64 });
-    for (const g of gens) await settle(engine, g);
-    if (times.length < 5) throw new Error(`only ${times.length} steps decoded all 64 sequences`);
-    const ms = median(times);
+    const ms = await bs64StepMs(engine);
     result.decode_bs64_step_ms = round(ms, 3);
     result.decode_bs64_tokens_per_s = round((64 / ms) * 1000, 0);
     // The floor: weights once plus every sequence's K and V (f16) once per step, at the read bandwidth.
@@ -463,11 +468,7 @@ await step('decode batch 64 with the fp8 KV cache, 512-token prompts', async () 
   const be = cudaBackend(backendOpts); // fp8 through the engine's limits.kvCacheDtype
   const e = await createEngine({ model: LLAMA, backend: be, autoStep: false, limits: { kvCacheBytes: 10 * 2 ** 30, maxSequences: 64, maxBatchTokens: 4096, maxContext: 2560, kvCacheDtype: 'fp8' } });
   try {
-    const gens = Array.from({ length: 64 }, (_, i) => e.generate({ inputIds: promptIds(512, 32000, 1000 + i), maxTokens: 48, temperature: 0, ignoreEos: true }));
-    const times = await stepTimes(e, { steps: 30, skip: 3, keep: (r) => r.tokens === 64 && r.sequences === 64 });
-    for (const g of gens) await settle(e, g);
-    if (times.length < 5) throw new Error(`only ${times.length} steps decoded all 64 sequences`);
-    const ms = median(times);
+    const ms = await bs64StepMs(e);
     result.decode_bs64_fp8_step_ms = round(ms, 3);
     result.decode_bs64_fp8_tokens_per_s = round((64 / ms) * 1000, 0);
     if (result.device_read_gb_per_s && result.weight_bytes) {

@@ -229,13 +229,18 @@ class LocalEngine implements Engine {
     const plan = planStep(free, this.maxBatchTokens, this.blocks.blockSize);
     if (!plan) return { tokens: 0, sequences: 0, finished: 0 };
     for (const { seq } of plan.work) seq.inFlight = true;
+    let report: StepReport;
     try {
-      return await this.runPlan(plan, lane === null ? 1 : this.lanes);
+      report = await this.runPlan(plan, lane === null ? 1 : this.lanes);
     } finally {
       for (const { seq } of plan.work) seq.inFlight = false;
     }
+    const before = this.running.length;
+    this.reap();
+    return { ...report, finished: report.finished + before - this.running.length };
   }
 
+  /** Runs a planned step and hands its tokens to the sequences (a failed step fails them); the caller reaps. */
   private async runPlan(plan: StepPlan, lanes: number): Promise<StepReport> {
     // When every row only needs its argmax, a backend that can take it on the device sends back token
     // ids instead of [rows, vocab] logits (the copy and the host-side pass dominate large-batch decode).
@@ -264,10 +269,7 @@ class LocalEngine implements Engine {
       if (promptLogit) seq.promptLogits.push(logits.slice());
       seq.accept(seq.sampler.sample(logits, seq.tokens));
     });
-    const before = this.running.length;
-    for (const { seq } of plan.work) seq.inFlight = false;
-    this.reap();
-    return { tokens: plan.batch.tokenIds.length, sequences: plan.work.length, finished: before - this.running.length };
+    return { tokens: plan.batch.tokenIds.length, sequences: plan.work.length, finished: 0 };
   }
 
   /** Moves waiting requests into the batch, FIFO, while sequences and KV blocks allow; each to the emptiest lane. */

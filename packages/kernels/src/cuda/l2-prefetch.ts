@@ -22,17 +22,15 @@ export const parseL2Prefetch = (value: string | undefined, field?: string): L2Pr
 export const l2Prefetch = (): L2PrefetchMode => mode.get();
 export const setL2Prefetch = (m: L2PrefetchMode): void => mode.set(m);
 
-/** Bytes of `bytes` worth prefetching at `site` for a step of `rows` rows with `l2Bytes` of L2 (0: none). */
-export function prefetchBytes(site: PrefetchSite, bytes: number, rows: number, l2Bytes: number): number {
-  const on = mode.get() === 'all' || (mode.get() === 'attention' && site === 'attention');
-  if (!on || rows > L2_PREFETCH_MAX_ROWS || l2Bytes <= 0) return 0;
-  return Math.min(bytes, Math.floor(L2_PREFETCH_SHARE * l2Bytes));
+/** Whether launches at `site` prefetch in a step of `rows` rows under the current mode. */
+function prefetches(site: PrefetchSite, rows: number): boolean {
+  const m = mode.get();
+  return (m === 'all' || (m === 'attention' && site === 'attention')) && rows <= L2_PREFETCH_MAX_ROWS;
 }
 
 /** Device address and bytes of the weight to prefetch at `site` in a launch of `rows` rows ([0n, 0]: none). */
 export function prefetchOf(ctx: StepContext, site: PrefetchSite, name: string | undefined, rows: number): [bigint, number] {
-  const w = name === undefined ? null : ctx.maybeWeight(name);
-  if (!w) return [0n, 0];
-  const bytes = prefetchBytes(site, w.bytes, rows, ctx.gpu.l2Bytes);
-  return bytes > 0 ? [w.ptr, bytes] : [0n, 0];
+  if (!prefetches(site, rows) || name === undefined || ctx.gpu.l2Bytes <= 0) return [0n, 0];
+  const w = ctx.maybeWeight(name);
+  return w ? [w.ptr, Math.min(w.bytes, Math.floor(L2_PREFETCH_SHARE * ctx.gpu.l2Bytes))] : [0n, 0];
 }
