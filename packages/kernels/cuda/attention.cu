@@ -225,10 +225,11 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   const int s = blockIdx.x, h = blockIdx.y, r = blockIdx.z, splits = gridDim.x, heads = gridDim.y;
   const int group = threadIdx.x / LANES, li = threadIdx.x % LANES, d0 = li * VEC;
   const bool active = d0 < headDim;
-  // Weights never change: ask for them before waiting on the kernel before this one.
+  // Before waiting on the kernel before this one (PDL), everything that does not depend on it: the weights
+  // asked of L2, the row's place from the step's metadata (uploaded before the step's first kernel), the
+  // cos/sin table, and (PIPE) the first round of cached K/V, which earlier steps wrote; never the row's own
+  // position p, which this launch writes (its value comes from registers).
   l2_prefetch(pf, pfBytes, s + (i64)splits * (h + (i64)heads * r), (i64)splits * heads * gridDim.z);
-  grid_dep_wait();
-  grid_dep_launch();
   const int *info = seqInfo + 4 * rowSeq[r];
   const int p = info[2] - info[1] + (r - info[0]); // this row's position
   const int lo = window > 0 ? max(0, p - window + 1) : 0;
@@ -240,9 +241,25 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   const int kvHead = h / (heads / kvHeads);
   const int kvOff = kvHead * headDim + d0;
 
+  rope_table(cs, sn, (double)p, invFreq, rotaryDim, ropeScaling);
+  typedef CacheVec<C, VEC> CV;
+  typename CV::Raw kr[DEC_UNROLL], vr[DEC_UNROLL]; // PIPE: the raw K and V of the next iteration
+  auto fetch = [&](int base) {
+#pragma unroll
+    for (int u = 0; u < DEC_UNROLL; u++) {
+      const int j = base + group + u * G;
+      const bool ok = active && j < end && j != p;
+      const i64 slot = ok ? (i64)table[j / blockSize] * blockSize + j % blockSize : 0;
+      kr[u] = ok ? CV::load(kCache + slot * kvWidth + kvOff) : CV::zero();
+      vr[u] = ok ? CV::load(vCache + slot * kvWidth + kvOff) : CV::zero();
+    }
+  };
+  if constexpr (PIPE) fetch(begin);
+  grid_dep_wait();
+  grid_dep_launch();
+
   // q rotated and rounded to A, as rope_kv stored it; the new position's k (rotated) and v in the cache's
   // type, for the split that holds it, written to the cache by the first q head of the KV head.
-  rope_table(cs, sn, (double)p, invFreq, rotaryDim, ropeScaling);
   const A *qRow = q + ((i64)r * heads + h) * headDim;
   for (int t = threadIdx.x; t < headDim; t += DEC_THREADS) sQ[t] = from_f32<A>(rotate_dim(qRow, t, rotaryDim, interleaved, cs, sn));
   if (begin <= p && p < end) {
@@ -278,19 +295,6 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   float m = NEG_INF, l = 0.f;
   // Every thread runs the same iterations (the group shuffles need whole warps); group g takes positions
   // base + g + u·G.
-  typedef CacheVec<C, VEC> CV;
-  typename CV::Raw kr[DEC_UNROLL], vr[DEC_UNROLL]; // PIPE: the raw K and V of the iteration after this one
-  auto fetch = [&](int base) {
-#pragma unroll
-    for (int u = 0; u < DEC_UNROLL; u++) {
-      const int j = base + group + u * G;
-      const bool ok = active && j < end;
-      const i64 slot = ok ? (i64)table[j / blockSize] * blockSize + j % blockSize : 0;
-      kr[u] = ok ? CV::load(kCache + slot * kvWidth + kvOff) : CV::zero();
-      vr[u] = ok ? CV::load(vCache + slot * kvWidth + kvOff) : CV::zero();
-    }
-  };
-  if constexpr (PIPE) fetch(begin);
   for (int base = begin; base < end; base += G * DEC_UNROLL) {
     const int j0 = base + group;
     float kf[DEC_UNROLL][VEC], vf[DEC_UNROLL][VEC];
@@ -305,7 +309,7 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
 #pragma unroll
       for (int u = 0; u < DEC_UNROLL; u++) {
         const int j = j0 + u * G;
-        if (active && j < end) {
+        if (active && j < end && j != p) {
           const i64 slot = (i64)table[j / blockSize] * blockSize + j % blockSize;
           CV::widen(CV::load(kCache + slot * kvWidth + kvOff), kf[u]);
           CV::widen(CV::load(vCache + slot * kvWidth + kvOff), vf[u]);
@@ -315,8 +319,8 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
         }
       }
     }
-    // The new position's K and V come from registers (the cache row is being written by another block;
-    // its load above is discarded). Selecting values, not pointers: a load never sees a shared address.
+    // The new position's K and V come from registers (another block of this launch writes its cache row,
+    // so it is never loaded). Selecting values, not pointers: a load never sees a shared address.
 #pragma unroll
     for (int u = 0; u < DEC_UNROLL; u++) {
       if (j0 + u * G == p) {

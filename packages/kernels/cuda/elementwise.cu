@@ -1,5 +1,5 @@
 // Elementwise ops over flat [n] activation arrays: residual add, activations, gated activations, bias add,
-// row gathering, the f32 copy of a 16-bit graph output, and greedy argmax over logit rows. Grid-stride
+// row gathering and the f32 copy of a 16-bit graph output (greedy argmax: argmax.cu). Grid-stride
 // loops, so any grid size is correct; add and the activations move 16 bytes a thread when n allows
 // (buffers are 256-byte aligned). A: the activation type (f32 in parity mode, f16 or bf16).
 #include "common.cuh"
@@ -88,46 +88,3 @@ template <typename A> __device__ void to_f32_copy(float *y, const A *x, int n) {
 ELEMENTWISE_ENTRIES(f32, float)
 ELEMENTWISE_ENTRIES(f16, f16_t)
 ELEMENTWISE_ENTRIES(bf16, bf16_t)
-
-// out [rows] = argmax of each row of logits [rows, width] (f32), lowest id on ties, NaN never chosen
-// (a row of NaN gives 0), as the host sampler's greedy path. grid (rows), block (ARGMAX_THREADS).
-#define ARGMAX_THREADS 256
-extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_f32(int *out, const float *logits, int width) {
-  __shared__ float sv[ARGMAX_THREADS / 32];
-  __shared__ int si[ARGMAX_THREADS / 32];
-  grid_dep_wait();
-  const float *row = logits + (i64)blockIdx.x * width;
-  float best = NEG_INF;
-  int bi = 0x7fffffff;
-  for (int j = threadIdx.x; j < width; j += blockDim.x) {
-    const float v = row[j];
-    if (v > best || (v == best && j < bi)) { // NaN compares false: skipped
-      best = v;
-      bi = j;
-    }
-  }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-    const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-    if (ov > best || (ov == best && oi < bi)) {
-      best = ov;
-      bi = oi;
-    }
-  }
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  if (lane == 0) {
-    sv[warp] = best;
-    si[warp] = bi;
-  }
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    for (int w = 1; w < ARGMAX_THREADS / 32; w++) {
-      if (sv[w] > best || (sv[w] == best && si[w] < bi)) {
-        best = sv[w];
-        bi = si[w];
-      }
-    }
-    out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
-  }
-}

@@ -32,3 +32,47 @@ EMBEDDING_ENTRY(f16, f32, f16_t, float)
 EMBEDDING_ENTRY(bf16, f32, bf16_t, float)
 EMBEDDING_ENTRY(f16, f16, f16_t, f16_t)
 EMBEDDING_ENTRY(bf16, bf16, bf16_t, bf16_t)
+
+// out[r, :] = a + b, a and b two lookups as embedding() makes them (each scaled and rounded to A), added
+// in f32 and rounded once more, as the add kernel after two embedding launches does: GPT-2's token and
+// position embeddings in one launch. The tables never change and the ids are the step's metadata, so the
+// lookups are read before waiting on the kernel before (PDL); only the write waits.
+template <typename W, typename A>
+__device__ void embedding_sum(A *out, const W *ta, const int *idsA, int offsetA, float scaleA, const W *tb, const int *idsB, int offsetB,
+                              float scaleB, int dim) {
+  const int r = blockIdx.x; // one block per row
+  const W *a = ta + (i64)(idsA[r] + offsetA) * dim;
+  const W *b = tb + (i64)(idsB[r] + offsetB) * dim;
+  A *dst = out + (i64)r * dim;
+  constexpr int K = 4; // elements a thread holds before the wait (dim ≤ 4 × blockDim in one pass)
+  float va[K], vb[K];
+#pragma unroll
+  for (int k = 0; k < K; k++) {
+    const int j = threadIdx.x + k * blockDim.x;
+    va[k] = j < dim ? to_f32(from_f32<A>(to_f32(a[j]) * scaleA)) : 0.f;
+    vb[k] = j < dim ? to_f32(from_f32<A>(to_f32(b[j]) * scaleB)) : 0.f;
+  }
+  grid_dep_wait();
+  grid_dep_launch();
+#pragma unroll
+  for (int k = 0; k < K; k++) {
+    const int j = threadIdx.x + k * blockDim.x;
+    if (j < dim) dst[j] = from_f32<A>(va[k] + vb[k]);
+  }
+  for (int j = threadIdx.x + K * blockDim.x; j < dim; j += blockDim.x)
+    dst[j] = from_f32<A>(to_f32(from_f32<A>(to_f32(a[j]) * scaleA)) + to_f32(from_f32<A>(to_f32(b[j]) * scaleB)));
+}
+
+// out [rows, dim]; ta, tb [*, dim] in the stored dtype; idsA, idsB [rows] (ids checked on the host).
+// grid (rows), block (any multiple of 32).
+#define EMBEDDING_SUM_ENTRY(WS, AS, W, A)                                                                                          \
+  extern "C" __global__ void embedding_sum_##WS##_##AS(A *out, const W *ta, const int *idsA, int offsetA, float scaleA, const W *tb, \
+                                                       const int *idsB, int offsetB, float scaleB, int dim) {                        \
+    embedding_sum<W, A>(out, ta, idsA, offsetA, scaleA, tb, idsB, offsetB, scaleB, dim);                                         \
+  }
+
+EMBEDDING_SUM_ENTRY(f32, f32, float, float)
+EMBEDDING_SUM_ENTRY(f16, f32, f16_t, float)
+EMBEDDING_SUM_ENTRY(bf16, f32, bf16_t, float)
+EMBEDDING_SUM_ENTRY(f16, f16, f16_t, f16_t)
+EMBEDDING_SUM_ENTRY(bf16, bf16, bf16_t, bf16_t)

@@ -96,7 +96,7 @@ test('kernel signatures: every extern "C" kernel parses (macro-made entry points
   const want = [
     ...acts.flatMap((a) => ['rms_norm', 'layer_norm', 'add', 'activation', 'bias_add', 'gather_rows', 'to_f32', 'rotary', 'rope_kv', 'kv_write', 'attention_partial', 'attention_reduce', 'interleave_ranks', 'copy'].map((k) => `${k}_${a}`)),
     ...acts.flatMap((a) => [1, 2, 4, 8, 16, 32].map((l) => `attn_decode${l}_${a}`)),
-    ...weighted.flatMap((w) => ['embedding', 'gemm', 'gemv1', 'gemv2', 'gemv4', 'gemv8'].map((k) => `${k}_${w}`)),
+    ...weighted.flatMap((w) => ['embedding', 'embedding_sum', 'gemm', 'gemv1', 'gemv2', 'gemv4', 'gemv8'].map((k) => `${k}_${w}`)),
     ...['f16', 'bf16'].flatMap((a) => [16, 32, 64, 80, 96, 128].map((d) => `flash_prefill${d}_${a}`)),
     ...weighted.flatMap((w) => ['moe_router', 'moe_gate_up1', 'moe_gate_up2', 'moe_gate_up4', 'moe_gate_up8', 'moe_down1', 'moe_down2', 'moe_down4', 'moe_down8', 'moe_down_tiles'].map((k) => `${k}_${w}`)),
     ...acts.flatMap((a) => ['moe_combine', 'sigmoid_gate'].map((k) => `${k}_${a}`)),
@@ -106,7 +106,7 @@ test('kernel signatures: every extern "C" kernel parses (macro-made entry points
     ...acts.flatMap((a) => ['rope_kv', 'kv_write', 'attention_partial'].map((k) => `${k}_${a}_e4m3`)),
     ...acts.flatMap((a) => [1, 2, 4, 8, 16, 32].map((l) => `attn_decode${l}_${a}_e4m3`)),
     ...['f16', 'bf16'].flatMap((a) => [1, 2, 4, 8, 16, 32].flatMap((l) => [`attn_decode${l}p_${a}`, `attn_decode${l}p_${a}_e4m3`])),
-    ...['f16_f16', 'bf16_bf16'].flatMap((w) => ['gemv1r', 'gemv1o', 'gemv2r', 'gemv2o', 'gemv1w', 'gemv2w'].map((k) => `${k}_${w}`)),
+    ...['f16_f16', 'bf16_bf16'].flatMap((w) => ['gemv1r', 'gemv1o', 'gemv1p', 'gemv2r', 'gemv2o', 'gemv2p', 'gemv1w', 'gemv2w'].map((k) => `${k}_${w}`)),
     // The one-shot and two-shot all-reduce over peer memory (tensor-parallel ranks with NVLink).
     ...acts.flatMap((a) => [`peer_all_reduce_${a}`, `peer_all_reduce_2s_${a}`]),
   ];

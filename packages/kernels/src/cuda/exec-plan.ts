@@ -8,6 +8,11 @@
 //   - rotary + KV write: an attention whose q and k come straight from rotary nodes (used by nothing
 //     else) rotates both and writes k and v into the cache in one kernel, in every step (in a decode
 //     step that kernel is the attention itself).
+//   - embedding sums: an add of two embedding lookups that nothing else reads (GPT-2's token + position
+//     embeddings) is one kernel, launched where the add runs, rounding each lookup as its own launch would;
+//   - row gathers: a gatherRows node reads its input through an alias when the step selects every row in
+//     order (decode steps, whose graphs replay only such steps), so no copy is launched; its input then
+//     lives as long as the gather's output is read.
 //   - L2 prefetch targets: the weight of the GEMV that runs next after each attention and each group
 //     (l2-prefetch.ts says when a launch asks for it).
 // Fused launches read and write values at other positions than the graph's nodes do; `extraUses` and
@@ -43,6 +48,13 @@ export interface RopeKv {
   covers: number[];
 }
 
+export interface EmbeddingSum {
+  /** The add's two lookups (its inputs a and b), which its launch replaces. */
+  a: OpNode<'embedding'>;
+  b: OpNode<'embedding'>;
+  covers: number[];
+}
+
 export interface ExecPlan {
   groups: LinearGroup[];
   /** Node index → the group that covers it. */
@@ -51,6 +63,12 @@ export interface ExecPlan {
   rope: Map<OpNode, RopeKv>;
   /** Rotary node indices run by their attention's launch. */
   ropeCovers: Set<number>;
+  /** Add node → the two embedding lookups it sums in one launch. */
+  embeddingSums: Map<OpNode, EmbeddingSum>;
+  /** Embedding node indices run by their add's launch. */
+  embeddingCovers: Set<number>;
+  /** gatherRows output → its input: the value read instead when a step selects every row in order. */
+  gatherAlias: Map<ValueId, ValueId>;
   /** The first weight the next linear group reads, after an attention node or a group (none after the last). */
   nextWeight: Map<OpNode | LinearGroup, WeightName>;
   extraUses: ExtraUse[];
@@ -62,6 +80,8 @@ export interface FusionOptions {
   linear: boolean;
   /** Fuse rotary and the KV write into one kernel (default true). */
   rope: boolean;
+  /** Sum two embedding lookups in one kernel (default: as `linear`). */
+  embedding?: boolean;
   /** Device dtype of a weight: linears fuse only with linears of the same weight dtype (one kernel type). */
   weightDtype?: (name: string) => string;
 }
@@ -164,7 +184,33 @@ export function planExecution(graph: Graph, opts: FusionOptions = { linear: true
     ropeCovers.add(ki);
     extraUses.push([q.inputs.x, i], [k.inputs.x, i]);
   });
-  return { groups, groupOf, rope, ropeCovers, nextWeight: nextWeights(graph, groups), extraUses, earlyDefs };
+  const embeddingSums = new Map<OpNode, EmbeddingSum>();
+  const embeddingCovers = new Set<number>();
+  if (opts.embedding ?? opts.linear) {
+    nodes.forEach((node) => {
+      if (node.op !== 'add') return;
+      const [ai, bi] = [producer.get(node.inputs.a), producer.get(node.inputs.b)];
+      if (ai === undefined || bi === undefined || ai === bi) return;
+      const [a, b] = [nodes[ai], nodes[bi]];
+      if (a.op !== 'embedding' || b.op !== 'embedding') return;
+      if (a.attrs.vocabShardStart !== undefined || b.attrs.vocabShardStart !== undefined) return; // a shard's misses wait for the all-reduce
+      if (usesOf(a.output).length !== 1 || usesOf(b.output).length !== 1) return;
+      if (opts.weightDtype && opts.weightDtype(a.attrs.table) !== opts.weightDtype(b.attrs.table)) return; // one kernel type
+      embeddingSums.set(node, { a, b, covers: [ai, bi] });
+      embeddingCovers.add(ai);
+      embeddingCovers.add(bi);
+    });
+  }
+
+  const gatherAlias = new Map<ValueId, ValueId>();
+  nodes.forEach((node) => {
+    if (node.op !== 'gatherRows' || node.output === graph.output) return;
+    gatherAlias.set(node.output, node.inputs.x);
+    // Every read of the output, fused launches' included (a norm fused into the LM-head GEMV reads it there).
+    const reads = [...usesOf(node.output), ...extraUses.filter(([v]) => v === node.output).map(([, at]) => at)];
+    for (const at of reads) extraUses.push([node.inputs.x, at]);
+  });
+  return { groups, groupOf, rope, ropeCovers, embeddingSums, embeddingCovers, gatherAlias, nextWeight: nextWeights(graph, groups), extraUses, earlyDefs };
 
   function sameDtype(a: OpNode, b: OpNode): boolean {
     if (a.op !== 'linear' || b.op !== 'linear' || !opts.weightDtype) return true;

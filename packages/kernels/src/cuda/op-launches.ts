@@ -41,6 +41,8 @@ export function launchNode(ctx: StepContext, node: OpNode, kv: KvPointers | null
       return;
     }
     case 'add': {
+      const sum = ctx.plan.embeddingSums.get(node);
+      if (sum) return launchEmbeddingSum(ctx, out, rows, sum.a, sum.b);
       const n = rows * ctx.width(node.output);
       gpu.launch(`add_${act}`, flatGrid(n), 256, [out, ctx.value(node.inputs.a), ctx.value(node.inputs.b), n]);
       return;
@@ -86,4 +88,13 @@ export function launchNode(ctx: StepContext, node: OpNode, kv: KvPointers | null
     default:
       throw new BackendError(`cuda backend has no op ${(node as OpNode).op}`);
   }
+}
+
+/** out = lookup a + lookup b in one launch (exec-plan.ts: an add of two embeddings nothing else reads). */
+function launchEmbeddingSum(ctx: StepContext, out: bigint, rows: number, a: OpNode<'embedding'>, b: OpNode<'embedding'>): void {
+  const [ta, tb] = [ctx.weight(a.attrs.table), ctx.weight(b.attrs.table)];
+  const dim = ta.shape[1];
+  ctx.gpu.launch(`embedding_sum_${ta.dtype}_${ctx.act}`, { x: rows }, threadsFor(dim), [
+    out, ta.ptr, ctx.value(a.inputs.ids), a.attrs.offset, a.attrs.scale, tb.ptr, ctx.value(b.inputs.ids), b.attrs.offset, b.attrs.scale, dim,
+  ]);
 }

@@ -24,6 +24,9 @@ interface Buffer {
 }
 
 const NAN_BITS = 0x7fc00000;
+/** ARGMAX_THREADS and ARGMAX_CHUNK in cuda/argmax.cu: the logits one block of argmax_f32 reduces. */
+const ARGMAX_THREADS = 256;
+const ARGMAX_CHUNK = ARGMAX_THREADS * 8;
 
 export class StepLauncher {
   private readonly slots: (Buffer | null)[];
@@ -118,11 +121,20 @@ export class StepLauncher {
     return this.outBuf!.ptr;
   }
 
-  /** Downloads the argmax of each of `rows` f32 rows at `ptr` (computed on the GPU, so only ids cross PCIe). */
+  /**
+   * Downloads the argmax of each of `rows` f32 rows at `ptr` (computed on the GPU, so only ids cross PCIe).
+   * One buffer holds the ids [rows], the row counters [rows] (zeroed when allocated; the kernel leaves them
+   * zero) and the blocks' partial values and ids [rows, blocks] each.
+   */
   argmax(ptr: bigint, rows: number, width: number, ids: Int32Array): void {
-    this.argmaxBuf = this.grow(this.argmaxBuf, rows * 4, 'argmax output');
-    this.p.gpu.launch('argmax_f32', { x: rows }, 256, [this.argmaxBuf.ptr, ptr, width]);
-    this.p.gpu.download(ids, this.argmaxBuf.ptr);
+    const blocks = Math.ceil(width / ARGMAX_CHUNK);
+    const before = this.argmaxBuf;
+    this.argmaxBuf = this.grow(this.argmaxBuf, (2 * rows + 2 * rows * blocks) * 4, 'argmax output');
+    const base = this.argmaxBuf.ptr;
+    if (this.argmaxBuf !== before) this.p.gpu.fill32(base, 0, this.argmaxBuf.bytes / 4);
+    const at = (ints: number) => base + BigInt(ints * 4);
+    this.p.gpu.launch('argmax_f32', { x: blocks, y: rows }, ARGMAX_THREADS, [base, ptr, width, at(2 * rows), at(2 * rows + rows * blocks), at(rows)]);
+    this.p.gpu.download(ids, base);
   }
 
   /** Frees every buffer (the program is being disposed). */
@@ -141,12 +153,15 @@ export class StepLauncher {
   private launchAt(ctx: StepContext, kv: KvPointers | null, i: number): void {
     const { plan } = this.p;
     if (plan.ropeCovers.has(i)) return; // rotated by its attention's launch (rope_kv, or attn_decode itself)
+    if (plan.embeddingCovers.has(i)) return; // looked up by the launch of the add that sums it
+    const node = this.p.graph.nodes[i];
+    if (ctx.meta.selectsAll && plan.gatherAlias.has(node.output)) return; // its readers read the input (context.value)
     const g = plan.groupOf.get(i);
     if (g && groupFuses(ctx, g)) {
       if (i === g.at) launchGroup(ctx, g);
       return;
     }
-    launchNode(ctx, this.p.graph.nodes[i], kv);
+    launchNode(ctx, node, kv);
   }
 
   private context(meta: StepMetadata, metaBase: bigint, streamed?: StreamStep): StepContext {
@@ -161,6 +176,7 @@ export class StepLauncher {
       plan: p.plan,
       options: p.options,
       value: (id: ValueId) => {
+        if (meta.selectsAll) id = p.plan.gatherAlias.get(id) ?? id;
         if (id === graph.inputs.tokenIds) return metaPtr(meta.at.tokenIds);
         if (id === graph.inputs.positions) return metaPtr(meta.at.positions);
         const slot = buffers.slotOf[id];

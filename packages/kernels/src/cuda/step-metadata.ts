@@ -18,6 +18,8 @@ export interface StepMetadata {
   decodeOnly: boolean;
   /** Tiles of the prompt attention kernel (3 ints each at `at.tiles`). */
   tiles: number;
+  /** Every row is selected, in order: a gather of the selected rows is its input itself. */
+  selectsAll: boolean;
 }
 
 /**
@@ -68,7 +70,8 @@ export function packStep(batch: StepBatch, blockSize: number): StepMetadata {
   });
   tileList.forEach(([s, first, n], i) => ints.set([s, first, n], at.tiles + 3 * i));
   const decodeOnly = seqs.length === rows && seqs.every((s) => s.queryLength === 1);
-  return { ints, at, rows, selected, rowPositions, decodeOnly, tiles: tileList.length };
+  const selectsAll = selected === rows && batch.selectedRows.every((r, i) => r === i);
+  return { ints, at, rows, selected, rowPositions, decodeOnly, tiles: tileList.length, selectsAll };
 }
 
 /**
