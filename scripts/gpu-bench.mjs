@@ -180,7 +180,7 @@ async function bs64StepMs(e) {
   const times = await stepTimes(e, { steps: 30, skip: 3, keep: (r) => r.tokens === 64 && r.sequences === 64 });
   for (const g of gens) await settle(e, g);
   if (times.length < 5) throw new Error(`only ${times.length} steps decoded all 64 sequences`);
-  return median(times);
+  return { ms: median(times), stepsTimed: times.length, minMs: Math.min(...times) };
 }
 
 /**
@@ -341,7 +341,7 @@ if (engine) {
     return { runsMs: times, flops: prefillFlops(LLAMA, 2048) };
   });
   await step('decode batch 64, 512-token prompts', async () => {
-    const ms = await bs64StepMs(engine);
+    const { ms, stepsTimed, minMs } = await bs64StepMs(engine);
     result.decode_bs64_step_ms = round(ms, 3);
     result.decode_bs64_tokens_per_s = round((64 / ms) * 1000, 0);
     // The floor: weights once plus every sequence's K and V (f16) once per step, at the read bandwidth.
@@ -350,7 +350,7 @@ if (engine) {
       const floorMs = (result.weight_bytes + 64 * 536 * kvBytesPerToken) / (result.device_read_gb_per_s * 1e6);
       result.decode_bs64_floor_tokens_per_s = round((64 / floorMs) * 1000, 0);
     }
-    return { stepsTimed: times.length, minMs: Math.min(...times) };
+    return { stepsTimed, minMs };
   });
   await step('decode batch 64 through Program.run and runArgmax (no engine)', async () => {
     const program = llamaBackend.programs[llamaBackend.programs.length - 1];
@@ -468,7 +468,7 @@ await step('decode batch 64 with the fp8 KV cache, 512-token prompts', async () 
   const be = cudaBackend(backendOpts); // fp8 through the engine's limits.kvCacheDtype
   const e = await createEngine({ model: LLAMA, backend: be, autoStep: false, limits: { kvCacheBytes: 10 * 2 ** 30, maxSequences: 64, maxBatchTokens: 4096, maxContext: 2560, kvCacheDtype: 'fp8' } });
   try {
-    const ms = await bs64StepMs(e);
+    const { ms, stepsTimed } = await bs64StepMs(e);
     result.decode_bs64_fp8_step_ms = round(ms, 3);
     result.decode_bs64_fp8_tokens_per_s = round((64 / ms) * 1000, 0);
     if (result.device_read_gb_per_s && result.weight_bytes) {
@@ -483,7 +483,7 @@ await step('decode batch 64 with the fp8 KV cache, 512-token prompts', async () 
       ids: () => program.runArgmax(decodeBatch(stepBatch, { rows: 64, context: 520, vocab: 32000, t: 3 })),
     }).finally(() => setDecodeAttentionVariant(DEFAULT_ATTENTION));
     result.program_decode_bs64_fp8_ms_by_attention = r.ms;
-    return { kvBlocks: e.kvBlocks.total, stepsTimed: times.length, sameIdsAcrossAttentionVariants: r.sameIds, program: programStats(be) };
+    return { kvBlocks: e.kvBlocks.total, stepsTimed, sameIdsAcrossAttentionVariants: r.sameIds, program: programStats(be) };
   } finally {
     await e.close();
   }

@@ -92,20 +92,6 @@ if (wanted('half')) {
     for (const c of kernelBackendConformance(be, { oracle, tolerance })) await runCase(`conformance ${activations}`, c.name, c.run);
     save();
   }
-  // The persistent GEMV (the 16-bit modes' 1–2-row variant whose blocks loop over the tiles) through the same cases.
-  if (!dry) {
-    const before = cuda.gemvVariant();
-    cuda.setGemvVariant('persist');
-    try {
-      for (const [activations, tolerance] of [['f16', 1e-2], ['bf16', 3e-2]]) {
-        const be = makeBackend({ ...opts, activations });
-        for (const c of kernelBackendConformance(be, { oracle, tolerance })) await runCase(`conformance ${activations} gemv persist`, c.name, c.run);
-      }
-    } finally {
-      cuda.setGemvVariant(before);
-    }
-    save();
-  }
 }
 
 // ---------------------------------------------------------------------------------------------------

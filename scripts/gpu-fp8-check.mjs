@@ -31,7 +31,8 @@ const log = teeLog(join(OUT, 'gpu-fp8-check.log'));
 const [core, testing, cuda, reference] = await importPackages(['@zinfer/core', '@zinfer/core/testing', '@zinfer/kernels/cuda', '@zinfer/kernels/reference'], log);
 const { createEngine, SafetensorsFile } = core;
 const { kernelBackendConformance, relativeDifference } = testing;
-const { cudaBackend, probeFailure, setGemvVariant, setDecodeAttentionVariant } = cuda;
+const { cudaBackend, probeFailure, setGemvVariant, setDecodeAttentionVariant, gemvVariant, decodeAttentionVariant } = cuda;
+const [GEMV_DEFAULT, ATTENTION_DEFAULT] = [gemvVariant(), decodeAttentionVariant()];
 const { referenceBackend } = reference;
 
 const results = { date: new Date().toISOString(), dry: DRY, device: null, cases: [] };
@@ -96,9 +97,11 @@ for (const arch of readdirSync(FIXTURES).filter((x) => statSync(join(FIXTURES, x
 // 3. Variants through the conformance cases that reach them.
 const reaches = /linear|attention|kv cache|decode|llama|graph/i;
 for (const [label, set, reset] of [
-  ['gemv roll', () => setGemvVariant('roll'), () => setGemvVariant('v1')],
-  ['gemv occ', () => setGemvVariant('occ'), () => setGemvVariant('v1')],
-  ['decode attention pipe', () => setDecodeAttentionVariant('pipe'), () => setDecodeAttentionVariant('v1')],
+  ['gemv v1', () => setGemvVariant('v1'), () => setGemvVariant(GEMV_DEFAULT)],
+  ['gemv roll', () => setGemvVariant('roll'), () => setGemvVariant(GEMV_DEFAULT)],
+  ['gemv occ', () => setGemvVariant('occ'), () => setGemvVariant(GEMV_DEFAULT)],
+  ['decode attention v1', () => setDecodeAttentionVariant('v1'), () => setDecodeAttentionVariant(ATTENTION_DEFAULT)],
+  ['decode attention pipe', () => setDecodeAttentionVariant('pipe'), () => setDecodeAttentionVariant(ATTENTION_DEFAULT)],
 ]) {
   for (const [activations, tolerance] of [['f16', 1e-2], ['bf16', 3e-2]]) {
     const be = makeBackend({ activations });

@@ -15,7 +15,7 @@
 // (each thread adds its vectors in the same order, the block reduces the same way), so one device run can
 // time them against each other:
 //   gemvR_*   U = 4, all U loads of a row reissued only after all U are consumed (a latency bubble per round);
-//   gemvRr_*  "roll": each slot reissued as soon as it is widened, so U loads a row stay in flight;
+//   gemvRr_*  "roll" (the default): each slot reissued as soon as it is widened, so U loads a row stay in flight;
 //   gemvRo_*  "occ": roll with U = 2 and __launch_bounds__ asking 4 blocks an SM at R ≤ 2 (118 registers
 //             at R = 1, nvcc 13, no spills; v1 takes 144, so 3 blocks an SM): the 1024-block GEMVs (o, down)
 //             run in 2 waves of 528 instead of 2.6 of 396. (8 blocks an SM means 64 registers: ~1 KB of spills.)
@@ -33,14 +33,13 @@
 #define NORM_RMS 1
 #define NORM_LAYER 2
 
-template <int R, int U, bool ROLL, bool PERSIST, int THREADS, typename W, typename A>
+template <int R, int U, bool ROLL, int THREADS, typename W, typename A>
 __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, const W *w1, const float *b1, int n1, void *y2,
                      const W *w2, const float *b2, int n2, const A *__restrict__ x, const A *__restrict__ res,
                      const float *__restrict__ normW, const float *__restrict__ normB, float eps, int rows, int inF, int epi,
                      int act, int norm, int yF32, const void *pf, int pfBytes, int pfTail) {
   static_assert(R >= 1 && R <= 8, "GEMV takes 1 to 8 rows");
   static_assert(THREADS % 32 == 0 && THREADS >= 32, "whole warps");
-  static_assert(ROLL || !PERSIST, "the persistent loop reissues slot by slot");
   constexpr int WARPS = THREADS / 32;
   __shared__ float red[WARPS][64];
   __shared__ float fin[GEMV_WROWS][R];
@@ -48,69 +47,35 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
   const int tailStart = (int)gridDim.x - pfTail;
   if (pfTail > 0 && (int)blockIdx.x >= tailStart) l2_prefetch(pf, pfBytes, blockIdx.x - tailStart, pfTail);
 
-  // Which weight rows tile b reads: 4 consecutive rows of one segment, or 2 gate + 2 up rows. A block
-  // computes tile blockIdx.x; the persistent variant then tiles blockIdx.x + gridDim.x, … up to `tiles`.
-  const int nb0 = (n0 + GEMV_WROWS - 1) / GEMV_WROWS, nb1 = (n1 + GEMV_WROWS - 1) / GEMV_WROWS, nb2 = (n2 + GEMV_WROWS - 1) / GEMV_WROWS;
-  const int tiles = epi == EPI_GATED ? (n0 + 1) / 2 : nb0 + nb1 + nb2;
-  auto setup = [&](int b, int &seg, int &o0, int &n, const W *(&wp)[GEMV_WROWS], bool (&ok)[GEMV_WROWS]) {
-    seg = 0;
-    if (epi == EPI_GATED) {
-      o0 = 2 * b;
-    } else {
-      if (b >= nb0) {
-        b -= nb0;
-        seg = 1;
-        if (b >= nb1) {
-          b -= nb1;
-          seg = 2;
-        }
+  // Which weight rows this block reads: 4 consecutive rows of one segment, or 2 gate + 2 up rows.
+  int b = blockIdx.x, seg = 0, o0;
+  if (epi == EPI_GATED) {
+    o0 = 2 * b;
+  } else {
+    const int nb0 = (n0 + GEMV_WROWS - 1) / GEMV_WROWS, nb1 = (n1 + GEMV_WROWS - 1) / GEMV_WROWS;
+    if (b >= nb0) {
+      b -= nb0;
+      seg = 1;
+      if (b >= nb1) {
+        b -= nb1;
+        seg = 2;
       }
-      o0 = GEMV_WROWS * b;
     }
-    const W *wseg = seg == 0 ? w0 : seg == 1 ? w1 : w2;
-    n = seg == 0 ? n0 : seg == 1 ? n1 : n2;
-#pragma unroll
-    for (int i = 0; i < GEMV_WROWS; i++) {
-      const int o = epi == EPI_GATED ? o0 + (i & 1) : o0 + i;
-      ok[i] = o < n;
-      wp[i] = (epi == EPI_GATED && i >= 2 ? w1 : wseg) + (i64)(ok[i] ? o : 0) * inF;
-    }
-  };
-  int tile = blockIdx.x, seg, o0, n;
+    o0 = GEMV_WROWS * b;
+  }
+  const W *wseg = seg == 0 ? w0 : seg == 1 ? w1 : w2;
+  const int n = seg == 0 ? n0 : seg == 1 ? n1 : n2;
   const W *wp[GEMV_WROWS];
   bool ok[GEMV_WROWS];
-  setup(tile, seg, o0, n, wp, ok);
+#pragma unroll
+  for (int i = 0; i < GEMV_WROWS; i++) {
+    const int o = epi == EPI_GATED ? o0 + (i & 1) : o0 + i;
+    ok[i] = o < n;
+    wp[i] = (epi == EPI_GATED && i >= 2 ? w1 : wseg) + (i64)(ok[i] ? o : 0) * inF;
+  }
 
   float acc[GEMV_WROWS][R];
   float ss[R], sx[R], gd[GEMV_WROWS], bd[GEMV_WROWS]; // norm statistics: Σx², Σx, Σ w·g, Σ w·b
-
-  constexpr int N = Vec16<W>::N;
-  // Rows of W (and of x) start 16-byte aligned when inF % N == 0: allocations are 256-byte aligned.
-  const bool vectors = inF % N == 0;
-  const int nv = inF / N;
-  constexpr int step = THREADS * U; // U vectors per weight row per thread in flight
-  uint4 raw[U][GEMV_WROWS];
-  // Slot u ← vector v of the weight rows at p (zeros past the row or past the segment).
-  auto fetchRows = [&](const W *const (&p)[GEMV_WROWS], const bool (&k)[GEMV_WROWS], int u, int v) {
-#pragma unroll
-    for (int i = 0; i < GEMV_WROWS; i++) raw[u][i] = (k[i] && v < nv) ? ld_stream16(p[i] + (i64)v * N) : make_uint4(0u, 0u, 0u, 0u);
-  };
-  auto fetch = [&](int u, int v) { fetchRows(wp, ok, u, v); };
-  if (vectors) {
-#pragma unroll
-    for (int u = 0; u < U; u++) fetch(u, threadIdx.x + u * THREADS);
-  }
-  grid_dep_wait(); // weights never change: only x, the residual and the outputs wait for the kernel before
-
-  for (;;) {
-  // The persistent variant's next tile: its first loads are issued as this tile's slots free up, so they
-  // are in flight during this tile's reduction and stores (no drain between tiles, no block launches).
-  const int nextTile = tile + gridDim.x;
-  const bool more = PERSIST && nextTile < tiles;
-  int segN = 0, o0N = 0, nN = 0;
-  const W *wpN[GEMV_WROWS];
-  bool okN[GEMV_WROWS];
-  if (more) setup(nextTile, segN, o0N, nN, wpN, okN);
 #pragma unroll
   for (int r = 0; r < R; r++) {
     ss[r] = sx[r] = 0.f;
@@ -120,7 +85,16 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
 #pragma unroll
   for (int i = 0; i < GEMV_WROWS; i++) gd[i] = bd[i] = 0.f;
 
-  if (vectors) {
+  constexpr int N = Vec16<W>::N;
+  if (inF % N == 0) {
+    // Rows of W (and of x) then start 16-byte aligned: allocations are 256-byte aligned.
+    const int nv = inF / N;
+    constexpr int step = THREADS * U; // U vectors per weight row per thread in flight
+    uint4 raw[U][GEMV_WROWS];
+    auto fetch = [&](int u, int v) {
+#pragma unroll
+      for (int i = 0; i < GEMV_WROWS; i++) raw[u][i] = (ok[i] && v < nv) ? ld_stream16(wp[i] + (i64)v * N) : make_uint4(0u, 0u, 0u, 0u);
+    };
     // One 16-byte vector v of each weight row (widened in wf) against every row of x.
     auto consume = [&](int v, float (&wf)[GEMV_WROWS][N]) {
       float g[N], gb[N];
@@ -161,6 +135,9 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
         }
       }
     };
+#pragma unroll
+    for (int u = 0; u < U; u++) fetch(u, threadIdx.x + u * THREADS);
+    grid_dep_wait(); // weights never change: only x, the residual and the outputs wait for the kernel before
     for (int base = threadIdx.x; base < nv; base += step) {
 #pragma unroll
       for (int u = 0; u < U; u++) {
@@ -169,9 +146,8 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
         float wf[GEMV_WROWS][N];
 #pragma unroll
         for (int i = 0; i < GEMV_WROWS; i++) widen16<W>(raw[u][i], wf[i]);
-        if constexpr (ROLL) { // the slot is free: keep U loads a row in flight (then the next tile's)
+        if constexpr (ROLL) { // the slot is free: keep U loads a row in flight
           if (v + step < nv) fetch(u, v + step);
-          else if (more) fetchRows(wpN, okN, u, threadIdx.x + u * THREADS);
         }
         consume(v, wf);
       }
@@ -181,6 +157,7 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
       }
     }
   } else {
+    grid_dep_wait();
     for (int k = threadIdx.x; k < inF; k += THREADS) {
       float wf[GEMV_WROWS];
 #pragma unroll
@@ -273,18 +250,6 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
       store_out<A>(seg == 0 ? y0 : seg == 1 ? y1 : y2, (i64)r * n + o, val, yF32);
     }
   }
-  if (!more) return;
-  tile = nextTile;
-  seg = segN;
-  o0 = o0N;
-  n = nN;
-#pragma unroll
-  for (int i = 0; i < GEMV_WROWS; i++) {
-    wp[i] = wpN[i];
-    ok[i] = okN[i];
-  }
-  __syncthreads(); // red and fin are read above and written again by the next tile
-  }
 }
 
 // y0..y2 [rows, n0..n2] (A, or f32 when yF32); w0..w2 [n, inF] in the weight dtype; b0..b2 [n] f32 or null
@@ -293,14 +258,13 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
 // grid (Σ ceil(n / GEMV_WROWS), or ceil(n0 / 2) when gated), block (T: GEMV_THREADS, or 32 for the one-warp
 // entries); rows ≤ R.
 // V names the variant (empty, r, o; w: one warp), U its loads a row in flight, MINB the blocks an SM it asks room for.
-#define GEMV_ENTRY(R, V, U, ROLL, MINB, T, WS, AS, W, A) GEMV_ENTRY_P(R, V, U, ROLL, false, MINB, T, WS, AS, W, A)
-#define GEMV_ENTRY_P(R, V, U, ROLL, PERSIST, MINB, T, WS, AS, W, A)                                                                                \
+#define GEMV_ENTRY(R, V, U, ROLL, MINB, T, WS, AS, W, A)                                                                                \
   extern "C" __global__ void __launch_bounds__(T, MINB)                                                                                 \
       gemv##R##V##_##WS##_##AS(void *y0, const W *w0, const float *b0, int n0, void *y1, const W *w1, const float *b1, int n1, void *y2, \
                                const W *w2, const float *b2, int n2, const A *x, const A *res, const float *normW, const float *normB,   \
                                float eps, int rows, int inF, int epi, int act, int norm, int yF32, const void *pf, int pfBytes,        \
                                int pfTail) {                                                                                            \
-    gemv<R, U, ROLL, PERSIST, T, W, A>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32,  \
+    gemv<R, U, ROLL, T, W, A>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32,  \
                               pf, pfBytes, pfTail);                                                                                    \
   }
 
@@ -319,16 +283,12 @@ GEMV_DTYPES(4, , 4, false, 1)
 GEMV_DTYPES(8, , 4, false, 1)
 
 // The variants, for the latency-bound decode of 1 or 2 rows in the 16-bit modes only (each entry point
-// costs NVRTC time on every fresh machine; other rows and parity mode take v1: gemv-variant.ts). The
-// persistent ones ask 3 blocks an SM in f16 and 2 in bf16 (whose widening needs more registers: at 3 it
-// spills); GEMV_PERSIST_BLOCKS_PER_SM in gemv-variant.ts sizes their grids to match.
+// costs NVRTC time on every fresh machine; other rows and parity mode take v1: gemv-variant.ts).
 #define GEMV_VARIANTS_16(R)                                                \
   GEMV_ENTRY(R, r, 4, true, 1, GEMV_THREADS, f16, f16, f16_t, f16_t)       \
   GEMV_ENTRY(R, r, 4, true, 1, GEMV_THREADS, bf16, bf16, bf16_t, bf16_t)   \
   GEMV_ENTRY(R, o, 2, true, 4, GEMV_THREADS, f16, f16, f16_t, f16_t)       \
-  GEMV_ENTRY(R, o, 2, true, 4, GEMV_THREADS, bf16, bf16, bf16_t, bf16_t)   \
-  GEMV_ENTRY_P(R, p, 4, true, true, 3, GEMV_THREADS, f16, f16, f16_t, f16_t) \
-  GEMV_ENTRY_P(R, p, 4, true, true, 2, GEMV_THREADS, bf16, bf16, bf16_t, bf16_t)
+  GEMV_ENTRY(R, o, 2, true, 4, GEMV_THREADS, bf16, bf16, bf16_t, bf16_t)
 
 GEMV_VARIANTS_16(1)
 GEMV_VARIANTS_16(2)

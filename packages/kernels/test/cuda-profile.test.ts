@@ -79,29 +79,22 @@ test('every decode attention variant has every lanes × dtype entry point, with 
 
 test('narrow rows take the one-warp GEMV in 16-bit modes at 1–2 rows (ZINFER_GEMV_NARROW=warp, the default), else the block GEMV', () => {
   assert.is(parseGemvNarrow(undefined), 'warp');
-  assert.equal(gemvLaunch(1, 'f16', 'f16', 768), { kernel: 'gemv1w_f16_f16', threads: 32, persistent: false });
-  assert.equal(gemvLaunch(2, 'bf16', 'bf16', 1024), { kernel: 'gemv2w_bf16_bf16', threads: 32, persistent: false });
+  assert.equal(gemvLaunch(1, 'f16', 'f16', 768), { kernel: 'gemv1w_f16_f16', threads: 32 });
+  assert.equal(gemvLaunch(2, 'bf16', 'bf16', 1024), { kernel: 'gemv2w_bf16_bf16', threads: 32 });
   assert.equal(gemvLaunch(1, 'f16', 'f16', 1032).threads, 128, 'wider rows');
   assert.equal(gemvLaunch(3, 'f16', 'f16', 768).threads, 128, 'more rows');
   assert.equal(gemvLaunch(1, 'f16', 'f32', 768).threads, 128, 'parity mode');
   setGemvNarrow('block');
   try {
-    assert.equal(gemvLaunch(1, 'f16', 'f16', 768), { kernel: gemvKernel(1, 'f16', 'f16'), threads: 128, persistent: false });
+    assert.equal(gemvLaunch(1, 'f16', 'f16', 768), { kernel: gemvKernel(1, 'f16', 'f16'), threads: 128 });
   } finally {
     setGemvNarrow('warp');
-  }
-  setGemvVariant('persist');
-  try {
-    assert.equal(gemvLaunch(1, 'f16', 'f16', 4096), { kernel: 'gemv1p_f16_f16', threads: 128, persistent: true }, 'the persistent variant');
-    assert.equal(gemvLaunch(1, 'f16', 'f32', 4096).persistent, false, 'parity mode keeps v1');
-  } finally {
-    setGemvVariant('v1');
   }
   assert.throws(() => parseGemvNarrow('thread'), (e: BackendError) => e instanceof BackendError && e.info.field === 'ZINFER_GEMV_NARROW');
 });
 
 test('ZINFER_GEMV: unknown variants are a BackendError naming the field and the choices', () => {
-  assert.is(parseGemvVariant(undefined), 'v1');
+  assert.is(parseGemvVariant(undefined), 'roll');
   assert.is(parseGemvVariant('occ'), 'occ');
   try {
     parseGemvVariant('fast');
@@ -109,7 +102,7 @@ test('ZINFER_GEMV: unknown variants are a BackendError naming the field and the 
   } catch (e) {
     assert.instance(e, BackendError);
     assert.is((e as BackendError).info.field, 'ZINFER_GEMV');
-    assert.is((e as BackendError).info.expected, 'v1 | roll | occ | persist');
+    assert.is((e as BackendError).info.expected, 'v1 | roll | occ');
   }
 });
 

@@ -5,25 +5,18 @@
 import { EnvChoice } from './env-choice.js';
 
 /**
- * v1: 4 loads a row, reissued per round; roll: reissued per slot; occ: roll, 2 loads, 4 blocks an SM;
- * persist: roll in a persistent grid (3 blocks an SM in f16, 2 in bf16) whose blocks loop over the 4-row tiles, each
- * issuing its next tile's loads while it reduces and stores the current one.
+ * v1: 4 loads a row, reissued per round; roll (the default): reissued per slot; occ: roll, 2 loads, 4 blocks
+ * an SM. On an H100 (2026-11-28, graphed Llama-2-7B-shape batch-1 decode) roll 5.062 ms, v1 5.183, occ 5.323;
+ * a persistent grid looping over the tiles measured 5.584 and was dropped (PERF-NOTES.md).
  */
-export const GEMV_VARIANTS = ['v1', 'roll', 'occ', 'persist'] as const;
+export const GEMV_VARIANTS = ['v1', 'roll', 'occ'] as const;
 export type GemvVariant = (typeof GEMV_VARIANTS)[number];
 
-/** The entry-point infix of each variant: gemv1_f16_f16, gemv1r_f16_f16, gemv1o_f16_f16, gemv1p_f16_f16. */
-const INFIX: Record<GemvVariant, string> = { v1: '', roll: 'r', occ: 'o', persist: 'p' };
+/** The entry-point infix of each variant: gemv1_f16_f16, gemv1r_f16_f16, gemv1o_f16_f16. */
+const INFIX: Record<GemvVariant, string> = { v1: '', roll: 'r', occ: 'o' };
 
-/** Blocks an SM holds of the persistent entry points, by weight dtype (their __launch_bounds__ in cuda/gemv.cu). */
-export const GEMV_PERSIST_BLOCKS_PER_SM: Readonly<Record<string, number>> = { f16: 3, bf16: 2 };
-
-/** The grid of a persistent GEMV of `tiles` 4-row tiles: as many blocks as the GPU holds at once, at most one a tile. */
-export const persistentGrid = (tiles: number, weight: string, multiprocessors: number): number =>
-  Math.max(1, Math.min(tiles, (GEMV_PERSIST_BLOCKS_PER_SM[weight] ?? 2) * multiprocessors));
-
-const variant = new EnvChoice(GEMV_VARIANTS, 'v1', 'ZINFER_GEMV');
-/** The variant named by an environment value (unset or empty: v1). */
+const variant = new EnvChoice(GEMV_VARIANTS, 'roll', 'ZINFER_GEMV');
+/** The variant named by an environment value (unset or empty: roll). */
 export const parseGemvVariant = (value: string | undefined, field?: string): GemvVariant => variant.parse(value, field);
 export const gemvVariant = (): GemvVariant => variant.get();
 /** Selects the variant later launches use (the bench's A/B; tests). */
@@ -52,13 +45,9 @@ export const parseGemvNarrow = (value: string | undefined, field?: string): Gemv
 export const gemvNarrow = (): GemvNarrowMode => narrow.get();
 export const setGemvNarrow = (mode: GemvNarrowMode): void => narrow.set(mode);
 
-/**
- * The GEMV entry point and block size for a launch of `rows` rows over `inF` inputs, and whether its
- * blocks loop over tiles (then a grid of at most GEMV_PERSIST_BLOCKS_PER_SM blocks an SM covers every tile).
- */
-export function gemvLaunch(rows: number, weight: string, act: string, inF: number): { kernel: string; threads: number; persistent: boolean } {
+/** The GEMV entry point and block size for a launch of `rows` rows over `inF` inputs. */
+export function gemvLaunch(rows: number, weight: string, act: string, inF: number): { kernel: string; threads: number } {
   const rv = rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8;
-  if (narrow.get() === 'warp' && rv <= 2 && inF <= GEMV_WARP_MAX_IN && act !== 'f32' && weight === act) return { kernel: `gemv${rv}w_${weight}_${act}`, threads: 32, persistent: false };
-  const kernel = gemvKernel(rv, weight, act);
-  return { kernel, threads: 128, persistent: /^gemv\dp_/.test(kernel) };
+  if (narrow.get() === 'warp' && rv <= 2 && inF <= GEMV_WARP_MAX_IN && act !== 'f32' && weight === act) return { kernel: `gemv${rv}w_${weight}_${act}`, threads: 32 };
+  return { kernel: gemvKernel(rv, weight, act), threads: 128 };
 }

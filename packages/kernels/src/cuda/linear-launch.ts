@@ -6,7 +6,7 @@ import { BackendError, type OpNode, type ValueId } from '@zinfer/core';
 import { ACTIVATION_CODES } from './activation-codes.js';
 import { prefetchOf } from './l2-prefetch.js';
 import type { LinearGroup } from './exec-plan.js';
-import { gemvLaunch, persistentGrid } from './gemv-variant.js';
+import { gemvLaunch } from './gemv-variant.js';
 import type { StepContext } from './step-context.js';
 
 /** Rows up to which linear layers run as GEMVs. */
@@ -60,11 +60,10 @@ export function launchGroup(ctx: StepContext, g: LinearGroup): void {
   const x = ctx.value(g.norm ? g.norm.inputs.x : g.input);
   const blocks = e.kind === 'gated' ? Math.ceil(segs[0][3] / 2) : segs.reduce((n, s) => n + Math.ceil(s[3] / GEMV_WROWS), 0);
   const yF32 = g.outputs.some((v) => ctx.isF32(v)) ? 1 : 0;
-  const { kernel, threads, persistent } = gemvLaunch(rows, ws[0].dtype, ctx.act, inF);
-  // A persistent grid loops over the tiles and has no last wave to prefetch from.
-  const grid = persistent ? persistentGrid(blocks, ws[0].dtype, ctx.gpu.multiprocessors) : blocks;
-  const prefetch: [bigint, number, number] = persistent ? [0n, 0, 0] : tailPrefetch(ctx, g, rows, blocks, threads, inF * GEMV_WROWS * (ws[0].bytes / (ws[0].shape[0] * inF)));
-  ctx.gpu.launch(kernel, { x: grid }, threads, [...segs.flat(), x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32, ...prefetch]);
+  const { kernel, threads } = gemvLaunch(rows, ws[0].dtype, ctx.act, inF);
+  ctx.gpu.launch(kernel, { x: blocks }, threads, [
+    ...segs.flat(), x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32, ...tailPrefetch(ctx, g, rows, blocks, threads, inF * GEMV_WROWS * (ws[0].bytes / (ws[0].shape[0] * inF))),
+  ]);
 }
 
 /** The prefetch arguments of a group's GEMV: the next group's first weights, a wave's worth, by the last wave. */

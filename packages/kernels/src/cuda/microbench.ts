@@ -6,7 +6,7 @@
 import { f16ToF32, f32ToF16, type FloatDType } from '@zinfer/core';
 import { CudaDevice } from './device.js';
 import type { Ptr } from './driver-api.js';
-import { GEMV_VARIANTS, gemvKernel, persistentGrid, type GemvVariant } from './gemv-variant.js';
+import { GEMV_VARIANTS, gemvKernel, type GemvVariant } from './gemv-variant.js';
 import { EPI, GEMV_THREADS, GEMV_WROWS, NORM } from './linear-launch.js';
 import { packStep } from './step-metadata.js';
 import { CudaStream } from './stream.js';
@@ -175,11 +175,9 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number } = {})
           return [...seg(0), ...seg(1), ...seg(2), xh, epi === EPI.residual ? res : 0n, norm ? normW : 0n, 0n, 1e-5, rows, k, epi, 1, norm, 0, 0n, 0, 0];
         };
         const blocks = epi === EPI.gated ? Math.ceil(n[0] / 2) : n.reduce((a, b) => a + Math.ceil(b / GEMV_WROWS), 0);
-        // The persistent variant's blocks loop over the tiles (linear-launch.ts sizes its grid the same way).
-        const gridOf = (v: GemvVariant, tiles: number) => (v === 'persist' ? persistentGrid(tiles, 'f16', gpu.multiprocessors) : tiles);
         for (const variant of rows <= 2 ? GEMV_VARIANTS : (['v1'] as const)) {
           const kernel = gemvKernel(rowsVariant(rows), 'f16', 'f16', variant);
-          const ms = time((i) => gpu.launch(kernel, { x: gridOf(variant, blocks) }, GEMV_THREADS, args(i)), 20);
+          const ms = time((i) => gpu.launch(kernel, { x: blocks }, GEMV_THREADS, args(i)), 20);
           const GBps = bytes / (ms * 1e6);
           gemvSweep.push({ shape, variant, rows, us: ms * 1000, GBps, fractionOfRead: GBps / readGBps });
         }
@@ -187,7 +185,7 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number } = {})
           // The variants add in the same order: their outputs must match v1's bit for bit.
           const outputs = GEMV_VARIANTS.map((variant) => {
             gpu.fill32(yh, 0, (8 * 32000 * 4) / 4);
-            gpu.launch(gemvKernel(2, 'f16', 'f16', variant), { x: gridOf(variant, blocks) }, GEMV_THREADS, args(0));
+            gpu.launch(gemvKernel(2, 'f16', 'f16', variant), { x: blocks }, GEMV_THREADS, args(0));
             const host = new Uint16Array(8 * 32000 * 2);
             gpu.download(host, yh);
             return host;
