@@ -49,6 +49,8 @@ const LOCAL = BACKEND !== 'cuda';
 const OUT = process.env.OUT || join(tmpdir(), 'zinfer-parallel-bench');
 const WORK = process.env.ZINFER_BENCH_DIR || join(tmpdir(), 'zinfer-parallel-models');
 const BUDGET_S = Number(process.env.ZINFER_PARALLEL_BENCH_BUDGET_S || 480);
+/** ZINFER_PARALLEL_BENCH_ONLY=replicas,pp4 runs only the steps whose names contain one of these words. */
+const ONLY = (process.env.ZINFER_PARALLEL_BENCH_ONLY || '').split(',').map((w) => w.trim()).filter(Boolean);
 /** ZINFER_PEER_ALLREDUCE=0 at start (gpu-parallel.sh sets it when the all-reduce check failed): NCCL for every run. */
 const NO_PEER = process.env.ZINFER_PEER_ALLREDUCE === '0';
 /** Seconds per step on 4 × H100: [minimum to start it, its share] (extras stop at the share). */
@@ -84,7 +86,7 @@ const result = {
   tp4_70b_decode_bs1_ms_per_token: null, tp4_70b_hbm_limit_ms_per_token: null, tp4_70b_over_hbm_limit: null, tp4_70b_bytes_per_gpu_per_token: null,
   tp1_13b_bs64_tokens_per_s: null, tp4_13b_bs64_tokens_per_s: null, pp4_13b_bs64_tokens_per_s: null, tp2pp2_13b_bs64_tokens_per_s: null,
   replicas4_13b_bs64_tokens_per_s: null, replicas4_13b_bs16_tokens_per_s: null,
-  tp4_over_replicas4: null, pp4_over_replicas4: null, tp2pp2_over_replicas4: null,
+  tp4_over_replicas4: null, pp4_over_replicas4: null, tp2pp2_over_replicas4: null, pp4_lanes_over_replicas4: null, tp2pp2_lanes_over_replicas4: null,
   pp4_bubble_fraction: null, tp2pp2_bubble_fraction: null, pp4_step_ms: null, tp2pp2_step_ms: null,
   // The same pipelines with the engine stepping on its own (step lanes: one step a stage in flight).
   pp4_13b_bs64_lanes_tokens_per_s: null, tp2pp2_13b_bs64_lanes_tokens_per_s: null, pp4_lanes_bubble_fraction: null, tp2pp2_lanes_bubble_fraction: null,
@@ -104,6 +106,10 @@ const stepHas = (seconds) => LOCAL || runner.stepHas(seconds);
 
 /** Runs one step unless the budget cannot take its minimum (BUDGETS[budget] on a GPU); a failure is recorded and the bench goes on. */
 function step(name, fn, { minSeconds = 0, budget = null } = {}) {
+  if (ONLY.length && !ONLY.some((w) => name.includes(w))) {
+    detail.errors[name] = `skipped: ZINFER_PARALLEL_BENCH_ONLY=${ONLY.join(',')}`;
+    return Promise.resolve();
+  }
   if (budget && !LOCAL) return runner.step(name, fn, { minSeconds: BUDGETS[budget][0], shareSeconds: BUDGETS[budget][1] });
   return runner.step(name, fn, { minSeconds });
 }
@@ -236,6 +242,7 @@ await step(`4 independent replicas (child processes), ${BIG.seqs} and ${BIG.seqs
   result.replicas4_13b_bs64_tokens_per_s = round(per.reduce((s, p) => s + p[0].tokensPerS, 0), 0);
   result.replicas4_13b_bs16_tokens_per_s = round(per.reduce((s, p) => s + p[1].tokensPerS, 0), 0);
   for (const k of ['tp4', 'pp4', 'tp2pp2']) result[`${k}_over_replicas4`] = ratio(result[`${k}_13b_bs64_tokens_per_s`], result.replicas4_13b_bs64_tokens_per_s);
+  for (const k of ['pp4', 'tp2pp2']) result[`${k}_lanes_over_replicas4`] = ratio(result[`${k}_13b_bs64_lanes_tokens_per_s`], result.replicas4_13b_bs64_tokens_per_s);
   return { perReplica: per };
 }, { minSeconds: LOCAL ? 5 : 70, budget: 'replicas' });
 

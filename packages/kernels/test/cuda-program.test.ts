@@ -191,6 +191,28 @@ test('fusion plan of the fixture models: LayerNorm and GELU/ReLU epilogues (gpt2
   }
 });
 
+test('runArgmax across steps of different sizes: the row counters stay at one address, never inside another call\'s ids or partials', async () => {
+  const gpu = new RecordingGpu();
+  const m = tinyLlama(Rng.fromSeed(8), TINY16, 'f16');
+  const program = await compileProgram(gpu, m.graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 12, blockSize: 4 } }, { ...SETTINGS, activations: 'auto', graphs: false });
+  const regions: [bigint, bigint][] = [];
+  const counters = new Set<bigint>();
+  for (const rows of [3, 1, 2, 3]) {
+    await program.runArgmax(stepBatch(range(rows).map((i) => ({ tokens: [i + 1, i + 2], cached: 0, blocks: [3 * i] })), 4, 'last'));
+    const l = gpu.launches.filter((x) => x.kernel === 'argmax_f32').at(-1)!;
+    const [out, , , pv, pi, cnt] = l.args as bigint[];
+    assert.is(l.grid.y, rows);
+    regions.push([out, pi + BigInt(l.grid.y * l.grid.x * 4)]);
+    assert.ok(pv > out && pi > pv, 'ids, then partial values, then partial ids');
+    counters.add(cnt);
+  }
+  assert.is(counters.size, 1, 'one counters buffer');
+  const [cnt] = [...counters];
+  for (const [lo, hi] of regions) assert.ok(cnt < lo || cnt >= hi, 'counters outside every call\'s ids and partials');
+  await program.dispose();
+  assert.is(gpu.live.size, 0);
+});
+
 test('GPT-2: token + position embeddings summed in one launch; the final row gather skipped when every row is selected in order', async () => {
   const m = await loadModel(join(FIXTURES, 'gpt2'));
   const plan = planExecution(m.graph);

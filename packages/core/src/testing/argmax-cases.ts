@@ -41,16 +41,20 @@ export function argmaxCases(h: Harness): ConformanceCase[] {
         const rows = trickyRows(width, () => rng.next());
         const tensors = new Map([['logits', tensorOf('f32', [rows.length, width], rows.flat())]]);
         const graph = opGraph(tensors, (_b, input) => input('logits')); // row r of the output = table row r
-        const batch = rowsBatch(rows.length);
         await withProgram(h.backend, graph, tensors, { numBlocks: 1, blockSize: 16 }, async (p) => {
           if (!p.runArgmax) return; // optional in the contract
-          const logits = await p.run(batch);
-          const ids = await p.runArgmax(batch);
-          if (ids.length !== rows.length) throw new Error(`runArgmax returned ${ids.length} ids for ${rows.length} rows`);
-          rows.forEach((_, r) => {
-            const want = new Sampler({ ...DEFAULT_SAMPLING, temperature: 0 }, width).sample(logits.subarray(r * width, (r + 1) * width), []);
-            if (ids[r] !== want) throw new Error(`row ${r} (width ${width}): runArgmax gave ${ids[r]}, the greedy sampler picks ${want} from run()'s logits`);
-          });
+          // Steps of changing size on one program, as a server's batches shrink and grow: state a device
+          // keeps between calls (scratch, counters) must not leak from one step's layout into the next.
+          for (const count of [rows.length, 1, 5, rows.length, 3]) {
+            const batch = rowsBatch(count);
+            const logits = await p.run(batch);
+            const ids = await p.runArgmax(batch);
+            if (ids.length !== count) throw new Error(`runArgmax returned ${ids.length} ids for ${count} rows`);
+            for (let r = 0; r < count; r++) {
+              const want = new Sampler({ ...DEFAULT_SAMPLING, temperature: 0 }, width).sample(logits.subarray(r * width, (r + 1) * width), []);
+              if (ids[r] !== want) throw new Error(`row ${r} of ${count} (width ${width}): runArgmax gave ${ids[r]}, the greedy sampler picks ${want} from run()'s logits`);
+            }
+          }
         });
       },
     });

@@ -35,6 +35,7 @@ export class StepLauncher {
   private counterBuf: Buffer | null = null;
   private outBuf: Buffer | null = null;
   private argmaxBuf: Buffer | null = null;
+  private argmaxCounters: Buffer | null = null;
   private gen = 0;
   private capturing = false;
   /** The reference's batch checks need only the cache's geometry: a KvCache of zero layers allocates nothing. */
@@ -123,23 +124,25 @@ export class StepLauncher {
 
   /**
    * Downloads the argmax of each of `rows` f32 rows at `ptr` (computed on the GPU, so only ids cross PCIe).
-   * One buffer holds the ids [rows], the row counters [rows] (zeroed when allocated; the kernel leaves them
-   * zero) and the blocks' partial values and ids [rows, blocks] each.
+   * One buffer holds the ids [rows] and the blocks' partial values and ids [rows, blocks] each, laid out
+   * anew for each call's rows; the row counters have a buffer of their own, zeroed when allocated and left
+   * zero by every launch, so no call's layout ever puts other data where a counter is read.
    */
   argmax(ptr: bigint, rows: number, width: number, ids: Int32Array): void {
     const blocks = Math.ceil(width / ARGMAX_CHUNK);
-    const before = this.argmaxBuf;
-    this.argmaxBuf = this.grow(this.argmaxBuf, (2 * rows + 2 * rows * blocks) * 4, 'argmax output');
+    this.argmaxBuf = this.grow(this.argmaxBuf, (rows + 2 * rows * blocks) * 4, 'argmax output');
+    const before = this.argmaxCounters;
+    this.argmaxCounters = this.grow(this.argmaxCounters, rows * 4, 'argmax row counters');
+    if (this.argmaxCounters !== before) this.p.gpu.fill32(this.argmaxCounters.ptr, 0, this.argmaxCounters.bytes / 4);
     const base = this.argmaxBuf.ptr;
-    if (this.argmaxBuf !== before) this.p.gpu.fill32(base, 0, this.argmaxBuf.bytes / 4);
     const at = (ints: number) => base + BigInt(ints * 4);
-    this.p.gpu.launch('argmax_f32', { x: blocks, y: rows }, ARGMAX_THREADS, [base, ptr, width, at(2 * rows), at(2 * rows + rows * blocks), at(rows)]);
+    this.p.gpu.launch('argmax_f32', { x: blocks, y: rows }, ARGMAX_THREADS, [base, ptr, width, at(rows), at(rows + rows * blocks), this.argmaxCounters.ptr]);
     this.p.gpu.download(ids, base);
   }
 
   /** Frees every buffer (the program is being disposed). */
   free(): void {
-    for (const b of [...this.slots, this.meta, this.scratchBuf, this.counterBuf, this.outBuf, this.argmaxBuf]) if (b) this.p.gpu.free(b.ptr);
+    for (const b of [...this.slots, this.meta, this.scratchBuf, this.counterBuf, this.outBuf, this.argmaxBuf, this.argmaxCounters]) if (b) this.p.gpu.free(b.ptr);
   }
 
   /** Sizes (and poisons) the activation buffers and builds the step's context. */
