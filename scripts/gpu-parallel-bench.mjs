@@ -36,6 +36,8 @@
 // Results: $OUT/parallel-h100.json (flat named numbers, card, gpus, date, commit; written after every step),
 // $OUT/parallel-bench-detail.json (everything, errors by step), $OUT/parallel-bench.log. Locally,
 // ZINFER_PARALLEL_BENCH_BACKEND=cpu|reference runs every step on tiny shapes (parallel-<backend>-tiny.json).
+// ZINFER_PARALLEL_BENCH_ONLY=word,… runs only the steps whose names contain one of the words (the pipeline
+// bubbles need the tp step of their tensor width: `13B tp1:` for pp4, `13B tp2:` for tp2 × pp2).
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';

@@ -44,14 +44,14 @@ __device__ __forceinline__ void argmax_block(float &best, int &bi) {
   __syncthreads(); // sv/si may be reused by a second reduction in the same block
 }
 
-// out [rows]: the pick of each row of logits [rows, width]. pv, pi [rows, gridDim.x]: the blocks' partials;
-// counters [rows]: zero before the first launch, left zero. grid (ceil(width / ARGMAX_CHUNK), rows),
-// block (ARGMAX_THREADS).
+// out [rows]: the pick of each row of logits [rows, width]. pv, pi [rows, gridDim.y]: the blocks' partials;
+// counters [rows]: zero before the first launch, left zero. grid (rows, ceil(width / ARGMAX_CHUNK)): rows on
+// x, which takes up to 2³¹ − 1 (y stops at 65,535), block (ARGMAX_THREADS).
 extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_f32(int *out, const float *logits, int width, float *pv, int *pi, int *counters) {
   __shared__ bool last;
   grid_dep_wait();
   grid_dep_launch();
-  const int b = blockIdx.x, r = blockIdx.y, blocks = gridDim.x;
+  const int r = blockIdx.x, b = blockIdx.y, blocks = gridDim.y;
   const float *row = logits + (i64)r * width;
   const int base = b * ARGMAX_CHUNK + threadIdx.x;
   float v[ARGMAX_ITEMS];

@@ -146,6 +146,11 @@ __device__ __forceinline__ uint4 ld_stream16(const void *p) {
 // Programmatic dependent launch (sm_90): a kernel launched with programmatic stream serialization may
 // start while the kernel before it is finishing; it must call grid_dep_wait() before it reads anything that
 // kernel wrote (or writes anything it reads). Both are no-ops for an ordinary launch and before sm_90.
+// What kernels read before the wait: weights, the step's metadata and the KV cache of earlier steps (the
+// GEMV's first weight loads, the decode attention's block table and first K/V round, the embedding rows).
+// That is safe because every step starts with the upload of its metadata, a copy that no kernel overlaps,
+// so everything earlier steps wrote is complete; a graph of several steps, or token ids fed back on the
+// device, would have to revisit it.
 __device__ __forceinline__ void grid_dep_wait() {
 #if __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");

@@ -72,7 +72,7 @@ const NEEDS: [RegExp, Need][] = [
     }
     return need;
   }],
-  [/^argmax_f32$/, (a, l) => ({ 0: l.grid.y * 4, 1: l.grid.y * n(a[2]) * 4, 3: l.grid.y * l.grid.x * 4, 4: l.grid.y * l.grid.x * 4, 5: l.grid.y * 4 })],
+  [/^argmax_f32$/, (a, l) => ({ 0: l.grid.x * 4, 1: l.grid.x * n(a[2]) * 4, 3: l.grid.x * l.grid.y! * 4, 4: l.grid.x * l.grid.y! * 4, 5: l.grid.x * 4 })],
 ];
 
 function dtypesOf(kernel: string): { act: number; w: number } {
@@ -119,6 +119,9 @@ function checkPlan(graph: Graph): void {
     for (const v of Object.values(node.inputs)) last.set(v, Math.max(last.get(v) ?? i, i));
   });
   for (const [v, i] of plan.extraUses) last.set(v, Math.max(last.get(v) ?? i, i));
+  // Derived here, not from the plan's extraUses: a gather read in place is a read of its input wherever
+  // its output is read (its own readers and the fused launches that read it).
+  for (const [out, x] of plan.gatherAlias) last.set(x, Math.max(last.get(x) ?? 0, last.get(out) ?? 0));
   for (const [v, i] of plan.earlyDefs) def.set(v, Math.min(def.get(v) ?? i, i));
   last.set(graph.output, graph.nodes.length);
   const vals = [...def.keys()];
@@ -201,8 +204,8 @@ test('runArgmax across steps of different sizes: the row counters stay at one ad
     await program.runArgmax(stepBatch(range(rows).map((i) => ({ tokens: [i + 1, i + 2], cached: 0, blocks: [3 * i] })), 4, 'last'));
     const l = gpu.launches.filter((x) => x.kernel === 'argmax_f32').at(-1)!;
     const [out, , , pv, pi, cnt] = l.args as bigint[];
-    assert.is(l.grid.y, rows);
-    regions.push([out, pi + BigInt(l.grid.y * l.grid.x * 4)]);
+    assert.is(l.grid.x, rows);
+    regions.push([out, pi + BigInt(l.grid.x * l.grid.y! * 4)]);
     assert.ok(pv > out && pi > pv, 'ids, then partial values, then partial ids');
     counters.add(cnt);
   }
@@ -237,6 +240,9 @@ test('GPT-2: token + position embeddings summed in one launch; the final row gat
   assert.not.ok(decode.some((k) => k.startsWith('gather_rows_')), 'a decode step reads the last hidden state in place');
   const all = await kernels(stepBatch([{ tokens: [2, 6], cached: 6, blocks: [0, 1] }], 4, 'all'));
   assert.not.ok(all.some((k) => k.startsWith('gather_rows_')), 'every row selected: no gather');
+  const two = stepBatch([{ tokens: [4], cached: 7, blocks: [0, 1] }, { tokens: [7], cached: 3, blocks: [4] }], 4, 'last');
+  const swapped = await kernels({ ...two, selectedRows: Int32Array.from([1, 0]) });
+  assert.is(swapped.filter((k) => k.startsWith('gather_rows_')).length, 1, 'every row, another order: gathered');
   await program.dispose();
   m.weights.close();
 });

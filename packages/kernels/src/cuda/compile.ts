@@ -91,6 +91,8 @@ export async function compileProgram(gpu: Gpu, graph: Graph, source: WeightSourc
     if (routing.has(graph.output)) f32Values.add(graph.output); // already f32: no conversion after the last node
     const outF32 = f32Values.size > 0;
     const elementBytes = (v: number) => (f32Values.has(v) || routing.has(v) ? 4 : dtypeBytes(act));
+    // A gather read through its input only where both hold the same element type.
+    for (const [out, x] of plan.gatherAlias) if (elementBytes(out) !== elementBytes(x)) plan.gatherAlias.delete(out);
     gpu.synchronize();
     return new CudaProgram({
       gpu, graph, weights, kv, invFreq, act, plan, outputF32: outF32, f32Values, collectives,

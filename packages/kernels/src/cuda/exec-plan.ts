@@ -205,10 +205,11 @@ export function planExecution(graph: Graph, opts: FusionOptions = { linear: true
   const gatherAlias = new Map<ValueId, ValueId>();
   nodes.forEach((node) => {
     if (node.op !== 'gatherRows' || node.output === graph.output) return;
-    gatherAlias.set(node.output, node.inputs.x);
+    const root = gatherAlias.get(node.inputs.x) ?? node.inputs.x; // a gather of a skipped gather reads the first one's input
+    gatherAlias.set(node.output, root);
     // Every read of the output, fused launches' included (a norm fused into the LM-head GEMV reads it there).
     const reads = [...usesOf(node.output), ...extraUses.filter(([v]) => v === node.output).map(([, at]) => at)];
-    for (const at of reads) extraUses.push([node.inputs.x, at]);
+    for (const at of reads) extraUses.push([root, at]);
   });
   return { groups, groupOf, rope, ropeCovers, embeddingSums, embeddingCovers, gatherAlias, nextWeight: nextWeights(graph, groups), extraUses, earlyDefs };
 

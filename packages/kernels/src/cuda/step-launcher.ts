@@ -136,7 +136,7 @@ export class StepLauncher {
     if (this.argmaxCounters !== before) this.p.gpu.fill32(this.argmaxCounters.ptr, 0, this.argmaxCounters.bytes / 4);
     const base = this.argmaxBuf.ptr;
     const at = (ints: number) => base + BigInt(ints * 4);
-    this.p.gpu.launch('argmax_f32', { x: blocks, y: rows }, ARGMAX_THREADS, [base, ptr, width, at(rows), at(rows + rows * blocks), this.argmaxCounters.ptr]);
+    this.p.gpu.launch('argmax_f32', { x: rows, y: blocks }, ARGMAX_THREADS, [base, ptr, width, at(rows), at(rows + rows * blocks), this.argmaxCounters.ptr]);
     this.p.gpu.download(ids, base);
   }
 
