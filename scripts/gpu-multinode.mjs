@@ -10,6 +10,7 @@
 // $OUT/multinode-check.json. Exit codes: 0 all passed, 1 a case failed, 2 setup, 3 fewer than 2 GPUs here.
 // ZINFER_MULTINODE_DRY=1: the same flow on the reference backend (host ranks: tensor groups must sit inside
 // a node, so tp 4 must be refused naming --tp / --nnodes, and pp 2 runs instead); for this machine.
+import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { mkdirSync } from 'node:fs';
@@ -41,7 +42,9 @@ async function leader() {
   const { save, record, finish } = caseRecorder(OUT, 'multinode-check.json', results);
   if (!dry) probe(par, results, save);
   const port = Number(process.env.MASTER_PORT) || (await freePort());
-  const nodes = { worldSize: 2, rank: 0, masterAddr: process.env.MASTER_ADDR || '127.0.0.1', masterPort: port, joinTimeoutMs: 60_000 };
+  // Both node processes prove the run's shared secret (the follower reads it from its environment).
+  process.env.ZINFER_NODE_TOKEN ??= randomBytes(32).toString('hex');
+  const nodes = { worldSize: 2, rank: 0, masterAddr: process.env.MASTER_ADDR || '127.0.0.1', masterPort: port, joinTimeoutMs: 60_000, token: process.env.ZINFER_NODE_TOKEN };
   const child = startFollower(port);
   const cacheDir = join(tmpdir(), 'zinfer-cuda-cache');
   const backend = () => (dry ? reference.referenceBackend() : cuda.cudaBackend({ activations: 'f32', cacheDir }));

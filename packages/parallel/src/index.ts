@@ -20,4 +20,5 @@ export { runFollower, type FollowerOptions } from './multi-node/follower.js';
 export { NodeLeader } from './multi-node/cluster.js';
 export { barrier, MemoryStore, type KeyValueStore } from './multi-node/kv-store.js';
 export { TcpStoreClient, TcpStoreServer, type Hello } from './multi-node/tcp-store.js';
+export { NODE_TOKEN_ENV } from './multi-node/node-auth.js';
 export { relayCommunicator } from './multi-node/relay-communicator.js';

@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import { BackendError, ConfigError, createEngine, type ParallelStrategy } from '@zinfer/core';
 import { referenceBackend } from '@zinfer/kernels/reference';
 import { NodeLeader, pipelineParallel, tensorParallel, type NodeOptions } from '../src/index.js';
-import { freePort, startFollower } from './workers/nodes.js';
+import { freePort, startFollower, TEST_NODE_TOKEN } from './workers/nodes.js';
 
 const DIR = join(import.meta.dirname, '../../../fixtures/models/llama2');
 const IDS = (JSON.parse(readFileSync(join(DIR, 'expected.json'), 'utf8')).input_ids as number[]).slice(0, 12);
@@ -23,14 +23,15 @@ async function run(parallel?: ParallelStrategy, maxTokens = 8) {
   }
 }
 
-const nodesAt = (port: number): NodeOptions => ({ worldSize: 2, rank: 0, masterAddr: '127.0.0.1', masterPort: port, joinTimeoutMs: 30_000, heartbeatTimeoutMs: 3000 });
+const nodesAt = (port: number, token: string | null = null): NodeOptions => ({ worldSize: 2, rank: 0, masterAddr: '127.0.0.1', masterPort: port, joinTimeoutMs: 30_000, heartbeatTimeoutMs: 3000, token });
 
-test('tp 2 × pp 2 and pp 2 over two node processes give the plain run\'s tokens and logits; the follower serves launch after launch', async () => {
+test('tp 2 × pp 2 and pp 2 over two node processes (joined with ZINFER_NODE_TOKEN) give the plain run\'s tokens and logits; the follower serves launch after launch', async () => {
   const port = await freePort();
-  const follower = startFollower(port);
+  const follower = startFollower(port, { token: TEST_NODE_TOKEN });
   try {
     const base = await run();
-    for (const strategy of [pipelineParallel({ stages: 2, tensorSize: 2, nodes: nodesAt(port) }), pipelineParallel({ stages: 2, nodes: nodesAt(port) })]) {
+    const nodes = nodesAt(port, TEST_NODE_TOKEN);
+    for (const strategy of [pipelineParallel({ stages: 2, tensorSize: 2, nodes }), pipelineParallel({ stages: 2, nodes })]) {
       const r = await run(strategy);
       assert.equal(r.tokens, base.tokens, `${strategy.name} tokens`);
       let d = 0;

@@ -39,7 +39,7 @@ export class NodeLeader {
     const leader = new NodeLeader(o, null);
     // Every interface unless MASTER_ADDR is a loopback address, so that remote nodes can reach the leader.
     const host = /^(127\.|localhost$|::1$)/.test(o.masterAddr) ? o.masterAddr : undefined;
-    leader.server = await TcpStoreServer.listen({ port: o.masterPort, host, heartbeatTimeoutMs: o.heartbeatTimeoutMs, admit: (h) => leader.admit(h) });
+    leader.server = await TcpStoreServer.listen({ port: o.masterPort, host, heartbeatTimeoutMs: o.heartbeatTimeoutMs, token: o.token, admit: (h) => leader.admit(h) });
     leader.server.on('peer', (p) => leader.join(p));
     return leader;
   }

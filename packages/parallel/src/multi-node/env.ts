@@ -1,8 +1,9 @@
 // Where this process sits among the node processes of a multi-node run, in torchrun's words: WORLD_SIZE
 // node processes, this one is RANK, and RANK 0 listens on MASTER_ADDR:MASTER_PORT. Flags (--nnodes,
 // --node-rank, --master-addr, --master-port) win over the environment; a bad value is a ConfigError naming
-// the variable or flag it came from.
+// the variable or flag it came from. The run's shared secret comes from ZINFER_NODE_TOKEN only.
 import { ConfigError } from '@zinfer/core';
+import { NODE_TOKEN_ENV, NODE_TOKEN_MIN_LENGTH } from './node-auth.js';
 
 export interface NodeOptions {
   /** Node processes in the run (WORLD_SIZE). */
@@ -16,6 +17,12 @@ export interface NodeOptions {
   joinTimeoutMs?: number;
   /** A node connection silent for this long is taken as a dead or hung node (default 10 000 ms). */
   heartbeatTimeoutMs?: number;
+  /**
+   * The run's shared secret (ZINFER_NODE_TOKEN; environment only, so it stays out of process listings):
+   * every node proves it to the other end of its connection (node-auth.ts). Null: no proof, trusted
+   * networks only.
+   */
+  token?: string | null;
 }
 
 /** The same four settings as CLI flags; undefined: take the environment's. */
@@ -43,7 +50,17 @@ export function nodeOptions(flags: NodeFlags = {}, env: NodeJS.ProcessEnv = proc
   if (masterAddr.trim() === '') throw new ConfigError('empty leader address', { field: flags.masterAddr !== undefined ? '--master-addr' : 'MASTER_ADDR', expected: 'a host name or IP address', found: '""' });
   const masterPort = flags.masterPort ?? integer(env, 'MASTER_PORT', DEFAULT_MASTER_PORT, 1);
   if (masterPort > 65535) throw new ConfigError('leader port out of range', { field: flags.masterPort !== undefined ? '--master-port' : 'MASTER_PORT', expected: 'a port in 1..65535', found: String(masterPort) });
-  return { worldSize, rank, masterAddr, masterPort };
+  return { worldSize, rank, masterAddr, masterPort, token: nodeToken(env) };
+}
+
+/** ZINFER_NODE_TOKEN, or null when unset; a set but short token is a ConfigError. */
+export function nodeToken(env: NodeJS.ProcessEnv = process.env): string | null {
+  const raw = env[NODE_TOKEN_ENV];
+  if (raw === undefined) return null;
+  if (raw.length < NODE_TOKEN_MIN_LENGTH) {
+    throw new ConfigError(`${NODE_TOKEN_ENV} is too short to be a secret`, { field: NODE_TOKEN_ENV, expected: `at least ${NODE_TOKEN_MIN_LENGTH} characters (e.g. openssl rand -hex 32)`, found: `${raw.length} characters` });
+  }
+  return raw;
 }
 
 /** An integer ≥ min from env[name], or `fallback` when unset. */

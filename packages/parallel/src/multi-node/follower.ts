@@ -23,7 +23,7 @@ export async function runFollower(o: FollowerOptions): Promise<number> {
   const where = leaderAddress(o.nodes);
   log(`zinfer node ${rank} of ${worldSize}: joining the leader at ${where} (waiting up to ${(o.nodes.joinTimeoutMs ?? 60_000) / 1000} s)`);
   const client = await TcpStoreClient.connect({
-    addr: o.nodes.masterAddr, port: o.nodes.masterPort, timeoutMs: o.nodes.joinTimeoutMs, heartbeatTimeoutMs: o.nodes.heartbeatTimeoutMs,
+    addr: o.nodes.masterAddr, port: o.nodes.masterPort, timeoutMs: o.nodes.joinTimeoutMs, heartbeatTimeoutMs: o.nodes.heartbeatTimeoutMs, token: o.nodes.token,
     hello: { node: rank, worldSize, devices: visibleDevices(), host: hostname() },
   });
   log(`zinfer node ${rank} of ${worldSize}: joined the leader at ${where}`);

@@ -1,12 +1,15 @@
 // The node store on node:net, in the spirit of torch's TCPStore: RANK 0 serves a MemoryStore on
-// MASTER_PORT; each follower connects, says hello (its node rank and facts about it) and then reaches the
-// store with requests ('req' → 'res') and exchanges control messages with the leader ('msg') on the same
-// connection. A connection that breaks the protocol is closed with a BackendError; the server goes on.
+// MASTER_PORT; each follower connects, receives a challenge, says hello (its node rank, facts about it, the
+// answer to the challenge and its own: node-auth.ts) and, welcomed, reaches the store with requests
+// ('req' → 'res') and exchanges control messages with the leader ('msg') on the same connection. A
+// connection that breaks the protocol or fails the token check is closed with a BackendError; the server
+// goes on.
 import { EventEmitter } from 'node:events';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { BackendError } from '@zinfer/core';
 import { FramedConnection, type Frame } from './frames.js';
 import { MemoryStore, type KeyValueStore } from './kv-store.js';
+import { authRefusal, isNonce, newNonce, nodeProof, NODE_TOKEN_ENV } from './node-auth.js';
 
 /** What a follower says first: its node rank, the run size it was started for, and facts for the leader. */
 export interface Hello {
@@ -53,6 +56,8 @@ export interface StoreServerOptions {
   heartbeatTimeoutMs?: number;
   /** Why a hello is refused, or null to admit it. */
   admit: (hello: Hello) => string | null;
+  /** The run's shared secret (ZINFER_NODE_TOKEN), or null/undefined to run without one (trusted networks). */
+  token?: string | null;
   /** Connections closed for breaking the protocol, for logs and tests. */
   onBadPeer?: (e: BackendError) => void;
 }
@@ -91,6 +96,8 @@ export class TcpStoreServer extends EventEmitter<{ peer: [StorePeer] }> {
     const conn = new FramedConnection(socket, `a node connecting from ${socket.remoteAddress}:${socket.remotePort}`, this.o.heartbeatTimeoutMs);
     this.conns.add(conn);
     let peer: StorePeer | null = null;
+    const nonce = newNonce();
+    conn.send({ t: 'challenge', nonce });
     conn.on('close', (why) => {
       this.conns.delete(conn);
       if (why && !peer) this.o.onBadPeer?.(why);
@@ -98,15 +105,18 @@ export class TcpStoreServer extends EventEmitter<{ peer: [StorePeer] }> {
     });
     conn.on('frame', (f) => {
       if (!peer) {
-        const refused = f.t !== 'hello' ? `expected a hello, found a '${f.t}' frame` : !isHello(f.hello) ? 'a malformed hello' : this.o.admit(f.hello);
+        const token = this.o.token ?? null;
+        const refused = f.t !== 'hello' ? `expected a hello, found a '${f.t}' frame`
+          : !isHello(f.hello) || !isNonce(f.nonce) ? 'a malformed hello'
+          : authRefusal(token, 'follower', nonce, f.proof, `node ${f.hello.node}`) ?? this.o.admit(f.hello);
         if (refused) {
           conn.send({ t: 'refused', reason: refused });
-          return conn.close(new BackendError(`refused ${conn.peer}: ${refused}`));
+          return conn.close(new BackendError(`refused ${conn.peer}: ${refused}`, { field: /TOKEN/.test(refused) ? NODE_TOKEN_ENV : 'RANK' }));
         }
         const hello = f.hello as Hello;
         conn.peer = `node ${hello.node} (${hello.host}, ${socket.remoteAddress}:${socket.remotePort})`;
         peer = new StorePeer(hello, conn);
-        conn.send({ t: 'welcome' });
+        conn.send({ t: 'welcome', proof: token === null ? null : nodeProof(token, 'leader', f.nonce as string) });
         return void this.emit('peer', peer);
       }
       if (f.t === 'msg') return void peer.emit('message', f.body);
@@ -133,6 +143,8 @@ export interface ConnectOptions {
   /** How long to keep trying while the leader is not up yet (default 60 000 ms). */
   timeoutMs?: number;
   heartbeatTimeoutMs?: number;
+  /** The run's shared secret (ZINFER_NODE_TOKEN), or null/undefined to run without one. */
+  token?: string | null;
 }
 
 /** A follower's connection to the leader's store. Events: 'message' (control), 'close' (why; null when closed here). */
@@ -158,18 +170,36 @@ export class TcpStoreClient extends EventEmitter<{ message: [unknown]; close: [B
     const where = `${o.addr}:${o.port}`;
     const socket = await connectWithRetry(o.addr, o.port, Date.now() + timeoutMs, `node ${o.hello.node} could not reach the leader (RANK 0) at MASTER_ADDR:MASTER_PORT ${where} within ${timeoutMs / 1000} s`);
     const conn = new FramedConnection(socket, `the leader at ${where}`, o.heartbeatTimeoutMs);
+    const token = o.token ?? null;
     const early: Frame[] = [];
-    let collect: (f: Frame) => void = () => {};
-    const answer = new Promise<Frame>((resolve, reject) => {
-      collect = (f) => (early.length || (f.t !== 'welcome' && f.t !== 'refused') ? early.push(f) : resolve(f));
-      conn.on('frame', collect);
-      conn.once('close', (why) => reject(why ?? new BackendError(`the leader at ${where} closed the connection`)));
-    });
-    conn.send({ t: 'hello', hello: o.hello });
-    const first = await answer.finally(() => conn.off('frame', collect));
-    if (first.t !== 'welcome') {
+    const frames: Frame[] = [];
+    let wake = () => {};
+    const collect = (f: Frame) => {
+      (frames.length >= 2 || (frames.length === 1 && f.t !== 'welcome' && f.t !== 'refused') ? early : frames).push(f);
+      wake();
+    };
+    conn.on('frame', collect);
+    const closed = new Promise<never>((_, reject) => conn.once('close', (why) => reject(why ?? new BackendError(`the leader at ${where} closed the connection`))));
+    closed.catch(() => {});
+    /** The n-th handshake frame (challenge, then welcome or refused). */
+    const nth = (n: number) => Promise.race([closed, new Promise<Frame>((resolve) => {
+      wake = () => frames.length > n && resolve(frames[n]);
+      wake();
+    })]);
+    try {
+      const challenge = await nth(0);
+      if (challenge.t !== 'challenge' || !isNonce(challenge.nonce)) throw new BackendError(`the leader at ${where} did not open with a challenge (a '${challenge.t}' frame): not a zinfer node 0 of this version`);
+      const nonce = newNonce();
+      conn.send({ t: 'hello', hello: o.hello, nonce, proof: token === null ? null : nodeProof(token, 'follower', challenge.nonce) });
+      const answer = await nth(1);
+      if (answer.t !== 'welcome') throw new BackendError(`the leader at ${where} refused node ${o.hello.node}: ${String(answer.reason)}`, { field: /TOKEN/.test(String(answer.reason)) ? NODE_TOKEN_ENV : 'RANK', found: String(o.hello.node) });
+      const refused = authRefusal(token, 'leader', nonce, answer.proof, 'the leader');
+      if (refused) throw new BackendError(`node ${o.hello.node} does not trust the leader at ${where}: ${refused}`, { field: NODE_TOKEN_ENV });
+    } catch (e) {
       conn.close();
-      throw new BackendError(`the leader at ${where} refused node ${o.hello.node}: ${String(first.reason)}`, { field: 'RANK', found: String(o.hello.node) });
+      throw e;
+    } finally {
+      conn.off('frame', collect);
     }
     return new TcpStoreClient(conn, early);
   }

@@ -20,10 +20,15 @@ export interface Follower {
   exit: Promise<number | null>;
 }
 
-/** Starts node `rank` of `worldSize` (test/workers/follower.ts, or `args` as the command) against 127.0.0.1:port. */
-export function startFollower(port: number, opts: { rank?: number; worldSize?: number; args?: string[] } = {}): Follower {
+/** The shared secret of the multi-node tests that run with one (ZINFER_NODE_TOKEN). */
+export const TEST_NODE_TOKEN = '5b2e8c91d04f7a3e6c1d9b08f2a47e55';
+
+/** Starts node `rank` of `worldSize` (test/workers/follower.ts, or `args` as the command) against 127.0.0.1:port, with `token` as ZINFER_NODE_TOKEN when given. */
+export function startFollower(port: number, opts: { rank?: number; worldSize?: number; args?: string[]; token?: string } = {}): Follower {
   const args = opts.args ?? [join(import.meta.dirname, 'follower.ts')];
-  const env = { ...process.env, WORLD_SIZE: String(opts.worldSize ?? 2), RANK: String(opts.rank ?? 1), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) };
+  const env: NodeJS.ProcessEnv = { ...process.env, WORLD_SIZE: String(opts.worldSize ?? 2), RANK: String(opts.rank ?? 1), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) };
+  delete env.ZINFER_NODE_TOKEN;
+  if (opts.token !== undefined) env.ZINFER_NODE_TOKEN = opts.token;
   const child = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
