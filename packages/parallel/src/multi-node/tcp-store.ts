@@ -1,15 +1,16 @@
 // The node store on node:net, in the spirit of torch's TCPStore: RANK 0 serves a MemoryStore on
 // MASTER_PORT; each follower connects, receives a challenge, says hello (its node rank, facts about it, the
-// answer to the challenge and its own: node-auth.ts) and, welcomed, reaches the store with requests
-// ('req' → 'res') and exchanges control messages with the leader ('msg') on the same connection. A
-// connection that breaks the protocol or fails the token check is closed with a BackendError; the server
-// goes on.
+// answer to the challenge and its own: node-auth.ts; the follower's side is store-join.ts) and, welcomed,
+// reaches the store with requests ('req' → 'res') and exchanges control messages with the leader ('msg')
+// on the same connection. A connection that breaks the protocol or fails the token check is closed with a
+// BackendError; the server goes on.
 import { EventEmitter } from 'node:events';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { BackendError } from '@zinfer/core';
 import { FramedConnection, type Frame } from './frames.js';
 import { MemoryStore, type KeyValueStore } from './kv-store.js';
 import { authRefusal, isNonce, newNonce, nodeProof, NODE_TOKEN_ENV } from './node-auth.js';
+import { connectWithRetry, joinLeader } from './store-join.js';
 
 /** What a follower says first: its node rank, the run size it was started for, and facts for the leader. */
 export interface Hello {
@@ -170,37 +171,7 @@ export class TcpStoreClient extends EventEmitter<{ message: [unknown]; close: [B
     const where = `${o.addr}:${o.port}`;
     const socket = await connectWithRetry(o.addr, o.port, Date.now() + timeoutMs, `node ${o.hello.node} could not reach the leader (RANK 0) at MASTER_ADDR:MASTER_PORT ${where} within ${timeoutMs / 1000} s`);
     const conn = new FramedConnection(socket, `the leader at ${where}`, o.heartbeatTimeoutMs);
-    const token = o.token ?? null;
-    const early: Frame[] = [];
-    const frames: Frame[] = [];
-    let wake = () => {};
-    const collect = (f: Frame) => {
-      (frames.length >= 2 || (frames.length === 1 && f.t !== 'welcome' && f.t !== 'refused') ? early : frames).push(f);
-      wake();
-    };
-    conn.on('frame', collect);
-    const closed = new Promise<never>((_, reject) => conn.once('close', (why) => reject(why ?? new BackendError(`the leader at ${where} closed the connection`))));
-    closed.catch(() => {});
-    /** The n-th handshake frame (challenge, then welcome or refused). */
-    const nth = (n: number) => Promise.race([closed, new Promise<Frame>((resolve) => {
-      wake = () => frames.length > n && resolve(frames[n]);
-      wake();
-    })]);
-    try {
-      const challenge = await nth(0);
-      if (challenge.t !== 'challenge' || !isNonce(challenge.nonce)) throw new BackendError(`the leader at ${where} did not open with a challenge (a '${challenge.t}' frame): not a zinfer node 0 of this version`);
-      const nonce = newNonce();
-      conn.send({ t: 'hello', hello: o.hello, nonce, proof: token === null ? null : nodeProof(token, 'follower', challenge.nonce) });
-      const answer = await nth(1);
-      if (answer.t !== 'welcome') throw new BackendError(`the leader at ${where} refused node ${o.hello.node}: ${String(answer.reason)}`, { field: /TOKEN/.test(String(answer.reason)) ? NODE_TOKEN_ENV : 'RANK', found: String(o.hello.node) });
-      const refused = authRefusal(token, 'leader', nonce, answer.proof, 'the leader');
-      if (refused) throw new BackendError(`node ${o.hello.node} does not trust the leader at ${where}: ${refused}`, { field: NODE_TOKEN_ENV });
-    } catch (e) {
-      conn.close();
-      throw e;
-    } finally {
-      conn.off('frame', collect);
-    }
+    const early = await joinLeader(conn, o.hello, o.token ?? null, where);
     return new TcpStoreClient(conn, early);
   }
 
@@ -245,25 +216,6 @@ export class TcpStoreClient extends EventEmitter<{ message: [unknown]; close: [B
       this.conn.send({ t: 'req', id, req });
     });
   }
-}
-
-/** Connects, retrying refused or failed attempts every 200 ms until the deadline (the leader may start later). */
-function connectWithRetry(addr: string, port: number, deadline: number, message: string): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const attempt = () => {
-      const s = createConnection({ host: addr, port });
-      s.once('connect', () => {
-        s.removeAllListeners('error');
-        resolve(s);
-      });
-      s.once('error', (e) => {
-        s.destroy();
-        if (Date.now() + 200 > deadline) reject(new BackendError(`${message} (${e.message})`, { field: 'MASTER_ADDR', expected: `a leader listening at ${addr}:${port}`, found: e.message }));
-        else setTimeout(attempt, 200);
-      });
-    };
-    attempt();
-  });
 }
 
 function isHello(h: unknown): h is Hello {
