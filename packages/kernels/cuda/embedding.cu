@@ -44,23 +44,23 @@ __device__ void embedding_sum(A *out, const W *ta, const int *idsA, int offsetA,
   const W *a = ta + (i64)(idsA[r] + offsetA) * dim;
   const W *b = tb + (i64)(idsB[r] + offsetB) * dim;
   A *dst = out + (i64)r * dim;
+  // Element j of a and b, each as its own embedding launch would store it.
+  auto sum = [&](int j) { return to_f32(from_f32<A>(to_f32(a[j]) * scaleA)) + to_f32(from_f32<A>(to_f32(b[j]) * scaleB)); };
   constexpr int K = 4; // elements a thread holds before the wait (dim ≤ 4 × blockDim in one pass)
-  float va[K], vb[K];
+  float v[K];
 #pragma unroll
   for (int k = 0; k < K; k++) {
     const int j = threadIdx.x + k * blockDim.x;
-    va[k] = j < dim ? to_f32(from_f32<A>(to_f32(a[j]) * scaleA)) : 0.f;
-    vb[k] = j < dim ? to_f32(from_f32<A>(to_f32(b[j]) * scaleB)) : 0.f;
+    v[k] = j < dim ? sum(j) : 0.f;
   }
   grid_dep_wait();
   grid_dep_launch();
 #pragma unroll
   for (int k = 0; k < K; k++) {
     const int j = threadIdx.x + k * blockDim.x;
-    if (j < dim) dst[j] = from_f32<A>(va[k] + vb[k]);
+    if (j < dim) dst[j] = from_f32<A>(v[k]);
   }
-  for (int j = threadIdx.x + K * blockDim.x; j < dim; j += blockDim.x)
-    dst[j] = from_f32<A>(to_f32(from_f32<A>(to_f32(a[j]) * scaleA)) + to_f32(from_f32<A>(to_f32(b[j]) * scaleB)));
+  for (int j = threadIdx.x + K * blockDim.x; j < dim; j += blockDim.x) dst[j] = from_f32<A>(sum(j));
 }
 
 // out [rows, dim]; ta, tb [*, dim] in the stored dtype; idsA, idsB [rows] (ids checked on the host).

@@ -13,6 +13,10 @@ export const NODE_TOKEN_MIN_LENGTH = 16;
 
 export type NodeRole = 'leader' | 'follower';
 
+/** 256 bits in hex: the shape of a nonce and of an answer. */
+const isHex256 = (v: unknown): v is string => typeof v === 'string' && /^[0-9a-f]{64}$/.test(v);
+export const isNonce = isHex256;
+
 /** A fresh challenge: 32 random bytes, hex. */
 export const newNonce = (): string => randomBytes(32).toString('hex');
 
@@ -23,7 +27,7 @@ export function nodeProof(token: string, role: NodeRole, nonce: string): string 
 
 /** Whether `given` is the answer `role` owes to `nonce` under `token`. */
 export function verifyNodeProof(token: string, role: NodeRole, nonce: string, given: unknown): boolean {
-  if (typeof given !== 'string' || !/^[0-9a-f]{64}$/.test(given)) return false;
+  if (!isHex256(given)) return false;
   return timingSafeEqual(Buffer.from(nodeProof(token, role, nonce), 'hex'), Buffer.from(given, 'hex'));
 }
 
@@ -37,4 +41,3 @@ export function authRefusal(token: string | null, role: NodeRole, nonce: string,
   return verifyNodeProof(token, role, nonce, given) ? null : `${who} holds another ${NODE_TOKEN_ENV}`;
 }
 
-export const isNonce = (n: unknown): n is string => typeof n === 'string' && /^[0-9a-f]{64}$/.test(n);

@@ -33,7 +33,7 @@ export async function joinLeader(conn: FramedConnection, hello: Hello, token: st
     const nonce = newNonce();
     conn.send({ t: 'hello', hello, nonce, proof: token === null ? null : nodeProof(token, 'follower', challenge.nonce) });
     const answer = await nth(1);
-    if (answer.t !== 'welcome') throw new BackendError(`the leader at ${where} refused node ${hello.node}: ${String(answer.reason)}`, { field: /TOKEN/.test(String(answer.reason)) ? NODE_TOKEN_ENV : 'RANK', found: String(hello.node) });
+    if (answer.t !== 'welcome') throw new BackendError(`the leader at ${where} refused node ${hello.node}: ${String(answer.reason)}`, { field: typeof answer.field === 'string' ? answer.field : 'RANK', found: String(hello.node) });
     const refused = authRefusal(token, 'leader', nonce, answer.proof, 'the leader');
     if (refused) throw new BackendError(`node ${hello.node} does not trust the leader at ${where}: ${refused}`, { field: NODE_TOKEN_ENV });
     return early;

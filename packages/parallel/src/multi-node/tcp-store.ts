@@ -107,12 +107,14 @@ export class TcpStoreServer extends EventEmitter<{ peer: [StorePeer] }> {
     conn.on('frame', (f) => {
       if (!peer) {
         const token = this.o.token ?? null;
+        const auth = f.t === 'hello' && isHello(f.hello) && isNonce(f.nonce) ? authRefusal(token, 'follower', nonce, f.proof, `node ${f.hello.node}`) : null;
         const refused = f.t !== 'hello' ? `expected a hello, found a '${f.t}' frame`
           : !isHello(f.hello) || !isNonce(f.nonce) ? 'a malformed hello'
-          : authRefusal(token, 'follower', nonce, f.proof, `node ${f.hello.node}`) ?? this.o.admit(f.hello);
+          : auth ?? this.o.admit(f.hello);
         if (refused) {
-          conn.send({ t: 'refused', reason: refused });
-          return conn.close(new BackendError(`refused ${conn.peer}: ${refused}`, { field: /TOKEN/.test(refused) ? NODE_TOKEN_ENV : 'RANK' }));
+          const field = auth ? NODE_TOKEN_ENV : 'RANK';
+          conn.send({ t: 'refused', reason: refused, field });
+          return conn.close(new BackendError(`refused ${conn.peer}: ${refused}`, { field }));
         }
         const hello = f.hello as Hello;
         conn.peer = `node ${hello.node} (${hello.host}, ${socket.remoteAddress}:${socket.remotePort})`;
