@@ -129,8 +129,39 @@ export interface Program {
    * waiting for the other sequences. Absent or 1: one step at a time.
    */
   readonly concurrentSteps?: number;
+  /**
+   * Optional: moves whole KV-cache blocks between the program's cache and host memory, for a program
+   * compiled with a small device cache whose caller keeps the rest of the blocks on the host (KV-cache
+   * offload: @zinfer/parallel's pipelineParallel({ kvOffload })). Absent: the cache stays where it is.
+   */
+  readonly kvBlocks?: KvBlockTransfer;
   /** Frees device memory; the program cannot run afterwards. */
   dispose(): Promise<void>;
+}
+
+/**
+ * A program's KV-cache blocks copied to and from host memory. A host store holds whole blocks, each
+ * `blockBytes` long at `block × blockBytes`: per layer of the program, that block's K rows then its V rows
+ * (blockSize × kvHeads·headDim elements of the cache's dtype: f32, f16/bf16, or one byte in fp8).
+ *
+ * Ordering (the backend keeps it; a device backend with streams through events): a save reads each block
+ * after every step enqueued before the call; a load writes each block after every step enqueued before
+ * the call has finished with it, and every step run after the call sees the loaded bytes; transfers of
+ * one program happen in call order (a save of a device block, then a load into it, is safe). The caller
+ * never moves a block that a step still running reads or writes. Each promise resolves once its copies
+ * completed (the host store then holds a save's bytes) and rejects when a copy failed.
+ */
+export interface KvBlockTransfer {
+  /** Bytes of one block in a host store: K and V of every layer of the program, in the cache dtype. */
+  readonly blockBytes: number;
+  /** A host store for `blocks` blocks, in the memory this backend copies from fastest (page-locked on CUDA). */
+  allocHost(blocks: number): ArrayBuffer;
+  /** Frees a store of allocHost now (no view of it may be used afterwards); else it goes with the garbage. */
+  freeHost(store: ArrayBuffer): void;
+  /** Device block deviceBlocks[i] → host block hostBlocks[i] of `store`. */
+  save(deviceBlocks: Int32Array, store: ArrayBuffer, hostBlocks: Int32Array): Promise<void>;
+  /** Host block hostBlocks[i] of `store` → device block deviceBlocks[i]. */
+  load(hostBlocks: Int32Array, store: ArrayBuffer, deviceBlocks: Int32Array): Promise<void>;
 }
 
 /** How to make a backend again in another thread or process: `(await import(module))[exportName](options)`. */

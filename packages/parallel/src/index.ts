@@ -1,6 +1,9 @@
 // @zinfer/parallel: tensor-slicing and pipeline parallelism, and the communicators under them.
 export { createShmGroup, shmCommunicator, type ShmGroup } from './shm-communicator.js';
 export { pipelineParallel, tensorParallel, type PipelineParallelOptions, type TensorParallelOptions } from './strategies.js';
+export { checkKvOffload, compileRank, kvOffloadStatsOf, type KvOffloadOptions } from './kv-offload/compile-rank.js';
+export { OffloadedKvProgram, type KvOffloadStats } from './kv-offload/offloaded-kv-program.js';
+export { KvResidency, type BlockMove, type Placement } from './kv-offload/kv-residency.js';
 export { planTensorParallel } from './tensor-parallel/plan.js';
 export { planPipeline } from './pipeline-parallel/plan.js';
 export { ShardedWeights } from './tensor-parallel/sharded-weights.js';

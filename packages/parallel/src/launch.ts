@@ -2,6 +2,7 @@
 // the same grid launcher tensorParallel and pipelineParallel use. With several node processes (options
 // `nodes`, or WORLD_SIZE > 1 in the environment) the ranks are spread over them; this process is RANK 0.
 import { ConfigError, type LaunchArgs, type Program, type StepBatch } from '@zinfer/core';
+import type { KvOffloadOptions } from './kv-offload/compile-rank.js';
 import { launchInline } from './launch/inline.js';
 import { launchWorkers } from './launch/workers.js';
 import { nodeOptions, type NodeOptions } from './multi-node/env.js';
@@ -21,6 +22,8 @@ export interface LaunchOptions {
    * default true); false: one step at a time, each split into micro-batches only.
    */
   crossStep?: boolean;
+  /** Each rank keeps this many KV-cache blocks on its device and the engine's block pool in host memory (checked by the strategy). */
+  kvOffload?: KvOffloadOptions | null;
 }
 
 export function launchPlan(args: LaunchArgs, opts: LaunchOptions = {}): Promise<Program> {
@@ -41,7 +44,7 @@ function launchRanksOf(args: LaunchArgs, opts: LaunchOptions): Promise<Program> 
   }
   if (nodes && nodes.worldSize > 1) {
     if (opts.ranks === 'inline') return Promise.reject(new ConfigError('ranks on several nodes run in worker threads', { field: 'parallel.ranks', expected: "'workers'", found: "'inline'" }));
-    return launchMultiNode(args, micro, { nodes, timeoutMs: opts.timeoutMs });
+    return launchMultiNode(args, micro, { nodes, timeoutMs: opts.timeoutMs, kvOffload: opts.kvOffload });
   }
-  return opts.ranks === 'inline' || args.plan.ranks.length === 1 ? launchInline(args, micro) : launchWorkers(args, micro, { timeoutMs: opts.timeoutMs });
+  return opts.ranks === 'inline' || args.plan.ranks.length === 1 ? launchInline(args, micro, opts.kvOffload) : launchWorkers(args, micro, { timeoutMs: opts.timeoutMs, kvOffload: opts.kvOffload });
 }

@@ -4,6 +4,7 @@
 // order the leader sends them (one at a time: the ranks' sends and receives pair up by that order).
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadModel, type BackendFactory, type Communicator, type Graph, type KernelBackend, type KvCacheSpec, type Program, type StepBatch, type WeightShard, type ZinferError } from '@zinfer/core';
+import { announceStep, compileRank, type KvOffloadOptions } from './kv-offload/compile-rank.js';
 import { rankCommunicators, type GridGroups } from './launch/groups.js';
 import { joinNcclGrid, type NcclGrid } from './launch/nccl-grid.js';
 import type { RelaySpec } from './multi-node/relay-communicator.js';
@@ -16,6 +17,8 @@ export interface RankInit {
   shards: WeightShard[];
   model: { dir: string; dtype?: 'f32' | 'f16' | 'bf16' };
   kvCache: KvCacheSpec;
+  /** KV-cache offload: a device cache of this many blocks, the engine's pool in host memory (null: none). */
+  kvOffload: KvOffloadOptions | null;
   /** Shared-memory groups (host backends), or null when the ranks use NCCL. */
   groups: GridGroups | null;
   nccl: NcclGrid | null;
@@ -75,6 +78,7 @@ async function main(): Promise<void> {
   let queue: Promise<void> = Promise.resolve();
   port.on('message', (m: RankRequest) => {
     if (m.type === 'abort') return void abortAll();
+    if (m.type === 'run') announceStep(program, m.batch); // on arrival: its blocks may load while earlier ones run
     queue = queue.then(() => handle(program, m));
   });
 }
@@ -85,7 +89,7 @@ async function compile(): Promise<Program> {
   const model = await loadModel(init.model.dir, { dtype: init.model.dtype });
   try {
     const source = new ShardedWeights(model.weights, init.shards, [...init.graph.weights.keys()]);
-    return await backend.compile(init.graph, source, { kvCache: init.kvCache, ...comms });
+    return await compileRank(backend, init.graph, source, { kvCache: init.kvCache, ...comms }, init.kvOffload);
   } finally {
     model.weights.close();
   }

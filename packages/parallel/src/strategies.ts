@@ -1,6 +1,8 @@
-// The parallel strategies: tensorParallel (slicing), pipelineParallel (stages, optionally each sliced).
-// plan() is pure; launch() starts the ranks.
+// The parallel strategies: tensorParallel (slicing), pipelineParallel (stages, optionally each sliced,
+// optionally with each rank's KV cache offloaded to host memory: kv-offload/). plan() is pure; launch()
+// starts the ranks.
 import { CONTRACT_VERSION, ConfigError, type Graph, type LaunchArgs, type ParallelPlan, type ParallelStrategy, type StepBatch } from '@zinfer/core';
+import { checkKvOffload, type KvOffloadOptions } from './kv-offload/compile-rank.js';
 import { launchPlan, type LaunchOptions } from './launch.js';
 import type { NodeOptions } from './multi-node/env.js';
 import { planPipeline } from './pipeline-parallel/plan.js';
@@ -37,7 +39,19 @@ export interface PipelineParallelOptions {
    * step at a time (the micro-batches above only).
    */
   crossStep?: boolean;
+  /**
+   * KV-cache offload to host memory with double buffering: each rank keeps `deviceBlocks` KV-cache blocks
+   * on its device and the engine's whole block pool (limits.kvCacheBytes) in host memory (page-locked on
+   * CUDA), so a stage serves more and longer sequences than its device cache holds. Before a micro-batch
+   * runs, its blocks are loaded (least recently used ones saved out to make room); the next micro-batch's
+   * blocks load while one computes. deviceBlocks must hold one micro-batch's blocks (two for the overlap);
+   * a micro-batch needing more fails with a ConfigError naming parallel.kvOffload.deviceBlocks. Needs a
+   * backend whose programs have kvBlocks (reference, cpu, cuda).
+   */
+  kvOffload?: KvOffloadOptions;
 }
+
+export type { KvOffloadOptions };
 
 export type Strategy = ParallelStrategy & { contractVersion: number };
 
@@ -52,8 +66,9 @@ export function pipelineParallel(opts: PipelineParallelOptions): Strategy {
   for (const [field, n] of [['promptMicroBatches', prompt], ['decodeMicroBatches', decode]] as const) {
     if (!Number.isInteger(n) || n < 1) throw new ConfigError('invalid micro-batch count', { field: `parallel.${field}`, expected: 'a positive integer', found: String(n) });
   }
+  const kvOffload = checkKvOffload(opts.kvOffload);
   const microBatches = (b: StepBatch) => (b.sequences.some((s) => s.queryLength > 1) ? prompt : decode);
-  return gridStrategy(`pipeline-parallel(${opts.stages}${tp > 1 ? ` × tp ${tp}` : ''})`, opts.stages, tp, { ranks: opts.ranks, timeoutMs: opts.timeoutMs, nodes: opts.nodes, microBatches, crossStep: opts.crossStep });
+  return gridStrategy(`pipeline-parallel(${opts.stages}${tp > 1 ? ` × tp ${tp}` : ''}${kvOffload ? `, kv offload ${kvOffload.deviceBlocks} blocks` : ''})`, opts.stages, tp, { ranks: opts.ranks, timeoutMs: opts.timeoutMs, nodes: opts.nodes, microBatches, crossStep: opts.crossStep, kvOffload });
 }
 
 function gridStrategy(name: string, stages: number, tp: number, launch: LaunchOptions): Strategy {

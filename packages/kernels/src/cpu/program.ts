@@ -6,6 +6,8 @@ import { BackendError, type Program, type StepBatch } from '@zinfer/core';
 import { argmaxRows } from './argmax-rows.js';
 import { validateBatch } from '../reference/batch.js';
 import type { KvCache } from '../reference/kv-cache.js';
+import type { KvBlockTransfer } from '@zinfer/core';
+import { hostKvBlocks } from '../reference/kv-block-transfer.js';
 import type { CompiledGraph, CpuMemory } from './compile.js';
 import type { CpuNode } from './fuse.js';
 import { kernelIds, nodeWork, NodeRunner, type Step } from './node-kernels.js';
@@ -51,6 +53,25 @@ export class CpuProgram implements Program {
   /** Streamed bytes copied into slots, and how many of them while the workers computed; null without a stream. */
   get streamCopies(): { bytes: number; overlappedBytes: number } | null {
     return this.stream ? { ...this.stream.copies.stats } : null;
+  }
+
+  /**
+   * KV blocks to and from host memory (KV-cache offload): byte copies out of the heap's f32 cache. Absent
+   * for a graph without attention (no cache).
+   */
+  get kvBlocks(): KvBlockTransfer | undefined {
+    const state = this.state;
+    if (!state) throw new BackendError('cpu program was disposed; compile the graph again to run it');
+    const { kv, kvSpec, graph } = state.c;
+    if (!kv) return undefined;
+    const blockLayerBytes = kvSpec.blockSize * kv.width * 4;
+    return hostKvBlocks({
+      layers: graph.kv.layers, numBlocks: kvSpec.numBlocks, blockLayerBytes,
+      layer: (l, kind) => {
+        this.checkLive(state);
+        return state.c.heap.u8.subarray((kind === 0 ? kv.k : kv.v)[l], (kind === 0 ? kv.k : kv.v)[l] + kv.slots * kv.width * 4);
+      },
+    });
   }
 
   async run(batch: StepBatch): Promise<Float32Array> {

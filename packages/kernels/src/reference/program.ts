@@ -4,6 +4,8 @@ import { attention } from './attention.js';
 import { validateBatch } from './batch.js';
 import { embedding } from './embedding.js';
 import type { KvCache } from './kv-cache.js';
+import type { KvBlockTransfer } from '@zinfer/core';
+import { hostKvBlocks } from './kv-block-transfer.js';
 import { linear } from './linear.js';
 import { countRouted, moeExperts, moeRouter, sigmoidGate } from './moe.js';
 import { layerNorm, rmsNorm } from './norms.js';
@@ -35,6 +37,23 @@ export class ReferenceProgram implements Program {
     this.hasAttention = graph.nodes.some((n) => n.op === 'attention');
     this.schedule = stream ? streamSchedule(graph, stream) : null;
     this.routed = new Map(graph.nodes.filter((n): n is OpNode<'moeRouter'> => n.op === 'moeRouter').map((n) => [n, new Float64Array(n.attrs.experts)]));
+  }
+
+  /** KV blocks to and from host memory (KV-cache offload): byte copies of the f32 cache arrays. */
+  get kvBlocks(): KvBlockTransfer {
+    const { layout, spec, width } = this.live().cache;
+    return hostKvBlocks({
+      layers: layout.layers, numBlocks: spec.numBlocks, blockLayerBytes: spec.blockSize * width * 4,
+      layer: (l, kind) => {
+        const a = (kind === 0 ? this.live().cache.k : this.live().cache.v)[l];
+        return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+      },
+    });
+  }
+
+  private live(): NonNullable<ReferenceProgram['state']> {
+    if (!this.state) throw new BackendError('reference program was disposed; compile the graph again to run it');
+    return this.state;
   }
 
   async expertLoad(): Promise<Float64Array[]> {

@@ -2,18 +2,19 @@
 // its micro-batches in order, all ranks at once (their communication is async, so they interleave).
 // For tests and for backends that bring their own threads; the default runs ranks in worker threads.
 import type { LaunchArgs, Program, StepBatch } from '@zinfer/core';
+import { announceStep, compileRank, type KvOffloadOptions } from '../kv-offload/compile-rank.js';
 import { ShardedWeights } from '../tensor-parallel/sharded-weights.js';
 import { gatherExpertLoad } from './expert-load.js';
 import { closeGroups, createGridGroups, outputRank, rankCommunicators } from './groups.js';
 import { concat, splitBatch } from './micro-batches.js';
 
-export async function launchInline(args: LaunchArgs, microBatches: (batch: StepBatch) => number): Promise<Program> {
+export async function launchInline(args: LaunchArgs, microBatches: (batch: StepBatch) => number, kvOffload: KvOffloadOptions | null = null): Promise<Program> {
   const { plan, backend, weights, kvCache } = args;
   const groups = createGridGroups(plan);
   const programs: Program[] = [];
   for (const [r, rank] of plan.ranks.entries()) {
     const source = new ShardedWeights(weights, rank.shards, [...rank.graph.weights.keys()]);
-    programs.push(await backend.compile(rank.graph, source, { kvCache, ...rankCommunicators(groups, r) }));
+    programs.push(await compileRank(backend, rank.graph, source, { kvCache, ...rankCommunicators(groups, r) }, kvOffload));
   }
   const out = outputRank(plan);
   return {
@@ -22,6 +23,7 @@ export async function launchInline(args: LaunchArgs, microBatches: (batch: StepB
       try {
         const outs = await Promise.all(programs.map(async (p) => {
           const results: Float32Array[] = [];
+          for (const mb of parts) announceStep(p, mb); // an offloaded KV cache loads the next one's blocks while one runs
           for (const mb of parts) results.push(await p.run(mb));
           return results;
         }));

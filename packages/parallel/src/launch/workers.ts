@@ -4,6 +4,7 @@
 // dispose) is rank-program.ts, shared with ranks on other nodes.
 import { Worker, type TransferListItem } from 'node:worker_threads';
 import { BackendError, type LaunchArgs, type Program, type StepBatch } from '@zinfer/core';
+import type { KvOffloadOptions } from '../kv-offload/compile-rank.js';
 import type { RankInit } from '../rank-worker.js';
 import { closeGroups, createGridGroups, outputRank, type GridGroups } from './groups.js';
 import { abortNcclGrid, createNcclGrid, rankFactory, type NcclGrid } from './nccl-grid.js';
@@ -12,6 +13,8 @@ import { startRanks, type RankLink } from './rank-program.js';
 export interface WorkerLaunchOptions {
   /** A step not finished by every rank within this many ms fails as a hung rank (default 30 000). */
   timeoutMs?: number;
+  /** KV-cache offload of every rank (pipelineParallel's kvOffload). */
+  kvOffload?: KvOffloadOptions | null;
 }
 
 /** How long ranks get to abort their own NCCL communicators before the leader aborts those of stuck ranks. */
@@ -26,7 +29,7 @@ export async function launchWorkers(args: LaunchArgs, microBatches: (batch: Step
   const out = outputRank(plan);
   const workers = plan.ranks.map((rank, r) => spawnRank({
     rank: r, factory: nccl ? rankFactory(factory, nccl.firstDevice + r) : factory, graph: rank.graph, shards: [...rank.shards],
-    model, kvCache, groups, nccl, returnsOutput: r === out, relay: null,
+    model, kvCache, kvOffload: opts.kvOffload ?? null, groups, nccl, returnsOutput: r === out, relay: null,
   }));
   return startRanks({
     links: workers, plan, microBatches, timeoutMs: opts.timeoutMs ?? 30_000,

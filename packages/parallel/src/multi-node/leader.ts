@@ -2,6 +2,7 @@
 // single-node launch; each follower gets the inits of its ranks and starts them the same way. Steps, the
 // step timeout, faults and dispose are rank-program.ts's, over local Workers and RemoteRanks alike.
 import { BackendError, type LaunchArgs, type Program, type StepBatch } from '@zinfer/core';
+import type { KvOffloadOptions } from '../kv-offload/compile-rank.js';
 import { closeGroups, outputRank } from '../launch/groups.js';
 import { abortNcclGrid, createNcclGrid, rankFactory } from '../launch/nccl-grid.js';
 import { startRanks } from '../launch/rank-program.js';
@@ -17,6 +18,7 @@ import { RemoteNode } from './remote-ranks.js';
 export interface MultiNodeLaunchOptions {
   nodes: NodeOptions;
   timeoutMs?: number;
+  kvOffload?: KvOffloadOptions | null;
 }
 
 let launches = 0;
@@ -35,7 +37,7 @@ export async function launchMultiNode(args: LaunchArgs, microBatches: (batch: St
   const out = outputRank(plan);
   const inits: WireRankInit[] = plan.ranks.map((rank, r) => ({
     rank: r, factory: nccl ? rankFactory(factory, nccl.firstDevice + (r % perNode)) : factory, graph: rank.graph, shards: [...rank.shards],
-    model, kvCache, nccl: nccl && { ...nccl, cells: undefined }, returnsOutput: r === out,
+    model, kvCache, kvOffload: o.kvOffload ?? null, nccl: nccl && { ...nccl, cells: undefined }, returnsOutput: r === out,
   }));
   const shape = { tensorSize: plan.ranks.length / plan.stages, stages: plan.stages, timeoutMs };
   const launch = ++launches;
