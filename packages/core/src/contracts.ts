@@ -61,6 +61,20 @@ export interface StepBatch {
   selectedRows: Int32Array;
 }
 
+/** How one selected row picks its token in Program.runSample: its sequence's sampling params and draw. */
+export interface SampleRow {
+  /** 0: greedy (argmax after the penalty); the other processors are then ignored. */
+  temperature: number;
+  topK: number;
+  topP: number;
+  minP: number;
+  repetitionPenalty: number;
+  /** The sequence's uniform draw in [0, 1) for this token (Sampler.draw(); 0 when greedy). */
+  uniform: number;
+  /** The distinct token ids the repetition penalty applies to (empty when it is 1). */
+  penalized: Int32Array;
+}
+
 export interface KvCacheSpec {
   numBlocks: number;
   blockSize: number;
@@ -111,6 +125,13 @@ export interface Program {
    * so a device backend copies ids instead of [rows, vocab] logits to the host.
    */
   runArgmax?(batch: StepBatch, options?: RunOptions): Promise<Int32Array>;
+  /**
+   * Optional: runs the step and returns the token each selected row samples, picked on the device as
+   * core's TokenFilter.pick would pick it from run()'s logits with the row's params and uniform draw (the
+   * kept set of repetition penalty → top-k → top-p → min-p, walked in ascending id order). The engine uses
+   * it when no row of a step needs its logits, so only ids cross to the host. `rows[i]` is selected row i's.
+   */
+  runSample?(batch: StepBatch, rows: readonly SampleRow[], options?: RunOptions): Promise<Int32Array>;
   /**
    * Optional, for Mixture-of-Experts graphs: tokens routed to each expert since compile, one array per
    * moeRouter node in graph order (= MoE layer order), each of length `experts` (a token counts once per

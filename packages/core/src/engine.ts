@@ -17,7 +17,7 @@ import { BlockAllocator } from './kv-cache.js';
 import { loadModel } from './model.js';
 import { normalizeRequest, type GenerateRequest } from './request.js';
 import { planStep, type StepPlan } from './scheduler.js';
-import { Sequence } from './sequence.js';
+import { Sequence, UNUSED_ROW } from './sequence.js';
 import { StepLoops } from './step-loops.js';
 import { sizeCache } from './engine-sizing.js';
 import type { TextTokenizer } from './tokenizer.js';
@@ -244,11 +244,17 @@ class LocalEngine implements Engine {
   private async runPlan(plan: StepPlan, lanes: number): Promise<StepReport> {
     // When every row only needs its argmax, a backend that can take it on the device sends back token
     // ids instead of [rows, vocab] logits (the copy and the host-side pass dominate large-batch decode).
-    const argmaxOnly = this.program.runArgmax !== undefined && plan.rows.every(({ seq, promptLogit }) => !promptLogit && seq.sampler.isGreedy);
+    // Otherwise, where no row needs its logits, one that samples on the device gets each row's params and
+    // the uniform its sampler draws now (the draw sample() would make), and also sends back only ids.
+    const { runArgmax, runSample } = this.program;
+    const idsOnly = plan.rows.every(({ promptLogit }) => !promptLogit);
+    const argmaxOnly = idsOnly && runArgmax !== undefined && plan.rows.every(({ seq }) => seq.sampler.isGreedy);
     let out: Float32Array | Int32Array;
     try {
       const options = lanes > 1 ? { concurrent: lanes } : undefined;
-      out = argmaxOnly ? await this.program.runArgmax!(plan.batch, options) : await this.program.run(plan.batch, options);
+      if (argmaxOnly) out = await runArgmax.call(this.program, plan.batch, options);
+      else if (idsOnly && runSample) out = await runSample.call(this.program, plan.batch, plan.rows.map(({ seq, sample }) => (sample && !seq.aborted && seq.finishReason === null ? seq.sampleRow() : UNUSED_ROW)), options);
+      else out = await this.program.run(plan.batch, options);
       const vocab = this.spec.vocabSize;
       const bad = out instanceof Int32Array ? out.find((id) => !(id >= 0 && id < vocab)) : undefined;
       if (bad !== undefined) throw new BackendError('the backend returned a token id outside the vocabulary', { expected: `ids in [0, ${vocab})`, found: String(bad) });

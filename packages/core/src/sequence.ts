@@ -1,8 +1,14 @@
 // One request's state inside the engine: its tokens, KV blocks, sampler and stop conditions.
+import type { SampleRow } from './contracts.js';
 import type { FinishReason, GenerationResult, GenerationStream } from './generation-stream.js';
 import type { NormalizedRequest } from './request.js';
 import { Rng, Sampler } from './sampling/index.js';
 import type { StreamDecoder, TextTokenizer } from './tokenizer.js';
+
+const NO_IDS = new Int32Array(0);
+
+/** A selected row whose token is not used (a prompt chunk's row): greedy, draws nothing. */
+export const UNUSED_ROW: SampleRow = Object.freeze({ temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, uniform: 0, penalized: NO_IDS });
 
 export class Sequence {
   readonly tokens: number[];
@@ -45,6 +51,16 @@ export class Sequence {
 
   get prefilling(): boolean {
     return this.cached < this.promptLength;
+  }
+
+  /**
+   * This token's pick for Program.runSample: the sampler's params and the uniform it draws now (the one
+   * sample() would draw), and the distinct ids the repetition penalty applies to.
+   */
+  sampleRow(): SampleRow {
+    const { temperature, topK, topP, minP, repetitionPenalty } = this.sampler.params;
+    const penalized = repetitionPenalty === 1 ? NO_IDS : Int32Array.from(new Set(this.tokens));
+    return { temperature, topK, topP, minP, repetitionPenalty, uniform: this.sampler.draw(), penalized };
   }
 
   /** Appends a sampled token, streams its text, and decides whether the sequence is finished. */

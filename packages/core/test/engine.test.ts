@@ -205,6 +205,37 @@ test('greedy steps use a backend\'s runArgmax (ids only); sampling and prompt lo
   await e.close();
 });
 
+test('sampled steps use a backend\'s runSample: the same tokens as host sampling for the same seeds', async () => {
+  const requests = [
+    { inputIds: [5, 6], maxTokens: 6, temperature: 1.5, seed: 7 },
+    { inputIds: [9], maxTokens: 5, temperature: 0.8, topK: 3, topP: 0.9, seed: 8 },
+    { inputIds: [9, 9, 2], maxTokens: 5, temperature: 1.2, minP: 0.1, repetitionPenalty: 1.4, seed: 9 },
+    { inputIds: [30], maxTokens: 4, temperature: 0 },
+    { inputIds: [40], maxTokens: 3, temperature: 0, repetitionPenalty: 2 },
+  ];
+  const generate = async (backend: ReturnType<typeof countingBackend>) => {
+    const e = await createEngine({ model: MODEL, backend });
+    const out = await Promise.all(requests.map((r) => e.generate(r).result));
+    await e.close();
+    return out.map((r) => r.tokens);
+  };
+  const device = countingBackend({ sample: true });
+  assert.equal(await generate(device), await generate(countingBackend()));
+  assert.ok(device.sampleSteps.length > 0);
+  const rows = device.sampleSteps.flat();
+  // Greedy rows draw nothing; sampled rows carry a draw in [0, 1); penalized ids are the distinct history.
+  assert.ok(rows.every((r) => (r.temperature === 0 ? r.uniform === 0 : r.uniform >= 0 && r.uniform < 1)));
+  const penalized = rows.find((r) => r.repetitionPenalty === 1.4)!;
+  assert.equal([...penalized.penalized].slice(0, 2), [9, 2], 'the prompt 9, 9, 2 gives 9 and 2 once');
+  assert.ok(rows.filter((r) => r.repetitionPenalty === 1).every((r) => r.penalized.length === 0));
+  // A step that needs prompt logits goes through run().
+  const steps = device.sampleSteps.length;
+  const e = await createEngine({ model: MODEL, backend: device });
+  await e.generate({ inputIds: [5, 6], maxTokens: 1, temperature: 0.7, seed: 1, promptLogits: true }).result;
+  assert.is(device.sampleSteps.length, steps);
+  await e.close();
+});
+
 test('without tokenizer files, token ids still run and text input fails clearly', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'zinfer-notok-'));
   try {

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { RequestError } from '../src/errors.js';
-import { DEFAULT_SAMPLING, Rng, Sampler, validateSampling, type SamplingParams } from '../src/sampling/index.js';
+import { DEFAULT_SAMPLING, Rng, Sampler, TokenFilter, validateSampling, type SamplingParams } from '../src/sampling/index.js';
 
 const params = (p: Partial<SamplingParams>): SamplingParams => validateSampling({ seed: 1, ...p });
 const f32 = (xs: number[]): Float32Array => Float32Array.from(xs);
@@ -273,6 +273,49 @@ test('matches the naive reference on random rows (odd sizes, masks, large vocab)
     }
   });
 });
+
+test('pick walks the kept ids in ascending id order for the draw, whatever order top-k and top-p left them in', () => {
+  const filter = new TokenFilter(5);
+  const p = { ...DEFAULT_SAMPLING, topK: 2 };
+  const logits = f32([1, 3, -1, 2, 0]); // top-2: ids 1 (weight 1) and 3 (weight e^-1)
+  const total = 1 + Math.exp(-1);
+  assert.is(filter.pick(p, logits, [], 0), 1);
+  assert.is(filter.pick(p, logits, [], 0.99 / total), 1); // inside id 1's share, which comes first
+  assert.is(filter.pick(p, logits, [], 1.01 / total), 3);
+  assert.is(filter.pick(p, logits, [], 1 - 2 ** -52), 3);
+  // Flat logits under top-p: the nucleus is the lowest ids, drawn in their order.
+  const flat = f32([2, 2, 2, 2, 2]);
+  const nucleus = { ...DEFAULT_SAMPLING, topP: 0.5 }; // ranks 0..2 stay (mass above < 0.5)
+  assert.equal([0, 0.34, 0.67, 0.99].map((u) => filter.pick(nucleus, flat, [], u)), [0, 1, 2, 2]);
+});
+
+test('one uniform per sampled token when temperature > 0, none when greedy; draw() is the one sample() uses', () => {
+  const logits = f32([0.5, 1, 0.25, -2]);
+  for (const temperature of [0, 0.9]) {
+    for (const topK of [0, 1]) {
+      const a = new Sampler(params({ temperature, topK, repetitionPenalty: 1.2 }), 4);
+      const b = new Sampler(params({ temperature, topK, repetitionPenalty: 1.2 }), 4);
+      const filter = new TokenFilter(4);
+      const tokens: number[] = [];
+      for (let i = 0; i < 20; i++) {
+        const t = a.sample(logits, tokens);
+        assert.is(filter.pick(b.params, logits, tokens, b.draw()), t);
+        tokens.push(t);
+      }
+      const rngA = new Sampler(params({ temperature, topK }), 4);
+      for (let i = 0; i < 20; i++) rngA.sample(logits, []);
+      assert.is(rngA.draw(), temperature > 0 ? drawAt(21) : 0, '20 samples drew 20 uniforms (even top-k 1, which keeps one id)');
+    }
+  }
+});
+
+/** The n-th uniform (1-based) of the seed-1 stream. */
+function drawAt(n: number): number {
+  const rng = Rng.fromSeed(1);
+  let u = 0;
+  for (let i = 0; i < n; i++) u = rng.next();
+  return u;
+}
 
 test('rejects logits of the wrong length and history ids outside the vocab', () => {
   const s = new Sampler(params({ repetitionPenalty: 1.2 }), 4);

@@ -73,6 +73,8 @@ const NEEDS: [RegExp, Need][] = [
     return need;
   }],
   [/^argmax_f32$/, (a, l) => ({ 0: l.grid.x * 4, 1: l.grid.x * n(a[2]) * 4, 3: l.grid.x * l.grid.y! * 4, 4: l.grid.x * l.grid.y! * 4, 5: l.grid.x * 4 })],
+  // out, logits, width, params (56 bytes a row), penalized ids (checked by runSample's test), scores f32, weights f64.
+  [/^sample_f32$/, (a, l) => ({ 0: l.grid.x * 4, 1: l.grid.x * n(a[2]) * 4, 3: l.grid.x * 56, 5: l.grid.x * n(a[2]) * 4, 6: l.grid.x * n(a[2]) * 8 })],
 ];
 
 function dtypesOf(kernel: string): { act: number; w: number } {
@@ -192,6 +194,45 @@ test('fusion plan of the fixture models: LayerNorm and GELU/ReLU epilogues (gpt2
     assert.is(plan.ropeCovers.size, rotary, `${arch}: every rotary node fused into its attention's KV write`);
     m.weights.close();
   }
+});
+
+test('runSample: one sample_f32 block a selected row, each row\'s packed params and penalized ids uploaded, bad rows refused before the step', async () => {
+  const gpu = new RecordingGpu({ keepUploads: true });
+  const m = tinyLlama(Rng.fromSeed(9), TINY16, 'f16');
+  const program = await compileProgram(gpu, m.graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 12, blockSize: 4 } }, { ...SETTINGS, activations: 'auto', graphs: false });
+  const vocab = m.graph.values[m.graph.output].width;
+  const row = (uniform: number, penalized: number[], topK = 0) => ({ temperature: 0.8, topK, topP: 0.9, minP: 0.05, repetitionPenalty: penalized.length ? 1.2 : 1, uniform, penalized: Int32Array.from(penalized) });
+  for (const rows of [3, 1, 2]) {
+    const batch = stepBatch(range(rows).map((i) => ({ tokens: [i + 1, i + 2], cached: 0, blocks: [3 * i] })), 4, 'last');
+    const from = gpu.launches.length;
+    const sample = range(rows).map((i) => row(i / 4, i === 1 ? [5, 7] : [], i === 2 ? vocab + 1 : 3));
+    const ids = await program.runSample(batch, sample);
+    assert.is(ids.length, rows);
+    const l = gpu.launches.slice(from).find((x) => x.kernel === 'sample_f32')!;
+    assert.ok(l, 'sample_f32 launched');
+    assert.equal([l.grid.x, l.block], [rows, 1024]);
+    assert.is(n(l.args[2]), vocab);
+    const packed = gpu.uploads.get(l.args[3] as bigint)!;
+    assert.is(l.args[4], (l.args[3] as bigint) + BigInt(rows * 56), 'penalized ids follow the rows');
+    const params = new DataView(packed.buffer);
+    sample.forEach((r, i) => {
+      assert.equal([0, 8, 16, 24, 32].map((o) => params.getFloat64(i * 56 + o, true)), [r.temperature, r.topP, r.minP, r.repetitionPenalty, r.uniform]);
+      assert.is(params.getInt32(i * 56 + 40, true), i === 2 ? 0 : 3, 'top-k above the vocab is off');
+    });
+    if (rows > 1) {
+      const penStart = params.getInt32(56 + 44, true);
+      assert.is(params.getInt32(56 + 48, true), 2);
+      assert.equal([...new Int32Array(packed.buffer, rows * 56 + penStart * 4, 2)], [5, 7]);
+    }
+    checkFootprints(gpu, from);
+  }
+  const batch = stepBatch([{ tokens: [1], cached: 0, blocks: [0] }], 4, 'last');
+  const before = gpu.launches.length;
+  await rejects(() => program.runSample(batch, [row(0.5, [vocab])]), 'row 0', 'penalized');
+  await rejects(() => program.runSample(batch, [row(1, [])]), 'row 0', 'uniform');
+  await rejects(() => program.runSample(batch, []), '0 sample rows', '1 selected');
+  assert.is(gpu.launches.length, before, 'nothing launched for a refused call');
+  await program.dispose();
 });
 
 test('runArgmax across steps of different sizes: the row counters stay at one address, never inside another call\'s ids or partials', async () => {

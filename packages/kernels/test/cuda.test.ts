@@ -101,7 +101,7 @@ test('kernel signatures: every extern "C" kernel parses (macro-made entry points
     ...weighted.flatMap((w) => ['moe_router', 'moe_gate_up1', 'moe_gate_up2', 'moe_gate_up4', 'moe_gate_up8', 'moe_down1', 'moe_down2', 'moe_down4', 'moe_down8', 'moe_down_tiles'].map((k) => `${k}_${w}`)),
     ...acts.flatMap((a) => ['moe_combine', 'sigmoid_gate'].map((k) => `${k}_${a}`)),
     'moe_permute',
-    'argmax_f32', 'read_bandwidth',
+    'argmax_f32', 'sample_f32', 'read_bandwidth',
     // The opt-in fp8 KV cache's writers and readers; the decode variants (pipelined attention, GEMV roll/occ).
     ...acts.flatMap((a) => ['rope_kv', 'kv_write', 'attention_partial'].map((k) => `${k}_${a}_e4m3`)),
     ...acts.flatMap((a) => [1, 2, 4, 8, 16, 32].map((l) => `attn_decode${l}_${a}_e4m3`)),

@@ -1,3 +1,5 @@
 export { DEFAULT_SAMPLING, validateSampling, type SamplingParams } from './params.js';
 export { Rng } from './rng.js';
 export { Sampler } from './sampler.js';
+export { TokenFilter, type FilterParams } from './token-filter.js';
+export { HostRowSampler } from './sample-rows.js';

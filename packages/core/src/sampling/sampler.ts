@@ -1,45 +1,39 @@
 import { validateSampling, type SamplingParams } from './params.js';
 import { Rng } from './rng.js';
+import { TokenFilter } from './token-filter.js';
 
 /**
- * Picks the next token from one row of logits, in the order transformers' generate() applies its
- * processors: repetition penalty, then greedy argmax, or temperature → top-k → top-p → min-p → draw.
+ * One sequence's token picker: its validated params, its rng and a TokenFilter (the processors and the
+ * draw; see there). It owns the rng, so a seeded request draws the same tokens however it is batched.
  *
- * One Sampler per sequence: it owns the rng, so a seeded request draws the same tokens however it is
- * batched, and scratch buffers sized to the vocab (16 bytes a token), so sample() does not allocate.
- *
- * Masked logits (-Infinity, and NaN, treated the same) are never drawn. A row with nothing finite does
- * not throw: one bad step (a grammar mask that removes everything, an fp16 overflow) should not fail
- * a whole batch. It falls back to argmax like torch.argmax: the lowest +Infinity id if there is one,
- * else token 0 when every logit is masked; the request then ends through its normal stop conditions.
+ * Exactly one uniform is drawn per sampled token when temperature > 0, and none when greedy, whether the
+ * pick happens here (sample) or on a device (the engine takes draw() and hands it to Program.runSample):
+ * a seeded request keeps its tokens on every backend.
  */
 export class Sampler {
   readonly params: SamplingParams;
-  readonly vocabSize: number;
   private readonly rng: Rng;
-  private readonly scores: Float32Array; // [vocab] logits after the penalty, NaN → -Infinity
-  private readonly weights: Float64Array; // [vocab] exp((score - max) / T), set for the ids in `ids`
-  private readonly ids: Int32Array; // candidate ids; top-k and top-p move the kept ones to the front
-  private readonly before: Before;
+  private readonly filter: TokenFilter;
 
   /** Whether sample() is a plain argmax of the logits (greedy, no repetition penalty). */
   get isGreedy(): boolean {
     return this.params.temperature === 0 && this.params.repetitionPenalty === 1;
   }
 
+  get vocabSize(): number {
+    return this.filter.vocabSize;
+  }
+
   constructor(params: SamplingParams, vocabSize: number, rng?: Rng) {
-    if (!Number.isSafeInteger(vocabSize) || vocabSize < 1) {
-      throw new RangeError(`Sampler vocabSize must be a positive integer, found ${vocabSize}`);
-    }
+    this.filter = new TokenFilter(vocabSize);
     this.params = validateSampling(params);
-    this.vocabSize = vocabSize;
     const seed = this.params.seed;
     this.rng = rng ?? (seed !== undefined ? Rng.fromSeed(seed) : Rng.fromEntropy());
-    const scores = (this.scores = new Float32Array(vocabSize));
-    // Strict total order on ids: higher score first, ties → lower id, so every cut is deterministic.
-    this.before = (a, b) => scores[a] > scores[b] || (scores[a] === scores[b] && a < b);
-    this.weights = new Float64Array(vocabSize);
-    this.ids = new Int32Array(vocabSize);
+  }
+
+  /** The uniform in [0, 1) this token's pick uses: the next rng draw when temperature > 0, else 0 (none drawn). */
+  draw(): number {
+    return this.params.temperature > 0 ? this.rng.next() : 0;
   }
 
   /**
@@ -47,159 +41,11 @@ export class Sampler {
    * penalty). `logits` is read, never written.
    */
   sample(logits: Float32Array, history: ArrayLike<number>): number {
-    const n = this.filter(logits, history);
-    const { ids, weights } = this;
-    if (n === 1) return ids[0];
-    let total = 0;
-    for (let i = 0; i < n; i++) total += weights[ids[i]];
-    let r = this.rng.next() * total;
-    for (let i = 0; i < n - 1; i++) {
-      r -= weights[ids[i]];
-      if (r < 0) return ids[i];
-    }
-    return ids[n - 1]; // rounding left r just above 0; every kept weight is > 0, so this is a fair pick
+    return this.filter.pick(this.params, logits, history, this.draw());
   }
 
   /** The distribution sample() draws from, dense over the vocab (0 = filtered out). Allocates. */
   probabilities(logits: Float32Array, history: ArrayLike<number>): Float64Array {
-    const n = this.filter(logits, history);
-    const { ids, weights } = this;
-    let total = 0;
-    for (let i = 0; i < n; i++) total += weights[ids[i]];
-    const out = new Float64Array(this.vocabSize);
-    for (let i = 0; i < n; i++) out[ids[i]] = weights[ids[i]] / total;
-    return out;
+    return this.filter.probabilities(this.params, logits, history);
   }
-
-  /** Leaves the kept ids in ids[0..n) with their weights set, and returns n (always >= 1). */
-  private filter(logits: Float32Array, history: ArrayLike<number>): number {
-    const { scores, weights, ids, vocabSize } = this;
-    const { temperature, topK, topP, minP, repetitionPenalty } = this.params;
-    if (logits.length !== vocabSize) {
-      throw new RangeError(`Sampler got ${logits.length} logits, its vocabSize is ${vocabSize}`);
-    }
-    for (let i = 0; i < vocabSize; i++) scores[i] = Number.isNaN(logits[i]) ? -Infinity : logits[i];
-    if (repetitionPenalty !== 1) this.penalize(logits, history);
-
-    let best = 0; // strict > keeps the lowest id on ties, like torch.argmax
-    for (let i = 1; i < vocabSize; i++) if (scores[i] > scores[best]) best = i;
-    const max = scores[best];
-    if (temperature === 0 || !Number.isFinite(max)) {
-      ids[0] = best;
-      weights[best] = 1;
-      return 1;
-    }
-
-    let n = 0;
-    for (let i = 0; i < vocabSize; i++) if (scores[i] !== -Infinity) ids[n++] = i;
-    if (topK > 0 && topK < n) n = this.keepTopK(n, topK);
-    // Temperature after top-k only to skip exp() on the tokens top-k dropped; T > 0 keeps the order.
-    // Subtracting the max first keeps exp() in range for any temperature; the max gets weight 1.
-    for (let i = 0; i < n; i++) weights[ids[i]] = Math.exp((scores[ids[i]] - max) / temperature);
-    if (topP < 1) n = this.keepNucleus(n, topP);
-
-    // min-p: p < minP * pMax is w < minP, since the max (weight 1) survives top-k and top-p. Weights that
-    // underflowed to 0 go too, so the draw can never land on them. The max stays, so kept >= 1.
-    let kept = 0;
-    for (let i = 0; i < n; i++) {
-      const w = weights[ids[i]];
-      if (w > 0 && w >= minP) ids[kept++] = ids[i];
-    }
-    return kept;
-  }
-
-  private penalize(logits: Float32Array, history: ArrayLike<number>): void {
-    const { scores, vocabSize } = this;
-    const penalty = this.params.repetitionPenalty;
-    for (let i = 0; i < history.length; i++) {
-      const id = history[i];
-      if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
-        throw new RangeError(`history[${i}] is ${id}, not a token id in [0, ${vocabSize})`);
-      }
-      // Computed from the caller's logit, not scores[id], so an id seen twice is penalized once
-      // (transformers gathers the scores at the history ids, then scatters the penalized values back).
-      const v = logits[id];
-      if (!Number.isNaN(v)) scores[id] = v > 0 ? v / penalty : v * penalty;
-    }
-  }
-
-  /** Keeps the k best, plus any tied with the k-th: transformers keeps every score >= the k-th. */
-  private keepTopK(n: number, k: number): number {
-    const { ids, scores } = this;
-    select(ids, n, k, this.before);
-    const kth = scores[ids[k - 1]];
-    let m = k;
-    for (let i = k; i < n; i++) {
-      if (scores[ids[i]] === kth) swap(ids, m++, i);
-    }
-    return m;
-  }
-
-  /**
-   * Keeps the shortest run of best tokens whose probability reaches topP: a token stays while the mass
-   * ranked above it is < topP. That is transformers' rule (drop where the ascending cumsum <= 1 - top_p)
-   * and always keeps the best token. Found by a quickselect that follows the mass instead of a count, so
-   * no sort: linear on average even when the nucleus is most of a 150k vocab. The kept ids end up in
-   * ids[0..K), unordered.
-   */
-  private keepNucleus(n: number, topP: number): number {
-    const { ids, weights } = this;
-    let total = 0;
-    for (let i = 0; i < n; i++) total += weights[ids[i]];
-    // Invariant: ids[0..lo) are the lo best, `above` is their mass and is < topP, so rank lo is kept.
-    let lo = 0;
-    let hi = n - 1;
-    let above = 0;
-    while (lo < hi) {
-      const p = partition(ids, lo, hi, this.before);
-      let mass = above; // of the ranks before p
-      for (let i = lo; i < p; i++) mass += weights[ids[i]];
-      if (mass / total >= topP) {
-        hi = p - 1; // rank p is out; the cut is among ids[lo..p)
-        continue;
-      }
-      mass += weights[ids[p]];
-      if (mass / total >= topP) return p + 1;
-      above = mass;
-      lo = p + 1;
-    }
-    return Math.min(lo + 1, n);
-  }
-}
-
-/** Reorders ids[0..n) so ids[0..k) are the k first under `before` (quickselect). */
-function select(ids: Int32Array, n: number, k: number, before: Before): void {
-  let lo = 0;
-  let hi = n - 1;
-  while (lo < hi) {
-    const p = partition(ids, lo, hi, before);
-    if (p === k - 1) return;
-    if (p > k - 1) hi = p - 1;
-    else lo = p + 1;
-  }
-}
-
-/**
- * Lomuto partition of ids[lo..hi] around a median-of-three pivot, returned at its final place p:
- * ids[lo..p) come before it, ids(p..hi] after. `before` must be a strict total order, which the id
- * tie-break guarantees; median-of-three keeps already-ordered runs (flat logits) linear.
- */
-function partition(ids: Int32Array, lo: number, hi: number, before: Before): number {
-  const mid = (lo + hi) >>> 1;
-  if (before(ids[mid], ids[lo])) swap(ids, mid, lo);
-  if (before(ids[hi], ids[lo])) swap(ids, hi, lo);
-  if (before(ids[mid], ids[hi])) swap(ids, mid, hi);
-  const pivot = ids[hi];
-  let p = lo;
-  for (let i = lo; i < hi; i++) if (before(ids[i], pivot)) swap(ids, i, p++);
-  swap(ids, p, hi);
-  return p;
-}
-
-type Before = (a: number, b: number) => boolean;
-
-function swap(a: Int32Array, i: number, j: number): void {
-  const t = a[i];
-  a[i] = a[j];
-  a[j] = t;
 }

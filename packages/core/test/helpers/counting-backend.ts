@@ -1,6 +1,6 @@
 // A stand-in KernelBackend for engine tests: its "model" predicts token (t + 1) mod vocab after t, so
 // greedy output is known exactly, and it records every StepBatch so tests can check the scheduling.
-import type { CompileOptions, Graph, KernelBackend, Program, RunOptions, StepBatch, WeightSource } from '../../src/index.js';
+import { HostRowSampler, type CompileOptions, type Graph, type KernelBackend, type Program, type RunOptions, type SampleRow, type StepBatch, type WeightSource } from '../../src/index.js';
 
 export interface CountingBackend extends KernelBackend {
   batches: StepBatch[];
@@ -9,6 +9,8 @@ export interface CountingBackend extends KernelBackend {
   poison: number | null;
   /** Steps answered by runArgmax (only when created with { argmax: true }). */
   argmaxSteps: number;
+  /** Rows of the steps answered by runSample (only when created with { sample: true }), one array a step. */
+  sampleSteps: SampleRow[][];
   /** Most run() calls in flight at once, and KV blocks that two calls in flight shared (must stay empty). */
   maxInFlight: number;
   /** RunOptions.concurrent of each run() call (undefined when not given). */
@@ -18,6 +20,8 @@ export interface CountingBackend extends KernelBackend {
 
 export interface CountingOptions {
   argmax?: boolean;
+  /** Program.runSample: run()'s logits picked on the host, as a device would pick them. */
+  sample?: boolean;
   /** Program.concurrentSteps (a pipeline's stages), and how long each run() takes then. */
   concurrentSteps?: number;
   delayMs?: number;
@@ -31,6 +35,7 @@ export function countingBackend(opts: CountingOptions = {}): CountingBackend {
     options: null,
     poison: null,
     argmaxSteps: 0,
+    sampleSteps: [],
     maxInFlight: 0,
     concurrent: [],
     sharedBlocks: [],
@@ -54,7 +59,8 @@ export function countingBackend(opts: CountingOptions = {}): CountingBackend {
         inFlight--;
         for (const b of blocks) busyBlocks.delete(b);
       };
-      return {
+      const sampler = new HostRowSampler();
+      const program: Program = {
         ...(opts.concurrentSteps ? { concurrentSteps: opts.concurrentSteps } : {}),
         async run(batch: StepBatch, options?: RunOptions): Promise<Float32Array> {
           if (disposed) throw new Error('disposed');
@@ -80,7 +86,16 @@ export function countingBackend(opts: CountingOptions = {}): CountingBackend {
               },
             }
           : {}),
+        ...(opts.sample
+          ? {
+              async runSample(batch: StepBatch, rows: readonly SampleRow[]): Promise<Int32Array> {
+                self.sampleSteps.push([...rows]);
+                return sampler.pick(await program.run(batch), rows, vocab);
+              },
+            }
+          : {}),
       };
+      return program;
     },
   };
   return self;

@@ -2,7 +2,7 @@
 // but every op is a wasm kernel over the shared memory (node-kernels.ts), split over the thread pool when
 // it is big enough to repay waking the other threads; collectives go through the communicator. With a
 // weight stream, each group is acquired and copied into its slot around the nodes (stream-run.ts).
-import { BackendError, type Program, type StepBatch } from '@zinfer/core';
+import { BackendError, HostRowSampler, type Program, type SampleRow, type StepBatch } from '@zinfer/core';
 import { argmaxRows } from './argmax-rows.js';
 import { validateBatch } from '../reference/batch.js';
 import type { KvCache } from '../reference/kv-cache.js';
@@ -25,6 +25,7 @@ export class CpuProgram implements Program {
   /** What validateBatch reads of a KV cache (the reference's class, without its arrays). */
   private readonly cacheShape: KvCache | null;
   private running = false;
+  private readonly sampler = new HostRowSampler();
   /** The weight stream's schedule and copies (a program compiled with CompileOptions.stream). */
   private readonly stream: StreamRun | null;
   /**
@@ -81,6 +82,11 @@ export class CpuProgram implements Program {
   /** Greedy rows (the engine asks when every row of a step is): token ids, no [rows, vocab] copy. */
   async runArgmax(batch: StepBatch): Promise<Int32Array> {
     return this.execute(batch, (f32, at, count, width) => argmaxRows(f32, at, count / width, width));
+  }
+
+  /** Sampled rows (the engine asks when no row needs its logits): each row's pick, read in place. */
+  async runSample(batch: StepBatch, rows: readonly SampleRow[]): Promise<Int32Array> {
+    return this.execute(batch, (f32, at, count, width) => this.sampler.pick(f32.subarray(at, at + count), rows, width));
   }
 
   /** Runs the step; `read` takes the output in place: float index `at`, `count` floats, rows of `width`. */

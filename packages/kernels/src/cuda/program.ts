@@ -10,7 +10,7 @@
 // StreamStep copies the layers into their slots ahead of the kernels (stream-step.ts). Such steps are never
 // captured: a graph would freeze one step's slot contents and could not wait for the host-side acquires
 // that a disk tier needs; at the batch sizes streaming is for, launches are a small part of a step.
-import { BackendError, type FloatDType, type Graph, type KvCacheSpec, type OpNode, type Program, type StepBatch, type ValueId, type WeightName } from '@zinfer/core';
+import { BackendError, type FloatDType, type Graph, type KvCacheSpec, type OpNode, type Program, type SampleRow, type StepBatch, type ValueId, type WeightName } from '@zinfer/core';
 import type { BufferPlan } from './buffer-plan.js';
 import type { ProgramCollectives } from './collective-launch.js';
 import type { DeviceWeight } from './device-weights.js';
@@ -19,6 +19,7 @@ import type { Gpu, LaunchHook } from './gpu.js';
 import { GraphBuckets } from './graph-buckets.js';
 import { MoeTables } from './moe-tables.js';
 import type { ProgramOptions } from './step-context.js';
+import { packSampleRows } from './sample-launch.js';
 import { StepLauncher } from './step-launcher.js';
 import type { StreamedWeights, StreamStats } from './streamed-weights.js';
 
@@ -121,6 +122,23 @@ export class CudaProgram implements Program {
     const ids = new Int32Array(rows);
     if (rows === 0) return ids;
     this.launcher.argmax(ptr, rows, width, ids);
+    return ids;
+  }
+
+  /**
+   * Runs one step and returns the token each selected row samples with its SampleRow, picked on the GPU
+   * as core's TokenFilter picks it (cuda/sample.cu), so only the token ids cross PCIe.
+   */
+  async runSample(batch: StepBatch, rows: readonly SampleRow[]): Promise<Int32Array> {
+    const p = this.live();
+    // Checked before the step runs: a refused call leaves the KV cache as it was.
+    const selected = batch.selectedRows.length;
+    if (rows.length !== selected) throw new BackendError(`runSample got ${rows.length} sample rows for a step of ${selected} selected rows`, { field: 'rows', expected: String(selected), found: String(rows.length) });
+    const packed = packSampleRows(rows, p.graph.values[p.graph.output].width);
+    const { ptr, rows: n, width } = p.streamed ? await this.streamedStep(p, p.streamed, batch) : this.step(p, batch);
+    const ids = new Int32Array(n);
+    if (n === 0) return ids;
+    this.launcher.sample(ptr, width, packed, n, ids);
     return ids;
   }
 

@@ -65,7 +65,12 @@ export class RecordingGpu implements Gpu {
     return this.copies;
   }
 
-  constructor(opts: { cublas?: boolean; freeBytes?: number } = {}) {
+  /** With `keepUploads`: the bytes last uploaded to each address (tests read what a launch was given). */
+  readonly uploads = new Map<bigint, Uint8Array>();
+  private readonly keepUploads: boolean;
+
+  constructor(opts: { cublas?: boolean; freeBytes?: number; keepUploads?: boolean } = {}) {
+    this.keepUploads = opts.keepUploads ?? false;
     this.kernels = loadKernelSources().kernels;
     this.gemm = opts.cublas === false ? null : (g) => {
       for (const p of [g.y, g.x, g.w]) this.checkPointer(p, 'gemm');
@@ -98,6 +103,7 @@ export class RecordingGpu implements Gpu {
   upload(dst: bigint, src: ArrayBufferView): void {
     if (this.capture) throw new BackendError('upload during graph capture (host data is captured by address, not value)');
     this.checkRange(dst, src.byteLength, 'upload');
+    if (this.keepUploads) this.uploads.set(dst, new Uint8Array(src.buffer, src.byteOffset, src.byteLength).slice());
   }
 
   download(dst: ArrayBufferView, src: bigint): void {

@@ -15,6 +15,7 @@ import type { MoeTables } from './moe-tables.js';
 import { launchNode } from './op-launches.js';
 import type { ProgramParts } from './program.js';
 import type { StepContext } from './step-context.js';
+import { SAMPLE_PARAM_BYTES, SAMPLE_THREADS } from './sample-launch.js';
 import { packStep, type StepMetadata } from './step-metadata.js';
 import type { StreamStep } from './stream-step.js';
 
@@ -36,6 +37,8 @@ export class StepLauncher {
   private outBuf: Buffer | null = null;
   private argmaxBuf: Buffer | null = null;
   private argmaxCounters: Buffer | null = null;
+  private sampleIn: Buffer | null = null;
+  private sampleWork: Buffer | null = null;
   private gen = 0;
   private capturing = false;
   /** The reference's batch checks need only the cache's geometry: a KvCache of zero layers allocates nothing. */
@@ -140,9 +143,27 @@ export class StepLauncher {
     this.p.gpu.download(ids, base);
   }
 
+  /**
+   * Downloads the token each of the `n` f32 rows at `ptr` samples with its packed SampleRow (sample-launch.ts,
+   * cuda/sample.cu). One
+   * buffer holds the packed rows and penalized ids; another the picks [rows] and the kernel's scratch rows,
+   * weights (f64) [rows, width] then scores (f32) [rows, width].
+   */
+  sample(ptr: bigint, width: number, packed: Uint8Array, n: number, ids: Int32Array): void {
+    this.sampleIn = this.grow(this.sampleIn, packed.byteLength, 'sampling parameters');
+    this.sampleWork = this.grow(this.sampleWork, n * width * 12 + n * 4, 'sampling scratch');
+    const inBase = this.sampleIn.ptr;
+    const weights = this.sampleWork.ptr;
+    const scores = weights + BigInt(n * width * 8);
+    const out = scores + BigInt(n * width * 4);
+    this.p.gpu.upload(inBase, packed);
+    this.p.gpu.launch('sample_f32', { x: n }, SAMPLE_THREADS, [out, ptr, width, inBase, inBase + BigInt(n * SAMPLE_PARAM_BYTES), scores, weights]);
+    this.p.gpu.download(ids, out);
+  }
+
   /** Frees every buffer (the program is being disposed). */
   free(): void {
-    for (const b of [...this.slots, this.meta, this.scratchBuf, this.counterBuf, this.outBuf, this.argmaxBuf, this.argmaxCounters]) if (b) this.p.gpu.free(b.ptr);
+    for (const b of [...this.slots, this.meta, this.scratchBuf, this.counterBuf, this.outBuf, this.argmaxBuf, this.argmaxCounters, this.sampleIn, this.sampleWork]) if (b) this.p.gpu.free(b.ptr);
   }
 
   /** Sizes (and poisons) the activation buffers and builds the step's context. */

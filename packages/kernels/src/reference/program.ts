@@ -1,4 +1,4 @@
-import { BackendError, COLLECTIVE_KINDS, hostMoeCombine, hostMoeDispatch, type Communicator, type Graph, type HostTensor, type OpNode, type Program, type StepBatch, type ValueId, type WeightName, type WeightStream } from '@zinfer/core';
+import { BackendError, COLLECTIVE_KINDS, HostRowSampler, hostMoeCombine, hostMoeDispatch, type Communicator, type Graph, type HostTensor, type OpNode, type Program, type SampleRow, type StepBatch, type ValueId, type WeightName, type WeightStream } from '@zinfer/core';
 import { activation } from './activations.js';
 import { attention } from './attention.js';
 import { validateBatch } from './batch.js';
@@ -23,6 +23,7 @@ export class ReferenceProgram implements Program {
   private readonly schedule: StreamSchedule | null;
   /** Tokens routed to each expert since compile, per moeRouter node (graph order = MoE layer order). */
   private readonly routed: Map<OpNode, Float64Array>;
+  private readonly sampler = new HostRowSampler();
 
   constructor(
     private readonly graph: Graph,
@@ -58,6 +59,11 @@ export class ReferenceProgram implements Program {
 
   async expertLoad(): Promise<Float64Array[]> {
     return [...this.routed.values()].map((counts) => counts.slice());
+  }
+
+  /** The engine's sampling step: run(), then each row's pick on the host (the spec kernels must match). */
+  async runSample(batch: StepBatch, rows: readonly SampleRow[]): Promise<Int32Array> {
+    return this.sampler.pick(await this.run(batch), rows, this.graph.values[this.graph.output].width);
   }
 
   async run(batch: StepBatch): Promise<Float32Array> {

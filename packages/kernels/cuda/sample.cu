@@ -1,0 +1,327 @@
+// Sampling on the GPU: each row's token from its f32 logits, picked as core's TokenFilter.pick picks it
+// (src/sampling/token-filter.ts in @zinfer/core), so only ids cross PCIe and a seeded request keeps its
+// tokens on every backend. Per row: NaN → -Infinity, the repetition penalty at the row's distinct history
+// ids, then greedy (temperature 0, or nothing finite: the lowest id of the maximum), else
+//   top-k: every score ≥ the k-th (ties kept), by a radix select on the scores' order-preserving bits;
+//   weights: w = exp((s - max) / T) in f64 (the maximum gets 1);
+//   top-p: a token stays while the mass ranked above it (score descending, id ascending) is < topP of the
+//          total: a radix select by mass finds the score of the last kept rank, and ties at that score are
+//          kept in ascending id order as long as the rule holds;
+//   min-p: w ≥ minP and w > 0;
+//   draw: r = uniform × (kept mass); the first id, ascending, whose cumulative kept mass exceeds r.
+// The host sums in other orders, so the two can differ only where f64 rounding decides a comparison that
+// sits exactly on a boundary (top-p's mass against topP, or r against a cumulative mass). The top-p
+// histograms add masses with atomics, so such a boundary case may also differ between two GPU runs.
+//
+// One block of SAMPLE_THREADS a row. The row's scores (f32) and weights (f64) live in scratch rows in
+// global memory (L2 at these sizes): passes 1-4 read them strided (coalesced), the last two in contiguous
+// chunks a thread (the id-ordered scans).
+#include "common.cuh"
+
+#define SAMPLE_THREADS 1024
+#define SAMPLE_WARPS (SAMPLE_THREADS / 32)
+#define RADIX_BINS 256
+
+// One row's settings, packed by src/cuda/sample-launch.ts (56 bytes, f64 fields first).
+struct SampleParams {
+  double temperature, top_p, min_p, penalty, uniform;
+  int top_k; // 0 or ≥ the row's finite count: off
+  int pen_start, pen_count; // the row's distinct penalized ids in `penalized`
+  int pad;
+};
+
+// Order-preserving bits of a float: a > b ⇔ key(a) > key(b); -0 and +0 map to one key (they compare equal).
+__device__ __forceinline__ u32 order_key(float f) {
+  u32 b = __float_as_uint(f);
+  if (b == 0x80000000u) b = 0;
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+#define KEY_NEG_INF 0x007fffffu
+
+struct SampleShared {
+  double hist_count[RADIX_BINS];
+  double hist_mass[RADIX_BINS];
+  double red[SAMPLE_WARPS];
+  int red_i[SAMPLE_WARPS];
+  u32 digit;
+  double above;
+};
+
+__device__ __forceinline__ double warp_sum_f64(double v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Sum over the block, the same tree for every call (deterministic); every thread gets it.
+__device__ double block_sum_f64(double v, SampleShared &sh) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = warp_sum_f64(v);
+  if (lane == 0) sh.red[warp] = v;
+  __syncthreads();
+  double t = warp_sum_f64(lane < SAMPLE_WARPS ? sh.red[lane] : 0.0);
+  __syncthreads();
+  return t;
+}
+
+// Inclusive scan over the threads in thread order; returns (exclusive, inclusive) with exclusive of
+// thread t+1 == inclusive of thread t bit for bit (both read the same sums).
+__device__ void block_scan_f64(double v, double &excl, double &incl, SampleShared &sh) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  double x = v;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const double y = __shfl_up_sync(0xffffffffu, x, o);
+    if (lane >= o) x += y;
+  }
+  if (lane == 31) sh.red[warp] = x;
+  __syncthreads();
+  if (warp == 0) {
+    double w = sh.red[lane];
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const double y = __shfl_up_sync(0xffffffffu, w, o);
+      if (lane >= o) w += y;
+    }
+    sh.red[lane] = w; // inclusive over warps
+  }
+  __syncthreads();
+  const double before = warp > 0 ? sh.red[warp - 1] : 0.0;
+  incl = before + x;
+  const double prev = __shfl_up_sync(0xffffffffu, incl, 1);
+  excl = lane > 0 ? prev : before;
+  __syncthreads();
+}
+
+// Max score with the lowest id on ties, and the count of scores above -Infinity; every thread gets them.
+__device__ void block_argmax(const float *s, int width, float &best, int &bi, int &finite, SampleShared &sh) {
+  best = NEG_INF;
+  bi = 0x7fffffff;
+  int n = 0;
+  for (int i = threadIdx.x; i < width; i += SAMPLE_THREADS) {
+    const float v = s[i];
+    if (v > best || (v == best && i < bi)) {
+      best = v;
+      bi = i;
+    }
+    n += v != NEG_INF;
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+    const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+    if (ov > best || (ov == best && oi < bi)) {
+      best = ov;
+      bi = oi;
+    }
+    n += __shfl_xor_sync(0xffffffffu, n, o);
+  }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) {
+    sh.red[warp] = best;
+    sh.red_i[warp] = bi;
+    sh.hist_count[warp] = n;
+  }
+  __syncthreads();
+  best = NEG_INF;
+  bi = 0x7fffffff;
+  n = 0;
+  for (int w = 0; w < SAMPLE_WARPS; w++) {
+    const float v = (float)sh.red[w];
+    if (v > best || (v == best && sh.red_i[w] < bi)) {
+      best = v;
+      bi = sh.red_i[w];
+    }
+    n += (int)sh.hist_count[w];
+  }
+  finite = n;
+  __syncthreads();
+}
+
+// Radix select from the top: the key K of the rank where `above + value of the ranks down to it` first
+// reaches goal × scale (count mode: value 1 a token, scale 1, goal k → the k-th largest; mass mode: value
+// w, scale = total mass, goal topP → the last rank top-p keeps). Tokens taken: score above -Infinity, key ≥
+// kmin, and in mass mode w > 0. On return sh.above is the value of the tokens with key > K, and *ties the
+// number of tokens with key K.
+__device__ u32 radix_select(const float *s, const double *w, int width, u32 kmin, bool mass, double goal, double scale, double *ties, SampleShared &sh) {
+  u32 prefix = 0, mask = 0;
+  if (threadIdx.x == 0) sh.above = 0.0;
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int b = threadIdx.x; b < RADIX_BINS; b += SAMPLE_THREADS) sh.hist_count[b] = sh.hist_mass[b] = 0.0;
+    __syncthreads();
+    for (int i = threadIdx.x; i < width; i += SAMPLE_THREADS) {
+      const float v = s[i];
+      const u32 key = order_key(v);
+      if (v == NEG_INF || key < kmin || (key & mask) != prefix) continue;
+      const double x = mass ? w[i] : 1.0;
+      if (mass && !(x > 0.0)) continue;
+      const int bin = (key >> shift) & 0xff;
+      atomicAdd(&sh.hist_count[bin], 1.0);
+      if (mass) atomicAdd(&sh.hist_mass[bin], x);
+    }
+    __syncthreads();
+    if (threadIdx.x < 32) {
+      // Lane l takes bins 255-8l … 248-8l (from the top); a warp scan gives each lane the value above its bins.
+      const int lane = threadIdx.x;
+      const double *val = mass ? sh.hist_mass : sh.hist_count;
+      double mine = 0.0;
+#pragma unroll
+      for (int j = 0; j < 8; j++) mine += val[255 - 8 * lane - j];
+      double incl = mine;
+#pragma unroll
+      for (int o = 1; o < 32; o <<= 1) {
+        const double y = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o) incl += y;
+      }
+      double acc = sh.above + (incl - mine);
+      int hit = -1, lowest = -1;
+      double above_hit = 0.0;
+      for (int j = 0; j < 8; j++) {
+        const int b = 255 - 8 * lane - j;
+        if (sh.hist_count[b] == 0.0) continue;
+        lowest = b;
+        if (hit < 0 && (acc + val[b]) / scale >= goal) {
+          hit = b;
+          above_hit = acc;
+        }
+        acc += val[b];
+      }
+      const unsigned hits = __ballot_sync(0xffffffffu, hit >= 0);
+      const unsigned nonempty = __ballot_sync(0xffffffffu, lowest >= 0);
+      // The first hit from the top; none (rounding in mass mode) → the lowest non-empty bin.
+      const int src = hits ? __ffs(hits) - 1 : 31 - __clz(nonempty);
+      const int bin = __shfl_sync(0xffffffffu, hits ? hit : lowest, src);
+      double above_bin = __shfl_sync(0xffffffffu, hits ? above_hit : acc - (lowest >= 0 ? val[lowest] : 0.0), src);
+      if (lane == src) {
+        sh.digit = (u32)bin;
+        sh.above = above_bin;
+      }
+    }
+    __syncthreads();
+    prefix |= sh.digit << shift;
+    mask |= 0xffu << shift;
+  }
+  *ties = sh.hist_count[prefix & 0xff];
+  __syncthreads();
+  return prefix;
+}
+
+extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_f32(int *out, const float *logits, int width, const SampleParams *params, const int *penalized, float *scores, double *weights) {
+  __shared__ SampleShared sh;
+  grid_dep_wait();
+  grid_dep_launch();
+  const int r = blockIdx.x;
+  const SampleParams p = params[r];
+  const float *row = logits + (i64)r * width;
+  float *s = scores + (i64)r * width;
+  double *w = weights + (i64)r * width;
+
+  for (int i = threadIdx.x; i < width; i += SAMPLE_THREADS) {
+    const float v = __ldcs(row + i);
+    s[i] = v != v ? NEG_INF : v;
+  }
+  __syncthreads();
+  // From the caller's logit, as the host does, so an id listed twice would still be penalized once.
+  for (int j = threadIdx.x; j < p.pen_count; j += SAMPLE_THREADS) {
+    const int id = penalized[p.pen_start + j];
+    const float v = row[id];
+    if (v == v) s[id] = v > 0.f ? (float)((double)v / p.penalty) : (float)((double)v * p.penalty);
+  }
+  __syncthreads();
+
+  float best;
+  int bi, finite;
+  block_argmax(s, width, best, bi, finite, sh);
+  if (p.temperature == 0.0 || best == NEG_INF || best == -NEG_INF) {
+    if (threadIdx.x == 0) out[r] = bi;
+    return;
+  }
+
+  double ignored;
+  const u32 kmin = p.top_k > 0 && p.top_k < finite ? radix_select(s, w, width, 0, false, (double)p.top_k, 1.0, &ignored, sh) : KEY_NEG_INF + 1;
+  for (int i = threadIdx.x; i < width; i += SAMPLE_THREADS) {
+    const float v = s[i];
+    w[i] = v != NEG_INF && order_key(v) >= kmin ? exp(((double)v - (double)best) / p.temperature) : 0.0;
+  }
+  __syncthreads();
+
+  // top-p: the key of the last kept rank, the mass above it, and how many of its ties stay.
+  u32 cut = 0;
+  double ties_kept = 0.0;
+  if (p.top_p < 1.0) {
+    double local = 0.0;
+    for (int i = threadIdx.x; i < width; i += SAMPLE_THREADS) local += w[i];
+    const double total = block_sum_f64(local, sh);
+    double ties;
+    cut = radix_select(s, w, width, kmin, true, p.top_p, total, &ties, sh);
+    if (threadIdx.x == 0) {
+      // Tie t (0-based, ascending id) stays while (above + t·w) / total < topP; t = 0 always does.
+      const double wt = exp(((double)__uint_as_float((cut & 0x80000000u) ? (cut & 0x7fffffffu) : ~cut) - (double)best) / p.temperature);
+      const double above = sh.above;
+      auto stays = [&](double t) { return (above + t * wt) / total < p.top_p; };
+      double t = fmin(fmax(floor((p.top_p * total - above) / wt), 0.0), ties - 1.0);
+      while (t + 1.0 < ties && stays(t + 1.0)) t += 1.0;
+      while (t > 0.0 && !stays(t)) t -= 1.0;
+      sh.above = t + 1.0;
+    }
+    __syncthreads();
+    ties_kept = sh.above;
+    __syncthreads();
+  }
+
+  // Kept weights in ascending id order: contiguous chunks a thread, so a scan of the threads' counts
+  // gives each tie its rank and a scan of their masses places the draw.
+  const int chunk = (width + SAMPLE_THREADS - 1) / SAMPLE_THREADS;
+  const int lo = min(width, threadIdx.x * chunk), hi = min(width, lo + chunk);
+  double my_ties = 0.0;
+  if (p.top_p < 1.0)
+    for (int i = lo; i < hi; i++) my_ties += order_key(s[i]) == cut && w[i] > 0.0;
+  double tie_rank, ignored_incl;
+  block_scan_f64(my_ties, tie_rank, ignored_incl, sh);
+  double mass = 0.0;
+  int last = -1;
+  for (int i = lo; i < hi; i++) {
+    const double x = w[i];
+    bool keep = x > 0.0;
+    if (keep && p.top_p < 1.0) { // ranks by top-p before min-p, as the host filters
+      const u32 key = order_key(s[i]);
+      if (key == cut) keep = tie_rank++ < ties_kept;
+      else keep = key > cut;
+    }
+    keep = keep && x >= p.min_p;
+    w[i] = keep ? x : 0.0;
+    if (keep) {
+      mass += x;
+      last = i;
+    }
+  }
+  double excl, incl;
+  block_scan_f64(mass, excl, incl, sh);
+  // The last kept id overall (the pick when rounding puts r at the very top).
+  int top = last;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) top = max(top, __shfl_xor_sync(0xffffffffu, top, o));
+  if ((threadIdx.x & 31) == 0) sh.red_i[threadIdx.x >> 5] = top;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int t = -1;
+    for (int k = 0; k < SAMPLE_WARPS; k++) t = max(t, sh.red_i[k]);
+    out[r] = t;
+  }
+  __syncthreads();
+  const double total = sh.red[SAMPLE_WARPS - 1]; // the scan left the block's inclusive total there
+  const double x = p.uniform * total;
+  if (excl <= x && x < incl) {
+    // This thread's chunk holds the draw: walk it in id order.
+    double acc = excl;
+    int pick = last;
+    for (int i = lo; i < hi; i++) {
+      acc += w[i];
+      if (w[i] > 0.0 && acc > x) {
+        pick = i;
+        break;
+      }
+    }
+    out[r] = pick;
+  }
+}
