@@ -358,6 +358,25 @@ if (engine) {
     result.program_decode_bs64_argmax_ms = round(await programDecode(program, { rows: 64, context: 520, vocab: 32000, argmax: true, steps: 16 }), 3);
     return { program: programStats(llamaBackend) };
   });
+  await step('sampling: decode steps through runSample (picked on the GPU) against run() + the host pick, batch 1 and 64', async () => {
+    const program = llamaBackend.programs[llamaBackend.programs.length - 1];
+    const host = new core.HostRowSampler();
+    const hostPick = (logits, rows, vocab) => host.pick(logits, rows, vocab);
+    const nucleus = { temperature: 0.8, topK: 0, topP: 0.95, minP: 0, repetitionPenalty: 1 };
+    const topK = { ...nucleus, topK: 50, topP: 1 };
+    const out = {};
+    for (const [rows, context] of [[1, 100], [64, 520]]) {
+      const o = { rows, context, vocab: 32000, steps: 16 };
+      out[`bs${rows}`] = {
+        argmax_ms: round(await programDecode(program, { ...o, argmax: true }), 3),
+        sample_top_p_ms: round(await programDecode(program, { ...o, sample: nucleus }), 3),
+        sample_top_k_ms: round(await programDecode(program, { ...o, sample: topK }), 3),
+        host_top_p_ms: round(await programDecode(program, { ...o, sample: nucleus, hostPick }), 3),
+      };
+    }
+    result.program_decode_sampling_ms = out;
+    return out;
+  });
   await step('profile: one eager batch-64 decode step at 520-token contexts, per decode attention variant (its GB/s)', async () => {
     const program = llamaBackend.programs[llamaBackend.programs.length - 1];
     try {
@@ -519,6 +538,7 @@ row('decode_bs1_pdl_ms_per_token', result.decode_bs1_pdl_ms_per_token, 'same, wi
 row('decode_bs1_no_pdl_ms_per_token', result.decode_bs1_no_pdl_ms_per_token, 'same, without it');
 row('program_decode_bs1_ms (argmax on GPU)', `${result.program_decode_bs1_ms ?? '?'} (${result.program_decode_bs1_argmax_ms ?? '?'})`, 'Program.run without the engine (runArgmax: ids only)');
 row('program_decode_bs64_ms (argmax on GPU)', `${result.program_decode_bs64_ms ?? '?'} (${result.program_decode_bs64_argmax_ms ?? '?'})`, 'per 64-row step');
+row('program_decode_sampling_ms', JSON.stringify(result.program_decode_sampling_ms), 'graphed step + pick: argmax, runSample (top-p 0.95 / top-k 50, T 0.8) on the GPU, run() + host pick');
 row('program_decode_bs1_ms_by_gemv', JSON.stringify(result.program_decode_bs1_ms_by_gemv), `graphed, per GEMV variant (engine used ${DEFAULT_GEMV}); same ids: ${result.gemv_variants_same_ids}`);
 row('decode_bs1_gap_ms_by_gemv', JSON.stringify(result.decode_bs1_gap_ms_by_gemv), 'graphed step − Σ kernel times (launch gaps and tails); GPT-2: ' + JSON.stringify(result.gpt2_124m_decode_bs1_gap_ms_by_gemv));
 row('program_decode_bs1_pdl_ms_by_gemv', JSON.stringify(result.program_decode_bs1_pdl_ms_by_gemv), 'the same with PDL');

@@ -187,14 +187,21 @@ export function promptIds(n, vocab, seed) {
  * Median ms of Program.run (runArgmax with `argmax`) on decode steps of `rows` sequences at context
  * ~`context`, each on its own range of cache blocks; 4 warm-up steps first (the graph bucket is captured).
  */
-export async function programDecode(program, stepBatch, { rows, context, vocab, blockSize = 16, steps = 24, argmax = false }) {
+// `sample` (a row's sampling params without the draw): each row picks with a fresh uniform, on the device
+// through runSample, or with `hostPick` (core's HostRowSampler.pick) on run()'s logits copied to the host.
+export async function programDecode(program, stepBatch, { rows, context, vocab, blockSize = 16, steps = 24, argmax = false, sample = null, hostPick = null }) {
   const per = Math.ceil((context + steps + 8) / blockSize);
   const times = [];
+  let seed = 12345;
+  const uniform = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
   for (let t = 0; t < steps + 4; t++) {
     const parts = Array.from({ length: rows }, (_, i) => ({ tokens: [(7 * t + i) % vocab], cached: context + t, blocks: Array.from({ length: per }, (_, b) => i * per + b) }));
     const batch = stepBatch(parts, blockSize, 'last');
+    const picks = sample ? Array.from({ length: rows }, () => ({ ...sample, uniform: uniform(), penalized: new Int32Array(0) })) : null;
     const t0 = performance.now();
     if (argmax) await program.runArgmax(batch);
+    else if (picks && hostPick) hostPick(await program.run(batch), picks, vocab);
+    else if (picks) await program.runSample(batch, picks);
     else await program.run(batch);
     if (t >= 4) times.push(performance.now() - t0);
   }
