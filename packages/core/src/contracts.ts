@@ -165,11 +165,13 @@ export interface Program {
  * `blockBytes` long at `block × blockBytes`: per layer of the program, that block's K rows then its V rows
  * (blockSize × kvHeads·headDim elements of the cache's dtype: f32, f16/bf16, or one byte in fp8).
  *
- * Ordering (the backend keeps it; a device backend with streams through events): a save reads each block
- * after every step enqueued before the call; a load writes each block after every step enqueued before
- * the call has finished with it, and every step run after the call sees the loaded bytes; transfers of
- * one program happen in call order (a save of a device block, then a load into it, is safe). The caller
- * never moves a block that a step still running reads or writes. Each promise resolves once its copies
+ * Ordering. The backend keeps these (a device backend with events between its compute and copy streams):
+ * a save reads each block after every step enqueued before the call; a load writes each block once every
+ * step enqueued before the call is done with it; transfers of one program happen in call order (a save of
+ * a device block, then a load into it, is safe). The caller keeps these: a step may read a loaded block,
+ * or write a device block whose contents were saved, only after the transfer's promise resolved; and no
+ * block that a running step uses is moved. Steps do not wait for transfers, so copies of blocks that the
+ * next step needs overlap the running one (double buffering). Each promise resolves once its copies
  * completed (the host store then holds a save's bytes) and rejects when a copy failed.
  */
 export interface KvBlockTransfer {
