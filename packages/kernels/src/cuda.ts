@@ -117,6 +117,7 @@ export function cudaBackend(opts: CudaBackendOptions = {}): CudaKernelBackend {
         fusion: { linear: opts.fusion ?? true, rope: opts.fusion ?? true },
         kvCache: kvCacheDtype,
         ...(options.stream ? { host: hostMemory() } : {}),
+        pinned: hostMemory,
       });
       programs.push(program);
       return program;

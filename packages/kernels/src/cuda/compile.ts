@@ -23,6 +23,8 @@ export interface CompileSettings extends ProgramOptions {
   fusion: Omit<FusionOptions, 'weightDtype'>;
   /** Pinned host memory for streamed programs' staging (the backend's allocHost pool). */
   host?: HostMemory;
+  /** The same pool, made on first use: KV-cache offload's host stores (Program.kvBlocks). */
+  pinned?: () => HostMemory;
   /** The KV cache's element type: the activation dtype (default), or fp8 e4m3 (cuda/fp8.cuh; opt-in, lossy). */
   kvCache?: KvCacheDtype;
 }
@@ -96,7 +98,7 @@ export async function compileProgram(gpu: Gpu, graph: Graph, source: WeightSourc
     gpu.synchronize();
     return new CudaProgram({
       gpu, graph, weights, kv, invFreq, act, plan, outputF32: outF32, f32Values, collectives,
-      buffers: planBuffers(graph, plan.extraUses, elementBytes, plan.earlyDefs), options: settings, streamed,
+      buffers: planBuffers(graph, plan.extraUses, elementBytes, plan.earlyDefs), options: settings, streamed, pinned: settings.pinned,
     });
   } catch (e) {
     // Best effort: after a failed kernel the context may refuse these too, and the first error is the news.

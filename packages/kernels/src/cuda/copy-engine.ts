@@ -23,6 +23,12 @@ export interface CopyEngine {
    * source must stay unchanged until an event recorded on the copy queue after it has completed.
    */
   copy(dst: bigint, src: bigint, bytes: number): void;
+  /**
+   * Device → host on the copy stream into page-locked memory at host address `dst`, asynchronously (KV
+   * blocks saved to host memory): the bytes are there once an event recorded on the copy queue after it
+   * has completed.
+   */
+  copyToHost(dst: bigint, src: bigint, bytes: number): void;
   event(): GpuEvent;
   /** Marks the point after everything enqueued on `queue` so far. */
   record(event: GpuEvent, queue: Queue): void;
@@ -80,6 +86,10 @@ export class CudaCopyEngine implements CopyEngine {
 
   copy(dst: bigint, src: bigint, bytes: number): void {
     this.driver.check('cuMemcpyHtoDAsync_v2', this.driver.api.cuMemcpyHtoDAsync_v2(dst, src, bytes, this.copyStream), `${bytes} streamed weight bytes`);
+  }
+
+  copyToHost(dst: bigint, src: bigint, bytes: number): void {
+    this.driver.check('cuMemcpyDtoHAsync_v2', this.driver.api.cuMemcpyDtoHAsync_v2(dst, src, bytes, this.copyStream), `${bytes} KV-cache bytes to host memory`);
   }
 
   event(): GpuEvent {

@@ -16,6 +16,9 @@ import type { ProgramCollectives } from './collective-launch.js';
 import type { DeviceWeight } from './device-weights.js';
 import type { ExecPlan } from './exec-plan.js';
 import type { Gpu, LaunchHook } from './gpu.js';
+import type { HostMemory } from './host-memory.js';
+import { CudaKvTransfer } from './kv-transfer.js';
+import type { KvBlockTransfer } from '@zinfer/core';
 import { GraphBuckets } from './graph-buckets.js';
 import { MoeTables } from './moe-tables.js';
 import type { ProgramOptions } from './step-context.js';
@@ -42,6 +45,8 @@ export interface ProgramParts {
   f32Values?: ReadonlySet<ValueId>;
   /** Weights streamed in while steps run (their slots, copy stream and events), when compiled with a stream. */
   streamed?: StreamedWeights | null;
+  /** The backend's page-locked host memory, made on first use: KV-cache offload's host stores. */
+  pinned?: () => HostMemory;
 }
 
 /** What the last steps did, for tests and tools. */
@@ -93,6 +98,18 @@ export class CudaProgram implements Program {
   }
 
   /** Device bytes of the streamed weights' slots (0 without streaming). */
+  /**
+   * KV-cache blocks to and from page-locked host memory on the copy stream (KV-cache offload:
+   * kv-transfer.ts). Absent without attention, or for a program compiled without the backend's host memory.
+   */
+  get kvBlocks(): KvBlockTransfer | undefined {
+    const p = this.parts;
+    if (!p?.kv || !p.pinned || !p.gpu.copyEngine) return undefined;
+    return (this.kvTransfer ??= new CudaKvTransfer(p.gpu, p.kv, p.graph.kv.layers, p.pinned()));
+  }
+
+  private kvTransfer: CudaKvTransfer | null = null;
+
   get streamSlotBytes(): number {
     return this.parts?.streamed?.deviceBytes ?? 0;
   }

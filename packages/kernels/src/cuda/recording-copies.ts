@@ -10,7 +10,8 @@ import type { PinnedAllocator } from './host-memory.js';
 import type { RecordingGpu } from './recording-gpu.js';
 
 export type CopyOp =
-  | { op: 'copy'; dst: bigint; src: bigint; bytes: number; launches: number; data: Uint8Array }
+  /** Host → device, or with `toHost` device → host (then `data` is empty: the recorder holds no device bytes). */
+  | { op: 'copy'; dst: bigint; src: bigint; bytes: number; launches: number; data: Uint8Array; toHost?: true }
   | { op: 'record' | 'wait'; queue: Queue; event: bigint; launches: number };
 
 export class RecordingCopies implements CopyEngine {
@@ -49,6 +50,17 @@ export class RecordingCopies implements CopyEngine {
     if (!block) throw new BackendError(`copy from host 0x${src.toString(16)} (${bytes} bytes): not inside a live pinned block`);
     const data = new Uint8Array(block[1], Number(src - block[0]), bytes).slice();
     this.log.push({ op: 'copy', dst, src, bytes, launches: this.gpu.launches.length, data });
+  }
+
+  copyToHost(dst: bigint, src: bigint, bytes: number): void {
+    const room = this.gpu.extent(src);
+    if (bytes > room) throw new BackendError(`copy of ${bytes} bytes from 0x${src.toString(16)} overruns its allocation (${room} bytes left)`);
+    if (!this.pinnedBlock(dst, bytes)) throw new BackendError(`copy to host 0x${dst.toString(16)} (${bytes} bytes): not inside a live pinned block`);
+    this.log.push({ op: 'copy', dst, src, bytes, launches: this.gpu.launches.length, data: new Uint8Array(0), toHost: true });
+  }
+
+  private pinnedBlock(at: bigint, bytes: number): [bigint, ArrayBuffer] | undefined {
+    return [...this.pinned.live].find(([base, b]) => at >= base && at + BigInt(bytes) <= base + BigInt(b.byteLength));
   }
 
   event(): GpuEvent {
