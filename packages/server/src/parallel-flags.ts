@@ -17,6 +17,8 @@ export interface ParallelFlags extends NodeFlags {
   epDispatch?: 'all-reduce' | 'all-to-all';
   /** --ep-coordinated: the coordinated all-to-all (with --tp > 1). */
   epCoordinated?: boolean;
+  /** --kv-offload-blocks: with --pp, KV-cache blocks each rank keeps on its device (the rest in host memory). */
+  kvOffloadBlocks?: number;
 }
 
 /** --tp, --pp, --ep, --ep-dispatch, --ep-coordinated and --dp, for the generate and serve commands. */
@@ -27,6 +29,7 @@ export function parallelOptions(): Option[] {
     new Option('--ep <n>', 'expert-parallel ranks (Mixture-of-Experts models)').default(1).argParser(parseCount),
     new Option('--ep-dispatch <mode>', "with --ep: experts' outputs meet by one all-reduce, or by all-to-all dispatch and combine").choices(['all-reduce', 'all-to-all']).default('all-reduce'),
     new Option('--ep-coordinated', 'with --ep-dispatch all-to-all and --tp > 1: exchange only across expert groups, then all-gather (coordinated all-to-all)'),
+    new Option('--kv-offload-blocks <n>', 'with --pp: KV-cache blocks each rank keeps on its device; the rest of the KV cache lives in host memory, the next micro-batch loading while one runs').argParser(parseCount),
     new Option('--dp <n>', 'data-parallel ranks, each running the whole model on its own sequences; with --offload each fetches 1/n of every layer').default(1).argParser(parseCount),
     new Option('--nnodes <n>', 'node processes the --tp/--pp ranks are spread over (env WORLD_SIZE; default 1)').argParser(parseCount),
     new Option('--node-rank <k>', 'this node process: 0 runs the engine, others serve their ranks to it (env RANK)').argParser(parseInteger),
@@ -42,7 +45,10 @@ export function nodesFromFlags(o: ParallelFlags, env: NodeJS.ProcessEnv = proces
 
 /** The strategy the flags ask for, or undefined for a single device. */
 export function parallelFromFlags(o: ParallelFlags, env: NodeJS.ProcessEnv = process.env): ParallelStrategy | undefined {
-  const { tp, pp, ep, dp = 1, epDispatch, epCoordinated } = o;
+  const { tp, pp, ep, dp = 1, epDispatch, epCoordinated, kvOffloadBlocks } = o;
+  if (kvOffloadBlocks !== undefined && pp <= 1) {
+    throw new ConfigError('--kv-offload-blocks offloads the KV cache of pipeline stages', { field: 'kv-offload-blocks', expected: '--pp 2 or more with --kv-offload-blocks', found: `--pp ${pp}` });
+  }
   const nodes = nodesFromFlags(o, env);
   if (nodes && (dp > 1 || ep > 1 || tp * pp === 1)) {
     throw new ConfigError(`ranks on ${nodes.worldSize} nodes need a --tp/--pp plan`, { field: 'nnodes', expected: '--tp and/or --pp with at least one rank per node (no --dp or --ep yet)', found: `--tp ${tp} --pp ${pp} --ep ${ep} --dp ${dp} --nnodes ${nodes.worldSize}` });
@@ -57,7 +63,7 @@ export function parallelFromFlags(o: ParallelFlags, env: NodeJS.ProcessEnv = pro
     return expertParallel({ size: ep * tp, tensor: tp, placement: contiguousPlacement(), dispatch: epDispatch, coordinated: epCoordinated });
   }
   if (epDispatch === 'all-to-all' || epCoordinated) throw new ConfigError('--ep-dispatch and --ep-coordinated need --ep', { field: 'ep', expected: '--ep > 1', found: `--ep ${ep}` });
-  if (pp > 1) return pipelineParallel({ stages: pp, tensorSize: tp, nodes });
+  if (pp > 1) return pipelineParallel({ stages: pp, tensorSize: tp, nodes, ...(kvOffloadBlocks !== undefined ? { kvOffload: { deviceBlocks: kvOffloadBlocks } } : {}) });
   if (tp > 1) return tensorParallel({ size: tp, nodes });
   return undefined;
 }
