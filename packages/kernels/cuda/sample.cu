@@ -21,6 +21,10 @@
 #define SAMPLE_THREADS 1024
 #define SAMPLE_WARPS (SAMPLE_THREADS / 32)
 #define RADIX_BINS 256
+// Tokens a thread loads before it uses any, SAMPLE_THREADS apart (coalesced): one block walks a whole row,
+// so its passes are bound by L2 latency unless several loads are in flight.
+#define SAMPLE_ITEMS 4
+#define SAMPLE_ROUND (SAMPLE_THREADS * SAMPLE_ITEMS)
 
 // One row's settings, packed by src/cuda/sample-launch.ts (56 bytes, f64 fields first).
 struct SampleParams {
@@ -98,13 +102,19 @@ __device__ void block_argmax(const float *s, int width, float &best, int &bi, in
   best = NEG_INF;
   bi = 0x7fffffff;
   int n = 0;
-  for (int i = threadIdx.x; i < width; i += SAMPLE_THREADS) {
-    const float v = s[i];
-    if (v > best || (v == best && i < bi)) {
-      best = v;
-      bi = i;
+  for (int base = threadIdx.x; base < width; base += SAMPLE_ROUND) {
+    float v[SAMPLE_ITEMS];
+#pragma unroll
+    for (int k = 0; k < SAMPLE_ITEMS; k++) v[k] = base + k * SAMPLE_THREADS < width ? s[base + k * SAMPLE_THREADS] : NEG_INF;
+#pragma unroll
+    for (int k = 0; k < SAMPLE_ITEMS; k++) {
+      const int i = base + k * SAMPLE_THREADS;
+      if (i < width && (v[k] > best || (v[k] == best && i < bi))) {
+        best = v[k];
+        bi = i;
+      }
+      n += i < width && v[k] != NEG_INF;
     }
-    n += v != NEG_INF;
   }
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
@@ -152,29 +162,31 @@ __device__ u32 radix_select(const float *s, const double *w, int width, u32 kmin
     // Logits crowd into a few bins (one exponent byte holds most of them), so one shared atomic per token
     // serializes the block (~0.5 ms for 32,000 tokens): lanes with the same bin add up first and their
     // lowest lane adds once. Every lane takes part in every round (bin -1: nothing to add).
-    for (int base = 0; base < width; base += SAMPLE_THREADS) {
-      const int i = base + threadIdx.x;
-      int bin = -1;
-      double x = 0.0;
-      if (i < width) {
-        const float v = s[i];
-        const u32 key = order_key(v);
-        if (v != NEG_INF && key >= kmin && (key & mask) == prefix) {
-          x = mass ? w[i] : 1.0;
-          if (x > 0.0) bin = (key >> shift) & 0xff;
-        }
+    for (int base = threadIdx.x; base < width; base += SAMPLE_ROUND) {
+      float v[SAMPLE_ITEMS];
+      double x[SAMPLE_ITEMS];
+#pragma unroll
+      for (int k = 0; k < SAMPLE_ITEMS; k++) {
+        const int i = base + k * SAMPLE_THREADS;
+        v[k] = i < width ? s[i] : NEG_INF;
+        x[k] = mass && i < width ? w[i] : 1.0;
       }
-      if (!__any_sync(0xffffffffu, bin >= 0)) continue; // the whole warp's tokens are outside the prefix
-      const unsigned peers = __match_any_sync(0xffffffffu, bin);
-      double sum = 0.0;
-      if (mass)
-        for (int j = 0; j < 32; j++) { // in lane order: the same sum for the same lanes
-          const double y = __shfl_sync(0xffffffffu, x, j);
-          if ((peers >> j) & 1u) sum += y;
+#pragma unroll
+      for (int k = 0; k < SAMPLE_ITEMS; k++) {
+        const u32 key = order_key(v[k]);
+        const int bin = v[k] != NEG_INF && key >= kmin && (key & mask) == prefix && x[k] > 0.0 ? (key >> shift) & 0xff : -1;
+        if (!__any_sync(0xffffffffu, bin >= 0)) continue; // the whole warp's tokens are outside the prefix
+        const unsigned peers = __match_any_sync(0xffffffffu, bin);
+        double sum = 0.0;
+        if (mass)
+          for (int j = 0; j < 32; j++) { // in lane order: the same sum for the same lanes
+            const double y = __shfl_sync(0xffffffffu, x[k], j);
+            if ((peers >> j) & 1u) sum += y;
+          }
+        if (bin >= 0 && (threadIdx.x & 31) == __ffs(peers) - 1) {
+          atomicAdd(&sh.hist_count[bin], (double)__popc(peers));
+          if (mass) atomicAdd(&sh.hist_mass[bin], sum);
         }
-      if (bin >= 0 && (threadIdx.x & 31) == __ffs(peers) - 1) {
-        atomicAdd(&sh.hist_count[bin], (double)__popc(peers));
-        if (mass) atomicAdd(&sh.hist_mass[bin], sum);
       }
     }
     __syncthreads();
@@ -234,9 +246,13 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_f32(int *out
   float *s = scores + (i64)r * width;
   double *w = weights + (i64)r * width;
 
-  for (int i = threadIdx.x; i < width; i += SAMPLE_THREADS) {
-    const float v = __ldcs(row + i);
-    s[i] = v != v ? NEG_INF : v;
+  for (int base = threadIdx.x; base < width; base += SAMPLE_ROUND) {
+    float v[SAMPLE_ITEMS];
+#pragma unroll
+    for (int k = 0; k < SAMPLE_ITEMS; k++) v[k] = base + k * SAMPLE_THREADS < width ? __ldcs(row + base + k * SAMPLE_THREADS) : 0.f;
+#pragma unroll
+    for (int k = 0; k < SAMPLE_ITEMS; k++)
+      if (base + k * SAMPLE_THREADS < width) s[base + k * SAMPLE_THREADS] = v[k] != v[k] ? NEG_INF : v[k];
   }
   __syncthreads();
   // From the caller's logit, as the host does, so an id listed twice would still be penalized once.
@@ -257,9 +273,17 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_f32(int *out
 
   double ignored;
   const u32 kmin = p.top_k > 0 && p.top_k < finite ? radix_select(s, w, width, 0, false, (double)p.top_k, 1.0, &ignored, sh) : KEY_NEG_INF + 1;
-  for (int i = threadIdx.x; i < width; i += SAMPLE_THREADS) {
-    const float v = s[i];
-    w[i] = v != NEG_INF && order_key(v) >= kmin ? exp(((double)v - (double)best) / p.temperature) : 0.0;
+  double local = 0.0; // this thread's mass, for top-p's total
+  for (int base = threadIdx.x; base < width; base += SAMPLE_ROUND) {
+    float v[SAMPLE_ITEMS];
+#pragma unroll
+    for (int k = 0; k < SAMPLE_ITEMS; k++) v[k] = base + k * SAMPLE_THREADS < width ? s[base + k * SAMPLE_THREADS] : NEG_INF;
+#pragma unroll
+    for (int k = 0; k < SAMPLE_ITEMS; k++) {
+      const double x = v[k] != NEG_INF && order_key(v[k]) >= kmin ? exp(((double)v[k] - (double)best) / p.temperature) : 0.0;
+      if (base + k * SAMPLE_THREADS < width) w[base + k * SAMPLE_THREADS] = x;
+      local += x;
+    }
   }
   __syncthreads();
 
@@ -267,8 +291,6 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_f32(int *out
   u32 cut = 0;
   double ties_kept = 0.0;
   if (p.top_p < 1.0) {
-    double local = 0.0;
-    for (int i = threadIdx.x; i < width; i += SAMPLE_THREADS) local += w[i];
     const double total = block_sum_f64(local, sh);
     double ties;
     cut = radix_select(s, w, width, kmin, true, p.top_p, total, &ties, sh);
