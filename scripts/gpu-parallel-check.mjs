@@ -11,7 +11,7 @@
 // case). Exit codes: 0 all passed; 1 a check failed; 2 setup problem; 3 fewer than 2 GPUs (or none).
 // ZINFER_PARALLEL_CHECK_MODELS=llama2,gpt2 limits part 2 to those fixtures. ZINFER_PARALLEL_CHECK_DRY=1
 // runs part 2 on the reference backend with shared-memory ranks and skips part 1 (tests this script here).
-import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -109,6 +109,7 @@ async function main() {
     record('nccl', 'NCCL collectives', 'SKIP', 'dry run: reference backend, shared-memory ranks');
   }
   await fixtureChecks({ core, par, cuda, reference, dry, gpus, ROOT, record });
+  await kvOffloadChecks({ core, par, cuda, reference, dry, gpus, ROOT, record });
 
   finish();
 }
@@ -161,6 +162,46 @@ async function fixtureChecks({ core, par, cuda, reference, dry, gpus, ROOT, reco
         const refused = e instanceof core.ConfigError; // e.g. heads that do not divide by the ranks
         record('fixtures', caseName, refused ? 'SKIP' : 'FAIL', e.message.slice(0, 400), Math.round(performance.now() - t0));
       }
+    }
+  }
+}
+
+// KV-cache offload for pipeline stages (pipelineParallel's kvOffload): four requests at once whose KV needs
+// more blocks than each stage's device cache holds, so blocks move between the GPU and pinned host memory
+// while the stages run; their greedy tokens must be those of the plain single-GPU engine.
+async function kvOffloadChecks({ core, par, cuda, reference, dry, gpus, ROOT, record }) {
+  const cacheDir = join(tmpdir(), 'zinfer-cuda-cache');
+  const backend = () => (dry ? reference.referenceBackend() : cuda.cudaBackend({ activations: 'f32', cacheDir }));
+  const dir = join(ROOT, 'fixtures', 'models', 'llama3');
+  const ids = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).input_ids;
+  const prompts = [0, 3, 7, 11].map((k) => ids.slice(k)); // 4 blocks of 16 each with the output
+  const generate = async (parallel) => {
+    const engine = await core.createEngine({ model: dir, backend: backend(), limits: { blockSize: 16 }, ...(parallel ? { parallel } : {}) });
+    try {
+      return (await Promise.all(prompts.map((inputIds) => engine.generate({ inputIds, maxTokens: 40, temperature: 0, ignoreEos: true }).result))).map((r) => r.tokens);
+    } finally {
+      await engine.close();
+    }
+  };
+  const single = await generate(null);
+  const configs = [
+    ['pp 2, KV offload to host (10 device blocks for 16)', () => par.pipelineParallel({ stages: 2, kvOffload: { deviceBlocks: 10 } }), 2],
+    ['pp 2 × tp 2, KV offload to host (10 device blocks)', () => par.pipelineParallel({ stages: 2, tensorSize: 2, kvOffload: { deviceBlocks: 10 } }), 4],
+  ];
+  for (const [label, strategy, need] of configs) {
+    const name = `llama3: ${label} == 1 GPU`;
+    if (need > gpus) {
+      record('kv offload', name, 'SKIP', `needs ${need} GPUs, ${gpus} visible`);
+      continue;
+    }
+    const t0 = performance.now();
+    try {
+      const got = await generate(strategy());
+      const bad = got.findIndex((t, i) => JSON.stringify(t) !== JSON.stringify(single[i]));
+      if (bad >= 0) throw new Error(`request ${bad}: ${JSON.stringify(got[bad])} != ${JSON.stringify(single[bad])}`);
+      record('kv offload', name, 'PASS', `4 requests × 40 greedy tokens identical`, Math.round(performance.now() - t0));
+    } catch (e) {
+      record('kv offload', name, 'FAIL', e.message.slice(0, 400), Math.round(performance.now() - t0));
     }
   }
 }
