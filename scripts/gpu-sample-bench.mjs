@@ -5,9 +5,11 @@ import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { importPackages, median } from './gpu-harness.mjs';
+import { opGraphHelpers } from './gpu-op-graphs.mjs';
 
 const OUT = process.env.OUT || join(tmpdir(), 'zinfer-sample-bench');
 const [core, testing, cuda] = await importPackages(['@zinfer/core', '@zinfer/core/testing', '@zinfer/kernels/cuda']);
+const { opGraph } = opGraphHelpers(core, testing);
 const backend = cuda.cudaBackend({ activations: 'f32', cacheDir: join(tmpdir(), 'zinfer-cuda-cache') });
 const SETTINGS = {
   greedy: { temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1 },
@@ -24,7 +26,7 @@ for (const width of [32000, 151936]) {
   const rng = core.Rng.fromSeed(width);
   const table = Array.from({ length: rows * width }, () => rng.next() * 12 - 6);
   const tensors = new Map([['logits', testing.tensorOf('f32', [rows, width], table)]]);
-  const graph = testing.opGraph(tensors, (_b, input) => input('logits'));
+  const graph = opGraph(tensors, { layers: 0, kvHeads: 1, headDim: 1 }, (_b, input) => input('logits'));
   const program = await backend.compile(graph, testing.memoryWeights(tensors), { kvCache: { numBlocks: 8, blockSize: 16 } });
   for (const n of [1, 64]) {
     const batch = testing.stepBatch([{ tokens: Array.from({ length: n }, (_, i) => i), cached: 0, blocks: [0, 1, 2, 3, 4] }], 16, 'all');
