@@ -8,7 +8,10 @@
 // each; while one micro-batch runs, the next one's blocks are placed and its copies issued, so they
 // overlap the running one's compute. Placing it ahead keeps the running one's blocks; when both do not
 // fit, the next is placed when it runs instead (no overlap for that pair, the same result). A step runs
-// only once its own copies have completed (the transfers' ordering rule: Program.kvBlocks).
+// only once every copy issued before its placement has completed (the transfers' ordering rule:
+// Program.kvBlocks): its own, and those of a micro-batch placed ahead that did not run as announced (a
+// failed step, another batch object) — that one's blocks stay resident, so a later step may use them.
+// A failed copy leaves blocks the residency map counts as valid without their KV: every later step fails.
 import { BackendError, type KvBlockTransfer, type Program, type RunOptions, type StepBatch } from '@zinfer/core';
 import { KvResidency, type Placement } from './kv-residency.js';
 import { stepBlocks, toDeviceBlocks, type StepBlocks } from './step-blocks.js';
@@ -41,6 +44,10 @@ export class OffloadedKvProgram implements Program {
   private running: StepBlocks | null = null;
   /** The next micro-batch, placed ahead. */
   private ahead: Placed | null = null;
+  /** Copies not yet settled (each settles, never rejects): steps and dispose wait for those issued before them. */
+  private readonly inFlight = new Set<Promise<void>>();
+  /** The first copy that failed. */
+  private copyError: unknown = null;
   readonly stats: KvOffloadStats;
 
   constructor(
@@ -79,9 +86,12 @@ export class OffloadedKvProgram implements Program {
       if (placed) this.ahead = null;
       const placement = this.placeRunning(use);
       const moved = this.move(store, placement);
+      const before = Promise.all(this.inFlight); // this step's copies, and any an abandoned placement left
       this.placeAhead();
       await placed?.moved;
       await moved;
+      await before;
+      this.checkCopies();
       return await this.inner.run(toDeviceBlocks(batch, placement.device, this.blockSize), options);
     } catch (e) {
       // The micro-batches announced after a failed one will not come (the launcher stops the step).
@@ -107,7 +117,7 @@ export class OffloadedKvProgram implements Program {
   async dispose(): Promise<void> {
     const store = this.store;
     this.store = null;
-    await Promise.allSettled([this.ahead?.moved]);
+    await Promise.all(this.inFlight); // no copy may touch the store once it is freed
     this.ahead = null;
     try {
       if (store) this.transfer.freeHost(store);
@@ -150,7 +160,22 @@ export class OffloadedKvProgram implements Program {
       this.stats.loads += p.loads.length;
       this.stats.loadBytes += p.loads.length * blockBytes;
     }
-    return Promise.all(copies).then(() => {});
+    const moved = Promise.all(copies).then(() => {});
+    const settled: Promise<void> = moved.then(
+      () => void this.inFlight.delete(settled),
+      (e: unknown) => {
+        this.copyError ??= e;
+        this.inFlight.delete(settled);
+      },
+    );
+    this.inFlight.add(settled);
+    return moved;
+  }
+
+  private checkCopies(): void {
+    if (this.copyError === null) return;
+    const why = this.copyError instanceof Error ? this.copyError.message : String(this.copyError);
+    throw new BackendError(`a KV-cache block copy failed (${why}); the offloaded cache no longer holds every block: launch the plan again`);
   }
 
   private live(): ArrayBuffer {
