@@ -31,7 +31,8 @@ function check(row: SampleRow, r: number, width: number): void {
   const bad = (field: string, expected: string, found: unknown) => new BackendError(`runSample: row ${r} has an invalid ${field}`, { field: `rows[${r}].${field}`, expected, found: String(found) });
   if (!(row.uniform >= 0 && row.uniform < 1)) throw bad('uniform', 'a number in [0, 1)', row.uniform);
   if (!(Number.isFinite(row.temperature) && row.temperature >= 0)) throw bad('temperature', 'a finite number ≥ 0', row.temperature);
-  if (!(Number.isSafeInteger(row.topK) && row.topK >= 0)) throw bad('topK', 'an integer ≥ 0', row.topK);
+  // Any whole number, as validateSampling takes it (a top_k past 2^53 is off: see packSampleRows).
+  if (!(Number.isInteger(row.topK) && row.topK >= 0)) throw bad('topK', 'an integer ≥ 0', row.topK);
   if (!(row.topP > 0 && row.topP <= 1)) throw bad('topP', 'a number in (0, 1]', row.topP);
   if (!(row.minP >= 0 && row.minP < 1)) throw bad('minP', 'a number in [0, 1)', row.minP);
   if (!(Number.isFinite(row.repetitionPenalty) && row.repetitionPenalty > 0)) throw bad('repetitionPenalty', 'a finite number > 0', row.repetitionPenalty);
