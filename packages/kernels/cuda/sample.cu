@@ -68,8 +68,10 @@ __device__ double block_sum_f64(double v, SampleShared &sh) {
   return t;
 }
 
-// Inclusive scan over the threads in thread order; returns (exclusive, inclusive) with exclusive of
-// thread t+1 == inclusive of thread t bit for bit (both read the same sums).
+// Inclusive scan over the threads in thread order; returns (exclusive, inclusive). Exclusive of thread t+1
+// is inclusive of thread t bit for bit within a warp, not across warps (lane 31's inclusive and the warp
+// totals' scan add in other orders), and the shuffle scan may give a thread of value 0 an inclusive above
+// its exclusive by rounding: users must not rely on the threads' ranges tiling [0, total) exactly.
 __device__ void block_scan_f64(double v, double &excl, double &incl, SampleShared &sh) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   double x = v;
@@ -161,8 +163,10 @@ __device__ u32 radix_select(const float *s, const double *w, int width, u32 kmin
     __syncthreads();
     // Logits crowd into a few bins (one exponent byte holds most of them), so one shared atomic per token
     // serializes the block (~0.5 ms for 32,000 tokens): lanes with the same bin add up first and their
-    // lowest lane adds once. Every lane takes part in every round (bin -1: nothing to add).
-    for (int base = threadIdx.x; base < width; base += SAMPLE_ROUND) {
+    // lowest lane adds once. Every lane takes part in every round (bin -1: nothing to add): the loop runs
+    // while any lane of the warp has a token, since the warp intrinsics below name all 32 lanes (a lane
+    // that left the loop early would leave them undefined, for widths that are not a multiple of 32).
+    for (int base = threadIdx.x; base - (int)(threadIdx.x & 31) < width; base += SAMPLE_ROUND) {
       float v[SAMPLE_ITEMS];
       double x[SAMPLE_ITEMS];
 #pragma unroll
@@ -351,7 +355,9 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_f32(int *out
   __syncthreads();
   const double total = sh.red[SAMPLE_WARPS - 1]; // the scan left the block's inclusive total there
   const double x = p.uniform * total;
-  if (excl <= x && x < incl) {
+  // last >= 0: rounding can give a chunk with nothing kept a range of its own (block_scan_f64); it must
+  // not claim the draw and write -1 (the engine would fail the step). Then `top` stands.
+  if (excl <= x && x < incl && last >= 0) {
     // This thread's chunk holds the draw: walk it in id order.
     double acc = excl;
     int pick = last;
