@@ -1,4 +1,5 @@
-import type { SampleRow } from '../contracts.js';
+import type { SampleRow, StepBatch } from '../contracts.js';
+import { BackendError } from '../errors.js';
 import { TokenFilter } from './token-filter.js';
 
 /**
@@ -16,4 +17,10 @@ export class HostRowSampler {
     if (this.filter?.vocabSize !== width && rows.length) this.filter = new TokenFilter(width);
     return Int32Array.from(rows, (row, r) => this.filter!.pick(row, logits.subarray(r * width, (r + 1) * width), row.penalized, row.uniform));
   }
+}
+
+/** runSample's rows must match the step's selected rows one to one; checked before the step runs, so a refused call leaves the KV cache as it was. */
+export function checkSampleRows(batch: StepBatch, rows: readonly SampleRow[]): void {
+  const selected = batch.selectedRows.length;
+  if (rows.length !== selected) throw new BackendError(`runSample got ${rows.length} sample rows for a step of ${selected} selected rows`, { field: 'rows', expected: String(selected), found: String(rows.length) });
 }

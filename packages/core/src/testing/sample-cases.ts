@@ -83,6 +83,13 @@ export function sampleCases(h: Harness): ConformanceCase[] {
             }
           }
         }
+        // One sample row short of the step's selected rows: a BackendError naming `rows`.
+        const batch = stepBatch([{ tokens: [0, 1], cached: 0, blocks: [0] }], 16, 'all');
+        const refused = await p.runSample(batch, [{ ...sets[0], uniform: 0.5, penalized: new Int32Array(0) }]).then(() => null, (e: unknown) => e);
+        const info = (refused as { code?: string; info?: { field?: string } } | null)?.info;
+        if ((refused as { code?: string } | null)?.code !== 'E_BACKEND' || info?.field !== 'rows') {
+          throw new Error(`runSample with 1 sample row for 2 selected rows should reject with a BackendError naming rows, got ${refused === null ? 'ids' : String(refused)}`);
+        }
       });
     },
   }));

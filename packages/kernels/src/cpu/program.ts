@@ -2,7 +2,7 @@
 // but every op is a wasm kernel over the shared memory (node-kernels.ts), split over the thread pool when
 // it is big enough to repay waking the other threads; collectives go through the communicator. With a
 // weight stream, each group is acquired and copied into its slot around the nodes (stream-run.ts).
-import { BackendError, HostRowSampler, type Program, type SampleRow, type StepBatch } from '@zinfer/core';
+import { BackendError, checkSampleRows, HostRowSampler, type Program, type SampleRow, type StepBatch } from '@zinfer/core';
 import { argmaxRows } from './argmax-rows.js';
 import { validateBatch } from '../reference/batch.js';
 import type { KvCache } from '../reference/kv-cache.js';
@@ -86,6 +86,7 @@ export class CpuProgram implements Program {
 
   /** Sampled rows (the engine asks when no row needs its logits): each row's pick, read in place. */
   async runSample(batch: StepBatch, rows: readonly SampleRow[]): Promise<Int32Array> {
+    checkSampleRows(batch, rows);
     return this.execute(batch, (f32, at, count, width) => this.sampler.pick(f32.subarray(at, at + count), rows, width));
   }
 

@@ -10,7 +10,7 @@
 // StreamStep copies the layers into their slots ahead of the kernels (stream-step.ts). Such steps are never
 // captured: a graph would freeze one step's slot contents and could not wait for the host-side acquires
 // that a disk tier needs; at the batch sizes streaming is for, launches are a small part of a step.
-import { BackendError, type FloatDType, type Graph, type KvCacheSpec, type OpNode, type Program, type SampleRow, type StepBatch, type ValueId, type WeightName } from '@zinfer/core';
+import { BackendError, checkSampleRows, type FloatDType, type Graph, type KvCacheSpec, type OpNode, type Program, type SampleRow, type StepBatch, type ValueId, type WeightName } from '@zinfer/core';
 import type { BufferPlan } from './buffer-plan.js';
 import type { ProgramCollectives } from './collective-launch.js';
 import type { DeviceWeight } from './device-weights.js';
@@ -148,9 +148,7 @@ export class CudaProgram implements Program {
    */
   async runSample(batch: StepBatch, rows: readonly SampleRow[]): Promise<Int32Array> {
     const p = this.live();
-    // Checked before the step runs: a refused call leaves the KV cache as it was.
-    const selected = batch.selectedRows.length;
-    if (rows.length !== selected) throw new BackendError(`runSample got ${rows.length} sample rows for a step of ${selected} selected rows`, { field: 'rows', expected: String(selected), found: String(rows.length) });
+    checkSampleRows(batch, rows);
     const packed = packSampleRows(rows, p.graph.values[p.graph.output].width);
     const { ptr, rows: n, width } = p.streamed ? await this.streamedStep(p, p.streamed, batch) : this.step(p, batch);
     const ids = new Int32Array(n);

@@ -1,4 +1,4 @@
-import { BackendError, COLLECTIVE_KINDS, HostRowSampler, hostMoeCombine, hostMoeDispatch, type Communicator, type Graph, type HostTensor, type OpNode, type Program, type SampleRow, type StepBatch, type ValueId, type WeightName, type WeightStream } from '@zinfer/core';
+import { BackendError, checkSampleRows, COLLECTIVE_KINDS, HostRowSampler, hostMoeCombine, hostMoeDispatch, type Communicator, type Graph, type HostTensor, type OpNode, type Program, type SampleRow, type StepBatch, type ValueId, type WeightName, type WeightStream } from '@zinfer/core';
 import { activation } from './activations.js';
 import { attention } from './attention.js';
 import { validateBatch } from './batch.js';
@@ -63,6 +63,7 @@ export class ReferenceProgram implements Program {
 
   /** The engine's sampling step: run(), then each row's pick on the host (the spec kernels must match). */
   async runSample(batch: StepBatch, rows: readonly SampleRow[]): Promise<Int32Array> {
+    checkSampleRows(batch, rows);
     return this.sampler.pick(await this.run(batch), rows, this.graph.values[this.graph.output].width);
   }
 
