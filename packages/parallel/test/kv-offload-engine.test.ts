@@ -77,6 +77,19 @@ for (const [name, inner, opts] of CASES) {
   });
 }
 
+test('block ids handed to later requests (two sequences at a time, so freed ids come back) keep the plain tokens', async () => {
+  const base = await plainRun();
+  const { backend, moved } = counting('reference');
+  const engine = await createEngine({ model: DIR, backend, parallel: pipelineParallel({ stages: 2, kvOffload: { deviceBlocks: 12 } }), limits: { ...LIMITS, maxSequences: 2 } });
+  try {
+    const rs = await Promise.all([...PROMPTS, ...PROMPTS].map((p) => engine.generate({ inputIds: p, maxTokens: MAX_TOKENS, temperature: 0, ignoreEos: true }).result));
+    rs.forEach((r, i) => assert.equal(r.tokens, base.tokens[i % PROMPTS.length], `request ${i}`));
+  } finally {
+    await engine.close();
+  }
+  assert.ok(moved().saves > 0, 'blocks moved');
+});
+
 test('pp 2 without offload gives the same tokens as with it (worker ranks)', async () => {
   const without = await generate(referenceBackend(), pipelineParallel({ stages: 2 }));
   const { backend } = counting('reference');

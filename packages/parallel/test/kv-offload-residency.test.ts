@@ -5,6 +5,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ConfigError } from '@zinfer/core';
 import { KvResidency, type Placement } from '../src/kv-offload/kv-residency.js';
+import { stepBlocks } from '../src/kv-offload/step-blocks.js';
 
 const set = (...b: number[]) => new Set(b);
 const moves = (m: Placement['saves']) => m.map((x) => [x.engine, x.device]);
@@ -70,6 +71,30 @@ test('a micro-batch with more blocks than the device cache is a ConfigError nami
     assert.match(err.message, /uses 4 KV-cache blocks, more than the 3/);
   }
   assert.is(r.residentCount, 0, 'nothing placed');
+});
+
+
+test('a fresh block (its id handed to a new sequence) is not loaded over: its host copy was the old owner\'s', () => {
+  const r = new KvResidency(2);
+  r.place(set(5), set(5));
+  r.place(set(6), set(6));
+  r.place(set(7), set(7)); // 5 saved: its host copy holds the first owner's KV
+  r.place(set(6, 7), set());
+  const reused = r.place(set(5), set(5), set(), set(5))!;
+  assert.equal(moves(reused.loads), [], 'no load of the dead copy');
+  r.place(set(6, 7), set()); // 5, written by its new owner, is saved again on eviction
+  assert.equal(moves(r.place(set(5), set())!.loads).map(([e]) => e), [5], 'and loaded back when used again');
+});
+
+test('stepBlocks: a block is fresh when every sequence that uses it starts it with this step', () => {
+  const seq = (cached: number, query: number, table: number[], queryStart = 0) => ({ queryStart, queryLength: query, contextLength: cached + query, blockTable: Int32Array.from(table) });
+  const batch = {
+    tokenIds: new Int32Array(3), positions: Int32Array.from([16, 0, 1]), slots: Int32Array.from([2 * 4 + 0, 9 * 4 + 0, 9 * 4 + 1]),
+    sequences: [seq(16, 1, [1, 3, 5, 7, 2]), seq(0, 2, [9], 1)], selectedRows: Int32Array.from([0, 2]),
+  };
+  const blocks = stepBlocks(batch, 4, 16);
+  assert.equal([...blocks.blocks].sort((a, b) => a - b), [1, 2, 3, 5, 7, 9]);
+  assert.equal([...blocks.fresh].sort((a, b) => a - b), [2, 9], 'the decode row starts block 2; the prompt fills block 9 from its first token');
 });
 
 test.run();

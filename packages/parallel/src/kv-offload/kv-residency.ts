@@ -8,6 +8,8 @@
 // cannot matter: a block is saved only when a step wrote it since it was placed (dirty), and loaded only
 // when its host copy holds something (it was saved once). A block never saved was never written on this
 // rank (written blocks stay resident until an eviction saves them), so none of its tokens can be read.
+// And a block the micro-batch uses only from its first token on (`fresh`: the engine freed its earlier
+// owner and handed the id to a new sequence) is not loaded either: its host copy is the old owner's.
 import { ConfigError } from '@zinfer/core';
 
 /** One block copy: engine (= host store) block and device block. */
@@ -50,11 +52,12 @@ export class KvResidency {
   }
 
   /**
-   * Places `blocks` (a micro-batch's, `writes` among them: the blocks its step writes), evicting least
+   * Places `blocks` (a micro-batch's, `writes` among them: the blocks its step writes; `fresh`: those that
+   * hold none of its tokens yet), evicting least
    * recently used blocks outside `blocks` and `keep`. Null, with nothing changed, when too few blocks can
    * be evicted; a micro-batch larger than the whole device cache is a ConfigError naming the field.
    */
-  place(blocks: ReadonlySet<number>, writes: ReadonlySet<number>, keep: ReadonlySet<number> = new Set()): Placement | null {
+  place(blocks: ReadonlySet<number>, writes: ReadonlySet<number>, keep: ReadonlySet<number> = new Set(), fresh: ReadonlySet<number> = new Set()): Placement | null {
     if (blocks.size > this.deviceBlocks) {
       throw new ConfigError(`a micro-batch uses ${blocks.size} KV-cache blocks, more than the ${this.deviceBlocks} of the device cache`, {
         field: DEVICE_BLOCKS_FIELD, expected: `at least ${blocks.size} blocks (one micro-batch's; two let the next one load while one runs)`, found: String(this.deviceBlocks),
@@ -77,7 +80,8 @@ export class KvResidency {
     for (const engine of missing) {
       const device = this.free.pop()!;
       this.resident.set(engine, device);
-      if (this.onHost.has(engine)) loads.push({ engine, device });
+      if (fresh.has(engine)) this.onHost.delete(engine);
+      else if (this.onHost.has(engine)) loads.push({ engine, device });
     }
     const device = new Map<number, number>();
     for (const b of blocks) {

@@ -108,10 +108,10 @@ export class OffloadedKvProgram implements Program {
    * one gives way and is placed again when it runs.
    */
   private placeRunning(use: StepBlocks): Placement {
-    const kept = this.ahead && this.residency.place(use.blocks, use.writes, this.ahead.blocks);
+    const kept = this.ahead && this.residency.place(use.blocks, use.writes, this.ahead.blocks, use.fresh);
     if (kept) return kept;
     this.ahead = null;
-    return this.residency.place(use.blocks, use.writes)!; // never null: every other block may go
+    return this.residency.place(use.blocks, use.writes, undefined, use.fresh)!; // never null: every other block may go
   }
 
   async dispose(): Promise<void> {
@@ -135,7 +135,7 @@ export class OffloadedKvProgram implements Program {
     let placement: Placement | null;
     try {
       use = stepBlocks(next, this.blockSize, this.hostBlocks);
-      placement = this.residency.place(use.blocks, use.writes, this.running?.blocks);
+      placement = this.residency.place(use.blocks, use.writes, this.running?.blocks, use.fresh);
     } catch {
       return; // run() reports it, for the micro-batch it concerns
     }
