@@ -3,10 +3,11 @@
 // rank's weight shards from the model directory, compiles the rank graph, then runs micro-batches in the
 // order the leader sends them (one at a time: the ranks' sends and receives pair up by that order).
 import { parentPort, workerData } from 'node:worker_threads';
-import { loadModel, type BackendFactory, type Communicator, type Graph, type KernelBackend, type KvCacheSpec, type Program, type StepBatch, type WeightShard, type ZinferError } from '@zinfer/core';
+import { HostRowSampler, loadModel, type BackendFactory, type Communicator, type Graph, type KernelBackend, type KvCacheSpec, type Program, type StepBatch, type WeightShard, type ZinferError } from '@zinfer/core';
 import { announceStep, compileRank, type KvOffloadOptions } from './kv-offload/compile-rank.js';
 import { rankCommunicators, type GridGroups } from './launch/groups.js';
 import { joinNcclGrid, type NcclGrid } from './launch/nccl-grid.js';
+import { runPicked, type RankPick } from './launch/rank-pick.js';
 import type { RelaySpec } from './multi-node/relay-communicator.js';
 import { ShardedWeights } from './tensor-parallel/sharded-weights.js';
 
@@ -29,10 +30,11 @@ export interface RankInit {
 }
 
 /** 'abort': a rank failed; stop using the communicators at once (NCCL: ncclCommAbort), out of turn. */
-export type RankRequest = { type: 'run'; id: number; batch: StepBatch } | { type: 'expertLoad'; id: number } | { type: 'dispose' } | { type: 'abort' };
+/** 'run' with `pick`: the output rank answers with token ids (rank-pick.ts); the other ranks just run. */
+export type RankRequest = { type: 'run'; id: number; batch: StepBatch; pick?: RankPick } | { type: 'expertLoad'; id: number } | { type: 'dispose' } | { type: 'abort' };
 export type RankReply =
   | { type: 'ready' }
-  | { type: 'out'; id: number; out: Float32Array | null }
+  | { type: 'out'; id: number; out: Float32Array | Int32Array | null }
   /** Program.expertLoad's counts (null when the backend keeps none), or why reading them failed. */
   | { type: 'expertLoad'; id: number; load: Float64Array[] | null; error?: string }
   | { type: 'error'; id: number; error: { name: string; code?: string; message: string } }
@@ -44,6 +46,7 @@ interface Comms {
 }
 
 const init = workerData as RankInit;
+const host = new HostRowSampler();
 const port = parentPort!;
 let comms: Comms = {};
 const closeAll = async () => {
@@ -112,6 +115,10 @@ async function handle(program: Program, m: RankRequest): Promise<void> {
   }
   if (m.type !== 'run') return;
   try {
+    if (init.returnsOutput && m.pick) {
+      port.postMessage({ type: 'out', id: m.id, out: await runPicked(program, m.batch, m.pick, host) } satisfies RankReply);
+      return;
+    }
     const out = await program.run(m.batch);
     port.postMessage({ type: 'out', id: m.id, out: init.returnsOutput ? out : null } satisfies RankReply);
   } catch (e) {

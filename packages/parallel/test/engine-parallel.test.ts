@@ -71,6 +71,29 @@ for (const [name, parallel] of [
   });
 }
 
+test('sampled requests (seeded: top-k, top-p, min-p, penalty) get the plain run\'s tokens under worker and inline ranks: the output rank picks', async () => {
+  const dir = join(FIXTURES, 'llama3');
+  const ids = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).input_ids as number[];
+  const requests = [
+    { inputIds: ids, maxTokens: 10, temperature: 1.3, seed: 3, ignoreEos: true },
+    { inputIds: ids.slice(4), maxTokens: 8, temperature: 0.9, topK: 20, topP: 0.9, seed: 4, ignoreEos: true },
+    { inputIds: ids.slice(2, 12), maxTokens: 8, temperature: 1.1, minP: 0.05, repetitionPenalty: 1.3, seed: 5, ignoreEos: true },
+    { inputIds: ids.slice(1), maxTokens: 6, temperature: 0, ignoreEos: true },
+  ];
+  const generate = async (parallel?: ParallelStrategy) => {
+    const engine = await createEngine({ model: dir, backend: referenceBackend(), parallel });
+    try {
+      return (await Promise.all(requests.map((r) => engine.generate(r).result))).map((r) => r.tokens);
+    } finally {
+      await engine.close();
+    }
+  };
+  const base = await generate();
+  for (const strategy of [tensorParallel({ size: 2 }), pipelineParallel({ stages: 2, decodeMicroBatches: 2 }), pipelineParallel({ stages: 2, tensorSize: 2, ranks: 'inline' })]) {
+    assert.equal(await generate(strategy), base, strategy.name);
+  }
+});
+
 test('worker-thread pipelines overlap steps (concurrentSteps = stages), and crossStep: false turns it off; a lane\'s decode step is one micro-batch', async () => {
   const dir = join(FIXTURES, 'llama2');
   const model = await loadModel(dir);

@@ -12,7 +12,7 @@
 // Program.kvBlocks): its own, and those of a micro-batch placed ahead that did not run as announced (a
 // failed step, another batch object) — that one's blocks stay resident, so a later step may use them.
 // A failed copy leaves blocks the residency map counts as valid without their KV: every later step fails.
-import { BackendError, type KvBlockTransfer, type Program, type RunOptions, type StepBatch } from '@zinfer/core';
+import { BackendError, type KvBlockTransfer, type Program, type RunOptions, type SampleRow, type StepBatch } from '@zinfer/core';
 import { KvResidency, type Placement } from './kv-residency.js';
 import { stepBlocks, toDeviceBlocks, type StepBlocks } from './step-blocks.js';
 
@@ -72,7 +72,24 @@ export class OffloadedKvProgram implements Program {
     this.placeAhead();
   }
 
-  async run(batch: StepBatch, options?: RunOptions): Promise<Float32Array> {
+  run(batch: StepBatch, options?: RunOptions): Promise<Float32Array> {
+    return this.step(batch, (b) => this.inner.run(b, options));
+  }
+
+  /** The inner program's device argmax, where it has one (ids only, as for a resident cache). */
+  get runArgmax(): Program['runArgmax'] {
+    const inner = this.inner;
+    return inner.runArgmax && ((batch: StepBatch, options?: RunOptions) => this.step(batch, (b) => inner.runArgmax!(b, options)));
+  }
+
+  /** The inner program's device sampling, where it has it. */
+  get runSample(): Program['runSample'] {
+    const inner = this.inner;
+    return inner.runSample && ((batch: StepBatch, rows: readonly SampleRow[], options?: RunOptions) => this.step(batch, (b) => inner.runSample!(b, rows, options)));
+  }
+
+  /** Places `batch`'s blocks, waits for their copies, and runs `exec` on the batch in device blocks. */
+  private async step<T>(batch: StepBatch, exec: (deviceBatch: StepBatch) => Promise<T>): Promise<T> {
     if (this.running) throw new BackendError('an offloaded KV program runs one step at a time; await the previous run() first');
     const store = this.live();
     const i = this.announced.indexOf(batch);
@@ -92,7 +109,7 @@ export class OffloadedKvProgram implements Program {
       await moved;
       await before;
       this.checkCopies();
-      return await this.inner.run(toDeviceBlocks(batch, placement.device, this.blockSize), options);
+      return await exec(toDeviceBlocks(batch, placement.device, this.blockSize));
     } catch (e) {
       // The micro-batches announced after a failed one will not come (the launcher stops the step).
       this.announced.length = 0;

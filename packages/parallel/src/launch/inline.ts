@@ -1,12 +1,13 @@
 // Ranks that share this thread: every rank's program is compiled here, and each step every rank runs
 // its micro-batches in order, all ranks at once (their communication is async, so they interleave).
 // For tests and for backends that bring their own threads; the default runs ranks in worker threads.
-import type { LaunchArgs, Program, StepBatch } from '@zinfer/core';
+import { checkSampleRows, HostRowSampler, type LaunchArgs, type Program, type SampleRow, type StepBatch } from '@zinfer/core';
 import { announceStep, compileRank, type KvOffloadOptions } from '../kv-offload/compile-rank.js';
 import { ShardedWeights } from '../tensor-parallel/sharded-weights.js';
 import { gatherExpertLoad } from './expert-load.js';
 import { closeGroups, createGridGroups, outputRank, rankCommunicators } from './groups.js';
 import { concat, splitBatch } from './micro-batches.js';
+import { runPicked, splitPick, type RankPick } from './rank-pick.js';
 
 export async function launchInline(args: LaunchArgs, microBatches: (batch: StepBatch) => number, kvOffload: KvOffloadOptions | null = null): Promise<Program> {
   const { plan, backend, weights, kvCache } = args;
@@ -17,21 +18,30 @@ export async function launchInline(args: LaunchArgs, microBatches: (batch: StepB
     programs.push(await compileRank(backend, rank.graph, source, { kvCache, ...rankCommunicators(groups, r) }, kvOffload));
   }
   const out = outputRank(plan);
+  const host = new HostRowSampler();
+  // `pick`: the output rank answers with token ids (rank-pick.ts); the other ranks just run.
+  const step = async (batch: StepBatch, pick?: RankPick): Promise<Float32Array | Int32Array> => {
+    const parts = splitBatch(batch, microBatches(batch));
+    const picks = splitPick(pick, parts);
+    try {
+      const outs = await Promise.all(programs.map(async (p, r) => {
+        const results: (Float32Array | Int32Array)[] = [];
+        for (const mb of parts) announceStep(p, mb); // an offloaded KV cache loads the next one's blocks while one runs
+        for (const [i, mb] of parts.entries()) results.push(r === out && picks[i] ? await runPicked(p, mb, picks[i]!, host) : await p.run(mb));
+        return results;
+      }));
+      return concat(outs[out]);
+    } catch (e) {
+      await closeGroups(groups); // the other ranks would wait for the failed one forever
+      throw e;
+    }
+  };
   return {
-    async run(batch) {
-      const parts = splitBatch(batch, microBatches(batch));
-      try {
-        const outs = await Promise.all(programs.map(async (p) => {
-          const results: Float32Array[] = [];
-          for (const mb of parts) announceStep(p, mb); // an offloaded KV cache loads the next one's blocks while one runs
-          for (const mb of parts) results.push(await p.run(mb));
-          return results;
-        }));
-        return concat(outs[out]);
-      } catch (e) {
-        await closeGroups(groups); // the other ranks would wait for the failed one forever
-        throw e;
-      }
+    run: (batch: StepBatch) => step(batch) as Promise<Float32Array>,
+    runArgmax: (batch: StepBatch) => step(batch, { kind: 'argmax' }) as Promise<Int32Array>,
+    async runSample(batch: StepBatch, rows: readonly SampleRow[]) {
+      checkSampleRows(batch, rows);
+      return (await step(batch, { kind: 'sample', rows })) as Int32Array;
     },
     expertLoad: () => gatherExpertLoad(plan, async (r) => (await programs[r].expertLoad?.()) ?? null),
     async dispose() {

@@ -30,9 +30,10 @@ function slice(batch: StepBatch, first: number, last: number): StepBatch {
   };
 }
 
-export function concat(parts: Float32Array[]): Float32Array {
+export function concat<T extends Float32Array | Int32Array>(parts: T[]): T {
   if (parts.length === 1) return parts[0];
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  const Kind = parts[0].constructor as new (n: number) => T;
+  const out = new Kind(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {
     out.set(p, at);

@@ -3,12 +3,13 @@
 // a step goes to all ranks and the output rank's results come back in order. A rank that dies, fails or
 // does not finish a step within the timeout fails the step with a clear error and aborts the groups, so
 // the other ranks stop waiting; the program cannot run again.
-import { BackendError, type ParallelPlan, type Program, type RunOptions, type StepBatch } from '@zinfer/core';
+import { BackendError, checkSampleRows, type ParallelPlan, type Program, type RunOptions, type SampleRow, type StepBatch } from '@zinfer/core';
 import type { RankReply, RankRequest } from '../rank-worker.js';
 import { gatherExpertLoad } from './expert-load.js';
 import { disposeRank } from './dispose-rank.js';
 import { outputRank } from './groups.js';
 import { concat, splitBatch } from './micro-batches.js';
+import { splitPick, type RankPick } from './rank-pick.js';
 import { launchRanks } from './watch-ranks.js';
 
 /** One rank as the leader sees it: a Worker, or a stand-in for a rank of another node with the same events. */
@@ -35,12 +36,14 @@ export interface RankSet {
   abandon?(): void;
 }
 
+type Out = Float32Array | Int32Array;
+
 interface Pending {
   /** Ranks that have not answered yet. */
   waiting: Set<number>;
-  out: Float32Array | null;
+  out: Out | null;
   timer: ReturnType<typeof setTimeout>;
-  resolve: (out: Float32Array) => void;
+  resolve: (out: Out) => void;
   reject: (e: Error) => void;
 }
 
@@ -106,7 +109,7 @@ export async function startRanks(set: RankSet): Promise<Program> {
   }, DISPOSE_GRACE_MS);
 
   // `queued`: steps of other engine lanes a rank may have to finish first (each gets timeoutMs of its own).
-  const send = (batch: StepBatch, queued = 0): Promise<Float32Array> => {
+  const send = (batch: StepBatch, queued = 0, pick?: RankPick): Promise<Out> => {
     const id = nextId++;
     const limit = timeoutMs * (1 + queued);
     return new Promise((resolve, reject) => {
@@ -118,8 +121,19 @@ export async function startRanks(set: RankSet): Promise<Program> {
         }));
       }, limit);
       pending.set(id, { waiting, out: null, timer, resolve, reject });
-      for (const w of links) w.postMessage({ type: 'run', id, batch });
+      for (const w of links) w.postMessage({ type: 'run', id, batch, ...(pick ? { pick } : {}) });
     });
+  };
+
+  const step = async (batch: StepBatch, options?: RunOptions, pick?: RankPick): Promise<Out> => {
+    if (broken) throw broken;
+    // Every micro-batch goes out at once: stage s works on micro-batch m while stage s+1 works on m-1.
+    // A decode step of one of several engine lanes is one micro-batch: the other lanes fill the stages.
+    const lanes = options?.concurrent ?? 1;
+    const micro = lanes > 1 && batch.sequences.every((s) => s.queryLength === 1) ? 1 : set.microBatches(batch);
+    const parts = splitBatch(batch, micro);
+    const picks = splitPick(pick, parts);
+    return concat(await Promise.all(parts.map((b, i) => send(b, lanes - 1, picks[i]))));
   };
 
   return {
@@ -127,13 +141,12 @@ export async function startRanks(set: RankSet): Promise<Program> {
     // runs one step's micro-batches while stage s+1 runs an earlier step's): an engine keeps one step a
     // stage in flight.
     concurrentSteps: plan.stages,
-    async run(batch: StepBatch, options?: RunOptions): Promise<Float32Array> {
-      if (broken) throw broken;
-      // Every micro-batch goes out at once: stage s works on micro-batch m while stage s+1 works on m-1.
-      // A decode step of one of several engine lanes is one micro-batch: the other lanes fill the stages.
-      const lanes = options?.concurrent ?? 1;
-      const micro = lanes > 1 && batch.sequences.every((s) => s.queryLength === 1) ? 1 : set.microBatches(batch);
-      return concat(await Promise.all(splitBatch(batch, micro).map((b) => send(b, lanes - 1))));
+    run: (batch: StepBatch, options?: RunOptions) => step(batch, options) as Promise<Float32Array>,
+    // Ids only: the output rank picks (on its device where its program can) and no logits cross a thread.
+    runArgmax: (batch: StepBatch, options?: RunOptions) => step(batch, options, { kind: 'argmax' }) as Promise<Int32Array>,
+    runSample: async (batch: StepBatch, rows: readonly SampleRow[], options?: RunOptions) => {
+      checkSampleRows(batch, rows);
+      return (await step(batch, options, { kind: 'sample', rows })) as Int32Array;
     },
     // The rank answers after the steps queued before the request: counts include every finished step.
     expertLoad: () => gatherExpertLoad(plan, (r) => {

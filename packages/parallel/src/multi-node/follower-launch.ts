@@ -36,7 +36,7 @@ export class FollowerLaunch {
   }
 
   handle(m: ToFollower): void {
-    if (m.type === 'run') for (const w of this.live()) w.postMessage({ type: 'run', id: m.id, batch: m.batch });
+    if (m.type === 'run') for (const w of this.live()) w.postMessage({ type: 'run', id: m.id, batch: m.batch, ...(m.pick ? { pick: m.pick } : {}) });
     else if (m.type === 'post') this.workers.get(m.rank)?.postMessage(m.msg);
     else if (m.type === 'terminate') void this.workers.get(m.rank)?.terminate();
     else if (m.type === 'relay') this.router.deliver(m.src, m.dst, m.data);

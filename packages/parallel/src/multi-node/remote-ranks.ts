@@ -58,7 +58,7 @@ export class RemoteNode {
     if (msg.type !== 'run') return this.send({ type: 'post', launch: this.launch, rank, msg });
     if (msg.id === this.lastRun) return;
     this.lastRun = msg.id;
-    this.send({ type: 'run', launch: this.launch, id: msg.id, batch: msg.batch as StepBatch });
+    this.send({ type: 'run', launch: this.launch, id: msg.id, batch: msg.batch as StepBatch, ...(msg.pick ? { pick: msg.pick } : {}) });
   }
 
   /** Stops the launch: the follower posts 'abort' to its ranks and closes its groups. */

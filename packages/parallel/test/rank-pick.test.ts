@@ -1,0 +1,49 @@
+// The output rank's pick (launch/rank-pick.ts): a program without runArgmax / runSample still answers
+// with the ids core's host pick gives over its logits, and a step's sample rows are cut along its
+// micro-batches in selected-row order.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { HostRowSampler, type Program, type SampleRow, type StepBatch } from '@zinfer/core';
+import { stepBatch } from '@zinfer/core/testing';
+import { splitBatch } from '../src/launch/micro-batches.js';
+import { runPicked, splitPick } from '../src/launch/rank-pick.js';
+
+const WIDTH = 6;
+const LOGITS = Float32Array.from([0, 3, 1, 3, -1, 2, /* row 1 */ 5, 4, 4.5, 0, Number.NaN, 1]);
+const logitsOnly: Program = { run: async () => LOGITS.slice(), dispose: async () => {} };
+const row = (p: Partial<SampleRow>): SampleRow => ({ temperature: 1, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, uniform: 0.5, penalized: new Int32Array(0), ...p });
+const batch = stepBatch([{ tokens: [1, 2], cached: 0, blocks: [0] }], 16, 'all');
+
+test('runPicked without runArgmax / runSample: run() and the host pick, the same ids', async () => {
+  const host = new HostRowSampler();
+  assert.equal([...(await runPicked(logitsOnly, batch, { kind: 'argmax' }, host))], [1, 0], 'argmax: lowest id on ties');
+  const rows = [row({ topK: 2, uniform: 0.9 }), row({ temperature: 0.5, topP: 0.6, uniform: 0.1 })];
+  const want = new HostRowSampler().pick(LOGITS, rows, WIDTH);
+  assert.equal([...(await runPicked(logitsOnly, batch, { kind: 'sample', rows }, host))], [...want]);
+});
+
+test('runPicked prefers the program\'s own runArgmax and runSample', async () => {
+  const seen: string[] = [];
+  const device: Program = {
+    ...logitsOnly,
+    runArgmax: async (b: StepBatch) => (seen.push('argmax'), new Int32Array(b.selectedRows.length).fill(7)),
+    runSample: async (_b: StepBatch, rows: readonly SampleRow[]) => (seen.push('sample'), Int32Array.from(rows, (_, i) => i + 40)),
+  };
+  const host = new HostRowSampler();
+  assert.equal([...(await runPicked(device, batch, { kind: 'argmax' }, host))], [7, 7]);
+  assert.equal([...(await runPicked(device, batch, { kind: 'sample', rows: [row({}), row({})] }, host))], [40, 41]);
+  assert.equal(seen, ['argmax', 'sample']);
+});
+
+test('splitPick cuts sample rows along the micro-batches in selected-row order; argmax and none pass through', () => {
+  const step = stepBatch([{ tokens: [1, 2, 3], cached: 0, blocks: [0] }, { tokens: [4], cached: 0, blocks: [1] }, { tokens: [5, 6], cached: 0, blocks: [2] }], 16, 'last');
+  const parts = splitBatch(step, 3);
+  assert.is(parts.length, 3);
+  const rows = [row({ uniform: 0.1 }), row({ uniform: 0.2 }), row({ uniform: 0.3 })];
+  const picks = splitPick({ kind: 'sample', rows }, parts);
+  assert.equal(picks.map((p) => (p?.kind === 'sample' ? p.rows.map((r) => r.uniform) : null)), [[0.1], [0.2], [0.3]]);
+  assert.equal(splitPick({ kind: 'argmax' }, parts), [{ kind: 'argmax' }, { kind: 'argmax' }, { kind: 'argmax' }]);
+  assert.equal(splitPick(undefined, parts), [undefined, undefined, undefined]);
+});
+
+test.run();
