@@ -99,6 +99,13 @@ __device__ void block_scan_f64(double v, double &excl, double &incl, SampleShare
   __syncthreads();
 }
 
+// This thread's SAMPLE_ITEMS scores of the round starting at `base` (SAMPLE_THREADS apart, every load issued
+// before any is used), -Infinity past the row.
+__device__ __forceinline__ void load_round(const float *s, int base, int width, float (&v)[SAMPLE_ITEMS]) {
+#pragma unroll
+  for (int k = 0; k < SAMPLE_ITEMS; k++) v[k] = base + k * SAMPLE_THREADS < width ? s[base + k * SAMPLE_THREADS] : NEG_INF;
+}
+
 // Max score with the lowest id on ties, and the count of scores above -Infinity; every thread gets them.
 __device__ void block_argmax(const float *s, int width, float &best, int &bi, int &finite, SampleShared &sh) {
   best = NEG_INF;
@@ -106,8 +113,7 @@ __device__ void block_argmax(const float *s, int width, float &best, int &bi, in
   int n = 0;
   for (int base = threadIdx.x; base < width; base += SAMPLE_ROUND) {
     float v[SAMPLE_ITEMS];
-#pragma unroll
-    for (int k = 0; k < SAMPLE_ITEMS; k++) v[k] = base + k * SAMPLE_THREADS < width ? s[base + k * SAMPLE_THREADS] : NEG_INF;
+    load_round(s, base, width, v);
 #pragma unroll
     for (int k = 0; k < SAMPLE_ITEMS; k++) {
       const int i = base + k * SAMPLE_THREADS;
@@ -178,7 +184,7 @@ __device__ u32 radix_select(const float *s, const double *w, int width, u32 kmin
 #pragma unroll
       for (int k = 0; k < SAMPLE_ITEMS; k++) {
         const u32 key = order_key(v[k]);
-        const int bin = v[k] != NEG_INF && key >= kmin && (key & mask) == prefix && x[k] > 0.0 ? (key >> shift) & 0xff : -1;
+        const int bin = v[k] != NEG_INF && key >= kmin && (key & mask) == prefix && x[k] > 0.0 ? (int)((key >> shift) & 0xffu) : -1;
         if (!__any_sync(0xffffffffu, bin >= 0)) continue; // the whole warp's tokens are outside the prefix
         const unsigned peers = __match_any_sync(0xffffffffu, bin);
         double sum = 0.0;
@@ -280,8 +286,7 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_f32(int *out
   double local = 0.0; // this thread's mass, for top-p's total
   for (int base = threadIdx.x; base < width; base += SAMPLE_ROUND) {
     float v[SAMPLE_ITEMS];
-#pragma unroll
-    for (int k = 0; k < SAMPLE_ITEMS; k++) v[k] = base + k * SAMPLE_THREADS < width ? s[base + k * SAMPLE_THREADS] : NEG_INF;
+    load_round(s, base, width, v);
 #pragma unroll
     for (int k = 0; k < SAMPLE_ITEMS; k++) {
       const double x = v[k] != NEG_INF && order_key(v[k]) >= kmin ? exp(((double)v[k] - (double)best) / p.temperature) : 0.0;

@@ -122,19 +122,27 @@ for (const [name, make, size, tier, prefetch] of [['cpu', () => cpuBackend({ thr
   });
 }
 
-test('greedy steps through runArgmax (inline and worker ranks): the argmax of the resident logits, rows in step order', async () => {
+test('greedy steps through runArgmax, sampled steps through runSample (inline and worker ranks): the resident run\'s tokens, rows in step order', async () => {
   const { cpuBackend: make } = await import('@zinfer/kernels/cpu');
   const want = baseline.get('cpu/gpt2')!.results;
+  const ids = inputIds('gpt2');
+  const greedyLong = { inputIds: ids, maxTokens: 6, temperature: 0 };
+  const greedyShort = { inputIds: ids.slice(0, 3), maxTokens: 4, temperature: 0 };
+  const seeded = { inputIds: ids, maxTokens: 6, temperature: 0.9, seed: 7 };
+  // No prompt logits: greedy-only steps go through runArgmax, the others through runSample (greedy rows too).
+  const cases = [
+    { requests: [greedyLong, greedyShort], want: [want[0], want[2]] },
+    { requests: [seeded, greedyShort], want: [want[1], want[2]] },
+  ];
   for (const ranks of ['inline', 'workers'] as const) {
-    const e = await createEngine({ model: join(MODELS, 'gpt2'), backend: make({ threads: 1 }), limits: { maxSequences: 4, kvCacheBytes: 2 ** 21 }, offload: weightOffload({ tier: 'host' }), parallel: dataParallel({ size: 2, ranks }) });
-    try {
-      const ids = inputIds('gpt2');
-      // Greedy only, so every step goes through runArgmax; the resident run's greedy tokens for these prompts.
-      const got = await Promise.all([ids, ids.slice(0, 3)].map((x, i) => e.generate({ inputIds: x, maxTokens: i === 0 ? 6 : 4, temperature: 0 }).result));
-      assert.equal(got[0].tokens, want[0].tokens, `${ranks}: first sequence`);
-      assert.equal(got[1].tokens, want[2].tokens, `${ranks}: second sequence`);
-    } finally {
-      await e.close();
+    for (const c of cases) {
+      const e = await createEngine({ model: join(MODELS, 'gpt2'), backend: make({ threads: 1 }), limits: { maxSequences: 4, kvCacheBytes: 2 ** 21 }, offload: weightOffload({ tier: 'host' }), parallel: dataParallel({ size: 2, ranks }) });
+      try {
+        const got = await Promise.all(c.requests.map((r) => e.generate(r).result));
+        got.forEach((g, i) => assert.equal(g.tokens, c.want[i].tokens, `${ranks}: sequence ${i}`));
+      } finally {
+        await e.close();
+      }
     }
   }
 });

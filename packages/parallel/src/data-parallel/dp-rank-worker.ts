@@ -3,8 +3,9 @@
 // (1/size of every streamed layer in its tier), compiles the whole graph, then runs the steps the leader
 // sends it, one at a time and in order (the all-gathers of the ranks pair up by that order).
 import { parentPort, workerData } from 'node:worker_threads';
-import { loadModel, type BackendFactory, type Communicator, type KernelBackend, type KvCacheSpec, type OffloadPlacement, type Program, type StepBatch, type WeightOffload } from '@zinfer/core';
+import { HostRowSampler, loadModel, type BackendFactory, type Communicator, type KernelBackend, type KvCacheSpec, type OffloadPlacement, type Program, type StepBatch, type WeightOffload } from '@zinfer/core';
 import { joinNcclGrid, type NcclGrid } from '../launch/nccl-grid.js';
+import { runPicked, type RankPick } from '../launch/rank-pick.js';
 import { shmCommunicator, type ShmGroup } from '../shm-communicator.js';
 
 export interface DpRankInit {
@@ -18,15 +19,16 @@ export interface DpRankInit {
   nccl: NcclGrid | null;
 }
 
-export type DpRankRequest = { type: 'run'; id: number; batch: StepBatch; argmax: boolean } | { type: 'dispose' } | { type: 'abort' };
+/** 'run' with `pick`: the rank answers with its rows' token ids (launch/rank-pick.ts). */
+export type DpRankRequest = { type: 'run'; id: number; batch: StepBatch; pick?: RankPick } | { type: 'dispose' } | { type: 'abort' };
 export type DpRankReply =
-  /** `argmax`: the program has runArgmax (the leader offers it only when every rank's has). */
-  | { type: 'ready'; summary: readonly string[]; argmax: boolean }
+  | { type: 'ready'; summary: readonly string[] }
   | { type: 'out'; id: number; out: Float32Array | Int32Array }
   | { type: 'error'; id: number; message: string }
   | { type: 'disposed' };
 
 const init = workerData as DpRankInit;
+const host = new HostRowSampler();
 const port = parentPort!;
 let comm: Communicator | undefined;
 let placement: OffloadPlacement | null = null;
@@ -50,7 +52,7 @@ async function main(): Promise<void> {
     await abort();
     process.exit(1);
   }
-  post({ type: 'ready', summary: placement?.summary ?? [], argmax: program.runArgmax !== undefined });
+  post({ type: 'ready', summary: placement?.summary ?? [] });
   let queue: Promise<void> = Promise.resolve();
   port.on('message', (m: DpRankRequest) => {
     if (m.type === 'abort') return void abort();
@@ -87,7 +89,7 @@ async function handle(program: Program, m: DpRankRequest): Promise<void> {
   }
   if (m.type !== 'run') return;
   try {
-    post({ type: 'out', id: m.id, out: m.argmax ? await program.runArgmax!(m.batch) : await program.run(m.batch) });
+    post({ type: 'out', id: m.id, out: m.pick ? await runPicked(program, m.batch, m.pick, host) : await program.run(m.batch) });
   } catch (e) {
     await abort();
     post({ type: 'error', id: m.id, message: (e as Error).message });

@@ -2,9 +2,10 @@
 // with offload, each rank places the weights with its FetchShard, so its tier holds 1/size of every
 // streamed layer and the ranks' all-gathers (shared memory here) assemble each layer for all of them.
 // Each rank's KV cache has one block more than the engine's: the scratch block of idle steps.
-import type { Communicator, LaunchArgs, OffloadPlacement, Program, StepBatch } from '@zinfer/core';
+import { checkSampleRows, HostRowSampler, type Communicator, type LaunchArgs, type OffloadPlacement, type Program, type SampleRow, type StepBatch } from '@zinfer/core';
+import { runPicked, type RankPick } from '../launch/rank-pick.js';
 import { createShmGroup, shmCommunicator } from '../shm-communicator.js';
-import { idleBatch, mergeOutputs, RankAssigner } from './rank-batches.js';
+import { idleBatch, mergeOutputs, partPick, RankAssigner } from './rank-batches.js';
 
 export interface DataParallelProgram extends Program {
   /** Each rank's offload placement (empty without offload). */
@@ -31,10 +32,16 @@ export async function launchDataParallel(args: LaunchArgs, size: number): Promis
   }
   const assigner = new RankAssigner(size);
   const idle = idleBatch(kvCache.numBlocks, kvCache.blockSize);
-  const step = async <T extends Float32Array | Int32Array>(batch: StepBatch, run: (p: Program, b: StepBatch) => Promise<T>): Promise<T> => {
+  const host = new HostRowSampler();
+  const step = async (batch: StepBatch, pick?: RankPick): Promise<Float32Array | Int32Array> => {
     const parts = assigner.split(batch);
     try {
-      return mergeOutputs(parts, await Promise.all(programs.map((p, r) => run(p, parts[r]?.batch ?? idle))), batch.selectedRows.length);
+      const outs = await Promise.all(programs.map((p, r) => {
+        const b = parts[r]?.batch ?? idle;
+        const own = partPick(pick, parts[r]);
+        return own ? runPicked(p, b, own, host) : p.run(b);
+      }));
+      return mergeOutputs(parts, outs, batch.selectedRows.length);
     } catch (e) {
       await Promise.all(comms.map((c) => c.close())); // the other ranks would wait in their all-gathers forever
       throw e;
@@ -43,9 +50,13 @@ export async function launchDataParallel(args: LaunchArgs, size: number): Promis
   return {
     placements,
     ...(placements.length ? { offload: summaryPlacement(placements) } : {}),
-    run: (batch) => step(batch, (p, b) => p.run(b)),
-    // Greedy steps copy only each row's argmax from every rank (the engine uses it when all rows are greedy).
-    ...(programs.every((p) => p.runArgmax) ? { runArgmax: (batch: StepBatch) => step(batch, (p, b) => p.runArgmax!(b)) } : {}),
+    run: (batch) => step(batch) as Promise<Float32Array>,
+    // Greedy and sampled steps copy only each row's token id from every rank (launch/rank-pick.ts).
+    runArgmax: (batch: StepBatch) => step(batch, { kind: 'argmax' }) as Promise<Int32Array>,
+    runSample: async (batch: StepBatch, rows: readonly SampleRow[]) => {
+      checkSampleRows(batch, rows);
+      return (await step(batch, { kind: 'sample', rows })) as Int32Array;
+    },
     dispose: () => release(programs, placements, comms),
   };
 }

@@ -4,6 +4,7 @@
 // this step. Every rank runs every step (the cooperative fetch is collective): one without sequences
 // runs a one-row step into a scratch KV block that no sequence owns.
 import { BackendError, type StepBatch } from '@zinfer/core';
+import type { RankPick } from '../launch/rank-pick.js';
 
 export interface RankPart {
   batch: StepBatch;
@@ -85,4 +86,11 @@ export function mergeOutputs<T extends Float32Array | Int32Array>(parts: readonl
     p.selected.forEach((k, j) => merged!.set(outs[r].subarray(j * width, (j + 1) * width), k * width));
   });
   return merged ?? (new Float32Array(0) as T);
+}
+
+/** A rank's share of a step's pick: its part's sample rows (in the part's selected order); an idle rank's scratch step just takes its argmax. */
+export function partPick(pick: RankPick | undefined, part: RankPart | null): RankPick | undefined {
+  if (!pick) return undefined;
+  if (!part || pick.kind === 'argmax') return { kind: 'argmax' };
+  return { kind: 'sample', rows: part.selected.map((k) => pick.rows[k]) };
 }

@@ -4,14 +4,15 @@
 // step), and merges the outputs. A rank that fails, exits or misses the timeout breaks the program: the
 // groups are aborted so no rank waits in an all-gather forever.
 import { Worker } from 'node:worker_threads';
-import { BackendError, ConfigError, type LaunchArgs, type OffloadPlacement, type StepBatch } from '@zinfer/core';
+import { BackendError, checkSampleRows, ConfigError, type LaunchArgs, type OffloadPlacement, type SampleRow, type StepBatch } from '@zinfer/core';
+import type { RankPick } from '../launch/rank-pick.js';
 import { abortNcclGrid, createNcclGrid, rankFactory } from '../launch/nccl-grid.js';
 import { createShmGroup } from '../shm-communicator.js';
 import type { DpRankInit, DpRankReply, DpRankRequest } from './dp-rank-worker.js';
 import type { DataParallelProgram } from './launch-data-parallel.js';
 import { disposeRank } from '../launch/dispose-rank.js';
 import { launchRanks } from '../launch/watch-ranks.js';
-import { idleBatch, mergeOutputs, RankAssigner } from './rank-batches.js';
+import { idleBatch, mergeOutputs, partPick, RankAssigner } from './rank-batches.js';
 
 /** How long a rank gets to free its device memory (on dispose, or after a failed launch) before it is terminated. */
 const DISPOSE_GRACE_MS = 10_000;
@@ -34,7 +35,6 @@ export async function launchDataParallelWorkers(args: LaunchArgs, size: number, 
   }));
   const calls = workers.map(() => new Map<number, Call>());
   const summaries: (readonly string[])[] = [];
-  let argmax = true;
   let broken: Error | null = null;
   let disposed = false;
   let nextId = 1;
@@ -49,7 +49,6 @@ export async function launchDataParallelWorkers(args: LaunchArgs, size: number, 
     message: (r, m) => {
       if (m.type === 'ready') {
         summaries[r] = m.summary;
-        argmax &&= m.argmax;
         return 'ready';
       }
       if (m.type === 'error') return new BackendError(`data-parallel rank ${r}: ${m.message}`);
@@ -64,19 +63,19 @@ export async function launchDataParallelWorkers(args: LaunchArgs, size: number, 
     breakAll,
     disposed: () => disposed,
   }, DISPOSE_GRACE_MS);
-  const call = (r: number, batch: StepBatch, argmax: boolean): Promise<Float32Array | Int32Array> => new Promise((resolve, reject) => {
+  const call = (r: number, batch: StepBatch, pick: RankPick | undefined): Promise<Float32Array | Int32Array> => new Promise((resolve, reject) => {
     const id = nextId++;
     calls[r].set(id, { resolve, reject });
-    workers[r].postMessage({ type: 'run', id, batch, argmax } satisfies DpRankRequest);
+    workers[r].postMessage({ type: 'run', id, batch, ...(pick ? { pick } : {}) } satisfies DpRankRequest);
   });
   const assigner = new RankAssigner(size);
   const idle = idleBatch(kvCache.numBlocks, kvCache.blockSize);
-  const step = async (batch: StepBatch, argmax: boolean): Promise<Float32Array | Int32Array> => {
+  const step = async (batch: StepBatch, pick?: RankPick): Promise<Float32Array | Int32Array> => {
     if (broken) throw broken;
     const parts = assigner.split(batch);
     const timer = setTimeout(() => breakAll(new BackendError(`data-parallel ranks did not finish a step within ${timeoutMs} ms`, { field: 'parallel.timeoutMs', expected: `a step within ${timeoutMs} ms` })), timeoutMs);
     try {
-      return mergeOutputs(parts, await Promise.all(workers.map((_, r) => call(r, parts[r]?.batch ?? idle, argmax))), batch.selectedRows.length);
+      return mergeOutputs(parts, await Promise.all(workers.map((_, r) => call(r, parts[r]?.batch ?? idle, partPick(pick, parts[r])))), batch.selectedRows.length);
     } finally {
       clearTimeout(timer);
     }
@@ -84,9 +83,13 @@ export async function launchDataParallelWorkers(args: LaunchArgs, size: number, 
   return {
     placements: [],
     ...(offload ? { offload: ranksPlacement(summaries) } : {}),
-    run: (batch) => step(batch, false) as Promise<Float32Array>,
-    // Greedy steps bring back only each row's argmax (the engine uses it when every row is greedy).
-    ...(argmax ? { runArgmax: (batch: StepBatch) => step(batch, true) as Promise<Int32Array> } : {}),
+    run: (batch) => step(batch) as Promise<Float32Array>,
+    // Greedy and sampled steps bring back only each row's token id, picked in its rank (launch/rank-pick.ts).
+    runArgmax: (batch: StepBatch) => step(batch, { kind: 'argmax' }) as Promise<Int32Array>,
+    runSample: async (batch: StepBatch, rows: readonly SampleRow[]) => {
+      checkSampleRows(batch, rows);
+      return (await step(batch, { kind: 'sample', rows })) as Int32Array;
+    },
     async dispose() {
       if (disposed) return;
       disposed = true;
