@@ -67,7 +67,7 @@ test('JSON connection: each malformed frame gets an error naming the problem; th
     expectError(e, param, code, message);
     assert.is(e.request_id, requestId, `request_id of ${e.error.message}`);
   }
-  c.send({ type: 'response.create', request_id: 'ok', prompt: PROMPT, max_tokens: 4 });
+  c.send({ type: 'response.create', request_id: 'ok', prompt: PROMPT, max_tokens: 4, ignore_eos: true });
   assert.is((await c.waitFor(isDone('ok'))).usage.completion_tokens, 4);
   assert.ok((await metric(server, 'zinfer_request_errors_total', { api: 'ws' })) >= bad.length);
   await c.close();
@@ -80,7 +80,7 @@ test('MessagePack connection: garbage, text frames and non-objects get errors; i
   expectError(await errorFor(c, () => c.sendRaw('{"type":"response.create"}', false)), 'frame', 'E_PROTOCOL', 'text frame on a MessagePack connection');
   expectError(await errorFor(c, () => c.sendRaw(Buffer.from([0x2a]), true)), 'type', 'E_PROTOCOL', 'one event object'); // the number 42
   expectError(await errorFor(c, () => c.send({ type: 'response.create', request_id: 'b', prompt: new Uint8Array([1, 2]) })), 'prompt', 'E_REQUEST');
-  c.send({ type: 'response.create', request_id: 'ok', prompt: PROMPT, max_tokens: 3 });
+  c.send({ type: 'response.create', request_id: 'ok', prompt: PROMPT, max_tokens: 3, ignore_eos: true });
   assert.is((await c.waitFor(isDone('ok'))).usage.completion_tokens, 3);
   await c.close();
 });
