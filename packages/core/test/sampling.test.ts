@@ -289,6 +289,22 @@ test('pick walks the kept ids in ascending id order for the draw, whatever order
   assert.equal([0, 0.34, 0.67, 0.99].map((u) => filter.pick(nucleus, flat, [], u)), [0, 1, 2, 2]);
 });
 
+test('pick over a large nucleus (the id walk) and a small one (the sort): the first id, ascending, whose cumulative share passes u', () => {
+  const rng = Rng.fromSeed(5);
+  const V = 3000;
+  const logits = Float32Array.from({ length: V }, () => rng.next() * 6);
+  const filter = new TokenFilter(V);
+  for (const p of [{ ...DEFAULT_SAMPLING, topP: 0.99 }, { ...DEFAULT_SAMPLING, topP: 0.3, temperature: 0.5 }, { ...DEFAULT_SAMPLING, topK: 30, topP: 0.9 }]) {
+    const probs = filter.probabilities(p, logits, []);
+    for (const u of [0, 0.25, 0.5, 0.75, 0.999]) {
+      let acc = 0;
+      let want = -1;
+      for (let id = 0; id < V && want < 0; id++) if (probs[id] > 0 && (acc += probs[id]) > u) want = id;
+      assert.is(filter.pick(p, logits, [], u), want, `${JSON.stringify(p)}, u ${u}`);
+    }
+  }
+});
+
 test('one uniform per sampled token when temperature > 0, none when greedy; draw() is the one sample() uses', () => {
   const logits = f32([0.5, 1, 0.25, -2]);
   for (const temperature of [0, 0.9]) {

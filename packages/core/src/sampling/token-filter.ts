@@ -11,7 +11,7 @@ export type FilterParams = Pick<SamplingParams, 'temperature' | 'topK' | 'topP' 
  * kernels compute the same kept set and the same walk, so one uniform per token gives the same id on
  * every backend (up to f64 rounding exactly at a boundary).
  *
- * Scratch buffers sized to the vocab (17 bytes a token), so pick() does not allocate: one filter per
+ * Scratch buffers sized to the vocab (16 bytes a token, 17 once a large nucleus needs the id walk), so pick() does not allocate: one filter per
  * sequence (Sampler) or per program (a host runSample).
  *
  * Masked logits (-Infinity, and NaN, treated the same) are never drawn. A row with nothing finite does
@@ -27,6 +27,8 @@ export class TokenFilter {
   private readonly before: Before;
   /** Whether the last filter() left ids[0..n) in ascending order (no top-k or top-p reordering). */
   private ascending = true;
+  /** [vocab] marks for sortKept's walk, made on first use and left all zero. */
+  private kept: Uint8Array | null = null;
 
   constructor(vocabSize: number) {
     if (!Number.isSafeInteger(vocabSize) || vocabSize < 1) {
@@ -48,7 +50,7 @@ export class TokenFilter {
     const n = this.filter(p, logits, history);
     const { ids, weights } = this;
     if (n === 1) return ids[0];
-    if (!this.ascending) ids.subarray(0, n).sort();
+    if (!this.ascending) this.sortKept(n);
     let total = 0;
     for (let i = 0; i < n; i++) total += weights[ids[i]];
     let r = u * total;
@@ -57,6 +59,27 @@ export class TokenFilter {
       if (r < 0) return ids[i];
     }
     return ids[n - 1]; // rounding left r just above 0; every kept weight is > 0, so this is a fair pick
+  }
+
+  /**
+   * Puts ids[0..n) in ascending order: a sort when the kept set is small, else a walk over the vocab
+   * (a nucleus can keep most of a 150k vocab; marking then walking is linear where sorting is not).
+   */
+  private sortKept(n: number): void {
+    const { ids, vocabSize } = this;
+    if (n * Math.log2(n) < vocabSize) {
+      ids.subarray(0, n).sort();
+      return;
+    }
+    const kept = (this.kept ??= new Uint8Array(vocabSize));
+    for (let i = 0; i < n; i++) kept[ids[i]] = 1;
+    let at = 0;
+    for (let id = 0; at < n; id++) {
+      if (kept[id]) {
+        kept[id] = 0;
+        ids[at++] = id;
+      }
+    }
   }
 
   /** The distribution pick() draws from, dense over the vocab (0 = filtered out). Allocates. */
