@@ -17,7 +17,8 @@ import { BlockAllocator } from './kv-cache.js';
 import { loadModel } from './model.js';
 import { normalizeRequest, type GenerateRequest } from './request.js';
 import { planStep, type StepPlan } from './scheduler.js';
-import { Sequence, UNUSED_ROW } from './sequence.js';
+import { GREEDY_ROW } from './sampling/index.js';
+import { Sequence } from './sequence.js';
 import { StepLoops } from './step-loops.js';
 import { sizeCache } from './engine-sizing.js';
 import type { TextTokenizer } from './tokenizer.js';
@@ -253,7 +254,7 @@ class LocalEngine implements Engine {
     try {
       const options = lanes > 1 ? { concurrent: lanes } : undefined;
       if (argmaxOnly) out = await runArgmax.call(this.program, plan.batch, options);
-      else if (idsOnly && runSample) out = await runSample.call(this.program, plan.batch, plan.rows.map(({ seq, sample }) => (sample && !seq.aborted && seq.finishReason === null ? seq.sampleRow() : UNUSED_ROW)), options);
+      else if (idsOnly && runSample) out = await runSample.call(this.program, plan.batch, plan.rows.map(({ seq, sample }) => (sample && !seq.aborted && seq.finishReason === null ? seq.sampleRow() : GREEDY_ROW)), options); // an unused row draws nothing
       else out = await this.program.run(plan.batch, options);
       const vocab = this.spec.vocabSize;
       const bad = out instanceof Int32Array ? out.find((id) => !(id >= 0 && id < vocab)) : undefined;

@@ -7,9 +7,6 @@ import type { StreamDecoder, TextTokenizer } from './tokenizer.js';
 
 const NO_IDS = new Int32Array(0);
 
-/** A selected row whose token is not used (a prompt chunk's row): greedy, draws nothing. */
-export const UNUSED_ROW: SampleRow = Object.freeze({ temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, uniform: 0, penalized: NO_IDS });
-
 export class Sequence {
   readonly tokens: number[];
   readonly promptLength: number;

@@ -2,4 +2,4 @@ export { DEFAULT_SAMPLING, validateSampling, type SamplingParams } from './param
 export { Rng } from './rng.js';
 export { Sampler } from './sampler.js';
 export { TokenFilter, type FilterParams } from './token-filter.js';
-export { checkSampleRows, HostRowSampler } from './sample-rows.js';
+export { checkSampleRows, GREEDY_ROW, HostRowSampler } from './sample-rows.js';

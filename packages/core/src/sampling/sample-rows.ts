@@ -2,6 +2,9 @@ import type { SampleRow, StepBatch } from '../contracts.js';
 import { BackendError } from '../errors.js';
 import { TokenFilter } from './token-filter.js';
 
+/** A greedy row that draws nothing: for rows whose token is not used (a prompt chunk's), and argmax picks. */
+export const GREEDY_ROW: SampleRow = Object.freeze({ temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, uniform: 0, penalized: new Int32Array(0) });
+
 /**
  * Program.runSample on the host: each row's token from its logits, [rows, width] row-major, as a device
  * kernel must pick it (TokenFilter.pick with the row's params, penalized ids and uniform). For backends

@@ -2,11 +2,9 @@
 // sampled pick per row) instead of [rows, vocab] logits, so neither the GPU nor the worker message copies
 // the logits. The output rank uses its program's runArgmax / runSample where it has them (on the device),
 // else run() and core's host pick over the logits in its own thread: the same ids either way.
-import { HostRowSampler, type Program, type SampleRow, type StepBatch } from '@zinfer/core';
+import { GREEDY_ROW, HostRowSampler, type Program, type SampleRow, type StepBatch } from '@zinfer/core';
 
 export type RankPick = { kind: 'argmax' } | { kind: 'sample'; rows: readonly SampleRow[] };
-
-const GREEDY: SampleRow = Object.freeze({ temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, uniform: 0, penalized: new Int32Array(0) });
 
 /** One micro-batch on the output rank, picked. */
 export async function runPicked(program: Program, batch: StepBatch, pick: RankPick, host: HostRowSampler): Promise<Int32Array> {
@@ -15,7 +13,7 @@ export async function runPicked(program: Program, batch: StepBatch, pick: RankPi
   if (pick.kind === 'sample' && program.runSample) return program.runSample(batch, pick.rows);
   const logits = await program.run(batch);
   if (rows === 0) return new Int32Array(0);
-  return host.pick(logits, pick.kind === 'sample' ? pick.rows : new Array<SampleRow>(rows).fill(GREEDY), logits.length / rows);
+  return host.pick(logits, pick.kind === 'sample' ? pick.rows : new Array<SampleRow>(rows).fill(GREEDY_ROW), logits.length / rows);
 }
 
 /** A step's pick cut along its micro-batches (`parts`: splitBatch's, whose selected rows follow the step's in order). */
