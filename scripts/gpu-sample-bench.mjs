@@ -1,6 +1,7 @@
 // The sampling kernel alone (cuda/sample.cu through Program.runSample) against the GPU argmax, on a graph
 // that only looks up rows of a logits table (so the step itself costs almost nothing): per row count,
-// vocabulary width and sampling settings, the median ms of a call. Writes $OUT/sample-bench.json.
+// vocabulary width and sampling settings, the median ms of a call and the sampling kernel's own µs (device
+// events). Writes $OUT/sample-bench.json.
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,7 +43,11 @@ for (const width of [32000, 151936]) {
     const row = { run_ms: await time(() => program.run(batch)), argmax_ms: await time(() => program.runArgmax(batch)) };
     const penalized = Int32Array.from({ length: 64 }, (_, i) => (i * 97) % width);
     for (const [name, s] of Object.entries(SETTINGS)) {
-      row[`sample_${name}_ms`] = await time(() => program.runSample(batch, Array.from({ length: n }, () => ({ ...s, uniform: uniform(), penalized: s.repetitionPenalty === 1 ? new Int32Array(0) : penalized }))));
+      const rows = () => Array.from({ length: n }, () => ({ ...s, uniform: uniform(), penalized: s.repetitionPenalty === 1 ? new Int32Array(0) : penalized }));
+      row[`sample_${name}_ms`] = await time(() => program.runSample(batch, rows()));
+      // The kernel alone, from device events (one eager call): what the call costs beyond it is the host's.
+      const timings = await cuda.profileStep(program, batch, rows());
+      row[`sample_${name}_kernel_us`] = Math.round(timings.find((k) => k.kernel === 'sample_f32')?.us ?? NaN);
     }
     result.ms[`w${width}_rows${n}`] = row;
     console.log(`width ${width}, ${n} rows: ${JSON.stringify(row)}`);

@@ -146,6 +146,12 @@ async function runObservedCase(): Promise<void> {
   await program.run(decode(4));
   assert.is(seen.length, n);
   assert.is(program.stats.graphReplays, replays + 1);
+  // With sample rows, the sampling kernel is observed after the step's kernels.
+  seen.length = 0;
+  const row = { temperature: 0.7, topK: 5, topP: 0.9, minP: 0, repetitionPenalty: 1, uniform: 0.25, penalized: new Int32Array(0) };
+  await program.runObserved(decode(5), () => hook, [row]);
+  assert.is(seen.at(-1)!.kernel, 'sample_f32');
+  assert.ok(seen.every((s) => s.after));
 
   const before = gemvVariant();
   const attnBefore = decodeAttentionVariant();

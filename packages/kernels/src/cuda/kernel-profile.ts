@@ -4,7 +4,7 @@
 // can be held against the device's read bandwidth; other kernels report µs. Events bracket only the
 // kernel (not the host's launch call), but a step run this way has no graph and no PDL: the gaps between
 // kernels are not what a replayed graph pays; the profile is for the kernels' own speed.
-import { BackendError, type StepBatch } from '@zinfer/core';
+import { BackendError, type SampleRow, type StepBatch } from '@zinfer/core';
 import type { Ptr } from './driver-api.js';
 import type { Dim3, Gpu, KernelArg, LaunchHook } from './gpu.js';
 import type { CudaStream } from './stream.js';
@@ -118,11 +118,11 @@ export class EventProfiler implements LaunchHook {
 
 /** What profileStep needs of a program (CudaProgram.runObserved). */
 export interface ObservableProgram {
-  runObserved<H extends LaunchHook>(batch: StepBatch, makeHook: (gpu: Gpu) => H): Promise<H>;
+  runObserved<H extends LaunchHook>(batch: StepBatch, makeHook: (gpu: Gpu) => H, sample?: readonly SampleRow[]): Promise<H>;
 }
 
-/** Every kernel of one eager step of a CUDA program, timed on the device. */
-export async function profileStep(program: ObservableProgram, batch: StepBatch): Promise<KernelTiming[]> {
-  const hook = await program.runObserved(batch, (gpu) => new EventProfiler(gpu));
+/** Every kernel of one eager step of a CUDA program, timed on the device; with `sample`, the sampling kernel too. */
+export async function profileStep(program: ObservableProgram, batch: StepBatch, sample?: readonly SampleRow[]): Promise<KernelTiming[]> {
+  const hook = await program.runObserved(batch, (gpu) => new EventProfiler(gpu), sample);
   return hook.collect();
 }

@@ -160,16 +160,20 @@ export class CudaProgram implements Program {
   /**
    * Runs one step eagerly (never from a graph) with the hook that `makeHook` builds for this program's Gpu
    * seeing every launch (kernel profiling), waits for it, and returns the hook. The Gpu must take hooks.
+   * With `sample`, the step's rows are then picked as runSample picks them (the sampling kernel observed too).
    */
-  async runObserved<H extends LaunchHook>(batch: StepBatch, makeHook: (gpu: Gpu) => H): Promise<H> {
+  async runObserved<H extends LaunchHook>(batch: StepBatch, makeHook: (gpu: Gpu) => H, sample?: readonly SampleRow[]): Promise<H> {
     const p = this.live();
     if (!p.gpu.setLaunchHook) throw new BackendError(`the Gpu ${p.gpu.name} cannot observe launches (no setLaunchHook)`);
     if (p.streamed) throw new BackendError('runObserved: a program with streamed weights is not profiled');
+    if (sample) checkSampleRows(batch, sample);
+    const packed = sample ? packSampleRows(sample, p.graph.values[p.graph.output].width) : null;
     const hook = makeHook(p.gpu);
     p.gpu.setLaunchHook(hook);
     this.eagerOnce = true;
     try {
       const { ptr, rows, width } = this.step(p, batch);
+      if (packed && rows) this.launcher.sample(ptr, width, packed, rows, new Int32Array(rows));
       const out = new Float32Array(rows * width);
       if (out.length) p.gpu.download(out, ptr);
       else p.gpu.synchronize();
