@@ -152,6 +152,10 @@ async function runObservedCase(): Promise<void> {
   await program.runObserved(decode(5), () => hook, [row]);
   assert.is(seen.at(-1)!.kernel, 'sample_f32');
   assert.ok(seen.every((s) => s.after));
+  // The sampling buffers it allocated are not in any graph: the decode graph still replays, no recapture.
+  const captures = program.stats.graphCaptures;
+  await program.runSample(decode(6), [row]);
+  assert.equal([program.stats.graphCaptures, program.stats.graphReplays], [captures, replays + 2]);
 
   const before = gemvVariant();
   const attnBefore = decodeAttentionVariant();

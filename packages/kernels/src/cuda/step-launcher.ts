@@ -1,11 +1,11 @@
 // The per-step device buffers of a CudaProgram and the launching of one step on them: the activation slots
 // (reused by liveness, grown never shrunk), the eager steps' metadata, attention scratch and split
-// counters, the f32 output copy and the argmax ids. A step's kernels see them through the StepContext built
+// counters, the f32 output copy, the argmax ids and the sampling buffers. A step's kernels see them through the StepContext built
 // here, and launch in graph order (fused where exec-plan.ts says).
 //
-// Every reallocation bumps `generation`: a decode graph captured before it holds stale addresses
-// (graph-buckets.ts compares generations). While a graph is captured no buffer may grow (a capture cannot
-// allocate), so growing then throws and the capture is abandoned.
+// Every reallocation of a buffer that graphs use bumps `generation`: a decode graph captured before it
+// holds stale addresses (graph-buckets.ts compares generations). While a graph is captured no buffer may
+// grow (a capture cannot allocate), so growing then throws and the capture is abandoned.
 import { BackendError, type StepBatch, type ValueId, type WeightName } from '@zinfer/core';
 import { validateBatch } from '../reference/batch.js';
 import { KvCache } from '../reference/kv-cache.js';
@@ -133,9 +133,9 @@ export class StepLauncher {
    */
   argmax(ptr: bigint, rows: number, width: number, ids: Int32Array): void {
     const blocks = Math.ceil(width / ARGMAX_CHUNK);
-    this.argmaxBuf = this.grow(this.argmaxBuf, (rows + 2 * rows * blocks) * 4, 'argmax output');
+    this.argmaxBuf = this.grow(this.argmaxBuf, (rows + 2 * rows * blocks) * 4, 'argmax output', false);
     const before = this.argmaxCounters;
-    this.argmaxCounters = this.grow(this.argmaxCounters, rows * 4, 'argmax row counters');
+    this.argmaxCounters = this.grow(this.argmaxCounters, rows * 4, 'argmax row counters', false);
     if (this.argmaxCounters !== before) this.p.gpu.fill32(this.argmaxCounters.ptr, 0, this.argmaxCounters.bytes / 4);
     const base = this.argmaxBuf.ptr;
     const at = (ints: number) => base + BigInt(ints * 4);
@@ -150,8 +150,8 @@ export class StepLauncher {
    * weights (f64) [rows, width] then scores (f32) [rows, width].
    */
   sample(ptr: bigint, width: number, packed: Uint8Array, n: number, ids: Int32Array): void {
-    this.sampleIn = this.grow(this.sampleIn, packed.byteLength, 'sampling parameters');
-    this.sampleWork = this.grow(this.sampleWork, n * width * 12 + n * 4, 'sampling scratch');
+    this.sampleIn = this.grow(this.sampleIn, packed.byteLength, 'sampling parameters', false);
+    this.sampleWork = this.grow(this.sampleWork, n * width * 12 + n * 4, 'sampling scratch', false);
     const inBase = this.sampleIn.ptr;
     const weights = this.sampleWork.ptr;
     const scores = weights + BigInt(n * width * 8);
@@ -246,12 +246,17 @@ export class StepLauncher {
   }
 
   /** `buf` if it holds `bytes`, else a new buffer 1.5× larger (stream-ordered free of the old one). */
-  private grow(buf: Buffer | null, bytes: number, what: string): Buffer {
+  /**
+   * `buf` with room for `bytes`, reallocated (1.5× at least) when it has not. `inGraphs` false: the buffer
+   * is only used by launches after a step (argmax, sampling), never inside a captured graph, so a new
+   * address leaves the graphs valid.
+   */
+  private grow(buf: Buffer | null, bytes: number, what: string, inGraphs = true): Buffer {
     if (buf && buf.bytes >= bytes) return buf;
     if (this.capturing) throw new BackendError(`${what} must grow during graph capture`);
     const size = Math.ceil(Math.max(bytes, buf ? buf.bytes * 1.5 : 0) / 256) * 256 || 256;
     if (buf) this.p.gpu.free(buf.ptr);
-    this.gen++;
+    if (inGraphs) this.gen++;
     return { ptr: this.p.gpu.alloc(size, what), bytes: size };
   }
 }
