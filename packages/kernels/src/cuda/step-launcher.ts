@@ -1,7 +1,7 @@
 // The per-step device buffers of a CudaProgram and the launching of one step on them: the activation slots
 // (reused by liveness, grown never shrunk), the eager steps' metadata, attention scratch and split
-// counters, the f32 output copy, the argmax ids and the sampling buffers. A step's kernels see them through the StepContext built
-// here, and launch in graph order (fused where exec-plan.ts says).
+// counters, the f32 output copy, the argmax ids and the sampling buffers. A step's kernels see them
+// through the StepContext built here, and launch in graph order (fused where exec-plan.ts says).
 //
 // Every reallocation of a buffer that graphs use bumps `generation`: a decode graph captured before it
 // holds stale addresses (graph-buckets.ts compares generations). While a graph is captured no buffer may
