@@ -123,8 +123,7 @@ async function ncclChecks(par, gpus, record) {
 }
 
 async function fixtureChecks({ core, par, cuda, reference, dry, gpus, ROOT, record }) {
-  const cacheDir = join(tmpdir(), 'zinfer-cuda-cache');
-  const backend = () => (dry ? reference.referenceBackend() : cuda.cudaBackend({ activations: 'f32', cacheDir }));
+  const backend = () => checkBackend({ cuda, reference, dry });
   const configs = [
     ['tp 2', () => par.tensorParallel({ size: 2 }), 2],
     ['tp 4', () => par.tensorParallel({ size: 4 }), 4],
@@ -147,31 +146,41 @@ async function fixtureChecks({ core, par, cuda, reference, dry, gpus, ROOT, reco
       record('fixtures', `${name}: single GPU`, unsupported ? 'SKIP' : 'FAIL', e.message.slice(0, 300));
       continue;
     }
-    for (const [label, strategy, need] of configs) {
-      const caseName = `${name}: ${label} == 1 GPU`;
-      if (need > gpus) {
-        record('fixtures', caseName, 'SKIP', `needs ${need} GPUs, ${gpus} visible`);
-        continue;
-      }
-      const t0 = performance.now();
-      try {
-        const got = await run(strategy());
-        const msg = sameAsSingle(got, base);
-        record('fixtures', caseName, 'PASS', msg, Math.round(performance.now() - t0));
-      } catch (e) {
-        const refused = e instanceof core.ConfigError; // e.g. heads that do not divide by the ranks
-        record('fixtures', caseName, refused ? 'SKIP' : 'FAIL', e.message.slice(0, 400), Math.round(performance.now() - t0));
-      }
+    await configCases({ core, record, gpus, group: 'fixtures', model: name, configs }, async (strategy) => sameAsSingle(await run(strategy), base));
+  }
+}
+
+/**
+ * Each [label, strategy, GPUs needed] of `configs` as one case of `group`: `check(strategy)` returns the
+ * PASS message or throws. Too few GPUs skip; so does a ConfigError unless `refusalSkips` is false (a
+ * fixture's heads may not divide by the ranks).
+ */
+async function configCases({ core, record, gpus, group, model, configs, refusalSkips = true }, check) {
+  for (const [label, strategy, need] of configs) {
+    const caseName = `${model}: ${label} == 1 GPU`;
+    if (need > gpus) {
+      record(group, caseName, 'SKIP', `needs ${need} GPUs, ${gpus} visible`);
+      continue;
+    }
+    const t0 = performance.now();
+    try {
+      record(group, caseName, 'PASS', await check(strategy()), Math.round(performance.now() - t0));
+    } catch (e) {
+      record(group, caseName, refusalSkips && e instanceof core.ConfigError ? 'SKIP' : 'FAIL', e.message.slice(0, 400), Math.round(performance.now() - t0));
     }
   }
+}
+
+/** The backend the checks run on: cuda in f32 (the NVRTC cache carried in /tmp), or reference for a dry run. */
+function checkBackend({ cuda, reference, dry }) {
+  return dry ? reference.referenceBackend() : cuda.cudaBackend({ activations: 'f32', cacheDir: join(tmpdir(), 'zinfer-cuda-cache') });
 }
 
 // KV-cache offload for pipeline stages (pipelineParallel's kvOffload): four requests at once whose KV needs
 // more blocks than each stage's device cache holds, so blocks move between the GPU and pinned host memory
 // while the stages run; their greedy tokens must be those of the plain single-GPU engine.
 async function kvOffloadChecks({ core, par, cuda, reference, dry, gpus, ROOT, record }) {
-  const cacheDir = join(tmpdir(), 'zinfer-cuda-cache');
-  const backend = () => (dry ? reference.referenceBackend() : cuda.cudaBackend({ activations: 'f32', cacheDir }));
+  const backend = () => checkBackend({ cuda, reference, dry });
   const dir = join(ROOT, 'fixtures', 'models', 'llama3');
   const ids = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).input_ids;
   const prompts = [0, 3, 7, 11].map((k) => ids.slice(k)); // 4 blocks of 16 each with the output
@@ -188,20 +197,10 @@ async function kvOffloadChecks({ core, par, cuda, reference, dry, gpus, ROOT, re
     ['pp 2, KV offload to host (10 device blocks for 16)', () => par.pipelineParallel({ stages: 2, kvOffload: { deviceBlocks: 10 } }), 2],
     ['pp 2 × tp 2, KV offload to host (10 device blocks)', () => par.pipelineParallel({ stages: 2, tensorSize: 2, kvOffload: { deviceBlocks: 10 } }), 4],
   ];
-  for (const [label, strategy, need] of configs) {
-    const name = `llama3: ${label} == 1 GPU`;
-    if (need > gpus) {
-      record('kv offload', name, 'SKIP', `needs ${need} GPUs, ${gpus} visible`);
-      continue;
-    }
-    const t0 = performance.now();
-    try {
-      const got = await generate(strategy());
-      const bad = got.findIndex((t, i) => JSON.stringify(t) !== JSON.stringify(single[i]));
-      if (bad >= 0) throw new Error(`request ${bad}: ${JSON.stringify(got[bad])} != ${JSON.stringify(single[bad])}`);
-      record('kv offload', name, 'PASS', `4 requests × 40 greedy tokens identical`, Math.round(performance.now() - t0));
-    } catch (e) {
-      record('kv offload', name, 'FAIL', e.message.slice(0, 400), Math.round(performance.now() - t0));
-    }
-  }
+  await configCases({ core, record, gpus, group: 'kv offload', model: 'llama3', configs, refusalSkips: false }, async (strategy) => {
+    const got = await generate(strategy);
+    const bad = got.findIndex((t, i) => JSON.stringify(t) !== JSON.stringify(single[i]));
+    if (bad >= 0) throw new Error(`request ${bad}: ${JSON.stringify(got[bad])} != ${JSON.stringify(single[bad])}`);
+    return '4 requests × 40 greedy tokens identical';
+  });
 }

@@ -115,11 +115,7 @@ async function handle(program: Program, m: RankRequest): Promise<void> {
   }
   if (m.type !== 'run') return;
   try {
-    if (init.returnsOutput && m.pick) {
-      port.postMessage({ type: 'out', id: m.id, out: await runPicked(program, m.batch, m.pick, host) } satisfies RankReply);
-      return;
-    }
-    const out = await program.run(m.batch);
+    const out = init.returnsOutput && m.pick ? await runPicked(program, m.batch, m.pick, host) : await program.run(m.batch);
     port.postMessage({ type: 'out', id: m.id, out: init.returnsOutput ? out : null } satisfies RankReply);
   } catch (e) {
     await abortAll();

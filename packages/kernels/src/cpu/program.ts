@@ -2,11 +2,10 @@
 // but every op is a wasm kernel over the shared memory (node-kernels.ts), split over the thread pool when
 // it is big enough to repay waking the other threads; collectives go through the communicator. With a
 // weight stream, each group is acquired and copied into its slot around the nodes (stream-run.ts).
-import { BackendError, checkSampleRows, HostRowSampler, type Program, type SampleRow, type StepBatch } from '@zinfer/core';
+import { BackendError, checkSampleRows, HostRowSampler, type KvBlockTransfer, type Program, type SampleRow, type StepBatch } from '@zinfer/core';
 import { argmaxRows } from './argmax-rows.js';
 import { validateBatch } from '../reference/batch.js';
 import type { KvCache } from '../reference/kv-cache.js';
-import type { KvBlockTransfer } from '@zinfer/core';
 import { hostKvBlocks } from '../reference/kv-block-transfer.js';
 import type { CompiledGraph, CpuMemory } from './compile.js';
 import type { CpuNode } from './fuse.js';
@@ -61,8 +60,7 @@ export class CpuProgram implements Program {
    * for a graph without attention (no cache).
    */
   get kvBlocks(): KvBlockTransfer | undefined {
-    const state = this.state;
-    if (!state) throw new BackendError('cpu program was disposed; compile the graph again to run it');
+    const state = this.live();
     const { kv, kvSpec, graph } = state.c;
     if (!kv) return undefined;
     const blockLayerBytes = kvSpec.blockSize * kv.width * 4;
@@ -70,7 +68,8 @@ export class CpuProgram implements Program {
       layers: graph.kv.layers, numBlocks: kvSpec.numBlocks, blockLayerBytes,
       layer: (l, kind) => {
         this.checkLive(state);
-        return state.c.heap.u8.subarray((kind === 0 ? kv.k : kv.v)[l], (kind === 0 ? kv.k : kv.v)[l] + kv.slots * kv.width * 4);
+        const at = (kind === 0 ? kv.k : kv.v)[l];
+        return state.c.heap.u8.subarray(at, at + kv.slots * kv.width * 4);
       },
     });
   }
@@ -92,8 +91,7 @@ export class CpuProgram implements Program {
 
   /** Runs the step; `read` takes the output in place: float index `at`, `count` floats, rows of `width`. */
   private async execute<T>(batch: StepBatch, read: (f32: Float32Array, at: number, count: number, width: number) => T): Promise<T> {
-    const state = this.state;
-    if (!state) throw new BackendError('cpu program was disposed; compile the graph again to run it');
+    const state = this.live();
     if (this.running) throw new BackendError('cpu program is already running a step; await the previous run() first');
     validateBatch(batch, this.cacheShape);
     this.running = true;
@@ -156,6 +154,11 @@ export class CpuProgram implements Program {
     const state = this.state;
     this.state = null; // the heap (weights, KV cache) goes to the garbage collector with the pool
     if (state) await state.pool.close();
+  }
+
+  private live(): NonNullable<CpuProgram['state']> {
+    if (!this.state) throw new BackendError('cpu program was disposed; compile the graph again to run it');
+    return this.state;
   }
 
   private checkLive(state: NonNullable<CpuProgram['state']>): void {

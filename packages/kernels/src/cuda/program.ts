@@ -10,7 +10,7 @@
 // StreamStep copies the layers into their slots ahead of the kernels (stream-step.ts). Such steps are never
 // captured: a graph would freeze one step's slot contents and could not wait for the host-side acquires
 // that a disk tier needs; at the batch sizes streaming is for, launches are a small part of a step.
-import { BackendError, checkSampleRows, type FloatDType, type Graph, type KvCacheSpec, type OpNode, type Program, type SampleRow, type StepBatch, type ValueId, type WeightName } from '@zinfer/core';
+import { BackendError, checkSampleRows, type FloatDType, type Graph, type KvBlockTransfer, type KvCacheSpec, type OpNode, type Program, type SampleRow, type StepBatch, type ValueId, type WeightName } from '@zinfer/core';
 import type { BufferPlan } from './buffer-plan.js';
 import type { ProgramCollectives } from './collective-launch.js';
 import type { DeviceWeight } from './device-weights.js';
@@ -18,7 +18,6 @@ import type { ExecPlan } from './exec-plan.js';
 import type { Gpu, LaunchHook } from './gpu.js';
 import type { HostMemory } from './host-memory.js';
 import { CudaKvTransfer } from './kv-transfer.js';
-import type { KvBlockTransfer } from '@zinfer/core';
 import { GraphBuckets } from './graph-buckets.js';
 import { MoeTables } from './moe-tables.js';
 import type { ProgramOptions } from './step-context.js';
@@ -97,7 +96,6 @@ export class CudaProgram implements Program {
     return this.parts?.streamed?.stats ?? null;
   }
 
-  /** Device bytes of the streamed weights' slots (0 without streaming). */
   /**
    * KV-cache blocks to and from page-locked host memory on the copy stream (KV-cache offload:
    * kv-transfer.ts). Absent without attention, or for a program compiled without the backend's host memory.
@@ -110,6 +108,7 @@ export class CudaProgram implements Program {
 
   private kvTransfer: CudaKvTransfer | null = null;
 
+  /** Device bytes of the streamed weights' slots (0 without streaming). */
   get streamSlotBytes(): number {
     return this.parts?.streamed?.deviceBytes ?? 0;
   }
@@ -134,12 +133,7 @@ export class CudaProgram implements Program {
    * only the token ids cross PCIe. Lowest id on ties; NaN never wins.
    */
   async runArgmax(batch: StepBatch): Promise<Int32Array> {
-    const p = this.live();
-    const { ptr, rows, width } = p.streamed ? await this.streamedStep(p, p.streamed, batch) : this.step(p, batch);
-    const ids = new Int32Array(rows);
-    if (rows === 0) return ids;
-    this.launcher.argmax(ptr, rows, width, ids);
-    return ids;
+    return this.stepIds(this.live(), batch, (ptr, rows, width, ids) => this.launcher.argmax(ptr, rows, width, ids));
   }
 
   /**
@@ -148,12 +142,15 @@ export class CudaProgram implements Program {
    */
   async runSample(batch: StepBatch, rows: readonly SampleRow[]): Promise<Int32Array> {
     const p = this.live();
-    checkSampleRows(batch, rows);
-    const packed = packSampleRows(rows, p.graph.values[p.graph.output].width);
-    const { ptr, rows: n, width } = p.streamed ? await this.streamedStep(p, p.streamed, batch) : this.step(p, batch);
-    const ids = new Int32Array(n);
-    if (n === 0) return ids;
-    this.launcher.sample(ptr, width, packed, n, ids);
+    const packed = packedRows(p, batch, rows);
+    return this.stepIds(p, batch, (ptr, n, width, ids) => this.launcher.sample(ptr, width, packed, n, ids));
+  }
+
+  /** Runs the step, then `pick` fills one token id per output row from the f32 output (none for an empty step). */
+  private async stepIds(p: ProgramParts, batch: StepBatch, pick: (ptr: bigint, rows: number, width: number, ids: Int32Array) => void): Promise<Int32Array> {
+    const { ptr, rows, width } = p.streamed ? await this.streamedStep(p, p.streamed, batch) : this.step(p, batch);
+    const ids = new Int32Array(rows);
+    if (rows > 0) pick(ptr, rows, width, ids);
     return ids;
   }
 
@@ -166,8 +163,7 @@ export class CudaProgram implements Program {
     const p = this.live();
     if (!p.gpu.setLaunchHook) throw new BackendError(`the Gpu ${p.gpu.name} cannot observe launches (no setLaunchHook)`);
     if (p.streamed) throw new BackendError('runObserved: a program with streamed weights is not profiled');
-    if (sample) checkSampleRows(batch, sample);
-    const packed = sample ? packSampleRows(sample, p.graph.values[p.graph.output].width) : null;
+    const packed = sample ? packedRows(p, batch, sample) : null;
     const hook = makeHook(p.gpu);
     p.gpu.setLaunchHook(hook);
     this.eagerOnce = true;
@@ -257,4 +253,10 @@ export class CudaProgram implements Program {
     await s.finish();
     return { ptr, rows, width };
   }
+}
+
+/** runSample's rows checked against the step and packed for the kernel, before the step runs (a refused call leaves the KV cache as it was). */
+function packedRows(p: ProgramParts, batch: StepBatch, rows: readonly SampleRow[]): Uint8Array {
+  checkSampleRows(batch, rows);
+  return packSampleRows(rows, p.graph.values[p.graph.output].width);
 }

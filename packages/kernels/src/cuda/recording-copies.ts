@@ -46,7 +46,7 @@ export class RecordingCopies implements CopyEngine {
   copy(dst: bigint, src: bigint, bytes: number): void {
     const room = this.gpu.extent(dst);
     if (bytes > room) throw new BackendError(`copy of ${bytes} bytes to 0x${dst.toString(16)} overruns its allocation (${room} bytes left)`);
-    const block = [...this.pinned.live].find(([base, b]) => src >= base && src + BigInt(bytes) <= base + BigInt(b.byteLength));
+    const block = this.pinnedBlock(src, bytes);
     if (!block) throw new BackendError(`copy from host 0x${src.toString(16)} (${bytes} bytes): not inside a live pinned block`);
     const data = new Uint8Array(block[1], Number(src - block[0]), bytes).slice();
     this.log.push({ op: 'copy', dst, src, bytes, launches: this.gpu.launches.length, data });

@@ -1,10 +1,9 @@
-import { BackendError, checkSampleRows, COLLECTIVE_KINDS, HostRowSampler, hostMoeCombine, hostMoeDispatch, type Communicator, type Graph, type HostTensor, type OpNode, type Program, type SampleRow, type StepBatch, type ValueId, type WeightName, type WeightStream } from '@zinfer/core';
+import { BackendError, checkSampleRows, COLLECTIVE_KINDS, HostRowSampler, hostMoeCombine, hostMoeDispatch, type Communicator, type Graph, type HostTensor, type KvBlockTransfer, type OpNode, type Program, type SampleRow, type StepBatch, type ValueId, type WeightName, type WeightStream } from '@zinfer/core';
 import { activation } from './activations.js';
 import { attention } from './attention.js';
 import { validateBatch } from './batch.js';
 import { embedding } from './embedding.js';
 import type { KvCache } from './kv-cache.js';
-import type { KvBlockTransfer } from '@zinfer/core';
 import { hostKvBlocks } from './kv-block-transfer.js';
 import { linear } from './linear.js';
 import { countRouted, moeExperts, moeRouter, sigmoidGate } from './moe.js';
@@ -46,7 +45,8 @@ export class ReferenceProgram implements Program {
     return hostKvBlocks({
       layers: layout.layers, numBlocks: spec.numBlocks, blockLayerBytes: spec.blockSize * width * 4,
       layer: (l, kind) => {
-        const a = (kind === 0 ? this.live().cache.k : this.live().cache.v)[l];
+        const { cache } = this.live();
+        const a = (kind === 0 ? cache.k : cache.v)[l];
         return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
       },
     });
@@ -68,8 +68,7 @@ export class ReferenceProgram implements Program {
   }
 
   async run(batch: StepBatch): Promise<Float32Array> {
-    const state = this.state;
-    if (!state) throw new BackendError('reference program was disposed; compile the graph again to run it');
+    const state = this.live();
     validateBatch(batch, this.hasAttention ? state.cache : null);
     const { graph } = this;
     const values: Value[] = new Array(graph.values.length);

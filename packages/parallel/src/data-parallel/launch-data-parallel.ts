@@ -2,8 +2,8 @@
 // with offload, each rank places the weights with its FetchShard, so its tier holds 1/size of every
 // streamed layer and the ranks' all-gathers (shared memory here) assemble each layer for all of them.
 // Each rank's KV cache has one block more than the engine's: the scratch block of idle steps.
-import { checkSampleRows, HostRowSampler, type Communicator, type LaunchArgs, type OffloadPlacement, type Program, type SampleRow, type StepBatch } from '@zinfer/core';
-import { runPicked, type RankPick } from '../launch/rank-pick.js';
+import { HostRowSampler, type Communicator, type LaunchArgs, type OffloadPlacement, type Program } from '@zinfer/core';
+import { pickingProgram, runPicked, type PickStep } from '../launch/rank-pick.js';
 import { createShmGroup, shmCommunicator } from '../shm-communicator.js';
 import { idleBatch, mergeOutputs, partPick, RankAssigner } from './rank-batches.js';
 
@@ -33,7 +33,7 @@ export async function launchDataParallel(args: LaunchArgs, size: number): Promis
   const assigner = new RankAssigner(size);
   const idle = idleBatch(kvCache.numBlocks, kvCache.blockSize);
   const host = new HostRowSampler();
-  const step = async (batch: StepBatch, pick?: RankPick): Promise<Float32Array | Int32Array> => {
+  const step: PickStep = async (batch, pick) => {
     const parts = assigner.split(batch);
     try {
       const outs = await Promise.all(programs.map((p, r) => {
@@ -50,13 +50,8 @@ export async function launchDataParallel(args: LaunchArgs, size: number): Promis
   return {
     placements,
     ...(placements.length ? { offload: summaryPlacement(placements) } : {}),
-    run: (batch) => step(batch) as Promise<Float32Array>,
     // Greedy and sampled steps copy only each row's token id from every rank (launch/rank-pick.ts).
-    runArgmax: (batch: StepBatch) => step(batch, { kind: 'argmax' }) as Promise<Int32Array>,
-    runSample: async (batch: StepBatch, rows: readonly SampleRow[]) => {
-      checkSampleRows(batch, rows);
-      return (await step(batch, { kind: 'sample', rows })) as Int32Array;
-    },
+    ...pickingProgram(step),
     dispose: () => release(programs, placements, comms),
   };
 }

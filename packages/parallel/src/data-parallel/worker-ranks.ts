@@ -4,8 +4,8 @@
 // step), and merges the outputs. A rank that fails, exits or misses the timeout breaks the program: the
 // groups are aborted so no rank waits in an all-gather forever.
 import { Worker } from 'node:worker_threads';
-import { BackendError, checkSampleRows, ConfigError, type LaunchArgs, type OffloadPlacement, type SampleRow, type StepBatch } from '@zinfer/core';
-import type { RankPick } from '../launch/rank-pick.js';
+import { BackendError, ConfigError, type LaunchArgs, type OffloadPlacement, type StepBatch } from '@zinfer/core';
+import { pickingProgram, type PickStep, type RankPick } from '../launch/rank-pick.js';
 import { abortNcclGrid, createNcclGrid, rankFactory } from '../launch/nccl-grid.js';
 import { createShmGroup } from '../shm-communicator.js';
 import type { DpRankInit, DpRankReply, DpRankRequest } from './dp-rank-worker.js';
@@ -70,7 +70,7 @@ export async function launchDataParallelWorkers(args: LaunchArgs, size: number, 
   });
   const assigner = new RankAssigner(size);
   const idle = idleBatch(kvCache.numBlocks, kvCache.blockSize);
-  const step = async (batch: StepBatch, pick?: RankPick): Promise<Float32Array | Int32Array> => {
+  const step: PickStep = async (batch, pick) => {
     if (broken) throw broken;
     const parts = assigner.split(batch);
     const timer = setTimeout(() => breakAll(new BackendError(`data-parallel ranks did not finish a step within ${timeoutMs} ms`, { field: 'parallel.timeoutMs', expected: `a step within ${timeoutMs} ms` })), timeoutMs);
@@ -83,13 +83,8 @@ export async function launchDataParallelWorkers(args: LaunchArgs, size: number, 
   return {
     placements: [],
     ...(offload ? { offload: ranksPlacement(summaries) } : {}),
-    run: (batch) => step(batch) as Promise<Float32Array>,
     // Greedy and sampled steps bring back only each row's token id, picked in its rank (launch/rank-pick.ts).
-    runArgmax: (batch: StepBatch) => step(batch, { kind: 'argmax' }) as Promise<Int32Array>,
-    runSample: async (batch: StepBatch, rows: readonly SampleRow[]) => {
-      checkSampleRows(batch, rows);
-      return (await step(batch, { kind: 'sample', rows })) as Int32Array;
-    },
+    ...pickingProgram(step),
     async dispose() {
       if (disposed) return;
       disposed = true;

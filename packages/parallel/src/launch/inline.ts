@@ -1,13 +1,13 @@
 // Ranks that share this thread: every rank's program is compiled here, and each step every rank runs
 // its micro-batches in order, all ranks at once (their communication is async, so they interleave).
 // For tests and for backends that bring their own threads; the default runs ranks in worker threads.
-import { checkSampleRows, HostRowSampler, type LaunchArgs, type Program, type SampleRow, type StepBatch } from '@zinfer/core';
+import { HostRowSampler, type LaunchArgs, type Program, type StepBatch } from '@zinfer/core';
 import { announceStep, compileRank, type KvOffloadOptions } from '../kv-offload/compile-rank.js';
 import { ShardedWeights } from '../tensor-parallel/sharded-weights.js';
 import { gatherExpertLoad } from './expert-load.js';
 import { closeGroups, createGridGroups, outputRank, rankCommunicators } from './groups.js';
 import { concat, splitBatch } from './micro-batches.js';
-import { runPicked, splitPick, type RankPick } from './rank-pick.js';
+import { pickingProgram, runPicked, splitPick, type PickStep } from './rank-pick.js';
 
 export async function launchInline(args: LaunchArgs, microBatches: (batch: StepBatch) => number, kvOffload: KvOffloadOptions | null = null): Promise<Program> {
   const { plan, backend, weights, kvCache } = args;
@@ -20,7 +20,7 @@ export async function launchInline(args: LaunchArgs, microBatches: (batch: StepB
   const out = outputRank(plan);
   const host = new HostRowSampler();
   // `pick`: the output rank answers with token ids (rank-pick.ts); the other ranks just run.
-  const step = async (batch: StepBatch, pick?: RankPick): Promise<Float32Array | Int32Array> => {
+  const step: PickStep = async (batch, pick) => {
     const parts = splitBatch(batch, microBatches(batch));
     const picks = splitPick(pick, parts);
     try {
@@ -37,12 +37,7 @@ export async function launchInline(args: LaunchArgs, microBatches: (batch: StepB
     }
   };
   return {
-    run: (batch: StepBatch) => step(batch) as Promise<Float32Array>,
-    runArgmax: (batch: StepBatch) => step(batch, { kind: 'argmax' }) as Promise<Int32Array>,
-    async runSample(batch: StepBatch, rows: readonly SampleRow[]) {
-      checkSampleRows(batch, rows);
-      return (await step(batch, { kind: 'sample', rows })) as Int32Array;
-    },
+    ...pickingProgram(step),
     expertLoad: () => gatherExpertLoad(plan, async (r) => (await programs[r].expertLoad?.()) ?? null),
     async dispose() {
       await closeGroups(groups);

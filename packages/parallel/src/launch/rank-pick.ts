@@ -2,7 +2,7 @@
 // sampled pick per row) instead of [rows, vocab] logits, so neither the GPU nor the worker message copies
 // the logits. The output rank uses its program's runArgmax / runSample where it has them (on the device),
 // else run() and core's host pick over the logits in its own thread: the same ids either way.
-import { GREEDY_ROW, HostRowSampler, type Program, type SampleRow, type StepBatch } from '@zinfer/core';
+import { checkSampleRows, GREEDY_ROW, HostRowSampler, type Program, type RunOptions, type SampleRow, type StepBatch } from '@zinfer/core';
 
 export type RankPick = { kind: 'argmax' } | { kind: 'sample'; rows: readonly SampleRow[] };
 
@@ -25,4 +25,19 @@ export function splitPick(pick: RankPick | undefined, parts: readonly StepBatch[
     at += n;
     return { kind: 'sample', rows: pick.rows.slice(at - n, at) };
   });
+}
+
+/** A launched program's step: logits without a pick, the output rank's token ids with one. */
+export type PickStep = (batch: StepBatch, pick?: RankPick, options?: RunOptions) => Promise<Float32Array | Int32Array>;
+
+/** run, runArgmax and runSample of a launched program over its `step` (sample rows checked before the step runs). */
+export function pickingProgram(step: PickStep): Required<Pick<Program, 'run' | 'runArgmax' | 'runSample'>> {
+  return {
+    run: (batch, options) => step(batch, undefined, options) as Promise<Float32Array>,
+    runArgmax: (batch, options) => step(batch, { kind: 'argmax' }, options) as Promise<Int32Array>,
+    runSample: async (batch, rows, options) => {
+      checkSampleRows(batch, rows);
+      return (await step(batch, { kind: 'sample', rows }, options)) as Int32Array;
+    },
+  };
 }

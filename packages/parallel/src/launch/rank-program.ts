@@ -3,13 +3,13 @@
 // a step goes to all ranks and the output rank's results come back in order. A rank that dies, fails or
 // does not finish a step within the timeout fails the step with a clear error and aborts the groups, so
 // the other ranks stop waiting; the program cannot run again.
-import { BackendError, checkSampleRows, type ParallelPlan, type Program, type RunOptions, type SampleRow, type StepBatch } from '@zinfer/core';
+import { BackendError, type ParallelPlan, type Program, type StepBatch } from '@zinfer/core';
 import type { RankReply, RankRequest } from '../rank-worker.js';
 import { gatherExpertLoad } from './expert-load.js';
 import { disposeRank } from './dispose-rank.js';
 import { outputRank } from './groups.js';
 import { concat, splitBatch } from './micro-batches.js';
-import { splitPick, type RankPick } from './rank-pick.js';
+import { pickingProgram, splitPick, type PickStep, type RankPick } from './rank-pick.js';
 import { launchRanks } from './watch-ranks.js';
 
 /** One rank as the leader sees it: a Worker, or a stand-in for a rank of another node with the same events. */
@@ -125,7 +125,7 @@ export async function startRanks(set: RankSet): Promise<Program> {
     });
   };
 
-  const step = async (batch: StepBatch, options?: RunOptions, pick?: RankPick): Promise<Out> => {
+  const step: PickStep = async (batch, pick, options) => {
     if (broken) throw broken;
     // Every micro-batch goes out at once: stage s works on micro-batch m while stage s+1 works on m-1.
     // A decode step of one of several engine lanes is one micro-batch: the other lanes fill the stages.
@@ -141,13 +141,8 @@ export async function startRanks(set: RankSet): Promise<Program> {
     // runs one step's micro-batches while stage s+1 runs an earlier step's): an engine keeps one step a
     // stage in flight.
     concurrentSteps: plan.stages,
-    run: (batch: StepBatch, options?: RunOptions) => step(batch, options) as Promise<Float32Array>,
-    // Ids only: the output rank picks (on its device where its program can) and no logits cross a thread.
-    runArgmax: (batch: StepBatch, options?: RunOptions) => step(batch, options, { kind: 'argmax' }) as Promise<Int32Array>,
-    runSample: async (batch: StepBatch, rows: readonly SampleRow[], options?: RunOptions) => {
-      checkSampleRows(batch, rows);
-      return (await step(batch, options, { kind: 'sample', rows })) as Int32Array;
-    },
+    // runArgmax / runSample: the output rank picks (on its device where its program can), no logits cross a thread.
+    ...pickingProgram(step),
     // The rank answers after the steps queued before the request: counts include every finished step.
     expertLoad: () => gatherExpertLoad(plan, (r) => {
       if (broken) return Promise.reject(broken);
