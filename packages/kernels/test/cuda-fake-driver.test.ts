@@ -35,7 +35,8 @@ CUresult cuCtxSynchronize(void) { return 0; }
 CUresult cuMemGetInfo_v2(size_t *f, size_t *t) { *f = free_bytes(); *t = (size_t)80 << 30; return 0; }
 CUresult cuDeviceGetDefaultMemPool(void **p, int d) { (void)d; *p = (void *)0x2000; return 0; }
 CUresult cuMemPoolSetAttribute(void *p, int a, void *v) { return p == (void *)0x2000 && a == 4 && *(uint64_t *)v == UINT64_MAX ? 0 : 1; }
-CUresult cuMemAllocAsync(uint64_t *d, size_t n, void *s) { (void)s; if (n > free_bytes()) return 2; *d = (uint64_t)(uintptr_t)malloc(n); live++; return 0; }
+/* Zeroed: no kernel runs here, so ids read back from device memory (argmax, sampling) must not be heap garbage. */
+CUresult cuMemAllocAsync(uint64_t *d, size_t n, void *s) { (void)s; if (n > free_bytes()) return 2; *d = (uint64_t)(uintptr_t)calloc(1, n); live++; return 0; }
 CUresult cuMemFreeAsync(uint64_t d, void *s) { (void)s; if (!d) return 1; free((void *)(uintptr_t)d); live--; return 0; }
 CUresult cuMemAllocHost_v2(void **p, size_t n) { *p = malloc(n); live++; return 0; }
 CUresult cuMemFreeHost(void *p) { free(p); live--; return 0; }
