@@ -121,11 +121,13 @@ template <typename A> __device__ __forceinline__ void stage(A *mine, const A *x,
 template <typename A>
 __device__ void peer_all_reduce(A *out, const A *x, const unsigned long long *table, int n, int rank, int ranks, int half_bytes) {
   constexpr int V = Vec16<A>::N;
+  // The next kernel may start now: its blocks take the SMs this one leaves free and load what they can
+  // before their own grid_dep_wait (the next GEMV's weights) while the ranks meet here.
+  grid_dep_launch();
   PeerSignals *own = reinterpret_cast<PeerSignals *>(table[rank]);
   const u32 epoch = next_epoch(own);
   stage<A>(data_half<A>(table[rank], epoch, half_bytes), x, n);
   peer_barrier(table, own, rank, ranks, epoch);
-  grid_dep_launch();
   const bool out16 = (reinterpret_cast<unsigned long long>(out) & 15) == 0;
   const int chunks = (n + V - 1) / V;
   for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += gridDim.x * blockDim.x) {
@@ -138,6 +140,7 @@ __device__ void peer_all_reduce(A *out, const A *x, const unsigned long long *ta
 template <typename A>
 __device__ void peer_all_reduce_2s(A *out, const A *x, const unsigned long long *table, int n, int rank, int ranks, int half_bytes) {
   constexpr int V = Vec16<A>::N;
+  grid_dep_launch(); // as in the one-shot kernel
   PeerSignals *own = reinterpret_cast<PeerSignals *>(table[rank]);
   const u32 epoch = next_epoch(own);
   A *mine = data_half<A>(table[rank], epoch, half_bytes);
@@ -152,7 +155,6 @@ __device__ void peer_all_reduce_2s(A *out, const A *x, const unsigned long long 
     store16<A>(mine + c * V, acc); // the whole chunk: the half has room past n
   }
   peer_barrier(table, own, rank, ranks, epoch, true);
-  grid_dep_launch();
   const bool out16 = (reinterpret_cast<unsigned long long>(out) & 15) == 0;
   for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += stride) {
     const A *src = data_half<A>(table[c % ranks], epoch, half_bytes) + c * V;

@@ -102,7 +102,7 @@ test('ZINFER_GEMV: unknown variants are a BackendError naming the field and the 
   } catch (e) {
     assert.instance(e, BackendError);
     assert.is((e as BackendError).info.field, 'ZINFER_GEMV');
-    assert.is((e as BackendError).info.expected, 'v1 | roll | occ');
+    assert.is((e as BackendError).info.expected, 'v1 | roll | occ | stage');
   }
 });
 

@@ -6,14 +6,16 @@ import { EnvChoice } from './env-choice.js';
 
 /**
  * v1: 4 loads a row, reissued per round; roll (the default): reissued per slot; occ: roll, 2 loads, 4 blocks
- * an SM. On an H100 (2026-11-28, graphed Llama-2-7B-shape batch-1 decode) roll 5.062 ms, v1 5.183, occ 5.323;
- * a persistent grid looping over the tiles measured 5.584 and was dropped (PERF-NOTES.md).
+ * an SM; stage: roll with the slots in shared memory filled by cp.async (80 registers instead of 167: 6
+ * blocks an SM, twice the bytes in flight). On an H100 (2026-11-28, graphed Llama-2-7B-shape batch-1
+ * decode) roll 5.062 ms, v1 5.183, occ 5.323; a persistent grid looping over the tiles measured 5.584 and
+ * was dropped (PERF-NOTES.md).
  */
-export const GEMV_VARIANTS = ['v1', 'roll', 'occ'] as const;
+export const GEMV_VARIANTS = ['v1', 'roll', 'occ', 'stage'] as const;
 export type GemvVariant = (typeof GEMV_VARIANTS)[number];
 
-/** The entry-point infix of each variant: gemv1_f16_f16, gemv1r_f16_f16, gemv1o_f16_f16. */
-const INFIX: Record<GemvVariant, string> = { v1: '', roll: 'r', occ: 'o' };
+/** The entry-point infix of each variant: gemv1_f16_f16, gemv1r_f16_f16, gemv1o_f16_f16, gemv1s_f16_f16. */
+const INFIX: Record<GemvVariant, string> = { v1: '', roll: 'r', occ: 'o', stage: 's' };
 
 const variant = new EnvChoice(GEMV_VARIANTS, 'roll', 'ZINFER_GEMV');
 /** The variant named by an environment value (unset or empty: roll). */

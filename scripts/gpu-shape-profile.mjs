@@ -1,0 +1,117 @@
+#!/usr/bin/env node
+// Where a batch-1 decode step's time goes, by model shape, on one GPU (issues 4 and 6): the full 7B and
+// 13B Llama shapes, and the shapes one rank of a tensor-parallel 13B / 70B computes (a Llama whose heads,
+// KV heads, intermediate size and vocabulary are the rank's slices: the same GEMVs, attention and
+// launches as the rank, without its all-reduces). For each shape: weight bytes read per token, the
+// graphed Program.run + device argmax time against weight bytes ÷ read bandwidth (measured in this run),
+// per decode-GEMV variant (ZINFER_PROFILE_GEMV, default every variant; they are bit-identical), and every
+// kernel of one eager step timed with CUDA events (GEMV GB/s per shape, µs for the rest). The microbench's
+// GEMV sweep (each variant alone, back to back) comes along.
+// The gap between the graphed step and its limit, shape by shape, says whether tp ranks lose to per-kernel
+// fixed costs (a gap that does not shrink with the slice) or to bandwidth.
+// Synthetic weights (every layer serves layer 0's values; each layer has its own device copy).
+// Usage (GPU machine, bundle unpacked: source scripts/gpu-unpack.sh): node $dir/scripts/gpu-shape-profile.mjs
+//   ZINFER_SHAPES=7b,13b-tp4 picks shapes. Writes $OUT/shape-profile.json and prints a table.
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+
+import { importPackages, jsonWriter, programDecode, ratio, round, stepRunner, teeLog } from './gpu-harness.mjs';
+import { profileDecode } from './gpu-bench-profile.mjs';
+
+const OUT = process.env.OUT || join(tmpdir(), 'zinfer-shape-profile');
+const WORK = process.env.ZINFER_BENCH_DIR || '/tmp/zinfer-bench';
+const log = teeLog(join(OUT, 'shape-profile.log'));
+const [core, cuda, testing] = await importPackages(['@zinfer/core', '@zinfer/kernels/cuda', '@zinfer/core/testing'], log);
+
+const llama = (o) => ({
+  architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_act: 'silu', rms_norm_eps: 1e-5, rope_theta: 10000,
+  max_position_embeddings: 4096, tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 2, vocab_size: 32000, ...o,
+});
+/** A tp rank's slice of a Llama shape: heads, KV heads (at least 1), intermediate and vocab divided by tp. */
+const rankOf = (c, tp) => ({
+  ...c, head_dim: c.hidden_size / c.num_attention_heads, num_attention_heads: c.num_attention_heads / tp, num_key_value_heads: Math.max(1, c.num_key_value_heads / tp),
+  intermediate_size: c.intermediate_size / tp, vocab_size: c.vocab_size / tp,
+});
+const L7 = llama({ hidden_size: 4096, intermediate_size: 11008, num_attention_heads: 32, num_key_value_heads: 32, num_hidden_layers: 32 });
+const L13 = llama({ hidden_size: 5120, intermediate_size: 13824, num_attention_heads: 40, num_key_value_heads: 40, num_hidden_layers: 40 });
+const L70 = llama({ hidden_size: 8192, intermediate_size: 28672, num_attention_heads: 64, num_key_value_heads: 8, num_hidden_layers: 80 });
+const SHAPES = { '7b': L7, '13b': L13, '13b-tp2': rankOf(L13, 2), '13b-tp4': rankOf(L13, 4), '70b-tp4': rankOf(L70, 4) };
+const variants = (process.env.ZINFER_PROFILE_GEMV || cuda.GEMV_VARIANTS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
+const pick = (process.env.ZINFER_SHAPES || Object.keys(SHAPES).join(',')).split(',').map((s) => s.trim()).filter(Boolean);
+
+const result = { card: null, date: new Date().toISOString(), read_gb_per_s: null, shapes: {} };
+const detail = { errors: {}, steps: {} };
+const save = jsonWriter(OUT, [['shape-profile.json', result]]);
+const { step } = stepRunner({ budgetS: Number(process.env.ZINFER_BENCH_BUDGET_S || 480), log, save, detail, errors: 'message' });
+
+/** Bytes a decode token reads: every weight but the embedding table, whose one row is noise. */
+function bytesPerToken(c) {
+  const h = c.hidden_size, hd = c.head_dim ?? h / c.num_attention_heads;
+  const q = c.num_attention_heads * hd, kv = c.num_key_value_heads * hd;
+  const layer = h * (q + 2 * kv) + q * h + 3 * h * c.intermediate_size;
+  return 2 * (c.num_hidden_layers * layer + c.vocab_size * h);
+}
+
+await step('read bandwidth', () => {
+  const m = cuda.cudaMicrobench(0);
+  result.read_gb_per_s = round(m.readGBps, 1);
+  result.gemv_sweep = m.gemvSweep.map((g) => ({ ...g, us: round(g.us, 2), GBps: round(g.GBps, 0), fractionOfRead: round(g.fractionOfRead, 3) }));
+  result.gemv_variant_mismatches = m.gemvVariantMismatches;
+  return { readGBps: m.readGBps, mismatches: m.gemvVariantMismatches };
+});
+const info = await cuda.cudaBackend({ device: 0 }).probe().catch(() => null);
+result.card = info?.name ?? null;
+log(`card ${result.card}, read ${result.read_gb_per_s} GB/s`);
+
+for (const name of pick) {
+  const config = SHAPES[name];
+  if (!config) {
+    log(`unknown shape ${name}`);
+    continue;
+  }
+  const r = (result.shapes[name] = { bytes_per_token: bytesPerToken(config), limit_ms: null, graphed_ms: null, over_limit: null, graphed_ms_by_gemv: {}, launches: null, kernel_sum_ms: null, kernels: null });
+  r.limit_ms = result.read_gb_per_s ? round(r.bytes_per_token / (result.read_gb_per_s * 1e6), 3) : null;
+  await step(`${name}: load, graphed decode, eager profile`, async () => {
+    const dir = core.writeSyntheticModel(join(WORK, `shape-${name}`), config, { seed: 1, dtype: 'f16', std: 0.02, repeatLayer0: true });
+    const backend = cuda.cudaBackend({ device: 0, activations: 'f16', cacheDir: '/tmp/zinfer-cuda-cache' });
+    const engine = await core.createEngine({ model: dir, backend, autoStep: false, limits: { kvCacheBytes: 4 * 2 ** 30, maxSequences: 8, maxBatchTokens: 512, maxContext: 1024 } });
+    try {
+      const program = backend.programs[backend.programs.length - 1];
+      const vocab = config.vocab_size;
+      const base = cuda.gemvVariant();
+      try {
+        for (const v of variants) {
+          cuda.setGemvVariant(v);
+          program.resetGraphs();
+          r.graphed_ms_by_gemv[v] = round(await programDecode(program, testing.stepBatch, { rows: 1, context: 100, vocab, argmax: true, steps: 48 }), 3);
+        }
+      } finally {
+        cuda.setGemvVariant(base);
+        program.resetGraphs();
+      }
+      r.graphed_ms = r.graphed_ms_by_gemv[base] ?? Math.min(...Object.values(r.graphed_ms_by_gemv));
+      r.over_limit = ratio(r.graphed_ms, r.limit_ms);
+      log(`${name}: graphed ms by GEMV variant ${JSON.stringify(r.graphed_ms_by_gemv)}`);
+      const kvBytesPerToken = 2 * config.num_key_value_heads * (config.head_dim ?? config.hidden_size / config.num_attention_heads) * 2;
+      const p = await profileDecode({
+        program, profileStep: cuda.profileStep, summarizeProfile: cuda.summarizeProfile, stepBatch: testing.stepBatch,
+        variants: [cuda.gemvVariant()], setVariant: cuda.setGemvVariant, rows: 1, context: 100, vocab, readGBps: result.read_gb_per_s, kv: { bytesPerToken: kvBytesPerToken },
+      });
+      const v = Object.values(p)[0];
+      r.launches = v.launches;
+      r.kernel_sum_ms = v.kernelSumMs;
+      r.gemv_sum_ms = v.gemvSumMs;
+      r.kernels = v.kernels;
+      log(`${name}: ${r.graphed_ms} ms graphed, limit ${r.limit_ms} (${r.over_limit}×), ${v.launches} launches, eager kernels ${v.kernelSumMs} ms (GEMVs ${v.gemvSumMs})`);
+      for (const k of v.kernels) log(`   ${k.what.padEnd(48)} ×${String(k.count).padStart(3)}  ${String(k.medianUs).padStart(8)} µs${k.fractionOfRead !== null ? `  ${Math.round(k.fractionOfRead * 100)}% of read` : ''}`);
+    } finally {
+      await engine.close();
+    }
+  });
+}
+save();
+log(`\nshape       limit ms  graphed ms  × limit  launches  eager kernels ms  ${variants.map((v) => v.padStart(7)).join(' ')}`);
+for (const [n, r] of Object.entries(result.shapes)) {
+  const by = variants.map((v) => String(r.graphed_ms_by_gemv[v] ?? '—').padStart(7)).join(' ');
+  log(`${n.padEnd(10)} ${String(r.limit_ms).padStart(9)} ${String(r.graphed_ms).padStart(11)} ${String(r.over_limit).padStart(8)} ${String(r.launches).padStart(9)} ${String(r.kernel_sum_ms).padStart(17)}  ${by}`);
+}
