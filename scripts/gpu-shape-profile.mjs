@@ -4,9 +4,11 @@
 // KV heads, intermediate size and vocabulary are the rank's slices: the same GEMVs, attention and
 // launches as the rank, without its all-reduces). For each shape: weight bytes read per token, the
 // graphed Program.run + device argmax time against weight bytes ÷ read bandwidth (measured in this run),
-// per decode-GEMV variant (ZINFER_PROFILE_GEMV, default every variant; they are bit-identical), and every
-// kernel of one eager step timed with CUDA events (GEMV GB/s per shape, µs for the rest). The microbench's
-// GEMV sweep (each variant alone, back to back) comes along.
+// per decode-GEMV variant (ZINFER_PROFILE_GEMV, default every variant; they are bit-identical) and per
+// assignment of the variants in ZINFER_PROFILE_MIX (default v1,roll,occ) to the GEMVs by epilogue (q|k|v and
+// the head / o and down / gate-up: every combination), and every kernel of one eager step timed with CUDA
+// events (GEMV GB/s per shape, µs for the rest). ZINFER_PROFILE_SWEEP=1 adds the microbench's GEMV sweep
+// (each variant alone, back to back; ~80 s).
 // The gap between the graphed step and its limit, shape by shape, says whether tp ranks lose to per-kernel
 // fixed costs (a gap that does not shrink with the slice) or to bandwidth.
 // Synthetic weights (every layer serves layer 0's values; each layer has its own device copy).
@@ -37,6 +39,9 @@ const L13 = llama({ hidden_size: 5120, intermediate_size: 13824, num_attention_h
 const L70 = llama({ hidden_size: 8192, intermediate_size: 28672, num_attention_heads: 64, num_key_value_heads: 8, num_hidden_layers: 80 });
 const SHAPES = { '7b': L7, '13b': L13, '13b-tp2': rankOf(L13, 2), '13b-tp4': rankOf(L13, 4), '70b-tp4': rankOf(L70, 4) };
 const variants = (process.env.ZINFER_PROFILE_GEMV || cuda.GEMV_VARIANTS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
+const mixVariants = (process.env.ZINFER_PROFILE_MIX ?? 'v1,roll,occ').split(',').map((s) => s.trim()).filter(Boolean);
+const MIX_EPILOGUES = ['none', 'residual', 'gated'];
+const mixes = MIX_EPILOGUES.reduce((acc) => acc.flatMap((a) => mixVariants.map((v) => [...a, v])), [[]]).filter((m) => m.length && new Set(m).size > 1);
 const pick = (process.env.ZINFER_SHAPES || Object.keys(SHAPES).join(',')).split(',').map((s) => s.trim()).filter(Boolean);
 
 const result = { card: null, date: new Date().toISOString(), read_gb_per_s: null, shapes: {} };
@@ -53,7 +58,7 @@ function bytesPerToken(c) {
 }
 
 await step('read bandwidth', () => {
-  const m = cuda.cudaMicrobench(0);
+  const m = cuda.cudaMicrobench(0, { readOnly: process.env.ZINFER_PROFILE_SWEEP !== '1' });
   result.read_gb_per_s = round(m.readGBps, 1);
   result.gemv_sweep = m.gemvSweep.map((g) => ({ ...g, us: round(g.us, 2), GBps: round(g.GBps, 0), fractionOfRead: round(g.fractionOfRead, 3) }));
   result.gemv_variant_mismatches = m.gemvVariantMismatches;
@@ -69,7 +74,7 @@ for (const name of pick) {
     log(`unknown shape ${name}`);
     continue;
   }
-  const r = (result.shapes[name] = { bytes_per_token: bytesPerToken(config), limit_ms: null, graphed_ms: null, over_limit: null, graphed_ms_by_gemv: {}, launches: null, kernel_sum_ms: null, kernels: null });
+  const r = (result.shapes[name] = { bytes_per_token: bytesPerToken(config), limit_ms: null, graphed_ms: null, over_limit: null, graphed_ms_by_gemv: {}, graphed_ms_by_mix: {}, best_mix: null, launches: null, kernel_sum_ms: null, kernels: null });
   r.limit_ms = result.read_gb_per_s ? round(r.bytes_per_token / (result.read_gb_per_s * 1e6), 3) : null;
   await step(`${name}: load, graphed decode, eager profile`, async () => {
     const dir = core.writeSyntheticModel(join(WORK, `shape-${name}`), config, { seed: 1, dtype: 'f16', std: 0.02, repeatLayer0: true });
@@ -85,10 +90,20 @@ for (const name of pick) {
           program.resetGraphs();
           r.graphed_ms_by_gemv[v] = round(await programDecode(program, testing.stepBatch, { rows: 1, context: 100, vocab, argmax: true, steps: 48 }), 3);
         }
+        cuda.setGemvVariant(base);
+        for (const m of mixes) { // none/residual/gated
+          cuda.setGemvVariantByEpilogue(Object.fromEntries(MIX_EPILOGUES.map((e, i) => [e, m[i]])));
+          program.resetGraphs();
+          r.graphed_ms_by_mix[m.join('/')] = round(await programDecode(program, testing.stepBatch, { rows: 1, context: 100, vocab, argmax: true, steps: 32 }), 3);
+        }
       } finally {
         cuda.setGemvVariant(base);
+        cuda.setGemvVariantByEpilogue({});
         program.resetGraphs();
       }
+      const all = { ...Object.fromEntries(Object.entries(r.graphed_ms_by_gemv).map(([v, ms]) => [`${v}/${v}/${v}`, ms])), ...r.graphed_ms_by_mix };
+      r.best_mix = Object.entries(all).sort((a, b) => a[1] - b[1]).slice(0, 5);
+      log(`${name}: best (none/residual/gated) ${JSON.stringify(r.best_mix)}`);
       r.graphed_ms = r.graphed_ms_by_gemv[base] ?? Math.min(...Object.values(r.graphed_ms_by_gemv));
       r.over_limit = ratio(r.graphed_ms, r.limit_ms);
       log(`${name}: graphed ms by GEMV variant ${JSON.stringify(r.graphed_ms_by_gemv)}`);
@@ -110,6 +125,8 @@ for (const name of pick) {
   });
 }
 save();
+log(`\nbest assignments (q|k|v and head / o and down / gate-up): ms`);
+for (const [n, r] of Object.entries(result.shapes)) log(`${n.padEnd(10)} ${(r.best_mix ?? []).map(([m, ms]) => `${m} ${ms}`).join(', ')}`);
 log(`\nshape       limit ms  graphed ms  × limit  launches  eager kernels ms  ${variants.map((v) => v.padStart(7)).join(' ')}`);
 for (const [n, r] of Object.entries(result.shapes)) {
   const by = variants.map((v) => String(r.graphed_ms_by_gemv[v] ?? '—').padStart(7)).join(' ');

@@ -7,7 +7,7 @@ import { BackendError, Rng } from '@zinfer/core';
 import { memoryWeights, stepBatch, tinyLlama, TINY_LLAMA, type TinyLlamaConfig } from '@zinfer/core/testing';
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
 import { DECODE_ATTENTION_VARIANTS, decodeAttentionKernel, decodeAttentionVariant, parseDecodeAttentionVariant, setDecodeAttentionVariant } from '../src/cuda/decode-attention-variant.js';
-import { GEMV_VARIANTS, gemvKernel, gemvLaunch, gemvVariant, parseGemvNarrow, parseGemvVariant, setGemvNarrow, setGemvVariant } from '../src/cuda/gemv-variant.js';
+import { GEMV_VARIANTS, gemvKernel, gemvLaunch, gemvVariant, parseGemvByEpilogue, parseGemvNarrow, parseGemvVariant, setGemvNarrow, setGemvVariant, setGemvVariantByEpilogue } from '../src/cuda/gemv-variant.js';
 import type { Dim3, KernelArg, LaunchHook } from '../src/cuda/gpu.js';
 import { gemvShape, summarizeProfile, type KernelTiming } from '../src/cuda/kernel-profile.js';
 import { loadKernelSources } from '../src/cuda/kernel-sources.js';
@@ -103,6 +103,22 @@ test('ZINFER_GEMV: unknown variants are a BackendError naming the field and the 
     assert.instance(e, BackendError);
     assert.is((e as BackendError).info.field, 'ZINFER_GEMV');
     assert.is((e as BackendError).info.expected, 'v1 | roll | occ | stage');
+  }
+});
+
+test('ZINFER_GEMV_BY_EPILOGUE: each listed epilogue takes its variant, the rest the selected one; bad items name the field', () => {
+  assert.equal(parseGemvByEpilogue('residual:occ, gated:v1'), { residual: 'occ', gated: 'v1' });
+  assert.equal(parseGemvByEpilogue(undefined), {});
+  setGemvVariantByEpilogue({ residual: 'occ' });
+  try {
+    assert.is(gemvLaunch(1, 'f16', 'f16', 4096, 'residual').kernel, 'gemv1o_f16_f16');
+    assert.is(gemvLaunch(1, 'f16', 'f16', 4096, 'gated').kernel, `gemv1${gemvVariant() === 'roll' ? 'r' : ''}_f16_f16`);
+    assert.is(gemvLaunch(4, 'f16', 'f16', 4096, 'residual').kernel, 'gemv4_f16_f16'); // variants exist for 1–2 rows
+  } finally {
+    setGemvVariantByEpilogue({});
+  }
+  for (const bad of ['down:occ', 'residual:fast', 'residual']) {
+    assert.throws(() => parseGemvByEpilogue(bad), (e: BackendError) => e instanceof BackendError && String(e.info.field).startsWith('ZINFER_GEMV_BY_EPILOGUE'));
   }
 });
 

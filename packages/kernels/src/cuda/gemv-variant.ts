@@ -2,7 +2,8 @@
 // bit-identical results and differ only in how many weight loads each thread keeps in flight and how many
 // blocks an SM holds, so the device bench times them against each other in one run (ZINFER_GEMV, or
 // setGemvVariant between steps; a program with CUDA graphs must drop them to see a change: resetGraphs).
-import { EnvChoice } from './env-choice.js';
+import { BackendError } from '@zinfer/core';
+import { EnvChoice, parseChoice } from './env-choice.js';
 
 /**
  * v1: 4 loads a row, reissued per round; roll (the default): reissued per slot; occ: roll, 2 loads, 4 blocks
@@ -33,6 +34,31 @@ export function gemvKernel(rowsVariant: number, weight: string, act: string, v: 
   return `gemv${rowsVariant}${has ? INFIX[v] : ''}_${weight}_${act}`;
 }
 
+/** The epilogue of a fused GEMV (EPI in linear-launch.ts): q|k|v and heads are 'none', o and down 'residual'. */
+export type GemvEpilogue = 'none' | 'residual' | 'gated' | 'act';
+const EPILOGUES: readonly GemvEpilogue[] = ['none', 'residual', 'gated', 'act'];
+
+/**
+ * Per-epilogue overrides of the variant, e.g. `residual:occ,gated:roll` (ZINFER_GEMV_BY_EPILOGUE, or
+ * setGemvVariantByEpilogue): the variants are bit-identical, so the bench can search which suits which
+ * GEMV on a card (their best differs with the grid and the row length). Unlisted epilogues take the variant.
+ */
+export function parseGemvByEpilogue(value: string | undefined, field = 'ZINFER_GEMV_BY_EPILOGUE'): Partial<Record<GemvEpilogue, GemvVariant>> {
+  const out: Partial<Record<GemvEpilogue, GemvVariant>> = {};
+  for (const item of (value ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+    const [e, v] = item.split(':');
+    const epilogue = parseChoice(e, EPILOGUES, 'none', `${field} (epilogue of '${item}')`);
+    if (!v) throw new BackendError(`${field}: '${item}' names no variant (epilogue:variant)`, { field, expected: 'epilogue:variant', found: item });
+    out[epilogue] = variant.parse(v, `${field} (variant of '${item}')`);
+  }
+  return out;
+}
+let byEpilogue = parseGemvByEpilogue(process.env.ZINFER_GEMV_BY_EPILOGUE);
+export const gemvVariantByEpilogue = (): Partial<Record<GemvEpilogue, GemvVariant>> => ({ ...byEpilogue });
+export const setGemvVariantByEpilogue = (map: Partial<Record<GemvEpilogue, GemvVariant>>): void => {
+  byEpilogue = parseGemvByEpilogue(Object.entries(map).map(([e, v]) => `${e}:${v}`).join(','), 'setGemvVariantByEpilogue');
+};
+
 /**
  * Narrow rows: inputs of at most GEMV_WARP_MAX_IN elements (GPT-2's 768, its LM head included) in the 16-bit
  * modes at 1–2 rows take the one-warp GEMV (gemv1w_*, gemv2w_*: cuda/gemv.cu) under 'warp' (the default),
@@ -47,9 +73,9 @@ export const parseGemvNarrow = (value: string | undefined, field?: string): Gemv
 export const gemvNarrow = (): GemvNarrowMode => narrow.get();
 export const setGemvNarrow = (mode: GemvNarrowMode): void => narrow.set(mode);
 
-/** The GEMV entry point and block size for a launch of `rows` rows over `inF` inputs. */
-export function gemvLaunch(rows: number, weight: string, act: string, inF: number): { kernel: string; threads: number } {
+/** The GEMV entry point and block size for a launch of `rows` rows over `inF` inputs with `epilogue`. */
+export function gemvLaunch(rows: number, weight: string, act: string, inF: number, epilogue: GemvEpilogue = 'none'): { kernel: string; threads: number } {
   const rv = rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8;
   if (narrow.get() === 'warp' && rv <= 2 && inF <= GEMV_WARP_MAX_IN && act !== 'f32' && weight === act) return { kernel: `gemv${rv}w_${weight}_${act}`, threads: 32 };
-  return { kernel: gemvKernel(rv, weight, act), threads: 128 };
+  return { kernel: gemvKernel(rv, weight, act, byEpilogue[epilogue] ?? variant.get()), threads: 128 };
 }

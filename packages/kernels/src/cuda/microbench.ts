@@ -50,7 +50,8 @@ export interface MicrobenchResult {
 
 const GiB = 2 ** 30;
 
-export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number } = {}): MicrobenchResult {
+/** readOnly: stop after the copy and read bandwidths (what a bench's limits need); the rest is empty, NaN or null. */
+export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number; readOnly?: boolean } = {}): MicrobenchResult {
   const device = CudaDevice.open(ordinal);
   const gpu = new CudaStream(device);
   const { api } = device.driver;
@@ -112,6 +113,11 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number } = {})
     const n16 = Math.floor(big / 16);
     const readMs = time(() => gpu.launch('read_bandwidth', { x: readBlocks }, 256, [sink, buf, n16]), 5, 7);
     const readGBps = big / (readMs * 1e6);
+    const device_ = `${device.props.name} (sm_${device.props.arch})`;
+    if (opts.readOnly) {
+      const none = { gemv: [], gemvMaxRelError: NaN, gemvSweep: [], gemvVariantMismatches: [], launchHostUs: NaN, launchDeviceUs: NaN };
+      return { device: device_, copyGBps, readGBps, ...none, cublasF32Tflops: null, cublasBf16Tflops: null, cublasPrefill: [], cublasDecode64: [], prefillKernels: [] };
+    }
 
     // Parity-mode GEMV (f32 activations) on [11008, 4096] f16, as measured since the first run.
     const outF = 11008;
@@ -273,7 +279,7 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number } = {})
       cublasError = (e as Error).message;
     }
     return {
-      device: `${device.props.name} (sm_${device.props.arch})`,
+      device: device_,
       copyGBps,
       readGBps,
       gemv,
