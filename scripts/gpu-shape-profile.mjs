@@ -60,12 +60,13 @@ function bytesPerToken(c) {
 await step('read bandwidth', () => {
   const m = cuda.cudaMicrobench(0, { readOnly: process.env.ZINFER_PROFILE_SWEEP !== '1' });
   result.read_gb_per_s = round(m.readGBps, 1);
+  result.card = m.device;
   result.gemv_sweep = m.gemvSweep.map((g) => ({ ...g, us: round(g.us, 2), GBps: round(g.GBps, 0), fractionOfRead: round(g.fractionOfRead, 3) }));
   result.gemv_variant_mismatches = m.gemvVariantMismatches;
   return { readGBps: m.readGBps, mismatches: m.gemvVariantMismatches };
 });
 const info = await cuda.cudaBackend({ device: 0 }).probe().catch(() => null);
-result.card = info?.name ?? null;
+result.card ??= info?.name ?? null;
 log(`card ${result.card}, read ${result.read_gb_per_s} GB/s`);
 
 for (const name of pick) {

@@ -7,7 +7,7 @@ import { BackendError, Rng } from '@zinfer/core';
 import { memoryWeights, stepBatch, tinyLlama, TINY_LLAMA, type TinyLlamaConfig } from '@zinfer/core/testing';
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
 import { DECODE_ATTENTION_VARIANTS, decodeAttentionKernel, decodeAttentionVariant, parseDecodeAttentionVariant, setDecodeAttentionVariant } from '../src/cuda/decode-attention-variant.js';
-import { GEMV_VARIANTS, gemvKernel, gemvLaunch, gemvVariant, parseGemvByEpilogue, parseGemvNarrow, parseGemvVariant, setGemvNarrow, setGemvVariant, setGemvVariantByEpilogue } from '../src/cuda/gemv-variant.js';
+import { autoGemvVariant, GEMV_KERNEL_VARIANTS, GEMV_VARIANTS, gemvKernel, gemvLaunch, gemvVariant, parseGemvByEpilogue, parseGemvNarrow, parseGemvVariant, setGemvNarrow, setGemvVariant, setGemvVariantByEpilogue } from '../src/cuda/gemv-variant.js';
 import type { Dim3, KernelArg, LaunchHook } from '../src/cuda/gpu.js';
 import { gemvShape, summarizeProfile, type KernelTiming } from '../src/cuda/kernel-profile.js';
 import { loadKernelSources } from '../src/cuda/kernel-sources.js';
@@ -48,7 +48,7 @@ test('GEMV variants: their own entry points for 1–2 rows in the 16-bit modes (
     for (const [w, a] of [['f32', 'f32'], ['f16', 'f32'], ['bf16', 'f32'], ['f16', 'f16'], ['bf16', 'bf16']]) {
       const v1 = gemvKernel(rows, w, a, 'v1');
       assert.ok(kernels.has(v1), v1);
-      for (const v of GEMV_VARIANTS) {
+      for (const v of GEMV_KERNEL_VARIANTS) {
         const name = gemvKernel(rows, w, a, v);
         assert.equal(kernels.get(name)?.params, kernels.get(v1)!.params, name);
         assert.is(name !== v1, v !== 'v1' && rows <= 2 && a !== 'f32', `${v} ${rows} ${w} ${a}: ${name}`);
@@ -86,7 +86,7 @@ test('narrow rows take the one-warp GEMV in 16-bit modes at 1–2 rows (ZINFER_G
   assert.equal(gemvLaunch(1, 'f16', 'f32', 768).threads, 128, 'parity mode');
   setGemvNarrow('block');
   try {
-    assert.equal(gemvLaunch(1, 'f16', 'f16', 768), { kernel: gemvKernel(1, 'f16', 'f16'), threads: 128 });
+    assert.equal(gemvLaunch(1, 'f16', 'f16', 768), { kernel: gemvKernel(1, 'f16', 'f16', autoGemvVariant('none', 1)), threads: 128 });
   } finally {
     setGemvNarrow('warp');
   }
@@ -94,7 +94,7 @@ test('narrow rows take the one-warp GEMV in 16-bit modes at 1–2 rows (ZINFER_G
 });
 
 test('ZINFER_GEMV: unknown variants are a BackendError naming the field and the choices', () => {
-  assert.is(parseGemvVariant(undefined), 'roll');
+  assert.is(parseGemvVariant(undefined), 'auto');
   assert.is(parseGemvVariant('occ'), 'occ');
   try {
     parseGemvVariant('fast');
@@ -102,7 +102,7 @@ test('ZINFER_GEMV: unknown variants are a BackendError naming the field and the 
   } catch (e) {
     assert.instance(e, BackendError);
     assert.is((e as BackendError).info.field, 'ZINFER_GEMV');
-    assert.is((e as BackendError).info.expected, 'v1 | roll | occ | stage');
+    assert.is((e as BackendError).info.expected, 'v1 | roll | occ | stage | auto');
   }
 });
 
@@ -112,7 +112,7 @@ test('ZINFER_GEMV_BY_EPILOGUE: each listed epilogue takes its variant, the rest 
   setGemvVariantByEpilogue({ residual: 'occ' });
   try {
     assert.is(gemvLaunch(1, 'f16', 'f16', 4096, 'residual').kernel, 'gemv1o_f16_f16');
-    assert.is(gemvLaunch(1, 'f16', 'f16', 4096, 'gated').kernel, `gemv1${gemvVariant() === 'roll' ? 'r' : ''}_f16_f16`);
+    assert.is(gemvLaunch(1, 'f16', 'f16', 4096, 'gated').kernel, 'gemv1r_f16_f16'); // auto: one round of 4 vectors
     assert.is(gemvLaunch(4, 'f16', 'f16', 4096, 'residual').kernel, 'gemv4_f16_f16'); // variants exist for 1–2 rows
   } finally {
     setGemvVariantByEpilogue({});
@@ -120,6 +120,20 @@ test('ZINFER_GEMV_BY_EPILOGUE: each listed epilogue takes its variant, the rest 
   for (const bad of ['down:occ', 'residual:fast', 'residual']) {
     assert.throws(() => parseGemvByEpilogue(bad), (e: BackendError) => e instanceof BackendError && String(e.info.field).startsWith('ZINFER_GEMV_BY_EPILOGUE'));
   }
+});
+
+test('auto: occ for residual GEMVs; roll for rows of one full round (4 vectors a thread); v1 for wide gated rows; occ else', () => {
+  assert.is(gemvVariant(), 'auto');
+  const kernel = (inF: number, e: 'none' | 'residual' | 'gated') => gemvLaunch(1, 'bf16', 'bf16', inF, e).kernel;
+  assert.is(kernel(4096, 'residual'), 'gemv1o_bf16_bf16');
+  assert.is(kernel(11008, 'residual'), 'gemv1o_bf16_bf16');
+  assert.is(kernel(4096, 'none'), 'gemv1r_bf16_bf16');
+  assert.is(kernel(5120, 'none'), 'gemv1o_bf16_bf16');
+  assert.is(kernel(5120, 'gated'), 'gemv1o_bf16_bf16');
+  assert.is(kernel(8192, 'gated'), 'gemv1_bf16_bf16');
+  assert.is(kernel(8192, 'none'), 'gemv1o_bf16_bf16');
+  assert.is(gemvLaunch(4, 'bf16', 'bf16', 8192, 'residual').kernel, 'gemv4_bf16_bf16', 'no variants above 2 rows');
+  assert.is(gemvLaunch(1, 'f16', 'f32', 4096, 'residual').kernel, 'gemv1_f16_f32', 'nor in parity mode');
 });
 
 test('runObserved: one decode step runs eagerly with the hook seeing every launch while its bucket has a graph; resetGraphs recaptures with the selected GEMV variant', async () => {
@@ -183,7 +197,7 @@ async function runObservedCase(): Promise<void> {
     assert.ok(gpu.launches.slice(start).some((l) => /^attn_decode\d+p_f16$/.test(l.kernel)), 'the pipelined decode attention');
     setDecodeAttentionVariant(attnBefore);
     program.resetGraphs();
-    for (const v of GEMV_VARIANTS) {
+    for (const v of GEMV_KERNEL_VARIANTS) {
       setGemvVariant(v);
       program.resetGraphs();
       const start = gpu.launches.length;
@@ -191,7 +205,7 @@ async function runObservedCase(): Promise<void> {
       const gemvs = gpu.launches.slice(start).filter((l) => l.kernel.startsWith('gemv'));
       assert.ok(gemvs.length >= 4 && gemvs.every((l) => l.kernel.startsWith(gemvKernel(1, 'f16', 'f16', v).split('_')[0] + '_')), `${v}: ${gemvs.map((l) => l.kernel).join(' ')}`);
     }
-    assert.is(program.stats.graphCaptures, 1 + GEMV_VARIANTS.length);
+    assert.is(program.stats.graphCaptures, 1 + GEMV_KERNEL_VARIANTS.length);
   } finally {
     setGemvVariant(before);
     setDecodeAttentionVariant(attnBefore);

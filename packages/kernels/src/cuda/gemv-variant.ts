@@ -6,20 +6,23 @@ import { BackendError } from '@zinfer/core';
 import { EnvChoice, parseChoice } from './env-choice.js';
 
 /**
- * v1: 4 loads a row, reissued per round; roll (the default): reissued per slot; occ: roll, 2 loads, 4 blocks
- * an SM; stage: roll with the slots in shared memory filled by cp.async (80 registers instead of 167: 6
- * blocks an SM, twice the bytes in flight). On an H100 (2026-11-28, graphed Llama-2-7B-shape batch-1
- * decode) roll 5.062 ms, v1 5.183, occ 5.323; a persistent grid looping over the tiles measured 5.584 and
- * was dropped (PERF-NOTES.md).
+ * v1: 4 loads a row, reissued per round; roll: reissued per slot; occ: roll, 2 loads, 4 blocks an SM; stage:
+ * roll with the slots in shared memory filled by cp.async (80 registers instead of 167: 6 blocks an SM);
+ * auto (the default): one of v1 / roll / occ per launch, by autoGemvVariant. On an H100 (2026-11-28,
+ * graphed Llama-2-7B-shape batch-1 decode) roll 5.062 ms, v1 5.183, occ 5.323; a persistent grid looping
+ * over the tiles measured 5.584 and was dropped; stage measured slower than roll on an H200 (PERF-NOTES.md).
  */
-export const GEMV_VARIANTS = ['v1', 'roll', 'occ', 'stage'] as const;
+export const GEMV_VARIANTS = ['v1', 'roll', 'occ', 'stage', 'auto'] as const;
 export type GemvVariant = (typeof GEMV_VARIANTS)[number];
+/** The variants with their own entry points (auto picks one of them per launch). */
+export const GEMV_KERNEL_VARIANTS = ['v1', 'roll', 'occ', 'stage'] as const;
+export type GemvKernelVariant = (typeof GEMV_KERNEL_VARIANTS)[number];
 
 /** The entry-point infix of each variant: gemv1_f16_f16, gemv1r_f16_f16, gemv1o_f16_f16, gemv1s_f16_f16. */
-const INFIX: Record<GemvVariant, string> = { v1: '', roll: 'r', occ: 'o', stage: 's' };
+const INFIX: Record<GemvKernelVariant, string> = { v1: '', roll: 'r', occ: 'o', stage: 's' };
 
-const variant = new EnvChoice(GEMV_VARIANTS, 'roll', 'ZINFER_GEMV');
-/** The variant named by an environment value (unset or empty: roll). */
+const variant = new EnvChoice(GEMV_VARIANTS, 'auto', 'ZINFER_GEMV');
+/** The variant named by an environment value (unset or empty: auto). */
 export const parseGemvVariant = (value: string | undefined, field?: string): GemvVariant => variant.parse(value, field);
 export const gemvVariant = (): GemvVariant => variant.get();
 /** Selects the variant later launches use (the bench's A/B; tests). */
@@ -29,7 +32,7 @@ export const setGemvVariant = (v: GemvVariant): void => variant.set(v);
  * The entry point of the GEMV for `rowsVariant` rows (1, 2, 4 or 8) in the given dtypes. The variants are
  * compiled for 1 and 2 rows in the 16-bit modes (weights in the activation dtype); everything else is v1.
  */
-export function gemvKernel(rowsVariant: number, weight: string, act: string, v: GemvVariant = variant.get()): string {
+export function gemvKernel(rowsVariant: number, weight: string, act: string, v: GemvKernelVariant): string {
   const has = rowsVariant <= 2 && act !== 'f32' && weight === act;
   return `gemv${rowsVariant}${has ? INFIX[v] : ''}_${weight}_${act}`;
 }
@@ -60,6 +63,22 @@ export const setGemvVariantByEpilogue = (map: Partial<Record<GemvEpilogue, GemvV
 };
 
 /**
+ * The auto rule, fitted on an NVIDIA H200 (graphed batch-1 decode of Llama shapes from 7B to a 70B tp-4 rank,
+ * every assignment of v1 / roll / occ to the three kinds of GEMV: bench/results/gemv-mix-h200.json):
+ *   - residual GEMVs (o, down: a few thousand outputs, 1–3 waves of blocks) take occ, whose 4 blocks an SM
+ *     cut the waves: best on every shape;
+ *   - the others by `perThread`, the 16-byte vectors of a weight row each of the 128 threads loads: roll
+ *     when that is exactly its 4 slots (rows of 4,096 at 16 bits: one full round), v1 for gated GEMVs of 8
+ *     or more (8,192-wide rows), else occ (5,120-wide rows: roll's second round of 1 vector is a latency
+ *     trip with little in flight).
+ */
+export function autoGemvVariant(epilogue: GemvEpilogue, perThread: number): GemvKernelVariant {
+  if (epilogue === 'residual') return 'occ';
+  if (perThread === 4) return 'roll';
+  return epilogue === 'gated' && perThread >= 8 ? 'v1' : 'occ';
+}
+
+/**
  * Narrow rows: inputs of at most GEMV_WARP_MAX_IN elements (GPT-2's 768, its LM head included) in the 16-bit
  * modes at 1–2 rows take the one-warp GEMV (gemv1w_*, gemv2w_*: cuda/gemv.cu) under 'warp' (the default),
  * the 128-thread one under 'block'. ZINFER_GEMV_NARROW, or setGemvNarrow between steps (then resetGraphs).
@@ -77,5 +96,6 @@ export const setGemvNarrow = (mode: GemvNarrowMode): void => narrow.set(mode);
 export function gemvLaunch(rows: number, weight: string, act: string, inF: number, epilogue: GemvEpilogue = 'none'): { kernel: string; threads: number } {
   const rv = rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8;
   if (narrow.get() === 'warp' && rv <= 2 && inF <= GEMV_WARP_MAX_IN && act !== 'f32' && weight === act) return { kernel: `gemv${rv}w_${weight}_${act}`, threads: 32 };
-  return { kernel: gemvKernel(rv, weight, act, byEpilogue[epilogue] ?? variant.get()), threads: 128 };
+  const v = byEpilogue[epilogue] ?? variant.get();
+  return { kernel: gemvKernel(rv, weight, act, v === 'auto' ? autoGemvVariant(epilogue, Math.ceil(inF / 8 / 128)) : v), threads: 128 };
 }

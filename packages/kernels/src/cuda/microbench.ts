@@ -6,7 +6,7 @@
 import { f16ToF32, f32ToF16, type FloatDType } from '@zinfer/core';
 import { CudaDevice } from './device.js';
 import type { Ptr } from './driver-api.js';
-import { GEMV_VARIANTS, gemvKernel, type GemvVariant } from './gemv-variant.js';
+import { GEMV_KERNEL_VARIANTS, gemvKernel, type GemvKernelVariant } from './gemv-variant.js';
 import { EPI, GEMV_THREADS, GEMV_WROWS, NORM } from './linear-launch.js';
 import { packStep } from './step-metadata.js';
 import { CudaStream } from './stream.js';
@@ -15,7 +15,7 @@ export interface GemvTiming {
   /** e.g. 'q|k|v 4096→12288' */
   shape: string;
   /** The kernel variant (gemv-variant.ts). */
-  variant: GemvVariant;
+  variant: GemvKernelVariant;
   rows: number;
   us: number;
   GBps: number;
@@ -181,7 +181,7 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number; readOn
           return [...seg(0), ...seg(1), ...seg(2), xh, epi === EPI.residual ? res : 0n, norm ? normW : 0n, 0n, 1e-5, rows, k, epi, 1, norm, 0, 0n, 0, 0];
         };
         const blocks = epi === EPI.gated ? Math.ceil(n[0] / 2) : n.reduce((a, b) => a + Math.ceil(b / GEMV_WROWS), 0);
-        for (const variant of rows <= 2 ? GEMV_VARIANTS : (['v1'] as const)) {
+        for (const variant of rows <= 2 ? GEMV_KERNEL_VARIANTS : (['v1'] as const)) {
           const kernel = gemvKernel(rowsVariant(rows), 'f16', 'f16', variant);
           const ms = time((i) => gpu.launch(kernel, { x: blocks }, GEMV_THREADS, args(i)), 20);
           const GBps = bytes / (ms * 1e6);
@@ -189,14 +189,14 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number; readOn
         }
         if (rows === 2) {
           // The variants add in the same order: their outputs must match v1's bit for bit.
-          const outputs = GEMV_VARIANTS.map((variant) => {
+          const outputs = GEMV_KERNEL_VARIANTS.map((variant) => {
             gpu.fill32(yh, 0, (8 * 32000 * 4) / 4);
             gpu.launch(gemvKernel(2, 'f16', 'f16', variant), { x: blocks }, GEMV_THREADS, args(0));
             const host = new Uint16Array(8 * 32000 * 2);
             gpu.download(host, yh);
             return host;
           });
-          for (let v = 1; v < outputs.length; v++) if (!outputs[v].every((b, i) => b === outputs[0][i])) gemvVariantMismatches.push(`${GEMV_VARIANTS[v]} ${shape}`);
+          for (let v = 1; v < outputs.length; v++) if (!outputs[v].every((b, i) => b === outputs[0][i])) gemvVariantMismatches.push(`${GEMV_KERNEL_VARIANTS[v]} ${shape}`);
         }
       }
     };
