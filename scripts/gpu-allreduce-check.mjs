@@ -29,7 +29,8 @@ const SIZES = SIM ? [1, 7, 8, 33, 1000, 4097] : [1, 7, 8, 1023, 4096, 5120, 8192
 const LATENCY_BYTES = [8192, 16_384, 65_536, 262_144, 1_048_576];
 // Buffers for every checked size (2M f32 = 8 MiB), so the check covers the kernel up to there; the
 // engine's default threshold is ZINFER_PEER_ALLREDUCE_MAX_BYTES (512 KiB).
-const SETTINGS = { enabled: true, maxBytes: 8 * 2 ** 20, halfBytes: 8 * 2 ** 20, blocks: Number(process.env.ZINFER_PEER_ALLREDUCE_BLOCKS || 32) };
+// 9 MiB: the largest case (2M f32 elements, 8 MiB) also runs at its odd size (n + 1) in the same graph.
+const SETTINGS = { enabled: true, maxBytes: 9 * 2 ** 20, halfBytes: 9 * 2 ** 20, blocks: Number(process.env.ZINFER_PEER_ALLREDUCE_BLOCKS || 32) };
 
 if (isMainThread) await main();
 else await rankMain(workerData);
