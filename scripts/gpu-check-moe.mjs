@@ -131,7 +131,7 @@ export async function checkMoe(env) {
   const { timeMixtralLayers, MIXTRAL } = await import('./gpu-check-moe-timing.mjs');
   await runCase('moe timing', `moeExperts decode, ${dry ? 'tiny' : 'Mixtral-8x7B'} layer shape, bf16, batch 1 and 64`, async () => {
     let readGBps = results.microbench?.readGBps ?? null; // the bench group's probe, when it ran first
-    if (!readGBps && !dry && cuda?.cudaMicrobench) readGBps = cuda.cudaMicrobench(0).readGBps;
+    if (!readGBps && !dry && cuda?.cudaMicrobench) readGBps = cuda.cudaMicrobench(0, { readOnly: true }).readGBps;
     const shape = dry ? { hidden: 64, inter: 96, experts: 8, topK: 2 } : MIXTRAL;
     results.moeTiming = await timeMixtralLayers({ core, testing, makeBackend, opts, readGBps, shape, runs: dry ? 2 : 20 });
     save();

@@ -8,7 +8,7 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 
 /** cudaMicrobench(ordinal) in a child process, so every GPU is measured at once. */
 export function microbenchProcess(ordinal) {
-  const code = `import('@zinfer/kernels/cuda').then((m) => { const r = m.cudaMicrobench(${ordinal}); console.log(JSON.stringify({ readGBps: r.readGBps, copyGBps: r.copyGBps })); })`;
+  const code = `import('@zinfer/kernels/cuda').then((m) => { const r = m.cudaMicrobench(${ordinal}, { readOnly: true }); console.log(JSON.stringify({ readGBps: r.readGBps, copyGBps: r.copyGBps })); })`;
   return runChild(['--input-type=module', '-e', code], { timeoutS: 150 }).then((lines) => JSON.parse(lines.at(-1)));
 }
 
