@@ -33,6 +33,26 @@
 #define NORM_RMS 1
 #define NORM_LAYER 2
 
+// Bytes of dynamic shared memory the launch gave (0: none).
+__device__ __forceinline__ u32 dynamic_smem_bytes() {
+  u32 r;
+  asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(r));
+  return r;
+}
+
+// N elements of T from shared memory (16-byte aligned), widened: plain loads, as load_vec's __ldg is for
+// global memory only.
+template <typename T, int N> __device__ __forceinline__ void load_vec_smem(const T *p, float *out) {
+  static_assert((N * sizeof(T)) % 16 == 0, "whole 16-byte vectors");
+#pragma unroll
+  for (int j = 0; j < N * (int)sizeof(T) / 16; j++) widen16<T>(reinterpret_cast<const uint4 *>(p)[j], out + j * Vec16<T>::N);
+}
+
+// Copies `bytes` (a multiple of 16) from global src to shared dst, 16 bytes a thread at a time, all in flight.
+template <int THREADS> __device__ __forceinline__ void copy_to_smem(void *dst, const void *src, int bytes) {
+  for (int i = threadIdx.x; i < bytes / 16; i += THREADS) reinterpret_cast<uint4 *>(dst)[i] = __ldg(reinterpret_cast<const uint4 *>(src) + i);
+}
+
 template <int R, int U, bool ROLL, bool STAGE, int THREADS, typename W, typename A>
 __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, const W *w1, const float *b1, int n1, void *y2,
                      const W *w2, const float *b2, int n2, const A *__restrict__ x, const A *__restrict__ res,
@@ -90,13 +110,35 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
     // Rows of W (and of x) then start 16-byte aligned: allocations are 256-byte aligned.
     const int nv = inF / N;
     constexpr int step = THREADS * U; // U vectors per weight row per thread in flight
+    // Staged inputs, when the launch gives the dynamic shared memory for them (linear-launch.ts): the rows
+    // of x (copied once, right after the wait, all loads in flight together, while the weights are in
+    // flight too) and the norm's weights (copied before the wait). Unstaged, each vector of x is an L2
+    // trip inside consume, one after another. Same values, same arithmetic: bit-identical either way.
+    extern __shared__ __align__(16) unsigned char gemv_stage[];
+    const int xBytes = rows * inF * (int)sizeof(A);
+    const int normBytes = norm == NORM_NONE ? 0 : norm == NORM_RMS ? inF * 4 : 2 * inF * 4;
+    const bool staged = (int)dynamic_smem_bytes() >= xBytes + normBytes;
+    const A *xs = reinterpret_cast<const A *>(gemv_stage);
+    const float *gs = reinterpret_cast<const float *>(gemv_stage + xBytes), *bs = gs + inF;
+    auto stage_norm = [&]() { // weights: before the wait
+      if (staged && norm != NORM_NONE) copy_to_smem<THREADS>(gemv_stage + xBytes, normW, inF * 4);
+      if (staged && norm == NORM_LAYER) copy_to_smem<THREADS>(gemv_stage + xBytes + inF * 4, normB, inF * 4);
+    };
+    auto stage_x = [&]() { // after the wait
+      if (staged) {
+        copy_to_smem<THREADS>(gemv_stage, x, xBytes);
+        __syncthreads();
+      }
+    };
     // One 16-byte vector v of each weight row (widened in wf) against every row of x.
     auto consume = [&](int v, float (&wf)[GEMV_WROWS][N]) {
       float g[N], gb[N];
       if (norm != NORM_NONE) {
-        load_vec<float, N>(normW + (i64)v * N, g);
+        if (staged) load_vec_smem<float, N>(gs + (i64)v * N, g);
+        else load_vec<float, N>(normW + (i64)v * N, g);
         if (norm == NORM_LAYER) {
-          load_vec<float, N>(normB + (i64)v * N, gb);
+          if (staged) load_vec_smem<float, N>(bs + (i64)v * N, gb);
+          else load_vec<float, N>(normB + (i64)v * N, gb);
 #pragma unroll
           for (int i = 0; i < GEMV_WROWS; i++) {
 #pragma unroll
@@ -111,7 +153,8 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
       for (int r = 0; r < R; r++) {
         if (r < rows) {
           float xv[N];
-          load_vec<A, N>(x + (i64)r * inF + (i64)v * N, xv);
+          if (staged) load_vec_smem<A, N>(xs + (i64)r * inF + (i64)v * N, xv);
+          else load_vec<A, N>(x + (i64)r * inF + (i64)v * N, xv);
           if (norm != NORM_NONE) {
 #pragma unroll
             for (int k = 0; k < N; k++) {
@@ -145,7 +188,9 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
       };
 #pragma unroll
       for (int u = 0; u < U; u++) fetch(u, threadIdx.x + u * THREADS);
+      stage_norm();
       grid_dep_wait();
+      stage_x();
       for (int base = threadIdx.x; base < nv; base += step) {
 #pragma unroll
         for (int u = 0; u < U; u++) {
@@ -167,7 +212,9 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
       };
 #pragma unroll
       for (int u = 0; u < U; u++) fetch(u, threadIdx.x + u * THREADS);
+      stage_norm();
       grid_dep_wait(); // weights never change: only x, the residual and the outputs wait for the kernel before
+      stage_x();
       for (int base = threadIdx.x; base < nv; base += step) {
 #pragma unroll
         for (int u = 0; u < U; u++) {

@@ -79,6 +79,17 @@ export function autoGemvVariant(epilogue: GemvEpilogue, perThread: number): Gemv
 }
 
 /**
+ * Whether GEMVs stage their inputs (the rows of x, the norm's weights) in shared memory (cuda/gemv.cu):
+ * 'on' (the default) or 'off' (ZINFER_GEMV_STAGE_X, or setGemvStageX between steps, then resetGraphs).
+ * Bit-identical either way; off, each 16-byte vector of x is its own L2 trip inside the dot-product loop.
+ */
+export const GEMV_STAGE_X_MODES = ['on', 'off'] as const;
+export type GemvStageXMode = (typeof GEMV_STAGE_X_MODES)[number];
+const stageX = new EnvChoice(GEMV_STAGE_X_MODES, 'on', 'ZINFER_GEMV_STAGE_X');
+export const gemvStageX = (): GemvStageXMode => stageX.get();
+export const setGemvStageX = (mode: GemvStageXMode): void => stageX.set(mode);
+
+/**
  * Narrow rows: inputs of at most GEMV_WARP_MAX_IN elements (GPT-2's 768, its LM head included) in the 16-bit
  * modes at 1–2 rows take the one-warp GEMV (gemv1w_*, gemv2w_*: cuda/gemv.cu) under 'warp' (the default),
  * the 128-thread one under 'block'. ZINFER_GEMV_NARROW, or setGemvNarrow between steps (then resetGraphs).
@@ -92,10 +103,21 @@ export const parseGemvNarrow = (value: string | undefined, field?: string): Gemv
 export const gemvNarrow = (): GemvNarrowMode => narrow.get();
 export const setGemvNarrow = (mode: GemvNarrowMode): void => narrow.set(mode);
 
-/** The GEMV entry point and block size for a launch of `rows` rows over `inF` inputs with `epilogue`. */
-export function gemvLaunch(rows: number, weight: string, act: string, inF: number, epilogue: GemvEpilogue = 'none'): { kernel: string; threads: number } {
+/**
+ * Dynamic shared memory a GEMV entry point may take for its staged inputs: a block's shared memory stays
+ * within 48 KiB (no opt-in), and the entry points hold up to ~1.2 KiB statically (the reduction), `stage`
+ * variants ~34 KiB (their load slots).
+ */
+const STAGED_LIMIT = { plain: 46 * 1024, stage: 12 * 1024 } as const;
+
+/**
+ * The GEMV entry point and block size for a launch of `rows` rows over `inF` inputs with `epilogue`, and
+ * the most dynamic shared memory it may be given (stagedLimit).
+ */
+export function gemvLaunch(rows: number, weight: string, act: string, inF: number, epilogue: GemvEpilogue = 'none'): { kernel: string; threads: number; stagedLimit: number } {
   const rv = rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8;
-  if (narrow.get() === 'warp' && rv <= 2 && inF <= GEMV_WARP_MAX_IN && act !== 'f32' && weight === act) return { kernel: `gemv${rv}w_${weight}_${act}`, threads: 32 };
+  if (narrow.get() === 'warp' && rv <= 2 && inF <= GEMV_WARP_MAX_IN && act !== 'f32' && weight === act) return { kernel: `gemv${rv}w_${weight}_${act}`, threads: 32, stagedLimit: STAGED_LIMIT.plain };
   const v = byEpilogue[epilogue] ?? variant.get();
-  return { kernel: gemvKernel(rv, weight, act, v === 'auto' ? autoGemvVariant(epilogue, Math.ceil(inF / 8 / 128)) : v), threads: 128 };
+  const kv = v === 'auto' ? autoGemvVariant(epilogue, Math.ceil(inF / 8 / 128)) : v;
+  return { kernel: gemvKernel(rv, weight, act, kv), threads: 128, stagedLimit: kv === 'stage' ? STAGED_LIMIT.stage : STAGED_LIMIT.plain };
 }
