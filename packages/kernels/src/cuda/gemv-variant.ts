@@ -80,12 +80,14 @@ export function autoGemvVariant(epilogue: GemvEpilogue, perThread: number): Gemv
 
 /**
  * Whether GEMVs stage their inputs (the rows of x, the norm's weights) in shared memory (cuda/gemv.cu):
- * 'on' (the default) or 'off' (ZINFER_GEMV_STAGE_X, or setGemvStageX between steps, then resetGraphs).
+ * 'off' (the default) or 'on' (ZINFER_GEMV_STAGE_X, or setGemvStageX between steps, then resetGraphs).
  * Bit-identical either way; off, each 16-byte vector of x is its own L2 trip inside the dot-product loop.
+ * On an H200 (graphed batch-1 decode, session 7) on/off measured 4.284/4.328 ms (7B), 8.345/8.332 (13B),
+ * 2.985/3.014 (13B tp-4 rank), 11.315/11.129 (70B tp-4 rank): within the noise, so off stays the default.
  */
 export const GEMV_STAGE_X_MODES = ['on', 'off'] as const;
 export type GemvStageXMode = (typeof GEMV_STAGE_X_MODES)[number];
-const stageX = new EnvChoice(GEMV_STAGE_X_MODES, 'on', 'ZINFER_GEMV_STAGE_X');
+const stageX = new EnvChoice(GEMV_STAGE_X_MODES, 'off', 'ZINFER_GEMV_STAGE_X');
 export const gemvStageX = (): GemvStageXMode => stageX.get();
 export const setGemvStageX = (mode: GemvStageXMode): void => stageX.set(mode);
 
