@@ -41,6 +41,7 @@ console.log(`NVRTC ${nvrtc.version} (${nvrtc.path}): compiled ${compiled.length}
 const options = nvrtcOptions(arch, values.include);
 const files = [...sources.units].map(([name, source]) => `${cubinKey({ name, source, headers: sources.headers, options }, arch, `nvrtc ${nvrtc.version}`)}.cubin`);
 const out = resolve(values.out);
+mkdirSync(dirname(out), { recursive: true }); // tar does not make the folder (.gpu/ is not in the repository)
 const tar = spawnSync('tar', ['czf', out, '-C', cache, ...files], { stdio: 'inherit' });
 if (tar.status !== 0) process.exit(1);
 console.log(`wrote ${out}: ${files.length} cubins`);

@@ -18,7 +18,7 @@
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 
-import { importPackages, jsonWriter, programDecode, ratio, round, stepRunner, teeLog } from './gpu-harness.mjs';
+import { benchExitCode, importPackages, jsonWriter, programDecode, ratio, round, stepRunner, teeLog } from './gpu-harness.mjs';
 import { profileDecode } from './gpu-bench-profile.mjs';
 
 const OUT = process.env.OUT || join(tmpdir(), 'zinfer-shape-profile');
@@ -47,7 +47,7 @@ const pick = (process.env.ZINFER_SHAPES || Object.keys(SHAPES).join(',')).split(
 
 const result = { card: null, date: new Date().toISOString(), read_gb_per_s: null, shapes: {} };
 const detail = { errors: {}, steps: {} };
-const save = jsonWriter(OUT, [['shape-profile.json', result]]);
+const save = jsonWriter(OUT, [['shape-profile.json', result], ['shape-profile-detail.json', detail]]);
 const { step } = stepRunner({ budgetS: Number(process.env.ZINFER_BENCH_BUDGET_S || 480), log, save, detail, errors: 'message' });
 
 /** Bytes a decode token reads: every weight but the embedding table, whose one row is noise. */
@@ -86,6 +86,8 @@ for (const name of pick) {
       const program = backend.programs[backend.programs.length - 1];
       const vocab = config.vocab_size;
       const base = cuda.gemvVariant();
+      const baseStage = cuda.gemvStageX(); // the mixes, the profile and the next shape run with it
+      const baseByEpilogue = cuda.gemvVariantByEpilogue(); // ZINFER_GEMV_BY_EPILOGUE, restored after the mixes
       try {
         for (const v of variants) {
           cuda.setGemvVariant(v);
@@ -98,7 +100,7 @@ for (const name of pick) {
           program.resetGraphs();
           r.graphed_ms_by_stage_x[mode] = round(await programDecode(program, testing.stepBatch, { rows: 1, context: 100, vocab, argmax: true, steps: 48 }), 3);
         }
-        cuda.setGemvStageX('on');
+        cuda.setGemvStageX(baseStage);
         for (const m of mixes) { // none/residual/gated
           cuda.setGemvVariantByEpilogue(Object.fromEntries(MIX_EPILOGUES.map((e, i) => [e, m[i]])));
           program.resetGraphs();
@@ -106,8 +108,8 @@ for (const name of pick) {
         }
       } finally {
         cuda.setGemvVariant(base);
-        cuda.setGemvVariantByEpilogue({});
-        cuda.setGemvStageX('on');
+        cuda.setGemvVariantByEpilogue(baseByEpilogue);
+        cuda.setGemvStageX(baseStage);
         program.resetGraphs();
       }
       const all = { ...Object.fromEntries(Object.entries(r.graphed_ms_by_gemv).map(([v, ms]) => [`${v}/${v}/${v}`, ms])), ...r.graphed_ms_by_mix };
@@ -141,3 +143,4 @@ for (const [n, r] of Object.entries(result.shapes)) {
   const by = variants.map((v) => String(r.graphed_ms_by_gemv[v] ?? '—').padStart(7)).join(' ');
   log(`${n.padEnd(10)} ${String(r.limit_ms).padStart(9)} ${String(r.graphed_ms).padStart(11)} ${String(r.over_limit).padStart(8)} ${String(r.launches).padStart(9)} ${String(r.kernel_sum_ms).padStart(17)}  ${by}`);
 }
+process.exit(benchExitCode(detail));
