@@ -36,8 +36,9 @@
 // Results: $OUT/parallel-h100.json (flat named numbers, card, gpus, date, commit; written after every step),
 // $OUT/parallel-bench-detail.json (everything, errors by step), $OUT/parallel-bench.log. Locally,
 // ZINFER_PARALLEL_BENCH_BACKEND=cpu|reference runs every step on tiny shapes (parallel-<backend>-tiny.json).
-// ZINFER_PARALLEL_BENCH_ONLY=word,… runs only the steps whose names contain one of the words (the pipeline
-// bubbles need the tp step of their tensor width: `13B tp1:` for pp4, `13B tp2:` for tp2 × pp2).
+// ZINFER_PARALLEL_BENCH_ONLY=word,… runs only the steps whose names contain one of the words, and the HBM
+// bandwidth step, which every limit needs (the pipeline bubbles need the tp step of their tensor width:
+// `13B tp1:` for pp4, `13B tp2:` for tp2 × pp2).
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -106,9 +107,12 @@ const runner = stepRunner({ budgetS: BUDGET_S, log, save, detail, t0: T0 });
 /** Whether the running step's share (and the run's budget) still holds `seconds`. */
 const stepHas = (seconds) => LOCAL || runner.stepHas(seconds);
 
-/** Runs one step unless the budget cannot take its minimum (BUDGETS[budget] on a GPU); a failure is recorded and the bench goes on. */
-function step(name, fn, { minSeconds = 0, budget = null } = {}) {
-  if (ONLY.length && !ONLY.some((w) => name.includes(w))) {
+/**
+ * Runs one step unless the budget cannot take its minimum (BUDGETS[budget] on a GPU); a failure is recorded
+ * and the bench goes on. `always`: runs whatever ZINFER_PARALLEL_BENCH_ONLY says (the limits every ratio needs).
+ */
+function step(name, fn, { minSeconds = 0, budget = null, always = false } = {}) {
+  if (!always && ONLY.length && !ONLY.some((w) => name.includes(w))) {
     detail.errors[name] = `skipped: ZINFER_PARALLEL_BENCH_ONLY=${ONLY.join(',')}`;
     return Promise.resolve();
   }
@@ -164,7 +168,7 @@ await step('HBM read bandwidth of every GPU (one process each, at once)', async 
   per.forEach((m, i) => (result[`hbm_read_gb_per_s_gpu${i}`] = round(m.readGBps, 1)));
   result.hbm_read_gb_per_s = round(Math.min(...per.map((m) => m.readGBps)), 1);
   return { readGBps: per.map((m) => m.readGBps), copyGBps: per.map((m) => m.copyGBps) };
-}, { budget: 'hbm' });
+}, { budget: 'hbm', always: true });
 
 // 13B at tp1, tp2, tp4 (batch-1 latency first; the row sweep and throughput while the engine is loaded);
 // tp2 and tp4 again with NCCL for every all-reduce.

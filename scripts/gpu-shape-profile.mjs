@@ -8,8 +8,7 @@
 // assignment of the variants in ZINFER_PROFILE_MIX (default v1,roll,occ) to the GEMVs by epilogue (q|k|v and
 // the head / o and down / gate-up: every combination), and every kernel of one eager step timed with CUDA
 // events (GEMV GB/s per shape, µs for the rest). ZINFER_PROFILE_SWEEP=1 adds the microbench's GEMV sweep
-// (each variant alone, back to back; ~80 s). The default variant also runs with its inputs staged in shared
-// memory and not (ZINFER_GEMV_STAGE_X).
+// (each variant alone, back to back; ~80 s).
 // The gap between the graphed step and its limit, shape by shape, says whether tp ranks lose to per-kernel
 // fixed costs (a gap that does not shrink with the slice) or to bandwidth.
 // Synthetic weights (every layer serves layer 0's values; each layer has its own device copy).
@@ -76,7 +75,7 @@ for (const name of pick) {
     log(`unknown shape ${name}`);
     continue;
   }
-  const r = (result.shapes[name] = { bytes_per_token: bytesPerToken(config), limit_ms: null, graphed_ms: null, over_limit: null, graphed_ms_by_gemv: {}, graphed_ms_by_stage_x: {}, graphed_ms_by_mix: {}, best_mix: null, launches: null, kernel_sum_ms: null, kernels: null });
+  const r = (result.shapes[name] = { bytes_per_token: bytesPerToken(config), limit_ms: null, graphed_ms: null, over_limit: null, graphed_ms_by_gemv: {}, graphed_ms_by_mix: {}, best_mix: null, launches: null, kernel_sum_ms: null, kernels: null });
   r.limit_ms = result.read_gb_per_s ? round(r.bytes_per_token / (result.read_gb_per_s * 1e6), 3) : null;
   await step(`${name}: load, graphed decode, eager profile`, async () => {
     const dir = core.writeSyntheticModel(join(WORK, `shape-${name}`), config, { seed: 1, dtype: 'f16', std: 0.02, repeatLayer0: true });
@@ -86,7 +85,6 @@ for (const name of pick) {
       const program = backend.programs[backend.programs.length - 1];
       const vocab = config.vocab_size;
       const base = cuda.gemvVariant();
-      const baseStage = cuda.gemvStageX(); // the mixes, the profile and the next shape run with it
       const baseByEpilogue = cuda.gemvVariantByEpilogue(); // ZINFER_GEMV_BY_EPILOGUE, restored after the mixes
       try {
         for (const v of variants) {
@@ -95,12 +93,6 @@ for (const name of pick) {
           r.graphed_ms_by_gemv[v] = round(await programDecode(program, testing.stepBatch, { rows: 1, context: 100, vocab, argmax: true, steps: 48 }), 3);
         }
         cuda.setGemvVariant(base);
-        for (const mode of cuda.GEMV_STAGE_X_MODES) { // the default variant with its inputs staged in shared memory or not
-          cuda.setGemvStageX(mode);
-          program.resetGraphs();
-          r.graphed_ms_by_stage_x[mode] = round(await programDecode(program, testing.stepBatch, { rows: 1, context: 100, vocab, argmax: true, steps: 48 }), 3);
-        }
-        cuda.setGemvStageX(baseStage);
         for (const m of mixes) { // none/residual/gated
           cuda.setGemvVariantByEpilogue(Object.fromEntries(MIX_EPILOGUES.map((e, i) => [e, m[i]])));
           program.resetGraphs();
@@ -109,7 +101,6 @@ for (const name of pick) {
       } finally {
         cuda.setGemvVariant(base);
         cuda.setGemvVariantByEpilogue(baseByEpilogue);
-        cuda.setGemvStageX(baseStage);
         program.resetGraphs();
       }
       const all = { ...Object.fromEntries(Object.entries(r.graphed_ms_by_gemv).map(([v, ms]) => [`${v}/${v}/${v}`, ms])), ...r.graphed_ms_by_mix };
@@ -117,7 +108,7 @@ for (const name of pick) {
       log(`${name}: best (none/residual/gated) ${JSON.stringify(r.best_mix)}`);
       r.graphed_ms = r.graphed_ms_by_gemv[base] ?? Math.min(...Object.values(r.graphed_ms_by_gemv));
       r.over_limit = ratio(r.graphed_ms, r.limit_ms);
-      log(`${name}: graphed ms by GEMV variant ${JSON.stringify(r.graphed_ms_by_gemv)}, by staged inputs (${base}) ${JSON.stringify(r.graphed_ms_by_stage_x)}`);
+      log(`${name}: graphed ms by GEMV variant ${JSON.stringify(r.graphed_ms_by_gemv)}`);
       const kvBytesPerToken = 2 * config.num_key_value_heads * (config.head_dim ?? config.hidden_size / config.num_attention_heads) * 2;
       const p = await profileDecode({
         program, profileStep: cuda.profileStep, summarizeProfile: cuda.summarizeProfile, stepBatch: testing.stepBatch,

@@ -162,21 +162,6 @@ __device__ __forceinline__ void grid_dep_launch() {
 #endif
 }
 
-__device__ __forceinline__ u32 smem_addr(const void *p) {
-  u32 a;
-  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
-  return a;
-}
-
-// 16 bytes global → shared without registers (cp.async, .cg: L2 only); src_bytes 0 fills them with zeros.
-// Each thread's copies are its own: after cp_async_wait it may read what it copied without a barrier.
-__device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_addr(dst)), "l"(src), "r"(src_bytes) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-// Waits until at most `pending` of the committed groups are still in flight.
-template <int pending> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(pending) : "memory"); }
-
 // Asks L2 to fetch part `part` of `parts` of [base, base + bytes) (sm_90 bulk prefetch; a hint, nothing
 // waits on it). Latency-bound kernels pass the weights of the GEMV that comes next, so DRAM works during
 // them and the GEMV finds its first rows in L2. Pieces of 16 KiB, one per thread of the block. A no-op

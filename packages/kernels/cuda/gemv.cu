@@ -33,27 +33,7 @@
 #define NORM_RMS 1
 #define NORM_LAYER 2
 
-// Bytes of dynamic shared memory the launch gave (0: none).
-__device__ __forceinline__ u32 dynamic_smem_bytes() {
-  u32 r;
-  asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(r));
-  return r;
-}
-
-// N elements of T from shared memory (16-byte aligned), widened: plain loads, as load_vec's __ldg is for
-// global memory only.
-template <typename T, int N> __device__ __forceinline__ void load_vec_smem(const T *p, float *out) {
-  static_assert((N * sizeof(T)) % 16 == 0, "whole 16-byte vectors");
-#pragma unroll
-  for (int j = 0; j < N * (int)sizeof(T) / 16; j++) widen16<T>(reinterpret_cast<const uint4 *>(p)[j], out + j * Vec16<T>::N);
-}
-
-// Copies `bytes` (a multiple of 16) from global src to shared dst, 16 bytes a thread at a time, all in flight.
-template <int THREADS> __device__ __forceinline__ void copy_to_smem(void *dst, const void *src, int bytes) {
-  for (int i = threadIdx.x; i < bytes / 16; i += THREADS) reinterpret_cast<uint4 *>(dst)[i] = __ldg(reinterpret_cast<const uint4 *>(src) + i);
-}
-
-template <int R, int U, bool ROLL, bool STAGE, int THREADS, typename W, typename A>
+template <int R, int U, bool ROLL, int THREADS, typename W, typename A>
 __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, const W *w1, const float *b1, int n1, void *y2,
                      const W *w2, const float *b2, int n2, const A *__restrict__ x, const A *__restrict__ res,
                      const float *__restrict__ normW, const float *__restrict__ normB, float eps, int rows, int inF, int epi,
@@ -110,35 +90,18 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
     // Rows of W (and of x) then start 16-byte aligned: allocations are 256-byte aligned.
     const int nv = inF / N;
     constexpr int step = THREADS * U; // U vectors per weight row per thread in flight
-    // Staged inputs, when the launch gives the dynamic shared memory for them (linear-launch.ts): the rows
-    // of x (copied once, right after the wait, all loads in flight together, while the weights are in
-    // flight too) and the norm's weights (copied before the wait). Unstaged, each vector of x is an L2
-    // trip inside consume, one after another. Same values, same arithmetic: bit-identical either way.
-    extern __shared__ __align__(16) unsigned char gemv_stage[];
-    const int xBytes = rows * inF * (int)sizeof(A);
-    const int normBytes = norm == NORM_NONE ? 0 : norm == NORM_RMS ? inF * 4 : 2 * inF * 4;
-    const bool staged = (int)dynamic_smem_bytes() >= xBytes + normBytes;
-    const A *xs = reinterpret_cast<const A *>(gemv_stage);
-    const float *gs = reinterpret_cast<const float *>(gemv_stage + xBytes), *bs = gs + inF;
-    auto stage_norm = [&]() { // weights: before the wait
-      if (staged && norm != NORM_NONE) copy_to_smem<THREADS>(gemv_stage + xBytes, normW, inF * 4);
-      if (staged && norm == NORM_LAYER) copy_to_smem<THREADS>(gemv_stage + xBytes + inF * 4, normB, inF * 4);
-    };
-    auto stage_x = [&]() { // after the wait
-      if (staged) {
-        copy_to_smem<THREADS>(gemv_stage, x, xBytes);
-        __syncthreads();
-      }
+    uint4 raw[U][GEMV_WROWS];
+    auto fetch = [&](int u, int v) {
+#pragma unroll
+      for (int i = 0; i < GEMV_WROWS; i++) raw[u][i] = (ok[i] && v < nv) ? ld_stream16(wp[i] + (i64)v * N) : make_uint4(0u, 0u, 0u, 0u);
     };
     // One 16-byte vector v of each weight row (widened in wf) against every row of x.
     auto consume = [&](int v, float (&wf)[GEMV_WROWS][N]) {
       float g[N], gb[N];
       if (norm != NORM_NONE) {
-        if (staged) load_vec_smem<float, N>(gs + (i64)v * N, g);
-        else load_vec<float, N>(normW + (i64)v * N, g);
+        load_vec<float, N>(normW + (i64)v * N, g);
         if (norm == NORM_LAYER) {
-          if (staged) load_vec_smem<float, N>(bs + (i64)v * N, gb);
-          else load_vec<float, N>(normB + (i64)v * N, gb);
+          load_vec<float, N>(normB + (i64)v * N, gb);
 #pragma unroll
           for (int i = 0; i < GEMV_WROWS; i++) {
 #pragma unroll
@@ -153,8 +116,7 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
       for (int r = 0; r < R; r++) {
         if (r < rows) {
           float xv[N];
-          if (staged) load_vec_smem<A, N>(xs + (i64)r * inF + (i64)v * N, xv);
-          else load_vec<A, N>(x + (i64)r * inF + (i64)v * N, xv);
+          load_vec<A, N>(x + (i64)r * inF + (i64)v * N, xv);
           if (norm != NORM_NONE) {
 #pragma unroll
             for (int k = 0; k < N; k++) {
@@ -173,65 +135,25 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
         }
       }
     };
-    if constexpr (STAGE) {
-      // The U slots live in shared memory, filled by cp.async: no registers hold loads in flight, so an SM
-      // holds more blocks (and more bytes in flight). Each thread reads only the slots it filled itself
-      // (cp_async_wait makes them visible to it), and every visit commits exactly one group (empty past
-      // the row's end), so waiting until U - 1 groups are pending means the oldest slot has landed.
-      __shared__ uint4 slots[U][GEMV_WROWS][THREADS];
-      auto fetch = [&](int u, int v) {
-        if (v < nv) {
 #pragma unroll
-          for (int i = 0; i < GEMV_WROWS; i++) cp_async16(&slots[u][i][threadIdx.x], wp[i] + (i64)v * N, ok[i] ? 16 : 0); // row 0 stands in for a missing row
+    for (int u = 0; u < U; u++) fetch(u, threadIdx.x + u * THREADS);
+    grid_dep_wait(); // weights never change: only x, the residual and the outputs wait for the kernel before
+    for (int base = threadIdx.x; base < nv; base += step) {
+#pragma unroll
+      for (int u = 0; u < U; u++) {
+        const int v = base + u * THREADS;
+        if (v >= nv) break;
+        float wf[GEMV_WROWS][N];
+#pragma unroll
+        for (int i = 0; i < GEMV_WROWS; i++) widen16<W>(raw[u][i], wf[i]);
+        if constexpr (ROLL) { // the slot is free: keep U loads a row in flight
+          if (v + step < nv) fetch(u, v + step);
         }
-        cp_async_commit();
-      };
-#pragma unroll
-      for (int u = 0; u < U; u++) fetch(u, threadIdx.x + u * THREADS);
-      stage_norm();
-      grid_dep_wait();
-      stage_x();
-      for (int base = threadIdx.x; base < nv; base += step) {
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-          const int v = base + u * THREADS;
-          if (v >= nv) break;
-          cp_async_wait<U - 1>();
-          float wf[GEMV_WROWS][N];
-#pragma unroll
-          for (int i = 0; i < GEMV_WROWS; i++) widen16<W>(slots[u][i][threadIdx.x], wf[i]);
-          fetch(u, v + step);
-          consume(v, wf);
-        }
+        consume(v, wf);
       }
-    } else {
-      uint4 raw[U][GEMV_WROWS];
-      auto fetch = [&](int u, int v) {
+      if constexpr (!ROLL) {
 #pragma unroll
-        for (int i = 0; i < GEMV_WROWS; i++) raw[u][i] = (ok[i] && v < nv) ? ld_stream16(wp[i] + (i64)v * N) : make_uint4(0u, 0u, 0u, 0u);
-      };
-#pragma unroll
-      for (int u = 0; u < U; u++) fetch(u, threadIdx.x + u * THREADS);
-      stage_norm();
-      grid_dep_wait(); // weights never change: only x, the residual and the outputs wait for the kernel before
-      stage_x();
-      for (int base = threadIdx.x; base < nv; base += step) {
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-          const int v = base + u * THREADS;
-          if (v >= nv) break;
-          float wf[GEMV_WROWS][N];
-#pragma unroll
-          for (int i = 0; i < GEMV_WROWS; i++) widen16<W>(raw[u][i], wf[i]);
-          if constexpr (ROLL) { // the slot is free: keep U loads a row in flight
-            if (v + step < nv) fetch(u, v + step);
-          }
-          consume(v, wf);
-        }
-        if constexpr (!ROLL) {
-#pragma unroll
-          for (int u = 0; u < U; u++) fetch(u, base + step + u * THREADS);
-        }
+        for (int u = 0; u < U; u++) fetch(u, base + step + u * THREADS);
       }
     }
   } else {
@@ -336,24 +258,24 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
 // grid (Σ ceil(n / GEMV_WROWS), or ceil(n0 / 2) when gated), block (T: GEMV_THREADS, or 32 for the one-warp
 // entries); rows ≤ R.
 // V names the variant (empty, r, o; w: one warp), U its loads a row in flight, MINB the blocks an SM it asks room for.
-#define GEMV_ENTRY(R, V, U, ROLL, STAGE, MINB, T, WS, AS, W, A)                                                                              \
+#define GEMV_ENTRY(R, V, U, ROLL, MINB, T, WS, AS, W, A)                                                                                \
   extern "C" __global__ void __launch_bounds__(T, MINB)                                                                                 \
       gemv##R##V##_##WS##_##AS(void *y0, const W *w0, const float *b0, int n0, void *y1, const W *w1, const float *b1, int n1, void *y2, \
                                const W *w2, const float *b2, int n2, const A *x, const A *res, const float *normW, const float *normB,   \
                                float eps, int rows, int inF, int epi, int act, int norm, int yF32, const void *pf, int pfBytes,        \
                                int pfTail) {                                                                                            \
-    gemv<R, U, ROLL, STAGE, T, W, A>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32,  \
+    gemv<R, U, ROLL, T, W, A>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32,  \
                               pf, pfBytes, pfTail);                                                                                    \
   }
 
 // Parity mode (f32 activations, weights in any stored dtype) and the 16-bit modes (weights in the
 // activation dtype).
-#define GEMV_DTYPES(R, V, U, ROLL, MINB)                                         \
-  GEMV_ENTRY(R, V, U, ROLL, false, MINB, GEMV_THREADS, f32, f32, float, float)   \
-  GEMV_ENTRY(R, V, U, ROLL, false, MINB, GEMV_THREADS, f16, f32, f16_t, float)   \
-  GEMV_ENTRY(R, V, U, ROLL, false, MINB, GEMV_THREADS, bf16, f32, bf16_t, float) \
-  GEMV_ENTRY(R, V, U, ROLL, false, MINB, GEMV_THREADS, f16, f16, f16_t, f16_t)   \
-  GEMV_ENTRY(R, V, U, ROLL, false, MINB, GEMV_THREADS, bf16, bf16, bf16_t, bf16_t)
+#define GEMV_DTYPES(R, V, U, ROLL, MINB)                                  \
+  GEMV_ENTRY(R, V, U, ROLL, MINB, GEMV_THREADS, f32, f32, float, float)   \
+  GEMV_ENTRY(R, V, U, ROLL, MINB, GEMV_THREADS, f16, f32, f16_t, float)   \
+  GEMV_ENTRY(R, V, U, ROLL, MINB, GEMV_THREADS, bf16, f32, bf16_t, float) \
+  GEMV_ENTRY(R, V, U, ROLL, MINB, GEMV_THREADS, f16, f16, f16_t, f16_t)   \
+  GEMV_ENTRY(R, V, U, ROLL, MINB, GEMV_THREADS, bf16, bf16, bf16_t, bf16_t)
 
 GEMV_DTYPES(1, , 4, false, 1)
 GEMV_DTYPES(2, , 4, false, 1)
@@ -363,12 +285,10 @@ GEMV_DTYPES(8, , 4, false, 1)
 // The variants, for the latency-bound decode of 1 or 2 rows in the 16-bit modes only (each entry point
 // costs NVRTC time on every fresh machine; other rows and parity mode take v1: gemv-variant.ts).
 #define GEMV_VARIANTS_16(R)                                                \
-  GEMV_ENTRY(R, r, 4, true, false, 1, GEMV_THREADS, f16, f16, f16_t, f16_t)       \
-  GEMV_ENTRY(R, r, 4, true, false, 1, GEMV_THREADS, bf16, bf16, bf16_t, bf16_t)   \
-  GEMV_ENTRY(R, o, 2, true, false, 4, GEMV_THREADS, f16, f16, f16_t, f16_t)       \
-  GEMV_ENTRY(R, o, 2, true, false, 4, GEMV_THREADS, bf16, bf16, bf16_t, bf16_t)   \
-  GEMV_ENTRY(R, s, 4, true, true, 6, GEMV_THREADS, f16, f16, f16_t, f16_t)        \
-  GEMV_ENTRY(R, s, 4, true, true, 6, GEMV_THREADS, bf16, bf16, bf16_t, bf16_t)
+  GEMV_ENTRY(R, r, 4, true, 1, GEMV_THREADS, f16, f16, f16_t, f16_t)       \
+  GEMV_ENTRY(R, r, 4, true, 1, GEMV_THREADS, bf16, bf16, bf16_t, bf16_t)   \
+  GEMV_ENTRY(R, o, 2, true, 4, GEMV_THREADS, f16, f16, f16_t, f16_t)       \
+  GEMV_ENTRY(R, o, 2, true, 4, GEMV_THREADS, bf16, bf16, bf16_t, bf16_t)
 
 GEMV_VARIANTS_16(1)
 GEMV_VARIANTS_16(2)
@@ -376,7 +296,7 @@ GEMV_VARIANTS_16(2)
 // Narrow rows (inF ≤ GEMV_WARP_MAX_IN in src/cuda/gemv-variant.ts, e.g. GPT-2's 768): one warp a block. A
 // 128-thread block leaves threads idle there (768 f16 = 96 vectors a row) and keeps 1 load a row per thread
 // in flight; a warp keeps 3 a row (12 a thread), and an SM holds 14 of them. gemv1w_*, gemv2w_*.
-GEMV_ENTRY(1, w, 4, false, false, 1, 32, f16, f16, f16_t, f16_t)
-GEMV_ENTRY(1, w, 4, false, false, 1, 32, bf16, bf16, bf16_t, bf16_t)
-GEMV_ENTRY(2, w, 4, false, false, 1, 32, f16, f16, f16_t, f16_t)
-GEMV_ENTRY(2, w, 4, false, false, 1, 32, bf16, bf16, bf16_t, bf16_t)
+GEMV_ENTRY(1, w, 4, false, 1, 32, f16, f16, f16_t, f16_t)
+GEMV_ENTRY(1, w, 4, false, 1, 32, bf16, bf16, bf16_t, bf16_t)
+GEMV_ENTRY(2, w, 4, false, 1, 32, f16, f16, f16_t, f16_t)
+GEMV_ENTRY(2, w, 4, false, 1, 32, bf16, bf16, bf16_t, bf16_t)

@@ -12,8 +12,10 @@
 // CUDA graph replaying the launch stays in step. No end barrier: the next call stages into the other half,
 // and the call after that may overwrite this one's half only once every peer has entered that next call
 // (its flag), i.e. finished this one, because every launch uses the same grid (the host fixes it per
-// communicator) and grid_dep_wait() comes first. Chunks are assigned to blocks from the element count
-// alone, so a block's chunks are the same on every rank whatever the alignment of x and out.
+// communicator) and grid_dep_wait() comes before any staging or flag write (the dependents' early start,
+// griddepcontrol.launch_dependents at entry, lets them load weights, never read or write these halves).
+// Chunks are assigned to blocks from the element count alone, so a block's chunks are the same on every
+// rank whatever the alignment of x and out.
 //
 // Two-shot (peer_all_reduce_2s_*, for mid sizes: each rank reads its peers' data once instead of all of
 // it): after the first barrier, rank r sums only the chunks c with c % ranks == r (same f32 rank-order

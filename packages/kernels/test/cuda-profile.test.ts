@@ -7,8 +7,7 @@ import { BackendError, Rng } from '@zinfer/core';
 import { memoryWeights, stepBatch, tinyLlama, TINY_LLAMA, type TinyLlamaConfig } from '@zinfer/core/testing';
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
 import { DECODE_ATTENTION_VARIANTS, decodeAttentionKernel, decodeAttentionVariant, parseDecodeAttentionVariant, setDecodeAttentionVariant } from '../src/cuda/decode-attention-variant.js';
-import { gemvStagedBytes, NORM } from '../src/cuda/linear-launch.js';
-import { autoGemvVariant, GEMV_KERNEL_VARIANTS, GEMV_VARIANTS, gemvKernel, gemvLaunch, setGemvStageX, gemvVariant, parseGemvByEpilogue, parseGemvNarrow, parseGemvVariant, setGemvNarrow, setGemvVariant, setGemvVariantByEpilogue } from '../src/cuda/gemv-variant.js';
+import { autoGemvVariant, GEMV_KERNEL_VARIANTS, GEMV_VARIANTS, gemvKernel, gemvLaunch, gemvVariant, parseGemvByEpilogue, parseGemvNarrow, parseGemvVariant, setGemvNarrow, setGemvVariant, setGemvVariantByEpilogue } from '../src/cuda/gemv-variant.js';
 import type { Dim3, KernelArg, LaunchHook } from '../src/cuda/gpu.js';
 import { gemvShape, summarizeProfile, type KernelTiming } from '../src/cuda/kernel-profile.js';
 import { loadKernelSources } from '../src/cuda/kernel-sources.js';
@@ -80,14 +79,14 @@ test('every decode attention variant has every lanes × dtype entry point, with 
 
 test('narrow rows take the one-warp GEMV in 16-bit modes at 1–2 rows (ZINFER_GEMV_NARROW=warp, the default), else the block GEMV', () => {
   assert.is(parseGemvNarrow(undefined), 'warp');
-  assert.equal(gemvLaunch(1, 'f16', 'f16', 768), { kernel: 'gemv1w_f16_f16', threads: 32, stagedLimit: 46 * 1024 });
-  assert.equal(gemvLaunch(2, 'bf16', 'bf16', 1024), { kernel: 'gemv2w_bf16_bf16', threads: 32, stagedLimit: 46 * 1024 });
+  assert.equal(gemvLaunch(1, 'f16', 'f16', 768), { kernel: 'gemv1w_f16_f16', threads: 32 });
+  assert.equal(gemvLaunch(2, 'bf16', 'bf16', 1024), { kernel: 'gemv2w_bf16_bf16', threads: 32 });
   assert.equal(gemvLaunch(1, 'f16', 'f16', 1032).threads, 128, 'wider rows');
   assert.equal(gemvLaunch(3, 'f16', 'f16', 768).threads, 128, 'more rows');
   assert.equal(gemvLaunch(1, 'f16', 'f32', 768).threads, 128, 'parity mode');
   setGemvNarrow('block');
   try {
-    assert.equal(gemvLaunch(1, 'f16', 'f16', 768), { kernel: gemvKernel(1, 'f16', 'f16', autoGemvVariant('none', 1)), threads: 128, stagedLimit: 46 * 1024 });
+    assert.equal(gemvLaunch(1, 'f16', 'f16', 768), { kernel: gemvKernel(1, 'f16', 'f16', autoGemvVariant('none', 1)), threads: 128 });
   } finally {
     setGemvNarrow('warp');
   }
@@ -103,7 +102,7 @@ test('ZINFER_GEMV: unknown variants are a BackendError naming the field and the 
   } catch (e) {
     assert.instance(e, BackendError);
     assert.is((e as BackendError).info.field, 'ZINFER_GEMV');
-    assert.is((e as BackendError).info.expected, 'v1 | roll | occ | stage | auto');
+    assert.is((e as BackendError).info.expected, 'v1 | roll | occ | auto');
   }
 });
 
@@ -118,8 +117,8 @@ test('ZINFER_GEMV_BY_EPILOGUE: each listed epilogue takes its variant, the rest 
   } finally {
     setGemvVariantByEpilogue({});
   }
-  for (const bad of ['down:occ', 'residual:fast', 'residual']) {
-    assert.throws(() => parseGemvByEpilogue(bad), (e: BackendError) => e instanceof BackendError && String(e.info.field).startsWith('ZINFER_GEMV_BY_EPILOGUE'));
+  for (const bad of ['down:occ', 'residual:fast', 'residual', ':occ', 'residual:occ:v1', 'residual:occ,residual:v1']) {
+    assert.throws(() => parseGemvByEpilogue(bad), (e: BackendError) => e instanceof BackendError && e.info.field === 'ZINFER_GEMV_BY_EPILOGUE', bad);
   }
 });
 
@@ -135,32 +134,6 @@ test('auto: occ for residual GEMVs; roll for rows of one full round (4 vectors a
   assert.is(kernel(8192, 'none'), 'gemv1o_bf16_bf16');
   assert.is(gemvLaunch(4, 'bf16', 'bf16', 8192, 'residual').kernel, 'gemv4_bf16_bf16', 'no variants above 2 rows');
   assert.is(gemvLaunch(1, 'f16', 'f32', 4096, 'residual').kernel, 'gemv1_f16_f32', 'nor in parity mode');
-});
-
-test('staged GEMV inputs (ZINFER_GEMV_STAGE_X=on; off by default): x rows and the norm weights in dynamic shared memory when they fit the entry point and the rows are whole vectors', () => {
-  assert.is(gemvStagedBytes(1, 4096, 2, 2, NORM.none, 46 * 1024), 0, 'off by default');
-  setGemvStageX('on');
-  try {
-    const limit = gemvLaunch(1, 'f16', 'f16', 4096, 'none').stagedLimit;
-    assert.is(limit, 46 * 1024, 'with the ~1 KiB of static shared memory, within 48 KiB');
-    assert.is(gemvStagedBytes(1, 4096, 2, 2, NORM.none, limit), 8192);
-    assert.is(gemvStagedBytes(1, 4096, 2, 2, NORM.rms, limit), 8192 + 16384);
-    assert.is(gemvStagedBytes(2, 768, 2, 2, NORM.layer, limit), 2 * 768 * 2 + 2 * 768 * 4);
-    assert.is(gemvStagedBytes(1, 8192, 2, 2, NORM.rms, limit), 0, '48 KiB with the static part is too much');
-    assert.is(gemvStagedBytes(1, 8192, 2, 2, NORM.none, limit), 16384);
-    assert.is(gemvStagedBytes(1, 4100, 2, 2, NORM.none, limit), 0, 'not whole 16-byte vectors of f16');
-    assert.is(gemvStagedBytes(1, 4100, 4, 4, NORM.none, limit), 4 * 4100, 'whole vectors of f32');
-    setGemvVariant('stage');
-    try {
-      const small = gemvLaunch(1, 'f16', 'f16', 4096, 'none').stagedLimit;
-      assert.ok(small + 34 * 1024 <= 48 * 1024, 'the stage variant holds ~34 KiB of load slots');
-      assert.is(gemvStagedBytes(1, 4096, 2, 2, NORM.rms, small), 0);
-    } finally {
-      setGemvVariant('auto');
-    }
-  } finally {
-    setGemvStageX('off');
-  }
 });
 
 test('runObserved: one decode step runs eagerly with the hook seeing every launch while its bucket has a graph; resetGraphs recaptures with the selected GEMV variant', async () => {
@@ -231,15 +204,8 @@ async function runObservedCase(): Promise<void> {
       for (let t = 5; t < 8; t++) await program.run(decode(t));
       const gemvs = gpu.launches.slice(start).filter((l) => l.kernel.startsWith('gemv'));
       assert.ok(gemvs.length >= 4 && gemvs.every((l) => l.kernel.startsWith(gemvKernel(1, 'f16', 'f16', v).split('_')[0] + '_')), `${v}: ${gemvs.map((l) => l.kernel).join(' ')}`);
-      assert.ok(gemvs.every((l) => l.sharedBytes === 0), 'GEMVs do not stage their inputs by default');
     }
-    setGemvStageX('on');
-    program.resetGraphs();
-    const staged = gpu.launches.length;
-    for (let t = 5; t < 8; t++) await program.run(decode(t));
-    assert.ok(gpu.launches.slice(staged).filter((l) => l.kernel.startsWith('gemv')).every((l) => l.sharedBytes > 0), 'staged: every GEMV gets its inputs\' bytes'); // the tiny rows fit
-    setGemvStageX('off');
-    assert.is(program.stats.graphCaptures, 2 + GEMV_KERNEL_VARIANTS.length);
+    assert.is(program.stats.graphCaptures, 1 + GEMV_KERNEL_VARIANTS.length);
   } finally {
     setGemvVariant(before);
     setDecodeAttentionVariant(attnBefore);

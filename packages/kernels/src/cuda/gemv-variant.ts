@@ -3,23 +3,24 @@
 // blocks an SM holds, so the device bench times them against each other in one run (ZINFER_GEMV, or
 // setGemvVariant between steps; a program with CUDA graphs must drop them to see a change: resetGraphs).
 import { BackendError } from '@zinfer/core';
-import { EnvChoice, parseChoice } from './env-choice.js';
+import { EnvChoice } from './env-choice.js';
 
 /**
- * v1: 4 loads a row, reissued per round; roll: reissued per slot; occ: roll, 2 loads, 4 blocks an SM; stage:
- * roll with the slots in shared memory filled by cp.async (80 registers instead of 167: 6 blocks an SM);
- * auto (the default): one of v1 / roll / occ per launch, by autoGemvVariant. On an H100 (2026-11-28,
- * graphed Llama-2-7B-shape batch-1 decode) roll 5.062 ms, v1 5.183, occ 5.323; a persistent grid looping
- * over the tiles measured 5.584 and was dropped; stage measured slower than roll on an H200 (PERF-NOTES.md).
+ * v1: 4 loads a row, reissued per round; roll: reissued per slot; occ: roll, 2 loads, 4 blocks an SM; auto
+ * (the default): one of them per launch, by autoGemvVariant. On an H100 (2026-11-28, graphed Llama-2-7B-shape
+ * batch-1 decode) roll 5.062 ms, v1 5.183, occ 5.323. Dropped after measuring (PERF-NOTES.md): a
+ * persistent grid looping over the tiles (H100: slower), roll with its slots in shared memory filled by
+ * cp.async, 6 blocks an SM (H200: slower), and inputs staged in shared memory (H200: equal, and its branch
+ * cost registers in every GEMV).
  */
-export const GEMV_VARIANTS = ['v1', 'roll', 'occ', 'stage', 'auto'] as const;
+export const GEMV_VARIANTS = ['v1', 'roll', 'occ', 'auto'] as const;
 export type GemvVariant = (typeof GEMV_VARIANTS)[number];
 /** The variants with their own entry points (auto picks one of them per launch). */
-export const GEMV_KERNEL_VARIANTS = ['v1', 'roll', 'occ', 'stage'] as const;
+export const GEMV_KERNEL_VARIANTS = ['v1', 'roll', 'occ'] as const;
 export type GemvKernelVariant = (typeof GEMV_KERNEL_VARIANTS)[number];
 
-/** The entry-point infix of each variant: gemv1_f16_f16, gemv1r_f16_f16, gemv1o_f16_f16, gemv1s_f16_f16. */
-const INFIX: Record<GemvKernelVariant, string> = { v1: '', roll: 'r', occ: 'o', stage: 's' };
+/** The entry-point infix of each variant: gemv1_f16_f16, gemv1r_f16_f16, gemv1o_f16_f16. */
+const INFIX: Record<GemvKernelVariant, string> = { v1: '', roll: 'r', occ: 'o' };
 
 const variant = new EnvChoice(GEMV_VARIANTS, 'auto', 'ZINFER_GEMV');
 /** The variant named by an environment value (unset or empty: auto). */
@@ -49,10 +50,13 @@ const EPILOGUES: readonly GemvEpilogue[] = ['none', 'residual', 'gated', 'act'];
 export function parseGemvByEpilogue(value: string | undefined, field = 'ZINFER_GEMV_BY_EPILOGUE'): Partial<Record<GemvEpilogue, GemvVariant>> {
   const out: Partial<Record<GemvEpilogue, GemvVariant>> = {};
   for (const item of (value ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
-    const [e, v] = item.split(':');
-    const epilogue = parseChoice(e, EPILOGUES, 'none', `${field} (epilogue of '${item}')`);
-    if (!v) throw new BackendError(`${field}: '${item}' names no variant (epilogue:variant)`, { field, expected: 'epilogue:variant', found: item });
-    out[epilogue] = variant.parse(v, `${field} (variant of '${item}')`);
+    const parts = item.split(':');
+    const bad = (why: string) => new BackendError(`${field}: '${item}' ${why} (epilogue:variant, e.g. residual:occ)`, { field, expected: `${EPILOGUES.join(' | ')} : ${GEMV_VARIANTS.join(' | ')}`, found: item });
+    if (parts.length !== 2 || !parts[0] || !parts[1]) throw bad('is not one epilogue and one variant');
+    const [e, v] = parts;
+    if (!(EPILOGUES as readonly string[]).includes(e)) throw bad(`names no epilogue`);
+    if (out[e as GemvEpilogue]) throw bad('repeats an epilogue');
+    out[e as GemvEpilogue] = variant.parse(v, field);
   }
   return out;
 }
@@ -79,19 +83,6 @@ export function autoGemvVariant(epilogue: GemvEpilogue, perThread: number): Gemv
 }
 
 /**
- * Whether GEMVs stage their inputs (the rows of x, the norm's weights) in shared memory (cuda/gemv.cu):
- * 'off' (the default) or 'on' (ZINFER_GEMV_STAGE_X, or setGemvStageX between steps, then resetGraphs).
- * Bit-identical either way; off, each 16-byte vector of x is its own L2 trip inside the dot-product loop.
- * On an H200 (graphed batch-1 decode, session 7) on/off measured 4.284/4.328 ms (7B), 8.345/8.332 (13B),
- * 2.985/3.014 (13B tp-4 rank), 11.315/11.129 (70B tp-4 rank): within the noise, so off stays the default.
- */
-export const GEMV_STAGE_X_MODES = ['on', 'off'] as const;
-export type GemvStageXMode = (typeof GEMV_STAGE_X_MODES)[number];
-const stageX = new EnvChoice(GEMV_STAGE_X_MODES, 'off', 'ZINFER_GEMV_STAGE_X');
-export const gemvStageX = (): GemvStageXMode => stageX.get();
-export const setGemvStageX = (mode: GemvStageXMode): void => stageX.set(mode);
-
-/**
  * Narrow rows: inputs of at most GEMV_WARP_MAX_IN elements (GPT-2's 768, its LM head included) in the 16-bit
  * modes at 1–2 rows take the one-warp GEMV (gemv1w_*, gemv2w_*: cuda/gemv.cu) under 'warp' (the default),
  * the 128-thread one under 'block'. ZINFER_GEMV_NARROW, or setGemvNarrow between steps (then resetGraphs).
@@ -105,21 +96,10 @@ export const parseGemvNarrow = (value: string | undefined, field?: string): Gemv
 export const gemvNarrow = (): GemvNarrowMode => narrow.get();
 export const setGemvNarrow = (mode: GemvNarrowMode): void => narrow.set(mode);
 
-/**
- * Dynamic shared memory a GEMV entry point may take for its staged inputs: a block's shared memory stays
- * within 48 KiB (no opt-in), and the entry points hold up to ~1.2 KiB statically (the reduction), `stage`
- * variants ~34 KiB (their load slots).
- */
-const STAGED_LIMIT = { plain: 46 * 1024, stage: 12 * 1024 } as const;
-
-/**
- * The GEMV entry point and block size for a launch of `rows` rows over `inF` inputs with `epilogue`, and
- * the most dynamic shared memory it may be given (stagedLimit).
- */
-export function gemvLaunch(rows: number, weight: string, act: string, inF: number, epilogue: GemvEpilogue = 'none'): { kernel: string; threads: number; stagedLimit: number } {
+/** The GEMV entry point and block size for a launch of `rows` rows over `inF` inputs with `epilogue`. */
+export function gemvLaunch(rows: number, weight: string, act: string, inF: number, epilogue: GemvEpilogue = 'none'): { kernel: string; threads: number } {
   const rv = rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8;
-  if (narrow.get() === 'warp' && rv <= 2 && inF <= GEMV_WARP_MAX_IN && act !== 'f32' && weight === act) return { kernel: `gemv${rv}w_${weight}_${act}`, threads: 32, stagedLimit: STAGED_LIMIT.plain };
+  if (narrow.get() === 'warp' && rv <= 2 && inF <= GEMV_WARP_MAX_IN && act !== 'f32' && weight === act) return { kernel: `gemv${rv}w_${weight}_${act}`, threads: 32 };
   const v = byEpilogue[epilogue] ?? variant.get();
-  const kv = v === 'auto' ? autoGemvVariant(epilogue, Math.ceil(inF / 8 / 128)) : v;
-  return { kernel: gemvKernel(rv, weight, act, kv), threads: 128, stagedLimit: kv === 'stage' ? STAGED_LIMIT.stage : STAGED_LIMIT.plain };
+  return { kernel: gemvKernel(rv, weight, act, v === 'auto' ? autoGemvVariant(epilogue, Math.ceil(inF / 8 / 128)) : v), threads: 128 };
 }

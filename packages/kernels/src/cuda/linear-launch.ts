@@ -6,7 +6,7 @@ import { BackendError, type OpNode, type ValueId } from '@zinfer/core';
 import { ACTIVATION_CODES } from './activation-codes.js';
 import { prefetchOf } from './l2-prefetch.js';
 import type { LinearGroup } from './exec-plan.js';
-import { gemvLaunch, gemvStageX } from './gemv-variant.js';
+import { gemvLaunch } from './gemv-variant.js';
 import type { StepContext } from './step-context.js';
 
 /** Rows up to which linear layers run as GEMVs. */
@@ -24,17 +24,6 @@ const GEMV_BLOCKS_PER_SM = 3;
 /** EPI_* and NORM_* of cuda/gemv.cu. */
 export const EPI = { none: 0, residual: 1, gated: 2, act: 3 } as const;
 export const NORM = { none: 0, rms: 1, layer: 2 } as const;
-
-/**
- * Dynamic shared memory for a GEMV's staged inputs (cuda/gemv.cu): the rows of x, and the norm's weights (f32)
- * when it has a norm; 0 (unstaged) when they pass `limit` (gemvLaunch's stagedLimit), when the rows are not
- * whole 16-byte vectors of the weight (the kernel's slow path) or when ZINFER_GEMV_STAGE_X is off.
- */
-export function gemvStagedBytes(rows: number, inF: number, actBytes: number, weightBytes: number, norm: number, limit: number): number {
-  if (gemvStageX() === 'off' || inF % (16 / weightBytes) !== 0) return 0;
-  const bytes = rows * inF * actBytes + (norm === NORM.none ? 0 : norm === NORM.rms ? inF * 4 : 2 * inF * 4);
-  return bytes <= limit ? bytes : 0;
-}
 
 /** The GEMV entry point compiled for at least `rows` rows (1, 2, 4 or 8). */
 export function gemvRows(rows: number): number {
@@ -71,12 +60,10 @@ export function launchGroup(ctx: StepContext, g: LinearGroup): void {
   const x = ctx.value(g.norm ? g.norm.inputs.x : g.input);
   const blocks = e.kind === 'gated' ? Math.ceil(segs[0][3] / 2) : segs.reduce((n, s) => n + Math.ceil(s[3] / GEMV_WROWS), 0);
   const yF32 = g.outputs.some((v) => ctx.isF32(v)) ? 1 : 0;
-  const { kernel, threads, stagedLimit } = gemvLaunch(rows, ws[0].dtype, ctx.act, inF, e.kind);
-  const weightBytes = ws[0].bytes / (ws[0].shape[0] * inF);
-  const staged = gemvStagedBytes(rows, inF, ctx.act === 'f32' ? 4 : 2, weightBytes, norm, stagedLimit);
+  const { kernel, threads } = gemvLaunch(rows, ws[0].dtype, ctx.act, inF, e.kind);
   ctx.gpu.launch(kernel, { x: blocks }, threads, [
-    ...segs.flat(), x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32, ...tailPrefetch(ctx, g, rows, blocks, threads, inF * GEMV_WROWS * weightBytes),
-  ], staged);
+    ...segs.flat(), x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32, ...tailPrefetch(ctx, g, rows, blocks, threads, inF * GEMV_WROWS * (ws[0].bytes / (ws[0].shape[0] * inF))),
+  ]);
 }
 
 /** The prefetch arguments of a group's GEMV: the next group's first weights, a wave's worth, by the last wave. */

@@ -15,8 +15,6 @@ export interface RecordedLaunch {
   grid: Required<Dim3>;
   block: number;
   args: readonly KernelArg[];
-  /** Dynamic shared memory bytes. */
-  sharedBytes: number;
   /** Set on launches that ran as part of a graph replay. */
   replay?: boolean;
 }
@@ -128,7 +126,7 @@ export class RecordingGpu implements Gpu {
     });
     const hook = this.capture ? null : this.hook;
     hook?.before(kernel, grid, block, args);
-    (this.capture?.launches ?? this.launches).push({ kernel, grid: { x: grid.x, y: grid.y ?? 1, z: grid.z ?? 1 }, block, args: [...args], sharedBytes });
+    (this.capture?.launches ?? this.launches).push({ kernel, grid: { x: grid.x, y: grid.y ?? 1, z: grid.z ?? 1 }, block, args: [...args] });
     hook?.after(kernel);
   }
 
