@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { Nvrtc } from '../packages/kernels/src/cuda/nvrtc.ts';
-import { compileUnits, cubinKey, nvrtcOptions } from '../packages/kernels/src/cuda/kernel-cache.ts';
+import { compileUnits } from '../packages/kernels/src/cuda/kernel-cache.ts';
 import { loadKernelSources } from '../packages/kernels/src/cuda/kernel-sources.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -36,10 +36,8 @@ const cache = resolve(values.cache);
 mkdirSync(cache, { recursive: true });
 const arch = Number(values.arch);
 const t0 = performance.now();
-const { compiled } = compileUnits(nvrtc, sources, arch, values.include, cache);
+const { compiled, cacheFiles: files } = compileUnits(nvrtc, sources, arch, values.include, cache);
 console.log(`NVRTC ${nvrtc.version} (${nvrtc.path}): compiled ${compiled.length} of ${sources.units.size} units for sm_${arch} in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
-const options = nvrtcOptions(arch, values.include);
-const files = [...sources.units].map(([name, source]) => `${cubinKey({ name, source, headers: sources.headers, options }, arch, `nvrtc ${nvrtc.version}`)}.cubin`);
 const out = resolve(values.out);
 mkdirSync(dirname(out), { recursive: true }); // tar does not make the folder (.gpu/ is not in the repository)
 const tar = spawnSync('tar', ['czf', out, '-C', cache, ...files], { stdio: 'inherit' });

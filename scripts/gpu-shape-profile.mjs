@@ -19,24 +19,21 @@ import { tmpdir } from 'node:os';
 
 import { benchExitCode, importPackages, jsonWriter, programDecode, ratio, round, stepRunner, teeLog } from './gpu-harness.mjs';
 import { profileDecode } from './gpu-bench-profile.mjs';
+import { SHAPES as PARALLEL_SHAPES } from './gpu-parallel-common.mjs';
 
 const OUT = process.env.OUT || join(tmpdir(), 'zinfer-shape-profile');
 const WORK = process.env.ZINFER_BENCH_DIR || '/tmp/zinfer-bench';
 const log = teeLog(join(OUT, 'shape-profile.log'));
 const [core, cuda, testing] = await importPackages(['@zinfer/core', '@zinfer/kernels/cuda', '@zinfer/core/testing'], log);
 
-const llama = (o) => ({
-  architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_act: 'silu', rms_norm_eps: 1e-5, rope_theta: 10000,
-  max_position_embeddings: 4096, tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 2, vocab_size: 32000, ...o,
-});
 /** A tp rank's slice of a Llama shape: heads, KV heads (at least 1), intermediate and vocab divided by tp. */
 const rankOf = (c, tp) => ({
   ...c, head_dim: c.hidden_size / c.num_attention_heads, num_attention_heads: c.num_attention_heads / tp, num_key_value_heads: Math.max(1, c.num_key_value_heads / tp),
   intermediate_size: c.intermediate_size / tp, vocab_size: c.vocab_size / tp,
 });
-const L7 = llama({ hidden_size: 4096, intermediate_size: 11008, num_attention_heads: 32, num_key_value_heads: 32, num_hidden_layers: 32 });
-const L13 = llama({ hidden_size: 5120, intermediate_size: 13824, num_attention_heads: 40, num_key_value_heads: 40, num_hidden_layers: 40 });
-const L70 = llama({ hidden_size: 8192, intermediate_size: 28672, num_attention_heads: 64, num_key_value_heads: 8, num_hidden_layers: 80 });
+const L13 = PARALLEL_SHAPES['llama-2-13b'];
+const L70 = PARALLEL_SHAPES['llama-2-70b'];
+const L7 = { ...L13, hidden_size: 4096, intermediate_size: 11008, num_attention_heads: 32, num_key_value_heads: 32, num_hidden_layers: 32 };
 const SHAPES = { '7b': L7, '13b': L13, '13b-tp2': rankOf(L13, 2), '13b-tp4': rankOf(L13, 4), '70b-tp4': rankOf(L70, 4) };
 const variants = (process.env.ZINFER_PROFILE_GEMV || cuda.GEMV_VARIANTS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
 const mixVariants = (process.env.ZINFER_PROFILE_MIX ?? 'v1,roll,occ').split(',').map((s) => s.trim()).filter(Boolean);
@@ -49,9 +46,11 @@ const detail = { errors: {}, steps: {} };
 const save = jsonWriter(OUT, [['shape-profile.json', result], ['shape-profile-detail.json', detail]]);
 const { step } = stepRunner({ budgetS: Number(process.env.ZINFER_BENCH_BUDGET_S || 480), log, save, detail, errors: 'message' });
 
+const headDim = (c) => c.head_dim ?? c.hidden_size / c.num_attention_heads;
+
 /** Bytes a decode token reads: every weight but the embedding table, whose one row is noise. */
 function bytesPerToken(c) {
-  const h = c.hidden_size, hd = c.head_dim ?? h / c.num_attention_heads;
+  const h = c.hidden_size, hd = headDim(c);
   const q = c.num_attention_heads * hd, kv = c.num_key_value_heads * hd;
   const layer = h * (q + 2 * kv) + q * h + 3 * h * c.intermediate_size;
   return 2 * (c.num_hidden_layers * layer + c.vocab_size * h);
@@ -65,8 +64,6 @@ await step('read bandwidth', () => {
   result.gemv_variant_mismatches = m.gemvVariantMismatches;
   return { readGBps: m.readGBps, mismatches: m.gemvVariantMismatches };
 });
-const info = await cuda.cudaBackend({ device: 0 }).probe().catch(() => null);
-result.card ??= info?.name ?? null;
 log(`card ${result.card}, read ${result.read_gb_per_s} GB/s`);
 
 for (const name of pick) {
@@ -84,19 +81,20 @@ for (const name of pick) {
     try {
       const program = backend.programs[backend.programs.length - 1];
       const vocab = config.vocab_size;
+      const decode = async (steps) => round(await programDecode(program, testing.stepBatch, { rows: 1, context: 100, vocab, argmax: true, steps }), 3);
       const base = cuda.gemvVariant();
       const baseByEpilogue = cuda.gemvVariantByEpilogue(); // ZINFER_GEMV_BY_EPILOGUE, restored after the mixes
       try {
         for (const v of variants) {
           cuda.setGemvVariant(v);
           program.resetGraphs();
-          r.graphed_ms_by_gemv[v] = round(await programDecode(program, testing.stepBatch, { rows: 1, context: 100, vocab, argmax: true, steps: 48 }), 3);
+          r.graphed_ms_by_gemv[v] = await decode(48);
         }
         cuda.setGemvVariant(base);
         for (const m of mixes) { // none/residual/gated
           cuda.setGemvVariantByEpilogue(Object.fromEntries(MIX_EPILOGUES.map((e, i) => [e, m[i]])));
           program.resetGraphs();
-          r.graphed_ms_by_mix[m.join('/')] = round(await programDecode(program, testing.stepBatch, { rows: 1, context: 100, vocab, argmax: true, steps: 32 }), 3);
+          r.graphed_ms_by_mix[m.join('/')] = await decode(32);
         }
       } finally {
         cuda.setGemvVariant(base);
@@ -109,7 +107,7 @@ for (const name of pick) {
       r.graphed_ms = r.graphed_ms_by_gemv[base] ?? Math.min(...Object.values(r.graphed_ms_by_gemv));
       r.over_limit = ratio(r.graphed_ms, r.limit_ms);
       log(`${name}: graphed ms by GEMV variant ${JSON.stringify(r.graphed_ms_by_gemv)}`);
-      const kvBytesPerToken = 2 * config.num_key_value_heads * (config.head_dim ?? config.hidden_size / config.num_attention_heads) * 2;
+      const kvBytesPerToken = 2 * config.num_key_value_heads * headDim(config) * 2;
       const p = await profileDecode({
         program, profileStep: cuda.profileStep, summarizeProfile: cuda.summarizeProfile, stepBatch: testing.stepBatch,
         variants: [cuda.gemvVariant()], setVariant: cuda.setGemvVariant, rows: 1, context: 100, vocab, readGBps: result.read_gb_per_s, kv: { bytesPerToken: kvBytesPerToken },

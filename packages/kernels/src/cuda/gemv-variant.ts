@@ -101,5 +101,6 @@ export function gemvLaunch(rows: number, weight: string, act: string, inF: numbe
   const rv = rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8;
   if (narrow.get() === 'warp' && rv <= 2 && inF <= GEMV_WARP_MAX_IN && act !== 'f32' && weight === act) return { kernel: `gemv${rv}w_${weight}_${act}`, threads: 32 };
   const v = byEpilogue[epilogue] ?? variant.get();
-  return { kernel: gemvKernel(rv, weight, act, v === 'auto' ? autoGemvVariant(epilogue, Math.ceil(inF / 8 / 128)) : v), threads: 128 };
+  const perThread = Math.ceil(inF / 8 / 128); // 16-byte vectors (8 elements at 16 bits) of a row per thread
+  return { kernel: gemvKernel(rv, weight, act, v === 'auto' ? autoGemvVariant(epilogue, perThread) : v), threads: 128 };
 }

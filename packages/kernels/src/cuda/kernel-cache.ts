@@ -43,6 +43,8 @@ export interface CompiledUnits {
   cubins: Map<string, Uint8Array>;
   /** Files compiled now rather than read from the cache. */
   compiled: string[];
+  /** The cache file names (sm_<arch>-<key>.cubin) of every unit; empty when the cache is off. */
+  cacheFiles: string[];
 }
 
 /** CUBINs of every unit, from the cache where present; cacheDir null turns the cache off. */
@@ -50,9 +52,12 @@ export function compileUnits(nvrtc: Nvrtc, sources: KernelSources, arch: number,
   const options = nvrtcOptions(arch, includeDir);
   const cubins = new Map<string, Uint8Array>();
   const compiled: string[] = [];
+  const cacheFiles: string[] = [];
   for (const [name, source] of sources.units) {
     const req: CompileRequest = { name, source, headers: sources.headers, options };
-    const file = cacheDir ? join(cacheDir, `${cubinKey(req, arch, `nvrtc ${nvrtc.version}`)}.cubin`) : null;
+    const base = `${cubinKey(req, arch, `nvrtc ${nvrtc.version}`)}.cubin`;
+    const file = cacheDir ? join(cacheDir, base) : null;
+    if (cacheDir) cacheFiles.push(base);
     const hit = file ? readCached(file) : null;
     if (hit) {
       cubins.set(name, hit);
@@ -63,7 +68,7 @@ export function compileUnits(nvrtc: Nvrtc, sources: KernelSources, arch: number,
     cubins.set(name, cubin);
     if (file && cacheDir) writeCached(cacheDir, file, cubin);
   }
-  return { cubins, compiled };
+  return { cubins, compiled, cacheFiles };
 }
 
 function readCached(file: string): Uint8Array | null {
