@@ -165,10 +165,13 @@ template <int LANES> __device__ __forceinline__ float group_sum(float v) {
 
 // out [rows, heads*headDim]; partial [rows, heads, splits, headDim + 2] f32 scratch; counters [rows*heads]
 // int, zero before the first launch and left zero after each; q [rows, heads*headDim]; caches [slots,
-// kvHeads*headDim]. headDim a multiple of VEC = 16/sizeof(A), at most LANES·VEC. Split s of a row covers
+// kvHeads*headDim]. headDim a multiple of VEC (DecodeVec), at most LANES·VEC. Split s of a row covers
 // chunk = max(minChunk, ceil(span / splits)) positions from lo + s·chunk. grid (splits, heads, rows).
-// VEC cached elements of type C, loaded at once (16 bytes when C is the activation type; 8 or 4 bytes of
-// fp8) and widened to f32.
+// VEC cached elements of type C, loaded at once (16 bytes: 8 f16/bf16 or 16 e4m3 in the 16-bit modes; in
+// the f32 parity mode 4 f32, or 4 bytes of e4m3) and widened to f32.
+template <typename A, typename C> struct DecodeVec {
+  static constexpr int N = sizeof(C) == 1 && sizeof(A) == 2 ? 16 : Vec16<A>::N;
+};
 template <typename C, int VEC> struct CacheVec {
   typedef uint4 Raw;
   static __device__ __forceinline__ Raw zero() { return make_uint4(0u, 0u, 0u, 0u); }
@@ -176,15 +179,18 @@ template <typename C, int VEC> struct CacheVec {
   static __device__ __forceinline__ Raw shared(const C *p) { return *reinterpret_cast<const uint4 *>(p); }
   static __device__ __forceinline__ void widen(Raw r, float *out) { widen16<C>(r, out); }
 };
-template <> struct CacheVec<e4m3_t, 8> {
-  typedef uint2 Raw;
-  static __device__ __forceinline__ Raw zero() { return make_uint2(0u, 0u); }
-  static __device__ __forceinline__ Raw load(const e4m3_t *p) { return __ldg(reinterpret_cast<const uint2 *>(p)); }
-  static __device__ __forceinline__ Raw shared(const e4m3_t *p) { return *reinterpret_cast<const uint2 *>(p); }
+// 16 e4m3 in one 16-byte load: the fp8 cache's reads in the 16-bit modes, so a load moves as many bytes as
+// the 16-bit cache's (one load of 8 bytes a lane left the fp8 step as slow as the f16 one: the same loads in
+// flight carried half the bytes).
+template <> struct CacheVec<e4m3_t, 16> {
+  typedef uint4 Raw;
+  static __device__ __forceinline__ Raw zero() { return make_uint4(0u, 0u, 0u, 0u); }
+  static __device__ __forceinline__ Raw load(const e4m3_t *p) { return __ldg(reinterpret_cast<const uint4 *>(p)); }
+  static __device__ __forceinline__ Raw shared(const e4m3_t *p) { return *reinterpret_cast<const uint4 *>(p); }
   static __device__ __forceinline__ void widen(Raw r, float *out) {
-    const u32 w[2] = {r.x, r.y};
+    const u32 w[4] = {r.x, r.y, r.z, r.w};
 #pragma unroll
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 4; i++) {
       e4m3x2_to_f32((unsigned short)(w[i] & 0xffffu), out[4 * i], out[4 * i + 1]);
       e4m3x2_to_f32((unsigned short)(w[i] >> 16), out[4 * i + 2], out[4 * i + 3]);
     }
@@ -215,7 +221,7 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
                             const int *seqInfo, const int *blockTables, int headDim, int kvHeads, int blockSize, int window, float scale,
                             int minChunk, const A *kNew, const A *vNew, const int *slots, const double *invFreq, int rotaryDim,
                             int interleaved, float ropeScaling, const void *pf, int pfBytes) {
-  constexpr int VEC = Vec16<A>::N;
+  constexpr int VEC = DecodeVec<A, C>::N;
   constexpr int G = DEC_THREADS / LANES; // position groups per block
   __shared__ float sM[G], sL[G], sAcc[G][LANES * VEC];
   __shared__ int sLast;
@@ -243,7 +249,7 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
 
   rope_table(cs, sn, (double)p, invFreq, rotaryDim, ropeScaling);
   typedef CacheVec<C, VEC> CV;
-  typename CV::Raw kr[DEC_UNROLL], vr[DEC_UNROLL]; // PIPE: the raw K and V of the next iteration
+  typename CV::Raw kr[DEC_UNROLL], vr[DEC_UNROLL]; // the raw K and V of a round (PIPE: of the next one)
   auto fetch = [&](int base) {
 #pragma unroll
     for (int u = 0; u < DEC_UNROLL; u++) {
@@ -278,13 +284,16 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   }
   __syncthreads();
 
-  float qv[VEC], acc[VEC], kp[VEC], vp[VEC];
+  // Cached K and V stay raw (VEC elements of C, one load each) until used: widened one position at a time,
+  // so the registers hold a round of raw loads, not a round of f32 vectors.
+  typename CV::Raw kp = CV::zero(), vp = CV::zero(); // the new position's, for the split that holds it
+  float qv[VEC], acc[VEC];
 #pragma unroll
-  for (int k = 0; k < VEC; k++) qv[k] = acc[k] = kp[k] = vp[k] = 0.f;
+  for (int k = 0; k < VEC; k++) qv[k] = acc[k] = 0.f;
   if (active) {
     if (begin <= p && p < end) {
-      CacheVec<C, VEC>::widen(CacheVec<C, VEC>::shared(sK + d0), kp);
-      CacheVec<C, VEC>::widen(CacheVec<C, VEC>::shared(sV + d0), vp);
+      kp = CV::shared(sK + d0);
+      vp = CV::shared(sV + d0);
     }
     // Element reads: load_vec is __ldg (ld.global.nc), which a shared address faults.
 #pragma unroll
@@ -297,38 +306,21 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   // base + g + u·G.
   for (int base = begin; base < end; base += G * DEC_UNROLL) {
     const int j0 = base + group;
-    float kf[DEC_UNROLL][VEC], vf[DEC_UNROLL][VEC];
-    if constexpr (PIPE) {
+    typename CV::Raw kc[DEC_UNROLL], vc[DEC_UNROLL];
+    if constexpr (!PIPE) fetch(base);
 #pragma unroll
-      for (int u = 0; u < DEC_UNROLL; u++) {
-        CV::widen(kr[u], kf[u]);
-        CV::widen(vr[u], vf[u]);
-      }
-      fetch(base + G * DEC_UNROLL);
-    } else {
-#pragma unroll
-      for (int u = 0; u < DEC_UNROLL; u++) {
-        const int j = j0 + u * G;
-        if (active && j < end && j != p) {
-          const i64 slot = (i64)table[j / blockSize] * blockSize + j % blockSize;
-          CV::widen(CV::load(kCache + slot * kvWidth + kvOff), kf[u]);
-          CV::widen(CV::load(vCache + slot * kvWidth + kvOff), vf[u]);
-        } else {
-#pragma unroll
-          for (int k = 0; k < VEC; k++) kf[u][k] = vf[u][k] = 0.f;
-        }
-      }
+    for (int u = 0; u < DEC_UNROLL; u++) {
+      kc[u] = kr[u];
+      vc[u] = vr[u];
     }
+    if constexpr (PIPE) fetch(base + G * DEC_UNROLL);
     // The new position's K and V come from registers (another block of this launch writes its cache row,
     // so it is never loaded). Selecting values, not pointers: a load never sees a shared address.
 #pragma unroll
     for (int u = 0; u < DEC_UNROLL; u++) {
       if (j0 + u * G == p) {
-#pragma unroll
-        for (int k = 0; k < VEC; k++) {
-          kf[u][k] = kp[k];
-          vf[u][k] = vp[k];
-        }
+        kc[u] = kp;
+        vc[u] = vp;
       }
     }
     // Explicit roundings (no contraction left to the compiler): the variants compile to different code,
@@ -337,9 +329,11 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
     float mNew = m;
 #pragma unroll
     for (int u = 0; u < DEC_UNROLL; u++) {
+      float kf[VEC];
+      CV::widen(kc[u], kf);
       float dot = 0.f;
 #pragma unroll
-      for (int k = 0; k < VEC; k++) dot = __fmaf_rn(qv[k], kf[u][k], dot);
+      for (int k = 0; k < VEC; k++) dot = __fmaf_rn(qv[k], kf[k], dot);
       dot = group_sum<LANES>(dot);
       sc[u] = j0 + u * G < end ? dot : NEG_INF;
       mNew = fmaxf(mNew, sc[u]);
@@ -350,10 +344,12 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
     for (int k = 0; k < VEC; k++) acc[k] = __fmul_rn(acc[k], corr);
 #pragma unroll
     for (int u = 0; u < DEC_UNROLL; u++) {
+      float vf[VEC];
+      CV::widen(vc[u], vf);
       const float e = expf(sc[u] - mNew); // 0 for a position past the end
       l = __fadd_rn(l, e);
 #pragma unroll
-      for (int k = 0; k < VEC; k++) acc[k] = __fmaf_rn(e, vf[u][k], acc[k]);
+      for (int k = 0; k < VEC; k++) acc[k] = __fmaf_rn(e, vf[k], acc[k]);
     }
     m = mNew;
   }
@@ -422,7 +418,7 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
 }
 
 #define DECODE_ENTRY(S, A, LANES, P, PIPE, KS, CT)                                                                                     \
-  extern "C" __global__ void __launch_bounds__(DEC_THREADS, 1)                                                                        \
+  extern "C" __global__ void __launch_bounds__(DEC_THREADS, 4)                                                                        \
       attn_decode##LANES##P##_##S##KS(A *out, float *partial, int *counters, const A *q, CT *kCache, CT *vCache, const int *rowSeq, \
                                const int *seqInfo, const int *blockTables, int headDim, int kvHeads, int blockSize, int window,      \
                                float scale, int minChunk, const A *kNew, const A *vNew, const int *slots, const double *invFreq,     \

@@ -10,7 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadModel, Rng, type FloatDType, type Graph, type StepBatch } from '@zinfer/core';
 import { memoryWeights, range, stepBatch, tinyLlama, TINY_LLAMA, type TinyLlamaConfig } from '@zinfer/core/testing';
-import { attentionChunks, decodeLanes, decodeSplits } from '../src/cuda/attention-launch.js';
+import { attentionChunks, decodeAttentionFits, decodeElementBytes, decodeLanes, decodeSplits } from '../src/cuda/attention-launch.js';
 import { planBuffers } from '../src/cuda/buffer-plan.js';
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
 import type { ActivationChoice } from '../src/cuda/device-weights.js';
@@ -338,6 +338,9 @@ test('attention: chunks of the general path, decode splits fixed per batch size,
   assert.equal(decodeSplits(64, 32, 132, 1), { splits: 32, minChunk: 1 });
   assert.equal([128, 64, 16, 8, 80, 256, 3, 512].map((d) => decodeLanes(d, 2)), [16, 8, 2, 1, 16, 32, 0, 0]);
   assert.equal([128, 8, 4, 130].map((d) => decodeLanes(d, 4)), [32, 2, 1, 0]);
+  // The fp8 cache loads 16 e4m3 a lane in the 16-bit modes (a head of 128: 8 lanes), 4 in the f32 parity mode.
+  assert.equal([decodeElementBytes('f16', true), decodeElementBytes('bf16', true), decodeElementBytes('f32', true), decodeElementBytes('f16', false)], [1, 1, 4, 2]);
+  assert.equal([128, 64, 16, 8, 256].map((d) => decodeLanes(d, 1)), [8, 4, 1, 0, 16]);
 });
 
 // ---------------------------------------------------------------------------------------------------
@@ -459,6 +462,28 @@ test('decode steps replay CUDA graphs per batch-size bucket: first step eager, s
   await program.dispose();
   assert.is(gpu.graphStats.live, 0, 'every graph destroyed');
   assert.is(gpu.live.size, 0);
+});
+
+test('a head size the decode kernel does not take (fp8 heads of 8 in a 16-bit mode): decode steps run the general attention eagerly, never a stale graph', async () => {
+  const cfg: TinyLlamaConfig = { ...TINY16, headDim: 8 };
+  const m = tinyLlama(Rng.fromSeed(5), cfg, 'f16');
+  assert.ok(decodeAttentionFits(m.graph, 'f16', false));
+  assert.not.ok(decodeAttentionFits(m.graph, 'f16', true));
+  assert.ok(decodeAttentionFits(m.graph, 'f32', true));
+  const gpu = new RecordingGpu();
+  const program = await compileProgram(gpu, m.graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 12, blockSize: 4, dtype: 'fp8' } }, { ...SETTINGS, activations: 'auto' });
+  const seqs = [{ blocks: [0, 1, 2] }, { blocks: [3, 4, 5] }];
+  await program.run(stepBatch(seqs.map((s, i) => ({ tokens: range(3, i + 1), cached: 0, blocks: s.blocks })), 4, 'last'));
+  for (let t = 0; t < 4; t++) {
+    const from = gpu.launches.length;
+    await program.run(stepBatch(seqs.map((s, i) => ({ tokens: [i + t], cached: 3 + t, blocks: s.blocks })), 4, 'last'));
+    const kernels = gpu.launches.slice(from).map((l) => l.kernel);
+    assert.ok(kernels.includes('attention_partial_f16_e4m3') && !kernels.some((k) => k.startsWith('attn_decode')), kernels.join(' '));
+    assert.not.ok(gpu.launches.slice(from).some((l) => l.replay));
+  }
+  assert.is(program.stats.graphCaptures, 0);
+  assert.is(program.stats.graphReplays, 0);
+  await program.dispose();
 });
 
 test('decode buckets over 8 rows (cuBLAS inside the graph) and a failed capture: that bucket runs eagerly, the others keep their graphs', async () => {

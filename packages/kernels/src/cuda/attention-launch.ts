@@ -8,7 +8,7 @@
 //   - otherwise (f32 parity mode, odd head sizes, an fp8 cache): attention_partial + attention_reduce.
 // With the opt-in fp8 cache (KvPointers.fp8) the writes round to e4m3 and the reads widen from it: the
 // `_e4m3` entry points of rotary.cu and attention.cu (cuda/fp8.cuh says how).
-import type { OpNode } from '@zinfer/core';
+import type { FloatDType, Graph, OpNode } from '@zinfer/core';
 import { decodeAttentionKernel } from './decode-attention-variant.js';
 import type { RopeKv } from './exec-plan.js';
 import { prefetchOf } from './l2-prefetch.js';
@@ -44,6 +44,22 @@ export function attentionChunks(positions: Int32Array, window: number | null, fi
   return { chunk, chunks: Math.ceil(span / chunk) };
 }
 
+/**
+ * Bytes of one cached element as attn_decode loads them: the activation's, or 1 with the fp8 cache in the
+ * 16-bit modes (16 e4m3 a load; the f32 parity mode loads fp8 4 at a time, as many as its f32 cache).
+ */
+export function decodeElementBytes(act: FloatDType, fp8: boolean): number {
+  return fp8 && act !== 'f32' ? 1 : dtypeBytes(act);
+}
+
+/**
+ * Whether every attention of a graph runs as attn_decode in decode steps. The general path's grid depends
+ * on the contexts, so a decode graph holding it would replay a stale grid: such programs run decode eagerly.
+ */
+export function decodeAttentionFits(graph: Graph, act: FloatDType, fp8: boolean): boolean {
+  return graph.nodes.every((n) => n.op !== 'attention' || decodeLanes(n.attrs.headDim, decodeElementBytes(act, fp8)) > 0);
+}
+
 /** Lanes per cached position in attn_decode (a power of two ≤ 32), or 0 when the head size does not fit. */
 export function decodeLanes(headDim: number, elementBytes: number): number {
   const vec = 16 / elementBytes;
@@ -71,7 +87,7 @@ export function launchAttention(ctx: StepContext, node: OpNode<'attention'>, kv:
   const fp8 = kv.fp8 === true;
   const seqArgs = [ctx.metaPtr(meta.at.rowSeq), ctx.metaPtr(meta.at.seqInfo), ctx.metaPtr(meta.at.blockTables)];
   const window = slidingWindow ?? 0;
-  const lanes = decodeLanes(headDim, dtypeBytes(act));
+  const lanes = decodeLanes(headDim, decodeElementBytes(act, fp8));
   if (meta.decodeOnly && lanes > 0) {
     const { splits, minChunk } = decodeSplits(rows, heads, gpu.multiprocessors, ctx.options.attentionChunk);
     const partial = splits > 1 ? ctx.scratch(rows * heads * splits * (headDim + 2) * 4) : 0n; // [rows, heads, splits, headDim + 2]

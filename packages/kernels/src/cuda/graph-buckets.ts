@@ -4,7 +4,9 @@
 // launched with one call. A bucket's first step runs eagerly (sizing every buffer), its second captures;
 // any buffer that grows afterwards invalidates the graphs (their addresses are stale: the launcher's
 // generation moved). A bucket whose capture fails runs eagerly from then on (stats.graphError says why).
+// A program whose attention cannot take the decode kernel (a head size it is not compiled for) decodes eagerly.
 import type { StepBatch } from '@zinfer/core';
+import { decodeAttentionFits } from './attention-launch.js';
 import type { GraphExec } from './gpu.js';
 import type { ProgramParts, ProgramStats } from './program.js';
 import type { StepLauncher } from './step-launcher.js';
@@ -21,17 +23,21 @@ interface BucketGraph {
 
 export class GraphBuckets {
   private readonly buckets = new Map<number, BucketGraph>();
+  /** Every attention takes the decode kernel, whose grid depends only on the batch size (else: eager decode). */
+  private readonly replayable: boolean;
 
   constructor(
     private readonly p: ProgramParts,
     private readonly launcher: StepLauncher,
     private readonly stats: ProgramStats,
-  ) {}
+  ) {
+    this.replayable = decodeAttentionFits(p.graph, p.act, p.kv?.fp8 === true);
+  }
 
   /** The graph bucket of a decode step (rows up to 1, 2, 4, 8, then multiples of 16), or 0 to run it eagerly. */
   bucketOf(batch: StepBatch): number {
     const { options } = this.p;
-    if (!options.graphs || !this.p.kv || !isGraphableDecode(batch)) return 0;
+    if (!options.graphs || !this.p.kv || !this.replayable || !isGraphableDecode(batch)) return 0;
     const rows = batch.tokenIds.length;
     if (rows > options.maxGraphRows) return 0;
     if (rows > 8) return Math.min(Math.ceil(rows / 16) * 16, Math.max(rows, options.maxGraphRows));
