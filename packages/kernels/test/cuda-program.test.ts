@@ -409,13 +409,21 @@ for (const dtype of ['f32', 'f16', 'bf16'] as FloatDType[]) {
         const lanes = decodeLanes(16, act === 'f32' ? 4 : 2);
         const decode = `attn_decode${lanes}${act === 'f32' ? '' : 'p'}_${act}`; // the pipelined variant in 16-bit modes (the default)
         const narrow = half ? 'w' : ''; // hidden 32: narrow rows take the one-warp GEMV in 16-bit modes
-        for (const k of [`embedding_${w}_${act}`, `gemv1${narrow}_${w}_${act}`, `gemv2${narrow}_${w}_${act}`, `rms_norm_${act}`, `rope_kv_${act}`, decode, `add_${act}`, `activation_${act}`, `gather_rows_${act}`]) {
+        // Over 8 rows on cuBLAS, each residual add is the C matrix of its projection's GEMM: no add kernel.
+        const residualInGemm = cublas && w === act;
+        const add = residualInGemm ? [] : [`add_${act}`];
+        for (const k of [`embedding_${w}_${act}`, `gemv1${narrow}_${w}_${act}`, `gemv2${narrow}_${w}_${act}`, `rms_norm_${act}`, `rope_kv_${act}`, decode, ...add, `activation_${act}`, `gather_rows_${act}`]) {
           assert.ok(kernels.has(k), `launched ${k}; launched: ${[...kernels].join(' ')}`);
         }
         assert.not.ok(kernels.has(`rotary_${act}`), 'rotary fused into the KV write');
         assert.not.ok(kernels.has(`to_f32_${act}`), 'the LM head writes f32 logits itself');
         // 12 prompt rows: more than 8, so the many-row path runs (cuBLAS when weights match the activations).
-        if (cublas && w === act) assert.ok(gpu.gemms.length > 0 && gpu.gemms.every((g) => g.dtype === act) && !kernels.has(`gemm_${w}_${act}`));
+        if (residualInGemm) {
+          assert.ok(gpu.gemms.length > 0 && gpu.gemms.every((g) => g.dtype === act) && !kernels.has(`gemm_${w}_${act}`));
+          // o and down of both layers in each 12-row prompt step add their residual; the rest add nothing.
+          assert.ok(gpu.gemms.some((g) => g.c !== undefined) && gpu.gemms.some((g) => g.c === undefined));
+          assert.not.ok(kernels.has(`add_${act}`), 'no add kernel: the residual adds are in the GEMMs');
+        }
         else assert.ok(kernels.has(`gemm_${w}_${act}`) && gpu.gemms.length === 0);
         if (half) assert.ok(kernels.has(`flash_prefill16_${act}`) && !kernels.has(`attention_partial_${act}`), 'prompt attention on tensor cores');
         else assert.ok(kernels.has('attention_partial_f32'));

@@ -1,8 +1,9 @@
-// cuBLAS through koffi, for linear layers over more than 8 rows: f32 × f32 in parity mode, f16 × f16 or
-// bf16 × bf16 (tensor cores) in the 16-bit modes, always accumulating in f32 (CUBLAS_COMPUTE_32F). f32
-// parity needs true f32 arithmetic: the default math mode, never _FAST_TF32 (10-bit mantissas).
-import { existsSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+// cuBLASLt through koffi, for linear layers over more than 8 rows: f32 × f32 in parity mode, f16 × f16 or
+// bf16 × bf16 (tensor cores) in the 16-bit modes, always accumulating in f32 (CUBLAS_COMPUTE_32F; f32
+// parity needs true f32 arithmetic, never TF32). cuBLASLt rather than cublasGemmEx for two things: a matrix
+// C added by the GEMM's epilogue into a separate output D (the residual add of a row-parallel projection,
+// so no add kernel follows), and the choice among the heuristic's algorithms (gemm-tuning.ts times them:
+// at 64 rows its first pick for a 4096 × 4096 product leaves most SMs idle).
 import koffi from 'koffi';
 import { BackendError } from '@zinfer/core';
 import type { FloatDType } from '@zinfer/core';
@@ -10,31 +11,49 @@ import type { GemmArgs } from './gpu.js';
 import { findLibrary, type DiscoveryOptions } from './libraries.js';
 
 type Out<T> = [T];
+/** An opaque cuBLASLt handle or descriptor (what koffi returns for a `void *`). */
+type Handle = unknown;
 
-interface CublasApi {
-  cublasCreate_v2(handle: Out<bigint | null>): number;
-  cublasDestroy_v2(handle: bigint): number;
-  cublasSetStream_v2(handle: bigint, stream: bigint | null): number;
-  cublasSetMathMode(handle: bigint, mode: number): number;
-  cublasGetStatusName(status: number): string;
-  cublasGemmEx(
-    handle: bigint, transa: number, transb: number, m: number, n: number, k: number, alpha: Float32Array,
-    a: bigint, aType: number, lda: number, b: bigint, bType: number, ldb: number, beta: Float32Array,
-    c: bigint, cType: number, ldc: number, computeType: number, algo: number,
+interface CublasLtApi {
+  cublasLtCreate(handle: Out<Handle>): number;
+  cublasLtDestroy(handle: Handle): number;
+  cublasLtGetStatusName(status: number): string;
+  cublasLtMatmulDescCreate(desc: Out<Handle>, computeType: number, scaleType: number): number;
+  cublasLtMatmulDescDestroy(desc: Handle): number;
+  cublasLtMatmulDescSetAttribute(desc: Handle, attr: number, buf: Buffer, size: number): number;
+  cublasLtMatrixLayoutCreate(layout: Out<Handle>, type: number, rows: number, cols: number, ld: number): number;
+  cublasLtMatrixLayoutDestroy(layout: Handle): number;
+  cublasLtMatmulPreferenceCreate(pref: Out<Handle>): number;
+  cublasLtMatmulPreferenceDestroy(pref: Handle): number;
+  cublasLtMatmulPreferenceSetAttribute(pref: Handle, attr: number, buf: Buffer, size: number): number;
+  cublasLtMatmulAlgoGetHeuristic(
+    handle: Handle, desc: Handle, a: Handle, b: Handle, c: Handle, d: Handle, pref: Handle, count: number, results: Buffer, returned: Out<number>,
+  ): number;
+  cublasLtMatmul(
+    handle: Handle, desc: Handle, alpha: Float32Array, a: bigint, aDesc: Handle, b: bigint, bDesc: Handle, beta: Float32Array, c: bigint, cDesc: Handle,
+    d: bigint, dDesc: Handle, algo: Buffer, workspace: bigint, workspaceBytes: number, stream: Handle,
   ): number;
 }
 
-export const CUBLAS_PROTOTYPES: Record<keyof CublasApi, string> = {
-  cublasCreate_v2: 'int cublasCreate_v2(_Out_ void **handle)',
-  cublasDestroy_v2: 'int cublasDestroy_v2(void *handle)',
-  cublasSetStream_v2: 'int cublasSetStream_v2(void *handle, void *stream)',
-  cublasSetMathMode: 'int cublasSetMathMode(void *handle, int mode)',
-  cublasGetStatusName: 'const char *cublasGetStatusName(int status)',
-  cublasGemmEx:
-    'int cublasGemmEx(void *handle, int transa, int transb, int m, int n, int k, const void *alpha, uint64_t A, int Atype, int lda, uint64_t B, int Btype, int ldb, const void *beta, uint64_t C, int Ctype, int ldc, int computeType, int algo)',
+export const CUBLAS_PROTOTYPES: Record<keyof CublasLtApi, string> = {
+  cublasLtCreate: 'int cublasLtCreate(_Out_ void **handle)',
+  cublasLtDestroy: 'int cublasLtDestroy(void *handle)',
+  cublasLtGetStatusName: 'const char *cublasLtGetStatusName(int status)',
+  cublasLtMatmulDescCreate: 'int cublasLtMatmulDescCreate(_Out_ void **desc, int computeType, int scaleType)',
+  cublasLtMatmulDescDestroy: 'int cublasLtMatmulDescDestroy(void *desc)',
+  cublasLtMatmulDescSetAttribute: 'int cublasLtMatmulDescSetAttribute(void *desc, int attr, const void *buf, size_t size)',
+  cublasLtMatrixLayoutCreate: 'int cublasLtMatrixLayoutCreate(_Out_ void **layout, int type, uint64_t rows, uint64_t cols, int64_t ld)',
+  cublasLtMatrixLayoutDestroy: 'int cublasLtMatrixLayoutDestroy(void *layout)',
+  cublasLtMatmulPreferenceCreate: 'int cublasLtMatmulPreferenceCreate(_Out_ void **pref)',
+  cublasLtMatmulPreferenceDestroy: 'int cublasLtMatmulPreferenceDestroy(void *pref)',
+  cublasLtMatmulPreferenceSetAttribute: 'int cublasLtMatmulPreferenceSetAttribute(void *pref, int attr, const void *buf, size_t size)',
+  cublasLtMatmulAlgoGetHeuristic:
+    'int cublasLtMatmulAlgoGetHeuristic(void *handle, void *desc, void *a, void *b, void *c, void *d, void *pref, int count, void *results, _Out_ int *returned)',
+  cublasLtMatmul:
+    'int cublasLtMatmul(void *handle, void *desc, const void *alpha, uint64_t A, void *Adesc, uint64_t B, void *Bdesc, const void *beta, uint64_t C, void *Cdesc, uint64_t D, void *Ddesc, const void *algo, uint64_t workspace, size_t workspaceBytes, void *stream)',
 };
 
-// From library_types.h and cublas_api.h (CUDA 13).
+// From library_types.h, cublas_api.h and cublasLt.h (CUDA 12 and 13).
 export const CUBLAS = {
   OP_N: 0,
   OP_T: 1,
@@ -42,67 +61,155 @@ export const CUBLAS = {
   R_16F: 2,
   R_16BF: 14,
   COMPUTE_32F: 68,
-  DEFAULT_MATH: 0,
-  GEMM_DEFAULT: -1,
+  DESC_TRANSA: 3,
+  DESC_TRANSB: 4,
+  PREF_MAX_WORKSPACE_BYTES: 1,
+  PREF_REDUCTION_SCHEME_MASK: 3,
+  /** CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE: split-K partial sums kept in f32 (IN_PLACE and OUTPUT_TYPE round them to y's type). */
+  REDUCTION_COMPUTE_TYPE: 2,
+  PREF_MIN_ALIGNMENT_A: 5, // …_B 6, _C 7, _D 8
 } as const;
+
+/** sizeof(cublasLtMatmulHeuristicResult_t): algo (8 × uint64), workspaceSize, state, wavesCount, reserved[4]. */
+const HEURISTIC_BYTES = 96;
+const ALGO_BYTES = 64;
+/** Algorithms asked of the heuristic for each GEMM shape (the tuner times them; untuned shapes take the first). */
+const HEURISTIC_COUNT = 8;
 
 /** cudaDataType of each float dtype. */
 const DATA_TYPE: Record<FloatDType, number> = { f32: CUBLAS.R_32F, f16: CUBLAS.R_16F, bf16: CUBLAS.R_16BF };
 
+/** One GEMM problem's descriptors and the heuristic's algorithms for it (reused by every call of its shape). */
+export interface GemmPlan {
+  readonly key: string;
+  /** Candidate algorithms, best first by the heuristic (at least one). */
+  readonly algos: Buffer[];
+  /** Index into `algos` of the one calls use; set by the tuner (0 until then). */
+  chosen: number;
+  /** The tuning generation `chosen` was decided in (gemm-tuning.ts); -1: not yet. */
+  decidedAt: number;
+  readonly desc: Handle;
+  readonly layouts: [Handle, Handle, Handle, Handle];
+}
+
+/** The largest power of two (≤ 256) dividing a device address: the alignment the heuristic must respect. */
+export const alignmentOf = (ptr: bigint): number => {
+  let a = 1;
+  while (a < 256 && ptr % BigInt(a * 2) === 0n) a *= 2;
+  return a;
+};
+
 export class Cublas {
-  private readonly api: CublasApi;
-  private readonly handle: bigint;
+  private readonly api: CublasLtApi;
+  private readonly handle: Handle;
   private readonly one = Float32Array.of(1);
   private readonly zero = Float32Array.of(0);
+  private readonly plans = new Map<string, GemmPlan>();
 
   constructor(readonly path: string) {
     const lib = koffi.load(path);
-    const api: Partial<CublasApi> = {};
-    for (const name of Object.keys(CUBLAS_PROTOTYPES) as (keyof CublasApi)[]) api[name] = lib.func(CUBLAS_PROTOTYPES[name]);
-    this.api = api as CublasApi; // every member was bound above
-    const h: Out<bigint | null> = [null];
-    this.check('cublasCreate_v2', this.api.cublasCreate_v2(h));
-    if (h[0] === null) throw new BackendError('cublasCreate_v2 returned no handle');
+    const api: Partial<CublasLtApi> = {};
+    for (const name of Object.keys(CUBLAS_PROTOTYPES) as (keyof CublasLtApi)[]) api[name] = lib.func(CUBLAS_PROTOTYPES[name]);
+    this.api = api as CublasLtApi; // every member was bound above
+    const h: Out<Handle> = [null];
+    this.check('cublasLtCreate', this.api.cublasLtCreate(h));
+    if (h[0] === null) throw new BackendError('cublasLtCreate returned no handle');
     this.handle = h[0];
-    this.check('cublasSetMathMode', this.api.cublasSetMathMode(this.handle, CUBLAS.DEFAULT_MATH));
   }
 
-  /** Needs the device's context current (cuBLAS uses it). */
+  /** Needs the device's context current (cuBLASLt uses it). */
   static open(options?: DiscoveryOptions): Cublas {
-    const path = findLibrary('cublas', options);
-    // libcublas needs libcublasLt; loading it first (from the same folder when it is there) satisfies that
-    // dependency by soname even when the folder is not on the loader's path.
-    const beside = join(dirname(path), basename(path).replace('libcublas', 'libcublasLt'));
-    koffi.load(existsSync(beside) ? beside : findLibrary('cublasLt', options));
-    return new Cublas(path);
+    return new Cublas(findLibrary('cublasLt', options));
   }
 
   /**
-   * y = x · wᵀ in row-major terms. cuBLAS is column-major, where the same memory reads as yᵀ [outF, rows]
-   * = W [outF, inF] (the row-major w read as inF × outF, transposed) · xᵀ [inF, rows].
+   * The plan of a GEMM: y = x · wᵀ (+ c) in row-major terms. cuBLAS is column-major, where the same memory
+   * reads as yᵀ [outF, rows] = W [outF, inF] (the row-major w read as inF × outF, transposed) · xᵀ [inF, rows];
+   * c, when given, has y's layout and type. Keyed by shape, types, operand alignments and workspace.
    */
-  gemm(stream: bigint | null, g: GemmArgs): void {
+  plan(g: GemmArgs, workspaceBytes: number): GemmPlan {
     if (g.yDtype !== g.dtype && g.yDtype !== 'f32') throw new BackendError(`cuBLAS GEMM writes ${g.dtype} or f32; asked for ${g.yDtype}`);
-    this.check('cublasSetStream_v2', this.api.cublasSetStream_v2(this.handle, stream));
-    const status = this.api.cublasGemmEx(
-      this.handle, CUBLAS.OP_T, CUBLAS.OP_N, g.outF, g.rows, g.inF, this.one,
-      g.w, DATA_TYPE[g.dtype], g.inF, g.x, DATA_TYPE[g.dtype], g.inF, this.zero, g.y, DATA_TYPE[g.yDtype], g.outF, CUBLAS.COMPUTE_32F, CUBLAS.GEMM_DEFAULT,
-    );
-    this.check('cublasGemmEx', status, `${g.dtype} → ${g.yDtype}, m ${g.outF}, n ${g.rows}, k ${g.inF}`);
+    const align = [g.w, g.x, g.c ?? g.y, g.y].map(alignmentOf);
+    const key = `${g.dtype}>${g.yDtype} m${g.outF} n${g.rows} k${g.inF} c${g.c === undefined ? 0 : 1} a${align.join('.')} ws${workspaceBytes}`;
+    const known = this.plans.get(key);
+    if (known) return known;
+    const api = this.api;
+    const context = `${g.dtype} → ${g.yDtype}, m ${g.outF}, n ${g.rows}, k ${g.inF}`;
+    const out: Out<Handle> = [null];
+    this.check('cublasLtMatmulDescCreate', api.cublasLtMatmulDescCreate(out, CUBLAS.COMPUTE_32F, CUBLAS.R_32F), context);
+    const desc = out[0];
+    const i32 = (v: number) => Buffer.from(Int32Array.of(v).buffer);
+    this.check('cublasLtMatmulDescSetAttribute', api.cublasLtMatmulDescSetAttribute(desc, CUBLAS.DESC_TRANSA, i32(CUBLAS.OP_T), 4), context);
+    this.check('cublasLtMatmulDescSetAttribute', api.cublasLtMatmulDescSetAttribute(desc, CUBLAS.DESC_TRANSB, i32(CUBLAS.OP_N), 4), context);
+    const layout = (type: FloatDType, rows: number, cols: number): Handle => {
+      this.check('cublasLtMatrixLayoutCreate', api.cublasLtMatrixLayoutCreate(out, DATA_TYPE[type], rows, cols, rows), context);
+      return out[0];
+    };
+    const layouts: GemmPlan['layouts'] = [layout(g.dtype, g.inF, g.outF), layout(g.dtype, g.inF, g.rows), layout(g.yDtype, g.outF, g.rows), layout(g.yDtype, g.outF, g.rows)];
+    // Split-K partial sums in f32 only; should the heuristic offer nothing so, any reduction it likes.
+    const algos = this.heuristic(desc, layouts, align, workspaceBytes, true, context);
+    if (algos.length === 0) algos.push(...this.heuristic(desc, layouts, align, workspaceBytes, false, context));
+    if (algos.length === 0) throw new BackendError(`cuBLASLt has no algorithm for a GEMM (${context})`, { file: this.path });
+    const plan: GemmPlan = { key, algos, chosen: 0, decidedAt: -1, desc, layouts };
+    this.plans.set(key, plan);
+    return plan;
+  }
+
+  /** The heuristic's usable algorithms (state ok, workspace within ours), best first. */
+  private heuristic(desc: Handle, layouts: GemmPlan['layouts'], align: number[], workspaceBytes: number, f32Reduction: boolean, context: string): Buffer[] {
+    const api = this.api;
+    const out: Out<Handle> = [null];
+    const u32 = (v: number) => Buffer.from(Uint32Array.of(v).buffer);
+    this.check('cublasLtMatmulPreferenceCreate', api.cublasLtMatmulPreferenceCreate(out), context);
+    const pref = out[0];
+    const results = Buffer.alloc(HEURISTIC_BYTES * HEURISTIC_COUNT);
+    const returned: Out<number> = [0];
+    try {
+      const set = (attr: number, value: Buffer) => this.check('cublasLtMatmulPreferenceSetAttribute', api.cublasLtMatmulPreferenceSetAttribute(pref, attr, value, value.length), context);
+      set(CUBLAS.PREF_MAX_WORKSPACE_BYTES, Buffer.from(BigUint64Array.of(BigInt(workspaceBytes)).buffer));
+      if (f32Reduction) set(CUBLAS.PREF_REDUCTION_SCHEME_MASK, u32(CUBLAS.REDUCTION_COMPUTE_TYPE));
+      align.forEach((a, i) => set(CUBLAS.PREF_MIN_ALIGNMENT_A + i, u32(a)));
+      const status = api.cublasLtMatmulAlgoGetHeuristic(this.handle, desc, ...layouts, pref, HEURISTIC_COUNT, results, returned);
+      if (status !== 0 && f32Reduction) return []; // the caller asks again without the reduction filter
+      this.check('cublasLtMatmulAlgoGetHeuristic', status, context);
+    } finally {
+      api.cublasLtMatmulPreferenceDestroy(pref);
+    }
+    const algos: Buffer[] = [];
+    for (let i = 0; i < returned[0]; i++) {
+      const r = results.subarray(i * HEURISTIC_BYTES, (i + 1) * HEURISTIC_BYTES);
+      const state = r.readInt32LE(ALGO_BYTES + 8);
+      const workspace = Number(r.readBigUInt64LE(ALGO_BYTES));
+      if (state === 0 && workspace <= workspaceBytes) algos.push(Buffer.from(r.subarray(0, ALGO_BYTES)));
+    }
+    return algos;
+  }
+
+  /** Enqueues the GEMM of `plan` on the stream with its algorithm `algo` (default: the chosen one). */
+  run(stream: Handle, plan: GemmPlan, g: GemmArgs, workspace: bigint, workspaceBytes: number, algo = plan.chosen): void {
+    const [a, b, c, d] = plan.layouts;
+    const beta = g.c === undefined ? this.zero : this.one;
+    const status = this.api.cublasLtMatmul(this.handle, plan.desc, this.one, g.w, a, g.x, b, beta, g.c ?? g.y, c, g.y, d, plan.algos[algo], workspace, workspaceBytes, stream);
+    this.check('cublasLtMatmul', status, `${plan.key}, algorithm ${algo}`);
   }
 
   dispose(): void {
-    this.api.cublasDestroy_v2(this.handle);
+    for (const p of this.plans.values()) {
+      this.api.cublasLtMatmulDescDestroy(p.desc);
+      for (const l of p.layouts) this.api.cublasLtMatrixLayoutDestroy(l);
+    }
+    this.plans.clear();
+    this.api.cublasLtDestroy(this.handle);
   }
 
   private check(call: string, status: number, context?: string): void {
     if (status === 0) return;
     let name: string;
     try {
-      name = this.api.cublasGetStatusName(status);
+      name = this.api.cublasLtGetStatusName(status);
     } catch {
       name = `cublasStatus ${status}`;
     }
-    throw new BackendError(`cuBLAS call ${call} failed with ${name} (${status})${context ? ` (${context})` : ''}`, { file: this.path });
+    throw new BackendError(`cuBLASLt call ${call} failed with ${name} (${status})${context ? ` (${context})` : ''}`, { file: this.path });
   }
 }

@@ -27,6 +27,8 @@ export interface GemmArgs {
   rows: number;
   inF: number;
   outF: number;
+  /** Added to the product (y = x · wᵀ + c): [rows, outF] in yDtype; may be y itself. */
+  c?: bigint;
 }
 
 /** Sees every kernel launch of a Gpu while set (kernel profiling: kernel-profile.ts); not called while capturing. */

@@ -1,7 +1,8 @@
 // Linear layers. Up to 8 rows (decode): one fused GEMV launch per linear group (exec-plan.ts): 16-byte
 // weight loads, the norm before and the residual / activation / gated activation after folded in. More rows:
 // cuBLAS (f32 × f32 in parity mode; f16/bf16 tensor cores in the 16-bit modes) plus a bias kernel, or the
-// tiled kernel for f16/bf16 weights with f32 activations (cuBLAS multiplies like types only).
+// tiled kernel for f16/bf16 weights with f32 activations (cuBLAS multiplies like types only); a linear
+// followed by a residual add is one cuBLAS GEMM that adds the residual.
 import { BackendError, type OpNode, type ValueId } from '@zinfer/core';
 import { ACTIVATION_CODES } from './activation-codes.js';
 import { prefetchOf } from './l2-prefetch.js';
@@ -31,15 +32,32 @@ export function gemvRows(rows: number): number {
   return rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8;
 }
 
-/** Whether a group runs as one fused GEMV this step (it has at most GEMV_MAX_ROWS rows). */
+/**
+ * Whether a group runs as one launch this step: its fused GEMV (at most GEMV_MAX_ROWS rows), or over more
+ * rows a linear and its residual add as one cuBLAS GEMM that adds the residual (cuBLASLt's C matrix).
+ */
 export function groupFuses(ctx: StepContext, g: LinearGroup): boolean {
-  return ctx.rowsOf(g.input) <= GEMV_MAX_ROWS;
+  return ctx.rowsOf(g.input) <= GEMV_MAX_ROWS || residualGemm(ctx, g);
 }
 
-/** The fused GEMV of a group. */
+/** A lone linear (no norm, no bias) whose residual add cuBLAS can take: its weights in the activation dtype, no f32 value. */
+function residualGemm(ctx: StepContext, g: LinearGroup): boolean {
+  const e = g.epilogue;
+  if (e.kind !== 'residual' || g.norm !== null || g.members.length !== 1 || g.members[0].attrs.bias !== null) return false;
+  const w = ctx.weight(g.members[0].attrs.weight);
+  return w.dtype === ctx.act && ctx.options.cublas && ctx.gpu.gemm !== null && !ctx.isF32(g.outputs[0]) && !ctx.isF32(e.residual);
+}
+
+/** The fused launch of a group: its GEMV, or (more rows) its GEMM with the residual added. */
 export function launchGroup(ctx: StepContext, g: LinearGroup): void {
   const rows = ctx.rowsOf(g.input);
   if (rows === 0) return;
+  if (rows > GEMV_MAX_ROWS) {
+    const w = ctx.weight(g.members[0].attrs.weight);
+    const residual = g.epilogue.kind === 'residual' ? ctx.value(g.epilogue.residual) : undefined;
+    ctx.gpu.gemm!({ y: ctx.value(g.outputs[0]), x: ctx.value(g.input), w: w.ptr, c: residual, dtype: ctx.act, yDtype: ctx.act, rows, inF: w.shape[1], outF: w.shape[0] });
+    return;
+  }
   const ws = g.members.map((m) => ctx.weight(m.attrs.weight));
   const [, inF] = ws[0].shape;
   const bias = (m: OpNode<'linear'>) => (m.attrs.bias === null ? 0n : ctx.weight(m.attrs.bias).ptr);

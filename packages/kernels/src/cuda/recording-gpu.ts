@@ -73,7 +73,7 @@ export class RecordingGpu implements Gpu {
     this.keepUploads = opts.keepUploads ?? false;
     this.kernels = loadKernelSources().kernels;
     this.gemm = opts.cublas === false ? null : (g) => {
-      for (const p of [g.y, g.x, g.w]) this.checkPointer(p, 'gemm');
+      for (const p of [g.y, g.x, g.w, ...(g.c === undefined ? [] : [g.c])]) this.checkPointer(p, 'gemm');
       if (!(g.yDtype === g.dtype || g.yDtype === 'f32')) throw new BackendError(`gemm writes ${g.dtype} or f32, asked ${g.yDtype}`);
       (this.capture?.gemms ?? this.gemms).push(g);
     };

@@ -13,6 +13,7 @@ import type { CudaDevice } from './device.js';
 import { CU, type Ptr } from './driver-api.js';
 import type { DeviceRange, Dim3, GemmArgs, Gpu, GraphExec, KernelArg, LaunchHook } from './gpu.js';
 import { fmtBytes } from './format.js';
+import { StreamGemm } from './gemm-tuning.js';
 import { defaultCacheDir } from './kernel-cache.js';
 import { checkLaunch } from './launch.js';
 import { CudaPeerMemory } from './peer-memory.js';
@@ -48,6 +49,7 @@ export class CudaStream implements Gpu {
   private capturing = false;
   private copies: CudaCopyEngine | null = null;
   private hook: LaunchHook | null = null;
+  private gemms: StreamGemm | null = null;
 
   constructor(readonly device: CudaDevice, opts: CudaStreamOptions = {}) {
     this.name = device.props.name;
@@ -60,13 +62,27 @@ export class CudaStream implements Gpu {
     this.stream = s[0]!;
     this.cacheDir = opts.cacheDir === undefined ? defaultCacheDir() : opts.cacheDir;
     this.syncEachLaunch = opts.syncEachLaunch ?? process.env.ZINFER_CUDA_SYNC === '1';
-    this.gemm = opts.cublas === false ? null : (g) => {
-      // A launch hook sees a GEMM as 'cublas_gemm' with (rows, outF, inF, element bytes) as its arguments.
-      const hook = this.capturing ? null : this.hook;
-      hook?.before('cublas_gemm', { x: 1 }, 0, [g.rows, g.outF, g.inF, g.dtype === 'f32' ? 4 : 2]);
-      device.gemmLibrary().gemm(this.stream, g);
-      hook?.after('cublas_gemm');
-    };
+    if (opts.cublas !== false) {
+      const self = this;
+      const gemms = (this.gemms = new StreamGemm(device, {
+        stream: this.stream,
+        get capturing() {
+          return self.capturing;
+        },
+        alloc: (bytes, what) => this.alloc(bytes, what),
+        free: (ptr) => this.free(ptr),
+        synchronize: () => this.synchronize(),
+      }));
+      this.gemm = (g) => {
+        // A launch hook sees a GEMM as 'cublas_gemm' with (rows, outF, inF, element bytes) as its arguments.
+        const hook = this.capturing ? null : this.hook;
+        hook?.before('cublas_gemm', { x: 1 }, 0, [g.rows, g.outF, g.inF, g.dtype === 'f32' ? 4 : 2]);
+        gemms.run(g);
+        hook?.after('cublas_gemm');
+      };
+    } else {
+      this.gemm = null;
+    }
     this.pdl = (opts.pdl ?? false) && this.arch >= 90 && this.driver.api.cuLaunchKernelEx !== undefined;
     if (this.pdl) this.launchConfig = this.makeLaunchConfig();
   }
@@ -204,6 +220,7 @@ export class CudaStream implements Gpu {
   }
 
   dispose(): void {
+    this.gemms?.dispose();
     this.synchronize();
     this.copies?.dispose();
     this.copies = null;
