@@ -100,7 +100,7 @@ const result = {
   decode_bs64_attention_gb_per_s: null,
   // The graphed 64-row step with cuBLASLt's first pick for every GEMM shape (off) and with the timed pick (on,
   // the default: gemm-tuning.ts), and whether both gave the same greedy ids.
-  program_decode_bs64_ms_by_gemm_tuning: null, program_decode_bs64_argmax_ms_by_gemm_tuning: null, gemm_tuning_same_ids: null,
+  program_decode_bs64_ms_by_gemm_tuning: null, program_decode_bs64_argmax_ms_by_gemm_tuning: null, gemm_tuning_same_ids: null, gemm_tuning_64_rows: null,
   // The opt-in fp8 (e4m3) KV cache (the engine's limits.kvCacheDtype 'fp8'): the same batch-64 decode, its floor
   // (K/V bytes halved), the graphed 64-row step per decode attention variant, and the cache's blocks.
   decode_bs64_fp8_tokens_per_s: null, decode_bs64_fp8_step_ms: null, decode_bs64_fp8_floor_tokens_per_s: null,
@@ -424,6 +424,8 @@ if (engine) {
       result.program_decode_bs64_ms_by_gemm_tuning = r.ms;
       result.program_decode_bs64_argmax_ms_by_gemm_tuning = r.argmaxMs;
       result.gemm_tuning_same_ids = r.sameIds;
+      // What the tuner saw for the 64-row shapes: candidates (heuristic + split-K), its pick, µs a call each.
+      result.gemm_tuning_64_rows = cuda.CudaDevice.opened(0)?.gemmLibrary().summary().filter((p) => / n64 /.test(p.key)) ?? null;
       return r.ms;
     } finally {
       setGemmTuning('on');

@@ -11,14 +11,16 @@ import type { GemmArgs } from '../src/cuda/gpu.js';
 /** A cuBLASLt with `times[i]` ms a call for candidate i, a driver whose events add up the calls between them. */
 function rig(times: number[]) {
   const log: { y: bigint; c?: bigint; algo: number }[] = [];
+  const explored: boolean[] = [];
   const plans = new Map<string, GemmPlan>();
   let clock = 0;
   const marks = new Map<unknown, number>();
   const lib = {
-    plan(g: GemmArgs, ws: number): GemmPlan {
+    plan(g: GemmArgs, ws: number, explore = false): GemmPlan {
+      explored.push(explore);
       const key = `${g.rows}×${g.outF}×${g.inF} ws${ws}`;
       let p = plans.get(key);
-      if (!p) plans.set(key, (p = { key, algos: times.map(() => Buffer.alloc(64)), chosen: 0, decidedAt: -1, desc: null, layouts: [null, null, null, null] }));
+      if (!p) plans.set(key, (p = { key, algos: times.map(() => Buffer.alloc(64)), chosen: 0, decidedAt: -1, timesMs: null, desc: null, layouts: [null, null, null, null] }));
       return p;
     },
     run(_stream: unknown, plan: GemmPlan, g: GemmArgs, _ws: bigint, _wsBytes: number, algo = plan.chosen) {
@@ -48,7 +50,7 @@ function rig(times: number[]) {
     free: (ptr) => void freed.push(ptr),
     synchronize: () => {},
   };
-  return { gemm: new StreamGemm(device, stream), stream, log, allocs, freed, plans, liveEvents: () => events };
+  return { gemm: new StreamGemm(device, stream), stream, log, allocs, freed, plans, explored, liveEvents: () => events };
 }
 
 const args = (rows: number, extra: Partial<GemmArgs> = {}): GemmArgs => ({ y: 0xa000n, x: 0xb000n, w: 0xc000n, dtype: 'f16', yDtype: 'f16', rows, inF: 64, outF: 48, ...extra });
@@ -63,6 +65,8 @@ test('a decode-sized shape times every candidate once, into a scratch output, an
   assert.ok(trials.every((t) => t.y === scratch && t.c === 0xd000n), 'the trials write the scratch output, never y');
   assert.equal(r.freed, [scratch]);
   assert.equal(r.log[r.log.length - 1], { y: 0xa000n, c: 0xd000n, algo: 1 });
+  assert.equal([...r.plans.values()][0].timesMs, [3, 1, 2], 'ms a call per candidate');
+  assert.equal(r.explored, [true], 'a shape to time asks for split-K candidates too');
   // The next call of that shape runs at once with the choice; another shape is timed on its own.
   r.gemm.run(args(64, { c: 0xd000n }));
   assert.equal(r.log.slice(-1), [{ y: 0xa000n, c: 0xd000n, algo: 1 }]);
@@ -78,6 +82,7 @@ test('prompt-sized shapes, calls while a graph is captured and ZINFER_GEMM_TUNE=
   const r = rig([3, 1, 2]);
   r.gemm.run(args(GEMM_TUNE_MAX_ROWS + 1));
   assert.equal(r.log, [{ y: 0xa000n, c: undefined, algo: 0 }]);
+  assert.equal(r.explored, [false], 'no split-K candidates for a shape never timed');
   r.stream.capturing = true;
   r.gemm.run(args(16));
   assert.equal(r.log.slice(1), [{ y: 0xa000n, c: undefined, algo: 0 }]);

@@ -29,6 +29,8 @@ interface CublasLtApi {
   cublasLtMatmulAlgoGetHeuristic(
     handle: Handle, desc: Handle, a: Handle, b: Handle, c: Handle, d: Handle, pref: Handle, count: number, results: Buffer, returned: Out<number>,
   ): number;
+  cublasLtMatmulAlgoConfigSetAttribute(algo: Buffer, attr: number, buf: Buffer, size: number): number;
+  cublasLtMatmulAlgoCheck(handle: Handle, desc: Handle, a: Handle, b: Handle, c: Handle, d: Handle, algo: Buffer, result: Buffer): number;
   cublasLtMatmul(
     handle: Handle, desc: Handle, alpha: Float32Array, a: bigint, aDesc: Handle, b: bigint, bDesc: Handle, beta: Float32Array, c: bigint, cDesc: Handle,
     d: bigint, dDesc: Handle, algo: Buffer, workspace: bigint, workspaceBytes: number, stream: Handle,
@@ -49,6 +51,8 @@ export const CUBLAS_PROTOTYPES: Record<keyof CublasLtApi, string> = {
   cublasLtMatmulPreferenceSetAttribute: 'int cublasLtMatmulPreferenceSetAttribute(void *pref, int attr, const void *buf, size_t size)',
   cublasLtMatmulAlgoGetHeuristic:
     'int cublasLtMatmulAlgoGetHeuristic(void *handle, void *desc, void *a, void *b, void *c, void *d, void *pref, int count, void *results, _Out_ int *returned)',
+  cublasLtMatmulAlgoConfigSetAttribute: 'int cublasLtMatmulAlgoConfigSetAttribute(void *algo, int attr, const void *buf, size_t size)',
+  cublasLtMatmulAlgoCheck: 'int cublasLtMatmulAlgoCheck(void *handle, void *desc, void *a, void *b, void *c, void *d, const void *algo, void *result)',
   cublasLtMatmul:
     'int cublasLtMatmul(void *handle, void *desc, const void *alpha, uint64_t A, void *Adesc, uint64_t B, void *Bdesc, const void *beta, uint64_t C, void *Cdesc, uint64_t D, void *Ddesc, const void *algo, uint64_t workspace, size_t workspaceBytes, void *stream)',
 };
@@ -68,7 +72,14 @@ export const CUBLAS = {
   /** CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE: split-K partial sums kept in f32 (IN_PLACE and OUTPUT_TYPE round them to y's type). */
   REDUCTION_COMPUTE_TYPE: 2,
   PREF_MIN_ALIGNMENT_A: 5, // …_B 6, _C 7, _D 8
+  ALGO_CONFIG_SPLITK_NUM: 2,
+  ALGO_CONFIG_REDUCTION_SCHEME: 3,
 } as const;
+
+/** K splits tried on the heuristic's first algorithms for the shapes the tuner times (GemmPlan.explore). */
+const SPLITS = [2, 3, 4, 6, 8, 16];
+/** Heuristic algorithms that get split-K variants. */
+const SPLIT_BASES = 2;
 
 /** sizeof(cublasLtMatmulHeuristicResult_t): algo (8 × uint64), workspaceSize, state, wavesCount, reserved[4]. */
 const HEURISTIC_BYTES = 96;
@@ -88,6 +99,8 @@ export interface GemmPlan {
   chosen: number;
   /** The tuning generation `chosen` was decided in (gemm-tuning.ts); -1: not yet. */
   decidedAt: number;
+  /** The tuner's ms a call per candidate, when it timed them. */
+  timesMs: number[] | null;
   readonly desc: Handle;
   readonly layouts: [Handle, Handle, Handle, Handle];
 }
@@ -127,10 +140,10 @@ export class Cublas {
    * reads as yᵀ [outF, rows] = W [outF, inF] (the row-major w read as inF × outF, transposed) · xᵀ [inF, rows];
    * c, when given, has y's layout and type. Keyed by shape, types, operand alignments and workspace.
    */
-  plan(g: GemmArgs, workspaceBytes: number): GemmPlan {
+  plan(g: GemmArgs, workspaceBytes: number, explore = false): GemmPlan {
     if (g.yDtype !== g.dtype && g.yDtype !== 'f32') throw new BackendError(`cuBLAS GEMM writes ${g.dtype} or f32; asked for ${g.yDtype}`);
     const align = [g.w, g.x, g.c ?? g.y, g.y].map(alignmentOf);
-    const key = `${g.dtype}>${g.yDtype} m${g.outF} n${g.rows} k${g.inF} c${g.c === undefined ? 0 : 1} a${align.join('.')} ws${workspaceBytes}`;
+    const key = `${g.dtype}>${g.yDtype} m${g.outF} n${g.rows} k${g.inF} c${g.c === undefined ? 0 : 1} a${align.join('.')} ws${workspaceBytes}${explore ? ' split' : ''}`;
     const known = this.plans.get(key);
     if (known) return known;
     const api = this.api;
@@ -150,7 +163,8 @@ export class Cublas {
     const algos = this.heuristic(desc, layouts, align, workspaceBytes, true, context);
     if (algos.length === 0) algos.push(...this.heuristic(desc, layouts, align, workspaceBytes, false, context));
     if (algos.length === 0) throw new BackendError(`cuBLASLt has no algorithm for a GEMM (${context})`, { file: this.path });
-    const plan: GemmPlan = { key, algos, chosen: 0, decidedAt: -1, desc, layouts };
+    if (explore) algos.push(...this.splitK(algos.slice(0, SPLIT_BASES), desc, layouts, workspaceBytes));
+    const plan: GemmPlan = { key, algos, chosen: 0, decidedAt: -1, timesMs: null, desc, layouts };
     this.plans.set(key, plan);
     return plan;
   }
@@ -183,6 +197,31 @@ export class Cublas {
       if (state === 0 && workspace <= workspaceBytes) algos.push(Buffer.from(r.subarray(0, ALGO_BYTES)));
     }
     return algos;
+  }
+
+  /**
+   * Split-K variants of `bases` (f32 partial sums) that cuBLASLt accepts for this problem within the workspace:
+   * at a few dozen rows the output has too few tiles to keep every SM reading, and splitting K adds blocks.
+   */
+  private splitK(bases: Buffer[], desc: Handle, layouts: GemmPlan['layouts'], workspaceBytes: number): Buffer[] {
+    const out: Buffer[] = [];
+    const result = Buffer.alloc(HEURISTIC_BYTES);
+    const u32 = (v: number) => Buffer.from(Uint32Array.of(v).buffer);
+    for (const base of bases) {
+      for (const splits of SPLITS) {
+        const algo = Buffer.from(base);
+        if (this.api.cublasLtMatmulAlgoConfigSetAttribute(algo, CUBLAS.ALGO_CONFIG_SPLITK_NUM, u32(splits), 4) !== 0) break; // no split-K in this algorithm
+        if (this.api.cublasLtMatmulAlgoConfigSetAttribute(algo, CUBLAS.ALGO_CONFIG_REDUCTION_SCHEME, u32(CUBLAS.REDUCTION_COMPUTE_TYPE), 4) !== 0) break;
+        if (this.api.cublasLtMatmulAlgoCheck(this.handle, desc, ...layouts, algo, result) !== 0) continue;
+        if (Number(result.readBigUInt64LE(ALGO_BYTES)) <= workspaceBytes) out.push(algo);
+      }
+    }
+    return out;
+  }
+
+  /** Every plan's key, candidate count, choice and the tuner's times (µs a call), for benches. */
+  summary(): { key: string; candidates: number; chosen: number; us: number[] | null }[] {
+    return [...this.plans.values()].map((p) => ({ key: p.key, candidates: p.algos.length, chosen: p.chosen, us: p.timesMs && p.timesMs.map((ms) => Math.round(ms * 10000) / 10) }));
   }
 
   /** Enqueues the GEMM of `plan` on the stream with its algorithm `algo` (default: the chosen one). */

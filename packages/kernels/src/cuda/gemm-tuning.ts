@@ -51,7 +51,7 @@ export class StreamGemm {
     // the graph); a shape first seen while capturing plans without one.
     if (!this.workspace && !this.s.capturing) this.workspace = { ptr: this.s.alloc(GEMM_WORKSPACE_BYTES, 'cuBLASLt workspace'), bytes: GEMM_WORKSPACE_BYTES };
     const ws = this.workspace ?? { ptr: 0n, bytes: 0 };
-    const plan = lib.plan(g, ws.bytes);
+    const plan = lib.plan(g, ws.bytes, tuning.get() === 'on' && g.rows <= GEMM_TUNE_MAX_ROWS);
     if (plan.decidedAt !== generation && !this.s.capturing) {
       plan.chosen = 0;
       if (tuning.get() === 'on' && g.rows <= GEMM_TUNE_MAX_ROWS && plan.algos.length > 1) this.tune(lib, plan, g, ws);
@@ -70,6 +70,7 @@ export class StreamGemm {
     const stream = this.s.stream;
     try {
       let best = Infinity;
+      plan.timesMs = [];
       plan.algos.forEach((_, i) => {
         lib.run(stream, plan, trial, ws.ptr, ws.bytes, i);
         check('cuEventRecord', api.cuEventRecord(start, this.s.stream));
@@ -78,6 +79,8 @@ export class StreamGemm {
         check('cuEventSynchronize', api.cuEventSynchronize(stop));
         const ms: [number] = [0];
         check('cuEventElapsedTime', api.cuEventElapsedTime(ms, start, stop));
+        ms[0] /= TUNE_REPEATS;
+        plan.timesMs!.push(ms[0]);
         if (ms[0] < best) {
           best = ms[0];
           plan.chosen = i;

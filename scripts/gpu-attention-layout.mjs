@@ -1,0 +1,85 @@
+// The batch decode attention (attn_decode in cuda/attention.cu) alone, launched directly on synthetic caches,
+// to ask what limits it at batch 64 (PERF-NOTES, session 8): K/V GB/s per cache layout and dtype. The cache
+// stores a position's heads side by side ([slot, kvHeads·headDim]): a (row, head) block reads 256-byte pieces
+// 8 KiB apart. The same bytes as 64 × 32 one-head sequences ([slot, headDim]) read each cache block's head as
+// one contiguous run (what a head-major block layout would give). Writes $OUT/attention-layout.json.
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { importPackages, median, round } from './gpu-harness.mjs';
+
+const OUT = process.env.OUT || join(tmpdir(), 'zinfer-attention-layout');
+const [cuda] = await importPackages(['@zinfer/kernels/cuda']);
+const device = cuda.CudaDevice.open(0);
+const gpu = new cuda.CudaStream(device, { cacheDir: join(tmpdir(), 'zinfer-cuda-cache') });
+const HEAD_DIM = 128;
+const CONTEXT = 536;
+const CASES = [
+  { name: '64 rows × 32 heads, block 16 (the engine layout)', rows: 64, heads: 32, blockSize: 16 },
+  { name: '2048 one-head rows, block 16 (head-major blocks)', rows: 2048, heads: 1, blockSize: 16 },
+  { name: '2048 one-head rows, block 64', rows: 2048, heads: 1, blockSize: 64 },
+  { name: '64 rows × 32 heads, block 16, blocks shuffled', rows: 64, heads: 32, blockSize: 16, shuffle: true },
+];
+const result = { date: new Date().toISOString(), device: gpu.name, context: CONTEXT, headDim: HEAD_DIM, cases: [] };
+
+for (const fp8 of [false, true]) {
+  for (const c of CASES) {
+    const { rows, heads, blockSize } = c;
+    const elem = fp8 ? 1 : 2;
+    const width = heads * HEAD_DIM;
+    const perSeq = Math.ceil(CONTEXT / blockSize);
+    const blocks = rows * perSeq;
+    const order = Int32Array.from({ length: blocks }, (_, i) => i);
+    if (c.shuffle) for (let i = blocks - 1, s = 12345; i > 0; i--) {
+      s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+      const j = s % (i + 1);
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+    const rowSeq = Int32Array.from({ length: rows }, (_, i) => i);
+    const seqInfo = new Int32Array(rows * 4);
+    const slots = new Int32Array(rows);
+    for (let i = 0; i < rows; i++) {
+      seqInfo.set([i, 1, CONTEXT, i * perSeq], 4 * i);
+      slots[i] = order[i * perSeq + Math.floor((CONTEXT - 1) / blockSize)] * blockSize + ((CONTEXT - 1) % blockSize);
+    }
+    const ints = [rowSeq, seqInfo, order, slots];
+    const meta = ints.map((a, i) => {
+      const p = gpu.alloc(a.byteLength, `metadata ${i}`);
+      gpu.upload(p, a);
+      return p;
+    });
+    const cacheBytes = blocks * blockSize * width * elem;
+    const k = gpu.alloc(cacheBytes, 'K cache');
+    const v = gpu.alloc(cacheBytes, 'V cache');
+    const one = fp8 ? 0x38383838 : 0x3c003c00; // 1.0 in every element
+    gpu.fill32(k, one, cacheBytes / 4);
+    gpu.fill32(v, one, cacheBytes / 4);
+    const act = gpu.alloc(rows * width * 2 * 4, 'q, k, v, out');
+    gpu.fill32(act, 0x3c003c00, (rows * width * 2 * 4) / 4);
+    const [q, kNew, vNew, out] = [0, 1, 2, 3].map((i) => act + BigInt(i * rows * width * 2));
+    const invFreq = gpu.alloc(64, 'invFreq');
+    const lanes = HEAD_DIM / (fp8 ? 16 : 8);
+    const kernel = `attn_decode${lanes}p_f16${fp8 ? '_e4m3' : ''}`;
+    const launch = () => gpu.launch(kernel, { x: 1, y: heads, z: rows }, 128, [
+      out, 0n, 0n, q, k, v, meta[0], meta[1], meta[2], HEAD_DIM, heads, blockSize, 0, 1 / Math.sqrt(HEAD_DIM), 32, kNew, vNew, meta[3], invFreq, 0, 0, 1, 0n, 0,
+    ]);
+    for (let i = 0; i < 5; i++) launch();
+    gpu.synchronize();
+    const samples = [];
+    for (let r = 0; r < 7; r++) {
+      const t0 = performance.now();
+      for (let i = 0; i < 20; i++) launch();
+      gpu.synchronize();
+      samples.push((performance.now() - t0) / 20);
+    }
+    const ms = median(samples);
+    const bytes = 2 * rows * heads * CONTEXT * HEAD_DIM * elem;
+    const row = { case: c.name, cache: fp8 ? 'e4m3' : 'f16', kernel, us: round(ms * 1000, 1), GBps: round(bytes / (ms * 1e6), 0) };
+    result.cases.push(row);
+    console.log(JSON.stringify(row));
+    for (const p of [...meta, k, v, act, invFreq]) gpu.free(p);
+    gpu.synchronize();
+  }
+}
+gpu.dispose();
+writeFileSync(join(OUT, 'attention-layout.json'), `${JSON.stringify(result, null, 2)}\n`);
