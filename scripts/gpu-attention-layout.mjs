@@ -19,6 +19,10 @@ const CASES = [
   { name: '2048 one-head rows, block 16 (head-major blocks)', rows: 2048, heads: 1, blockSize: 16 },
   { name: '2048 one-head rows, block 64', rows: 2048, heads: 1, blockSize: 64 },
   { name: '64 rows × 32 heads, block 16, blocks shuffled', rows: 64, heads: 32, blockSize: 16, shuffle: true },
+  // Where the limit is: V read from K's addresses (half the DRAM bytes; the GB/s below count both), and every
+  // row reading the first row's blocks (4.4 MB of K/V: served from L2, so no DRAM limit at all).
+  { name: '64 rows × 32 heads, block 16, V = K', rows: 64, heads: 32, blockSize: 16, vIsK: true },
+  { name: '64 rows × 32 heads, block 16, one sequence’s blocks for every row (L2)', rows: 64, heads: 32, blockSize: 16, shared: true },
 ];
 const result = { date: new Date().toISOString(), device: gpu.name, context: CONTEXT, headDim: HEAD_DIM, cases: [] };
 
@@ -39,7 +43,7 @@ for (const fp8 of [false, true]) {
     const seqInfo = new Int32Array(rows * 4);
     const slots = new Int32Array(rows);
     for (let i = 0; i < rows; i++) {
-      seqInfo.set([i, 1, CONTEXT, i * perSeq], 4 * i);
+      seqInfo.set([i, 1, CONTEXT, c.shared ? 0 : i * perSeq], 4 * i);
       slots[i] = order[i * perSeq + Math.floor((CONTEXT - 1) / blockSize)] * blockSize + ((CONTEXT - 1) % blockSize);
     }
     const ints = [rowSeq, seqInfo, order, slots];
@@ -61,7 +65,7 @@ for (const fp8 of [false, true]) {
     const lanes = HEAD_DIM / (fp8 ? 16 : 8);
     const kernel = `attn_decode${lanes}p_f16${fp8 ? '_e4m3' : ''}`;
     const launch = () => gpu.launch(kernel, { x: 1, y: heads, z: rows }, 128, [
-      out, 0n, 0n, q, k, v, meta[0], meta[1], meta[2], HEAD_DIM, heads, blockSize, 0, 1 / Math.sqrt(HEAD_DIM), 32, kNew, vNew, meta[3], invFreq, 0, 0, 1, 0n, 0,
+      out, 0n, 0n, q, k, c.vIsK ? k : v, meta[0], meta[1], meta[2], HEAD_DIM, heads, blockSize, 0, 1 / Math.sqrt(HEAD_DIM), 32, kNew, vNew, meta[3], invFreq, 0, 0, 1, 0n, 0,
     ]);
     for (let i = 0; i < 5; i++) launch();
     gpu.synchronize();

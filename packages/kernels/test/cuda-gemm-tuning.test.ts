@@ -39,9 +39,15 @@ function rig(times: number[]) {
   const device = { gemmLibrary: () => lib, driver: { api, check: (_: string, s: number) => assert.is(s, 0) } } as unknown as CudaDevice;
   const allocs: { ptr: bigint; bytes: number; what: string }[] = [];
   const freed: bigint[] = [];
+  const fills: bigint[] = [];
   const stream: GemmStream & { capturing: boolean } = {
     stream: 7n,
     capturing: false,
+    l2Bytes: 1000,
+    fill32: (dst, _value, count) => {
+      assert.is(count, 500, 'twice the L2, in words');
+      fills.push(dst);
+    },
     alloc: (bytes, what) => {
       const ptr = BigInt(0x1000 * (allocs.length + 1));
       allocs.push({ ptr, bytes, what });
@@ -50,7 +56,7 @@ function rig(times: number[]) {
     free: (ptr) => void freed.push(ptr),
     synchronize: () => {},
   };
-  return { gemm: new StreamGemm(device, stream), stream, log, allocs, freed, plans, explored, liveEvents: () => events };
+  return { gemm: new StreamGemm(device, stream), stream, log, allocs, freed, fills, plans, explored, liveEvents: () => events };
 }
 
 const args = (rows: number, extra: Partial<GemmArgs> = {}): GemmArgs => ({ y: 0xa000n, x: 0xb000n, w: 0xc000n, dtype: 'f16', yDtype: 'f16', rows, inF: 64, outF: 48, ...extra });
@@ -58,12 +64,13 @@ const args = (rows: number, extra: Partial<GemmArgs> = {}): GemmArgs => ({ y: 0x
 test('a decode-sized shape times every candidate once, into a scratch output, and then runs the fastest', () => {
   const r = rig([3, 1, 2]);
   r.gemm.run(args(64, { c: 0xd000n }));
-  assert.equal(r.allocs.map((a) => [a.what, a.bytes]), [['cuBLASLt workspace', GEMM_WORKSPACE_BYTES], ['GEMM tuning output', 64 * 48 * 2]]);
-  const scratch = r.allocs[1].ptr;
+  assert.equal(r.allocs.map((a) => [a.what, a.bytes]), [['cuBLASLt workspace', GEMM_WORKSPACE_BYTES], ['GEMM tuning output', 64 * 48 * 2], ['GEMM tuning L2 flush', 2000]]);
+  const [scratch, flush] = [r.allocs[1].ptr, r.allocs[2].ptr];
   const trials = r.log.slice(0, -1);
   assert.is(trials.length, 3 * 6, 'a warm-up and five timed calls per candidate');
   assert.ok(trials.every((t) => t.y === scratch && t.c === 0xd000n), 'the trials write the scratch output, never y');
-  assert.equal(r.freed, [scratch]);
+  assert.equal(r.fills, Array(15).fill(flush), 'L2 overwritten before every timed call');
+  assert.equal(r.freed, [flush, scratch]);
   assert.equal(r.log[r.log.length - 1], { y: 0xa000n, c: 0xd000n, algo: 1 });
   assert.equal([...r.plans.values()][0].timesMs, [3, 1, 2], 'ms a call per candidate');
   assert.equal(r.explored, [true], 'a shape to time asks for split-K candidates too');
@@ -73,7 +80,7 @@ test('a decode-sized shape times every candidate once, into a scratch output, an
   assert.is(r.log.length, 18 + 2);
   r.gemm.run(args(32));
   assert.is(r.log.length, 20 + 19);
-  assert.is(r.allocs.length, 3, 'one workspace for the stream');
+  assert.is(r.allocs.length, 5, 'one workspace for the stream (and a scratch output and L2 flush per timed shape)');
   r.gemm.dispose();
   assert.ok(r.freed.includes(r.allocs[0].ptr) && r.liveEvents() === 0);
 });

@@ -69,8 +69,10 @@ export class CudaStream implements Gpu {
         get capturing() {
           return self.capturing;
         },
+        l2Bytes: this.l2Bytes,
         alloc: (bytes, what) => this.alloc(bytes, what),
         free: (ptr) => this.free(ptr),
+        fill32: (dst, value, count) => this.fill32(dst, value, count),
         synchronize: () => this.synchronize(),
       }));
       this.gemm = (g) => {
