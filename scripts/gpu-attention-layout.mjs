@@ -62,7 +62,7 @@ for (const fp8 of [false, true]) {
     gpu.fill32(act, 0x3c003c00, (rows * width * 2 * 4) / 4);
     const [q, kNew, vNew, out] = [0, 1, 2, 3].map((i) => act + BigInt(i * rows * width * 2));
     const invFreq = gpu.alloc(64, 'invFreq');
-    const lanes = HEAD_DIM / (fp8 ? 16 : 8);
+    const lanes = HEAD_DIM / 16; // 16 cached elements a lane (cuda/attention.cu)
     const kernel = `attn_decode${lanes}p_f16${fp8 ? '_e4m3' : ''}`;
     const launch = () => gpu.launch(kernel, { x: 1, y: heads, z: rows }, 128, [
       out, 0n, 0n, q, k, c.vIsK ? k : v, meta[0], meta[1], meta[2], HEAD_DIM, heads, blockSize, 0, 1 / Math.sqrt(HEAD_DIM), 32, kNew, vNew, meta[3], invFreq, 0, 0, 1, 0n, 0,

@@ -154,7 +154,8 @@ ATT_PARAMS(bf16, bf16_t)
 // Decode: one query row per sequence.
 
 #define DEC_THREADS 128
-#define DEC_UNROLL 4 // positions per group per iteration, loaded before any is used
+#define LOG2E 1.4426950408889634f
+#define DEC_UNROLL 4 // positions per group per iteration, loaded before any is used (16-byte lanes; 2 for 32-byte)
 
 // Sum over the LANES lanes of a group (aligned within the warp).
 template <int LANES> __device__ __forceinline__ float group_sum(float v) {
@@ -165,27 +166,50 @@ template <int LANES> __device__ __forceinline__ float group_sum(float v) {
 
 // out [rows, heads*headDim]; partial [rows, heads, splits, headDim + 2] f32 scratch; counters [rows*heads]
 // int, zero before the first launch and left zero after each; q [rows, heads*headDim]; caches [slots,
-// kvHeads*headDim]. headDim a multiple of VEC (DecodeVec), at most LANES·VEC. Split s of a row covers
+// kvHeads*headDim]. headDim a multiple of 8 (16 with an fp8 cache, 4 in the f32 mode), at most LANES·VEC. Split s of a row covers
 // chunk = max(minChunk, ceil(span / splits)) positions from lo + s·chunk. grid (splits, heads, rows).
-// VEC cached elements of type C, loaded at once (16 bytes: 8 f16/bf16 or 16 e4m3 in the 16-bit modes; in
-// the f32 parity mode 4 f32, or 4 bytes of e4m3) and widened to f32.
+// VEC cached elements of type C, loaded at once and widened to f32: in the 16-bit modes 16 a lane (two
+// 16-byte loads of f16/bf16, one of e4m3), in the f32 parity mode 4 (16 bytes of f32, 4 of e4m3). Sixteen
+// elements a lane rather than 8 halve the lanes a position takes, and with them the per-position work that
+// every lane repeats (slot, exponentials, the group's shuffles): with 8 the kernel was instruction-bound,
+// 130 µs a 64-row layer of the 7B shape with every K/V in L2 against 179 µs from DRAM (H200).
 template <typename A, typename C> struct DecodeVec {
-  static constexpr int N = sizeof(C) == 1 && sizeof(A) == 2 ? 16 : Vec16<A>::N;
+  static constexpr int N = sizeof(A) == 2 ? 16 : Vec16<A>::N;
 };
 template <typename C, int VEC> struct CacheVec {
   typedef uint4 Raw;
   static __device__ __forceinline__ Raw zero() { return make_uint4(0u, 0u, 0u, 0u); }
-  static __device__ __forceinline__ Raw load(const C *p) { return __ldg(reinterpret_cast<const uint4 *>(p)); }
+  static __device__ __forceinline__ Raw load(const C *p, bool) { return __ldg(reinterpret_cast<const uint4 *>(p)); }
   static __device__ __forceinline__ Raw shared(const C *p) { return *reinterpret_cast<const uint4 *>(p); }
   static __device__ __forceinline__ void widen(Raw r, float *out) { widen16<C>(r, out); }
 };
 // 16 e4m3 in one 16-byte load: the fp8 cache's reads in the 16-bit modes, so a load moves as many bytes as
 // the 16-bit cache's (one load of 8 bytes a lane left the fp8 step as slow as the f16 one: the same loads in
 // flight carried half the bytes).
+// 16 elements of a 16-bit type: two 16-byte loads.
+template <typename C> struct CacheVec2 {
+  struct Raw {
+    uint4 a, b;
+  };
+  static __device__ __forceinline__ Raw zero() { return {make_uint4(0u, 0u, 0u, 0u), make_uint4(0u, 0u, 0u, 0u)}; }
+  static __device__ __forceinline__ Raw load(const C *p, bool full) {
+    return {__ldg(reinterpret_cast<const uint4 *>(p)), full ? __ldg(reinterpret_cast<const uint4 *>(p + 8)) : make_uint4(0u, 0u, 0u, 0u)};
+  }
+  static __device__ __forceinline__ Raw shared(const C *p) {
+    return {*reinterpret_cast<const uint4 *>(p), *reinterpret_cast<const uint4 *>(p + 8)};
+  }
+  static __device__ __forceinline__ void widen(Raw r, float *out) {
+    widen16<C>(r.a, out);
+    widen16<C>(r.b, out + 8);
+  }
+};
+template <> struct CacheVec<f16_t, 16> : CacheVec2<f16_t> {};
+template <> struct CacheVec<bf16_t, 16> : CacheVec2<bf16_t> {};
 template <> struct CacheVec<e4m3_t, 16> {
   typedef uint4 Raw;
   static __device__ __forceinline__ Raw zero() { return make_uint4(0u, 0u, 0u, 0u); }
-  static __device__ __forceinline__ Raw load(const e4m3_t *p) { return __ldg(reinterpret_cast<const uint4 *>(p)); }
+  // Whole lanes only: heads a multiple of 16 (a 16-byte load of a head 8·odd wide would be misaligned).
+  static __device__ __forceinline__ Raw load(const e4m3_t *p, bool) { return __ldg(reinterpret_cast<const uint4 *>(p)); }
   static __device__ __forceinline__ Raw shared(const e4m3_t *p) { return *reinterpret_cast<const uint4 *>(p); }
   static __device__ __forceinline__ void widen(Raw r, float *out) {
     const u32 w[4] = {r.x, r.y, r.z, r.w};
@@ -199,7 +223,7 @@ template <> struct CacheVec<e4m3_t, 16> {
 template <> struct CacheVec<e4m3_t, 4> {
   typedef u32 Raw;
   static __device__ __forceinline__ Raw zero() { return 0u; }
-  static __device__ __forceinline__ Raw load(const e4m3_t *p) { return __ldg(reinterpret_cast<const unsigned int *>(p)); }
+  static __device__ __forceinline__ Raw load(const e4m3_t *p, bool) { return __ldg(reinterpret_cast<const unsigned int *>(p)); }
   static __device__ __forceinline__ Raw shared(const e4m3_t *p) { return *reinterpret_cast<const unsigned int *>(p); }
   static __device__ __forceinline__ void widen(Raw r, float *out) {
     e4m3x2_to_f32((unsigned short)(r & 0xffffu), out[0], out[1]);
@@ -222,6 +246,9 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
                             int minChunk, const A *kNew, const A *vNew, const int *slots, const double *invFreq, int rotaryDim,
                             int interleaved, float ropeScaling, const void *pf, int pfBytes) {
   constexpr int VEC = DecodeVec<A, C>::N;
+  typedef CacheVec<C, VEC> CV;
+  // Positions a group loads per round: DEC_UNROLL of 16 bytes a K and a V, half as many of 32.
+  constexpr int U = sizeof(typename CV::Raw) > 16 ? DEC_UNROLL / 2 : DEC_UNROLL;
   constexpr int G = DEC_THREADS / LANES; // position groups per block
   __shared__ float sM[G], sL[G], sAcc[G][LANES * VEC];
   __shared__ int sLast;
@@ -231,6 +258,9 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   const int s = blockIdx.x, h = blockIdx.y, r = blockIdx.z, splits = gridDim.x, heads = gridDim.y;
   const int group = threadIdx.x / LANES, li = threadIdx.x % LANES, d0 = li * VEC;
   const bool active = d0 < headDim;
+  // A head of 8·odd elements leaves the last lane half a vector: of a 16-bit cache it loads only that half
+  // (16 bytes); the rest reads as zeros. (An fp8 cache needs heads a multiple of 16: decodeLanes.)
+  const bool full = d0 + VEC <= headDim;
   // Before waiting on the kernel before this one (PDL), everything that does not depend on it: the weights
   // asked of L2, the row's place from the step's metadata (uploaded before the step's first kernel), the
   // cos/sin table, and (PIPE) the first round of cached K/V, which earlier steps wrote; never the row's own
@@ -248,16 +278,23 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   const int kvOff = kvHead * headDim + d0;
 
   rope_table(cs, sn, (double)p, invFreq, rotaryDim, ropeScaling);
-  typedef CacheVec<C, VEC> CV;
-  typename CV::Raw kr[DEC_UNROLL], vr[DEC_UNROLL]; // the raw K and V of a round (PIPE: of the next one)
+  typename CV::Raw kr[U], vr[U]; // the raw K and V of a round (PIPE: of the next one)
+  // A position's cache slot. Block sizes are powers of two in practice: a shift and a mask then, not the
+  // integer division that was a good part of this loop's instructions.
+  const bool pow2 = (blockSize & (blockSize - 1)) == 0;
+  const int shift = __ffs(blockSize) - 1;
+  auto slotOf = [&](int j) -> i64 {
+    if (pow2) return ((i64)table[j >> shift] << shift) + (j & (blockSize - 1));
+    return (i64)table[j / blockSize] * blockSize + j % blockSize;
+  };
   auto fetch = [&](int base) {
 #pragma unroll
-    for (int u = 0; u < DEC_UNROLL; u++) {
+    for (int u = 0; u < U; u++) {
       const int j = base + group + u * G;
       const bool ok = active && j < end && j != p;
-      const i64 slot = ok ? (i64)table[j / blockSize] * blockSize + j % blockSize : 0;
-      kr[u] = ok ? CV::load(kCache + slot * kvWidth + kvOff) : CV::zero();
-      vr[u] = ok ? CV::load(vCache + slot * kvWidth + kvOff) : CV::zero();
+      const i64 slot = ok ? slotOf(j) : 0;
+      kr[u] = ok ? CV::load(kCache + slot * kvWidth + kvOff, full) : CV::zero();
+      vr[u] = ok ? CV::load(vCache + slot * kvWidth + kvOff, full) : CV::zero();
     }
   };
   if constexpr (PIPE) fetch(begin);
@@ -297,27 +334,29 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
     }
     // Element reads: load_vec is __ldg (ld.global.nc), which a shared address faults.
 #pragma unroll
-    for (int k = 0; k < VEC; k++) qv[k] = to_f32(sQ[d0 + k]);
+    for (int k = 0; k < VEC; k++) qv[k] = d0 + k < headDim ? to_f32(sQ[d0 + k]) : 0.f; // a half lane's upper elements add nothing
+    // Scores in base-2 units (scale · log2 e folded into q): every exponential below is exp2f, one MUFU.EX2
+    // where expf needs a range reduction first; the softmax is unchanged (2^(s·log2 e) = e^s).
 #pragma unroll
-    for (int k = 0; k < VEC; k++) qv[k] *= scale;
+    for (int k = 0; k < VEC; k++) qv[k] *= scale * LOG2E;
   }
   float m = NEG_INF, l = 0.f;
   // Every thread runs the same iterations (the group shuffles need whole warps); group g takes positions
   // base + g + u·G.
-  for (int base = begin; base < end; base += G * DEC_UNROLL) {
+  for (int base = begin; base < end; base += G * U) {
     const int j0 = base + group;
-    typename CV::Raw kc[DEC_UNROLL], vc[DEC_UNROLL];
+    typename CV::Raw kc[U], vc[U];
     if constexpr (!PIPE) fetch(base);
 #pragma unroll
-    for (int u = 0; u < DEC_UNROLL; u++) {
+    for (int u = 0; u < U; u++) {
       kc[u] = kr[u];
       vc[u] = vr[u];
     }
-    if constexpr (PIPE) fetch(base + G * DEC_UNROLL);
+    if constexpr (PIPE) fetch(base + G * U);
     // The new position's K and V come from registers (another block of this launch writes its cache row,
     // so it is never loaded). Selecting values, not pointers: a load never sees a shared address.
 #pragma unroll
-    for (int u = 0; u < DEC_UNROLL; u++) {
+    for (int u = 0; u < U; u++) {
       if (j0 + u * G == p) {
         kc[u] = kp;
         vc[u] = vp;
@@ -325,10 +364,10 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
     }
     // Explicit roundings (no contraction left to the compiler): the variants compile to different code,
     // and each should round every step the same way.
-    float sc[DEC_UNROLL];
+    float sc[U];
     float mNew = m;
 #pragma unroll
-    for (int u = 0; u < DEC_UNROLL; u++) {
+    for (int u = 0; u < U; u++) {
       float kf[VEC];
       CV::widen(kc[u], kf);
       float dot = 0.f;
@@ -338,15 +377,15 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
       sc[u] = j0 + u * G < end ? dot : NEG_INF;
       mNew = fmaxf(mNew, sc[u]);
     }
-    const float corr = expf(m - mNew); // 0 on the first position (m = -inf); mNew is finite
+    const float corr = exp2f(m - mNew); // 0 on the first position (m = -inf); mNew is finite
     l = __fmul_rn(l, corr);
 #pragma unroll
     for (int k = 0; k < VEC; k++) acc[k] = __fmul_rn(acc[k], corr);
 #pragma unroll
-    for (int u = 0; u < DEC_UNROLL; u++) {
+    for (int u = 0; u < U; u++) {
       float vf[VEC];
       CV::widen(vc[u], vf);
-      const float e = expf(sc[u] - mNew); // 0 for a position past the end
+      const float e = exp2f(sc[u] - mNew); // 0 for a position past the end
       l = __fadd_rn(l, e);
 #pragma unroll
       for (int k = 0; k < VEC; k++) acc[k] = __fmaf_rn(e, vf[k], acc[k]);
@@ -368,13 +407,13 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   for (int g = 0; g < G; g++) M = fmaxf(M, sM[g]);
   float L = 0.f;
   for (int g = 0; g < G; g++)
-    if (sM[g] != NEG_INF) L += sL[g] * expf(sM[g] - M);
+    if (sM[g] != NEG_INF) L += sL[g] * exp2f(sM[g] - M);
   A *o = out + ((i64)r * heads + h) * headDim;
   if (splits == 1) { // the whole context in this block: split 0 always holds the row's own position
     for (int d = threadIdx.x; d < headDim; d += DEC_THREADS) {
       float a = 0.f;
       for (int g = 0; g < G; g++)
-        if (sM[g] != NEG_INF) a += sAcc[g][d] * expf(sM[g] - M);
+        if (sM[g] != NEG_INF) a += sAcc[g][d] * exp2f(sM[g] - M);
       o[d] = from_f32<A>(a / L);
     }
     return;
@@ -389,7 +428,7 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   for (int d = threadIdx.x; d < headDim; d += DEC_THREADS) {
     float a = 0.f;
     for (int g = 0; g < G; g++)
-      if (sM[g] != NEG_INF) a += sAcc[g][d] * expf(sM[g] - M);
+      if (sM[g] != NEG_INF) a += sAcc[g][d] * exp2f(sM[g] - M);
     mine[2 + d] = a;
   }
   // The last split to finish merges them all (threadFenceReduction): publish, then count.
@@ -404,13 +443,13 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   float LL = 0.f;
   for (int c = 0; c < splits; c++) {
     const float mc = __ldcg(P + (i64)c * stride);
-    if (mc != NEG_INF) LL += __ldcg(P + (i64)c * stride + 1) * expf(mc - MM);
+    if (mc != NEG_INF) LL += __ldcg(P + (i64)c * stride + 1) * exp2f(mc - MM);
   }
   for (int d = threadIdx.x; d < headDim; d += DEC_THREADS) {
     float a = 0.f;
     for (int c = 0; c < splits; c++) {
       const float mc = __ldcg(P + (i64)c * stride);
-      if (mc != NEG_INF) a += __ldcg(P + (i64)c * stride + 2 + d) * expf(mc - MM);
+      if (mc != NEG_INF) a += __ldcg(P + (i64)c * stride + 2 + d) * exp2f(mc - MM);
     }
     o[d] = from_f32<A>(a / LL);
   }

@@ -10,7 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadModel, Rng, type FloatDType, type Graph, type StepBatch } from '@zinfer/core';
 import { memoryWeights, range, stepBatch, tinyLlama, TINY_LLAMA, type TinyLlamaConfig } from '@zinfer/core/testing';
-import { attentionChunks, decodeAttentionFits, decodeElementBytes, decodeLanes, decodeSplits } from '../src/cuda/attention-launch.js';
+import { attentionChunks, decodeAttentionFits, decodeLanes, decodeSplits } from '../src/cuda/attention-launch.js';
 import { planBuffers } from '../src/cuda/buffer-plan.js';
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
 import type { ActivationChoice } from '../src/cuda/device-weights.js';
@@ -336,11 +336,12 @@ test('attention: chunks of the general path, decode splits fixed per batch size,
   assert.equal(decodeSplits(1, 32, 132, null), { splits: 9, minChunk: 32 });
   assert.equal(decodeSplits(64, 32, 132, null), { splits: 1, minChunk: 32 });
   assert.equal(decodeSplits(64, 32, 132, 1), { splits: 32, minChunk: 1 });
-  assert.equal([128, 64, 16, 8, 80, 256, 3, 512].map((d) => decodeLanes(d, 2)), [16, 8, 2, 1, 16, 32, 0, 0]);
-  assert.equal([128, 8, 4, 130].map((d) => decodeLanes(d, 4)), [32, 2, 1, 0]);
-  // The fp8 cache loads 16 e4m3 a lane in the 16-bit modes (a head of 128: 8 lanes), 4 in the f32 parity mode.
-  assert.equal([decodeElementBytes('f16', true), decodeElementBytes('bf16', true), decodeElementBytes('f32', true), decodeElementBytes('f16', false)], [1, 1, 4, 2]);
-  assert.equal([128, 64, 16, 8, 256].map((d) => decodeLanes(d, 1)), [8, 4, 1, 0, 16]);
+  // 16 cached elements a lane in the 16-bit modes (heads a multiple of 8; 16 with fp8), 4 in the f32 parity mode.
+  const heads = [128, 64, 16, 8, 24, 80, 256, 3, 512, 1024];
+  assert.equal(heads.map((d) => decodeLanes(d, 'f16', false)), [8, 4, 1, 1, 2, 8, 16, 0, 0, 0]);
+  assert.equal(heads.map((d) => decodeLanes(d, 'bf16', true)), [8, 4, 1, 0, 0, 8, 16, 0, 0, 0]);
+  assert.equal([128, 8, 4, 130].map((d) => decodeLanes(d, 'f32', false)), [32, 2, 1, 0]);
+  assert.equal([128, 8, 4, 130].map((d) => decodeLanes(d, 'f32', true)), [32, 2, 1, 0]);
 });
 
 // ---------------------------------------------------------------------------------------------------
@@ -406,7 +407,7 @@ for (const dtype of ['f32', 'f16', 'bf16'] as FloatDType[]) {
         }
         const kernels = new Set(gpu.launches.map((l) => l.kernel));
         const w = half ? act : dtype;
-        const lanes = decodeLanes(16, act === 'f32' ? 4 : 2);
+        const lanes = decodeLanes(16, act, false);
         const decode = `attn_decode${lanes}${act === 'f32' ? '' : 'p'}_${act}`; // the pipelined variant in 16-bit modes (the default)
         const narrow = half ? 'w' : ''; // hidden 32: narrow rows take the one-warp GEMV in 16-bit modes
         // Over 8 rows on cuBLAS, each residual add is the C matrix of its projection's GEMM: no add kernel.

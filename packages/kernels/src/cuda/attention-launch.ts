@@ -12,12 +12,13 @@ import type { FloatDType, Graph, OpNode } from '@zinfer/core';
 import { decodeAttentionKernel } from './decode-attention-variant.js';
 import type { RopeKv } from './exec-plan.js';
 import { prefetchOf } from './l2-prefetch.js';
-import { dtypeBytes, threadsFor, type StepContext } from './step-context.js';
+import { threadsFor, type StepContext } from './step-context.js';
 
 const TARGET_CHUNKS = 16;
 const MIN_CHUNK = 4;
 const ATT_THREADS = 128; // ATT_THREADS in cuda/attention.cu
 const DEC_THREADS = 128; // DEC_THREADS in cuda/attention.cu
+const ATT_MAX_HEAD_DIM = 256; // ATT_MAX_HEAD_DIM in cuda/attention.cu (its shared q, k and v of a head)
 const FA_THREADS = 128; // FA_THREADS in cuda/flash.cu
 /** Head sizes the flash kernel is compiled for (FLASH_DIMS in cuda/flash.cu). */
 export const FLASH_HEAD_DIMS = [16, 32, 64, 80, 96, 128];
@@ -45,27 +46,25 @@ export function attentionChunks(positions: Int32Array, window: number | null, fi
 }
 
 /**
- * Bytes of one cached element as attn_decode loads them: the activation's, or 1 with the fp8 cache in the
- * 16-bit modes (16 e4m3 a load; the f32 parity mode loads fp8 4 at a time, as many as its f32 cache).
- */
-export function decodeElementBytes(act: FloatDType, fp8: boolean): number {
-  return fp8 && act !== 'f32' ? 1 : dtypeBytes(act);
-}
-
-/**
  * Whether every attention of a graph runs as attn_decode in decode steps. The general path's grid depends
  * on the contexts, so a decode graph holding it would replay a stale grid: such programs run decode eagerly.
  */
 export function decodeAttentionFits(graph: Graph, act: FloatDType, fp8: boolean): boolean {
-  return graph.nodes.every((n) => n.op !== 'attention' || decodeLanes(n.attrs.headDim, decodeElementBytes(act, fp8)) > 0);
+  return graph.nodes.every((n) => n.op !== 'attention' || decodeLanes(n.attrs.headDim, act, fp8) > 0);
 }
 
-/** Lanes per cached position in attn_decode (a power of two ≤ 32), or 0 when the head size does not fit. */
-export function decodeLanes(headDim: number, elementBytes: number): number {
-  const vec = 16 / elementBytes;
-  if (headDim % vec !== 0 || headDim / vec > 32) return 0;
+/**
+ * Lanes per cached position in attn_decode (a power of two ≤ 32), or 0 when the head size does not fit. A
+ * lane takes 16 elements of each position in the 16-bit modes (two 16-byte loads of an f16/bf16 cache, one of
+ * fp8; VEC in cuda/attention.cu), 4 in the f32 parity mode; heads a multiple of 8 (the last lane may take
+ * half), of 16 with an fp8 cache (whole 16-byte loads), of 4 in f32.
+ */
+export function decodeLanes(headDim: number, act: FloatDType, fp8: boolean): number {
+  const vec = act === 'f32' ? 4 : 16;
+  const unit = act === 'f32' ? 4 : fp8 ? 16 : 8;
+  if (headDim % unit !== 0 || headDim > 32 * vec || headDim > ATT_MAX_HEAD_DIM) return 0;
   let lanes = 1;
-  while (lanes < headDim / vec) lanes *= 2;
+  while (lanes * vec < headDim) lanes *= 2;
   return lanes;
 }
 
@@ -87,7 +86,7 @@ export function launchAttention(ctx: StepContext, node: OpNode<'attention'>, kv:
   const fp8 = kv.fp8 === true;
   const seqArgs = [ctx.metaPtr(meta.at.rowSeq), ctx.metaPtr(meta.at.seqInfo), ctx.metaPtr(meta.at.blockTables)];
   const window = slidingWindow ?? 0;
-  const lanes = decodeLanes(headDim, decodeElementBytes(act, fp8));
+  const lanes = decodeLanes(headDim, act, fp8);
   if (meta.decodeOnly && lanes > 0) {
     const { splits, minChunk } = decodeSplits(rows, heads, gpu.multiprocessors, ctx.options.attentionChunk);
     const partial = splits > 1 ? ctx.scratch(rows * heads * splits * (headDim + 2) * 4) : 0n; // [rows, heads, splits, headDim + 2]
