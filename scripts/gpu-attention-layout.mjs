@@ -17,8 +17,6 @@ const CONTEXT = 536;
 const CASES = [
   { name: '64 rows × 32 heads, block 16 (the engine layout)', rows: 64, heads: 32, blockSize: 16 },
   { name: '2048 one-head rows, block 16 (head-major blocks)', rows: 2048, heads: 1, blockSize: 16 },
-  { name: '2048 one-head rows, block 64', rows: 2048, heads: 1, blockSize: 64 },
-  { name: '64 rows × 32 heads, block 16, blocks shuffled', rows: 64, heads: 32, blockSize: 16, shuffle: true },
   // Where the limit is: V read from K's addresses (half the DRAM bytes; the GB/s below count both), and every
   // row reading the first row's blocks (4.4 MB of K/V: served from L2, so no DRAM limit at all).
   { name: '64 rows × 32 heads, block 16, V = K', rows: 64, heads: 32, blockSize: 16, vIsK: true },
@@ -26,7 +24,13 @@ const CASES = [
 ];
 const result = { date: new Date().toISOString(), device: gpu.name, context: CONTEXT, headDim: HEAD_DIM, cases: [] };
 
-for (const fp8 of [false, true]) {
+// The 8-wide f16 kernel (batch 1 to 15), the wide one (16 rows and up) and the fp8 cache's.
+const KERNELS = [
+  { kernel: `attn_decode${HEAD_DIM / 8}p_f16`, fp8: false },
+  { kernel: `attn_decode${HEAD_DIM / 16}w_f16`, fp8: false },
+  { kernel: `attn_decode${HEAD_DIM / 16}p_f16_e4m3`, fp8: true },
+];
+for (const { kernel, fp8 } of KERNELS) {
   for (const c of CASES) {
     const { rows, heads, blockSize } = c;
     const elem = fp8 ? 1 : 2;
@@ -62,8 +66,6 @@ for (const fp8 of [false, true]) {
     gpu.fill32(act, 0x3c003c00, (rows * width * 2 * 4) / 4);
     const [q, kNew, vNew, out] = [0, 1, 2, 3].map((i) => act + BigInt(i * rows * width * 2));
     const invFreq = gpu.alloc(64, 'invFreq');
-    const lanes = HEAD_DIM / 16; // 16 cached elements a lane (cuda/attention.cu)
-    const kernel = `attn_decode${lanes}p_f16${fp8 ? '_e4m3' : ''}`;
     const launch = () => gpu.launch(kernel, { x: 1, y: heads, z: rows }, 128, [
       out, 0n, 0n, q, k, c.vIsK ? k : v, meta[0], meta[1], meta[2], HEAD_DIM, heads, blockSize, 0, 1 / Math.sqrt(HEAD_DIM), 32, kNew, vNew, meta[3], invFreq, 0, 0, 1, 0n, 0,
     ]);

@@ -168,19 +168,18 @@ template <int LANES> __device__ __forceinline__ float group_sum(float v) {
 // int, zero before the first launch and left zero after each; q [rows, heads*headDim]; caches [slots,
 // kvHeads*headDim]. headDim a multiple of 8 (16 with an fp8 cache, 4 in the f32 mode), at most LANES·VEC. Split s of a row covers
 // chunk = max(minChunk, ceil(span / splits)) positions from lo + s·chunk. grid (splits, heads, rows).
-// VEC cached elements of type C, loaded at once and widened to f32: in the 16-bit modes 16 a lane (two
-// 16-byte loads of f16/bf16, one of e4m3), in the f32 parity mode 4 (16 bytes of f32, 4 of e4m3). Sixteen
-// elements a lane rather than 8 halve the lanes a position takes, and with them the per-position work that
-// every lane repeats (slot, exponentials, the group's shuffles): with 8 the kernel was instruction-bound,
-// 130 µs a 64-row layer of the 7B shape with every K/V in L2 against 179 µs from DRAM (H200).
-template <typename A, typename C> struct DecodeVec {
-  static constexpr int N = sizeof(A) == 2 ? 16 : Vec16<A>::N;
-};
+// VEC cached elements of type C, loaded at once and widened to f32 (16 bytes a load): 8 f16/bf16 a lane
+// (the `p` and plain entries), 16 in the wide entries (`w`: two loads), 16 e4m3 of an fp8 cache in the 16-bit
+// modes, 4 in the f32 parity mode (of f32 or e4m3). Sixteen a lane halve the lanes a position takes and the
+// per-position work each lane repeats (slot, exponentials, the group's shuffles): at batch 64 the 8-wide
+// kernel was instruction-bound (130 µs a 7B layer with every K/V in L2 against 179 µs from DRAM, H200) and
+// the wide one reads at 3.7 TB/s against 3.1; at batch 1, where a block takes one round, it lost time
+// (attention-launch.ts picks it from DECODE_WIDE_FROM_ROWS rows).
 template <typename C, int VEC> struct CacheVec {
   typedef uint4 Raw;
   static __device__ __forceinline__ Raw zero() { return make_uint4(0u, 0u, 0u, 0u); }
   static __device__ __forceinline__ Raw load(const C *p, bool) { return __ldg(reinterpret_cast<const uint4 *>(p)); }
-  static __device__ __forceinline__ Raw shared(const C *p) { return *reinterpret_cast<const uint4 *>(p); }
+  static __device__ __forceinline__ Raw shared(const C *p, bool) { return *reinterpret_cast<const uint4 *>(p); }
   static __device__ __forceinline__ void widen(Raw r, float *out) { widen16<C>(r, out); }
 };
 // 16 e4m3 in one 16-byte load: the fp8 cache's reads in the 16-bit modes, so a load moves as many bytes as
@@ -195,8 +194,8 @@ template <typename C> struct CacheVec2 {
   static __device__ __forceinline__ Raw load(const C *p, bool full) {
     return {__ldg(reinterpret_cast<const uint4 *>(p)), full ? __ldg(reinterpret_cast<const uint4 *>(p + 8)) : make_uint4(0u, 0u, 0u, 0u)};
   }
-  static __device__ __forceinline__ Raw shared(const C *p) {
-    return {*reinterpret_cast<const uint4 *>(p), *reinterpret_cast<const uint4 *>(p + 8)};
+  static __device__ __forceinline__ Raw shared(const C *p, bool full) {
+    return {*reinterpret_cast<const uint4 *>(p), full ? *reinterpret_cast<const uint4 *>(p + 8) : make_uint4(0u, 0u, 0u, 0u)};
   }
   static __device__ __forceinline__ void widen(Raw r, float *out) {
     widen16<C>(r.a, out);
@@ -210,7 +209,7 @@ template <> struct CacheVec<e4m3_t, 16> {
   static __device__ __forceinline__ Raw zero() { return make_uint4(0u, 0u, 0u, 0u); }
   // Whole lanes only: heads a multiple of 16 (a 16-byte load of a head 8·odd wide would be misaligned).
   static __device__ __forceinline__ Raw load(const e4m3_t *p, bool) { return __ldg(reinterpret_cast<const uint4 *>(p)); }
-  static __device__ __forceinline__ Raw shared(const e4m3_t *p) { return *reinterpret_cast<const uint4 *>(p); }
+  static __device__ __forceinline__ Raw shared(const e4m3_t *p, bool) { return *reinterpret_cast<const uint4 *>(p); }
   static __device__ __forceinline__ void widen(Raw r, float *out) {
     const u32 w[4] = {r.x, r.y, r.z, r.w};
 #pragma unroll
@@ -224,7 +223,7 @@ template <> struct CacheVec<e4m3_t, 4> {
   typedef u32 Raw;
   static __device__ __forceinline__ Raw zero() { return 0u; }
   static __device__ __forceinline__ Raw load(const e4m3_t *p, bool) { return __ldg(reinterpret_cast<const unsigned int *>(p)); }
-  static __device__ __forceinline__ Raw shared(const e4m3_t *p) { return *reinterpret_cast<const unsigned int *>(p); }
+  static __device__ __forceinline__ Raw shared(const e4m3_t *p, bool) { return *reinterpret_cast<const unsigned int *>(p); }
   static __device__ __forceinline__ void widen(Raw r, float *out) {
     e4m3x2_to_f32((unsigned short)(r & 0xffffu), out[0], out[1]);
     e4m3x2_to_f32((unsigned short)(r >> 16), out[2], out[3]);
@@ -240,12 +239,11 @@ template <> struct CacheVec<e4m3_t, 4> {
 // The step's own K and V: q [rows, heads*headDim] and kNew, vNew [rows, kvHeads*headDim] as the q/k/v GEMV
 // made them (before rotary when rotaryDim > 0: invFreq, interleaved and ropeScaling as in rotary.cu);
 // slots [rows] the cache rows they go to. pf, pfBytes: weights to ask L2 for (null, 0: none).
-template <typename A, int LANES, bool PIPE, typename C>
+template <typename A, int LANES, bool PIPE, typename C, int VEC>
 __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C *kCache, C *vCache, const int *rowSeq,
                             const int *seqInfo, const int *blockTables, int headDim, int kvHeads, int blockSize, int window, float scale,
                             int minChunk, const A *kNew, const A *vNew, const int *slots, const double *invFreq, int rotaryDim,
                             int interleaved, float ropeScaling, const void *pf, int pfBytes) {
-  constexpr int VEC = DecodeVec<A, C>::N;
   typedef CacheVec<C, VEC> CV;
   // Positions a group loads per round: DEC_UNROLL of 16 bytes a K and a V, half as many of 32.
   constexpr int U = sizeof(typename CV::Raw) > 16 ? DEC_UNROLL / 2 : DEC_UNROLL;
@@ -329,8 +327,8 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   for (int k = 0; k < VEC; k++) qv[k] = acc[k] = 0.f;
   if (active) {
     if (begin <= p && p < end) {
-      kp = CV::shared(sK + d0);
-      vp = CV::shared(sV + d0);
+      kp = CV::shared(sK + d0, full); // a half lane's upper half stays zero: sK holds only headDim elements
+      vp = CV::shared(sV + d0, full);
     }
     // Element reads: load_vec is __ldg (ld.global.nc), which a shared address faults.
 #pragma unroll
@@ -456,26 +454,28 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   if (threadIdx.x == 0) counters[r * heads + h] = 0; // ready for the next launch (or graph replay)
 }
 
-#define DECODE_ENTRY(S, A, LANES, P, PIPE, KS, CT)                                                                                     \
+#define DECODE_ENTRY(S, A, LANES, P, PIPE, KS, CT, VEC)                                                                                \
   extern "C" __global__ void __launch_bounds__(DEC_THREADS, 4)                                                                        \
       attn_decode##LANES##P##_##S##KS(A *out, float *partial, int *counters, const A *q, CT *kCache, CT *vCache, const int *rowSeq, \
                                const int *seqInfo, const int *blockTables, int headDim, int kvHeads, int blockSize, int window,      \
                                float scale, int minChunk, const A *kNew, const A *vNew, const int *slots, const double *invFreq,     \
                                int rotaryDim, int interleaved, float ropeScaling, const void *pf, int pfBytes) {                     \
-    attn_decode<A, LANES, PIPE, CT>(out, partial, counters, q, kCache, vCache, rowSeq, seqInfo, blockTables, headDim, kvHeads, blockSize,      \
+    attn_decode<A, LANES, PIPE, CT, VEC>(out, partial, counters, q, kCache, vCache, rowSeq, seqInfo, blockTables, headDim, kvHeads, blockSize,      \
                           window, scale, minChunk, kNew, vNew, slots, invFreq, rotaryDim, interleaved, ropeScaling, pf, pfBytes);   \
   }
-// Entry points attn_decode16_f16 (cache in A), attn_decode16p_f16 (PIPE), attn_decode16_f16_e4m3 (fp8
-// cache), attn_decode16p_f16_e4m3. The f32 parity mode has no PIPE entries (it is for tests, not speed;
-// each entry point costs NVRTC time on every fresh machine, and ptxas spills one of them).
-#define DECODE_PIPES(S, A, LANES)                    \
-  DECODE_ENTRY(S, A, LANES, , false, , A)            \
-  DECODE_ENTRY(S, A, LANES, p, true, , A)            \
-  DECODE_ENTRY(S, A, LANES, , false, _e4m3, e4m3_t)  \
-  DECODE_ENTRY(S, A, LANES, p, true, _e4m3, e4m3_t)
-#define DECODE_PIPES_F32(LANES)                              \
-  DECODE_ENTRY(f32, float, LANES, , false, , float)          \
-  DECODE_ENTRY(f32, float, LANES, , false, _e4m3, e4m3_t)
+// Entry points attn_decode16_f16 (cache in A), attn_decode16p_f16 (PIPE), attn_decode8w_f16 (PIPE, 16
+// elements a lane), attn_decode8_f16_e4m3 (fp8 cache), attn_decode8p_f16_e4m3. The f32 parity mode has no
+// PIPE entries (it is for tests, not speed; each entry point costs NVRTC time on every fresh machine, and
+// ptxas spills one of them).
+#define DECODE_PIPES(S, A, LANES)                        \
+  DECODE_ENTRY(S, A, LANES, , false, , A, 8)             \
+  DECODE_ENTRY(S, A, LANES, p, true, , A, 8)             \
+  DECODE_ENTRY(S, A, LANES, w, true, , A, 16)            \
+  DECODE_ENTRY(S, A, LANES, , false, _e4m3, e4m3_t, 16)  \
+  DECODE_ENTRY(S, A, LANES, p, true, _e4m3, e4m3_t, 16)
+#define DECODE_PIPES_F32(LANES)                                 \
+  DECODE_ENTRY(f32, float, LANES, , false, , float, 4)          \
+  DECODE_ENTRY(f32, float, LANES, , false, _e4m3, e4m3_t, 4)
 #define DECODE_LANES(S, A)  \
   DECODE_PIPES(S, A, 1)     \
   DECODE_PIPES(S, A, 2)     \

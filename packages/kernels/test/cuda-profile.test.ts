@@ -68,6 +68,8 @@ test('every decode attention variant has every lanes × dtype entry point, with 
           assert.equal(kernels.get(name)?.params, v1.params, name);
           assert.is(name.includes('p_'), v === 'pipe' && act !== 'f32', name);
         }
+        // The wide entries (16 elements a lane of an f16/bf16 cache), with the pipelined ones' parameters.
+        if (act !== 'f32' && !fp8) assert.equal(kernels.get(decodeAttentionKernel(lanes, act, 'pipe', false, true))?.params, v1.params);
       }
     }
   }

@@ -10,7 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadModel, Rng, type FloatDType, type Graph, type StepBatch } from '@zinfer/core';
 import { memoryWeights, range, stepBatch, tinyLlama, TINY_LLAMA, type TinyLlamaConfig } from '@zinfer/core/testing';
-import { attentionChunks, decodeAttentionFits, decodeLanes, decodeSplits } from '../src/cuda/attention-launch.js';
+import { attentionChunks, decodeAttentionFits, decodeLanes, decodeSplits, decodeWide } from '../src/cuda/attention-launch.js';
 import { planBuffers } from '../src/cuda/buffer-plan.js';
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
 import type { ActivationChoice } from '../src/cuda/device-weights.js';
@@ -336,12 +336,15 @@ test('attention: chunks of the general path, decode splits fixed per batch size,
   assert.equal(decodeSplits(1, 32, 132, null), { splits: 9, minChunk: 32 });
   assert.equal(decodeSplits(64, 32, 132, null), { splits: 1, minChunk: 32 });
   assert.equal(decodeSplits(64, 32, 132, 1), { splits: 32, minChunk: 1 });
-  // 16 cached elements a lane in the 16-bit modes (heads a multiple of 8; 16 with fp8), 4 in the f32 parity mode.
-  const heads = [128, 64, 16, 8, 24, 80, 256, 3, 512, 1024];
-  assert.equal(heads.map((d) => decodeLanes(d, 'f16', false)), [8, 4, 1, 1, 2, 8, 16, 0, 0, 0]);
-  assert.equal(heads.map((d) => decodeLanes(d, 'bf16', true)), [8, 4, 1, 0, 0, 8, 16, 0, 0, 0]);
+  // 8 cached elements a lane of an f16/bf16 cache, 16 wide and of fp8 (heads a multiple of 16), 4 in f32.
+  const heads = [128, 64, 16, 8, 24, 80, 256, 3, 512];
+  assert.equal(heads.map((d) => decodeLanes(d, 'f16', false)), [16, 8, 2, 1, 4, 16, 32, 0, 0]);
+  assert.equal(heads.map((d) => decodeLanes(d, 'f16', false, true)), [8, 4, 1, 1, 2, 8, 16, 0, 0]);
+  assert.equal(heads.map((d) => decodeLanes(d, 'bf16', true)), [8, 4, 1, 0, 0, 8, 16, 0, 0]);
   assert.equal([128, 8, 4, 130].map((d) => decodeLanes(d, 'f32', false)), [32, 2, 1, 0]);
   assert.equal([128, 8, 4, 130].map((d) => decodeLanes(d, 'f32', true)), [32, 2, 1, 0]);
+  // Wide from 16 rows of a 16-bit cache, pipelined variant only.
+  assert.equal([decodeWide(15, 'f16', false, 'pipe'), decodeWide(16, 'f16', false, 'pipe'), decodeWide(64, 'bf16', false, 'v1'), decodeWide(64, 'f16', true, 'pipe'), decodeWide(64, 'f32', false, 'pipe')], [false, true, false, false, false]);
 });
 
 // ---------------------------------------------------------------------------------------------------

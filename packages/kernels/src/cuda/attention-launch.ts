@@ -9,7 +9,7 @@
 // With the opt-in fp8 cache (KvPointers.fp8) the writes round to e4m3 and the reads widen from it: the
 // `_e4m3` entry points of rotary.cu and attention.cu (cuda/fp8.cuh says how).
 import type { FloatDType, Graph, OpNode } from '@zinfer/core';
-import { decodeAttentionKernel } from './decode-attention-variant.js';
+import { decodeAttentionKernel, decodeAttentionVariant, type DecodeAttentionVariant } from './decode-attention-variant.js';
 import type { RopeKv } from './exec-plan.js';
 import { prefetchOf } from './l2-prefetch.js';
 import { threadsFor, type StepContext } from './step-context.js';
@@ -25,6 +25,8 @@ export const FLASH_HEAD_DIMS = [16, 32, 64, 80, 96, 128];
 /** Positions a decode split takes at least, and the most splits. */
 const DECODE_MIN_CHUNK = 32;
 const DECODE_MAX_SPLITS = 32;
+/** Decode rows from which an f16/bf16 cache is read by the wide attention (decodeWide). */
+export const DECODE_WIDE_FROM_ROWS = 16;
 /** Rows from which rope_kv takes a block per row rather than per head. */
 const ROPE_ROWS_PER_BLOCK_FROM = 64;
 
@@ -55,17 +57,26 @@ export function decodeAttentionFits(graph: Graph, act: FloatDType, fp8: boolean)
 
 /**
  * Lanes per cached position in attn_decode (a power of two ≤ 32), or 0 when the head size does not fit. A
- * lane takes 16 elements of each position in the 16-bit modes (two 16-byte loads of an f16/bf16 cache, one of
- * fp8; VEC in cuda/attention.cu), 4 in the f32 parity mode; heads a multiple of 8 (the last lane may take
- * half), of 16 with an fp8 cache (whole 16-byte loads), of 4 in f32.
+ * lane takes 8 elements of each position of an f16/bf16 cache (one 16-byte load), 16 in the wide entries
+ * (two) and of an fp8 cache (one), 4 in the f32 parity mode (VEC in cuda/attention.cu); heads a multiple of
+ * 8 (a wide lane may take half), of 16 with an fp8 cache (whole 16-byte loads), of 4 in f32.
  */
-export function decodeLanes(headDim: number, act: FloatDType, fp8: boolean): number {
-  const vec = act === 'f32' ? 4 : 16;
+export function decodeLanes(headDim: number, act: FloatDType, fp8: boolean, wide = false): number {
+  const vec = act === 'f32' ? 4 : fp8 || wide ? 16 : 8;
   const unit = act === 'f32' ? 4 : fp8 ? 16 : 8;
   if (headDim % unit !== 0 || headDim > 32 * vec || headDim > ATT_MAX_HEAD_DIM) return 0;
   let lanes = 1;
   while (lanes * vec < headDim) lanes *= 2;
   return lanes;
+}
+
+/**
+ * Whether a decode step of `rows` rows takes the wide attention (16 elements a lane): from
+ * DECODE_WIDE_FROM_ROWS rows of an f16/bf16 cache with the pipelined variant. At batch 64 it read K/V at
+ * 3.7 TB/s against the 8-wide kernel's 3.1 (H200); at batch 1 the graphed 7B step lost 0.4 ms with it.
+ */
+export function decodeWide(rows: number, act: FloatDType, fp8: boolean, variant: DecodeAttentionVariant = decodeAttentionVariant()): boolean {
+  return rows >= DECODE_WIDE_FROM_ROWS && act !== 'f32' && !fp8 && variant === 'pipe';
 }
 
 /**
@@ -86,7 +97,8 @@ export function launchAttention(ctx: StepContext, node: OpNode<'attention'>, kv:
   const fp8 = kv.fp8 === true;
   const seqArgs = [ctx.metaPtr(meta.at.rowSeq), ctx.metaPtr(meta.at.seqInfo), ctx.metaPtr(meta.at.blockTables)];
   const window = slidingWindow ?? 0;
-  const lanes = decodeLanes(headDim, act, fp8);
+  const wide = decodeWide(rows, act, fp8);
+  const lanes = decodeLanes(headDim, act, fp8, wide);
   if (meta.decodeOnly && lanes > 0) {
     const { splits, minChunk } = decodeSplits(rows, heads, gpu.multiprocessors, ctx.options.attentionChunk);
     const partial = splits > 1 ? ctx.scratch(rows * heads * splits * (headDim + 2) * 4) : 0n; // [rows, heads, splits, headDim + 2]
@@ -96,7 +108,7 @@ export function launchAttention(ctx: StepContext, node: OpNode<'attention'>, kv:
     const r = rope?.q.attrs;
     const ropeArgs = r ? [ctx.invFreq(rope!.q), r.rotaryDim, r.interleaved ? 1 : 0, r.attentionScaling] : [0n, 0, 0, 1];
     const [pf, pfBytes] = prefetchOf(ctx, 'attention', ctx.plan.nextWeight.get(node), rows);
-    gpu.launch(decodeAttentionKernel(lanes, act, undefined, fp8), { x: splits, y: heads, z: rows }, DEC_THREADS, [
+    gpu.launch(decodeAttentionKernel(lanes, act, undefined, fp8, wide), { x: splits, y: heads, z: rows }, DEC_THREADS, [
       ctx.value(node.output), partial, counters, ctx.value(q), kCache, vCache, ...seqArgs, headDim, kvHeads, kv.blockSize, window, scale, minChunk,
       ctx.value(k), ctx.value(node.inputs.v), ctx.metaPtr(meta.at.slots), ...ropeArgs, pf, pfBytes,
     ]);
