@@ -56,7 +56,7 @@ try {
 const { createEngine } = core;
 const { stepBatch } = testing;
 const { cudaBackend, cudaMicrobench, probeFailure, profileStep, summarizeProfile, GEMV_VARIANTS, gemvVariant, setGemvVariant, GEMV_NARROW_MODES, gemvNarrow, setGemvNarrow } = cuda;
-const { DECODE_ATTENTION_VARIANTS, decodeAttentionVariant, setDecodeAttentionVariant, L2_PREFETCH_MODES, l2Prefetch, setL2Prefetch, setGemmTuning } = cuda;
+const { DECODE_ATTENTION_VARIANTS, decodeAttentionVariant, setDecodeAttentionVariant, L2_PREFETCH_MODES, l2Prefetch, setL2Prefetch } = cuda;
 const { profileDecode, decodeByVariant, profileTable, decodeBatch } = await import('./gpu-bench-profile.mjs');
 const DEFAULT_GEMV = gemvVariant();
 const DEFAULT_ATTENTION = decodeAttentionVariant();
@@ -98,9 +98,6 @@ const result = {
   program_decode_bs1_ms_by_gemv: null, program_decode_bs1_argmax_ms_by_gemv: null, program_decode_bs1_pdl_ms_by_gemv: null, program_decode_bs1_no_pdl_ms_by_gemv: null,
   program_gpt2_124m_decode_bs1_ms_by_gemv: null, gemv_variants_same_ids: null,
   decode_bs64_attention_gb_per_s: null,
-  // The graphed 64-row step with cuBLASLt's first pick for every GEMM shape (off) and with the timed pick (on,
-  // the default: gemm-tuning.ts), and whether both gave the same greedy ids.
-  program_decode_bs64_ms_by_gemm_tuning: null, program_decode_bs64_argmax_ms_by_gemm_tuning: null, gemm_tuning_same_ids: null, gemm_tuning_64_rows: null,
   // The opt-in fp8 (e4m3) KV cache (the engine's limits.kvCacheDtype 'fp8'): the same batch-64 decode, its floor
   // (K/V bytes halved), the graphed 64-row step per decode attention variant, and the cache's blocks.
   decode_bs64_fp8_tokens_per_s: null, decode_bs64_fp8_step_ms: null, decode_bs64_fp8_floor_tokens_per_s: null,
@@ -413,25 +410,6 @@ if (engine) {
       program.resetGraphs();
     }
   });
-  await step('GEMM tuning: graphed batch-64 decode with cuBLASLt first picks (off) and timed picks (on)', async () => {
-    const program = llamaBackend.programs[llamaBackend.programs.length - 1];
-    try {
-      const r = await decodeByVariant({
-        program, variants: ['off', 'on'], setVariant: setGemmTuning,
-        time: (argmax) => programDecode(program, { rows: 64, context: 520, vocab: 32000, argmax, steps: 16 }),
-        ids: () => program.runArgmax(decodeBatch(stepBatch, { rows: 64, context: 520, vocab: 32000, t: 3 })),
-      });
-      result.program_decode_bs64_ms_by_gemm_tuning = r.ms;
-      result.program_decode_bs64_argmax_ms_by_gemm_tuning = r.argmaxMs;
-      result.gemm_tuning_same_ids = r.sameIds;
-      // What the tuner saw for the 64-row shapes: candidates (heuristic + split-K), its pick, µs a call each.
-      result.gemm_tuning_64_rows = cuda.CudaDevice.opened(0)?.gemmLibrary().summary().filter((p) => / n64 /.test(p.key)) ?? null;
-      return r.ms;
-    } finally {
-      setGemmTuning('on');
-      program.resetGraphs();
-    }
-  });
   await step('close the 7B engine', () => engine.close());
   engine = null;
 }
@@ -570,7 +548,6 @@ row('program_gpt2_124m_decode_bs1_ms_by_narrow', JSON.stringify(result.program_g
 row('program_decode_bs1_ms_by_l2', JSON.stringify(result.program_decode_bs1_ms_by_l2), `graphed, per L2 prefetch mode of the next GEMV's weights (engine: ${result.l2_prefetch}); same ids: ${result.l2_prefetch_same_ids}; GPT-2: ${JSON.stringify(result.program_gpt2_124m_decode_bs1_ms_by_l2)}`);
 row('decode_bs64_attention_gb_per_s', JSON.stringify(result.decode_bs64_attention_gb_per_s), 'decode attention K/V bytes over its µs (one eager 64-row step), per variant');
 row('decode_bs64_fp8_tokens_per_s', result.decode_bs64_fp8_tokens_per_s, `opt-in fp8 KV cache (floor ${result.decode_bs64_fp8_floor_tokens_per_s ?? '?'}; step ${result.decode_bs64_fp8_step_ms ?? '?'} ms; graphed by attention variant ${JSON.stringify(result.program_decode_bs64_fp8_ms_by_attention)})`);
-row('program_decode_bs64_ms_by_gemm_tuning', JSON.stringify(result.program_decode_bs64_ms_by_gemm_tuning), `graphed 64-row step, cuBLASLt first picks (off) vs timed picks (on); argmax ${JSON.stringify(result.program_decode_bs64_argmax_ms_by_gemm_tuning)}; same ids: ${result.gemm_tuning_same_ids}`);
 row('program_decode_bs64_ms_by_attention', JSON.stringify(result.program_decode_bs64_ms_by_attention), `graphed 64-row step per decode attention variant; same ids: ${result.attention_variants_same_ids} (agreement ${result.attention_variants_ids_agreement})`);
 row('program_gpt2_124m_decode_bs1_ms (argmax)', `${result.program_gpt2_124m_decode_bs1_ms ?? '?'} (${result.program_gpt2_124m_decode_bs1_argmax_ms ?? '?'})`, '');
 row('hf_decode_bs1_ms_per_token', result.hf_decode_bs1_ms_per_token, `target ≥ 12 × ours (${result.hf_over_zinfer_bs1 ?? '?'}×); greedy tokens matching: ${result.greedy_bs1_tokens_matching_hf ?? '?'}/64`);

@@ -134,7 +134,6 @@ export { profileStep, summarizeProfile, gemvShape, type KernelTiming, type Profi
 export { autoGemvVariant, GEMV_KERNEL_VARIANTS, GEMV_NARROW_MODES, GEMV_VARIANTS, gemvNarrow, gemvVariant, gemvVariantByEpilogue, setGemvNarrow, setGemvVariant, setGemvVariantByEpilogue, type GemvEpilogue, type GemvKernelVariant, type GemvNarrowMode, type GemvVariant } from './cuda/gemv-variant.js';
 export { DECODE_ATTENTION_VARIANTS, decodeAttentionVariant, setDecodeAttentionVariant, type DecodeAttentionVariant } from './cuda/decode-attention-variant.js';
 export { L2_PREFETCH_MODES, l2Prefetch, setL2Prefetch, type L2PrefetchMode } from './cuda/l2-prefetch.js';
-export { gemmTuning, setGemmTuning } from './cuda/gemm-tuning.js';
 export { pinnedCopyProbe, type H2dProbeResult } from './cuda/h2d-probe.js';
 export type { StreamStats } from './cuda/streamed-weights.js';
 // The peer-memory all-reduce and what scripts/gpu-allreduce-check.mjs drives it with (a device and a stream).

@@ -1,9 +1,9 @@
 // cuBLASLt through koffi, for linear layers over more than 8 rows: f32 × f32 in parity mode, f16 × f16 or
 // bf16 × bf16 (tensor cores) in the 16-bit modes, always accumulating in f32 (CUBLAS_COMPUTE_32F; f32
-// parity needs true f32 arithmetic, never TF32). cuBLASLt rather than cublasGemmEx for two things: a matrix
-// C added by the GEMM's epilogue into a separate output D (the residual add of a row-parallel projection,
-// so no add kernel follows), and the choice among the heuristic's algorithms (gemm-tuning.ts times them:
-// at 64 rows its first pick for a 4096 × 4096 product leaves most SMs idle).
+// parity needs true f32 arithmetic, never TF32). cuBLASLt rather than cublasGemmEx for a matrix C added by
+// the GEMM's epilogue into a separate output D: the residual add after a projection, so no add kernel
+// follows it (64 launches fewer in a 64-row 7B step). Each problem's descriptors and the heuristic's first
+// usable algorithm are made once and reused (stream-gemm.ts says why not a timed choice).
 import koffi from 'koffi';
 import { BackendError } from '@zinfer/core';
 import type { FloatDType } from '@zinfer/core';
@@ -29,8 +29,6 @@ interface CublasLtApi {
   cublasLtMatmulAlgoGetHeuristic(
     handle: Handle, desc: Handle, a: Handle, b: Handle, c: Handle, d: Handle, pref: Handle, count: number, results: Buffer, returned: Out<number>,
   ): number;
-  cublasLtMatmulAlgoConfigSetAttribute(algo: Buffer, attr: number, buf: Buffer, size: number): number;
-  cublasLtMatmulAlgoCheck(handle: Handle, desc: Handle, a: Handle, b: Handle, c: Handle, d: Handle, algo: Buffer, result: Buffer): number;
   cublasLtMatmul(
     handle: Handle, desc: Handle, alpha: Float32Array, a: bigint, aDesc: Handle, b: bigint, bDesc: Handle, beta: Float32Array, c: bigint, cDesc: Handle,
     d: bigint, dDesc: Handle, algo: Buffer, workspace: bigint, workspaceBytes: number, stream: Handle,
@@ -51,8 +49,6 @@ export const CUBLAS_PROTOTYPES: Record<keyof CublasLtApi, string> = {
   cublasLtMatmulPreferenceSetAttribute: 'int cublasLtMatmulPreferenceSetAttribute(void *pref, int attr, const void *buf, size_t size)',
   cublasLtMatmulAlgoGetHeuristic:
     'int cublasLtMatmulAlgoGetHeuristic(void *handle, void *desc, void *a, void *b, void *c, void *d, void *pref, int count, void *results, _Out_ int *returned)',
-  cublasLtMatmulAlgoConfigSetAttribute: 'int cublasLtMatmulAlgoConfigSetAttribute(void *algo, int attr, const void *buf, size_t size)',
-  cublasLtMatmulAlgoCheck: 'int cublasLtMatmulAlgoCheck(void *handle, void *desc, void *a, void *b, void *c, void *d, const void *algo, void *result)',
   cublasLtMatmul:
     'int cublasLtMatmul(void *handle, void *desc, const void *alpha, uint64_t A, void *Adesc, uint64_t B, void *Bdesc, const void *beta, uint64_t C, void *Cdesc, uint64_t D, void *Ddesc, const void *algo, uint64_t workspace, size_t workspaceBytes, void *stream)',
 };
@@ -72,35 +68,21 @@ export const CUBLAS = {
   /** CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE: split-K partial sums kept in f32 (IN_PLACE and OUTPUT_TYPE round them to y's type). */
   REDUCTION_COMPUTE_TYPE: 2,
   PREF_MIN_ALIGNMENT_A: 5, // …_B 6, _C 7, _D 8
-  ALGO_CONFIG_SPLITK_NUM: 2,
-  ALGO_CONFIG_REDUCTION_SCHEME: 3,
 } as const;
-
-/** K splits tried on the heuristic's first algorithms for the shapes the tuner times (GemmPlan.explore). */
-const SPLITS = [2, 3, 4, 6, 8, 16];
-/** Heuristic algorithms that get split-K variants. */
-const SPLIT_BASES = 2;
 
 /** sizeof(cublasLtMatmulHeuristicResult_t): algo (8 × uint64), workspaceSize, state, wavesCount, reserved[4]. */
 const HEURISTIC_BYTES = 96;
 const ALGO_BYTES = 64;
-/** Algorithms asked of the heuristic for each GEMM shape (the tuner times them; untuned shapes take the first). */
-const HEURISTIC_COUNT = 8;
+/** Algorithms asked of the heuristic for each GEMM problem (the first usable one runs). */
+const HEURISTIC_COUNT = 4;
 
 /** cudaDataType of each float dtype. */
 const DATA_TYPE: Record<FloatDType, number> = { f32: CUBLAS.R_32F, f16: CUBLAS.R_16F, bf16: CUBLAS.R_16BF };
 
-/** One GEMM problem's descriptors and the heuristic's algorithms for it (reused by every call of its shape). */
+/** One GEMM problem's descriptors and algorithm (reused by every call of its shape). */
 export interface GemmPlan {
   readonly key: string;
-  /** Candidate algorithms, best first by the heuristic (at least one). */
-  readonly algos: Buffer[];
-  /** Index into `algos` of the one calls use; set by the tuner (0 until then). */
-  chosen: number;
-  /** The tuning generation `chosen` was decided in (gemm-tuning.ts); -1: not yet. */
-  decidedAt: number;
-  /** The tuner's ms a call per candidate, when it timed them. */
-  timesMs: number[] | null;
+  readonly algo: Buffer;
   readonly desc: Handle;
   readonly layouts: [Handle, Handle, Handle, Handle];
 }
@@ -140,10 +122,10 @@ export class Cublas {
    * reads as yᵀ [outF, rows] = W [outF, inF] (the row-major w read as inF × outF, transposed) · xᵀ [inF, rows];
    * c, when given, has y's layout and type. Keyed by shape, types, operand alignments and workspace.
    */
-  plan(g: GemmArgs, workspaceBytes: number, explore = false): GemmPlan {
+  plan(g: GemmArgs, workspaceBytes: number): GemmPlan {
     if (g.yDtype !== g.dtype && g.yDtype !== 'f32') throw new BackendError(`cuBLAS GEMM writes ${g.dtype} or f32; asked for ${g.yDtype}`);
     const align = [g.w, g.x, g.c ?? g.y, g.y].map(alignmentOf);
-    const key = `${g.dtype}>${g.yDtype} m${g.outF} n${g.rows} k${g.inF} c${g.c === undefined ? 0 : 1} a${align.join('.')} ws${workspaceBytes}${explore ? ' split' : ''}`;
+    const key = `${g.dtype}>${g.yDtype} m${g.outF} n${g.rows} k${g.inF} c${g.c === undefined ? 0 : 1} a${align.join('.')} ws${workspaceBytes}`;
     const known = this.plans.get(key);
     if (known) return known;
     const api = this.api;
@@ -163,8 +145,7 @@ export class Cublas {
     const algos = this.heuristic(desc, layouts, align, workspaceBytes, true, context);
     if (algos.length === 0) algos.push(...this.heuristic(desc, layouts, align, workspaceBytes, false, context));
     if (algos.length === 0) throw new BackendError(`cuBLASLt has no algorithm for a GEMM (${context})`, { file: this.path });
-    if (explore) algos.push(...this.splitK(algos.slice(0, SPLIT_BASES), desc, layouts, workspaceBytes));
-    const plan: GemmPlan = { key, algos, chosen: 0, decidedAt: -1, timesMs: null, desc, layouts };
+    const plan: GemmPlan = { key, algo: algos[0], desc, layouts };
     this.plans.set(key, plan);
     return plan;
   }
@@ -199,37 +180,12 @@ export class Cublas {
     return algos;
   }
 
-  /**
-   * Split-K variants of `bases` (f32 partial sums) that cuBLASLt accepts for this problem within the workspace:
-   * at a few dozen rows the output has too few tiles to keep every SM reading, and splitting K adds blocks.
-   */
-  private splitK(bases: Buffer[], desc: Handle, layouts: GemmPlan['layouts'], workspaceBytes: number): Buffer[] {
-    const out: Buffer[] = [];
-    const result = Buffer.alloc(HEURISTIC_BYTES);
-    const u32 = (v: number) => Buffer.from(Uint32Array.of(v).buffer);
-    for (const base of bases) {
-      for (const splits of SPLITS) {
-        const algo = Buffer.from(base);
-        if (this.api.cublasLtMatmulAlgoConfigSetAttribute(algo, CUBLAS.ALGO_CONFIG_SPLITK_NUM, u32(splits), 4) !== 0) break; // no split-K in this algorithm
-        if (this.api.cublasLtMatmulAlgoConfigSetAttribute(algo, CUBLAS.ALGO_CONFIG_REDUCTION_SCHEME, u32(CUBLAS.REDUCTION_COMPUTE_TYPE), 4) !== 0) break;
-        if (this.api.cublasLtMatmulAlgoCheck(this.handle, desc, ...layouts, algo, result) !== 0) continue;
-        if (Number(result.readBigUInt64LE(ALGO_BYTES)) <= workspaceBytes) out.push(algo);
-      }
-    }
-    return out;
-  }
-
-  /** Every plan's key, candidate count, choice and the tuner's times (µs a call), for benches. */
-  summary(): { key: string; candidates: number; chosen: number; us: number[] | null }[] {
-    return [...this.plans.values()].map((p) => ({ key: p.key, candidates: p.algos.length, chosen: p.chosen, us: p.timesMs && p.timesMs.map((ms) => Math.round(ms * 10000) / 10) }));
-  }
-
-  /** Enqueues the GEMM of `plan` on the stream with its algorithm `algo` (default: the chosen one). */
-  run(stream: Handle, plan: GemmPlan, g: GemmArgs, workspace: bigint, workspaceBytes: number, algo = plan.chosen): void {
+  /** Enqueues the GEMM of `plan` on the stream. */
+  run(stream: Handle, plan: GemmPlan, g: GemmArgs, workspace: bigint, workspaceBytes: number): void {
     const [a, b, c, d] = plan.layouts;
     const beta = g.c === undefined ? this.zero : this.one;
-    const status = this.api.cublasLtMatmul(this.handle, plan.desc, this.one, g.w, a, g.x, b, beta, g.c ?? g.y, c, g.y, d, plan.algos[algo], workspace, workspaceBytes, stream);
-    this.check('cublasLtMatmul', status, `${plan.key}, algorithm ${algo}`);
+    const status = this.api.cublasLtMatmul(this.handle, plan.desc, this.one, g.w, a, g.x, b, beta, g.c ?? g.y, c, g.y, d, plan.algo, workspace, workspaceBytes, stream);
+    this.check('cublasLtMatmul', status, plan.key);
   }
 
   dispose(): void {

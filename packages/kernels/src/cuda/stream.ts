@@ -13,7 +13,7 @@ import type { CudaDevice } from './device.js';
 import { CU, type Ptr } from './driver-api.js';
 import type { DeviceRange, Dim3, GemmArgs, Gpu, GraphExec, KernelArg, LaunchHook } from './gpu.js';
 import { fmtBytes } from './format.js';
-import { StreamGemm } from './gemm-tuning.js';
+import { StreamGemm } from './stream-gemm.js';
 import { defaultCacheDir } from './kernel-cache.js';
 import { checkLaunch } from './launch.js';
 import { CudaPeerMemory } from './peer-memory.js';
@@ -69,11 +69,8 @@ export class CudaStream implements Gpu {
         get capturing() {
           return self.capturing;
         },
-        l2Bytes: this.l2Bytes,
         alloc: (bytes, what) => this.alloc(bytes, what),
         free: (ptr) => this.free(ptr),
-        fill32: (dst, value, count) => this.fill32(dst, value, count),
-        synchronize: () => this.synchronize(),
       }));
       this.gemm = (g) => {
         // A launch hook sees a GEMM as 'cublas_gemm' with (rows, outF, inF, element bytes) as its arguments.
