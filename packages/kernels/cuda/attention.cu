@@ -467,9 +467,11 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
 // elements a lane), attn_decode8_f16_e4m3 (fp8 cache), attn_decode8p_f16_e4m3. The f32 parity mode has no
 // PIPE entries (it is for tests, not speed; each entry point costs NVRTC time on every fresh machine, and
 // ptxas spills one of them).
-#define DECODE_PIPES(S, A, LANES)                        \
+#define DECODE_NARROW(S, A, LANES)                       \
   DECODE_ENTRY(S, A, LANES, , false, , A, 8)             \
-  DECODE_ENTRY(S, A, LANES, p, true, , A, 8)             \
+  DECODE_ENTRY(S, A, LANES, p, true, , A, 8)
+// 16 elements a lane: at most 16 lanes (heads of at most ATT_MAX_HEAD_DIM = 256).
+#define DECODE_WIDE(S, A, LANES)                         \
   DECODE_ENTRY(S, A, LANES, w, true, , A, 16)            \
   DECODE_ENTRY(S, A, LANES, , false, _e4m3, e4m3_t, 16)  \
   DECODE_ENTRY(S, A, LANES, p, true, _e4m3, e4m3_t, 16)
@@ -477,12 +479,17 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   DECODE_ENTRY(f32, float, LANES, , false, , float, 4)          \
   DECODE_ENTRY(f32, float, LANES, , false, _e4m3, e4m3_t, 4)
 #define DECODE_LANES(S, A)  \
-  DECODE_PIPES(S, A, 1)     \
-  DECODE_PIPES(S, A, 2)     \
-  DECODE_PIPES(S, A, 4)     \
-  DECODE_PIPES(S, A, 8)     \
-  DECODE_PIPES(S, A, 16)    \
-  DECODE_PIPES(S, A, 32)
+  DECODE_NARROW(S, A, 1)    \
+  DECODE_NARROW(S, A, 2)    \
+  DECODE_NARROW(S, A, 4)    \
+  DECODE_NARROW(S, A, 8)    \
+  DECODE_NARROW(S, A, 16)   \
+  DECODE_NARROW(S, A, 32)   \
+  DECODE_WIDE(S, A, 1)      \
+  DECODE_WIDE(S, A, 2)      \
+  DECODE_WIDE(S, A, 4)      \
+  DECODE_WIDE(S, A, 8)      \
+  DECODE_WIDE(S, A, 16)
 
 DECODE_PIPES_F32(1)
 DECODE_PIPES_F32(2)

@@ -147,7 +147,7 @@ for (const activations of ['auto', 'f32'] as const) {
     assert.is(fp8.kvBytes, cacheBytes(1));
     const e4m3 = [...fp8.kernels].filter((k) => k.endsWith('_e4m3'));
     assert.ok(e4m3.includes(`rope_kv_${act}_e4m3`) && e4m3.includes(`attention_partial_${act}_e4m3`) && e4m3.some((k) => k.startsWith('attn_decode')), e4m3.join(' '));
-    assert.not.ok([...fp8.kernels].some((k) => k.startsWith('flash_prefill') || /^(rope_kv|kv_write|attn_decode\d+p?|attention_partial)_(f16|f32)$/.test(k)), 'every cache access is fp8');
+    assert.not.ok([...fp8.kernels].some((k) => k.startsWith('flash_prefill') || /^(rope_kv|kv_write|attn_decode\d+[pw]?|attention_partial)_(f16|f32)$/.test(k)), 'every cache access is fp8');
     assert.not.ok([...plain.kernels].some((k) => k.endsWith('_e4m3')), 'the default path launches no fp8 kernel');
     assert.ok(fp8.stats.graphReplays >= 2 && fp8.stats.graphError === null, JSON.stringify(fp8.stats));
   });

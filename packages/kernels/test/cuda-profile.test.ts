@@ -62,6 +62,7 @@ test('every decode attention variant has every lanes × dtype entry point, with 
   for (const lanes of [1, 2, 4, 8, 16, 32]) {
     for (const act of ['f32', 'f16', 'bf16']) {
       for (const fp8 of [false, true]) {
+        if (fp8 && act !== 'f32' && lanes > 16) continue; // 16 e4m3 a lane: heads of 256 need 16 lanes at most
         const v1 = kernels.get(decodeAttentionKernel(lanes, act, 'v1', fp8))!;
         for (const v of DECODE_ATTENTION_VARIANTS) {
           const name = decodeAttentionKernel(lanes, act, v, fp8);
@@ -69,7 +70,7 @@ test('every decode attention variant has every lanes × dtype entry point, with 
           assert.is(name.includes('p_'), v === 'pipe' && act !== 'f32', name);
         }
         // The wide entries (16 elements a lane of an f16/bf16 cache), with the pipelined ones' parameters.
-        if (act !== 'f32' && !fp8) assert.equal(kernels.get(decodeAttentionKernel(lanes, act, 'pipe', false, true))?.params, v1.params);
+        if (act !== 'f32' && !fp8 && lanes <= 16) assert.equal(kernels.get(decodeAttentionKernel(lanes, act, 'pipe', false, true))?.params, v1.params);
       }
     }
   }

@@ -75,6 +75,8 @@ const HEURISTIC_BYTES = 96;
 const ALGO_BYTES = 64;
 /** Algorithms asked of the heuristic for each GEMM problem (the first usable one runs). */
 const HEURISTIC_COUNT = 4;
+/** GEMM problems whose descriptors are kept (per device). */
+const MAX_PLANS = 1024;
 
 /** cudaDataType of each float dtype. */
 const DATA_TYPE: Record<FloatDType, number> = { f32: CUBLAS.R_32F, f16: CUBLAS.R_16F, bf16: CUBLAS.R_16BF };
@@ -144,8 +146,18 @@ export class Cublas {
     // Split-K partial sums in f32 only; should the heuristic offer nothing so, any reduction it likes.
     const algos = this.heuristic(desc, layouts, align, workspaceBytes, true, context);
     if (algos.length === 0) algos.push(...this.heuristic(desc, layouts, align, workspaceBytes, false, context));
-    if (algos.length === 0) throw new BackendError(`cuBLASLt has no algorithm for a GEMM (${context})`, { file: this.path });
     const plan: GemmPlan = { key, algo: algos[0], desc, layouts };
+    if (algos.length === 0) {
+      this.destroy(plan);
+      throw new BackendError(`cuBLASLt has no algorithm for a GEMM (${context})`, { file: this.path });
+    }
+    // Prompt steps of many row counts each make a plan: past MAX_PLANS the oldest goes (a captured graph
+    // holds the GEMM's kernels, not its descriptors, so a plan is needed only while a call enqueues).
+    if (this.plans.size >= MAX_PLANS) {
+      const [oldest] = this.plans.values();
+      this.destroy(oldest);
+      this.plans.delete(oldest.key);
+    }
     this.plans.set(key, plan);
     return plan;
   }
@@ -189,12 +201,14 @@ export class Cublas {
   }
 
   dispose(): void {
-    for (const p of this.plans.values()) {
-      this.api.cublasLtMatmulDescDestroy(p.desc);
-      for (const l of p.layouts) this.api.cublasLtMatrixLayoutDestroy(l);
-    }
+    for (const p of this.plans.values()) this.destroy(p);
     this.plans.clear();
     this.api.cublasLtDestroy(this.handle);
+  }
+
+  private destroy(p: GemmPlan): void {
+    this.api.cublasLtMatmulDescDestroy(p.desc);
+    for (const l of p.layouts) this.api.cublasLtMatrixLayoutDestroy(l);
   }
 
   private check(call: string, status: number, context?: string): void {

@@ -27,7 +27,7 @@ export interface GemmArgs {
   rows: number;
   inF: number;
   outF: number;
-  /** Added to the product (y = x · wᵀ + c): [rows, outF] in yDtype; may be y itself. */
+  /** Added to the product (y = x · wᵀ + c): [rows, outF] in yDtype, not overlapping y (the buffer plan keeps them apart). */
   c?: bigint;
 }
 
