@@ -182,9 +182,6 @@ template <typename C, int VEC> struct CacheVec {
   static __device__ __forceinline__ Raw shared(const C *p, bool) { return *reinterpret_cast<const uint4 *>(p); }
   static __device__ __forceinline__ void widen(Raw r, float *out) { widen16<C>(r, out); }
 };
-// 16 e4m3 in one 16-byte load: the fp8 cache's reads in the 16-bit modes, so a load moves as many bytes as
-// the 16-bit cache's (one load of 8 bytes a lane left the fp8 step as slow as the f16 one: the same loads in
-// flight carried half the bytes).
 // 16 elements of a 16-bit type: two 16-byte loads.
 template <typename C> struct CacheVec2 {
   struct Raw {
@@ -204,6 +201,9 @@ template <typename C> struct CacheVec2 {
 };
 template <> struct CacheVec<f16_t, 16> : CacheVec2<f16_t> {};
 template <> struct CacheVec<bf16_t, 16> : CacheVec2<bf16_t> {};
+// 16 e4m3 in one 16-byte load: the fp8 cache's reads in the 16-bit modes, so a load moves as many bytes as
+// the 16-bit cache's (one load of 8 bytes a lane left the fp8 step as slow as the f16 one: the same loads in
+// flight carried half the bytes).
 template <> struct CacheVec<e4m3_t, 16> {
   typedef uint4 Raw;
   static __device__ __forceinline__ Raw zero() { return make_uint4(0u, 0u, 0u, 0u); }

@@ -22,9 +22,8 @@ function rig() {
   const device = { gemmLibrary: () => lib } as unknown as CudaDevice;
   const allocs: { ptr: bigint; bytes: number; what: string }[] = [];
   const freed: bigint[] = [];
-  const stream: GemmStream & { capturing: boolean } = {
+  const stream: GemmStream = {
     stream: 7n,
-    capturing: false,
     alloc: (bytes, what) => {
       const ptr = BigInt(0x1000 * (allocs.length + 1));
       allocs.push({ ptr, bytes, what });
@@ -32,21 +31,19 @@ function rig() {
     },
     free: (ptr) => void freed.push(ptr),
   };
-  return { gemm: new StreamGemm(device, stream), stream, plans, runs, allocs, freed };
+  return { gemm: new StreamGemm(device, stream), plans, runs, allocs, freed };
 }
 
 const args = (rows: number, extra: Partial<GemmArgs> = {}): GemmArgs => ({ y: 0xa000n, x: 0xb000n, w: 0xc000n, dtype: 'f16', yDtype: 'f16', rows, inF: 64, outF: 48, ...extra });
 
 test('one workspace a stream, allocated at the first call outside a capture; C passed through; dispose frees it', () => {
   const r = rig();
-  r.stream.capturing = true;
-  r.gemm.run(args(16));
+  r.gemm.run(args(16), true);
   assert.is(r.allocs.length, 0, 'no allocation inside a capture (the graph would own it)');
   assert.equal(r.plans[0], { key: '16×48×64', ws: 0 });
   assert.equal(r.runs[0], { y: 0xa000n, c: undefined, ws: 0n, wsBytes: 0 });
-  r.stream.capturing = false;
-  r.gemm.run(args(64, { c: 0xd000n }));
-  r.gemm.run(args(64));
+  r.gemm.run(args(64, { c: 0xd000n }), false);
+  r.gemm.run(args(64), false);
   assert.equal(r.allocs, [{ ptr: 0x1000n, bytes: GEMM_WORKSPACE_BYTES, what: 'cuBLASLt workspace' }]);
   assert.equal(r.runs.slice(1), [
     { y: 0xa000n, c: 0xd000n, ws: 0x1000n, wsBytes: GEMM_WORKSPACE_BYTES },

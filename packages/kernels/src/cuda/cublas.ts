@@ -146,11 +146,11 @@ export class Cublas {
     // Split-K partial sums in f32 only; should the heuristic offer nothing so, any reduction it likes.
     const algos = this.heuristic(desc, layouts, align, workspaceBytes, true, context);
     if (algos.length === 0) algos.push(...this.heuristic(desc, layouts, align, workspaceBytes, false, context));
-    const plan: GemmPlan = { key, algo: algos[0], desc, layouts };
     if (algos.length === 0) {
-      this.destroy(plan);
+      this.destroy({ desc, layouts });
       throw new BackendError(`cuBLASLt has no algorithm for a GEMM (${context})`, { file: this.path });
     }
+    const plan: GemmPlan = { key, algo: algos[0], desc, layouts };
     // Prompt steps of many row counts each make a plan: past MAX_PLANS the oldest goes (a captured graph
     // holds the GEMM's kernels, not its descriptors, so a plan is needed only while a call enqueues).
     if (this.plans.size >= MAX_PLANS) {
@@ -206,7 +206,7 @@ export class Cublas {
     this.api.cublasLtDestroy(this.handle);
   }
 
-  private destroy(p: GemmPlan): void {
+  private destroy(p: Pick<GemmPlan, 'desc' | 'layouts'>): void {
     this.api.cublasLtMatmulDescDestroy(p.desc);
     for (const l of p.layouts) this.api.cublasLtMatrixLayoutDestroy(l);
   }

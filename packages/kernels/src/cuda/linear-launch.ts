@@ -52,12 +52,7 @@ function residualGemm(ctx: StepContext, g: LinearGroup): boolean {
 export function launchGroup(ctx: StepContext, g: LinearGroup): void {
   const rows = ctx.rowsOf(g.input);
   if (rows === 0) return;
-  if (rows > GEMV_MAX_ROWS) {
-    const w = ctx.weight(g.members[0].attrs.weight);
-    const residual = g.epilogue.kind === 'residual' ? ctx.value(g.epilogue.residual) : undefined;
-    ctx.gpu.gemm!({ y: ctx.value(g.outputs[0]), x: ctx.value(g.input), w: w.ptr, c: residual, dtype: ctx.act, yDtype: ctx.act, rows, inF: w.shape[1], outF: w.shape[0] });
-    return;
-  }
+  if (rows > GEMV_MAX_ROWS) return launchResidualGemm(ctx, g, rows);
   const ws = g.members.map((m) => ctx.weight(m.attrs.weight));
   const [, inF] = ws[0].shape;
   const bias = (m: OpNode<'linear'>) => (m.attrs.bias === null ? 0n : ctx.weight(m.attrs.bias).ptr);
@@ -82,6 +77,14 @@ export function launchGroup(ctx: StepContext, g: LinearGroup): void {
   ctx.gpu.launch(kernel, { x: blocks }, threads, [
     ...segs.flat(), x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32, ...tailPrefetch(ctx, g, rows, blocks, threads, inF * GEMV_WROWS * (ws[0].bytes / (ws[0].shape[0] * inF))),
   ]);
+}
+
+/** A residual group over GEMV_MAX_ROWS rows (residualGemm): one GEMM whose C matrix is the residual. */
+function launchResidualGemm(ctx: StepContext, g: LinearGroup, rows: number): void {
+  const e = g.epilogue;
+  if (e.kind !== 'residual') throw new BackendError(`a ${e.kind} group of ${rows} rows has no fused GEMM`);
+  const w = ctx.weight(g.members[0].attrs.weight);
+  ctx.gpu.gemm!({ y: ctx.value(g.outputs[0]), x: ctx.value(g.input), w: w.ptr, c: ctx.value(e.residual), dtype: ctx.act, yDtype: ctx.act, rows, inF: w.shape[1], outF: w.shape[0] });
 }
 
 /** The prefetch arguments of a group's GEMV: the next group's first weights, a wave's worth, by the last wave. */

@@ -13,10 +13,9 @@ import type { GemmArgs } from './gpu.js';
 /** Workspace a stream gives cuBLASLt (split-K algorithms keep partial sums there). */
 export const GEMM_WORKSPACE_BYTES = 32 << 20;
 
-/** What a StreamGemm needs of its stream. */
+/** What a StreamGemm needs of its stream (a CudaStream). */
 export interface GemmStream {
   readonly stream: Ptr;
-  readonly capturing: boolean;
   alloc(bytes: number, what: string): bigint;
   free(ptr: bigint): void;
 }
@@ -29,9 +28,10 @@ export class StreamGemm {
     private readonly s: GemmStream,
   ) {}
 
-  run(g: GemmArgs): void {
+  /** Enqueues y = x · wᵀ (+ c); `capturing`: the stream is being captured into a graph. */
+  run(g: GemmArgs, capturing: boolean): void {
     const lib = this.device.gemmLibrary();
-    if (!this.workspace && !this.s.capturing) this.workspace = { ptr: this.s.alloc(GEMM_WORKSPACE_BYTES, 'cuBLASLt workspace'), bytes: GEMM_WORKSPACE_BYTES };
+    if (!this.workspace && !capturing) this.workspace = { ptr: this.s.alloc(GEMM_WORKSPACE_BYTES, 'cuBLASLt workspace'), bytes: GEMM_WORKSPACE_BYTES };
     const ws = this.workspace ?? { ptr: 0n, bytes: 0 };
     lib.run(this.s.stream, lib.plan(g, ws.bytes), g, ws.ptr, ws.bytes);
   }

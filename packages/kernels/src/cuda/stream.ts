@@ -62,26 +62,14 @@ export class CudaStream implements Gpu {
     this.stream = s[0]!;
     this.cacheDir = opts.cacheDir === undefined ? defaultCacheDir() : opts.cacheDir;
     this.syncEachLaunch = opts.syncEachLaunch ?? process.env.ZINFER_CUDA_SYNC === '1';
-    if (opts.cublas !== false) {
-      const self = this;
-      const gemms = (this.gemms = new StreamGemm(device, {
-        stream: this.stream,
-        get capturing() {
-          return self.capturing;
-        },
-        alloc: (bytes, what) => this.alloc(bytes, what),
-        free: (ptr) => this.free(ptr),
-      }));
-      this.gemm = (g) => {
-        // A launch hook sees a GEMM as 'cublas_gemm' with (rows, outF, inF, element bytes) as its arguments.
-        const hook = this.capturing ? null : this.hook;
-        hook?.before('cublas_gemm', { x: 1 }, 0, [g.rows, g.outF, g.inF, g.dtype === 'f32' ? 4 : 2]);
-        gemms.run(g);
-        hook?.after('cublas_gemm');
-      };
-    } else {
-      this.gemm = null;
-    }
+    const gemms = (this.gemms = opts.cublas === false ? null : new StreamGemm(device, this));
+    this.gemm = !gemms ? null : (g) => {
+      // A launch hook sees a GEMM as 'cublas_gemm' with (rows, outF, inF, element bytes) as its arguments.
+      const hook = this.capturing ? null : this.hook;
+      hook?.before('cublas_gemm', { x: 1 }, 0, [g.rows, g.outF, g.inF, g.dtype === 'f32' ? 4 : 2]);
+      gemms.run(g, this.capturing);
+      hook?.after('cublas_gemm');
+    };
     this.pdl = (opts.pdl ?? false) && this.arch >= 90 && this.driver.api.cuLaunchKernelEx !== undefined;
     if (this.pdl) this.launchConfig = this.makeLaunchConfig();
   }
