@@ -15,6 +15,8 @@ export interface RecordedLaunch {
   grid: Required<Dim3>;
   block: number;
   args: readonly KernelArg[];
+  /** Blocks a cluster (1: no clusters). */
+  cluster: number;
   /** Set on launches that ran as part of a graph replay. */
   replay?: boolean;
 }
@@ -117,16 +119,16 @@ export class RecordingGpu implements Gpu {
     this.capture?.fills.push({ dst, count });
   }
 
-  launch(kernel: string, grid: Dim3, block: number, args: readonly KernelArg[], sharedBytes = 0): void {
+  launch(kernel: string, grid: Dim3, block: number, args: readonly KernelArg[], sharedBytes = 0, cluster = 1): void {
     const sig = this.kernels.get(kernel);
     if (!sig) throw new BackendError(`no CUDA kernel named ${kernel} in zinfer's kernel sources`);
-    checkLaunch(sig, grid, block, args, sharedBytes);
+    checkLaunch(sig, grid, block, args, sharedBytes, cluster);
     sig.params.forEach((p, i) => {
       if (p.kind === 'ptr' && args[i] !== 0n) this.checkPointer(args[i] as bigint, `${kernel} parameter ${p.name}`);
     });
     const hook = this.capture ? null : this.hook;
     hook?.before(kernel, grid, block, args);
-    (this.capture?.launches ?? this.launches).push({ kernel, grid: { x: grid.x, y: grid.y ?? 1, z: grid.z ?? 1 }, block, args: [...args] });
+    (this.capture?.launches ?? this.launches).push({ kernel, grid: { x: grid.x, y: grid.y ?? 1, z: grid.z ?? 1 }, block, args: [...args], cluster });
     hook?.after(kernel);
   }
 
