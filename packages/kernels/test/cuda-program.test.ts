@@ -73,8 +73,8 @@ const NEEDS: [RegExp, Need][] = [
     }
     return need;
   }],
-  [/^skinny\d_/, (a, l, A) => {
-    const [rows, inF, epi, yf, splits] = [n(a[16]), n(a[17]), n(a[18]), a[21], n(a[22])];
+  [/^skinny\dn?_/, (a, l, A) => {
+    const [rows, inF, epi, yf, splits] = [n(a[16]), n(a[17]), n(a[18]), a[20], n(a[21])];
     assert.ok(rows >= 1 && rows <= 8 * Number(/^skinny(\d)/.exec(l.kernel)![1]) && l.grid.x % splits === 0, `${l.kernel}: ${rows} rows, ${splits} splits`);
     const seg = (j: number) => n(a[4 * j + 3]);
     const need: Record<number, number> = { 12: rows * inF * A, 13: rows * seg(0) * A, 14: inF * 4 };
@@ -553,8 +553,10 @@ test('decode of 9–64 rows in the 16-bit modes: each linear group is one skinny
       const skinny = gpu.launches.slice(from).filter((l) => l.kernel.startsWith('skinny'));
       if (mode === 'on') {
         // Per layer q|k|v, o, gate|up, down; then the LM head (its rows are the step's last tokens: all of them here).
-        assert.equal(skinny.map((l) => l.kernel), Array(4 * cfg.numLayers + 1).fill(`skinny${rows <= 16 ? 2 : 8}_bf16`));
-        assert.ok(skinny.every((l) => l.cluster === n(l.args[22])), 'launched in clusters of its splits');
+        const T = rows <= 16 ? 2 : 8;
+        const layer = [`skinny${T}n_bf16`, `skinny${T}_bf16`, `skinny${T}n_bf16`, `skinny${T}_bf16`];
+        assert.equal(skinny.map((l) => l.kernel), [...layer, ...layer, `skinny${T}n_bf16`]);
+        assert.ok(skinny.every((l) => l.cluster === n(l.args[21])), 'launched in clusters of its splits');
         assert.is(gpu.gemms.length, gemms, 'no cuBLAS GEMM');
         assert.not.ok(gpu.launches.slice(from).some((l) => /^(rms_norm|gated_act|add)_/.test(l.kernel)), 'norms, activation and residual adds fused');
       } else {
@@ -568,14 +570,17 @@ test('decode of 9–64 rows in the 16-bit modes: each linear group is one skinny
   setSkinnyMode('on');
 });
 
-test('skinny splits: a 4096-row weight is split 8 ways over 132 SMs, q|k|v of 12288 rows 2 ways, wide or short ones not at all', () => {
-  assert.is(skinnySplits(64, 64, 8, 132), 8); // o: 64 tiles, 4096 columns
-  assert.is(skinnySplits(192, 64, 8, 132), 2); // q|k|v
-  assert.is(skinnySplits(344, 64, 8, 132), 1); // gate|up, 11008 rows
-  assert.is(skinnySplits(64, 172, 8, 132), 8); // down
-  assert.is(skinnySplits(64, 12, 8, 132), 2); // 768 columns: at least 4 chunks a split
-  assert.is(skinnySplits(64, 7, 8, 132), 1);
-  assert.is(skinnySplits(2, 2, 2, 132), 1);
+test('skinny splits: the least waves of resident clusters × (chunks a block + its fixed cost), at least 4 chunks a split', () => {
+  // An H200 (132 SMs, 2 blocks an SM) as the driver counted it: clusters of S resident at once.
+  const h200: Record<number, number> = { 1: 264, 2: 132, 3: 79, 4: 62, 5: 47, 6: 39, 7: 32, 8: 32 };
+  const resident = (s: number) => h200[s];
+  assert.is(skinnySplits(32, 64, resident), 8); // o (4096 rows in tiles of 128): 32 clusters of 8, one wave
+  assert.is(skinnySplits(32, 64, (s) => (s === 8 ? 30 : h200[s])), 7); // 30 clusters of 8 would need two waves
+  assert.is(skinnySplits(96, 64, resident), 2); // q|k|v: 96 clusters of 2 in one wave (of 8: 3 waves)
+  assert.is(skinnySplits(172, 64, resident), 1); // gate|up (11008 rows, 64 + 64 a tile): one wave unsplit
+  assert.is(skinnySplits(32, 172, resident), 8); // down
+  assert.is(skinnySplits(32, 12, resident), 3); // 768 columns: at most 3 splits of 4 chunks
+  assert.is(skinnySplits(2, 2, resident), 1);
 });
 
 test('graphs off, or fusion off: the same steps run eagerly with one kernel per node', async () => {

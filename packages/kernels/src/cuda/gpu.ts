@@ -73,6 +73,11 @@ export interface Gpu {
    * `cluster` > 1: thread-block clusters of that many blocks along x (sm_90; grid.x a multiple of it).
    */
   launch(kernel: string, grid: Dim3, block: number, args: readonly KernelArg[], sharedBytes?: number, cluster?: number): void;
+  /**
+   * Clusters of `cluster` blocks of `block` threads of `kernel` the device holds at once (sm_90; a cluster
+   * must fit in one GPC, so fewer than SMs × blocks an SM ÷ cluster), or null where the driver cannot say.
+   */
+  maxActiveClusters?(kernel: string, block: number, cluster: number): number | null;
   /** cuBLAS GEMM. Null when this GPU has no GEMM library (or it is turned off). */
   readonly gemm: ((args: GemmArgs) => void) | null;
   /** Starts recording the stream's launches and memsets into a graph instead of running them. */

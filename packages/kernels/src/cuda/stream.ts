@@ -143,6 +143,19 @@ export class CudaStream implements Gpu {
     if (this.syncEachLaunch && !this.capturing) this.synchronize();
   }
 
+  maxActiveClusters(kernel: string, block: number, cluster: number): number | null {
+    const query = this.driver.api.cuOccupancyMaxActiveClusters;
+    const k = this.device.kernels(this.cacheDir).get(kernel);
+    if (!query || !k || this.arch < 90 || !this.driver.api.cuLaunchKernelEx) return null;
+    const config = (this.clusterConfig ??= this.makeLaunchConfig(true));
+    const v = config.view;
+    [cluster, 1, 1, block, 1, 1, 0].forEach((d, i) => v.setUint32(4 * i, d, true));
+    v.setUint32(LAUNCH_CONFIG_BYTES + (this.pdl ? LAUNCH_ATTRIBUTE_BYTES : 0) + 8, cluster, true);
+    const out: [number] = [0];
+    this.driver.check('cuOccupancyMaxActiveClusters', query(out, k.fn, config.ptr), `${kernel} in clusters of ${cluster}`);
+    return out[0];
+  }
+
   setLaunchHook(hook: LaunchHook | null): void {
     this.hook = hook;
   }
