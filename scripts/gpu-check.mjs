@@ -11,7 +11,7 @@
 //
 // Exit codes: 0 all passed; 1 a check failed; 2 setup problem (bundle incomplete); 3 no usable GPU here
 // (probe() returned null: printed with the reason, nothing else runs).
-// ZINFER_GPU_CHECK_ONLY=conformance,half,variants,linear,skinny,attention,fixtures,bench,moe runs a subset.
+// ZINFER_GPU_CHECK_ONLY=conformance,half,variants,linear,attention,fixtures,bench,moe runs a subset.
 // ZINFER_GPU_CHECK_DRY=1 runs every check with the reference backend in place of cuda (no GPU needed): it
 // tests this script itself on a machine without a GPU.
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -103,8 +103,7 @@ if (wanted('linear')) {
   const rng = Rng.fromSeed(7);
   // f32 mode: every weight dtype, 1e-4; the 16-bit modes: weights and activations in that dtype, 2e-2.
   const all = { shapes: [[64, 64], [67, 130], [1024, 257], [4096, 1000]], rows: [1, 3, 8, 9, 17, 64, 130] };
-  // 9–64 rows at 4096 inputs in the 16-bit modes: the skinny tensor-core GEMM, split 8 ways (cuBLAS beside it).
-  const some = { shapes: [[67, 130], [4096, 1000]], rows: [1, 3, 8, 9, 16, 33, 64, 130] };
+  const some = { shapes: [[67, 130], [4096, 1000]], rows: [1, 3, 8, 9, 130] };
   const modes = [
     ...['f32', 'f16', 'bf16'].map((dtype) => ({ dtype, act: 'f32', tol: 1e-4, ...all })),
     ...['f16', 'bf16'].map((dtype) => ({ dtype, act: dtype, tol: 2e-2, ...some })),
@@ -120,8 +119,7 @@ if (wanted('linear')) {
         const [want] = await runSteps(oracle, graph, tensors, kvCache, [batch]);
         for (const [label, be] of variants) {
           if (label === 'tiled' && rows <= 8) continue; // GEMV either way
-          const skinny = label === 'cuBLAS' && act !== 'f32' && rows > 8 && rows <= 64 && inF % 64 === 0;
-          await runCase('linear', `${dtype} weights, ${act} activations, ${rows}×${inF} → ${outF} (${rows <= 8 ? 'gemv' : skinny ? 'skinny' : label})`, async () => {
+          await runCase('linear', `${dtype} weights, ${act} activations, ${rows}×${inF} → ${outF} (${rows <= 8 ? 'gemv' : label})`, async () => {
             const [got] = await runSteps(be, graph, tensors, kvCache, [batch]);
             const err = relativeDifference(got, want);
             if (!(err <= tol)) throw new Error(`relative error ${err.toExponential(2)} > ${tol}`);
@@ -131,40 +129,6 @@ if (wanted('linear')) {
       }
     }
   }
-  save();
-}
-
-if (wanted('skinny')) {
-  // The skinny tensor-core GEMM in whole decoder layers (q|k|v with GQA segments and RMSNorm, o + residual,
-  // gate|up + SiLU, down + residual, the LM head in f32 over 97 tokens): prompts of 12, 40 and 64 rows, then a
-  // 64-row decode step, against the f32 reference; cuBLAS (skinny off) beside it. Widths 512 and 1088 split
-  // the columns 2 and 4 ways (the 4096-wide linear sweep above splits 8 ways).
-  const cfg = { ...testing.TINY_LLAMA, vocabSize: 97, hiddenSize: 512, numHeads: 8, numKeyValueHeads: 2, headDim: 64, intermediateSize: 1088, numLayers: 2 };
-  const m = testing.tinyLlama(Rng.fromSeed(12), cfg, 'f32');
-  const promptRows = [12, 40, 64];
-  const prompts = promptRows.map((n) => stepBatch([{ tokens: range(n).map((i) => (5 * i + n) % 97), cached: 0, blocks: range(Math.ceil(n / 16)) }], 16, 'all'));
-  const decode = [0, 1].map((t) => stepBatch(range(64).map((i) => ({ tokens: [(3 * i + t) % 97], cached: t, blocks: [i] })), 16, 'all'));
-  const kvCache = { numBlocks: 64, blockSize: 16 };
-  const steps = [...prompts.map((p) => [p]), decode];
-  const want = [];
-  for (const st of steps) want.push(await runSteps(oracle, m.graph, m.tensors, kvCache, st));
-  for (const [activations, tol] of [['f16', 1e-2], ['bf16', 3e-2]]) {
-    for (const mode of cuda.SKINNY_MODES) {
-      cuda.setSkinnyMode(mode);
-      const be = makeBackend({ ...opts, activations });
-      for (const [i, st] of steps.entries()) {
-        const label = i < prompts.length ? `prompt of ${promptRows[i]} rows` : '64 sequences: a token each, then a decode step';
-        await runCase('skinny', `tiny Llama 512/1088 ${activations}, skinny ${mode}: ${label}`, async () => {
-          const got = await runSteps(be, m.graph, m.tensors, kvCache, st);
-          let worst = 0;
-          got.forEach((g, j) => (worst = Math.max(worst, relativeDifference(g, want[i][j]))));
-          if (!(worst <= tol)) throw new Error(`relative error ${worst.toExponential(2)} > ${tol}`);
-          return `rel err ${worst.toExponential(2)}`;
-        });
-      }
-    }
-  }
-  cuda.setSkinnyMode('on');
   save();
 }
 

@@ -24,15 +24,11 @@ const gemvArgs = (n: number[], inF: number, epi: number, norm: number): KernelAr
   return [...seg(0), ...seg(1), ...seg(2), 3n, 0n, 0n, 0n, 1e-5, 1, inF, epi, 1, norm, 0];
 };
 
-test('gemvShape reads the shape and weight bytes of a GEMV or skinny GEMM launch from its arguments; other kernels are not GEMVs', () => {
+test('gemvShape reads the shape and weight bytes of a GEMV launch from its arguments; other kernels are not GEMVs', () => {
   assert.equal(gemvShape('gemv1_f16_f16', gemvArgs([4096, 4096, 4096], 4096, 0, 1)), { shape: '4096→3×4096 norm', weightBytes: 3 * 4096 * 4096 * 2 });
   assert.equal(gemvShape('gemv1o_bf16_bf16', gemvArgs([11008, 11008], 4096, 2, 1)), { shape: '4096→2×11008 gated norm', weightBytes: 2 * 11008 * 4096 * 2 });
   assert.equal(gemvShape('gemv8r_f32_f32', gemvArgs([4096], 11008, 1, 0)), { shape: '11008→4096 +residual', weightBytes: 4096 * 11008 * 4 });
   assert.equal(gemvShape('gemv1_f16_f16', gemvArgs([4096, 1024, 1024], 4096, 0, 1))?.shape, '4096→4096+1024+1024 norm');
-  // skinny.cu: the GEMV's arguments less normB and norm (the n in its name), then splits.
-  const skinny = gemvArgs([11008, 11008], 4096, 2, 1).filter((_, i) => i !== 15 && i !== 21).concat([1]);
-  assert.equal(gemvShape('skinny8n_bf16', skinny), { shape: '4096→2×11008 gated norm', weightBytes: 2 * 11008 * 4096 * 2 });
-  assert.equal(gemvShape('skinny2_f16', skinny)?.shape, '4096→2×11008 gated');
   assert.is(gemvShape('rms_norm_f16', [0n, 0n, 0n, 4096, 1e-5]), null);
   assert.equal(gemvShape('cublas_gemm', [64, 11008, 4096, 2]), { shape: '4096→11008 ×64 rows', weightBytes: 11008 * 4096 * 2 });
 });

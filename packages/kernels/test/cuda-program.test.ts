@@ -17,7 +17,6 @@ import type { ActivationChoice } from '../src/cuda/device-weights.js';
 import { planExecution } from '../src/cuda/exec-plan.js';
 import { setL2Prefetch, type L2PrefetchMode } from '../src/cuda/l2-prefetch.js';
 import { RecordingGpu, type RecordedLaunch } from '../src/cuda/recording-gpu.js';
-import { setSkinnyMode, skinnySplits } from '../src/cuda/skinny-launch.js';
 import { isGraphableDecode, packStep, padDecodeBatch } from '../src/cuda/step-metadata.js';
 
 const FIXTURES = join(import.meta.dirname, '../../../fixtures/models');
@@ -70,17 +69,6 @@ const NEEDS: [RegExp, Need][] = [
     for (let j = 0; j < 3; j++) {
       const nj = epi === 2 && j === 1 ? seg(0) : seg(j);
       Object.assign(need, { [4 * j]: rows * nj * yBytes(yf, A), [4 * j + 1]: nj * inF * W, [4 * j + 2]: nj * 4 });
-    }
-    return need;
-  }],
-  [/^skinny\dn?_/, (a, l, A) => {
-    const [rows, inF, epi, yf, splits] = [n(a[16]), n(a[17]), n(a[18]), a[20], n(a[21])];
-    assert.ok(rows >= 1 && rows <= 8 * Number(/^skinny(\d)/.exec(l.kernel)![1]) && l.grid.x % splits === 0, `${l.kernel}: ${rows} rows, ${splits} splits`);
-    const seg = (j: number) => n(a[4 * j + 3]);
-    const need: Record<number, number> = { 12: rows * inF * A, 13: rows * seg(0) * A, 14: inF * 4 };
-    for (let j = 0; j < 3; j++) {
-      const nj = epi === 2 && j === 1 ? seg(0) : seg(j);
-      Object.assign(need, { [4 * j]: rows * nj * yBytes(yf, A), [4 * j + 1]: nj * inF * A, [4 * j + 2]: nj * 4 });
     }
     return need;
   }],
@@ -535,52 +523,6 @@ test('decode buckets over 8 rows (cuBLAS inside the graph) and a failed capture:
   await program.dispose();
   assert.is(gpu.live.size, 0);
   assert.is(gpu.graphStats.live, 0);
-});
-
-test('decode of 9–64 rows in the 16-bit modes: each linear group is one skinny tensor-core launch (norm, q|k|v, gated MLP, residual fused); ZINFER_SKINNY=off: cuBLAS', async () => {
-  // Widths a multiple of 64 (the skinny kernel's column chunk).
-  const cfg: TinyLlamaConfig = { ...TINY_LLAMA, hiddenSize: 64, numHeads: 4, numKeyValueHeads: 2, headDim: 16, intermediateSize: 128 };
-  for (const mode of ['on', 'off'] as const) {
-    setSkinnyMode(mode);
-    const gpu = new RecordingGpu();
-    const m = tinyLlama(Rng.fromSeed(5), cfg, 'bf16');
-    const program = await compileProgram(gpu, m.graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 80, blockSize: 4 } }, { ...SETTINGS, activations: 'auto', maxGraphRows: 64 });
-    for (const rows of [12, 40]) {
-      const from = gpu.launches.length;
-      const gemms = gpu.gemms.length;
-      await program.run(stepBatch(range(rows).map((i) => ({ tokens: [i % 50], cached: 0, blocks: [2 * i] })), 4, 'last'));
-      checkFootprints(gpu, from);
-      const skinny = gpu.launches.slice(from).filter((l) => l.kernel.startsWith('skinny'));
-      if (mode === 'on') {
-        // Per layer q|k|v, o, gate|up, down; then the LM head (its rows are the step's last tokens: all of them here).
-        const T = rows <= 16 ? 2 : 8;
-        const layer = [`skinny${T}n_bf16`, `skinny${T}_bf16`, `skinny${T}n_bf16`, `skinny${T}_bf16`];
-        assert.equal(skinny.map((l) => l.kernel), [...layer, ...layer, `skinny${T}n_bf16`]);
-        assert.ok(skinny.every((l) => l.cluster === n(l.args[21])), 'launched in clusters of its splits');
-        assert.is(gpu.gemms.length, gemms, 'no cuBLAS GEMM');
-        assert.not.ok(gpu.launches.slice(from).some((l) => /^(rms_norm|gated_act|add)_/.test(l.kernel)), 'norms, activation and residual adds fused');
-      } else {
-        assert.is(skinny.length, 0);
-        assert.ok(gpu.gemms.length > gemms);
-      }
-    }
-    await program.dispose();
-    assert.is(gpu.live.size, 0);
-  }
-  setSkinnyMode('on');
-});
-
-test('skinny splits: the least waves of resident clusters × (chunks a block + its fixed cost), at least 4 chunks a split', () => {
-  // An H200 (132 SMs, 2 blocks an SM) as the driver counted it: clusters of S resident at once.
-  const h200: Record<number, number> = { 1: 264, 2: 132, 3: 79, 4: 62, 5: 47, 6: 39, 7: 32, 8: 32 };
-  const resident = (s: number) => h200[s];
-  assert.is(skinnySplits(32, 64, resident), 8); // o (4096 rows in tiles of 128): 32 clusters of 8, one wave
-  assert.is(skinnySplits(32, 64, (s) => (s === 8 ? 30 : h200[s])), 7); // 30 clusters of 8 would need two waves
-  assert.is(skinnySplits(96, 64, resident), 2); // q|k|v: 96 clusters of 2 in one wave (of 8: 3 waves)
-  assert.is(skinnySplits(172, 64, resident), 1); // gate|up (11008 rows, 64 + 64 a tile): one wave unsplit
-  assert.is(skinnySplits(32, 172, resident), 8); // down
-  assert.is(skinnySplits(32, 12, resident), 3); // 768 columns: at most 3 splits of 4 chunks
-  assert.is(skinnySplits(2, 2, resident), 1);
 });
 
 test('graphs off, or fusion off: the same steps run eagerly with one kernel per node', async () => {

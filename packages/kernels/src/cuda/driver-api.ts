@@ -59,8 +59,6 @@ export interface DriverApi {
   cuFuncGetParamInfo?: (fn: Ptr, index: number, offset: Out<number>, size: Out<number>) => number;
   /** CUDA 12+: a launch with attributes (programmatic dependent launch). */
   cuLaunchKernelEx?: (config: Ptr, fn: Ptr, params: Ptr, extra: Ptr | null) => number;
-  /** CUDA 12+: clusters of a launch configuration resident at once. */
-  cuOccupancyMaxActiveClusters?: (numClusters: Out<number>, fn: Ptr, config: Ptr) => number;
   /** Weight streaming (copy-engine.ts, host-memory.ts): optional so a driver without them still runs resident programs. */
   cuStreamWaitEvent?: (stream: Ptr, event: Ptr, flags: number) => number;
   cuEventQuery?: (event: Ptr) => number;
@@ -74,7 +72,7 @@ export interface DriverApi {
   cuMemFree_v2?: (dptr: Ptr) => number;
 }
 
-type Required_ = Exclude<keyof DriverApi, 'cuFuncGetParamInfo' | 'cuEventElapsedTime' | 'cuLaunchKernelEx' | 'cuOccupancyMaxActiveClusters' | 'cuStreamWaitEvent' | 'cuEventQuery' | 'cuMemHostAlloc' | 'cuMemPoolTrimTo' | PeerCall>;
+type Required_ = Exclude<keyof DriverApi, 'cuFuncGetParamInfo' | 'cuEventElapsedTime' | 'cuLaunchKernelEx' | 'cuStreamWaitEvent' | 'cuEventQuery' | 'cuMemHostAlloc' | 'cuMemPoolTrimTo' | PeerCall>;
 type PeerCall = 'cuDeviceCanAccessPeer' | 'cuCtxEnablePeerAccess' | 'cuMemAlloc_v2' | 'cuMemFree_v2';
 
 export const DRIVER_PROTOTYPES: Record<Required_, string> = {
@@ -130,7 +128,6 @@ export const OPTIONAL_DRIVER_PROTOTYPES = {
   cuEventElapsedTime_v2: 'int cuEventElapsedTime_v2(_Out_ float *ms, void *start, void *end)',
   cuEventElapsedTime: 'int cuEventElapsedTime(_Out_ float *ms, void *start, void *end)',
   cuLaunchKernelEx: 'int cuLaunchKernelEx(void *config, void *fn, void *params, void *extra)',
-  cuOccupancyMaxActiveClusters: 'int cuOccupancyMaxActiveClusters(_Out_ int *numClusters, void *func, void *config)',
   cuStreamWaitEvent: 'int cuStreamWaitEvent(void *stream, void *event, unsigned int flags)',
   cuEventQuery: 'int cuEventQuery(void *event)',
   cuMemPoolTrimTo: 'int cuMemPoolTrimTo(void *pool, size_t minBytesToKeep)',
@@ -158,8 +155,6 @@ export const CU = {
   STREAM_CAPTURE_MODE_RELAXED: 2,
   /** CUlaunchAttributeID of programmatic dependent launch. */
   LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION: 6,
-  /** CUlaunchAttributeID of thread-block clusters (their dimensions). */
-  LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION: 4,
   /** cuMemHostAlloc: pinned memory usable from every context. */
   MEMHOSTALLOC_PORTABLE: 1,
   /** cuEventQuery: work before the event has not finished yet. */
@@ -190,7 +185,6 @@ export function bindDriver(lib: LibraryHandle, path: string): DriverApi {
   api.cuEventElapsedTime = elapsed;
   api.cuFuncGetParamInfo = optional(OPTIONAL_DRIVER_PROTOTYPES.cuFuncGetParamInfo);
   api.cuLaunchKernelEx = optional(OPTIONAL_DRIVER_PROTOTYPES.cuLaunchKernelEx);
-  api.cuOccupancyMaxActiveClusters = optional(OPTIONAL_DRIVER_PROTOTYPES.cuOccupancyMaxActiveClusters);
   api.cuStreamWaitEvent = optional(OPTIONAL_DRIVER_PROTOTYPES.cuStreamWaitEvent);
   api.cuEventQuery = optional(OPTIONAL_DRIVER_PROTOTYPES.cuEventQuery);
   api.cuMemPoolTrimTo = optional(OPTIONAL_DRIVER_PROTOTYPES.cuMemPoolTrimTo);

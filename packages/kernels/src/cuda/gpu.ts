@@ -68,16 +68,8 @@ export interface Gpu {
   download(dst: ArrayBufferView, src: bigint): void;
   /** Sets `count` 32-bit words at dst to `value` (e.g. 0x7fc00000, a NaN, to poison buffers in tests). */
   fill32(dst: bigint, value: number, count: number): void;
-  /**
-   * Launches an `extern "C"` kernel of the cuda/ sources; args are checked against its parameter list.
-   * `cluster` > 1: thread-block clusters of that many blocks along x (sm_90; grid.x a multiple of it).
-   */
-  launch(kernel: string, grid: Dim3, block: number, args: readonly KernelArg[], sharedBytes?: number, cluster?: number): void;
-  /**
-   * Clusters of `cluster` blocks of `block` threads of `kernel` the device holds at once (sm_90; a cluster
-   * must fit in one GPC, so fewer than SMs × blocks an SM ÷ cluster), or null where the driver cannot say.
-   */
-  maxActiveClusters?(kernel: string, block: number, cluster: number): number | null;
+  /** Launches an `extern "C"` kernel of the cuda/ sources; args are checked against its parameter list. */
+  launch(kernel: string, grid: Dim3, block: number, args: readonly KernelArg[], sharedBytes?: number): void;
   /** cuBLAS GEMM. Null when this GPU has no GEMM library (or it is turned off). */
   readonly gemm: ((args: GemmArgs) => void) | null;
   /** Starts recording the stream's launches and memsets into a graph instead of running them. */

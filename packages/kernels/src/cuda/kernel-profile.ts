@@ -35,7 +35,7 @@ const EPI_NAMES = ['', ' +residual', ' gated', ' +act'];
 const NORM_NAMES = ['', ' norm', ' layernorm'];
 
 /**
- * Shape and weight bytes of a GEMV or skinny GEMM launch (gemv.cu's, skinny.cu's argument order) or of a cuBLAS GEMM (CudaStream's hook
+ * Shape and weight bytes of a GEMV launch (gemv.cu's argument order) or of a cuBLAS GEMM (CudaStream's hook
  * passes rows, outF, inF, element bytes), or null for any other kernel.
  */
 export function gemvShape(kernel: string, args: readonly KernelArg[]): { shape: string; weightBytes: number } | null {
@@ -43,12 +43,11 @@ export function gemvShape(kernel: string, args: readonly KernelArg[]): { shape: 
     const [rows, outF, inF, bytes] = args.map(Number);
     return { shape: `${inF}→${outF} ×${rows} rows`, weightBytes: outF * inF * bytes };
   }
-  const m = /^(gemv|skinny)\d+([a-z]?)_(f32|f16|bf16)_?/.exec(kernel);
+  const m = /^gemv\d+[a-z]?_(f32|f16|bf16)_/.exec(kernel);
   if (!m) return null;
-  const bytes = m[3] === 'f32' ? 4 : 2;
+  const bytes = m[1] === 'f32' ? 4 : 2;
   const widths = [args[3], args[7], args[11]].map(Number).filter((n) => n > 0);
-  // The skinny GEMM (skinny.cu) has the GEMV's arguments less normB and norm (its entry point's n suffix).
-  const [inF, epi, norm] = m[1] === 'skinny' ? [Number(args[17]), Number(args[18]), m[2] === 'n' ? 1 : 0] : [Number(args[18]), Number(args[19]), Number(args[21])];
+  const [inF, epi, norm] = [Number(args[18]), Number(args[19]), Number(args[21])];
   const out = widths.every((w) => w === widths[0]) && widths.length > 1 ? `${widths.length}×${widths[0]}` : widths.join('+');
   return { shape: `${inF}→${out}${EPI_NAMES[epi] ?? ''}${NORM_NAMES[norm] ?? ''}`, weightBytes: widths.reduce((a, b) => a + b, 0) * inF * bytes };
 }

@@ -1,20 +1,17 @@
 // Linear layers. Up to 8 rows (decode): one fused GEMV launch per linear group (exec-plan.ts): 16-byte
-// weight loads, the norm before and the residual / activation / gated activation after folded in. 9–64 rows
-// in the 16-bit modes on sm_90: the same fusion on tensor cores (skinny-launch.ts). More rows:
+// weight loads, the norm before and the residual / activation / gated activation after folded in. More rows:
 // cuBLAS (f32 × f32 in parity mode; f16/bf16 tensor cores in the 16-bit modes) plus a bias kernel, or the
 // tiled kernel for f16/bf16 weights with f32 activations (cuBLAS multiplies like types only); a linear
 // followed by a residual add is one cuBLAS GEMM that adds the residual.
 import { BackendError, type OpNode, type ValueId } from '@zinfer/core';
-import { EPI, groupArgs, NORM } from './group-args.js';
+import { ACTIVATION_CODES } from './activation-codes.js';
 import { prefetchOf } from './l2-prefetch.js';
 import type { LinearGroup } from './exec-plan.js';
 import { gemvLaunch } from './gemv-variant.js';
-import { launchSkinny, skinnyFits } from './skinny-launch.js';
 import type { StepContext } from './step-context.js';
 
 /** Rows up to which linear layers run as GEMVs. */
 export const GEMV_MAX_ROWS = 8;
-export { EPI, NORM };
 /** Weight rows a GEMV block reads (GEMV_WROWS in cuda/gemv.cu), and its threads. */
 export const GEMV_WROWS = 4;
 export const GEMV_THREADS = 128;
@@ -25,6 +22,9 @@ const TILE = 64;
  * next weights is what they ask for.
  */
 const GEMV_BLOCKS_PER_SM = 3;
+/** EPI_* and NORM_* of cuda/gemv.cu. */
+export const EPI = { none: 0, residual: 1, gated: 2, act: 3 } as const;
+export const NORM = { none: 0, rms: 1, layer: 2 } as const;
 
 /** The GEMV entry point compiled for at least `rows` rows (1, 2, 4 or 8). */
 export function gemvRows(rows: number): number {
@@ -33,13 +33,11 @@ export function gemvRows(rows: number): number {
 }
 
 /**
- * Whether a group runs as one launch this step: its fused GEMV (at most GEMV_MAX_ROWS rows), its skinny
- * tensor-core GEMM (up to SKINNY_MAX_ROWS rows, skinny-launch.ts), or over more rows a linear and its
- * residual add as one cuBLAS GEMM that adds the residual (cuBLASLt's C matrix).
+ * Whether a group runs as one launch this step: its fused GEMV (at most GEMV_MAX_ROWS rows), or over more
+ * rows a linear and its residual add as one cuBLAS GEMM that adds the residual (cuBLASLt's C matrix).
  */
 export function groupFuses(ctx: StepContext, g: LinearGroup): boolean {
-  const rows = ctx.rowsOf(g.input);
-  return rows <= GEMV_MAX_ROWS || skinnyFits(ctx, g, rows) || residualGemm(ctx, g);
+  return ctx.rowsOf(g.input) <= GEMV_MAX_ROWS || residualGemm(ctx, g);
 }
 
 /** A lone linear (no norm, no bias) whose residual add cuBLAS can take: its weights in the activation dtype, no f32 value. */
@@ -50,19 +48,34 @@ function residualGemm(ctx: StepContext, g: LinearGroup): boolean {
   return w.dtype === ctx.act && ctx.options.cublas && ctx.gpu.gemm !== null && !ctx.isF32(g.outputs[0]) && !ctx.isF32(e.residual);
 }
 
-/** The fused launch of a group: its GEMV, or (more rows) its skinny GEMM or its GEMM with the residual added. */
+/** The fused launch of a group: its GEMV, or (more rows) its GEMM with the residual added. */
 export function launchGroup(ctx: StepContext, g: LinearGroup): void {
   const rows = ctx.rowsOf(g.input);
   if (rows === 0) return;
-  if (rows > GEMV_MAX_ROWS) return skinnyFits(ctx, g, rows) ? launchSkinny(ctx, g, rows) : launchResidualGemm(ctx, g, rows);
-  const a = groupArgs(ctx, g);
-  const w0 = ctx.weight(g.members[0].attrs.weight);
+  if (rows > GEMV_MAX_ROWS) return launchResidualGemm(ctx, g, rows);
+  const ws = g.members.map((m) => ctx.weight(m.attrs.weight));
+  const [, inF] = ws[0].shape;
+  const bias = (m: OpNode<'linear'>) => (m.attrs.bias === null ? 0n : ctx.weight(m.attrs.bias).ptr);
+  const seg = (i: number): [bigint, bigint, bigint, number] => {
+    if (i >= g.members.length || (g.epilogue.kind !== 'none' && g.epilogue.kind !== 'gated' && i > 0)) return [0n, 0n, 0n, 0];
+    const y = g.epilogue.kind === 'none' ? ctx.value(g.outputs[i]) : i === 0 ? ctx.value(g.outputs[0]) : 0n;
+    return [y, ws[i].ptr, bias(g.members[i]), ws[i].shape[0]];
+  };
+  const segs = [seg(0), seg(1), seg(2)];
   const e = g.epilogue;
-  const blocks = e.kind === 'gated' ? Math.ceil(a.segs[0][3] / 2) : a.segs.reduce((n, s) => n + Math.ceil(s[3] / GEMV_WROWS), 0);
-  const { kernel, threads } = gemvLaunch(rows, w0.dtype, ctx.act, a.inF, e.kind);
+  const epi = EPI[e.kind];
+  const act = e.kind === 'act' || e.kind === 'gated' ? ACTIVATION_CODES[e.node.attrs.fn] : 0;
+  const res = e.kind === 'residual' ? ctx.value(e.residual) : 0n;
+  const norm = g.norm === null ? NORM.none : g.norm.op === 'rmsNorm' ? NORM.rms : NORM.layer;
+  const normW = g.norm ? ctx.weight(g.norm.attrs.weight).ptr : 0n;
+  const normB = g.norm?.op === 'layerNorm' ? ctx.weight(g.norm.attrs.bias).ptr : 0n;
+  const eps = g.norm ? g.norm.attrs.eps : 0;
+  const x = ctx.value(g.norm ? g.norm.inputs.x : g.input);
+  const blocks = e.kind === 'gated' ? Math.ceil(segs[0][3] / 2) : segs.reduce((n, s) => n + Math.ceil(s[3] / GEMV_WROWS), 0);
+  const yF32 = g.outputs.some((v) => ctx.isF32(v)) ? 1 : 0;
+  const { kernel, threads } = gemvLaunch(rows, ws[0].dtype, ctx.act, inF, e.kind);
   ctx.gpu.launch(kernel, { x: blocks }, threads, [
-    ...a.segs.flat(), a.x, a.res, a.normW, a.normB, a.eps, rows, a.inF, a.epi, a.act, a.norm, a.yF32,
-    ...tailPrefetch(ctx, g, rows, blocks, threads, a.inF * GEMV_WROWS * (w0.bytes / (w0.shape[0] * a.inF))),
+    ...segs.flat(), x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32, ...tailPrefetch(ctx, g, rows, blocks, threads, inF * GEMV_WROWS * (ws[0].bytes / (ws[0].shape[0] * inF))),
   ]);
 }
 

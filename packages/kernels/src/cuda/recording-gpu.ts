@@ -15,8 +15,6 @@ export interface RecordedLaunch {
   grid: Required<Dim3>;
   block: number;
   args: readonly KernelArg[];
-  /** Blocks a cluster (1: no clusters). */
-  cluster: number;
   /** Set on launches that ran as part of a graph replay. */
   replay?: boolean;
 }
@@ -119,16 +117,16 @@ export class RecordingGpu implements Gpu {
     this.capture?.fills.push({ dst, count });
   }
 
-  launch(kernel: string, grid: Dim3, block: number, args: readonly KernelArg[], sharedBytes = 0, cluster = 1): void {
+  launch(kernel: string, grid: Dim3, block: number, args: readonly KernelArg[], sharedBytes = 0): void {
     const sig = this.kernels.get(kernel);
     if (!sig) throw new BackendError(`no CUDA kernel named ${kernel} in zinfer's kernel sources`);
-    checkLaunch(sig, grid, block, args, sharedBytes, cluster);
+    checkLaunch(sig, grid, block, args, sharedBytes);
     sig.params.forEach((p, i) => {
       if (p.kind === 'ptr' && args[i] !== 0n) this.checkPointer(args[i] as bigint, `${kernel} parameter ${p.name}`);
     });
     const hook = this.capture ? null : this.hook;
     hook?.before(kernel, grid, block, args);
-    (this.capture?.launches ?? this.launches).push({ kernel, grid: { x: grid.x, y: grid.y ?? 1, z: grid.z ?? 1 }, block, args: [...args], cluster });
+    (this.capture?.launches ?? this.launches).push({ kernel, grid: { x: grid.x, y: grid.y ?? 1, z: grid.z ?? 1 }, block, args: [...args] });
     hook?.after(kernel);
   }
 

@@ -46,7 +46,6 @@ export class CudaStream implements Gpu {
   private readonly syncEachLaunch: boolean;
   private readonly cacheDir: string | null;
   private launchConfig: { ptr: Ptr; view: DataView } | null = null;
-  private clusterConfig: { ptr: Ptr; view: DataView } | null = null;
   private capturing = false;
   private copies: CudaCopyEngine | null = null;
   private hook: LaunchHook | null = null;
@@ -72,7 +71,7 @@ export class CudaStream implements Gpu {
       hook?.after('cublas_gemm');
     };
     this.pdl = (opts.pdl ?? false) && this.arch >= 90 && this.driver.api.cuLaunchKernelEx !== undefined;
-    if (this.pdl) this.launchConfig = this.makeLaunchConfig(false);
+    if (this.pdl) this.launchConfig = this.makeLaunchConfig();
   }
 
   private get driver() {
@@ -114,25 +113,20 @@ export class CudaStream implements Gpu {
     this.driver.check('cuMemsetD32Async', this.driver.api.cuMemsetD32Async(dst, value >>> 0, count, this.stream));
   }
 
-  launch(kernel: string, grid: Dim3, block: number, args: readonly KernelArg[], sharedBytes = 0, cluster = 1): void {
+  launch(kernel: string, grid: Dim3, block: number, args: readonly KernelArg[], sharedBytes = 0): void {
     const k = this.device.kernels(this.cacheDir).get(kernel);
     if (!k) throw new BackendError(`no CUDA kernel named ${kernel} in zinfer's kernel sources`);
-    checkLaunch(k.sig, grid, block, args, sharedBytes, cluster);
-    if (cluster > 1 && (this.arch < 90 || !this.driver.api.cuLaunchKernelEx)) {
-      throw new BackendError(`${kernel}: clusters of blocks need sm_90 and cuLaunchKernelEx; ${this.name} is sm_${this.arch}`);
-    }
+    checkLaunch(k.sig, grid, block, args, sharedBytes);
     const params = this.device.arena.pack(k.sig, args);
     const hook = this.capturing ? null : this.hook;
     hook?.before(kernel, grid, block, args);
     let status: number;
     let call = 'cuLaunchKernel';
-    const config = cluster > 1 ? (this.clusterConfig ??= this.makeLaunchConfig(true)) : this.launchConfig;
-    if (config) {
+    if (this.launchConfig) {
       call = 'cuLaunchKernelEx';
-      const v = config.view;
+      const v = this.launchConfig.view;
       [grid.x, grid.y ?? 1, grid.z ?? 1, block, 1, 1, sharedBytes].forEach((d, i) => v.setUint32(4 * i, d, true));
-      if (cluster > 1) v.setUint32(LAUNCH_CONFIG_BYTES + (this.pdl ? LAUNCH_ATTRIBUTE_BYTES : 0) + 8, cluster, true);
-      status = this.driver.api.cuLaunchKernelEx!(config.ptr, k.fn, params, null);
+      status = this.driver.api.cuLaunchKernelEx!(this.launchConfig.ptr, k.fn, params, null);
     } else {
       status = this.driver.api.cuLaunchKernel(k.fn, grid.x, grid.y ?? 1, grid.z ?? 1, block, 1, 1, sharedBytes, this.stream, params, null);
     }
@@ -141,19 +135,6 @@ export class CudaStream implements Gpu {
     this.pending.push(kernel);
     if (this.pending.length > 64) this.pending.splice(0, this.pending.length - 64);
     if (this.syncEachLaunch && !this.capturing) this.synchronize();
-  }
-
-  maxActiveClusters(kernel: string, block: number, cluster: number): number | null {
-    const query = this.driver.api.cuOccupancyMaxActiveClusters;
-    const k = this.device.kernels(this.cacheDir).get(kernel);
-    if (!query || !k || this.arch < 90 || !this.driver.api.cuLaunchKernelEx) return null;
-    const config = (this.clusterConfig ??= this.makeLaunchConfig(true));
-    const v = config.view;
-    [cluster, 1, 1, block, 1, 1, 0].forEach((d, i) => v.setUint32(4 * i, d, true));
-    v.setUint32(LAUNCH_CONFIG_BYTES + (this.pdl ? LAUNCH_ATTRIBUTE_BYTES : 0) + 8, cluster, true);
-    const out: [number] = [0];
-    this.driver.check('cuOccupancyMaxActiveClusters', query(out, k.fn, config.ptr), `${kernel} in clusters of ${cluster}`);
-    return out[0];
   }
 
   setLaunchHook(hook: LaunchHook | null): void {
@@ -232,34 +213,28 @@ export class CudaStream implements Gpu {
     this.copies = null;
     if (this.staging) this.driver.api.cuMemFreeHost(this.staging.ptr);
     this.staging = null;
-    for (const c of [this.launchConfig, this.clusterConfig]) if (c) koffi.free(c.ptr);
-    this.launchConfig = this.clusterConfig = null;
+    if (this.launchConfig) koffi.free(this.launchConfig.ptr);
+    this.launchConfig = null;
     this.driver.check('cuStreamDestroy_v2', this.driver.api.cuStreamDestroy_v2(this.stream));
     this.device.trimPool();
   }
 
   /**
-   * A CUlaunchConfig for this stream: programmatic stream serialization = 1 when launches use PDL, and with
-   * `cluster` a cluster-dimension attribute after it (launch() writes its x; y = z = 1). launch() rewrites
-   * only the grid, block and shared-memory fields. Layout (cuda.h, 64-bit): 7 × u32 dims and sharedMemBytes,
-   * pad, CUstream at 32, attrs pointer at 40, numAttrs at 48; an attribute: u32 id, pad, a 64-byte value
-   * union (the flag's int, or the cluster's 3 × u32).
+   * A CUlaunchConfig for this stream with one attribute, programmatic stream serialization = 1; launch()
+   * rewrites only its grid, block and shared-memory fields. Layout (cuda.h, 64-bit): 7 × u32 dims and
+   * sharedMemBytes, pad, CUstream at 32, attrs pointer at 40, numAttrs at 48; the attribute: u32 id, pad,
+   * a 64-byte value union whose first int is the flag.
    */
-  private makeLaunchConfig(cluster: boolean): { ptr: Ptr; view: DataView } {
-    const ids = [...(this.pdl ? [CU.LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION] : []), ...(cluster ? [CU.LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION] : [])];
-    const bytes = LAUNCH_CONFIG_BYTES + ids.length * LAUNCH_ATTRIBUTE_BYTES;
+  private makeLaunchConfig(): { ptr: Ptr; view: DataView } {
+    const bytes = LAUNCH_CONFIG_BYTES + LAUNCH_ATTRIBUTE_BYTES;
     const ptr: bigint = koffi.alloc('uint8_t', bytes);
     const view = new DataView(koffi.view(ptr, bytes));
     for (let i = 0; i < bytes; i++) view.setUint8(i, 0);
     view.setBigUint64(32, BigInt(this.stream), true);
     view.setBigUint64(40, ptr + BigInt(LAUNCH_CONFIG_BYTES), true);
-    view.setUint32(48, ids.length, true);
-    ids.forEach((id, i) => {
-      const at = LAUNCH_CONFIG_BYTES + i * LAUNCH_ATTRIBUTE_BYTES;
-      view.setUint32(at, id, true);
-      if (id === CU.LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION) [1, 1, 1].forEach((d, k) => view.setUint32(at + 8 + 4 * k, d, true));
-      else view.setInt32(at + 8, 1, true);
-    });
+    view.setUint32(48, 1, true);
+    view.setUint32(LAUNCH_CONFIG_BYTES, CU.LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION, true);
+    view.setInt32(LAUNCH_CONFIG_BYTES + 8, 1, true);
     return { ptr, view };
   }
 
