@@ -39,8 +39,9 @@ export class CudaStream implements Gpu {
   readonly l2Bytes: number;
   readonly stream: Ptr;
   readonly gemm: ((g: GemmArgs) => void) | null;
-  /** Whether launches use programmatic dependent launch. */
+  /** Whether launches can use programmatic dependent launch (setPdl turns it off and on). */
   readonly pdl: boolean;
+  private pdlNow: boolean;
   private staging: { ptr: Ptr; bytes: number } | null = null;
   private pending: string[] = [];
   private readonly syncEachLaunch: boolean;
@@ -72,6 +73,7 @@ export class CudaStream implements Gpu {
     };
     this.pdl = (opts.pdl ?? false) && this.arch >= 90 && this.driver.api.cuLaunchKernelEx !== undefined;
     if (this.pdl) this.launchConfig = this.makeLaunchConfig();
+    this.pdlNow = this.pdl;
   }
 
   private get driver() {
@@ -122,7 +124,7 @@ export class CudaStream implements Gpu {
     hook?.before(kernel, grid, block, args);
     let status: number;
     let call = 'cuLaunchKernel';
-    if (this.launchConfig) {
+    if (this.launchConfig && this.pdlNow) {
       call = 'cuLaunchKernelEx';
       const v = this.launchConfig.view;
       [grid.x, grid.y ?? 1, grid.z ?? 1, block, 1, 1, sharedBytes].forEach((d, i) => v.setUint32(4 * i, d, true));
@@ -135,6 +137,10 @@ export class CudaStream implements Gpu {
     this.pending.push(kernel);
     if (this.pending.length > 64) this.pending.splice(0, this.pending.length - 64);
     if (this.syncEachLaunch && !this.capturing) this.synchronize();
+  }
+
+  setPdl(on: boolean): void {
+    this.pdlNow = on && this.pdl;
   }
 
   setLaunchHook(hook: LaunchHook | null): void {
