@@ -57,7 +57,6 @@ const { createEngine } = core;
 const { stepBatch } = testing;
 const { cudaBackend, cudaMicrobench, probeFailure, profileStep, summarizeProfile, GEMV_VARIANTS, gemvVariant, setGemvVariant, GEMV_NARROW_MODES, gemvNarrow, setGemvNarrow } = cuda;
 const { DECODE_ATTENTION_VARIANTS, decodeAttentionVariant, setDecodeAttentionVariant, L2_PREFETCH_MODES, l2Prefetch, setL2Prefetch } = cuda;
-const { pdlPolicy, setPdlPolicy } = cuda;
 const { profileDecode, decodeByVariant, profileTable, decodeBatch } = await import('./gpu-bench-profile.mjs');
 const DEFAULT_GEMV = gemvVariant();
 const DEFAULT_ATTENTION = decodeAttentionVariant();
@@ -85,7 +84,7 @@ const result = {
   device_read_gb_per_s: null, weight_bytes: null,
   decode_bs1_over_roofline: null, hf_over_zinfer_bs1: null, prefill_over_cublas: null,
   decode_bs64_step_ms: null, decode_bs64_floor_tokens_per_s: null, prefill_2048_ms: null,
-  decode_bs1_pdl_ms_per_token: null, decode_bs1_no_pdl_ms_per_token: null, program_decode_bs64_pdl_ms: null, program_decode_bs64_no_pdl_ms: null, program_decode_argmax_ms_by_pdl_policy: null, gpt2_124m_roofline_ms_per_token: null, hf_gpt2_124m_decode_bs1_ms_per_token: null,
+  decode_bs1_pdl_ms_per_token: null, decode_bs1_no_pdl_ms_per_token: null, gpt2_124m_roofline_ms_per_token: null, hf_gpt2_124m_decode_bs1_ms_per_token: null,
   greedy_bs1_tokens_matching_hf: null,
   // The same decode steps through Program.run (no engine: no scheduling, no host sampler) and with the
   // argmax on the GPU (only token ids cross PCIe): what a sampling contract would give the engine.
@@ -359,29 +358,6 @@ if (engine) {
     result.program_decode_bs64_argmax_ms = round(await programDecode(program, { rows: 64, context: 520, vocab: 32000, argmax: true, steps: 16 }), 3);
     return { program: programStats(llamaBackend) };
   });
-  await step('PDL on every step or only on GEMV steps: graphed 16- and 64-row decode through Program.run, alternated', async () => {
-    const program = llamaBackend.programs[llamaBackend.programs.length - 1];
-    const initial = pdlPolicy();
-    const out = {};
-    try {
-      for (const rows of [16, 64]) {
-        const ms = { all: [], gemv: [] };
-        for (let rep = 0; rep < 2; rep++) {
-          for (const p of ['all', 'gemv']) {
-            setPdlPolicy(p);
-            program.resetGraphs();
-            ms[p].push(round(await programDecode(program, { rows, context: 520, vocab: 32000, argmax: true, steps: 16 }), 3));
-          }
-        }
-        out[`bs${rows}`] = ms;
-      }
-    } finally {
-      setPdlPolicy(initial);
-      program.resetGraphs();
-    }
-    result.program_decode_argmax_ms_by_pdl_policy = out;
-    return out;
-  });
   await step('sampling: decode steps through runSample (picked on the GPU) against run() + the host pick, batch 1 and 64', async () => {
     const program = llamaBackend.programs[llamaBackend.programs.length - 1];
     const host = new core.HostRowSampler();
@@ -486,10 +462,9 @@ await step('transformers generate() on GPT-2 124M (peer)', () => {
 
 // Programmatic dependent launch flipped from the backend's default (on since 2026-11-28): the same batch-1
 // decode, and the same tokens. The key names the setting it ran: decode_bs1_no_pdl_ms_per_token now.
-// Also the graphed 64-row step (Program.run) flipped, against program_decode_bs64_ms of the default above.
 await step('decode batch 1 with programmatic dependent launch flipped', async () => {
   const be = cudaBackend({ ...backendOpts, pdl: !DEFAULT_PDL });
-  const e = await createEngine({ model: LLAMA, backend: be, autoStep: false, limits: { kvCacheBytes: 20 * 2 ** 30, maxSequences: 64, maxBatchTokens: 4096, maxContext: 2560 } });
+  const e = await createEngine({ model: LLAMA, backend: be, autoStep: false, limits: { kvCacheBytes: 2 ** 30, maxSequences: 4, maxContext: 256 } });
   try {
     const gen = e.generate({ inputIds: bs1Prompt, maxTokens: 1 + 16 + 64, temperature: 0, ignoreEos: true });
     await e.step();
@@ -499,12 +474,8 @@ await step('decode batch 1 with programmatic dependent launch flipped', async ()
     result[DEFAULT_PDL ? 'decode_bs1_pdl_ms_per_token' : 'decode_bs1_no_pdl_ms_per_token'] = result.decode_bs1_ms_per_token;
     const same = zinferTokens && JSON.stringify(r.tokens) === JSON.stringify(zinferTokens);
     if (zinferTokens && !same) throw new Error(`tokens differ from the run with PDL ${DEFAULT_PDL ? 'on' : 'off'}: ${r.tokens.slice(0, 16)} vs ${zinferTokens.slice(0, 16)}`);
-    const program = be.programs[be.programs.length - 1];
-    const v = await variantsOn(program, { context: 100, vocab: 32000 });
+    const v = await variantsOn(be.programs[be.programs.length - 1], { context: 100, vocab: 32000 });
     result[DEFAULT_PDL ? 'program_decode_bs1_no_pdl_ms_by_gemv' : 'program_decode_bs1_pdl_ms_by_gemv'] = v.ms;
-    const bs64 = round(await programDecode(program, { rows: 64, context: 520, vocab: 32000, argmax: false, steps: 16 }), 3);
-    result[DEFAULT_PDL ? 'program_decode_bs64_no_pdl_ms' : 'program_decode_bs64_pdl_ms'] = bs64;
-    result[DEFAULT_PDL ? 'program_decode_bs64_pdl_ms' : 'program_decode_bs64_no_pdl_ms'] = result.program_decode_bs64_ms;
     return { sameTokens: same, program: programStats(be) };
   } finally {
     await e.close();
@@ -565,8 +536,6 @@ const row = (key, value, target) => log(`${key.padEnd(38)} ${String(value ?? 'n/
 row('decode_bs1_ms_per_token', result.decode_bs1_ms_per_token, `target ≤ 1.15 × roofline ${result.roofline_bs1_ms_per_token ?? '?'} (ratio ${result.decode_bs1_over_roofline ?? '?'})`);
 row('decode_bs1_pdl_ms_per_token', result.decode_bs1_pdl_ms_per_token, 'same, with programmatic dependent launch');
 row('decode_bs1_no_pdl_ms_per_token', result.decode_bs1_no_pdl_ms_per_token, 'same, without it');
-row('program_decode_argmax_ms_by_pdl_policy', JSON.stringify(result.program_decode_argmax_ms_by_pdl_policy), 'graphed 16/64-row steps (runArgmax), PDL on every step vs only GEMV steps, alternated twice');
-row('program_decode_bs64_pdl_ms (no PDL)', `${result.program_decode_bs64_pdl_ms ?? '?'} (${result.program_decode_bs64_no_pdl_ms ?? '?'})`, 'graphed 64-row step with and without programmatic dependent launch');
 row('program_decode_bs1_ms (argmax on GPU)', `${result.program_decode_bs1_ms ?? '?'} (${result.program_decode_bs1_argmax_ms ?? '?'})`, 'Program.run without the engine (runArgmax: ids only)');
 row('program_decode_bs64_ms (argmax on GPU)', `${result.program_decode_bs64_ms ?? '?'} (${result.program_decode_bs64_argmax_ms ?? '?'})`, 'per 64-row step');
 row('program_decode_sampling_ms', JSON.stringify(result.program_decode_sampling_ms), 'graphed step + pick: argmax, runSample (top-p 0.95 / top-k 50, T 0.8) on the GPU, run() + host pick');

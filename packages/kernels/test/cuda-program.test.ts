@@ -16,7 +16,6 @@ import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
 import type { ActivationChoice } from '../src/cuda/device-weights.js';
 import { planExecution } from '../src/cuda/exec-plan.js';
 import { setL2Prefetch, type L2PrefetchMode } from '../src/cuda/l2-prefetch.js';
-import { setPdlPolicy } from '../src/cuda/pdl-policy.js';
 import { RecordingGpu, type RecordedLaunch } from '../src/cuda/recording-gpu.js';
 import { isGraphableDecode, packStep, padDecodeBatch } from '../src/cuda/step-metadata.js';
 
@@ -524,31 +523,6 @@ test('decode buckets over 8 rows (cuBLAS inside the graph) and a failed capture:
   await program.dispose();
   assert.is(gpu.live.size, 0);
   assert.is(gpu.graphStats.live, 0);
-});
-
-test('PDL policy: "all" asks the stream for programmatic dependent launch on every step, "gemv" only on steps of at most 8 rows', async () => {
-  class PdlGpu extends RecordingGpu {
-    readonly pdlSteps: boolean[] = [];
-    setPdl(on: boolean): void {
-      this.pdlSteps.push(on);
-    }
-  }
-  const gpu = new PdlGpu();
-  const m = tinyLlama(Rng.fromSeed(3), TINY16, 'f16');
-  const program = await compileProgram(gpu, m.graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 40, blockSize: 4 } }, { ...SETTINGS, activations: 'auto', maxGraphRows: 64 });
-  const decode = (rows: number) => stepBatch(range(rows).map((i) => ({ tokens: [i % 50], cached: 0, blocks: [2 * i] })), 4, 'last');
-  try {
-    for (const policy of ['all', 'gemv'] as const) {
-      setPdlPolicy(policy);
-      program.resetGraphs();
-      gpu.pdlSteps.length = 0;
-      for (const rows of [1, 8, 12]) await program.run(decode(rows));
-      assert.equal(gpu.pdlSteps, policy === 'all' ? [true, true, true] : [true, true, false], policy);
-    }
-  } finally {
-    setPdlPolicy('all');
-    await program.dispose();
-  }
 });
 
 test('graphs off, or fusion off: the same steps run eagerly with one kernel per node', async () => {

@@ -95,8 +95,6 @@ export interface Gpu {
   memInfo(): { free: number; total: number };
   /** Releases the stream (the program has freed its memory first). */
   dispose(): void;
-  /** Turns programmatic dependent launch on or off for the launches that follow (where the Gpu has it). */
-  setPdl?(on: boolean): void;
   /** Sets (or with null clears) the hook that sees each launch; absent where a Gpu cannot be observed. */
   setLaunchHook?(hook: LaunchHook | null): void;
   /** Weight streaming: a copy stream beside this one, with events (created on first call, disposed with the Gpu). */

@@ -11,7 +11,6 @@ import { validateBatch } from '../reference/batch.js';
 import { KvCache } from '../reference/kv-cache.js';
 import type { KvPointers } from './attention-launch.js';
 import { groupFuses, launchGroup } from './linear-launch.js';
-import { pdlForRows } from './pdl-policy.js';
 import type { MoeTables } from './moe-tables.js';
 import { launchNode } from './op-launches.js';
 import type { ProgramParts } from './program.js';
@@ -170,7 +169,6 @@ export class StepLauncher {
   /** Sizes (and poisons) the activation buffers and builds the step's context. */
   private prepare(meta: StepMetadata, metaBase: bigint, streamed?: StreamStep): { ctx: StepContext; kv: KvPointers | null } {
     this.reserveSlots(Math.max(meta.rows, meta.selected));
-    this.p.gpu.setPdl?.(pdlForRows(meta.rows));
     if (this.p.options.poison) for (const s of this.slots) if (s) this.p.gpu.fill32(s.ptr, NAN_BITS, s.bytes / 4);
     return { ctx: this.context(meta, metaBase, streamed), kv: this.p.kv ? kvPointers(this.p.kv) : null };
   }

@@ -39,9 +39,8 @@ export class CudaStream implements Gpu {
   readonly l2Bytes: number;
   readonly stream: Ptr;
   readonly gemm: ((g: GemmArgs) => void) | null;
-  /** Whether launches can use programmatic dependent launch (setPdl turns it off and on). */
+  /** Whether launches use programmatic dependent launch. */
   readonly pdl: boolean;
-  private pdlNow: boolean;
   private staging: { ptr: Ptr; bytes: number } | null = null;
   private pending: string[] = [];
   private readonly syncEachLaunch: boolean;
@@ -73,7 +72,6 @@ export class CudaStream implements Gpu {
     };
     this.pdl = (opts.pdl ?? false) && this.arch >= 90 && this.driver.api.cuLaunchKernelEx !== undefined;
     if (this.pdl) this.launchConfig = this.makeLaunchConfig();
-    this.pdlNow = this.pdl;
   }
 
   private get driver() {
@@ -124,7 +122,7 @@ export class CudaStream implements Gpu {
     hook?.before(kernel, grid, block, args);
     let status: number;
     let call = 'cuLaunchKernel';
-    if (this.launchConfig && this.pdlNow) {
+    if (this.launchConfig) {
       call = 'cuLaunchKernelEx';
       const v = this.launchConfig.view;
       [grid.x, grid.y ?? 1, grid.z ?? 1, block, 1, 1, sharedBytes].forEach((d, i) => v.setUint32(4 * i, d, true));
@@ -137,10 +135,6 @@ export class CudaStream implements Gpu {
     this.pending.push(kernel);
     if (this.pending.length > 64) this.pending.splice(0, this.pending.length - 64);
     if (this.syncEachLaunch && !this.capturing) this.synchronize();
-  }
-
-  setPdl(on: boolean): void {
-    this.pdlNow = on && this.pdl;
   }
 
   setLaunchHook(hook: LaunchHook | null): void {
