@@ -1,0 +1,98 @@
+// Would fewer, larger cuBLAS GEMMs make the batch-decode linears faster? (PERF-NOTES, session 9.) Times, on
+// the Llama-2-7B shapes at 16, 32 and 64 rows, each projection as the engine runs it (one GEMM per weight)
+// against q|k|v and gate|up as one GEMM over their weights side by side, and as one strided-batched GEMM
+// over the separate weights (x broadcast). Each case is 20 launches over 4 rotating copies of its weights
+// (more bytes than L2 holds: every launch reads DRAM). f16, f32 accumulation, as the engine asks cuBLAS.
+// Built on the GPU machine, which has the CUDA toolkit:
+//   nvcc -O2 -arch=sm_90 -o /tmp/gemm-merge scripts/gpu-gemm-merge-bench.cu -lcublas && /tmp/gemm-merge
+#include <cstdio>
+#include <cstdlib>
+#include <initializer_list>
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#define CUDA(x)                                                                              \
+  do {                                                                                       \
+    cudaError_t e_ = (x);                                                                    \
+    if (e_ != cudaSuccess) {                                                                 \
+      fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_));     \
+      exit(1);                                                                               \
+    }                                                                                        \
+  } while (0)
+#define BLAS(x)                                                                              \
+  do {                                                                                       \
+    cublasStatus_t s_ = (x);                                                                 \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                       \
+      fprintf(stderr, "%s:%d %s: cublas status %d\n", __FILE__, __LINE__, #x, (int)s_);      \
+      exit(1);                                                                               \
+    }                                                                                        \
+  } while (0)
+
+static cublasHandle_t handle;
+static cudaStream_t stream;
+static const int COPIES = 4;
+
+// y [rows, n] = x [rows, k] · wᵀ, w [n, k], row-major; cuBLAS column-major: yᵀ = W · xᵀ.
+static void gemm(const __half *w, const __half *x, __half *y, int rows, int k, int n) {
+  const float one = 1.f, zero = 0.f;
+  BLAS(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, rows, k, &one, w, CUDA_R_16F, k, x, CUDA_R_16F, k, &zero, y, CUDA_R_16F, n,
+                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+static void batched(const __half *w, const __half *x, __half *y, int rows, int k, int n, int count) {
+  const float one = 1.f, zero = 0.f;
+  BLAS(cublasGemmStridedBatchedEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, rows, k, &one, w, CUDA_R_16F, k, (long long)n * k, x, CUDA_R_16F, k, 0,
+                                  &zero, y, CUDA_R_16F, n, (long long)rows * n, count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+template <typename F> static float timeUs(F launch) {
+  cudaEvent_t a, b;
+  CUDA(cudaEventCreate(&a));
+  CUDA(cudaEventCreate(&b));
+  for (int i = 0; i < 4; i++) launch(i);
+  CUDA(cudaEventRecord(a, stream));
+  for (int i = 0; i < 20; i++) launch(i);
+  CUDA(cudaEventRecord(b, stream));
+  CUDA(cudaEventSynchronize(b));
+  float ms;
+  CUDA(cudaEventElapsedTime(&ms, a, b));
+  CUDA(cudaEventDestroy(a));
+  CUDA(cudaEventDestroy(b));
+  return ms * 1000.f / 20.f;
+}
+
+int main() {
+  CUDA(cudaStreamCreate(&stream));
+  BLAS(cublasCreate(&handle));
+  BLAS(cublasSetStream(handle, stream));
+  const size_t maxW = (size_t)2 * 11008 * 4096; // elements of the largest weight set (gate|up)
+  __half *w, *x, *y;
+  CUDA(cudaMalloc(&w, COPIES * maxW * 2));
+  CUDA(cudaMemset(w, 0, COPIES * maxW * 2));
+  CUDA(cudaMalloc(&x, 64 * 11008 * 2));
+  CUDA(cudaMemset(x, 0, 64 * 11008 * 2));
+  CUDA(cudaMalloc(&y, 64 * 2 * 11008 * 2));
+  auto W = [&](int i) { return w + (size_t)(i % COPIES) * maxW; };
+  printf("{\"cases\": [\n");
+  bool first = true;
+  for (int rows : {16, 32, 64}) {
+    struct Row { const char *name; float us; double mb; };
+    Row r[] = {
+        {"q,k,v: 3 GEMMs 4096->4096", timeUs([&](int i) { for (int s = 0; s < 3; s++) gemm(W(i) + (size_t)s * 4096 * 4096, x, y + (size_t)s * rows * 4096, rows, 4096, 4096); }), 3 * 4096.0 * 4096 * 2 / 1e6},
+        {"q|k|v: 1 GEMM 4096->12288", timeUs([&](int i) { gemm(W(i), x, y, rows, 4096, 12288); }), 3 * 4096.0 * 4096 * 2 / 1e6},
+        {"q,k,v: strided batch of 3", timeUs([&](int i) { batched(W(i), x, y, rows, 4096, 4096, 3); }), 3 * 4096.0 * 4096 * 2 / 1e6},
+        {"o: 1 GEMM 4096->4096", timeUs([&](int i) { gemm(W(i), x, y, rows, 4096, 4096); }), 4096.0 * 4096 * 2 / 1e6},
+        {"gate,up: 2 GEMMs 4096->11008", timeUs([&](int i) { for (int s = 0; s < 2; s++) gemm(W(i) + (size_t)s * 11008 * 4096, x, y + (size_t)s * rows * 11008, rows, 4096, 11008); }), 2 * 11008.0 * 4096 * 2 / 1e6},
+        {"gate|up: 1 GEMM 4096->22016", timeUs([&](int i) { gemm(W(i), x, y, rows, 4096, 22016); }), 2 * 11008.0 * 4096 * 2 / 1e6},
+        {"gate,up: strided batch of 2", timeUs([&](int i) { batched(W(i), x, y, rows, 4096, 11008, 2); }), 2 * 11008.0 * 4096 * 2 / 1e6},
+        {"down: 1 GEMM 11008->4096", timeUs([&](int i) { gemm(W(i), x, y, rows, 11008, 4096); }), 11008.0 * 4096 * 2 / 1e6},
+    };
+    for (const Row &c : r) {
+      printf("%s  {\"rows\": %d, \"case\": \"%s\", \"us\": %.1f, \"GBps\": %.0f}", first ? "" : ",\n", rows, c.name, c.us, c.mb * 1e3 / c.us);
+      first = false;
+    }
+  }
+  printf("\n]}\n");
+  CUDA(cudaGetLastError());
+  return 0;
+}
