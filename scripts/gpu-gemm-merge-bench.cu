@@ -2,7 +2,8 @@
 // the Llama-2-7B shapes at 16, 32 and 64 rows, each projection as the engine runs it (one GEMM per weight)
 // against q|k|v and gate|up as one GEMM over their weights side by side, and as one strided-batched GEMM
 // over the separate weights (x broadcast). Each case is 20 launches over 4 rotating copies of its weights
-// (more bytes than L2 holds: every launch reads DRAM). f16, f32 accumulation, as the engine asks cuBLAS.
+// (more bytes than L2 holds: every launch reads DRAM). f16, f32 accumulation, through cublasGemmEx (the
+// engine plans the same problems with cuBLASLt directly: cublas.ts).
 // Built on the GPU machine, which has the CUDA toolkit:
 //   nvcc -O2 -arch=sm_90 -o /tmp/gemm-merge scripts/gpu-gemm-merge-bench.cu -lcublas && /tmp/gemm-merge
 #include <cstdio>
@@ -75,17 +76,19 @@ int main() {
   auto W = [&](int i) { return w + (size_t)(i % COPIES) * maxW; };
   printf("{\"cases\": [\n");
   bool first = true;
+  // Megabytes of `count` weights of n × k f16.
+  auto mb = [](int count, int n, int k) { return count * (double)n * k * 2 / 1e6; };
   for (int rows : {16, 32, 64}) {
     struct Row { const char *name; float us; double mb; };
     Row r[] = {
-        {"q,k,v: 3 GEMMs 4096->4096", timeUs([&](int i) { for (int s = 0; s < 3; s++) gemm(W(i) + (size_t)s * 4096 * 4096, x, y + (size_t)s * rows * 4096, rows, 4096, 4096); }), 3 * 4096.0 * 4096 * 2 / 1e6},
-        {"q|k|v: 1 GEMM 4096->12288", timeUs([&](int i) { gemm(W(i), x, y, rows, 4096, 12288); }), 3 * 4096.0 * 4096 * 2 / 1e6},
-        {"q,k,v: strided batch of 3", timeUs([&](int i) { batched(W(i), x, y, rows, 4096, 4096, 3); }), 3 * 4096.0 * 4096 * 2 / 1e6},
-        {"o: 1 GEMM 4096->4096", timeUs([&](int i) { gemm(W(i), x, y, rows, 4096, 4096); }), 4096.0 * 4096 * 2 / 1e6},
-        {"gate,up: 2 GEMMs 4096->11008", timeUs([&](int i) { for (int s = 0; s < 2; s++) gemm(W(i) + (size_t)s * 11008 * 4096, x, y + (size_t)s * rows * 11008, rows, 4096, 11008); }), 2 * 11008.0 * 4096 * 2 / 1e6},
-        {"gate|up: 1 GEMM 4096->22016", timeUs([&](int i) { gemm(W(i), x, y, rows, 4096, 22016); }), 2 * 11008.0 * 4096 * 2 / 1e6},
-        {"gate,up: strided batch of 2", timeUs([&](int i) { batched(W(i), x, y, rows, 4096, 11008, 2); }), 2 * 11008.0 * 4096 * 2 / 1e6},
-        {"down: 1 GEMM 11008->4096", timeUs([&](int i) { gemm(W(i), x, y, rows, 11008, 4096); }), 11008.0 * 4096 * 2 / 1e6},
+        {"q,k,v: 3 GEMMs 4096->4096", timeUs([&](int i) { for (int s = 0; s < 3; s++) gemm(W(i) + (size_t)s * 4096 * 4096, x, y + (size_t)s * rows * 4096, rows, 4096, 4096); }), mb(3, 4096, 4096)},
+        {"q|k|v: 1 GEMM 4096->12288", timeUs([&](int i) { gemm(W(i), x, y, rows, 4096, 12288); }), mb(3, 4096, 4096)},
+        {"q,k,v: strided batch of 3", timeUs([&](int i) { batched(W(i), x, y, rows, 4096, 4096, 3); }), mb(3, 4096, 4096)},
+        {"o: 1 GEMM 4096->4096", timeUs([&](int i) { gemm(W(i), x, y, rows, 4096, 4096); }), mb(1, 4096, 4096)},
+        {"gate,up: 2 GEMMs 4096->11008", timeUs([&](int i) { for (int s = 0; s < 2; s++) gemm(W(i) + (size_t)s * 11008 * 4096, x, y + (size_t)s * rows * 11008, rows, 4096, 11008); }), mb(2, 11008, 4096)},
+        {"gate|up: 1 GEMM 4096->22016", timeUs([&](int i) { gemm(W(i), x, y, rows, 4096, 22016); }), mb(2, 11008, 4096)},
+        {"gate,up: strided batch of 2", timeUs([&](int i) { batched(W(i), x, y, rows, 4096, 11008, 2); }), mb(2, 11008, 4096)},
+        {"down: 1 GEMM 11008->4096", timeUs([&](int i) { gemm(W(i), x, y, rows, 11008, 4096); }), mb(1, 4096, 11008)},
     };
     for (const Row &c : r) {
       printf("%s  {\"rows\": %d, \"case\": \"%s\", \"us\": %.1f, \"GBps\": %.0f}", first ? "" : ",\n", rows, c.name, c.us, c.mb * 1e3 / c.us);
