@@ -131,7 +131,12 @@ export class Cublas {
    */
   plan(g: GemmArgs, workspaceBytes: number): GemmPlan {
     if (g.yDtype !== g.dtype && g.yDtype !== 'f32') throw new BackendError(`cuBLAS GEMM writes ${g.dtype} or f32; asked for ${g.yDtype}`);
-    const align = [g.w, g.x, g.c ?? g.y, g.y].map(alignmentOf);
+    // A batch's later matrices start a stride further: their alignment is the base's and the stride's.
+    const elem = (d: FloatDType) => (d === 'f32' ? 4 : 2);
+    const strided = (ptr: bigint, stride: number, d: FloatDType) => Math.min(alignmentOf(ptr), alignmentOf(BigInt(stride * elem(d)) || 256n));
+    const align = g.batch
+      ? [strided(g.w, g.batch.strideW, g.dtype), alignmentOf(g.x), strided(g.y, g.batch.strideY, g.yDtype), strided(g.y, g.batch.strideY, g.yDtype)]
+      : [g.w, g.x, g.c ?? g.y, g.y].map(alignmentOf);
     if (g.batch && g.c !== undefined) throw new BackendError('a batched cuBLAS GEMM adds no C matrix');
     const b = g.batch;
     const key = `${g.dtype}>${g.yDtype} m${g.outF} n${g.rows} k${g.inF} c${g.c === undefined ? 0 : 1} a${align.join('.')} ws${workspaceBytes}${b ? ` b${b.count}.${b.strideW}.${b.strideY}` : ''}`;
