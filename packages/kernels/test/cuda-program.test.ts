@@ -8,7 +8,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { loadModel, Rng, type FloatDType, type Graph, type StepBatch } from '@zinfer/core';
+import { BackendError, loadModel, Rng, type FloatDType, type Graph, type StepBatch } from '@zinfer/core';
 import { memoryWeights, range, stepBatch, tinyLlama, TINY_LLAMA, type TinyLlamaConfig } from '@zinfer/core/testing';
 import { attentionChunks, decodeAttentionFits, decodeLanes, decodeSplits, decodeWide } from '../src/cuda/attention-launch.js';
 import { planBuffers } from '../src/cuda/buffer-plan.js';
@@ -551,6 +551,31 @@ test('linears on one input with one weight shape upload side by side and, over 9
     await program.dispose();
     assert.is(gpu.live.size, 0, 'each side-by-side allocation freed once');
   }
+});
+
+test('a batch cuBLASLt refuses runs as one GEMM a member into the same places, from then on', async () => {
+  const m = tinyLlama(Rng.fromSeed(8), { ...TINY16, numKeyValueHeads: TINY16.numHeads }, 'f16');
+  const gpu = new RecordingGpu();
+  const record = gpu.gemm!;
+  let refusals = 0;
+  (gpu as { gemm: typeof gpu.gemm }).gemm = (g) => {
+    if (g.batch) {
+      refusals++;
+      throw new BackendError('cuBLASLt has no algorithm for a GEMM (test)');
+    }
+    record(g);
+  };
+  const program = await compileProgram(gpu, m.graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 80, blockSize: 4 } }, { ...SETTINGS, activations: 'auto', maxGraphRows: 64 });
+  for (let t = 0; t < 2; t++) {
+    const from = gpu.launches.length;
+    const gemms = gpu.gemms.length;
+    await program.run(stepBatch(range(12).map((i) => ({ tokens: [i % 50], cached: 0, blocks: [i] })), 4, 'last'));
+    checkFootprints(gpu, from);
+    // Per layer q, k, v, o, gate, up, down one GEMM each, then the LM head.
+    assert.is(gpu.gemms.length - gemms, 7 * TINY16.numLayers + 1);
+  }
+  assert.is(refusals, 2 * TINY16.numLayers, 'each group asked once');
+  await program.dispose();
 });
 
 test('graphs off, or fusion off: the same steps run eagerly with one kernel per node', async () => {

@@ -4,10 +4,11 @@
 // SMs idle. On an H200 the 7B q, k and v took 28.6–30.1 µs as a batch against 38–64 µs as 3 GEMMs
 // (bench/results/gemm-merge-h200-s9.json). Their outputs then lie [member][rows][width] in a buffer of the
 // group's own (the step launcher's), so every reader finds each as an ordinary [rows, width] value.
-import type { OpNode, ValueId } from '@zinfer/core';
+import { BackendError, type OpNode, type ValueId } from '@zinfer/core';
 import type { DeviceWeight } from './device-weights.js';
 import { EnvChoice } from './env-choice.js';
 import type { LinearGroup } from './exec-plan.js';
+import type { GemmArgs } from './gpu.js';
 import type { StepContext } from './step-context.js';
 
 /** ZINFER_BATCHED_GEMM=off runs each member as its own GEMM again (the bench's A/B; then resetGraphs). */
@@ -30,6 +31,8 @@ export interface BatchedGroup {
   inF: number;
   /** Elements from one member's weight to the next. */
   strideW: number;
+  /** Why cuBLASLt refused the batch, once it has (the members then run one GEMM each). */
+  refused?: string;
 }
 
 /**
@@ -53,12 +56,23 @@ export function batchedGroup(g: LinearGroup, weight: (name: string) => DeviceWei
   return { members, outputs: members.map((m) => m.output), width: n, inF, strideW: Number(step) / bytes };
 }
 
-/** The batch, then each member's bias (bias_add, as a lone linear has it). */
+/**
+ * The batch, then each member's bias (bias_add, as a lone linear has it). Should cuBLASLt refuse the batch
+ * (no algorithm, or a status error: nothing was enqueued then), the group's members run one GEMM each into
+ * the same places from then on.
+ */
 export function launchBatched(ctx: StepContext, b: BatchedGroup, rows: number): void {
-  const y = ctx.value(b.outputs[0]);
   const x = ctx.value(b.members[0].inputs.x);
-  const w = ctx.weight(b.members[0].attrs.weight);
-  ctx.gpu.gemm!({ y, x, w: w.ptr, dtype: ctx.act, yDtype: ctx.act, rows, inF: b.inF, outF: b.width, batch: { count: b.members.length, strideW: b.strideW, strideY: rows * b.width } });
+  const one = (i: number): GemmArgs => ({ y: ctx.value(b.outputs[i]), x, w: ctx.weight(b.members[i].attrs.weight).ptr, dtype: ctx.act, yDtype: ctx.act, rows, inF: b.inF, outF: b.width });
+  if (!b.refused) {
+    try {
+      ctx.gpu.gemm!({ ...one(0), batch: { count: b.members.length, strideW: b.strideW, strideY: rows * b.width } });
+    } catch (e) {
+      if (!(e instanceof BackendError) || !e.message.includes('cuBLASLt')) throw e;
+      b.refused = e.message;
+    }
+  }
+  if (b.refused) for (let i = 0; i < b.members.length; i++) ctx.gpu.gemm!(one(i));
   for (const [i, m] of b.members.entries()) {
     if (m.attrs.bias === null) continue;
     ctx.gpu.launch(`bias_add_${ctx.act}`, { x: Math.min(4096, Math.ceil((rows * b.width) / 256)) }, 256, [ctx.value(b.outputs[i]), ctx.weight(m.attrs.bias).ptr, rows * b.width, b.width, 0]);
