@@ -57,6 +57,7 @@ const { createEngine } = core;
 const { stepBatch } = testing;
 const { cudaBackend, cudaMicrobench, probeFailure, profileStep, summarizeProfile, GEMV_VARIANTS, gemvVariant, setGemvVariant, GEMV_NARROW_MODES, gemvNarrow, setGemvNarrow } = cuda;
 const { DECODE_ATTENTION_VARIANTS, decodeAttentionVariant, setDecodeAttentionVariant, L2_PREFETCH_MODES, l2Prefetch, setL2Prefetch } = cuda;
+const { BATCHED_GEMM_MODES, setBatchedGemmMode } = cuda;
 const { profileDecode, decodeByVariant, profileTable, decodeBatch } = await import('./gpu-bench-profile.mjs');
 const DEFAULT_GEMV = gemvVariant();
 const DEFAULT_ATTENTION = decodeAttentionVariant();
@@ -94,7 +95,7 @@ const result = {
   // (ms; with PDL too), whether every variant gave the same greedy ids, and per-kernel profiles of one
   // eager step (scripts/gpu-bench-profile.mjs).
   gemv_variant: DEFAULT_GEMV, decode_attention_variant: DEFAULT_ATTENTION,
-  program_decode_bs64_ms_by_attention: null, program_decode_bs64_argmax_ms_by_attention: null, attention_variants_same_ids: null, attention_variants_ids_agreement: null,
+  program_decode_ms_by_batched_gemm: null, program_decode_bs64_ms_by_attention: null, program_decode_bs64_argmax_ms_by_attention: null, attention_variants_same_ids: null, attention_variants_ids_agreement: null,
   program_decode_bs1_ms_by_gemv: null, program_decode_bs1_argmax_ms_by_gemv: null, program_decode_bs1_pdl_ms_by_gemv: null, program_decode_bs1_no_pdl_ms_by_gemv: null,
   program_gpt2_124m_decode_bs1_ms_by_gemv: null, gemv_variants_same_ids: null,
   decode_bs64_attention_gb_per_s: null,
@@ -358,6 +359,25 @@ if (engine) {
     result.program_decode_bs64_argmax_ms = round(await programDecode(program, { rows: 64, context: 520, vocab: 32000, argmax: true, steps: 16 }), 3);
     return { program: programStats(llamaBackend) };
   });
+  await step('batched GEMMs (q|k|v, gate|up as one strided batch) on / off: graphed 16-, 32- and 64-row decode through Program.run', async () => {
+    const program = llamaBackend.programs[llamaBackend.programs.length - 1];
+    const out = {};
+    try {
+      for (const rows of [16, 32, 64]) {
+        const r = await decodeByVariant({
+          program, variants: BATCHED_GEMM_MODES, setVariant: setBatchedGemmMode,
+          time: (argmax) => programDecode(program, { rows, context: 520, vocab: 32000, argmax, steps: 16 }),
+          ids: () => program.runArgmax(decodeBatch(stepBatch, { rows, context: 520, vocab: 32000, t: 3 })),
+        });
+        out[`bs${rows}`] = { ms: r.ms, argmaxMs: r.argmaxMs, sameIds: r.sameIds };
+      }
+    } finally {
+      setBatchedGemmMode('on');
+      program.resetGraphs();
+    }
+    result.program_decode_ms_by_batched_gemm = out;
+    return out;
+  });
   await step('sampling: decode steps through runSample (picked on the GPU) against run() + the host pick, batch 1 and 64', async () => {
     const program = llamaBackend.programs[llamaBackend.programs.length - 1];
     const host = new core.HostRowSampler();
@@ -548,6 +568,7 @@ row('program_gpt2_124m_decode_bs1_ms_by_narrow', JSON.stringify(result.program_g
 row('program_decode_bs1_ms_by_l2', JSON.stringify(result.program_decode_bs1_ms_by_l2), `graphed, per L2 prefetch mode of the next GEMV's weights (engine: ${result.l2_prefetch}); same ids: ${result.l2_prefetch_same_ids}; GPT-2: ${JSON.stringify(result.program_gpt2_124m_decode_bs1_ms_by_l2)}`);
 row('decode_bs64_attention_gb_per_s', JSON.stringify(result.decode_bs64_attention_gb_per_s), 'decode attention K/V bytes over its µs (one eager 64-row step), per variant');
 row('decode_bs64_fp8_tokens_per_s', result.decode_bs64_fp8_tokens_per_s, `opt-in fp8 KV cache (floor ${result.decode_bs64_fp8_floor_tokens_per_s ?? '?'}; step ${result.decode_bs64_fp8_step_ms ?? '?'} ms; graphed by attention variant ${JSON.stringify(result.program_decode_bs64_fp8_ms_by_attention)})`);
+row('program_decode_ms_by_batched_gemm', JSON.stringify(result.program_decode_ms_by_batched_gemm), 'graphed 16/32/64-row steps, side-by-side linears as one strided batch vs one GEMM each');
 row('program_decode_bs64_ms_by_attention', JSON.stringify(result.program_decode_bs64_ms_by_attention), `graphed 64-row step per decode attention variant; same ids: ${result.attention_variants_same_ids} (agreement ${result.attention_variants_ids_agreement})`);
 row('program_gpt2_124m_decode_bs1_ms (argmax)', `${result.program_gpt2_124m_decode_bs1_ms ?? '?'} (${result.program_gpt2_124m_decode_bs1_argmax_ms ?? '?'})`, '');
 row('hf_decode_bs1_ms_per_token', result.hf_decode_bs1_ms_per_token, `target ≥ 12 × ours (${result.hf_over_zinfer_bs1 ?? '?'}×); greedy tokens matching: ${result.greedy_bs1_tokens_matching_hf ?? '?'}/64`);

@@ -11,7 +11,7 @@
 //
 // Exit codes: 0 all passed; 1 a check failed; 2 setup problem (bundle incomplete); 3 no usable GPU here
 // (probe() returned null: printed with the reason, nothing else runs).
-// ZINFER_GPU_CHECK_ONLY=conformance,half,variants,linear,attention,fixtures,bench,moe runs a subset.
+// ZINFER_GPU_CHECK_ONLY=conformance,half,variants,linear,batched,attention,fixtures,bench,moe runs a subset.
 // ZINFER_GPU_CHECK_DRY=1 runs every check with the reference backend in place of cuda (no GPU needed): it
 // tests this script itself on a machine without a GPU.
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -129,6 +129,41 @@ if (wanted('linear')) {
       }
     }
   }
+  save();
+}
+
+if (wanted('batched')) {
+  // Side-by-side linears as one strided-batched cuBLAS GEMM (q|k|v alike, or k|v beside a wider q; gate|up):
+  // whole tiny-Llama layers over prompts of 12, 40 and 64 rows and a 64-row decode step, f16 and bf16, against
+  // the f32 reference, with the batch on and off.
+  const promptRows = [12, 40, 64];
+  for (const kvHeads of [8, 2]) {
+    const cfg = { ...testing.TINY_LLAMA, vocabSize: 97, hiddenSize: 512, numHeads: 8, numKeyValueHeads: kvHeads, headDim: 64, intermediateSize: 1088, numLayers: 2 };
+    const m = testing.tinyLlama(Rng.fromSeed(12 + kvHeads), cfg, 'f32');
+    const prompts = promptRows.map((n) => stepBatch([{ tokens: range(n).map((i) => (5 * i + n) % 97), cached: 0, blocks: range(Math.ceil(n / 16)) }], 16, 'all'));
+    const decode = [0, 1].map((t) => stepBatch(range(64).map((i) => ({ tokens: [(3 * i + t) % 97], cached: t, blocks: [i] })), 16, 'all'));
+    const kvCache = { numBlocks: 64, blockSize: 16 };
+    const steps = [...prompts.map((p) => [p]), decode];
+    const want = [];
+    for (const st of steps) want.push(await runSteps(oracle, m.graph, m.tensors, kvCache, st));
+    for (const [activations, tol] of [['f16', 1e-2], ['bf16', 3e-2]]) {
+      for (const mode of cuda.BATCHED_GEMM_MODES) {
+        cuda.setBatchedGemmMode(mode);
+        const be = makeBackend({ ...opts, activations });
+        for (const [i, st] of steps.entries()) {
+          const label = i < prompts.length ? `prompt of ${promptRows[i]} rows` : '64 sequences: a token each, then a decode step';
+          await runCase('batched', `tiny Llama 512/1088, ${kvHeads} KV heads, ${activations}, batch ${mode}: ${label}`, async () => {
+            const got = await runSteps(be, m.graph, m.tensors, kvCache, st);
+            let worst = 0;
+            got.forEach((g, j) => (worst = Math.max(worst, relativeDifference(g, want[i][j]))));
+            if (!(worst <= tol)) throw new Error(`relative error ${worst.toExponential(2)} > ${tol}`);
+            return `rel err ${worst.toExponential(2)}`;
+          });
+        }
+      }
+    }
+  }
+  cuda.setBatchedGemmMode('on');
   save();
 }
 

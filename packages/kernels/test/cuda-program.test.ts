@@ -8,12 +8,12 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { loadModel, Rng, type FloatDType, type Graph, type StepBatch } from '@zinfer/core';
+import { BackendError, loadModel, Rng, type FloatDType, type Graph, type StepBatch } from '@zinfer/core';
 import { memoryWeights, range, stepBatch, tinyLlama, TINY_LLAMA, type TinyLlamaConfig } from '@zinfer/core/testing';
 import { attentionChunks, decodeAttentionFits, decodeLanes, decodeSplits, decodeWide } from '../src/cuda/attention-launch.js';
 import { planBuffers } from '../src/cuda/buffer-plan.js';
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
-import type { ActivationChoice } from '../src/cuda/device-weights.js';
+import { sideBySideWeights, type ActivationChoice } from '../src/cuda/device-weights.js';
 import { planExecution } from '../src/cuda/exec-plan.js';
 import { setL2Prefetch, type L2PrefetchMode } from '../src/cuda/l2-prefetch.js';
 import { RecordingGpu, type RecordedLaunch } from '../src/cuda/recording-gpu.js';
@@ -523,6 +523,59 @@ test('decode buckets over 8 rows (cuBLAS inside the graph) and a failed capture:
   await program.dispose();
   assert.is(gpu.live.size, 0);
   assert.is(gpu.graphStats.live, 0);
+});
+
+test('linears on one input with one weight shape upload side by side and, over 9–64 rows, run as one strided-batched GEMM whose outputs lie [member][rows][width]', async () => {
+  for (const [label, cfg, batches] of [
+    ['MHA (q, k, v alike)', { ...TINY16, numKeyValueHeads: TINY16.numHeads }, [3, 2]],
+    ['GQA (k, v alike)', TINY16, [2, 2]],
+  ] as const) {
+    const m = tinyLlama(Rng.fromSeed(7), cfg, 'f16');
+    const groups = sideBySideWeights(m.graph);
+    assert.equal(groups.map((g) => g.length), Array.from({ length: cfg.numLayers }, () => batches).flat(), label);
+    const gpu = new RecordingGpu();
+    const program = await compileProgram(gpu, m.graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 80, blockSize: 4 } }, { ...SETTINGS, activations: 'auto', maxGraphRows: 64 });
+    for (const rows of [3, 12, 64, 70]) {
+      const from = gpu.launches.length;
+      const gemms = gpu.gemms.length;
+      await program.run(stepBatch(range(rows).map((i) => ({ tokens: [i % 50], cached: 0, blocks: [i] })), 4, 'last'));
+      checkFootprints(gpu, from);
+      const batched = gpu.gemms.slice(gemms).filter((g) => g.batch).map((g) => g.batch!.count);
+      if (rows >= 9 && rows <= 64) {
+        assert.equal(batched, Array.from({ length: cfg.numLayers }, () => batches).flat(), `${label}, ${rows} rows`);
+        for (const g of gpu.gemms.slice(gemms)) if (g.batch) assert.is(g.batch.strideY, g.rows * g.outF, 'outputs one after another (rows of the padded decode bucket)');
+      } else {
+        assert.equal(batched, [], `${label}, ${rows} rows: GEMVs below, single GEMMs above`);
+      }
+    }
+    await program.dispose();
+    assert.is(gpu.live.size, 0, 'each side-by-side allocation freed once');
+  }
+});
+
+test('a batch cuBLASLt refuses runs as one GEMM a member into the same places, from then on', async () => {
+  const m = tinyLlama(Rng.fromSeed(8), { ...TINY16, numKeyValueHeads: TINY16.numHeads }, 'f16');
+  const gpu = new RecordingGpu();
+  const record = gpu.gemm!;
+  let refusals = 0;
+  (gpu as { gemm: typeof gpu.gemm }).gemm = (g) => {
+    if (g.batch) {
+      refusals++;
+      throw new BackendError('cuBLASLt has no algorithm for a GEMM (test)');
+    }
+    record(g);
+  };
+  const program = await compileProgram(gpu, m.graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 80, blockSize: 4 } }, { ...SETTINGS, activations: 'auto', maxGraphRows: 64 });
+  for (let t = 0; t < 2; t++) {
+    const from = gpu.launches.length;
+    const gemms = gpu.gemms.length;
+    await program.run(stepBatch(range(12).map((i) => ({ tokens: [i % 50], cached: 0, blocks: [i] })), 4, 'last'));
+    checkFootprints(gpu, from);
+    // Per layer q, k, v, o, gate, up, down one GEMM each, then the LM head.
+    assert.is(gpu.gemms.length - gemms, 7 * TINY16.numLayers + 1);
+  }
+  assert.is(refusals, 2 * TINY16.numLayers, 'each group asked once');
+  await program.dispose();
 });
 
 test('graphs off, or fusion off: the same steps run eagerly with one kernel per node', async () => {

@@ -58,7 +58,7 @@ export async function compileProgram(gpu: Gpu, graph: Graph, source: WeightSourc
     gpu.enter();
     // Streamed weights stay off the device; the program copies them into its slots while it runs.
     const { weights, act } = uploadWeights(gpu, graph, source, settings.activations, new Set(options.stream?.groups.flat()));
-    for (const w of weights.values()) owned.push(w.ptr);
+    for (const w of weights.values()) if (!w.shared) owned.push(w.ptr);
     const hasAttention = graph.nodes.some((n) => n.op === 'attention');
     let kv: ProgramParts['kv'] = null;
     if (hasAttention) {

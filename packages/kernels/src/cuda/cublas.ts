@@ -23,6 +23,7 @@ interface CublasLtApi {
   cublasLtMatmulDescSetAttribute(desc: Handle, attr: number, buf: Buffer, size: number): number;
   cublasLtMatrixLayoutCreate(layout: Out<Handle>, type: number, rows: number, cols: number, ld: number): number;
   cublasLtMatrixLayoutDestroy(layout: Handle): number;
+  cublasLtMatrixLayoutSetAttribute(layout: Handle, attr: number, buf: Buffer, size: number): number;
   cublasLtMatmulPreferenceCreate(pref: Out<Handle>): number;
   cublasLtMatmulPreferenceDestroy(pref: Handle): number;
   cublasLtMatmulPreferenceSetAttribute(pref: Handle, attr: number, buf: Buffer, size: number): number;
@@ -44,6 +45,7 @@ export const CUBLAS_PROTOTYPES: Record<keyof CublasLtApi, string> = {
   cublasLtMatmulDescSetAttribute: 'int cublasLtMatmulDescSetAttribute(void *desc, int attr, const void *buf, size_t size)',
   cublasLtMatrixLayoutCreate: 'int cublasLtMatrixLayoutCreate(_Out_ void **layout, int type, uint64_t rows, uint64_t cols, int64_t ld)',
   cublasLtMatrixLayoutDestroy: 'int cublasLtMatrixLayoutDestroy(void *layout)',
+  cublasLtMatrixLayoutSetAttribute: 'int cublasLtMatrixLayoutSetAttribute(void *layout, int attr, const void *buf, size_t size)',
   cublasLtMatmulPreferenceCreate: 'int cublasLtMatmulPreferenceCreate(_Out_ void **pref)',
   cublasLtMatmulPreferenceDestroy: 'int cublasLtMatmulPreferenceDestroy(void *pref)',
   cublasLtMatmulPreferenceSetAttribute: 'int cublasLtMatmulPreferenceSetAttribute(void *pref, int attr, const void *buf, size_t size)',
@@ -68,6 +70,9 @@ export const CUBLAS = {
   /** CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE: split-K partial sums kept in f32 (IN_PLACE and OUTPUT_TYPE round them to y's type). */
   REDUCTION_COMPUTE_TYPE: 2,
   PREF_MIN_ALIGNMENT_A: 5, // …_B 6, _C 7, _D 8
+  LAYOUT_BATCH_COUNT: 5,
+  /** Elements from one matrix of a strided batch to the next (int64). */
+  LAYOUT_STRIDED_BATCH_OFFSET: 6,
 } as const;
 
 /** sizeof(cublasLtMatmulHeuristicResult_t): algo (8 × uint64), workspaceSize, state, wavesCount, reserved[4]. */
@@ -126,23 +131,37 @@ export class Cublas {
    */
   plan(g: GemmArgs, workspaceBytes: number): GemmPlan {
     if (g.yDtype !== g.dtype && g.yDtype !== 'f32') throw new BackendError(`cuBLAS GEMM writes ${g.dtype} or f32; asked for ${g.yDtype}`);
-    const align = [g.w, g.x, g.c ?? g.y, g.y].map(alignmentOf);
-    const key = `${g.dtype}>${g.yDtype} m${g.outF} n${g.rows} k${g.inF} c${g.c === undefined ? 0 : 1} a${align.join('.')} ws${workspaceBytes}`;
+    // A batch's later matrices start a stride further: their alignment is the base's and the stride's.
+    const elem = (d: FloatDType) => (d === 'f32' ? 4 : 2);
+    const strided = (ptr: bigint, stride: number, d: FloatDType) => Math.min(alignmentOf(ptr), alignmentOf(BigInt(stride * elem(d)) || 256n));
+    const align = g.batch
+      ? [strided(g.w, g.batch.strideW, g.dtype), alignmentOf(g.x), strided(g.y, g.batch.strideY, g.yDtype), strided(g.y, g.batch.strideY, g.yDtype)]
+      : [g.w, g.x, g.c ?? g.y, g.y].map(alignmentOf);
+    if (g.batch && g.c !== undefined) throw new BackendError('a batched cuBLAS GEMM adds no C matrix');
+    const b = g.batch;
+    const key = `${g.dtype}>${g.yDtype} m${g.outF} n${g.rows} k${g.inF} c${g.c === undefined ? 0 : 1} a${align.join('.')} ws${workspaceBytes}${b ? ` b${b.count}.${b.strideW}.${b.strideY}` : ''}`;
     const known = this.plans.get(key);
     if (known) return known;
     const api = this.api;
-    const context = `${g.dtype} → ${g.yDtype}, m ${g.outF}, n ${g.rows}, k ${g.inF}`;
+    const context = `${g.dtype} → ${g.yDtype}, m ${g.outF}, n ${g.rows}, k ${g.inF}${b ? `, batch ${b.count}` : ''}`;
     const out: Out<Handle> = [null];
     this.check('cublasLtMatmulDescCreate', api.cublasLtMatmulDescCreate(out, CUBLAS.COMPUTE_32F, CUBLAS.R_32F), context);
     const desc = out[0];
     const i32 = (v: number) => Buffer.from(Int32Array.of(v).buffer);
     this.check('cublasLtMatmulDescSetAttribute', api.cublasLtMatmulDescSetAttribute(desc, CUBLAS.DESC_TRANSA, i32(CUBLAS.OP_T), 4), context);
     this.check('cublasLtMatmulDescSetAttribute', api.cublasLtMatmulDescSetAttribute(desc, CUBLAS.DESC_TRANSB, i32(CUBLAS.OP_N), 4), context);
-    const layout = (type: FloatDType, rows: number, cols: number): Handle => {
+    // A strided batch: w and y step by their strides, x stays (stride 0: the batch broadcasts it).
+    const layout = (type: FloatDType, rows: number, cols: number, stride: number): Handle => {
       this.check('cublasLtMatrixLayoutCreate', api.cublasLtMatrixLayoutCreate(out, DATA_TYPE[type], rows, cols, rows), context);
+      if (b) {
+        const set = (attr: number, value: Buffer) => this.check('cublasLtMatrixLayoutSetAttribute', api.cublasLtMatrixLayoutSetAttribute(out[0], attr, value, value.length), context);
+        set(CUBLAS.LAYOUT_BATCH_COUNT, i32(b.count));
+        set(CUBLAS.LAYOUT_STRIDED_BATCH_OFFSET, Buffer.from(BigInt64Array.of(BigInt(stride)).buffer));
+      }
       return out[0];
     };
-    const layouts: GemmPlan['layouts'] = [layout(g.dtype, g.inF, g.outF), layout(g.dtype, g.inF, g.rows), layout(g.yDtype, g.outF, g.rows), layout(g.yDtype, g.outF, g.rows)];
+    const [sw, sy] = b ? [b.strideW, b.strideY] : [0, 0];
+    const layouts: GemmPlan['layouts'] = [layout(g.dtype, g.inF, g.outF, sw), layout(g.dtype, g.inF, g.rows, 0), layout(g.yDtype, g.outF, g.rows, sy), layout(g.yDtype, g.outF, g.rows, sy)];
     // Split-K partial sums in f32 only; should the heuristic offer nothing so, any reduction it likes.
     const algos = this.heuristic(desc, layouts, align, workspaceBytes, true, context);
     if (algos.length === 0) algos.push(...this.heuristic(desc, layouts, align, workspaceBytes, false, context));

@@ -29,6 +29,11 @@ export interface GemmArgs {
   outF: number;
   /** Added to the product (y = x · wᵀ + c): [rows, outF] in yDtype, not overlapping y (the buffer plan keeps them apart). */
   c?: bigint;
+  /**
+   * A strided batch of `count` GEMMs on one x: GEMM i reads w + i·strideW and writes y + i·strideY (strides in
+   * elements); no c.
+   */
+  batch?: { count: number; strideW: number; strideY: number };
 }
 
 /** Sees every kernel launch of a Gpu while set (kernel profiling: kernel-profile.ts); not called while capturing. */

@@ -194,7 +194,7 @@ export class CudaProgram implements Program {
     p.gpu.enter();
     this.graphs.dispose();
     this.launcher.free();
-    for (const w of p.weights.values()) p.gpu.free(w.ptr);
+    for (const w of p.weights.values()) if (!w.shared) p.gpu.free(w.ptr);
     for (const ptr of p.invFreq.values()) p.gpu.free(ptr);
     if (p.kv) p.gpu.free(p.kv.ptr);
     p.streamed?.dispose();

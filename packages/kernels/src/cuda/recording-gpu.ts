@@ -74,6 +74,13 @@ export class RecordingGpu implements Gpu {
     this.kernels = loadKernelSources().kernels;
     this.gemm = opts.cublas === false ? null : (g) => {
       for (const p of [g.y, g.x, g.w, ...(g.c === undefined ? [] : [g.c])]) this.checkPointer(p, 'gemm');
+      if (g.batch) {
+        // The last GEMM of a strided batch: its weights and output must lie in the same allocations.
+        const bytes = (d: string) => (d === 'f32' ? 4 : 2);
+        const last = BigInt(g.batch.count - 1);
+        this.checkRange(g.w + last * BigInt(g.batch.strideW * bytes(g.dtype)), g.outF * g.inF * bytes(g.dtype), 'batched gemm weights');
+        this.checkRange(g.y + last * BigInt(g.batch.strideY * bytes(g.yDtype)), g.rows * g.outF * bytes(g.yDtype), 'batched gemm output');
+      }
       if (!(g.yDtype === g.dtype || g.yDtype === 'f32')) throw new BackendError(`gemm writes ${g.dtype} or f32, asked ${g.yDtype}`);
       (this.capture?.gemms ?? this.gemms).push(g);
     };

@@ -10,11 +10,12 @@ import { BackendError, type StepBatch, type ValueId, type WeightName } from '@zi
 import { validateBatch } from '../reference/batch.js';
 import { KvCache } from '../reference/kv-cache.js';
 import type { KvPointers } from './attention-launch.js';
+import { BATCHED_MAX_ROWS, BATCHED_MIN_ROWS, batchedGemmMode, batchedGroup, launchBatched, type BatchedGroup } from './batched-gemm.js';
 import { groupFuses, launchGroup } from './linear-launch.js';
 import type { MoeTables } from './moe-tables.js';
 import { launchNode } from './op-launches.js';
 import type { ProgramParts } from './program.js';
-import type { StepContext } from './step-context.js';
+import { dtypeBytes, type StepContext } from './step-context.js';
 import { SAMPLE_PARAM_BYTES, SAMPLE_THREADS } from './sample-launch.js';
 import { packStep, type StepMetadata } from './step-metadata.js';
 import type { StreamStep } from './stream-step.js';
@@ -41,6 +42,13 @@ export class StepLauncher {
   private sampleWork: Buffer | null = null;
   private gen = 0;
   private capturing = false;
+  /** Linear groups that run as one strided batch over 9–64 rows, each with its output buffer (batched-gemm.ts). */
+  private readonly batched: { b: BatchedGroup; first: number; nodes: Set<number>; buf: Buffer | null }[] = [];
+  /** Node index → its batched group; output value → [group, member]. */
+  private readonly batchedAt = new Map<number, number>();
+  private readonly batchedOut = new Map<ValueId, [number, number]>();
+  /** Whether this step runs the batched groups as batches (set by prepare). */
+  private batching = false;
   /** The reference's batch checks need only the cache's geometry: a KvCache of zero layers allocates nothing. */
   private readonly kvShape: KvCache | null;
 
@@ -50,6 +58,15 @@ export class StepLauncher {
   ) {
     this.slots = p.buffers.slotRowBytes.map(() => null);
     this.kvShape = p.kv ? new KvCache({ ...p.graph.kv, layers: 0 }, p.kv.spec) : null;
+    const f32 = (v: ValueId) => p.outputF32 && (p.f32Values ? p.f32Values.has(v) : v === p.graph.output);
+    for (const g of new Set(p.plan.groupOf.values())) {
+      const b = batchedGroup(g, (name) => p.weights.get(name) ?? null, p.act);
+      if (!b || b.outputs.some(f32)) continue;
+      const nodes = b.members.map((m) => p.graph.nodes.indexOf(m));
+      const k = this.batched.push({ b, first: nodes[0], nodes: new Set(nodes), buf: null }) - 1;
+      for (const i of nodes) this.batchedAt.set(i, k);
+      b.outputs.forEach((v, i) => this.batchedOut.set(v, [k, i]));
+    }
   }
 
   /** Bumped whenever a buffer is reallocated (or graphs are reset): graphs captured before hold stale addresses. */
@@ -163,12 +180,17 @@ export class StepLauncher {
 
   /** Frees every buffer (the program is being disposed). */
   free(): void {
-    for (const b of [...this.slots, this.meta, this.scratchBuf, this.counterBuf, this.outBuf, this.argmaxBuf, this.argmaxCounters, this.sampleIn, this.sampleWork]) if (b) this.p.gpu.free(b.ptr);
+    for (const b of [...this.slots, ...this.batched.map((e) => e.buf), this.meta, this.scratchBuf, this.counterBuf, this.outBuf, this.argmaxBuf, this.argmaxCounters, this.sampleIn, this.sampleWork]) if (b) this.p.gpu.free(b.ptr);
   }
 
   /** Sizes (and poisons) the activation buffers and builds the step's context. */
   private prepare(meta: StepMetadata, metaBase: bigint, streamed?: StreamStep): { ctx: StepContext; kv: KvPointers | null } {
     this.reserveSlots(Math.max(meta.rows, meta.selected));
+    this.batching = this.batched.length > 0 && batchedGemmMode() === 'on' && meta.rows >= BATCHED_MIN_ROWS && meta.rows <= BATCHED_MAX_ROWS && this.p.options.cublas && this.p.gpu.gemm !== null;
+    if (this.batching) {
+      const elem = dtypeBytes(this.p.act);
+      for (const [k, e] of this.batched.entries()) this.batched[k].buf = this.grow(e.buf, e.b.members.length * meta.rows * e.b.width * elem, `batched linear outputs ${k}`);
+    }
     if (this.p.options.poison) for (const s of this.slots) if (s) this.p.gpu.fill32(s.ptr, NAN_BITS, s.bytes / 4);
     return { ctx: this.context(meta, metaBase, streamed), kv: this.p.kv ? kvPointers(this.p.kv) : null };
   }
@@ -184,6 +206,12 @@ export class StepLauncher {
     if (g && groupFuses(ctx, g)) {
       if (i === g.at) launchGroup(ctx, g);
       return;
+    }
+    const k = this.batching ? this.batchedAt.get(i) : undefined;
+    if (k !== undefined) {
+      const e = this.batched[k];
+      if (i === e.first) launchBatched(ctx, e.b, ctx.meta.rows);
+      return; // every member is in the batch
     }
     launchNode(ctx, node, kv);
   }
@@ -203,6 +231,11 @@ export class StepLauncher {
         if (meta.selectsAll) id = p.plan.gatherAlias.get(id) ?? id;
         if (id === graph.inputs.tokenIds) return metaPtr(meta.at.tokenIds);
         if (id === graph.inputs.positions) return metaPtr(meta.at.positions);
+        const out = this.batching ? this.batchedOut.get(id) : undefined;
+        if (out) {
+          const e = this.batched[out[0]];
+          return e.buf!.ptr + BigInt(out[1] * meta.rows * e.b.width * dtypeBytes(p.act));
+        }
         const slot = buffers.slotOf[id];
         const buf = slot >= 0 ? this.slots[slot] : null;
         if (!buf) throw new BackendError(`value ${id} has no device buffer (read before it is computed?)`);

@@ -64,9 +64,10 @@ export class CudaStream implements Gpu {
     this.syncEachLaunch = opts.syncEachLaunch ?? process.env.ZINFER_CUDA_SYNC === '1';
     const gemms = (this.gemms = opts.cublas === false ? null : new StreamGemm(device, this));
     this.gemm = !gemms ? null : (g) => {
-      // A launch hook sees a GEMM as 'cublas_gemm' with (rows, outF, inF, element bytes) as its arguments.
+      // A launch hook sees a GEMM as 'cublas_gemm' with (rows, outF, inF, element bytes) as its arguments
+      // (a batch as one GEMM of its members' outF together).
       const hook = this.capturing ? null : this.hook;
-      hook?.before('cublas_gemm', { x: 1 }, 0, [g.rows, g.outF, g.inF, g.dtype === 'f32' ? 4 : 2]);
+      hook?.before('cublas_gemm', { x: 1 }, 0, [g.rows, g.outF * (g.batch?.count ?? 1), g.inF, g.dtype === 'f32' ? 4 : 2]);
       gemms.run(g, this.capturing);
       hook?.after('cublas_gemm');
     };
