@@ -3,7 +3,8 @@
 // and simulated (shared-memory sums over host arrays, to run the check's control flow without a GPU).
 // `paths`: 'peer' (one-shot, the engine's default grid), 'peer2' (two-shot, same registration),
 // 'peer8' (one-shot, 8 blocks: the small-message A/B of ZINFER_PEER_ALLREDUCE_BLOCKS), 'nccl'. alloc(n, dtype, values?) → handle (unset elements are NaN); allReduce(path, out, x, n,
-// dtype) inside capture(fn) → graph; replay(graph, times) waits for the replays; read(handle, n, dtype) →
+// dtype, residual?) inside capture(fn) → graph (with a residual: out = residual + the sum, which the peer
+// kernels add themselves and the NCCL path adds with the engine's add kernel, as the engine does); replay(graph, times) waits for the replays; read(handle, n, dtype) →
 // Float32Array; release(graph | null, handles).
 
 const bytesOf = (dtype) => (dtype === 'f32' ? 4 : 2);
@@ -33,10 +34,13 @@ export async function cudaRank(rank, grid, settings) {
       if (values) gpu.upload(p, core.fromF32(dtype, values));
       return p;
     },
-    allReduce(path, out, x, n, dtype) {
-      if (path === 'peer2') reduce.peer.launch(gpu, out, x, n, dtype, 2);
-      else if (path !== 'nccl') reduce[path].launch(gpu, out, x, n, dtype, 1);
-      else gpu.external(`NCCL all-reduce of ${n} ${dtype}`, [], (stream) => tp.device.allReduce(x, out, n, dtype, stream));
+    allReduce(path, out, x, n, dtype, residual = 0n) {
+      if (path === 'peer2') reduce.peer.launch(gpu, out, x, n, dtype, 2, residual);
+      else if (path !== 'nccl') reduce[path].launch(gpu, out, x, n, dtype, 1, residual);
+      else {
+        gpu.external(`NCCL all-reduce of ${n} ${dtype}`, [], (stream) => tp.device.allReduce(x, out, n, dtype, stream));
+        if (residual) gpu.launch(`add_${dtype}`, { x: Math.min(8192, Math.ceil(n / 256)) }, 256, [out, out, residual, n]);
+      }
     },
     capture(fn) {
       gpu.beginCapture();
@@ -75,10 +79,15 @@ export async function simRank(rank, size, shm) {
   const mem = new Map();
   let next = 1n;
   let capturing = null;
-  const run = async ({ out, x, n, dtype }) => {
+  const run = async ({ out, x, n, dtype, residual }) => {
     const v = core.toF32(dtype, mem.get(x)).slice(0, n);
     await comm.allReduce(v); // f32 sums in rank order, as the kernel does
-    mem.set(out, core.fromF32(dtype, v));
+    let sum = core.fromF32(dtype, v);
+    if (residual) {
+      const r = core.toF32(dtype, mem.get(residual));
+      sum = core.fromF32(dtype, core.toF32(dtype, sum).map((s, i) => s + r[i]));
+    }
+    mem.set(out, sum);
   };
   return {
     rank,
@@ -90,9 +99,9 @@ export async function simRank(rank, size, shm) {
       mem.set(p, core.fromF32(dtype, values ?? new Float32Array(n).fill(NaN)));
       return p;
     },
-    allReduce(path, out, x, n, dtype) {
+    allReduce(path, out, x, n, dtype, residual = 0n) {
       if (!capturing) throw new Error('the simulated device runs all-reduces only inside a captured graph');
-      capturing.push({ path, out, x, n, dtype });
+      capturing.push({ path, out, x, n, dtype, residual });
     },
     capture(fn) {
       capturing = [];

@@ -17,6 +17,11 @@
 // Chunks are assigned to blocks from the element count alone, so a block's chunks are the same on every
 // rank whatever the alignment of x and out.
 //
+// Residual (optional, null for none): out = residual + Σ x, rounded as an all-reduce followed by the add
+// kernel would round them (the sum to A, then the add to A), so a row-parallel projection's all-reduce and
+// the residual connection after it are one launch and the same bits as two. A thread reads the residual
+// only at the chunks it writes, so out may be the residual's (or x's) buffer.
+//
 // Two-shot (peer_all_reduce_2s_*, for mid sizes: each rank reads its peers' data once instead of all of
 // it): after the first barrier, rank r sums only the chunks c with c % ranks == r (same f32 rank-order
 // sums) and writes the rounded result over its own staged chunk (no peer reads that chunk of r's half:
@@ -95,7 +100,21 @@ template <typename A> __device__ __forceinline__ A ldcg_elem(const A *p) {
 template <typename A> __device__ __forceinline__ void store_chunk(A *out, int i, int m, bool out16, const float *acc) {
   if (out16 && m == Vec16<A>::N) store16<A>(out + i, acc);
   else
-    for (int k = 0; k < m; k++) out[i + k] = from_f32<A>(acc[k]);
+#pragma unroll
+    for (int k = 0; k < Vec16<A>::N; k++) // unrolled: acc stays in registers
+      if (k < m) out[i + k] = from_f32<A>(acc[k]);
+}
+
+// acc (a chunk's f32 sum) ← A-rounded sum + residual[i, i + m), as the add kernel after an all-reduce would.
+template <typename A> __device__ __forceinline__ void add_residual(float *acc, const A *residual, int i, int m) {
+  constexpr int V = Vec16<A>::N;
+  float r[V];
+  if (m == V && (reinterpret_cast<unsigned long long>(residual + i) & 15) == 0) widen16<A>(*reinterpret_cast<const uint4 *>(residual + i), r);
+  else
+#pragma unroll
+    for (int k = 0; k < V; k++) r[k] = k < m ? to_f32(residual[i + k]) : 0.f; // unrolled: r stays in registers
+#pragma unroll
+  for (int k = 0; k < V; k++) acc[k] = to_f32(from_f32<A>(acc[k])) + r[k];
 }
 
 // The block's epoch (advanced once per call), after the kernels before it on the stream have finished.
@@ -121,7 +140,7 @@ template <typename A> __device__ __forceinline__ void stage(A *mine, const A *x,
 }
 
 template <typename A>
-__device__ void peer_all_reduce(A *out, const A *x, const unsigned long long *table, int n, int rank, int ranks, int half_bytes) {
+__device__ void peer_all_reduce(A *out, const A *x, const unsigned long long *table, int n, int rank, int ranks, int half_bytes, const A *residual) {
   constexpr int V = Vec16<A>::N;
   // The next kernel may start now: its blocks take the SMs this one leaves free and load what they can
   // before their own grid_dep_wait (the next GEMV's weights) while the ranks meet here.
@@ -135,12 +154,14 @@ __device__ void peer_all_reduce(A *out, const A *x, const unsigned long long *ta
   for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += gridDim.x * blockDim.x) {
     float acc[V];
     sum_chunk<A>(acc, table, ranks, epoch, half_bytes, c * V);
-    store_chunk<A>(out, c * V, min(V, n - c * V), out16, acc);
+    const int m = min(V, n - c * V);
+    if (residual) add_residual<A>(acc, residual, c * V, m);
+    store_chunk<A>(out, c * V, m, out16, acc);
   }
 }
 
 template <typename A>
-__device__ void peer_all_reduce_2s(A *out, const A *x, const unsigned long long *table, int n, int rank, int ranks, int half_bytes) {
+__device__ void peer_all_reduce_2s(A *out, const A *x, const unsigned long long *table, int n, int rank, int ranks, int half_bytes, const A *residual) {
   constexpr int V = Vec16<A>::N;
   grid_dep_launch(); // as in the one-shot kernel
   PeerSignals *own = reinterpret_cast<PeerSignals *>(table[rank]);
@@ -161,22 +182,30 @@ __device__ void peer_all_reduce_2s(A *out, const A *x, const unsigned long long 
   for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += stride) {
     const A *src = data_half<A>(table[c % ranks], epoch, half_bytes) + c * V;
     const int m = min(V, n - c * V);
-    if (out16 && m == V) *reinterpret_cast<uint4 *>(out + c * V) = __ldcg(reinterpret_cast<const uint4 *>(src));
+    if (residual) { // the owner's rounded sum (whole chunk: the half has room past n) + the residual
+      float acc[V];
+      widen16<A>(__ldcg(reinterpret_cast<const uint4 *>(src)), acc);
+      add_residual<A>(acc, residual, c * V, m);
+      store_chunk<A>(out, c * V, m, out16, acc);
+    } else if (out16 && m == V) *reinterpret_cast<uint4 *>(out + c * V) = __ldcg(reinterpret_cast<const uint4 *>(src));
     else
       for (int k = 0; k < m; k++) out[c * V + k] = ldcg_elem<A>(src + k); // element loads: no local array
   }
 }
 
 #define PEER_ALL_REDUCE_ENTRY(S, A)                                                                                      \
-  /* out [n] = Σ over ranks of x [n], through every rank's registered area listed in table [ranks]. */                \
+  /* out [n] = Σ over ranks of x [n] (+ residual [n] unless null), through every rank's registered area listed */      \
+  /* in table [ranks]. */                                                                                                \
   extern "C" __global__ void __launch_bounds__(512) peer_all_reduce_##S(A *out, const A *x, const unsigned long long *table, \
-                                                                        int n, int rank, int ranks, int half_bytes) {    \
-    peer_all_reduce<A>(out, x, table, n, rank, ranks, half_bytes);                                                      \
+                                                                        int n, int rank, int ranks, int half_bytes,      \
+                                                                        const A *residual) {                             \
+    peer_all_reduce<A>(out, x, table, n, rank, ranks, half_bytes, residual);                                            \
   }                                                                                                                      \
   /* The same sums, two-shot: each rank reduces 1/ranks of the chunks, then every rank gathers them. */                 \
   extern "C" __global__ void __launch_bounds__(512) peer_all_reduce_2s_##S(A *out, const A *x, const unsigned long long *table, \
-                                                                           int n, int rank, int ranks, int half_bytes) { \
-    peer_all_reduce_2s<A>(out, x, table, n, rank, ranks, half_bytes);                                                   \
+                                                                           int n, int rank, int ranks, int half_bytes,   \
+                                                                           const A *residual) {                          \
+    peer_all_reduce_2s<A>(out, x, table, n, rank, ranks, half_bytes, residual);                                         \
   }
 
 PEER_ALL_REDUCE_ENTRY(f32, float)

@@ -20,8 +20,11 @@ const [VOCAB, HIDDEN] = [32, 64];
 const KV = { numBlocks: 4, blockSize: 4 };
 const HALF = 2 ** 21; // the default data half
 
-/** embedding → attention (decode steps replay as CUDA graphs) → row-parallel out projection → all-reduce → LM head. */
-function rankGraph(): { graph: Graph; tensors: Map<string, HostTensor> } {
+/**
+ * embedding → attention (decode steps replay as CUDA graphs) → row-parallel out projection → all-reduce
+ * (+ the embedding as a residual when `residual`) → LM head.
+ */
+function rankGraph(residual = false): { graph: Graph; tensors: Map<string, HostTensor> } {
   const rng = Rng.fromSeed(5);
   const t = new Map<string, HostTensor>([
     ['embed', randomTensor(rng, 'f16', [VOCAB, HIDDEN], 0.1)],
@@ -34,7 +37,8 @@ function rankGraph(): { graph: Graph; tensors: Map<string, HostTensor> } {
   const b = new GraphBuilder(weightInfos(t), { layers: 1, kvHeads: 1, headDim: 8 });
   const x = b.embedding(b.inputs.tokenIds, 'embed');
   const a = b.attention(b.linear(x, 'q'), b.linear(x, 'k'), b.linear(x, 'v'), { layer: 0, heads: 2, kvHeads: 1, headDim: 8, scale: 0.35, slidingWindow: null });
-  const y = b.allReduce(b.linear(a, 'o'));
+  const reduced = b.allReduce(b.linear(a, 'o'));
+  const y = residual ? b.add(reduced, x) : reduced;
   return { graph: b.build(b.linear(b.gatherRows(y), 'head')), tensors: t };
 }
 
@@ -92,8 +96,8 @@ function ranks(devices: number[], opts: { unreachable?: number[][]; noPeerMemory
   };
 }
 
-const compileAll = (rs: Rank[]) => {
-  const { graph, tensors } = rankGraph();
+const compileAll = (rs: Rank[], residual = false) => {
+  const { graph, tensors } = rankGraph(residual);
   return Promise.all(rs.map((r) => compileProgram(r.gpu, graph, memoryWeights(tensors), { kvCache: KV, communicator: r.comm }, SETTINGS)));
 };
 const prompt = () => stepBatch([{ tokens: [1, 7, 30], cached: 0, blocks: [0, 1] }], KV.blockSize, 'all');
@@ -136,10 +140,38 @@ test('small all-reduces launch the peer kernel on the stream (no NCCL), in the a
     const [l] = peerLaunches(r.gpu);
     assert.is(l.kernel, 'peer_all_reduce_f16');
     assert.equal([l.grid.x, l.block], [32, PEER_THREADS]);
-    assert.equal(l.args.slice(2), [r.memory!.allocations[1], 3 * HIDDEN, i, 2, HALF], 'table, count, rank, ranks, half bytes');
+    assert.equal(l.args.slice(2), [r.memory!.allocations[1], 3 * HIDDEN, i, 2, HALF, 0n], 'table, count, rank, ranks, half bytes, no residual');
     assert.ok(l.args[0] !== l.args[1], 'out of place');
   });
   for (const p of programs) await p.dispose();
+});
+
+test('the residual add after an all-reduce: the peer kernel adds it (no add kernel); through NCCL the all-reduce, then the add', async () => {
+  await withEnv({ ZINFER_PEER_ALLREDUCE_MAX_BYTES: String(2 * HIDDEN * 2) }, async () => {
+    const { ranks: rs } = ranks([0, 1]);
+    const programs = await compileAll(rs, true);
+    const kernels = (gpu: RecordingGpu, from: number) => gpu.launches.slice(from).map((l) => l.kernel);
+    await Promise.all(programs.map((p) => p.run(prompt()))); // 3 rows: over the peer limit
+    for (const r of rs) {
+      assert.equal(r.calls, ['allReduce'], 'NCCL');
+      const adds = r.gpu.launches.filter((l) => l.kernel === 'add_f16');
+      assert.is(adds.length, 1, 'then the add kernel');
+      const embedded = r.gpu.launches.find((l) => l.kernel.startsWith('embedding_'))!.args[0];
+      assert.ok(adds[0].args.slice(1, 3).includes(embedded), 'of the residual');
+    }
+    const from = rs.map((r) => r.gpu.launches.length);
+    await Promise.all(programs.map((p) => p.run(decode(0)))); // 1 row: through peer memory
+    rs.forEach((r, i) => {
+      assert.equal(r.calls, ['allReduce'], 'no NCCL this step');
+      assert.not.ok(kernels(r.gpu, from[i]).includes('add_f16'), 'no add kernel');
+      const [l] = peerLaunches(r.gpu, from[i]);
+      const embedded = r.gpu.launches.slice(from[i]).find((k) => k.kernel.startsWith('embedding_'))!.args[0];
+      assert.equal(l.args.slice(2), [r.memory!.allocations[1], HIDDEN, i, 2, HALF, embedded], 'the residual is the embedding');
+      const head = r.gpu.launches.slice(from[i]).find((k) => k.kernel.startsWith('gemv'));
+      assert.ok(head, 'the LM head follows');
+    });
+    for (const p of programs) await p.dispose();
+  });
 });
 
 test('decode steps: the peer launches are captured in the CUDA graph and replayed', async () => {

@@ -4,6 +4,7 @@
 // out of place (x → out); allGather lands [ranks, rows, width] and is interleaved into [rows, ranks·width]
 // (one row needs no interleave); send passes x on and copies it to its output value; recv fills its value.
 import { BackendError, COLLECTIVE_KINDS, type CompileOptions, type DeviceCollectives, type FloatDType, type Graph, type OpNode, type ValueId } from '@zinfer/core';
+import type { ReduceAdd } from './exec-plan.js';
 import type { PeerAllReduce } from './peer-allreduce.js';
 import { launchMoeExchange } from './moe-exchange-launch.js';
 import { dtypeBytes, type StepContext } from './step-context.js';
@@ -51,6 +52,21 @@ export function f32OutputValues(graph: Graph): Set<ValueId> {
     if (readers.length === 1) return new Set([graph.output, out.inputs.x]);
   }
   return new Set();
+}
+
+/**
+ * The add of an all-reduce's result and a residual, launched where the add runs (exec-plan.ts): one peer
+ * all-reduce that adds the residual when the message fits its buffers, else the all-reduce then the add.
+ */
+export function launchReduceAdd(ctx: StepContext, add: OpNode<'add'>, fused: ReduceAdd): void {
+  const dtype: FloatDType = ctx.isF32(fused.reduce.output) ? 'f32' : ctx.act;
+  const n = ctx.rowsOf(add.output) * ctx.width(add.output);
+  const peer = ctx.collectives.peer;
+  if (peer?.fits(n, dtype) && dtype === ctx.act && !ctx.isF32(add.output)) {
+    return peer.launch(ctx.gpu, ctx.value(add.output), ctx.value(fused.reduce.inputs.x), n, dtype, undefined, ctx.value(fused.residual));
+  }
+  launchCollective(ctx, fused.reduce);
+  ctx.gpu.launch(`add_${ctx.act}`, flatGrid(n), 256, [ctx.value(add.output), ctx.value(add.inputs.a), ctx.value(add.inputs.b), n]);
 }
 
 export function launchCollective(ctx: StepContext, node: CommunicationNode): void {

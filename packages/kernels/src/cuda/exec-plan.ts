@@ -10,6 +10,9 @@
 //     step that kernel is the attention itself).
 //   - embedding sums: an add of two embedding lookups that nothing else reads (GPT-2's token + position
 //     embeddings) is one kernel, launched where the add runs, rounding each lookup as its own launch would;
+//   - all-reduce + residual: an add of an all-reduce's result (read by nothing else) and another value
+//     (a row-parallel projection's partial sums and the residual stream) is one launch where the add runs:
+//     the peer all-reduce adds the residual itself; through NCCL the two still run one after the other;
 //   - row gathers: a gatherRows node reads its input through an alias when the step selects every row in
 //     order (decode steps, whose graphs replay only such steps), so no copy is launched; its input then
 //     lives as long as the gather's output is read.
@@ -55,6 +58,13 @@ export interface EmbeddingSum {
   covers: number[];
 }
 
+export interface ReduceAdd {
+  reduce: OpNode<'allReduce'>;
+  /** The add's other input. */
+  residual: ValueId;
+  covers: number[];
+}
+
 export interface ExecPlan {
   groups: LinearGroup[];
   /** Node index → the group that covers it. */
@@ -67,6 +77,10 @@ export interface ExecPlan {
   embeddingSums: Map<OpNode, EmbeddingSum>;
   /** Embedding node indices run by their add's launch. */
   embeddingCovers: Set<number>;
+  /** Add node → the all-reduce whose result it adds to `residual` in one launch (collective-launch.ts). */
+  reduceAdds: Map<OpNode, ReduceAdd>;
+  /** All-reduce node indices run by their add's launch. */
+  reduceCovers: Set<number>;
   /** gatherRows output → its input: the value read instead when a step selects every row in order. */
   gatherAlias: Map<ValueId, ValueId>;
   /** The first weight the next linear group reads, after an attention node or a group (none after the last). */
@@ -82,6 +96,8 @@ export interface FusionOptions {
   rope: boolean;
   /** Sum two embedding lookups in one kernel (default: as `linear`). */
   embedding?: boolean;
+  /** Add the residual in the all-reduce before it (default: as `linear`). */
+  reduceAdd?: boolean;
   /** Device dtype of a weight: linears fuse only with linears of the same weight dtype (one kernel type). */
   weightDtype?: (name: string) => string;
 }
@@ -202,6 +218,22 @@ export function planExecution(graph: Graph, opts: FusionOptions = { linear: true
     });
   }
 
+  const reduceAdds = new Map<OpNode, ReduceAdd>();
+  const reduceCovers = new Set<number>();
+  if (opts.reduceAdd ?? opts.linear) {
+    nodes.forEach((node, i) => {
+      if (node.op !== 'add' || embeddingSums.has(node)) return;
+      const { a, b } = node.inputs;
+      const r = [producer.get(a), producer.get(b)].find((j) => j !== undefined && nodes[j].op === 'allReduce');
+      if (r === undefined || a === b) return;
+      const reduce = nodes[r] as OpNode<'allReduce'>;
+      if (usesOf(reduce.output).length !== 1) return;
+      reduceAdds.set(node, { reduce, residual: a === reduce.output ? b : a, covers: [r] });
+      reduceCovers.add(r);
+      extraUses.push([reduce.inputs.x, i]);
+    });
+  }
+
   const gatherAlias = new Map<ValueId, ValueId>();
   nodes.forEach((node) => {
     if (node.op !== 'gatherRows' || node.output === graph.output) return;
@@ -211,7 +243,7 @@ export function planExecution(graph: Graph, opts: FusionOptions = { linear: true
     const reads = [...usesOf(node.output), ...extraUses.filter(([v]) => v === node.output).map(([, at]) => at)];
     for (const at of reads) extraUses.push([root, at]);
   });
-  return { groups, groupOf, rope, ropeCovers, embeddingSums, embeddingCovers, gatherAlias, nextWeight: nextWeights(graph, groups), extraUses, earlyDefs };
+  return { groups, groupOf, rope, ropeCovers, embeddingSums, embeddingCovers, reduceAdds, reduceCovers, gatherAlias, nextWeight: nextWeights(graph, groups), extraUses, earlyDefs };
 
   function sameDtype(a: OpNode, b: OpNode): boolean {
     if (a.op !== 'linear' || b.op !== 'linear' || !opts.weightDtype) return true;

@@ -70,13 +70,14 @@ export class PeerAllReduce {
   }
 
   /**
-   * out = Σ over ranks of x, enqueued on the Gpu's stream (capturable: the epochs live on the device).
+   * out = Σ over ranks of x (+ residual, unless 0n: the add after a row-parallel projection, rounded as two
+   * launches would), enqueued on the Gpu's stream (capturable: the epochs live on the device).
    * `shots`: the kernel (default: two-shot from settings.twoShotBytes on); both give the same bits.
    */
-  launch(gpu: Gpu, out: bigint, x: bigint, count: number, dtype: FloatDType, shots?: 1 | 2): void {
+  launch(gpu: Gpu, out: bigint, x: bigint, count: number, dtype: FloatDType, shots?: 1 | 2, residual = 0n): void {
     if (!this.fits(count, dtype)) throw new BackendError(`peer all-reduce of ${count} ${dtype} exceeds its buffers (callers check fits())`, { expected: `at most ${this.settings.maxBytes} bytes`, found: `${count * dtypeBytes(dtype)} bytes` });
     const two = (shots ?? (count * dtypeBytes(dtype) >= this.settings.twoShotBytes ? 2 : 1)) === 2;
-    gpu.launch(`peer_all_reduce_${two ? '2s_' : ''}${dtype}`, { x: this.blocks }, PEER_THREADS, [out, x, this.table, count, this.rank, this.size, this.settings.halfBytes]);
+    gpu.launch(`peer_all_reduce_${two ? '2s_' : ''}${dtype}`, { x: this.blocks }, PEER_THREADS, [out, x, this.table, count, this.rank, this.size, this.settings.halfBytes, residual]);
   }
 }
 
