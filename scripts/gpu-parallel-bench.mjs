@@ -97,6 +97,8 @@ const result = {
   mixtral_tp4_decode_bs1_ms_per_token: null,
   tp2_13b_nccl_decode_bs1_ms_per_token: null, tp4_13b_nccl_decode_bs1_ms_per_token: null, tp2_speedup_nccl: null, tp4_speedup_nccl: null,
   tp2_nccl_tokens_matching: null, tp4_nccl_tokens_matching: null, tp4_70b_nccl_decode_bs1_ms_per_token: null, tp4_70b_nccl_over_hbm_limit: null,
+  tp2_13b_unfused_decode_bs1_ms_per_token: null, tp4_13b_unfused_decode_bs1_ms_per_token: null, tp2_speedup_unfused: null, tp4_speedup_unfused: null,
+  tp2_unfused_tokens_matching: null, tp4_unfused_tokens_matching: null,
   allreduce: 'peer memory for messages up to ZINFER_PEER_ALLREDUCE_MAX_BYTES (default 512 KiB), NCCL above; *_nccl keys: NCCL only',
   weights_repeat_layer0: true,
 };
@@ -120,10 +122,14 @@ function step(name, fn, { minSeconds = 0, budget = null, always = false } = {}) 
   return runner.step(name, fn, { minSeconds });
 }
 
-/** Loads an engine, runs `body(engine, program)`, always closes it. `allReduce: 'nccl'` turns the peer all-reduce off. */
+/**
+ * Loads an engine, runs `body(engine, program)`, always closes it. `allReduce: 'nccl'` turns the peer
+ * all-reduce off; 'unfused' keeps it but launches the residual add after it on its own (ZINFER_REDUCE_ADD=off).
+ */
 async function withEngine(model, { parallel: strategy, limits, loadKey, allReduce = 'peer', autoStep = false }, body) {
   const t = performance.now();
   process.env.ZINFER_PEER_ALLREDUCE = allReduce === 'nccl' || NO_PEER ? '0' : '1'; // read by the rank workers this engine starts
+  process.env.ZINFER_REDUCE_ADD = allReduce === 'unfused' ? 'off' : 'on';
   const cap = strategy ? capturingStrategy(strategy) : capturingBackend(await makeBackend(BACKEND));
   const backend = strategy ? await makeBackend(BACKEND) : cap.backend;
   const engine = await createEngine({ model, backend, parallel: cap.strategy, autoStep, limits });
@@ -135,6 +141,7 @@ async function withEngine(model, { parallel: strategy, limits, loadKey, allReduc
   } finally {
     await engine.close();
     process.env.ZINFER_PEER_ALLREDUCE = NO_PEER ? '0' : '1';
+    process.env.ZINFER_REDUCE_ADD = 'on';
   }
 }
 
@@ -171,18 +178,21 @@ await step('HBM read bandwidth of every GPU (one process each, at once)', async 
 }, { budget: 'hbm', always: true });
 
 // 13B at tp1, tp2, tp4 (batch-1 latency first; the row sweep and throughput while the engine is loaded);
-// tp2 and tp4 again with NCCL for every all-reduce.
+// tp2 and tp4 again with NCCL for every all-reduce, and with the residual adds launched on their own
+// (`unfused`: the A/B of the peer all-reduce adding the residual itself).
 const tokensAt = {};
+const VARIANT = { nccl: ['_nccl', ' (NCCL all-reduce)'], unfused: ['_unfused', ' (residual adds on their own)'] };
 for (const tp of [1, 2, 4].filter((n) => n <= TP_MAX)) {
-  for (const allReduce of tp > 1 ? ['peer', 'nccl'] : ['peer']) {
-    const nccl = allReduce === 'nccl';
-    const key = `tp${tp}_13b${nccl ? '_nccl' : ''}_decode_bs1_ms_per_token`;
-    await step(`13B tp${tp}${nccl ? ' (NCCL all-reduce)' : ''}: load, decode batch 1`, () => withEngine(dir13, { parallel: tp > 1 ? tensorParallel({ size: tp }) : undefined, limits: LIMITS_13B, loadKey: nccl ? null : `tp${tp}_13b_load_s`, allReduce }, async (engine, program) => {
+  for (const allReduce of tp > 1 ? ['peer', 'nccl', 'unfused'] : ['peer']) {
+    const [suffix, label] = VARIANT[allReduce] ?? ['', ''];
+    const variant = allReduce !== 'peer';
+    const key = `tp${tp}_13b${suffix}_decode_bs1_ms_per_token`;
+    await step(`13B tp${tp}${label}: load, decode batch 1`, () => withEngine(dir13, { parallel: tp > 1 ? tensorParallel({ size: tp }) : undefined, limits: LIMITS_13B, loadKey: variant ? null : `tp${tp}_13b_load_s`, allReduce }, async (engine, program) => {
       const d = await decodeBs1(engine, { vocab: vocabOf(M13), ...DECODE });
       result[key] = round(d.msPerToken, 3);
-      if (nccl) {
-        result[`tp${tp}_nccl_tokens_matching`] = tokensAt[1] ? matching(d.tokens, tokensAt[1]) : null;
-        result[`tp${tp}_speedup_nccl`] = ratio(result.tp1_13b_decode_bs1_ms_per_token, result[key]);
+      if (variant) { // a variant of the peer run: its time and tokens only
+        result[`tp${tp}${suffix}_tokens_matching`] = tokensAt[1] ? matching(d.tokens, tokensAt[1]) : null;
+        result[`tp${tp}_speedup${suffix}`] = ratio(result.tp1_13b_decode_bs1_ms_per_token, result[key]);
         return { minMs: d.minMs, steps: d.steps };
       }
       const bytes = await bytesPerRankPerToken(core, tensorParallel, dir13, tp);
@@ -197,7 +207,7 @@ for (const tp of [1, 2, 4].filter((n) => n <= TP_MAX)) {
         detail.steps[`tp${tp} throughput`] = r;
       }
       return { minMs: d.minMs, steps: d.steps, tokens: d.tokens.slice(0, 24) };
-    }), { minSeconds: LOCAL ? 5 : 60, budget: tp === 4 && nccl ? 'tp4nccl' : `tp${tp}` });
+    }), { minSeconds: LOCAL ? 5 : 60, budget: tp === 4 && variant ? 'tp4nccl' : `tp${tp}` });
   }
 }
 
@@ -301,6 +311,7 @@ function printTable() {
     row(`tp${tp}_13b_decode_bs1_ms_per_token`, tp > 1 ? `${limit}; speedup ${result[`tp${tp}_speedup`] ?? '?'}; tokens matching tp1 ${result[`tp${tp}_tokens_matching`] ?? '?'}/${result.tokens_compared ?? '?'}` : limit);
   }
   for (const tp of [2, 4]) row(`tp${tp}_13b_nccl_decode_bs1_ms_per_token`, `NCCL all-reduce only; speedup ${result[`tp${tp}_speedup_nccl`] ?? '?'}; tokens matching tp1 ${result[`tp${tp}_nccl_tokens_matching`] ?? '?'}`);
+  for (const tp of [2, 4]) row(`tp${tp}_13b_unfused_decode_bs1_ms_per_token`, `residual adds on their own; speedup ${result[`tp${tp}_speedup_unfused`] ?? '?'}; tokens matching tp1 ${result[`tp${tp}_unfused_tokens_matching`] ?? '?'}`);
   row('tp_tokens_identical');
   row('tp4_70b_decode_bs1_ms_per_token', `HBM limit ${result.tp4_70b_hbm_limit_ms_per_token ?? '?'} (ratio ${result.tp4_70b_over_hbm_limit ?? '?'})`);
   row('tp4_70b_nccl_decode_bs1_ms_per_token', `NCCL all-reduce only (ratio ${result.tp4_70b_nccl_over_hbm_limit ?? '?'})`);

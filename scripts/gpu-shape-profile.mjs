@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { benchExitCode, importPackages, jsonWriter, programDecode, ratio, round, stepRunner, teeLog } from './gpu-harness.mjs';
 import { profileDecode } from './gpu-bench-profile.mjs';
 import { SHAPES as PARALLEL_SHAPES } from './gpu-parallel-common.mjs';
+import { SHAPES as MOE_SHAPES } from './gpu-moe-common.mjs';
 
 const OUT = process.env.OUT || join(tmpdir(), 'zinfer-shape-profile');
 const WORK = process.env.ZINFER_BENCH_DIR || '/tmp/zinfer-bench';
@@ -34,7 +35,9 @@ const rankOf = (c, tp) => ({
 const L13 = PARALLEL_SHAPES['llama-2-13b'];
 const L70 = PARALLEL_SHAPES['llama-2-70b'];
 const L7 = { ...L13, hidden_size: 4096, intermediate_size: 11008, num_attention_heads: 32, num_key_value_heads: 32, num_hidden_layers: 32 };
-const SHAPES = { '7b': L7, '13b': L13, '13b-tp2': rankOf(L13, 2), '13b-tp4': rankOf(L13, 4), '70b-tp4': rankOf(L70, 4) };
+// mixtral-tp4: one rank of the Mixtral-8x7B shape under expert slicing over 4 GPUs (every expert's
+// intermediate and the attention heads divided by 4, the router whole).
+const SHAPES = { '7b': L7, '13b': L13, '13b-tp2': rankOf(L13, 2), '13b-tp4': rankOf(L13, 4), '70b-tp4': rankOf(L70, 4), 'mixtral-tp4': rankOf(MOE_SHAPES['mixtral-8x7b'], 4) };
 const variants = (process.env.ZINFER_PROFILE_GEMV || cuda.GEMV_VARIANTS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
 const mixVariants = (process.env.ZINFER_PROFILE_MIX ?? 'v1,roll,occ').split(',').map((s) => s.trim()).filter(Boolean);
 const MIX_EPILOGUES = ['none', 'residual', 'gated'];
@@ -48,11 +51,12 @@ const { step } = stepRunner({ budgetS: Number(process.env.ZINFER_BENCH_BUDGET_S 
 
 const headDim = (c) => c.head_dim ?? c.hidden_size / c.num_attention_heads;
 
-/** Bytes a decode token reads: every weight but the embedding table, whose one row is noise. */
+/** Bytes a decode token reads: every weight but the embedding table, whose one row is noise (MoE: the router and the routed experts). */
 function bytesPerToken(c) {
   const h = c.hidden_size, hd = headDim(c);
   const q = c.num_attention_heads * hd, kv = c.num_key_value_heads * hd;
-  const layer = h * (q + 2 * kv) + q * h + 3 * h * c.intermediate_size;
+  const mlp = c.num_local_experts ? c.num_local_experts * h + c.num_experts_per_tok * 3 * h * c.intermediate_size : 3 * h * c.intermediate_size;
+  const layer = h * (q + 2 * kv) + q * h + mlp;
   return 2 * (c.num_hidden_layers * layer + c.vocab_size * h);
 }
 

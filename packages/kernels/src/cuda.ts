@@ -7,6 +7,7 @@
 // gives the offload tiers (host-memory.ts: it lives while its ArrayBuffer does, or until freeHost).
 import { CONTRACT_VERSION, type KernelBackend, type KvCacheDtype } from '@zinfer/core';
 import type { CudaProgram } from './cuda/program.js';
+import { parseChoice } from './cuda/env-choice.js';
 import { compileProgram, kvCacheBytesPerBlock, parseKvCacheDtype } from './cuda/compile.js';
 import { plannedActivations } from './cuda/activation-dtype.js';
 import type { ActivationChoice } from './cuda/device-weights.js';
@@ -114,7 +115,8 @@ export function cudaBackend(opts: CudaBackendOptions = {}): CudaKernelBackend {
         graphs: opts.graphs ?? true,
         maxGraphRows: opts.maxGraphRows ?? 64,
         flash: opts.flash ?? true,
-        fusion: { linear: opts.fusion ?? true, rope: opts.fusion ?? true },
+        // ZINFER_REDUCE_ADD=off: the residual add after an all-reduce as its own launch again (the bench's A/B).
+        fusion: { linear: opts.fusion ?? true, rope: opts.fusion ?? true, reduceAdd: (opts.fusion ?? true) && parseChoice(process.env.ZINFER_REDUCE_ADD, ['on', 'off'], 'on', 'ZINFER_REDUCE_ADD') === 'on' },
         kvCache: kvCacheDtype,
         ...(options.stream ? { host: hostMemory() } : {}),
         pinned: hostMemory,
