@@ -6,20 +6,58 @@
 // reference does (then rounded to f32, as transformers' f32 softmax), top-k by warp argmax with ties to the
 // lower id. counts (per expert, u64) gets one per selected expert of every real row: padded rows of a
 // decode graph carry slot padSlot and are skipped (slots null: every row counts).
+// The router reads little (experts × hidden weights) but sits between two kernels on the decode path, so
+// its latency is what counts: a warp loads its first expert's weights (up to ROUTER_PRE 16-byte vectors a
+// lane) before griddepcontrol.wait, while the kernel before it finishes, and the dot products run over
+// 16-byte vectors (scalar loads when the rows are not whole vectors).
+#define ROUTER_PRE 16
+
+// Σ w[v·N + k]·x[v·N + k] over the 16-byte vectors v of a lane, one vector (raw) at a time.
+template <typename W, typename A> __device__ __forceinline__ float router_vec(const uint4 raw, const A *x, int v) {
+  constexpr int N = Vec16<W>::N;
+  float wf[N], xv[N];
+  widen16<W>(raw, wf);
+  load_vec<A, N>(x + (i64)v * N, xv);
+  float s = 0.f;
+#pragma unroll
+  for (int k = 0; k < N; k++) s += wf[k] * xv[k];
+  return s;
+}
+
 template <typename W, typename A>
 __device__ void moe_router(float *out, const W *w, const A *x, int hidden, int experts, int topK, int normalize,
                            unsigned long long *counts, const int *slots, int padSlot) {
   extern __shared__ float prob[]; // [experts]
   __shared__ float chosen[MOE_MAX_TOPK];
   __shared__ int chosenId[MOE_MAX_TOPK];
-  grid_dep_wait();
-  grid_dep_launch();
+  constexpr int N = Vec16<W>::N;
   const int r = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   const A *xr = x + (i64)r * hidden;
+  // Whole 16-byte vectors of weights and of x (x's rows start at multiples of hidden elements).
+  const bool vec = hidden % N == 0 && (reinterpret_cast<unsigned long long>(w) & 15) == 0 &&
+                   (reinterpret_cast<unsigned long long>(x) % (N * sizeof(A) < 16 ? N * sizeof(A) : 16)) == 0;
+  const int nv = hidden / N;
+  uint4 pre[ROUTER_PRE];
+#pragma unroll
+  for (int j = 0; j < ROUTER_PRE; j++) {
+    const int v = lane + 32 * j;
+    pre[j] = vec && warp < experts && v < nv ? ld_stream16(w + (i64)warp * hidden + (i64)v * N) : make_uint4(0u, 0u, 0u, 0u);
+  }
+  grid_dep_wait();
+  grid_dep_launch();
   for (int e = warp; e < experts; e += warps) {
     const W *we = w + (i64)e * hidden;
     float s = 0.f;
-    for (int i = lane; i < hidden; i += 32) s += to_f32(we[i]) * to_f32(xr[i]);
+    if (vec) {
+#pragma unroll
+      for (int j = 0; j < ROUTER_PRE; j++) {
+        const int v = lane + 32 * j;
+        if (v < nv) s += router_vec<W, A>(e == warp ? pre[j] : ld_stream16(we + (i64)v * N), xr, v);
+      }
+      for (int v = lane + 32 * ROUTER_PRE; v < nv; v += 32) s += router_vec<W, A>(ld_stream16(we + (i64)v * N), xr, v);
+    } else {
+      for (int i = lane; i < hidden; i += 32) s += to_f32(we[i]) * to_f32(xr[i]);
+    }
     s = warp_sum(s);
     if (lane == 0) prob[e] = s;
   }

@@ -59,18 +59,29 @@ __device__ void moe_down_small(A *out, const A *h, const float *routing, const i
   __shared__ int ids[MOE_SLOTS], experts[MOE_SLOTS];
   __shared__ float fin[MOE_WROWS][MOE_TILE];
   __shared__ float part[MOE_WROWS][MOE_SLOTS]; // down·h of each slot
-  grid_dep_wait();
-  grid_dep_launch();
+  // Before the wait: the routing is complete (the gate/up kernel before this one waited for the router
+  // before it let this kernel start), so the step's experts are known and the first one's weights load
+  // while the gate/up kernel finishes; h is read only after the wait.
   const int *map = reinterpret_cast<const int *>(table + 3 * nLocal);
   const int o0 = MOE_WROWS * blockIdx.x, slots = rows * topK;
   const int distinct = small_experts(routing, map, mapLen, slots, topK, ids, experts);
+  const bool preload = distinct > 0 && inter % Vec16<W>::N == 0;
+  TileRaw raw;
+  if (preload) {
+    const W *wp[MOE_WROWS];
+    bool ok[MOE_WROWS];
+    down_rows<W>(table, experts[0], o0, hidden, inter, wp, ok);
+    tile_load<W>(raw, wp, ok, threadIdx.x, inter / Vec16<W>::N);
+  }
+  grid_dep_wait();
+  grid_dep_launch();
   for (int u = 0; u < distinct; u++) {
     if (threadIdx.x == 0) small_tile(ids, slots, experts[u], 1, t);
     __syncthreads();
     const W *wp[MOE_WROWS];
     bool ok[MOE_WROWS];
     down_rows<W>(table, t.expert, o0, hidden, inter, wp, ok);
-    tile_dot<R, W, A>(wp, ok, h, t.src, t.n, inter, fin);
+    tile_dot<R, W, A>(wp, ok, h, t.src, t.n, inter, fin, raw, preload && u == 0);
     if (threadIdx.x < MOE_WROWS * MOE_TILE) {
       const int i = threadIdx.x / MOE_TILE, j = threadIdx.x % MOE_TILE;
       if (j < t.n) part[i][t.slot[j]] = fin[i][j];

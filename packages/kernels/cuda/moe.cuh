@@ -82,12 +82,27 @@ __device__ __forceinline__ void list_tile(const int *tiles, const int *order, in
 }
 
 // ---------------------------------------------------------------------------------------------------
+// One pass of weight loads of tile_dot: MOE_UNROLL 16-byte vectors of each of the MOE_WROWS rows, from
+// vector `base` (a thread's first pass: base = threadIdx.x). Rows that are not ok read nothing.
+typedef uint4 TileRaw[MOE_UNROLL][MOE_WROWS];
+template <typename W>
+__device__ __forceinline__ void tile_load(TileRaw &raw, const W *const (&wp)[MOE_WROWS], const bool (&ok)[MOE_WROWS], int base, int nv) {
+  constexpr int N = Vec16<W>::N;
+#pragma unroll
+  for (int u = 0; u < MOE_UNROLL; u++) {
+    const int v = base + u * MOE_THREADS;
+#pragma unroll
+    for (int i = 0; i < MOE_WROWS; i++) raw[u][i] = (ok[i] && v < nv) ? ld_stream16(wp[i] + (i64)v * N) : make_uint4(0u, 0u, 0u, 0u);
+  }
+}
+
 // Dot products of MOE_WROWS weight rows (length len, W) with up to R input rows x + src[j]·len (XT, src in
 // shared memory: row pointers in registers would spill at R = 8), n of them live; the block's sums land in
-// fin[i][j] (row i, input j). wp rows that are not ok read nothing.
+// fin[i][j] (row i, input j). wp rows that are not ok read nothing. `preloaded`: raw already holds the
+// first pass's loads (tile_load at base threadIdx.x, issued before griddepcontrol.wait), whole-vector rows only.
 template <int R, typename W, typename XT>
-__device__ void tile_dot(const W *const (&wp)[MOE_WROWS], const bool (&ok)[MOE_WROWS], const XT *x, const int *src, int n, int len,
-                         float (&fin)[MOE_WROWS][MOE_TILE]) {
+__device__ __forceinline__ void tile_dot(const W *const (&wp)[MOE_WROWS], const bool (&ok)[MOE_WROWS], const XT *x, const int *src, int n, int len,
+                                         float (&fin)[MOE_WROWS][MOE_TILE], TileRaw &raw, bool preloaded) {
   __shared__ float red[MOE_WARPS][32];
   float acc[MOE_WROWS][R];
 #pragma unroll
@@ -98,13 +113,7 @@ __device__ void tile_dot(const W *const (&wp)[MOE_WROWS], const bool (&ok)[MOE_W
   if (len % N == 0) {
     const int nv = len / N;
     for (int base = threadIdx.x; base < nv; base += MOE_THREADS * MOE_UNROLL) {
-      uint4 raw[MOE_UNROLL][MOE_WROWS];
-#pragma unroll
-      for (int u = 0; u < MOE_UNROLL; u++) {
-        const int v = base + u * MOE_THREADS;
-#pragma unroll
-        for (int i = 0; i < MOE_WROWS; i++) raw[u][i] = (ok[i] && v < nv) ? ld_stream16(wp[i] + (i64)v * N) : make_uint4(0u, 0u, 0u, 0u);
-      }
+      if (!(preloaded && base == (int)threadIdx.x)) tile_load<W>(raw, wp, ok, base, nv);
 #pragma unroll
       for (int u = 0; u < MOE_UNROLL; u++) {
         const int v = base + u * MOE_THREADS;
@@ -156,6 +165,13 @@ __device__ void tile_dot(const W *const (&wp)[MOE_WROWS], const bool (&ok)[MOE_W
     fin[threadIdx.x / R][threadIdx.x % R] = s;
   }
   __syncthreads();
+}
+
+template <int R, typename W, typename XT>
+__device__ __forceinline__ void tile_dot(const W *const (&wp)[MOE_WROWS], const bool (&ok)[MOE_WROWS], const XT *x, const int *src, int n, int len,
+                                         float (&fin)[MOE_WROWS][MOE_TILE]) {
+  TileRaw raw;
+  tile_dot<R, W, XT>(wp, ok, x, src, n, len, fin, raw, false);
 }
 
 // Pointers of a local expert's matrices: 0 gate, 1 up, 2 down.
