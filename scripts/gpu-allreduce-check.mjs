@@ -30,7 +30,10 @@ const LATENCY_BYTES = [8192, 16_384, 65_536, 262_144, 1_048_576];
 // Buffers for every checked size (2M f32 = 8 MiB), so the check covers the kernel up to there; the
 // engine's default threshold is ZINFER_PEER_ALLREDUCE_MAX_BYTES (512 KiB).
 // 9 MiB: the largest case (2M f32 elements, 8 MiB) also runs at its odd size (n + 1) in the same graph.
-const SETTINGS = { enabled: true, maxBytes: 9 * 2 ** 20, halfBytes: 9 * 2 ** 20, blocks: Number(process.env.ZINFER_PEER_ALLREDUCE_BLOCKS || 32) };
+const SETTINGS = {
+  enabled: true, maxBytes: 9 * 2 ** 20, halfBytes: 9 * 2 ** 20, blocks: Number(process.env.ZINFER_PEER_ALLREDUCE_BLOCKS || 32), twoShotBytes: Infinity,
+  llBytes: Number(process.env.ZINFER_PEER_ALLREDUCE_LL_BYTES ?? 2 ** 16), // the Lamport kernel: messages up to this size
+};
 
 if (isMainThread) await main();
 else await rankMain(workerData);
@@ -102,6 +105,7 @@ async function checkCase(dev, { dtype, n, exact, size }, replays) {
   };
   const peer = dev.peer ? await run('peer') : null;
   const peer2 = dev.peer ? await run('peer2') : null; // two-shot: the same bits as one-shot
+  const ll = dev.paths.includes('ll') && Math.ceil((odd * (dtype === 'f32' ? 4 : 2)) / 16) * 16 <= SETTINGS.llBytes ? await run('ll') : null; // Lamport: the same bits
   const nccl = await run('nccl');
   const hash = (arrs) => arrs.map((a) => fnv(a)).join('.');
   const want = expected(core, dtype, size, n, 0, exact);
@@ -120,7 +124,7 @@ async function checkCase(dev, { dtype, n, exact, size }, replays) {
       }
     }
   }
-  return { peerHash: peer ? hash(peer) : null, peer2Hash: peer2 ? hash(peer2) : null, ncclHash: hash(nccl), maxDiff, maxRel, peerMismatches: peer ? mismatches(peer) : null };
+  return { peerHash: peer ? hash(peer) : null, peer2Hash: peer2 ? hash(peer2) : null, llHash: ll ? hash(ll) : null, ncclHash: hash(nccl), maxDiff, maxRel, peerMismatches: peer ? mismatches(peer) : null };
 }
 
 async function latencyCase(dev, { bytes, reps, replays }) {
@@ -138,8 +142,8 @@ async function latencyCase(dev, { bytes, reps, replays }) {
     dev.release(graph, []);
     return us;
   };
-  const res = { peerUs: null, peer2Us: null, peer8Us: null };
-  for (const path of dev.paths) res[`${path}Us`] = await time(path);
+  const res = { peerUs: null, peer2Us: null, peer8Us: null, llUs: null };
+  for (const path of dev.paths) if (path !== 'll' || bytes <= SETTINGS.llBytes) res[`${path}Us`] = await time(path);
   dev.release(null, [x, out]);
   return res;
 }
@@ -241,9 +245,9 @@ async function runGroup(size, { par, results, save, deadline }) {
       if (performance.now() > deadline - 5000) break;
       const rs = await ask({ kind: 'latency', bytes, reps: 20, replays: SIM ? 2 : 50 });
       const err = rs.find((r) => r.error);
-      const row = { ranks: size, bytes, peerUs: err ? null : round(rs[0].peerUs), peer2Us: err ? null : round(rs[0].peer2Us), peer8Us: err ? null : round(rs[0].peer8Us), ncclUs: err ? null : round(rs[0].ncclUs), error: err?.error ?? null };
+      const row = { ranks: size, bytes, peerUs: err ? null : round(rs[0].peerUs), peer2Us: err ? null : round(rs[0].peer2Us), peer8Us: err ? null : round(rs[0].peer8Us), llUs: err ? null : round(rs[0].llUs), ncclUs: err ? null : round(rs[0].ncclUs), error: err?.error ?? null };
       results.latency.push(row);
-      console.log(`latency ${size} ranks ${bytes} B: peer ${row.peerUs ?? '-'} µs (two-shot ${row.peer2Us ?? '-'}, 8 blocks ${row.peer8Us ?? '-'}), NCCL ${row.ncclUs ?? '-'} µs${row.error ? ` (${row.error})` : ''}`);
+      console.log(`latency ${size} ranks ${bytes} B: peer ${row.peerUs ?? '-'} µs (two-shot ${row.peer2Us ?? '-'}, 8 blocks ${row.peer8Us ?? '-'}, Lamport ${row.llUs ?? '-'}), NCCL ${row.ncclUs ?? '-'} µs${row.error ? ` (${row.error})` : ''}`);
       save();
     }
     for (const n of SIZES) {
@@ -285,8 +289,10 @@ function judge(rs, dtype, size, exact, peer) {
   const tol = exact ? 0 : 2 * size * size * ulp; // chained sums of `size` terms, NCCL rounding each partial
   const wrong = Math.max(...rs.map((r) => r.peerMismatches));
   const twoShot = rs.every((r) => r.peer2Hash === r.peerHash);
-  const ok = same && twoShot && wrong === 0 && maxRel <= tol;
-  const detail = `${same ? 'bit-identical across ranks' : 'RANKS DIFFER'}; two-shot ${twoShot ? 'identical' : 'DIFFERS'}; ${wrong} elements differ from the host's f32 rank-order sums; max |peer − NCCL| ${rs[0].maxDiff.toExponential(2)} (rel ${maxRel.toExponential(2)}, tol ${tol.toExponential(2)})${sameNccl ? '' : '; NCCL ranks differ'}`;
+  const ll = rs.every((r) => r.llHash === null || r.llHash === r.peerHash);
+  const llRan = rs.every((r) => r.llHash !== null);
+  const ok = same && twoShot && ll && wrong === 0 && maxRel <= tol;
+  const detail = `${same ? 'bit-identical across ranks' : 'RANKS DIFFER'}; two-shot ${twoShot ? 'identical' : 'DIFFERS'}; Lamport ${!ll ? 'DIFFERS' : llRan ? 'identical' : 'not run (over its slots)'}; ${wrong} elements differ from the host's f32 rank-order sums; max |peer − NCCL| ${rs[0].maxDiff.toExponential(2)} (rel ${maxRel.toExponential(2)}, tol ${tol.toExponential(2)})${sameNccl ? '' : '; NCCL ranks differ'}`;
   return { status: ok ? 'PASS' : 'FAIL', detail, maxRel };
 }
 
@@ -303,11 +309,11 @@ function round(x) {
 function printTable(results) {
   const count = (s) => results.cases.filter((c) => c.status === s).length;
   console.log('\n== latency (µs per all-reduce, f16, 20 back to back in a CUDA graph)');
-  console.log(`ranks  bytes     one-shot  two-shot  8 blocks     NCCL   NCCL / best peer (one-shot: ${SETTINGS.blocks} blocks)`);
+  console.log(`ranks  bytes     one-shot  two-shot  8 blocks   Lamport     NCCL   NCCL / best peer (one-shot: ${SETTINGS.blocks} blocks)`);
   const cell = (v, w) => String(v ?? '-').padStart(w);
   for (const r of results.latency) {
-    const best = Math.min(...[r.peerUs, r.peer2Us, r.peer8Us].filter((v) => v !== null && v !== undefined));
-    console.log(`${String(r.ranks).padEnd(6)} ${String(r.bytes).padEnd(8)} ${cell(r.peerUs, 9)} ${cell(r.peer2Us, 9)} ${cell(r.peer8Us, 9)} ${cell(r.ncclUs, 8)}   ${Number.isFinite(best) ? (r.ncclUs / best).toFixed(2) + '×' : '-'}`);
+    const best = Math.min(...[r.peerUs, r.peer2Us, r.peer8Us, r.llUs].filter((v) => v !== null && v !== undefined));
+    console.log(`${String(r.ranks).padEnd(6)} ${String(r.bytes).padEnd(8)} ${cell(r.peerUs, 9)} ${cell(r.peer2Us, 9)} ${cell(r.peer8Us, 9)} ${cell(r.llUs, 9)} ${cell(r.ncclUs, 8)}   ${Number.isFinite(best) ? (r.ncclUs / best).toFixed(2) + '×' : '-'}`);
   }
   console.log(`\n== correctness: ${count('PASS')} passed, ${count('FAIL')} failed, ${count('SKIP')} skipped; groups: ${results.groups.map((g) => `${g.size}: ${g.error ? 'ERROR ' + g.error : g.reason}`).join('; ')}`);
 }

@@ -2,7 +2,8 @@
 // stream, the peer all-reduce of @zinfer/kernels/cuda and NCCL through @zinfer/parallel's communicator)
 // and simulated (shared-memory sums over host arrays, to run the check's control flow without a GPU).
 // `paths`: 'peer' (one-shot, the engine's default grid), 'peer2' (two-shot, same registration),
-// 'peer8' (one-shot, 8 blocks: the small-message A/B of ZINFER_PEER_ALLREDUCE_BLOCKS), 'nccl'. alloc(n, dtype, values?) → handle (unset elements are NaN); allReduce(path, out, x, n,
+// 'peer8' (one-shot, 8 blocks: the small-message A/B of ZINFER_PEER_ALLREDUCE_BLOCKS), 'll' (Lamport, messages
+// up to settings.llBytes), 'nccl'. alloc(n, dtype, values?) → handle (unset elements are NaN); allReduce(path, out, x, n,
 // dtype, residual?) inside capture(fn) → graph (with a residual: out = residual + the sum, which the peer
 // kernels add themselves and the NCCL path adds with the engine's add kernel, as the engine does); replay(graph, times) waits for the replays; read(handle, n, dtype) →
 // Float32Array; release(graph | null, handles).
@@ -25,7 +26,7 @@ export async function cudaRank(rank, grid, settings) {
   return {
     rank,
     peer: !!setup.reduce,
-    paths: setup.reduce ? ['peer', 'peer2', ...(small ? ['peer8'] : []), 'nccl'] : ['nccl'],
+    paths: setup.reduce ? ['peer', 'peer2', ...(small ? ['peer8'] : []), ...(settings.llBytes > 0 ? ['ll'] : []), 'nccl'] : ['nccl'],
     reason: setup.reason,
     alloc(n, dtype, values) {
       const words = Math.ceil((n * bytesOf(dtype)) / 4);
@@ -36,6 +37,7 @@ export async function cudaRank(rank, grid, settings) {
     },
     allReduce(path, out, x, n, dtype, residual = 0n) {
       if (path === 'peer2') reduce.peer.launch(gpu, out, x, n, dtype, 2, residual);
+      else if (path === 'll') reduce.peer.launch(gpu, out, x, n, dtype, 'll', residual);
       else if (path !== 'nccl') reduce[path].launch(gpu, out, x, n, dtype, 1, residual);
       else {
         gpu.external(`NCCL all-reduce of ${n} ${dtype}`, [], (stream) => tp.device.allReduce(x, out, n, dtype, stream));
@@ -92,7 +94,7 @@ export async function simRank(rank, size, shm) {
   return {
     rank,
     peer: true,
-    paths: ['peer', 'peer2', 'peer8', 'nccl'],
+    paths: ['peer', 'peer2', 'peer8', 'll', 'nccl'],
     reason: `simulated, ${size} ranks`,
     alloc(n, dtype, values) {
       const p = next++;

@@ -150,7 +150,9 @@ __device__ __forceinline__ uint4 ld_stream16(const void *p) {
 // GEMV's first weight loads, the decode attention's block table and first K/V round, the embedding rows).
 // That is safe because every step starts with the upload of its metadata, a copy that no kernel overlaps,
 // so everything earlier steps wrote is complete; a graph of several steps, or token ids fed back on the
-// device, would have to revisit it.
+// device, would have to revisit it. One read reaches further back: the small-step MoE down kernel reads
+// the routing (and its first expert's weights) before its wait, because the gate/up kernel before it calls
+// grid_dep_launch() only after its own wait, so everything before the gate/up kernel has completed.
 __device__ __forceinline__ void grid_dep_wait() {
 #if __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");

@@ -28,6 +28,18 @@
 // it reads only the chunks it owns); a second barrier (flags2), then every rank copies each chunk from
 // its owner. Results are bit-identical to the one-shot kernel's. Both kernels share the epochs and may
 // alternate on one registration.
+//
+// Lamport (peer_all_reduce_ll_*, for the smallest messages: decode's hidden-sized all-reduces): no barrier
+// and no flags. A third region of each area holds 3 generations × ranks slots, every word of which starts
+// as the sentinel 0x80008000 (each 16-bit half -0.0; one f32 denormal). Call e (the block's own LL epoch)
+// pushes this rank's chunks of x into slot `rank` of generation e % 3 of every rank's area (stores over
+// NVLink, sentinel values replaced: -0.0 → +0.0 in 16-bit types, the f32 sentinel → -0.0), then each thread
+// polls its chunks of every slot of its own generation e % 3 until no element is the sentinel (the data is
+// its own arrival flag) and sums them as the one-shot kernel does (same bits, but a -0.0 sum is +0.0).
+// Last it restores the sentinel in the chunks that call e - 1 filled (generation (e + 2) % 3, whose size
+// the block kept in its signals): every peer finished writing them before this rank could finish call
+// e - 1, and none writes them again before call e + 2, which needs this rank's call e + 1, which starts
+// after this kernel has ended.
 #include "common.cuh"
 
 #define PEER_MAX_RANKS 8
@@ -39,7 +51,11 @@ struct PeerSignals {
   u32 flags[PEER_MAX_BLOCKS][PEER_MAX_RANKS];
   u32 flags2[PEER_MAX_BLOCKS][PEER_MAX_RANKS];
   u32 epoch[PEER_MAX_BLOCKS];
+  u32 llEpoch[PEER_MAX_BLOCKS]; // the Lamport kernel's calls (its own count: the kernels may alternate)
+  u32 llCount[PEER_MAX_BLOCKS]; // elements of the block's previous Lamport call
 };
+static_assert(sizeof(PeerSignals) <= PEER_SIGNAL_BYTES, "the signals fit before the data halves");
+#define LL_SENTINEL 0x80008000u
 
 __device__ __forceinline__ void st_release_sys(u32 *p, u32 v) {
   asm volatile("st.release.sys.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
@@ -193,6 +209,113 @@ __device__ void peer_all_reduce_2s(A *out, const A *x, const unsigned long long 
   }
 }
 
+// A 16-byte chunk holds no sentinel element (it has arrived whole).
+template <typename A> __device__ __forceinline__ bool ll_arrived(const uint4 v) {
+  const u32 w[4] = {v.x, v.y, v.z, v.w};
+  bool ok = true;
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    if constexpr (sizeof(A) == 4) ok &= w[i] != LL_SENTINEL;
+    else ok &= (w[i] & 0xffffu) != 0x8000u && (w[i] >> 16) != 0x8000u;
+  }
+  return ok;
+}
+
+// The chunk as pushed: sentinel elements replaced by the nearest value that is not one.
+template <typename A> __device__ __forceinline__ uint4 ll_clean(const uint4 v) {
+  u32 w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    if constexpr (sizeof(A) == 4) w[i] = w[i] == LL_SENTINEL ? 0x80000000u : w[i];
+    else {
+      const u32 lo = w[i] & 0xffffu, hi = w[i] >> 16;
+      w[i] = (lo == 0x8000u ? 0u : lo) | ((hi == 0x8000u ? 0u : hi) << 16);
+    }
+  }
+  return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+// m < V elements at p (any alignment) as one chunk; the padding is +0, never the sentinel.
+template <typename A> __device__ __forceinline__ uint4 ll_pack(const A *p, int m) {
+  u32 w[4] = {0u, 0u, 0u, 0u};
+  if constexpr (sizeof(A) == 4) {
+#pragma unroll
+    for (int k = 0; k < 4; k++) w[k] = k < m ? __float_as_uint(p[k]) : 0u;
+  } else {
+#pragma unroll
+    for (int k = 0; k < 8; k++) w[k / 2] |= (k < m ? (u32)p[k].bits : 0u) << (16 * (k & 1));
+  }
+  return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+__device__ __forceinline__ void st_volatile16(void *p, const uint4 v) {
+  asm volatile("st.volatile.global.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
+}
+__device__ __forceinline__ uint4 ld_volatile16(const void *p) {
+  uint4 v;
+  // No "memory" clobber: the sums use the loaded values themselves, and volatile asm keeps its order.
+  asm volatile("ld.volatile.global.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+  return v;
+}
+
+// Chunk i (element index) of slot s of generation g of the Lamport region of an area.
+template <typename A>
+__device__ __forceinline__ A *ll_chunk(unsigned long long area, int half_bytes, int slot_bytes, int ranks, u32 g, int s, int i) {
+  return reinterpret_cast<A *>(area + PEER_SIGNAL_BYTES + 2ull * half_bytes + ((unsigned long long)g * ranks + s) * slot_bytes) + i;
+}
+
+template <typename A>
+__device__ void peer_all_reduce_ll(A *out, const A *x, const unsigned long long *table, int n, int rank, int ranks, int half_bytes,
+                                   int slot_bytes, const A *residual) {
+  constexpr int V = Vec16<A>::N;
+  __shared__ u32 epoch_s, prev_s;
+  grid_dep_launch(); // as in the one-shot kernel
+  PeerSignals *own = reinterpret_cast<PeerSignals *>(table[rank]);
+  grid_dep_wait(); // x is written, and this rank's previous Lamport call has ended
+  if (threadIdx.x == 0) {
+    epoch_s = (own->llEpoch[blockIdx.x] += 1u);
+    prev_s = own->llCount[blockIdx.x];
+    own->llCount[blockIdx.x] = (u32)n;
+  }
+  __syncthreads();
+  const u32 g = epoch_s % 3u;
+  const int chunks = (n + V - 1) / V, stride = gridDim.x * blockDim.x;
+  const bool x16 = (reinterpret_cast<unsigned long long>(x) & 15) == 0;
+  for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += stride) {
+    const int i = c * V, m = min(V, n - i);
+    uint4 v;
+    if (x16 && m == V) v = *reinterpret_cast<const uint4 *>(x + i);
+    else v = ll_pack<A>(x + i, m);
+    v = ll_clean<A>(v);
+    for (int r = 0; r < ranks; r++) st_volatile16(ll_chunk<A>(table[r], half_bytes, slot_bytes, ranks, g, rank, i), v);
+  }
+  const bool out16 = (reinterpret_cast<unsigned long long>(out) & 15) == 0;
+  for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += stride) {
+    const int i = c * V, m = min(V, n - i);
+    float acc[V];
+#pragma unroll
+    for (int k = 0; k < V; k++) acc[k] = 0.f;
+    for (int r = 0; r < ranks; r++) {
+      const A *src = ll_chunk<A>(table[rank], half_bytes, slot_bytes, ranks, g, r, i);
+      uint4 v;
+      do v = ld_volatile16(src);
+      while (!ll_arrived<A>(v));
+      float f[V];
+      widen16<A>(v, f);
+#pragma unroll
+      for (int k = 0; k < V; k++) acc[k] += f[k];
+    }
+    if (residual) add_residual<A>(acc, residual, i, m);
+    store_chunk<A>(out, i, m, out16, acc);
+  }
+  // Back to the sentinel: what call e - 1 filled (this block's chunks of its size, every slot).
+  const u32 old = (epoch_s + 2u) % 3u;
+  const uint4 empty = make_uint4(LL_SENTINEL, LL_SENTINEL, LL_SENTINEL, LL_SENTINEL);
+  const int prevChunks = ((int)prev_s + V - 1) / V;
+  for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < prevChunks; c += stride)
+    for (int r = 0; r < ranks; r++) *reinterpret_cast<uint4 *>(ll_chunk<A>(table[rank], half_bytes, slot_bytes, ranks, old, r, c * V)) = empty;
+}
+
 #define PEER_ALL_REDUCE_ENTRY(S, A)                                                                                      \
   /* out [n] = Σ over ranks of x [n] (+ residual [n] unless null), through every rank's registered area listed */      \
   /* in table [ranks]. */                                                                                                \
@@ -206,6 +329,12 @@ __device__ void peer_all_reduce_2s(A *out, const A *x, const unsigned long long 
                                                                            int n, int rank, int ranks, int half_bytes,   \
                                                                            const A *residual) {                          \
     peer_all_reduce_2s<A>(out, x, table, n, rank, ranks, half_bytes, residual);                                         \
+  }                                                                                                                      \
+  /* The same sums, Lamport-style (no barrier): slot_bytes per slot of the region after the two halves. */              \
+  extern "C" __global__ void __launch_bounds__(512, 1) peer_all_reduce_ll_##S(A *out, const A *x, const unsigned long long *table, \
+                                                                           int n, int rank, int ranks, int half_bytes,   \
+                                                                           int slot_bytes, const A *residual) {          \
+    peer_all_reduce_ll<A>(out, x, table, n, rank, ranks, half_bytes, slot_bytes, residual);                             \
   }
 
 PEER_ALL_REDUCE_ENTRY(f32, float)

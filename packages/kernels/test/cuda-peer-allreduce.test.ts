@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import { ConfigError, GraphBuilder, Rng, type Communicator, type DeviceCollectives, type Graph, type HostTensor, type PeerGroup } from '@zinfer/core';
 import { memoryWeights, randomTensor, stepBatch, weightInfos } from '@zinfer/core/testing';
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
-import { PEER_SIGNAL_BYTES, PEER_THREADS, peerSettings } from '../src/cuda/peer-allreduce.js';
+import { LL_SENTINEL, PEER_SIGNAL_BYTES, PEER_THREADS, peerSettings } from '../src/cuda/peer-allreduce.js';
 import { RecordingPeerMemory } from '../src/cuda/peer-memory.js';
 import { RecordingGpu } from '../src/cuda/recording-gpu.js';
 
@@ -19,6 +19,7 @@ const SETTINGS: CompileSettings = {
 const [VOCAB, HIDDEN] = [32, 64];
 const KV = { numBlocks: 4, blockSize: 4 };
 const HALF = 2 ** 21; // the default data half
+const LL = 2 ** 16; // the default Lamport slot
 
 /**
  * embedding → attention (decode steps replay as CUDA graphs) → row-parallel out projection → all-reduce
@@ -122,7 +123,7 @@ test('set-up: every rank maps every peer, registers one area and the areas are e
   rs.forEach((r, i) => {
     assert.equal(r.memory!.enabled, [2, 3, 5].filter((d) => d !== [2, 3, 5][i]), `rank ${i} maps its peers`);
     assert.is(r.memory!.allocations[0], areas[i], 'the area exchanged is the one registered');
-    assert.is(r.gpu.live.get(areas[i]), PEER_SIGNAL_BYTES + 2 * HALF, 'signals and two data halves');
+    assert.is(r.gpu.live.get(areas[i]), PEER_SIGNAL_BYTES + 2 * HALF + 3 * 3 * LL, 'signals, two data halves, 3 Lamport generations of 3 slots');
   });
   assert.equal(rounds[0].map((v) => v[1]), [32n, 32n, 32n], 'every rank offers its launch grid');
   const again = await compileAll(rs); // a second program on the same communicators: no new set-up
@@ -138,12 +139,39 @@ test('small all-reduces launch the peer kernel on the stream (no NCCL), in the a
   rs.forEach((r, i) => {
     assert.equal(r.calls, [], 'NCCL not called');
     const [l] = peerLaunches(r.gpu);
-    assert.is(l.kernel, 'peer_all_reduce_f16');
+    assert.is(l.kernel, 'peer_all_reduce_ll_f16', 'up to 64 KiB: the Lamport kernel');
     assert.equal([l.grid.x, l.block], [32, PEER_THREADS]);
-    assert.equal(l.args.slice(2), [r.memory!.allocations[1], 3 * HIDDEN, i, 2, HALF, 0n], 'table, count, rank, ranks, half bytes, no residual');
+    assert.equal(l.args.slice(2), [r.memory!.allocations[1], 3 * HIDDEN, i, 2, HALF, LL, 0n], 'table, count, rank, ranks, half bytes, slot bytes, no residual');
     assert.ok(l.args[0] !== l.args[1], 'out of place');
   });
   for (const p of programs) await p.dispose();
+});
+
+test('the Lamport region starts as the sentinel; ZINFER_PEER_ALLREDUCE_LL_BYTES sets its slots and the messages it takes (0: none)', async () => {
+  const fills: [bigint, number, number][] = [];
+  const { ranks: rs } = ranks([0, 1]);
+  for (const r of rs) {
+    const fill = r.gpu.fill32.bind(r.gpu);
+    r.gpu.fill32 = (dst, value, count) => (fills.push([dst, value, count]), fill(dst, value, count));
+  }
+  const programs = await compileAll(rs);
+  rs.forEach((r) => {
+    const area = r.memory!.allocations[0];
+    const ll = fills.find(([dst]) => dst === area + BigInt(PEER_SIGNAL_BYTES + 2 * HALF));
+    assert.equal(ll?.slice(1), [LL_SENTINEL, (3 * 2 * LL) / 4], '3 generations × 2 slots of sentinel words');
+  });
+  for (const p of programs) await p.dispose();
+  for (const [bytes, kernels] of [['256', ['peer_all_reduce_f16', 'peer_all_reduce_ll_f16']], ['0', ['peer_all_reduce_f16', 'peer_all_reduce_f16']]] as const) {
+    await withEnv({ ZINFER_PEER_ALLREDUCE_LL_BYTES: bytes }, async () => {
+      const { ranks: more } = ranks([0, 1]);
+      const ps = await compileAll(more);
+      await Promise.all(ps.map((p) => p.run(prompt()))); // 3 rows: 384 bytes
+      await Promise.all(ps.map((p) => p.run(decode(0)))); // 1 row: 128 bytes
+      assert.equal(peerLaunches(more[0].gpu).map((l) => l.kernel), kernels, `LL bytes ${bytes}`);
+      assert.is(more[0].gpu.live.get(more[0].memory!.allocations[0]), PEER_SIGNAL_BYTES + 2 * HALF + 3 * 2 * Number(bytes));
+      for (const p of ps) await p.dispose();
+    });
+  }
 });
 
 test('the residual add after an all-reduce: the peer kernel adds it (no add kernel); through NCCL the all-reduce, then the add', async () => {
@@ -166,7 +194,7 @@ test('the residual add after an all-reduce: the peer kernel adds it (no add kern
       assert.not.ok(kernels(r.gpu, from[i]).includes('add_f16'), 'no add kernel');
       const [l] = peerLaunches(r.gpu, from[i]);
       const embedded = r.gpu.launches.slice(from[i]).find((k) => k.kernel.startsWith('embedding_'))!.args[0];
-      assert.equal(l.args.slice(2), [r.memory!.allocations[1], HIDDEN, i, 2, HALF, embedded], 'the residual is the embedding');
+      assert.equal(l.args.slice(2), [r.memory!.allocations[1], HIDDEN, i, 2, HALF, LL, embedded], 'the residual is the embedding');
       const head = r.gpu.launches.slice(from[i]).find((k) => k.kernel.startsWith('gemv'));
       assert.ok(head, 'the LM head follows');
     });
@@ -194,7 +222,7 @@ test('decode steps: the peer launches are captured in the CUDA graph and replaye
 });
 
 test('ZINFER_PEER_ALLREDUCE_TWO_SHOT_BYTES: messages from that size take the two-shot kernel, smaller ones one-shot', async () => {
-  await withEnv({ ZINFER_PEER_ALLREDUCE_TWO_SHOT_BYTES: String(2 * HIDDEN * 2) }, async () => {
+  await withEnv({ ZINFER_PEER_ALLREDUCE_TWO_SHOT_BYTES: String(2 * HIDDEN * 2), ZINFER_PEER_ALLREDUCE_LL_BYTES: '0' }, async () => {
     const { ranks: rs } = ranks([0, 1]);
     const programs = await compileAll(rs);
     await Promise.all(programs.map((p) => p.run(prompt()))); // 3 rows: two-shot
@@ -246,7 +274,7 @@ test('ZINFER_PEER_ALLREDUCE=0: no set-up at all, NCCL; invalid settings name the
     assert.equal(rs[0].calls, ['allReduce']);
     for (const p of programs) await p.dispose();
   });
-  for (const [name, value] of [['ZINFER_PEER_ALLREDUCE_BLOCKS', '65'], ['ZINFER_PEER_ALLREDUCE_BUFFER_BYTES', '100'], ['ZINFER_PEER_ALLREDUCE_MAX_BYTES', 'x']]) {
+  for (const [name, value] of [['ZINFER_PEER_ALLREDUCE_BLOCKS', '65'], ['ZINFER_PEER_ALLREDUCE_BUFFER_BYTES', '100'], ['ZINFER_PEER_ALLREDUCE_MAX_BYTES', 'x'], ['ZINFER_PEER_ALLREDUCE_LL_BYTES', '24']]) {
     try {
       peerSettings({ [name]: value });
       assert.unreachable(name);

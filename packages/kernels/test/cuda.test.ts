@@ -109,8 +109,8 @@ test('kernel signatures: every extern "C" kernel parses (macro-made entry points
     // 16 cached elements a lane (fp8 caches in the 16-bit modes, the wide f16/bf16 kernel): up to 16 lanes.
     ...['f16', 'bf16'].flatMap((a) => [1, 2, 4, 8, 16].flatMap((l) => [`attn_decode${l}_${a}_e4m3`, `attn_decode${l}p_${a}_e4m3`, `attn_decode${l}w_${a}`])),
     ...['f16_f16', 'bf16_bf16'].flatMap((w) => ['gemv1r', 'gemv1o', 'gemv2r', 'gemv2o', 'gemv1w', 'gemv2w'].map((k) => `${k}_${w}`)),
-    // The one-shot and two-shot all-reduce over peer memory (tensor-parallel ranks with NVLink).
-    ...acts.flatMap((a) => [`peer_all_reduce_${a}`, `peer_all_reduce_2s_${a}`]),
+    // The one-shot, two-shot and Lamport all-reduce over peer memory (tensor-parallel ranks with NVLink).
+    ...acts.flatMap((a) => [`peer_all_reduce_${a}`, `peer_all_reduce_2s_${a}`, `peer_all_reduce_ll_${a}`]),
   ];
   for (const name of want) assert.ok(sources.kernels.has(name), `missing kernel ${name}`);
   assert.is(sources.kernels.size, want.length, `unexpected kernels: ${[...sources.kernels.keys()].filter((k) => !want.includes(k)).join(', ')}`);

@@ -10,6 +10,9 @@
 //   ZINFER_PEER_ALLREDUCE_BLOCKS       blocks of every launch (default 32, at most 64 and the SM count)
 //   ZINFER_PEER_ALLREDUCE_TWO_SHOT_BYTES  messages of at least this many bytes take the two-shot kernel
 //                                      (reduce-scatter + all-gather; same bits); default: never
+//   ZINFER_PEER_ALLREDUCE_LL_BYTES     messages up to this many bytes take the Lamport kernel (no barrier: the
+//                                      data is its own flag; same sums); default 64 KiB, 0: never. Each rank
+//                                      registers 3 generations × ranks slots of this size for it.
 import { BackendError, ConfigError, type DeviceCollectives, type FloatDType, type PeerGroup } from '@zinfer/core';
 import type { Gpu } from './gpu.js';
 import { dtypeBytes } from './step-context.js';
@@ -20,6 +23,13 @@ export const PEER_MAX_RANKS = 8;
 export const PEER_MAX_BLOCKS = 64;
 /** Threads of every launch (the kernel's __launch_bounds__). */
 export const PEER_THREADS = 512;
+/** LL_SENTINEL of peer-allreduce.cu: every word of the Lamport region starts as (and returns to) it. */
+export const LL_SENTINEL = 0x80008000;
+/** Generations of the Lamport region (a call's own, its successor's, the one it clears). */
+export const LL_GENERATIONS = 3;
+
+/** The kernel of one call: Lamport, one-shot or two-shot. */
+export type PeerKernel = 'll' | 1 | 2;
 
 export interface PeerSettings {
   enabled: boolean;
@@ -28,6 +38,8 @@ export interface PeerSettings {
   blocks: number;
   /** Messages of at least this many bytes use the two-shot kernel (Infinity: never). */
   twoShotBytes: number;
+  /** Messages up to this many bytes use the Lamport kernel (0: never); also the size of each of its slots. */
+  llBytes: number;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -40,14 +52,18 @@ export function peerSettings(env: Env = process.env): PeerSettings {
     if (!(Number.isInteger(v) && v >= min && v <= max)) throw new ConfigError(`invalid ${name}`, { field: name, expected: `an integer in [${min}, ${max}]`, found: raw });
     return v;
   };
-  const halfBytes = int('ZINFER_PEER_ALLREDUCE_BUFFER_BYTES', 2 ** 21, 16, 2 ** 30);
-  if (halfBytes % 16) throw new ConfigError('invalid ZINFER_PEER_ALLREDUCE_BUFFER_BYTES', { field: 'ZINFER_PEER_ALLREDUCE_BUFFER_BYTES', expected: 'a multiple of 16', found: String(halfBytes) });
+  const sixteens = (name: string, v: number): number => {
+    if (v % 16) throw new ConfigError(`invalid ${name}`, { field: name, expected: 'a multiple of 16', found: String(v) });
+    return v;
+  };
+  const halfBytes = sixteens('ZINFER_PEER_ALLREDUCE_BUFFER_BYTES', int('ZINFER_PEER_ALLREDUCE_BUFFER_BYTES', 2 ** 21, 16, 2 ** 30));
   return {
     enabled: !['0', 'off', 'nccl'].includes((env.ZINFER_PEER_ALLREDUCE ?? '').toLowerCase()),
     maxBytes: Math.min(int('ZINFER_PEER_ALLREDUCE_MAX_BYTES', 2 ** 19, 0, 2 ** 30), halfBytes),
     halfBytes,
     blocks: int('ZINFER_PEER_ALLREDUCE_BLOCKS', 32, 1, PEER_MAX_BLOCKS),
     twoShotBytes: int('ZINFER_PEER_ALLREDUCE_TWO_SHOT_BYTES', Infinity, 0, 2 ** 30),
+    llBytes: sixteens('ZINFER_PEER_ALLREDUCE_LL_BYTES', int('ZINFER_PEER_ALLREDUCE_LL_BYTES', 2 ** 16, 0, 2 ** 24)),
   };
 }
 
@@ -69,15 +85,27 @@ export class PeerAllReduce {
     return count > 0 && bytes <= this.settings.maxBytes && Math.ceil(bytes / 16) * 16 <= this.settings.halfBytes;
   }
 
+  /** The kernel a message of `count` elements takes by default: Lamport up to llBytes, two-shot from twoShotBytes. */
+  kernelFor(count: number, dtype: FloatDType): PeerKernel {
+    const bytes = count * dtypeBytes(dtype);
+    if (Math.ceil(bytes / 16) * 16 <= this.settings.llBytes) return 'll';
+    return bytes >= this.settings.twoShotBytes ? 2 : 1;
+  }
+
   /**
    * out = Σ over ranks of x (+ residual, unless 0n: the add after a row-parallel projection, rounded as two
    * launches would), enqueued on the Gpu's stream (capturable: the epochs live on the device).
-   * `shots`: the kernel (default: two-shot from settings.twoShotBytes on); both give the same bits.
+   * `kernel`: which one (default kernelFor); all give the same sums (Lamport: a -0 sum is +0).
    */
-  launch(gpu: Gpu, out: bigint, x: bigint, count: number, dtype: FloatDType, shots?: 1 | 2, residual = 0n): void {
-    if (!this.fits(count, dtype)) throw new BackendError(`peer all-reduce of ${count} ${dtype} exceeds its buffers (callers check fits())`, { expected: `at most ${this.settings.maxBytes} bytes`, found: `${count * dtypeBytes(dtype)} bytes` });
-    const two = (shots ?? (count * dtypeBytes(dtype) >= this.settings.twoShotBytes ? 2 : 1)) === 2;
-    gpu.launch(`peer_all_reduce_${two ? '2s_' : ''}${dtype}`, { x: this.blocks }, PEER_THREADS, [out, x, this.table, count, this.rank, this.size, this.settings.halfBytes, residual]);
+  launch(gpu: Gpu, out: bigint, x: bigint, count: number, dtype: FloatDType, kernel?: PeerKernel, residual = 0n): void {
+    const bytes = count * dtypeBytes(dtype);
+    if (!this.fits(count, dtype)) throw new BackendError(`peer all-reduce of ${count} ${dtype} exceeds its buffers (callers check fits())`, { expected: `at most ${this.settings.maxBytes} bytes`, found: `${bytes} bytes` });
+    const k = kernel ?? this.kernelFor(count, dtype);
+    const args = [out, x, this.table, count, this.rank, this.size, this.settings.halfBytes];
+    if (k === 'll') {
+      if (Math.ceil(bytes / 16) * 16 > this.settings.llBytes) throw new BackendError(`Lamport all-reduce of ${bytes} bytes exceeds its slots`, { expected: `at most ${this.settings.llBytes} bytes`, found: `${bytes} bytes` });
+      gpu.launch(`peer_all_reduce_ll_${dtype}`, { x: this.blocks }, PEER_THREADS, [...args, this.settings.llBytes, residual]);
+    } else gpu.launch(`peer_all_reduce_${k === 2 ? '2s_' : ''}${dtype}`, { x: this.blocks }, PEER_THREADS, [...args, residual]);
   }
 }
 
@@ -124,8 +152,10 @@ export async function setupPeerAllReduce(gpu: Gpu, peers: PeerGroup, settings: P
       if (blocked.length) why = `device ${memory.ordinal} cannot map device ${blocked.join(', ')}`;
       else {
         for (const d of peers.devices) memory.enableAccess(d);
-        area = memory.alloc(PEER_SIGNAL_BYTES + 2 * settings.halfBytes, 'the peer all-reduce area');
+        const ll = LL_GENERATIONS * peers.devices.length * settings.llBytes;
+        area = memory.alloc(PEER_SIGNAL_BYTES + 2 * settings.halfBytes + ll, 'the peer all-reduce area');
         gpu.fill32(area, 0, PEER_SIGNAL_BYTES / 4); // epochs and flags start at 0; zeroed before any peer knows the address
+        if (ll) gpu.fill32(area + BigInt(PEER_SIGNAL_BYTES + 2 * settings.halfBytes), LL_SENTINEL, ll / 4); // every Lamport slot empty
         gpu.synchronize();
       }
     }
