@@ -24,10 +24,25 @@ template <typename W, typename A> __device__ __forceinline__ float router_vec(co
   return s;
 }
 
+// Σ w[v·N + k]·xs[v·N + k] for a normalized row in shared memory (f32).
+template <typename W> __device__ __forceinline__ float router_vec_shared(const uint4 raw, const float *xs, int v) {
+  constexpr int N = Vec16<W>::N;
+  float wf[N];
+  widen16<W>(raw, wf);
+  float s = 0.f;
+#pragma unroll
+  for (int k = 0; k < N; k++) s += wf[k] * xs[v * N + k];
+  return s;
+}
+
+// With norm_w (a fused RMSNorm): x is the norm's input; the block normalizes its row as rms_norm does,
+// writes it to xn (the norm's output, for the experts) and keeps it in shared memory for the dot products.
 template <typename W, typename A>
 __device__ void moe_router(float *out, const W *w, const A *x, int hidden, int experts, int topK, int normalize,
-                           unsigned long long *counts, const int *slots, int padSlot) {
-  extern __shared__ float prob[]; // [experts]
+                           unsigned long long *counts, const int *slots, int padSlot, A *xn, const float *norm_w, float eps) {
+  extern __shared__ float smem[]; // prob [experts], then (fused norm) the normalized row [hidden]
+  float *prob = smem, *xs = smem + experts;
+  __shared__ float scratch[32];
   __shared__ float chosen[MOE_MAX_TOPK];
   __shared__ int chosenId[MOE_MAX_TOPK];
   constexpr int N = Vec16<W>::N;
@@ -45,6 +60,21 @@ __device__ void moe_router(float *out, const W *w, const A *x, int hidden, int e
   }
   grid_dep_wait();
   grid_dep_launch();
+  if (norm_w) {
+    float sq = 0.f;
+    for (int j = threadIdx.x; j < hidden; j += blockDim.x) {
+      const float v = to_f32(xr[j]);
+      sq += v * v;
+    }
+    const float inv = 1.f / sqrtf(block_sum(sq, scratch) / (float)hidden + eps);
+    A *yr = xn + (i64)r * hidden;
+    for (int j = threadIdx.x; j < hidden; j += blockDim.x) {
+      const A a = from_f32<A>(to_f32(xr[j]) * inv * norm_w[j]);
+      yr[j] = a;
+      xs[j] = to_f32(a);
+    }
+    __syncthreads();
+  }
   for (int e = warp; e < experts; e += warps) {
     const W *we = w + (i64)e * hidden;
     float s = 0.f;
@@ -52,11 +82,16 @@ __device__ void moe_router(float *out, const W *w, const A *x, int hidden, int e
 #pragma unroll
       for (int j = 0; j < ROUTER_PRE; j++) {
         const int v = lane + 32 * j;
-        if (v < nv) s += router_vec<W, A>(e == warp ? pre[j] : ld_stream16(we + (i64)v * N), xr, v);
+        if (v >= nv) continue;
+        const uint4 raw = e == warp ? pre[j] : ld_stream16(we + (i64)v * N);
+        s += norm_w ? router_vec_shared<W>(raw, xs, v) : router_vec<W, A>(raw, xr, v);
       }
-      for (int v = lane + 32 * ROUTER_PRE; v < nv; v += 32) s += router_vec<W, A>(ld_stream16(we + (i64)v * N), xr, v);
+      for (int v = lane + 32 * ROUTER_PRE; v < nv; v += 32) {
+        const uint4 raw = ld_stream16(we + (i64)v * N);
+        s += norm_w ? router_vec_shared<W>(raw, xs, v) : router_vec<W, A>(raw, xr, v);
+      }
     } else {
-      for (int i = lane; i < hidden; i += 32) s += to_f32(we[i]) * to_f32(xr[i]);
+      for (int i = lane; i < hidden; i += 32) s += to_f32(we[i]) * (norm_w ? xs[i] : to_f32(xr[i]));
     }
     s = warp_sum(s);
     if (lane == 0) prob[e] = s;
@@ -107,13 +142,15 @@ __device__ void moe_router(float *out, const W *w, const A *x, int hidden, int e
 }
 
 
-// grid (rows), block 256, dynamic shared memory experts·4 bytes.
+// grid (rows), block 256, dynamic shared memory (experts + hidden when norm_w) · 4 bytes. xn, norm_w: null
+// unless the RMSNorm before the router is fused (eps its epsilon).
 #define MOE_ROUTER_ENTRY(WS, AS, W, A)                                                                                      \
   extern "C" __global__ void __launch_bounds__(256) moe_router_##WS##_##AS(float *out, const W *w, const A *x, int hidden,  \
                                                                            int experts, int topK, int normalize,            \
                                                                            unsigned long long *counts, const int *slots,    \
-                                                                           int padSlot) {                                   \
-    moe_router<W, A>(out, w, x, hidden, experts, topK, normalize, counts, slots, padSlot);                                  \
+                                                                           int padSlot, A *xn, const float *norm_w,         \
+                                                                           float eps) {                                     \
+    moe_router<W, A>(out, w, x, hidden, experts, topK, normalize, counts, slots, padSlot, xn, norm_w, eps);                 \
   }
 
 MOE_ROUTER_ENTRY(f32, f32, float, float)

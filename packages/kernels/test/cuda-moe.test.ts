@@ -62,7 +62,7 @@ function moeNeeds(l: RecordedLaunch, A: number, W: number): Record<number, numbe
   const a = l.args;
   if (l.kernel.startsWith('moe_router_')) {
     const [hidden, experts, topK] = [n(a[3]), n(a[4]), n(a[5])];
-    return { 0: l.grid.x * 2 * topK * 4, 1: experts * hidden * W, 2: l.grid.x * hidden * A, 7: experts * 8, 8: l.grid.x * 4 };
+    return { 0: l.grid.x * 2 * topK * 4, 1: experts * hidden * W, 2: l.grid.x * hidden * A, 7: experts * 8, 8: l.grid.x * 4, 10: l.grid.x * hidden * A, 11: hidden * 4 };
   }
   if (/^moe_gate_up\d_/.test(l.kernel)) {
     const [nLocal, mapLen, rows, topK, hidden, inter] = [n(a[4]), n(a[5]), n(a[8]), n(a[9]), n(a[10]), n(a[11])];
@@ -154,6 +154,49 @@ for (const [act, dtype] of [['f32', 'f32'], ['f32', 'bf16'], ['f16', 'f16'], ['b
     assert.is(gpu.live.size, 0, 'tables, counters and scratch freed');
   });
 }
+
+test('the RMSNorm before the router runs in the router launch, which writes the normalized rows the experts read; not when another reader comes first', async () => {
+  const rng = Rng.fromSeed(3);
+  const [hidden, inter, experts] = [48, 16, 4];
+  const tensors = new Map<string, HostTensor>([
+    ['emb', randomTensor(rng, 'f32', [64, hidden])], ['norm', randomTensor(rng, 'f32', [hidden])], ['router', randomTensor(rng, 'f32', [experts, hidden])],
+    ['lin', randomTensor(rng, 'f32', [hidden, hidden])],
+    ...range(experts).flatMap((e) => [[`g${e}`, randomTensor(rng, 'f32', [inter, hidden])], [`u${e}`, randomTensor(rng, 'f32', [inter, hidden])], [`d${e}`, randomTensor(rng, 'f32', [hidden, inter])]] as [string, HostTensor][]),
+  ]);
+  const build = (linearFirst: boolean) => {
+    const b = new GraphBuilder(weightInfos(tensors), NO_KV);
+    const x = b.embedding(b.inputs.tokenIds, 'emb');
+    const xn = b.rmsNorm(x, 'norm', 1e-5);
+    const early = linearFirst ? b.linear(xn, 'lin') : null; // a reader before the router
+    const routing = b.moeRouter(xn, 'router', 2, true);
+    const y = b.moeExperts(xn, routing, { topK: 2, fn: 'silu', experts: range(experts).map((id) => ({ id, gate: `g${id}`, up: `u${id}`, down: `d${id}` })) });
+    return b.build(early ? b.add(y, early) : y);
+  };
+  for (const linearFirst of [false, true]) {
+    const gpu = new RecordingGpu();
+    const program = await compileProgram(gpu, build(linearFirst), memoryWeights(tensors), { kvCache: { numBlocks: 8, blockSize: 16 } }, SETTINGS);
+    for (const rows of [1, 12]) {
+      const from = gpu.launches.length;
+      await program.run(stepBatch([{ tokens: range(rows), cached: 0, blocks: [0] }], 16, 'all'));
+      const ls = gpu.launches.slice(from);
+      checkMoeLaunches(gpu, from, 'f32');
+      const router = ls.find((l) => l.kernel.startsWith('moe_router_'))!;
+      const gateUp = ls.find((l) => l.kernel.startsWith('moe_gate_up'))!;
+      const embedded = ls.find((l) => l.kernel.startsWith('embedding_'))!.args[0];
+      if (!linearFirst) {
+        assert.not.ok(ls.some((l) => l.kernel.startsWith('rms_norm_')), `${rows} rows: no norm launch`);
+        assert.is(router.args[2], embedded, 'the router reads the norm input');
+        assert.is(router.args[10], gateUp.args[1], 'and writes the rows the experts read');
+        assert.ok(router.args[11] !== 0n, 'with the norm weight');
+      } else {
+        assert.ok(ls.some((l) => l.kernel.startsWith('rms_norm_')), `${rows} rows: the norm runs on its own`);
+        assert.equal([router.args[10], router.args[11]], [0n, 0n]);
+        assert.is(router.args[2], gateUp.args[1], 'router and experts read the norm output');
+      }
+    }
+    await program.dispose();
+  }
+});
 
 test('expert parallelism: a program holding experts {1, 4} of 6 maps the rest to nothing; a 16-bit mode stores routing in f32', async () => {
   const { graph, tensors } = moeGraph({ hidden: 32, inter: 16, experts: 6, topK: 2, held: [1, 4], dtype: 'bf16' });

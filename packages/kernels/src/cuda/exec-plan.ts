@@ -13,6 +13,8 @@
 //   - all-reduce + residual: an add of an all-reduce's result (read by nothing else) and another value
 //     (a row-parallel projection's partial sums and the residual stream) is one launch where the add runs:
 //     the peer all-reduce adds the residual itself; through NCCL the two still run one after the other;
+//   - router norms: an RMSNorm over the whole row whose first reader is a moeRouter (the experts read it
+//     too) runs inside the router's launch, which writes the normalized rows for the later readers;
 //   - row gathers: a gatherRows node reads its input through an alias when the step selects every row in
 //     order (decode steps, whose graphs replay only such steps), so no copy is launched; its input then
 //     lives as long as the gather's output is read.
@@ -22,6 +24,9 @@
 // `earlyDefs` tell the buffer plan, so one buffer assignment is safe for the fused and the unfused schedule.
 import type { Graph, OpNode, ValueId, WeightName } from '@zinfer/core';
 import type { EarlyDef, ExtraUse } from './buffer-plan.js';
+
+/** Shared memory a fused router may use: its probabilities and the normalized row, 4 bytes each (no opt-in). */
+export const ROUTER_SHARED_BYTES = 48 * 1024;
 
 export type Epilogue =
   | { kind: 'none' }
@@ -81,6 +86,10 @@ export interface ExecPlan {
   reduceAdds: Map<OpNode, ReduceAdd>;
   /** All-reduce node indices run by their add's launch. */
   reduceCovers: Set<number>;
+  /** moeRouter node → the RMSNorm its launch computes (and writes) first. */
+  routerNorms: Map<OpNode, OpNode<'rmsNorm'>>;
+  /** RMSNorm node index → the index of the router whose launch runs it. */
+  routerNormCovers: Map<number, number>;
   /** gatherRows output → its input: the value read instead when a step selects every row in order. */
   gatherAlias: Map<ValueId, ValueId>;
   /** The first weight the next linear group reads, after an attention node or a group (none after the last). */
@@ -234,6 +243,24 @@ export function planExecution(graph: Graph, opts: FusionOptions = { linear: true
     });
   }
 
+  const routerNorms = new Map<OpNode, OpNode<'rmsNorm'>>();
+  const routerNormCovers = new Map<number, number>();
+  if (opts.linear) {
+    nodes.forEach((node, i) => {
+      if (node.op !== 'moeRouter') return;
+      const p = producer.get(node.inputs.x);
+      if (p === undefined || groupOf.has(p)) return;
+      const norm = nodes[p];
+      if (norm.op !== 'rmsNorm' || norm.attrs.dim !== graph.values[norm.inputs.x].width || (node.attrs.experts + norm.attrs.dim) * 4 > ROUTER_SHARED_BYTES) return;
+      // The router must be the first reader (fused launches included): the rest read what it writes.
+      const reads = [...usesOf(norm.output), ...extraUses.filter(([v]) => v === norm.output).map(([, at]) => at)];
+      if (!reads.every((at) => at >= i)) return;
+      routerNorms.set(node, norm);
+      routerNormCovers.set(p, i);
+      extraUses.push([norm.inputs.x, i]);
+    });
+  }
+
   const gatherAlias = new Map<ValueId, ValueId>();
   nodes.forEach((node) => {
     if (node.op !== 'gatherRows' || node.output === graph.output) return;
@@ -243,7 +270,7 @@ export function planExecution(graph: Graph, opts: FusionOptions = { linear: true
     const reads = [...usesOf(node.output), ...extraUses.filter(([v]) => v === node.output).map(([, at]) => at)];
     for (const at of reads) extraUses.push([root, at]);
   });
-  return { groups, groupOf, rope, ropeCovers, embeddingSums, embeddingCovers, reduceAdds, reduceCovers, gatherAlias, nextWeight: nextWeights(graph, groups), extraUses, earlyDefs };
+  return { groups, groupOf, rope, ropeCovers, embeddingSums, embeddingCovers, reduceAdds, reduceCovers, routerNorms, routerNormCovers, gatherAlias, nextWeight: nextWeights(graph, groups), extraUses, earlyDefs };
 
   function sameDtype(a: OpNode, b: OpNode): boolean {
     if (a.op !== 'linear' || b.op !== 'linear' || !opts.weightDtype) return true;

@@ -58,9 +58,14 @@ export function launchMoeRouter(ctx: StepContext, node: OpNode<'moeRouter'>): vo
   const moe = tables(ctx);
   // Row r of a decode step is sequence r (also for 'selected' rows): padded rows carry the pad slot.
   const slots = moe.padSlot >= 0 ? ctx.metaPtr(ctx.meta.at.slots) : 0n;
+  // A fused RMSNorm (exec-plan.ts): the router normalizes its input's rows, writes them as the norm's
+  // output for the later readers, and keeps them in shared memory (f32) for its own dot products.
+  const norm = ctx.plan.routerNorms.get(node);
+  const x = ctx.value(norm ? norm.inputs.x : node.inputs.x);
+  const [xn, normW, eps] = norm ? [ctx.value(norm.output), ctx.weight(norm.attrs.weight).ptr, norm.attrs.eps] : [0n, 0n, 0];
   ctx.gpu.launch(`moe_router_${w.dtype}_${ctx.act}`, { x: ctx.rowsOf(node.output) }, ROUTER_THREADS, [
-    ctx.value(node.output), w.ptr, ctx.value(node.inputs.x), hidden, experts, topK, normalize ? 1 : 0, moe.counters(node), slots, moe.padSlot,
-  ], experts * 4);
+    ctx.value(node.output), w.ptr, x, hidden, experts, topK, normalize ? 1 : 0, moe.counters(node), slots, moe.padSlot, xn, normW, eps,
+  ], (experts + (norm ? hidden : 0)) * 4);
 }
 
 /** The experts' common intermediate size and weight dtype (null: this program holds none of them). */

@@ -201,6 +201,7 @@ export class StepLauncher {
     if (plan.ropeCovers.has(i)) return; // rotated by its attention's launch (rope_kv, or attn_decode itself)
     if (plan.embeddingCovers.has(i)) return; // looked up by the launch of the add that sums it
     if (plan.reduceCovers.has(i)) return; // all-reduced by the launch of the add of its result
+    if (plan.routerNormCovers.has(i)) return; // normalized by the launch of the router that reads it first
     const node = this.p.graph.nodes[i];
     if (ctx.meta.selectsAll && plan.gatherAlias.has(node.output)) return; // its readers read the input (context.value)
     const g = plan.groupOf.get(i);

@@ -66,6 +66,9 @@ function usePoints(graph: Graph, exec: ExecPlan): Map<WeightName, number[]> {
         if (fused) add(name, fused.at);
       }
     }
+    // A norm run by its router's launch reads its weight there.
+    const router = exec.routerNormCovers.get(i);
+    if (router !== undefined && node.op === 'rmsNorm') add(node.attrs.weight, router);
     // Two lookups summed in one launch read their tables where the add runs.
     const sum = node.op === 'add' ? exec.embeddingSums.get(node) : undefined;
     if (sum) for (const lookup of [sum.a, sum.b]) add(lookup.attrs.table, i);
