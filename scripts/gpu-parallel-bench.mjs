@@ -56,6 +56,8 @@ const BUDGET_S = Number(process.env.ZINFER_PARALLEL_BENCH_BUDGET_S || 480);
 const ONLY = (process.env.ZINFER_PARALLEL_BENCH_ONLY || '').split(',').map((w) => w.trim()).filter(Boolean);
 /** ZINFER_PEER_ALLREDUCE=0 at start (gpu-parallel.sh sets it when the all-reduce check failed): NCCL for every run. */
 const NO_PEER = process.env.ZINFER_PEER_ALLREDUCE === '0';
+/** The Lamport kernel's limit at start (restored after a `oneshot` run). */
+const LL_BYTES = process.env.ZINFER_PEER_ALLREDUCE_LL_BYTES;
 /** Seconds per step on 4 × H100: [minimum to start it, its share] (extras stop at the share). */
 const BUDGETS = {
   hbm: [20, 35], tp1: [25, 45], tp2: [15, 25], tp4: [20, 50], tp4nccl: [15, 20], m70: [30, 40], pp4: [30, 40], tp2pp2: [30, 40], replicas: [50, 90], mixtral: [40, 50],
@@ -99,7 +101,8 @@ const result = {
   tp2_nccl_tokens_matching: null, tp4_nccl_tokens_matching: null, tp4_70b_nccl_decode_bs1_ms_per_token: null, tp4_70b_nccl_over_hbm_limit: null,
   tp2_13b_unfused_decode_bs1_ms_per_token: null, tp4_13b_unfused_decode_bs1_ms_per_token: null, tp2_speedup_unfused: null, tp4_speedup_unfused: null,
   tp2_unfused_tokens_matching: null, tp4_unfused_tokens_matching: null,
-  allreduce: 'peer memory for messages up to ZINFER_PEER_ALLREDUCE_MAX_BYTES (default 512 KiB), NCCL above; *_nccl keys: NCCL only',
+  tp2_13b_oneshot_decode_bs1_ms_per_token: null, tp4_13b_oneshot_decode_bs1_ms_per_token: null, tp2_speedup_oneshot: null, tp4_speedup_oneshot: null,
+  allreduce: 'peer memory for messages up to ZINFER_PEER_ALLREDUCE_MAX_BYTES (default 512 KiB; the Lamport kernel up to ZINFER_PEER_ALLREDUCE_LL_BYTES, default 64 KiB), NCCL above; *_nccl keys: NCCL only; *_oneshot: the one-shot peer kernel only',
   weights_repeat_layer0: true,
 };
 if (NO_PEER) result.allreduce = 'NCCL only for every run (ZINFER_PEER_ALLREDUCE=0 at start): the keys without _nccl are NCCL too';
@@ -130,6 +133,9 @@ async function withEngine(model, { parallel: strategy, limits, loadKey, allReduc
   const t = performance.now();
   process.env.ZINFER_PEER_ALLREDUCE = allReduce === 'nccl' || NO_PEER ? '0' : '1'; // read by the rank workers this engine starts
   process.env.ZINFER_REDUCE_ADD = allReduce === 'unfused' ? 'off' : 'on';
+  if (allReduce === 'oneshot') process.env.ZINFER_PEER_ALLREDUCE_LL_BYTES = '0';
+  else if (LL_BYTES === undefined) delete process.env.ZINFER_PEER_ALLREDUCE_LL_BYTES;
+  else process.env.ZINFER_PEER_ALLREDUCE_LL_BYTES = LL_BYTES;
   const cap = strategy ? capturingStrategy(strategy) : capturingBackend(await makeBackend(BACKEND));
   const backend = strategy ? await makeBackend(BACKEND) : cap.backend;
   const engine = await createEngine({ model, backend, parallel: cap.strategy, autoStep, limits });
@@ -142,6 +148,8 @@ async function withEngine(model, { parallel: strategy, limits, loadKey, allReduc
     await engine.close();
     process.env.ZINFER_PEER_ALLREDUCE = NO_PEER ? '0' : '1';
     process.env.ZINFER_REDUCE_ADD = 'on';
+    if (LL_BYTES === undefined) delete process.env.ZINFER_PEER_ALLREDUCE_LL_BYTES;
+    else process.env.ZINFER_PEER_ALLREDUCE_LL_BYTES = LL_BYTES;
   }
 }
 
@@ -179,11 +187,13 @@ await step('HBM read bandwidth of every GPU (one process each, at once)', async 
 
 // 13B at tp1, tp2, tp4 (batch-1 latency first; the row sweep and throughput while the engine is loaded);
 // tp2 and tp4 again with NCCL for every all-reduce, and with the residual adds launched on their own
-// (`unfused`: the A/B of the peer all-reduce adding the residual itself).
+// (`unfused`: the A/B of the peer all-reduce adding the residual itself)
 const tokensAt = {};
-const VARIANT = { nccl: ['_nccl', ' (NCCL all-reduce)'], unfused: ['_unfused', ' (residual adds on their own)'] };
+// (`oneshot`: the barrier kernel for every peer message, no Lamport kernel). ZINFER_PARALLEL_VARIANTS picks them.
+const VARIANT = { nccl: ['_nccl', ' (NCCL all-reduce)'], unfused: ['_unfused', ' (residual adds on their own)'], oneshot: ['_oneshot', ' (one-shot peer kernel only)'] };
+const VARIANTS = (process.env.ZINFER_PARALLEL_VARIANTS ?? 'nccl,unfused,oneshot').split(',').map((w) => w.trim()).filter((w) => w in VARIANT);
 for (const tp of [1, 2, 4].filter((n) => n <= TP_MAX)) {
-  for (const allReduce of tp > 1 ? ['peer', 'nccl', 'unfused'] : ['peer']) {
+  for (const allReduce of tp > 1 ? ['peer', ...VARIANTS] : ['peer']) {
     const [suffix, label] = VARIANT[allReduce] ?? ['', ''];
     const variant = allReduce !== 'peer';
     const key = `tp${tp}_13b${suffix}_decode_bs1_ms_per_token`;
@@ -312,6 +322,7 @@ function printTable() {
   }
   for (const tp of [2, 4]) row(`tp${tp}_13b_nccl_decode_bs1_ms_per_token`, `NCCL all-reduce only; speedup ${result[`tp${tp}_speedup_nccl`] ?? '?'}; tokens matching tp1 ${result[`tp${tp}_nccl_tokens_matching`] ?? '?'}`);
   for (const tp of [2, 4]) row(`tp${tp}_13b_unfused_decode_bs1_ms_per_token`, `residual adds on their own; speedup ${result[`tp${tp}_speedup_unfused`] ?? '?'}; tokens matching tp1 ${result[`tp${tp}_unfused_tokens_matching`] ?? '?'}`);
+  for (const tp of [2, 4]) row(`tp${tp}_13b_oneshot_decode_bs1_ms_per_token`, `one-shot peer kernel only; speedup ${result[`tp${tp}_speedup_oneshot`] ?? '?'}`);
   row('tp_tokens_identical');
   row('tp4_70b_decode_bs1_ms_per_token', `HBM limit ${result.tp4_70b_hbm_limit_ms_per_token ?? '?'} (ratio ${result.tp4_70b_over_hbm_limit ?? '?'})`);
   row('tp4_70b_nccl_decode_bs1_ms_per_token', `NCCL all-reduce only (ratio ${result.tp4_70b_nccl_over_hbm_limit ?? '?'})`);
