@@ -29,10 +29,67 @@ template <typename W> __device__ __forceinline__ float router_vec_shared(const u
   constexpr int N = Vec16<W>::N;
   float wf[N];
   widen16<W>(raw, wf);
+  float xv[N];
+#pragma unroll
+  for (int k = 0; k < N; k += 4) { // 16-byte shared loads: 2-way bank conflicts, not the 8-way of single floats
+    const float4 q = *reinterpret_cast<const float4 *>(xs + v * N + k);
+    xv[k] = q.x, xv[k + 1] = q.y, xv[k + 2] = q.z, xv[k + 3] = q.w;
+  }
   float s = 0.f;
 #pragma unroll
-  for (int k = 0; k < N; k++) s += wf[k] * xs[v * N + k];
+  for (int k = 0; k < N; k++) s += wf[k] * xv[k];
   return s;
+}
+
+// The fused RMSNorm of one row (rms_norm's arithmetic; its own order of the squares' sum): y = the row
+// normalized and rounded, xs = the same values in f32 (shared memory). Rows of whole 16-byte vectors are
+// read once, ROUTER_NORM_VECS vectors a thread in flight (the first 8,192 f16 elements at 256 threads),
+// so the norm costs about one L2 round trip instead of a dependent load a few elements.
+#define ROUTER_NORM_VECS 4
+template <typename A>
+__device__ __forceinline__ void router_norm(float *xs, A *y, const A *x, const float *w, int hidden, float eps, float *scratch) {
+  constexpr int V = Vec16<A>::N;
+  const bool vec = hidden % V == 0 && ((reinterpret_cast<unsigned long long>(x) | reinterpret_cast<unsigned long long>(y) | reinterpret_cast<unsigned long long>(w)) & 15) == 0;
+  const int nv = vec ? hidden / V : 0;
+  uint4 held[ROUTER_NORM_VECS];
+  float sq = 0.f;
+#pragma unroll
+  for (int j = 0; j < ROUTER_NORM_VECS; j++) {
+    const int v = threadIdx.x + j * blockDim.x;
+    held[j] = v < nv ? *reinterpret_cast<const uint4 *>(x + (i64)v * V) : make_uint4(0u, 0u, 0u, 0u); // zeros add nothing
+  }
+#pragma unroll
+  for (int j = 0; j < ROUTER_NORM_VECS; j++) {
+    float f[V];
+    widen16<A>(held[j], f);
+#pragma unroll
+    for (int k = 0; k < V; k++) sq += f[k] * f[k];
+  }
+  // Past the held vectors (wider rows), or every element of a row that is not whole vectors.
+  for (int i = (vec ? ROUTER_NORM_VECS * (int)blockDim.x * V : 0) + threadIdx.x; i < hidden; i += blockDim.x) {
+    const float v = to_f32(x[i]);
+    sq += v * v;
+  }
+  const float inv = 1.f / sqrtf(block_sum(sq, scratch) / (float)hidden + eps);
+#pragma unroll
+  for (int j = 0; j < ROUTER_NORM_VECS; j++) {
+    const int v = threadIdx.x + j * blockDim.x;
+    if (v >= nv) continue;
+    float f[V];
+    widen16<A>(held[j], f);
+#pragma unroll
+    for (int k = 0; k < V; k++) {
+      f[k] = to_f32(from_f32<A>(f[k] * inv * w[v * V + k]));
+      xs[v * V + k] = f[k];
+    }
+    store16<A>(y + (i64)v * V, f);
+  }
+  for (int i = (vec ? ROUTER_NORM_VECS * (int)blockDim.x * V : 0) + threadIdx.x; i < hidden; i += blockDim.x) {
+    const A a = from_f32<A>(to_f32(x[i]) * inv * w[i]);
+    y[i] = a;
+    xs[i] = to_f32(a);
+  }
+  __syncthreads();
 }
 
 // With norm_w (a fused RMSNorm): x is the norm's input; the block normalizes its row as rms_norm does,
@@ -41,7 +98,7 @@ template <typename W, typename A>
 __device__ void moe_router(float *out, const W *w, const A *x, int hidden, int experts, int topK, int normalize,
                            unsigned long long *counts, const int *slots, int padSlot, A *xn, const float *norm_w, float eps) {
   extern __shared__ float smem[]; // prob [experts], then (fused norm) the normalized row [hidden]
-  float *prob = smem, *xs = smem + experts;
+  float *prob = smem, *xs = smem + ((experts + 3) & ~3); // xs 16-byte aligned: read as float4
   __shared__ float scratch[32];
   __shared__ float chosen[MOE_MAX_TOPK];
   __shared__ int chosenId[MOE_MAX_TOPK];
@@ -60,21 +117,7 @@ __device__ void moe_router(float *out, const W *w, const A *x, int hidden, int e
   }
   grid_dep_wait();
   grid_dep_launch();
-  if (norm_w) {
-    float sq = 0.f;
-    for (int j = threadIdx.x; j < hidden; j += blockDim.x) {
-      const float v = to_f32(xr[j]);
-      sq += v * v;
-    }
-    const float inv = 1.f / sqrtf(block_sum(sq, scratch) / (float)hidden + eps);
-    A *yr = xn + (i64)r * hidden;
-    for (int j = threadIdx.x; j < hidden; j += blockDim.x) {
-      const A a = from_f32<A>(to_f32(xr[j]) * inv * norm_w[j]);
-      yr[j] = a;
-      xs[j] = to_f32(a);
-    }
-    __syncthreads();
-  }
+  if (norm_w) router_norm<A>(xs, xn + (i64)r * hidden, xr, norm_w, hidden, eps, scratch);
   for (int e = warp; e < experts; e += warps) {
     const W *we = w + (i64)e * hidden;
     float s = 0.f;
@@ -142,7 +185,7 @@ __device__ void moe_router(float *out, const W *w, const A *x, int hidden, int e
 }
 
 
-// grid (rows), block 256, dynamic shared memory (experts + hidden when norm_w) · 4 bytes. xn, norm_w: null
+// grid (rows), block 256, dynamic shared memory (experts, rounded up to 4, + hidden when norm_w) · 4 bytes. xn, norm_w: null
 // unless the RMSNorm before the router is fused (eps its epsilon).
 #define MOE_ROUTER_ENTRY(WS, AS, W, A)                                                                                      \
   extern "C" __global__ void __launch_bounds__(256) moe_router_##WS##_##AS(float *out, const W *w, const A *x, int hidden,  \

@@ -251,7 +251,7 @@ export function planExecution(graph: Graph, opts: FusionOptions = { linear: true
       const p = producer.get(node.inputs.x);
       if (p === undefined || groupOf.has(p)) return;
       const norm = nodes[p];
-      if (norm.op !== 'rmsNorm' || norm.attrs.dim !== graph.values[norm.inputs.x].width || (node.attrs.experts + norm.attrs.dim) * 4 > ROUTER_SHARED_BYTES) return;
+      if (norm.op !== 'rmsNorm' || norm.attrs.dim !== graph.values[norm.inputs.x].width || (Math.ceil(node.attrs.experts / 4) * 4 + norm.attrs.dim) * 4 > ROUTER_SHARED_BYTES) return;
       // The router must be the first reader (fused launches included): the rest read what it writes.
       const reads = [...usesOf(norm.output), ...extraUses.filter(([v]) => v === norm.output).map(([, at]) => at)];
       if (!reads.every((at) => at >= i)) return;
