@@ -188,7 +188,7 @@ __device__ void moe_router(float *out, const W *w, const A *x, int hidden, int e
 // grid (rows), block 256, dynamic shared memory (experts, rounded up to 4, + hidden when norm_w) · 4 bytes. xn, norm_w: null
 // unless the RMSNorm before the router is fused (eps its epsilon).
 #define MOE_ROUTER_ENTRY(WS, AS, W, A)                                                                                      \
-  extern "C" __global__ void __launch_bounds__(256) moe_router_##WS##_##AS(float *out, const W *w, const A *x, int hidden,  \
+  extern "C" __global__ void __launch_bounds__(256, 1) moe_router_##WS##_##AS(float *out, const W *w, const A *x, int hidden,  \
                                                                            int experts, int topK, int normalize,            \
                                                                            unsigned long long *counts, const int *slots,    \
                                                                            int padSlot, A *xn, const float *norm_w,         \
