@@ -8,7 +8,8 @@
 // assignment of the variants in ZINFER_PROFILE_MIX (default v1,roll,occ) to the GEMVs by epilogue (q|k|v and
 // the head / o and down / gate-up: every combination), and every kernel of one eager step timed with CUDA
 // events (GEMV GB/s per shape, µs for the rest). ZINFER_PROFILE_SWEEP=1 adds the microbench's GEMV sweep
-// (each variant alone, back to back; ~80 s).
+// (each variant alone, back to back; ~80 s). MoE shapes also time the plain and the pipelined small-step
+// expert kernels (ZINFER_MOE_PIPE), alternated on one program.
 // The gap between the graphed step and its limit, shape by shape, says whether tp ranks lose to per-kernel
 // fixed costs (a gap that does not shrink with the slice) or to bandwidth.
 // Synthetic weights (every layer serves layer 0's values; each layer has its own device copy).
@@ -104,6 +105,22 @@ for (const name of pick) {
         cuda.setGemvVariant(base);
         cuda.setGemvVariantByEpilogue(baseByEpilogue);
         program.resetGraphs();
+      }
+      if (config.num_local_experts) { // MoE shapes: the plain and the pipelined small-step expert kernels, same program
+        const basePipe = cuda.moePipeMode();
+        r.graphed_ms_by_moe_pipe = {};
+        try {
+          for (const m of ['off', 'on', 'off', 'on']) {
+            cuda.setMoePipeMode(m);
+            program.resetGraphs();
+            const ms = await decode(48);
+            r.graphed_ms_by_moe_pipe[m] = Math.min(r.graphed_ms_by_moe_pipe[m] ?? Infinity, ms);
+          }
+        } finally {
+          cuda.setMoePipeMode(basePipe);
+          program.resetGraphs();
+        }
+        log(`${name}: graphed ms by MoE expert kernels (best of 2 alternated) ${JSON.stringify(r.graphed_ms_by_moe_pipe)}`);
       }
       const all = { ...Object.fromEntries(Object.entries(r.graphed_ms_by_gemv).map(([v, ms]) => [`${v}/${v}/${v}`, ms])), ...r.graphed_ms_by_mix };
       r.best_mix = Object.entries(all).sort((a, b) => a[1] - b[1]).slice(0, 5);

@@ -11,7 +11,7 @@ import { BackendError, GraphBuilder, loadModel, Rng, type FloatDType, type Graph
 import { memoryWeights, randomTensor, range, stepBatch, weightInfos } from '@zinfer/core/testing';
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
 import type { ActivationChoice } from '../src/cuda/device-weights.js';
-import { largeLayout, MOE_TILE, moeRoutingValues } from '../src/cuda/moe-launch.js';
+import { evenBlocks, largeLayout, MOE_TILE, moeRoutingValues, setMoePipeMode } from '../src/cuda/moe-launch.js';
 import { RecordingGpu, type RecordedLaunch } from '../src/cuda/recording-gpu.js';
 import { supports } from '../src/cuda/supports.js';
 
@@ -69,6 +69,16 @@ function moeNeeds(l: RecordedLaunch, A: number, W: number): Record<number, numbe
     assert.ok(l.grid.x * 2 >= inter, `${l.kernel}: grid covers the intermediate features`);
     const slots = rows * topK;
     return { 0: slots * inter * A, 1: rows * hidden * A, 2: rows * 2 * topK * 4, 3: nLocal * 24 + mapLen * 4, 6: 4, 7: slots * 4 };
+  }
+  if (/^moe_gate_up_pipe\d_/.test(l.kernel)) {
+    const [nLocal, mapLen, rows, topK, hidden, inter] = [n(a[4]), n(a[5]), n(a[6]), n(a[7]), n(a[8]), n(a[9])];
+    assert.is(l.grid.y, rows * topK, `${l.kernel}: a block row per slot`);
+    const slots = rows * topK;
+    return { 0: slots * inter * A, 1: rows * hidden * A, 2: rows * 2 * topK * 4, 3: nLocal * 24 + mapLen * 4 };
+  }
+  if (/^moe_down_pipe\d_/.test(l.kernel)) {
+    const [nLocal, mapLen, rows, topK, hidden, inter] = [n(a[4]), n(a[5]), n(a[6]), n(a[7]), n(a[8]), n(a[9])];
+    return { 0: rows * hidden * A, 1: rows * topK * inter * A, 2: rows * 2 * topK * 4, 3: nLocal * 24 + mapLen * 4 };
   }
   if (/^moe_down\d_/.test(l.kernel)) {
     const [nLocal, mapLen, rows, topK, hidden, inter] = [n(a[4]), n(a[5]), n(a[6]), n(a[7]), n(a[8]), n(a[9])];
@@ -195,6 +205,32 @@ test('the RMSNorm before the router runs in the router launch, which writes the 
       }
     }
     await program.dispose();
+  }
+});
+
+test('ZINFER_MOE_PIPE=on: small steps take the pipelined kernels, sized to two blocks an SM with equal shares; larger steps the grouped path', async () => {
+  assert.equal([evenBlocks(1792, 132), evenBlocks(1024, 264), evenBlocks(5, 264), evenBlocks(1000, 1)], [128, 256, 5, 1]);
+  const shape = { hidden: 40, inter: 24, experts: 6, topK: 2, dtype: 'bf16' as FloatDType };
+  const { graph, tensors } = moeGraph(shape);
+  setMoePipeMode('on');
+  try {
+    const gpu = new RecordingGpu();
+    const program = await compileProgram(gpu, graph, memoryWeights(tensors), { kvCache: { numBlocks: 8, blockSize: 16 } }, { ...SETTINGS, activations: 'bf16' });
+    for (const rows of [1, 5, 9]) {
+      const from = gpu.launches.length;
+      await program.run(stepBatch([{ tokens: range(rows), cached: 0, blocks: [0] }], 16, 'all'));
+      const moe = checkMoeLaunches(gpu, from, 'bf16');
+      const R = rows <= 1 ? 1 : 8;
+      assert.equal(kernelsOf(moe), rows <= 8 ? ['moe_router', `moe_gate_up_pipe${R}`, `moe_down_pipe${R}`, 'sigmoid_gate'] : ['moe_router', 'moe_permute', 'moe_gate_up8', 'moe_down_tiles', 'moe_combine', 'sigmoid_gate'], `${rows} rows`);
+      if (rows <= 8) {
+        const target = 2 * gpu.multiprocessors;
+        assert.is(moe[1].grid.x, evenBlocks(12, Math.floor(target / (rows * 2))), 'gate/up: the 12 feature pairs over the blocks of a slot');
+        assert.is(moe[2].grid.x, evenBlocks(10, target), 'down: the 10 feature groups');
+      }
+    }
+    await program.dispose();
+  } finally {
+    setMoePipeMode('off');
   }
 });
 

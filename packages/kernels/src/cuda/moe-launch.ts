@@ -7,6 +7,7 @@
 // steps capture as CUDA graphs. sigmoidGate: one elementwise kernel.
 import { BackendError, type Graph, type OpNode, type ValueId } from '@zinfer/core';
 import { ACTIVATION_CODES } from './activation-codes.js';
+import { EnvChoice } from './env-choice.js';
 import { gemvRows } from './linear-launch.js';
 import type { MoeTables } from './moe-tables.js';
 import { dtypeBytes, type StepContext } from './step-context.js';
@@ -22,6 +23,25 @@ export const MOE_SMALL_ROWS = 8;
 export const MOE_MAX_EXPERTS = 4096;
 const ROUTER_THREADS = 256;
 const MAX_GRID_Y = 65535;
+
+/**
+ * ZINFER_MOE_PIPE=on runs small steps' experts through the pipelined kernels (moe_gate_up_pipe /
+ * moe_down_pipe: a few blocks an SM, each loading its next work item while it reduces the current one; the
+ * same bits); off, one block a work item (the bench's A/B; then resetGraphs).
+ */
+export const MOE_PIPE_MODES = ['on', 'off'] as const;
+export type MoePipeMode = (typeof MOE_PIPE_MODES)[number];
+const pipeMode = new EnvChoice(MOE_PIPE_MODES, 'off', 'ZINFER_MOE_PIPE');
+export const moePipeMode = (): MoePipeMode => pipeMode.get();
+export const setMoePipeMode = (m: MoePipeMode): void => pipeMode.set(m);
+/** Blocks an SM the pipelined kernels are sized for (their __launch_bounds__ minimum). */
+const PIPE_BLOCKS_PER_SM = 2;
+
+/** Blocks for `items` work items spread evenly over about `target` blocks (each block the same count ±0). */
+export function evenBlocks(items: number, target: number): number {
+  const per = Math.ceil(items / Math.max(1, target));
+  return Math.max(1, Math.ceil(items / per));
+}
 
 const align = (n: number) => Math.ceil(n / 256) * 256;
 const flatGrid = (n: number) => ({ x: Math.max(1, Math.min(8192, Math.ceil(n / 256))) });
@@ -103,6 +123,15 @@ export function launchMoeExperts(ctx: StepContext, node: OpNode<'moeExperts'>): 
   if (rows <= MOE_SMALL_ROWS) {
     const h = ctx.scratch(Math.max(256, hBytes)); // [slots, inter]
     const R = gemvRows(rows);
+    if (pipeMode.get() === 'on') {
+      const target = PIPE_BLOCKS_PER_SM * gpu.multiprocessors;
+      if (inter > 0) {
+        const gx = evenBlocks(Math.ceil(inter / 2), Math.floor(target / slots));
+        gpu.launch(`moe_gate_up_pipe${R}_${kind}`, { x: gx, y: slots }, MOE_THREADS, [h, x, routing, table, nLocal, mapLen, rows, topK, hidden, inter, act]);
+      }
+      gpu.launch(`moe_down_pipe${R}_${kind}`, { x: evenBlocks(Math.ceil(hidden / MOE_WROWS), target) }, MOE_THREADS, [out, h, routing, table, nLocal, mapLen, rows, topK, hidden, inter]);
+      return;
+    }
     if (inter > 0) {
       gpu.launch(`moe_gate_up${R}_${kind}`, { x: Math.ceil(inter / 2), y: slots }, MOE_THREADS, [h, x, routing, table, nLocal, mapLen, 0n, 0n, rows, topK, hidden, inter, act]);
     }
