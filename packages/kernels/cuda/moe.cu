@@ -8,6 +8,26 @@
 //   - larger steps (moe-grouped.cu) run the same gate/up kernel over tiles grouped on the device.
 #include "moe.cuh"
 
+// The MOE_WROWS weight rows of gate/up feature pair p (gate o, o+1, then up o, o+1).
+template <typename W>
+__device__ __forceinline__ void pair_rows(const W *gate, const W *up, int p, int hidden, int inter, const W *(&wp)[MOE_WROWS], bool (&ok)[MOE_WROWS]) {
+#pragma unroll
+  for (int i = 0; i < MOE_WROWS; i++) {
+    const int o = 2 * p + (i & 1);
+    ok[i] = o < inter;
+    wp[i] = (i < 2 ? gate : up) + (i64)(ok[i] ? o : 0) * hidden;
+  }
+}
+
+// h[slot, o0 + i] = act(gate · x) · (up · x) of a tile's slots for the pair's 2 features (fin rows 0–1 gate, 2–3 up).
+template <typename A>
+__device__ __forceinline__ void gate_up_store(A *h, const Tile &t, const float (&fin)[MOE_WROWS][MOE_TILE], int o0, int inter, int act) {
+  if (threadIdx.x < 2 * MOE_TILE) {
+    const int i = threadIdx.x / MOE_TILE, j = threadIdx.x % MOE_TILE;
+    if (j < t.n && o0 + i < inter) h[(i64)t.slot[j] * inter + o0 + i] = from_f32<A>(act_fn(act, fin[i][j]) * fin[i + 2][j]);
+  }
+}
+
 // h[slot, o] = act(gate_e[o]·x[row]) · (up_e[o]·x[row]) for the slots of a tile, 2 features o a block
 // (2 gate + 2 up rows). Small step (tiles null): tile blockIdx.y is the step's blockIdx.y-th expert; large:
 // tiles blockIdx.y, blockIdx.y + gridDim.y, ... of the list.
@@ -34,19 +54,33 @@ __device__ void moe_gate_up(A *h, const A *x, const float *routing, const i64 *t
     const W *gate = expert_matrix<W>(table, t.expert, 0), *up = expert_matrix<W>(table, t.expert, 1);
     const W *wp[MOE_WROWS];
     bool ok[MOE_WROWS];
-#pragma unroll
-    for (int i = 0; i < MOE_WROWS; i++) {
-      const int o = o0 + (i & 1);
-      ok[i] = o < inter;
-      wp[i] = (i < 2 ? gate : up) + (i64)(ok[i] ? o : 0) * hidden;
-    }
+    pair_rows<W>(gate, up, blockIdx.x, hidden, inter, wp, ok);
     tile_dot<R, W, A>(wp, ok, x, t.src, t.n, hidden, fin);
-    if (threadIdx.x < 2 * MOE_TILE) {
-      const int i = threadIdx.x / MOE_TILE, j = threadIdx.x % MOE_TILE;
-      if (j < t.n && o0 + i < inter) h[(i64)t.slot[j] * inter + o0 + i] = from_f32<A>(act_fn(act, fin[i][j]) * fin[i + 2][j]);
-    }
+    gate_up_store<A>(h, t, fin, o0, inter, act);
     if (!tiles) return; // a small step's block has one tile
     __syncthreads();
+  }
+}
+
+// A down tile's sums into part (feature i, slot): each slot's down·h.
+__device__ __forceinline__ void down_part(const Tile &t, const float (&fin)[MOE_WROWS][MOE_TILE], float (&part)[MOE_WROWS][MOE_SLOTS]) {
+  if (threadIdx.x < MOE_WROWS * MOE_TILE) {
+    const int i = threadIdx.x / MOE_TILE, j = threadIdx.x % MOE_TILE;
+    if (j < t.n) part[i][t.slot[j]] = fin[i][j];
+  }
+}
+
+// out[r, o0 + i] = Σ_k w_rk · part[i][r·topK + k] in k order (slots routed nowhere here add nothing).
+template <typename A>
+__device__ __forceinline__ void down_combine(A *out, const float *routing, const int *ids, const float (&part)[MOE_WROWS][MOE_SLOTS], int o0, int rows,
+                                             int topK, int hidden) {
+  for (int q = threadIdx.x; q < MOE_WROWS * rows; q += blockDim.x) {
+    const int i = q % MOE_WROWS, r = q / MOE_WROWS;
+    if (o0 + i >= hidden) continue;
+    float s = 0.f;
+    for (int k = 0; k < topK; k++)
+      if (ids[r * topK + k] >= 0) s += routing[(i64)r * 2 * topK + topK + k] * part[i][r * topK + k];
+    out[(i64)r * hidden + o0 + i] = from_f32<A>(s);
   }
 }
 
@@ -82,20 +116,10 @@ __device__ void moe_down_small(A *out, const A *h, const float *routing, const i
     bool ok[MOE_WROWS];
     down_rows<W>(table, t.expert, o0, hidden, inter, wp, ok);
     tile_dot<R, W, A>(wp, ok, h, t.src, t.n, inter, fin, raw, preload && u == 0);
-    if (threadIdx.x < MOE_WROWS * MOE_TILE) {
-      const int i = threadIdx.x / MOE_TILE, j = threadIdx.x % MOE_TILE;
-      if (j < t.n) part[i][t.slot[j]] = fin[i][j];
-    }
+    down_part(t, fin, part);
     __syncthreads();
   }
-  for (int q = threadIdx.x; q < MOE_WROWS * rows; q += blockDim.x) {
-    const int i = q % MOE_WROWS, r = q / MOE_WROWS;
-    if (o0 + i >= hidden) continue;
-    float s = 0.f;
-    for (int k = 0; k < topK; k++)
-      if (ids[r * topK + k] >= 0) s += routing[(i64)r * 2 * topK + topK + k] * part[i][r * topK + k];
-    out[(i64)r * hidden + o0 + i] = from_f32<A>(s);
-  }
+  down_combine<A>(out, routing, ids, part, o0, rows, topK, hidden);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -105,17 +129,6 @@ __device__ void moe_down_small(A *out, const A *h, const float *routing, const i
 // before it reduces the current one, two register sets in turn. A grid of a few blocks an SM then keeps
 // DRAM busy through the reductions, which a block that loads once and reduces once leaves idle (each wave
 // of the plain kernels is a load burst, then a pause).
-
-// The MOE_WROWS weight rows of gate/up feature pair p (gate o, o+1, then up o, o+1).
-template <typename W>
-__device__ __forceinline__ void pair_rows(const W *gate, const W *up, int p, int hidden, int inter, const W *(&wp)[MOE_WROWS], bool (&ok)[MOE_WROWS]) {
-#pragma unroll
-  for (int i = 0; i < MOE_WROWS; i++) {
-    const int o = 2 * p + (i & 1);
-    ok[i] = o < inter;
-    wp[i] = (i < 2 ? gate : up) + (i64)(ok[i] ? o : 0) * hidden;
-  }
-}
 
 // grid (blocks, slots): block (b, y) computes tile y (the step's y-th distinct local expert) for pairs
 // b, b + gridDim.x, ...
@@ -143,28 +156,20 @@ __device__ void moe_gate_up_pipe(A *h, const A *x, const float *routing, const i
     pair_rows<W>(gate, up, p, hidden, inter, wa, oa);
     if (pipe) tile_load<W>(ra, wa, oa, threadIdx.x, nv);
   }
-  const auto emit = [&](int q) {
-    if (threadIdx.x < 2 * MOE_TILE) {
-      const int i = threadIdx.x / MOE_TILE, j = threadIdx.x % MOE_TILE;
-      if (j < t.n && 2 * q + i < inter) h[(i64)t.slot[j] * inter + 2 * q + i] = from_f32<A>(act_fn(act, fin[i][j]) * fin[i + 2][j]);
+  // Pair q (its loads in raw), after issuing pair next's loads into nraw; the two register sets alternate.
+  const auto item = [&](int q, TileRaw &raw, const W *const (&wp)[MOE_WROWS], const bool (&ok)[MOE_WROWS], int next, TileRaw &nraw,
+                        const W *(&nwp)[MOE_WROWS], bool (&nok)[MOE_WROWS]) {
+    if (next < pairs) {
+      pair_rows<W>(gate, up, next, hidden, inter, nwp, nok);
+      if (pipe) tile_load<W>(nraw, nwp, nok, threadIdx.x, nv);
     }
+    tile_dot<R, W, A>(wp, ok, x, t.src, t.n, hidden, fin, raw, pipe);
+    gate_up_store<A>(h, t, fin, 2 * q, inter, act);
   };
   for (; p < pairs; p += 2 * step) {
-    const int q = p + step;
-    if (q < pairs) {
-      pair_rows<W>(gate, up, q, hidden, inter, wb, ob);
-      if (pipe) tile_load<W>(rb, wb, ob, threadIdx.x, nv);
-    }
-    tile_dot<R, W, A>(wa, oa, x, t.src, t.n, hidden, fin, ra, pipe);
-    emit(p);
-    if (q >= pairs) break;
-    const int p2 = q + step;
-    if (p2 < pairs) {
-      pair_rows<W>(gate, up, p2, hidden, inter, wa, oa);
-      if (pipe) tile_load<W>(ra, wa, oa, threadIdx.x, nv);
-    }
-    tile_dot<R, W, A>(wb, ob, x, t.src, t.n, hidden, fin, rb, pipe);
-    emit(q);
+    item(p, ra, wa, oa, p + step, rb, wb, ob);
+    if (p + step >= pairs) break;
+    item(p + step, rb, wb, ob, p + 2 * step, ra, wa, oa);
   }
 }
 
@@ -210,21 +215,10 @@ __device__ void moe_down_pipe(A *out, const A *h, const float *routing, const i6
     if (threadIdx.x == 0) small_tile(ids, slots, experts[ui], 1, t);
     __syncthreads();
     tile_dot<R, W, A>(wp, ok, h, t.src, t.n, inter, fin, raw, pipe);
-    if (threadIdx.x < MOE_WROWS * MOE_TILE) {
-      const int i = threadIdx.x / MOE_TILE, j = threadIdx.x % MOE_TILE;
-      if (j < t.n) part[i][t.slot[j]] = fin[i][j];
-    }
+    down_part(t, fin, part);
     __syncthreads();
     if (ui == distinct - 1) { // group gi complete: its outputs, in k order
-      const int o0 = MOE_WROWS * gi;
-      for (int q = threadIdx.x; q < MOE_WROWS * rows; q += blockDim.x) {
-        const int i = q % MOE_WROWS, r = q / MOE_WROWS;
-        if (o0 + i >= hidden) continue;
-        float sum = 0.f;
-        for (int k = 0; k < topK; k++)
-          if (ids[r * topK + k] >= 0) sum += routing[(i64)r * 2 * topK + topK + k] * part[i][r * topK + k];
-        out[(i64)r * hidden + o0 + i] = from_f32<A>(sum);
-      }
+      down_combine<A>(out, routing, ids, part, MOE_WROWS * gi, rows, topK, hidden);
       __syncthreads(); // part is rewritten by the next group
     }
     return more;
