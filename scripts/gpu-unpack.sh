@@ -1,8 +1,11 @@
 # Sourced by the gpu-*.sh wrappers (ON the GPU machine, from the repository root): unpacks the
 # carried bundle (.gpu/bundle.tgz, made by scripts/gpu-bundle.sh) into /tmp/zinfer-gpu unless the same
 # bundle is already there, and puts its node on PATH. Sets $bundle and $dir, makes $OUT, defines
-# gpu_machine; exits 2 on a setup problem.
+# gpu_machine, ZINFER_CUDA_CACHE_DIR; exits 2 on a setup problem.
 export NCCL_NVLS_ENABLE=0
+# Every process shares the carried cubin cache (.gpu/cubins.tgz unpacked there): the engines name it, and
+# this makes the microbench probes (cudaMicrobench opens its own stream) load from it instead of compiling.
+export ZINFER_CUDA_CACHE_DIR=${ZINFER_CUDA_CACHE_DIR:-/tmp/zinfer-cuda-cache}
 bundle=${ZINFER_GPU_BUNDLE:-.gpu/bundle.tgz}
 export OUT=${OUT:-$(mktemp -d /tmp/zinfer-out.XXXXXX)}
 dir=/tmp/zinfer-gpu
