@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs ON the GPU machine, from the repository root, with .gpu/bundle.tgz and .gpu/cubins.tgz carried: several
+# of the gpu-*.sh parts in one device call, within the device tool's limits (at most 8 files come back, one
+# call is cut at its time limit). Usage:
+#   bash scripts/gpu-session.sh PART:SECONDS [PART:SECONDS ...]
+# PART: check | bench | parallel | moe | moe-check | shape (gpu-check.sh, gpu-bench.sh, gpu-parallel.sh,
+# gpu-moe.sh, gpu-moe-check.sh, gpu-shape-profile.mjs); each gets its own environment from the caller
+# (ZINFER_GPU_CHECK_ONLY, ZINFER_PARALLEL_PARTS, ZINFER_SHAPES, ...) and runs under `timeout -k` with its
+# SECONDS, so one hung part cannot take the others' time. ZINFER_SESSION_BUDGET (default 570 s) stops
+# starting parts once spent. Each part's files are packed into $OUT/PART.tgz as soon as it ends and its
+# last summary lines are printed then (not at the end), so a call cut short still returns what finished.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p /tmp/zinfer-cuda-cache
+[[ -f .gpu/cubins.tgz ]] && tar xzf .gpu/cubins.tgz -C /tmp/zinfer-cuda-cache
+source scripts/gpu-unpack.sh >/dev/null
+FINAL_OUT=$OUT
+budget=${ZINFER_SESSION_BUDGET:-570}
+start=$SECONDS
+echo "== session: bundle $(head -1 "$dir/COMMIT" 2>/dev/null); $(nvidia-smi -L 2>/dev/null | wc -l) GPUs; parts: $*"
+
+run_part() { # PART SECONDS OUTDIR
+  local part=$1 secs=$2 out=$3
+  case $part in
+    check) OUT=$out ZINFER_GPU_CHECK_TIMEOUT=$((secs - 10)) bash scripts/gpu-check.sh ;;
+    bench) OUT=$out ZINFER_GPU_BENCH_TIMEOUT=$((secs - 10)) bash scripts/gpu-bench.sh ;;
+    parallel) OUT=$out ZINFER_PARALLEL_TIMEOUT=$((secs - 10)) bash scripts/gpu-parallel.sh ;;
+    moe) OUT=$out ZINFER_MOE_BENCH_TIMEOUT=$((secs - 10)) bash scripts/gpu-moe.sh ;;
+    moe-check) OUT=$out ZINFER_MOE_TIMEOUT=$((secs - 10)) bash scripts/gpu-moe-check.sh ;;
+    shape) OUT=$out ZINFER_BENCH_BUDGET_S=$((secs - 15)) node "$dir/scripts/gpu-shape-profile.mjs" ;;
+    *) echo "unknown part $part"; return 2 ;;
+  esac
+}
+
+for spec in "$@"; do
+  part=${spec%%:*}
+  secs=${spec#*:}
+  [[ $secs == "$spec" ]] && secs=120
+  left=$((budget - (SECONDS - start)))
+  if ((left < 30)); then echo "== $part: skipped, ${left} s left"; continue; fi
+  ((secs > left)) && secs=$left
+  out=/tmp/zinfer-session/$part
+  rm -rf "$out" && mkdir -p "$out"
+  echo "== $part (${secs} s) at $((SECONDS - start)) s"
+  timeout -k 10 "$secs" bash -c "$(declare -f run_part); dir=$dir; run_part $part $secs $out" >"$out/run.log" 2>&1
+  echo "-- $part exit code $? at $((SECONDS - start)) s"
+  grep -hE 'passed|FAIL|ERROR|_ms_per_token|tokens_per_s|speedup|over_limit|graphed|correctness|Lamport' "$out"/*.log 2>/dev/null | grep -v 'n/a' | cut -c1-300 | tail -14
+  tar czf "$FINAL_OUT/$part.tgz" -C /tmp/zinfer-session "$part"
+done
+echo "== session done at $((SECONDS - start)) s; files: $(cd "$FINAL_OUT" && ls)"
