@@ -131,11 +131,7 @@ function step(name, fn, { minSeconds = 0, budget = null, always = false } = {}) 
  */
 async function withEngine(model, { parallel: strategy, limits, loadKey, allReduce = 'peer', autoStep = false }, body) {
   const t = performance.now();
-  process.env.ZINFER_PEER_ALLREDUCE = allReduce === 'nccl' || NO_PEER ? '0' : '1'; // read by the rank workers this engine starts
-  process.env.ZINFER_REDUCE_ADD = allReduce === 'unfused' ? 'off' : 'on';
-  if (allReduce === 'oneshot') process.env.ZINFER_PEER_ALLREDUCE_LL_BYTES = '0';
-  else if (LL_BYTES === undefined) delete process.env.ZINFER_PEER_ALLREDUCE_LL_BYTES;
-  else process.env.ZINFER_PEER_ALLREDUCE_LL_BYTES = LL_BYTES;
+  allReduceEnv(allReduce); // read by the rank workers this engine starts
   const cap = strategy ? capturingStrategy(strategy) : capturingBackend(await makeBackend(BACKEND));
   const backend = strategy ? await makeBackend(BACKEND) : cap.backend;
   const engine = await createEngine({ model, backend, parallel: cap.strategy, autoStep, limits });
@@ -146,11 +142,17 @@ async function withEngine(model, { parallel: strategy, limits, loadKey, allReduc
     return await body(engine, cap.box.program);
   } finally {
     await engine.close();
-    process.env.ZINFER_PEER_ALLREDUCE = NO_PEER ? '0' : '1';
-    process.env.ZINFER_REDUCE_ADD = 'on';
-    if (LL_BYTES === undefined) delete process.env.ZINFER_PEER_ALLREDUCE_LL_BYTES;
-    else process.env.ZINFER_PEER_ALLREDUCE_LL_BYTES = LL_BYTES;
+    allReduceEnv('peer');
   }
+}
+
+/** The environment of an all-reduce variant ('peer' restores the run's own). */
+function allReduceEnv(allReduce) {
+  process.env.ZINFER_PEER_ALLREDUCE = allReduce === 'nccl' || NO_PEER ? '0' : '1';
+  process.env.ZINFER_REDUCE_ADD = allReduce === 'unfused' ? 'off' : 'on';
+  const ll = allReduce === 'oneshot' ? '0' : LL_BYTES;
+  if (ll === undefined) delete process.env.ZINFER_PEER_ALLREDUCE_LL_BYTES;
+  else process.env.ZINFER_PEER_ALLREDUCE_LL_BYTES = ll;
 }
 
 const vocabOf = (shape) => SHAPES[shape].vocab_size;

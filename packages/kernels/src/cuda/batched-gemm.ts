@@ -44,7 +44,10 @@ export function batchedGroup(g: LinearGroup, weight: (name: string) => DeviceWei
   const ws = g.members.map((m) => weight(m.attrs.weight));
   if (ws.some((w) => !w || w.dtype !== act || w.shape.length !== 2)) return null;
   const byShape = new Map<string, number[]>();
-  ws.forEach((w, i) => byShape.set(w!.shape.join('x'), [...(byShape.get(w!.shape.join('x')) ?? []), i]));
+  ws.forEach((w, i) => {
+    const key = w!.shape.join('x');
+    byShape.set(key, [...(byShape.get(key) ?? []), i]);
+  });
   const pick = [...byShape.values()].find((list) => list.length > 1);
   if (!pick) return null;
   const members = pick.map((i) => g.members[i]);

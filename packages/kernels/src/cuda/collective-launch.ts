@@ -55,18 +55,19 @@ export function f32OutputValues(graph: Graph): Set<ValueId> {
 }
 
 /**
- * The add of an all-reduce's result and a residual, launched where the add runs (exec-plan.ts): one peer
- * all-reduce that adds the residual when the message fits its buffers, else the all-reduce then the add.
+ * The all-reduce an add of its result runs (exec-plan.ts: the add's launch runs it): the peer kernel adding
+ * the residual too when the message fits its buffers (true: the add is done), else the all-reduce alone
+ * (false: the caller launches the add).
  */
-export function launchReduceAdd(ctx: StepContext, add: OpNode<'add'>, fused: ReduceAdd): void {
-  const dtype: FloatDType = ctx.isF32(fused.reduce.output) ? 'f32' : ctx.act;
+export function launchReduceOfAdd(ctx: StepContext, add: OpNode<'add'>, fused: ReduceAdd): boolean {
   const n = ctx.rowsOf(add.output) * ctx.width(add.output);
   const peer = ctx.collectives.peer;
-  if (peer?.fits(n, dtype) && dtype === ctx.act && !ctx.isF32(add.output)) {
-    return peer.launch(ctx.gpu, ctx.value(add.output), ctx.value(fused.reduce.inputs.x), n, dtype, undefined, ctx.value(fused.residual));
+  if (peer?.fits(n, ctx.act) && !ctx.isF32(fused.reduce.output) && !ctx.isF32(add.output)) {
+    peer.launch(ctx.gpu, ctx.value(add.output), ctx.value(fused.reduce.inputs.x), n, ctx.act, undefined, ctx.value(fused.residual));
+    return true;
   }
   launchCollective(ctx, fused.reduce);
-  ctx.gpu.launch(`add_${ctx.act}`, flatGrid(n), 256, [ctx.value(add.output), ctx.value(add.inputs.a), ctx.value(add.inputs.b), n]);
+  return false;
 }
 
 export function launchCollective(ctx: StepContext, node: CommunicationNode): void {

@@ -25,8 +25,13 @@
 import type { Graph, OpNode, ValueId, WeightName } from '@zinfer/core';
 import type { EarlyDef, ExtraUse } from './buffer-plan.js';
 
-/** Shared memory a fused router may use: its probabilities and the normalized row, 4 bytes each (no opt-in). */
+/** Shared memory a fused router may use without opting in. */
 export const ROUTER_SHARED_BYTES = 48 * 1024;
+
+/** Dynamic shared memory of a router launch: its probabilities, then (fused norm) the row in f32, 16-byte aligned. */
+export function routerSharedBytes(experts: number, hidden: number, norm: boolean): number {
+  return (norm ? Math.ceil(experts / 4) * 4 + hidden : experts) * 4;
+}
 
 export type Epilogue =
   | { kind: 'none' }
@@ -251,10 +256,9 @@ export function planExecution(graph: Graph, opts: FusionOptions = { linear: true
       const p = producer.get(node.inputs.x);
       if (p === undefined || groupOf.has(p)) return;
       const norm = nodes[p];
-      if (norm.op !== 'rmsNorm' || norm.attrs.dim !== graph.values[norm.inputs.x].width || (Math.ceil(node.attrs.experts / 4) * 4 + norm.attrs.dim) * 4 > ROUTER_SHARED_BYTES) return;
+      if (norm.op !== 'rmsNorm' || norm.attrs.dim !== graph.values[norm.inputs.x].width || routerSharedBytes(node.attrs.experts, norm.attrs.dim, true) > ROUTER_SHARED_BYTES) return;
       // The router must be the first reader (fused launches included): the rest read what it writes.
-      const reads = [...usesOf(norm.output), ...extraUses.filter(([v]) => v === norm.output).map(([, at]) => at)];
-      if (!reads.every((at) => at >= i)) return;
+      if (!readsOf(norm.output).every((at) => at >= i)) return;
       routerNorms.set(node, norm);
       routerNormCovers.set(p, i);
       extraUses.push([norm.inputs.x, i]);
@@ -267,10 +271,14 @@ export function planExecution(graph: Graph, opts: FusionOptions = { linear: true
     const root = gatherAlias.get(node.inputs.x) ?? node.inputs.x; // a gather of a skipped gather reads the first one's input
     gatherAlias.set(node.output, root);
     // Every read of the output, fused launches' included (a norm fused into the LM-head GEMV reads it there).
-    const reads = [...usesOf(node.output), ...extraUses.filter(([v]) => v === node.output).map(([, at]) => at)];
-    for (const at of reads) extraUses.push([root, at]);
+    for (const at of readsOf(node.output)) extraUses.push([root, at]);
   });
   return { groups, groupOf, rope, ropeCovers, embeddingSums, embeddingCovers, reduceAdds, reduceCovers, routerNorms, routerNormCovers, gatherAlias, nextWeight: nextWeights(graph, groups), extraUses, earlyDefs };
+
+  /** Node indices that read v: its consumers and the fused launches planned so far. */
+  function readsOf(v: ValueId): number[] {
+    return [...usesOf(v), ...extraUses.filter(([u]) => u === v).map(([, at]) => at)];
+  }
 
   function sameDtype(a: OpNode, b: OpNode): boolean {
     if (a.op !== 'linear' || b.op !== 'linear' || !opts.weightDtype) return true;

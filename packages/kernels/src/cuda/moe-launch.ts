@@ -8,6 +8,7 @@
 import { BackendError, type Graph, type OpNode, type ValueId } from '@zinfer/core';
 import { ACTIVATION_CODES } from './activation-codes.js';
 import { EnvChoice } from './env-choice.js';
+import { routerSharedBytes } from './exec-plan.js';
 import { gemvRows } from './linear-launch.js';
 import type { MoeTables } from './moe-tables.js';
 import { dtypeBytes, type StepContext } from './step-context.js';
@@ -85,7 +86,7 @@ export function launchMoeRouter(ctx: StepContext, node: OpNode<'moeRouter'>): vo
   const [xn, normW, eps] = norm ? [ctx.value(norm.output), ctx.weight(norm.attrs.weight).ptr, norm.attrs.eps] : [0n, 0n, 0];
   ctx.gpu.launch(`moe_router_${w.dtype}_${ctx.act}`, { x: ctx.rowsOf(node.output) }, ROUTER_THREADS, [
     ctx.value(node.output), w.ptr, x, hidden, experts, topK, normalize ? 1 : 0, moe.counters(node), slots, moe.padSlot, xn, normW, eps,
-  ], (norm ? Math.ceil(experts / 4) * 4 + hidden : experts) * 4); // the row after the probabilities, 16-byte aligned
+  ], routerSharedBytes(experts, hidden, norm !== undefined));
 }
 
 /** The experts' common intermediate size and weight dtype (null: this program holds none of them). */

@@ -3,7 +3,7 @@
 import { BackendError, type OpNode } from '@zinfer/core';
 import { ACTIVATION_CODES } from './activation-codes.js';
 import { launchAttention, type KvPointers } from './attention-launch.js';
-import { launchCollective, launchReduceAdd } from './collective-launch.js';
+import { launchCollective, launchReduceOfAdd } from './collective-launch.js';
 import { launchLinear } from './linear-launch.js';
 import { launchMoeExperts, launchMoeRouter, launchSigmoidGate } from './moe-launch.js';
 import { threadsFor, type StepContext } from './step-context.js';
@@ -44,7 +44,7 @@ export function launchNode(ctx: StepContext, node: OpNode, kv: KvPointers | null
       const sum = ctx.plan.embeddingSums.get(node);
       if (sum) return launchEmbeddingSum(ctx, out, rows, sum.a, sum.b);
       const reduce = ctx.plan.reduceAdds.get(node);
-      if (reduce) return launchReduceAdd(ctx, node, reduce);
+      if (reduce && launchReduceOfAdd(ctx, node, reduce)) return; // else its all-reduce ran: the add follows
       const n = rows * ctx.width(node.output);
       gpu.launch(`add_${act}`, flatGrid(n), 256, [out, ctx.value(node.inputs.a), ctx.value(node.inputs.b), n]);
       return;
