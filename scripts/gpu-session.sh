@@ -2,7 +2,9 @@
 # Runs ON the GPU machine, from the repository root, with .gpu/bundle.tgz and .gpu/cubins.tgz carried: several
 # of the gpu-*.sh parts in one device call, within the device tool's limits (at most 8 files come back, one
 # call is cut at its time limit). Usage:
-#   bash scripts/gpu-session.sh PART:SECONDS [PART:SECONDS ...]
+#   bash scripts/gpu-session.sh PART:SECONDS[:VAR=VALUE;VAR=VALUE...] [...]
+# The optional third field sets environment variables for that part alone (values may hold ',', ':' and
+# spaces; quote the whole spec), so one call can run a check with a kernel switch on and a bench without.
 # PART: check | bench | parallel | moe | moe-check | shape (gpu-check.sh, gpu-bench.sh, gpu-parallel.sh,
 # gpu-moe.sh, gpu-moe-check.sh, gpu-shape-profile.mjs); each gets its own environment from the caller
 # (ZINFER_GPU_CHECK_ONLY, ZINFER_PARALLEL_PARTS, ZINFER_SHAPES, ...) and runs under `timeout -k` with its
@@ -34,15 +36,18 @@ run_part() { # PART SECONDS OUTDIR
 
 for spec in "$@"; do
   part=${spec%%:*}
-  secs=${spec#*:}
-  [[ $secs == "$spec" ]] && secs=120
+  rest=${spec#*:}
+  [[ $rest == "$spec" ]] && rest=120
+  secs=${rest%%:*}
+  envs=()
+  if [[ $rest == *:* ]]; then IFS=';' read -r -a envs <<<"${rest#*:}"; fi
   left=$((budget - (SECONDS - start)))
   if ((left < 30)); then echo "== $part: skipped, ${left} s left"; continue; fi
   ((secs > left)) && secs=$left
   out=/tmp/zinfer-session/$part
   rm -rf "$out" && mkdir -p "$out"
-  echo "== $part (${secs} s) at $((SECONDS - start)) s"
-  timeout -k 10 "$secs" bash -c "$(declare -f run_part); dir=$dir; run_part $part $secs $out" >"$out/run.log" 2>&1
+  echo "== $part (${secs} s) at $((SECONDS - start)) s${envs[*]:+; env: ${envs[*]}}"
+  timeout -k 10 "$secs" env "${envs[@]}" bash -c "$(declare -f run_part); dir=$dir; run_part $part $secs $out" >"$out/run.log" 2>&1
   echo "-- $part exit code $? at $((SECONDS - start)) s"
   grep -hE 'passed|FAIL|ERROR|_ms_per_token|tokens_per_s|speedup|over_limit|graphed|correctness|Lamport' "$out"/*.log 2>/dev/null | grep -v 'n/a' | cut -c1-300 | tail -14
   tar czf "$FINAL_OUT/$part.tgz" -C /tmp/zinfer-session "$part"
