@@ -236,20 +236,12 @@ async function runGroup(size, { par, results, save, deadline }) {
       const got = new Map();
       const all = new Promise((resolve) => waiting.set(mine, (m) => (got.set(m.rank ?? got.size, m), got.size === size || m.error ? resolve([...got.values()]) : null)));
       for (const w of workers) w.postMessage({ ...c, id: mine });
-      const r = await Promise.race([all, timeout(Math.min(90_000, deadline - performance.now()))]);
+      const r = await Promise.race([all, timeout(Math.min(90_000, Math.max(20_000, deadline - performance.now())))]);
       waiting.delete(mine);
       if (r === 'timeout') throw new Error(`case ${JSON.stringify(c)} did not finish (a hang: the remaining cases are skipped)`);
       return r;
     };
-    for (const bytes of LATENCY_BYTES) {
-      if (performance.now() > deadline - 5000) break;
-      const rs = await ask({ kind: 'latency', bytes, reps: 20, replays: SIM ? 2 : 50 });
-      const err = rs.find((r) => r.error);
-      const row = { ranks: size, bytes, peerUs: err ? null : round(rs[0].peerUs), peer2Us: err ? null : round(rs[0].peer2Us), peer8Us: err ? null : round(rs[0].peer8Us), llUs: err ? null : round(rs[0].llUs), ncclUs: err ? null : round(rs[0].ncclUs), error: err?.error ?? null };
-      results.latency.push(row);
-      console.log(`latency ${size} ranks ${bytes} B: peer ${row.peerUs ?? '-'} µs (two-shot ${row.peer2Us ?? '-'}, 8 blocks ${row.peer8Us ?? '-'}, Lamport ${row.llUs ?? '-'}), NCCL ${row.ncclUs ?? '-'} µs${row.error ? ` (${row.error})` : ''}`);
-      save();
-    }
+    // Correctness first: the latency table only uses what the budget has left.
     for (const n of SIZES) {
       for (const dtype of DTYPES) {
         for (const exact of [true, false]) {
@@ -263,6 +255,15 @@ async function runGroup(size, { par, results, save, deadline }) {
           record(results, save, { group: size, dtype, n, exact, ms: Math.round(performance.now() - t0), ...judge(rs, dtype, size, exact, group.peer), name });
         }
       }
+    }
+    for (const bytes of LATENCY_BYTES) {
+      if (performance.now() > deadline - 5000) break;
+      const rs = await ask({ kind: 'latency', bytes, reps: 20, replays: SIM ? 2 : 50 });
+      const err = rs.find((r) => r.error);
+      const row = { ranks: size, bytes, peerUs: err ? null : round(rs[0].peerUs), peer2Us: err ? null : round(rs[0].peer2Us), peer8Us: err ? null : round(rs[0].peer8Us), llUs: err ? null : round(rs[0].llUs), ncclUs: err ? null : round(rs[0].ncclUs), error: err?.error ?? null };
+      results.latency.push(row);
+      console.log(`latency ${size} ranks ${bytes} B: peer ${row.peerUs ?? '-'} µs (two-shot ${row.peer2Us ?? '-'}, 8 blocks ${row.peer8Us ?? '-'}, Lamport ${row.llUs ?? '-'}), NCCL ${row.ncclUs ?? '-'} µs${row.error ? ` (${row.error})` : ''}`);
+      save();
     }
   } catch (e) {
     group.error = e.message;
