@@ -13,6 +13,7 @@
 # last summary lines are printed then (not at the end), so a call cut short still returns what finished.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+rm -rf /tmp/zinfer-session
 mkdir -p /tmp/zinfer-cuda-cache
 [[ -f .gpu/cubins.tgz ]] && tar xzf .gpu/cubins.tgz -C /tmp/zinfer-cuda-cache
 source scripts/gpu-unpack.sh >/dev/null
@@ -44,12 +45,14 @@ for spec in "$@"; do
   left=$((budget - (SECONDS - start)))
   if ((left < 30)); then echo "== $part: skipped, ${left} s left"; continue; fi
   ((secs > left)) && secs=$left
-  out=/tmp/zinfer-session/$part
-  rm -rf "$out" && mkdir -p "$out"
+  name=$part n=2
+  while [[ -e /tmp/zinfer-session/$name ]]; do name=$part-$((n++)); done # a part run twice (an A/B): shape, shape-2
+  out=/tmp/zinfer-session/$name
+  mkdir -p "$out"
   echo "== $part (${secs} s) at $((SECONDS - start)) s${envs[*]:+; env: ${envs[*]}}"
   timeout -k 10 "$secs" env "${envs[@]}" bash -c "$(declare -f run_part); dir=$dir; run_part $part $secs $out" >"$out/run.log" 2>&1
-  echo "-- $part exit code $? at $((SECONDS - start)) s"
+  echo "-- $name exit code $? at $((SECONDS - start)) s"
   grep -hE 'passed|FAIL|ERROR|_ms_per_token|tokens_per_s|speedup|over_limit|graphed|correctness|Lamport' "$out"/*.log 2>/dev/null | grep -v 'n/a' | cut -c1-300 | tail -14
-  tar czf "$FINAL_OUT/$part.tgz" -C /tmp/zinfer-session "$part"
+  tar czf "$FINAL_OUT/$name.tgz" -C /tmp/zinfer-session "$name"
 done
 echo "== session done at $((SECONDS - start)) s; files: $(cd "$FINAL_OUT" && ls)"

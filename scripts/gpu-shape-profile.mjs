@@ -8,13 +8,12 @@
 // assignment of the variants in ZINFER_PROFILE_MIX (default v1,roll,occ) to the GEMVs by epilogue (q|k|v and
 // the head / o and down / gate-up: every combination), and every kernel of one eager step timed with CUDA
 // events (GEMV GB/s per shape, µs for the rest). ZINFER_PROFILE_SWEEP=1 adds the microbench's GEMV sweep
-// (each variant alone, back to back; ~80 s). MoE shapes also time the plain and the pipelined small-step
-// expert kernels (ZINFER_MOE_PIPE), alternated on one program.
+// (each variant alone, back to back; ~80 s).
 // The gap between the graphed step and its limit, shape by shape, says whether tp ranks lose to per-kernel
 // fixed costs (a gap that does not shrink with the slice) or to bandwidth.
 // Synthetic weights (every layer serves layer 0's values; each layer has its own device copy).
 // Usage (GPU machine, bundle unpacked: source scripts/gpu-unpack.sh): node $dir/scripts/gpu-shape-profile.mjs
-//   ZINFER_SHAPES=7b,13b-tp4 picks shapes. Writes $OUT/shape-profile.json and prints a table.
+//   ZINFER_SHAPES=7b,13b-tp4 picks shapes; ZINFER_PROFILE_ROWS=64 times steps of that many sequences (default 1). Writes $OUT/shape-profile.json and prints a table.
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 
@@ -43,9 +42,10 @@ const variants = (process.env.ZINFER_PROFILE_GEMV || cuda.GEMV_VARIANTS.join(','
 const mixVariants = (process.env.ZINFER_PROFILE_MIX ?? 'v1,roll,occ').split(',').map((s) => s.trim()).filter(Boolean);
 const MIX_EPILOGUES = ['none', 'residual', 'gated'];
 const mixes = MIX_EPILOGUES.reduce((acc) => acc.flatMap((a) => mixVariants.map((v) => [...a, v])), [[]]).filter((m) => m.length && new Set(m).size > 1);
+const ROWS = Number(process.env.ZINFER_PROFILE_ROWS || 1);
 const pick = (process.env.ZINFER_SHAPES || Object.keys(SHAPES).join(',')).split(',').map((s) => s.trim()).filter(Boolean);
 
-const result = { card: null, date: new Date().toISOString(), read_gb_per_s: null, shapes: {} };
+const result = { card: null, rows: ROWS, date: new Date().toISOString(), read_gb_per_s: null, shapes: {} };
 const detail = { errors: {}, steps: {} };
 const save = jsonWriter(OUT, [['shape-profile.json', result], ['shape-profile-detail.json', detail]]);
 const { step } = stepRunner({ budgetS: Number(process.env.ZINFER_BENCH_BUDGET_S || 480), log, save, detail, errors: 'message' });
@@ -82,11 +82,11 @@ for (const name of pick) {
   await step(`${name}: load, graphed decode, eager profile`, async () => {
     const dir = core.writeSyntheticModel(join(WORK, `shape-${name}`), config, { seed: 1, dtype: 'f16', std: 0.02, repeatLayer0: true });
     const backend = cuda.cudaBackend({ device: 0, activations: 'f16', cacheDir: '/tmp/zinfer-cuda-cache' });
-    const engine = await core.createEngine({ model: dir, backend, autoStep: false, limits: { kvCacheBytes: 4 * 2 ** 30, maxSequences: 8, maxBatchTokens: 512, maxContext: 1024 } });
+    const engine = await core.createEngine({ model: dir, backend, autoStep: false, limits: { kvCacheBytes: 4 * 2 ** 30, maxSequences: Math.max(8, ROWS), maxBatchTokens: Math.max(512, ROWS), maxContext: 1024 } });
     try {
       const program = backend.programs[backend.programs.length - 1];
       const vocab = config.vocab_size;
-      const decode = async (steps) => round(await programDecode(program, testing.stepBatch, { rows: 1, context: 100, vocab, argmax: true, steps }), 3);
+      const decode = async (steps) => round(await programDecode(program, testing.stepBatch, { rows: ROWS, context: 100, vocab, argmax: true, steps }), 3);
       const base = cuda.gemvVariant();
       const baseByEpilogue = cuda.gemvVariantByEpilogue(); // ZINFER_GEMV_BY_EPILOGUE, restored after the mixes
       try {
@@ -106,22 +106,6 @@ for (const name of pick) {
         cuda.setGemvVariantByEpilogue(baseByEpilogue);
         program.resetGraphs();
       }
-      if (config.num_local_experts) { // MoE shapes: the plain and the pipelined small-step expert kernels, same program
-        const basePipe = cuda.moePipeMode();
-        r.graphed_ms_by_moe_pipe = {};
-        try {
-          for (const m of ['off', 'on', 'off', 'on']) {
-            cuda.setMoePipeMode(m);
-            program.resetGraphs();
-            const ms = await decode(48);
-            r.graphed_ms_by_moe_pipe[m] = Math.min(r.graphed_ms_by_moe_pipe[m] ?? Infinity, ms);
-          }
-        } finally {
-          cuda.setMoePipeMode(basePipe);
-          program.resetGraphs();
-        }
-        log(`${name}: graphed ms by MoE expert kernels (best of 2 alternated) ${JSON.stringify(r.graphed_ms_by_moe_pipe)}`);
-      }
       const all = { ...Object.fromEntries(Object.entries(r.graphed_ms_by_gemv).map(([v, ms]) => [`${v}/${v}/${v}`, ms])), ...r.graphed_ms_by_mix };
       r.best_mix = Object.entries(all).sort((a, b) => a[1] - b[1]).slice(0, 5);
       log(`${name}: best (none/residual/gated) ${JSON.stringify(r.best_mix)}`);
@@ -131,7 +115,7 @@ for (const name of pick) {
       const kvBytesPerToken = 2 * config.num_key_value_heads * headDim(config) * 2;
       const p = await profileDecode({
         program, profileStep: cuda.profileStep, summarizeProfile: cuda.summarizeProfile, stepBatch: testing.stepBatch,
-        variants: [cuda.gemvVariant()], setVariant: cuda.setGemvVariant, rows: 1, context: 100, vocab, readGBps: result.read_gb_per_s, kv: { bytesPerToken: kvBytesPerToken },
+        variants: [cuda.gemvVariant()], setVariant: cuda.setGemvVariant, rows: ROWS, context: 100, vocab, readGBps: result.read_gb_per_s, kv: { bytesPerToken: kvBytesPerToken },
       });
       const v = Object.values(p)[0];
       r.launches = v.launches;

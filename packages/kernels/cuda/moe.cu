@@ -30,20 +30,22 @@ __device__ __forceinline__ void gate_up_store(A *h, const Tile &t, const float (
 
 // h[slot, o] = act(gate_e[o]·x[row]) · (up_e[o]·x[row]) for the slots of a tile, 2 features o a block
 // (2 gate + 2 up rows). Small step (tiles null): tile blockIdx.y is the step's blockIdx.y-th expert; large:
-// tiles blockIdx.y, blockIdx.y + gridDim.y, ... of the list.
+// tiles blockIdx.y, blockIdx.y + gridDim.y, ... of the list, or with tilesOnX the axes swapped (tile
+// blockIdx.x, feature pair blockIdx.y): blocks are dispatched x first, so the tiles of one expert then read
+// the same weight rows at the same time and all but the first find them in L2.
 template <int R, typename W, typename A>
 __device__ void moe_gate_up(A *h, const A *x, const float *routing, const i64 *table, int nLocal, int mapLen, const int *tiles,
-                            const int *order, int rows, int topK, int hidden, int inter, int act) {
+                            const int *order, int rows, int topK, int hidden, int inter, int act, int tilesOnX) {
   __shared__ Tile t;
   __shared__ int ids[MOE_SLOTS], experts[MOE_SLOTS];
   __shared__ float fin[MOE_WROWS][MOE_TILE];
   grid_dep_wait();
   grid_dep_launch();
   const int *map = reinterpret_cast<const int *>(table + 3 * nLocal);
-  const int o0 = 2 * blockIdx.x;
+  const int pair = tilesOnX ? blockIdx.y : blockIdx.x, o0 = 2 * pair;
   int distinct = 0;
   if (!tiles) distinct = small_experts(routing, map, mapLen, rows * topK, topK, ids, experts);
-  for (int index = blockIdx.y;; index += gridDim.y) {
+  for (int index = tilesOnX ? blockIdx.x : blockIdx.y;; index += tilesOnX ? gridDim.x : gridDim.y) {
     if (threadIdx.x == 0) {
       if (tiles) list_tile(tiles, order, index, topK, t);
       else if (index < distinct) small_tile(ids, rows * topK, experts[index], topK, t);
@@ -54,7 +56,7 @@ __device__ void moe_gate_up(A *h, const A *x, const float *routing, const i64 *t
     const W *gate = expert_matrix<W>(table, t.expert, 0), *up = expert_matrix<W>(table, t.expert, 1);
     const W *wp[MOE_WROWS];
     bool ok[MOE_WROWS];
-    pair_rows<W>(gate, up, blockIdx.x, hidden, inter, wp, ok);
+    pair_rows<W>(gate, up, pair, hidden, inter, wp, ok);
     tile_dot<R, W, A>(wp, ok, x, t.src, t.n, hidden, fin);
     gate_up_store<A>(h, t, fin, o0, inter, act);
     if (!tiles) return; // a small step's block has one tile
@@ -122,148 +124,19 @@ __device__ void moe_down_small(A *out, const A *h, const float *routing, const i
   down_combine<A>(out, routing, ids, part, o0, rows, topK, hidden);
 }
 
-// ---------------------------------------------------------------------------------------------------
-// Pipelined small steps (moe_gate_up_pipe, moe_down_pipe): the same tiles, dot products and sums as
-// moe_gate_up / moe_down_small, bit for bit, but each block walks a sequence of work items (gate/up: feature
-// pairs of its tile; down: feature groups × the step's experts) and issues the next item's weight loads
-// before it reduces the current one, two register sets in turn. A grid of a few blocks an SM then keeps
-// DRAM busy through the reductions, which a block that loads once and reduces once leaves idle (each wave
-// of the plain kernels is a load burst, then a pause).
-
-// grid (blocks, slots): block (b, y) computes tile y (the step's y-th distinct local expert) for pairs
-// b, b + gridDim.x, ...
-template <int R, typename W, typename A>
-__device__ void moe_gate_up_pipe(A *h, const A *x, const float *routing, const i64 *table, int nLocal, int mapLen, int rows, int topK,
-                                 int hidden, int inter, int act) {
-  __shared__ Tile t;
-  __shared__ int ids[MOE_SLOTS], experts[MOE_SLOTS];
-  __shared__ float fin[MOE_WROWS][MOE_TILE];
-  grid_dep_wait();
-  grid_dep_launch();
-  const int *map = reinterpret_cast<const int *>(table + 3 * nLocal);
-  const int distinct = small_experts(routing, map, mapLen, rows * topK, topK, ids, experts);
-  if ((int)blockIdx.y >= distinct) return;
-  if (threadIdx.x == 0) small_tile(ids, rows * topK, experts[blockIdx.y], topK, t);
-  __syncthreads();
-  const W *gate = expert_matrix<W>(table, t.expert, 0), *up = expert_matrix<W>(table, t.expert, 1);
-  const int pairs = (inter + 1) / 2, nv = hidden % Vec16<W>::N == 0 ? hidden / Vec16<W>::N : 0, step = gridDim.x;
-  const bool pipe = nv > 0; // rows of whole vectors: tile_load's first pass is the whole preload
-  TileRaw ra, rb;
-  const W *wa[MOE_WROWS], *wb[MOE_WROWS];
-  bool oa[MOE_WROWS], ob[MOE_WROWS];
-  int p = blockIdx.x;
-  if (p < pairs) {
-    pair_rows<W>(gate, up, p, hidden, inter, wa, oa);
-    if (pipe) tile_load<W>(ra, wa, oa, threadIdx.x, nv);
-  }
-  // Pair q (its loads in raw), after issuing pair next's loads into nraw; the two register sets alternate.
-  const auto item = [&](int q, TileRaw &raw, const W *const (&wp)[MOE_WROWS], const bool (&ok)[MOE_WROWS], int next, TileRaw &nraw,
-                        const W *(&nwp)[MOE_WROWS], bool (&nok)[MOE_WROWS]) {
-    if (next < pairs) {
-      pair_rows<W>(gate, up, next, hidden, inter, nwp, nok);
-      if (pipe) tile_load<W>(nraw, nwp, nok, threadIdx.x, nv);
-    }
-    tile_dot<R, W, A>(wp, ok, x, t.src, t.n, hidden, fin, raw, pipe);
-    gate_up_store<A>(h, t, fin, 2 * q, inter, act);
-  };
-  for (; p < pairs; p += 2 * step) {
-    item(p, ra, wa, oa, p + step, rb, wb, ob);
-    if (p + step >= pairs) break;
-    item(p + step, rb, wb, ob, p + 2 * step, ra, wa, oa);
-  }
-}
-
-// grid (blocks): block b owns feature groups g = b, b + gridDim.x, ... (MOE_WROWS features each) and walks
-// (g, expert u) for every distinct local expert u of the step, then writes g's routing-weighted sums in k
-// order, as moe_down_small does. The first item's weights load before the wait (see moe_down_small).
-template <int R, typename W, typename A>
-__device__ void moe_down_pipe(A *out, const A *h, const float *routing, const i64 *table, int nLocal, int mapLen, int rows, int topK,
-                              int hidden, int inter) {
-  __shared__ Tile t;
-  __shared__ int ids[MOE_SLOTS], experts[MOE_SLOTS];
-  __shared__ float fin[MOE_WROWS][MOE_TILE];
-  __shared__ float part[MOE_WROWS][MOE_SLOTS];
-  const int *map = reinterpret_cast<const int *>(table + 3 * nLocal);
-  const int slots = rows * topK, groups = (hidden + MOE_WROWS - 1) / MOE_WROWS, step = gridDim.x;
-  const int distinct = small_experts(routing, map, mapLen, slots, topK, ids, experts);
-  const int nv = inter % Vec16<W>::N == 0 ? inter / Vec16<W>::N : 0;
-  const bool pipe = nv > 0;
-  TileRaw ra, rb;
-  const W *wa[MOE_WROWS], *wb[MOE_WROWS];
-  bool oa[MOE_WROWS], ob[MOE_WROWS];
-  // Items in order: (g, 0), (g, 1), ..., (g, distinct - 1), (g + step, 0), ...
-  int g = blockIdx.x, u = 0;
-  const auto advance = [&](int &gg, int &uu) {
-    if (++uu >= distinct) uu = 0, gg += step;
-  };
-  if (distinct > 0 && g < groups) {
-    down_rows<W>(table, experts[0], MOE_WROWS * g, hidden, inter, wa, oa);
-    if (pipe) tile_load<W>(ra, wa, oa, threadIdx.x, nv);
-  }
-  grid_dep_wait();
-  grid_dep_launch();
-  // One item: expert u of group g, its weights in raw (loads issued); the next item's loads go into nraw first.
-  const auto item = [&](int gi, int ui, TileRaw &raw, const W *const (&wp)[MOE_WROWS], const bool (&ok)[MOE_WROWS], TileRaw &nraw,
-                        const W *(&nwp)[MOE_WROWS], bool (&nok)[MOE_WROWS]) -> bool {
-    int gn = gi, un = ui;
-    advance(gn, un);
-    const bool more = gn < groups;
-    if (more) {
-      down_rows<W>(table, experts[un], MOE_WROWS * gn, hidden, inter, nwp, nok);
-      if (pipe) tile_load<W>(nraw, nwp, nok, threadIdx.x, nv);
-    }
-    if (threadIdx.x == 0) small_tile(ids, slots, experts[ui], 1, t);
-    __syncthreads();
-    tile_dot<R, W, A>(wp, ok, h, t.src, t.n, inter, fin, raw, pipe);
-    down_part(t, fin, part);
-    __syncthreads();
-    if (ui == distinct - 1) { // group gi complete: its outputs, in k order
-      down_combine<A>(out, routing, ids, part, MOE_WROWS * gi, rows, topK, hidden);
-      __syncthreads(); // part is rewritten by the next group
-    }
-    return more;
-  };
-  if (distinct == 0) { // routed nowhere here: zeros
-    for (int gi = g; gi < groups; gi += step)
-      for (int q = threadIdx.x; q < MOE_WROWS * rows; q += blockDim.x) {
-        const int i = q % MOE_WROWS, r = q / MOE_WROWS;
-        if (MOE_WROWS * gi + i < hidden) out[(i64)r * hidden + MOE_WROWS * gi + i] = from_f32<A>(0.f);
-      }
-    return;
-  }
-  while (g < groups) {
-    const int g1 = g, u1 = u;
-    advance(g, u);
-    if (!item(g1, u1, ra, wa, oa, rb, wb, ob)) break;
-    const int g2 = g, u2 = u;
-    advance(g, u);
-    if (!item(g2, u2, rb, wb, ob, ra, wa, oa)) break;
-  }
-}
-
-// moe_gate_up grid (ceil(inter/2), tiles), moe_down grid (ceil(hidden/4)); block MOE_THREADS. R: the most
+// moe_gate_up grid (ceil(inter/2), tiles) (tilesOnX: (tiles, ceil(inter/2))), moe_down grid (ceil(hidden/4)); block MOE_THREADS. R: the most
 // slots a tile of the entry point holds (the grouped path uses R = 8).
 #define MOE_ENTRY(R, WS, AS, W, A)                                                                                                   \
   extern "C" __global__ void __launch_bounds__(MOE_THREADS, 1)                                                                        \
       moe_gate_up##R##_##WS##_##AS(A *h, const A *x, const float *routing, const i64 *table, int nLocal, int mapLen,                \
-                                   const int *tiles, const int *order, int rows, int topK, int hidden, int inter, int act) {         \
-    moe_gate_up<R, W, A>(h, x, routing, table, nLocal, mapLen, tiles, order, rows, topK, hidden, inter, act);                       \
+                                   const int *tiles, const int *order, int rows, int topK, int hidden, int inter, int act,           \
+                                   int tilesOnX) {                                                                                   \
+    moe_gate_up<R, W, A>(h, x, routing, table, nLocal, mapLen, tiles, order, rows, topK, hidden, inter, act, tilesOnX);             \
   }                                                                                                                                  \
   extern "C" __global__ void __launch_bounds__(MOE_THREADS, 1)                                                                        \
       moe_down##R##_##WS##_##AS(A *out, const A *h, const float *routing, const i64 *table, int nLocal, int mapLen, int rows,       \
                                 int topK, int hidden, int inter) {                                                                   \
     moe_down_small<R, W, A>(out, h, routing, table, nLocal, mapLen, rows, topK, hidden, inter);                                     \
-  }                                                                                                                                  \
-  /* The pipelined small-step kernels: gate/up grid (blocks, slots), down grid (blocks). */                                         \
-  extern "C" __global__ void __launch_bounds__(MOE_THREADS, 2)                                                                        \
-      moe_gate_up_pipe##R##_##WS##_##AS(A *h, const A *x, const float *routing, const i64 *table, int nLocal, int mapLen, int rows, \
-                                        int topK, int hidden, int inter, int act) {                                                  \
-    moe_gate_up_pipe<R, W, A>(h, x, routing, table, nLocal, mapLen, rows, topK, hidden, inter, act);                                \
-  }                                                                                                                                  \
-  extern "C" __global__ void __launch_bounds__(MOE_THREADS, 2)                                                                        \
-      moe_down_pipe##R##_##WS##_##AS(A *out, const A *h, const float *routing, const i64 *table, int nLocal, int mapLen, int rows,  \
-                                     int topK, int hidden, int inter) {                                                              \
-    moe_down_pipe<R, W, A>(out, h, routing, table, nLocal, mapLen, rows, topK, hidden, inter);                                      \
   }
 
 #define MOE_ALL(WS, AS, W, A) \

@@ -11,7 +11,7 @@ import { BackendError, GraphBuilder, loadModel, Rng, type FloatDType, type Graph
 import { memoryWeights, randomTensor, range, stepBatch, weightInfos } from '@zinfer/core/testing';
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
 import type { ActivationChoice } from '../src/cuda/device-weights.js';
-import { evenBlocks, largeLayout, MOE_TILE, moeRoutingValues, setMoePipeMode } from '../src/cuda/moe-launch.js';
+import { largeLayout, MOE_TILE, moeRoutingValues } from '../src/cuda/moe-launch.js';
 import { RecordingGpu, type RecordedLaunch } from '../src/cuda/recording-gpu.js';
 import { supports } from '../src/cuda/supports.js';
 
@@ -66,19 +66,10 @@ function moeNeeds(l: RecordedLaunch, A: number, W: number): Record<number, numbe
   }
   if (/^moe_gate_up\d_/.test(l.kernel)) {
     const [nLocal, mapLen, rows, topK, hidden, inter] = [n(a[4]), n(a[5]), n(a[8]), n(a[9]), n(a[10]), n(a[11])];
-    assert.ok(l.grid.x * 2 >= inter, `${l.kernel}: grid covers the intermediate features`);
+    const onX = n(a[13]) === 1; // the grouped path's tiles on x, feature pairs on y
+    assert.ok((onX ? l.grid.y : l.grid.x) * 2 >= inter, `${l.kernel}: grid covers the intermediate features`);
     const slots = rows * topK;
     return { 0: slots * inter * A, 1: rows * hidden * A, 2: rows * 2 * topK * 4, 3: nLocal * 24 + mapLen * 4, 6: 4, 7: slots * 4 };
-  }
-  if (/^moe_gate_up_pipe\d_/.test(l.kernel)) {
-    const [nLocal, mapLen, rows, topK, hidden, inter] = [n(a[4]), n(a[5]), n(a[6]), n(a[7]), n(a[8]), n(a[9])];
-    assert.is(l.grid.y, rows * topK, `${l.kernel}: a block row per slot`);
-    const slots = rows * topK;
-    return { 0: slots * inter * A, 1: rows * hidden * A, 2: rows * 2 * topK * 4, 3: nLocal * 24 + mapLen * 4 };
-  }
-  if (/^moe_down_pipe\d_/.test(l.kernel)) {
-    const [nLocal, mapLen, rows, topK, hidden, inter] = [n(a[4]), n(a[5]), n(a[6]), n(a[7]), n(a[8]), n(a[9])];
-    return { 0: rows * hidden * A, 1: rows * topK * inter * A, 2: rows * 2 * topK * 4, 3: nLocal * 24 + mapLen * 4 };
   }
   if (/^moe_down\d_/.test(l.kernel)) {
     const [nLocal, mapLen, rows, topK, hidden, inter] = [n(a[4]), n(a[5]), n(a[6]), n(a[7]), n(a[8]), n(a[9])];
@@ -88,7 +79,7 @@ function moeNeeds(l: RecordedLaunch, A: number, W: number): Record<number, numbe
     return { 0: rows * hidden * A, 1: rows * topK * inter * A, 2: rows * 2 * topK * 4, 3: nLocal * 24 + mapLen * 4 };
   }
   if (l.kernel.startsWith('moe_down_tiles_')) {
-    assert.ok(l.grid.x * 4 >= n(a[5]), `${l.kernel}: grid covers the hidden features`);
+    assert.ok((n(a[7]) === 1 ? l.grid.y : l.grid.x) * 4 >= n(a[5]), `${l.kernel}: grid covers the hidden features`);
     return { 0: 0, 1: 0, 3: 4 }; // y and h are sized from the matching combine / gate-up launches
   }
   if (l.kernel === 'moe_permute') {
@@ -149,13 +140,15 @@ for (const [act, dtype] of [['f32', 'f32'], ['f32', 'bf16'], ['f16', 'f16'], ['b
       assert.equal(kernelsOf(moe), want, `${rows} rows`);
       const gateUp = moe.find((l) => l.kernel.startsWith('moe_gate_up'))!;
       const slots = rows * shape.topK;
-      assert.is(gateUp.grid.y, rows <= 8 ? slots : Math.ceil(slots / MOE_TILE) + shape.experts, 'a block row per possible tile');
+      const tileBlocks = rows <= 8 ? gateUp.grid.y : gateUp.grid.x; // the grouped path: tiles on x (moeTileOrder 'weights')
+      assert.is(tileBlocks, rows <= 8 ? slots : Math.ceil(slots / MOE_TILE) + shape.experts, 'a block per possible tile');
       if (rows > 8) {
         const [permute, , downTiles, combine] = moe.slice(1);
         assert.is(permute.grid.x, 1);
-        assert.is(downTiles.grid.y, gateUp.grid.y);
+        assert.equal([gateUp.args[13], downTiles.args[7], gateUp.grid.y, downTiles.grid.y], [1, 1, Math.ceil(shape.inter / 2), Math.ceil(shape.hidden / 4)]);
+        assert.is(downTiles.grid.x, tileBlocks);
         const base = permute.args[0] as bigint;
-        const at = largeLayout(slots, gateUp.grid.y, Math.ceil((slots * shape.inter * BYTES[act]) / 256) * 256, shape.hidden);
+        const at = largeLayout(slots, tileBlocks, Math.ceil((slots * shape.inter * BYTES[act]) / 256) * 256, shape.hidden);
         assert.equal([permute.args[1], gateUp.args[0], downTiles.args[0], combine.args[1]], [base + BigInt(at.order), base + BigInt(at.h), base + BigInt(at.y), base + BigInt(at.y)]);
         assert.ok(gpu.extent(base) >= at.total, 'scratch holds tiles, order, h and y');
       }
@@ -205,32 +198,6 @@ test('the RMSNorm before the router runs in the router launch, which writes the 
       }
     }
     await program.dispose();
-  }
-});
-
-test('ZINFER_MOE_PIPE=on: small steps take the pipelined kernels, sized to two blocks an SM with equal shares; larger steps the grouped path', async () => {
-  assert.equal([evenBlocks(1792, 132), evenBlocks(1024, 264), evenBlocks(5, 264), evenBlocks(1000, 1)], [128, 256, 5, 1]);
-  const shape = { hidden: 40, inter: 24, experts: 6, topK: 2, dtype: 'bf16' as FloatDType };
-  const { graph, tensors } = moeGraph(shape);
-  setMoePipeMode('on');
-  try {
-    const gpu = new RecordingGpu();
-    const program = await compileProgram(gpu, graph, memoryWeights(tensors), { kvCache: { numBlocks: 8, blockSize: 16 } }, { ...SETTINGS, activations: 'bf16' });
-    for (const rows of [1, 5, 9]) {
-      const from = gpu.launches.length;
-      await program.run(stepBatch([{ tokens: range(rows), cached: 0, blocks: [0] }], 16, 'all'));
-      const moe = checkMoeLaunches(gpu, from, 'bf16');
-      const R = rows <= 1 ? 1 : 8;
-      assert.equal(kernelsOf(moe), rows <= 8 ? ['moe_router', `moe_gate_up_pipe${R}`, `moe_down_pipe${R}`, 'sigmoid_gate'] : ['moe_router', 'moe_permute', 'moe_gate_up8', 'moe_down_tiles', 'moe_combine', 'sigmoid_gate'], `${rows} rows`);
-      if (rows <= 8) {
-        const target = 2 * gpu.multiprocessors;
-        assert.is(moe[1].grid.x, evenBlocks(12, Math.floor(target / (rows * 2))), 'gate/up: the 12 feature pairs over the blocks of a slot');
-        assert.is(moe[2].grid.x, evenBlocks(10, target), 'down: the 10 feature groups');
-      }
-    }
-    await program.dispose();
-  } finally {
-    setMoePipeMode('off');
   }
 });
 

@@ -26,23 +26,15 @@ const ROUTER_THREADS = 256;
 const MAX_GRID_Y = 65535;
 
 /**
- * ZINFER_MOE_PIPE=on runs small steps' experts through the pipelined kernels (moe_gate_up_pipe /
- * moe_down_pipe: a few blocks an SM, each loading its next work item while it reduces the current one; the
- * same bits); off, one block a work item (the bench's A/B; then resetGraphs).
+ * ZINFER_MOE_TILE_ORDER: the grouped path's grid. 'weights' (default): tiles on x, so the tiles of one
+ * expert run side by side and read each weight row once from DRAM (the rest from L2); 'tiles': every
+ * feature of a tile before the next tile (each tile of an expert streams its weights from DRAM again).
  */
-export const MOE_PIPE_MODES = ['on', 'off'] as const;
-export type MoePipeMode = (typeof MOE_PIPE_MODES)[number];
-const pipeMode = new EnvChoice(MOE_PIPE_MODES, 'off', 'ZINFER_MOE_PIPE');
-export const moePipeMode = (): MoePipeMode => pipeMode.get();
-export const setMoePipeMode = (m: MoePipeMode): void => pipeMode.set(m);
-/** Blocks an SM the pipelined kernels are sized for (their __launch_bounds__ minimum). */
-const PIPE_BLOCKS_PER_SM = 2;
-
-/** Blocks for `items` work items spread evenly over about `target` blocks (each block the same count ±0). */
-export function evenBlocks(items: number, target: number): number {
-  const per = Math.ceil(items / Math.max(1, target));
-  return Math.max(1, Math.ceil(items / per));
-}
+export const MOE_TILE_ORDERS = ['weights', 'tiles'] as const;
+export type MoeTileOrder = (typeof MOE_TILE_ORDERS)[number];
+const tileOrder = new EnvChoice(MOE_TILE_ORDERS, 'weights', 'ZINFER_MOE_TILE_ORDER');
+export const moeTileOrder = (): MoeTileOrder => tileOrder.get();
+export const setMoeTileOrder = (o: MoeTileOrder): void => tileOrder.set(o);
 
 const align = (n: number) => Math.ceil(n / 256) * 256;
 const flatGrid = (n: number) => ({ x: Math.max(1, Math.min(8192, Math.ceil(n / 256))) });
@@ -124,17 +116,8 @@ export function launchMoeExperts(ctx: StepContext, node: OpNode<'moeExperts'>): 
   if (rows <= MOE_SMALL_ROWS) {
     const h = ctx.scratch(Math.max(256, hBytes)); // [slots, inter]
     const R = gemvRows(rows);
-    if (pipeMode.get() === 'on') {
-      const target = PIPE_BLOCKS_PER_SM * gpu.multiprocessors;
-      if (inter > 0) {
-        const gx = evenBlocks(Math.ceil(inter / 2), Math.floor(target / slots));
-        gpu.launch(`moe_gate_up_pipe${R}_${kind}`, { x: gx, y: slots }, MOE_THREADS, [h, x, routing, table, nLocal, mapLen, rows, topK, hidden, inter, act]);
-      }
-      gpu.launch(`moe_down_pipe${R}_${kind}`, { x: evenBlocks(Math.ceil(hidden / MOE_WROWS), target) }, MOE_THREADS, [out, h, routing, table, nLocal, mapLen, rows, topK, hidden, inter]);
-      return;
-    }
     if (inter > 0) {
-      gpu.launch(`moe_gate_up${R}_${kind}`, { x: Math.ceil(inter / 2), y: slots }, MOE_THREADS, [h, x, routing, table, nLocal, mapLen, 0n, 0n, rows, topK, hidden, inter, act]);
+      gpu.launch(`moe_gate_up${R}_${kind}`, { x: Math.ceil(inter / 2), y: slots }, MOE_THREADS, [h, x, routing, table, nLocal, mapLen, 0n, 0n, rows, topK, hidden, inter, act, 0]);
     }
     gpu.launch(`moe_down${R}_${kind}`, { x: Math.ceil(hidden / MOE_WROWS) }, MOE_THREADS, [out, h, routing, table, nLocal, mapLen, rows, topK, hidden, inter]);
     return;
@@ -143,11 +126,14 @@ export function launchMoeExperts(ctx: StepContext, node: OpNode<'moeExperts'>): 
   const at = largeLayout(slots, maxTiles, hBytes, hidden);
   const base = ctx.scratch(at.total);
   const [tiles, order, h, y] = [at.tiles, at.order, at.h, at.y].map((o) => base + BigInt(o));
-  const tileGrid = Math.min(maxTiles, MAX_GRID_Y);
+  const pairs = Math.ceil(inter / 2), groups = Math.ceil(hidden / MOE_WROWS);
+  // Grid y holds at most MAX_GRID_Y blocks: features there only when they fit (tiles loop past the grid).
+  const onX = tileOrder.get() === 'weights' && Math.max(pairs, groups) <= MAX_GRID_Y ? 1 : 0;
+  const grid = (features: number) => (onX ? { x: maxTiles, y: features } : { x: features, y: Math.min(maxTiles, MAX_GRID_Y) });
   if (nLocal > 0) {
     gpu.launch('moe_permute', { x: 1 }, 1024, [tiles, order, routing, table, nLocal, mapLen, rows, topK], 2 * nLocal * 4);
-    gpu.launch(`moe_gate_up${MOE_TILE}_${kind}`, { x: Math.ceil(inter / 2), y: tileGrid }, MOE_THREADS, [h, x, routing, table, nLocal, mapLen, tiles, order, rows, topK, hidden, inter, act]);
-    gpu.launch(`moe_down_tiles_${kind}`, { x: Math.ceil(hidden / MOE_WROWS), y: tileGrid }, MOE_THREADS, [y, h, table, tiles, order, hidden, inter]);
+    gpu.launch(`moe_gate_up${MOE_TILE}_${kind}`, grid(pairs), MOE_THREADS, [h, x, routing, table, nLocal, mapLen, tiles, order, rows, topK, hidden, inter, act, onX]);
+    gpu.launch(`moe_down_tiles_${kind}`, grid(groups), MOE_THREADS, [y, h, table, tiles, order, hidden, inter, onX]);
   }
   gpu.launch(`moe_combine_${ctx.act}`, flatGrid(rows * hidden), 256, [out, y, routing, table, nLocal, mapLen, rows, topK, hidden]);
 }
