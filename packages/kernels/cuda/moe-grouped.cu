@@ -5,16 +5,15 @@
 // expert. Launch shapes depend only on the row count (tiles beyond the step's count exit at once).
 #include "moe.cuh"
 
-// Large step, down projection: y[slot, o] = down_e[o]·h[slot] (f32) for the slots of each tile; tilesOnX
-// swaps the grid's axes as moe_gate_up does (tiles of one expert side by side: their weight rows from L2).
+// Large step, down projection: y[slot, o] = down_e[o]·h[slot] (f32) for the slots of each tile.
 template <typename W, typename A>
-__device__ void moe_down_tiles(float *y, const A *h, const i64 *table, const int *tiles, const int *order, int hidden, int inter, int tilesOnX) {
+__device__ void moe_down_tiles(float *y, const A *h, const i64 *table, const int *tiles, const int *order, int hidden, int inter) {
   __shared__ Tile t;
   __shared__ float fin[MOE_WROWS][MOE_TILE];
   grid_dep_wait();
   grid_dep_launch();
-  const int o0 = MOE_WROWS * (tilesOnX ? blockIdx.y : blockIdx.x);
-  for (int index = tilesOnX ? blockIdx.x : blockIdx.y;; index += tilesOnX ? gridDim.x : gridDim.y) {
+  const int o0 = MOE_WROWS * blockIdx.x;
+  for (int index = blockIdx.y;; index += gridDim.y) {
     if (threadIdx.x == 0) list_tile(tiles, order, index, 1, t);
     __syncthreads();
     if (t.expert < 0) return;
@@ -30,12 +29,11 @@ __device__ void moe_down_tiles(float *y, const A *h, const i64 *table, const int
   }
 }
 
-// grid (ceil(hidden/4), tiles) (tilesOnX: (tiles, ceil(hidden/4))), block MOE_THREADS.
+// grid (ceil(hidden/4), tiles), block MOE_THREADS.
 #define MOE_TILES_ENTRY(WS, AS, W, A)                                                                                               \
   extern "C" __global__ void __launch_bounds__(MOE_THREADS)                                                                         \
-      moe_down_tiles_##WS##_##AS(float *y, const A *h, const i64 *table, const int *tiles, const int *order, int hidden, int inter, \
-                                 int tilesOnX) {                                                                                   \
-    moe_down_tiles<W, A>(y, h, table, tiles, order, hidden, inter, tilesOnX);                                                      \
+      moe_down_tiles_##WS##_##AS(float *y, const A *h, const i64 *table, const int *tiles, const int *order, int hidden, int inter) { \
+    moe_down_tiles<W, A>(y, h, table, tiles, order, hidden, inter);                                                                \
   }
 
 MOE_TILES_ENTRY(f32, f32, float, float)

@@ -30,22 +30,20 @@ __device__ __forceinline__ void gate_up_store(A *h, const Tile &t, const float (
 
 // h[slot, o] = act(gate_e[o]·x[row]) · (up_e[o]·x[row]) for the slots of a tile, 2 features o a block
 // (2 gate + 2 up rows). Small step (tiles null): tile blockIdx.y is the step's blockIdx.y-th expert; large:
-// tiles blockIdx.y, blockIdx.y + gridDim.y, ... of the list, or with tilesOnX the axes swapped (tile
-// blockIdx.x, feature pair blockIdx.y): blocks are dispatched x first, so the tiles of one expert then read
-// the same weight rows at the same time and all but the first find them in L2.
+// tiles blockIdx.y, blockIdx.y + gridDim.y, ... of the list.
 template <int R, typename W, typename A>
 __device__ void moe_gate_up(A *h, const A *x, const float *routing, const i64 *table, int nLocal, int mapLen, const int *tiles,
-                            const int *order, int rows, int topK, int hidden, int inter, int act, int tilesOnX) {
+                            const int *order, int rows, int topK, int hidden, int inter, int act) {
   __shared__ Tile t;
   __shared__ int ids[MOE_SLOTS], experts[MOE_SLOTS];
   __shared__ float fin[MOE_WROWS][MOE_TILE];
   grid_dep_wait();
   grid_dep_launch();
   const int *map = reinterpret_cast<const int *>(table + 3 * nLocal);
-  const int pair = tilesOnX ? blockIdx.y : blockIdx.x, o0 = 2 * pair;
+  const int o0 = 2 * blockIdx.x;
   int distinct = 0;
   if (!tiles) distinct = small_experts(routing, map, mapLen, rows * topK, topK, ids, experts);
-  for (int index = tilesOnX ? blockIdx.x : blockIdx.y;; index += tilesOnX ? gridDim.x : gridDim.y) {
+  for (int index = blockIdx.y;; index += gridDim.y) {
     if (threadIdx.x == 0) {
       if (tiles) list_tile(tiles, order, index, topK, t);
       else if (index < distinct) small_tile(ids, rows * topK, experts[index], topK, t);
@@ -56,7 +54,7 @@ __device__ void moe_gate_up(A *h, const A *x, const float *routing, const i64 *t
     const W *gate = expert_matrix<W>(table, t.expert, 0), *up = expert_matrix<W>(table, t.expert, 1);
     const W *wp[MOE_WROWS];
     bool ok[MOE_WROWS];
-    pair_rows<W>(gate, up, pair, hidden, inter, wp, ok);
+    pair_rows<W>(gate, up, blockIdx.x, hidden, inter, wp, ok);
     tile_dot<R, W, A>(wp, ok, x, t.src, t.n, hidden, fin);
     gate_up_store<A>(h, t, fin, o0, inter, act);
     if (!tiles) return; // a small step's block has one tile
@@ -124,14 +122,13 @@ __device__ void moe_down_small(A *out, const A *h, const float *routing, const i
   down_combine<A>(out, routing, ids, part, o0, rows, topK, hidden);
 }
 
-// moe_gate_up grid (ceil(inter/2), tiles) (tilesOnX: (tiles, ceil(inter/2))), moe_down grid (ceil(hidden/4)); block MOE_THREADS. R: the most
+// moe_gate_up grid (ceil(inter/2), tiles), moe_down grid (ceil(hidden/4)); block MOE_THREADS. R: the most
 // slots a tile of the entry point holds (the grouped path uses R = 8).
 #define MOE_ENTRY(R, WS, AS, W, A)                                                                                                   \
   extern "C" __global__ void __launch_bounds__(MOE_THREADS, 1)                                                                        \
       moe_gate_up##R##_##WS##_##AS(A *h, const A *x, const float *routing, const i64 *table, int nLocal, int mapLen,                \
-                                   const int *tiles, const int *order, int rows, int topK, int hidden, int inter, int act,           \
-                                   int tilesOnX) {                                                                                   \
-    moe_gate_up<R, W, A>(h, x, routing, table, nLocal, mapLen, tiles, order, rows, topK, hidden, inter, act, tilesOnX);             \
+                                   const int *tiles, const int *order, int rows, int topK, int hidden, int inter, int act) {         \
+    moe_gate_up<R, W, A>(h, x, routing, table, nLocal, mapLen, tiles, order, rows, topK, hidden, inter, act);                       \
   }                                                                                                                                  \
   extern "C" __global__ void __launch_bounds__(MOE_THREADS, 1)                                                                        \
       moe_down##R##_##WS##_##AS(A *out, const A *h, const float *routing, const i64 *table, int nLocal, int mapLen, int rows,       \

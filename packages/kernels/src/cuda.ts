@@ -136,7 +136,6 @@ export { profileStep, summarizeProfile, gemvShape, type KernelTiming, type Profi
 export { autoGemvVariant, GEMV_KERNEL_VARIANTS, GEMV_NARROW_MODES, GEMV_VARIANTS, gemvNarrow, gemvVariant, gemvVariantByEpilogue, setGemvNarrow, setGemvVariant, setGemvVariantByEpilogue, type GemvEpilogue, type GemvKernelVariant, type GemvNarrowMode, type GemvVariant } from './cuda/gemv-variant.js';
 export { DECODE_ATTENTION_VARIANTS, decodeAttentionVariant, setDecodeAttentionVariant, type DecodeAttentionVariant } from './cuda/decode-attention-variant.js';
 export { BATCHED_GEMM_MODES, batchedGemmMode, setBatchedGemmMode, type BatchedGemmMode } from './cuda/batched-gemm.js';
-export { MOE_TILE_ORDERS, moeTileOrder, setMoeTileOrder, type MoeTileOrder } from './cuda/moe-launch.js';
 export { L2_PREFETCH_MODES, l2Prefetch, setL2Prefetch, type L2PrefetchMode } from './cuda/l2-prefetch.js';
 export { pinnedCopyProbe, type H2dProbeResult } from './cuda/h2d-probe.js';
 export type { StreamStats } from './cuda/streamed-weights.js';

@@ -66,8 +66,7 @@ function moeNeeds(l: RecordedLaunch, A: number, W: number): Record<number, numbe
   }
   if (/^moe_gate_up\d_/.test(l.kernel)) {
     const [nLocal, mapLen, rows, topK, hidden, inter] = [n(a[4]), n(a[5]), n(a[8]), n(a[9]), n(a[10]), n(a[11])];
-    const onX = n(a[13]) === 1; // the grouped path's tiles on x, feature pairs on y
-    assert.ok((onX ? l.grid.y : l.grid.x) * 2 >= inter, `${l.kernel}: grid covers the intermediate features`);
+    assert.ok(l.grid.x * 2 >= inter, `${l.kernel}: grid covers the intermediate features`);
     const slots = rows * topK;
     return { 0: slots * inter * A, 1: rows * hidden * A, 2: rows * 2 * topK * 4, 3: nLocal * 24 + mapLen * 4, 6: 4, 7: slots * 4 };
   }
@@ -79,7 +78,7 @@ function moeNeeds(l: RecordedLaunch, A: number, W: number): Record<number, numbe
     return { 0: rows * hidden * A, 1: rows * topK * inter * A, 2: rows * 2 * topK * 4, 3: nLocal * 24 + mapLen * 4 };
   }
   if (l.kernel.startsWith('moe_down_tiles_')) {
-    assert.ok((n(a[7]) === 1 ? l.grid.y : l.grid.x) * 4 >= n(a[5]), `${l.kernel}: grid covers the hidden features`);
+    assert.ok(l.grid.x * 4 >= n(a[5]), `${l.kernel}: grid covers the hidden features`);
     return { 0: 0, 1: 0, 3: 4 }; // y and h are sized from the matching combine / gate-up launches
   }
   if (l.kernel === 'moe_permute') {
@@ -140,15 +139,13 @@ for (const [act, dtype] of [['f32', 'f32'], ['f32', 'bf16'], ['f16', 'f16'], ['b
       assert.equal(kernelsOf(moe), want, `${rows} rows`);
       const gateUp = moe.find((l) => l.kernel.startsWith('moe_gate_up'))!;
       const slots = rows * shape.topK;
-      const tileBlocks = rows <= 8 ? gateUp.grid.y : gateUp.grid.x; // the grouped path: tiles on x (moeTileOrder 'weights')
-      assert.is(tileBlocks, rows <= 8 ? slots : Math.ceil(slots / MOE_TILE) + shape.experts, 'a block per possible tile');
+      assert.is(gateUp.grid.y, rows <= 8 ? slots : Math.ceil(slots / MOE_TILE) + shape.experts, 'a block row per possible tile');
       if (rows > 8) {
         const [permute, , downTiles, combine] = moe.slice(1);
         assert.is(permute.grid.x, 1);
-        assert.equal([gateUp.args[13], downTiles.args[7], gateUp.grid.y, downTiles.grid.y], [1, 1, Math.ceil(shape.inter / 2), Math.ceil(shape.hidden / 4)]);
-        assert.is(downTiles.grid.x, tileBlocks);
+        assert.is(downTiles.grid.y, gateUp.grid.y);
         const base = permute.args[0] as bigint;
-        const at = largeLayout(slots, tileBlocks, Math.ceil((slots * shape.inter * BYTES[act]) / 256) * 256, shape.hidden);
+        const at = largeLayout(slots, gateUp.grid.y, Math.ceil((slots * shape.inter * BYTES[act]) / 256) * 256, shape.hidden);
         assert.equal([permute.args[1], gateUp.args[0], downTiles.args[0], combine.args[1]], [base + BigInt(at.order), base + BigInt(at.h), base + BigInt(at.y), base + BigInt(at.y)]);
         assert.ok(gpu.extent(base) >= at.total, 'scratch holds tiles, order, h and y');
       }

@@ -7,7 +7,6 @@
 // steps capture as CUDA graphs. sigmoidGate: one elementwise kernel.
 import { BackendError, type Graph, type OpNode, type ValueId } from '@zinfer/core';
 import { ACTIVATION_CODES } from './activation-codes.js';
-import { EnvChoice } from './env-choice.js';
 import { routerSharedBytes } from './exec-plan.js';
 import { gemvRows } from './linear-launch.js';
 import type { MoeTables } from './moe-tables.js';
@@ -24,17 +23,6 @@ export const MOE_SMALL_ROWS = 8;
 export const MOE_MAX_EXPERTS = 4096;
 const ROUTER_THREADS = 256;
 const MAX_GRID_Y = 65535;
-
-/**
- * ZINFER_MOE_TILE_ORDER: the grouped path's grid. 'weights' (default): tiles on x, so the tiles of one
- * expert run side by side and read each weight row once from DRAM (the rest from L2); 'tiles': every
- * feature of a tile before the next tile (each tile of an expert streams its weights from DRAM again).
- */
-export const MOE_TILE_ORDERS = ['weights', 'tiles'] as const;
-export type MoeTileOrder = (typeof MOE_TILE_ORDERS)[number];
-const tileOrder = new EnvChoice(MOE_TILE_ORDERS, 'weights', 'ZINFER_MOE_TILE_ORDER');
-export const moeTileOrder = (): MoeTileOrder => tileOrder.get();
-export const setMoeTileOrder = (o: MoeTileOrder): void => tileOrder.set(o);
 
 const align = (n: number) => Math.ceil(n / 256) * 256;
 const flatGrid = (n: number) => ({ x: Math.max(1, Math.min(8192, Math.ceil(n / 256))) });
@@ -117,7 +105,7 @@ export function launchMoeExperts(ctx: StepContext, node: OpNode<'moeExperts'>): 
     const h = ctx.scratch(Math.max(256, hBytes)); // [slots, inter]
     const R = gemvRows(rows);
     if (inter > 0) {
-      gpu.launch(`moe_gate_up${R}_${kind}`, { x: Math.ceil(inter / 2), y: slots }, MOE_THREADS, [h, x, routing, table, nLocal, mapLen, 0n, 0n, rows, topK, hidden, inter, act, 0]);
+      gpu.launch(`moe_gate_up${R}_${kind}`, { x: Math.ceil(inter / 2), y: slots }, MOE_THREADS, [h, x, routing, table, nLocal, mapLen, 0n, 0n, rows, topK, hidden, inter, act]);
     }
     gpu.launch(`moe_down${R}_${kind}`, { x: Math.ceil(hidden / MOE_WROWS) }, MOE_THREADS, [out, h, routing, table, nLocal, mapLen, rows, topK, hidden, inter]);
     return;
@@ -126,14 +114,11 @@ export function launchMoeExperts(ctx: StepContext, node: OpNode<'moeExperts'>): 
   const at = largeLayout(slots, maxTiles, hBytes, hidden);
   const base = ctx.scratch(at.total);
   const [tiles, order, h, y] = [at.tiles, at.order, at.h, at.y].map((o) => base + BigInt(o));
-  const pairs = Math.ceil(inter / 2), groups = Math.ceil(hidden / MOE_WROWS);
-  // Grid y holds at most MAX_GRID_Y blocks: features there only when they fit (tiles loop past the grid).
-  const onX = tileOrder.get() === 'weights' && Math.max(pairs, groups) <= MAX_GRID_Y ? 1 : 0;
-  const grid = (features: number) => (onX ? { x: maxTiles, y: features } : { x: features, y: Math.min(maxTiles, MAX_GRID_Y) });
+  const tileGrid = Math.min(maxTiles, MAX_GRID_Y);
   if (nLocal > 0) {
     gpu.launch('moe_permute', { x: 1 }, 1024, [tiles, order, routing, table, nLocal, mapLen, rows, topK], 2 * nLocal * 4);
-    gpu.launch(`moe_gate_up${MOE_TILE}_${kind}`, grid(pairs), MOE_THREADS, [h, x, routing, table, nLocal, mapLen, tiles, order, rows, topK, hidden, inter, act, onX]);
-    gpu.launch(`moe_down_tiles_${kind}`, grid(groups), MOE_THREADS, [y, h, table, tiles, order, hidden, inter, onX]);
+    gpu.launch(`moe_gate_up${MOE_TILE}_${kind}`, { x: Math.ceil(inter / 2), y: tileGrid }, MOE_THREADS, [h, x, routing, table, nLocal, mapLen, tiles, order, rows, topK, hidden, inter, act]);
+    gpu.launch(`moe_down_tiles_${kind}`, { x: Math.ceil(hidden / MOE_WROWS), y: tileGrid }, MOE_THREADS, [y, h, table, tiles, order, hidden, inter]);
   }
   gpu.launch(`moe_combine_${ctx.act}`, flatGrid(rows * hidden), 256, [out, y, routing, table, nLocal, mapLen, rows, topK, hidden]);
 }
