@@ -10,8 +10,9 @@ import * as assert from 'uvu/assert';
 import { BackendError, GraphBuilder, loadModel, Rng, type FloatDType, type Graph, type HostTensor } from '@zinfer/core';
 import { memoryWeights, randomTensor, range, stepBatch, weightInfos } from '@zinfer/core/testing';
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
-import type { ActivationChoice } from '../src/cuda/device-weights.js';
+import { sideBySideWeights, type ActivationChoice } from '../src/cuda/device-weights.js';
 import { largeLayout, MOE_TILE, moeRoutingValues } from '../src/cuda/moe-launch.js';
+import { denseLayout, MOE_DENSE_MAX_ROWS } from '../src/cuda/moe-dense.js';
 import { RecordingGpu, type RecordedLaunch } from '../src/cuda/recording-gpu.js';
 import { supports } from '../src/cuda/supports.js';
 
@@ -81,6 +82,14 @@ function moeNeeds(l: RecordedLaunch, A: number, W: number): Record<number, numbe
     assert.ok(l.grid.x * 4 >= n(a[5]), `${l.kernel}: grid covers the hidden features`);
     return { 0: 0, 1: 0, 3: 4 }; // y and h are sized from the matching combine / gate-up launches
   }
+  if (l.kernel.startsWith('moe_dense_act_')) {
+    const [experts, rows, inter] = [n(a[2]), n(a[3]), n(a[4])];
+    return { 0: experts * rows * inter * A, 1: 2 * experts * rows * inter * 4 };
+  }
+  if (l.kernel.startsWith('moe_dense_combine_')) {
+    const [nLocal, mapLen, rows, topK, hidden] = [n(a[4]), n(a[5]), n(a[6]), n(a[7]), n(a[8])];
+    return { 0: rows * hidden * A, 1: nLocal * rows * hidden * 4, 2: rows * 2 * topK * 4, 3: nLocal * 24 + mapLen * 4 };
+  }
   if (l.kernel === 'moe_permute') {
     const [nLocal, mapLen, rows, topK] = [n(a[4]), n(a[5]), n(a[6]), n(a[7])];
     const slots = rows * topK;
@@ -124,19 +133,39 @@ test('supports: router, experts and sigmoid gate; top-k beyond 16 or beyond the 
 });
 
 for (const [act, dtype] of [['f32', 'f32'], ['f32', 'bf16'], ['f16', 'f16'], ['bf16', 'bf16']] as [FloatDType, FloatDType][]) {
-  test(`MoE layer (${dtype} weights, ${act} activations): GEMV path up to 8 rows, grouped path beyond, launches within bounds`, async () => {
+  test(`MoE layer (${dtype} weights, ${act} activations): GEMV path up to 8 rows, ${dtype === act ? 'dense GEMMs to 64, ' : ''}grouped path beyond, launches within bounds`, async () => {
     const shape = { hidden: 40, inter: 24, experts: 6, topK: 2, dtype };
     const { graph, tensors } = moeGraph(shape);
+    assert.equal(sideBySideWeights(graph), [range(6).flatMap((e) => [`g${e}`, `u${e}`]), range(6).map((e) => `d${e}`)], 'gate|up interleaved, then the downs');
     const gpu = new RecordingGpu();
     const program = await compileProgram(gpu, graph, memoryWeights(tensors), { kvCache: { numBlocks: 8, blockSize: 16 } }, { ...SETTINGS, activations: act });
-    for (const rows of [1, 3, 8, 9, 64, 300]) {
+    for (const rows of [1, 3, 8, 9, 64, 65, 300]) {
       const from = gpu.launches.length;
+      const gemmsFrom = gpu.gemms.length;
       const out = await program.run(stepBatch([{ tokens: range(rows).map((i) => i % 64), cached: 0, blocks: range(Math.ceil(rows / 16)) }], 16, 'all'));
       assert.is(out.length, rows * shape.hidden);
       const moe = checkMoeLaunches(gpu, from, act);
       const R = rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8;
-      const want = rows <= 8 ? ['moe_router', `moe_gate_up${R}`, `moe_down${R}`, 'sigmoid_gate'] : ['moe_router', 'moe_permute', 'moe_gate_up8', 'moe_down_tiles', 'moe_combine', 'sigmoid_gate'];
+      // Experts side by side in the activation dtype (not bf16 weights under f32 activations): dense GEMMs.
+      const dense = rows > 8 && rows <= MOE_DENSE_MAX_ROWS && dtype === act;
+      const want = rows <= 8 ? ['moe_router', `moe_gate_up${R}`, `moe_down${R}`, 'sigmoid_gate']
+        : dense ? ['moe_router', 'moe_dense_act', 'moe_dense_combine', 'sigmoid_gate'] : ['moe_router', 'moe_permute', 'moe_gate_up8', 'moe_down_tiles', 'moe_combine', 'sigmoid_gate'];
       assert.equal(kernelsOf(moe), want, `${rows} rows`);
+      const gemms = gpu.gemms.slice(gemmsFrom).filter((g) => g.batch && g.yDtype === 'f32');
+      if (dense) {
+        const [act_, combine] = moe.slice(1, 3);
+        const { experts: E, hidden, inter } = shape;
+        assert.equal(gemms.map((g) => [g.rows, g.inF, g.outF, g.batch]), [
+          [rows, hidden, inter, { count: 2 * E, strideW: inter * hidden, strideY: rows * inter }],
+          [rows, inter, hidden, { count: E, strideW: hidden * inter, strideY: rows * hidden, strideX: rows * inter }],
+        ], 'gate|up of every expert as one batch on the shared input, then every down on its own h');
+        assert.equal([gemms[0].y, act_.args[0], gemms[1].y], [act_.args[1], gemms[1].x, combine.args[1]], 'gate|up → act → h → down → y → combine');
+        const d = { count: E, gateUp: 0n, down: 0n, hidden, inter };
+        const at = denseLayout(d, rows, BYTES[act]);
+        assert.ok(gpu.extent(gemms[0].y) >= at.total, 'scratch holds gate|up, h and y');
+        continue;
+      }
+      assert.is(gemms.length, 0, 'no expert GEMMs off the dense path');
       const gateUp = moe.find((l) => l.kernel.startsWith('moe_gate_up'))!;
       const slots = rows * shape.topK;
       assert.is(gateUp.grid.y, rows <= 8 ? slots : Math.ceil(slots / MOE_TILE) + shape.experts, 'a block row per possible tile');
@@ -154,6 +183,29 @@ for (const [act, dtype] of [['f32', 'f32'], ['f32', 'bf16'], ['f16', 'f16'], ['b
     assert.is(gpu.live.size, 0, 'tables, counters and scratch freed');
   });
 }
+
+test('a dense expert batch cuBLASLt refuses leaves the node on the tile path, from then on', async () => {
+  const shape = { hidden: 40, inter: 24, experts: 6, topK: 2, dtype: 'f16' as FloatDType };
+  const { graph, tensors } = moeGraph(shape);
+  const gpu = new RecordingGpu();
+  const record = gpu.gemm!;
+  let refusals = 0;
+  (gpu as { gemm: typeof record }).gemm = (g) => {
+    if (g.batch?.count === 2 * shape.experts) {
+      refusals++;
+      throw new BackendError('cuBLASLt has no algorithm for a GEMM (test)');
+    }
+    record(g);
+  };
+  const program = await compileProgram(gpu, graph, memoryWeights(tensors), { kvCache: { numBlocks: 8, blockSize: 16 } }, { ...SETTINGS, activations: 'f16' });
+  for (const step of [0, 1]) {
+    const from = gpu.launches.length;
+    await program.run(stepBatch([{ tokens: range(20), cached: 0, blocks: range(2) }], 16, 'all'));
+    assert.equal(kernelsOf(checkMoeLaunches(gpu, from, 'f16')), ['moe_router', 'moe_permute', 'moe_gate_up8', 'moe_down_tiles', 'moe_combine', 'sigmoid_gate'], `step ${step}`);
+  }
+  assert.is(refusals, 1, 'asked once');
+  await program.dispose();
+});
 
 test('the RMSNorm before the router runs in the router launch, which writes the normalized rows the experts read; not when another reader comes first', async () => {
   const rng = Rng.fromSeed(3);
@@ -177,11 +229,14 @@ test('the RMSNorm before the router runs in the router launch, which writes the 
     const program = await compileProgram(gpu, build(linearFirst), memoryWeights(tensors), { kvCache: { numBlocks: 8, blockSize: 16 } }, SETTINGS);
     for (const rows of [1, 12]) {
       const from = gpu.launches.length;
+      const gemmsFrom = gpu.gemms.length;
       await program.run(stepBatch([{ tokens: range(rows), cached: 0, blocks: [0] }], 16, 'all'));
       const ls = gpu.launches.slice(from);
       checkMoeLaunches(gpu, from, 'f32');
       const router = ls.find((l) => l.kernel.startsWith('moe_router_'))!;
-      const gateUp = ls.find((l) => l.kernel.startsWith('moe_gate_up'))!;
+      // The experts' input: the GEMV path's gate/up kernel, or the dense path's gate|up batch (12 rows).
+      const dense = gpu.gemms.slice(gemmsFrom).find((g) => g.batch?.count === 2 * experts);
+      const gateUp = { args: [0n, rows <= 8 ? ls.find((l) => l.kernel.startsWith('moe_gate_up'))!.args[1] : dense!.x] };
       const embedded = ls.find((l) => l.kernel.startsWith('embedding_'))!.args[0];
       if (!linearFirst) {
         assert.not.ok(ls.some((l) => l.kernel.startsWith('rms_norm_')), `${rows} rows: no norm launch`);
@@ -204,10 +259,13 @@ test('expert parallelism: a program holding experts {1, 4} of 6 maps the rest to
   const program = await compileProgram(gpu, graph, memoryWeights(tensors), { kvCache: { numBlocks: 2, blockSize: 16 } }, { ...SETTINGS, activations: 'bf16' });
   for (const rows of [2, 20]) {
     const from = gpu.launches.length;
+    const gemmsFrom = gpu.gemms.length;
     await program.run(stepBatch([{ tokens: range(rows), cached: 0, blocks: [0, 1] }], 16, 'all'));
     const moe = checkMoeLaunches(gpu, from, 'bf16');
-    const gateUp = moe.find((l) => l.kernel.startsWith('moe_gate_up'))!;
-    assert.equal([gateUp.args[4], gateUp.args[5]], [2, 5], 'two local experts, ids up to 4');
+    // 2 rows: the GEMV path's gate/up kernel; 20: the dense path's combine, after batches of the 2 local experts.
+    const mapped = moe.find((l) => l.kernel.startsWith(rows <= 8 ? 'moe_gate_up' : 'moe_dense_combine'))!;
+    assert.equal([mapped.args[4], mapped.args[5]], [2, 5], 'two local experts, ids up to 4');
+    if (rows > 8) assert.equal(gpu.gemms.slice(gemmsFrom).map((g) => g.batch?.count), [4, 2], 'gate|up of 2 experts, then 2 downs');
     const router = moe[0];
     assert.ok(gpu.extent(router.args[0] as bigint) >= rows * 4 * 4, 'routing rows of 2·topK f32');
   }

@@ -135,11 +135,11 @@ export class Cublas {
     const elem = (d: FloatDType) => (d === 'f32' ? 4 : 2);
     const strided = (ptr: bigint, stride: number, d: FloatDType) => Math.min(alignmentOf(ptr), alignmentOf(BigInt(stride * elem(d)) || 256n));
     const align = g.batch
-      ? [strided(g.w, g.batch.strideW, g.dtype), alignmentOf(g.x), strided(g.y, g.batch.strideY, g.yDtype), strided(g.y, g.batch.strideY, g.yDtype)]
+      ? [strided(g.w, g.batch.strideW, g.dtype), strided(g.x, g.batch.strideX ?? 0, g.dtype), strided(g.y, g.batch.strideY, g.yDtype), strided(g.y, g.batch.strideY, g.yDtype)]
       : [g.w, g.x, g.c ?? g.y, g.y].map(alignmentOf);
     if (g.batch && g.c !== undefined) throw new BackendError('a batched cuBLAS GEMM adds no C matrix');
     const b = g.batch;
-    const key = `${g.dtype}>${g.yDtype} m${g.outF} n${g.rows} k${g.inF} c${g.c === undefined ? 0 : 1} a${align.join('.')} ws${workspaceBytes}${b ? ` b${b.count}.${b.strideW}.${b.strideY}` : ''}`;
+    const key = `${g.dtype}>${g.yDtype} m${g.outF} n${g.rows} k${g.inF} c${g.c === undefined ? 0 : 1} a${align.join('.')} ws${workspaceBytes}${b ? ` b${b.count}.${b.strideW}.${b.strideY}.${b.strideX ?? 0}` : ''}`;
     const known = this.plans.get(key);
     if (known) return known;
     const api = this.api;
@@ -150,7 +150,7 @@ export class Cublas {
     const i32 = (v: number) => Buffer.from(Int32Array.of(v).buffer);
     this.check('cublasLtMatmulDescSetAttribute', api.cublasLtMatmulDescSetAttribute(desc, CUBLAS.DESC_TRANSA, i32(CUBLAS.OP_T), 4), context);
     this.check('cublasLtMatmulDescSetAttribute', api.cublasLtMatmulDescSetAttribute(desc, CUBLAS.DESC_TRANSB, i32(CUBLAS.OP_N), 4), context);
-    // A strided batch: w and y step by their strides, x stays (stride 0: the batch broadcasts it).
+    // A strided batch: w, y (and x, unless its stride is 0: the batch broadcasts it) step by their strides.
     const layout = (type: FloatDType, rows: number, cols: number, stride: number): Handle => {
       this.check('cublasLtMatrixLayoutCreate', api.cublasLtMatrixLayoutCreate(out, DATA_TYPE[type], rows, cols, rows), context);
       if (b) {
@@ -160,8 +160,8 @@ export class Cublas {
       }
       return out[0];
     };
-    const [sw, sy] = b ? [b.strideW, b.strideY] : [0, 0];
-    const layouts: GemmPlan['layouts'] = [layout(g.dtype, g.inF, g.outF, sw), layout(g.dtype, g.inF, g.rows, 0), layout(g.yDtype, g.outF, g.rows, sy), layout(g.yDtype, g.outF, g.rows, sy)];
+    const [sw, sy, sx] = b ? [b.strideW, b.strideY, b.strideX ?? 0] : [0, 0, 0];
+    const layouts: GemmPlan['layouts'] = [layout(g.dtype, g.inF, g.outF, sw), layout(g.dtype, g.inF, g.rows, sx), layout(g.yDtype, g.outF, g.rows, sy), layout(g.yDtype, g.outF, g.rows, sy)];
     // Split-K partial sums in f32 only; should the heuristic offer nothing so, any reduction it likes.
     const algos = this.heuristic(desc, layouts, align, workspaceBytes, true, context);
     if (algos.length === 0) algos.push(...this.heuristic(desc, layouts, align, workspaceBytes, false, context));

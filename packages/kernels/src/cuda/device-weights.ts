@@ -21,8 +21,9 @@ export type ActivationChoice = FloatDType | 'auto';
 
 /**
  * Linear weights that read one input and have one shape (q, k and v without GQA; gate and up), in graph
- * order: uploaded side by side into one allocation, so that a strided-batched GEMM can run them as one
- * (batched-gemm.ts). Weights read by several linears, or streamed, stay apart.
+ * order, and the experts of each MoE node: uploaded side by side into one allocation, so that a
+ * strided-batched GEMM can run them as one (batched-gemm.ts, moe-dense.ts). Weights read by several
+ * nodes, or streamed, stay apart.
  */
 export function sideBySideWeights(graph: Graph, skip: ReadonlySet<WeightName> = new Set()): WeightName[][] {
   const uses = new Map<WeightName, number>();
@@ -45,6 +46,19 @@ export function sideBySideWeights(graph: Graph, skip: ReadonlySet<WeightName> = 
       byShape.set(key, [...(byShape.get(key) ?? []), w]);
     }
     for (const names of byShape.values()) if (names.length > 1) groups.push(names);
+  }
+  // MoE experts: gate and up of every expert interleaved (g0 u0 g1 u1 …), and every down, so that a batch
+  // step runs each set as one strided-batched GEMM (moe-dense.ts).
+  const moeUses = new Map<WeightName, number>();
+  const moe = graph.nodes.filter((n): n is OpNode<'moeExperts'> => n.op === 'moeExperts');
+  for (const n of moe) for (const e of n.attrs.experts) for (const w of [e.gate, e.up, e.down]) moeUses.set(w, (moeUses.get(w) ?? 0) + 1);
+  for (const n of moe) {
+    const { experts } = n.attrs;
+    for (const names of [experts.flatMap((e) => [e.gate, e.up]), experts.map((e) => e.down)]) {
+      const shape = shapeString(graph.weights.get(names[0])?.shape ?? []);
+      const usable = (w: WeightName) => moeUses.get(w) === 1 && !uses.has(w) && !skip.has(w) && shapeString(graph.weights.get(w)?.shape ?? []) === shape;
+      if (names.length > 1 && names.every(usable)) groups.push(names);
+    }
   }
   return groups;
 }

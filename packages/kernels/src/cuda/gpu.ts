@@ -30,10 +30,10 @@ export interface GemmArgs {
   /** Added to the product (y = x · wᵀ + c): [rows, outF] in yDtype, not overlapping y (the buffer plan keeps them apart). */
   c?: bigint;
   /**
-   * A strided batch of `count` GEMMs on one x: GEMM i reads w + i·strideW and writes y + i·strideY (strides in
-   * elements); no c.
+   * A strided batch of `count` GEMMs: GEMM i reads w + i·strideW and x + i·strideX (0, the default: one x
+   * for all) and writes y + i·strideY (strides in elements); no c.
    */
-  batch?: { count: number; strideW: number; strideY: number };
+  batch?: { count: number; strideW: number; strideY: number; strideX?: number };
 }
 
 /** Sees every kernel launch of a Gpu while set (kernel profiling: kernel-profile.ts); not called while capturing. */

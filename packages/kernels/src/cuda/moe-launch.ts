@@ -2,13 +2,14 @@
 // in f32 whatever the activation dtype (ids must stay exact, weights unrounded) and counting tokens per
 // expert. moeExperts: up to 8 rows, two GEMV-like launches that find the routed experts on the device and
 // read each one's weights once (gate/up fused with the activation, then down fused with the weighted
-// combine); more rows, a grouping launch (slots per expert, tiles of ≤ 8) and then gate/up, down and the
-// combine over the tiles. Launch shapes depend only on the row count, never on the routing, so decode
+// combine); 9–64 rows, every expert over every row as batched cuBLAS GEMMs (moe-dense.ts); more rows, a
+// grouping launch (slots per expert, tiles of ≤ 8) and then gate/up, down and the combine over the tiles. Launch shapes depend only on the row count, never on the routing, so decode
 // steps capture as CUDA graphs. sigmoidGate: one elementwise kernel.
 import { BackendError, type Graph, type OpNode, type ValueId } from '@zinfer/core';
 import { ACTIVATION_CODES } from './activation-codes.js';
 import { routerSharedBytes } from './exec-plan.js';
 import { gemvRows } from './linear-launch.js';
+import { denseExperts, launchMoeDense, MOE_DENSE_MAX_ROWS } from './moe-dense.js';
 import type { MoeTables } from './moe-tables.js';
 import { dtypeBytes, type StepContext } from './step-context.js';
 
@@ -109,6 +110,10 @@ export function launchMoeExperts(ctx: StepContext, node: OpNode<'moeExperts'>): 
     }
     gpu.launch(`moe_down${R}_${kind}`, { x: Math.ceil(hidden / MOE_WROWS) }, MOE_THREADS, [out, h, routing, table, nLocal, mapLen, rows, topK, hidden, inter]);
     return;
+  }
+  if (rows <= MOE_DENSE_MAX_ROWS && nLocal > 0 && inter > 0) {
+    const dense = denseExperts(ctx, node);
+    if (dense && launchMoeDense(ctx, node, dense, rows)) return;
   }
   const maxTiles = Math.ceil(slots / MOE_TILE) + nLocal;
   const at = largeLayout(slots, maxTiles, hBytes, hidden);

@@ -80,6 +80,7 @@ export class RecordingGpu implements Gpu {
         const last = BigInt(g.batch.count - 1);
         this.checkRange(g.w + last * BigInt(g.batch.strideW * bytes(g.dtype)), g.outF * g.inF * bytes(g.dtype), 'batched gemm weights');
         this.checkRange(g.y + last * BigInt(g.batch.strideY * bytes(g.yDtype)), g.rows * g.outF * bytes(g.yDtype), 'batched gemm output');
+        this.checkRange(g.x + last * BigInt((g.batch.strideX ?? 0) * bytes(g.dtype)), g.rows * g.inF * bytes(g.dtype), 'batched gemm input');
       }
       if (!(g.yDtype === g.dtype || g.yDtype === 'f32')) throw new BackendError(`gemm writes ${g.dtype} or f32, asked ${g.yDtype}`);
       (this.capture?.gemms ?? this.gemms).push(g);

@@ -1,0 +1,77 @@
+// The dense path of moeExperts for batch steps of 9–64 rows (cuda/moe-dense.cu): each local expert over
+// every row of the step, as two strided-batched cuBLAS GEMMs on the tensor cores (gate|up of all experts,
+// then down), with the activation and the weighted combine as two small kernels. It needs the experts'
+// weights side by side in the activation dtype (device-weights.ts uploads them so: g0 u0 g1 u1 …, and
+// d0 d1 …); otherwise, or should cuBLASLt refuse a batch, the step takes the tile path (moe-launch.ts).
+// On a Mixtral-shape rank at 64 rows the tile path's GEMV-like kernels took ~1.1 ms a layer on an H200
+// against ~0.16 ms to read the experts' weights: CUDA-core arithmetic, not bandwidth, bounded them.
+import { BackendError, type OpNode } from '@zinfer/core';
+import { ACTIVATION_CODES } from './activation-codes.js';
+import type { DeviceWeight } from './device-weights.js';
+import { dtypeBytes, type StepContext } from './step-context.js';
+
+/** Rows up to which a batch step's experts run dense (above, the tile path: prompt steps). */
+export const MOE_DENSE_MAX_ROWS = 64;
+
+/** The node's experts as two strided batches: gate|up interleaved from `gateUp`, downs from `down`. */
+export interface DenseExperts {
+  count: number;
+  gateUp: bigint;
+  down: bigint;
+  hidden: number;
+  inter: number;
+}
+
+/** Batches cuBLASLt refused (by their gate|up address): those nodes take the tile path from then on. */
+const refused = new Set<bigint>();
+
+/** Whether `ws` lie one after another, each `ws[0].bytes` long (one allocation, side by side). */
+const sideBySide = (ws: DeviceWeight[]) => ws.every((w, i) => w.ptr === ws[0].ptr + BigInt(i * ws[0].bytes) && w.bytes === ws[0].bytes);
+
+/** The dense layout of the node's experts, or null (not side by side, another dtype, or refused before). */
+export function denseExperts(ctx: StepContext, node: OpNode<'moeExperts'>): DenseExperts | null {
+  const { experts } = node.attrs;
+  if (experts.length === 0) return null;
+  const gateUp = experts.flatMap((e) => [ctx.weight(e.gate), ctx.weight(e.up)]);
+  const down = experts.map((e) => ctx.weight(e.down));
+  if (![...gateUp, ...down].every((w) => w.dtype === ctx.act && w.shape.length === 2)) return null;
+  if (!sideBySide(gateUp) || !sideBySide(down) || refused.has(gateUp[0].ptr)) return null;
+  const [inter, hidden] = gateUp[0].shape;
+  if (down[0].shape[0] !== hidden || down[0].shape[1] !== inter) return null;
+  return { count: experts.length, gateUp: gateUp[0].ptr, down: down[0].ptr, hidden, inter };
+}
+
+const align = (n: number) => Math.ceil(n / 256) * 256;
+const flatGrid = (n: number) => ({ x: Math.max(1, Math.min(8192, Math.ceil(n / 256))) });
+
+/** Byte offsets in the scratch: gate|up [2E, rows, inter] f32, h [E, rows, inter] (activation dtype), y [E, rows, hidden] f32. */
+export function denseLayout(d: DenseExperts, rows: number, actBytes: number): { gu: number; h: number; y: number; total: number } {
+  const gu = 0;
+  const h = gu + align(2 * d.count * rows * d.inter * 4);
+  const y = h + align(d.count * rows * d.inter * actBytes);
+  return { gu, h, y, total: y + align(d.count * rows * d.hidden * 4) };
+}
+
+/** Enqueues the dense path; false (nothing enqueued that matters) when cuBLASLt refuses a batch. */
+export function launchMoeDense(ctx: StepContext, node: OpNode<'moeExperts'>, d: DenseExperts, rows: number): boolean {
+  const { gpu } = ctx;
+  if (!gpu.gemm) return false;
+  const at = denseLayout(d, rows, dtypeBytes(ctx.act));
+  const base = ctx.scratch(at.total);
+  const [gu, h, y] = [at.gu, at.h, at.y].map((o) => base + BigInt(o));
+  const { hidden, inter, count } = d;
+  const { topK } = node.attrs;
+  const { ptr: table, nLocal, mapLen } = ctx.moe!.table(ctx, node);
+  try {
+    gpu.gemm({ y: gu, x: ctx.value(node.inputs.x), w: d.gateUp, dtype: ctx.act, yDtype: 'f32', rows, inF: hidden, outF: inter, batch: { count: 2 * count, strideW: inter * hidden, strideY: rows * inter } });
+    gpu.launch(`moe_dense_act_${ctx.act}`, flatGrid(count * rows * inter), 256, [h, gu, count, rows, inter, ACTIVATION_CODES[node.attrs.fn]]);
+    gpu.gemm({ y, x: h, w: d.down, dtype: ctx.act, yDtype: 'f32', rows, inF: inter, outF: hidden, batch: { count, strideW: hidden * inter, strideY: rows * hidden, strideX: rows * inter } });
+  } catch (e) {
+    // A refusal enqueues nothing; what the batches before it wrote is scratch the tile path overwrites.
+    if (!(e instanceof BackendError) || !e.message.includes('cuBLASLt')) throw e;
+    refused.add(d.gateUp);
+    return false;
+  }
+  gpu.launch(`moe_dense_combine_${ctx.act}`, flatGrid(rows * hidden), 256, [ctx.value(node.output), y, ctx.value(node.inputs.routing), table, nLocal, mapLen, rows, topK, hidden]);
+  return true;
+}
