@@ -1,6 +1,7 @@
 // Mixture-of-Experts experts, the dense path for batch steps (9–64 rows; src/cuda/moe-dense.ts): every
 // local expert runs over every row of the step as strided-batched cuBLAS GEMMs on the tensor cores (gate|up
-// of all experts as one batch, down as another), and these two kernels do the rest. A row's slot for
+// of all experts as one batch, down as another), the activation below and moe_combine (moe-grouped.cu,
+// dense) do the rest. A row's slot for
 // expert e is the row itself (a token picks an expert at most once), so nothing is permuted: rows not routed
 // to e are computed and never read. At these sizes the step reads the experts' weights once either way;
 // the GEMMs' extra rows cost tensor-core time that the weight stream hides, where the GEMV-like tile path
@@ -19,32 +20,9 @@ template <typename A> __device__ void moe_dense_act(A *h, const float *gu, int e
   }
 }
 
-// out[r, o] = Σ_k w_rk · y[e_rk, r, o] over row r's slots routed to local experts, in k order (as the other
-// paths add them); rows routed nowhere here get 0. y [experts, rows, hidden] f32. Grid-stride over rows·hidden.
-template <typename A>
-__device__ void moe_dense_combine(A *out, const float *y, const float *routing, const i64 *table, int nLocal, int mapLen, int rows, int topK, int hidden) {
-  grid_dep_wait();
-  grid_dep_launch();
-  const int *map = reinterpret_cast<const int *>(table + 3 * nLocal);
-  const i64 n = (i64)rows * hidden;
-  for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
-    const int r = (int)(i / hidden);
-    float s = 0.f;
-    for (int k = 0; k < topK; k++) {
-      const int e = local_expert(routing, r * topK + k, topK, map, mapLen);
-      if (e >= 0) s += routing[(i64)r * 2 * topK + topK + k] * y[(i64)e * n + i];
-    }
-    out[i] = from_f32<A>(s);
-  }
-}
-
 #define MOE_DENSE_ENTRY(AS, A)                                                                                                       \
   extern "C" __global__ void moe_dense_act_##AS(A *h, const float *gu, int experts, int rows, int inter, int act) {                   \
     moe_dense_act<A>(h, gu, experts, rows, inter, act);                                                                             \
-  }                                                                                                                                  \
-  extern "C" __global__ void moe_dense_combine_##AS(A *out, const float *y, const float *routing, const i64 *table, int nLocal,       \
-                                                    int mapLen, int rows, int topK, int hidden) {                                    \
-    moe_dense_combine<A>(out, y, routing, table, nLocal, mapLen, rows, topK, hidden);                                               \
   }
 
 MOE_DENSE_ENTRY(f32, float)

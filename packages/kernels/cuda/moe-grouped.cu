@@ -83,9 +83,11 @@ extern "C" __global__ void __launch_bounds__(1024) moe_permute(int *tiles, int *
 }
 
 // Large step, combine: out[r, o] = Σ_k w_rk · y[r·topK + k, o] over the slots routed to local experts, in
-// k order (as the small path adds them); rows routed nowhere here get 0. Grid-stride over rows·hidden.
+// k order (as the small path adds them); rows routed nowhere here get 0. dense: y is [experts, rows, hidden]
+// (the dense path, moe-dense.cu: the slot of row r for local expert e is y[e, r]). Grid-stride over rows·hidden.
 template <typename A>
-__device__ void moe_combine(A *out, const float *y, const float *routing, const i64 *table, int nLocal, int mapLen, int rows, int topK, int hidden) {
+__device__ void moe_combine(A *out, const float *y, const float *routing, const i64 *table, int nLocal, int mapLen, int rows, int topK, int hidden,
+                            int dense) {
   grid_dep_wait();
   grid_dep_launch();
   const int *map = reinterpret_cast<const int *>(table + 3 * nLocal);
@@ -94,8 +96,8 @@ __device__ void moe_combine(A *out, const float *y, const float *routing, const 
     const int r = (int)(i / hidden), o = (int)(i - (i64)r * hidden);
     float s = 0.f;
     for (int k = 0; k < topK; k++) {
-      const int slot = r * topK + k;
-      if (local_expert(routing, slot, topK, map, mapLen) >= 0) s += routing[(i64)r * 2 * topK + topK + k] * y[(i64)slot * hidden + o];
+      const int slot = r * topK + k, e = local_expert(routing, slot, topK, map, mapLen);
+      if (e >= 0) s += routing[(i64)r * 2 * topK + topK + k] * y[dense ? (i64)e * n + i : (i64)slot * hidden + o];
     }
     out[i] = from_f32<A>(s);
   }
@@ -113,8 +115,8 @@ template <typename A> __device__ void sigmoid_gate(A *y, const A *x, const A *ga
 
 #define MOE_ACT_ENTRY(AS, A)                                                                                                         \
   extern "C" __global__ void moe_combine_##AS(A *out, const float *y, const float *routing, const i64 *table, int nLocal, int mapLen, \
-                                              int rows, int topK, int hidden) {                                                      \
-    moe_combine<A>(out, y, routing, table, nLocal, mapLen, rows, topK, hidden);                                                     \
+                                              int rows, int topK, int hidden, int dense) {                                           \
+    moe_combine<A>(out, y, routing, table, nLocal, mapLen, rows, topK, hidden, dense);                                              \
   }                                                                                                                                  \
   extern "C" __global__ void sigmoid_gate_##AS(A *y, const A *x, const A *gate, int n, int width) { sigmoid_gate<A>(y, x, gate, n, width); }
 

@@ -86,18 +86,14 @@ function moeNeeds(l: RecordedLaunch, A: number, W: number): Record<number, numbe
     const [experts, rows, inter] = [n(a[2]), n(a[3]), n(a[4])];
     return { 0: experts * rows * inter * A, 1: 2 * experts * rows * inter * 4 };
   }
-  if (l.kernel.startsWith('moe_dense_combine_')) {
-    const [nLocal, mapLen, rows, topK, hidden] = [n(a[4]), n(a[5]), n(a[6]), n(a[7]), n(a[8])];
-    return { 0: rows * hidden * A, 1: nLocal * rows * hidden * 4, 2: rows * 2 * topK * 4, 3: nLocal * 24 + mapLen * 4 };
-  }
   if (l.kernel === 'moe_permute') {
     const [nLocal, mapLen, rows, topK] = [n(a[4]), n(a[5]), n(a[6]), n(a[7])];
     const slots = rows * topK;
     return { 0: (1 + 3 * (Math.ceil(slots / MOE_TILE) + nLocal)) * 4, 1: slots * 4, 2: rows * 2 * topK * 4, 3: nLocal * 24 + mapLen * 4 };
   }
   if (l.kernel.startsWith('moe_combine_')) {
-    const [nLocal, mapLen, rows, topK, hidden] = [n(a[4]), n(a[5]), n(a[6]), n(a[7]), n(a[8])];
-    return { 0: rows * hidden * A, 1: rows * topK * hidden * 4, 2: rows * 2 * topK * 4, 3: nLocal * 24 + mapLen * 4 };
+    const [nLocal, mapLen, rows, topK, hidden, dense] = [n(a[4]), n(a[5]), n(a[6]), n(a[7]), n(a[8]), n(a[9])];
+    return { 0: rows * hidden * A, 1: (dense ? nLocal : topK) * rows * hidden * 4, 2: rows * 2 * topK * 4, 3: nLocal * 24 + mapLen * 4 };
   }
   if (l.kernel.startsWith('sigmoid_gate_')) {
     const [count, width] = [n(a[3]), n(a[4])];
@@ -149,7 +145,7 @@ for (const [act, dtype] of [['f32', 'f32'], ['f32', 'bf16'], ['f16', 'f16'], ['b
       // Experts side by side in the activation dtype (not bf16 weights under f32 activations): dense GEMMs.
       const dense = rows > 8 && rows <= MOE_DENSE_MAX_ROWS && dtype === act;
       const want = rows <= 8 ? ['moe_router', `moe_gate_up${R}`, `moe_down${R}`, 'sigmoid_gate']
-        : dense ? ['moe_router', 'moe_dense_act', 'moe_dense_combine', 'sigmoid_gate'] : ['moe_router', 'moe_permute', 'moe_gate_up8', 'moe_down_tiles', 'moe_combine', 'sigmoid_gate'];
+        : dense ? ['moe_router', 'moe_dense_act', 'moe_combine', 'sigmoid_gate'] : ['moe_router', 'moe_permute', 'moe_gate_up8', 'moe_down_tiles', 'moe_combine', 'sigmoid_gate'];
       assert.equal(kernelsOf(moe), want, `${rows} rows`);
       const gemms = gpu.gemms.slice(gemmsFrom).filter((g) => g.batch && g.yDtype === 'f32');
       if (dense) {
@@ -160,6 +156,7 @@ for (const [act, dtype] of [['f32', 'f32'], ['f32', 'bf16'], ['f16', 'f16'], ['b
           [rows, inter, hidden, { count: E, strideW: hidden * inter, strideY: rows * hidden, strideX: rows * inter }],
         ], 'gate|up of every expert as one batch on the shared input, then every down on its own h');
         assert.equal([gemms[0].y, act_.args[0], gemms[1].y], [act_.args[1], gemms[1].x, combine.args[1]], 'gate|up → act → h → down → y → combine');
+        assert.is(combine.args[9], 1, 'the combine reads y [experts, rows, hidden]');
         const d = { count: E, gateUp: 0n, down: 0n, hidden, inter };
         const at = denseLayout(d, rows, BYTES[act]);
         assert.ok(gpu.extent(gemms[0].y) >= at.total, 'scratch holds gate|up, h and y');
@@ -175,7 +172,7 @@ for (const [act, dtype] of [['f32', 'f32'], ['f32', 'bf16'], ['f16', 'f16'], ['b
         assert.is(downTiles.grid.y, gateUp.grid.y);
         const base = permute.args[0] as bigint;
         const at = largeLayout(slots, gateUp.grid.y, Math.ceil((slots * shape.inter * BYTES[act]) / 256) * 256, shape.hidden);
-        assert.equal([permute.args[1], gateUp.args[0], downTiles.args[0], combine.args[1]], [base + BigInt(at.order), base + BigInt(at.h), base + BigInt(at.y), base + BigInt(at.y)]);
+        assert.equal([permute.args[1], gateUp.args[0], downTiles.args[0], combine.args[1], combine.args[9]], [base + BigInt(at.order), base + BigInt(at.h), base + BigInt(at.y), base + BigInt(at.y), 0]);
         assert.ok(gpu.extent(base) >= at.total, 'scratch holds tiles, order, h and y');
       }
     }
@@ -262,8 +259,8 @@ test('expert parallelism: a program holding experts {1, 4} of 6 maps the rest to
     const gemmsFrom = gpu.gemms.length;
     await program.run(stepBatch([{ tokens: range(rows), cached: 0, blocks: [0, 1] }], 16, 'all'));
     const moe = checkMoeLaunches(gpu, from, 'bf16');
-    // 2 rows: the GEMV path's gate/up kernel; 20: the dense path's combine, after batches of the 2 local experts.
-    const mapped = moe.find((l) => l.kernel.startsWith(rows <= 8 ? 'moe_gate_up' : 'moe_dense_combine'))!;
+    // 2 rows: the GEMV path's gate/up kernel; 20: the dense path's combine (dense: y [experts, rows, hidden]), after batches of the 2 local experts.
+    const mapped = moe.find((l) => l.kernel.startsWith(rows <= 8 ? 'moe_gate_up' : 'moe_combine'))!;
     assert.equal([mapped.args[4], mapped.args[5]], [2, 5], 'two local experts, ids up to 4');
     if (rows > 8) assert.equal(gpu.gemms.slice(gemmsFrom).map((g) => g.batch?.count), [4, 2], 'gate|up of 2 experts, then 2 downs');
     const router = moe[0];

@@ -1,6 +1,6 @@
 // The dense path of moeExperts for batch steps of 9–64 rows (cuda/moe-dense.cu): each local expert over
 // every row of the step, as two strided-batched cuBLAS GEMMs on the tensor cores (gate|up of all experts,
-// then down), with the activation and the weighted combine as two small kernels. It needs the experts'
+// then down), with the activation and the weighted combine (moe_combine, dense) as two small kernels. It needs the experts'
 // weights side by side in the activation dtype (device-weights.ts uploads them so: g0 u0 g1 u1 …, and
 // d0 d1 …); otherwise, or should cuBLASLt refuse a batch, the step takes the tile path (moe-launch.ts).
 // On a Mixtral-shape rank at 64 rows the tile path's GEMV-like kernels took ~1.1 ms a layer on an H200
@@ -72,6 +72,6 @@ export function launchMoeDense(ctx: StepContext, node: OpNode<'moeExperts'>, d: 
     refused.add(d.gateUp);
     return false;
   }
-  gpu.launch(`moe_dense_combine_${ctx.act}`, flatGrid(rows * hidden), 256, [ctx.value(node.output), y, ctx.value(node.inputs.routing), table, nLocal, mapLen, rows, topK, hidden]);
+  gpu.launch(`moe_combine_${ctx.act}`, flatGrid(rows * hidden), 256, [ctx.value(node.output), y, ctx.value(node.inputs.routing), table, nLocal, mapLen, rows, topK, hidden, 1]);
   return true;
 }

@@ -125,7 +125,7 @@ export function launchMoeExperts(ctx: StepContext, node: OpNode<'moeExperts'>): 
     gpu.launch(`moe_gate_up${MOE_TILE}_${kind}`, { x: Math.ceil(inter / 2), y: tileGrid }, MOE_THREADS, [h, x, routing, table, nLocal, mapLen, tiles, order, rows, topK, hidden, inter, act]);
     gpu.launch(`moe_down_tiles_${kind}`, { x: Math.ceil(hidden / MOE_WROWS), y: tileGrid }, MOE_THREADS, [y, h, table, tiles, order, hidden, inter]);
   }
-  gpu.launch(`moe_combine_${ctx.act}`, flatGrid(rows * hidden), 256, [out, y, routing, table, nLocal, mapLen, rows, topK, hidden]);
+  gpu.launch(`moe_combine_${ctx.act}`, flatGrid(rows * hidden), 256, [out, y, routing, table, nLocal, mapLen, rows, topK, hidden, 0]);
 }
 
 /** Byte offsets in the scratch of a large step: tile list, slots grouped by expert, h [slots, inter], y [slots, hidden] f32. */
