@@ -1,14 +1,15 @@
 // The dense path of moeExperts for batch steps of 9–64 rows (cuda/moe-dense.cu): each local expert over
 // every row of the step, as two strided-batched cuBLAS GEMMs on the tensor cores (gate|up of all experts,
-// then down), with the activation and the weighted combine (moe_combine, dense) as two small kernels. It needs the experts'
-// weights side by side in the activation dtype (device-weights.ts uploads them so: g0 u0 g1 u1 …, and
-// d0 d1 …); otherwise, or should cuBLASLt refuse a batch, the step takes the tile path (moe-launch.ts).
+// then down), with the activation and the weighted combine (moe_combine, dense) as two small kernels. It
+// needs the experts' weights side by side in the activation dtype (device-weights.ts uploads them so:
+// g0 u0 g1 u1 …, and d0 d1 …); otherwise, or should cuBLASLt refuse a batch, the step takes the tile path
+// (moe-launch.ts).
 // On a Mixtral-shape rank at 64 rows the tile path's GEMV-like kernels took ~1.1 ms a layer on an H200
 // against ~0.16 ms to read the experts' weights: CUDA-core arithmetic, not bandwidth, bounded them.
 import { BackendError, type OpNode } from '@zinfer/core';
 import { ACTIVATION_CODES } from './activation-codes.js';
 import type { DeviceWeight } from './device-weights.js';
-import { dtypeBytes, type StepContext } from './step-context.js';
+import { align256, dtypeBytes, flatGrid, type StepContext } from './step-context.js';
 
 /** Rows up to which a batch step's experts run dense (above, the tile path: prompt steps). */
 export const MOE_DENSE_MAX_ROWS = 64;
@@ -41,15 +42,13 @@ export function denseExperts(ctx: StepContext, node: OpNode<'moeExperts'>): Dens
   return { count: experts.length, gateUp: gateUp[0].ptr, down: down[0].ptr, hidden, inter };
 }
 
-const align = (n: number) => Math.ceil(n / 256) * 256;
-const flatGrid = (n: number) => ({ x: Math.max(1, Math.min(8192, Math.ceil(n / 256))) });
 
 /** Byte offsets in the scratch: gate|up [2E, rows, inter] f32, h [E, rows, inter] (activation dtype), y [E, rows, hidden] f32. */
 export function denseLayout(d: DenseExperts, rows: number, actBytes: number): { gu: number; h: number; y: number; total: number } {
   const gu = 0;
-  const h = gu + align(2 * d.count * rows * d.inter * 4);
-  const y = h + align(d.count * rows * d.inter * actBytes);
-  return { gu, h, y, total: y + align(d.count * rows * d.hidden * 4) };
+  const h = gu + align256(2 * d.count * rows * d.inter * 4);
+  const y = h + align256(d.count * rows * d.inter * actBytes);
+  return { gu, h, y, total: y + align256(d.count * rows * d.hidden * 4) };
 }
 
 /** Enqueues the dense path; false (nothing enqueued that matters) when cuBLASLt refuses a batch. */

@@ -3,15 +3,16 @@
 // expert. moeExperts: up to 8 rows, two GEMV-like launches that find the routed experts on the device and
 // read each one's weights once (gate/up fused with the activation, then down fused with the weighted
 // combine); 9–64 rows, every expert over every row as batched cuBLAS GEMMs (moe-dense.ts); more rows, a
-// grouping launch (slots per expert, tiles of ≤ 8) and then gate/up, down and the combine over the tiles. Launch shapes depend only on the row count, never on the routing, so decode
-// steps capture as CUDA graphs. sigmoidGate: one elementwise kernel.
+// grouping launch (slots per expert, tiles of ≤ 8) and then gate/up, down and the combine over the tiles.
+// Launch shapes depend only on the row count, never on the routing, so decode steps capture as CUDA graphs.
+// sigmoidGate: one elementwise kernel.
 import { BackendError, type Graph, type OpNode, type ValueId } from '@zinfer/core';
 import { ACTIVATION_CODES } from './activation-codes.js';
 import { routerSharedBytes } from './exec-plan.js';
 import { gemvRows } from './linear-launch.js';
 import { denseExperts, launchMoeDense, MOE_DENSE_MAX_ROWS } from './moe-dense.js';
 import type { MoeTables } from './moe-tables.js';
-import { dtypeBytes, type StepContext } from './step-context.js';
+import { align256, dtypeBytes, flatGrid, type StepContext } from './step-context.js';
 
 /** MOE_* of cuda/moe.cu. */
 export const MOE_THREADS = 128;
@@ -25,8 +26,6 @@ export const MOE_MAX_EXPERTS = 4096;
 const ROUTER_THREADS = 256;
 const MAX_GRID_Y = 65535;
 
-const align = (n: number) => Math.ceil(n / 256) * 256;
-const flatGrid = (n: number) => ({ x: Math.max(1, Math.min(8192, Math.ceil(n / 256))) });
 
 /** Whether the CUDA kernels take this MoE node (top-k within the kernels' fixed shared arrays). */
 export function moeSupported(node: OpNode): boolean {
@@ -100,7 +99,7 @@ export function launchMoeExperts(ctx: StepContext, node: OpNode<'moeExperts'>): 
   const act = ACTIVATION_CODES[node.attrs.fn];
   const [out, x, routing] = [ctx.value(node.output), ctx.value(node.inputs.x), ctx.value(node.inputs.routing)];
   const slots = rows * topK;
-  const hBytes = align(slots * inter * dtypeBytes(ctx.act));
+  const hBytes = align256(slots * inter * dtypeBytes(ctx.act));
   const { gpu } = ctx;
   if (rows <= MOE_SMALL_ROWS) {
     const h = ctx.scratch(Math.max(256, hBytes)); // [slots, inter]
@@ -131,10 +130,10 @@ export function launchMoeExperts(ctx: StepContext, node: OpNode<'moeExperts'>): 
 /** Byte offsets in the scratch of a large step: tile list, slots grouped by expert, h [slots, inter], y [slots, hidden] f32. */
 export function largeLayout(slots: number, maxTiles: number, hBytes: number, hidden: number): { tiles: number; order: number; h: number; y: number; total: number } {
   const tiles = 0;
-  const order = tiles + align((1 + 3 * maxTiles) * 4);
-  const h = order + align(slots * 4);
+  const order = tiles + align256((1 + 3 * maxTiles) * 4);
+  const h = order + align256(slots * 4);
   const y = h + hBytes;
-  return { tiles, order, h, y, total: y + align(slots * hidden * 4) };
+  return { tiles, order, h, y, total: y + align256(slots * hidden * 4) };
 }
 
 export function launchSigmoidGate(ctx: StepContext, node: OpNode<'sigmoidGate'>): void {

@@ -6,12 +6,11 @@ import { launchAttention, type KvPointers } from './attention-launch.js';
 import { launchCollective, launchReduceOfAdd } from './collective-launch.js';
 import { launchLinear } from './linear-launch.js';
 import { launchMoeExperts, launchMoeRouter, launchSigmoidGate } from './moe-launch.js';
-import { threadsFor, type StepContext } from './step-context.js';
+import { flatGrid, threadsFor, type StepContext } from './step-context.js';
 
 export { ACTIVATION_CODES } from './activation-codes.js';
 
 /** Blocks for a grid-stride loop over n elements at 256 threads. */
-const flatGrid = (n: number) => ({ x: Math.max(1, Math.min(8192, Math.ceil(n / 256))) });
 
 export function launchNode(ctx: StepContext, node: OpNode, kv: KvPointers | null): void {
   const { gpu, act } = ctx;

@@ -64,3 +64,9 @@ export function threadsFor(n: number, max = 256): number {
 export function dtypeBytes(d: FloatDType): number {
   return d === 'f32' ? 4 : 2;
 }
+
+/** Bytes rounded up to the 256 that scratch sub-buffers start on. */
+export const align256 = (n: number): number => Math.ceil(n / 256) * 256;
+
+/** The grid of a grid-stride elementwise kernel of 256 threads a block over n elements. */
+export const flatGrid = (n: number): { x: number } => ({ x: Math.max(1, Math.min(8192, Math.ceil(n / 256))) });
