@@ -13,14 +13,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#define CUDA(x)                                                                              \
-  do {                                                                                       \
-    cudaError_t e_ = (x);                                                                    \
-    if (e_ != cudaSuccess) {                                                                 \
-      fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_));     \
-      exit(1);                                                                               \
-    }                                                                                        \
-  } while (0)
+#include "gpu-cuda-check.cuh"
 #define BLAS(x)                                                                              \
   do {                                                                                       \
     cublasStatus_t s_ = (x);                                                                 \

@@ -20,14 +20,7 @@
 #include <cstdlib>
 #include <vector>
 
-#define CUDA(x)                                                                          \
-  do {                                                                                   \
-    cudaError_t e_ = (x);                                                                \
-    if (e_ != cudaSuccess) {                                                             \
-      fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      exit(1);                                                                           \
-    }                                                                                    \
-  } while (0)
+#include "gpu-cuda-check.cuh"
 
 // Llama-2-7B shape.
 constexpr int H = 4096, I = 11008, L = 32, NH = 32, HD = 128, V = 32000, MAXPOS = 1024;
