@@ -303,14 +303,15 @@ function compareTokens() {
   result.tp4_speedup = ratio(result.tp1_13b_decode_bs1_ms_per_token, result.tp4_13b_decode_bs1_ms_per_token);
 }
 
-/** Program.run ms of decode steps of 16, 32 and 64 rows (the bubble's T_t(r)), at the big context. */
+/** Program.runArgmax ms of decode steps of 16, 32 and 64 rows (the bubble's T_t(r)), at the big context:
+ * the engine's own call for greedy rows (Program.run would also move every row's logits to the leader). */
 async function rowSweep(key, program) {
   if (!program) return;
   detail.programMs[key] = {};
   for (const rows of [BIG.seqs / 4, BIG.seqs / 2, BIG.seqs]) {
-    detail.programMs[key][rows] = await programDecode(program, testing.stepBatch, { rows, context: BIG.context, vocab: vocabOf(M13) });
+    detail.programMs[key][rows] = await programDecode(program, testing.stepBatch, { rows, context: BIG.context, vocab: vocabOf(M13), argmax: true });
   }
-  log(`   ${key} Program.run ms by rows: ${JSON.stringify(detail.programMs[key])}`);
+  log(`   ${key} Program.runArgmax ms by rows: ${JSON.stringify(detail.programMs[key])}`);
 }
 
 function printTable() {

@@ -13,7 +13,8 @@
 // fixed costs (a gap that does not shrink with the slice) or to bandwidth.
 // Synthetic weights (every layer serves layer 0's values; each layer has its own device copy).
 // Usage (GPU machine, bundle unpacked: source scripts/gpu-unpack.sh): node $dir/scripts/gpu-shape-profile.mjs
-//   ZINFER_SHAPES=7b,13b-tp4 picks shapes; ZINFER_PROFILE_ROWS=64 times steps of that many sequences (default 1). Writes $OUT/shape-profile.json and prints a table.
+//   ZINFER_SHAPES=7b,13b-tp4 picks shapes; ZINFER_PROFILE_ROWS=64 times steps of that many sequences (default 1),
+//   ZINFER_PROFILE_CONTEXT=520 at that many cached positions each (default 100). Writes $OUT/shape-profile.json and prints a table.
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 
@@ -43,9 +44,10 @@ const mixVariants = (process.env.ZINFER_PROFILE_MIX ?? 'v1,roll,occ').split(',')
 const MIX_EPILOGUES = ['none', 'residual', 'gated'];
 const mixes = MIX_EPILOGUES.reduce((acc) => acc.flatMap((a) => mixVariants.map((v) => [...a, v])), [[]]).filter((m) => m.length && new Set(m).size > 1);
 const ROWS = Number(process.env.ZINFER_PROFILE_ROWS || 1);
+const CONTEXT = Number(process.env.ZINFER_PROFILE_CONTEXT || 100);
 const pick = (process.env.ZINFER_SHAPES || Object.keys(SHAPES).join(',')).split(',').map((s) => s.trim()).filter(Boolean);
 
-const result = { card: null, rows: ROWS, date: new Date().toISOString(), read_gb_per_s: null, shapes: {} };
+const result = { card: null, rows: ROWS, context: CONTEXT, date: new Date().toISOString(), read_gb_per_s: null, shapes: {} };
 const detail = { errors: {}, steps: {} };
 const save = jsonWriter(OUT, [['shape-profile.json', result], ['shape-profile-detail.json', detail]]);
 const { step } = stepRunner({ budgetS: Number(process.env.ZINFER_BENCH_BUDGET_S || 480), log, save, detail, errors: 'message' });
@@ -82,11 +84,11 @@ for (const name of pick) {
   await step(`${name}: load, graphed decode, eager profile`, async () => {
     const dir = core.writeSyntheticModel(join(WORK, `shape-${name}`), config, { seed: 1, dtype: 'f16', std: 0.02, repeatLayer0: true });
     const backend = cuda.cudaBackend({ device: 0, activations: 'f16', cacheDir: '/tmp/zinfer-cuda-cache' });
-    const engine = await core.createEngine({ model: dir, backend, autoStep: false, limits: { kvCacheBytes: 4 * 2 ** 30, maxSequences: Math.max(8, ROWS), maxBatchTokens: Math.max(512, ROWS), maxContext: 1024 } });
+    const engine = await core.createEngine({ model: dir, backend, autoStep: false, limits: { kvCacheBytes: (CONTEXT > 100 ? 24 : 4) * 2 ** 30, maxSequences: Math.max(8, ROWS), maxBatchTokens: Math.max(512, ROWS), maxContext: 1024 } });
     try {
       const program = backend.programs[backend.programs.length - 1];
       const vocab = config.vocab_size;
-      const decode = async (steps) => round(await programDecode(program, testing.stepBatch, { rows: ROWS, context: 100, vocab, argmax: true, steps }), 3);
+      const decode = async (steps) => round(await programDecode(program, testing.stepBatch, { rows: ROWS, context: CONTEXT, vocab, argmax: true, steps }), 3);
       const base = cuda.gemvVariant();
       const baseByEpilogue = cuda.gemvVariantByEpilogue(); // ZINFER_GEMV_BY_EPILOGUE, restored after the mixes
       try {
@@ -115,7 +117,7 @@ for (const name of pick) {
       const kvBytesPerToken = 2 * config.num_key_value_heads * headDim(config) * 2;
       const p = await profileDecode({
         program, profileStep: cuda.profileStep, summarizeProfile: cuda.summarizeProfile, stepBatch: testing.stepBatch,
-        variants: [cuda.gemvVariant()], setVariant: cuda.setGemvVariant, rows: ROWS, context: 100, vocab, readGBps: result.read_gb_per_s, kv: { bytesPerToken: kvBytesPerToken },
+        variants: [cuda.gemvVariant()], setVariant: cuda.setGemvVariant, rows: ROWS, context: CONTEXT, vocab, readGBps: result.read_gb_per_s, kv: { bytesPerToken: kvBytesPerToken },
       });
       const v = Object.values(p)[0];
       r.launches = v.launches;
