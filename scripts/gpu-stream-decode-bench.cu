@@ -47,6 +47,15 @@ constexpr float EPS = 1e-5f;
 #ifndef SD_STRIDED
 #define SD_STRIDED 0
 #endif
+// SD_PRODUCERS=P: P lanes of the producer warp issue the copies (lane j the items n ≡ j mod P);
+// SD_SPLIT=S: each item's copy as S bulk requests. Both only with fixed rows (not SD_DYNAMIC).
+#ifndef SD_PRODUCERS
+#define SD_PRODUCERS 1
+#endif
+#ifndef SD_SPLIT
+#define SD_SPLIT 1
+#endif
+static_assert(SD_NSLOT % SD_PRODUCERS == 0 && SD_PRODUCERS <= 32 && SD_SPLIT >= 1, "each producer lane owns whole slots");
 constexpr int CW = SD_CW;               // consumer warps
 constexpr int THREADS = (CW + 1) * 32;  // + one producer warp
 constexpr int NSLOT = SD_NSLOT;         // ring slots (item n in slot n % NSLOT)
@@ -416,7 +425,8 @@ __global__ void __launch_bounds__(THREADS, 1) streamDecode(Params p) {
   __syncthreads();
 
   if (threadIdx.x >= CW * 32) {  // producer: every item of every phase, in order, never waiting on activations
-    if (threadIdx.x != CW * 32) return;
+    const int lane = threadIdx.x - CW * 32;
+    if (lane >= (SD_DYNAMIC ? 1 : SD_PRODUCERS)) return;
     int n = 0;
 #if SD_DYNAMIC
     for (int ph = 0; ph <= 4 * L; ph++) {
@@ -451,11 +461,14 @@ __global__ void __launch_bounds__(THREADS, 1) streamDecode(Params p) {
         const int rows = min(it.rpi, r1 - r);
 #endif
         for (int c = 0; c < it.chunks; c++, n++) {
+          if (n % SD_PRODUCERS != lane) continue;
           const int s = n % NSLOT;
           if (n >= NSLOT) mbarWait(&empty[s], ((n / NSLOT) - 1) & 1);
           const unsigned bytes = unsigned(rows) * min(it.chunk, m.k - c * it.chunk) * 2;
           mbarExpect(&full[s], bytes);
-          bulkLoad(slots + size_t(s) * SLOT, m.w + size_t(r) * m.k + size_t(c) * it.chunk, bytes, &full[s]);
+          const unsigned piece = (bytes / SD_SPLIT + 15) & ~15u;
+          const uint8_t *src = reinterpret_cast<const uint8_t *>(m.w + size_t(r) * m.k + size_t(c) * it.chunk);
+          for (unsigned o = 0; o < bytes; o += piece) bulkLoad(slots + size_t(s) * SLOT + o, src + o, min(piece, bytes - o), &full[s]);
         }
       }
     }
@@ -611,7 +624,7 @@ int main(int argc, char **argv) {
   cudaDeviceProp prop;
   CUDA(cudaGetDeviceProperties(&prop, 0));
   const int G = prop.multiProcessorCount;
-  printf("ring: %d slots of %d B, %d consumer warps, %s rows\n", NSLOT, SLOT, CW, SD_DYNAMIC ? "claimed" : SD_STRIDED ? "strided" : "sliced");
+  printf("ring: %d slots of %d B, %d consumer warps, %s rows, %d producer lanes, %d copies a slot\n", NSLOT, SLOT, CW, SD_DYNAMIC ? "claimed" : SD_STRIDED ? "strided" : "sliced", SD_PRODUCERS, SD_SPLIT);
   printf("device %s, %d SMs, %zu B shared memory a block (opt-in); kernel needs %zu\n", prop.name, G, prop.sharedMemPerBlockOptin, SMEM);
   if (SMEM > prop.sharedMemPerBlockOptin) return 1;
 
