@@ -133,6 +133,13 @@ export interface Program {
    */
   runSample?(batch: StepBatch, rows: readonly SampleRow[], options?: RunOptions): Promise<Int32Array>;
   /**
+   * Optional: runs the step for what it does besides its output (the KV cache written, the collectives a
+   * rank takes part in) and resolves once the step is complete, without producing the output. The ranks of
+   * a parallel plan whose output nobody reads use it, so a device backend does not copy [rows, vocab]
+   * logits to the host for nothing at every step. Absent: run(), its output dropped.
+   */
+  runWithoutOutput?(batch: StepBatch, options?: RunOptions): Promise<void>;
+  /**
    * Optional, for Mixture-of-Experts graphs: tokens routed to each expert since compile, one array per
    * moeRouter node in graph order (= MoE layer order), each of length `experts` (a token counts once per
    * expert of its top-k). Routing statistics for /metrics and load-aware expert placement.

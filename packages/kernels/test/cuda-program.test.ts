@@ -476,6 +476,35 @@ test('decode steps replay CUDA graphs per batch-size bucket: first step eager, s
   assert.is(gpu.live.size, 0);
 });
 
+test('runWithoutOutput: the step runs (graphed like run(), KV cache written) and is waited for, but nothing is copied to the host', async () => {
+  const gpu = new RecordingGpu();
+  const m = tinyLlama(Rng.fromSeed(4), TINY16, 'bf16');
+  const program = await compileProgram(gpu, m.graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 12, blockSize: 4 } }, { ...SETTINGS, activations: 'auto' });
+  const seqs = [{ blocks: [0, 1] }, { blocks: [2, 3] }];
+  let downloads = 0;
+  let syncs = 0;
+  const download = gpu.download.bind(gpu);
+  const synchronize = gpu.synchronize.bind(gpu);
+  gpu.download = (dst, src) => (downloads++, download(dst, src));
+  gpu.synchronize = () => (syncs++, synchronize());
+  await program.runWithoutOutput(stepBatch(seqs.map((s, i) => ({ tokens: range(3, i + 1), cached: 0, blocks: s.blocks })), 4, 'last'));
+  const decode = (t: number) => stepBatch(seqs.map((s, i) => ({ tokens: [i + t], cached: 3 + t, blocks: s.blocks })), 4, 'last');
+  for (let t = 0; t < 3; t++) {
+    const from = gpu.launches.length;
+    await program.runWithoutOutput(decode(t));
+    assert.ok(gpu.launches.slice(from).some((l) => /^attn_decode/.test(l.kernel)), `step ${t}: the attention (and its KV write) ran`);
+    checkFootprints(gpu, from);
+  }
+  assert.is(downloads, 0, 'no output copied');
+  assert.is(syncs, 4, 'each step waited for');
+  assert.is(program.stats.graphReplays, 2, 'decode steps take their graph as run() does (eager, then captured and replayed)');
+  const out = await program.run(decode(3));
+  assert.is(out.length, 2 * TINY_LLAMA.vocabSize);
+  assert.is(downloads, 1);
+  await program.dispose();
+  assert.is(gpu.live.size, 0);
+});
+
 test('a head size the decode kernel does not take (fp8 heads of 8 in a 16-bit mode): decode steps run the general attention eagerly, never a stale graph', async () => {
   const cfg: TinyLlamaConfig = { ...TINY16, headDim: 8 };
   const m = tinyLlama(Rng.fromSeed(5), cfg, 'f16');

@@ -7,7 +7,7 @@ import { HostRowSampler, loadModel, type BackendFactory, type Communicator, type
 import { announceStep, compileRank, type KvOffloadOptions } from './kv-offload/compile-rank.js';
 import { rankCommunicators, type GridGroups } from './launch/groups.js';
 import { joinNcclGrid, type NcclGrid } from './launch/nccl-grid.js';
-import { runPicked, type RankPick } from './launch/rank-pick.js';
+import { runRank, type RankPick } from './launch/rank-pick.js';
 import type { RelaySpec } from './multi-node/relay-communicator.js';
 import { ShardedWeights } from './tensor-parallel/sharded-weights.js';
 
@@ -115,8 +115,8 @@ async function handle(program: Program, m: RankRequest): Promise<void> {
   }
   if (m.type !== 'run') return;
   try {
-    const out = init.returnsOutput && m.pick ? await runPicked(program, m.batch, m.pick, host) : await program.run(m.batch);
-    port.postMessage({ type: 'out', id: m.id, out: init.returnsOutput ? out : null } satisfies RankReply);
+    const out = await runRank(program, m.batch, init.returnsOutput, m.pick, host);
+    port.postMessage({ type: 'out', id: m.id, out } satisfies RankReply);
   } catch (e) {
     await abortAll();
     fail(m.id, e);

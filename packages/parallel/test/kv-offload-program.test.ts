@@ -51,6 +51,14 @@ class FakeDevice implements Program {
     return new Float32Array(0);
   }
 
+  /** The same step, its output dropped (a rank nobody reads). */
+  async runWithoutOutput(batch: StepBatch): Promise<void> {
+    this.quietRuns++;
+    await this.run(batch);
+  }
+
+  quietRuns = 0;
+
   async dispose(): Promise<void> {}
 
   transfer(): KvBlockTransfer {
@@ -111,7 +119,7 @@ function overlapped(log: FakeDevice['log']): boolean {
   });
 }
 
-async function drive(deviceBlocks: number, seed: number): Promise<{ fake: FakeDevice; program: OffloadedKvProgram }> {
+async function drive(deviceBlocks: number, seed: number, quiet = false): Promise<{ fake: FakeDevice; program: OffloadedKvProgram }> {
   const hostBlocks = 24;
   const fake = new FakeDevice(deviceBlocks, hostBlocks);
   const program = new OffloadedKvProgram(fake, fake.transfer(), hostBlocks, deviceBlocks, BLOCK);
@@ -119,11 +127,12 @@ async function drive(deviceBlocks: number, seed: number): Promise<{ fake: FakeDe
     if (!micro.length) continue;
     fake.expected.push(...micro);
     // As a worker rank: the first micro-batch's message, then the next one arrives while it runs.
+    const run = (b: StepBatch) => (quiet ? program.runWithoutOutput!(b) : program.run(b));
     program.prepare(micro[0]);
-    const first = program.run(micro[0]);
+    const first = run(micro[0]);
     if (micro[1]) program.prepare(micro[1]);
     await first;
-    if (micro[1]) await program.run(micro[1]);
+    if (micro[1]) await run(micro[1]);
   }
   return { fake, program };
 }
@@ -135,6 +144,15 @@ test('double buffering: every step reads the latest KV of its blocks, no copy to
     assert.ok(program.stats.prepared > 0, `seed ${seed}: some micro-batches were placed while another ran`);
     assert.ok(overlapped(fake.log), `seed ${seed}: some step's loads were issued before the step before it was done`);
   }
+});
+
+test('runWithoutOutput (a rank nobody reads) places blocks and double-buffers as run() does', async () => {
+  const { fake, program } = await drive(16, 6, true);
+  assert.ok(fake.quietRuns > 0 && fake.expected.length === 0, 'every step ran through the inner runWithoutOutput');
+  assert.ok(program.stats.loads > 0 && overlapped(fake.log));
+  const inner = new FakeDevice(4, 8);
+  const plain = new OffloadedKvProgram({ run: (b: StepBatch) => inner.run(b), dispose: async () => {} }, inner.transfer(), 8, 4, BLOCK);
+  assert.is(plain.runWithoutOutput, undefined, 'absent when the inner program lacks it');
 });
 
 test('a device cache for one micro-batch only: no overlap, the same correct steps', async () => {

@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert';
 import { HostRowSampler, type Program, type SampleRow, type StepBatch } from '@zinfer/core';
 import { stepBatch } from '@zinfer/core/testing';
 import { splitBatch } from '../src/launch/micro-batches.js';
-import { runPicked, splitPick } from '../src/launch/rank-pick.js';
+import { runPicked, runRank, splitPick } from '../src/launch/rank-pick.js';
 
 const WIDTH = 6;
 const LOGITS = Float32Array.from([0, 3, 1, 3, -1, 2, /* row 1 */ 5, 4, 4.5, 0, Number.NaN, 1]);
@@ -33,6 +33,25 @@ test('runPicked prefers the program\'s own runArgmax and runSample', async () =>
   assert.equal([...(await runPicked(device, batch, { kind: 'argmax' }, host))], [7, 7]);
   assert.equal([...(await runPicked(device, batch, { kind: 'sample', rows: [row({}), row({})] }, host))], [40, 41]);
   assert.equal(seen, ['argmax', 'sample']);
+});
+
+test('runRank: the output rank answers (picked, or its logits); the others run without output where their program can', async () => {
+  const seen: string[] = [];
+  const quiet: Program = {
+    run: async () => (seen.push('run'), LOGITS.slice()),
+    runArgmax: async (b: StepBatch) => (seen.push('argmax'), new Int32Array(b.selectedRows.length).fill(3)),
+    runWithoutOutput: async () => void seen.push('without output'),
+    dispose: async () => {},
+  };
+  const host = new HostRowSampler();
+  assert.equal([...((await runRank(quiet, batch, true, { kind: 'argmax' }, host)) ?? [])], [3, 3]);
+  assert.equal((await runRank(quiet, batch, true, undefined, host))?.length, LOGITS.length, 'no pick: the logits');
+  assert.is(await runRank(quiet, batch, false, { kind: 'argmax' }, host), null);
+  assert.is(await runRank(quiet, batch, false, undefined, host), null);
+  assert.equal(seen, ['argmax', 'run', 'without output', 'without output']);
+  seen.length = 0;
+  assert.is(await runRank({ ...logitsOnly, run: async () => (seen.push('run'), LOGITS.slice()) }, batch, false, undefined, host), null, 'a program without it: run(), dropped');
+  assert.equal(seen, ['run']);
 });
 
 test('splitPick cuts sample rows along the micro-batches in selected-row order; argmax and none pass through', () => {

@@ -128,6 +128,14 @@ export class CudaProgram implements Program {
     return out;
   }
 
+  /** Runs one step and waits for it, leaving its output on the GPU (a parallel rank nobody reads). */
+  async runWithoutOutput(batch: StepBatch): Promise<void> {
+    const p = this.live();
+    if (p.streamed) await this.streamedStep(p, p.streamed, batch);
+    else this.step(p, batch);
+    p.gpu.synchronize(); // the next step reuses the metadata buffers this one's launches read
+  }
+
   /**
    * Runs one step and returns the argmax of each output row (greedy decoding), computed on the GPU so
    * only the token ids cross PCIe. Lowest id on ties; NaN never wins.

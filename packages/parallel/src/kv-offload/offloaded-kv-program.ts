@@ -82,6 +82,12 @@ export class OffloadedKvProgram implements Program {
     return inner.runArgmax && ((batch: StepBatch, options?: RunOptions) => this.step(batch, (b) => inner.runArgmax!(b, options)));
   }
 
+  /** The inner program's run without its output, where it has one. */
+  get runWithoutOutput(): Program['runWithoutOutput'] {
+    const inner = this.inner;
+    return inner.runWithoutOutput && ((batch: StepBatch, options?: RunOptions) => this.step(batch, (b) => inner.runWithoutOutput!(b, options)));
+  }
+
   /** The inner program's device sampling, where it has it. */
   get runSample(): Program['runSample'] {
     const inner = this.inner;

@@ -7,7 +7,7 @@ import { ShardedWeights } from '../tensor-parallel/sharded-weights.js';
 import { gatherExpertLoad } from './expert-load.js';
 import { closeGroups, createGridGroups, outputRank, rankCommunicators } from './groups.js';
 import { concat, splitBatch } from './micro-batches.js';
-import { pickingProgram, runPicked, splitPick, type PickStep } from './rank-pick.js';
+import { pickingProgram, runRank, splitPick, type PickStep } from './rank-pick.js';
 
 export async function launchInline(args: LaunchArgs, microBatches: (batch: StepBatch) => number, kvOffload: KvOffloadOptions | null = null): Promise<Program> {
   const { plan, backend, weights, kvCache } = args;
@@ -19,7 +19,7 @@ export async function launchInline(args: LaunchArgs, microBatches: (batch: StepB
   }
   const out = outputRank(plan);
   const host = new HostRowSampler();
-  // `pick`: the output rank answers with token ids (rank-pick.ts); the other ranks just run.
+  // `pick`: the output rank answers with token ids (rank-pick.ts); the other ranks just run (runRank).
   const step: PickStep = async (batch, pick) => {
     const parts = splitBatch(batch, microBatches(batch));
     const picks = splitPick(pick, parts);
@@ -27,7 +27,10 @@ export async function launchInline(args: LaunchArgs, microBatches: (batch: StepB
       const outs = await Promise.all(programs.map(async (p, r) => {
         const results: (Float32Array | Int32Array)[] = [];
         for (const mb of parts) announceStep(p, mb); // an offloaded KV cache loads the next one's blocks while one runs
-        for (const [i, mb] of parts.entries()) results.push(r === out && picks[i] ? await runPicked(p, mb, picks[i]!, host) : await p.run(mb));
+        for (const [i, mb] of parts.entries()) {
+          const o = await runRank(p, mb, r === out, picks[i], host);
+          if (o) results.push(o);
+        }
         return results;
       }));
       return concat(outs[out]);

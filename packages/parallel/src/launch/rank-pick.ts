@@ -16,6 +16,18 @@ export async function runPicked(program: Program, batch: StepBatch, pick: RankPi
   return host.pick(logits, pick.kind === 'sample' ? pick.rows : new Array<SampleRow>(rows).fill(GREEDY_ROW), logits.length / rows);
 }
 
+/**
+ * One micro-batch on one rank: the output rank answers (picked when the step has a pick, else its
+ * logits); every other rank only runs it, without copying its output off the device where its program can
+ * (at 64 rows a tensor-parallel rank's gathered logits are 8 MB a step).
+ */
+export async function runRank(program: Program, batch: StepBatch, output: boolean, pick: RankPick | undefined, host: HostRowSampler): Promise<Float32Array | Int32Array | null> {
+  if (output) return pick ? runPicked(program, batch, pick, host) : program.run(batch);
+  if (program.runWithoutOutput) await program.runWithoutOutput(batch);
+  else await program.run(batch);
+  return null;
+}
+
 /** A step's pick cut along its micro-batches (`parts`: splitBatch's, whose selected rows follow the step's in order). */
 export function splitPick(pick: RankPick | undefined, parts: readonly StepBatch[]): (RankPick | undefined)[] {
   if (pick?.kind !== 'sample') return parts.map(() => pick);
