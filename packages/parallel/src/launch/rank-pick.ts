@@ -1,7 +1,8 @@
 // Token picks on the output rank: a launched plan's steps can come back as token ids (greedy argmax, or a
 // sampled pick per row) instead of [rows, vocab] logits, so neither the GPU nor the worker message copies
 // the logits. The output rank uses its program's runArgmax / runSample where it has them (on the device),
-// else run() and core's host pick over the logits in its own thread: the same ids either way.
+// else run() and core's host pick over the logits in its own thread: the same ids either way. The other
+// ranks run the step without its output (runRank).
 import { checkSampleRows, GREEDY_ROW, HostRowSampler, type Program, type RunOptions, type SampleRow, type StepBatch } from '@zinfer/core';
 
 export type RankPick = { kind: 'argmax' } | { kind: 'sample'; rows: readonly SampleRow[] };
