@@ -7,7 +7,7 @@ import { BackendError, COLLECTIVE_KINDS, type CompileOptions, type DeviceCollect
 import type { ReduceAdd } from './exec-plan.js';
 import type { PeerAllReduce } from './peer-allreduce.js';
 import { launchMoeExchange } from './moe-exchange-launch.js';
-import { dtypeBytes, type StepContext } from './step-context.js';
+import { dtypeBytes, flatGrid, type StepContext } from './step-context.js';
 
 export interface ProgramCollectives {
   /** The tensor-parallel group (allReduce, allGather). */
@@ -118,9 +118,4 @@ function group(ctx: StepContext, which: 'tensor' | 'pipeline', node: Communicati
   const c = ctx.collectives[which];
   if (!c) throw new BackendError(`${node.op} node without ${which === 'tensor' ? 'a communicator' : 'a pipeline'} (compile checks this)`);
   return c;
-}
-
-/** Blocks for a grid-stride loop over n elements at 256 threads. */
-function flatGrid(n: number): { x: number } {
-  return { x: Math.max(1, Math.min(8192, Math.ceil(n / 256))) };
 }

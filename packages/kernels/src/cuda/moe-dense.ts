@@ -23,9 +23,6 @@ export interface DenseExperts {
   inter: number;
 }
 
-/** Batches cuBLASLt refused (by their gate|up address): those nodes take the tile path from then on. */
-const refused = new Set<bigint>();
-
 /** Whether `ws` lie one after another, each `ws[0].bytes` long (one allocation, side by side). */
 const sideBySide = (ws: DeviceWeight[]) => ws.every((w, i) => w.ptr === ws[0].ptr + BigInt(i * ws[0].bytes) && w.bytes === ws[0].bytes);
 
@@ -36,12 +33,11 @@ export function denseExperts(ctx: StepContext, node: OpNode<'moeExperts'>): Dens
   const gateUp = experts.flatMap((e) => [ctx.weight(e.gate), ctx.weight(e.up)]);
   const down = experts.map((e) => ctx.weight(e.down));
   if (![...gateUp, ...down].every((w) => w.dtype === ctx.act && w.shape.length === 2)) return null;
-  if (!sideBySide(gateUp) || !sideBySide(down) || refused.has(gateUp[0].ptr)) return null;
+  if (!sideBySide(gateUp) || !sideBySide(down) || ctx.moe!.denseRefused.has(node)) return null;
   const [inter, hidden] = gateUp[0].shape;
   if (down[0].shape[0] !== hidden || down[0].shape[1] !== inter) return null;
   return { count: experts.length, gateUp: gateUp[0].ptr, down: down[0].ptr, hidden, inter };
 }
-
 
 /** Byte offsets in the scratch: gate|up [2E, rows, inter] f32, h [E, rows, inter] (activation dtype), y [E, rows, hidden] f32. */
 export function denseLayout(d: DenseExperts, rows: number, actBytes: number): { gu: number; h: number; y: number; total: number } {
@@ -68,7 +64,7 @@ export function launchMoeDense(ctx: StepContext, node: OpNode<'moeExperts'>, d: 
   } catch (e) {
     // A refusal enqueues nothing; what the batches before it wrote is scratch the tile path overwrites.
     if (!(e instanceof BackendError) || !e.message.includes('cuBLASLt')) throw e;
-    refused.add(d.gateUp);
+    ctx.moe!.denseRefused.add(node);
     return false;
   }
   gpu.launch(`moe_combine_${ctx.act}`, flatGrid(rows * hidden), 256, [ctx.value(node.output), y, ctx.value(node.inputs.routing), table, nLocal, mapLen, rows, topK, hidden, 1]);

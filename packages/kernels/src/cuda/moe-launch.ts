@@ -26,7 +26,6 @@ export const MOE_MAX_EXPERTS = 4096;
 const ROUTER_THREADS = 256;
 const MAX_GRID_Y = 65535;
 
-
 /** Whether the CUDA kernels take this MoE node (top-k within the kernels' fixed shared arrays). */
 export function moeSupported(node: OpNode): boolean {
   if (node.op === 'moeRouter') {

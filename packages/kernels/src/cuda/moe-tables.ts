@@ -20,6 +20,8 @@ export class MoeTables {
   private readonly offsets = new Map<OpNode, number>();
   private readonly totalExperts: number;
   private countsPtr: bigint | null = null;
+  /** moeExperts nodes whose dense batch cuBLASLt refused (moe-dense.ts): the tile path from then on. */
+  readonly denseRefused = new Set<OpNode>();
 
   /** padSlot: the KV slot of a decode graph's padding rows (not counted), or -1 when there are none. */
   constructor(private readonly gpu: Gpu, graph: Graph, readonly padSlot: number) {

@@ -10,8 +10,6 @@ import { flatGrid, threadsFor, type StepContext } from './step-context.js';
 
 export { ACTIVATION_CODES } from './activation-codes.js';
 
-/** Blocks for a grid-stride loop over n elements at 256 threads. */
-
 export function launchNode(ctx: StepContext, node: OpNode, kv: KvPointers | null): void {
   const { gpu, act } = ctx;
   const rows = ctx.rowsOf(node.output);

@@ -67,6 +67,9 @@ export function peerSettings(env: Env = process.env): PeerSettings {
   };
 }
 
+/** Bytes a message takes in the kernels' 16-byte vectors. */
+const padded16 = (bytes: number): number => Math.ceil(bytes / 16) * 16;
+
 /** One rank's handle on its group's registered areas. */
 export class PeerAllReduce {
   constructor(
@@ -82,13 +85,13 @@ export class PeerAllReduce {
   /** Whether `count` elements of `dtype` go through peer memory (else NCCL). */
   fits(count: number, dtype: FloatDType): boolean {
     const bytes = count * dtypeBytes(dtype);
-    return count > 0 && bytes <= this.settings.maxBytes && Math.ceil(bytes / 16) * 16 <= this.settings.halfBytes;
+    return count > 0 && bytes <= this.settings.maxBytes && padded16(bytes) <= this.settings.halfBytes;
   }
 
   /** The kernel a message of `count` elements takes by default: Lamport up to llBytes, two-shot from twoShotBytes. */
   kernelFor(count: number, dtype: FloatDType): PeerKernel {
     const bytes = count * dtypeBytes(dtype);
-    if (Math.ceil(bytes / 16) * 16 <= this.settings.llBytes) return 'll';
+    if (padded16(bytes) <= this.settings.llBytes) return 'll';
     return bytes >= this.settings.twoShotBytes ? 2 : 1;
   }
 
@@ -103,7 +106,7 @@ export class PeerAllReduce {
     const k = kernel ?? this.kernelFor(count, dtype);
     const args = [out, x, this.table, count, this.rank, this.size, this.settings.halfBytes];
     if (k === 'll') {
-      if (Math.ceil(bytes / 16) * 16 > this.settings.llBytes) throw new BackendError(`Lamport all-reduce of ${bytes} bytes exceeds its slots`, { expected: `at most ${this.settings.llBytes} bytes`, found: `${bytes} bytes` });
+      if (padded16(bytes) > this.settings.llBytes) throw new BackendError(`Lamport all-reduce of ${bytes} bytes exceeds its slots`, { expected: `at most ${this.settings.llBytes} bytes`, found: `${bytes} bytes` });
       gpu.launch(`peer_all_reduce_ll_${dtype}`, { x: this.blocks }, PEER_THREADS, [...args, this.settings.llBytes, residual]);
     } else gpu.launch(`peer_all_reduce_${k === 2 ? '2s_' : ''}${dtype}`, { x: this.blocks }, PEER_THREADS, [...args, residual]);
   }

@@ -121,7 +121,7 @@ export class CudaProgram implements Program {
 
   async run(batch: StepBatch): Promise<Float32Array> {
     const p = this.live();
-    const { ptr, rows, width } = p.streamed ? await this.streamedStep(p, p.streamed, batch) : this.step(p, batch);
+    const { ptr, rows, width } = await this.enqueue(p, batch);
     const out = new Float32Array(rows * width); // [outRows, width]
     if (out.length) p.gpu.download(out, ptr);
     else p.gpu.synchronize();
@@ -131,8 +131,7 @@ export class CudaProgram implements Program {
   /** Runs one step and waits for it, leaving its output on the GPU (a parallel rank nobody reads). */
   async runWithoutOutput(batch: StepBatch): Promise<void> {
     const p = this.live();
-    if (p.streamed) await this.streamedStep(p, p.streamed, batch);
-    else this.step(p, batch);
+    await this.enqueue(p, batch);
     p.gpu.synchronize(); // the next step reuses the metadata buffers this one's launches read
   }
 
@@ -156,7 +155,7 @@ export class CudaProgram implements Program {
 
   /** Runs the step, then `pick` fills one token id per output row from the f32 output (none for an empty step). */
   private async stepIds(p: ProgramParts, batch: StepBatch, pick: (ptr: bigint, rows: number, width: number, ids: Int32Array) => void): Promise<Int32Array> {
-    const { ptr, rows, width } = p.streamed ? await this.streamedStep(p, p.streamed, batch) : this.step(p, batch);
+    const { ptr, rows, width } = await this.enqueue(p, batch);
     const ids = new Int32Array(rows);
     if (rows > 0) pick(ptr, rows, width, ids);
     return ids;
@@ -231,6 +230,11 @@ export class CudaProgram implements Program {
     const empty = Math.max(batch.tokenIds.length, batch.selectedRows.length) === 0;
     const rows = empty ? 0 : outInfo.rows === 'selected' ? batch.selectedRows.length : batch.tokenIds.length;
     return { rows, width: outInfo.width, empty };
+  }
+
+  /** The step as this program runs it: with its streamed weights (synchronized), or enqueued. */
+  private enqueue(p: ProgramParts, batch: StepBatch): Promise<StepOutput> | StepOutput {
+    return p.streamed ? this.streamedStep(p, p.streamed, batch) : this.step(p, batch);
   }
 
   /** Enqueues one step; returns where its f32 output rows are (not yet synchronized). */
