@@ -6,11 +6,10 @@
 // replay them without calling NCCL again.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BackendError, GraphBuilder, Rng, type Communicator, type DeviceCollectives, type FloatDType, type Graph, type HostTensor, type OpNode, type StepBatch } from '@zinfer/core';
+import { BackendError, GraphBuilder, Rng, type Communicator, type DeviceCollectives, type FloatDType, type Graph, type HostTensor, type OpNode } from '@zinfer/core';
 import { memoryWeights, randomTensor, range, stepBatch, weightInfos } from '@zinfer/core/testing';
 import { cudaBackend } from '../src/cuda.js';
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
-import { setReducePrefetch, type ReducePrefetchMode } from '../src/cuda/l2-prefetch.js';
 import { RecordingGpu } from '../src/cuda/recording-gpu.js';
 
 const SETTINGS: CompileSettings = {
@@ -153,41 +152,6 @@ test('decode steps: the collectives are captured in the CUDA graph and replayed 
   await program.dispose();
   assert.is(gpu.graphStats.live, 0);
   assert.is(gpu.live.size, 0);
-});
-
-test('ZINFER_REDUCE_PREFETCH: the launch just before each all-reduce asks L2 for the next linear group\'s weights (the whole group when side by side); batch: only over 8 rows; off: never', async () => {
-  const run = async (mode: ReducePrefetchMode, batch: StepBatch) => {
-    setReducePrefetch(mode);
-    try {
-      const gpu = new RecordingGpu();
-      const before: number[] = []; // launches enqueued when each NCCL call is made
-      const comm = fakeCollectives([]);
-      const device: DeviceCollectives = { ...comm, allReduce: (...a) => (before.push(gpu.launches.length), comm.allReduce(...a)) };
-      const { graph, tensors } = tensorRank('f32');
-      const program = await compileProgram(gpu, graph, memoryWeights(tensors), { kvCache: KV, communicator: communicator(1, RANKS, device) }, SETTINGS);
-      const from = gpu.launches.length;
-      await program.run(batch);
-      const prefetches = gpu.launches.slice(from).filter((l) => l.kernel === 'l2_prefetch_range');
-      const lastBefore = before.map((i) => gpu.launches[i - 1]);
-      const ranges = prefetches.map((l) => ({ bytes: Number(l.args[1]), room: gpu.extent(l.args[0] as bigint) }));
-      await program.dispose();
-      return { prefetches, lastBefore, ranges };
-    } finally {
-      setReducePrefetch('off');
-    }
-  };
-  const f32 = 4;
-  const all = await run('all', prompt());
-  assert.is(all.prefetches.length, 3, 'one before each of the three all-reduces');
-  assert.ok(all.lastBefore.every((l) => l.kernel === 'l2_prefetch_range'), 'each right before its all-reduce');
-  // q alone (under GQA only k and v share a shape, so they lie side by side apart from q), gate|up, the LM head.
-  assert.equal(all.ranges.map((r) => r.bytes), [HEADS * HEAD_DIM * HIDDEN * f32, 2 * INTER * HIDDEN * f32, (VOCAB / RANKS) * HIDDEN * f32]);
-  assert.ok(all.ranges.every((r) => r.bytes <= r.room), 'within the weights\' allocation');
-  assert.ok(all.prefetches.every((l) => l.grid.x > 0 && l.block === 128));
-  assert.is((await run('batch', prompt())).prefetches.length, 0, '3 rows: not a batch step');
-  const big = stepBatch([{ tokens: range(9, 1), cached: 0, blocks: [0, 1, 2] }], KV.blockSize, 'all');
-  assert.is((await run('batch', big)).prefetches.length, 3, '9 rows');
-  assert.is((await run('off', big)).prefetches.length, 0);
 });
 
 test('pipeline stage: recv fills the stream from the stage before, send passes it on (and copies it to the stage output)', async () => {

@@ -12,7 +12,6 @@ import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
 import { LL_SENTINEL, PEER_SIGNAL_BYTES, PEER_THREADS, peerSettings } from '../src/cuda/peer-allreduce.js';
 import { RecordingPeerMemory } from '../src/cuda/peer-memory.js';
 import { RecordingGpu } from '../src/cuda/recording-gpu.js';
-import { setReducePrefetch } from '../src/cuda/l2-prefetch.js';
 
 const SETTINGS: CompileSettings = {
   activations: 'auto', cublas: true, attentionChunk: null, poison: true, graphs: true, maxGraphRows: 8, flash: true, fusion: { linear: true, rope: true },
@@ -201,26 +200,6 @@ test('the residual add after an all-reduce: the peer kernel adds it (no add kern
     });
     for (const p of programs) await p.dispose();
   });
-});
-
-test('ZINFER_REDUCE_PREFETCH=all: the peer kernel (with the residual add) comes right after the L2 prefetch of the LM head', async () => {
-  setReducePrefetch('all');
-  try {
-    const { ranks: rs } = ranks([0, 1]);
-    const programs = await compileAll(rs, true);
-    await Promise.all(programs.map((p) => p.run(prompt())));
-    for (const r of rs) {
-      const at = r.gpu.launches.findIndex((l) => l.kernel.startsWith('peer_all_reduce_'));
-      const pf = r.gpu.launches[at - 1];
-      assert.is(pf.kernel, 'l2_prefetch_range');
-      assert.is(pf.args[1], VOCAB * HIDDEN * 2, 'the f16 LM head, whole');
-      assert.ok(r.gpu.extent(pf.args[0] as bigint) >= VOCAB * HIDDEN * 2);
-      assert.is(r.gpu.launches.filter((l) => l.kernel === 'l2_prefetch_range').length, 1);
-    }
-    for (const p of programs) await p.dispose();
-  } finally {
-    setReducePrefetch('off');
-  }
 });
 
 test('decode steps: the peer launches are captured in the CUDA graph and replayed', async () => {

@@ -111,8 +111,6 @@ test('kernel signatures: every extern "C" kernel parses (macro-made entry points
     ...['f16_f16', 'bf16_bf16'].flatMap((w) => ['gemv1r', 'gemv1o', 'gemv2r', 'gemv2o', 'gemv1w', 'gemv2w'].map((k) => `${k}_${w}`)),
     // The one-shot, two-shot and Lamport all-reduce over peer memory (tensor-parallel ranks with NVLink).
     ...acts.flatMap((a) => [`peer_all_reduce_${a}`, `peer_all_reduce_2s_${a}`, `peer_all_reduce_ll_${a}`]),
-    // The L2 prefetch of the next linear's weights before an all-reduce.
-    'l2_prefetch_range',
   ];
   for (const name of want) assert.ok(sources.kernels.has(name), `missing kernel ${name}`);
   assert.is(sources.kernels.size, want.length, `unexpected kernels: ${[...sources.kernels.keys()].filter((k) => !want.includes(k)).join(', ')}`);

@@ -5,7 +5,6 @@
 // (one row needs no interleave); send passes x on and copies it to its output value; recv fills its value.
 import { BackendError, COLLECTIVE_KINDS, type CompileOptions, type DeviceCollectives, type FloatDType, type Graph, type OpNode, type ValueId } from '@zinfer/core';
 import type { ReduceAdd } from './exec-plan.js';
-import { launchReducePrefetch } from './l2-prefetch.js';
 import type { PeerAllReduce } from './peer-allreduce.js';
 import { launchMoeExchange } from './moe-exchange-launch.js';
 import { dtypeBytes, flatGrid, type StepContext } from './step-context.js';
@@ -64,7 +63,6 @@ export function launchReduceOfAdd(ctx: StepContext, add: OpNode<'add'>, fused: R
   const n = ctx.rowsOf(add.output) * ctx.width(add.output);
   const peer = ctx.collectives.peer;
   if (peer?.fits(n, ctx.act) && !ctx.isF32(fused.reduce.output) && !ctx.isF32(add.output)) {
-    launchReducePrefetch(ctx, fused.reduce, ctx.rowsOf(add.output));
     peer.launch(ctx.gpu, ctx.value(add.output), ctx.value(fused.reduce.inputs.x), n, ctx.act, undefined, ctx.value(fused.residual));
     return true;
   }
@@ -86,7 +84,6 @@ export function launchCollective(ctx: StepContext, node: CommunicationNode): voi
     case 'allReduce': {
       const c = group(ctx, 'tensor', node);
       const x = ctx.value(node.inputs.x);
-      launchReducePrefetch(ctx, node, rows);
       if (ctx.collectives.peer?.fits(n, dtype)) return ctx.collectives.peer.launch(ctx.gpu, out, x, n, dtype);
       ctx.gpu.external(`allReduce of ${n} ${dtype}`, [range(x, n), range(out, n)], (stream) => c.allReduce(x, out, n, dtype, stream));
       return;

@@ -295,15 +295,15 @@ export function planExecution(graph: Graph, opts: FusionOptions = { linear: true
 }
 
 /**
- * What the linear launch after each attention node, each all-reduce and each group reads first: the first
- * member's weight of the next group in launch order (a group launches at `at`; every linear belongs to a group).
+ * What the linear launch after each attention node and each group reads first: the first member's weight of
+ * the next group in launch order (a group launches at `at`; every linear belongs to a group).
  */
 function nextWeights(graph: Graph, groups: LinearGroup[]): Map<OpNode | LinearGroup, WeightName> {
   const launches = [...groups].sort((a, b) => a.at - b.at);
   const after = (i: number) => launches.find((g) => g.at > i)?.members[0].attrs.weight;
   const out = new Map<OpNode | LinearGroup, WeightName>();
   graph.nodes.forEach((node, i) => {
-    const w = node.op === 'attention' || node.op === 'allReduce' ? after(i) : undefined;
+    const w = node.op === 'attention' ? after(i) : undefined;
     if (w !== undefined) out.set(node, w);
   });
   for (const g of launches) {
