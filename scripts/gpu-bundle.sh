@@ -16,9 +16,10 @@ mkdir -p "$root/.gpu"
 stage=$(mktemp -d "$root/.gpu/stage.XXXXXX")
 trap 'rm -rf "$stage" "$bundle.tmp.$$"' EXIT
 
-# The packages: server only when a GPU script imports it (it brings ws, msgpackr, commander, ...).
+# The packages: server only when a GPU script names it (it brings ws, msgpackr, commander, ... and the
+# 13 MB embedded model).
 pkgs=(core kernels parallel moe offload)
-if grep -qsE "['\"]@zinfer/server" scripts/gpu-*.mjs; then pkgs+=(server); fi
+if grep -qsE "@zinfer/server" scripts/gpu-*.mjs scripts/gpu-*.sh; then pkgs+=(server); fi
 projects=$(printf '@zinfer/%s,' "${pkgs[@]}")
 NX_DAEMON=false npx nx run-many -t build --projects="${projects%,}" --outputStyle=static >/dev/null
 
@@ -35,6 +36,8 @@ for pkg in "${pkgs[@]}"; do
   find "$dst/dist" -name '*.map' -delete
 done
 cp -r packages/kernels/cuda "$stage/node_modules/@zinfer/kernels/cuda"
+# The server's embedded default model sits beside its dist/ (what `zinfer serve` runs without --model).
+if [[ -d "$stage/node_modules/@zinfer/server" ]]; then cp -r packages/server/model "$stage/node_modules/@zinfer/server/model"; fi
 
 # Production dependencies: the dependency closure of the packages (optional ones where installed;
 # peer dependencies, e.g. valibot's typescript, left out), copied from the workspace's node_modules.
