@@ -40,26 +40,40 @@ cp -r packages/kernels/cuda "$stage/node_modules/@zinfer/kernels/cuda"
 if [[ -d "$stage/node_modules/@zinfer/server" ]]; then cp -r packages/server/model "$stage/node_modules/@zinfer/server/model"; fi
 
 # Production dependencies: the dependency closure of the packages (optional ones where installed;
-# peer dependencies, e.g. valibot's typescript, left out), copied from the workspace's node_modules.
+# peer dependencies, e.g. valibot's typescript, left out), copied from the workspace's node_modules and
+# resolved as Node resolves them: a package's own node_modules first (npm keeps a version there when the
+# root holds another, e.g. the server's commander 14 beside a tool's commander 4), then its parents'.
 node - "$stage" "${pkgs[@]}" <<'EOF'
 const { existsSync, readFileSync, cpSync } = require('node:fs');
-const { join } = require('node:path');
+const { dirname, join } = require('node:path');
 const [stage, ...pkgs] = process.argv.slice(2);
-const seen = new Set();
-const visit = (deps) => {
-  for (const name of Object.keys(deps ?? {})) {
-    if (seen.has(name) || name.startsWith('@zinfer/')) continue;
-    const dir = join('node_modules', name);
-    if (!existsSync(join(dir, 'package.json'))) continue; // an optional dependency for another platform
-    seen.add(name);
-    const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
-    visit(pkg.dependencies);
-    visit(pkg.optionalDependencies);
+const seen = new Set(); // resolved folders
+const copies = []; // [from, to]
+// Where `name` resolves from the folder `from` (a package's folder): its node_modules, then each parent's.
+const resolveFrom = (name, from) => {
+  for (let d = from; ; d = dirname(d)) {
+    const candidate = join(d, 'node_modules', name);
+    if (existsSync(join(candidate, 'package.json'))) return candidate;
+    if (d === '.' || d === dirname(d)) return null; // an optional dependency for another platform
   }
 };
-for (const p of pkgs) visit(JSON.parse(readFileSync(`packages/${p}/package.json`, 'utf8')).dependencies);
-for (const name of seen) cpSync(join('node_modules', name), join(stage, 'node_modules', name), { recursive: true, dereference: true });
-console.log(`dependencies: ${[...seen].sort().join(', ')}`);
+const visit = (deps, from) => {
+  for (const name of Object.keys(deps ?? {})) {
+    if (name.startsWith('@zinfer/')) continue;
+    const dir = resolveFrom(name, from);
+    if (!dir || seen.has(dir)) continue;
+    seen.add(dir);
+    // Copied on its own unless it sits inside a folder already copied (its nested node_modules go along).
+    const inside = [...seen].some((d) => d !== dir && dir.startsWith(d + '/'));
+    if (!inside) copies.push([dir, dir.replace(/^packages\/([^/]+)\//, 'node_modules/@zinfer/$1/')]);
+    const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
+    visit(pkg.dependencies, dir);
+    visit(pkg.optionalDependencies, dir);
+  }
+};
+for (const p of pkgs) visit(JSON.parse(readFileSync(`packages/${p}/package.json`, 'utf8')).dependencies, `packages/${p}`);
+for (const [from, to] of copies) cpSync(from, join(stage, to), { recursive: true, dereference: true });
+console.log(`dependencies: ${copies.map(([from]) => from.replace(/^node_modules\//, '')).sort().join(', ')}`);
 EOF
 rm -rf "$stage/node_modules/@koromix/koffi-linux-x64/musl_x64" # glibc machine
 
