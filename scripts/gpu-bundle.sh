@@ -16,8 +16,8 @@ mkdir -p "$root/.gpu"
 stage=$(mktemp -d "$root/.gpu/stage.XXXXXX")
 trap 'rm -rf "$stage" "$bundle.tmp.$$"' EXIT
 
-# The packages: server only when a GPU script names it (it brings ws, msgpackr, commander, ... and the
-# 13 MB embedded model).
+# The packages: server only when a GPU script names it (it brings ws, msgpackr, commander, ...; its 13 MB
+# embedded model is not packed: the working tree carried with the bundle has it, packages/server/model).
 pkgs=(core kernels parallel moe offload)
 if grep -qsE "@zinfer/server" scripts/gpu-*.mjs scripts/gpu-*.sh; then pkgs+=(server); fi
 projects=$(printf '@zinfer/%s,' "${pkgs[@]}")
@@ -36,8 +36,6 @@ for pkg in "${pkgs[@]}"; do
   find "$dst/dist" -name '*.map' -delete
 done
 cp -r packages/kernels/cuda "$stage/node_modules/@zinfer/kernels/cuda"
-# The server's embedded default model sits beside its dist/ (what `zinfer serve` runs without --model).
-if [[ -d "$stage/node_modules/@zinfer/server" ]]; then cp -r packages/server/model "$stage/node_modules/@zinfer/server/model"; fi
 
 # Production dependencies: the dependency closure of the packages (optional ones where installed;
 # peer dependencies, e.g. valibot's typescript, left out), copied from the workspace's node_modules and
