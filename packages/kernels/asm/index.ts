@@ -5,3 +5,4 @@ export { k_linear } from './linear';
 export { k_add, k_activation, k_embedding, k_layer_norm, k_rms_norm, k_rotary } from './rows';
 export { k_attention, k_kv_write } from './attention';
 export { k_pack_panels } from './pack';
+export { k_sample } from './sample';

@@ -2,7 +2,7 @@
 // but every op is a wasm kernel over the shared memory (node-kernels.ts), split over the thread pool when
 // it is big enough to repay waking the other threads; collectives go through the communicator. With a
 // weight stream, each group is acquired and copied into its slot around the nodes (stream-run.ts).
-import { BackendError, checkSampleRows, HostRowSampler, type KvBlockTransfer, type Program, type SampleRow, type StepBatch } from '@zinfer/core';
+import { BackendError, checkSampleRows, type KvBlockTransfer, type Program, type SampleRow, type StepBatch } from '@zinfer/core';
 import { argmaxRows } from './argmax-rows.js';
 import { validateBatch } from '../reference/batch.js';
 import type { KvCache } from '../reference/kv-cache.js';
@@ -11,6 +11,7 @@ import type { CompiledGraph, CpuMemory } from './compile.js';
 import type { CpuNode } from './fuse.js';
 import { kernelIds, nodeWork, NodeRunner, type Step } from './node-kernels.js';
 import { ArenaPlanner } from './plan.js';
+import { PoolRowSampler } from './sample-rows.js';
 import { rotaryKeys, writeStepData } from './step-data.js';
 import { StreamRun } from './stream-run.js';
 import type { ThreadPool } from './thread-pool.js';
@@ -24,7 +25,7 @@ export class CpuProgram implements Program {
   /** What validateBatch reads of a KV cache (the reference's class, without its arrays). */
   private readonly cacheShape: KvCache | null;
   private running = false;
-  private readonly sampler = new HostRowSampler();
+  private readonly sampler: PoolRowSampler;
   /** The weight stream's schedule and copies (a program compiled with CompileOptions.stream). */
   private readonly stream: StreamRun | null;
   /**
@@ -38,6 +39,7 @@ export class CpuProgram implements Program {
     const stream = c.stream ? new StreamRun(c.stream, c.graph, c.weights, c.heap, pool) : null;
     nodes.copies = stream?.copies ?? null;
     this.state = { c, pool, nodes };
+    this.sampler = new PoolRowSampler(pool);
     this.stream = stream;
     this.memory = c.memory;
     this.planner = new ArenaPlanner(c.graph, c.nodes);
@@ -83,14 +85,18 @@ export class CpuProgram implements Program {
     return this.execute(batch, (f32, at, count, width) => argmaxRows(f32, at, count / width, width));
   }
 
-  /** Sampled rows (the engine asks when no row needs its logits): each row's pick, read in place. */
+  /** Sampled rows (the engine asks when no row needs its logits): each row's pick, read in place, the rows split over the pool. */
   async runSample(batch: StepBatch, rows: readonly SampleRow[]): Promise<Int32Array> {
     checkSampleRows(batch, rows);
-    return this.execute(batch, (f32, at, count, width) => this.sampler.pick(f32.subarray(at, at + count), rows, width));
+    const { c } = this.live();
+    return this.execute(batch, (_f32, at, _count, width, free) => this.sampler.pick(c.heap, c.args, at, rows, width, free));
   }
 
-  /** Runs the step; `read` takes the output in place: float index `at`, `count` floats, rows of `width`. */
-  private async execute<T>(batch: StepBatch, read: (f32: Float32Array, at: number, count: number, width: number) => T): Promise<T> {
+  /**
+   * Runs the step; `read` takes the output in place: float index `at`, `count` floats, rows of `width`;
+   * the heap is free from byte `free` on (the step's values end there).
+   */
+  private async execute<T>(batch: StepBatch, read: (f32: Float32Array, at: number, count: number, width: number, free: number) => T): Promise<T> {
     const state = this.live();
     if (this.running) throw new BackendError('cpu program is already running a step; await the previous run() first');
     validateBatch(batch, this.cacheShape);
@@ -123,7 +129,7 @@ export class CpuProgram implements Program {
       }
       const out = c.graph.values[c.graph.output];
       const p = step.at[c.graph.output] >>> 2;
-      return read(c.heap.f32, p, (out.rows === 'selected' ? selected : rows) * out.width, out.width);
+      return read(c.heap.f32, p, (out.rows === 'selected' ? selected : rows) * out.width, out.width, valuesAt + plan.bytes);
     } finally {
       this.running = false;
     }
