@@ -12,10 +12,10 @@ import { loadKernelModule } from '../src/cpu/wasm-module.js';
 const built = spawnSync(process.execPath, [join(import.meta.dirname, '../scripts/build-wasm.mjs')], { encoding: 'utf8' });
 if (built.status !== 0) throw new Error(`building the cpu kernels failed:\n${built.stderr}`);
 
-/** The wake words of workers 1..threads-1: the first int32 of each of the control block's last lines (16 int32s each). */
+/** The wake words of workers 1..threads-1 (the control block's last `threads` int32s, slot 0 unused). */
 const wakes = (pool: ThreadPool): number[] => {
   const c = (pool as unknown as { control: Int32Array }).control;
-  return Array.from({ length: pool.threads - 1 }, (_, i) => c[c.length - (pool.threads - 1 - i) * 16]);
+  return Array.from(c.subarray(c.length - pool.threads + 1));
 };
 
 test('a dispatch wakes the workers its thread count names, and computes every element', async () => {

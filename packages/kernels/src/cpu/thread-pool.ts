@@ -26,15 +26,9 @@ const READY = 6;
 const SHIFT = 7;
 const MESSAGE = 16;
 const MESSAGE_BYTES = 1024;
-/**
- * Worker t's wake word is WAKE + t·LINE (int32 index), after the message, one 64-byte line each: a worker
- * spins on its own line, so waking one does not take the line from the others. SLEEPING (+1 in the same
- * line) is 1 while the worker sleeps in Atomics.wait, so the main thread notifies only sleepers.
- */
+/** Worker t's wake word: WAKE + t (int32 index), after the message. */
 const WAKE = MESSAGE + MESSAGE_BYTES / 4;
-const LINE = 16;
-const SLEEPING = 1;
-const controlBytes = (threads: number): number => (WAKE + threads * LINE) * 4;
+const controlBytes = (threads: number): number => (WAKE + threads) * 4;
 /**
  * How long a thread polls before sleeping in Atomics.wait (whose wake-up takes ~20–50 µs). Workers poll
  * for the next kernel longer than the gap between two kernels of a step (the main thread's JavaScript
@@ -141,7 +135,10 @@ export class ThreadPool {
     c[SHIFT] = shift;
     const workers = nt - 1 + shift; // workers 1..workers take part
     Atomics.store(c, PENDING, workers);
-    for (let t = 1; t <= workers; t++) this.wake(t);
+    for (let t = 1; t <= workers; t++) {
+      Atomics.add(c, WAKE + t, 1);
+      Atomics.notify(c, WAKE + t);
+    }
     let failure: unknown = null;
     try {
       if (!background) this.kernels[k](args, 0, nt);
@@ -155,18 +152,7 @@ export class ThreadPool {
     this.throwIfFailed();
   }
 
-  /**
-   * Moves worker t's wake word; a notify only if it sleeps. (It sets SLEEPING before Atomics.wait checks
-   * the word, so either it sees the new value and does not sleep, or this load sees it asleep.)
-   */
-  private wake(t: number): void {
-    const c = this.control;
-    const at = WAKE + t * LINE;
-    Atomics.add(c, at, 1);
-    if (Atomics.load(c, at + SLEEPING)) Atomics.notify(c, at);
-  }
-
-  /** Waits until every worker of the current dispatch has finished it. */
+  /** Waits until every worker has finished the current dispatch. */
   private join(): void {
     const c = this.control;
     let p = Atomics.load(c, PENDING);
@@ -199,7 +185,10 @@ export class ThreadPool {
     if (this.starting) await this.starting.catch(() => {});
     const c = this.control;
     c[KERNEL] = -1;
-    for (let t = 1; t < this.threads; t++) this.wake(t);
+    for (let t = 1; t < this.threads; t++) {
+      Atomics.add(c, WAKE + t, 1);
+      Atomics.notify(c, WAKE + t);
+    }
     // ref() while terminating: an unref()ed worker's exit would not keep the event loop (and so the
     // caller awaiting dispose()) alive.
     await Promise.all(this.workers.map((w) => (w.ref(), w.terminate())));

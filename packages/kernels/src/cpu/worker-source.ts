@@ -9,7 +9,7 @@ export const WORKER_SOURCE = `
 const { workerData } = require('node:worker_threads');
 const { module, memory, control, tid, names, spinMs } = workerData;
 const PENDING = 1, KERNEL = 2, ARGS = 3, NT = 4, ERROR = 5, READY = 6, SHIFT = 7, MESSAGE = 16, MESSAGE_BYTES = 1024;
-const WAKE = MESSAGE + MESSAGE_BYTES / 4 + tid * 16, SLEEPING = WAKE + 1; // this worker's line (thread-pool.ts)
+const WAKE = MESSAGE + MESSAGE_BYTES / 4 + tid; // this worker's wake word
 const c = new Int32Array(control);
 const fail = (e) => {
   if (Atomics.compareExchange(c, ERROR, 0, tid + 1) !== 0) return;
@@ -36,9 +36,7 @@ for (;;) {
     }
   }
   while (e === seen) {
-    Atomics.store(c, SLEEPING, 1);
     Atomics.wait(c, WAKE, seen);
-    Atomics.store(c, SLEEPING, 0);
     e = Atomics.load(c, WAKE);
   }
   seen = e;
