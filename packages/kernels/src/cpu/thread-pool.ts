@@ -1,22 +1,16 @@
 // N threads over one shared memory: the calling (main) thread is thread 0, N − 1 worker_threads are the
-// others. A dispatch writes (kernel, args, nthreads) into a SharedArrayBuffer control block, then bumps
-// and notifies the wake word of each worker taking part; each runs kernel(args, share, nthreads) on its
-// share; the main thread runs its own share, then waits (spinning, then Atomics.wait) until those
-// workers have counted themselves done. Dispatch is synchronous: a step blocks the main thread while it
-// computes, as the reference does.
-// A dispatch takes as many threads as its work repays (`threads` in run(): a one-row step's small
-// kernels on a 64-core machine took 10 ms a token when all 64 threads woke and met for each of them).
-// The others are neither woken nor waited for, and since each worker reads the shared fields only after
-// its own wake word moves, and the main thread rewrites them only once every worker of the dispatch is
-// done, a worker left out never reads a dispatch it is not part of.
+// others. A dispatch writes (kernel, args, nthreads) into a SharedArrayBuffer control block, bumps its
+// epoch and notifies; every thread runs kernel(args, tid, nthreads) on its share; the main thread runs
+// its own share, then waits (spinning, then Atomics.wait) until the workers have counted themselves
+// done. Dispatch is synchronous: a step blocks the main thread while it computes, as the reference does.
 // A dispatch with background work (copies of streamed weights) leaves the kernel to the workers alone
-// (SHIFT 1: worker t runs share t − 1 of nthreads) while the main thread does that work until they finish.
+// (SHIFT 1: worker t runs share t − 1 of N − 1) while the main thread does that work until they finish.
 import { BackendError } from '@zinfer/core';
 import { Worker } from 'node:worker_threads';
 import { requireWasm, type WasmMemory, type WasmModule } from './wasm-api.js';
 import { WORKER_SOURCE } from './worker-source.js';
 
-// Slot 0 is unused.
+const EPOCH = 0;
 const PENDING = 1;
 const KERNEL = 2;
 const ARGS = 3;
@@ -26,9 +20,7 @@ const READY = 6;
 const SHIFT = 7;
 const MESSAGE = 16;
 const MESSAGE_BYTES = 1024;
-/** Worker t's wake word: WAKE + t (int32 index), after the message. */
-const WAKE = MESSAGE + MESSAGE_BYTES / 4;
-const controlBytes = (threads: number): number => (WAKE + threads) * 4;
+const CONTROL_BYTES = MESSAGE * 4 + MESSAGE_BYTES;
 /**
  * How long a thread polls before sleeping in Atomics.wait (whose wake-up takes ~20–50 µs). Workers poll
  * for the next kernel longer than the gap between two kernels of a step (the main thread's JavaScript
@@ -44,7 +36,7 @@ type Kernel = (args: number, tid: number, nthreads: number) => void;
 const isKernel = (f: unknown): f is Kernel => typeof f === 'function';
 
 export class ThreadPool {
-  private readonly control: Int32Array;
+  private readonly control = new Int32Array(new SharedArrayBuffer(CONTROL_BYTES));
   private readonly kernels: Kernel[];
   private workers: Worker[] = [];
   private starting: Promise<void> | null = null;
@@ -61,7 +53,6 @@ export class ThreadPool {
     readonly threads: number,
     cores: number,
   ) {
-    this.control = new Int32Array(new SharedArrayBuffer(controlBytes(threads)));
     const instance = new (requireWasm().Instance)(module, { env: { memory } });
     this.kernels = names.map((n) => {
       const f = instance.exports[n];
@@ -115,30 +106,26 @@ export class ThreadPool {
   }
 
   /**
-   * Runs kernel k over args on `threads` threads (parallel and started; default every thread) or on this
-   * thread alone. With `background` (one unit of other work per call, false when none is left), a
-   * parallel kernel runs on the workers only while this thread calls it until they are done.
+   * Runs kernel k over args on every thread (parallel and started) or on this thread alone. With
+   * `background` (one unit of other work per call, false when none is left), a parallel kernel runs on
+   * the workers only while this thread calls it until they are done.
    */
-  run(k: number, args: number, parallel: boolean, background: (() => boolean) | null = null, threads = this.threads): void {
+  run(k: number, args: number, parallel: boolean, background: (() => boolean) | null = null): void {
     if (this.closed) throw new BackendError('the cpu program was disposed; compile the graph again to run it');
-    const shift = background ? 1 : 0;
-    // Threads that split the kernel: with background work, workers only (at least one).
-    const nt = Math.max(1, Math.min(Math.floor(threads), this.threads - shift));
-    if (!parallel || !this.ready || (nt === 1 && !shift)) {
+    if (!parallel || !this.ready) {
       this.kernels[k](args, 0, 1);
       return;
     }
     const c = this.control;
+    const shift = background ? 1 : 0;
+    const nt = this.threads - shift;
     c[KERNEL] = k;
     c[ARGS] = args;
     c[NT] = nt;
     c[SHIFT] = shift;
-    const workers = nt - 1 + shift; // workers 1..workers take part
-    Atomics.store(c, PENDING, workers);
-    for (let t = 1; t <= workers; t++) {
-      Atomics.add(c, WAKE + t, 1);
-      Atomics.notify(c, WAKE + t);
-    }
+    Atomics.store(c, PENDING, this.threads - 1);
+    Atomics.add(c, EPOCH, 1);
+    Atomics.notify(c, EPOCH);
     let failure: unknown = null;
     try {
       if (!background) this.kernels[k](args, 0, nt);
@@ -185,10 +172,8 @@ export class ThreadPool {
     if (this.starting) await this.starting.catch(() => {});
     const c = this.control;
     c[KERNEL] = -1;
-    for (let t = 1; t < this.threads; t++) {
-      Atomics.add(c, WAKE + t, 1);
-      Atomics.notify(c, WAKE + t);
-    }
+    Atomics.add(c, EPOCH, 1);
+    Atomics.notify(c, EPOCH);
     // ref() while terminating: an unref()ed worker's exit would not keep the event loop (and so the
     // caller awaiting dispose()) alive.
     await Promise.all(this.workers.map((w) => (w.ref(), w.terminate())));
