@@ -8,7 +8,8 @@ export const GREEDY_ROW: SampleRow = Object.freeze({ temperature: 0, topK: 0, to
 /**
  * Program.runSample on the host: each row's token from its logits, [rows, width] row-major, as a device
  * kernel must pick it (TokenFilter.pick with the row's params, penalized ids and uniform). For backends
- * whose logits are already in host memory (reference, cpu), so the engine's sampling path is one path.
+ * whose logits are already in host memory (reference), so the engine's sampling path is one path; the cpu
+ * backend runs the same steps as a wasm kernel over its pool (kernels' cpu/sample-rows.ts).
  */
 export class HostRowSampler {
   private filter: TokenFilter | null = null;
