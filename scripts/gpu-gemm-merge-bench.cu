@@ -14,14 +14,7 @@
 #include <cuda_runtime.h>
 
 #include "gpu-cuda-check.cuh"
-#define BLAS(x)                                                                              \
-  do {                                                                                       \
-    cublasStatus_t s_ = (x);                                                                 \
-    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                       \
-      fprintf(stderr, "%s:%d %s: cublas status %d\n", __FILE__, __LINE__, #x, (int)s_);      \
-      exit(1);                                                                               \
-    }                                                                                        \
-  } while (0)
+#define BLAS(x) CHECK_STATUS(x, CUBLAS_STATUS_SUCCESS, "cublas")
 
 static cublasHandle_t handle;
 static cudaStream_t stream;
@@ -39,21 +32,6 @@ static void batched(const __half *w, const __half *x, __half *y, int rows, int k
                                   &zero, y, CUDA_R_16F, n, (long long)rows * n, count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
-template <typename F> static float timeUs(F launch) {
-  cudaEvent_t a, b;
-  CUDA(cudaEventCreate(&a));
-  CUDA(cudaEventCreate(&b));
-  for (int i = 0; i < 4; i++) launch(i);
-  CUDA(cudaEventRecord(a, stream));
-  for (int i = 0; i < 20; i++) launch(i);
-  CUDA(cudaEventRecord(b, stream));
-  CUDA(cudaEventSynchronize(b));
-  float ms;
-  CUDA(cudaEventElapsedTime(&ms, a, b));
-  CUDA(cudaEventDestroy(a));
-  CUDA(cudaEventDestroy(b));
-  return ms * 1000.f / 20.f;
-}
 
 int main() {
   CUDA(cudaStreamCreate(&stream));
@@ -74,14 +52,14 @@ int main() {
   for (int rows : {16, 32, 64}) {
     struct Row { const char *name; float us; double mb; };
     Row r[] = {
-        {"q,k,v: 3 GEMMs 4096->4096", timeUs([&](int i) { for (int s = 0; s < 3; s++) gemm(W(i) + (size_t)s * 4096 * 4096, x, y + (size_t)s * rows * 4096, rows, 4096, 4096); }), mb(3, 4096, 4096)},
-        {"q|k|v: 1 GEMM 4096->12288", timeUs([&](int i) { gemm(W(i), x, y, rows, 4096, 12288); }), mb(3, 4096, 4096)},
-        {"q,k,v: strided batch of 3", timeUs([&](int i) { batched(W(i), x, y, rows, 4096, 4096, 3); }), mb(3, 4096, 4096)},
-        {"o: 1 GEMM 4096->4096", timeUs([&](int i) { gemm(W(i), x, y, rows, 4096, 4096); }), mb(1, 4096, 4096)},
-        {"gate,up: 2 GEMMs 4096->11008", timeUs([&](int i) { for (int s = 0; s < 2; s++) gemm(W(i) + (size_t)s * 11008 * 4096, x, y + (size_t)s * rows * 11008, rows, 4096, 11008); }), mb(2, 11008, 4096)},
-        {"gate|up: 1 GEMM 4096->22016", timeUs([&](int i) { gemm(W(i), x, y, rows, 4096, 22016); }), mb(2, 11008, 4096)},
-        {"gate,up: strided batch of 2", timeUs([&](int i) { batched(W(i), x, y, rows, 4096, 11008, 2); }), mb(2, 11008, 4096)},
-        {"down: 1 GEMM 11008->4096", timeUs([&](int i) { gemm(W(i), x, y, rows, 11008, 4096); }), mb(1, 4096, 11008)},
+        {"q,k,v: 3 GEMMs 4096->4096", timeUs(stream, [&](int i) { for (int s = 0; s < 3; s++) gemm(W(i) + (size_t)s * 4096 * 4096, x, y + (size_t)s * rows * 4096, rows, 4096, 4096); }), mb(3, 4096, 4096)},
+        {"q|k|v: 1 GEMM 4096->12288", timeUs(stream, [&](int i) { gemm(W(i), x, y, rows, 4096, 12288); }), mb(3, 4096, 4096)},
+        {"q,k,v: strided batch of 3", timeUs(stream, [&](int i) { batched(W(i), x, y, rows, 4096, 4096, 3); }), mb(3, 4096, 4096)},
+        {"o: 1 GEMM 4096->4096", timeUs(stream, [&](int i) { gemm(W(i), x, y, rows, 4096, 4096); }), mb(1, 4096, 4096)},
+        {"gate,up: 2 GEMMs 4096->11008", timeUs(stream, [&](int i) { for (int s = 0; s < 2; s++) gemm(W(i) + (size_t)s * 11008 * 4096, x, y + (size_t)s * rows * 11008, rows, 4096, 11008); }), mb(2, 11008, 4096)},
+        {"gate|up: 1 GEMM 4096->22016", timeUs(stream, [&](int i) { gemm(W(i), x, y, rows, 4096, 22016); }), mb(2, 11008, 4096)},
+        {"gate,up: strided batch of 2", timeUs(stream, [&](int i) { batched(W(i), x, y, rows, 4096, 11008, 2); }), mb(2, 11008, 4096)},
+        {"down: 1 GEMM 11008->4096", timeUs(stream, [&](int i) { gemm(W(i), x, y, rows, 11008, 4096); }), mb(1, 4096, 11008)},
     };
     for (const Row &c : r) {
       printf("%s  {\"rows\": %d, \"case\": \"%s\", \"us\": %.1f, \"GBps\": %.0f}", first ? "" : ",\n", rows, c.name, c.us, c.mb * 1e3 / c.us);

@@ -13,7 +13,8 @@
 // Checked against cuBLAS (f32 accumulation) on the Llama-2-7B and 13B-tp4 shapes and odd sizes; timed with
 // CUDA events, 20 launches over 4 rotating weight copies (every launch reads DRAM), against cublasGemmEx timed
 // the same way and a copy kernel's read rate. Built and run on the GPU machine:
-//   nvcc -O3 -std=c++17 -arch=sm_90a -o /tmp/wgmma scripts/gpu-wgmma-bench.cu -lcublas -lcuda && /tmp/wgmma [out.json]
+//   nvcc -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -o /tmp/wgmma scripts/gpu-wgmma-bench.cu -lcublas -lcuda
+//   /tmp/wgmma [out.json]   (WGMMA_VERBOSE=1: a line a configuration)
 #include <cublas_v2.h>
 #include <cuda.h>
 #include <cuda_fp16.h>
@@ -26,22 +27,8 @@
 #include <vector>
 
 #include "gpu-cuda-check.cuh"
-#define BLAS(x)                                                                         \
-  do {                                                                                  \
-    cublasStatus_t s_ = (x);                                                            \
-    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                  \
-      fprintf(stderr, "%s:%d %s: cublas status %d\n", __FILE__, __LINE__, #x, (int)s_); \
-      exit(1);                                                                          \
-    }                                                                                   \
-  } while (0)
-#define DRV(x)                                                                          \
-  do {                                                                                  \
-    CUresult r_ = (x);                                                                  \
-    if (r_ != CUDA_SUCCESS) {                                                           \
-      fprintf(stderr, "%s:%d %s: driver status %d\n", __FILE__, __LINE__, #x, (int)r_); \
-      exit(1);                                                                          \
-    }                                                                                   \
-  } while (0)
+#define BLAS(x) CHECK_STATUS(x, CUBLAS_STATUS_SUCCESS, "cublas")
+#define DRV(x) CHECK_STATUS(x, CUDA_SUCCESS, "driver")
 
 constexpr int KC = 64;          // K elements a stage (128 bytes of f16: one swizzle span)
 constexpr int THREADS = 256;    // warpgroup 0: producer (one thread issues), warpgroup 1: consumer
@@ -261,40 +248,35 @@ static KernelFn pick(int nt, int rt) {
 static int stageBytes(int nt, int rt) { return 64 * rt * KC * 2 + nt * KC * 2; }
 
 static cudaStream_t stream;
+// A launch of configuration c over `grid` blocks in clusters of c.s (the attribute lives in the struct).
+struct ClusterLaunch {
+  cudaLaunchConfig_t cfg = {};
+  cudaLaunchAttribute attr[1];
+  ClusterLaunch(const Config &c, dim3 grid) {
+    cfg.gridDim = grid;
+    cfg.blockDim = dim3(THREADS, 1, 1);
+    cfg.dynamicSmemBytes = c.stages * stageBytes(c.nt, c.rt) + 1024;
+    cfg.stream = stream;
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = c.s;
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+  }
+};
+
 static void launch(const Config &c, const CUtensorMap &tmW, const CUtensorMap &tmX, __half *y, const __half *res, int rows, int n, int k,
                    int mode = 0) {
-  KernelFn f = pick(c.nt, c.rt);
-  const int smem = c.stages * stageBytes(c.nt, c.rt) + 1024;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(c.s, (n + 64 * c.rt - 1) / (64 * c.rt), 1);
-  cfg.blockDim = dim3(THREADS, 1, 1);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = c.s;
-  attr[0].val.clusterDim.y = 1;
-  attr[0].val.clusterDim.z = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  CUDA(cudaLaunchKernelEx(&cfg, f, tmW, tmX, y, res, rows, n, k, c.stages, mode));
+  ClusterLaunch l(c, dim3(c.s, (n + 64 * c.rt - 1) / (64 * c.rt), 1));
+  CUDA(cudaLaunchKernelEx(&l.cfg, pick(c.nt, c.rt), tmW, tmX, y, res, rows, n, k, c.stages, mode));
 }
 
 // Whether a cluster of c.s blocks with this much shared memory can be resident at all.
 static bool clusterFits(const Config &c) {
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(c.s, 1, 1);
-  cfg.blockDim = dim3(THREADS, 1, 1);
-  cfg.dynamicSmemBytes = c.stages * stageBytes(c.nt, c.rt) + 1024;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = c.s;
-  attr[0].val.clusterDim.y = 1;
-  attr[0].val.clusterDim.z = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
+  ClusterLaunch l(c, dim3(c.s, 1, 1));
   int clusters = 0;
-  if (cudaOccupancyMaxActiveClusters(&clusters, pick(c.nt, c.rt), &cfg) != cudaSuccess) {
+  if (cudaOccupancyMaxActiveClusters(&clusters, pick(c.nt, c.rt), &l.cfg) != cudaSuccess) {
     cudaGetLastError();
     return false;
   }
@@ -308,21 +290,6 @@ static void cublasGemm(const __half *w, const __half *x, __half *y, int rows, in
                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
-template <typename F> static float timeUs(F go) {
-  cudaEvent_t a, b;
-  CUDA(cudaEventCreate(&a));
-  CUDA(cudaEventCreate(&b));
-  for (int i = 0; i < 4; i++) go(i);
-  CUDA(cudaEventRecord(a, stream));
-  for (int i = 0; i < 20; i++) go(i);
-  CUDA(cudaEventRecord(b, stream));
-  CUDA(cudaEventSynchronize(b));
-  float ms;
-  CUDA(cudaEventElapsedTime(&ms, a, b));
-  CUDA(cudaEventDestroy(a));
-  CUDA(cudaEventDestroy(b));
-  return ms * 1000.f / 20.f;
-}
 
 __global__ void fillRandom(__half *p, size_t count, uint32_t seed, float scale) {
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < count; i += (size_t)gridDim.x * blockDim.x) {
@@ -403,7 +370,7 @@ int main(int argc, char **argv) {
       auto W = [&](int i) { return w + (size_t)(i % COPIES) * maxW; };
       CUtensorMap tmX = tensorMap(x, sh.k, 64, nt);
       fillRandom<<<256, 256, 0, stream>>>(res, (size_t)rows * sh.n, 3u, 1.f);
-      const float blasUs = timeUs([&](int i) { cublasGemm(W(i), x, yRef, rows, sh.k, sh.n); });
+      const float blasUs = timeUs(stream, [&](int i) { cublasGemm(W(i), x, yRef, rows, sh.k, sh.n); });
       cublasGemm(W(0), x, yRef, rows, sh.k, sh.n);
       std::vector<__half> ref((size_t)rows * sh.n), got((size_t)rows * sh.n), rh((size_t)rows * sh.n);
       CUDA(cudaMemcpy(ref.data(), yRef, ref.size() * 2, cudaMemcpyDeviceToHost));
@@ -436,7 +403,7 @@ int main(int argc, char **argv) {
           }
           const bool ok = maxErr <= 2e-2 * maxRef + 1e-2;
           if (!ok) failures++;
-          const float us = timeUs([&](int i) { launch(c, tmWs[i % COPIES], tmX, y, nullptr, rows, sh.n, sh.k); });
+          const float us = timeUs(stream, [&](int i) { launch(c, tmWs[i % COPIES], tmX, y, nullptr, rows, sh.n, sh.k); });
           if (verbose) printf("rows %2d %-16s rt %d s %d (%3d blocks, %2d stages): %7.1f us %5.0f GB/s %4.0f%% | cuBLAS %7.1f us %4.0f%%  err %.2e/%.2e %s\n",
                  rows, sh.name, rt, s, tiles * s, stages, us, mb * 1e3 / us, 100 * mb * 1e3 / us / readGBps, blasUs,
                  100 * mb * 1e3 / blasUs / readGBps, maxErr, maxRef, ok ? "ok" : "MISMATCH");
@@ -455,7 +422,7 @@ int main(int argc, char **argv) {
       if (best < 1e29f) {
         CUtensorMap tmWs[COPIES];
         for (int i = 0; i < COPIES; i++) tmWs[i] = tensorMap(W(i), sh.k, sh.n, 64 * bestC.rt);
-        for (int m = 1; m <= 3; m++) diag[m - 1] = timeUs([&](int i) { launch(bestC, tmWs[i % COPIES], tmX, y, nullptr, rows, sh.n, sh.k, m); });
+        for (int m = 1; m <= 3; m++) diag[m - 1] = timeUs(stream, [&](int i) { launch(bestC, tmWs[i % COPIES], tmX, y, nullptr, rows, sh.n, sh.k, m); });
       }
       printf("== rows %2d %-16s best rt %d s %d: %.1f us (%.0f%% of read) vs cuBLAS %.1f us (%.0f%%); no x %.1f, no mma %.1f, neither %.1f\n", rows,
              sh.name, bestC.rt, bestC.s, best, 100 * mb * 1e3 / best / readGBps, blasUs, 100 * mb * 1e3 / blasUs / readGBps, diag[0], diag[1], diag[2]);
