@@ -143,8 +143,7 @@ export class NodeRunner {
     // copied costs about one multiply-add): else the kernel would just run on one thread fewer.
     const copies = this.copies;
     const background = copies !== null && parallel && copies.pendingBytes * this.pool.threads >= work ? copies.background : null;
-    // As many threads as get minParallelWork each: a small kernel does not wait for them all.
-    this.pool.run(kernel, at, parallel, background, Math.ceil(work / Math.max(1, this.minParallelWork)));
+    this.pool.run(kernel, at, parallel, background);
   }
 
   private embedding(node: Extract<OpNode, { op: 'embedding' }>, s: Step, work: number): void {

@@ -54,7 +54,7 @@ export class PoolRowSampler {
       next += count;
     });
     i32.set([at * 4, n, width, params, ranges, ids, out, scratch, area], args >>> 2);
-    this.pool.run(this.kernel, args, threads > 1, null, threads);
+    this.pool.run(this.kernel, args, threads > 1);
     return heap.i32.slice(out >>> 2, (out >>> 2) + n);
   }
 }

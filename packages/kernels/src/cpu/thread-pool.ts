@@ -1,19 +1,10 @@
 // N threads over one shared memory: the calling (main) thread is thread 0, N − 1 worker_threads are the
-// others. A dispatch writes (kernel, args, nthreads, shift) into one of two field slots of a
-// SharedArrayBuffer control block, bumps its epoch and notifies; every worker wakes (so all stay hot
-// between the kernels of a step), those with a share run kernel(args, share, nthreads) on it, and the main
-// thread runs its own share, then waits (spinning, then Atomics.wait) until the workers *with a share*
-// have counted themselves done. Dispatch is synchronous: a step blocks the main thread while it computes,
-// as the reference does.
-// A dispatch takes as many threads as its work repays (`threads` in run()): a one-row step's small kernels
-// on a 64-vCPU host ran at 101 tokens/s when every one of them waited for all 63 workers. A worker left
-// out is not waited for, so it may still be reading a dispatch's fields when the next is written: the
-// fields alternate between two slots by epoch parity, and a worker takes what it read only if the epoch
-// has not moved on meanwhile (else it reads the newest dispatch instead). The main thread reuses a slot
-// two dispatches later, after the dispatch in between has ended, which no reader of the older one can
-// have missed: the epoch moved.
+// others. A dispatch writes (kernel, args, nthreads) into a SharedArrayBuffer control block, bumps its
+// epoch and notifies; every thread runs kernel(args, tid, nthreads) on its share; the main thread runs
+// its own share, then waits (spinning, then Atomics.wait) until the workers have counted themselves
+// done. Dispatch is synchronous: a step blocks the main thread while it computes, as the reference does.
 // A dispatch with background work (copies of streamed weights) leaves the kernel to the workers alone
-// (SHIFT 1: worker t runs share t − 1 of NT) while the main thread does that work until they finish.
+// (SHIFT 1: worker t runs share t − 1 of N − 1) while the main thread does that work until they finish.
 import { BackendError } from '@zinfer/core';
 import { Worker } from 'node:worker_threads';
 import { requireWasm, type WasmMemory, type WasmModule } from './wasm-api.js';
@@ -21,10 +12,12 @@ import { WORKER_SOURCE } from './worker-source.js';
 
 const EPOCH = 0;
 const PENDING = 1;
+const KERNEL = 2;
+const ARGS = 3;
+const NT = 4;
 const ERROR = 5;
 const READY = 6;
-/** The two field slots (epoch parity): kernel, args, nthreads, shift at FIELDS + 4 · (epoch & 1) + 0..3. */
-const FIELDS = 8;
+const SHIFT = 7;
 const MESSAGE = 16;
 const MESSAGE_BYTES = 1024;
 const CONTROL_BYTES = MESSAGE * 4 + MESSAGE_BYTES;
@@ -113,20 +106,26 @@ export class ThreadPool {
   }
 
   /**
-   * Runs kernel k over args on `threads` threads (parallel and started; default every thread) or on this
-   * thread alone. With `background` (one unit of other work per call, false when none is left), a
-   * parallel kernel runs on the workers only while this thread calls it until they are done.
+   * Runs kernel k over args on every thread (parallel and started) or on this thread alone. With
+   * `background` (one unit of other work per call, false when none is left), a parallel kernel runs on
+   * the workers only while this thread calls it until they are done.
    */
-  run(k: number, args: number, parallel: boolean, background: (() => boolean) | null = null, threads = this.threads): void {
+  run(k: number, args: number, parallel: boolean, background: (() => boolean) | null = null): void {
     if (this.closed) throw new BackendError('the cpu program was disposed; compile the graph again to run it');
-    const shift = background ? 1 : 0;
-    const nt = Math.max(1, Math.min(Math.floor(threads), this.threads - shift));
-    if (!parallel || !this.ready || (nt === 1 && !shift)) {
+    if (!parallel || !this.ready) {
       this.kernels[k](args, 0, 1);
       return;
     }
     const c = this.control;
-    this.publish(k, args, nt, shift, nt - 1 + shift);
+    const shift = background ? 1 : 0;
+    const nt = this.threads - shift;
+    c[KERNEL] = k;
+    c[ARGS] = args;
+    c[NT] = nt;
+    c[SHIFT] = shift;
+    Atomics.store(c, PENDING, this.threads - 1);
+    Atomics.add(c, EPOCH, 1);
+    Atomics.notify(c, EPOCH);
     let failure: unknown = null;
     try {
       if (!background) this.kernels[k](args, 0, nt);
@@ -140,17 +139,7 @@ export class ThreadPool {
     this.throwIfFailed();
   }
 
-  /** Writes the next dispatch into its slot, `workers` of them to wait for, then moves the epoch and wakes every worker. */
-  private publish(k: number, args: number, nt: number, shift: number, workers: number): void {
-    const c = this.control;
-    const next = c[EPOCH] + 1; // this thread alone writes the epoch
-    c.set([k, args, nt, shift], FIELDS + 4 * (next & 1));
-    Atomics.store(c, PENDING, workers);
-    Atomics.store(c, EPOCH, next);
-    Atomics.notify(c, EPOCH);
-  }
-
-  /** Waits until every worker with a share of the current dispatch has finished it. */
+  /** Waits until every worker has finished the current dispatch. */
   private join(): void {
     const c = this.control;
     let p = Atomics.load(c, PENDING);
@@ -181,7 +170,10 @@ export class ThreadPool {
     if (this.closed) return;
     this.closed = true;
     if (this.starting) await this.starting.catch(() => {});
-    this.publish(-1, 0, 0, 0, 0);
+    const c = this.control;
+    c[KERNEL] = -1;
+    Atomics.add(c, EPOCH, 1);
+    Atomics.notify(c, EPOCH);
     // ref() while terminating: an unref()ed worker's exit would not keep the event loop (and so the
     // caller awaiting dispose()) alive.
     await Promise.all(this.workers.map((w) => (w.ref(), w.terminate())));

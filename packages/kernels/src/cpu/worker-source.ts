@@ -2,13 +2,13 @@
 // its own next to the bundle and runs the same from src/ and dist/. It instantiates the kernel module
 // over the shared memory, then loops: wait for a new epoch in the control block (spinning for up to
 // spinMs first, since the next kernel of a step usually follows within microseconds, then sleeping in
-// Atomics.wait), read that dispatch's fields, and if it has a share (share tid − shift of nthreads) run it
-// and count itself done. Control block slots and why the fields alternate: see thread-pool.ts.
+// Atomics.wait), run its share of the kernel (share tid − SHIFT of NT), count itself done. Control block
+// slots: see thread-pool.ts.
 export const WORKER_SOURCE = `
 'use strict';
 const { workerData } = require('node:worker_threads');
 const { module, memory, control, tid, names, spinMs } = workerData;
-const EPOCH = 0, PENDING = 1, ERROR = 5, READY = 6, FIELDS = 8, MESSAGE = 16, MESSAGE_BYTES = 1024;
+const EPOCH = 0, PENDING = 1, KERNEL = 2, ARGS = 3, NT = 4, ERROR = 5, READY = 6, SHIFT = 7, MESSAGE = 16, MESSAGE_BYTES = 1024;
 const c = new Int32Array(control);
 const fail = (e) => {
   if (Atomics.compareExchange(c, ERROR, 0, tid + 1) !== 0) return;
@@ -38,19 +38,17 @@ for (;;) {
     Atomics.wait(c, EPOCH, seen);
     e = Atomics.load(c, EPOCH);
   }
-  // The dispatch's fields (its slot, by epoch parity), taken only if the epoch has not moved on while they
-  // were read: else this worker had no share of it (the main thread would have waited) and reads the newest.
-  const f = FIELDS + 4 * (e & 1);
-  const k = Atomics.load(c, f), args = Atomics.load(c, f + 1), nt = Atomics.load(c, f + 2), shift = Atomics.load(c, f + 3);
   seen = e;
-  if (Atomics.load(c, EPOCH) !== e) continue;
+  const k = c[KERNEL];
   if (k < 0) break;
-  const share = tid - shift; // shift 1: the main thread does other work, the workers split the kernel
-  if (share < 0 || share >= nt) continue; // no share: not waited for
-  try {
-    fns[k](args, share, nt);
-  } catch (err) {
-    fail(err);
+  const nt = c[NT];
+  const share = tid - c[SHIFT]; // SHIFT 1: the main thread does other work, the workers split the kernel
+  if (share < nt) {
+    try {
+      fns[k](c[ARGS], share, nt);
+    } catch (err) {
+      fail(err);
+    }
   }
   if (Atomics.sub(c, PENDING, 1) === 1) Atomics.notify(c, PENDING);
 }
