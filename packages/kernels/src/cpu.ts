@@ -9,7 +9,8 @@
 //   widened), the paged KV cache (f32), per-thread scratch and the step's activations (f32). wasm32
 //   addresses 4 GiB: weights + KV cache + activations of one program must fit in 4 GiB (a ~1.8B-parameter
 //   bf16 model with a modest cache); compile names what did not fit.
-// - Threads: `threads` (default os.availableParallelism()) per program, the calling thread included;
+// - Threads: `threads` (default defaultCpuThreads(): os.availableParallelism(), at most 32) per program,
+//   the calling thread included;
 //   workers start on the first step with a kernel worth splitting, each kernel splits its own work
 //   (linear: output panels; attention: (row, kv head, query-head chunk); norms and elementwise ops: rows
 //   or elements), and every output element is computed the same way whatever the split, so results do
@@ -34,8 +35,19 @@ import { fmaAvailable, loadKernelModule, type KernelModule } from './cpu/wasm-mo
 import { kvBytesPerBlock } from './reference/kv-cache.js';
 import { supports } from './cpu/supports.js';
 
+/**
+ * Most threads a program takes by default. Every kernel of a step waits for all of them at its end, and on
+ * a 64-vCPU host that wait grew faster than the work shrank: a one-row decode step ran at 1,640–1,837
+ * tokens/s with 16 threads, ~1,100–1,400 with 32, 230 with 48 and 67–101 with 60–64, while 256 streams
+ * were fastest with 32 (BENCHMARKS.md, "Serving load", session 13). Pass `threads` for more.
+ */
+export const MAX_DEFAULT_CPU_THREADS = 32;
+
+/** The default thread count: the cores this process may use, at most MAX_DEFAULT_CPU_THREADS. */
+export const defaultCpuThreads = (): number => Math.min(availableParallelism(), MAX_DEFAULT_CPU_THREADS);
+
 export interface CpuBackendOptions {
-  /** Threads per program, the calling thread included (default: os.availableParallelism()). */
+  /** Threads per program, the calling thread included (default: defaultCpuThreads()). */
   threads?: number;
   /**
    * Work (about one multiply-add per unit) below which a kernel runs on the calling thread alone rather
@@ -53,7 +65,7 @@ export interface CpuBackendOptions {
 }
 
 export function cpuBackend(opts: CpuBackendOptions = {}): KernelBackend {
-  const threads = opts.threads ?? availableParallelism();
+  const threads = opts.threads ?? defaultCpuThreads();
   if (!Number.isSafeInteger(threads) || threads < 1) throw new BackendError('cpu backend thread count is not a positive integer', { field: 'threads', expected: 'an integer ≥ 1', found: String(opts.threads) });
   const minParallelWork = opts.minParallelWork ?? 32768;
   if (!(minParallelWork >= 0)) throw new BackendError('cpu backend minParallelWork is not a number ≥ 0', { field: 'minParallelWork', expected: 'a number ≥ 0', found: String(opts.minParallelWork) });

@@ -143,4 +143,14 @@ test('a process that never disposes its program still exits (the workers are unr
   assert.ok(r.ms < 10_000, `took ${r.ms} ms`);
 });
 
+
+test('the default thread count is every core this process may use, at most 32, and the backend reports it', async () => {
+  const { availableParallelism } = await import('node:os');
+  const { defaultCpuThreads, MAX_DEFAULT_CPU_THREADS } = await import('../src/cpu.js');
+  assert.is(MAX_DEFAULT_CPU_THREADS, 32);
+  assert.is(defaultCpuThreads(), Math.min(availableParallelism(), 32));
+  assert.match((await cpuBackend().probe())?.description ?? 'no device', `(${defaultCpuThreads()} threads,`);
+  assert.match((await cpuBackend({ threads: 3 }).probe())?.description ?? 'no device', '(3 threads,');
+});
+
 test.run();

@@ -48,7 +48,7 @@ export function benchCommand(io: CliIo, done: (exitCode: number) => void): Comma
     .addOption(new Option('--model <dir>', 'benchmark this Hugging Face model directory instead of a generated one').conflicts('shape'))
     .addOption(new Option('--shape <name>', 'shape of the generated random-weight Llama model (llama-1b: TinyLlama-1.1B; tiny: a few MB)').choices(BENCH_SHAPE_NAMES).default(CANONICAL_SHAPE))
     .addOption(new Option('--dtype <dtype>', 'weight dtype: of the generated model (default bf16), or to hold --model in (default: as stored)').choices(['f32', 'f16', 'bf16']))
-    .addOption(new Option('--threads <n>', 'worker threads of the cpu backend (default: every core)').argParser(parseCount))
+    .addOption(new Option('--threads <n>', 'worker threads of the cpu backend (default: every core, at most 32)').argParser(parseCount))
     .addOption(new Option('--tokens <n>', 'tokens generated per request when timing decode, >= 2').default(32).argParser(parseInteger))
     .addOption(new Option('--batch <n>', 'concurrent requests of the batched decode figure').default(8).argParser(parseCount))
     .addOption(new Option('--prompt-tokens <n>', 'prompt length of the prefill figure').default(512).argParser(parseCount))
@@ -68,7 +68,7 @@ export async function runBench(o: BenchOptions, io: CliIo): Promise<number> {
   if (o.model) checkModelDir(o.model);
   const root = benchRoot();
   const machine = machineInfo();
-  const threads = o.threads ?? machine.cores;
+  const threads = o.threads ?? (await import('@zinfer/kernels/cpu')).defaultCpuThreads();
   // Another process on these cores lowers every figure, probes included; say so rather than hide it.
   // Sampled before the backend exists, whose worker pool may spin.
   const load = await busyCores();

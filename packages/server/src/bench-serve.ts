@@ -99,7 +99,7 @@ async function main(): Promise<void> {
     single_stream_itl_p50_ms: r2(percentile(m.singles.flatMap((s) => s.itlMs), 0.5)),
     peak_rss_mb: m.peakRss === null ? null : r2(m.peakRss / 2 ** 20),
     backend: server.backend,
-    threads: a.threads ? Number(a.threads) : server.backend === 'reference' ? 1 : machine.cores,
+    threads: a.threads ? Number(a.threads) : server.backend === 'reference' ? 1 : (await import('@zinfer/kernels/cpu')).defaultCpuThreads(),
     encoding,
     max_batch_tokens: maxBatchTokens,
     model: a.model === undefined ? DEFAULT_MODEL_NAME : basename(model),

@@ -59,7 +59,7 @@ export function serveCommand(io: CliIo, done: (exitCode: number) => void): Comma
     .addOption(new Option('--model-name <id>', 'model id in /v1/models and in requests (default: the model folder name)'))
     .addOption(new Option('--backend <name>', `kernel backend (available in this build: ${AVAILABLE_BACKENDS.join(', ')}; default reference)`).choices(BACKEND_NAMES))
     .addOption(new Option('--dtype <dtype>', 'dtype to hold weights in (default: as stored)').choices(['f32', 'f16', 'bf16']))
-    .addOption(count('--threads <n>', 'worker threads of the cpu backend (default: every core)'));
+    .addOption(count('--threads <n>', 'worker threads of the cpu backend (default: every core, at most 32)'));
   // The device flags, shared with the other command.
   for (const option of [...parallelOptions(), ...offloadOptions()]) cmd.addOption(option);
   return cmd
