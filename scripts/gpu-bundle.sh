@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds everything the GPU machine needs into one tarball, .gpu/bundle.tgz (git-ignored), under 64 MiB:
 # a Node.js binary (the GPU machine has none), the built @zinfer packages the GPU scripts use (core,
-# kernels with the CUDA kernel sources, parallel, moe, offload; server too when a GPU script imports it),
+# kernels with the CUDA kernel sources, parallel, moe, offload; server too when a GPU script names it),
 # their production dependencies only (no tsx: the scripts are plain JS), the fixture models and every
 # scripts/gpu-*.mjs, gpu-*.py and gpu-*.sh (a glob, so new GPU scripts travel without editing this file).
 # Run here, from the repository root:                     bash scripts/gpu-bundle.sh

@@ -87,6 +87,11 @@ test('a penalized id outside the vocab is refused as TokenFilter refuses it; no 
   assert.throws(() => sampler.pick(heap, args, at, [row], 8, heap.end), (e: Error) => e instanceof RangeError && /history\[1\] is 8, not a token id in \[0, 8\)/.test(e.message));
   assert.throws(() => new TokenFilter(8).pick(row, new Float32Array(8), row.penalized, 0.5), /history\[1\] is 8/);
   assert.is(sampler.pick(heap, args, at, [], 8, heap.end).length, 0);
+  // A top-k far beyond the vocab keeps every token, as TokenFilter does (and does not trap the kernel).
+  const logits = Float32Array.of(0.5, 2, -1, 0.25, 1, 3, -2, 0);
+  heap.f32.set(logits, at);
+  const wide: SampleRow = { ...row, repetitionPenalty: 1, penalized: new Int32Array(0), topK: 2 ** 40, uniform: 0.3 };
+  assert.equal(Array.from(sampler.pick(heap, args, at, [wide], 8, heap.end)), [new TokenFilter(8).pick(wide, logits, wide.penalized, wide.uniform)]);
   await pool.close();
 });
 

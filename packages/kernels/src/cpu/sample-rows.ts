@@ -46,7 +46,8 @@ export class PoolRowSampler {
     const i32 = heap.i32;
     let next = ids >>> 2;
     rows.forEach((row, r) => {
-      f64.set([row.temperature, row.topK, row.topP, row.minP, row.repetitionPenalty, row.uniform], r * PARAMS);
+      // top-k of at least the vocab keeps everything, as none; clamped so the kernel's i32 conversion cannot trap.
+      f64.set([row.temperature, Math.min(row.topK, width), row.topP, row.minP, row.repetitionPenalty, row.uniform], r * PARAMS);
       const count = row.repetitionPenalty === 1 ? 0 : row.penalized.length;
       i32[(ranges >>> 2) + 2 * r] = next - (ids >>> 2);
       i32[(ranges >>> 2) + 2 * r + 1] = count;
