@@ -1,6 +1,7 @@
 // The cpu backend's lifecycle and errors: the graph rewrite, dispose, a clean process exit with and
 // without dispose, the 4 GiB limit, and errors that name what to fix.
 import { spawnSync } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { test } from 'uvu';
@@ -9,7 +10,7 @@ import { rejects } from './helpers/rejects.js';
 import { GraphBuilder, Rng, type Graph, type OpNode } from '@zinfer/core';
 import { expectClose, memoryWeights, randomTensor, stepBatch, tinyLlama, weightInfos } from '@zinfer/core/testing';
 import { referenceBackend } from '../src/reference.js';
-import { cpuBackend } from '../src/cpu.js';
+import { cpuBackend, defaultCpuThreads, MAX_DEFAULT_CPU_THREADS } from '../src/cpu.js';
 import { fuseGraph } from '../src/cpu/fuse.js';
 import { WasmHeap } from '../src/cpu/heap.js';
 
@@ -145,8 +146,6 @@ test('a process that never disposes its program still exits (the workers are unr
 
 
 test('the default thread count is every core this process may use, at most 32, and the backend reports it', async () => {
-  const { availableParallelism } = await import('node:os');
-  const { defaultCpuThreads, MAX_DEFAULT_CPU_THREADS } = await import('../src/cpu.js');
   assert.is(MAX_DEFAULT_CPU_THREADS, 32);
   assert.is(defaultCpuThreads(), Math.min(availableParallelism(), 32));
   assert.match((await cpuBackend().probe())?.description ?? 'no device', `(${defaultCpuThreads()} threads,`);

@@ -133,11 +133,9 @@ export class TokenFilter {
 
   private penalize(logits: Float32Array, history: ArrayLike<number>, penalty: number): void {
     const { scores, vocabSize } = this;
+    checkHistory(history, vocabSize);
     for (let i = 0; i < history.length; i++) {
       const id = history[i];
-      if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
-        throw new RangeError(`history[${i}] is ${id}, not a token id in [0, ${vocabSize})`);
-      }
       // Computed from the caller's logit, not scores[id], so an id seen twice is penalized once
       // (transformers gathers the scores at the history ids, then scatters the penalized values back).
       const v = logits[id];
@@ -188,6 +186,14 @@ export class TokenFilter {
       lo = p + 1;
     }
     return Math.min(lo + 1, n);
+  }
+}
+
+/** The repetition penalty's ids must be token ids of the vocab (a device kernel picking as pick() does trusts them). */
+export function checkHistory(history: ArrayLike<number>, vocabSize: number): void {
+  for (let i = 0; i < history.length; i++) {
+    const id = history[i];
+    if (!Number.isInteger(id) || id < 0 || id >= vocabSize) throw new RangeError(`history[${i}] is ${id}, not a token id in [0, ${vocabSize})`);
   }
 }
 

@@ -2,7 +2,7 @@
 // (asm/sample.ts: core's TokenFilter.pick, step for step) split over the thread pool, reading the logits
 // in place in the heap. On the main thread alone a 256-row step of a 4,096-token vocab spent ~20 ms
 // sampling, more than the model itself on a many-core machine (BENCHMARKS.md, "Serving load").
-import type { SampleRow } from '@zinfer/core';
+import { checkHistory, type SampleRow } from '@zinfer/core';
 import { alignUp, type WasmHeap } from './heap.js';
 import type { ThreadPool } from './thread-pool.js';
 
@@ -28,10 +28,7 @@ export class PoolRowSampler {
     let penalized = 0;
     for (const row of rows) {
       if (row.repetitionPenalty === 1) continue;
-      // As TokenFilter.penalize checks its history: the kernel trusts these ids.
-      row.penalized.forEach((id, i) => {
-        if (!Number.isInteger(id) || id < 0 || id >= width) throw new RangeError(`history[${i}] is ${id}, not a token id in [0, ${width})`);
-      });
+      checkHistory(row.penalized, width); // as TokenFilter checks them: the kernel trusts these ids
       penalized += row.penalized.length;
     }
     const threads = this.pool.parallel ? Math.min(this.pool.threads, n) : 1;
