@@ -57,7 +57,7 @@ const { createEngine } = core;
 const { stepBatch } = testing;
 const { cudaBackend, cudaMicrobench, probeFailure, profileStep, summarizeProfile, GEMV_VARIANTS, gemvVariant, setGemvVariant, GEMV_NARROW_MODES, gemvNarrow, setGemvNarrow } = cuda;
 const { DECODE_ATTENTION_VARIANTS, decodeAttentionVariant, setDecodeAttentionVariant, L2_PREFETCH_MODES, l2Prefetch, setL2Prefetch } = cuda;
-const { BATCHED_GEMM_MODES, setBatchedGemmMode } = cuda;
+const { BATCHED_GEMM_MODES, setBatchedGemmMode, setSampleClusterMode } = cuda;
 const { profileDecode, decodeByVariant, profileTable, decodeBatch } = await import('./gpu-bench-profile.mjs');
 const DEFAULT_GEMV = gemvVariant();
 const DEFAULT_ATTENTION = decodeAttentionVariant();
@@ -387,12 +387,16 @@ if (engine) {
     const out = {};
     for (const [rows, context] of [[1, 100], [64, 520]]) {
       const o = { rows, context, vocab: 32000, steps: 16 };
-      out[`bs${rows}`] = {
-        argmax_ms: round(await programDecode(program, { ...o, argmax: true }), 3),
-        sample_top_p_ms: round(await programDecode(program, { ...o, sample: nucleus }), 3),
-        sample_top_k_ms: round(await programDecode(program, { ...o, sample: topK }), 3),
-        host_top_p_ms: round(await programDecode(program, { ...o, sample: nucleus, hostPick }), 3),
-      };
+      const r = (out[`bs${rows}`] = { argmax_ms: round(await programDecode(program, { ...o, argmax: true }), 3) });
+      // The sampler with each row on one block against the default split over a cluster (sample-launch.ts).
+      for (const mode of ['auto', '1']) {
+        setSampleClusterMode(mode);
+        const tag = mode === 'auto' ? '' : `_cluster${mode}`;
+        r[`sample_top_p${tag}_ms`] = round(await programDecode(program, { ...o, sample: nucleus }), 3);
+        r[`sample_top_k${tag}_ms`] = round(await programDecode(program, { ...o, sample: topK }), 3);
+      }
+      setSampleClusterMode('auto');
+      r.host_top_p_ms = round(await programDecode(program, { ...o, sample: nucleus, hostPick }), 3);
     }
     result.program_decode_sampling_ms = out;
     return out;
@@ -558,7 +562,7 @@ row('decode_bs1_pdl_ms_per_token', result.decode_bs1_pdl_ms_per_token, 'same, wi
 row('decode_bs1_no_pdl_ms_per_token', result.decode_bs1_no_pdl_ms_per_token, 'same, without it');
 row('program_decode_bs1_ms (argmax on GPU)', `${result.program_decode_bs1_ms ?? '?'} (${result.program_decode_bs1_argmax_ms ?? '?'})`, 'Program.run without the engine (runArgmax: ids only)');
 row('program_decode_bs64_ms (argmax on GPU)', `${result.program_decode_bs64_ms ?? '?'} (${result.program_decode_bs64_argmax_ms ?? '?'})`, 'per 64-row step');
-row('program_decode_sampling_ms', JSON.stringify(result.program_decode_sampling_ms), 'graphed step + pick: argmax, runSample (top-p 0.95 / top-k 50, T 0.8) on the GPU, run() + host pick');
+row('program_decode_sampling_ms', JSON.stringify(result.program_decode_sampling_ms), 'graphed step + pick: argmax, runSample (top-p 0.95 / top-k 50, T 0.8) on the GPU (a row split over a cluster; _cluster1: one block a row), run() + host pick');
 row('program_decode_bs1_ms_by_gemv', JSON.stringify(result.program_decode_bs1_ms_by_gemv), `graphed, per GEMV variant (engine used ${DEFAULT_GEMV}); same ids: ${result.gemv_variants_same_ids}`);
 row('decode_bs1_gap_ms_by_gemv', JSON.stringify(result.decode_bs1_gap_ms_by_gemv), 'graphed step − Σ kernel times (launch gaps and tails); GPT-2: ' + JSON.stringify(result.gpt2_124m_decode_bs1_gap_ms_by_gemv));
 row('program_decode_bs1_pdl_ms_by_gemv', JSON.stringify(result.program_decode_bs1_pdl_ms_by_gemv), 'the same with PDL');

@@ -5,13 +5,14 @@
 // split-attention merge, the tiled GEMM, fusion off, graphs off, programmatic dependent launch) and in the
 // 16-bit modes (f16, bf16 at 1e-2), a linear sweep over rows × dtypes × shapes × modes, long-context
 // attention in every mode, parity with transformers on every fixture model (f32: max abs ≤ 1e-3; f16 and
-// bf16: relative ≤ 2e-2; greedy tokens identical), graphs vs eager, and a microbenchmark. Prints one line
+// bf16: relative ≤ 2e-2; greedy tokens identical), graphs vs eager, a microbenchmark, the GPU sampler
+// under every cluster size (gpu-check-sample.mjs) and the MoE kernels (gpu-check-moe.mjs). Prints one line
 // per case (PASS/FAIL, time, error) and a summary; writes gpu-check.json and gpu-check.log under $OUT, the
 // JSON after every group, so a run cut short still leaves what it did.
 //
 // Exit codes: 0 all passed; 1 a check failed; 2 setup problem (bundle incomplete); 3 no usable GPU here
 // (probe() returned null: printed with the reason, nothing else runs).
-// ZINFER_GPU_CHECK_ONLY=conformance,half,variants,linear,batched,attention,fixtures,bench,moe runs a subset.
+// ZINFER_GPU_CHECK_ONLY=conformance,half,variants,linear,batched,attention,fixtures,bench,sample,moe runs a subset.
 // ZINFER_GPU_CHECK_DRY=1 runs every check with the reference backend in place of cuda (no GPU needed): it
 // tests this script itself on a machine without a GPU.
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -280,6 +281,7 @@ if (wanted('bench') && !dry) {
 }
 
 // ---------------------------------------------------------------------------------------------------
+if (wanted('sample')) await (await import('./gpu-check-sample.mjs')).checkSample({ log, runCase, save, makeBackend, opts, oracle, core, testing, cuda });
 if (wanted('moe')) await (await import('./gpu-check-moe.mjs')).checkMoe({ log, runCase, save, results, makeBackend, opts, oracle, core, testing, cuda, dry, ROOT });
 const failed = results.cases.filter((c) => c.status !== 'PASS');
 writeFileSync(join(OUT, 'gpu-check.json'), JSON.stringify(results, null, 2));

@@ -1,7 +1,8 @@
 // The sampling kernel alone (cuda/sample.cu through Program.runSample) against the GPU argmax, on a graph
 // that only looks up rows of a logits table (so the step itself costs almost nothing): per row count,
-// vocabulary width and sampling settings, the median ms of a call and the sampling kernel's own µs (device
-// events). Writes $OUT/sample-bench.json.
+// vocabulary width, sampling settings and blocks a row (ZINFER_SAMPLE_CLUSTER: `auto`, the default, and 1,
+// one block a row; ZINFER_SAMPLE_BENCH_MODES=auto,1,2,4,8 to choose), the median ms of a call and the
+// sampling kernel's own µs (device events). Writes $OUT/sample-bench.json.
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,10 +20,14 @@ const SETTINGS = {
   top_p_095: { temperature: 0.8, topK: 0, topP: 0.95, minP: 0, repetitionPenalty: 1 },
   all: { temperature: 0.8, topK: 40, topP: 0.9, minP: 0.05, repetitionPenalty: 1.2 },
 };
-const result = { date: new Date().toISOString(), device: (await backend.probe())?.description ?? null, ms: {} };
+const device = await backend.probe();
+const result = { date: new Date().toISOString(), device: device?.description ?? null, ms: {} };
+// The SM count decides `auto`'s blocks a row (recorded with each row); the probe's description names it.
+const SMS = Number(/(\d+) SMs/.exec(result.device ?? '')?.[1] ?? 132);
 let seed = 7;
 const uniform = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
-for (const width of [32000, 151936]) {
+const MODES = (process.env.ZINFER_SAMPLE_BENCH_MODES || 'auto,1').split(',');
+for (const width of [32000, 128256, 151936]) {
   const rows = 64;
   const rng = core.Rng.fromSeed(width);
   const table = Array.from({ length: rows * width }, () => rng.next() * 12 - 6);
@@ -42,13 +47,19 @@ for (const width of [32000, 151936]) {
     };
     const row = { run_ms: await time(() => program.run(batch)), argmax_ms: await time(() => program.runArgmax(batch)) };
     const penalized = Int32Array.from({ length: 64 }, (_, i) => (i * 97) % width);
-    for (const [name, s] of Object.entries(SETTINGS)) {
-      const rows = () => Array.from({ length: n }, () => ({ ...s, uniform: uniform(), penalized: s.repetitionPenalty === 1 ? new Int32Array(0) : penalized }));
-      row[`sample_${name}_ms`] = await time(() => program.runSample(batch, rows()));
-      // The kernel alone, from device events (one eager call): what the call costs beyond it is the host's.
-      const timings = await cuda.profileStep(program, batch, rows());
-      row[`sample_${name}_kernel_us`] = Math.round(timings.find((k) => k.kernel === 'sample_f32')?.us ?? NaN);
+    for (const mode of MODES) {
+      cuda.setSampleClusterMode(mode);
+      const tag = mode === 'auto' ? '' : `_cluster${mode}`;
+      row[`blocks_a_row${tag}`] = cuda.sampleClusterBlocks(width, n, { maxClusterBlocks: 8, multiprocessors: SMS }, mode);
+      for (const [name, s] of Object.entries(SETTINGS)) {
+        const rows = () => Array.from({ length: n }, () => ({ ...s, uniform: uniform(), penalized: s.repetitionPenalty === 1 ? new Int32Array(0) : penalized }));
+        row[`sample_${name}${tag}_ms`] = await time(() => program.runSample(batch, rows()));
+        // The kernel alone, from device events (one eager call): what the call costs beyond it is the host's.
+        const timings = await cuda.profileStep(program, batch, rows());
+        row[`sample_${name}${tag}_kernel_us`] = Math.round(timings.find((k) => k.kernel === 'sample_f32')?.us ?? NaN);
+      }
     }
+    cuda.setSampleClusterMode('auto');
     result.ms[`w${width}_rows${n}`] = row;
     console.log(`width ${width}, ${n} rows: ${JSON.stringify(row)}`);
   }

@@ -13,18 +13,29 @@
 // sits exactly on a boundary (top-p's mass against topP, or r against a cumulative mass). The top-p
 // histograms add masses with atomics, so such a boundary case may also differ between two GPU runs.
 //
-// One block of SAMPLE_THREADS a row. The row's scores (f32) and weights (f64) live in scratch rows in
-// global memory (L2 at these sizes): passes 1-4 read them strided (coalesced), the last two in contiguous
-// chunks a thread (the id-ordered scans).
-#include "common.cuh"
+// A row is split over the C blocks of a thread-block cluster (cluster.cuh; the host picks C per launch in
+// src/cuda/sample-launch.ts, 1 before sm_90): block c takes a contiguous slice of the ids. One block a row
+// walked a 32,000-wide row about ten times alone (+0.3 ms a decode step for top-p, +1.1 ms at 152k), and at
+// 64 rows used 64 of the SMs. Whatever needs the whole row (the maximum, the radix histograms, the total
+// mass, the id-ordered prefix) each block reduces over its slice, then reads every block's partial from
+// distributed shared memory after a cluster barrier and combines them in block order, so every block holds
+// the same value and makes the same choices. Each exchange has its own slot (a slot is never rewritten
+// while another block may read it), the radix histograms alternate between two buffers by round, and every
+// block passes a last cluster barrier before it exits, so no block reads a finished block's memory.
+//
+// The row's scores (f32) and weights (f64) live in scratch rows in global memory (L2 at these sizes): the
+// slice's passes read them strided (coalesced), the last two in contiguous chunks a thread (the id-ordered
+// scans).
+#include "cluster.cuh"
 
 #define SAMPLE_THREADS 1024
 #define SAMPLE_WARPS (SAMPLE_THREADS / 32)
 #define RADIX_BINS 256
-// Tokens a thread loads before it uses any, SAMPLE_THREADS apart (coalesced): one block walks a whole row,
-// so its passes are bound by L2 latency unless several loads are in flight.
+// Tokens a thread loads before it uses any, SAMPLE_THREADS apart (coalesced): a block walks its slice many
+// times, so its passes are bound by L2 latency unless several loads are in flight.
 #define SAMPLE_ITEMS 4
 #define SAMPLE_ROUND (SAMPLE_THREADS * SAMPLE_ITEMS)
+#define NO_ID 0x7fffffff
 
 // One row's settings, packed by src/cuda/sample-launch.ts (56 bytes, f64 fields first).
 struct SampleParams {
@@ -42,13 +53,28 @@ __device__ __forceinline__ u32 order_key(float f) {
 }
 #define KEY_NEG_INF 0x007fffffu
 
+// What a block shares: scratch for its own reductions, its radix histograms, and one slot per value the
+// cluster exchanges (read by the other blocks after a cluster barrier).
 struct SampleShared {
-  double hist_count[RADIX_BINS];
-  double hist_mass[RADIX_BINS];
+  double hist_count[2][RADIX_BINS]; // this block's histograms, the buffer alternating by radix round
+  double hist_mass[2][RADIX_BINS];
+  double sum_count[RADIX_BINS]; // the round's histograms summed over the cluster
+  double sum_mass[RADIX_BINS];
   double red[SAMPLE_WARPS];
   int red_i[SAMPLE_WARPS];
+  int red_n[SAMPLE_WARPS];
   u32 digit;
   double above;
+  // The cluster's values as every block computes them (written by thread 0, read by all after a barrier).
+  float best;
+  int best_id, finite;
+  double total, offset, top_ties;
+  int top;
+  // Exchange slots: this block's partial of each value.
+  float x_best;
+  int x_best_id, x_finite;
+  double x_mass, x_ties, x_kept;
+  int x_last, x_claim;
 };
 
 __device__ __forceinline__ double warp_sum_f64(double v) {
@@ -68,11 +94,11 @@ __device__ double block_sum_f64(double v, SampleShared &sh) {
   return t;
 }
 
-// Inclusive scan over the threads in thread order; returns (exclusive, inclusive). Exclusive of thread t+1
-// is inclusive of thread t bit for bit within a warp, not across warps (lane 31's inclusive and the warp
-// totals' scan add in other orders), and the shuffle scan may give a thread of value 0 an inclusive above
+// Inclusive scan over the threads in thread order; returns (exclusive, inclusive) and the block's total,
+// which is bit for bit the last thread's inclusive. Exclusive of thread t+1 is inclusive of thread t bit for
+// bit within a warp and across warps, but the shuffle scan may give a thread of value 0 an inclusive above
 // its exclusive by rounding: users must not rely on the threads' ranges tiling [0, total) exactly.
-__device__ void block_scan_f64(double v, double &excl, double &incl, SampleShared &sh) {
+__device__ void block_scan_f64(double v, double &excl, double &incl, double &total, SampleShared &sh) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   double x = v;
 #pragma unroll
@@ -96,39 +122,43 @@ __device__ void block_scan_f64(double v, double &excl, double &incl, SampleShare
   incl = before + x;
   const double prev = __shfl_up_sync(0xffffffffu, incl, 1);
   excl = lane > 0 ? prev : before;
+  total = sh.red[SAMPLE_WARPS - 1];
   __syncthreads();
 }
 
 // This thread's SAMPLE_ITEMS scores of the round starting at `base` (SAMPLE_THREADS apart, every load issued
-// before any is used), -Infinity past the row.
-__device__ __forceinline__ void load_round(const float *s, int base, int width, float (&v)[SAMPLE_ITEMS]) {
+// before any is used), -Infinity past the slice.
+__device__ __forceinline__ void load_round(const float *s, int base, int hi, float (&v)[SAMPLE_ITEMS]) {
 #pragma unroll
-  for (int k = 0; k < SAMPLE_ITEMS; k++) v[k] = base + k * SAMPLE_THREADS < width ? s[base + k * SAMPLE_THREADS] : NEG_INF;
+  for (int k = 0; k < SAMPLE_ITEMS; k++) v[k] = base + k * SAMPLE_THREADS < hi ? s[base + k * SAMPLE_THREADS] : NEG_INF;
 }
 
-// Max score with the lowest id on ties, and the count of scores above -Infinity; every thread gets them.
-__device__ void block_argmax(const float *s, int width, float &best, int &bi, int &finite, SampleShared &sh) {
-  best = NEG_INF;
-  bi = 0x7fffffff;
-  int n = 0;
-  for (int base = threadIdx.x; base < width; base += SAMPLE_ROUND) {
+// (v, i) beats (bv, bi): a higher score, or the same score and a lower id.
+__device__ __forceinline__ bool sample_better(float v, int i, float bv, int bi) { return v > bv || (v == bv && i < bi); }
+
+// The row's max score with the lowest id on ties, and its count of scores above -Infinity, from the slices
+// [lo, hi) of every block of the cluster: left in sh.best, sh.best_id, sh.finite.
+__device__ void cluster_argmax(const float *s, int lo, int hi, int blocks, SampleShared &sh) {
+  float best = NEG_INF;
+  int bi = NO_ID, n = 0;
+  for (int base = lo + threadIdx.x; base < hi; base += SAMPLE_ROUND) {
     float v[SAMPLE_ITEMS];
-    load_round(s, base, width, v);
+    load_round(s, base, hi, v);
 #pragma unroll
     for (int k = 0; k < SAMPLE_ITEMS; k++) {
       const int i = base + k * SAMPLE_THREADS;
-      if (i < width && (v[k] > best || (v[k] == best && i < bi))) {
+      if (i < hi && sample_better(v[k], i, best, bi)) {
         best = v[k];
         bi = i;
       }
-      n += i < width && v[k] != NEG_INF;
+      n += i < hi && v[k] != NEG_INF;
     }
   }
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
     const float ov = __shfl_xor_sync(0xffffffffu, best, o);
     const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-    if (ov > best || (ov == best && oi < bi)) {
+    if (sample_better(ov, oi, best, bi)) {
       best = ov;
       bi = oi;
     }
@@ -138,48 +168,73 @@ __device__ void block_argmax(const float *s, int width, float &best, int &bi, in
   if (lane == 0) {
     sh.red[warp] = best;
     sh.red_i[warp] = bi;
-    sh.hist_count[warp] = n;
+    sh.red_n[warp] = n;
   }
   __syncthreads();
-  best = NEG_INF;
-  bi = 0x7fffffff;
-  n = 0;
-  for (int w = 0; w < SAMPLE_WARPS; w++) {
-    const float v = (float)sh.red[w];
-    if (v > best || (v == best && sh.red_i[w] < bi)) {
-      best = v;
-      bi = sh.red_i[w];
+  if (threadIdx.x == 0) {
+    best = NEG_INF;
+    bi = NO_ID;
+    n = 0;
+    for (int w = 0; w < SAMPLE_WARPS; w++) {
+      const float v = (float)sh.red[w];
+      if (sample_better(v, sh.red_i[w], best, bi)) {
+        best = v;
+        bi = sh.red_i[w];
+      }
+      n += sh.red_n[w];
     }
-    n += (int)sh.hist_count[w];
+    sh.x_best = best;
+    sh.x_best_id = bi;
+    sh.x_finite = n;
   }
-  finite = n;
+  cluster_sync();
+  if (threadIdx.x == 0) {
+    best = NEG_INF;
+    bi = NO_ID;
+    n = 0;
+    for (int c = 0; c < blocks; c++) {
+      const float v = cluster_read(&sh.x_best, c);
+      const int i = cluster_read(&sh.x_best_id, c);
+      if (sample_better(v, i, best, bi)) {
+        best = v;
+        bi = i;
+      }
+      n += cluster_read(&sh.x_finite, c);
+    }
+    sh.best = best;
+    sh.best_id = bi == NO_ID ? 0 : bi; // nothing in the row: id 0, as the host picks
+    sh.finite = n;
+  }
   __syncthreads();
 }
 
-// Radix select from the top: the key K of the rank where `above + value of the ranks down to it` first
-// reaches goal × scale (count mode: value 1 a token, scale 1, goal k → the k-th largest; mass mode: value
-// w, scale = total mass, goal topP → the last rank top-p keeps). Tokens taken: score above -Infinity, key ≥
-// kmin, and in mass mode w > 0. On return sh.above is the value of the tokens with key > K, and *ties the
-// number of tokens with key K.
-__device__ u32 radix_select(const float *s, const double *w, int width, u32 kmin, bool mass, double goal, double scale, double *ties, SampleShared &sh) {
+// Radix select from the top over the row (every block's slice): the key K of the rank where `above + value
+// of the ranks down to it` first reaches goal × scale (count mode: value 1 a token, scale 1, goal k → the
+// k-th largest; mass mode: value w, scale = total mass, goal topP → the last rank top-p keeps). Tokens
+// taken: score above -Infinity, key ≥ kmin, and in mass mode w > 0. On return sh.above is the value of the
+// tokens with key > K, and *ties the number of tokens with key K. `round` counts the cluster's histogram
+// rounds (it picks the buffer): a block clears buffer b for round j + 2 only after the barrier of round
+// j + 1, which every block reaches after it has read round j's.
+__device__ u32 radix_select(const float *s, const double *w, int lo, int hi, int blocks, int &round, u32 kmin, bool mass, double goal, double scale, double *ties, SampleShared &sh) {
   u32 prefix = 0, mask = 0;
   if (threadIdx.x == 0) sh.above = 0.0;
-  for (int shift = 24; shift >= 0; shift -= 8) {
-    for (int b = threadIdx.x; b < RADIX_BINS; b += SAMPLE_THREADS) sh.hist_count[b] = sh.hist_mass[b] = 0.0;
+  for (int shift = 24; shift >= 0; shift -= 8, round++) {
+    double *hc = sh.hist_count[round & 1], *hm = sh.hist_mass[round & 1];
+    for (int b = threadIdx.x; b < RADIX_BINS; b += SAMPLE_THREADS) hc[b] = hm[b] = 0.0;
     __syncthreads();
     // Logits crowd into a few bins (one exponent byte holds most of them), so one shared atomic per token
     // serializes the block (~0.5 ms for 32,000 tokens): lanes with the same bin add up first and their
     // lowest lane adds once. Every lane takes part in every round (bin -1: nothing to add): the loop runs
-    // while any lane of the warp has a token, since the warp intrinsics below name all 32 lanes (a lane
-    // that left the loop early would leave them undefined, for widths that are not a multiple of 32).
-    for (int base = threadIdx.x; base - (int)(threadIdx.x & 31) < width; base += SAMPLE_ROUND) {
+    // while any lane of the warp has a token (lo is a multiple of 32, so a warp's lanes agree), since the
+    // warp intrinsics below name all 32 lanes.
+    for (int base = lo + threadIdx.x; base - (int)(threadIdx.x & 31) < hi; base += SAMPLE_ROUND) {
       float v[SAMPLE_ITEMS];
       double x[SAMPLE_ITEMS];
 #pragma unroll
       for (int k = 0; k < SAMPLE_ITEMS; k++) {
         const int i = base + k * SAMPLE_THREADS;
-        v[k] = i < width ? s[i] : NEG_INF;
-        x[k] = mass && i < width ? w[i] : 1.0;
+        v[k] = i < hi ? s[i] : NEG_INF;
+        x[k] = mass && i < hi ? w[i] : 1.0;
       }
 #pragma unroll
       for (int k = 0; k < SAMPLE_ITEMS; k++) {
@@ -194,16 +249,27 @@ __device__ u32 radix_select(const float *s, const double *w, int width, u32 kmin
             if ((peers >> j) & 1u) sum += y;
           }
         if (bin >= 0 && (threadIdx.x & 31) == __ffs(peers) - 1) {
-          atomicAdd(&sh.hist_count[bin], (double)__popc(peers));
-          if (mass) atomicAdd(&sh.hist_mass[bin], sum);
+          atomicAdd(&hc[bin], (double)__popc(peers));
+          if (mass) atomicAdd(&hm[bin], sum);
         }
       }
+    }
+    cluster_sync();
+    // The cluster's histogram, summed in block order (every block gets the same sums).
+    for (int b = threadIdx.x; b < RADIX_BINS; b += SAMPLE_THREADS) {
+      double c = 0.0, m = 0.0;
+      for (int k = 0; k < blocks; k++) {
+        c += cluster_read(&hc[b], k);
+        if (mass) m += cluster_read(&hm[b], k);
+      }
+      sh.sum_count[b] = c;
+      sh.sum_mass[b] = m;
     }
     __syncthreads();
     if (threadIdx.x < 32) {
       // Lane l takes bins 255-8l … 248-8l (from the top); a warp scan gives each lane the value above its bins.
       const int lane = threadIdx.x;
-      const double *val = mass ? sh.hist_mass : sh.hist_count;
+      const double *val = mass ? sh.sum_mass : sh.sum_count;
       double mine = 0.0;
 #pragma unroll
       for (int j = 0; j < 8; j++) mine += val[255 - 8 * lane - j];
@@ -218,7 +284,7 @@ __device__ u32 radix_select(const float *s, const double *w, int width, u32 kmin
       double above_hit = 0.0;
       for (int j = 0; j < 8; j++) {
         const int b = 255 - 8 * lane - j;
-        if (sh.hist_count[b] == 0.0) continue;
+        if (sh.sum_count[b] == 0.0) continue;
         lowest = b;
         if (hit < 0 && (acc + val[b]) / scale >= goal) {
           hit = b;
@@ -241,56 +307,80 @@ __device__ u32 radix_select(const float *s, const double *w, int width, u32 kmin
     prefix |= sh.digit << shift;
     mask |= 0xffu << shift;
   }
-  *ties = sh.hist_count[prefix & 0xff];
+  *ties = sh.sum_count[prefix & 0xff];
   __syncthreads();
   return prefix;
 }
 
+// Writes `v` to this block's slot, waits for the cluster and leaves in thread 0's `before` the sum of the
+// blocks ranked below this one and in `all` the sum over every block (both in block order).
+__device__ void cluster_prefix(double v, double *slot, int blocks, double &before, double &all) {
+  before = all = 0.0;
+  if (threadIdx.x == 0) *slot = v;
+  cluster_sync();
+  if (threadIdx.x == 0) {
+    const int rank = cluster_rank();
+    for (int c = 0; c < blocks; c++) {
+      if (c == rank) before = all;
+      all += cluster_read(slot, c);
+    }
+  }
+}
+
+// grid (rows × C) with clusters of C blocks (C = 1: an ordinary launch), block (SAMPLE_THREADS). out [rows]:
+// the picks; scores f32 and weights f64 [rows, width]: scratch.
 extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_f32(int *out, const float *logits, int width, const SampleParams *params, const int *penalized, float *scores, double *weights) {
   __shared__ SampleShared sh;
   grid_dep_wait();
   grid_dep_launch();
-  const int r = blockIdx.x;
+  const int blocks = cluster_blocks(), rank = cluster_rank();
+  const int r = blockIdx.x / blocks;
+  // This block's ids [lo, hi): slices a multiple of 32 wide, so the strided passes stay coalesced and a
+  // warp's lanes agree on when a slice ends.
+  const int slice = ((width + blocks - 1) / blocks + 31) & ~31;
+  const int lo = min(width, rank * slice), hi = min(width, lo + slice);
   const SampleParams p = params[r];
   const float *row = logits + (i64)r * width;
   float *s = scores + (i64)r * width;
   double *w = weights + (i64)r * width;
 
-  for (int base = threadIdx.x; base < width; base += SAMPLE_ROUND) {
+  for (int base = lo + threadIdx.x; base < hi; base += SAMPLE_ROUND) {
     float v[SAMPLE_ITEMS];
 #pragma unroll
-    for (int k = 0; k < SAMPLE_ITEMS; k++) v[k] = base + k * SAMPLE_THREADS < width ? __ldcs(row + base + k * SAMPLE_THREADS) : 0.f;
+    for (int k = 0; k < SAMPLE_ITEMS; k++) v[k] = base + k * SAMPLE_THREADS < hi ? __ldcs(row + base + k * SAMPLE_THREADS) : 0.f;
 #pragma unroll
     for (int k = 0; k < SAMPLE_ITEMS; k++)
-      if (base + k * SAMPLE_THREADS < width) s[base + k * SAMPLE_THREADS] = v[k] != v[k] ? NEG_INF : v[k];
+      if (base + k * SAMPLE_THREADS < hi) s[base + k * SAMPLE_THREADS] = v[k] != v[k] ? NEG_INF : v[k];
   }
   __syncthreads();
-  // From the caller's logit, as the host does, so an id listed twice would still be penalized once.
+  // From the caller's logit, as the host does, so an id listed twice would still be penalized once. Each
+  // block applies the ids of its slice.
   for (int j = threadIdx.x; j < p.pen_count; j += SAMPLE_THREADS) {
     const int id = penalized[p.pen_start + j];
-    const float v = row[id];
-    if (v == v) s[id] = v > 0.f ? (float)((double)v / p.penalty) : (float)((double)v * p.penalty);
+    const float v = id >= lo && id < hi ? row[id] : NEG_INF;
+    if (id >= lo && id < hi && v == v) s[id] = v > 0.f ? (float)((double)v / p.penalty) : (float)((double)v * p.penalty);
   }
   __syncthreads();
 
-  float best;
-  int bi, finite;
-  block_argmax(s, width, best, bi, finite, sh);
+  cluster_argmax(s, lo, hi, blocks, sh);
+  const float best = sh.best;
   if (p.temperature == 0.0 || best == NEG_INF || best == -NEG_INF) {
-    if (threadIdx.x == 0) out[r] = bi;
+    if (rank == 0 && threadIdx.x == 0) out[r] = sh.best_id;
+    cluster_sync(); // the other blocks may still be reading this one's slots
     return;
   }
 
+  int round = 0;
   double ignored;
-  const u32 kmin = p.top_k > 0 && p.top_k < finite ? radix_select(s, w, width, 0, false, (double)p.top_k, 1.0, &ignored, sh) : KEY_NEG_INF + 1;
+  const u32 kmin = p.top_k > 0 && p.top_k < sh.finite ? radix_select(s, w, lo, hi, blocks, round, 0, false, (double)p.top_k, 1.0, &ignored, sh) : KEY_NEG_INF + 1;
   double local = 0.0; // this thread's mass, for top-p's total
-  for (int base = threadIdx.x; base < width; base += SAMPLE_ROUND) {
+  for (int base = lo + threadIdx.x; base < hi; base += SAMPLE_ROUND) {
     float v[SAMPLE_ITEMS];
-    load_round(s, base, width, v);
+    load_round(s, base, hi, v);
 #pragma unroll
     for (int k = 0; k < SAMPLE_ITEMS; k++) {
       const double x = v[k] != NEG_INF && order_key(v[k]) >= kmin ? exp(((double)v[k] - (double)best) / p.temperature) : 0.0;
-      if (base + k * SAMPLE_THREADS < width) w[base + k * SAMPLE_THREADS] = x;
+      if (base + k * SAMPLE_THREADS < hi) w[base + k * SAMPLE_THREADS] = x;
       local += x;
     }
   }
@@ -300,9 +390,14 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_f32(int *out
   u32 cut = 0;
   double ties_kept = 0.0;
   if (p.top_p < 1.0) {
-    const double total = block_sum_f64(local, sh);
+    double before, total;
+    const double mine = block_sum_f64(local, sh);
+    cluster_prefix(mine, &sh.x_mass, blocks, before, total);
+    if (threadIdx.x == 0) sh.total = total;
+    __syncthreads();
+    total = sh.total;
     double ties;
-    cut = radix_select(s, w, width, kmin, true, p.top_p, total, &ties, sh);
+    cut = radix_select(s, w, lo, hi, blocks, round, kmin, true, p.top_p, total, &ties, sh);
     if (threadIdx.x == 0) {
       // Tie t (0-based, ascending id) stays while (above + t·w) / total < topP; t = 0 always does.
       const double wt = exp(((double)__uint_as_float((cut & 0x80000000u) ? (cut & 0x7fffffffu) : ~cut) - (double)best) / p.temperature);
@@ -311,25 +406,29 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_f32(int *out
       double t = fmin(fmax(floor((p.top_p * total - above) / wt), 0.0), ties - 1.0);
       while (t + 1.0 < ties && stays(t + 1.0)) t += 1.0;
       while (t > 0.0 && !stays(t)) t -= 1.0;
-      sh.above = t + 1.0;
+      sh.top_ties = t + 1.0;
     }
     __syncthreads();
-    ties_kept = sh.above;
-    __syncthreads();
+    ties_kept = sh.top_ties;
   }
 
   // Kept weights in ascending id order: contiguous chunks a thread, so a scan of the threads' counts
-  // gives each tie its rank and a scan of their masses places the draw.
-  const int chunk = (width + SAMPLE_THREADS - 1) / SAMPLE_THREADS;
-  const int lo = min(width, threadIdx.x * chunk), hi = min(width, lo + chunk);
-  double my_ties = 0.0;
-  if (p.top_p < 1.0)
-    for (int i = lo; i < hi; i++) my_ties += order_key(s[i]) == cut && w[i] > 0.0;
-  double tie_rank, ignored_incl;
-  block_scan_f64(my_ties, tie_rank, ignored_incl, sh);
+  // (and of the blocks' before them) gives each tie its rank and a scan of their masses places the draw.
+  const int chunk = (hi - lo + SAMPLE_THREADS - 1) / SAMPLE_THREADS;
+  const int tlo = min(hi, lo + (int)threadIdx.x * chunk), thi = min(hi, tlo + chunk);
+  double tie_rank = 0.0;
+  if (p.top_p < 1.0) {
+    double my_ties = 0.0, incl, block_ties, before, all;
+    for (int i = tlo; i < thi; i++) my_ties += order_key(s[i]) == cut && w[i] > 0.0;
+    block_scan_f64(my_ties, tie_rank, incl, block_ties, sh);
+    cluster_prefix(block_ties, &sh.x_ties, blocks, before, all);
+    if (threadIdx.x == 0) sh.offset = before;
+    __syncthreads();
+    tie_rank += sh.offset;
+  }
   double mass = 0.0;
   int last = -1;
-  for (int i = lo; i < hi; i++) {
+  for (int i = tlo; i < thi; i++) {
     const double x = w[i];
     bool keep = x > 0.0;
     if (keep && p.top_p < 1.0) { // ranks by top-p before min-p, as the host filters
@@ -344,9 +443,9 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_f32(int *out
       last = i;
     }
   }
-  double excl, incl;
-  block_scan_f64(mass, excl, incl, sh);
-  // The last kept id overall (the pick when rounding puts r at the very top).
+  double excl, incl, block_mass;
+  block_scan_f64(mass, excl, incl, block_mass, sh);
+  // The last kept id of the block, then of the row (the pick when rounding puts r at the very top).
   int top = last;
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) top = max(top, __shfl_xor_sync(0xffffffffu, top, o));
@@ -355,24 +454,42 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_f32(int *out
   if (threadIdx.x == 0) {
     int t = -1;
     for (int k = 0; k < SAMPLE_WARPS; k++) t = max(t, sh.red_i[k]);
-    out[r] = t;
+    sh.x_last = t;
+    sh.x_claim = NO_ID;
+  }
+  double before, total;
+  cluster_prefix(block_mass, &sh.x_kept, blocks, before, total);
+  if (threadIdx.x == 0) {
+    int t = -1;
+    for (int c = 0; c < blocks; c++) t = max(t, cluster_read(&sh.x_last, c));
+    sh.top = t;
+    sh.offset = before;
+    sh.total = total;
   }
   __syncthreads();
-  const double total = sh.red[SAMPLE_WARPS - 1]; // the scan left the block's inclusive total there
-  const double x = p.uniform * total;
+  const double x = p.uniform * sh.total;
+  excl += sh.offset;
+  incl += sh.offset;
   // last >= 0: rounding can give a chunk with nothing kept a range of its own (block_scan_f64); it must
-  // not claim the draw and write -1 (the engine would fail the step). Then `top` stands.
+  // not claim the draw. Ranges that overlap by rounding may both claim: the lowest id wins.
   if (excl <= x && x < incl && last >= 0) {
     // This thread's chunk holds the draw: walk it in id order.
     double acc = excl;
     int pick = last;
-    for (int i = lo; i < hi; i++) {
+    for (int i = tlo; i < thi; i++) {
       acc += w[i];
       if (w[i] > 0.0 && acc > x) {
         pick = i;
         break;
       }
     }
-    out[r] = pick;
+    atomicMin(&sh.x_claim, pick);
   }
+  cluster_sync();
+  if (rank == 0 && threadIdx.x == 0) {
+    int pick = NO_ID;
+    for (int c = 0; c < blocks; c++) pick = min(pick, cluster_read(&sh.x_claim, c));
+    out[r] = pick == NO_ID ? sh.top : pick;
+  }
+  cluster_sync(); // block 0 may still be reading the others' claims
 }

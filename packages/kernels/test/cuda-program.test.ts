@@ -17,6 +17,7 @@ import { sideBySideWeights, type ActivationChoice } from '../src/cuda/device-wei
 import { planExecution } from '../src/cuda/exec-plan.js';
 import { setL2Prefetch, type L2PrefetchMode } from '../src/cuda/l2-prefetch.js';
 import { RecordingGpu, type RecordedLaunch } from '../src/cuda/recording-gpu.js';
+import { setSampleClusterMode } from '../src/cuda/sample-launch.js';
 import { isGraphableDecode, packStep, padDecodeBatch } from '../src/cuda/step-metadata.js';
 
 const FIXTURES = join(import.meta.dirname, '../../../fixtures/models');
@@ -73,8 +74,12 @@ const NEEDS: [RegExp, Need][] = [
     return need;
   }],
   [/^argmax_f32$/, (a, l) => ({ 0: l.grid.x * 4, 1: l.grid.x * n(a[2]) * 4, 3: l.grid.x * l.grid.y! * 4, 4: l.grid.x * l.grid.y! * 4, 5: l.grid.x * 4 })],
-  // out, logits, width, params (56 bytes a row), penalized ids (checked by runSample's test), scores f32, weights f64.
-  [/^sample_f32$/, (a, l) => ({ 0: l.grid.x * 4, 1: l.grid.x * n(a[2]) * 4, 3: l.grid.x * 56, 5: l.grid.x * n(a[2]) * 4, 6: l.grid.x * n(a[2]) * 8 })],
+  // out, logits, width, params (56 bytes a row), penalized ids (checked by runSample's test), scores f32, weights
+  // f64; a cluster of blocks a row.
+  [/^sample_f32$/, (a, l) => {
+    const rows = l.grid.x / l.cluster;
+    return { 0: rows * 4, 1: rows * n(a[2]) * 4, 3: rows * 56, 5: rows * n(a[2]) * 4, 6: rows * n(a[2]) * 8 };
+  }],
 ];
 
 function dtypesOf(kernel: string): { act: number; w: number } {
@@ -196,21 +201,22 @@ test('fusion plan of the fixture models: LayerNorm and GELU/ReLU epilogues (gpt2
   }
 });
 
-test('runSample: one sample_f32 block a selected row, each row\'s packed params and penalized ids uploaded, bad rows refused before the step', async () => {
+test('runSample: a cluster of sample_f32 blocks a selected row, each row\'s packed params and penalized ids uploaded, bad rows refused before the step', async () => {
   const gpu = new RecordingGpu({ keepUploads: true });
   const m = tinyLlama(Rng.fromSeed(9), TINY16, 'f16');
   const program = await compileProgram(gpu, m.graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 12, blockSize: 4 } }, { ...SETTINGS, activations: 'auto', graphs: false });
   const vocab = m.graph.values[m.graph.output].width;
   const row = (uniform: number, penalized: number[], topK = 0) => ({ temperature: 0.8, topK, topP: 0.9, minP: 0.05, repetitionPenalty: penalized.length ? 1.2 : 1, uniform, penalized: Int32Array.from(penalized) });
-  for (const rows of [3, 1, 2]) {
+  for (const [rows, mode, cluster] of [[3, 'auto', 1], [1, '4', 4], [2, '8', 8]] as const) {
+    setSampleClusterMode(mode); // the tiny vocab is one block's work: force clusters to check their shape
     const batch = stepBatch(range(rows).map((i) => ({ tokens: [i + 1, i + 2], cached: 0, blocks: [3 * i] })), 4, 'last');
     const from = gpu.launches.length;
     const sample = range(rows).map((i) => row(i / 4, i === 1 ? [5, 7] : [], i === 2 ? vocab + 1 : 3));
-    const ids = await program.runSample(batch, sample);
+    const ids = await program.runSample(batch, sample).finally(() => setSampleClusterMode('auto'));
     assert.is(ids.length, rows);
     const l = gpu.launches.slice(from).find((x) => x.kernel === 'sample_f32')!;
     assert.ok(l, 'sample_f32 launched');
-    assert.equal([l.grid.x, l.block], [rows, 1024]);
+    assert.equal([l.grid.x, l.block, l.cluster], [rows * cluster, 1024, cluster]);
     assert.is(n(l.args[2]), vocab);
     const packed = gpu.uploads.get(l.args[3] as bigint)!;
     assert.is(l.args[4], (l.args[3] as bigint) + BigInt(rows * 56), 'penalized ids follow the rows');

@@ -155,6 +155,8 @@ export const CU = {
   STREAM_CAPTURE_MODE_RELAXED: 2,
   /** CUlaunchAttributeID of programmatic dependent launch. */
   LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION: 6,
+  /** CUlaunchAttributeID of a launch's thread-block cluster shape (sm_90). */
+  LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION: 4,
   /** cuMemHostAlloc: pinned memory usable from every context. */
   MEMHOSTALLOC_PORTABLE: 1,
   /** cuEventQuery: work before the event has not finished yet. */

@@ -73,8 +73,17 @@ export interface Gpu {
   download(dst: ArrayBufferView, src: bigint): void;
   /** Sets `count` 32-bit words at dst to `value` (e.g. 0x7fc00000, a NaN, to poison buffers in tests). */
   fill32(dst: bigint, value: number, count: number): void;
-  /** Launches an `extern "C"` kernel of the cuda/ sources; args are checked against its parameter list. */
-  launch(kernel: string, grid: Dim3, block: number, args: readonly KernelArg[], sharedBytes?: number): void;
+  /**
+   * The most blocks a thread-block cluster may have in a launch: 8 (the portable limit) on sm_90 and later
+   * with cuLaunchKernelEx, else 1 (every block its own cluster).
+   */
+  readonly maxClusterBlocks: number;
+  /**
+   * Launches an `extern "C"` kernel of the cuda/ sources; args are checked against its parameter list.
+   * `cluster` > 1 groups consecutive blocks along x into clusters of that many (grid.x a multiple of it,
+   * at most maxClusterBlocks); the kernel reads the size at run time (cuda/cluster.cuh).
+   */
+  launch(kernel: string, grid: Dim3, block: number, args: readonly KernelArg[], sharedBytes?: number, cluster?: number): void;
   /** cuBLAS GEMM. Null when this GPU has no GEMM library (or it is turned off). */
   readonly gemm: ((args: GemmArgs) => void) | null;
   /** Starts recording the stream's launches and memsets into a graph instead of running them. */

@@ -10,7 +10,7 @@ const MAX_PARAMS = 32;
 const SLOT = 8; // every value gets 8 bytes; the driver reads only the parameter's own size from each
 
 /** Throws a BackendError naming the kernel and the argument when a launch does not fit the kernel. */
-export function checkLaunch(sig: KernelSignature, grid: Dim3, block: number, args: readonly KernelArg[], sharedBytes = 0): void {
+export function checkLaunch(sig: KernelSignature, grid: Dim3, block: number, args: readonly KernelArg[], sharedBytes = 0, cluster = 1, maxCluster = 1): void {
   const fail = (what: string) => {
     throw new BackendError(`launch of kernel ${sig.name} (${sig.file}): ${what}`, {
       expected: `(${sig.params.map((p) => `${p.kind} ${p.name}`).join(', ')})`,
@@ -28,6 +28,8 @@ export function checkLaunch(sig: KernelSignature, grid: Dim3, block: number, arg
   const dims: [string, number, number][] = [['grid.x', x, 2 ** 31 - 1], ['grid.y', y, 65535], ['grid.z', z, 65535], ['block', block, 1024]];
   for (const [name, v, max] of dims) if (!(Number.isInteger(v) && v >= 1 && v <= max)) fail(`${name} is ${v}; must be an integer in [1, ${max}]`);
   if (!(Number.isInteger(sharedBytes) && sharedBytes >= 0 && sharedBytes <= 48 * 1024)) fail(`dynamic shared memory ${sharedBytes} bytes; at most 48 KiB without an opt-in`);
+  if (!(Number.isInteger(cluster) && cluster >= 1 && cluster <= maxCluster)) fail(`cluster of ${cluster} blocks; this GPU takes 1 to ${maxCluster}`);
+  if (x % cluster !== 0) fail(`grid.x ${x} is not a multiple of the cluster's ${cluster} blocks`);
 }
 
 /** Native memory holding a kernelParams array and its values. Lives for the process (a few hundred bytes). */

@@ -15,6 +15,8 @@ export interface RecordedLaunch {
   grid: Required<Dim3>;
   block: number;
   args: readonly KernelArg[];
+  /** Blocks a thread-block cluster (1: none). */
+  cluster: number;
   /** Set on launches that ran as part of a graph replay. */
   replay?: boolean;
 }
@@ -38,6 +40,7 @@ export class RecordingGpu implements Gpu {
   readonly name = 'recording gpu';
   readonly arch = 90;
   readonly multiprocessors = 132;
+  readonly maxClusterBlocks = 8;
   readonly l2Bytes = 50 * 2 ** 20;
   readonly launches: RecordedLaunch[] = [];
   readonly gemms: GemmArgs[] = [];
@@ -125,16 +128,16 @@ export class RecordingGpu implements Gpu {
     this.capture?.fills.push({ dst, count });
   }
 
-  launch(kernel: string, grid: Dim3, block: number, args: readonly KernelArg[], sharedBytes = 0): void {
+  launch(kernel: string, grid: Dim3, block: number, args: readonly KernelArg[], sharedBytes = 0, cluster = 1): void {
     const sig = this.kernels.get(kernel);
     if (!sig) throw new BackendError(`no CUDA kernel named ${kernel} in zinfer's kernel sources`);
-    checkLaunch(sig, grid, block, args, sharedBytes);
+    checkLaunch(sig, grid, block, args, sharedBytes, cluster, this.maxClusterBlocks);
     sig.params.forEach((p, i) => {
       if (p.kind === 'ptr' && args[i] !== 0n) this.checkPointer(args[i] as bigint, `${kernel} parameter ${p.name}`);
     });
     const hook = this.capture ? null : this.hook;
     hook?.before(kernel, grid, block, args);
-    (this.capture?.launches ?? this.launches).push({ kernel, grid: { x: grid.x, y: grid.y ?? 1, z: grid.z ?? 1 }, block, args: [...args] });
+    (this.capture?.launches ?? this.launches).push({ kernel, grid: { x: grid.x, y: grid.y ?? 1, z: grid.z ?? 1 }, block, args: [...args], cluster });
     hook?.after(kernel);
   }
 

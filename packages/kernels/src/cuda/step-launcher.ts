@@ -16,7 +16,7 @@ import type { MoeTables } from './moe-tables.js';
 import { launchNode } from './op-launches.js';
 import type { ProgramParts } from './program.js';
 import { dtypeBytes, type StepContext } from './step-context.js';
-import { SAMPLE_PARAM_BYTES, SAMPLE_THREADS } from './sample-launch.js';
+import { SAMPLE_PARAM_BYTES, SAMPLE_THREADS, sampleClusterBlocks } from './sample-launch.js';
 import { packStep, type StepMetadata } from './step-metadata.js';
 import type { StreamStep } from './stream-step.js';
 
@@ -162,9 +162,9 @@ export class StepLauncher {
 
   /**
    * Downloads the token each of the `n` f32 rows at `ptr` samples with its packed SampleRow (sample-launch.ts,
-   * cuda/sample.cu). One
-   * buffer holds the packed rows and penalized ids; another the picks [rows] and the kernel's scratch rows,
-   * weights (f64) [rows, width] then scores (f32) [rows, width].
+   * cuda/sample.cu), each row split over a cluster of blocks. One buffer holds the packed rows and
+   * penalized ids; another the kernel's scratch rows, weights (f64) [rows, width] then scores (f32)
+   * [rows, width], and the picks [rows].
    */
   sample(ptr: bigint, width: number, packed: Uint8Array, n: number, ids: Int32Array): void {
     this.sampleIn = this.grow(this.sampleIn, packed.byteLength, 'sampling parameters', false);
@@ -174,7 +174,8 @@ export class StepLauncher {
     const scores = weights + BigInt(n * width * 8);
     const out = scores + BigInt(n * width * 4);
     this.p.gpu.upload(inBase, packed);
-    this.p.gpu.launch('sample_f32', { x: n }, SAMPLE_THREADS, [out, ptr, width, inBase, inBase + BigInt(n * SAMPLE_PARAM_BYTES), scores, weights]);
+    const cluster = sampleClusterBlocks(width, n, this.p.gpu);
+    this.p.gpu.launch('sample_f32', { x: n * cluster }, SAMPLE_THREADS, [out, ptr, width, inBase, inBase + BigInt(n * SAMPLE_PARAM_BYTES), scores, weights], 0, cluster);
     this.p.gpu.download(ids, out);
   }
 

@@ -41,11 +41,14 @@ export class CudaStream implements Gpu {
   readonly gemm: ((g: GemmArgs) => void) | null;
   /** Whether launches use programmatic dependent launch. */
   readonly pdl: boolean;
+  readonly maxClusterBlocks: number;
   private staging: { ptr: Ptr; bytes: number } | null = null;
   private pending: string[] = [];
   private readonly syncEachLaunch: boolean;
   private readonly cacheDir: string | null;
   private launchConfig: { ptr: Ptr; view: DataView } | null = null;
+  /** The config of cluster launches: PDL as the stream has it, and the cluster's shape. */
+  private clusterConfig: { ptr: Ptr; view: DataView } | null = null;
   private capturing = false;
   private copies: CudaCopyEngine | null = null;
   private hook: LaunchHook | null = null;
@@ -71,8 +74,10 @@ export class CudaStream implements Gpu {
       gemms.run(g, this.capturing);
       hook?.after('cublas_gemm');
     };
-    this.pdl = (opts.pdl ?? false) && this.arch >= 90 && this.driver.api.cuLaunchKernelEx !== undefined;
-    if (this.pdl) this.launchConfig = this.makeLaunchConfig();
+    const launchEx = this.arch >= 90 && this.driver.api.cuLaunchKernelEx !== undefined;
+    this.pdl = (opts.pdl ?? false) && launchEx;
+    this.maxClusterBlocks = launchEx ? 8 : 1;
+    if (this.pdl) this.launchConfig = this.makeLaunchConfig(false);
   }
 
   private get driver() {
@@ -114,24 +119,26 @@ export class CudaStream implements Gpu {
     this.driver.check('cuMemsetD32Async', this.driver.api.cuMemsetD32Async(dst, value >>> 0, count, this.stream));
   }
 
-  launch(kernel: string, grid: Dim3, block: number, args: readonly KernelArg[], sharedBytes = 0): void {
+  launch(kernel: string, grid: Dim3, block: number, args: readonly KernelArg[], sharedBytes = 0, cluster = 1): void {
     const k = this.device.kernels(this.cacheDir).get(kernel);
     if (!k) throw new BackendError(`no CUDA kernel named ${kernel} in zinfer's kernel sources`);
-    checkLaunch(k.sig, grid, block, args, sharedBytes);
+    checkLaunch(k.sig, grid, block, args, sharedBytes, cluster, this.maxClusterBlocks);
     const params = this.device.arena.pack(k.sig, args);
     const hook = this.capturing ? null : this.hook;
     hook?.before(kernel, grid, block, args);
     let status: number;
     let call = 'cuLaunchKernel';
-    if (this.launchConfig) {
+    const config = cluster > 1 ? (this.clusterConfig ??= this.makeLaunchConfig(true)) : this.launchConfig;
+    if (config) {
       call = 'cuLaunchKernelEx';
-      const v = this.launchConfig.view;
+      const v = config.view;
       [grid.x, grid.y ?? 1, grid.z ?? 1, block, 1, 1, sharedBytes].forEach((d, i) => v.setUint32(4 * i, d, true));
-      status = this.driver.api.cuLaunchKernelEx!(this.launchConfig.ptr, k.fn, params, null);
+      if (cluster > 1) v.setUint32(LAUNCH_CONFIG_BYTES + LAUNCH_ATTRIBUTE_BYTES + 8, cluster, true);
+      status = this.driver.api.cuLaunchKernelEx!(config.ptr, k.fn, params, null);
     } else {
       status = this.driver.api.cuLaunchKernel(k.fn, grid.x, grid.y ?? 1, grid.z ?? 1, block, 1, 1, sharedBytes, this.stream, params, null);
     }
-    this.driver.check(call, status, `${kernel} grid (${grid.x}, ${grid.y ?? 1}, ${grid.z ?? 1}) block ${block}`);
+    this.driver.check(call, status, `${kernel} grid (${grid.x}, ${grid.y ?? 1}, ${grid.z ?? 1}) block ${block}${cluster > 1 ? ` cluster ${cluster}` : ''}`);
     hook?.after(kernel);
     this.pending.push(kernel);
     if (this.pending.length > 64) this.pending.splice(0, this.pending.length - 64);
@@ -214,28 +221,35 @@ export class CudaStream implements Gpu {
     this.copies = null;
     if (this.staging) this.driver.api.cuMemFreeHost(this.staging.ptr);
     this.staging = null;
-    if (this.launchConfig) koffi.free(this.launchConfig.ptr);
-    this.launchConfig = null;
+    for (const c of [this.launchConfig, this.clusterConfig]) if (c) koffi.free(c.ptr);
+    this.launchConfig = this.clusterConfig = null;
     this.driver.check('cuStreamDestroy_v2', this.driver.api.cuStreamDestroy_v2(this.stream));
     this.device.trimPool();
   }
 
   /**
-   * A CUlaunchConfig for this stream with one attribute, programmatic stream serialization = 1; launch()
-   * rewrites only its grid, block and shared-memory fields. Layout (cuda.h, 64-bit): 7 × u32 dims and
-   * sharedMemBytes, pad, CUstream at 32, attrs pointer at 40, numAttrs at 48; the attribute: u32 id, pad,
-   * a 64-byte value union whose first int is the flag.
+   * A CUlaunchConfig for this stream whose first attribute is programmatic stream serialization (on as the
+   * stream has it), and with `cluster` a second, the cluster's shape (x set per launch, y = z = 1); launch()
+   * rewrites only the grid, block, shared-memory and cluster-x fields. Layout (cuda.h, 64-bit): 7 × u32 dims
+   * and sharedMemBytes, pad, CUstream at 32, attrs pointer at 40, numAttrs at 48; an attribute: u32 id,
+   * pad, a 64-byte value union (the flag as its first int; the cluster as 3 × u32).
    */
-  private makeLaunchConfig(): { ptr: Ptr; view: DataView } {
-    const bytes = LAUNCH_CONFIG_BYTES + LAUNCH_ATTRIBUTE_BYTES;
+  private makeLaunchConfig(cluster: boolean): { ptr: Ptr; view: DataView } {
+    const attrs = cluster ? 2 : 1;
+    const bytes = LAUNCH_CONFIG_BYTES + attrs * LAUNCH_ATTRIBUTE_BYTES;
     const ptr: bigint = koffi.alloc('uint8_t', bytes);
     const view = new DataView(koffi.view(ptr, bytes));
     for (let i = 0; i < bytes; i++) view.setUint8(i, 0);
     view.setBigUint64(32, BigInt(this.stream), true);
     view.setBigUint64(40, ptr + BigInt(LAUNCH_CONFIG_BYTES), true);
-    view.setUint32(48, 1, true);
+    view.setUint32(48, attrs, true);
     view.setUint32(LAUNCH_CONFIG_BYTES, CU.LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION, true);
-    view.setInt32(LAUNCH_CONFIG_BYTES + 8, 1, true);
+    view.setInt32(LAUNCH_CONFIG_BYTES + 8, this.pdl ? 1 : 0, true);
+    if (cluster) {
+      const at = LAUNCH_CONFIG_BYTES + LAUNCH_ATTRIBUTE_BYTES;
+      view.setUint32(at, CU.LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION, true);
+      [1, 1, 1].forEach((d, i) => view.setUint32(at + 8 + 4 * i, d, true));
+    }
     return { ptr, view };
   }
 
