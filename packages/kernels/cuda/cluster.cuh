@@ -38,13 +38,28 @@ __device__ __forceinline__ void cluster_sync() {
 #endif
 }
 
-// The value at `p` (a variable in this block's shared memory) as block `rank` of the cluster holds it.
+// The value at `p` (a variable in this block's shared memory) as block `rank` of the cluster holds it. Read
+// it after a cluster_sync() (whose memory clobber keeps the compiler from reusing an earlier read).
 template <typename T> __device__ __forceinline__ T cluster_read(const T *p, int rank) {
 #if __CUDA_ARCH__ >= 900
   unsigned long long a;
   asm volatile("mapa.u64 %0, %1, %2;" : "=l"(a) : "l"(p), "r"(rank));
-  return *reinterpret_cast<const volatile T *>(a);
+  return *reinterpret_cast<const T *>(a);
 #else
   return *p;
 #endif
+}
+
+// The sum over the cluster's blocks of the value at `p`, added in block order (every block gets the same
+// bits). The reads are issued together (at most 8 blocks, the portable cluster limit): one after another,
+// each waited ~200 cycles for the other SM.
+__device__ __forceinline__ double cluster_sum_f64(const double *p, int blocks) {
+  double v[8];
+#pragma unroll
+  for (int k = 0; k < 8; k++) v[k] = k < blocks ? cluster_read(p, k) : 0.0;
+  double s = v[0];
+#pragma unroll
+  for (int k = 1; k < 8; k++)
+    if (k < blocks) s += v[k];
+  return s;
 }

@@ -188,22 +188,26 @@ __device__ void cluster_argmax(const float *s, int lo, int hi, int blocks, Sampl
     sh.x_finite = n;
   }
   cluster_sync();
-  if (threadIdx.x == 0) {
-    best = NEG_INF;
-    bi = NO_ID;
-    n = 0;
-    for (int c = 0; c < blocks; c++) {
-      const float v = cluster_read(&sh.x_best, c);
-      const int i = cluster_read(&sh.x_best_id, c);
-      if (sample_better(v, i, best, bi)) {
-        best = v;
-        bi = i;
+  if (warp == 0) { // lane c reads block c (the reads in flight together); the pick is order-free
+    const bool in = lane < blocks;
+    best = in ? cluster_read(&sh.x_best, lane) : NEG_INF;
+    bi = in ? cluster_read(&sh.x_best_id, lane) : NO_ID;
+    n = in ? cluster_read(&sh.x_finite, lane) : 0;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+      const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+      if (sample_better(ov, oi, best, bi)) {
+        best = ov;
+        bi = oi;
       }
-      n += cluster_read(&sh.x_finite, c);
+      n += __shfl_xor_sync(0xffffffffu, n, o);
     }
-    sh.best = best;
-    sh.best_id = bi == NO_ID ? 0 : bi; // nothing in the row: id 0, as the host picks
-    sh.finite = n;
+    if (lane == 0) {
+      sh.best = best;
+      sh.best_id = bi == NO_ID ? 0 : bi; // nothing in the row: id 0, as the host picks
+      sh.finite = n;
+    }
   }
   __syncthreads();
 }
@@ -243,8 +247,9 @@ __device__ u32 radix_select(const float *s, const double *w, int lo, int hi, int
         if (!__any_sync(0xffffffffu, bin >= 0)) continue; // the whole warp's tokens are outside the prefix
         const unsigned peers = __match_any_sync(0xffffffffu, bin);
         double sum = 0.0;
-        if (mass)
-          for (int j = 0; j < 32; j++) { // in lane order: the same sum for the same lanes
+        if (mass) // over the lanes with a bin, in lane order: the same sum for the same lanes
+          for (unsigned m = __ballot_sync(0xffffffffu, bin >= 0); m; m &= m - 1) {
+            const int j = __ffs(m) - 1;
             const double y = __shfl_sync(0xffffffffu, x[k], j);
             if ((peers >> j) & 1u) sum += y;
           }
@@ -257,13 +262,8 @@ __device__ u32 radix_select(const float *s, const double *w, int lo, int hi, int
     cluster_sync();
     // The cluster's histogram, summed in block order (every block gets the same sums).
     for (int b = threadIdx.x; b < RADIX_BINS; b += SAMPLE_THREADS) {
-      double c = 0.0, m = 0.0;
-      for (int k = 0; k < blocks; k++) {
-        c += cluster_read(&hc[b], k);
-        if (mass) m += cluster_read(&hm[b], k);
-      }
-      sh.sum_count[b] = c;
-      sh.sum_mass[b] = m;
+      sh.sum_count[b] = cluster_sum_f64(&hc[b], blocks);
+      sh.sum_mass[b] = mass ? cluster_sum_f64(&hm[b], blocks) : 0.0;
     }
     __syncthreads();
     if (threadIdx.x < 32) {
@@ -313,16 +313,17 @@ __device__ u32 radix_select(const float *s, const double *w, int lo, int hi, int
 }
 
 // Writes `v` to this block's slot, waits for the cluster and leaves in thread 0's `before` the sum of the
-// blocks ranked below this one and in `all` the sum over every block (both in block order).
+// blocks ranked below this one and in `all` the sum over every block (both added in block order).
 __device__ void cluster_prefix(double v, double *slot, int blocks, double &before, double &all) {
   before = all = 0.0;
   if (threadIdx.x == 0) *slot = v;
   cluster_sync();
-  if (threadIdx.x == 0) {
+  if (threadIdx.x < 32) { // lane c reads block c's slot (the reads in flight together)
+    const double mine = threadIdx.x < blocks ? cluster_read(slot, threadIdx.x) : 0.0;
     const int rank = cluster_rank();
     for (int c = 0; c < blocks; c++) {
       if (c == rank) before = all;
-      all += cluster_read(slot, c);
+      all += __shfl_sync(0xffffffffu, mine, c);
     }
   }
 }
@@ -459,12 +460,15 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_f32(int *out
   }
   double before, total;
   cluster_prefix(block_mass, &sh.x_kept, blocks, before, total);
-  if (threadIdx.x == 0) {
-    int t = -1;
-    for (int c = 0; c < blocks; c++) t = max(t, cluster_read(&sh.x_last, c));
-    sh.top = t;
-    sh.offset = before;
-    sh.total = total;
+  if (threadIdx.x < 32) {
+    int t = (int)threadIdx.x < blocks ? cluster_read(&sh.x_last, threadIdx.x) : -1;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) t = max(t, __shfl_xor_sync(0xffffffffu, t, o));
+    if (threadIdx.x == 0) {
+      sh.top = t;
+      sh.offset = before;
+      sh.total = total;
+    }
   }
   __syncthreads();
   const double x = p.uniform * sh.total;
@@ -486,10 +490,11 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_f32(int *out
     atomicMin(&sh.x_claim, pick);
   }
   cluster_sync();
-  if (rank == 0 && threadIdx.x == 0) {
-    int pick = NO_ID;
-    for (int c = 0; c < blocks; c++) pick = min(pick, cluster_read(&sh.x_claim, c));
-    out[r] = pick == NO_ID ? sh.top : pick;
+  if (rank == 0 && threadIdx.x < 32) {
+    int pick = (int)threadIdx.x < blocks ? cluster_read(&sh.x_claim, threadIdx.x) : NO_ID;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) pick = min(pick, __shfl_xor_sync(0xffffffffu, pick, o));
+    if (threadIdx.x == 0) out[r] = pick == NO_ID ? sh.top : pick;
   }
   cluster_sync(); // block 0 may still be reading the others' claims
 }
