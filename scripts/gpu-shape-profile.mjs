@@ -14,7 +14,9 @@
 // Synthetic weights (every layer serves layer 0's values; each layer has its own device copy).
 // Usage (GPU machine, bundle unpacked: source scripts/gpu-unpack.sh): node $dir/scripts/gpu-shape-profile.mjs
 //   ZINFER_SHAPES=7b,13b-tp4 picks shapes; ZINFER_PROFILE_ROWS=64 times steps of that many sequences (default 1),
-//   ZINFER_PROFILE_CONTEXT=520 at that many cached positions each (default 100). Writes $OUT/shape-profile.json and prints a table.
+//   ZINFER_PROFILE_CONTEXT=520 at that many cached positions each (default 100). ZINFER_PROFILE_WARP_MAX_IN=1024,2048
+//   also times the graphed step with each bound on the one-warp GEMV's inputs (gemvWarpMaxIn).
+//   Writes $OUT/shape-profile.json and prints a table.
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 
@@ -44,6 +46,7 @@ const mixVariants = (process.env.ZINFER_PROFILE_MIX ?? 'v1,roll,occ').split(',')
 const MIX_EPILOGUES = ['none', 'residual', 'gated'];
 const mixes = MIX_EPILOGUES.reduce((acc) => acc.flatMap((a) => mixVariants.map((v) => [...a, v])), [[]]).filter((m) => m.length && new Set(m).size > 1);
 const ROWS = Number(process.env.ZINFER_PROFILE_ROWS || 1);
+const WARP_BOUNDS = (process.env.ZINFER_PROFILE_WARP_MAX_IN || '').split(',').filter(Boolean).map(Number);
 const CONTEXT = Number(process.env.ZINFER_PROFILE_CONTEXT || 100);
 const pick = (process.env.ZINFER_SHAPES || Object.keys(SHAPES).join(',')).split(',').map((s) => s.trim()).filter(Boolean);
 
@@ -91,6 +94,7 @@ for (const name of pick) {
       const decode = async (steps) => round(await programDecode(program, testing.stepBatch, { rows: ROWS, context: CONTEXT, vocab, argmax: true, steps }), 3);
       const base = cuda.gemvVariant();
       const baseByEpilogue = cuda.gemvVariantByEpilogue(); // ZINFER_GEMV_BY_EPILOGUE, restored after the mixes
+      const baseWarp = cuda.gemvWarpMaxIn();
       try {
         for (const v of variants) {
           cuda.setGemvVariant(v);
@@ -98,6 +102,15 @@ for (const name of pick) {
           r.graphed_ms_by_gemv[v] = await decode(48);
         }
         cuda.setGemvVariant(base);
+        r.graphed_ms_by_warp_max_in = {};
+        for (const rep of [0, 1]) // twice, alternating, so drift shows
+          for (const n of WARP_BOUNDS) {
+            cuda.setGemvWarpMaxIn(n);
+            program.resetGraphs();
+            (r.graphed_ms_by_warp_max_in[n] ??= []).push(await decode(48));
+          }
+        cuda.setGemvWarpMaxIn(baseWarp);
+        if (WARP_BOUNDS.length) log(`${name}: graphed ms by one-warp GEMV bound ${JSON.stringify(r.graphed_ms_by_warp_max_in)}`);
         for (const m of mixes) { // none/residual/gated
           cuda.setGemvVariantByEpilogue(Object.fromEntries(MIX_EPILOGUES.map((e, i) => [e, m[i]])));
           program.resetGraphs();
@@ -106,6 +119,7 @@ for (const name of pick) {
       } finally {
         cuda.setGemvVariant(base);
         cuda.setGemvVariantByEpilogue(baseByEpilogue);
+        cuda.setGemvWarpMaxIn(baseWarp);
         program.resetGraphs();
       }
       const all = { ...Object.fromEntries(Object.entries(r.graphed_ms_by_gemv).map(([v, ms]) => [`${v}/${v}/${v}`, ms])), ...r.graphed_ms_by_mix };

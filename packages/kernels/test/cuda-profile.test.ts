@@ -7,7 +7,7 @@ import { BackendError, Rng } from '@zinfer/core';
 import { memoryWeights, stepBatch, tinyLlama, TINY_LLAMA, type TinyLlamaConfig } from '@zinfer/core/testing';
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
 import { DECODE_ATTENTION_VARIANTS, decodeAttentionKernel, decodeAttentionVariant, parseDecodeAttentionVariant, setDecodeAttentionVariant } from '../src/cuda/decode-attention-variant.js';
-import { autoGemvVariant, GEMV_KERNEL_VARIANTS, GEMV_VARIANTS, gemvKernel, gemvLaunch, gemvVariant, parseGemvByEpilogue, parseGemvNarrow, parseGemvVariant, setGemvNarrow, setGemvVariant, setGemvVariantByEpilogue } from '../src/cuda/gemv-variant.js';
+import { autoGemvVariant, GEMV_KERNEL_VARIANTS, GEMV_VARIANTS, gemvKernel, gemvLaunch, gemvVariant, parseGemvByEpilogue, parseGemvNarrow, parseGemvVariant, setGemvNarrow, setGemvVariant, setGemvVariantByEpilogue, setGemvWarpMaxIn, GEMV_WARP_MAX_IN } from '../src/cuda/gemv-variant.js';
 import type { Dim3, KernelArg, LaunchHook } from '../src/cuda/gpu.js';
 import { gemvShape, summarizeProfile, type KernelTiming } from '../src/cuda/kernel-profile.js';
 import { loadKernelSources } from '../src/cuda/kernel-sources.js';
@@ -94,6 +94,20 @@ test('narrow rows take the one-warp GEMV in 16-bit modes at 1–2 rows (ZINFER_G
     setGemvNarrow('warp');
   }
   assert.throws(() => parseGemvNarrow('thread'), (e: BackendError) => e instanceof BackendError && e.info.field === 'ZINFER_GEMV_NARROW');
+});
+
+test('the one-warp GEMV\'s input bound moves (setGemvWarpMaxIn, ZINFER_GEMV_WARP_MAX_IN); a bad bound is a BackendError', () => {
+  setGemvWarpMaxIn(4096);
+  try {
+    assert.equal(gemvLaunch(1, 'f16', 'f16', 1280, 'residual'), { kernel: 'gemv1w_f16_f16', threads: 32 });
+    assert.equal(gemvLaunch(2, 'bf16', 'bf16', 4096), { kernel: 'gemv2w_bf16_bf16', threads: 32 });
+    assert.is(gemvLaunch(1, 'f16', 'f16', 4104).threads, 128);
+  } finally {
+    setGemvWarpMaxIn(GEMV_WARP_MAX_IN);
+  }
+  assert.is(gemvLaunch(1, 'f16', 'f16', 1280, 'residual').threads, 128, 'back to the default bound');
+  for (const bad of [-1, 1.5, Number.NaN])
+    assert.throws(() => setGemvWarpMaxIn(bad), (e: BackendError) => e instanceof BackendError && e.info.field === 'setGemvWarpMaxIn');
 });
 
 test('ZINFER_GEMV: unknown variants are a BackendError naming the field and the choices', () => {

@@ -83,11 +83,23 @@ export function autoGemvVariant(epilogue: GemvEpilogue, perThread: number): Gemv
 }
 
 /**
- * Narrow rows: inputs of at most GEMV_WARP_MAX_IN elements (GPT-2's 768, its LM head included) in the 16-bit
- * modes at 1–2 rows take the one-warp GEMV (gemv1w_*, gemv2w_*: cuda/gemv.cu) under 'warp' (the default),
- * the 128-thread one under 'block'. ZINFER_GEMV_NARROW, or setGemvNarrow between steps (then resetGraphs).
+ * Narrow rows: inputs of at most gemvWarpMaxIn() elements (GEMV_WARP_MAX_IN by default: GPT-2's 768, its LM
+ * head included) in the 16-bit modes at 1–2 rows take the one-warp GEMV (gemv1w_*, gemv2w_*: cuda/gemv.cu)
+ * under 'warp' (the default), the 128-thread one under 'block'. ZINFER_GEMV_NARROW, or setGemvNarrow between
+ * steps (then resetGraphs); ZINFER_GEMV_WARP_MAX_IN or setGemvWarpMaxIn moves the bound (the bench's A/B).
  */
 export const GEMV_WARP_MAX_IN = 1024;
+let warpMaxIn = parseWarpMaxIn(process.env.ZINFER_GEMV_WARP_MAX_IN, 'ZINFER_GEMV_WARP_MAX_IN');
+export const gemvWarpMaxIn = (): number => warpMaxIn;
+export const setGemvWarpMaxIn = (n: number): void => {
+  warpMaxIn = parseWarpMaxIn(String(n), 'setGemvWarpMaxIn');
+};
+function parseWarpMaxIn(value: string | undefined, field: string): number {
+  if (value === undefined || value === '') return GEMV_WARP_MAX_IN;
+  const n = Number(value);
+  if (!(Number.isInteger(n) && n >= 0)) throw new BackendError(`${field} is '${value}'; it takes a whole number of inputs ≥ 0`, { field, expected: 'an integer ≥ 0', found: value });
+  return n;
+}
 export const GEMV_NARROW_MODES = ['warp', 'block'] as const;
 export type GemvNarrowMode = (typeof GEMV_NARROW_MODES)[number];
 
@@ -99,7 +111,7 @@ export const setGemvNarrow = (mode: GemvNarrowMode): void => narrow.set(mode);
 /** The GEMV entry point and block size for a launch of `rows` rows over `inF` inputs with `epilogue`. */
 export function gemvLaunch(rows: number, weight: string, act: string, inF: number, epilogue: GemvEpilogue = 'none'): { kernel: string; threads: number } {
   const rv = rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8;
-  if (narrow.get() === 'warp' && rv <= 2 && inF <= GEMV_WARP_MAX_IN && act !== 'f32' && weight === act) return { kernel: `gemv${rv}w_${weight}_${act}`, threads: 32 };
+  if (narrow.get() === 'warp' && rv <= 2 && inF <= warpMaxIn && act !== 'f32' && weight === act) return { kernel: `gemv${rv}w_${weight}_${act}`, threads: 32 };
   const v = byEpilogue[epilogue] ?? variant.get();
   const perThread = Math.ceil(inF / 8 / 128); // 16-byte vectors (8 elements at 16 bits) of a row per thread
   return { kernel: gemvKernel(rv, weight, act, v === 'auto' ? autoGemvVariant(epilogue, perThread) : v), threads: 128 };
