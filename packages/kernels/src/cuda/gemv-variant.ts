@@ -83,12 +83,20 @@ export function autoGemvVariant(epilogue: GemvEpilogue, perThread: number): Gemv
 }
 
 /**
- * Narrow rows: inputs of at most gemvWarpMaxIn() elements (GEMV_WARP_MAX_IN by default: GPT-2's 768, its LM
- * head included) in the 16-bit modes at 1–2 rows take the one-warp GEMV (gemv1w_*, gemv2w_*: cuda/gemv.cu)
- * under 'warp' (the default), the 128-thread one under 'block'. ZINFER_GEMV_NARROW, or setGemvNarrow between
- * steps (then resetGraphs); ZINFER_GEMV_WARP_MAX_IN or setGemvWarpMaxIn moves the bound (the bench's A/B).
+ * Narrow rows take the one-warp GEMV (gemv1w_*, gemv2w_*: cuda/gemv.cu) in the 16-bit modes at 1–2 rows under
+ * 'warp' (the default), the 128-thread one under 'block' (ZINFER_GEMV_NARROW, or setGemvNarrow between steps,
+ * then resetGraphs). Narrow means inputs of at most GEMV_WARP_ALWAYS_IN (GPT-2's 768, its LM head included),
+ * or of at most gemvWarpMaxIn() when the launch's blocks fit in one wave of one-warp blocks (an SM holds
+ * GEMV_WARP_BLOCKS_PER_SM: registers). One wave of warps, each with its whole row's loads in flight, beats the
+ * 128-thread GEMV's 2–3 waves on a tp rank's o projection. Graphed batch-1 steps on an H200 (shape-profile,
+ * bench/results/shape-profile-warp-bound-h200-s14.json): 13B tp-4 rank 3.076 → 3.006 ms (o: 1,280 inputs,
+ * 1,280 blocks), tp-2 rank 4.765 → 4.725 (o: 2,560); a plain bound of 2,048 cost the 70B tp-4 rank 0.15 ms
+ * (o: 2,048 blocks, over one wave) and one of 4,096 the 7B 0.35 ms (q|k|v and gate/up went narrow too).
+ * ZINFER_GEMV_WARP_MAX_IN or setGemvWarpMaxIn moves the bound (the bench's A/B; GEMV_WARP_ALWAYS_IN: off).
  */
-export const GEMV_WARP_MAX_IN = 1024;
+export const GEMV_WARP_ALWAYS_IN = 1024;
+export const GEMV_WARP_MAX_IN = 4096;
+export const GEMV_WARP_BLOCKS_PER_SM = 14;
 let warpMaxIn = parseWarpMaxIn(process.env.ZINFER_GEMV_WARP_MAX_IN, 'ZINFER_GEMV_WARP_MAX_IN');
 export const gemvWarpMaxIn = (): number => warpMaxIn;
 export const setGemvWarpMaxIn = (n: number): void => {
@@ -108,10 +116,19 @@ export const parseGemvNarrow = (value: string | undefined, field?: string): Gemv
 export const gemvNarrow = (): GemvNarrowMode => narrow.get();
 export const setGemvNarrow = (mode: GemvNarrowMode): void => narrow.set(mode);
 
-/** The GEMV entry point and block size for a launch of `rows` rows over `inF` inputs with `epilogue`. */
-export function gemvLaunch(rows: number, weight: string, act: string, inF: number, epilogue: GemvEpilogue = 'none'): { kernel: string; threads: number } {
+/** Whether a GEMV of `inF` inputs launching `grid.blocks` blocks takes the one-warp form (see GEMV_WARP_MAX_IN). */
+export function gemvNarrowRows(inF: number, grid?: { blocks: number; multiprocessors: number }): boolean {
+  if (inF <= GEMV_WARP_ALWAYS_IN) return true;
+  return grid !== undefined && inF <= warpMaxIn && grid.blocks <= GEMV_WARP_BLOCKS_PER_SM * grid.multiprocessors;
+}
+
+/**
+ * The GEMV entry point and block size for a launch of `rows` rows over `inF` inputs with `epilogue`; `grid`
+ * (its blocks and the GPU's SMs) lets rows wider than GEMV_WARP_ALWAYS_IN take the one-warp GEMV.
+ */
+export function gemvLaunch(rows: number, weight: string, act: string, inF: number, epilogue: GemvEpilogue = 'none', grid?: { blocks: number; multiprocessors: number }): { kernel: string; threads: number } {
   const rv = rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8;
-  if (narrow.get() === 'warp' && rv <= 2 && inF <= warpMaxIn && act !== 'f32' && weight === act) return { kernel: `gemv${rv}w_${weight}_${act}`, threads: 32 };
+  if (narrow.get() === 'warp' && rv <= 2 && gemvNarrowRows(inF, grid) && act !== 'f32' && weight === act) return { kernel: `gemv${rv}w_${weight}_${act}`, threads: 32 };
   const v = byEpilogue[epilogue] ?? variant.get();
   const perThread = Math.ceil(inF / 8 / 128); // 16-byte vectors (8 elements at 16 bits) of a row per thread
   return { kernel: gemvKernel(rv, weight, act, v === 'auto' ? autoGemvVariant(epilogue, perThread) : v), threads: 128 };

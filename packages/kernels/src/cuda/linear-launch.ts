@@ -73,7 +73,7 @@ export function launchGroup(ctx: StepContext, g: LinearGroup): void {
   const x = ctx.value(g.norm ? g.norm.inputs.x : g.input);
   const blocks = e.kind === 'gated' ? Math.ceil(segs[0][3] / 2) : segs.reduce((n, s) => n + Math.ceil(s[3] / GEMV_WROWS), 0);
   const yF32 = g.outputs.some((v) => ctx.isF32(v)) ? 1 : 0;
-  const { kernel, threads } = gemvLaunch(rows, ws[0].dtype, ctx.act, inF, e.kind);
+  const { kernel, threads } = gemvLaunch(rows, ws[0].dtype, ctx.act, inF, e.kind, { blocks, multiprocessors: ctx.gpu.multiprocessors });
   ctx.gpu.launch(kernel, { x: blocks }, threads, [
     ...segs.flat(), x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32, ...tailPrefetch(ctx, g, rows, blocks, threads, inF * GEMV_WROWS * (ws[0].bytes / (ws[0].shape[0] * inF))),
   ]);
