@@ -98,12 +98,12 @@ test('narrow rows take the one-warp GEMV in 16-bit modes at 1–2 rows (ZINFER_G
 
 test('rows up to GEMV_WARP_MAX_IN inputs take the one-warp GEMV when its blocks fit in one wave of warps; the bound moves; a bad one is a BackendError', () => {
   const H200 = (blocks: number) => ({ blocks, multiprocessors: 132 });
-  assert.is(GEMV_WARP_MAX_IN, 4096);
+  assert.is(GEMV_WARP_MAX_IN, 2560);
   assert.equal(gemvLaunch(1, 'f16', 'f16', 1280, 'residual', H200(1280)), { kernel: 'gemv1w_f16_f16', threads: 32 }, 'a 13B tp-4 rank\'s o');
-  assert.equal(gemvLaunch(2, 'bf16', 'bf16', 4096, 'residual', H200(1024)), { kernel: 'gemv2w_bf16_bf16', threads: 32 });
-  assert.is(gemvLaunch(1, 'f16', 'f16', 4096, 'residual', H200(14 * 132)).threads, 32, 'one full wave');
+  assert.equal(gemvLaunch(2, 'bf16', 'bf16', 2560, 'residual', H200(1280)), { kernel: 'gemv2w_bf16_bf16', threads: 32 }, 'a tp-2 rank\'s o');
+  assert.is(gemvLaunch(1, 'f16', 'f16', 2560, 'residual', H200(14 * 132)).threads, 32, 'one full wave');
   assert.is(gemvLaunch(1, 'f16', 'f16', 2048, 'residual', H200(14 * 132 + 1)).threads, 128, 'two waves: a 70B tp-4 rank\'s o');
-  assert.is(gemvLaunch(1, 'f16', 'f16', 4104, 'residual', H200(64)).threads, 128, 'past the bound');
+  assert.is(gemvLaunch(1, 'f16', 'f16', 4096, 'residual', H200(1024)).threads, 128, 'past the bound: the 7B o');
   assert.is(gemvLaunch(1, 'f16', 'f16', 1280, 'residual').threads, 128, 'no grid given: only rows up to GEMV_WARP_ALWAYS_IN');
   assert.is(gemvLaunch(1, 'f16', 'f32', 1280, 'residual', H200(64)).threads, 128, 'parity mode');
   setGemvWarpMaxIn(1024);

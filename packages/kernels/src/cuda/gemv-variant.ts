@@ -88,14 +88,16 @@ export function autoGemvVariant(epilogue: GemvEpilogue, perThread: number): Gemv
  * then resetGraphs). Narrow means inputs of at most GEMV_WARP_ALWAYS_IN (GPT-2's 768, its LM head included),
  * or of at most gemvWarpMaxIn() when the launch's blocks fit in one wave of one-warp blocks (an SM holds
  * GEMV_WARP_BLOCKS_PER_SM: registers). One wave of warps, each with its whole row's loads in flight, beats the
- * 128-thread GEMV's 2–3 waves on a tp rank's o projection. Graphed batch-1 steps on an H200 (shape-profile,
- * bench/results/shape-profile-warp-bound-h200-s14.json): 13B tp-4 rank 3.076 → 3.006 ms (o: 1,280 inputs,
- * 1,280 blocks), tp-2 rank 4.765 → 4.725 (o: 2,560); a plain bound of 2,048 cost the 70B tp-4 rank 0.15 ms
- * (o: 2,048 blocks, over one wave) and one of 4,096 the 7B 0.35 ms (q|k|v and gate/up went narrow too).
+ * 128-thread GEMV's 2–3 waves on a tp rank's o projection. Graphed batch-1 steps on an H200, bounds
+ * alternated on one program (bench/results/shape-profile-warp-bound-h200-s14.json), 1,024 / 2,560 / 4,096:
+ * 13B tp-4 rank 3.162–3.177 / 3.108–3.112 / 3.101–3.109 ms (o: 1,280 inputs, 1,280 blocks); tp-2 rank
+ * 4.815–4.827 / 4.775–4.781 / 4.765–4.809 (o: 2,560); 7B 4.209–4.238 / 4.217–4.226 / 4.273–4.315 (its o,
+ * 4,096 inputs, loses); 13B and the 70B tp-4 rank (o: 2,048 blocks, over one wave) unchanged. Without the
+ * one-wave test (shape-profile-warp-plain-h200-s14.json) a bound of 2,048 cost the 70B tp-4 rank 0.15 ms.
  * ZINFER_GEMV_WARP_MAX_IN or setGemvWarpMaxIn moves the bound (the bench's A/B; GEMV_WARP_ALWAYS_IN: off).
  */
 export const GEMV_WARP_ALWAYS_IN = 1024;
-export const GEMV_WARP_MAX_IN = 4096;
+export const GEMV_WARP_MAX_IN = 2560;
 export const GEMV_WARP_BLOCKS_PER_SM = 14;
 let warpMaxIn = parseWarpMaxIn(process.env.ZINFER_GEMV_WARP_MAX_IN, 'ZINFER_GEMV_WARP_MAX_IN');
 export const gemvWarpMaxIn = (): number => warpMaxIn;
@@ -118,6 +120,7 @@ export const setGemvNarrow = (mode: GemvNarrowMode): void => narrow.set(mode);
 
 /** Whether a GEMV of `inF` inputs launching `grid.blocks` blocks takes the one-warp form (see GEMV_WARP_MAX_IN). */
 export function gemvNarrowRows(inF: number, grid?: { blocks: number; multiprocessors: number }): boolean {
+  // The one-wave test uses GEMV_WARP_BLOCKS_PER_SM, fitted for the 144-register one-warp entry (nvcc 13).
   if (inF <= GEMV_WARP_ALWAYS_IN) return true;
   return grid !== undefined && inF <= warpMaxIn && grid.blocks <= GEMV_WARP_BLOCKS_PER_SM * grid.multiprocessors;
 }
