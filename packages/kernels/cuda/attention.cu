@@ -8,7 +8,9 @@
 //     writes both into the cache; the values it stores and uses are those rope_kv would store (the same
 //     rope.cuh code and roundings). It can ask L2 for the next GEMV's weights (l2_prefetch; off by default).
 //     The split count is fixed per launch and each split's range comes from the context length on the
-//     device, so a captured CUDA graph replays for any context.
+//     device, so a captured CUDA graph replays for any context. Splits past the context (a short context
+//     over many splits: a tp rank's few heads get many) leave at once and the merge reads only the splits
+//     that hold positions: it had read every split's partial one L2 trip after another.
 //   - attention_partial + attention_reduce: the general path for any row (prompt rows too) and any head
 //     size: per (row, head, chunk) a softmax max, a sum and an unnormalized output, then a merge.
 //   - flash.cu holds the tensor-core kernel for prompt rows in 16-bit modes.
@@ -269,6 +271,10 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   const int lo = window > 0 ? max(0, p - window + 1) : 0;
   const int span = p + 1 - lo;
   const int chunk = max(minChunk, (span + splits - 1) / splits);
+  // Splits that hold positions: the first `used` (≥ 1, split 0 holds lo). The rest have nothing to read,
+  // write or merge, so they leave before waiting on the kernel before this one.
+  const int used = (span + chunk - 1) / chunk;
+  if (s >= used) return;
   const int begin = lo + s * chunk, end = min(p + 1, begin + chunk);
   const int *table = blockTables + info[3];
   const int kvWidth = kvHeads * headDim;
@@ -407,7 +413,7 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   for (int g = 0; g < G; g++)
     if (sM[g] != NEG_INF) L += sL[g] * exp2f(sM[g] - M);
   A *o = out + ((i64)r * heads + h) * headDim;
-  if (splits == 1) { // the whole context in this block: split 0 always holds the row's own position
+  if (used == 1) { // the whole context in this block: split 0 holds the row's own position
     for (int d = threadIdx.x; d < headDim; d += DEC_THREADS) {
       float a = 0.f;
       for (int g = 0; g < G; g++)
@@ -432,20 +438,20 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   // The last split to finish merges them all (threadFenceReduction): publish, then count.
   __threadfence();
   __syncthreads();
-  if (threadIdx.x == 0) sLast = atomicAdd(&counters[r * heads + h], 1) == splits - 1;
+  if (threadIdx.x == 0) sLast = atomicAdd(&counters[r * heads + h], 1) == used - 1;
   __syncthreads();
   if (!sLast) return;
   __threadfence();
   float MM = NEG_INF;
-  for (int c = 0; c < splits; c++) MM = fmaxf(MM, __ldcg(P + (i64)c * stride));
+  for (int c = 0; c < used; c++) MM = fmaxf(MM, __ldcg(P + (i64)c * stride));
   float LL = 0.f;
-  for (int c = 0; c < splits; c++) {
+  for (int c = 0; c < used; c++) {
     const float mc = __ldcg(P + (i64)c * stride);
     if (mc != NEG_INF) LL += __ldcg(P + (i64)c * stride + 1) * exp2f(mc - MM);
   }
   for (int d = threadIdx.x; d < headDim; d += DEC_THREADS) {
     float a = 0.f;
-    for (int c = 0; c < splits; c++) {
+    for (int c = 0; c < used; c++) {
       const float mc = __ldcg(P + (i64)c * stride);
       if (mc != NEG_INF) a += __ldcg(P + (i64)c * stride + 2 + d) * exp2f(mc - MM);
     }
