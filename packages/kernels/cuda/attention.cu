@@ -156,6 +156,7 @@ ATT_PARAMS(bf16, bf16_t)
 // Decode: one query row per sequence.
 
 #define DEC_THREADS 128
+#define DEC_MAX_SPLITS 32 // DECODE_MAX_SPLITS in src/cuda/attention-launch.ts: the merge's lanes
 #define LOG2E 1.4426950408889634f
 #define DEC_UNROLL 4 // positions per group per iteration, loaded before any is used (16-byte lanes; 2 for 32-byte)
 
@@ -251,6 +252,7 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   constexpr int U = sizeof(typename CV::Raw) > 16 ? DEC_UNROLL / 2 : DEC_UNROLL;
   constexpr int G = DEC_THREADS / LANES; // position groups per block
   __shared__ float sM[G], sL[G], sAcc[G][LANES * VEC];
+  __shared__ float sWeight[DEC_MAX_SPLITS], sTotal; // the merge's split weights exp2(m_c - max) and their sum
   __shared__ int sLast;
   __shared__ double cs[ROPE_MAX_HALF], sn[ROPE_MAX_HALF];
   __shared__ __align__(16) A sQ[ATT_MAX_HEAD_DIM];
@@ -442,18 +444,35 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   __syncthreads();
   if (!sLast) return;
   __threadfence();
-  float MM = NEG_INF;
-  for (int c = 0; c < used; c++) MM = fmaxf(MM, __ldcg(P + (i64)c * stride));
-  float LL = 0.f;
-  for (int c = 0; c < used; c++) {
-    const float mc = __ldcg(P + (i64)c * stride);
-    if (mc != NEG_INF) LL += __ldcg(P + (i64)c * stride + 1) * exp2f(mc - MM);
+  // Lane c of warp 0 reads split c's max and sum (the loads in flight together: one after another, the
+  // merge of 27 splits was 81 dependent L2 trips); the sums are still added in split order.
+  if (threadIdx.x < 32) {
+    const int c = threadIdx.x;
+    const float mc = c < used ? __ldcg(P + (i64)c * stride) : NEG_INF;
+    const float lc = c < used ? __ldcg(P + (i64)c * stride + 1) : 0.f;
+    float MM = mc;
+#pragma unroll
+    for (int o2 = 16; o2 > 0; o2 >>= 1) MM = fmaxf(MM, __shfl_xor_sync(0xffffffffu, MM, o2));
+    const float wc = mc != NEG_INF ? exp2f(mc - MM) : 0.f;
+    if (c < used) sWeight[c] = wc;
+    float LL = 0.f;
+    for (int k = 0; k < used; k++) {
+      const float wk = __shfl_sync(0xffffffffu, wc, k), lk = __shfl_sync(0xffffffffu, lc, k);
+      if (__shfl_sync(0xffffffffu, mc, k) != NEG_INF) LL += lk * wk;
+    }
+    if (c == 0) sTotal = LL;
   }
+  __syncthreads();
+  const float LL = sTotal;
   for (int d = threadIdx.x; d < headDim; d += DEC_THREADS) {
     float a = 0.f;
-    for (int c = 0; c < used; c++) {
-      const float mc = __ldcg(P + (i64)c * stride);
-      if (mc != NEG_INF) a += __ldcg(P + (i64)c * stride + 2 + d) * exp2f(mc - MM);
+    for (int c0 = 0; c0 < used; c0 += 8) {
+      float v[8];
+#pragma unroll
+      for (int k = 0; k < 8; k++) v[k] = c0 + k < used ? __ldcg(P + (i64)(c0 + k) * stride + 2 + d) : 0.f;
+#pragma unroll
+      for (int k = 0; k < 8; k++)
+        if (c0 + k < used && sWeight[c0 + k] != 0.f) a += v[k] * sWeight[c0 + k];
     }
     o[d] = from_f32<A>(a / LL);
   }

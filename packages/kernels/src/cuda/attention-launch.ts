@@ -22,7 +22,7 @@ const ATT_MAX_HEAD_DIM = 256; // ATT_MAX_HEAD_DIM in cuda/attention.cu (its shar
 const FA_THREADS = 128; // FA_THREADS in cuda/flash.cu
 /** Head sizes the flash kernel is compiled for (FLASH_DIMS in cuda/flash.cu). */
 export const FLASH_HEAD_DIMS = [16, 32, 64, 80, 96, 128];
-/** Positions a decode split takes at least, and the most splits. */
+/** Positions a decode split takes at least, and the most splits (DEC_MAX_SPLITS in cuda/attention.cu: the merge takes a lane a split). */
 const DECODE_MIN_CHUNK = 32;
 const DECODE_MAX_SPLITS = 32;
 /** Decode rows from which an f16/bf16 cache is read by the wide attention (decodeWide). */
