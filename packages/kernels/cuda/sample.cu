@@ -136,6 +136,20 @@ __device__ __forceinline__ void load_round(const float *s, int base, int hi, flo
 // (v, i) beats (bv, bi): a higher score, or the same score and a lower id.
 __device__ __forceinline__ bool sample_better(float v, int i, float bv, int bi) { return v > bv || (v == bv && i < bi); }
 
+// The best (score, id) over the warp's lanes and the sum of their counts; every lane gets them.
+__device__ __forceinline__ void warp_argmax_count(float &best, int &bi, int &n) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+    const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+    if (sample_better(ov, oi, best, bi)) {
+      best = ov;
+      bi = oi;
+    }
+    n += __shfl_xor_sync(0xffffffffu, n, o);
+  }
+}
+
 // The row's max score with the lowest id on ties, and its count of scores above -Infinity, from the slices
 // [lo, hi) of every block of the cluster: left in sh.best, sh.best_id, sh.finite.
 __device__ void cluster_argmax(const float *s, int lo, int hi, int blocks, SampleShared &sh) {
@@ -154,16 +168,7 @@ __device__ void cluster_argmax(const float *s, int lo, int hi, int blocks, Sampl
       n += i < hi && v[k] != NEG_INF;
     }
   }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-    const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-    if (sample_better(ov, oi, best, bi)) {
-      best = ov;
-      bi = oi;
-    }
-    n += __shfl_xor_sync(0xffffffffu, n, o);
-  }
+  warp_argmax_count(best, bi, n);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   if (lane == 0) {
     sh.red[warp] = best;
@@ -193,16 +198,7 @@ __device__ void cluster_argmax(const float *s, int lo, int hi, int blocks, Sampl
     best = in ? cluster_read(&sh.x_best, lane) : NEG_INF;
     bi = in ? cluster_read(&sh.x_best_id, lane) : NO_ID;
     n = in ? cluster_read(&sh.x_finite, lane) : 0;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-      const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-      if (sample_better(ov, oi, best, bi)) {
-        best = ov;
-        bi = oi;
-      }
-      n += __shfl_xor_sync(0xffffffffu, n, o);
-    }
+    warp_argmax_count(best, bi, n);
     if (lane == 0) {
       sh.best = best;
       sh.best_id = bi == NO_ID ? 0 : bi; // nothing in the row: id 0, as the host picks
