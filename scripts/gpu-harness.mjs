@@ -184,8 +184,9 @@ export function promptIds(n, vocab, seed) {
 }
 
 /**
- * Median ms of Program.run (runArgmax with `argmax`) on decode steps of `rows` sequences at context
- * ~`context`, each on its own range of cache blocks; 4 warm-up steps first (the graph bucket is captured).
+ * Median ms of Program.run (runArgmax with `argmax`, where the program has it: the reference backend's has
+ * not) on decode steps of `rows` sequences at context ~`context`, each on its own range of cache blocks; 4
+ * warm-up steps first (the graph bucket is captured).
  */
 // `sample` (a row's sampling params without the draw): each row picks with a fresh uniform, on the device
 // through runSample, or with `hostPick` (core's HostRowSampler.pick) on run()'s logits copied to the host.
@@ -199,7 +200,7 @@ export async function programDecode(program, stepBatch, { rows, context, vocab, 
     const batch = stepBatch(parts, blockSize, 'last');
     const picks = sample ? Array.from({ length: rows }, () => ({ ...sample, uniform: uniform(), penalized: new Int32Array(0) })) : null;
     const t0 = performance.now();
-    if (argmax) await program.runArgmax(batch);
+    if (argmax && program.runArgmax) await program.runArgmax(batch);
     else if (picks && hostPick) hostPick(await program.run(batch), picks, vocab);
     else if (picks) await program.runSample(batch, picks);
     else await program.run(batch);
