@@ -354,8 +354,9 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_f32(int *out
   // block applies the ids of its slice.
   for (int j = threadIdx.x; j < p.pen_count; j += SAMPLE_THREADS) {
     const int id = penalized[p.pen_start + j];
-    const float v = id >= lo && id < hi ? row[id] : NEG_INF;
-    if (id >= lo && id < hi && v == v) s[id] = v > 0.f ? (float)((double)v / p.penalty) : (float)((double)v * p.penalty);
+    if (id < lo || id >= hi) continue;
+    const float v = row[id];
+    if (v == v) s[id] = v > 0.f ? (float)((double)v / p.penalty) : (float)((double)v * p.penalty);
   }
   __syncthreads();
 
