@@ -33,6 +33,7 @@ const LATENCY_BYTES = [8192, 16_384, 65_536, 262_144, 1_048_576];
 const SETTINGS = {
   enabled: true, maxBytes: 9 * 2 ** 20, halfBytes: 9 * 2 ** 20, blocks: Number(process.env.ZINFER_PEER_ALLREDUCE_BLOCKS || 32), twoShotBytes: Infinity,
   llBytes: Number(process.env.ZINFER_PEER_ALLREDUCE_LL_BYTES ?? 2 ** 16), // the Lamport kernel: messages up to this size
+  push: true,
 };
 
 if (isMainThread) await main();

@@ -7,6 +7,9 @@
 //   2. Every fixture model through createEngine with cudaBackend({ activations: 'f32' }) under tp 2,
 //      tp 4 (4+ GPUs), pp 2 and pp 2 × tp 2 (4+ GPUs): greedy tokens identical to the single-GPU run and
 //      prompt logits within 1e-3 of it. MoE fixtures run where the cuda backend has their ops (else SKIP).
+//   3. The row-parallel GEMV's push into the Lamport all-reduce (gemv.cu EPI_PUSH) against the all-reduce
+//      reading x itself (ZINFER_PEER_PUSH=off), in f16 and bf16 under tp 2 and tp 4: a 5-token prompt (its
+//      step runs the GEMVs too) gives bit-identical prompt logits and the same 8 greedy tokens.
 // Prints one line per case and a PASS/FAIL/SKIP table; writes $OUT/parallel-check-h100.json (after every
 // case). Exit codes: 0 all passed; 1 a check failed; 2 setup problem; 3 fewer than 2 GPUs (or none).
 // ZINFER_PARALLEL_CHECK_MODELS=llama2,gpt2 limits part 2 to those fixtures. ZINFER_PARALLEL_CHECK_DRY=1
@@ -109,6 +112,7 @@ async function main() {
     record('nccl', 'NCCL collectives', 'SKIP', 'dry run: reference backend, shared-memory ranks');
   }
   await fixtureChecks({ core, par, cuda, reference, dry, gpus, ROOT, record });
+  await pushChecks({ core, par, cuda, dry, gpus, ROOT, record });
   await kvOffloadChecks({ core, par, cuda, reference, dry, gpus, ROOT, record });
 
   finish();
@@ -150,14 +154,53 @@ async function fixtureChecks({ core, par, cuda, reference, dry, gpus, ROOT, reco
   }
 }
 
+/** Part 3: push on against push off, bit for bit, on the llama2 and mixtral fixtures in the 16-bit modes. */
+async function pushChecks({ core, par, cuda, dry, gpus, ROOT, record }) {
+  if (dry) return record('push', 'GEMV push == all-reduce of x', 'SKIP', 'dry run: the reference backend has no peer all-reduce');
+  const configs = [
+    ['tp 2', () => par.tensorParallel({ size: 2 }), 2],
+    ['tp 4', () => par.tensorParallel({ size: 4 }), 4],
+  ];
+  for (const [model, dir] of [['llama2', join(ROOT, 'fixtures/models/llama2')], ['moe/mixtral', join(ROOT, 'fixtures/moe/mixtral')]]) {
+    if (!existsSync(dir)) continue;
+    const ids = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).input_ids.slice(0, 5);
+    for (const activations of ['f16', 'bf16']) {
+      const run = async (parallel, push) => {
+        const saved = process.env.ZINFER_PEER_PUSH;
+        process.env.ZINFER_PEER_PUSH = push ? 'on' : 'off'; // read by each rank's worker at its set-up
+        try {
+          const backend = cuda.cudaBackend({ activations, cacheDir: join(tmpdir(), 'zinfer-cuda-cache') });
+          const engine = await core.createEngine({ model: dir, backend, parallel });
+          try {
+            return await engine.generate({ inputIds: ids, maxTokens: 8, temperature: 0, ignoreEos: true, promptLogits: true }).result;
+          } finally {
+            await engine.close();
+          }
+        } finally {
+          if (saved === undefined) delete process.env.ZINFER_PEER_PUSH;
+          else process.env.ZINFER_PEER_PUSH = saved;
+        }
+      };
+      await configCases({ core, record, gpus, group: 'push', model: `${model} ${activations}`, configs, what: 'push == no push' }, async (strategy) => {
+        const [on, off] = [await run(strategy, true), await run(strategy, false)];
+        let differ = 0;
+        on.promptLogits.forEach((row, p) => row.forEach((v, i) => (differ += Object.is(v, off.promptLogits[p][i]) ? 0 : 1)));
+        const same = on.tokens.length === off.tokens.length && on.tokens.every((t, i) => t === off.tokens[i]);
+        if (differ || !same) throw new Error(`push on vs off: ${differ} prompt logits differ; greedy ${JSON.stringify(on.tokens)} vs ${JSON.stringify(off.tokens)}`);
+        return `${on.promptLogits.length} × ${on.promptLogits[0].length} prompt logits bit-identical, ${on.tokens.length} greedy tokens identical`;
+      });
+    }
+  }
+}
+
 /**
  * Each [label, strategy, GPUs needed] of `configs` as one case of `group`: `check(strategy)` returns the
  * PASS message or throws. Too few GPUs skip; so does a ConfigError unless `refusalSkips` is false (a
  * fixture's heads may not divide by the ranks).
  */
-async function configCases({ core, record, gpus, group, model, configs, refusalSkips = true }, check) {
+async function configCases({ core, record, gpus, group, model, configs, refusalSkips = true, what = '== 1 GPU' }, check) {
   for (const [label, strategy, need] of configs) {
-    const caseName = `${model}: ${label} == 1 GPU`;
+    const caseName = `${model}: ${label} ${what}`;
     if (need > gpus) {
       record(group, caseName, 'SKIP', `needs ${need} GPUs, ${gpus} visible`);
       continue;

@@ -6,7 +6,11 @@
 //   - a norm of x before the product (RMSNorm or LayerNorm over the whole row): the block accumulates
 //     Σx² (and Σx) alongside the dot products, and since the norm is linear per row it is applied after;
 //   - the residual add (y = x·Wᵀ + b + res), an activation (y = act(x·Wᵀ + b)), or the gated MLP
-//     (y = act(x·Wgᵀ + bg) ⊙ (x·Wuᵀ + bu), gate and up read side by side).
+//     (y = act(x·Wgᵀ + bg) ⊙ (x·Wuᵀ + bu), gate and up read side by side);
+//   - or, for a tensor-parallel rank's row-parallel projection, the push half of the all-reduce after it
+//     (EPI_PUSH): each block sends its 4 outputs to every rank's Lamport slots as soon as it has them, so
+//     the all-reduce launched after it only polls and sums, and most of the NVLink traffic overlaps the
+//     blocks still streaming weights.
 // The last pfTail blocks (the last wave) also ask L2 for the first pfBytes of the next GEMV's weights at pf:
 // while the wave drains, DRAM has little else to do, and the next GEMV's first blocks then hit L2.
 // f32 accumulation throughout; R (compile time) is the most rows of x the entry point takes.
@@ -19,7 +23,7 @@
 //   gemvRo_*  "occ": roll with U = 2 and __launch_bounds__ asking 4 blocks an SM at R ≤ 2 (118 registers
 //             at R = 1, nvcc 13, no spills; v1 takes 144, so 3 blocks an SM): the 1024-block GEMVs (o, down)
 //             run in 2 waves of 528 instead of 2.6 of 396. (8 blocks an SM means 64 registers: ~1 KB of spills.)
-#include "common.cuh"
+#include "peer-ll.cuh"
 
 #define GEMV_THREADS 128
 #define GEMV_WROWS 4  // weight rows per block (GEMV_WROWS in src/cuda/linear-launch.ts)
@@ -29,6 +33,7 @@
 #define EPI_RESIDUAL 1
 #define EPI_GATED 2
 #define EPI_ACT 3
+#define EPI_PUSH 4 // y0 is not written: the values go to the peer all-reduce's Lamport slots (peer-ll.cuh)
 #define NORM_NONE 0
 #define NORM_RMS 1
 #define NORM_LAYER 2
@@ -37,7 +42,7 @@ template <int R, int U, bool ROLL, int THREADS, typename W, typename A>
 __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, const W *w1, const float *b1, int n1, void *y2,
                      const W *w2, const float *b2, int n2, const A *__restrict__ x, const A *__restrict__ res,
                      const float *__restrict__ normW, const float *__restrict__ normB, float eps, int rows, int inF, int epi,
-                     int act, int norm, int yF32, const void *pf, int pfBytes, int pfTail) {
+                     int act, int norm, int yF32, const void *pf, int pfBytes, int pfTail, const LLPush &push) {
   static_assert(R >= 1 && R <= 8, "GEMV takes 1 to 8 rows");
   static_assert(THREADS % 32 == 0 && THREADS >= 32, "whole warps");
   constexpr int WARPS = THREADS / 32;
@@ -241,6 +246,11 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
       const int j = t / R, r = t % R, o = o0 + j;
       if (r < rows && o < n0) store_out<A>(y0, (i64)r * n0 + o, act_fn(act, fin[j][r]) * fin[j + 2][r], yF32);
     }
+  } else if (epi == EPI_PUSH) {
+    if (t < rows) { // a thread a row: 4 consecutive outputs (the host pushes only n % 4 == 0)
+      const float v[4] = {fin[0][t], fin[1][t], fin[2][t], fin[3][t]};
+      ll_push4<A>(push, v, t * n0 + o0);
+    }
   } else if (t < GEMV_WROWS * R) {
     const int i = t / R, r = t % R, o = o0 + i;
     if (r < rows && o < n) {
@@ -254,7 +264,8 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
 
 // y0..y2 [rows, n0..n2] (A, or f32 when yF32); w0..w2 [n, inF] in the weight dtype; b0..b2 [n] f32 or null
 // (n1 = n2 = 0: one segment); x, res [rows, inF] and [rows, n0]; normW, normB [inF] f32 or null; pf, pfBytes,
-// pfTail: the prefetch of the last pfTail blocks (null, 0, 0: none).
+// pfTail: the prefetch of the last pfTail blocks (null, 0, 0: none); llTable .. llSlotBytes: where EPI_PUSH
+// sends the outputs (the peer all-reduce's areas, this rank, the ranks, its half and slot bytes; else unused).
 // grid (Σ ceil(n / GEMV_WROWS), or ceil(n0 / 2) when gated), block (T: GEMV_THREADS, or 32 for the one-warp
 // entries); rows ≤ R.
 // V names the variant (empty, r, o; w: one warp), U its loads a row in flight, MINB the blocks an SM it asks room for.
@@ -263,9 +274,10 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
       gemv##R##V##_##WS##_##AS(void *y0, const W *w0, const float *b0, int n0, void *y1, const W *w1, const float *b1, int n1, void *y2, \
                                const W *w2, const float *b2, int n2, const A *x, const A *res, const float *normW, const float *normB,   \
                                float eps, int rows, int inF, int epi, int act, int norm, int yF32, const void *pf, int pfBytes,        \
-                               int pfTail) {                                                                                            \
+                               int pfTail, const unsigned long long *llTable, int llRank, int llRanks, int llHalfBytes,               \
+                               int llSlotBytes) {                                                                                       \
     gemv<R, U, ROLL, T, W, A>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32,  \
-                              pf, pfBytes, pfTail);                                                                                    \
+                              pf, pfBytes, pfTail, LLPush{llTable, llRank, llRanks, llHalfBytes, llSlotBytes});                        \
   }
 
 // Parity mode (f32 activations, weights in any stored dtype) and the 16-bit modes (weights in the

@@ -40,22 +40,11 @@
 // the block kept in its signals): every peer finished writing them before this rank could finish call
 // e - 1, and none writes them again before call e + 2, which needs this rank's call e + 1, which starts
 // after this kernel has ended.
-#include "common.cuh"
-
-#define PEER_MAX_RANKS 8
-#define PEER_MAX_BLOCKS 64
-// Bytes before data half 0 (the host allocates the area with the same layout: peer-allreduce.ts).
-#define PEER_SIGNAL_BYTES 8192
-
-struct PeerSignals {
-  u32 flags[PEER_MAX_BLOCKS][PEER_MAX_RANKS];
-  u32 flags2[PEER_MAX_BLOCKS][PEER_MAX_RANKS];
-  u32 epoch[PEER_MAX_BLOCKS];
-  u32 llEpoch[PEER_MAX_BLOCKS]; // the Lamport kernel's calls (its own count: the kernels may alternate)
-  u32 llCount[PEER_MAX_BLOCKS]; // elements of the block's previous Lamport call
-};
-static_assert(sizeof(PeerSignals) <= PEER_SIGNAL_BYTES, "the signals fit before the data halves");
-#define LL_SENTINEL 0x80008000u
+// Pushed (x null): a row-parallel GEMV before it stored its output into the slots itself (ll_push4 in
+// peer-ll.cuh, with this call's generation), so the kernel only polls, sums and clears: the same bits, one
+// NVLink round trip and one read of x fewer. The argument above holds for those pushes too: the GEMV
+// pushes after its grid_dep_wait, so after this rank's previous Lamport call has ended.
+#include "peer-ll.cuh"
 
 __device__ __forceinline__ void st_release_sys(u32 *p, u32 v) {
   asm volatile("st.release.sys.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
@@ -209,61 +198,6 @@ __device__ void peer_all_reduce_2s(A *out, const A *x, const unsigned long long 
   }
 }
 
-// A 16-byte chunk holds no sentinel element (it has arrived whole).
-template <typename A> __device__ __forceinline__ bool ll_arrived(const uint4 v) {
-  const u32 w[4] = {v.x, v.y, v.z, v.w};
-  bool ok = true;
-#pragma unroll
-  for (int i = 0; i < 4; i++) {
-    if constexpr (sizeof(A) == 4) ok &= w[i] != LL_SENTINEL;
-    else ok &= (w[i] & 0xffffu) != 0x8000u && (w[i] >> 16) != 0x8000u;
-  }
-  return ok;
-}
-
-// The chunk as pushed: sentinel elements replaced by the nearest value that is not one.
-template <typename A> __device__ __forceinline__ uint4 ll_clean(const uint4 v) {
-  u32 w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-  for (int i = 0; i < 4; i++) {
-    if constexpr (sizeof(A) == 4) w[i] = w[i] == LL_SENTINEL ? 0x80000000u : w[i];
-    else {
-      const u32 lo = w[i] & 0xffffu, hi = w[i] >> 16;
-      w[i] = (lo == 0x8000u ? 0u : lo) | ((hi == 0x8000u ? 0u : hi) << 16);
-    }
-  }
-  return make_uint4(w[0], w[1], w[2], w[3]);
-}
-
-// m < V elements at p (any alignment) as one chunk; the padding is +0, never the sentinel.
-template <typename A> __device__ __forceinline__ uint4 ll_pack(const A *p, int m) {
-  u32 w[4] = {0u, 0u, 0u, 0u};
-  if constexpr (sizeof(A) == 4) {
-#pragma unroll
-    for (int k = 0; k < 4; k++) w[k] = k < m ? __float_as_uint(p[k]) : 0u;
-  } else {
-#pragma unroll
-    for (int k = 0; k < 8; k++) w[k / 2] |= (k < m ? (u32)p[k].bits : 0u) << (16 * (k & 1));
-  }
-  return make_uint4(w[0], w[1], w[2], w[3]);
-}
-
-__device__ __forceinline__ void st_volatile16(void *p, const uint4 v) {
-  asm volatile("st.volatile.global.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
-}
-__device__ __forceinline__ uint4 ld_volatile16(const void *p) {
-  uint4 v;
-  // No "memory" clobber: the sums use the loaded values themselves, and volatile asm keeps its order.
-  asm volatile("ld.volatile.global.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-  return v;
-}
-
-// Chunk i (element index) of slot s of generation g of the Lamport region of an area.
-template <typename A>
-__device__ __forceinline__ A *ll_chunk(unsigned long long area, int half_bytes, int slot_bytes, int ranks, u32 g, int s, int i) {
-  return reinterpret_cast<A *>(area + PEER_SIGNAL_BYTES + 2ull * half_bytes + ((unsigned long long)g * ranks + s) * slot_bytes) + i;
-}
-
 template <typename A>
 __device__ void peer_all_reduce_ll(A *out, const A *x, const unsigned long long *table, int n, int rank, int ranks, int half_bytes,
                                    int slot_bytes, const A *residual) {
@@ -281,7 +215,7 @@ __device__ void peer_all_reduce_ll(A *out, const A *x, const unsigned long long 
   const u32 g = epoch_s % 3u;
   const int chunks = (n + V - 1) / V, stride = gridDim.x * blockDim.x;
   const bool x16 = (reinterpret_cast<unsigned long long>(x) & 15) == 0;
-  for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += stride) {
+  for (int c = blockIdx.x * blockDim.x + threadIdx.x; x && c < chunks; c += stride) { // x null: the GEMV before pushed it (ll_push4)
     const int i = c * V, m = min(V, n - i);
     uint4 v;
     if (x16 && m == V) v = *reinterpret_cast<const uint4 *>(x + i);

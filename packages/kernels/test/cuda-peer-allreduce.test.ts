@@ -9,6 +9,7 @@ import * as assert from 'uvu/assert';
 import { ConfigError, GraphBuilder, Rng, type Communicator, type DeviceCollectives, type Graph, type HostTensor, type PeerGroup } from '@zinfer/core';
 import { memoryWeights, randomTensor, stepBatch, weightInfos } from '@zinfer/core/testing';
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
+import { planExecution } from '../src/cuda/exec-plan.js';
 import { LL_SENTINEL, PEER_SIGNAL_BYTES, PEER_THREADS, peerSettings } from '../src/cuda/peer-allreduce.js';
 import { RecordingPeerMemory } from '../src/cuda/peer-memory.js';
 import { RecordingGpu } from '../src/cuda/recording-gpu.js';
@@ -200,6 +201,60 @@ test('the residual add after an all-reduce: the peer kernel adds it (no add kern
     });
     for (const p of programs) await p.dispose();
   });
+});
+
+test('a row-parallel GEMV pushes its output into the Lamport slots, and the all-reduce after it only gathers (x null); ZINFER_PEER_PUSH=off, or a message past the Lamport size, keeps them apart', async () => {
+  const pushes = (gpu: RecordingGpu, from: number) => gpu.launches.slice(from).filter((l) => /^gemv/.test(l.kernel) && l.args[19] === 4);
+  for (const residual of [false, true]) {
+    const { ranks: rs } = ranks([0, 1]);
+    const programs = await compileAll(rs, residual);
+    for (const step of [prompt(), decode(0), decode(1)]) {
+      const from = rs.map((r) => r.gpu.launches.length);
+      await Promise.all(programs.map((p) => p.run(step)));
+      rs.forEach((r, i) => {
+        const [push, ...more] = pushes(r.gpu, from[i]);
+        assert.ok(push && more.length === 0, 'the out projection pushes; the LM head does not');
+        assert.equal(push.args.slice(-5), [r.memory!.allocations[1], i, 2, HALF, LL], 'the table, this rank, the ranks, half and slot bytes');
+        const [l] = peerLaunches(r.gpu, from[i]);
+        assert.is(l.kernel, 'peer_all_reduce_ll_f16');
+        assert.is(l.args[1], 0n, 'the all-reduce reads no x');
+        assert.ok(r.gpu.launches.indexOf(push) < r.gpu.launches.indexOf(l), 'after the push');
+        const head = r.gpu.launches.slice(from[i]).filter((k) => /^gemv/.test(k.kernel)).at(-1)!;
+        assert.equal(head.args.slice(-5), [0n, 0, 0, 0, 0], 'no push arguments elsewhere');
+      });
+    }
+    for (const p of programs) await p.dispose();
+  }
+  for (const env of [{ ZINFER_PEER_PUSH: 'off' }, { ZINFER_PEER_ALLREDUCE_LL_BYTES: '0' }] as Record<string, string>[]) {
+    await withEnv(env, async () => {
+      const { ranks: rs } = ranks([0, 1]);
+      const programs = await compileAll(rs, true);
+      await Promise.all(programs.map((p) => p.run(decode(0))));
+      assert.equal(pushes(rs[0].gpu, 0), [], JSON.stringify(env));
+      assert.ok(peerLaunches(rs[0].gpu).every((l) => l.args[1] !== 0n), 'the all-reduce reads x');
+      for (const p of programs) await p.dispose();
+    });
+  }
+});
+
+test('push plan: a lone linear only an all-reduce reads; not when another collective runs between it and the all-reduce\'s launch, nor when its output has other readers', () => {
+  const { tensors } = rankGraph();
+  const plan = (shape: 'plain' | 'between' | 'read') => {
+    const b = new GraphBuilder(weightInfos(tensors), { layers: 1, kvHeads: 1, headDim: 8 });
+    const x = b.embedding(b.inputs.tokenIds, 'embed');
+    const a = b.attention(b.linear(x, 'q'), b.linear(x, 'k'), b.linear(x, 'v'), { layer: 0, heads: 2, kvHeads: 1, headDim: 8, scale: 0.35, slidingWindow: null });
+    const part = b.linear(a, 'o');
+    const reduced = b.allReduce(part);
+    const other = shape === 'between' ? b.allReduce(x) : shape === 'read' ? b.add(part, x) : x;
+    const y = b.add(b.add(reduced, x), other); // the first add runs the all-reduce
+    const graph = b.build(b.linear(b.gatherRows(y), 'head'));
+    const p = planExecution(graph, { linear: true, rope: true });
+    return [...p.pushes].map(([r, g]) => [r.op, g.members.map((m) => m.attrs.weight)]);
+  };
+  assert.equal(plan('plain'), [['allReduce', ['o']]]);
+  assert.equal(plan('between'), [], 'another all-reduce launches before this one');
+  assert.equal(plan('read'), [], 'the partial sums are read elsewhere');
+  assert.equal(planExecution(rankGraph().graph, { linear: true, rope: true, push: false }).pushes.size, 0, 'push: false');
 });
 
 test('decode steps: the peer launches are captured in the CUDA graph and replayed', async () => {

@@ -116,6 +116,7 @@ test('kernel signatures: every extern "C" kernel parses (macro-made entry points
   assert.is(sources.kernels.size, want.length, `unexpected kernels: ${[...sources.kernels.keys()].filter((k) => !want.includes(k)).join(', ')}`);
   assert.equal(sources.kernels.get('gemv1_f16_f16')!.params.map((p) => p.kind), [
     ...Array(3).fill(['ptr', 'ptr', 'ptr', 'i32']).flat(), 'ptr', 'ptr', 'ptr', 'ptr', 'f32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'ptr', 'i32', 'i32',
+    'ptr', 'i32', 'i32', 'i32', 'i32', // the push into the peer all-reduce (EPI_PUSH)
   ]);
   assert.equal(sources.kernels.get('rms_norm_bf16')!.params.map((p) => p.kind), ['ptr', 'ptr', 'ptr', 'i32', 'f32']);
 });

@@ -6,6 +6,7 @@
 import { BackendError, COLLECTIVE_KINDS, type CompileOptions, type DeviceCollectives, type FloatDType, type Graph, type OpNode, type ValueId } from '@zinfer/core';
 import type { ReduceAdd } from './exec-plan.js';
 import type { PeerAllReduce } from './peer-allreduce.js';
+import { peerPush } from './linear-launch.js';
 import { launchMoeExchange } from './moe-exchange-launch.js';
 import { dtypeBytes, flatGrid, type StepContext } from './step-context.js';
 
@@ -63,7 +64,8 @@ export function launchReduceOfAdd(ctx: StepContext, add: OpNode<'add'>, fused: R
   const n = ctx.rowsOf(add.output) * ctx.width(add.output);
   const peer = ctx.collectives.peer;
   if (peer?.fits(n, ctx.act) && !ctx.isF32(fused.reduce.output) && !ctx.isF32(add.output)) {
-    peer.launch(ctx.gpu, ctx.value(add.output), ctx.value(fused.reduce.inputs.x), n, ctx.act, undefined, ctx.value(fused.residual));
+    const x = peerPush(ctx, fused.reduce) ? 0n : ctx.value(fused.reduce.inputs.x); // 0n: its GEMV pushed x
+    peer.launch(ctx.gpu, ctx.value(add.output), x, n, ctx.act, undefined, ctx.value(fused.residual));
     return true;
   }
   launchCollective(ctx, fused.reduce);
@@ -84,7 +86,7 @@ export function launchCollective(ctx: StepContext, node: CommunicationNode): voi
     case 'allReduce': {
       const c = group(ctx, 'tensor', node);
       const x = ctx.value(node.inputs.x);
-      if (ctx.collectives.peer?.fits(n, dtype)) return ctx.collectives.peer.launch(ctx.gpu, out, x, n, dtype);
+      if (ctx.collectives.peer?.fits(n, dtype)) return ctx.collectives.peer.launch(ctx.gpu, out, peerPush(ctx, node) ? 0n : x, n, dtype);
       ctx.gpu.external(`allReduce of ${n} ${dtype}`, [range(x, n), range(out, n)], (stream) => c.allReduce(x, out, n, dtype, stream));
       return;
     }

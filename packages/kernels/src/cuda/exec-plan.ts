@@ -13,6 +13,10 @@
 //   - all-reduce + residual: an add of an all-reduce's result (read by nothing else) and another value
 //     (a row-parallel projection's partial sums and the residual stream) is one launch where the add runs:
 //     the peer all-reduce adds the residual itself; through NCCL the two still run one after the other;
+//   - pushed all-reduces: a lone linear whose output only an all-reduce reads (a row-parallel projection)
+//     may push its output into the peer all-reduce's Lamport slots from the GEMV's epilogue (gemv.cu
+//     EPI_PUSH), the all-reduce then only gathering; no other collective may run between the two, since a
+//     Lamport call's generation is the next call's (collective-launch.ts decides per step, by message size);
 //   - router norms: an RMSNorm over the whole row whose first reader is a moeRouter (the experts read it
 //     too) runs inside the router's launch, which writes the normalized rows for the later readers;
 //   - row gathers: a gatherRows node reads its input through an alias when the step selects every row in
@@ -22,7 +26,7 @@
 //     (l2-prefetch.ts says when a launch asks for it).
 // Fused launches read and write values at other positions than the graph's nodes do; `extraUses` and
 // `earlyDefs` tell the buffer plan, so one buffer assignment is safe for the fused and the unfused schedule.
-import type { Graph, OpNode, ValueId, WeightName } from '@zinfer/core';
+import { COLLECTIVE_KINDS, type Graph, type OpNode, type ValueId, type WeightName } from '@zinfer/core';
 import type { EarlyDef, ExtraUse } from './buffer-plan.js';
 
 /** Shared memory a fused router may use without opting in. */
@@ -91,6 +95,10 @@ export interface ExecPlan {
   reduceAdds: Map<OpNode, ReduceAdd>;
   /** All-reduce node indices run by their add's launch. */
   reduceCovers: Set<number>;
+  /** allReduce node → the lone-linear group whose GEMV may push its input (collective-launch.ts: peerPush). */
+  pushes: Map<OpNode, LinearGroup>;
+  /** The reverse: group → the all-reduce it may push into. */
+  pushOf: Map<LinearGroup, OpNode<'allReduce'>>;
   /** moeRouter node → the RMSNorm its launch computes (and writes) first. */
   routerNorms: Map<OpNode, OpNode<'rmsNorm'>>;
   /** RMSNorm node index → the index of the router whose launch runs it. */
@@ -112,6 +120,8 @@ export interface FusionOptions {
   embedding?: boolean;
   /** Add the residual in the all-reduce before it (default: as `linear`). */
   reduceAdd?: boolean;
+  /** Let a row-parallel GEMV push its output into the all-reduce after it (default: as `linear`). */
+  push?: boolean;
   /** Device dtype of a weight: linears fuse only with linears of the same weight dtype (one kernel type). */
   weightDtype?: (name: string) => string;
 }
@@ -248,6 +258,23 @@ export function planExecution(graph: Graph, opts: FusionOptions = { linear: true
     });
   }
 
+  const pushes = new Map<OpNode, LinearGroup>();
+  const pushOf = new Map<LinearGroup, OpNode<'allReduce'>>();
+  if (opts.push ?? opts.linear) {
+    const reduceAt = new Map<number, number>(); // an all-reduce run by an add's launch runs at the add
+    for (const [add, ra] of reduceAdds) reduceAt.set(ra.covers[0], nodes.indexOf(add));
+    nodes.forEach((node, r) => {
+      if (node.op !== 'allReduce') return;
+      const p = producer.get(node.inputs.x);
+      const g = p === undefined ? undefined : groupOf.get(p);
+      if (!g || g.members.length !== 1 || g.epilogue.kind !== 'none' || usesOf(node.inputs.x).length !== 1) return;
+      const at = reduceAt.get(r) ?? r;
+      if (nodes.slice(g.at + 1, at).some((n) => n !== node && COLLECTIVE_KINDS.includes(n.op))) return;
+      pushes.set(node, g);
+      pushOf.set(g, node);
+    });
+  }
+
   const routerNorms = new Map<OpNode, OpNode<'rmsNorm'>>();
   const routerNormCovers = new Map<number, number>();
   if (opts.linear) {
@@ -273,7 +300,7 @@ export function planExecution(graph: Graph, opts: FusionOptions = { linear: true
     // Every read of the output, fused launches' included (a norm fused into the LM-head GEMV reads it there).
     for (const at of readsOf(node.output)) extraUses.push([root, at]);
   });
-  return { groups, groupOf, rope, ropeCovers, embeddingSums, embeddingCovers, reduceAdds, reduceCovers, routerNorms, routerNormCovers, gatherAlias, nextWeight: nextWeights(graph, groups), extraUses, earlyDefs };
+  return { groups, groupOf, rope, ropeCovers, embeddingSums, embeddingCovers, reduceAdds, reduceCovers, pushes, pushOf, routerNorms, routerNormCovers, gatherAlias, nextWeight: nextWeights(graph, groups), extraUses, earlyDefs };
 
   /** Node indices that read v: its consumers and the fused launches planned so far. */
   function readsOf(v: ValueId): number[] {

@@ -31,7 +31,7 @@ export interface ProfileRow {
   fractionOfRead: number | null;
 }
 
-const EPI_NAMES = ['', ' +residual', ' gated', ' +act'];
+const EPI_NAMES = ['', ' +residual', ' gated', ' +act', ' push'];
 const NORM_NAMES = ['', ' norm', ' layernorm'];
 
 /**

@@ -8,6 +8,7 @@ import { ACTIVATION_CODES } from './activation-codes.js';
 import { prefetchOf } from './l2-prefetch.js';
 import type { LinearGroup } from './exec-plan.js';
 import { gemvLaunch } from './gemv-variant.js';
+import type { PeerAllReduce } from './peer-allreduce.js';
 import type { StepContext } from './step-context.js';
 
 /** Rows up to which linear layers run as GEMVs. */
@@ -22,8 +23,8 @@ const TILE = 64;
  * next weights is what they ask for.
  */
 const GEMV_BLOCKS_PER_SM = 3;
-/** EPI_* and NORM_* of cuda/gemv.cu. */
-export const EPI = { none: 0, residual: 1, gated: 2, act: 3 } as const;
+/** EPI_* and NORM_* of cuda/gemv.cu (push: the output goes to the peer all-reduce's Lamport slots). */
+export const EPI = { none: 0, residual: 1, gated: 2, act: 3, push: 4 } as const;
 export const NORM = { none: 0, rms: 1, layer: 2 } as const;
 
 /** The GEMV entry point compiled for at least `rows` rows (1, 2, 4 or 8). */
@@ -63,7 +64,9 @@ export function launchGroup(ctx: StepContext, g: LinearGroup): void {
   };
   const segs = [seg(0), seg(1), seg(2)];
   const e = g.epilogue;
-  const epi = EPI[e.kind];
+  const reduce = ctx.plan.pushOf.get(g);
+  const push = reduce ? peerPush(ctx, reduce) : null;
+  const epi = push ? EPI.push : EPI[e.kind];
   const act = e.kind === 'act' || e.kind === 'gated' ? ACTIVATION_CODES[e.node.attrs.fn] : 0;
   const res = e.kind === 'residual' ? ctx.value(e.residual) : 0n;
   const norm = g.norm === null ? NORM.none : g.norm.op === 'rmsNorm' ? NORM.rms : NORM.layer;
@@ -76,7 +79,24 @@ export function launchGroup(ctx: StepContext, g: LinearGroup): void {
   const { kernel, threads } = gemvLaunch(rows, ws[0].dtype, ctx.act, inF, e.kind, { blocks, multiprocessors: ctx.gpu.multiprocessors });
   ctx.gpu.launch(kernel, { x: blocks }, threads, [
     ...segs.flat(), x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32, ...tailPrefetch(ctx, g, rows, blocks, threads, inF * GEMV_WROWS * (ws[0].bytes / (ws[0].shape[0] * inF))),
+    ...(push ? push.pushArgs() : [0n, 0, 0, 0, 0]),
   ]);
+}
+
+/**
+ * The peer all-reduce that `reduce`'s input GEMV pushes into this step (gemv.cu EPI_PUSH), or null. It does
+ * when the plan allows it (exec-plan.ts: a lone linear that only this all-reduce reads), the step runs the
+ * GEMV (at most GEMV_MAX_ROWS rows), the message takes the Lamport kernel in the activation dtype, and rows
+ * are whole groups of 4 (one aligned store a block and row). launchCollective asks the same question and
+ * then launches the all-reduce without x.
+ */
+export function peerPush(ctx: StepContext, reduce: OpNode): PeerAllReduce | null {
+  const peer = ctx.collectives.peer;
+  if (!peer?.settings.push || reduce.op !== 'allReduce' || !ctx.plan.pushes.has(reduce)) return null;
+  const rows = ctx.rowsOf(reduce.output), width = ctx.width(reduce.output);
+  if (rows < 1 || rows > GEMV_MAX_ROWS || width % GEMV_WROWS !== 0 || ctx.isF32(reduce.output) || ctx.isF32(reduce.inputs.x)) return null;
+  const n = rows * width;
+  return peer.fits(n, ctx.act) && peer.kernelFor(n, ctx.act) === 'll' ? peer : null;
 }
 
 /** A residual group over GEMV_MAX_ROWS rows (residualGemm): one GEMM whose C matrix is the residual. */

@@ -13,6 +13,8 @@
 //   ZINFER_PEER_ALLREDUCE_LL_BYTES     messages up to this many bytes take the Lamport kernel (no barrier: the
 //                                      data is its own flag; same sums); default 64 KiB, 0: never. Each rank
 //                                      registers 3 generations × ranks slots of this size for it.
+//   ZINFER_PEER_PUSH=0|off             row-parallel GEMVs store their outputs in the Lamport slots themselves
+//                                      (gemv.cu EPI_PUSH; the all-reduce then only gathers) unless off (A/B)
 import { BackendError, ConfigError, type DeviceCollectives, type FloatDType, type PeerGroup } from '@zinfer/core';
 import type { Gpu } from './gpu.js';
 import { dtypeBytes } from './step-context.js';
@@ -40,6 +42,8 @@ export interface PeerSettings {
   twoShotBytes: number;
   /** Messages up to this many bytes use the Lamport kernel (0: never); also the size of each of its slots. */
   llBytes: number;
+  /** Row-parallel GEMVs push their outputs into the Lamport slots (linear-launch.ts: peerPush). */
+  push: boolean;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -64,6 +68,7 @@ export function peerSettings(env: Env = process.env): PeerSettings {
     blocks: int('ZINFER_PEER_ALLREDUCE_BLOCKS', 32, 1, PEER_MAX_BLOCKS),
     twoShotBytes: int('ZINFER_PEER_ALLREDUCE_TWO_SHOT_BYTES', Infinity, 0, 2 ** 30),
     llBytes: sixteens('ZINFER_PEER_ALLREDUCE_LL_BYTES', int('ZINFER_PEER_ALLREDUCE_LL_BYTES', 2 ** 16, 0, 2 ** 24)),
+    push: !['0', 'off'].includes((env.ZINFER_PEER_PUSH ?? '').toLowerCase()),
   };
 }
 
@@ -99,16 +104,23 @@ export class PeerAllReduce {
    * out = Σ over ranks of x (+ residual, unless 0n: the add after a row-parallel projection, rounded as two
    * launches would), enqueued on the Gpu's stream (capturable: the epochs live on the device).
    * `kernel`: which one (default kernelFor); all give the same sums (Lamport: a -0 sum is +0).
+   * x 0n (Lamport only): the kernel before it pushed x into the slots already (pushArgs).
    */
   launch(gpu: Gpu, out: bigint, x: bigint, count: number, dtype: FloatDType, kernel?: PeerKernel, residual = 0n): void {
     const bytes = count * dtypeBytes(dtype);
     if (!this.fits(count, dtype)) throw new BackendError(`peer all-reduce of ${count} ${dtype} exceeds its buffers (callers check fits())`, { expected: `at most ${this.settings.maxBytes} bytes`, found: `${bytes} bytes` });
     const k = kernel ?? this.kernelFor(count, dtype);
+    if (x === 0n && k !== 'll') throw new BackendError('only the Lamport all-reduce takes pushed input (x null)', { expected: "kernel 'll'", found: String(k) });
     const args = [out, x, this.table, count, this.rank, this.size, this.settings.halfBytes];
     if (k === 'll') {
       if (padded16(bytes) > this.settings.llBytes) throw new BackendError(`Lamport all-reduce of ${bytes} bytes exceeds its slots`, { expected: `at most ${this.settings.llBytes} bytes`, found: `${bytes} bytes` });
       gpu.launch(`peer_all_reduce_ll_${dtype}`, { x: this.blocks }, PEER_THREADS, [...args, this.settings.llBytes, residual]);
     } else gpu.launch(`peer_all_reduce_${k === 2 ? '2s_' : ''}${dtype}`, { x: this.blocks }, PEER_THREADS, [...args, residual]);
+  }
+
+  /** The GEMV arguments of a push into this group's Lamport slots (gemv.cu: llTable .. llSlotBytes). */
+  pushArgs(): [bigint, number, number, number, number] {
+    return [this.table, this.rank, this.size, this.settings.halfBytes, this.settings.llBytes];
   }
 }
 
