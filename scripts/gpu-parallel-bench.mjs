@@ -105,7 +105,9 @@ const result = {
   tp2_13b_unfused_decode_bs1_ms_per_token: null, tp4_13b_unfused_decode_bs1_ms_per_token: null, tp2_speedup_unfused: null, tp4_speedup_unfused: null,
   tp2_unfused_tokens_matching: null, tp4_unfused_tokens_matching: null,
   tp2_13b_oneshot_decode_bs1_ms_per_token: null, tp4_13b_oneshot_decode_bs1_ms_per_token: null, tp2_speedup_oneshot: null, tp4_speedup_oneshot: null,
-  allreduce: 'peer memory for messages up to ZINFER_PEER_ALLREDUCE_MAX_BYTES (default 512 KiB; the Lamport kernel up to ZINFER_PEER_ALLREDUCE_LL_BYTES, default 64 KiB), NCCL above; *_nccl keys: NCCL only; *_oneshot: the one-shot peer kernel only',
+  tp2_13b_nopush_decode_bs1_ms_per_token: null, tp4_13b_nopush_decode_bs1_ms_per_token: null, tp2_speedup_nopush: null, tp4_speedup_nopush: null,
+  tp4_70b_nopush_decode_bs1_ms_per_token: null, tp4_70b_nopush_over_hbm_limit: null,
+  allreduce: 'peer memory for messages up to ZINFER_PEER_ALLREDUCE_MAX_BYTES (default 512 KiB; the Lamport kernel up to ZINFER_PEER_ALLREDUCE_LL_BYTES, default 64 KiB), NCCL above; *_nccl keys: NCCL only; *_oneshot: the one-shot peer kernel only; *_nopush: the row-parallel GEMVs do not push into the Lamport all-reduce',
   weights_repeat_layer0: true,
 };
 if (NO_PEER) result.allreduce = 'NCCL only for every run (ZINFER_PEER_ALLREDUCE=0 at start): the keys without _nccl are NCCL too';
@@ -158,6 +160,7 @@ async function withEngine(model, { parallel: strategy, limits, loadKey, allReduc
 function allReduceEnv(allReduce) {
   process.env.ZINFER_PEER_ALLREDUCE = allReduce === 'nccl' || NO_PEER ? '0' : '1';
   process.env.ZINFER_REDUCE_ADD = allReduce === 'unfused' ? 'off' : 'on';
+  process.env.ZINFER_PEER_PUSH = allReduce === 'nopush' ? 'off' : 'on';
   const ll = allReduce === 'oneshot' ? '0' : LL_BYTES;
   if (ll === undefined) delete process.env.ZINFER_PEER_ALLREDUCE_LL_BYTES;
   else process.env.ZINFER_PEER_ALLREDUCE_LL_BYTES = ll;
@@ -200,7 +203,12 @@ await step('HBM read bandwidth of every GPU (one process each, at once)', async 
 // (`unfused`: the A/B of the peer all-reduce adding the residual itself)
 const tokensAt = {};
 // (`oneshot`: the barrier kernel for every peer message, no Lamport kernel). ZINFER_PARALLEL_VARIANTS picks them.
-const VARIANT = { nccl: ['_nccl', ' (NCCL all-reduce)'], unfused: ['_unfused', ' (residual adds on their own)'], oneshot: ['_oneshot', ' (one-shot peer kernel only)'] };
+// (`nopush`: the row-parallel GEMVs store their outputs and the Lamport all-reduce reads and pushes them, as
+// before the GEMV's push: ZINFER_PEER_PUSH=off).
+const VARIANT = {
+  nccl: ['_nccl', ' (NCCL all-reduce)'], unfused: ['_unfused', ' (residual adds on their own)'], oneshot: ['_oneshot', ' (one-shot peer kernel only)'],
+  nopush: ['_nopush', ' (GEMV push off)'],
+};
 const VARIANTS = (process.env.ZINFER_PARALLEL_VARIANTS ?? 'nccl,unfused,oneshot').split(',').map((w) => w.trim()).filter((w) => w in VARIANT);
 for (const tp of [1, 2, 4].filter((n) => n <= TP_MAX)) {
   for (const allReduce of tp > 1 ? ['peer', ...VARIANTS] : ['peer']) {
@@ -231,16 +239,18 @@ for (const tp of [1, 2, 4].filter((n) => n <= TP_MAX)) {
   }
 }
 
-for (const allReduce of ['peer', 'nccl']) {
-  const nccl = allReduce === 'nccl';
-  await step(`70B tp4${nccl ? ' (NCCL all-reduce)' : ''}: load, decode batch 1, HBM limit`, async () => {
+// 70B tp4, and its variants (ZINFER_PARALLEL_70B_VARIANTS, default nccl; nopush too).
+const VARIANTS_70B = (process.env.ZINFER_PARALLEL_70B_VARIANTS ?? 'nccl').split(',').map((w) => w.trim()).filter((w) => w === 'nccl' || w === 'nopush');
+for (const allReduce of ['peer', ...VARIANTS_70B]) {
+  const nccl = allReduce !== 'peer'; // a variant: its time and ratio under its own keys
+  await step(`70B tp4${nccl ? VARIANT[allReduce][1] : ''}: load, decode batch 1, HBM limit`, async () => {
     if (TP_MAX < 4) throw new Error(`tp4 needs 4 devices, found ${gpus.length}`);
     const bytes = await bytesPerRankPerToken(core, tensorParallel, dir70, 4);
     result.tp4_70b_bytes_per_gpu_per_token = bytes;
     if (result.hbm_read_gb_per_s) result.tp4_70b_hbm_limit_ms_per_token = round(bytes / (result.hbm_read_gb_per_s * 1e6), 3);
     return withEngine(dir70, { parallel: tensorParallel({ size: 4 }), limits: LIMITS_BS1, loadKey: nccl ? null : 'tp4_70b_load_s', allReduce }, async (engine) => {
       const d = await decodeBs1(engine, { vocab: vocabOf(M70), ...DECODE });
-      const k = nccl ? 'tp4_70b_nccl' : 'tp4_70b';
+      const k = nccl ? `tp4_70b${VARIANT[allReduce][0]}` : 'tp4_70b';
       result[`${k}_decode_bs1_ms_per_token`] = round(d.msPerToken, 3);
       result[`${k}_over_hbm_limit`] = ratio(result[`${k}_decode_bs1_ms_per_token`], result.tp4_70b_hbm_limit_ms_per_token);
       return { minMs: d.minMs, steps: d.steps };
@@ -334,9 +344,11 @@ function printTable() {
   for (const tp of [2, 4]) row(`tp${tp}_13b_nccl_decode_bs1_ms_per_token`, `NCCL all-reduce only; speedup ${result[`tp${tp}_speedup_nccl`] ?? '?'}; tokens matching tp1 ${result[`tp${tp}_nccl_tokens_matching`] ?? '?'}`);
   for (const tp of [2, 4]) row(`tp${tp}_13b_unfused_decode_bs1_ms_per_token`, `residual adds on their own; speedup ${result[`tp${tp}_speedup_unfused`] ?? '?'}; tokens matching tp1 ${result[`tp${tp}_unfused_tokens_matching`] ?? '?'}`);
   for (const tp of [2, 4]) row(`tp${tp}_13b_oneshot_decode_bs1_ms_per_token`, `one-shot peer kernel only; speedup ${result[`tp${tp}_speedup_oneshot`] ?? '?'}`);
+  for (const tp of [2, 4]) row(`tp${tp}_13b_nopush_decode_bs1_ms_per_token`, `GEMV push off; speedup ${result[`tp${tp}_speedup_nopush`] ?? '?'}`);
   row('tp_tokens_identical');
   row('tp4_70b_decode_bs1_ms_per_token', `HBM limit ${result.tp4_70b_hbm_limit_ms_per_token ?? '?'} (ratio ${result.tp4_70b_over_hbm_limit ?? '?'})`);
   row('tp4_70b_nccl_decode_bs1_ms_per_token', `NCCL all-reduce only (ratio ${result.tp4_70b_nccl_over_hbm_limit ?? '?'})`);
+  row('tp4_70b_nopush_decode_bs1_ms_per_token', `GEMV push off (ratio ${result.tp4_70b_nopush_over_hbm_limit ?? '?'})`);
   const vsReplicas = (k) => (k === 'tp1' || k === 'replicas4' ? '' : `${result[`${k}_over_replicas4`] ?? '?'} × the replicas`);
   const bubble = (k) => (k === 'pp4' || k === 'tp2pp2' ? `; bubble ${result[`${k}_bubble_fraction`] ?? '?'} (step ${result[`${k}_step_ms`] ?? '?'} ms)` : '');
   for (const k of ['tp1', 'tp4', 'pp4', 'tp2pp2', 'replicas4']) row(`${k}_13b_bs64_tokens_per_s`, vsReplicas(k) + bubble(k));
