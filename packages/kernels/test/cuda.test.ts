@@ -17,6 +17,7 @@ import { DRIVER_PROTOTYPES, OPTIONAL_DRIVER_PROTOTYPES } from '../src/cuda/drive
 import { compileUnits } from '../src/cuda/kernel-cache.js';
 import { expandMacros, kernelDir, loadKernelSources, parseKernelSignatures } from '../src/cuda/kernel-sources.js';
 import { findIncludeDir, findLibrary, searchDirs } from '../src/cuda/libraries.js';
+import { EPI, gemvArgs } from '../src/cuda/linear-launch.js';
 import { Nvrtc, NVRTC_PROTOTYPES } from '../src/cuda/nvrtc.js';
 import { referenceBackend } from '../src/reference.js';
 
@@ -118,6 +119,13 @@ test('kernel signatures: every extern "C" kernel parses (macro-made entry points
     ...Array(3).fill(['ptr', 'ptr', 'ptr', 'i32']).flat(), 'ptr', 'ptr', 'ptr', 'ptr', 'f32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'ptr', 'i32', 'i32',
     'ptr', 'i32', 'i32', 'i32', 'i32', // the push into the peer all-reduce (EPI_PUSH)
   ]);
+  // Every GEMV launch (the engine's, the microbench's) builds its arguments with gemvArgs: one per parameter.
+  for (const kernel of ['gemv1_f16_f16', 'gemv8_f16_f32', 'gemv1w_bf16_bf16']) {
+    const params = sources.kernels.get(kernel)!.params;
+    const args = gemvArgs({ segs: [[1n, 2n, 0n, 4]], x: 3n, rows: 1, inF: 8, epi: EPI.none });
+    assert.is(args.length, params.length, kernel);
+    args.forEach((a, i) => assert.is(typeof a === 'bigint', params[i].kind === 'ptr', `${kernel} argument ${i} (${params[i].name})`));
+  }
   assert.equal(sources.kernels.get('rms_norm_bf16')!.params.map((p) => p.kind), ['ptr', 'ptr', 'ptr', 'i32', 'f32']);
 });
 

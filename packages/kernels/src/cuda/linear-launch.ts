@@ -10,6 +10,7 @@ import type { LinearGroup } from './exec-plan.js';
 import { gemvLaunch } from './gemv-variant.js';
 import type { PeerAllReduce } from './peer-allreduce.js';
 import type { StepContext } from './step-context.js';
+import type { KernelArg } from './gpu.js';
 
 /** Rows up to which linear layers run as GEMVs. */
 export const GEMV_MAX_ROWS = 8;
@@ -26,6 +27,40 @@ const GEMV_BLOCKS_PER_SM = 3;
 /** EPI_* and NORM_* of cuda/gemv.cu (push: the output goes to the peer all-reduce's Lamport slots). */
 export const EPI = { none: 0, residual: 1, gated: 2, act: 3, push: 4 } as const;
 export const NORM = { none: 0, rms: 1, layer: 2 } as const;
+/** The last GEMV arguments (llTable .. llSlotBytes) of a launch that pushes nowhere. */
+export const GEMV_NO_PUSH: readonly [bigint, number, number, number, number] = [0n, 0, 0, 0, 0];
+
+/** One segment of a GEMV launch: output, weight, bias (0n: none), output features (0: unused). */
+export type GemvSegment = [bigint, bigint, bigint, number];
+
+/** What a GEMV launch takes, by name (gemvArgs puts it in gemv.cu's order). */
+export interface GemvParams {
+  /** Up to 3 segments (missing ones are unused). */
+  segs: GemvSegment[];
+  x: bigint;
+  res?: bigint;
+  normW?: bigint;
+  normB?: bigint;
+  eps?: number;
+  rows: number;
+  inF: number;
+  epi: number;
+  act?: number;
+  norm?: number;
+  yF32?: number;
+  /** The next GEMV's weights the last blocks ask L2 for: pointer, bytes, blocks (default none). */
+  prefetch?: readonly [bigint, number, number];
+  push?: readonly [bigint, number, number, number, number];
+}
+
+/** A GEMV launch's arguments in the order of gemv.cu's GEMV_ENTRY: every caller builds them here. */
+export function gemvArgs(p: GemvParams): KernelArg[] {
+  const seg = (i: number): GemvSegment => p.segs[i] ?? [0n, 0n, 0n, 0];
+  return [
+    ...seg(0), ...seg(1), ...seg(2), p.x, p.res ?? 0n, p.normW ?? 0n, p.normB ?? 0n, p.eps ?? 0, p.rows, p.inF, p.epi, p.act ?? 0, p.norm ?? NORM.none,
+    p.yF32 ?? 0, ...(p.prefetch ?? [0n, 0, 0]), ...(p.push ?? GEMV_NO_PUSH),
+  ];
+}
 
 /** The GEMV entry point compiled for at least `rows` rows (1, 2, 4 or 8). */
 export function gemvRows(rows: number): number {
@@ -57,7 +92,7 @@ export function launchGroup(ctx: StepContext, g: LinearGroup): void {
   const ws = g.members.map((m) => ctx.weight(m.attrs.weight));
   const [, inF] = ws[0].shape;
   const bias = (m: OpNode<'linear'>) => (m.attrs.bias === null ? 0n : ctx.weight(m.attrs.bias).ptr);
-  const seg = (i: number): [bigint, bigint, bigint, number] => {
+  const seg = (i: number): GemvSegment => {
     if (i >= g.members.length || (g.epilogue.kind !== 'none' && g.epilogue.kind !== 'gated' && i > 0)) return [0n, 0n, 0n, 0];
     const y = g.epilogue.kind === 'none' ? ctx.value(g.outputs[i]) : i === 0 ? ctx.value(g.outputs[0]) : 0n;
     return [y, ws[i].ptr, bias(g.members[i]), ws[i].shape[0]];
@@ -77,10 +112,8 @@ export function launchGroup(ctx: StepContext, g: LinearGroup): void {
   const blocks = e.kind === 'gated' ? Math.ceil(segs[0][3] / 2) : segs.reduce((n, s) => n + Math.ceil(s[3] / GEMV_WROWS), 0);
   const yF32 = g.outputs.some((v) => ctx.isF32(v)) ? 1 : 0;
   const { kernel, threads } = gemvLaunch(rows, ws[0].dtype, ctx.act, inF, e.kind, { blocks, multiprocessors: ctx.gpu.multiprocessors });
-  ctx.gpu.launch(kernel, { x: blocks }, threads, [
-    ...segs.flat(), x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32, ...tailPrefetch(ctx, g, rows, blocks, threads, inF * GEMV_WROWS * (ws[0].bytes / (ws[0].shape[0] * inF))),
-    ...(push ? push.pushArgs() : [0n, 0, 0, 0, 0]),
-  ]);
+  const prefetch = tailPrefetch(ctx, g, rows, blocks, threads, inF * GEMV_WROWS * (ws[0].bytes / (ws[0].shape[0] * inF)));
+  ctx.gpu.launch(kernel, { x: blocks }, threads, gemvArgs({ segs, x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32, prefetch, push: push?.pushArgs() }));
 }
 
 /**

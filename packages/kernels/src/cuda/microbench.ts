@@ -7,7 +7,7 @@ import { f16ToF32, f32ToF16, type FloatDType } from '@zinfer/core';
 import { CudaDevice } from './device.js';
 import type { Ptr } from './driver-api.js';
 import { GEMV_KERNEL_VARIANTS, gemvKernel, type GemvKernelVariant } from './gemv-variant.js';
-import { EPI, GEMV_THREADS, GEMV_WROWS, NORM } from './linear-launch.js';
+import { EPI, GEMV_THREADS, GEMV_WROWS, gemvArgs, NORM, type GemvSegment } from './linear-launch.js';
 import { packStep } from './step-metadata.js';
 import { CudaStream } from './stream.js';
 
@@ -129,16 +129,16 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number; readOn
     const y = alloc(8 * 32000 * 4, 'gemv output');
     const rotations = Math.max(1, Math.floor(big / wBytes));
     const wAt = (i: number) => buf + BigInt((i % rotations) * wBytes);
-    const gemvArgs = (w: bigint, rows: number) => [y, w, 0n, outF, 0n, 0n, 0n, 0, 0n, 0n, 0n, 0, x, 0n, 0n, 0n, 0, rows, inF, EPI.none, 0, NORM.none, 0, 0n, 0, 0];
+    const parityArgs = (w: bigint, rows: number) => gemvArgs({ segs: [[y, w, 0n, outF]], x, rows, inF, epi: EPI.none });
     const rowsVariant = (rows: number) => (rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8);
     const gemv = [1, 2, 4, 8].map((rows) => {
-      const ms = time((i) => gpu.launch(`gemv${rowsVariant(rows)}_f16_f32`, { x: Math.ceil(outF / GEMV_WROWS) }, GEMV_THREADS, gemvArgs(wAt(i), rows)), 20);
+      const ms = time((i) => gpu.launch(`gemv${rowsVariant(rows)}_f16_f32`, { x: Math.ceil(outF / GEMV_WROWS) }, GEMV_THREADS, parityArgs(wAt(i), rows)), 20);
       const bytes = wBytes + rows * inF * 4 + rows * outF * 4;
       const GBps = bytes / (ms * 1e6);
       return { rows, ms, GBps, fractionOfCopy: GBps / copyGBps };
     });
     // Check 64 outputs of each of 8 rows against a double-precision dot product (weights read back).
-    gpu.launch('gemv8_f16_f32', { x: Math.ceil(outF / GEMV_WROWS) }, GEMV_THREADS, gemvArgs(wAt(0), 8));
+    gpu.launch('gemv8_f16_f32', { x: Math.ceil(outF / GEMV_WROWS) }, GEMV_THREADS, parityArgs(wAt(0), 8));
     const yHost = new Float32Array(8 * outF);
     gpu.download(yHost, y);
     const wHost = new Uint16Array(outF * inF);
@@ -172,13 +172,12 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number; readOn
       for (const rows of [1, 2, 4, 8]) {
         const args = (i: number) => {
           let at = buf + BigInt((i % rot) * bytes);
-          const seg = (j: number): [bigint, bigint, bigint, number] => {
-            if (j >= n.length) return [0n, 0n, 0n, 0];
+          const segs = n.map((nj, j): GemvSegment => {
             const w = at;
-            at += BigInt(n[j] * k * 2);
-            return [j === 0 || epi === EPI.none ? yh + BigInt(j * 8 * 12288 * 2) : 0n, w, 0n, n[j]];
-          };
-          return [...seg(0), ...seg(1), ...seg(2), xh, epi === EPI.residual ? res : 0n, norm ? normW : 0n, 0n, 1e-5, rows, k, epi, 1, norm, 0, 0n, 0, 0];
+            at += BigInt(nj * k * 2);
+            return [j === 0 || epi === EPI.none ? yh + BigInt(j * 8 * 12288 * 2) : 0n, w, 0n, nj];
+          });
+          return gemvArgs({ segs, x: xh, res: epi === EPI.residual ? res : 0n, normW: norm ? normW : 0n, eps: 1e-5, rows, inF: k, epi, act: 1, norm });
         };
         const blocks = epi === EPI.gated ? Math.ceil(n[0] / 2) : n.reduce((a, b) => a + Math.ceil(b / GEMV_WROWS), 0);
         for (const variant of rows <= 2 ? GEMV_KERNEL_VARIANTS : (['v1'] as const)) {
