@@ -122,69 +122,7 @@ __device__ void moe_down_small(A *out, const A *h, const float *routing, const i
   down_combine<A>(out, routing, ids, part, o0, rows, topK, hidden);
 }
 
-// Small step, down projection and combine split over the step's experts (ZINFER_MOE_DOWN=split): block
-// (x, u) computes the 4 features of block x for the u-th distinct local expert only, so each block makes one
-// round of weight loads (all of them before its wait) where moe_down_small makes one an expert, in turn.
-// Each block stores its slots' down·h (f32) in part [blocks x][4][slots]; the last of the distinct experts'
-// blocks to arrive (an arrival counter a block x, which it resets for the next launch) combines every slot
-// in k order as moe_down_small does: the same sums, the same bits. Blocks past the step's distinct experts
-// exit; with none at all, blocks (x, 0) write the zeros.
-template <int R, typename W, typename A>
-__device__ void moe_down_split(A *out, const A *h, const float *routing, const i64 *table, int nLocal, int mapLen, int rows, int topK,
-                               int hidden, int inter, float *part, unsigned *arrivals) {
-  __shared__ Tile t;
-  __shared__ int ids[MOE_SLOTS], experts[MOE_SLOTS];
-  __shared__ float fin[MOE_WROWS][MOE_TILE];
-  __shared__ float all[MOE_WROWS][MOE_SLOTS]; // every slot's down·h, for the combine
-  __shared__ bool last;
-  const int *map = reinterpret_cast<const int *>(table + 3 * nLocal);
-  const int o0 = MOE_WROWS * blockIdx.x, slots = rows * topK, u = blockIdx.y;
-  const int distinct = small_experts(routing, map, mapLen, slots, topK, ids, experts); // the routing is complete (see moe_down_small)
-  const bool preload = u < distinct && inter % Vec16<W>::N == 0;
-  TileRaw raw;
-  if (preload) {
-    const W *wp[MOE_WROWS];
-    bool ok[MOE_WROWS];
-    down_rows<W>(table, experts[u], o0, hidden, inter, wp, ok);
-    tile_load<W>(raw, wp, ok, threadIdx.x, inter / Vec16<W>::N);
-  }
-  grid_dep_wait();
-  grid_dep_launch();
-  if (distinct == 0) {
-    if (u == 0) down_combine<A>(out, routing, ids, all, o0, rows, topK, hidden); // every row routed nowhere here: zeros
-    return;
-  }
-  if (u >= distinct) return;
-  if (threadIdx.x == 0) small_tile(ids, slots, experts[u], 1, t);
-  __syncthreads();
-  const W *wp[MOE_WROWS];
-  bool ok[MOE_WROWS];
-  down_rows<W>(table, t.expert, o0, hidden, inter, wp, ok);
-  tile_dot<R, W, A>(wp, ok, h, t.src, t.n, inter, fin, raw, preload);
-  float *mine = part + (i64)blockIdx.x * MOE_WROWS * slots;
-  if (threadIdx.x < MOE_WROWS * MOE_TILE) {
-    const int i = threadIdx.x / MOE_TILE, j = threadIdx.x % MOE_TILE;
-    if (j < t.n) mine[i * slots + t.slot[j]] = fin[i][j];
-  }
-  __threadfence(); // the parts are visible before the arrival that may let another block read them
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    last = atomicAdd(&arrivals[blockIdx.x], 1u) == (unsigned)distinct - 1u;
-    if (last) arrivals[blockIdx.x] = 0u; // every expert's block has arrived: ready for the next launch
-  }
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
-  for (int q = threadIdx.x; q < MOE_WROWS * slots; q += blockDim.x) {
-    const int i = q / slots, s = q - i * slots;
-    if (ids[s] >= 0) all[i][s] = __ldcg(mine + q); // L2: written by other blocks of this launch
-  }
-  __syncthreads();
-  down_combine<A>(out, routing, ids, all, o0, rows, topK, hidden);
-}
-
-// moe_gate_up grid (ceil(inter/2), tiles), moe_down grid (ceil(hidden/4)), moe_down_split grid (ceil(hidden/4),
-// min(slots, local experts)) with part [ceil(hidden/4)·4·slots] f32 and arrivals [ceil(hidden/4)] (zeros); block MOE_THREADS. R: the most
+// moe_gate_up grid (ceil(inter/2), tiles), moe_down grid (ceil(hidden/4)); block MOE_THREADS. R: the most
 // slots a tile of the entry point holds (the grouped path uses R = 8).
 #define MOE_ENTRY(R, WS, AS, W, A)                                                                                                   \
   extern "C" __global__ void __launch_bounds__(MOE_THREADS, 1)                                                                        \
@@ -196,11 +134,6 @@ __device__ void moe_down_split(A *out, const A *h, const float *routing, const i
       moe_down##R##_##WS##_##AS(A *out, const A *h, const float *routing, const i64 *table, int nLocal, int mapLen, int rows,       \
                                 int topK, int hidden, int inter) {                                                                   \
     moe_down_small<R, W, A>(out, h, routing, table, nLocal, mapLen, rows, topK, hidden, inter);                                     \
-  }                                                                                                                                  \
-  extern "C" __global__ void __launch_bounds__(MOE_THREADS, 1)                                                                        \
-      moe_down_split##R##_##WS##_##AS(A *out, const A *h, const float *routing, const i64 *table, int nLocal, int mapLen, int rows, \
-                                      int topK, int hidden, int inter, float *part, unsigned *arrivals) {                           \
-    moe_down_split<R, W, A>(out, h, routing, table, nLocal, mapLen, rows, topK, hidden, inter, part, arrivals);                     \
   }
 
 #define MOE_ALL(WS, AS, W, A) \

@@ -11,7 +11,7 @@ import { BackendError, GraphBuilder, loadModel, Rng, type FloatDType, type Graph
 import { memoryWeights, randomTensor, range, stepBatch, weightInfos } from '@zinfer/core/testing';
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
 import { sideBySideWeights, type ActivationChoice } from '../src/cuda/device-weights.js';
-import { largeLayout, MOE_TILE, moeDownMode, moeRoutingValues, setMoeDownMode } from '../src/cuda/moe-launch.js';
+import { largeLayout, MOE_TILE, moeRoutingValues } from '../src/cuda/moe-launch.js';
 import { denseLayout, MOE_DENSE_MAX_ROWS } from '../src/cuda/moe-dense.js';
 import { RecordingGpu, type RecordedLaunch } from '../src/cuda/recording-gpu.js';
 import { supports } from '../src/cuda/supports.js';
@@ -77,13 +77,6 @@ function moeNeeds(l: RecordedLaunch, A: number, W: number): Record<number, numbe
     const R = Number(/^moe_down(\d)/.exec(l.kernel)![1]);
     assert.ok(rows <= R, `${l.kernel}: ${rows} rows`);
     return { 0: rows * hidden * A, 1: rows * topK * inter * A, 2: rows * 2 * topK * 4, 3: nLocal * 24 + mapLen * 4 };
-  }
-  if (/^moe_down_split\d_/.test(l.kernel)) {
-    const [nLocal, mapLen, rows, topK, hidden, inter] = [n(a[4]), n(a[5]), n(a[6]), n(a[7]), n(a[8]), n(a[9])];
-    const slots = rows * topK;
-    assert.ok(l.grid.x * 4 >= hidden, `${l.kernel}: grid covers the hidden features`);
-    assert.is(l.grid.y, Math.max(1, Math.min(slots, nLocal)), `${l.kernel}: a block row per possible distinct expert`);
-    return { 0: rows * hidden * A, 1: slots * inter * A, 2: rows * 2 * topK * 4, 3: nLocal * 24 + mapLen * 4, 10: l.grid.x * 4 * slots * 4, 11: l.grid.x * 4 };
   }
   if (l.kernel.startsWith('moe_down_tiles_')) {
     assert.ok(l.grid.x * 4 >= n(a[5]), `${l.kernel}: grid covers the hidden features`);
@@ -187,35 +180,6 @@ for (const [act, dtype] of [['f32', 'f32'], ['f32', 'bf16'], ['f16', 'f16'], ['b
     assert.is(gpu.live.size, 0, 'tables, counters and scratch freed');
   });
 }
-
-test('ZINFER_MOE_DOWN=split: small steps split the down projection over the step\'s experts (parts after h, zeroed arrival counters); graphs replay it', async () => {
-  const shape = { hidden: 40, inter: 24, experts: 6, topK: 2, dtype: 'f16' as FloatDType };
-  const { graph, tensors } = moeGraph(shape);
-  const gpu = new RecordingGpu();
-  const fills: [bigint, number][] = [];
-  const fill = gpu.fill32.bind(gpu);
-  gpu.fill32 = (dst, value, count) => (fills.push([dst, value]), fill(dst, value, count));
-  setMoeDownMode('split');
-  try {
-    const program = await compileProgram(gpu, graph, memoryWeights(tensors), { kvCache: { numBlocks: 8, blockSize: 16 } }, { ...SETTINGS, activations: 'f16' });
-    for (const rows of [1, 3, 8]) {
-      const from = gpu.launches.length;
-      await program.run(stepBatch([{ tokens: range(rows).map((i) => i % 64), cached: 0, blocks: range(Math.ceil(rows / 16)) }], 16, 'all'));
-      const moe = checkMoeLaunches(gpu, from, 'f16');
-      const R = rows <= 1 ? 1 : rows <= 4 ? 4 : 8;
-      assert.equal(kernelsOf(moe), ['moe_router', `moe_gate_up${R}`, `moe_down_split${R}`, 'sigmoid_gate'], `${rows} rows`);
-      const [, gateUp, down] = moe;
-      assert.is(down.args[1], gateUp.args[0], 'the down reads h');
-      const hBytes = Math.ceil((rows * shape.topK * shape.inter * 2) / 256) * 256;
-      assert.is(down.args[10], (gateUp.args[0] as bigint) + BigInt(Math.max(256, hBytes)), 'the parts follow h in the scratch');
-      assert.ok(fills.some(([dst, value]) => dst === down.args[11] && value === 0), 'arrival counters zeroed when allocated');
-    }
-    await program.dispose();
-  } finally {
-    setMoeDownMode('loop');
-  }
-  assert.is(moeDownMode(), 'loop');
-});
 
 test('a dense expert batch cuBLASLt refuses leaves the node on the tile path, from then on', async () => {
   const shape = { hidden: 40, inter: 24, experts: 6, topK: 2, dtype: 'f16' as FloatDType };

@@ -10,7 +10,6 @@ import { BackendError, type Graph, type OpNode, type ValueId } from '@zinfer/cor
 import { ACTIVATION_CODES } from './activation-codes.js';
 import { routerSharedBytes } from './exec-plan.js';
 import { gemvRows } from './linear-launch.js';
-import { EnvChoice } from './env-choice.js';
 import { denseExperts, launchMoeDense, MOE_DENSE_MAX_ROWS } from './moe-dense.js';
 import type { MoeTables } from './moe-tables.js';
 import { align256, dtypeBytes, flatGrid, type StepContext } from './step-context.js';
@@ -20,17 +19,6 @@ export const MOE_THREADS = 128;
 export const MOE_WROWS = 4;
 export const MOE_TILE = 8;
 export const MOE_MAX_TOPK = 16;
-/**
- * The small steps' down projection (ZINFER_MOE_DOWN): `loop`, a block a 4 features over the step's experts
- * in turn (moe_down); `split`, a block a 4 features and one expert, the last of them combining
- * (moe_down_split; the same bits).
- */
-export const MOE_DOWN_MODES = ['loop', 'split'] as const;
-export type MoeDownMode = (typeof MOE_DOWN_MODES)[number];
-const downMode = new EnvChoice<MoeDownMode>(MOE_DOWN_MODES, 'loop', 'ZINFER_MOE_DOWN');
-export const setMoeDownMode = (m: MoeDownMode): void => downMode.set(m);
-export const moeDownMode = (): MoeDownMode => downMode.get();
-
 /** Rows up to which moeExperts takes the GEMV path (tiles found inside each block). */
 export const MOE_SMALL_ROWS = 8;
 /** Router logits live in shared memory: 4 bytes an expert. */
@@ -113,19 +101,12 @@ export function launchMoeExperts(ctx: StepContext, node: OpNode<'moeExperts'>): 
   const hBytes = align256(slots * inter * dtypeBytes(ctx.act));
   const { gpu } = ctx;
   if (rows <= MOE_SMALL_ROWS) {
-    const blocks = Math.ceil(hidden / MOE_WROWS);
-    const split = downMode.get() === 'split';
-    const partBytes = split ? align256(blocks * MOE_WROWS * slots * 4) : 0;
-    const h = ctx.scratch(Math.max(256, hBytes) + partBytes); // h [slots, inter], then (split) the down parts
+    const h = ctx.scratch(Math.max(256, hBytes)); // [slots, inter]
     const R = gemvRows(rows);
     if (inter > 0) {
       gpu.launch(`moe_gate_up${R}_${kind}`, { x: Math.ceil(inter / 2), y: slots }, MOE_THREADS, [h, x, routing, table, nLocal, mapLen, 0n, 0n, rows, topK, hidden, inter, act]);
     }
-    const args = [out, h, routing, table, nLocal, mapLen, rows, topK, hidden, inter];
-    if (split) {
-      const part = h + BigInt(Math.max(256, hBytes));
-      gpu.launch(`moe_down_split${R}_${kind}`, { x: blocks, y: Math.max(1, Math.min(slots, nLocal)) }, MOE_THREADS, [...args, part, ctx.counters(blocks)]);
-    } else gpu.launch(`moe_down${R}_${kind}`, { x: blocks }, MOE_THREADS, args);
+    gpu.launch(`moe_down${R}_${kind}`, { x: Math.ceil(hidden / MOE_WROWS) }, MOE_THREADS, [out, h, routing, table, nLocal, mapLen, rows, topK, hidden, inter]);
     return;
   }
   if (rows <= MOE_DENSE_MAX_ROWS && nLocal > 0 && inter > 0) {
