@@ -47,7 +47,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchExitCode, commitLines, importPackages, jsonWriter, probeDevices, ratio, round, stepRunner, teeLog } from './gpu-harness.mjs';
 import { microbenchProcess, runReplicas } from './gpu-parallel-children.mjs';
-import { bytesPerRankPerToken, capturingBackend, capturingStrategy, decodeBs1, makeBackend, programDecode, SHAPES, syntheticModel, throughput, throughputAuto } from './gpu-parallel-common.mjs';
+import { bytesPerRankPerToken, capturingBackend, capturingStrategy, decodeBs1, makeBackend, programDecode, rankLoop, SHAPES, syntheticModel, throughput, throughputAuto } from './gpu-parallel-common.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const BACKEND = process.env.ZINFER_PARALLEL_BENCH_BACKEND || 'cuda';
@@ -105,6 +105,7 @@ const result = {
   tp2_13b_unfused_decode_bs1_ms_per_token: null, tp4_13b_unfused_decode_bs1_ms_per_token: null, tp2_speedup_unfused: null, tp4_speedup_unfused: null,
   tp2_unfused_tokens_matching: null, tp4_unfused_tokens_matching: null,
   tp2_13b_oneshot_decode_bs1_ms_per_token: null, tp4_13b_oneshot_decode_bs1_ms_per_token: null, tp2_speedup_oneshot: null, tp4_speedup_oneshot: null,
+  tp2_13b_rank_loop_ms: null, tp4_13b_rank_loop_ms: null, tp2_13b_message_step_ms: null, tp4_13b_message_step_ms: null,
   tp2_13b_nopush_decode_bs1_ms_per_token: null, tp4_13b_nopush_decode_bs1_ms_per_token: null, tp2_speedup_nopush: null, tp4_speedup_nopush: null,
   tp4_70b_nopush_decode_bs1_ms_per_token: null, tp4_70b_nopush_over_hbm_limit: null,
   allreduce: 'peer memory for messages up to ZINFER_PEER_ALLREDUCE_MAX_BYTES (default 512 KiB; the Lamport kernel up to ZINFER_PEER_ALLREDUCE_LL_BYTES, default 64 KiB), NCCL above; *_nccl keys: NCCL only; *_oneshot: the one-shot peer kernel only; *_nopush: the row-parallel GEMVs do not push into the Lamport all-reduce',
@@ -222,6 +223,12 @@ for (const tp of [1, 2, 4].filter((n) => n <= TP_MAX)) {
         result[`tp${tp}${suffix}_tokens_matching`] = tokensAt[1] ? matching(d.tokens, tokensAt[1]) : null;
         result[`tp${tp}_speedup${suffix}`] = ratio(result.tp1_13b_decode_bs1_ms_per_token, result[key]);
         return { minMs: d.minMs, steps: d.steps };
+      }
+      const loop = await rankLoop(program, testing.stepBatch, { vocab: vocabOf(M13) });
+      if (loop) {
+        result[`tp${tp}_13b_rank_loop_ms`] = round(loop.loopMs, 3);
+        result[`tp${tp}_13b_message_step_ms`] = round(loop.messageMs, 3);
+        detail.steps[`tp${tp} rank loop`] = loop;
       }
       const bytes = await bytesPerRankPerToken(core, tensorParallel, dir13, tp);
       if (result.hbm_read_gb_per_s) result[`tp${tp}_13b_hbm_limit_ms_per_token`] = round(bytes / (result.hbm_read_gb_per_s * 1e6), 3);
@@ -341,6 +348,7 @@ function printTable() {
     const limit = `HBM limit ${result[`tp${tp}_13b_hbm_limit_ms_per_token`] ?? '?'}`;
     row(`tp${tp}_13b_decode_bs1_ms_per_token`, tp > 1 ? `${limit}; speedup ${result[`tp${tp}_speedup`] ?? '?'}; tokens matching tp1 ${result[`tp${tp}_tokens_matching`] ?? '?'}/${result.tokens_compared ?? '?'}` : limit);
   }
+  for (const tp of [2, 4]) row(`tp${tp}_13b_rank_loop_ms`, `each rank runs the batch-1 step back to back in its thread (slowest rank); through messages, no engine: ${result[`tp${tp}_13b_message_step_ms`] ?? '?'} ms`);
   for (const tp of [2, 4]) row(`tp${tp}_13b_nccl_decode_bs1_ms_per_token`, `NCCL all-reduce only; speedup ${result[`tp${tp}_speedup_nccl`] ?? '?'}; tokens matching tp1 ${result[`tp${tp}_nccl_tokens_matching`] ?? '?'}`);
   for (const tp of [2, 4]) row(`tp${tp}_13b_unfused_decode_bs1_ms_per_token`, `residual adds on their own; speedup ${result[`tp${tp}_speedup_unfused`] ?? '?'}; tokens matching tp1 ${result[`tp${tp}_unfused_tokens_matching`] ?? '?'}`);
   for (const tp of [2, 4]) row(`tp${tp}_13b_oneshot_decode_bs1_ms_per_token`, `one-shot peer kernel only; speedup ${result[`tp${tp}_speedup_oneshot`] ?? '?'}`);

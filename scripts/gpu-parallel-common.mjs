@@ -89,6 +89,28 @@ export async function decodeBs1(engine, { vocab, steps, skip }) {
 }
 
 /**
+ * A launched ranks program's own step time at batch 1 (RanksProgram.timeSteps: every rank runs one decode
+ * step `times` times back to back in its thread, no message between the runs), against the same step sent
+ * to the ranks one message round at a time (Program.runArgmax, no engine). Returns the slowest rank's
+ * mean, the message path's median and each rank's mean (ms); null where the program has no timeSteps
+ * (one device, inline ranks).
+ */
+export async function rankLoop(program, stepBatch, { vocab, context = 64, times = 64, blockSize = 16 }) {
+  if (!program?.timeSteps) return null;
+  const per = Math.ceil((context + 8) / blockSize);
+  const batch = stepBatch([{ tokens: [7 % vocab], cached: context, blocks: Array.from({ length: per }, (_, b) => b) }], blockSize, 'last');
+  await program.timeSteps(batch, 4); // warm-up: the graph bucket is captured
+  const ranks = await program.timeSteps(batch, times);
+  const round = [];
+  for (let i = 0; i < 24; i++) {
+    const t0 = performance.now();
+    await program.runArgmax(batch);
+    round.push(performance.now() - t0);
+  }
+  return { loopMs: Math.max(...ranks), messageMs: median(round), ranks };
+}
+
+/**
  * Throughput at batch `seqs`: that many `promptLen`-token prompts, `newTokens` each; the median of the
  * steps in which every sequence decodes gives tokens/s (prefill steps are not counted).
  */

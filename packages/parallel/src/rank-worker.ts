@@ -31,10 +31,11 @@ export interface RankInit {
 
 /** 'abort': a rank failed; stop using the communicators at once (NCCL: ncclCommAbort), out of turn. */
 /** 'run' with `pick`: the output rank answers with token ids (rank-pick.ts); the other ranks just run. */
-export type RankRequest = { type: 'run'; id: number; batch: StepBatch; pick?: RankPick } | { type: 'expertLoad'; id: number } | { type: 'dispose' } | { type: 'abort' };
+/** 'run' with `repeat`: the rank runs the batch that many times back to back and answers with its mean ms a run. */
+export type RankRequest = { type: 'run'; id: number; batch: StepBatch; pick?: RankPick; repeat?: number } | { type: 'expertLoad'; id: number } | { type: 'dispose' } | { type: 'abort' };
 export type RankReply =
   | { type: 'ready' }
-  | { type: 'out'; id: number; out: Float32Array | Int32Array | null }
+  | { type: 'out'; id: number; out: Float32Array | Int32Array | null; ms?: number }
   /** Program.expertLoad's counts (null when the backend keeps none), or why reading them failed. */
   | { type: 'expertLoad'; id: number; load: Float64Array[] | null; error?: string }
   | { type: 'error'; id: number; error: { name: string; code?: string; message: string } }
@@ -115,8 +116,12 @@ async function handle(program: Program, m: RankRequest): Promise<void> {
   }
   if (m.type !== 'run') return;
   try {
-    const out = await runRank(program, m.batch, init.returnsOutput, m.pick, host);
-    port.postMessage({ type: 'out', id: m.id, out } satisfies RankReply);
+    const times = m.repeat ?? 1;
+    const t0 = performance.now();
+    let out = await runRank(program, m.batch, init.returnsOutput, m.pick, host);
+    for (let i = 1; i < times; i++) out = await runRank(program, m.batch, init.returnsOutput, m.pick, host);
+    const ms = m.repeat ? (performance.now() - t0) / times : undefined;
+    port.postMessage({ type: 'out', id: m.id, out, ...(ms === undefined ? {} : { ms }) } satisfies RankReply);
   } catch (e) {
     await abortAll();
     fail(m.id, e);

@@ -5,6 +5,7 @@ import * as assert from 'uvu/assert';
 import { ConfigError, loadModel, type Program, type StepBatch } from '@zinfer/core';
 import { referenceBackend } from '@zinfer/kernels/reference';
 import { planTensorParallel, tensorParallel } from '../src/index.js';
+import type { RanksProgram } from '../src/launch/rank-program.js';
 
 const FIXTURES = join(import.meta.dirname, '../../../fixtures/models');
 const ARCHS = readdirSync(FIXTURES).filter((d) => statSync(join(FIXTURES, d)).isDirectory());
@@ -109,6 +110,28 @@ test('worker-thread ranks (one backend per rank, shards read in the rank) match 
     const plan = strategy.plan(model.graph, []);
     const got = await logits(await strategy.launch({ plan, backend, model: { dir }, weights: model.weights, kvCache: KV }), ids);
     assert.ok(maxDiff(base, got) <= 1e-4, arch);
+    model.weights.close();
+  }
+});
+
+test('timeSteps: every worker rank runs a step back to back in its thread and answers with its mean ms; the program steps on as before', async () => {
+  const dir = join(FIXTURES, 'llama2');
+  const ids = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).input_ids as number[];
+  const model = await loadModel(dir);
+  const strategy = tensorParallel({ size: 2 });
+  const program = (await strategy.launch({ plan: strategy.plan(model.graph, []), backend: referenceBackend(), model: { dir }, weights: model.weights, kvCache: KV })) as RanksProgram;
+  try {
+    await program.run(prefill(ids.slice(0, -1)));
+    const step = decode(ids[ids.length - 1], ids.length - 1);
+    const before = await program.runArgmax!(step);
+    const ms = await program.timeSteps(step, 3);
+    assert.is(ms.length, 2, 'one mean a rank');
+    assert.ok(ms.every((m) => m > 0 && Number.isFinite(m)), JSON.stringify(ms));
+    assert.equal([...(await program.runArgmax!(step))], [...before], 'the same step still picks the same token');
+    const refused = await program.timeSteps(step, 0).then(() => null, (e: Error) => e);
+    assert.match(refused?.message ?? '', /at least once/);
+  } finally {
+    await program.dispose();
     model.weights.close();
   }
 });

@@ -38,10 +38,22 @@ export interface RankSet {
 
 type Out = Float32Array | Int32Array;
 
+/**
+ * A launched program of ranks, with timeSteps: each rank runs one step `times` times back to back in its own
+ * thread, with no message between the runs, and answers with its mean ms a run. Against the same step
+ * through run() (a message to every rank and the answers back each time), it separates the leader's round
+ * trips from the ranks' own step (the parallel bench reports both).
+ */
+export interface RanksProgram extends Program {
+  timeSteps(batch: StepBatch, times: number): Promise<number[]>;
+}
+
 interface Pending {
   /** Ranks that have not answered yet. */
   waiting: Set<number>;
   out: Out | null;
+  /** Each rank's mean ms a run (a repeated step). */
+  ms: number[];
   timer: ReturnType<typeof setTimeout>;
   resolve: (out: Out) => void;
   reject: (e: Error) => void;
@@ -50,7 +62,7 @@ interface Pending {
 /** How long a rank gets to free its device memory on dispose before it is terminated. */
 export const DISPOSE_GRACE_MS = 10_000;
 
-export async function startRanks(set: RankSet): Promise<Program> {
+export async function startRanks(set: RankSet): Promise<RanksProgram> {
   const { links, plan, timeoutMs } = set;
   const out = outputRank(plan);
   const pending = new Map<number, Pending>();
@@ -83,6 +95,7 @@ export async function startRanks(set: RankSet): Promise<Program> {
     const p = pending.get(m.id);
     if (!p) return;
     if (r === out) p.out = m.out;
+    if (m.ms !== undefined) p.ms[r] = m.ms;
     p.waiting.delete(r);
     if (p.waiting.size === 0) {
       clearTimeout(p.timer);
@@ -109,9 +122,10 @@ export async function startRanks(set: RankSet): Promise<Program> {
   }, DISPOSE_GRACE_MS);
 
   // `queued`: steps of other engine lanes a rank may have to finish first (each gets timeoutMs of its own).
-  const send = (batch: StepBatch, queued = 0, pick?: RankPick): Promise<Out> => {
+  const send = (batch: StepBatch, queued = 0, pick?: RankPick, repeat?: number): Promise<Out> => sendFor(batch, queued, pick, repeat).then((p) => p.out);
+  const sendFor = (batch: StepBatch, queued: number, pick?: RankPick, repeat?: number): Promise<{ out: Out; ms: number[] }> => {
     const id = nextId++;
-    const limit = timeoutMs * (1 + queued);
+    const limit = timeoutMs * (1 + queued) * (repeat ?? 1);
     return new Promise((resolve, reject) => {
       const waiting = new Set(links.keys());
       const timer = setTimeout(() => {
@@ -120,8 +134,9 @@ export async function startRanks(set: RankSet): Promise<Program> {
           field: 'parallel timeoutMs', expected: `a step within ${limit} ms`, found: `no answer from rank ${who}`,
         }));
       }, limit);
-      pending.set(id, { waiting, out: null, timer, resolve, reject });
-      for (const w of links) w.postMessage({ type: 'run', id, batch, ...(pick ? { pick } : {}) });
+      const ms: number[] = [];
+      pending.set(id, { waiting, out: null, ms, timer, resolve: (o) => resolve({ out: o, ms }), reject });
+      for (const w of links) w.postMessage({ type: 'run', id, batch, ...(pick ? { pick } : {}), ...(repeat ? { repeat } : {}) });
     });
   };
 
@@ -143,6 +158,12 @@ export async function startRanks(set: RankSet): Promise<Program> {
     concurrentSteps: plan.stages,
     // runArgmax / runSample: the output rank picks (on its device where its program can), no logits cross a thread.
     ...pickingProgram(step),
+    async timeSteps(batch, times) {
+      if (broken) throw broken;
+      if (!(Number.isInteger(times) && times >= 1)) throw new BackendError('timeSteps runs a step at least once', { field: 'times', expected: 'an integer ≥ 1', found: String(times) });
+      if (set.microBatches(batch) !== 1) throw new BackendError('timeSteps takes a step of one micro-batch', { field: 'batch', expected: 'one micro-batch (a tensor-parallel plan, or a decode step of one lane)', found: `${set.microBatches(batch)} micro-batches` });
+      return (await sendFor(batch, 0, { kind: 'argmax' }, times)).ms;
+    },
     // The rank answers after the steps queued before the request: counts include every finished step.
     expertLoad: () => gatherExpertLoad(plan, (r) => {
       if (broken) return Promise.reject(broken);
