@@ -15,9 +15,9 @@ export function sameAsSingle(got, single) {
   return msg;
 }
 
-/** Greedy run of a fixture's prompt: 8 tokens with prompt logits, the engine closed after. */
-export async function runFixture(core, dir, backend, parallel = null) {
-  const ids = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).input_ids;
+/** Greedy run of a fixture's prompt (or `inputIds`): 8 tokens with prompt logits, the engine closed after. */
+export async function runFixture(core, dir, backend, parallel = null, inputIds = null) {
+  const ids = inputIds ?? JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).input_ids;
   const engine = await core.createEngine({ model: dir, backend, ...(parallel ? { parallel } : {}) });
   try {
     return await engine.generate({ inputIds: ids, maxTokens: 8, temperature: 0, ignoreEos: true, promptLogits: true }).result;

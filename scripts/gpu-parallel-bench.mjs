@@ -249,15 +249,15 @@ for (const tp of [1, 2, 4].filter((n) => n <= TP_MAX)) {
 // 70B tp4, and its variants (ZINFER_PARALLEL_70B_VARIANTS, default nccl; nopush too).
 const VARIANTS_70B = (process.env.ZINFER_PARALLEL_70B_VARIANTS ?? 'nccl').split(',').map((w) => w.trim()).filter((w) => w === 'nccl' || w === 'nopush');
 for (const allReduce of ['peer', ...VARIANTS_70B]) {
-  const nccl = allReduce !== 'peer'; // a variant: its time and ratio under its own keys
-  await step(`70B tp4${nccl ? VARIANT[allReduce][1] : ''}: load, decode batch 1, HBM limit`, async () => {
+  const variant = allReduce !== 'peer'; // its time and ratio under its own keys
+  await step(`70B tp4${variant ? VARIANT[allReduce][1] : ''}: load, decode batch 1, HBM limit`, async () => {
     if (TP_MAX < 4) throw new Error(`tp4 needs 4 devices, found ${gpus.length}`);
     const bytes = await bytesPerRankPerToken(core, tensorParallel, dir70, 4);
     result.tp4_70b_bytes_per_gpu_per_token = bytes;
     if (result.hbm_read_gb_per_s) result.tp4_70b_hbm_limit_ms_per_token = round(bytes / (result.hbm_read_gb_per_s * 1e6), 3);
-    return withEngine(dir70, { parallel: tensorParallel({ size: 4 }), limits: LIMITS_BS1, loadKey: nccl ? null : 'tp4_70b_load_s', allReduce }, async (engine) => {
+    return withEngine(dir70, { parallel: tensorParallel({ size: 4 }), limits: LIMITS_BS1, loadKey: variant ? null : 'tp4_70b_load_s', allReduce }, async (engine) => {
       const d = await decodeBs1(engine, { vocab: vocabOf(M70), ...DECODE });
-      const k = nccl ? `tp4_70b${VARIANT[allReduce][0]}` : 'tp4_70b';
+      const k = variant ? `tp4_70b${VARIANT[allReduce][0]}` : 'tp4_70b';
       result[`${k}_decode_bs1_ms_per_token`] = round(d.msPerToken, 3);
       result[`${k}_over_hbm_limit`] = ratio(result[`${k}_decode_bs1_ms_per_token`], result.tp4_70b_hbm_limit_ms_per_token);
       return { minMs: d.minMs, steps: d.steps };

@@ -169,13 +169,7 @@ async function pushChecks({ core, par, cuda, dry, gpus, ROOT, record }) {
         const saved = process.env.ZINFER_PEER_PUSH;
         process.env.ZINFER_PEER_PUSH = push ? 'on' : 'off'; // read by each rank's worker at its set-up
         try {
-          const backend = cuda.cudaBackend({ activations, cacheDir: join(tmpdir(), 'zinfer-cuda-cache') });
-          const engine = await core.createEngine({ model: dir, backend, parallel });
-          try {
-            return await engine.generate({ inputIds: ids, maxTokens: 8, temperature: 0, ignoreEos: true, promptLogits: true }).result;
-          } finally {
-            await engine.close();
-          }
+          return await runFixture(core, dir, cuda.cudaBackend({ activations, cacheDir: join(tmpdir(), 'zinfer-cuda-cache') }), parallel, ids);
         } finally {
           if (saved === undefined) delete process.env.ZINFER_PEER_PUSH;
           else process.env.ZINFER_PEER_PUSH = saved;

@@ -244,6 +244,7 @@ export function planExecution(graph: Graph, opts: FusionOptions = { linear: true
 
   const reduceAdds = new Map<OpNode, ReduceAdd>();
   const reduceCovers = new Set<number>();
+  const reduceAt = new Map<number, number>(); // an all-reduce run by an add's launch runs at the add
   if (opts.reduceAdd ?? opts.linear) {
     nodes.forEach((node, i) => {
       if (node.op !== 'add' || embeddingSums.has(node)) return;
@@ -254,6 +255,7 @@ export function planExecution(graph: Graph, opts: FusionOptions = { linear: true
       if (usesOf(reduce.output).length !== 1) return;
       reduceAdds.set(node, { reduce, residual: a === reduce.output ? b : a, covers: [r] });
       reduceCovers.add(r);
+      reduceAt.set(r, i);
       extraUses.push([reduce.inputs.x, i]);
     });
   }
@@ -261,8 +263,6 @@ export function planExecution(graph: Graph, opts: FusionOptions = { linear: true
   const pushes = new Map<OpNode, LinearGroup>();
   const pushOf = new Map<LinearGroup, OpNode<'allReduce'>>();
   if (opts.push ?? opts.linear) {
-    const reduceAt = new Map<number, number>(); // an all-reduce run by an add's launch runs at the add
-    for (const [add, ra] of reduceAdds) reduceAt.set(ra.covers[0], nodes.indexOf(add));
     nodes.forEach((node, r) => {
       if (node.op !== 'allReduce') return;
       const p = producer.get(node.inputs.x);

@@ -28,7 +28,7 @@ const GEMV_BLOCKS_PER_SM = 3;
 export const EPI = { none: 0, residual: 1, gated: 2, act: 3, push: 4 } as const;
 export const NORM = { none: 0, rms: 1, layer: 2 } as const;
 /** The last GEMV arguments (llTable .. llSlotBytes) of a launch that pushes nowhere. */
-export const GEMV_NO_PUSH: readonly [bigint, number, number, number, number] = [0n, 0, 0, 0, 0];
+const GEMV_NO_PUSH: readonly [bigint, number, number, number, number] = [0n, 0, 0, 0, 0];
 
 /** One segment of a GEMV launch: output, weight, bias (0n: none), output features (0: unused). */
 export type GemvSegment = [bigint, bigint, bigint, number];
