@@ -1,3 +1,3 @@
 import { packageBuild } from '../../tsup.shared';
 
-export default packageBuild(['index', 'cli', 'client', 'bench-serve']);
+export default packageBuild(['index', 'cli', 'client', 'bench-serve', 'bench-serve-profile']);

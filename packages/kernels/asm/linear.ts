@@ -2,8 +2,9 @@
 // the input x (q/k/v, gate/up). W [N, K] is packed in panels of 8 rows in its stored dtype (see
 // scripts/asm-microkernels.mjs and src/cpu/pack.ts) and converted in registers.
 //
-// Threads split the outputs (the concatenated panels of every part) into contiguous ranges. Each thread
-// packs its current block of x rows into its scratch, then, for each of its panels: a block of few rows
+// Threads split the outputs (the concatenated panels of every part) into contiguous ranges, and the rows
+// too when a step has many rows and few panels a thread (rowGroups). Each thread packs its current block
+// of x rows into its scratch, then, for each of its panels: a block of few rows
 // (decode) runs the 2×8 / 1×8 kernels over the whole panel, a row pair at a time, so the panel streams
 // from memory front to back once and is re-read from cache; a block of many rows (prefill, batched
 // decode) runs the 8×4 kernel over each half panel and every group of 8 rows (one weight load and
@@ -43,14 +44,21 @@ export function k_linear(args: usize, tid: i32, nt: i32): void {
   let total: i32 = 0; // outputs, each part padded to whole panels
   if (gatedFn >= 0) total = padded(argI(args, PARTS_AT + 2));
   else for (let p = 0; p < nparts; p++) total += padded(argI(args, PARTS_AT + p * PART_WORDS + 2));
-  const lo = alignedShareStart(total, tid, nt, PANEL);
-  const hi = alignedShareStart(total, tid + 1, nt, PANEL);
+  // Threads form a grid of G row groups × H output ranges (G = 1 unless the step has many rows and few
+  // panels a thread: o and down of a small model at 256 rows have 36 panels for 16 threads).
+  const G = rowGroups(rows, total / PANEL, nt);
+  const H = nt / G;
+  if (tid >= G * H) return;
+  const g = tid / H;
+  const lo = alignedShareStart(total, tid - g * H, H, PANEL);
+  const hi = alignedShareStart(total, tid - g * H + 1, H, PANEL);
+  const rowsEnd = alignedShareStart(rows, g + 1, G, RB);
   if (lo >= hi) return;
   const n8 = (K + 7) >> 3;
   const tile = scratch; // 2 tiles of RB × TILE_STRIDE floats (the second for gated "up")
   const xb = scratch + <usize>(2 * RB * TILE_STRIDE * 4);
-  for (let r0 = 0; r0 < rows; r0 += rowBlock) {
-    const nr = min(rowBlock, rows - r0);
+  for (let r0 = alignedShareStart(rows, g, G, RB); r0 < rowsEnd; r0 += rowBlock) {
+    const nr = min(rowBlock, rowsEnd - r0);
     packRows(x + <usize>r0 * <usize>K * 4, nr, K, xb, dt != DT_F32);
     if (gatedFn >= 0) {
       gatedBlock(args, xb, nr, r0, n8, lo, hi, gatedFn, tile);
@@ -66,6 +74,27 @@ export function k_linear(args: usize, tid: i32, nt: i32): void {
       base += n;
     }
   }
+}
+
+/**
+ * Row groups of the thread grid: the G (threads per group H = ⌊nt / G⌋) with the least work on the
+ * busiest thread, ⌈row units / G⌉ · ⌈panels / H⌉, keeping ≥ 2 units of RB rows a group (the 8×4 kernel's
+ * path) and G = 1 on ties (each group reads the weights again). Results do not depend on it: every
+ * output element is computed the same way whichever thread computes it.
+ */
+function rowGroups(rows: i32, panels: i32, nt: i32): i32 {
+  const units = (rows + RB - 1) / RB;
+  let best = 1;
+  let bestCost = units * ((panels + nt - 1) / nt);
+  for (let G = 2; G <= nt && units >= 2 * G; G++) {
+    const H = nt / G;
+    const cost = ((units + G - 1) / G) * ((panels + H - 1) / H);
+    if (cost < bestCost) {
+      best = G;
+      bestCost = cost;
+    }
+  }
+  return best;
 }
 
 @inline function padded(n: i32): i32 {

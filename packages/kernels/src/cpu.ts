@@ -30,16 +30,17 @@ import { compileGraph } from './cpu/compile.js';
 import { MAX_BYTES } from './cpu/heap.js';
 import { wasmApi } from './cpu/wasm-api.js';
 import { CpuProgram } from './cpu/program.js';
-import { ThreadPool } from './cpu/thread-pool.js';
+import { DEFAULT_WORKER_SPIN_MS, ThreadPool } from './cpu/thread-pool.js';
 import { fmaAvailable, loadKernelModule, type KernelModule } from './cpu/wasm-module.js';
 import { kvBytesPerBlock } from './reference/kv-cache.js';
 import { supports } from './cpu/supports.js';
 
 /**
- * Most threads a program takes by default. Every kernel of a step waits for all of them at its end, and on
+ * Most threads a program takes by default. Every kernel of a step waits for all its shares at its end, and on
  * a 64-vCPU host that wait grew faster than the work shrank: a one-row decode step ran at 1,640–1,837
  * tokens/s with 16 threads, ~1,100–1,400 with 32, 230 with 48 and 67–101 with 60–64, while 256 streams
- * were fastest with 32 (BENCHMARKS.md, "Serving load", session 13). Pass `threads` for more.
+ * were fastest with 32 (BENCHMARKS.md, "Serving load", session 13, before any thread could take another's
+ * share). Pass `threads` for more.
  */
 export const MAX_DEFAULT_CPU_THREADS = 32;
 
@@ -57,6 +58,12 @@ export interface CpuBackendOptions {
   /** Rewrite the graph to fuse linears with what follows them (default true). */
   fuse?: boolean;
   /**
+   * How long (ms) an idle worker polls for the next kernel before it sleeps (default: $ZINFER_CPU_SPIN_MS,
+   * else DEFAULT_WORKER_SPIN_MS). Waking a sleeping worker costs tens of µs, paid by the next kernel.
+   * Ignored (no polling) when the pool has more threads than the machine has cores.
+   */
+  spinMs?: number;
+  /**
    * Linear microkernels with fused multiply-adds (the relaxed-SIMD build, cpu/wasm-module.ts): default
    * where the engine has relaxed SIMD, else the plain build; false forces the plain one, true fails
    * where FMA is unavailable. Results differ between the two in rounding only.
@@ -64,11 +71,22 @@ export interface CpuBackendOptions {
   fma?: boolean;
 }
 
+/** ZINFER_CPU_SPIN_MS when set (a number ≥ 0, else a clear error), else DEFAULT_WORKER_SPIN_MS. */
+function spinFromEnv(): number {
+  const raw = process.env.ZINFER_CPU_SPIN_MS;
+  if (raw === undefined || raw === '') return DEFAULT_WORKER_SPIN_MS;
+  const v = Number(raw);
+  if (!(v >= 0)) throw new BackendError('ZINFER_CPU_SPIN_MS is not a number ≥ 0', { field: 'ZINFER_CPU_SPIN_MS', expected: 'milliseconds ≥ 0', found: raw });
+  return v;
+}
+
 export function cpuBackend(opts: CpuBackendOptions = {}): KernelBackend {
   const threads = opts.threads ?? defaultCpuThreads();
   if (!Number.isSafeInteger(threads) || threads < 1) throw new BackendError('cpu backend thread count is not a positive integer', { field: 'threads', expected: 'an integer ≥ 1', found: String(opts.threads) });
   const minParallelWork = opts.minParallelWork ?? 32768;
   if (!(minParallelWork >= 0)) throw new BackendError('cpu backend minParallelWork is not a number ≥ 0', { field: 'minParallelWork', expected: 'a number ≥ 0', found: String(opts.minParallelWork) });
+  const spinMs = opts.spinMs ?? spinFromEnv();
+  if (!(spinMs >= 0)) throw new BackendError('cpu backend spinMs is not a number ≥ 0', { field: 'spinMs', expected: 'a number of milliseconds ≥ 0', found: String(opts.spinMs) });
   let kernels: Promise<KernelModule> | null = null;
   return {
     name: 'cpu',
@@ -92,7 +110,7 @@ export function cpuBackend(opts: CpuBackendOptions = {}): KernelBackend {
         throw e;
       });
       const compiled = compileGraph(graph, weights, options, threads, opts.fuse ?? true);
-      const pool = new ThreadPool(km.module, compiled.heap.memory, km.names, threads, availableParallelism());
+      const pool = new ThreadPool(km.module, compiled.heap.memory, km.names, threads, availableParallelism(), spinMs);
       return new CpuProgram(compiled, pool, minParallelWork);
     },
   };

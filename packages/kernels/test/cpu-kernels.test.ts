@@ -95,6 +95,35 @@ test('linear epilogues and groups (bias + activation, + residual, gate/up, q/k/v
   }
 });
 
+test('many rows and few outputs: rows split over the threads too, identical to one thread', async () => {
+  // 4 threads, 13 or 16 outputs (2 panels): the 64-, 100- and 200-row steps run as 2 row groups × 2
+  // output ranges (rowGroups in asm/linear.ts); 9 rows stay one group.
+  const rng = Rng.fromSeed(17);
+  const four = cpuBackend({ threads: 4, minParallelWork: 0 });
+  const one = cpuBackend({ threads: 1 });
+  const rows = [9, 64, 100, 200];
+  for (const dtype of DTYPES) {
+    for (const [inF, outF] of [[67, 16], [40, 13]]) {
+      const tensors = new Map([
+        ['x', randomTensor(rng, 'f32', [200, inF])], ['r', randomTensor(rng, 'f32', [200, outF])],
+        ['g', randomTensor(rng, dtype, [outF, inF], 1 / Math.sqrt(inF))], ['u', randomTensor(rng, dtype, [outF, inF], 1 / Math.sqrt(inF))],
+      ]);
+      const graphs: [string, Graph][] = [
+        ['residual + linear', opGraph(tensors, (b, x) => b.add(x('r'), b.linear(x('x'), 'g')))],
+        ['gate/up → gated silu', opGraph(tensors, (b, x) => { const h = x('x'); return b.gatedActivation(b.linear(h, 'g'), b.linear(h, 'u'), 'silu'); })],
+      ];
+      for (const [what, graph] of graphs) {
+        const steps = rows.map(rowsBatch);
+        const [got, single, want] = [await runAll(four, graph, tensors, steps, { numBlocks: 16, blockSize: 16 }), await runAll(one, graph, tensors, steps, { numBlocks: 16, blockSize: 16 }), await runAll(reference, graph, tensors, steps, { numBlocks: 16, blockSize: 16 })];
+        rows.forEach((r, i) => {
+          assert.equal(got[i], single[i], `${what} ${dtype} ${r}×${inF} → ${outF}: 4 threads vs 1`);
+          expectClose(got[i], want[i], TOL, `${what} ${dtype} ${r}×${inF} → ${outF}`, outF);
+        });
+      }
+    }
+  }
+});
+
 test('embedding: every dtype, widths 1–257, offset and scale', async () => {
   const rng = Rng.fromSeed(13);
   for (const dtype of DTYPES) {

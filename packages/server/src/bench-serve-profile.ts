@@ -5,7 +5,8 @@
 // node: linears by weight, attention, norms, ...) and the engine's work outside it (sampling, the
 // scheduler, pushing tokens to streams). WebSocket framing is not in it: compare with bench:serve's
 // inter-token latency for that. Usage (from packages/server):
-//   node --import tsx src/bench-serve-profile.ts [--streams 256] [--tokens 32] [--temperature 0.8] [--rounds 3] [--no-fma]
+//   node --import tsx src/bench-serve-profile.ts [--streams 256] [--tokens 32] [--temperature 0.8] [--rounds 3] [--threads N] [--model DIR] [--no-fma]
+// (built too: node dist/bench-serve-profile.js, which the GPU machines' CPUs run through scripts/gpu-serve.sh).
 import { parseArgs } from 'node:util';
 import { createEngine, type Engine } from '@zinfer/core';
 import { cpuBackend } from '@zinfer/kernels/cpu';
@@ -17,6 +18,8 @@ const { values: a } = parseArgs({
     tokens: { type: 'string', default: '32' },
     temperature: { type: 'string', default: '0.8' },
     rounds: { type: 'string', default: '3' },
+    threads: { type: 'string' },
+    model: { type: 'string' },
     'no-fma': { type: 'boolean', default: false },
   },
 });
@@ -27,18 +30,19 @@ interface Profiled {
   profile: Profile | null;
   run(batch: unknown): Promise<Float32Array>;
   runArgmax?(batch: unknown): Promise<Int32Array>;
+  runSample?(batch: unknown, rows: unknown): Promise<Int32Array>;
 }
 
 async function round(engine: Engine, program: Profiled, streams: number, tokens: number, temperature: number): Promise<void> {
   const requests = Array.from({ length: streams }, (_, i) => engine.generate({ inputIds: [5, 6, 7, 8, 9, 10, 11, 12], maxTokens: tokens, temperature, seed: i, ignoreEos: true }));
   let runMs = 0;
-  for (const name of ['run', 'runArgmax'] as const) {
-    const f = program[name]?.bind(program) as ((b: unknown) => Promise<unknown>) | undefined;
+  for (const name of ['run', 'runArgmax', 'runSample'] as const) {
+    const f = program[name]?.bind(program) as ((...args: unknown[]) => Promise<unknown>) | undefined;
     if (!f) continue;
-    (program as unknown as Record<string, unknown>)[name] = async (b: unknown) => {
+    (program as unknown as Record<string, unknown>)[name] = async (...args: unknown[]) => {
       const t0 = performance.now();
       try {
-        return await f(b);
+        return await f(...args);
       } finally {
         runMs += performance.now() - t0;
       }
@@ -53,7 +57,7 @@ async function round(engine: Engine, program: Profiled, streams: number, tokens:
   const stepMs = (performance.now() - t0) / steps;
   await Promise.all(requests.map((r) => r.result));
   const rows = [...program.profile].sort((x, y) => y[1].ms - x[1].ms).map(([k, v]) => `  ${(v.ms / steps).toFixed(2).padStart(7)} ms  ${k}`);
-  console.log(`${streams} streams, temperature ${temperature}: ${steps} decode steps of ${stepMs.toFixed(1)} ms (${((streams * steps) / (stepMs * steps / 1e3)).toFixed(0)} tok/s); program.run ${(runMs / steps).toFixed(1)} ms, outside it (sampling, scheduler, streams) ${(stepMs - runMs / steps).toFixed(1)} ms; per step:`);
+  console.log(`${streams} streams, temperature ${temperature}: ${steps} decode steps of ${stepMs.toFixed(1)} ms (${((streams * steps) / (stepMs * steps / 1e3)).toFixed(0)} tok/s); the program ${(runMs / steps).toFixed(1)} ms, outside it (sampling, scheduler, streams) ${(stepMs - runMs / steps).toFixed(1)} ms; per step:`);
   console.log(rows.join('\n'));
   program.profile = null;
 }
@@ -61,7 +65,7 @@ async function round(engine: Engine, program: Profiled, streams: number, tokens:
 async function main(): Promise<void> {
   const streams = Number(a.streams);
   const engine = await createEngine({
-    model: defaultModelDir(), backend: cpuBackend(a['no-fma'] ? { fma: false } : {}), autoStep: false,
+    model: a.model ?? defaultModelDir(), backend: cpuBackend({ ...(a['no-fma'] ? { fma: false } : {}), ...(a.threads ? { threads: Number(a.threads) } : {}) }), autoStep: false,
     limits: { maxBatchTokens: 2048, maxSequences: streams, kvCacheBytes: 512 * 2 ** 20 },
   });
   try {

@@ -1,24 +1,31 @@
 // N threads over one shared memory: the calling (main) thread is thread 0, N − 1 worker_threads are the
-// others. A dispatch writes (kernel, args, nthreads) into a SharedArrayBuffer control block, bumps its
-// epoch and notifies; every thread runs kernel(args, tid, nthreads) on its share; the main thread runs
-// its own share, then waits (spinning, then Atomics.wait) until the workers have counted themselves
-// done. Dispatch is synchronous: a step blocks the main thread while it computes, as the reference does.
+// others. A dispatch splits a kernel into shares (kernel(args, share, shares)), writes (kernel, args) into a
+// SharedArrayBuffer control block, publishes a claim word (shares, next share) and bumps the epoch; every
+// thread, the main one included, then claims shares one at a time (an atomic add on the claim word) and
+// runs them, until none is left; the main thread waits (spinning, then Atomics.wait) until every share
+// is done. Which thread runs a share does not change its result (a share has its own scratch), so a
+// worker that is late (asleep, or its core taken by another process) costs nothing: the others take its
+// share. Dispatch is synchronous: a step blocks the main thread while it computes, as the reference does.
 // A dispatch with background work (copies of streamed weights) leaves the kernel to the workers alone
-// (SHIFT 1: worker t runs share t − 1 of N − 1) while the main thread does that work until they finish.
+// (N − 1 shares) while the main thread does that work until they finish.
 import { BackendError } from '@zinfer/core';
 import { Worker } from 'node:worker_threads';
 import { requireWasm, type WasmMemory, type WasmModule } from './wasm-api.js';
 import { WORKER_SOURCE } from './worker-source.js';
 
 const EPOCH = 0;
-const PENDING = 1;
+const DONE = 1;
 const KERNEL = 2;
 const ARGS = 3;
-const NT = 4;
+const CLAIM = 4;
 const ERROR = 5;
 const READY = 6;
-const SHIFT = 7;
+const STOP = 7;
 const MESSAGE = 16;
+/** The claim word: shares << CLAIM_SHIFT | next unclaimed share (over-claims run past it harmlessly). */
+const CLAIM_SHIFT = 16;
+/** Most threads a pool takes: the claim word's share count and index are 16-bit fields. */
+export const MAX_POOL_THREADS = 4096;
 const MESSAGE_BYTES = 1024;
 const CONTROL_BYTES = MESSAGE * 4 + MESSAGE_BYTES;
 /**
@@ -28,7 +35,7 @@ const CONTROL_BYTES = MESSAGE * 4 + MESSAGE_BYTES;
  * Bounded in time, not iterations: on a machine whose cores are busy with other processes, a polling
  * thread takes CPU from the thread it waits for.
  */
-const WORKER_SPIN_MS = 0.1;
+export const DEFAULT_WORKER_SPIN_MS = 0.1;
 const JOIN_SPIN_MS = 0.05;
 
 type Kernel = (args: number, tid: number, nthreads: number) => void;
@@ -52,7 +59,10 @@ export class ThreadPool {
     /** Threads including the main one. */
     readonly threads: number,
     cores: number,
+    /** How long an idle worker polls for the next kernel before sleeping (ms). */
+    workerSpinMs = DEFAULT_WORKER_SPIN_MS,
   ) {
+    if (!Number.isSafeInteger(threads) || threads < 1 || threads > MAX_POOL_THREADS) throw new BackendError(`cpu thread pool: ${threads} threads (1 to ${MAX_POOL_THREADS})`, { field: 'threads', expected: `an integer from 1 to ${MAX_POOL_THREADS}`, found: String(threads) });
     const instance = new (requireWasm().Instance)(module, { env: { memory } });
     this.kernels = names.map((n) => {
       const f = instance.exports[n];
@@ -60,7 +70,7 @@ export class ThreadPool {
       return f;
     });
     // More threads than cores: a polling thread would take the core of one with work to do.
-    this.spinMs = threads <= cores ? { worker: WORKER_SPIN_MS, join: JOIN_SPIN_MS } : { worker: 0, join: 0 };
+    this.spinMs = threads <= cores ? { worker: workerSpinMs, join: JOIN_SPIN_MS } : { worker: 0, join: 0 };
   }
 
   kernel(name: string): number {
@@ -117,42 +127,56 @@ export class ThreadPool {
       return;
     }
     const c = this.control;
-    const shift = background ? 1 : 0;
-    const nt = this.threads - shift;
+    const shares = background ? this.threads - 1 : this.threads;
     c[KERNEL] = k;
     c[ARGS] = args;
-    c[NT] = nt;
-    c[SHIFT] = shift;
-    Atomics.store(c, PENDING, this.threads - 1);
+    Atomics.store(c, DONE, 0);
+    Atomics.store(c, CLAIM, shares << CLAIM_SHIFT);
     Atomics.add(c, EPOCH, 1);
     Atomics.notify(c, EPOCH);
     let failure: unknown = null;
     try {
-      if (!background) this.kernels[k](args, 0, nt);
-      else while (Atomics.load(c, PENDING) !== 0) if (!background()) break;
+      if (!background) this.claimShares(k, args);
+      else while (Atomics.load(c, DONE) < shares) if (!background()) break;
     } catch (e) {
       failure = e;
     }
-    this.join();
+    this.join(shares);
     if (failure && background) throw failure; // the background work's own error, as it threw it
     if (failure) throw new BackendError(`cpu kernel ${this.names[k]} failed on the main thread: ${String(failure)}`);
     this.throwIfFailed();
   }
 
-  /** Waits until every worker has finished the current dispatch. */
-  private join(): void {
+  /** Runs shares of the current dispatch on this thread until none is left unclaimed (the workers' loop). */
+  private claimShares(k: number, args: number): void {
     const c = this.control;
-    let p = Atomics.load(c, PENDING);
-    if (p !== 0 && this.spinMs.join > 0) {
+    for (;;) {
+      const w = Atomics.add(c, CLAIM, 1);
+      const shares = w >>> CLAIM_SHIFT;
+      const share = w & ((1 << CLAIM_SHIFT) - 1);
+      if (share >= shares) return;
+      try {
+        this.kernels[k](args, share, shares);
+      } finally {
+        if (Atomics.add(c, DONE, 1) + 1 === shares) Atomics.notify(c, DONE);
+      }
+    }
+  }
+
+  /** Waits until every share of the current dispatch is done, whichever threads ran them. */
+  private join(shares: number): void {
+    const c = this.control;
+    let d = Atomics.load(c, DONE);
+    if (d !== shares && this.spinMs.join > 0) {
       const until = performance.now() + this.spinMs.join;
-      for (let i = 1; p !== 0; i++) {
-        p = Atomics.load(c, PENDING);
+      for (let i = 1; d !== shares; i++) {
+        d = Atomics.load(c, DONE);
         if ((i & 127) === 0 && performance.now() > until) break;
       }
     }
-    while (p !== 0) {
-      Atomics.wait(c, PENDING, p);
-      p = Atomics.load(c, PENDING);
+    while (d !== shares) {
+      Atomics.wait(c, DONE, d);
+      d = Atomics.load(c, DONE);
     }
   }
 
@@ -171,7 +195,7 @@ export class ThreadPool {
     this.closed = true;
     if (this.starting) await this.starting.catch(() => {});
     const c = this.control;
-    c[KERNEL] = -1;
+    Atomics.store(c, STOP, 1);
     Atomics.add(c, EPOCH, 1);
     Atomics.notify(c, EPOCH);
     // ref() while terminating: an unref()ed worker's exit would not keep the event loop (and so the

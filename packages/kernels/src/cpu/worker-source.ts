@@ -2,13 +2,14 @@
 // its own next to the bundle and runs the same from src/ and dist/. It instantiates the kernel module
 // over the shared memory, then loops: wait for a new epoch in the control block (spinning for up to
 // spinMs first, since the next kernel of a step usually follows within microseconds, then sleeping in
-// Atomics.wait), run its share of the kernel (share tid − SHIFT of NT), count itself done. Control block
-// slots: see thread-pool.ts.
+// Atomics.wait), then claim shares of the current dispatch and run them until none is left, counting each
+// one done. Control block slots and the claim word: see thread-pool.ts.
 export const WORKER_SOURCE = `
 'use strict';
 const { workerData } = require('node:worker_threads');
 const { module, memory, control, tid, names, spinMs } = workerData;
-const EPOCH = 0, PENDING = 1, KERNEL = 2, ARGS = 3, NT = 4, ERROR = 5, READY = 6, SHIFT = 7, MESSAGE = 16, MESSAGE_BYTES = 1024;
+const EPOCH = 0, DONE = 1, KERNEL = 2, ARGS = 3, CLAIM = 4, ERROR = 5, READY = 6, STOP = 7, MESSAGE = 16, MESSAGE_BYTES = 1024;
+const CLAIM_SHIFT = 16, SHARE_MASK = (1 << CLAIM_SHIFT) - 1;
 const c = new Int32Array(control);
 const fail = (e) => {
   if (Atomics.compareExchange(c, ERROR, 0, tid + 1) !== 0) return;
@@ -39,17 +40,19 @@ for (;;) {
     e = Atomics.load(c, EPOCH);
   }
   seen = e;
-  const k = c[KERNEL];
-  if (k < 0) break;
-  const nt = c[NT];
-  const share = tid - c[SHIFT]; // SHIFT 1: the main thread does other work, the workers split the kernel
-  if (share < nt) {
+  if (Atomics.load(c, STOP)) break;
+  // A share claimed here belongs to the dispatch whose claim word it came from (even one newer than the
+  // epoch seen above): that dispatch's kernel and arguments stay put until all its shares are done.
+  for (;;) {
+    const w = Atomics.add(c, CLAIM, 1);
+    const shares = w >>> CLAIM_SHIFT, share = w & SHARE_MASK;
+    if (share >= shares) break;
     try {
-      fns[k](c[ARGS], share, nt);
+      fns[c[KERNEL]](c[ARGS], share, shares);
     } catch (err) {
       fail(err);
     }
+    if (Atomics.add(c, DONE, 1) + 1 === shares) Atomics.notify(c, DONE);
   }
-  if (Atomics.sub(c, PENDING, 1) === 1) Atomics.notify(c, PENDING);
 }
 `;
