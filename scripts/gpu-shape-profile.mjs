@@ -16,12 +16,13 @@
 //   ZINFER_SHAPES=7b,13b-tp4 picks shapes; ZINFER_PROFILE_ROWS=64 times steps of that many sequences (default 1),
 //   ZINFER_PROFILE_CONTEXT=520 at that many cached positions each (default 100). ZINFER_PROFILE_WARP_MAX_IN=1024,2048
 //   also times the graphed step with each bound on the one-warp GEMV's inputs (gemvWarpMaxIn).
+//   ZINFER_CUDA_TRACE=1 (kernels built with the trace: kernel-trace.ts) adds each shape's graphed timeline.
 //   Writes $OUT/shape-profile.json and prints a table.
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 
 import { benchExitCode, importPackages, jsonWriter, programDecode, ratio, round, stepRunner, teeLog } from './gpu-harness.mjs';
-import { profileDecode } from './gpu-bench-profile.mjs';
+import { decodeBatch, profileDecode } from './gpu-bench-profile.mjs';
 import { SHAPES as PARALLEL_SHAPES } from './gpu-parallel-common.mjs';
 import { SHAPES as MOE_SHAPES } from './gpu-moe-common.mjs';
 
@@ -75,6 +76,32 @@ await step('read bandwidth', () => {
   return { readGBps: m.readGBps, mismatches: m.gemvVariantMismatches };
 });
 log(`card ${result.card}, read ${result.read_gb_per_s} GB/s`);
+
+/**
+ * The graphed step's timeline (trace builds, ZINFER_CUDA_TRACE=1: kernel-trace.ts): TRACE_STEPS replays of
+ * Program.run's graph, each kernel's block 0 recording when it reached its wait and when it was let go;
+ * per kernel (named from one eager step's launches), the median µs from its release to the next one's.
+ */
+const TRACE_STEPS = 20;
+async function traceGraphed(name, program, vocab) {
+  const trace = cuda.CudaDevice.opened(0)?.trace;
+  if (!trace) throw new Error('ZINFER_CUDA_TRACE=1 but device 0 has no trace buffer');
+  const eager = await cuda.profileStep(program, decodeBatch(testing.stepBatch, { rows: ROWS, context: CONTEXT, vocab, t: 1 }));
+  const names = eager.map((t) => (t.shape ? `${t.kernel} ${t.shape}` : t.kernel));
+  program.resetGraphs();
+  trace.reset();
+  await programDecode(program, testing.stepBatch, { rows: ROWS, context: CONTEXT, vocab, argmax: false, steps: TRACE_STEPS - 4 });
+  const records = trace.read();
+  const t = cuda.summarizeTrace(records, TRACE_STEPS, names);
+  const named = t.kernelsPerStep === names.length;
+  log(`${name}: trace of ${t.steps} graphed steps, ${t.kernelsPerStep} kernels a step${named ? '' : ` (the eager step launched ${names.length}: named by grid)`}, first to last release ${round(t.stepUs, 1)} µs`);
+  log(`   ${'kernel'.padEnd(56)} ${'×'.padStart(4)} ${'adds µs'.padStart(9)} ${'total µs'.padStart(9)} ${'early µs'.padStart(9)}`);
+  for (const row of [...t.rows].sort((a, b) => b.addsTotalUs - a.addsTotalUs)) {
+    log(`   ${row.what.slice(0, 56).padEnd(56)} ${String(row.count).padStart(4)} ${row.addsMedianUs.toFixed(2).padStart(9)} ${row.addsTotalUs.toFixed(1).padStart(9)} ${row.earlyMedianUs.toFixed(2).padStart(9)}`);
+  }
+  for (const m of t.marks) log(`   mark ${String(m.tag).padStart(2)} in ${m.what.slice(0, 44).padEnd(44)} ${m.afterReleaseMedianUs.toFixed(2).padStart(7)} µs after its release (×${m.count})`);
+  return { ...t, marks: t.marks.map((m) => ({ ...m, afterReleaseMedianUs: round(m.afterReleaseMedianUs, 2) })), rows: t.rows.map((row) => ({ ...row, addsMedianUs: round(row.addsMedianUs, 2), addsTotalUs: round(row.addsTotalUs, 1), earlyMedianUs: round(row.earlyMedianUs, 2) })), named };
+}
 
 for (const name of pick) {
   const config = SHAPES[name];
@@ -140,6 +167,7 @@ for (const name of pick) {
       r.kernels = v.kernels;
       log(`${name}: ${r.graphed_ms} ms graphed, limit ${r.limit_ms} (${r.over_limit}×), ${v.launches} launches, eager kernels ${v.kernelSumMs} ms (GEMVs ${v.gemvSumMs})`);
       for (const k of v.kernels) log(`   ${k.what.padEnd(48)} ×${String(k.count).padStart(3)}  ${String(k.medianUs).padStart(8)} µs${k.fractionOfRead !== null ? `  ${Math.round(k.fractionOfRead * 100)}% of read` : ''}`);
+      if (cuda.traceBuild()) r.trace = await traceGraphed(name, program, vocab);
     } finally {
       await engine.close();
     }

@@ -326,6 +326,7 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
     }
   }
   __syncthreads();
+  TRACE_MARK(11);
 
   // Cached K and V stay raw (VEC elements of C, one load each) until used: widened one position at a time,
   // so the registers hold a round of raw loads, not a round of f32 vectors.
@@ -399,6 +400,7 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
     m = mNew;
   }
 
+  TRACE_MARK(12);
   // Merge the groups of this block.
   if (li == 0) {
     sM[group] = m;
@@ -440,8 +442,10 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   // The last split to finish merges them all (threadFenceReduction): publish, then count.
   __threadfence();
   __syncthreads();
+  TRACE_MARK(13);
   if (threadIdx.x == 0) sLast = atomicAdd(&counters[r * heads + h], 1) == used - 1;
   __syncthreads();
+  TRACE_MARK(14);
   if (!sLast) return;
   __threadfence();
   // Lane c of warp 0 reads split c's max and sum (the loads in flight together: one after another, the

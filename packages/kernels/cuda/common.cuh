@@ -153,9 +153,65 @@ __device__ __forceinline__ uint4 ld_stream16(const void *p) {
 // device, would have to revisit it. One read reaches further back: the small-step MoE down kernel reads
 // the routing (and its first expert's weights) before its wait, because the gate/up kernel before it calls
 // grid_dep_launch() only after its own wait, so everything before the gate/up kernel has completed.
+#ifdef ZINFER_TRACE
+// The graphed step's timeline, in trace builds only (ZINFER_CUDA_TRACE=1, src/cuda/kernel-trace.ts): thread 0
+// of block (0,0,0) of every kernel that waits on the one before it appends a record of when it reached the
+// wait and when the wait let it go (%globaltimer, ns), with its grid and block, to the host's buffer. The
+// host points every module's zinfer_trace at one buffer and one cursor after loading it.
+struct TraceSink {
+  unsigned long long *records; // [capacity][4]: reached, released, gx | gy << 32, gz | block << 32
+  unsigned int *cursor;
+  unsigned int capacity;
+};
+__device__ TraceSink zinfer_trace;
+__device__ __forceinline__ unsigned long long trace_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+__device__ __forceinline__ bool trace_first() {
+  return (blockIdx.x | blockIdx.y | blockIdx.z | threadIdx.x | threadIdx.y | threadIdx.z) == 0;
+}
+__device__ __forceinline__ void trace_put(unsigned long long a, unsigned long long b, unsigned long long c, unsigned long long d) {
+  const TraceSink s = zinfer_trace;
+  if (s.records == nullptr) return;
+  const unsigned int i = atomicAdd(s.cursor, 1u);
+  if (i >= s.capacity) return;
+  unsigned long long *r = s.records + 4ull * i;
+  r[0] = a;
+  r[1] = b;
+  r[2] = c;
+  r[3] = d;
+}
+__device__ __forceinline__ void trace_record(unsigned long long reached, unsigned long long released) {
+  trace_put(reached, released, (unsigned long long)gridDim.x | ((unsigned long long)gridDim.y << 32),
+            (unsigned long long)gridDim.z | ((unsigned long long)blockDim.x << 32));
+}
+// A point inside a kernel, reached by thread 0 of block (0,0,0): a record with block 0 and the tag as its
+// grid (TRACE_MARK(tag), nothing in other builds), timed against the kernel's release by the host.
+#define TRACE_MARK(tag)                                     \
+  do {                                                      \
+    if (trace_first()) {                                    \
+      const unsigned long long t_ = trace_ns();             \
+      trace_put(t_, t_, (unsigned long long)(tag), 0ull);   \
+    }                                                       \
+  } while (0)
+#else
+#define TRACE_MARK(tag) \
+  do {                  \
+  } while (0)
+#endif
+
 __device__ __forceinline__ void grid_dep_wait() {
+#ifdef ZINFER_TRACE
+  const bool first = trace_first();
+  const unsigned long long reached = first ? trace_ns() : 0ull;
+#endif
 #if __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+#ifdef ZINFER_TRACE
+  if (first) trace_record(reached, trace_ns());
 #endif
 }
 __device__ __forceinline__ void grid_dep_launch() {

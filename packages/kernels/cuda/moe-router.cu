@@ -118,6 +118,7 @@ __device__ void moe_router(float *out, const W *w, const A *x, int hidden, int e
   grid_dep_wait();
   grid_dep_launch();
   if (norm_w) router_norm<A>(xs, xn + (i64)r * hidden, xr, norm_w, hidden, eps, scratch);
+  TRACE_MARK(1);
   for (int e = warp; e < experts; e += warps) {
     const W *we = w + (i64)e * hidden;
     float s = 0.f;
@@ -140,6 +141,7 @@ __device__ void moe_router(float *out, const W *w, const A *x, int hidden, int e
     if (lane == 0) prob[e] = s;
   }
   __syncthreads();
+  TRACE_MARK(2);
   if (warp != 0) return;
   float m = NEG_INF;
   for (int e = lane; e < experts; e += 32) m = fmaxf(m, prob[e]);
@@ -150,6 +152,7 @@ __device__ void moe_router(float *out, const W *w, const A *x, int hidden, int e
   for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
   for (int e = lane; e < experts; e += 32) prob[e] = (float)(exp((double)prob[e] - (double)m) / sum);
   __syncwarp();
+  TRACE_MARK(3);
   for (int k = 0; k < topK; k++) {
     float best = -1.f;
     int bi = 0x7fffffff;
@@ -182,6 +185,7 @@ __device__ void moe_router(float *out, const W *w, const A *x, int hidden, int e
       if (counts && real) atomicAdd(counts + chosenId[k], 1ull);
     }
   }
+  TRACE_MARK(4);
 }
 
 

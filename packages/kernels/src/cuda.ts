@@ -133,6 +133,7 @@ export { cudaDiagnostics, type CudaDiagnostics } from './cuda/diagnostics.js';
 export { findLibrary, findIncludeDir, searchDirs, type CudaLibrary } from './cuda/libraries.js';
 export { cudaMicrobench, type MicrobenchResult } from './cuda/microbench.js';
 export { profileStep, summarizeProfile, gemvShape, type KernelTiming, type ProfileRow } from './cuda/kernel-profile.js';
+export { decodeRecords, KernelTrace, summarizeTrace, traceBuild, type TraceRecord, type TraceRow, type TraceSummary } from './cuda/kernel-trace.js';
 export { autoGemvVariant, GEMV_KERNEL_VARIANTS, GEMV_NARROW_MODES, GEMV_VARIANTS, gemvNarrow, gemvVariant, gemvVariantByEpilogue, gemvWarpMaxIn, setGemvNarrow, setGemvVariant, setGemvVariantByEpilogue, setGemvWarpMaxIn, type GemvEpilogue, type GemvKernelVariant, type GemvNarrowMode, type GemvVariant } from './cuda/gemv-variant.js';
 export { DECODE_ATTENTION_VARIANTS, decodeAttentionVariant, setDecodeAttentionVariant, type DecodeAttentionVariant } from './cuda/decode-attention-variant.js';
 export { BATCHED_GEMM_MODES, batchedGemmMode, setBatchedGemmMode, type BatchedGemmMode } from './cuda/batched-gemm.js';

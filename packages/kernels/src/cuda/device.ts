@@ -5,6 +5,7 @@ import { Cublas } from './cublas.js';
 import { CU, type Ptr } from './driver-api.js';
 import { CudaDriver } from './driver.js';
 import { compileUnits, defaultCacheDir } from './kernel-cache.js';
+import { KernelTrace, traceBuild } from './kernel-trace.js';
 import { loadKernelSources, type KernelSignature } from './kernel-sources.js';
 import { ParamArena } from './launch.js';
 import { findIncludeDir } from './libraries.js';
@@ -33,6 +34,8 @@ export class CudaDevice {
   private cublasError: Error | null = null;
   /** Loaded modules; they live as long as the process, like the device. */
   private modules: Ptr[] = [];
+  /** The graph timeline's buffer, in trace builds (ZINFER_CUDA_TRACE=1) once the kernels are loaded. */
+  trace: KernelTrace | null = null;
   /** What the last kernel load did: files compiled now, NVRTC version, seconds taken. */
   kernelLoad: { compiled: string[]; nvrtc: string; seconds: number } | null = null;
 
@@ -150,6 +153,7 @@ export class CudaDevice {
         table.set(sig.name, { fn: fn[0]!, sig });
       }
     }
+    if (traceBuild()) this.trace = KernelTrace.attach(this.driver, this.modules);
     this.kernelLoad = { compiled, nvrtc: nvrtc.version, seconds: (performance.now() - t0) / 1000 };
     return table;
   }

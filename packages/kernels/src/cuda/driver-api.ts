@@ -69,10 +69,12 @@ export interface DriverApi {
   cuDeviceCanAccessPeer?: (can: Out<number>, device: number, peer: number) => number;
   cuCtxEnablePeerAccess?: (peerCtx: Ptr, flags: number) => number;
   cuMemAlloc_v2?: (dptr: Out<number | bigint>, bytes: number) => number;
+  /** A module's __device__ variable (the kernel trace's sink, kernel-trace.ts): optional, diagnostics only. */
+  cuModuleGetGlobal_v2?: (dptr: Out<number | bigint>, bytes: Out<number>, module: Ptr, name: string) => number;
   cuMemFree_v2?: (dptr: Ptr) => number;
 }
 
-type Required_ = Exclude<keyof DriverApi, 'cuFuncGetParamInfo' | 'cuEventElapsedTime' | 'cuLaunchKernelEx' | 'cuStreamWaitEvent' | 'cuEventQuery' | 'cuMemHostAlloc' | 'cuMemPoolTrimTo' | PeerCall>;
+type Required_ = Exclude<keyof DriverApi, 'cuFuncGetParamInfo' | 'cuEventElapsedTime' | 'cuLaunchKernelEx' | 'cuStreamWaitEvent' | 'cuEventQuery' | 'cuMemHostAlloc' | 'cuMemPoolTrimTo' | 'cuModuleGetGlobal_v2' | PeerCall>;
 type PeerCall = 'cuDeviceCanAccessPeer' | 'cuCtxEnablePeerAccess' | 'cuMemAlloc_v2' | 'cuMemFree_v2';
 
 export const DRIVER_PROTOTYPES: Record<Required_, string> = {
@@ -135,6 +137,7 @@ export const OPTIONAL_DRIVER_PROTOTYPES = {
   cuDeviceCanAccessPeer: 'int cuDeviceCanAccessPeer(_Out_ int *canAccessPeer, int dev, int peerDev)',
   cuCtxEnablePeerAccess: 'int cuCtxEnablePeerAccess(void *peerContext, unsigned int flags)',
   cuMemAlloc_v2: 'int cuMemAlloc_v2(_Out_ uint64_t *dptr, size_t bytes)',
+  cuModuleGetGlobal_v2: 'int cuModuleGetGlobal_v2(_Out_ uint64_t *dptr, _Out_ size_t *bytes, void *module, const char *name)',
   cuMemFree_v2: 'int cuMemFree_v2(uint64_t dptr)',
 } as const;
 
@@ -192,5 +195,6 @@ export function bindDriver(lib: LibraryHandle, path: string): DriverApi {
   api.cuMemPoolTrimTo = optional(OPTIONAL_DRIVER_PROTOTYPES.cuMemPoolTrimTo);
   api.cuMemHostAlloc = optional(OPTIONAL_DRIVER_PROTOTYPES.cuMemHostAlloc);
   for (const name of ['cuDeviceCanAccessPeer', 'cuCtxEnablePeerAccess', 'cuMemAlloc_v2', 'cuMemFree_v2'] as const) api[name] = optional(OPTIONAL_DRIVER_PROTOTYPES[name]);
+  api.cuModuleGetGlobal_v2 = optional(OPTIONAL_DRIVER_PROTOTYPES.cuModuleGetGlobal_v2);
   return api as DriverApi; // every required member was set above
 }

@@ -6,6 +6,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { KernelSources } from './kernel-sources.js';
+import { traceBuild } from './kernel-trace.js';
 import type { CompileRequest, Nvrtc } from './nvrtc.js';
 
 export function defaultCacheDir(env: Readonly<Record<string, string | undefined>> = process.env): string {
@@ -17,9 +18,11 @@ export function defaultCacheDir(env: Readonly<Record<string, string | undefined>
  * NVRTC options for `arch` (e.g. 90). No fast-math: activations must match the f32 reference. No
  * -lineinfo: NVRTC 11.8 segfaults with it on kernels whose entry points come from multi-line macros (seen
  * here), and a crash would take the whole process down; profilers still see kernel names.
+ * ZINFER_CUDA_TRACE=1 adds -DZINFER_TRACE (kernel-trace.ts), so trace builds get their own cache entries.
  */
 export function nvrtcOptions(arch: number, includeDir: string | null): string[] {
   const opts = [`--gpu-architecture=sm_${arch}`, '-std=c++17', '-DZINFER_NVRTC=1'];
+  if (traceBuild()) opts.push('-DZINFER_TRACE=1'); // the graph timeline's records (kernel-trace.ts)
   if (includeDir) opts.push(`-I${includeDir}`);
   return opts;
 }
