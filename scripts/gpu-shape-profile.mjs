@@ -15,7 +15,8 @@
 // Usage (GPU machine, bundle unpacked: source scripts/gpu-unpack.sh): node $dir/scripts/gpu-shape-profile.mjs
 //   ZINFER_SHAPES=7b,13b-tp4 picks shapes; ZINFER_PROFILE_ROWS=64 times steps of that many sequences (default 1),
 //   ZINFER_PROFILE_CONTEXT=520 at that many cached positions each (default 100). ZINFER_PROFILE_WARP_MAX_IN=1024,2048
-//   also times the graphed step with each bound on the one-warp GEMV's inputs (gemvWarpMaxIn).
+//   also times the graphed step with each bound on the one-warp GEMV's inputs (gemvWarpMaxIn);
+//   ZINFER_PROFILE_SPLITS=auto,4,8 with each decode-attention split count (setDecodeSplits).
 //   ZINFER_CUDA_TRACE=1 (kernels built with the trace: kernel-trace.ts) adds each shape's graphed timeline.
 //   Writes $OUT/shape-profile.json and prints a table.
 import { join } from 'node:path';
@@ -49,6 +50,7 @@ const mixes = MIX_EPILOGUES.reduce((acc) => acc.flatMap((a) => mixVariants.map((
 const ROWS = Number(process.env.ZINFER_PROFILE_ROWS || 1);
 const WARP_BOUNDS = (process.env.ZINFER_PROFILE_WARP_MAX_IN || '').split(',').filter(Boolean).map(Number);
 const CONTEXT = Number(process.env.ZINFER_PROFILE_CONTEXT || 100);
+const SPLITS = (process.env.ZINFER_PROFILE_SPLITS || '').split(',').map((s) => s.trim()).filter(Boolean);
 const pick = (process.env.ZINFER_SHAPES || Object.keys(SHAPES).join(',')).split(',').map((s) => s.trim()).filter(Boolean);
 
 const result = { card: null, rows: ROWS, context: CONTEXT, date: new Date().toISOString(), read_gb_per_s: null, shapes: {} };
@@ -122,6 +124,7 @@ for (const name of pick) {
       const base = cuda.gemvVariant();
       const baseByEpilogue = cuda.gemvVariantByEpilogue(); // ZINFER_GEMV_BY_EPILOGUE, restored after the mixes
       const baseWarp = cuda.gemvWarpMaxIn();
+      const baseSplits = cuda.decodeSplitsMode();
       try {
         for (const v of variants) {
           cuda.setGemvVariant(v);
@@ -137,6 +140,15 @@ for (const name of pick) {
             (r.graphed_ms_by_warp_max_in[n] ??= []).push(await decode(48));
           }
         cuda.setGemvWarpMaxIn(baseWarp);
+        r.graphed_ms_by_decode_splits = {};
+        for (const rep of [0, 1]) // the decode attention's split count, alternated twice
+          for (const n of SPLITS) {
+            cuda.setDecodeSplits(n);
+            program.resetGraphs();
+            (r.graphed_ms_by_decode_splits[n] ??= []).push(await decode(48));
+          }
+        cuda.setDecodeSplits(baseSplits);
+        if (SPLITS.length) log(`${name}: graphed ms by decode-attention splits ${JSON.stringify(r.graphed_ms_by_decode_splits)}`);
         if (WARP_BOUNDS.length) log(`${name}: graphed ms by one-warp GEMV bound ${JSON.stringify(r.graphed_ms_by_warp_max_in)}`);
         for (const m of mixes) { // none/residual/gated
           cuda.setGemvVariantByEpilogue(Object.fromEntries(MIX_EPILOGUES.map((e, i) => [e, m[i]])));
@@ -147,6 +159,7 @@ for (const name of pick) {
         cuda.setGemvVariant(base);
         cuda.setGemvVariantByEpilogue(baseByEpilogue);
         cuda.setGemvWarpMaxIn(baseWarp);
+        cuda.setDecodeSplits(baseSplits);
         program.resetGraphs();
       }
       const all = { ...Object.fromEntries(Object.entries(r.graphed_ms_by_gemv).map(([v, ms]) => [`${v}/${v}/${v}`, ms])), ...r.graphed_ms_by_mix };

@@ -10,7 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BackendError, loadModel, Rng, type FloatDType, type Graph, type StepBatch } from '@zinfer/core';
 import { memoryWeights, range, stepBatch, tinyLlama, TINY_LLAMA, type TinyLlamaConfig } from '@zinfer/core/testing';
-import { attentionChunks, decodeAttentionFits, decodeLanes, decodeSplits, decodeWide } from '../src/cuda/attention-launch.js';
+import { attentionChunks, decodeAttentionFits, decodeLanes, decodeSplits, decodeWide, setDecodeSplits, type DecodeSplitMode } from '../src/cuda/attention-launch.js';
 import { planBuffers } from '../src/cuda/buffer-plan.js';
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
 import { sideBySideWeights, type ActivationChoice } from '../src/cuda/device-weights.js';
@@ -342,6 +342,15 @@ test('attention: chunks of the general path, decode splits fixed per batch size,
   assert.equal(decodeSplits(1, 32, 132, null), { splits: 9, minChunk: 32 });
   assert.equal(decodeSplits(64, 32, 132, null), { splits: 1, minChunk: 32 });
   assert.equal(decodeSplits(64, 32, 132, 1), { splits: 32, minChunk: 1 });
+  setDecodeSplits('4'); // the A/B switch (ZINFER_DECODE_SPLITS): a fixed count at any batch
+  try {
+    assert.equal(decodeSplits(1, 32, 132, null), { splits: 4, minChunk: 32 });
+    assert.equal(decodeSplits(64, 32, 132, null), { splits: 4, minChunk: 32 });
+    assert.throws(() => setDecodeSplits('3' as DecodeSplitMode), (e: unknown) => e instanceof BackendError && /ZINFER_DECODE_SPLITS/.test(String(e)));
+  } finally {
+    setDecodeSplits('auto');
+  }
+  assert.equal(decodeSplits(1, 32, 132, null), { splits: 9, minChunk: 32 });
   // 8 cached elements a lane of an f16/bf16 cache, 16 wide and of fp8 (heads a multiple of 16), 4 in f32.
   const heads = [128, 64, 16, 8, 24, 80, 256, 3, 512];
   assert.equal(heads.map((d) => decodeLanes(d, 'f16', false)), [16, 8, 2, 1, 4, 16, 32, 0, 0]);

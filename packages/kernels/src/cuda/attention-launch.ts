@@ -10,6 +10,7 @@
 // `_e4m3` entry points of rotary.cu and attention.cu (cuda/fp8.cuh says how).
 import type { FloatDType, Graph, OpNode } from '@zinfer/core';
 import { decodeAttentionKernel, decodeAttentionVariant, type DecodeAttentionVariant } from './decode-attention-variant.js';
+import { EnvChoice } from './env-choice.js';
 import type { RopeKv } from './exec-plan.js';
 import { prefetchOf } from './l2-prefetch.js';
 import { threadsFor, type StepContext } from './step-context.js';
@@ -85,9 +86,21 @@ export function decodeWide(rows: number, act: FloatDType, fp8: boolean, variant:
  */
 export function decodeSplits(rows: number, heads: number, multiprocessors: number, fixedChunk: number | null): { splits: number; minChunk: number } {
   if (fixedChunk !== null) return { splits: DECODE_MAX_SPLITS, minChunk: fixedChunk };
-  const splits = Math.max(1, Math.min(DECODE_MAX_SPLITS, Math.ceil((2 * multiprocessors) / (rows * heads))));
+  const forced = decodeSplitMode.get();
+  const splits = forced !== 'auto' ? Number(forced) : Math.max(1, Math.min(DECODE_MAX_SPLITS, Math.ceil((2 * multiprocessors) / (rows * heads))));
   return { splits, minChunk: DECODE_MIN_CHUNK };
 }
+
+/**
+ * The decode attention's split count: 'auto' (decodeSplits' rule) or a fixed count, from ZINFER_DECODE_SPLITS
+ * or setDecodeSplits between steps (then resetGraphs): the A/B of a grid's size at batch 1, where most splits
+ * of a short context return at once but every block must still be scheduled (PERF-NOTES, session 16).
+ */
+export const DECODE_SPLIT_MODES = ['auto', '1', '2', '4', '8', '16', '32'] as const;
+export type DecodeSplitMode = (typeof DECODE_SPLIT_MODES)[number];
+const decodeSplitMode = new EnvChoice(DECODE_SPLIT_MODES, 'auto', 'ZINFER_DECODE_SPLITS');
+export const decodeSplitsMode = (): DecodeSplitMode => decodeSplitMode.get();
+export const setDecodeSplits = (mode: DecodeSplitMode): void => decodeSplitMode.set(mode);
 
 export function launchAttention(ctx: StepContext, node: OpNode<'attention'>, kv: KvPointers, rope: RopeKv | null): void {
   const { heads, kvHeads, headDim, scale, slidingWindow, layer } = node.attrs;
