@@ -96,10 +96,10 @@ export interface TraceRow {
   /** A launch's name (from the eager profile of the same step), or its grid when unnamed. */
   what: string;
   count: number;
-  /** Median ns from this kernel's release to the next one's: what it adds to the step. */
+  /** Median µs from this kernel's release to the next one's: what it adds to the step. */
   addsMedianUs: number;
   addsTotalUs: number;
-  /** Median ns block 0 spent resident before its release (> 0: launched early under PDL). */
+  /** Median µs block 0 spent resident before its release (> 0: launched early under PDL). */
   earlyMedianUs: number;
 }
 
