@@ -108,6 +108,7 @@ const result = {
   tp2_13b_rank_loop_ms: null, tp4_13b_rank_loop_ms: null, tp2_13b_message_step_ms: null, tp4_13b_message_step_ms: null,
   tp2_13b_nopush_decode_bs1_ms_per_token: null, tp4_13b_nopush_decode_bs1_ms_per_token: null, tp2_speedup_nopush: null, tp4_speedup_nopush: null,
   tp4_70b_nopush_decode_bs1_ms_per_token: null, tp4_70b_nopush_over_hbm_limit: null,
+  tp2_13b_nospin_decode_bs1_ms_per_token: null, tp4_13b_nospin_decode_bs1_ms_per_token: null, tp2_speedup_nospin: null, tp4_speedup_nospin: null,
   allreduce: 'peer memory for messages up to ZINFER_PEER_ALLREDUCE_MAX_BYTES (default 512 KiB; the Lamport kernel up to ZINFER_PEER_ALLREDUCE_LL_BYTES, default 64 KiB), NCCL above; *_nccl keys: NCCL only; *_oneshot: the one-shot peer kernel only; *_nopush: the row-parallel GEMVs do not push into the Lamport all-reduce',
   weights_repeat_layer0: true,
 };
@@ -162,6 +163,7 @@ function allReduceEnv(allReduce) {
   process.env.ZINFER_PEER_ALLREDUCE = allReduce === 'nccl' || NO_PEER ? '0' : '1';
   process.env.ZINFER_REDUCE_ADD = allReduce === 'unfused' ? 'off' : 'on';
   process.env.ZINFER_PEER_PUSH = allReduce === 'nopush' ? 'off' : 'on';
+  process.env.ZINFER_LEADER_SPIN = allReduce === 'nospin' ? '0' : ''; // read by the leader at each step ('': on for GPU ranks)
   const ll = allReduce === 'oneshot' ? '0' : LL_BYTES;
   if (ll === undefined) delete process.env.ZINFER_PEER_ALLREDUCE_LL_BYTES;
   else process.env.ZINFER_PEER_ALLREDUCE_LL_BYTES = ll;
@@ -205,10 +207,12 @@ await step('HBM read bandwidth of every GPU (one process each, at once)', async 
 const tokensAt = {};
 // (`oneshot`: the barrier kernel for every peer message, no Lamport kernel). ZINFER_PARALLEL_VARIANTS picks them.
 // (`nopush`: the row-parallel GEMVs store their outputs and the Lamport all-reduce reads and pushes them, as
-// before the GEMV's push: ZINFER_PEER_PUSH=off).
+// before the GEMV's push: ZINFER_PEER_PUSH=off). (`nospin`: the leader's event loop sleeps while a step is out
+// instead of turning over: ZINFER_LEADER_SPIN=0.)
 const VARIANT = {
   nccl: ['_nccl', ' (NCCL all-reduce)'], unfused: ['_unfused', ' (residual adds on their own)'], oneshot: ['_oneshot', ' (one-shot peer kernel only)'],
   nopush: ['_nopush', ' (GEMV push off)'],
+  nospin: ['_nospin', ' (the leader sleeps while a step is out)'],
 };
 const VARIANTS = (process.env.ZINFER_PARALLEL_VARIANTS ?? 'nccl,unfused,oneshot').split(',').map((w) => w.trim()).filter((w) => w in VARIANT);
 for (const tp of [1, 2, 4].filter((n) => n <= TP_MAX)) {
@@ -353,6 +357,7 @@ function printTable() {
   for (const tp of [2, 4]) row(`tp${tp}_13b_unfused_decode_bs1_ms_per_token`, `residual adds on their own; speedup ${result[`tp${tp}_speedup_unfused`] ?? '?'}; tokens matching tp1 ${result[`tp${tp}_unfused_tokens_matching`] ?? '?'}`);
   for (const tp of [2, 4]) row(`tp${tp}_13b_oneshot_decode_bs1_ms_per_token`, `one-shot peer kernel only; speedup ${result[`tp${tp}_speedup_oneshot`] ?? '?'}`);
   for (const tp of [2, 4]) row(`tp${tp}_13b_nopush_decode_bs1_ms_per_token`, `GEMV push off; speedup ${result[`tp${tp}_speedup_nopush`] ?? '?'}`);
+  for (const tp of [2, 4]) row(`tp${tp}_13b_nospin_decode_bs1_ms_per_token`, `the leader sleeping while a step is out; speedup ${result[`tp${tp}_speedup_nospin`] ?? '?'}`);
   row('tp_tokens_identical');
   row('tp4_70b_decode_bs1_ms_per_token', `HBM limit ${result.tp4_70b_hbm_limit_ms_per_token ?? '?'} (ratio ${result.tp4_70b_over_hbm_limit ?? '?'})`);
   row('tp4_70b_nccl_decode_bs1_ms_per_token', `NCCL all-reduce only (ratio ${result.tp4_70b_nccl_over_hbm_limit ?? '?'})`);

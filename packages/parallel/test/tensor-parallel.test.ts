@@ -114,6 +114,35 @@ test('worker-thread ranks (one backend per rank, shards read in the rank) match 
   }
 });
 
+test('a leader spinning while steps are out (ZINFER_LEADER_SPIN=1) gets the same logits, and its timers still run', async () => {
+  const dir = join(FIXTURES, 'llama2');
+  const ids = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).input_ids as number[];
+  const model = await loadModel(dir);
+  const backend = referenceBackend();
+  const single = await backend.compile(model.graph, model.weights, { kvCache: KV });
+  const strategy = tensorParallel({ size: 2 });
+  const program = await strategy.launch({ plan: strategy.plan(model.graph, []), backend, model: { dir }, weights: model.weights, kvCache: KV });
+  const before = process.env.ZINFER_LEADER_SPIN;
+  process.env.ZINFER_LEADER_SPIN = '1'; // read at each step
+  try {
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    const steps = [prefill(ids.slice(0, 3)), ...ids.slice(3).map((t, i) => decode(t, 3 + i))];
+    for (const [i, step] of steps.entries()) {
+      const [want, got] = [await single.run(step), await program.run(step)];
+      assert.ok(maxDiff([want], [got]) <= 1e-4, `step ${i}`);
+    }
+    clearInterval(timer);
+    assert.ok(ticks > 0, 'a timer fired while the leader spun');
+  } finally {
+    if (before === undefined) delete process.env.ZINFER_LEADER_SPIN;
+    else process.env.ZINFER_LEADER_SPIN = before;
+    await program.dispose();
+    await single.dispose();
+    model.weights.close();
+  }
+});
+
 test('timeSteps: every worker rank runs a step back to back in its thread and answers with its mean ms; the program steps on as before', async () => {
   const dir = join(FIXTURES, 'llama2');
   const ids = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).input_ids as number[];

@@ -28,6 +28,8 @@ export interface RankSet {
   microBatches: (batch: StepBatch) => number;
   /** A step not finished by every rank within this many ms fails as a hung rank. */
   timeoutMs: number;
+  /** Whether the leader spins while a step is out (see leaderSpins; default false). */
+  leaderSpin?: boolean;
   /** After a failure: stop the ranks' communication, so none keeps waiting for a failed peer. */
   abort(exited: ReadonlySet<number>): void;
   /** Frees what the launch holds besides the ranks (shared-memory groups), once they are gone. */
@@ -57,6 +59,22 @@ interface Pending {
   timer: ReturnType<typeof setTimeout>;
   resolve: (out: Out) => void;
   reject: (e: Error) => void;
+}
+
+/**
+ * Whether the leader spins while a step is out: its event loop turns over without sleeping (one immediate
+ * after another; I/O still runs between them), so the ranks' answers are taken the moment they arrive
+ * instead of after the thread wakes. It holds one core for the whole step. On by default for GPU ranks,
+ * whose steps leave this thread idle: the 13B tp-2 step on 2 × H200 went 5.146–5.237 → 5.058–5.067 ms in three
+ * A/B pairs (BENCHMARKS.md, parallel, session 16). ZINFER_LEADER_SPIN=1 / 0 forces it either way, read at
+ * each step (the bench's A/B switches it).
+ */
+function leaderSpins(fallback: boolean): boolean {
+  const v = process.env.ZINFER_LEADER_SPIN;
+  return v === '1' ? true : v === '0' ? false : fallback;
+}
+async function spinUntil(settled: () => boolean): Promise<void> {
+  while (!settled()) await new Promise<void>((r) => setImmediate(r));
 }
 
 /** How long a rank gets to free its device memory on dispose before it is terminated. */
@@ -135,8 +153,14 @@ export async function startRanks(set: RankSet): Promise<RanksProgram> {
         }));
       }, limit);
       const ms: number[] = [];
-      pending.set(id, { waiting, out: null, ms, timer, resolve: (o) => resolve({ out: o, ms }), reject });
+      let settled = false;
+      const done = <T,>(f: (v: T) => void) => (v: T) => {
+        settled = true;
+        f(v);
+      };
+      pending.set(id, { waiting, out: null, ms, timer, resolve: done((o: Out) => resolve({ out: o, ms })), reject: done(reject) });
       for (const w of links) w.postMessage({ type: 'run', id, batch, ...(pick ? { pick } : {}), ...(repeat ? { repeat } : {}) });
+      if (leaderSpins(set.leaderSpin ?? false)) void spinUntil(() => settled);
     });
   };
 

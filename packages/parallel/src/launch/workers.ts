@@ -33,6 +33,7 @@ export async function launchWorkers(args: LaunchArgs, microBatches: (batch: Step
   }));
   return startRanks({
     links: workers, plan, microBatches, timeoutMs: opts.timeoutMs ?? 30_000,
+    leaderSpin: nccl !== null, // GPU ranks: this thread only waits on them; host ranks would lose a core
     abort: (exited) => abortRanks(workers, exited, groups, nccl),
     release: async () => {
       if (groups) await closeGroups(groups);
