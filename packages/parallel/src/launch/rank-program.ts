@@ -65,16 +65,13 @@ interface Pending {
  * Whether the leader spins while a step is out: its event loop turns over without sleeping (one immediate
  * after another; I/O still runs between them), so the ranks' answers are taken the moment they arrive
  * instead of after the thread wakes. It holds one core for the whole step. On by default for GPU ranks,
- * whose steps leave this thread idle: the 13B tp-2 step on 2 × H200 went 5.146–5.237 → 5.058–5.067 ms in three
- * A/B pairs (BENCHMARKS.md, parallel, session 16). ZINFER_LEADER_SPIN=1 / 0 forces it either way, read at
- * each step (the bench's A/B switches it).
+ * whose steps leave this thread idle: the 13B tp-2 step on 2 × H200 went 5.146–5.256 → 5.035–5.115 ms in five
+ * same-call A/B pairs (BENCHMARKS.md, parallel, session 16). ZINFER_LEADER_SPIN=1 / 0 forces it either way,
+ * read at each step (the bench's A/B switches it).
  */
 function leaderSpins(fallback: boolean): boolean {
   const v = process.env.ZINFER_LEADER_SPIN;
   return v === '1' ? true : v === '0' ? false : fallback;
-}
-async function spinUntil(settled: () => boolean): Promise<void> {
-  while (!settled()) await new Promise<void>((r) => setImmediate(r));
 }
 
 /** How long a rank gets to free its device memory on dispose before it is terminated. */
@@ -153,15 +150,21 @@ export async function startRanks(set: RankSet): Promise<RanksProgram> {
         }));
       }, limit);
       const ms: number[] = [];
-      let settled = false;
-      const done = <T,>(f: (v: T) => void) => (v: T) => {
-        settled = true;
-        f(v);
-      };
-      pending.set(id, { waiting, out: null, ms, timer, resolve: done((o: Out) => resolve({ out: o, ms })), reject: done(reject) });
+      pending.set(id, { waiting, out: null, ms, timer, resolve: (o) => resolve({ out: o, ms }), reject });
       for (const w of links) w.postMessage({ type: 'run', id, batch, ...(pick ? { pick } : {}), ...(repeat ? { repeat } : {}) });
-      if (leaderSpins(set.leaderSpin ?? false)) void spinUntil(() => settled);
+      if (leaderSpins(set.leaderSpin ?? false)) void spin();
     });
+  };
+  // One spinner however many steps are out (micro-batches of a pipeline go out together).
+  let spinning = false;
+  const spin = async () => {
+    if (spinning) return;
+    spinning = true;
+    try {
+      while (pending.size > 0) await new Promise<void>((r) => setImmediate(r));
+    } finally {
+      spinning = false;
+    }
   };
 
   const step: PickStep = async (batch, pick, options) => {
