@@ -23,7 +23,7 @@ import { ACT_GELU, ACT_GELU_TANH, ACT_RELU, ACT_SILU } from './common';
   return f32x4.mul(y, scale);
 }
 
-// fdlibm's e^x in double precision (< 1 ulp), without tables.
+// fdlibm's e^x in double precision (< 1 ulp), without tables: V8's Math.exp bit for bit (test/cpu-math.test.ts).
 const LN2_HI: f64 = 6.93147180369123816490e-01;
 const LN2_LO: f64 = 1.90821492927058770002e-10;
 const INV_LN2: f64 = 1.44269504088896338700e+00;
@@ -35,6 +35,7 @@ const P5: f64 = 4.13813679705723846039e-08;
 
 export function expd(x: f64): f64 {
   if (x != x) return x;
+  if (x == 1.0) return 2.718281828459045; // V8 returns Math.E here, 1 ulp below fdlibm's value
   if (x > 709.782712893383973096) return Infinity;
   if (x < -745.13321910194110842) return 0;
   const k = nearest(x * INV_LN2);
@@ -45,6 +46,33 @@ export function expd(x: f64): f64 {
   const c = r - t * (P1 + t * (P2 + t * (P3 + t * (P4 + t * P5))));
   const y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi);
   return scale2(y, <i32>k);
+}
+
+/**
+ * expd on two lanes at once, bit for bit: the same IEEE operations in the same order, lane by lane (wasm has
+ * no implicit contraction). Where a lane leaves the plain path (NaN, out of range, 2^k not a normal double
+ * (|x| > 693), or x = 1), both lanes go through expd. test/cpu-math.test.ts holds both to Math.exp.
+ */
+export function expd2(x: v128): v128 {
+  const x0 = f64x2.extract_lane(x, 0);
+  const x1 = f64x2.extract_lane(x, 1);
+  // NaN fails the range test too; x = 1 is expd's special case.
+  if (!(abs(x0) <= 693.0 && abs(x1) <= 693.0) || x0 == 1.0 || x1 == 1.0) return f64x2.replace_lane(f64x2.splat(expd(x0)), 1, expd(x1));
+  const k = f64x2.nearest(f64x2.mul(x, f64x2.splat(INV_LN2)));
+  const hi = f64x2.sub(x, f64x2.mul(k, f64x2.splat(LN2_HI)));
+  const lo = f64x2.mul(k, f64x2.splat(LN2_LO));
+  const r = f64x2.sub(hi, lo);
+  const t = f64x2.mul(r, r);
+  let p = f64x2.add(f64x2.splat(P4), f64x2.mul(t, f64x2.splat(P5)));
+  p = f64x2.add(f64x2.splat(P3), f64x2.mul(t, p));
+  p = f64x2.add(f64x2.splat(P2), f64x2.mul(t, p));
+  p = f64x2.add(f64x2.splat(P1), f64x2.mul(t, p));
+  const c = f64x2.sub(r, f64x2.mul(t, p));
+  const q = f64x2.div(f64x2.mul(r, c), f64x2.sub(f64x2.splat(2.0), c));
+  const y = f64x2.sub(f64x2.splat(1.0), f64x2.sub(f64x2.sub(lo, q), hi));
+  // 2^k: k (integral, |k| ≤ 1000) into the exponent field, as pow2 does.
+  const e = i64x2.shl(i64x2.add(i64x2.extend_low_i32x4_s(i32x4.trunc_sat_f64x2_s_zero(k)), i64x2.splat(1023)), 52);
+  return f64x2.mul(y, e);
 }
 
 /** y · 2^k for k in [-1080, 1030], in two steps where 2^k alone is not a normal double. */

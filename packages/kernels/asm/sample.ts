@@ -5,7 +5,7 @@
 // weights (fdlibm's exp, as V8's Math.exp): the cpu backend picks the ids the host filter picks, but the
 // rows of a step are split over the threads instead of running one after another on the main thread.
 import { argI, argP, shareStart } from './common';
-import { expd } from './math';
+import { expd, expd2 } from './math';
 
 // Row parameters: f64 [rows][PARAMS] at args 3, in this order.
 const P_TEMPERATURE = 0, P_TOP_K = 1, P_TOP_P = 2, P_MIN_P = 3, P_PENALTY = 4, P_UNIFORM = 5, PARAMS = 6;
@@ -90,7 +90,19 @@ function pick(logits: usize, width: i32, p: usize, penalized: usize, nPenalized:
     n = keepTopK(scores, ids, n, topK);
     ascending = false;
   }
-  for (let i = 0; i < n; i++) {
+  // Two weights at a time (expd2: the same bits as expd, lane by lane).
+  const vmax = f64x2.splat(max);
+  const vt = f64x2.splat(temperature);
+  let i = 0;
+  for (; i + 1 < n; i += 2) {
+    const a = idAt(ids, i);
+    const b = idAt(ids, i + 1);
+    const s = f64x2.replace_lane(f64x2.splat(<f64>sc(scores, a)), 1, <f64>sc(scores, b));
+    const w2 = expd2(f64x2.div(f64x2.sub(s, vmax), vt));
+    store<f64>(weights + (<usize>a << 3), f64x2.extract_lane(w2, 0));
+    store<f64>(weights + (<usize>b << 3), f64x2.extract_lane(w2, 1));
+  }
+  if (i < n) {
     const id = idAt(ids, i);
     store<f64>(weights + (<usize>id << 3), expd((<f64>sc(scores, id) - max) / temperature));
   }
