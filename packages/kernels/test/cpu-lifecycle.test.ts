@@ -107,6 +107,20 @@ test('communication ops run through the communicator and pipeline like on the re
 test('options are checked', () => {
   assert.throws(() => cpuBackend({ threads: 0 }), /thread count is not a positive integer \(field threads/);
   assert.throws(() => cpuBackend({ threads: 1.5 }), /field threads/);
+  assert.throws(() => cpuBackend({ minParallelWork: -1 }), /field minParallelWork/);
+  assert.throws(() => cpuBackend({ spinMs: -0.5 }), /spinMs is not a number ≥ 0 \(field spinMs/);
+  assert.throws(() => cpuBackend({ spinMs: Number.NaN }), /field spinMs/);
+  const before = process.env.ZINFER_CPU_SPIN_MS;
+  try {
+    process.env.ZINFER_CPU_SPIN_MS = 'soon';
+    assert.throws(() => cpuBackend(), /ZINFER_CPU_SPIN_MS is not a number ≥ 0 \(field ZINFER_CPU_SPIN_MS/);
+    assert.ok(cpuBackend({ spinMs: 0 }), 'the option wins over the environment');
+    process.env.ZINFER_CPU_SPIN_MS = '1';
+    assert.ok(cpuBackend());
+  } finally {
+    if (before === undefined) delete process.env.ZINFER_CPU_SPIN_MS;
+    else process.env.ZINFER_CPU_SPIN_MS = before;
+  }
 });
 
 test('memory beyond 4 GiB (wasm32) is refused with a BackendError naming what did not fit', () => {
