@@ -7,6 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import asc from 'assemblyscript/asc';
 import { Rng } from '@zinfer/core';
+import { requireWasm } from '../src/cpu/wasm-api.js';
 
 const ASM = join(import.meta.dirname, '../asm');
 const ENTRY = `
@@ -26,13 +27,14 @@ async function mathModule(): Promise<{ t_expd: (x: number) => number; t_expd2: (
       if (path === join(ASM, '__math_entry.ts')) return ENTRY;
       return existsSync(path) ? readFileSync(path, 'utf8') : null;
     },
-    writeFile: (name: string, contents: Uint8Array) => void outputs.set(name, contents),
+    writeFile: (name: string, contents: string | Uint8Array) => void outputs.set(name, contents as Uint8Array),
     listFiles: () => [],
     stdout: { write: () => true },
     stderr: { write: (s: string) => (errors.push(String(s)), true) },
   });
   if (error) throw new Error(`compiling math.ts failed: ${error.message}\n${errors.join('')}`);
-  const { instance } = await WebAssembly.instantiate(outputs.get('m.wasm')!, {});
+  const wasm = requireWasm();
+  const instance = new wasm.Instance(await wasm.compile(outputs.get('m.wasm')!), {});
   return instance.exports as never;
 }
 

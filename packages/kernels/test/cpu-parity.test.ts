@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createEngine, SafetensorsFile } from '@zinfer/core';
+import { aloneAndTogether } from '@zinfer/core/testing';
 import { cpuBackend } from '../src/cpu.js';
 
 const built = spawnSync(process.execPath, [join(import.meta.dirname, '../scripts/build-wasm.mjs')], { encoding: 'utf8' });
@@ -50,10 +51,8 @@ test('batched, chunked generation gives every sequence the tokens it gets alone'
   try {
     const ids = loadExpected('qwen2').inputIds;
     const prompts = [0, 1, 2, 3].map((i) => ids.slice(i, 10 + 3 * i));
-    const alone: number[][] = [];
-    for (const p of prompts) alone.push((await engine.generate({ inputIds: p, maxTokens: 8, temperature: 0 }).result).tokens);
-    const together = await Promise.all(prompts.map((p) => engine.generate({ inputIds: p, maxTokens: 8, temperature: 0 }).result));
-    together.forEach((r, i) => assert.equal(r.tokens, alone[i], `sequence ${i}`));
+    const { alone, together } = await aloneAndTogether(engine, prompts);
+    together.forEach((t, i) => assert.equal(t, alone[i], `sequence ${i}`));
   } finally {
     await engine.close();
   }

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createEngine, SafetensorsFile } from '@zinfer/core';
+import { aloneAndTogether } from '@zinfer/core/testing';
 import { referenceBackend } from '../src/reference.js';
 
 const FIXTURES = join(import.meta.dirname, '../../../fixtures/models');
@@ -66,10 +67,8 @@ test('batched, chunked generation gives every sequence the tokens it gets alone'
   try {
     const ids = loadExpected('qwen3').expected.input_ids;
     const prompts = [0, 1, 2, 3].map((i) => ids.slice(i, 10 + 3 * i)); // lengths 10, 12, 14, 16
-    const alone: number[][] = [];
-    for (const p of prompts) alone.push((await engine.generate({ inputIds: p, maxTokens: 8, temperature: 0 }).result).tokens);
-    const together = await Promise.all(prompts.map((p) => engine.generate({ inputIds: p, maxTokens: 8, temperature: 0 }).result));
-    together.forEach((r, i) => assert.equal(r.tokens, alone[i], `sequence ${i}`));
+    const { alone, together } = await aloneAndTogether(engine, prompts);
+    together.forEach((t, i) => assert.equal(t, alone[i], `sequence ${i}`));
   } finally {
     await engine.close();
   }

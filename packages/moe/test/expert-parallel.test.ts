@@ -4,21 +4,15 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ConfigError, createEngine, loadModel, type ParallelStrategy } from '@zinfer/core';
+import { ConfigError, loadModel, type ParallelStrategy } from '@zinfer/core';
+import { greedyRun } from '@zinfer/core/testing';
 import { referenceBackend } from '@zinfer/kernels/reference';
 import { contiguousPlacement, expertParallel, loadAwarePlacement, planExpertParallel, roundRobinPlacement } from '../src/index.js';
 
 const FIXTURES = join(import.meta.dirname, '../../../fixtures/moe');
 const ARCHS = readdirSync(FIXTURES).filter((d) => statSync(join(FIXTURES, d)).isDirectory());
 
-async function run(dir: string, ids: number[], parallel?: ParallelStrategy) {
-  const engine = await createEngine({ model: dir, backend: referenceBackend(), parallel });
-  try {
-    return await engine.generate({ inputIds: ids, maxTokens: 12, temperature: 0, ignoreEos: true, promptLogits: true }).result;
-  } finally {
-    await engine.close();
-  }
-}
+const run = (dir: string, ids: number[], parallel?: ParallelStrategy) => greedyRun({ model: dir, backend: referenceBackend(), parallel }, ids);
 
 const skewed = new Float64Array([100, 1, 50, 2]);
 const placements = [contiguousPlacement(), roundRobinPlacement(), loadAwarePlacement({ load: () => skewed })];

@@ -5,20 +5,14 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createEngine, loadModel, type ParallelStrategy, type StepBatch } from '@zinfer/core';
+import { greedyRun } from '@zinfer/core/testing';
 import { referenceBackend } from '@zinfer/kernels/reference';
 import { pipelineParallel, tensorParallel } from '../src/index.js';
 
 const FIXTURES = join(import.meta.dirname, '../../../fixtures/models');
 const ARCHS = readdirSync(FIXTURES).filter((d) => statSync(join(FIXTURES, d)).isDirectory());
 
-async function run(dir: string, ids: number[], parallel?: ParallelStrategy) {
-  const engine = await createEngine({ model: dir, backend: referenceBackend(), parallel });
-  try {
-    return await engine.generate({ inputIds: ids, maxTokens: 12, temperature: 0, ignoreEos: true, promptLogits: true }).result;
-  } finally {
-    await engine.close();
-  }
-}
+const run = (dir: string, ids: number[], parallel?: ParallelStrategy) => greedyRun({ model: dir, backend: referenceBackend(), parallel }, ids);
 
 for (const arch of ARCHS) {
   test(`${arch}: tp 1, 2, 4, pp 2 and tp 2 × pp 2 give the plain run's tokens and logits`, async () => {
