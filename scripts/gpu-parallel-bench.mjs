@@ -143,7 +143,7 @@ function step(name, fn, { minSeconds = 0, budget = null, always = false, optIn =
  */
 async function withEngine(model, { parallel: strategy, limits, loadKey, allReduce = 'peer', autoStep = false }, body) {
   const t = performance.now();
-  allReduceEnv(allReduce); // read by the rank workers this engine starts
+  variantEnv(allReduce); // read by the rank workers this engine starts
   const cap = strategy ? capturingStrategy(strategy) : capturingBackend(await makeBackend(BACKEND));
   const backend = strategy ? await makeBackend(BACKEND) : cap.backend;
   const engine = await createEngine({ model, backend, parallel: cap.strategy, autoStep, limits });
@@ -154,12 +154,12 @@ async function withEngine(model, { parallel: strategy, limits, loadKey, allReduc
     return await body(engine, cap.box.program);
   } finally {
     await engine.close();
-    allReduceEnv('peer');
+    variantEnv('peer');
   }
 }
 
-/** The environment of an all-reduce variant ('peer' restores the run's own). */
-function allReduceEnv(allReduce) {
+/** The environment of a tp variant: the all-reduce's kind, the GEMV push, the leader's spin ('peer' restores the run's own). */
+function variantEnv(allReduce) {
   process.env.ZINFER_PEER_ALLREDUCE = allReduce === 'nccl' || NO_PEER ? '0' : '1';
   process.env.ZINFER_REDUCE_ADD = allReduce === 'unfused' ? 'off' : 'on';
   process.env.ZINFER_PEER_PUSH = allReduce === 'nopush' ? 'off' : 'on';

@@ -132,22 +132,20 @@ for (const name of pick) {
           r.graphed_ms_by_gemv[v] = await decode(48);
         }
         cuda.setGemvVariant(base);
-        r.graphed_ms_by_warp_max_in = {};
-        for (const rep of [0, 1]) // twice, alternating, so drift shows
-          for (const n of WARP_BOUNDS) {
-            cuda.setGemvWarpMaxIn(n);
-            program.resetGraphs();
-            (r.graphed_ms_by_warp_max_in[n] ??= []).push(await decode(48));
-          }
-        cuda.setGemvWarpMaxIn(baseWarp);
-        r.graphed_ms_by_decode_splits = {};
-        for (const rep of [0, 1]) // the decode attention's split count, alternated twice
-          for (const n of SPLITS) {
-            cuda.setDecodeSplits(n);
-            program.resetGraphs();
-            (r.graphed_ms_by_decode_splits[n] ??= []).push(await decode(48));
-          }
-        cuda.setDecodeSplits(baseSplits);
+        /** Graphed ms for each setting, the settings alternated twice so drift shows; then the base again. */
+        const alternated = async (values, set, restore) => {
+          const ms = {};
+          for (const rep of [0, 1])
+            for (const v of values) {
+              set(v);
+              program.resetGraphs();
+              (ms[v] ??= []).push(await decode(48));
+            }
+          set(restore);
+          return ms;
+        };
+        r.graphed_ms_by_warp_max_in = await alternated(WARP_BOUNDS, cuda.setGemvWarpMaxIn, baseWarp);
+        r.graphed_ms_by_decode_splits = await alternated(SPLITS, cuda.setDecodeSplits, baseSplits);
         if (SPLITS.length) log(`${name}: graphed ms by decode-attention splits ${JSON.stringify(r.graphed_ms_by_decode_splits)}`);
         if (WARP_BOUNDS.length) log(`${name}: graphed ms by one-warp GEMV bound ${JSON.stringify(r.graphed_ms_by_warp_max_in)}`);
         for (const m of mixes) { // none/residual/gated
