@@ -133,6 +133,15 @@ export interface Program {
    */
   runSample?(batch: StepBatch, rows: readonly SampleRow[], options?: RunOptions): Promise<Int32Array>;
   /**
+   * Optional: `steps` greedy decode steps in one call. `batch` is the first, a decode step (one row a
+   * sequence, in order, every row selected); in step j + 1 each row is one position further (its slot
+   * through its sequence's block table, which the caller makes cover every step) and its token is the row's
+   * argmax of step j. Returns the [steps, rows] ids, step after step, as `steps` runArgmax calls would. A
+   * device backend feeds the ids on the device, so the device does not wait for the host between steps; the
+   * engine uses it for runs of greedy decode (EngineLimits.decodeSteps). chainArgmaxSteps does it on the host.
+   */
+  runArgmaxSteps?(batch: StepBatch, steps: number, options?: RunOptions): Promise<Int32Array>;
+  /**
    * Optional: runs the step for what it does besides its output (the KV cache written, the collectives a
    * rank takes part in) and resolves once the step is complete, without producing the output. The ranks of
    * a parallel plan whose output nobody reads use it, so a device backend does not copy [rows, vocab]

@@ -24,6 +24,13 @@ export interface EngineLimits {
   maxContext?: number;
   /** KV-cache element type: 'auto' (default, exact) or 'fp8' (e4m3, half the bytes of f16; backends that list it). */
   kvCacheDtype?: 'auto' | 'fp8';
+  /**
+   * Greedy decode steps run as one call where the program chains them (Program.runArgmaxSteps: the cuda
+   * backend, and parallel launches whose ranks can), default 4: the device goes from step to step without
+   * waiting for the host. The engine then sees tokens in runs of up to this many, and a request sent
+   * meanwhile joins after the run. 1 turns chaining off.
+   */
+  decodeSteps?: number;
 }
 
 export interface EngineConfig {
@@ -73,6 +80,7 @@ const schema = v.strictObject({
       maxSequences: v.optional(v.union([positiveInt, v.literal('auto')])),
       maxContext: v.optional(positiveInt),
       kvCacheDtype: v.optional(v.picklist(['auto', 'fp8'])),
+      decodeSteps: v.optional(v.pipe(positiveInt, v.maxValue(64))),
     }),
   ),
   parallel: v.optional(parallelSchema),

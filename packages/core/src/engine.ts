@@ -13,6 +13,7 @@ import { AbortError, BackendError, BusyError, CapacityError, ConfigError, Reques
 import { ExpertLoadTotals } from './expert-load.js';
 import { launchRanks, type RelaunchContext } from './expert-load-relaunch.js';
 import { GenerationStream, type GenerationResult } from './generation-stream.js';
+import { isChainableDecode } from './decode-chain.js';
 import { BlockAllocator } from './kv-cache.js';
 import { loadModel } from './model.js';
 import { normalizeRequest, type GenerateRequest } from './request.js';
@@ -23,7 +24,7 @@ import { StepLoops } from './step-loops.js';
 import { sizeCache } from './engine-sizing.js';
 import type { TextTokenizer } from './tokenizer.js';
 
-const DEFAULTS = { kvCacheBytes: 256 * 2 ** 20, blockSize: 16, maxBatchTokens: 512, maxSequences: 64 };
+const DEFAULTS = { kvCacheBytes: 256 * 2 ** 20, blockSize: 16, maxBatchTokens: 512, maxSequences: 64, decodeSteps: 4 };
 
 export interface StepReport {
   /** Tokens computed in the step (prompt and decode together); 0 when there was nothing to do. */
@@ -94,7 +95,7 @@ export async function createEngine(config: EngineConfig): Promise<Engine> {
         ? await cfg.parallel!.launch({ plan, backend: cfg.backend, model: { dir: cfg.model, dtype: cfg.dtype }, weights: model.weights, kvCache, ...(rankOffload ? { offload: rankOffload } : {}) })
         : await cfg.backend.compile(model.graph, offload?.resident ?? model.weights, { kvCache, ...(offload?.stream ? { stream: offload.stream } : {}) });
       const relaunch = cfg.parallel ? { model: cfg.model, dtype: cfg.dtype, backend: cfg.backend, kvCache, parallel: cfg.parallel } : null;
-      return new LocalEngine(model.spec, model.tokenizer, program, offload ?? program.offload ?? null, new BlockAllocator(numBlocks, limits.blockSize), maxContext, sized.maxBatchTokens, sized.maxSequences, cfg.autoStep ?? true, relaunch);
+      return new LocalEngine(model.spec, model.tokenizer, program, offload ?? program.offload ?? null, new BlockAllocator(numBlocks, limits.blockSize), maxContext, sized.maxBatchTokens, sized.maxSequences, limits.decodeSteps, cfg.autoStep ?? true, relaunch);
     } catch (e) {
       await offload?.close();
       throw e;
@@ -127,6 +128,8 @@ class LocalEngine implements Engine {
     readonly maxContext: number,
     private readonly maxBatchTokens: number,
     private readonly maxSequences: number,
+    /** Greedy decode steps a chained call may run (EngineLimits.decodeSteps). */
+    private readonly decodeSteps: number,
     private readonly autoStep: boolean,
     private readonly launch: RelaunchContext | null,
   ) {}
@@ -250,10 +253,13 @@ class LocalEngine implements Engine {
     const { runArgmax, runSample } = this.program;
     const idsOnly = plan.rows.every(({ promptLogit }) => !promptLogit);
     const argmaxOnly = idsOnly && runArgmax !== undefined && plan.rows.every(({ seq }) => seq.sampler.isGreedy);
+    // Greedy decode with room for more tokens runs several steps in one call where the program chains them.
+    const chain = argmaxOnly && lanes === 1 ? this.chainLength(plan) : 1;
     let out: Float32Array | Int32Array;
     try {
       const options = lanes > 1 ? { concurrent: lanes } : undefined;
-      if (argmaxOnly) out = await runArgmax.call(this.program, plan.batch, options);
+      if (chain > 1) out = await this.program.runArgmaxSteps!(plan.batch, chain, options);
+      else if (argmaxOnly) out = await runArgmax.call(this.program, plan.batch, options);
       else if (idsOnly && runSample) out = await runSample.call(this.program, plan.batch, plan.rows.map(({ seq, sample }) => (sample && !seq.aborted && seq.finishReason === null ? seq.sampleRow() : GREEDY_ROW)), options); // an unused row draws nothing
       else out = await this.program.run(plan.batch, options);
       const vocab = this.spec.vocabSize;
@@ -264,6 +270,7 @@ class LocalEngine implements Engine {
       for (const { seq } of plan.work) this.finish(seq, e);
       return { tokens: plan.batch.tokenIds.length, sequences: plan.work.length, finished: plan.work.length };
     }
+    if (chain > 1) return this.acceptChain(plan, out as Int32Array, chain);
     for (const { seq, count } of plan.work) seq.cached += count;
     const vocab = this.spec.vocabSize;
     plan.rows.forEach(({ seq, promptLogit, sample }, i) => {
@@ -277,6 +284,32 @@ class LocalEngine implements Engine {
       seq.accept(seq.sampler.sample(logits, seq.tokens));
     });
     return { tokens: plan.batch.tokenIds.length, sequences: plan.work.length, finished: 0 };
+  }
+
+  /**
+   * Steps a greedy decode step may chain: up to limits.decodeSteps, and no more than any of its sequences
+   * may still generate (so every step stays inside the KV blocks the sequence holds). 1: no chaining.
+   */
+  private chainLength(plan: StepPlan): number {
+    if (this.decodeSteps < 2 || !this.program.runArgmaxSteps || !isChainableDecode(plan.batch)) return 1;
+    return Math.min(this.decodeSteps, ...plan.rows.map(({ seq }) => seq.maxNew - seq.generated));
+  }
+
+  /**
+   * Hands a chained call's [steps, rows] ids to the sequences, step by step. A sequence that finishes (a
+   * stop token, or aborted meanwhile) takes nothing more: its later rows were computed for nothing, and
+   * their KV entries, inside its own blocks, go with it.
+   */
+  private acceptChain(plan: StepPlan, ids: Int32Array, steps: number): StepReport {
+    const rows = plan.rows.length;
+    for (let j = 0; j < steps; j++) {
+      plan.rows.forEach(({ seq }, i) => {
+        if (seq.aborted || seq.finishReason !== null) return;
+        seq.cached++;
+        seq.accept(ids[j * rows + i]);
+      });
+    }
+    return { tokens: rows * steps, sequences: plan.work.length, finished: 0 };
   }
 
   /** Moves waiting requests into the batch, FIFO, while sequences and KV blocks allow; each to the emptiest lane. */

@@ -1,6 +1,6 @@
 // A stand-in KernelBackend for engine tests: its "model" predicts token (t + 1) mod vocab after t, so
 // greedy output is known exactly, and it records every StepBatch so tests can check the scheduling.
-import { HostRowSampler, type CompileOptions, type Graph, type KernelBackend, type Program, type RunOptions, type SampleRow, type StepBatch, type WeightSource } from '../../src/index.js';
+import { chainArgmaxSteps, HostRowSampler, type CompileOptions, type Graph, type KernelBackend, type Program, type RunOptions, type SampleRow, type StepBatch, type WeightSource } from '../../src/index.js';
 
 export interface CountingBackend extends KernelBackend {
   batches: StepBatch[];
@@ -11,6 +11,8 @@ export interface CountingBackend extends KernelBackend {
   argmaxSteps: number;
   /** Rows of the steps answered by runSample (only when created with { sample: true }), one array a step. */
   sampleSteps: SampleRow[][];
+  /** Steps of each runArgmaxSteps call (only when created with { chain: true }). */
+  chainCalls: number[];
   /** Most run() calls in flight at once, and KV blocks that two calls in flight shared (must stay empty). */
   maxInFlight: number;
   /** RunOptions.concurrent of each run() call (undefined when not given). */
@@ -22,6 +24,8 @@ export interface CountingOptions {
   argmax?: boolean;
   /** Program.runSample: run()'s logits picked on the host, as a device would pick them. */
   sample?: boolean;
+  /** Program.runArgmaxSteps (core's host chain over runArgmax; implies argmax). */
+  chain?: boolean;
   /** Program.concurrentSteps (a pipeline's stages), and how long each run() takes then. */
   concurrentSteps?: number;
   delayMs?: number;
@@ -36,6 +40,7 @@ export function countingBackend(opts: CountingOptions = {}): CountingBackend {
     poison: null,
     argmaxSteps: 0,
     sampleSteps: [],
+    chainCalls: [],
     maxInFlight: 0,
     concurrent: [],
     sharedBlocks: [],
@@ -77,7 +82,15 @@ export function countingBackend(opts: CountingOptions = {}): CountingBackend {
         async dispose() {
           disposed = true;
         },
-        ...(opts.argmax
+        ...(opts.chain
+          ? {
+              runArgmaxSteps(batch: StepBatch, steps: number): Promise<Int32Array> {
+                self.chainCalls.push(steps);
+                return chainArgmaxSteps(program, batch, steps, options.kvCache.blockSize);
+              },
+            }
+          : {}),
+        ...(opts.argmax || opts.chain
           ? {
               async runArgmax(batch: StepBatch): Promise<Int32Array> {
                 self.batches.push(batch);
