@@ -6,6 +6,9 @@
 // this a 196-load serial walk (~25 µs, as long as five layers of GPT-2). Each block reduces its chunk and
 // publishes (value, id); the last block of the row to finish (a counter, as in threadFenceReduction)
 // reduces the partials, writes the id and leaves the counter at zero for the next launch.
+//
+// feed (or null): a chained decode's next step (CudaProgram.runArgmaxSteps) also gets the ids there, as its
+// token ids, so the steps follow each other without the host.
 #include "common.cuh"
 
 #define ARGMAX_THREADS 256
@@ -47,7 +50,7 @@ __device__ __forceinline__ void argmax_block(float &best, int &bi) {
 // out [rows]: the pick of each row of logits [rows, width]. pv, pi [rows, gridDim.y]: the blocks' partials;
 // counters [rows]: zero before the first launch, left zero. grid (rows, ceil(width / ARGMAX_CHUNK)): rows on
 // x, which takes up to 2³¹ − 1 (y stops at 65,535), block (ARGMAX_THREADS).
-extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_f32(int *out, const float *logits, int width, float *pv, int *pi, int *counters) {
+extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_f32(int *out, int *feed, const float *logits, int width, float *pv, int *pi, int *counters) {
   __shared__ bool last;
   grid_dep_wait();
   grid_dep_launch();
@@ -73,7 +76,10 @@ extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_f32(int *out
   }
   argmax_block(best, bi);
   if (blocks == 1) {
-    if (threadIdx.x == 0) out[r] = bi;
+    if (threadIdx.x == 0) {
+      out[r] = bi;
+      if (feed) feed[r] = bi;
+    }
     return;
   }
   if (threadIdx.x == 0) {
@@ -98,6 +104,7 @@ extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_f32(int *out
   argmax_block(best, bi);
   if (threadIdx.x == 0) {
     out[r] = bi;
+    if (feed) feed[r] = bi;
     counters[r] = 0; // ready for the next launch
   }
 }

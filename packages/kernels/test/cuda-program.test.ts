@@ -73,7 +73,7 @@ const NEEDS: [RegExp, Need][] = [
     }
     return need;
   }],
-  [/^argmax_f32$/, (a, l) => ({ 0: l.grid.x * 4, 1: l.grid.x * n(a[2]) * 4, 3: l.grid.x * l.grid.y! * 4, 4: l.grid.x * l.grid.y! * 4, 5: l.grid.x * 4 })],
+  [/^argmax_f32$/, (a, l) => ({ 0: l.grid.x * 4, 1: l.grid.x * 4, 2: l.grid.x * n(a[3]) * 4, 4: l.grid.x * l.grid.y! * 4, 5: l.grid.x * l.grid.y! * 4, 6: l.grid.x * 4 })],
   // out, logits, width, params (56 bytes a row), penalized ids (checked by runSample's test), scores f32, weights
   // f64; a cluster of blocks a row.
   [/^sample_f32$/, (a, l) => {
@@ -250,7 +250,8 @@ test('runArgmax across steps of different sizes: the row counters stay at one ad
   for (const rows of [3, 1, 2, 3]) {
     await program.runArgmax(stepBatch(range(rows).map((i) => ({ tokens: [i + 1, i + 2], cached: 0, blocks: [3 * i] })), 4, 'last'));
     const l = gpu.launches.filter((x) => x.kernel === 'argmax_f32').at(-1)!;
-    const [out, , , pv, pi, cnt] = l.args as bigint[];
+    const [out, feed, , , pv, pi, cnt] = l.args as bigint[];
+    assert.is(feed, 0n, 'no feed outside a chain');
     assert.is(l.grid.x, rows);
     regions.push([out, pi + BigInt(l.grid.x * l.grid.y! * 4)]);
     assert.ok(pv > out && pi > pv, 'ids, then partial values, then partial ids');
@@ -489,6 +490,53 @@ test('decode steps replay CUDA graphs per batch-size bucket: first step eager, s
   await program.dispose();
   assert.is(gpu.graphStats.live, 0, 'every graph destroyed');
   assert.is(gpu.live.size, 0);
+});
+
+test('runArgmaxSteps: graphed decode feeds each step\'s argmax into the next step\'s token ids on the GPU, with one download; eager decode chains on the host', async () => {
+  for (const graphs of [true, false]) {
+    const gpu = new RecordingGpu();
+    const m = tinyLlama(Rng.fromSeed(5), TINY16, 'bf16');
+    const program = await compileProgram(gpu, m.graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 12, blockSize: 4 } }, { ...SETTINGS, activations: 'auto', graphs });
+    const seqs = [{ blocks: [0, 1, 2] }, { blocks: [3, 4, 5] }, { blocks: [6, 7, 8] }];
+    await program.run(stepBatch(seqs.map((s, i) => ({ tokens: range(3, i + 1), cached: 0, blocks: s.blocks })), 4, 'last'));
+    let downloads = 0;
+    const download = gpu.download.bind(gpu);
+    gpu.download = (dst, src) => {
+      downloads++;
+      download(dst, src);
+    };
+    const uploads: { at: bigint; ints: Int32Array }[] = [];
+    const upload = gpu.upload.bind(gpu);
+    gpu.upload = (dst, src) => {
+      uploads.push({ at: dst, ints: new Int32Array(src.buffer.slice(src.byteOffset, src.byteOffset + src.byteLength)) });
+      upload(dst, src);
+    };
+    const from = gpu.launches.length;
+    const ids = await program.runArgmaxSteps(stepBatch(seqs.map((s, i) => ({ tokens: [i + 9], cached: 3, blocks: s.blocks })), 4, 'last'), 5);
+    assert.is(ids.length, 15);
+    checkFootprints(gpu, from);
+    const argmax = gpu.launches.slice(from).filter((l) => l.kernel === 'argmax_f32');
+    assert.is(argmax.length, 5);
+    const feeds = argmax.map((l) => l.args[1] as bigint);
+    if (!graphs) {
+      assert.is(downloads, 5, 'a host chain: each step\'s ids come back before the next step');
+      assert.ok(feeds.every((f) => f === 0n));
+    } else {
+      assert.is(downloads, 1, 'every step\'s ids in one download');
+      const meta = feeds[0];
+      assert.ok(meta !== 0n && feeds.slice(0, 4).every((f) => f === meta) && feeds[4] === 0n, 'steps 1–4 read the ids the step before wrote');
+      const outs = argmax.map((l) => l.args[0] as bigint);
+      outs.forEach((o, j) => assert.is(o, outs[0] + BigInt(j * 12), `step ${j}'s ids after step ${j - 1}'s`));
+      // The first step uploads its whole metadata; the fed ones all but the 4 (padded) token ids: positions 3 + j first.
+      const metaUploads = uploads.filter((u) => u.at === meta || u.at === meta + 16n);
+      assert.equal(metaUploads.map((u) => u.at), [meta, meta + 16n, meta + 16n, meta + 16n, meta + 16n]);
+      metaUploads.slice(1).forEach((u, j) => assert.equal([...u.ints.subarray(0, 4)], [4 + j, 4 + j, 4 + j, 0], `positions of step ${j + 1}`));
+      assert.is(program.stats.graphCaptures, 1);
+      assert.is(program.stats.graphReplays, 4, 'warmed up, captured, replayed');
+    }
+    await program.dispose();
+    assert.is(gpu.live.size, 0);
+  }
 });
 
 test('runWithoutOutput: the step runs (graphed like run(), KV cache written) and is waited for, but nothing is copied to the host', async () => {

@@ -5,7 +5,7 @@
 // any buffer that grows afterwards invalidates the graphs (their addresses are stale: the launcher's
 // generation moved). A bucket whose capture fails runs eagerly from then on (stats.graphError says why).
 // A program whose attention cannot take the decode kernel (a head size it is not compiled for) decodes eagerly.
-import type { StepBatch } from '@zinfer/core';
+import { BackendError, type StepBatch } from '@zinfer/core';
 import { decodeAttentionFits } from './attention-launch.js';
 import type { GraphExec } from './gpu.js';
 import type { ProgramParts, ProgramStats } from './program.js';
@@ -46,14 +46,23 @@ export class GraphBuckets {
     return b;
   }
 
-  /** Enqueues a decode step padded to `bucket`: replayed, captured, or eager as the bucket stands; returns the f32 output. */
-  run(batch: StepBatch, bucket: number): bigint {
+  /**
+   * Enqueues a decode step padded to `bucket`: replayed, captured, or eager as the bucket stands; returns the
+   * f32 output. `fedAt`: a chained step, whose token ids the step before wrote on the device at that address
+   * (tokenIdsAt): everything but the token ids is uploaded.
+   */
+  run(batch: StepBatch, bucket: number, fedAt?: bigint): bigint {
     const { gpu } = this.p;
     const spec = this.p.kv!.spec;
     const padded = padDecodeBatch(batch, bucket, spec.numBlocks, spec.blockSize);
     const meta = packStep(padded, spec.blockSize);
     const b = this.bucket(bucket, meta);
-    gpu.upload(b.meta.ptr, meta.ints);
+    if (fedAt === undefined) gpu.upload(b.meta.ptr, meta.ints);
+    else {
+      // The bucket's metadata has room for every block of the cache, so a decode step never moves it.
+      if (b.meta.ptr + BigInt(meta.at.tokenIds * 4) !== fedAt) throw new BackendError('chained decode: the step\'s metadata moved after its token ids were written');
+      gpu.upload(b.meta.ptr + BigInt(meta.at.positions * 4), meta.ints.subarray(meta.at.positions));
+    }
     const generation = this.launcher.generation;
     if (b.failed) return this.eager(meta, b);
     if (b.exec && b.generation === generation) {
@@ -67,6 +76,13 @@ export class GraphBuckets {
     const ptr = this.eager(meta, b);
     b.generation = this.launcher.generation; // buffers are now sized for this bucket: capture next time
     return ptr;
+  }
+
+  /** Where the bucket's next step reads its token ids (a chained step's argmax writes them there); after run() of the bucket. */
+  tokenIdsAt(bucket: number): bigint {
+    const b = this.buckets.get(bucket);
+    if (!b) throw new BackendError(`no decode metadata for the ${bucket}-row bucket yet`);
+    return b.meta.ptr; // packStep puts the token ids first
   }
 
   /** Destroys the captured graphs: the next steps warm up and capture again. */

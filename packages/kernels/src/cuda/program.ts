@@ -10,7 +10,7 @@
 // StreamStep copies the layers into their slots ahead of the kernels (stream-step.ts). Such steps are never
 // captured: a graph would freeze one step's slot contents and could not wait for the host-side acquires
 // that a disk tier needs; at the batch sizes streaming is for, launches are a small part of a step.
-import { BackendError, checkSampleRows, type FloatDType, type Graph, type KvBlockTransfer, type KvCacheSpec, type OpNode, type Program, type SampleRow, type StepBatch, type ValueId, type WeightName } from '@zinfer/core';
+import { BackendError, chainArgmaxSteps, checkChain, checkSampleRows, nextDecodeStep, type FloatDType, type Graph, type KvBlockTransfer, type KvCacheSpec, type OpNode, type Program, type SampleRow, type StepBatch, type ValueId, type WeightName } from '@zinfer/core';
 import type { BufferPlan } from './buffer-plan.js';
 import type { ProgramCollectives } from './collective-launch.js';
 import type { DeviceWeight } from './device-weights.js';
@@ -144,6 +144,36 @@ export class CudaProgram implements Program {
   }
 
   /**
+   * `steps` greedy decode steps in one call (Program.runArgmaxSteps). Where the step replays a decode graph,
+   * each step's argmax also writes its ids into the next step's token ids on the GPU, and the next step
+   * uploads everything else: the steps follow each other on the stream with no host round trip between
+   * them, and all their ids come back in one download. Other steps (eager decode, streamed weights, an
+   * embedding an argmax id could miss) chain on the host, through runArgmax (core's chainArgmaxSteps).
+   */
+  async runArgmaxSteps(batch: StepBatch, steps: number): Promise<Int32Array> {
+    const p = this.live();
+    checkChain(batch, steps);
+    const blockSize = p.kv?.spec.blockSize ?? 1;
+    const bucket = p.streamed ? 0 : this.graphs.bucketOf(batch);
+    if (bucket === 0 || !argmaxFeedsEmbedding(p)) return chainArgmaxSteps(this, batch, steps, blockSize);
+    const rows = batch.tokenIds.length;
+    const ids = this.launcher.chainIds(steps * rows);
+    const fed = new Int32Array(rows); // the host's view of a fed step's token ids: written on the device
+    let step = batch;
+    let fedAt: bigint | undefined;
+    for (let j = 0; j < steps; j++) {
+      if (j > 0) step = nextDecodeStep(step, fed, blockSize);
+      const { width } = this.begin(p, step);
+      const ptr = this.graphs.run(step, bucket, fedAt);
+      fedAt = j + 1 < steps ? this.graphs.tokenIdsAt(bucket) : undefined;
+      this.launcher.argmaxOnDevice(ptr, rows, width, ids + BigInt(j * rows * 4), fedAt ?? 0n);
+    }
+    const out = new Int32Array(steps * rows);
+    p.gpu.download(out, ids);
+    return out;
+  }
+
+  /**
    * Runs one step and returns the token each selected row samples with its SampleRow, picked on the GPU
    * as core's TokenFilter picks it (cuda/sample.cu), so only the token ids cross PCIe.
    */
@@ -265,6 +295,19 @@ export class CudaProgram implements Program {
     await s.finish();
     return { ptr, rows, width };
   }
+}
+
+/**
+ * Whether every id an argmax of the output can give is a row of each token embedding (the host checks a
+ * step's ids before it runs; a fed step's ids are never seen by the host). A vocabulary shard's misses are zeros.
+ */
+function argmaxFeedsEmbedding(p: ProgramParts): boolean {
+  const width = p.graph.values[p.graph.output].width;
+  return p.graph.nodes.every((node) => {
+    if (node.op !== 'embedding' || node.inputs.ids !== p.graph.inputs.tokenIds || node.attrs.vocabShardStart !== undefined) return true;
+    const rows = p.weights.get(node.attrs.table)?.shape[0] ?? 0;
+    return node.attrs.offset >= 0 && width + node.attrs.offset <= rows;
+  });
 }
 
 /** runSample's rows checked against the step and packed for the kernel, before the step runs (a refused call leaves the KV cache as it was). */

@@ -38,6 +38,7 @@ export class StepLauncher {
   private outBuf: Buffer | null = null;
   private argmaxBuf: Buffer | null = null;
   private argmaxCounters: Buffer | null = null;
+  private chainBuf: Buffer | null = null;
   private sampleIn: Buffer | null = null;
   private sampleWork: Buffer | null = null;
   private gen = 0;
@@ -149,6 +150,14 @@ export class StepLauncher {
    * zero by every launch, so no call's layout ever puts other data where a counter is read.
    */
   argmax(ptr: bigint, rows: number, width: number, ids: Int32Array): void {
+    this.p.gpu.download(ids, this.argmaxOnDevice(ptr, rows, width, null, 0n));
+  }
+
+  /**
+   * Launches the argmax of `rows` f32 rows at `ptr`; returns where the ids are. `out` (else the argmax
+   * buffer) receives them, and `feed` too where not 0n: a chained decode's next token ids (runArgmaxSteps).
+   */
+  argmaxOnDevice(ptr: bigint, rows: number, width: number, out: bigint | null, feed: bigint): bigint {
     const blocks = Math.ceil(width / ARGMAX_CHUNK);
     this.argmaxBuf = this.grow(this.argmaxBuf, (rows + 2 * rows * blocks) * 4, 'argmax output', false);
     const before = this.argmaxCounters;
@@ -156,8 +165,15 @@ export class StepLauncher {
     if (this.argmaxCounters !== before) this.p.gpu.fill32(this.argmaxCounters.ptr, 0, this.argmaxCounters.bytes / 4);
     const base = this.argmaxBuf.ptr;
     const at = (ints: number) => base + BigInt(ints * 4);
-    this.p.gpu.launch('argmax_f32', { x: rows, y: blocks }, ARGMAX_THREADS, [base, ptr, width, at(rows), at(rows + rows * blocks), this.argmaxCounters.ptr]);
-    this.p.gpu.download(ids, base);
+    const ids = out ?? base;
+    this.p.gpu.launch('argmax_f32', { x: rows, y: blocks }, ARGMAX_THREADS, [ids, feed, ptr, width, at(rows), at(rows + rows * blocks), this.argmaxCounters.ptr]);
+    return ids;
+  }
+
+  /** A device buffer of `ints` int32s for a chained decode's ids (grown, never inside a graph). */
+  chainIds(ints: number): bigint {
+    this.chainBuf = this.grow(this.chainBuf, ints * 4, 'chained decode ids', false);
+    return this.chainBuf.ptr;
   }
 
   /**
@@ -181,7 +197,7 @@ export class StepLauncher {
 
   /** Frees every buffer (the program is being disposed). */
   free(): void {
-    for (const b of [...this.slots, ...this.batched.map((e) => e.buf), this.meta, this.scratchBuf, this.counterBuf, this.outBuf, this.argmaxBuf, this.argmaxCounters, this.sampleIn, this.sampleWork]) if (b) this.p.gpu.free(b.ptr);
+    for (const b of [...this.slots, ...this.batched.map((e) => e.buf), this.meta, this.scratchBuf, this.counterBuf, this.outBuf, this.argmaxBuf, this.argmaxCounters, this.chainBuf, this.sampleIn, this.sampleWork]) if (b) this.p.gpu.free(b.ptr);
   }
 
   /** Sizes (and poisons) the activation buffers and builds the step's context. */
