@@ -30,7 +30,7 @@ export interface RankInit {
 }
 
 /** 'abort': a rank failed; stop using the communicators at once (NCCL: ncclCommAbort), out of turn. */
-/** 'run' with `pick`: the output rank answers with token ids (rank-pick.ts); the other ranks just run. */
+/** 'run' with `pick`: the output rank answers with token ids (rank-pick.ts); the other ranks just run (or chain, with pick.steps). */
 /** 'run' with `repeat`: the rank runs the batch that many times back to back and answers with its mean ms a run. */
 export type RankRequest = { type: 'run'; id: number; batch: StepBatch; pick?: RankPick; repeat?: number } | { type: 'expertLoad'; id: number } | { type: 'dispose' } | { type: 'abort' };
 export type RankReply =
@@ -118,8 +118,9 @@ async function handle(program: Program, m: RankRequest): Promise<void> {
   try {
     const times = m.repeat ?? 1;
     const t0 = performance.now();
-    let out = await runRank(program, m.batch, init.returnsOutput, m.pick, host);
-    for (let i = 1; i < times; i++) out = await runRank(program, m.batch, init.returnsOutput, m.pick, host);
+    const run = () => runRank(program, m.batch, init.returnsOutput, m.pick, host, init.kvCache.blockSize);
+    let out = await run();
+    for (let i = 1; i < times; i++) out = await run();
     const ms = m.repeat ? (performance.now() - t0) / times : undefined;
     port.postMessage({ type: 'out', id: m.id, out, ...(ms === undefined ? {} : { ms }) } satisfies RankReply);
   } catch (e) {

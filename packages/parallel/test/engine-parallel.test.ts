@@ -34,6 +34,28 @@ for (const arch of ARCHS) {
   });
 }
 
+test('tp 2 worker ranks chain greedy decode (every rank feeds its own argmax): the plain run\'s tokens in runs of decodeSteps; pipelines do not chain', async () => {
+  const dir = join(FIXTURES, 'llama3');
+  const ids = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).input_ids as number[];
+  const base = await run(dir, ids);
+  /** The strategy, with every runArgmaxSteps call of its program counted. */
+  const counted = (inner: ParallelStrategy, calls: number[]): ParallelStrategy => ({
+    ...inner,
+    async launch(args) {
+      const program = await inner.launch(args);
+      const chain = program.runArgmaxSteps?.bind(program);
+      return Object.assign(program, chain ? { runArgmaxSteps: (b: StepBatch, steps: number) => (calls.push(steps), chain(b, steps)) } : {});
+    },
+  });
+  for (const [inner, chains] of [[tensorParallel({ size: 2 }), true], [tensorParallel({ size: 2, ranks: 'inline' }), true], [pipelineParallel({ stages: 2, ranks: 'inline' }), false]] as const) {
+    const calls: number[] = [];
+    const r = await greedyRun({ model: dir, backend: referenceBackend(), parallel: counted(inner, calls), limits: { decodeSteps: 5 } }, ids);
+    assert.equal(r.tokens, base.tokens, inner.name);
+    // 12 tokens: the prompt step's, then 11 by decode: two runs of 5, and a last step alone.
+    assert.equal(calls, chains ? [5, 5] : [], `${inner.name}: chained runs`);
+  }
+});
+
 test('Mixture-of-Experts models under tp 2, pp 2 and tp 2 × pp 2 give the plain run\'s tokens', async () => {
   for (const arch of ['mixtral', 'qwen2-moe']) {
     const dir = join(import.meta.dirname, '../../../fixtures/moe', arch);

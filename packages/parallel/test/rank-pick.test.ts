@@ -3,10 +3,10 @@
 // micro-batches in selected-row order.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { HostRowSampler, type Program, type SampleRow, type StepBatch } from '@zinfer/core';
+import { HostRowSampler, type ParallelPlan, type Program, type SampleRow, type StepBatch } from '@zinfer/core';
 import { stepBatch } from '@zinfer/core/testing';
 import { splitBatch } from '../src/launch/micro-batches.js';
-import { runPicked, runRank, splitPick } from '../src/launch/rank-pick.js';
+import { ranksChain, runPicked, runRank, splitPick } from '../src/launch/rank-pick.js';
 
 const WIDTH = 6;
 const LOGITS = Float32Array.from([0, 3, 1, 3, -1, 2, /* row 1 */ 5, 4, 4.5, 0, Number.NaN, 1]);
@@ -44,14 +44,37 @@ test('runRank: the output rank answers (picked, or its logits); the others run w
     dispose: async () => {},
   };
   const host = new HostRowSampler();
-  assert.equal([...((await runRank(quiet, batch, true, { kind: 'argmax' }, host)) ?? [])], [3, 3]);
-  assert.equal((await runRank(quiet, batch, true, undefined, host))?.length, LOGITS.length, 'no pick: the logits');
-  assert.is(await runRank(quiet, batch, false, { kind: 'argmax' }, host), null);
-  assert.is(await runRank(quiet, batch, false, undefined, host), null);
+  assert.equal([...((await runRank(quiet, batch, true, { kind: 'argmax' }, host, 16)) ?? [])], [3, 3]);
+  assert.equal((await runRank(quiet, batch, true, undefined, host, 16))?.length, LOGITS.length, 'no pick: the logits');
+  assert.is(await runRank(quiet, batch, false, { kind: 'argmax' }, host, 16), null);
+  assert.is(await runRank(quiet, batch, false, undefined, host, 16), null);
   assert.equal(seen, ['argmax', 'run', 'without output', 'without output']);
   seen.length = 0;
-  assert.is(await runRank({ ...logitsOnly, run: async () => (seen.push('run'), LOGITS.slice()) }, batch, false, undefined, host), null, 'a program without it: run(), dropped');
+  assert.is(await runRank({ ...logitsOnly, run: async () => (seen.push('run'), LOGITS.slice()) }, batch, false, undefined, host, 16), null, 'a program without it: run(), dropped');
   assert.equal(seen, ['run']);
+});
+
+test('runRank with a chained pick: every rank chains (its own runArgmaxSteps, else the host chain), only the output rank answers', async () => {
+  const decode = stepBatch([{ tokens: [4], cached: 3, blocks: [0, 1] }], 4, 'last');
+  const seen: string[] = [];
+  const chaining: Program = { ...logitsOnly, runArgmaxSteps: async (b: StepBatch, steps: number) => (seen.push(`steps ${steps}`), new Int32Array(steps * b.tokenIds.length).fill(9)) };
+  const host = new HostRowSampler();
+  assert.equal([...((await runRank(chaining, decode, true, { kind: 'argmax', steps: 3 }, host, 4)) ?? [])], [9, 9, 9]);
+  assert.is(await runRank(chaining, decode, false, { kind: 'argmax', steps: 3 }, host, 4), null);
+  assert.equal(seen, ['steps 3', 'steps 3'], 'the non-output rank chains too');
+  // Without runArgmaxSteps: runArgmax step by step, each step's id fed into the next, positions one further.
+  const fed: [number, number, number][] = [];
+  const stepwise: Program = { ...logitsOnly, runArgmax: async (b: StepBatch) => (fed.push([b.tokenIds[0], b.positions[0], b.slots[0]]), Int32Array.of(b.tokenIds[0] + 1)) };
+  assert.equal([...((await runRank(stepwise, decode, true, { kind: 'argmax', steps: 3 }, host, 4)) ?? [])], [5, 6, 7]);
+  assert.equal(fed, [[4, 3, 3], [5, 4, 4], [6, 5, 5]]);
+});
+
+test('ranksChain: one stage and the same whole output on every rank', () => {
+  const graph = (width: number) => ({ output: 0, values: [{ width }] });
+  const plan = (stages: number, widths: number[]) => ({ stages, ranks: widths.map((w) => ({ graph: graph(w) })) }) as unknown as ParallelPlan;
+  assert.ok(ranksChain(plan(1, [384, 384])));
+  assert.not.ok(ranksChain(plan(2, [384, 384])), 'a pipeline');
+  assert.not.ok(ranksChain(plan(1, [384, 192])), 'a rank with part of the output');
 });
 
 test('splitPick cuts sample rows along the micro-batches in selected-row order; argmax and none pass through', () => {

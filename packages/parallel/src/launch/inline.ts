@@ -7,7 +7,7 @@ import { ShardedWeights } from '../tensor-parallel/sharded-weights.js';
 import { gatherExpertLoad } from './expert-load.js';
 import { closeGroups, createGridGroups, outputRank, rankCommunicators } from './groups.js';
 import { concat, splitBatch } from './micro-batches.js';
-import { pickingProgram, runRank, splitPick, type PickStep } from './rank-pick.js';
+import { chainSteps, pickingProgram, ranksChain, runRank, splitPick, type PickStep } from './rank-pick.js';
 
 export async function launchInline(args: LaunchArgs, microBatches: (batch: StepBatch) => number, kvOffload: KvOffloadOptions | null = null): Promise<Program> {
   const { plan, backend, weights, kvCache } = args;
@@ -21,14 +21,14 @@ export async function launchInline(args: LaunchArgs, microBatches: (batch: StepB
   const host = new HostRowSampler();
   // `pick`: the output rank answers with token ids (rank-pick.ts); the other ranks just run (runRank).
   const step: PickStep = async (batch, pick) => {
-    const parts = splitBatch(batch, microBatches(batch));
+    const parts = splitBatch(batch, chainSteps(pick) > 1 ? 1 : microBatches(batch));
     const picks = splitPick(pick, parts);
     try {
       const outs = await Promise.all(programs.map(async (p, r) => {
         const results: (Float32Array | Int32Array)[] = [];
         for (const mb of parts) announceStep(p, mb); // an offloaded KV cache loads the next one's blocks while one runs
         for (const [i, mb] of parts.entries()) {
-          const o = await runRank(p, mb, r === out, picks[i], host);
+          const o = await runRank(p, mb, r === out, picks[i], host, kvCache.blockSize);
           if (o) results.push(o);
         }
         return results;
@@ -40,7 +40,7 @@ export async function launchInline(args: LaunchArgs, microBatches: (batch: StepB
     }
   };
   return {
-    ...pickingProgram(step),
+    ...pickingProgram(step, ranksChain(plan)),
     expertLoad: () => gatherExpertLoad(plan, async (r) => (await programs[r].expertLoad?.()) ?? null),
     async dispose() {
       await closeGroups(groups);

@@ -3,9 +3,27 @@
 // the logits. The output rank uses its program's runArgmax / runSample where it has them (on the device),
 // else run() and core's host pick over the logits in its own thread: the same ids either way. The other
 // ranks run the step without its output (runRank).
-import { checkSampleRows, GREEDY_ROW, HostRowSampler, type Program, type RunOptions, type SampleRow, type StepBatch } from '@zinfer/core';
+//
+// A chained greedy run (Program.runArgmaxSteps: an argmax pick with `steps`) is run by every rank: each
+// rank's graph ends with the whole logits (gathered), the same on every rank, so each feeds its own argmax
+// into its next step (on its device where its program can) and the ranks stay in step without the leader.
+import { chainArgmaxSteps, checkChain, checkSampleRows, GREEDY_ROW, HostRowSampler, type ParallelPlan, type Program, type RunOptions, type SampleRow, type StepBatch } from '@zinfer/core';
 
-export type RankPick = { kind: 'argmax' } | { kind: 'sample'; rows: readonly SampleRow[] };
+export type RankPick = { kind: 'argmax'; steps?: number } | { kind: 'sample'; rows: readonly SampleRow[] };
+
+/**
+ * Whether a plan's ranks can chain greedy steps on their own: one stage (a pipeline's first stage would need
+ * the last stage's ids), and every rank's graph ending with the same whole output.
+ */
+export function ranksChain(plan: ParallelPlan): boolean {
+  const width = (r: number) => plan.ranks[r].graph.values[plan.ranks[r].graph.output].width;
+  return plan.stages === 1 && plan.ranks.every((_, r) => width(r) === width(0));
+}
+
+/** Steps of a chained pick (1: none). */
+export function chainSteps(pick: RankPick | undefined): number {
+  return pick?.kind === 'argmax' ? (pick.steps ?? 1) : 1;
+}
 
 /** One micro-batch on the output rank, picked. */
 export async function runPicked(program: Program, batch: StepBatch, pick: RankPick, host: HostRowSampler): Promise<Int32Array> {
@@ -22,7 +40,12 @@ export async function runPicked(program: Program, batch: StepBatch, pick: RankPi
  * logits); every other rank only runs it, without copying its output off the device where its program can
  * (at 64 rows a tensor-parallel rank's gathered logits are 8 MB a step).
  */
-export async function runRank(program: Program, batch: StepBatch, output: boolean, pick: RankPick | undefined, host: HostRowSampler): Promise<Float32Array | Int32Array | null> {
+export async function runRank(program: Program, batch: StepBatch, output: boolean, pick: RankPick | undefined, host: HostRowSampler, blockSize: number): Promise<Float32Array | Int32Array | null> {
+  const steps = chainSteps(pick);
+  if (steps > 1) {
+    const ids = program.runArgmaxSteps ? await program.runArgmaxSteps(batch, steps) : await chainArgmaxSteps(program, batch, steps, blockSize);
+    return output ? ids : null;
+  }
   if (output) return pick ? runPicked(program, batch, pick, host) : program.run(batch);
   if (program.runWithoutOutput) await program.runWithoutOutput(batch);
   else await program.run(batch);
@@ -43,9 +66,20 @@ export function splitPick(pick: RankPick | undefined, parts: readonly StepBatch[
 /** A launched program's step: logits without a pick, the output rank's token ids with one. */
 export type PickStep = (batch: StepBatch, pick?: RankPick, options?: RunOptions) => Promise<Float32Array | Int32Array>;
 
-/** run, runArgmax and runSample of a launched program over its `step` (sample rows checked before the step runs). */
-export function pickingProgram(step: PickStep): Required<Pick<Program, 'run' | 'runArgmax' | 'runSample'>> {
+/**
+ * run, runArgmax and runSample of a launched program over its `step` (sample rows checked before the step
+ * runs), and runArgmaxSteps where its ranks chain (`chain`: ranksChain of its plan).
+ */
+export function pickingProgram(step: PickStep, chain = false): Required<Pick<Program, 'run' | 'runArgmax' | 'runSample'>> & Pick<Program, 'runArgmaxSteps'> {
   return {
+    ...(chain
+      ? {
+          runArgmaxSteps: async (batch: StepBatch, steps: number, options?: RunOptions) => {
+            checkChain(batch, steps);
+            return (await step(batch, { kind: 'argmax', steps }, options)) as Int32Array;
+          },
+        }
+      : {}),
     run: (batch, options) => step(batch, undefined, options) as Promise<Float32Array>,
     runArgmax: (batch, options) => step(batch, { kind: 'argmax' }, options) as Promise<Int32Array>,
     runSample: async (batch, rows, options) => {

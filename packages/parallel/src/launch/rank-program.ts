@@ -9,7 +9,7 @@ import { gatherExpertLoad } from './expert-load.js';
 import { disposeRank } from './dispose-rank.js';
 import { outputRank } from './groups.js';
 import { concat, splitBatch } from './micro-batches.js';
-import { pickingProgram, splitPick, type PickStep, type RankPick } from './rank-pick.js';
+import { chainSteps, pickingProgram, ranksChain, splitPick, type PickStep, type RankPick } from './rank-pick.js';
 import { launchRanks } from './watch-ranks.js';
 
 /** One rank as the leader sees it: a Worker, or a stand-in for a rank of another node with the same events. */
@@ -140,7 +140,7 @@ export async function startRanks(set: RankSet): Promise<RanksProgram> {
   const send = (batch: StepBatch, queued = 0, pick?: RankPick, repeat?: number): Promise<Out> => sendFor(batch, queued, pick, repeat).then((p) => p.out);
   const sendFor = (batch: StepBatch, queued: number, pick?: RankPick, repeat?: number): Promise<{ out: Out; ms: number[] }> => {
     const id = nextId++;
-    const limit = timeoutMs * (1 + queued) * (repeat ?? 1);
+    const limit = timeoutMs * (1 + queued) * (repeat ?? 1) * chainSteps(pick);
     return new Promise((resolve, reject) => {
       const waiting = new Set(links.keys());
       const timer = setTimeout(() => {
@@ -172,7 +172,7 @@ export async function startRanks(set: RankSet): Promise<RanksProgram> {
     // Every micro-batch goes out at once: stage s works on micro-batch m while stage s+1 works on m-1.
     // A decode step of one of several engine lanes is one micro-batch: the other lanes fill the stages.
     const lanes = options?.concurrent ?? 1;
-    const micro = lanes > 1 && batch.sequences.every((s) => s.queryLength === 1) ? 1 : set.microBatches(batch);
+    const micro = chainSteps(pick) > 1 || (lanes > 1 && batch.sequences.every((s) => s.queryLength === 1)) ? 1 : set.microBatches(batch);
     const parts = splitBatch(batch, micro);
     const picks = splitPick(pick, parts);
     return concat(await Promise.all(parts.map((b, i) => send(b, lanes - 1, picks[i]))));
@@ -184,7 +184,8 @@ export async function startRanks(set: RankSet): Promise<RanksProgram> {
     // stage in flight.
     concurrentSteps: plan.stages,
     // runArgmax / runSample: the output rank picks (on its device where its program can), no logits cross a thread.
-    ...pickingProgram(step),
+    // runArgmaxSteps (one stage): every rank chains the steps itself, one message for all of them.
+    ...pickingProgram(step, ranksChain(plan)),
     async timeSteps(batch, times) {
       if (broken) throw broken;
       if (!(Number.isInteger(times) && times >= 1)) throw new BackendError('timeSteps runs a step at least once', { field: 'times', expected: 'an integer ≥ 1', found: String(times) });
