@@ -24,7 +24,7 @@ import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statS
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { median, programDecode as harnessProgramDecode, promptIds } from './gpu-harness.mjs';
+import { median, programChain, programDecode as harnessProgramDecode, promptIds } from './gpu-harness.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = process.env.OUT || join(tmpdir(), 'zinfer-gpu-bench');
@@ -178,7 +178,7 @@ const programDecode = (program, o) => harnessProgramDecode(program, stepBatch, {
 /** Median ms of the engine's steps in which all 64 sequences (512-token prompts, 48 new tokens each) decode. */
 async function bs64StepMs(e) {
   const gens = Array.from({ length: 64 }, (_, i) => e.generate({ inputIds: promptIds(512, 32000, 1000 + i), maxTokens: 48, temperature: 0, ignoreEos: true }));
-  const times = await stepTimes(e, { steps: 30, skip: 3, keep: (r) => r.tokens === 64 && r.sequences === 64 });
+  const times = await stepTimes(e, { steps: 30, skip: 3, keep: (r) => r.tokens === 64 * r.steps && r.sequences === 64 });
   for (const g of gens) await settle(e, g);
   if (times.length < 5) throw new Error(`only ${times.length} steps decoded all 64 sequences`);
   return { ms: median(times), stepsTimed: times.length, minMs: Math.min(...times) };
@@ -223,7 +223,10 @@ async function profileOn(program, { rows, context, vocab, kvBytesPerToken, varia
   }
 }
 
-/** Times engine.step() calls while `keep(report)` says the step counts; returns per-step ms. */
+/**
+ * Times engine.step() calls while `keep(report)` says the step counts; returns ms a step. A call that runs a
+ * chain of decode steps (report.steps > 1, limits.decodeSteps) counts as that many steps of its mean time.
+ */
 async function stepTimes(engine, { steps, skip = 0, keep = () => true, until = () => false }) {
   const times = [];
   let taken = 0;
@@ -233,7 +236,8 @@ async function stepTimes(engine, { steps, skip = 0, keep = () => true, until = (
     const ms = performance.now() - t;
     if (r.tokens === 0) break;
     if (!keep(r)) continue;
-    if (taken++ >= skip) times.push(ms);
+    if (taken >= skip) times.push(ms / r.steps);
+    taken += r.steps;
   }
   return times;
 }
@@ -304,6 +308,16 @@ if (engine) {
     const program = llamaBackend.programs[llamaBackend.programs.length - 1];
     result.program_decode_bs1_ms = round(await programDecode(program, { rows: 1, context: 100, vocab: 32000, argmax: false }), 3);
     result.program_decode_bs1_argmax_ms = round(await programDecode(program, { rows: 1, context: 100, vocab: 32000, argmax: true }), 3);
+  });
+  await step('chained decode: runArgmaxSteps, ms a token, against runArgmax step by step (same ids?)', async () => {
+    const program = llamaBackend.programs[llamaBackend.programs.length - 1];
+    const by = {};
+    for (const chain of [1, 2, 4, 8, 16]) by[chain] = await programChain(program, stepBatch, { rows: 1, context: 100, vocab: 32000, chain });
+    const three = await programChain(program, stepBatch, { rows: 3, context: 100, vocab: 32000, chain: 4, calls: 4 }); // a padded bucket
+    result.program_decode_bs1_chain_ms = Object.fromEntries(Object.entries(by).map(([k, v]) => [k, round(v.msPerToken, 3)]));
+    result.chain_same_ids = Object.values(by).every((v) => v.same) && three.same;
+    if (!result.chain_same_ids) throw new Error(`chained decode gave other ids: ${JSON.stringify({ by, three })}`);
+    return { by, three };
   });
   await step('profile: every kernel of one eager batch-1 decode step, per GEMV variant', async () => {
     const program = llamaBackend.programs[llamaBackend.programs.length - 1];

@@ -184,6 +184,32 @@ export function promptIds(n, vocab, seed) {
 }
 
 /**
+ * Chained greedy decode (Program.runArgmaxSteps) on decode steps of `rows` sequences at context ~`context`:
+ * the median ms a token over `calls` timed calls of `chain` steps each (2 warm-up calls first), and whether
+ * one call of `check` steps gives the ids of `check` runArgmax calls with each step's ids fed by the host.
+ */
+export async function programChain(program, stepBatch, { rows, context, vocab, chain, calls = 8, check = 20, blockSize = 16 }) {
+  const per = Math.ceil((context + Math.max(chain * (calls + 2), check) + 8) / blockSize);
+  const parts = (t, ids) => Array.from({ length: rows }, (_, i) => ({ tokens: [ids ? ids[i] : (7 * t + i) % vocab], cached: context + t, blocks: Array.from({ length: per }, (_, b) => i * per + b) }));
+  const times = [];
+  for (let c = 0; c < calls + 2; c++) {
+    const batch = stepBatch(parts(c * chain), blockSize, 'last');
+    const t0 = performance.now();
+    await program.runArgmaxSteps(batch, chain);
+    if (c >= 2) times.push((performance.now() - t0) / chain);
+  }
+  const chained = await program.runArgmaxSteps(stepBatch(parts(0), blockSize, 'last'), check);
+  const stepwise = [];
+  let ids = null;
+  for (let t = 0; t < check; t++) {
+    ids = await program.runArgmax(stepBatch(parts(t, ids), blockSize, 'last'));
+    stepwise.push(...ids);
+  }
+  const same = stepwise.every((id, i) => id === chained[i]);
+  return { msPerToken: median(times), same, chained: [...chained.slice(0, 2 * rows)], stepwise: stepwise.slice(0, 2 * rows) };
+}
+
+/**
  * Median ms of Program.run (runArgmax with `argmax`, where the program has it: the reference backend's has
  * not) on decode steps of `rows` sequences at context ~`context`, each on its own range of cache blocks; 4
  * warm-up steps first (the graph bucket is captured).

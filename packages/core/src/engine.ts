@@ -31,6 +31,8 @@ export interface StepReport {
   tokens: number;
   sequences: number;
   finished: number;
+  /** Decode steps the call ran: 1, or a chained run's length (limits.decodeSteps): each sequence got up to that many tokens. */
+  steps: number;
 }
 
 export interface Engine {
@@ -231,7 +233,7 @@ class LocalEngine implements Engine {
     this.admit();
     const free = this.running.filter((s) => !s.inFlight && (lane === null || s.lane === lane));
     const plan = planStep(free, this.maxBatchTokens, this.blocks.blockSize);
-    if (!plan) return { tokens: 0, sequences: 0, finished: 0 };
+    if (!plan) return { tokens: 0, sequences: 0, finished: 0, steps: 0 };
     for (const { seq } of plan.work) seq.inFlight = true;
     let report: StepReport;
     try {
@@ -268,7 +270,7 @@ class LocalEngine implements Engine {
     } catch (e) {
       // The cache of every sequence in the failed step is now unknown: fail those, keep the others.
       for (const { seq } of plan.work) this.finish(seq, e);
-      return { tokens: plan.batch.tokenIds.length, sequences: plan.work.length, finished: plan.work.length };
+      return { tokens: plan.batch.tokenIds.length * chain, sequences: plan.work.length, finished: plan.work.length, steps: chain };
     }
     if (chain > 1) return this.acceptChain(plan, out as Int32Array, chain);
     for (const { seq, count } of plan.work) seq.cached += count;
@@ -283,7 +285,7 @@ class LocalEngine implements Engine {
       if (promptLogit) seq.promptLogits.push(logits.slice());
       seq.accept(seq.sampler.sample(logits, seq.tokens));
     });
-    return { tokens: plan.batch.tokenIds.length, sequences: plan.work.length, finished: 0 };
+    return { tokens: plan.batch.tokenIds.length, sequences: plan.work.length, finished: 0, steps: 1 };
   }
 
   /**
@@ -309,7 +311,7 @@ class LocalEngine implements Engine {
         seq.accept(ids[j * rows + i]);
       });
     }
-    return { tokens: rows * steps, sequences: plan.work.length, finished: 0 };
+    return { tokens: rows * steps, sequences: plan.work.length, finished: 0, steps };
   }
 
   /** Moves waiting requests into the batch, FIFO, while sequences and KV blocks allow; each to the emptiest lane. */

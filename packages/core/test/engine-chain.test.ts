@@ -30,6 +30,17 @@ test('one request: chained steps compute exactly the plain run\'s steps, in runs
   assert.equal(chained.chainCalls, [4, 4, 2]);
 });
 
+test('engine.step() reports the steps a call ran: 1 for a prompt step, the run\'s length for a chained one', async () => {
+  const backend = countingBackend({ chain: true });
+  const e = await createEngine({ model: MODEL, backend, autoStep: false, limits: { decodeSteps: 3 } });
+  const gen = e.generate({ inputIds: [1, 2], maxTokens: 6, temperature: 0, ignoreEos: true });
+  const reports = [];
+  for (let r = await e.step(); r.tokens > 0; r = await e.step()) reports.push(r);
+  assert.equal(reports.map((r) => [r.tokens, r.steps]), [[2, 1], [3, 3], [2, 2]]);
+  assert.equal((await gen.result).tokens, expected(2, 6));
+  await e.close();
+});
+
 test('several requests: each gets its tokens; a run is as long as the sequence with the fewest tokens left', async () => {
   const backend = countingBackend({ chain: true });
   const e = await createEngine({ model: MODEL, backend, limits: { decodeSteps: 8 } });

@@ -143,9 +143,11 @@ async function decode(engine: Engine, batch: number, tokens: number, ids: (n: nu
   const results = await Promise.all(streams.map((s) => s.result));
   if (results.some((r) => r.tokens.length !== tokens)) throw new BenchError(`a decode request stopped early: ${results.map((r) => r.tokens.length).join(', ')} of ${tokens} tokens`);
   const shape = steps.map((s) => `${s.sequences}x${s.tokens}`).join(' ');
-  const together = steps.length === tokens && steps[0].tokens === batch * DECODE_PROMPT && steps.slice(1).every((s) => s.sequences === batch && s.tokens === batch);
+  // A decode call may run several steps (a program that chains them): each sequence then gets `steps` tokens.
+  const decodes = steps.slice(1);
+  const together = steps[0].tokens === batch * DECODE_PROMPT && decodes.every((s) => s.sequences === batch && s.tokens === batch * s.steps) && decodes.reduce((n, s) => n + s.steps, 1) === tokens;
   if (!together) throw new BenchError(`the ${batch} decode requests did not share their steps (sequences x tokens per step: ${shape})`);
-  return tokens > 1 ? (batch * (tokens - 1)) / ((steps[tokens - 1].end - steps[0].end) / 1e3) : NaN;
+  return tokens > 1 ? (batch * (tokens - 1)) / ((steps.at(-1)!.end - steps[0].end) / 1e3) : NaN;
 }
 
 /** One prompt, maxTokens 1: seconds from submitting it to the end of the step that sampled its token. */

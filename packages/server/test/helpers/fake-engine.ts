@@ -54,7 +54,7 @@ export function fakeEngine(deltaBytes: number): { engine: Engine; requests: Fake
       schedule();
       return stream;
     },
-    step: async () => ({ tokens: 0, sequences: 0, finished: 0 }),
+    step: async () => ({ tokens: 0, sequences: 0, finished: 0, steps: 0 }),
     close: async () => {},
   };
   return { engine, requests };
