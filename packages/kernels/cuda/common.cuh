@@ -136,7 +136,23 @@ template <typename A> __device__ __forceinline__ void store_out(void *y, i64 i, 
 // 16 bytes of a weight stream: read once, so it bypasses L1 (keeping x and norm weights there).
 // volatile keeps the loads where they are written: before griddepcontrol.wait, so a dependent launch
 // streams its weights while the kernel before it finishes.
+// Builds with -DZINFER_STREAM_EVICT_FIRST (ZINFER_CUDA_DEFINE, an experiment) also mark the stream first
+// out of L2, so that what a step reads again soon (activations, norm and router weights, the KV cache of
+// the step before) stays there.
 __device__ __forceinline__ uint4 ld_stream16(const void *p) {
+  uint4 r;
+#ifdef ZINFER_STREAM_EVICT_FIRST
+  asm volatile("{\n\t.reg .b64 pol;\n\tcreatepolicy.fractional.L2::evict_first.b64 pol, 1.0;\n\t"
+               "ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], pol;\n\t}"
+               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
+#else
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
+#endif
+  return r;
+}
+
+// 16 bytes of small weights that one kernel reads each step (a router's): past L1, kept in L2 as usual.
+__device__ __forceinline__ uint4 ld_small16(const void *p) {
   uint4 r;
   asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
   return r;

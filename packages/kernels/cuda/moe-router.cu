@@ -113,7 +113,7 @@ __device__ void moe_router(float *out, const W *w, const A *x, int hidden, int e
 #pragma unroll
   for (int j = 0; j < ROUTER_PRE; j++) {
     const int v = lane + 32 * j;
-    pre[j] = vec && warp < experts && v < nv ? ld_stream16(w + (i64)warp * hidden + (i64)v * N) : make_uint4(0u, 0u, 0u, 0u);
+    pre[j] = vec && warp < experts && v < nv ? ld_small16(w + (i64)warp * hidden + (i64)v * N) : make_uint4(0u, 0u, 0u, 0u);
   }
   grid_dep_wait();
   grid_dep_launch();
@@ -127,11 +127,11 @@ __device__ void moe_router(float *out, const W *w, const A *x, int hidden, int e
       for (int j = 0; j < ROUTER_PRE; j++) {
         const int v = lane + 32 * j;
         if (v >= nv) continue;
-        const uint4 raw = e == warp ? pre[j] : ld_stream16(we + (i64)v * N);
+        const uint4 raw = e == warp ? pre[j] : ld_small16(we + (i64)v * N);
         s += norm_w ? router_vec_shared<W>(raw, xs, v) : router_vec<W, A>(raw, xr, v);
       }
       for (int v = lane + 32 * ROUTER_PRE; v < nv; v += 32) {
-        const uint4 raw = ld_stream16(we + (i64)v * N);
+        const uint4 raw = ld_small16(we + (i64)v * N);
         s += norm_w ? router_vec_shared<W>(raw, xs, v) : router_vec<W, A>(raw, xr, v);
       }
     } else {

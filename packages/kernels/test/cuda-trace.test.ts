@@ -3,9 +3,9 @@
 // cache entries). No GPU needed.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BackendError } from '@zinfer/core';
+import { BackendError, ConfigError } from '@zinfer/core';
 import { decodeRecords, summarizeTrace, traceBuild, type TraceRecord } from '../src/cuda/kernel-trace.js';
-import { nvrtcOptions } from '../src/cuda/kernel-cache.js';
+import { buildDefines, cubinKey, nvrtcOptions } from '../src/cuda/kernel-cache.js';
 
 const rec = (reachedNs: number, releasedNs: number, gx = 1): TraceRecord => ({ reachedNs, releasedNs, grid: [gx, 1, 1], block: 128 });
 
@@ -63,6 +63,19 @@ test('ZINFER_CUDA_TRACE=1 builds with -DZINFER_TRACE (its own cubins), and only 
   } finally {
     if (before === undefined) delete process.env.ZINFER_CUDA_TRACE;
     else process.env.ZINFER_CUDA_TRACE = before;
+  }
+});
+
+test('ZINFER_CUDA_DEFINE adds its switches as -D options, part of the cubin key; a malformed one is a ConfigError naming it', () => {
+  const env = { ZINFER_CUDA_DEFINE: 'ZINFER_STREAM_EVICT_FIRST, ZINFER_SPLITS=4' };
+  assert.equal(buildDefines(env), ['ZINFER_STREAM_EVICT_FIRST', 'ZINFER_SPLITS=4']);
+  const opts = nvrtcOptions(90, null, env);
+  assert.ok(opts.includes('-DZINFER_STREAM_EVICT_FIRST') && opts.includes('-DZINFER_SPLITS=4'));
+  const req = (options: string[]) => ({ name: 'gemv.cu', source: 'x', headers: new Map<string, string>(), options });
+  assert.is.not(cubinKey(req(opts), 90, 'nvrtc'), cubinKey(req(nvrtcOptions(90, null, {})), 90, 'nvrtc'));
+  assert.equal(buildDefines({}), []);
+  for (const bad of ['FOO', 'ZINFER_X;rm', '-DZINFER_X', 'ZINFER_X=a b']) {
+    assert.throws(() => buildDefines({ ZINFER_CUDA_DEFINE: bad }), (e: unknown) => e instanceof ConfigError && (e as ConfigError).info.field === 'ZINFER_CUDA_DEFINE', bad);
   }
 });
 

@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { ConfigError } from '@zinfer/core';
 import type { KernelSources } from './kernel-sources.js';
 import { traceBuild } from './kernel-trace.js';
 import type { CompileRequest, Nvrtc } from './nvrtc.js';
@@ -18,13 +19,26 @@ export function defaultCacheDir(env: Readonly<Record<string, string | undefined>
  * NVRTC options for `arch` (e.g. 90). No fast-math: activations must match the f32 reference. No
  * -lineinfo: NVRTC 11.8 segfaults with it on kernels whose entry points come from multi-line macros (seen
  * here), and a crash would take the whole process down; profilers still see kernel names.
- * ZINFER_CUDA_TRACE=1 adds -DZINFER_TRACE (kernel-trace.ts), so trace builds get their own cache entries.
+ * ZINFER_CUDA_TRACE=1 adds -DZINFER_TRACE (kernel-trace.ts), and ZINFER_CUDA_DEFINE its switches
+ * (buildDefines), so such builds get their own cache entries.
  */
-export function nvrtcOptions(arch: number, includeDir: string | null): string[] {
+export function nvrtcOptions(arch: number, includeDir: string | null, env: Readonly<Record<string, string | undefined>> = process.env): string[] {
   const opts = [`--gpu-architecture=sm_${arch}`, '-std=c++17', '-DZINFER_NVRTC=1'];
-  if (traceBuild()) opts.push('-DZINFER_TRACE=1'); // the graph timeline's records (kernel-trace.ts)
+  if (traceBuild(env)) opts.push('-DZINFER_TRACE=1'); // the graph timeline's records (kernel-trace.ts)
+  for (const d of buildDefines(env)) opts.push(`-D${d}`);
   if (includeDir) opts.push(`-I${includeDir}`);
   return opts;
+}
+
+/**
+ * Build switches of the kernel sources for A/B experiments: ZINFER_CUDA_DEFINE=NAME[=VALUE],... (each a
+ * -D option, so their cubins have cache entries of their own). A malformed entry is a ConfigError.
+ */
+export function buildDefines(env: Readonly<Record<string, string | undefined>> = process.env): string[] {
+  const list = (env.ZINFER_CUDA_DEFINE ?? '').split(',').map((d) => d.trim()).filter(Boolean);
+  const bad = list.find((d) => !/^ZINFER_[A-Z0-9_]+(=[A-Za-z0-9_.]+)?$/.test(d));
+  if (bad !== undefined) throw new ConfigError('ZINFER_CUDA_DEFINE takes build switches of the kernel sources', { field: 'ZINFER_CUDA_DEFINE', expected: 'ZINFER_NAME or ZINFER_NAME=VALUE, comma-separated', found: bad });
+  return list;
 }
 
 export function cubinKey(req: CompileRequest, arch: number, compiler: string): string {
