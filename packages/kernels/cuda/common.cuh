@@ -151,7 +151,8 @@ __device__ __forceinline__ uint4 ld_stream16(const void *p) {
   return r;
 }
 
-// 16 bytes of small weights that one kernel reads each step (a router's): past L1, kept in L2 as usual.
+// 16 bytes of weights past L1 with L2's usual priority: a router's, and (for now) the experts' (the moe_down
+// kernel lost 9 µs a layer on the Mixtral tp-4 rank with the evict-first stream, PERF-NOTES session 17).
 __device__ __forceinline__ uint4 ld_small16(const void *p) {
   uint4 r;
   asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));

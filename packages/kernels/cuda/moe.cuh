@@ -92,7 +92,7 @@ __device__ __forceinline__ void tile_load(TileRaw &raw, const W *const (&wp)[MOE
   for (int u = 0; u < MOE_UNROLL; u++) {
     const int v = base + u * MOE_THREADS;
 #pragma unroll
-    for (int i = 0; i < MOE_WROWS; i++) raw[u][i] = (ok[i] && v < nv) ? ld_stream16(wp[i] + (i64)v * N) : make_uint4(0u, 0u, 0u, 0u);
+    for (int i = 0; i < MOE_WROWS; i++) raw[u][i] = (ok[i] && v < nv) ? ld_small16(wp[i] + (i64)v * N) : make_uint4(0u, 0u, 0u, 0u);
   }
 }
 
