@@ -6,7 +6,8 @@
 // machines) and the include folder must be named as the GPU machine names it (its -I option is keyed).
 // Usage (tsx: the kernels package's sources are imported directly):
 //   ZINFER_CUDA_LIB_DIR=/path/to/nvrtc/lib node --import tsx scripts/gpu-cubins.mjs [--arch 90]
-//     [--include /usr/local/cuda/targets/x86_64-linux/include] [--out .gpu/cubins.tgz]
+//     [--include /usr/local/cuda/targets/x86_64-linux/include] [--out .gpu/cubins.tgz] [--sources DIR]
+// --sources: another folder of .cu/.cuh files (an A/B against an older kernel carried to the GPU machine).
 // Compiles into a lasting cache here (--cache, so a second run compiles only what changed) and writes
 // only this source tree's cubins (one per .cu file) into the tarball, which the GPU scripts' callers
 // unpack into /tmp/zinfer-cuda-cache.
@@ -28,10 +29,11 @@ const { values } = parseArgs({
     include: { type: 'string', default: '/usr/local/cuda/targets/x86_64-linux/include' },
     out: { type: 'string', default: join(ROOT, '.gpu/cubins.tgz') },
     cache: { type: 'string', default: join(tmpdir(), 'zinfer-cubins-build') },
+    sources: { type: 'string', default: join(ROOT, 'packages/kernels/cuda') },
   },
 });
 const nvrtc = Nvrtc.open();
-const sources = loadKernelSources(join(ROOT, 'packages/kernels/cuda'));
+const sources = loadKernelSources(resolve(values.sources));
 const cache = resolve(values.cache);
 mkdirSync(cache, { recursive: true });
 const arch = Number(values.arch);

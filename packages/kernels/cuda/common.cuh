@@ -166,8 +166,9 @@ __device__ __forceinline__ uint4 ld_small16(const void *p) {
 // What kernels read before the wait: weights, the step's metadata and the KV cache of earlier steps (the
 // GEMV's first weight loads, the decode attention's block table and first K/V round, the embedding rows).
 // That is safe because every step starts with the upload of its metadata, a copy that no kernel overlaps,
-// so everything earlier steps wrote is complete; a graph of several steps, or token ids fed back on the
-// device, would have to revisit it. One read reaches further back: the small-step MoE down kernel reads
+// so everything earlier steps wrote is complete. A chained decode (CudaProgram.runArgmaxSteps), whose argmax
+// writes the next step's token ids on the device, keeps it so: the next step still uploads the rest of
+// its metadata first. A graph of several steps would have to revisit it. One read reaches further back: the small-step MoE down kernel reads
 // the routing (and its first expert's weights) before its wait, because the gate/up kernel before it calls
 // grid_dep_launch() only after its own wait, so everything before the gate/up kernel has completed.
 #ifdef ZINFER_TRACE

@@ -44,12 +44,31 @@ template <typename W> __device__ __forceinline__ float router_vec_shared(const u
 // The fused RMSNorm of one row (rms_norm's arithmetic; its own order of the squares' sum): y = the row
 // normalized and rounded, xs = the same values in f32 (shared memory). Rows of whole 16-byte vectors are
 // read once, ROUTER_NORM_VECS vectors a thread in flight (the first 8,192 f16 elements at 256 threads),
-// so the norm costs about one L2 round trip instead of a dependent load a few elements.
+// so the norm costs about one L2 round trip instead of a dependent load a few elements. The norm's
+// weights for those vectors (g) are loaded before the wait (router_norm_weights): they never change, and
+// loaded after the sum of squares they were a second round trip in the router's serial chain.
 #define ROUTER_NORM_VECS 4
-template <typename A>
-__device__ __forceinline__ void router_norm(float *xs, A *y, const A *x, const float *w, int hidden, float eps, float *scratch) {
+template <typename A> struct RouterNormWeights {
+  float g[ROUTER_NORM_VECS][Vec16<A>::N];
+};
+
+// Whether the row's norm goes by whole 16-byte vectors (x, y and w aligned, hidden a multiple of a vector).
+template <typename A> __device__ __forceinline__ bool router_norm_vec(const A *x, const A *y, const float *w, int hidden) {
+  return hidden % Vec16<A>::N == 0 && ((reinterpret_cast<unsigned long long>(x) | reinterpret_cast<unsigned long long>(y) | reinterpret_cast<unsigned long long>(w)) & 15) == 0;
+}
+
+template <typename A> __device__ __forceinline__ void router_norm_weights(RouterNormWeights<A> &nw, const float *w, int nv) {
   constexpr int V = Vec16<A>::N;
-  const bool vec = hidden % V == 0 && ((reinterpret_cast<unsigned long long>(x) | reinterpret_cast<unsigned long long>(y) | reinterpret_cast<unsigned long long>(w)) & 15) == 0;
+#pragma unroll
+  for (int j = 0; j < ROUTER_NORM_VECS; j++) {
+    const int v = threadIdx.x + j * blockDim.x;
+    if (v < nv) load_vec<float, V>(w + (i64)v * V, nw.g[j]);
+  }
+}
+
+template <typename A>
+__device__ __forceinline__ void router_norm(float *xs, A *y, const A *x, const float *w, const RouterNormWeights<A> &nw, bool vec, int hidden, float eps, float *scratch) {
+  constexpr int V = Vec16<A>::N;
   const int nv = vec ? hidden / V : 0;
   uint4 held[ROUTER_NORM_VECS];
   float sq = 0.f;
@@ -79,7 +98,7 @@ __device__ __forceinline__ void router_norm(float *xs, A *y, const A *x, const f
     widen16<A>(held[j], f);
 #pragma unroll
     for (int k = 0; k < V; k++) {
-      f[k] = to_f32(from_f32<A>(f[k] * inv * w[v * V + k]));
+      f[k] = to_f32(from_f32<A>(f[k] * inv * nw.g[j][k]));
       xs[v * V + k] = f[k];
     }
     store16<A>(y + (i64)v * V, f);
@@ -115,9 +134,13 @@ __device__ void moe_router(float *out, const W *w, const A *x, int hidden, int e
     const int v = lane + 32 * j;
     pre[j] = vec && warp < experts && v < nv ? ld_small16(w + (i64)warp * hidden + (i64)v * N) : make_uint4(0u, 0u, 0u, 0u);
   }
+  A *yr = norm_w ? xn + (i64)r * hidden : nullptr;
+  const bool normVec = norm_w && router_norm_vec<A>(xr, yr, norm_w, hidden);
+  RouterNormWeights<A> nw;
+  if (normVec) router_norm_weights<A>(nw, norm_w, hidden / Vec16<A>::N);
   grid_dep_wait();
   grid_dep_launch();
-  if (norm_w) router_norm<A>(xs, xn + (i64)r * hidden, xr, norm_w, hidden, eps, scratch);
+  if (norm_w) router_norm<A>(xs, yr, xr, norm_w, nw, normVec, hidden, eps, scratch);
   TRACE_MARK(1);
   for (int e = warp; e < experts; e += warps) {
     const W *we = w + (i64)e * hidden;
@@ -146,11 +169,17 @@ __device__ void moe_router(float *out, const W *w, const A *x, int hidden, int e
   float m = NEG_INF;
   for (int e = lane; e < experts; e += 32) m = fmaxf(m, prob[e]);
   m = warp_max(m);
-  double sum = 0.0;
-  for (int e = lane; e < experts; e += 32) sum += exp((double)prob[e] - (double)m);
+  // A lane's first exponential is kept for its probability (experts past 32 compute theirs again).
+  double sum = 0.0, first = 0.0;
+  for (int e = lane; e < experts; e += 32) {
+    const double ex = exp((double)prob[e] - (double)m);
+    if (e == lane) first = ex;
+    sum += ex;
+  }
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-  for (int e = lane; e < experts; e += 32) prob[e] = (float)(exp((double)prob[e] - (double)m) / sum);
+  if (lane < experts) prob[lane] = (float)(first / sum);
+  for (int e = lane + 32; e < experts; e += 32) prob[e] = (float)(exp((double)prob[e] - (double)m) / sum);
   __syncwarp();
   TRACE_MARK(3);
   for (int k = 0; k < topK; k++) {
