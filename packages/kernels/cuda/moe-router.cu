@@ -1,9 +1,8 @@
 // Mixture-of-Experts routing: router logits, softmax, top-k with ties to the lower id, optional
 // renormalization, and per-expert token counts (Program.expertLoad), one block a row. The routing it
 // writes is f32 in every mode: [rows, 2·topK], ids as floats, then weights.
-#include "cluster.cuh"
 #include "moe.cuh"
-// Router: one block (256 threads) per row, or a cluster of C blocks per row (below). Logits in f32 (a warp an expert), softmax in double as the
+// Router: one block (256 threads) per row. Logits in f32 (a warp an expert), softmax in double as the
 // reference does (then rounded to f32, as transformers' f32 softmax), top-k by warp argmax with ties to the
 // lower id. counts (per expert, u64) gets one per selected expert of every real row: padded rows of a
 // decode graph carry slot padSlot and are skipped (slots null: every row counts).
@@ -42,14 +41,12 @@ template <typename W> __device__ __forceinline__ float router_vec_shared(const u
   return s;
 }
 
-// The fused RMSNorm of one row's slice [lo, hi) (rms_norm's arithmetic; its own order of the squares'
-// sum): y = the slice normalized and rounded, xs = the same values in f32 (shared memory, from xs[0]).
-// Slices of whole 16-byte vectors are read once, ROUTER_NORM_VECS vectors a thread in flight (the first
-// 8,192 f16 elements at 256 threads), so the norm costs about one L2 round trip instead of a dependent
-// load a few elements. The norm's weights for those vectors (g) are loaded before the wait
-// (router_norm_weights): they never change, and loaded after the sum of squares they were a second round
-// trip in the router's serial chain. In a cluster, the blocks' sums of squares are added in block order
-// (every block gets the same bits) through distributed shared memory (`part`).
+// The fused RMSNorm of one row (rms_norm's arithmetic; its own order of the squares' sum): y = the row
+// normalized and rounded, xs = the same values in f32 (shared memory). Rows of whole 16-byte vectors are
+// read once, ROUTER_NORM_VECS vectors a thread in flight (the first 8,192 f16 elements at 256 threads),
+// so the norm costs about one L2 round trip instead of a dependent load a few elements. The norm's
+// weights for those vectors (g) are loaded before the wait (router_norm_weights): they never change, and
+// loaded after the sum of squares they were a second round trip in the router's serial chain.
 #define ROUTER_NORM_VECS 4
 template <typename A> struct RouterNormWeights {
   float g[ROUTER_NORM_VECS][Vec16<A>::N];
@@ -60,27 +57,25 @@ template <typename A> __device__ __forceinline__ bool router_norm_vec(const A *x
   return hidden % Vec16<A>::N == 0 && ((reinterpret_cast<unsigned long long>(x) | reinterpret_cast<unsigned long long>(y) | reinterpret_cast<unsigned long long>(w)) & 15) == 0;
 }
 
-// g for the vectors of [lo, lo + nv·V) this thread normalizes.
-template <typename A> __device__ __forceinline__ void router_norm_weights(RouterNormWeights<A> &nw, const float *w, int lo, int nv) {
+template <typename A> __device__ __forceinline__ void router_norm_weights(RouterNormWeights<A> &nw, const float *w, int nv) {
   constexpr int V = Vec16<A>::N;
 #pragma unroll
   for (int j = 0; j < ROUTER_NORM_VECS; j++) {
     const int v = threadIdx.x + j * blockDim.x;
-    if (v < nv) load_vec<float, V>(w + lo + (i64)v * V, nw.g[j]);
+    if (v < nv) load_vec<float, V>(w + (i64)v * V, nw.g[j]);
   }
 }
 
 template <typename A>
-__device__ __forceinline__ void router_norm(float *xs, A *y, const A *x, const float *w, const RouterNormWeights<A> &nw, bool vec, int lo, int hi,
-                                            int hidden, float eps, float *scratch, float *part, int C) {
+__device__ __forceinline__ void router_norm(float *xs, A *y, const A *x, const float *w, const RouterNormWeights<A> &nw, bool vec, int hidden, float eps, float *scratch) {
   constexpr int V = Vec16<A>::N;
-  const int nv = vec ? (hi - lo) / V : 0;
+  const int nv = vec ? hidden / V : 0;
   uint4 held[ROUTER_NORM_VECS];
   float sq = 0.f;
 #pragma unroll
   for (int j = 0; j < ROUTER_NORM_VECS; j++) {
     const int v = threadIdx.x + j * blockDim.x;
-    held[j] = v < nv ? *reinterpret_cast<const uint4 *>(x + lo + (i64)v * V) : make_uint4(0u, 0u, 0u, 0u); // zeros add nothing
+    held[j] = v < nv ? *reinterpret_cast<const uint4 *>(x + (i64)v * V) : make_uint4(0u, 0u, 0u, 0u); // zeros add nothing
   }
 #pragma unroll
   for (int j = 0; j < ROUTER_NORM_VECS; j++) {
@@ -89,25 +84,12 @@ __device__ __forceinline__ void router_norm(float *xs, A *y, const A *x, const f
 #pragma unroll
     for (int k = 0; k < V; k++) sq += f[k] * f[k];
   }
-  // Past the held vectors (wider slices), or every element of a slice that is not whole vectors.
-  const int rest = lo + (vec ? ROUTER_NORM_VECS * (int)blockDim.x * V : 0);
-  for (int i = rest + threadIdx.x; i < hi; i += blockDim.x) {
+  // Past the held vectors (wider rows), or every element of a row that is not whole vectors.
+  for (int i = (vec ? ROUTER_NORM_VECS * (int)blockDim.x * V : 0) + threadIdx.x; i < hidden; i += blockDim.x) {
     const float v = to_f32(x[i]);
     sq += v * v;
   }
-  float total = block_sum(sq, scratch);
-  if (C > 1) {
-    if (threadIdx.x == 0) *part = total;
-    cluster_sync();
-    float t[8];
-#pragma unroll
-    for (int k = 0; k < 8; k++) t[k] = k < C ? cluster_read(part, k) : 0.f; // issued together
-    total = t[0];
-#pragma unroll
-    for (int k = 1; k < 8; k++)
-      if (k < C) total += t[k];
-  }
-  const float inv = 1.f / sqrtf(total / (float)hidden + eps);
+  const float inv = 1.f / sqrtf(block_sum(sq, scratch) / (float)hidden + eps);
 #pragma unroll
   for (int j = 0; j < ROUTER_NORM_VECS; j++) {
     const int v = threadIdx.x + j * blockDim.x;
@@ -119,58 +101,46 @@ __device__ __forceinline__ void router_norm(float *xs, A *y, const A *x, const f
       f[k] = to_f32(from_f32<A>(f[k] * inv * nw.g[j][k]));
       xs[v * V + k] = f[k];
     }
-    store16<A>(y + lo + (i64)v * V, f);
+    store16<A>(y + (i64)v * V, f);
   }
-  for (int i = rest + threadIdx.x; i < hi; i += blockDim.x) {
+  for (int i = (vec ? ROUTER_NORM_VECS * (int)blockDim.x * V : 0) + threadIdx.x; i < hidden; i += blockDim.x) {
     const A a = from_f32<A>(to_f32(x[i]) * inv * w[i]);
     y[i] = a;
-    xs[i - lo] = to_f32(a);
+    xs[i] = to_f32(a);
   }
   __syncthreads();
 }
 
-// With norm_w (a fused RMSNorm): x is the norm's input; the blocks normalize their row's slices as rms_norm
-// does, write them to xn (the norm's output, for the experts) and keep them in shared memory for the dot
-// products.
-//
-// A row over a cluster of C blocks (the launch's cluster size; the host picks C > 1 only where every slice
-// is whole 16-byte vectors of W and of A, at least one a lane): block c takes [c·S, (c+1)·S), S = hidden / C,
-// of the norm and of every expert's dot product, then block 0 adds the C partial dot products of each expert
-// in block order and goes on alone. At batch 1 the router is a single row between two kernels of the decode
-// path, and one block read all of its weights (64 KB for Mixtral) at one SM's share of a memory system the
-// kernel before it keeps saturated: ~2.5 µs of a 9 µs router (PERF-NOTES, session 17). Eight blocks read
-// 8 KB each.
+// With norm_w (a fused RMSNorm): x is the norm's input; the block normalizes its row as rms_norm does,
+// writes it to xn (the norm's output, for the experts) and keeps it in shared memory for the dot products.
 template <typename W, typename A>
 __device__ void moe_router(float *out, const W *w, const A *x, int hidden, int experts, int topK, int normalize,
                            unsigned long long *counts, const int *slots, int padSlot, A *xn, const float *norm_w, float eps) {
-  extern __shared__ float smem[]; // prob [experts] (a block's partial dot products in a cluster), then (fused norm) the normalized slice
+  extern __shared__ float smem[]; // prob [experts], then (fused norm) the normalized row [hidden]
   float *prob = smem, *xs = smem + ((experts + 3) & ~3); // xs 16-byte aligned: read as float4
   __shared__ float scratch[32];
-  __shared__ float normPart;
   __shared__ float chosen[MOE_MAX_TOPK];
   __shared__ int chosenId[MOE_MAX_TOPK];
   constexpr int N = Vec16<W>::N;
-  const int C = cluster_blocks(), c = cluster_rank();
-  const int r = blockIdx.x / C, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  const int S = hidden / C, lo = c * S, hi = lo + S;
+  const int r = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   const A *xr = x + (i64)r * hidden;
   // Whole 16-byte vectors of weights and of x (x's rows start at multiples of hidden elements).
-  const bool vec = hidden % N == 0 && S % N == 0 && (reinterpret_cast<unsigned long long>(w) & 15) == 0 &&
+  const bool vec = hidden % N == 0 && (reinterpret_cast<unsigned long long>(w) & 15) == 0 &&
                    (reinterpret_cast<unsigned long long>(x) % (N * sizeof(A) < 16 ? N * sizeof(A) : 16)) == 0;
-  const int loV = lo / N, hiV = hi / N; // the block's vectors of a weight row (when vec)
+  const int nv = hidden / N;
   uint4 pre[ROUTER_PRE];
 #pragma unroll
   for (int j = 0; j < ROUTER_PRE; j++) {
-    const int v = loV + lane + 32 * j;
-    pre[j] = vec && warp < experts && v < hiV ? ld_small16(w + (i64)warp * hidden + (i64)v * N) : make_uint4(0u, 0u, 0u, 0u);
+    const int v = lane + 32 * j;
+    pre[j] = vec && warp < experts && v < nv ? ld_small16(w + (i64)warp * hidden + (i64)v * N) : make_uint4(0u, 0u, 0u, 0u);
   }
   A *yr = norm_w ? xn + (i64)r * hidden : nullptr;
-  const bool normVec = norm_w && S % Vec16<A>::N == 0 && router_norm_vec<A>(xr, yr, norm_w, hidden);
+  const bool normVec = norm_w && router_norm_vec<A>(xr, yr, norm_w, hidden);
   RouterNormWeights<A> nw;
-  if (normVec) router_norm_weights<A>(nw, norm_w, lo, S / Vec16<A>::N);
+  if (normVec) router_norm_weights<A>(nw, norm_w, hidden / Vec16<A>::N);
   grid_dep_wait();
   grid_dep_launch();
-  if (norm_w) router_norm<A>(xs, yr, xr, norm_w, nw, normVec, lo, hi, hidden, eps, scratch, &normPart, C);
+  if (norm_w) router_norm<A>(xs, yr, xr, norm_w, nw, normVec, hidden, eps, scratch);
   TRACE_MARK(1);
   for (int e = warp; e < experts; e += warps) {
     const W *we = w + (i64)e * hidden;
@@ -178,40 +148,22 @@ __device__ void moe_router(float *out, const W *w, const A *x, int hidden, int e
     if (vec) {
 #pragma unroll
       for (int j = 0; j < ROUTER_PRE; j++) {
-        const int v = loV + lane + 32 * j;
-        if (v >= hiV) continue;
+        const int v = lane + 32 * j;
+        if (v >= nv) continue;
         const uint4 raw = e == warp ? pre[j] : ld_small16(we + (i64)v * N);
-        s += norm_w ? router_vec_shared<W>(raw, xs, v - loV) : router_vec<W, A>(raw, xr, v);
+        s += norm_w ? router_vec_shared<W>(raw, xs, v) : router_vec<W, A>(raw, xr, v);
       }
-      for (int v = loV + lane + 32 * ROUTER_PRE; v < hiV; v += 32) {
+      for (int v = lane + 32 * ROUTER_PRE; v < nv; v += 32) {
         const uint4 raw = ld_small16(we + (i64)v * N);
-        s += norm_w ? router_vec_shared<W>(raw, xs, v - loV) : router_vec<W, A>(raw, xr, v);
+        s += norm_w ? router_vec_shared<W>(raw, xs, v) : router_vec<W, A>(raw, xr, v);
       }
     } else {
-      for (int i = lo + lane; i < hi; i += 32) s += to_f32(we[i]) * (norm_w ? xs[i - lo] : to_f32(xr[i]));
+      for (int i = lane; i < hidden; i += 32) s += to_f32(we[i]) * (norm_w ? xs[i] : to_f32(xr[i]));
     }
     s = warp_sum(s);
     if (lane == 0) prob[e] = s;
   }
-  if (C > 1) {
-    cluster_sync(); // every block's partial dot products are in its prob[]
-    if (c == 0) {
-      for (int e = threadIdx.x; e < experts; e += blockDim.x) {
-        float t[8];
-#pragma unroll
-        for (int k = 0; k < 8; k++) t[k] = k < C ? cluster_read(prob + e, k) : 0.f; // issued together
-        float sum = t[0];
-#pragma unroll
-        for (int k = 1; k < 8; k++)
-          if (k < C) sum += t[k];
-        prob[e] = sum;
-      }
-    }
-    cluster_sync(); // block 0 has read every block's shared memory (and its prob[] is whole): the others may leave
-    if (c != 0) return;
-  } else {
-    __syncthreads();
-  }
+  __syncthreads();
   TRACE_MARK(2);
   if (warp != 0) return;
   float m = NEG_INF;
@@ -266,9 +218,8 @@ __device__ void moe_router(float *out, const W *w, const A *x, int hidden, int e
 }
 
 
-// grid (rows · C), block 256, clusters of C blocks (routerCluster in src/cuda/moe-launch.ts), dynamic shared memory
-// (experts, rounded up to 4, + hidden / C when norm_w) · 4 bytes. xn, norm_w: null unless the RMSNorm before the
-// router is fused (eps its epsilon).
+// grid (rows), block 256, dynamic shared memory (experts, rounded up to 4, + hidden when norm_w) · 4 bytes. xn, norm_w: null
+// unless the RMSNorm before the router is fused (eps its epsilon).
 #define MOE_ROUTER_ENTRY(WS, AS, W, A)                                                                                      \
   extern "C" __global__ void __launch_bounds__(256, 1) moe_router_##WS##_##AS(float *out, const W *w, const A *x, int hidden,  \
                                                                            int experts, int topK, int normalize,            \

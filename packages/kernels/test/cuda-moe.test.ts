@@ -11,7 +11,7 @@ import { BackendError, GraphBuilder, loadModel, Rng, type FloatDType, type Graph
 import { memoryWeights, randomTensor, range, stepBatch, weightInfos } from '@zinfer/core/testing';
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
 import { sideBySideWeights, type ActivationChoice } from '../src/cuda/device-weights.js';
-import { largeLayout, MOE_TILE, moeRoutingValues, routerCluster, setRouterCluster } from '../src/cuda/moe-launch.js';
+import { largeLayout, MOE_TILE, moeRoutingValues } from '../src/cuda/moe-launch.js';
 import { denseLayout, MOE_DENSE_MAX_ROWS } from '../src/cuda/moe-dense.js';
 import { RecordingGpu, type RecordedLaunch } from '../src/cuda/recording-gpu.js';
 import { supports } from '../src/cuda/supports.js';
@@ -63,9 +63,7 @@ function moeNeeds(l: RecordedLaunch, A: number, W: number): Record<number, numbe
   const a = l.args;
   if (l.kernel.startsWith('moe_router_')) {
     const [hidden, experts, topK] = [n(a[3]), n(a[4]), n(a[5])];
-    assert.is(l.grid.x % l.cluster, 0, `${l.kernel}: whole clusters`);
-    const rows = l.grid.x / l.cluster; // a cluster of blocks a row
-    return { 0: rows * 2 * topK * 4, 1: experts * hidden * W, 2: rows * hidden * A, 7: experts * 8, 8: rows * 4, 10: rows * hidden * A, 11: hidden * 4 };
+    return { 0: l.grid.x * 2 * topK * 4, 1: experts * hidden * W, 2: l.grid.x * hidden * A, 7: experts * 8, 8: l.grid.x * 4, 10: l.grid.x * hidden * A, 11: hidden * 4 };
   }
   if (/^moe_gate_up\d_/.test(l.kernel)) {
     const [nLocal, mapLen, rows, topK, hidden, inter] = [n(a[4]), n(a[5]), n(a[8]), n(a[9]), n(a[10]), n(a[11])];
@@ -180,43 +178,6 @@ for (const [act, dtype] of [['f32', 'f32'], ['f32', 'bf16'], ['f16', 'f16'], ['b
     }
     await program.dispose();
     assert.is(gpu.live.size, 0, 'tables, counters and scratch freed');
-  });
-}
-
-test('routerCluster: a row over 8, 4 or 2 blocks where each slice is whole vectors, at least one a lane; 1 otherwise, or with ZINFER_ROUTER_CLUSTER=off', () => {
-  assert.is(routerCluster(4096, 2, 8), 8, 'Mixtral: 512 elements a block');
-  assert.is(routerCluster(2048, 2, 8), 8);
-  assert.is(routerCluster(1024, 2, 8), 4, '16-bit: 256 elements a block at least (32 lanes × 8)');
-  assert.is(routerCluster(1024, 4, 8), 8, 'f32: 128 at least');
-  assert.is(routerCluster(4096, 2, 1), 1, 'no clusters on this GPU');
-  assert.is(routerCluster(4096, 2, 4), 4);
-  for (const hidden of [40, 64, 200, 4100]) assert.is(routerCluster(hidden, 2, 8), 1, `hidden ${hidden}`);
-  setRouterCluster('off');
-  try {
-    assert.is(routerCluster(4096, 2, 8), 1);
-  } finally {
-    setRouterCluster('auto');
-  }
-});
-
-for (const hidden of [512, 2048]) {
-  test(`router of hidden ${hidden}: each row a cluster of blocks (grid rows × cluster), launches within bounds`, async () => {
-    for (const [act, dtype] of [['f32', 'f32'], ['bf16', 'bf16'], ['f16', 'f16']] as [FloatDType, FloatDType][]) {
-      const shape = { hidden, inter: 16, experts: 8, topK: 2, dtype };
-      const { graph, tensors } = moeGraph(shape);
-      const gpu = new RecordingGpu();
-      const program = await compileProgram(gpu, graph, memoryWeights(tensors), { kvCache: { numBlocks: 8, blockSize: 16 } }, { ...SETTINGS, activations: act });
-      for (const rows of [1, 3]) {
-        const from = gpu.launches.length;
-        await program.run(stepBatch([{ tokens: range(rows), cached: 0, blocks: [0] }], 16, 'all'));
-        checkMoeLaunches(gpu, from, act);
-        const router = gpu.launches.slice(from).find((l) => l.kernel.startsWith('moe_router_'))!;
-        const cluster = routerCluster(hidden, dtype === 'f32' ? 4 : 2, 8);
-        assert.ok(cluster > 1, `${dtype}: clustered`);
-        assert.equal([router.cluster, router.grid.x], [cluster, rows * cluster], `${dtype} ${rows} rows`);
-      }
-      await program.dispose();
-    }
   });
 }
 

@@ -1,4 +1,4 @@
-// Launches of the Mixture-of-Experts ops (cuda/moe.cu). moeRouter: a cluster of blocks a row (routerCluster), writing the routing
+// Launches of the Mixture-of-Experts ops (cuda/moe.cu). moeRouter: one block a row, writing the routing
 // in f32 whatever the activation dtype (ids must stay exact, weights unrounded) and counting tokens per
 // expert. moeExperts: up to 8 rows, two GEMV-like launches that find the routed experts on the device and
 // read each one's weights once (gate/up fused with the activation, then down fused with the weighted
@@ -12,7 +12,6 @@ import { routerSharedBytes } from './exec-plan.js';
 import { gemvRows } from './linear-launch.js';
 import { denseExperts, launchMoeDense, MOE_DENSE_MAX_ROWS } from './moe-dense.js';
 import type { MoeTables } from './moe-tables.js';
-import { EnvChoice } from './env-choice.js';
 import { align256, dtypeBytes, flatGrid, type StepContext } from './step-context.js';
 
 /** MOE_* of cuda/moe.cu. */
@@ -26,27 +25,6 @@ export const MOE_SMALL_ROWS = 8;
 export const MOE_MAX_EXPERTS = 4096;
 const ROUTER_THREADS = 256;
 const MAX_GRID_Y = 65535;
-
-/** Whether a router row may be split over a cluster of blocks: 'auto' (routerCluster), or 'off' (one block a row). ZINFER_ROUTER_CLUSTER. */
-export const ROUTER_CLUSTER_MODES = ['auto', 'off'] as const;
-const routerClusterMode = new EnvChoice(ROUTER_CLUSTER_MODES, 'auto', 'ZINFER_ROUTER_CLUSTER');
-export const setRouterCluster = (m: (typeof ROUTER_CLUSTER_MODES)[number]): void => routerClusterMode.set(m);
-
-/**
- * Blocks of a thread-block cluster that a router row is split over (cuda/moe-router.cu): the most of 8, 4, 2
- * (within the GPU's cluster limit) whose slices of the hidden size are whole 16-byte vectors of the weights
- * and of the activations, at least one a lane of a warp; else 1. One block read all of a row's router
- * weights at one SM's share of the memory system (PERF-NOTES, session 17).
- */
-export function routerCluster(hidden: number, weightBytes: number, maxClusterBlocks: number): number {
-  if (routerClusterMode.get() === 'off') return 1;
-  const perVector = 16 / weightBytes;
-  for (const c of [8, 4, 2]) {
-    const slice = hidden / c;
-    if (c <= maxClusterBlocks && Number.isInteger(slice) && slice % 8 === 0 && slice % perVector === 0 && slice >= 32 * perVector) return c;
-  }
-  return 1;
-}
 
 /** Whether the CUDA kernels take this MoE node (top-k within the kernels' fixed shared arrays). */
 export function moeSupported(node: OpNode): boolean {
@@ -85,10 +63,9 @@ export function launchMoeRouter(ctx: StepContext, node: OpNode<'moeRouter'>): vo
   const norm = ctx.plan.routerNorms.get(node);
   const x = ctx.value(norm ? norm.inputs.x : node.inputs.x);
   const [xn, normW, eps] = norm ? [ctx.value(norm.output), ctx.weight(norm.attrs.weight).ptr, norm.attrs.eps] : [0n, 0n, 0];
-  const cluster = routerCluster(hidden, dtypeBytes(w.dtype), ctx.gpu.maxClusterBlocks);
-  ctx.gpu.launch(`moe_router_${w.dtype}_${ctx.act}`, { x: ctx.rowsOf(node.output) * cluster }, ROUTER_THREADS, [
+  ctx.gpu.launch(`moe_router_${w.dtype}_${ctx.act}`, { x: ctx.rowsOf(node.output) }, ROUTER_THREADS, [
     ctx.value(node.output), w.ptr, x, hidden, experts, topK, normalize ? 1 : 0, moe.counters(node), slots, moe.padSlot, xn, normW, eps,
-  ], routerSharedBytes(experts, hidden / cluster, norm !== undefined), cluster);
+  ], routerSharedBytes(experts, hidden, norm !== undefined));
 }
 
 /** The experts' common intermediate size and weight dtype (null: this program holds none of them). */
