@@ -11,7 +11,7 @@ import { BackendError, GraphBuilder, loadModel, Rng, type FloatDType, type Graph
 import { memoryWeights, randomTensor, range, stepBatch, weightInfos } from '@zinfer/core/testing';
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
 import { sideBySideWeights, type ActivationChoice } from '../src/cuda/device-weights.js';
-import { largeLayout, MOE_TILE, moeRoutingValues } from '../src/cuda/moe-launch.js';
+import { largeLayout, MOE_TILE, moeRoutingValues, routerSplits, setRouterMode } from '../src/cuda/moe-launch.js';
 import { denseLayout, MOE_DENSE_MAX_ROWS } from '../src/cuda/moe-dense.js';
 import { RecordingGpu, type RecordedLaunch } from '../src/cuda/recording-gpu.js';
 import { supports } from '../src/cuda/supports.js';
@@ -61,6 +61,12 @@ function moeGraph(s: MoeShape, seed = 1): { graph: Graph; tensors: Map<string, H
 /** Bytes each MoE kernel touches through each pointer argument, from its arguments and grid. */
 function moeNeeds(l: RecordedLaunch, A: number, W: number): Record<number, number> {
   const a = l.args;
+  if (l.kernel.startsWith('moe_router_split_')) {
+    const [hidden, experts, topK] = [n(a[3]), n(a[4]), n(a[5])];
+    const rows = l.grid.x;
+    assert.is(l.grid.y, experts, `${l.kernel}: a block per row and expert`);
+    return { 0: rows * 2 * topK * 4, 1: experts * hidden * W, 2: rows * hidden * A, 7: experts * 8, 8: rows * 4, 10: rows * hidden * A, 11: hidden * 4, 13: rows * experts * 4, 14: rows * 4 };
+  }
   if (l.kernel.startsWith('moe_router_')) {
     const [hidden, experts, topK] = [n(a[3]), n(a[4]), n(a[5])];
     return { 0: l.grid.x * 2 * topK * 4, 1: experts * hidden * W, 2: l.grid.x * hidden * A, 7: experts * 8, 8: l.grid.x * 4, 10: l.grid.x * hidden * A, 11: hidden * 4 };
@@ -144,7 +150,7 @@ for (const [act, dtype] of [['f32', 'f32'], ['f32', 'bf16'], ['f16', 'f16'], ['b
       const R = rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8;
       // Experts side by side in the activation dtype (not bf16 weights under f32 activations): dense GEMMs.
       const dense = rows > 8 && rows <= MOE_DENSE_MAX_ROWS && dtype === act;
-      const want = rows <= 8 ? ['moe_router', `moe_gate_up${R}`, `moe_down${R}`, 'sigmoid_gate']
+      const want = rows <= 8 ? ['moe_router_split', `moe_gate_up${R}`, `moe_down${R}`, 'sigmoid_gate']
         : dense ? ['moe_router', 'moe_dense_act', 'moe_combine', 'sigmoid_gate'] : ['moe_router', 'moe_permute', 'moe_gate_up8', 'moe_down_tiles', 'moe_combine', 'sigmoid_gate'];
       assert.equal(kernelsOf(moe), want, `${rows} rows`);
       const gemms = gpu.gemms.slice(gemmsFrom).filter((g) => g.batch && g.yDtype === 'f32');
@@ -180,6 +186,23 @@ for (const [act, dtype] of [['f32', 'f32'], ['f32', 'bf16'], ['f16', 'f16'], ['b
     assert.is(gpu.live.size, 0, 'tables, counters and scratch freed');
   });
 }
+
+test('routerSplits: a block per row and expert for up to 8 rows of whole vectors that a block holds; ZINFER_ROUTER=block turns it off', () => {
+  assert.ok(routerSplits(1, 4096, 2, 2), 'Mixtral, 16-bit');
+  assert.ok(routerSplits(8, 8192, 2, 2), '8,192 16-bit elements: 4 vectors a thread');
+  assert.not.ok(routerSplits(8, 8200, 2, 2), 'more than a block holds');
+  assert.not.ok(routerSplits(9, 4096, 2, 2), 'more rows than a decode step');
+  assert.ok(routerSplits(1, 4096, 2, 4), 'bf16 weights on f32 activations: 4,096 at most');
+  assert.not.ok(routerSplits(1, 4100, 2, 4), 'not whole weight vectors');
+  assert.not.ok(routerSplits(1, 6144, 2, 4));
+  assert.ok(routerSplits(1, 40, 4, 4));
+  setRouterMode('block');
+  try {
+    assert.not.ok(routerSplits(1, 4096, 2, 2));
+  } finally {
+    setRouterMode('split');
+  }
+});
 
 test('a dense expert batch cuBLASLt refuses leaves the node on the tile path, from then on', async () => {
   const shape = { hidden: 40, inter: 24, experts: 6, topK: 2, dtype: 'f16' as FloatDType };
@@ -280,7 +303,7 @@ test('a routing that is the graph output comes back as it is stored (f32), with 
   const from = gpu.launches.length;
   const out = await program.run(stepBatch([{ tokens: range(5), cached: 0, blocks: [0] }], 16, 'all'));
   assert.is(out.length, 5 * 6);
-  assert.equal(gpu.launches.slice(from).map((l) => l.kernel), ['embedding_bf16_bf16', 'moe_router_bf16_bf16']);
+  assert.equal(gpu.launches.slice(from).map((l) => l.kernel), ['embedding_bf16_bf16', 'moe_router_split_bf16_bf16']);
   checkMoeLaunches(gpu, from, 'bf16');
   await program.dispose();
 });

@@ -99,7 +99,7 @@ test('kernel signatures: every extern "C" kernel parses (macro-made entry points
     ...acts.flatMap((a) => [1, 2, 4, 8, 16, 32].map((l) => `attn_decode${l}_${a}`)),
     ...weighted.flatMap((w) => ['embedding', 'embedding_sum', 'gemm', 'gemv1', 'gemv2', 'gemv4', 'gemv8'].map((k) => `${k}_${w}`)),
     ...['f16', 'bf16'].flatMap((a) => [16, 32, 64, 80, 96, 128].map((d) => `flash_prefill${d}_${a}`)),
-    ...weighted.flatMap((w) => ['moe_router', 'moe_gate_up1', 'moe_gate_up2', 'moe_gate_up4', 'moe_gate_up8', 'moe_down1', 'moe_down2', 'moe_down4', 'moe_down8', 'moe_down_tiles'].map((k) => `${k}_${w}`)),
+    ...weighted.flatMap((w) => ['moe_router', 'moe_router_split', 'moe_gate_up1', 'moe_gate_up2', 'moe_gate_up4', 'moe_gate_up8', 'moe_down1', 'moe_down2', 'moe_down4', 'moe_down8', 'moe_down_tiles'].map((k) => `${k}_${w}`)),
     ...acts.flatMap((a) => ['moe_combine', 'sigmoid_gate', 'moe_dense_act'].map((k) => `${k}_${a}`)),
     'moe_permute',
     'argmax_f32', 'sample_f32', 'read_bandwidth',

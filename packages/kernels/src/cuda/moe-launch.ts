@@ -12,6 +12,7 @@ import { routerSharedBytes } from './exec-plan.js';
 import { gemvRows } from './linear-launch.js';
 import { denseExperts, launchMoeDense, MOE_DENSE_MAX_ROWS } from './moe-dense.js';
 import type { MoeTables } from './moe-tables.js';
+import { EnvChoice } from './env-choice.js';
 import { align256, dtypeBytes, flatGrid, type StepContext } from './step-context.js';
 
 /** MOE_* of cuda/moe.cu. */
@@ -25,6 +26,25 @@ export const MOE_SMALL_ROWS = 8;
 export const MOE_MAX_EXPERTS = 4096;
 const ROUTER_THREADS = 256;
 const MAX_GRID_Y = 65535;
+
+/** ROUTER_SPLIT_VECS of cuda/moe-router.cu: the 16-byte vectors of a row a thread of the split router holds. */
+const ROUTER_SPLIT_VECS = 4;
+/** Rows up to which the router may run split (decode steps). */
+export const ROUTER_SPLIT_MAX_ROWS = 8;
+/** The router's kernel for small steps: 'split' (a block per row and expert, where it fits) or 'block' (a block per row). ZINFER_ROUTER. */
+export const ROUTER_MODES = ['split', 'block'] as const;
+const routerMode = new EnvChoice(ROUTER_MODES, 'split', 'ZINFER_ROUTER');
+export const setRouterMode = (m: (typeof ROUTER_MODES)[number]): void => routerMode.set(m);
+
+/**
+ * Whether a router launch runs split, a block per (row, expert) (moe_router_split, cuda/moe-router.cu): in
+ * 'split' mode, for steps of up to ROUTER_SPLIT_MAX_ROWS rows whose rows are whole 16-byte vectors of the
+ * weights and of the activations, and that a block's threads hold at ROUTER_SPLIT_VECS vectors each.
+ */
+export function routerSplits(rows: number, hidden: number, weightBytes: number, actBytes: number): boolean {
+  const [n, v] = [16 / weightBytes, 16 / actBytes];
+  return routerMode.get() === 'split' && rows <= ROUTER_SPLIT_MAX_ROWS && hidden % n === 0 && hidden % v === 0 && hidden <= ROUTER_SPLIT_VECS * ROUTER_THREADS * v;
+}
 
 /** Whether the CUDA kernels take this MoE node (top-k within the kernels' fixed shared arrays). */
 export function moeSupported(node: OpNode): boolean {
@@ -63,9 +83,16 @@ export function launchMoeRouter(ctx: StepContext, node: OpNode<'moeRouter'>): vo
   const norm = ctx.plan.routerNorms.get(node);
   const x = ctx.value(norm ? norm.inputs.x : node.inputs.x);
   const [xn, normW, eps] = norm ? [ctx.value(norm.output), ctx.weight(norm.attrs.weight).ptr, norm.attrs.eps] : [0n, 0n, 0];
-  ctx.gpu.launch(`moe_router_${w.dtype}_${ctx.act}`, { x: ctx.rowsOf(node.output) }, ROUTER_THREADS, [
-    ctx.value(node.output), w.ptr, x, hidden, experts, topK, normalize ? 1 : 0, moe.counters(node), slots, moe.padSlot, xn, normW, eps,
-  ], routerSharedBytes(experts, hidden, norm !== undefined));
+  const rows = ctx.rowsOf(node.output);
+  const args = [ctx.value(node.output), w.ptr, x, hidden, experts, topK, normalize ? 1 : 0, moe.counters(node), slots, moe.padSlot, xn, normW, eps];
+  const [wBytes, aBytes] = [dtypeBytes(w.dtype), dtypeBytes(ctx.act)];
+  if (routerSplits(rows, hidden, wBytes, aBytes)) {
+    const { logits, done } = moe.splitRouterScratch(ROUTER_SPLIT_MAX_ROWS, experts);
+    const shared = (Math.ceil(experts / 4) * 4 + (wBytes === aBytes ? 0 : hidden)) * 4;
+    ctx.gpu.launch(`moe_router_split_${w.dtype}_${ctx.act}`, { x: rows, y: experts }, ROUTER_THREADS, [...args, logits, done], shared);
+    return;
+  }
+  ctx.gpu.launch(`moe_router_${w.dtype}_${ctx.act}`, { x: rows }, ROUTER_THREADS, args, routerSharedBytes(experts, hidden, norm !== undefined));
 }
 
 /** The experts' common intermediate size and weight dtype (null: this program holds none of them). */

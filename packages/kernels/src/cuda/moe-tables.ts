@@ -20,6 +20,8 @@ export class MoeTables {
   private readonly offsets = new Map<OpNode, number>();
   private readonly totalExperts: number;
   private countsPtr: bigint | null = null;
+  /** The split router's scratch: logits [rows, experts] f32, then its row counters (zeroed once; launches leave them zero). */
+  private splitScratch: { ptr: bigint; rows: number; experts: number } | null = null;
   /** moeExperts nodes whose dense batch cuBLASLt refused (moe-dense.ts): the tile path from then on. */
   readonly denseRefused = new Set<OpNode>();
 
@@ -71,6 +73,23 @@ export class MoeTables {
     return this.countsPtr + BigInt(offset * 8);
   }
 
+  /**
+   * The split router's logits [ROUTER_SPLIT_MAX_ROWS, experts] and row counters (moe-router.cu
+   * moe_router_split), shared by the program's router launches: one runs at a time.
+   */
+  splitRouterScratch(rows: number, experts: number): { logits: bigint; done: bigint } {
+    const s = this.splitScratch;
+    if (!s || s.rows < rows || s.experts < experts) {
+      if (s) this.gpu.free(s.ptr);
+      const [r, e] = [Math.max(rows, s?.rows ?? 0), Math.max(experts, s?.experts ?? 0)];
+      const ptr = this.gpu.alloc((r * e + r) * 4, `split router scratch (${r} rows × ${e} experts)`);
+      this.gpu.fill32(ptr + BigInt(r * e * 4), 0, r);
+      this.splitScratch = { ptr, rows: r, experts: e };
+    }
+    const { ptr, rows: r, experts: e } = this.splitScratch!;
+    return { logits: ptr, done: ptr + BigInt(r * e * 4) };
+  }
+
   /** Tokens routed to each expert so far, one array per moeRouter node in graph order (waits for the stream). */
   load(): Float64Array[] {
     const counts = new BigUint64Array(this.totalExperts);
@@ -83,6 +102,8 @@ export class MoeTables {
     this.tables.clear();
     if (this.countsPtr !== null) this.gpu.free(this.countsPtr);
     this.countsPtr = null;
+    if (this.splitScratch) this.gpu.free(this.splitScratch.ptr);
+    this.splitScratch = null;
   }
 }
 
