@@ -284,9 +284,10 @@ __device__ void moe_router_split(float *out, const W *w, const A *x, int hidden,
 #pragma unroll
     for (int j = 0; j < ROUTER_SPLIT_VECS; j++) {
       const int v = threadIdx.x + j * blockDim.x;
+      if (v >= nx) continue; // past the row: f stays 0 (g was never loaded there)
 #pragma unroll
       for (int k = 0; k < V; k++) f[j][k] = to_f32(from_f32<A>(f[j][k] * inv * g[j][k]));
-      if (e == 0 && v < nx) store16<A>(xn + (i64)r * hidden + (i64)v * V, f[j]);
+      if (e == 0) store16<A>(xn + (i64)r * hidden + (i64)v * V, f[j]);
     }
   }
   // The dot product: element i of the row is f[j][k] with i = (threadIdx.x + j·256)·V + k; weight vector v
