@@ -105,7 +105,7 @@ const result = {
   tp2_13b_unfused_decode_bs1_ms_per_token: null, tp4_13b_unfused_decode_bs1_ms_per_token: null, tp2_speedup_unfused: null, tp4_speedup_unfused: null,
   tp2_unfused_tokens_matching: null, tp4_unfused_tokens_matching: null,
   tp2_13b_oneshot_decode_bs1_ms_per_token: null, tp4_13b_oneshot_decode_bs1_ms_per_token: null, tp2_speedup_oneshot: null, tp4_speedup_oneshot: null,
-  tp2_13b_rank_loop_ms: null, tp4_13b_rank_loop_ms: null, tp2_13b_message_step_ms: null, tp4_13b_message_step_ms: null,
+  tp2_13b_rank_loop_ms: null, tp4_13b_rank_loop_ms: null, tp2_13b_message_step_ms: null, tp4_13b_message_step_ms: null, tp2_13b_chain_step_ms: null, tp4_13b_chain_step_ms: null,
   tp2_13b_nopush_decode_bs1_ms_per_token: null, tp4_13b_nopush_decode_bs1_ms_per_token: null, tp2_speedup_nopush: null, tp4_speedup_nopush: null,
   tp4_70b_nopush_decode_bs1_ms_per_token: null, tp4_70b_nopush_over_hbm_limit: null,
   tp2_13b_nospin_decode_bs1_ms_per_token: null, tp4_13b_nospin_decode_bs1_ms_per_token: null, tp2_speedup_nospin: null, tp4_speedup_nospin: null,
@@ -232,6 +232,7 @@ for (const tp of [1, 2, 4].filter((n) => n <= TP_MAX)) {
       if (loop) {
         result[`tp${tp}_13b_rank_loop_ms`] = round(loop.loopMs, 3);
         result[`tp${tp}_13b_message_step_ms`] = round(loop.messageMs, 3);
+        result[`tp${tp}_13b_chain_step_ms`] = round(loop.chainMs, 3);
         detail.steps[`tp${tp} rank loop`] = loop;
       }
       const bytes = await bytesPerRankPerToken(core, tensorParallel, dir13, tp);
@@ -352,7 +353,7 @@ function printTable() {
     const limit = `HBM limit ${result[`tp${tp}_13b_hbm_limit_ms_per_token`] ?? '?'}`;
     row(`tp${tp}_13b_decode_bs1_ms_per_token`, tp > 1 ? `${limit}; speedup ${result[`tp${tp}_speedup`] ?? '?'}; tokens matching tp1 ${result[`tp${tp}_tokens_matching`] ?? '?'}/${result.tokens_compared ?? '?'}` : limit);
   }
-  for (const tp of [2, 4]) row(`tp${tp}_13b_rank_loop_ms`, `each rank runs the batch-1 step back to back in its thread (slowest rank); through messages, no engine: ${result[`tp${tp}_13b_message_step_ms`] ?? '?'} ms`);
+  for (const tp of [2, 4]) row(`tp${tp}_13b_rank_loop_ms`, `each rank runs the batch-1 step back to back in its thread (slowest rank); through messages, no engine: ${result[`tp${tp}_13b_message_step_ms`] ?? '?'} ms; chained by 8: ${result[`tp${tp}_13b_chain_step_ms`] ?? '?'} ms`);
   for (const tp of [2, 4]) row(`tp${tp}_13b_nccl_decode_bs1_ms_per_token`, `NCCL all-reduce only; speedup ${result[`tp${tp}_speedup_nccl`] ?? '?'}; tokens matching tp1 ${result[`tp${tp}_nccl_tokens_matching`] ?? '?'}`);
   for (const tp of [2, 4]) row(`tp${tp}_13b_unfused_decode_bs1_ms_per_token`, `residual adds on their own; speedup ${result[`tp${tp}_speedup_unfused`] ?? '?'}; tokens matching tp1 ${result[`tp${tp}_unfused_tokens_matching`] ?? '?'}`);
   for (const tp of [2, 4]) row(`tp${tp}_13b_oneshot_decode_bs1_ms_per_token`, `one-shot peer kernel only; speedup ${result[`tp${tp}_speedup_oneshot`] ?? '?'}`);
