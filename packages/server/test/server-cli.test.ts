@@ -72,6 +72,9 @@ test('throughput mode: --kv-cache-bytes auto --max-sequences auto sizes the cach
   const bad = spawnSync(process.execPath, ['--import', 'tsx', CLI, 'serve', '--max-sequences', 'many'], { cwd: ROOT, encoding: 'utf8' });
   assert.is(bad.status, 2);
   assert.match(bad.stderr, '--max-sequences');
+  const steps = spawnSync(process.execPath, ['--import', 'tsx', CLI, 'serve', '--decode-steps', '0'], { cwd: ROOT, encoding: 'utf8' });
+  assert.is(steps.status, 2);
+  assert.match(steps.stderr, '--decode-steps');
 });
 
 test('--config supplies engine limits and server options; flags win over it', async () => {
