@@ -1,6 +1,7 @@
 // Mixture-of-Experts routing: router logits, softmax, top-k with ties to the lower id, optional
-// renormalization, and per-expert token counts (Program.expertLoad), one block a row. The routing it
-// writes is f32 in every mode: [rows, 2·topK], ids as floats, then weights.
+// renormalization, and per-expert token counts (Program.expertLoad): one block a row (moe_router), or for
+// decode steps a block per row and expert (moe_router_split, below). The routing it writes is f32 in every
+// mode: [rows, 2·topK], ids as floats, then weights.
 #include "moe.cuh"
 // Router: one block (256 threads) per row. Logits in f32 (a warp an expert), softmax in double as the
 // reference does (then rounded to f32, as transformers' f32 softmax), top-k by warp argmax with ties to the

@@ -1,4 +1,5 @@
-// Launches of the Mixture-of-Experts ops (cuda/moe.cu). moeRouter: one block a row, writing the routing
+// Launches of the Mixture-of-Experts ops (cuda/moe.cu). moeRouter: one block a row, or a block per row and
+// expert for decode steps (routerSplits), writing the routing
 // in f32 whatever the activation dtype (ids must stay exact, weights unrounded) and counting tokens per
 // expert. moeExperts: up to 8 rows, two GEMV-like launches that find the routed experts on the device and
 // read each one's weights once (gate/up fused with the activation, then down fused with the weighted
