@@ -142,6 +142,13 @@ export interface Program {
    */
   runArgmaxSteps?(batch: StepBatch, steps: number, options?: RunOptions): Promise<Int32Array>;
   /**
+   * Optional: `rows.length` sampled decode steps in one call, as runArgmaxSteps chains greedy ones: step j
+   * picks each selected row's token as runSample would with `rows[j]` (that step's params and draw), and
+   * feeds it to step j + 1. Returns the [steps, rows] ids. The engine chains only rows whose repetition
+   * penalty is 1 (a penalized set would change with each token). chainSampleSteps does it on the host.
+   */
+  runSampleSteps?(batch: StepBatch, rows: readonly (readonly SampleRow[])[], options?: RunOptions): Promise<Int32Array>;
+  /**
    * Optional: runs the step for what it does besides its output (the KV cache written, the collectives a
    * rank takes part in) and resolves once the step is complete, without producing the output. The ranks of
    * a parallel plan whose output nobody reads use it, so a device backend does not copy [rows, vocab]

@@ -25,10 +25,11 @@ export interface EngineLimits {
   /** KV-cache element type: 'auto' (default, exact) or 'fp8' (e4m3, half the bytes of f16; backends that list it). */
   kvCacheDtype?: 'auto' | 'fp8';
   /**
-   * Greedy decode steps run as one call where the program chains them (Program.runArgmaxSteps: the cuda
-   * backend, and parallel launches whose ranks can), default 4: the device goes from step to step without
-   * waiting for the host. The engine then sees tokens in runs of up to this many, and a request sent
-   * meanwhile joins after the run. 1 turns chaining off.
+   * Decode steps run as one call where the program chains them (Program.runArgmaxSteps for greedy rows,
+   * runSampleSteps for sampled ones without a repetition penalty: the cuda backend, and parallel launches
+   * whose ranks can), default 4: the device goes from step to step without waiting for the host. The
+   * engine then sees tokens in runs of up to this many, and a request sent meanwhile joins after the run.
+   * 1 turns chaining off.
    */
   decodeSteps?: number;
 }

@@ -255,12 +255,14 @@ class LocalEngine implements Engine {
     const { runArgmax, runSample } = this.program;
     const idsOnly = plan.rows.every(({ promptLogit }) => !promptLogit);
     const argmaxOnly = idsOnly && runArgmax !== undefined && plan.rows.every(({ seq }) => seq.sampler.isGreedy);
-    // Greedy decode with room for more tokens runs several steps in one call where the program chains them.
-    const chain = argmaxOnly && lanes === 1 ? this.chainLength(plan) : 1;
+    // Decode with room for more tokens runs several steps in one call where the program chains them.
+    const chain = lanes === 1 ? this.chainLength(plan, argmaxOnly, idsOnly) : 1;
     let out: Float32Array | Int32Array;
     try {
       const options = lanes > 1 ? { concurrent: lanes } : undefined;
-      if (chain > 1) out = await this.program.runArgmaxSteps!(plan.batch, chain, options);
+      if (chain > 1 && argmaxOnly) out = await this.program.runArgmaxSteps!(plan.batch, chain, options);
+      // Each step's draws now, step after step: a sequence's draws stay in its tokens' order.
+      else if (chain > 1) out = await this.program.runSampleSteps!(plan.batch, Array.from({ length: chain }, () => plan.rows.map(({ seq }) => seq.sampleRow())), options);
       else if (argmaxOnly) out = await runArgmax.call(this.program, plan.batch, options);
       else if (idsOnly && runSample) out = await runSample.call(this.program, plan.batch, plan.rows.map(({ seq, sample }) => (sample && !seq.aborted && seq.finishReason === null ? seq.sampleRow() : GREEDY_ROW)), options); // an unused row draws nothing
       else out = await this.program.run(plan.batch, options);
@@ -289,12 +291,16 @@ class LocalEngine implements Engine {
   }
 
   /**
-   * Steps a greedy decode step may chain: up to limits.decodeSteps, and no more than any of its sequences
-   * may still generate (so every step stays inside the KV blocks the sequence holds). 1: no chaining.
+   * Steps a decode step may chain: up to limits.decodeSteps, and no more than any of its sequences may still
+   * generate (so every step stays inside the KV blocks the sequence holds). Greedy steps chain through
+   * runArgmaxSteps; sampled ones through runSampleSteps where the program also samples on its own
+   * (runSample) and no row has a repetition penalty (its penalized set changes with each token). 1: none.
    */
-  private chainLength(plan: StepPlan): number {
-    if (this.decodeSteps < 2 || !this.program.runArgmaxSteps || !isChainableDecode(plan.batch)) return 1;
-    return Math.min(this.decodeSteps, ...plan.rows.map(({ seq }) => seq.maxNew - seq.generated));
+  private chainLength(plan: StepPlan, argmaxOnly: boolean, idsOnly: boolean): number {
+    if (this.decodeSteps < 2 || !isChainableDecode(plan.batch)) return 1;
+    const p = this.program;
+    const chains = argmaxOnly ? p.runArgmaxSteps !== undefined : idsOnly && p.runSampleSteps !== undefined && p.runSample !== undefined && plan.rows.every(({ seq }) => seq.sampler.params.repetitionPenalty === 1);
+    return chains ? Math.min(this.decodeSteps, ...plan.rows.map(({ seq }) => seq.maxNew - seq.generated)) : 1;
   }
 
   /**

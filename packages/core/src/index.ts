@@ -18,7 +18,7 @@ export { loadModel, buildGraph, type LoadedModel, type LoadModelOptions } from '
 export { loadTokenizer, type TextTokenizer, type ChatMessage, type StreamDecoder } from './tokenizer.js';
 export * from './sampling/index.js';
 export { BlockAllocator, slotOf } from './kv-cache.js';
-export { chainArgmaxSteps, checkChain, isChainableDecode, nextDecodeStep } from './decode-chain.js';
+export { chainArgmaxSteps, chainSampleSteps, checkChain, checkSampleChain, isChainableDecode, nextDecodeStep } from './decode-chain.js';
 export { validateEngineConfig, type EngineConfig, type EngineLimits } from './engine-config.js';
 export { normalizeRequest, type GenerateRequest } from './request.js';
 export { GenerationStream, type TokenEvent, type GenerationResult, type FinishReason } from './generation-stream.js';

@@ -75,7 +75,7 @@ test('streamed tokens arrive one event each, in order, from chained runs', async
   await e.close();
 });
 
-test('no chaining: decodeSteps 1, sampled requests, and programs without runArgmaxSteps', async () => {
+test('no chaining: decodeSteps 1, sampled rows without runSampleSteps, and programs without runArgmaxSteps', async () => {
   const off = countingBackend({ chain: true });
   const e = await createEngine({ model: MODEL, backend: off, limits: { decodeSteps: 1 } });
   assert.equal((await e.generate({ inputIds: [9], maxTokens: 6, temperature: 0, ignoreEos: true }).result).tokens, expected(9, 6));
@@ -84,8 +84,32 @@ test('no chaining: decodeSteps 1, sampled requests, and programs without runArgm
   const sampled = countingBackend({ chain: true });
   const s = await createEngine({ model: MODEL, backend: sampled });
   await s.generate({ inputIds: [9], maxTokens: 6, temperature: 0.8, seed: 3, ignoreEos: true }).result;
-  assert.equal(sampled.chainCalls, [], 'a sampled row never chains');
+  assert.equal([sampled.chainCalls, sampled.sampleChainCalls], [[], []], 'a sampled row chains only through runSampleSteps');
   await s.close();
+});
+
+test('sampled rows chain through runSampleSteps: seeded requests get the tokens of one step a call; a repetition penalty does not chain', async () => {
+  const reqs = [
+    { inputIds: [11, 12], maxTokens: 9, temperature: 0.9, topK: 40, seed: 5, ignoreEos: true },
+    { inputIds: [30], maxTokens: 7, temperature: 1.2, topP: 0.8, seed: 6, ignoreEos: true },
+    { inputIds: [50, 51, 52], maxTokens: 8, temperature: 0, ignoreEos: true },
+  ];
+  const runs = [];
+  for (const decodeSteps of [1, 4]) {
+    const backend = countingBackend({ chain: true, sample: true });
+    const e = await createEngine({ model: MODEL, backend, limits: { decodeSteps } });
+    runs.push({ tokens: (await Promise.all(reqs.map((r) => e.generate(r).result))).map((r) => r.tokens), calls: backend.sampleChainCalls });
+    assert.is(e.kvBlocks.free, e.kvBlocks.total);
+    await e.close();
+  }
+  assert.equal(runs[1].tokens, runs[0].tokens, 'the same tokens, chained or not');
+  assert.equal(runs[0].calls, []);
+  assert.ok(runs[1].calls.length > 0 && runs[1].calls.every((k) => k >= 2 && k <= 4), runs[1].calls.join(' '));
+  const penalized = countingBackend({ chain: true, sample: true });
+  const p = await createEngine({ model: MODEL, backend: penalized });
+  await p.generate({ inputIds: [9], maxTokens: 6, temperature: 0.8, repetitionPenalty: 1.2, seed: 3, ignoreEos: true }).result;
+  assert.equal(penalized.sampleChainCalls, [], 'the penalized set changes with each token');
+  await p.close();
 });
 
 test('an abort during a run ends the request with the tokens before it and frees its blocks', async () => {

@@ -1,6 +1,6 @@
 // A stand-in KernelBackend for engine tests: its "model" predicts token (t + 1) mod vocab after t, so
 // greedy output is known exactly, and it records every StepBatch so tests can check the scheduling.
-import { chainArgmaxSteps, HostRowSampler, type CompileOptions, type Graph, type KernelBackend, type Program, type RunOptions, type SampleRow, type StepBatch, type WeightSource } from '../../src/index.js';
+import { chainArgmaxSteps, chainSampleSteps, HostRowSampler, type CompileOptions, type Graph, type KernelBackend, type Program, type RunOptions, type SampleRow, type StepBatch, type WeightSource } from '../../src/index.js';
 
 export interface CountingBackend extends KernelBackend {
   batches: StepBatch[];
@@ -13,6 +13,8 @@ export interface CountingBackend extends KernelBackend {
   sampleSteps: SampleRow[][];
   /** Steps of each runArgmaxSteps call (only when created with { chain: true }). */
   chainCalls: number[];
+  /** Steps of each runSampleSteps call (only when created with { chain: true, sample: true }). */
+  sampleChainCalls: number[];
   /** Most run() calls in flight at once, and KV blocks that two calls in flight shared (must stay empty). */
   maxInFlight: number;
   /** RunOptions.concurrent of each run() call (undefined when not given). */
@@ -41,6 +43,7 @@ export function countingBackend(opts: CountingOptions = {}): CountingBackend {
     argmaxSteps: 0,
     sampleSteps: [],
     chainCalls: [],
+    sampleChainCalls: [],
     maxInFlight: 0,
     concurrent: [],
     sharedBlocks: [],
@@ -87,6 +90,14 @@ export function countingBackend(opts: CountingOptions = {}): CountingBackend {
               runArgmaxSteps(batch: StepBatch, steps: number): Promise<Int32Array> {
                 self.chainCalls.push(steps);
                 return chainArgmaxSteps(program, batch, steps, options.kvCache.blockSize);
+              },
+            }
+          : {}),
+        ...(opts.chain && opts.sample
+          ? {
+              runSampleSteps(batch: StepBatch, rows: readonly (readonly SampleRow[])[]): Promise<Int32Array> {
+                self.sampleChainCalls.push(rows.length);
+                return chainSampleSteps(program, batch, rows, options.kvCache.blockSize);
               },
             }
           : {}),
