@@ -325,8 +325,9 @@ __device__ void cluster_prefix(double v, double *slot, int blocks, double &befor
 }
 
 // grid (rows × C) with clusters of C blocks (C = 1: an ordinary launch), block (SAMPLE_THREADS). out [rows]:
-// the picks; scores f32 and weights f64 [rows, width]: scratch.
-extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_f32(int *out, const float *logits, int width, const SampleParams *params, const int *penalized, float *scores, double *weights) {
+// the picks; feed (or null): the picks again, as a chained decode's next token ids (CudaProgram.runSampleSteps);
+// scores f32 and weights f64 [rows, width]: scratch.
+extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_f32(int *out, int *feed, const float *logits, int width, const SampleParams *params, const int *penalized, float *scores, double *weights) {
   __shared__ SampleShared sh;
   grid_dep_wait();
   grid_dep_launch();
@@ -363,7 +364,10 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_f32(int *out
   cluster_argmax(s, lo, hi, blocks, sh);
   const float best = sh.best;
   if (p.temperature == 0.0 || best == NEG_INF || best == -NEG_INF) {
-    if (rank == 0 && threadIdx.x == 0) out[r] = sh.best_id;
+    if (rank == 0 && threadIdx.x == 0) {
+      out[r] = sh.best_id;
+      if (feed) feed[r] = sh.best_id;
+    }
     cluster_sync(); // the other blocks may still be reading this one's slots
     return;
   }
@@ -491,7 +495,10 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_f32(int *out
     int pick = (int)threadIdx.x < blocks ? cluster_read(&sh.x_claim, threadIdx.x) : NO_ID;
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) pick = min(pick, __shfl_xor_sync(0xffffffffu, pick, o));
-    if (threadIdx.x == 0) out[r] = pick == NO_ID ? sh.top : pick;
+    if (threadIdx.x == 0) {
+      out[r] = pick == NO_ID ? sh.top : pick;
+      if (feed) feed[r] = out[r];
+    }
   }
   cluster_sync(); // block 0 may still be reading the others' claims
 }

@@ -74,11 +74,11 @@ const NEEDS: [RegExp, Need][] = [
     return need;
   }],
   [/^argmax_f32$/, (a, l) => ({ 0: l.grid.x * 4, 1: l.grid.x * 4, 2: l.grid.x * n(a[3]) * 4, 4: l.grid.x * l.grid.y! * 4, 5: l.grid.x * l.grid.y! * 4, 6: l.grid.x * 4 })],
-  // out, logits, width, params (56 bytes a row), penalized ids (checked by runSample's test), scores f32, weights
-  // f64; a cluster of blocks a row.
+  // out, feed, logits, width, params (56 bytes a row), penalized ids (checked by runSample's test), scores f32,
+  // weights f64; a cluster of blocks a row.
   [/^sample_f32$/, (a, l) => {
     const rows = l.grid.x / l.cluster;
-    return { 0: rows * 4, 1: rows * n(a[2]) * 4, 3: rows * 56, 5: rows * n(a[2]) * 4, 6: rows * n(a[2]) * 8 };
+    return { 0: rows * 4, 1: rows * 4, 2: rows * n(a[3]) * 4, 4: rows * 56, 6: rows * n(a[3]) * 4, 7: rows * n(a[3]) * 8 };
   }],
 ];
 
@@ -217,9 +217,9 @@ test('runSample: a cluster of sample_f32 blocks a selected row, each row\'s pack
     const l = gpu.launches.slice(from).find((x) => x.kernel === 'sample_f32')!;
     assert.ok(l, 'sample_f32 launched');
     assert.equal([l.grid.x, l.block, l.cluster], [rows * cluster, 1024, cluster]);
-    assert.is(n(l.args[2]), vocab);
-    const packed = gpu.uploads.get(l.args[3] as bigint)!;
-    assert.is(l.args[4], (l.args[3] as bigint) + BigInt(rows * 56), 'penalized ids follow the rows');
+    assert.is(n(l.args[3]), vocab);
+    const packed = gpu.uploads.get(l.args[4] as bigint)!;
+    assert.is(l.args[5], (l.args[4] as bigint) + BigInt(rows * 56), 'penalized ids follow the rows');
     const params = new DataView(packed.buffer);
     sample.forEach((r, i) => {
       assert.equal([0, 8, 16, 24, 32].map((o) => params.getFloat64(i * 56 + o, true)), [r.temperature, r.topP, r.minP, r.repetitionPenalty, r.uniform]);
@@ -492,8 +492,9 @@ test('decode steps replay CUDA graphs per batch-size bucket: first step eager, s
   assert.is(gpu.live.size, 0);
 });
 
-test('runArgmaxSteps: graphed decode feeds each step\'s argmax into the next step\'s token ids on the GPU, with one download; eager decode chains on the host', async () => {
-  for (const graphs of [true, false]) {
+test('runArgmaxSteps and runSampleSteps: graphed decode feeds each step\'s pick into the next step\'s token ids on the GPU, with one download; eager decode chains on the host', async () => {
+  const sampleRow = (uniform: number) => ({ temperature: 0.7, topK: 5, topP: 0.9, minP: 0, repetitionPenalty: 1, uniform, penalized: new Int32Array(0) });
+  for (const [graphs, kind] of [[true, 'argmax'], [false, 'argmax'], [true, 'sample'], [false, 'sample']] as const) {
     const gpu = new RecordingGpu();
     const m = tinyLlama(Rng.fromSeed(5), TINY16, 'bf16');
     const program = await compileProgram(gpu, m.graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 12, blockSize: 4 } }, { ...SETTINGS, activations: 'auto', graphs });
@@ -512,11 +513,17 @@ test('runArgmaxSteps: graphed decode feeds each step\'s argmax into the next ste
       upload(dst, src);
     };
     const from = gpu.launches.length;
-    const ids = await program.runArgmaxSteps(stepBatch(seqs.map((s, i) => ({ tokens: [i + 9], cached: 3, blocks: s.blocks })), 4, 'last'), 5);
+    const first = stepBatch(seqs.map((s, i) => ({ tokens: [i + 9], cached: 3, blocks: s.blocks })), 4, 'last');
+    const ids = kind === 'argmax' ? await program.runArgmaxSteps(first, 5) : await program.runSampleSteps(first, range(5).map((j) => range(3).map((i) => sampleRow((j + i) / 16))));
     assert.is(ids.length, 15);
     checkFootprints(gpu, from);
-    const argmax = gpu.launches.slice(from).filter((l) => l.kernel === 'argmax_f32');
+    const argmax = gpu.launches.slice(from).filter((l) => l.kernel === `${kind}_f32`);
     assert.is(argmax.length, 5);
+    if (kind === 'sample') {
+      // Each step uploads its own rows (56 bytes each), the draws of that step.
+      const params = uploads.filter((u) => u.at === argmax[0].args[4]).map((u) => new DataView(u.ints.buffer).getFloat64(32, true));
+      assert.equal(params, range(5).map((j) => j / 16), 'step j draws its own uniforms');
+    }
     const feeds = argmax.map((l) => l.args[1] as bigint);
     if (!graphs) {
       assert.is(downloads, 5, 'a host chain: each step\'s ids come back before the next step');

@@ -34,7 +34,7 @@ test('a fixed ZINFER_SAMPLE_CLUSTER is capped by what the GPU takes', () => {
 
 test('a cluster launch: grid.x a multiple of the cluster, 1 to the GPU\'s limit, else a BackendError naming the kernel', () => {
   const gpu = new RecordingGpu();
-  const args = [0n, 0n, 32000, 0n, 0n, 0n, 0n];
+  const args = [0n, 0n, 0n, 32000, 0n, 0n, 0n, 0n];
   gpu.launch('sample_f32', { x: 16 }, 1024, args, 0, 8);
   assert.equal(gpu.launches.at(-1)!.cluster, 8);
   gpu.launch('sample_f32', { x: 3 }, 1024, args);

@@ -10,7 +10,7 @@
 // StreamStep copies the layers into their slots ahead of the kernels (stream-step.ts). Such steps are never
 // captured: a graph would freeze one step's slot contents and could not wait for the host-side acquires
 // that a disk tier needs; at the batch sizes streaming is for, launches are a small part of a step.
-import { BackendError, chainArgmaxSteps, checkChain, checkSampleRows, nextDecodeStep, type FloatDType, type Graph, type KvBlockTransfer, type KvCacheSpec, type OpNode, type Program, type SampleRow, type StepBatch, type ValueId, type WeightName } from '@zinfer/core';
+import { BackendError, chainArgmaxSteps, chainSampleSteps, checkChain, checkSampleChain, checkSampleRows, nextDecodeStep, type FloatDType, type Graph, type KvBlockTransfer, type KvCacheSpec, type OpNode, type Program, type SampleRow, type StepBatch, type ValueId, type WeightName } from '@zinfer/core';
 import type { BufferPlan } from './buffer-plan.js';
 import type { ProgramCollectives } from './collective-launch.js';
 import type { DeviceWeight } from './device-weights.js';
@@ -153,9 +153,33 @@ export class CudaProgram implements Program {
   async runArgmaxSteps(batch: StepBatch, steps: number): Promise<Int32Array> {
     const p = this.live();
     checkChain(batch, steps);
-    const blockSize = p.kv?.spec.blockSize ?? 1;
+    return this.chainOnDevice(p, batch, steps, (ptr, rows, width, out, feed) => this.launcher.argmaxOnDevice(ptr, rows, width, out, feed))
+      ?? chainArgmaxSteps(this, batch, steps, p.kv?.spec.blockSize ?? 1);
+  }
+
+  /**
+   * `rows.length` sampled decode steps in one call (Program.runSampleSteps), chained as runArgmaxSteps
+   * chains greedy ones: step j's sampling kernel picks with rows[j] (each step uploads its own params) and
+   * writes the next step's token ids on the GPU. Every step's rows are checked and packed before any runs.
+   */
+  async runSampleSteps(batch: StepBatch, rows: readonly (readonly SampleRow[])[]): Promise<Int32Array> {
+    const p = this.live();
+    checkSampleChain(batch, rows);
+    const packed = rows.map((r) => packedRows(p, batch, r));
+    return this.chainOnDevice(p, batch, rows.length, (ptr, n, width, out, feed, j) => this.launcher.sampleOnDevice(ptr, width, packed[j], n, out, feed))
+      ?? chainSampleSteps(this, batch, rows, p.kv?.spec.blockSize ?? 1);
+  }
+
+  /**
+   * `steps` graphed decode steps from `batch`, each step's `pick` writing its ids into the chain's buffer
+   * and into the next step's token ids; one download of the [steps, rows] ids at the end. Null (nothing
+   * run) where the step would not replay a decode graph, or an id could miss a token embedding: the
+   * caller then chains on the host.
+   */
+  private chainOnDevice(p: ProgramParts, batch: StepBatch, steps: number, pick: (ptr: bigint, rows: number, width: number, out: bigint, feed: bigint, j: number) => void): Promise<Int32Array> | null {
     const bucket = p.streamed ? 0 : this.graphs.bucketOf(batch);
-    if (bucket === 0 || !argmaxFeedsEmbedding(p)) return chainArgmaxSteps(this, batch, steps, blockSize);
+    if (bucket === 0 || !argmaxFeedsEmbedding(p)) return null;
+    const blockSize = p.kv!.spec.blockSize;
     const rows = batch.tokenIds.length;
     const ids = this.launcher.chainIds(steps * rows);
     const fed = new Int32Array(rows); // the host's view of a fed step's token ids: written on the device
@@ -166,11 +190,11 @@ export class CudaProgram implements Program {
       const { width } = this.begin(p, step);
       const ptr = this.graphs.run(step, bucket, fedAt);
       fedAt = j + 1 < steps ? this.graphs.tokenIdsAt(bucket) : undefined;
-      this.launcher.argmaxOnDevice(ptr, rows, width, ids + BigInt(j * rows * 4), fedAt ?? 0n);
+      pick(ptr, rows, width, ids + BigInt(j * rows * 4), fedAt ?? 0n, j);
     }
     const out = new Int32Array(steps * rows);
     p.gpu.download(out, ids);
-    return out;
+    return Promise.resolve(out);
   }
 
   /**
@@ -298,7 +322,7 @@ export class CudaProgram implements Program {
 }
 
 /**
- * Whether every id an argmax of the output can give is a row of each token embedding (the host checks a
+ * Whether every id a pick of the output can give is a row of each token embedding (the host checks a
  * step's ids before it runs; a fed step's ids are never seen by the host). A vocabulary shard's misses are zeros.
  */
 function argmaxFeedsEmbedding(p: ProgramParts): boolean {

@@ -183,16 +183,25 @@ export class StepLauncher {
    * [rows, width], and the picks [rows].
    */
   sample(ptr: bigint, width: number, packed: Uint8Array, n: number, ids: Int32Array): void {
+    this.p.gpu.download(ids, this.sampleOnDevice(ptr, width, packed, n, null, 0n));
+  }
+
+  /**
+   * Launches the sampling of `n` f32 rows at `ptr` with their packed SampleRows; returns where the picks are.
+   * `out` (else the sampling buffer) receives them, and `feed` too where not 0n (runSampleSteps). The
+   * parameters' upload is ordered after every launch before it, so a chain's steps may each upload theirs.
+   */
+  sampleOnDevice(ptr: bigint, width: number, packed: Uint8Array, n: number, out: bigint | null, feed: bigint): bigint {
     this.sampleIn = this.grow(this.sampleIn, packed.byteLength, 'sampling parameters', false);
     this.sampleWork = this.grow(this.sampleWork, n * width * 12 + n * 4, 'sampling scratch', false);
     const inBase = this.sampleIn.ptr;
     const weights = this.sampleWork.ptr;
     const scores = weights + BigInt(n * width * 8);
-    const out = scores + BigInt(n * width * 4);
+    const picks = out ?? scores + BigInt(n * width * 4);
     this.p.gpu.upload(inBase, packed);
     const cluster = sampleClusterBlocks(width, n, this.p.gpu);
-    this.p.gpu.launch('sample_f32', { x: n * cluster }, SAMPLE_THREADS, [out, ptr, width, inBase, inBase + BigInt(n * SAMPLE_PARAM_BYTES), scores, weights], 0, cluster);
-    this.p.gpu.download(ids, out);
+    this.p.gpu.launch('sample_f32', { x: n * cluster }, SAMPLE_THREADS, [picks, feed, ptr, width, inBase, inBase + BigInt(n * SAMPLE_PARAM_BYTES), scores, weights], 0, cluster);
+    return picks;
   }
 
   /** Frees every buffer (the program is being disposed). */
