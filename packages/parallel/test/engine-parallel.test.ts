@@ -4,7 +4,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createEngine, loadModel, type ParallelStrategy, type StepBatch } from '@zinfer/core';
+import { createEngine, loadModel, type ParallelStrategy, type SampleRow, type StepBatch } from '@zinfer/core';
 import { greedyRun } from '@zinfer/core/testing';
 import { referenceBackend } from '@zinfer/kernels/reference';
 import { pipelineParallel, tensorParallel } from '../src/index.js';
@@ -53,6 +53,32 @@ test('tp 2 worker ranks chain greedy decode (every rank feeds its own argmax): t
     assert.equal(r.tokens, base.tokens, inner.name);
     // 12 tokens: the prompt step's, then 11 by decode: two runs of 5, and a last step alone.
     assert.equal(calls, chains ? [5, 5] : [], `${inner.name}: chained runs`);
+  }
+});
+
+test('tp 2 worker ranks chain sampled decode (seeded, no penalty): every rank picks with the step\'s draws; the plain run\'s tokens', async () => {
+  const dir = join(FIXTURES, 'llama3');
+  const ids = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).input_ids as number[];
+  const req = { inputIds: ids, maxTokens: 11, temperature: 1.1, topK: 30, topP: 0.95, seed: 7, ignoreEos: true };
+  const plain = await createEngine({ model: dir, backend: referenceBackend() });
+  const want = (await plain.generate(req).result).tokens;
+  await plain.close();
+  const calls: number[] = [];
+  const inner = tensorParallel({ size: 2 });
+  const strategy: ParallelStrategy = {
+    ...inner,
+    async launch(args) {
+      const program = await inner.launch(args);
+      const chain = program.runSampleSteps!.bind(program);
+      return Object.assign(program, { runSampleSteps: (b: StepBatch, rows: readonly (readonly SampleRow[])[]) => (calls.push(rows.length), chain(b, rows)) });
+    },
+  };
+  const engine = await createEngine({ model: dir, backend: referenceBackend(), parallel: strategy, limits: { decodeSteps: 4 } });
+  try {
+    assert.equal((await engine.generate(req).result).tokens, want);
+    assert.equal(calls, [4, 4, 2], '10 decode tokens: runs of 4, 4 and 2');
+  } finally {
+    await engine.close();
   }
 });
 

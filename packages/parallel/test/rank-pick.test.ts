@@ -67,6 +67,15 @@ test('runRank with a chained pick: every rank chains (its own runArgmaxSteps, el
   const stepwise: Program = { ...logitsOnly, runArgmax: async (b: StepBatch) => (fed.push([b.tokenIds[0], b.positions[0], b.slots[0]]), Int32Array.of(b.tokenIds[0] + 1)) };
   assert.equal([...((await runRank(stepwise, decode, true, { kind: 'argmax', steps: 3 }, host, 4)) ?? [])], [5, 6, 7]);
   assert.equal(fed, [[4, 3, 3], [5, 4, 4], [6, 5, 5]]);
+  // A sampled run: each step's rows, through the program's runSampleSteps, else runSample step by step.
+  const steps = [[row({ uniform: 0.1 })], [row({ uniform: 0.2 })]];
+  const drawn: number[] = [];
+  const sampling: Program = { ...logitsOnly, runSample: async (b: StepBatch, rows: readonly SampleRow[]) => (drawn.push(rows[0].uniform), Int32Array.of(b.tokenIds[0] + 10)) };
+  assert.equal([...((await runRank(sampling, decode, true, { kind: 'sampleSteps', rows: steps }, host, 4)) ?? [])], [14, 24]);
+  assert.equal(drawn, [0.1, 0.2], 'step j picks with its own rows');
+  const own: Program = { ...logitsOnly, runSampleSteps: async (_b: StepBatch, rows: readonly (readonly SampleRow[])[]) => Int32Array.from(rows, (r) => Math.round(r[0].uniform * 100)) };
+  assert.equal([...((await runRank(own, decode, true, { kind: 'sampleSteps', rows: steps }, host, 4)) ?? [])], [10, 20]);
+  assert.is(await runRank(own, decode, false, { kind: 'sampleSteps', rows: steps }, host, 4), null);
 });
 
 test('ranksChain: one stage and the same whole output on every rank', () => {

@@ -92,5 +92,6 @@ export function mergeOutputs<T extends Float32Array | Int32Array>(parts: readonl
 export function partPick(pick: RankPick | undefined, part: RankPart | null): RankPick | undefined {
   if (!pick) return undefined;
   if (!part || pick.kind === 'argmax') return { kind: 'argmax' };
+  if (pick.kind === 'sampleSteps') throw new BackendError('data-parallel ranks run one step a call (they do not chain)');
   return { kind: 'sample', rows: part.selected.map((k) => pick.rows[k]) };
 }

@@ -4,12 +4,13 @@
 // else run() and core's host pick over the logits in its own thread: the same ids either way. The other
 // ranks run the step without its output (runRank).
 //
-// A chained greedy run (Program.runArgmaxSteps: an argmax pick with `steps`) is run by every rank: each
-// rank's graph ends with the whole logits (gathered), the same on every rank, so each feeds its own argmax
-// into its next step (on its device where its program can) and the ranks stay in step without the leader.
-import { chainArgmaxSteps, checkChain, checkSampleRows, GREEDY_ROW, HostRowSampler, type ParallelPlan, type Program, type RunOptions, type SampleRow, type StepBatch } from '@zinfer/core';
+// A chained run (Program.runArgmaxSteps: an argmax pick with `steps`; runSampleSteps: a 'sampleSteps' pick,
+// each step's rows) is run by every rank: each rank's graph ends with the whole logits (gathered), the same
+// on every rank, and a pick is a function of them and the step's draws, so each rank feeds its own pick into
+// its next step (on its device where its program can) and the ranks stay in step without the leader.
+import { BackendError, chainArgmaxSteps, chainSampleSteps, checkChain, checkSampleChain, checkSampleRows, GREEDY_ROW, HostRowSampler, type ParallelPlan, type Program, type RunOptions, type SampleRow, type StepBatch } from '@zinfer/core';
 
-export type RankPick = { kind: 'argmax'; steps?: number } | { kind: 'sample'; rows: readonly SampleRow[] };
+export type RankPick = { kind: 'argmax'; steps?: number } | { kind: 'sample'; rows: readonly SampleRow[] } | { kind: 'sampleSteps'; rows: readonly (readonly SampleRow[])[] };
 
 /**
  * Whether a plan's ranks can chain greedy steps on their own: one stage (a pipeline's first stage would need
@@ -22,12 +23,20 @@ export function ranksChain(plan: ParallelPlan): boolean {
 
 /** Steps of a chained pick (1: none). */
 export function chainSteps(pick: RankPick | undefined): number {
-  return pick?.kind === 'argmax' ? (pick.steps ?? 1) : 1;
+  return pick?.kind === 'argmax' ? (pick.steps ?? 1) : pick?.kind === 'sampleSteps' ? pick.rows.length : 1;
+}
+
+/** A chained pick's run on one rank: its program's own chain where it has one, else the host's. */
+function runChain(program: Program, batch: StepBatch, pick: RankPick, blockSize: number): Promise<Int32Array> {
+  if (pick.kind === 'sampleSteps') return program.runSampleSteps ? program.runSampleSteps(batch, pick.rows) : chainSampleSteps(program, batch, pick.rows, blockSize);
+  const steps = chainSteps(pick);
+  return program.runArgmaxSteps ? program.runArgmaxSteps(batch, steps) : chainArgmaxSteps(program, batch, steps, blockSize);
 }
 
 /** One micro-batch on the output rank, picked. */
 export async function runPicked(program: Program, batch: StepBatch, pick: RankPick, host: HostRowSampler): Promise<Int32Array> {
   const rows = batch.selectedRows.length;
+  if (pick.kind === 'sampleSteps') throw new BackendError('runPicked takes a pick of one step: a chained run goes through runRank');
   if (pick.kind === 'argmax' && program.runArgmax) return program.runArgmax(batch);
   if (pick.kind === 'sample' && program.runSample) return program.runSample(batch, pick.rows);
   const logits = await program.run(batch);
@@ -41,9 +50,8 @@ export async function runPicked(program: Program, batch: StepBatch, pick: RankPi
  * (at 64 rows a tensor-parallel rank's gathered logits are 8 MB a step).
  */
 export async function runRank(program: Program, batch: StepBatch, output: boolean, pick: RankPick | undefined, host: HostRowSampler, blockSize: number): Promise<Float32Array | Int32Array | null> {
-  const steps = chainSteps(pick);
-  if (steps > 1) {
-    const ids = program.runArgmaxSteps ? await program.runArgmaxSteps(batch, steps) : await chainArgmaxSteps(program, batch, steps, blockSize);
+  if (pick && chainSteps(pick) > 1) {
+    const ids = await runChain(program, batch, pick, blockSize);
     return output ? ids : null;
   }
   if (output) return pick ? runPicked(program, batch, pick, host) : program.run(batch);
@@ -70,13 +78,17 @@ export type PickStep = (batch: StepBatch, pick?: RankPick, options?: RunOptions)
  * run, runArgmax and runSample of a launched program over its `step` (sample rows checked before the step
  * runs), and runArgmaxSteps where its ranks chain (`chain`: ranksChain of its plan).
  */
-export function pickingProgram(step: PickStep, chain = false): Required<Pick<Program, 'run' | 'runArgmax' | 'runSample'>> & Pick<Program, 'runArgmaxSteps'> {
+export function pickingProgram(step: PickStep, chain = false): Required<Pick<Program, 'run' | 'runArgmax' | 'runSample'>> & Pick<Program, 'runArgmaxSteps' | 'runSampleSteps'> {
   return {
     ...(chain
       ? {
           runArgmaxSteps: async (batch: StepBatch, steps: number, options?: RunOptions) => {
             checkChain(batch, steps);
             return (await step(batch, { kind: 'argmax', steps }, options)) as Int32Array;
+          },
+          runSampleSteps: async (batch: StepBatch, rows: readonly (readonly SampleRow[])[], options?: RunOptions) => {
+            checkSampleChain(batch, rows);
+            return (await step(batch, { kind: 'sampleSteps', rows }, options)) as Int32Array;
           },
         }
       : {}),
