@@ -264,6 +264,29 @@ if (wanted('fixtures')) {
       if (JSON.stringify(withGraphs) !== JSON.stringify(without)) throw new Error(`graphs ${withGraphs} != eager ${without}`);
       return `${withGraphs.length} tokens identical`;
     });
+    // Chained decode (limits.decodeSteps): seeded sampled requests and a greedy one, batched together, get the
+    // same tokens in runs of 4 (the picks fed on the GPU: runSampleSteps / runArgmaxSteps) as one step a call.
+    await runCase('graphs', `llama3, ${activations}: seeded sampled and greedy requests, chained by 4 == one step a call`, async () => {
+      const ids = JSON.parse(readFileSync(join(FIXTURES, 'llama3', 'expected.json'), 'utf8')).input_ids;
+      const reqs = [
+        { inputIds: ids.slice(0, 8), maxTokens: 21, temperature: 0.9, topK: 40, seed: 3, ignoreEos: true },
+        { inputIds: ids.slice(2, 7), maxTokens: 17, temperature: 1.2, topP: 0.8, minP: 0.02, seed: 4, ignoreEos: true },
+        { inputIds: ids.slice(1, 9), maxTokens: 19, temperature: 0, ignoreEos: true },
+      ];
+      const run = async (decodeSteps) => {
+        const engine = await createEngine({ model: join(FIXTURES, 'llama3'), backend: makeBackend({ ...opts, activations }), limits: { decodeSteps } });
+        try {
+          const sampled = await Promise.all(reqs.slice(0, 2).map((r) => engine.generate(r).result));
+          const greedy = await engine.generate(reqs[2]).result;
+          return [...sampled, greedy].map((r) => r.tokens);
+        } finally {
+          await engine.close();
+        }
+      };
+      const [chained, stepwise] = [await run(4), await run(1)];
+      if (JSON.stringify(chained) !== JSON.stringify(stepwise)) throw new Error(`chained ${JSON.stringify(chained)} != one step a call ${JSON.stringify(stepwise)}`);
+      return `${chained.flat().length} tokens identical`;
+    });
   }
   save();
 }
