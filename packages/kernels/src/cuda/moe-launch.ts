@@ -89,8 +89,8 @@ export function launchMoeRouter(ctx: StepContext, node: OpNode<'moeRouter'>): vo
   const [wBytes, aBytes] = [dtypeBytes(w.dtype), dtypeBytes(ctx.act)];
   if (routerSplits(rows, hidden, wBytes, aBytes)) {
     const { logits, done } = moe.splitRouterScratch(ROUTER_SPLIT_MAX_ROWS, experts);
-    const shared = (Math.ceil(experts / 4) * 4 + (wBytes === aBytes ? 0 : hidden)) * 4;
-    ctx.gpu.launch(`moe_router_split_${w.dtype}_${ctx.act}`, { x: rows, y: experts }, ROUTER_THREADS, [...args, logits, done], shared);
+    // The logits, then (weight vectors other than the activations') the row in f32: routerSharedBytes' layout.
+    ctx.gpu.launch(`moe_router_split_${w.dtype}_${ctx.act}`, { x: rows, y: experts }, ROUTER_THREADS, [...args, logits, done], routerSharedBytes(experts, hidden, wBytes !== aBytes));
     return;
   }
   ctx.gpu.launch(`moe_router_${w.dtype}_${ctx.act}`, { x: rows }, ROUTER_THREADS, args, routerSharedBytes(experts, hidden, norm !== undefined));

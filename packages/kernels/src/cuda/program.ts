@@ -176,7 +176,7 @@ export class CudaProgram implements Program {
    * run) where the step would not replay a decode graph, or an id could miss a token embedding: the
    * caller then chains on the host.
    */
-  private chainOnDevice(p: ProgramParts, batch: StepBatch, steps: number, pick: (ptr: bigint, rows: number, width: number, out: bigint, feed: bigint, j: number) => void): Promise<Int32Array> | null {
+  private chainOnDevice(p: ProgramParts, batch: StepBatch, steps: number, pick: (ptr: bigint, rows: number, width: number, out: bigint, feed: bigint, j: number) => void): Int32Array | null {
     const bucket = p.streamed ? 0 : this.graphs.bucketOf(batch);
     if (bucket === 0 || !argmaxFeedsEmbedding(p)) return null;
     const blockSize = p.kv!.spec.blockSize;
@@ -194,7 +194,7 @@ export class CudaProgram implements Program {
     }
     const out = new Int32Array(steps * rows);
     p.gpu.download(out, ids);
-    return Promise.resolve(out);
+    return out;
   }
 
   /**

@@ -13,12 +13,17 @@ import { BackendError, chainArgmaxSteps, chainSampleSteps, checkChain, checkSamp
 export type RankPick = { kind: 'argmax'; steps?: number } | { kind: 'sample'; rows: readonly SampleRow[] } | { kind: 'sampleSteps'; rows: readonly (readonly SampleRow[])[] };
 
 /**
- * Whether a plan's ranks can chain greedy steps on their own: one stage (a pipeline's first stage would need
+ * Whether a plan's ranks can chain decode steps on their own: one stage (a pipeline's first stage would need
  * the last stage's ids), and every rank's graph ending with the same whole output.
  */
 export function ranksChain(plan: ParallelPlan): boolean {
   const width = (r: number) => plan.ranks[r].graph.values[plan.ranks[r].graph.output].width;
   return plan.stages === 1 && plan.ranks.every((_, r) => width(r) === width(0));
+}
+
+/** Whether a pick is a chained run (runArgmaxSteps / runSampleSteps), of any number of steps. */
+function isChained(pick: RankPick | undefined): pick is RankPick {
+  return pick?.kind === 'sampleSteps' || (pick?.kind === 'argmax' && pick.steps !== undefined);
 }
 
 /** Steps of a chained pick (1: none). */
@@ -50,7 +55,7 @@ export async function runPicked(program: Program, batch: StepBatch, pick: RankPi
  * (at 64 rows a tensor-parallel rank's gathered logits are 8 MB a step).
  */
 export async function runRank(program: Program, batch: StepBatch, output: boolean, pick: RankPick | undefined, host: HostRowSampler, blockSize: number): Promise<Float32Array | Int32Array | null> {
-  if (pick && chainSteps(pick) > 1) {
+  if (isChained(pick)) {
     const ids = await runChain(program, batch, pick, blockSize);
     return output ? ids : null;
   }
@@ -76,7 +81,7 @@ export type PickStep = (batch: StepBatch, pick?: RankPick, options?: RunOptions)
 
 /**
  * run, runArgmax and runSample of a launched program over its `step` (sample rows checked before the step
- * runs), and runArgmaxSteps where its ranks chain (`chain`: ranksChain of its plan).
+ * runs), and runArgmaxSteps / runSampleSteps where its ranks chain (`chain`: ranksChain of its plan).
  */
 export function pickingProgram(step: PickStep, chain = false): Required<Pick<Program, 'run' | 'runArgmax' | 'runSample'>> & Pick<Program, 'runArgmaxSteps' | 'runSampleSteps'> {
   return {
