@@ -19,10 +19,15 @@
 // (each thread adds its vectors in the same order, the block reduces the same way), so one device run can
 // time them against each other:
 //   gemvR_*   U = 4, all U loads of a row reissued only after all U are consumed (a latency bubble per round);
-//   gemvRr_*  "roll" (the default): each slot reissued as soon as it is widened, so U loads a row stay in flight;
-//   gemvRo_*  "occ": roll with U = 2 and __launch_bounds__ asking 4 blocks an SM at R ≤ 2 (118 registers
-//             at R = 1, nvcc 13, no spills; v1 takes 144, so 3 blocks an SM): the 1024-block GEMVs (o, down)
-//             run in 2 waves of 528 instead of 2.6 of 396. (8 blocks an SM means 64 registers: ~1 KB of spills.)
+//   gemvRr_*  "roll": each slot reissued as soon as it is widened, so U loads a row stay in flight (187 registers
+//             since the loop is compiled per norm mode: 2 blocks an SM);
+//   gemvRo_*  "occ": roll with U = 2 and __launch_bounds__ asking 4 blocks an SM at R ≤ 2 (127 registers
+//             at R = 1, nvcc 13, no spills): the 1024-block GEMVs (o, down) run in 2 waves of 528 instead
+//             of 2.6 of 396. (8 blocks an SM means 64 registers: ~1 KB of spills.)
+//   gemvRd_*  "dense": v1 asking 4 blocks an SM (128 registers, no spills), so 4 × 32 KB of weights an SM are
+//             in flight for rows of one round (4,096 wide at 16 bits). Alone on an H200 it reads the 7B
+//             q|k|v, gate|up and LM head at 92–96% of the read rate against 86–94% for v1/roll/occ
+//             (bench/results/gemv-rate-h200-s18.json).
 #include "peer-ll.cuh"
 
 #define GEMV_THREADS 128
@@ -38,8 +43,11 @@
 #define NORM_RMS 1
 #define NORM_LAYER 2
 
-template <int R, int U, bool ROLL, int THREADS, typename W, typename A>
-__device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, const W *w1, const float *b1, int n1, void *y2,
+// NM: the norm mode (the `norm` argument), a template parameter so that the streaming loop is compiled once per
+// mode: `norm` tested at run time inside it, per 16-byte vector, cost 2–5% of the read rate on an H200 (PERF-NOTES,
+// session 18). gemv() below picks the instance.
+template <int R, int U, bool ROLL, int THREADS, typename W, typename A, int NM>
+__device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1, const W *w1, const float *b1, int n1, void *y2,
                      const W *w2, const float *b2, int n2, const A *__restrict__ x, const A *__restrict__ res,
                      const float *__restrict__ normW, const float *__restrict__ normB, float eps, int rows, int inF, int epi,
                      int act, int norm, int yF32, const void *pf, int pfBytes, int pfTail, const LLPush &push) {
@@ -103,9 +111,9 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
     // One 16-byte vector v of each weight row (widened in wf) against every row of x.
     auto consume = [&](int v, float (&wf)[GEMV_WROWS][N]) {
       float g[N], gb[N];
-      if (norm != NORM_NONE) {
+      if constexpr (NM != NORM_NONE) {
         load_vec<float, N>(normW + (i64)v * N, g);
-        if (norm == NORM_LAYER) {
+        if constexpr (NM == NORM_LAYER) {
           load_vec<float, N>(normB + (i64)v * N, gb);
 #pragma unroll
           for (int i = 0; i < GEMV_WROWS; i++) {
@@ -122,7 +130,7 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
         if (r < rows) {
           float xv[N];
           load_vec<A, N>(x + (i64)r * inF + (i64)v * N, xv);
-          if (norm != NORM_NONE) {
+          if constexpr (NM != NORM_NONE) {
 #pragma unroll
             for (int k = 0; k < N; k++) {
               ss[r] += xv[k] * xv[k];
@@ -262,6 +270,16 @@ __device__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, c
   }
 }
 
+template <int R, int U, bool ROLL, int THREADS, typename W, typename A>
+__device__ __forceinline__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, const W *w1, const float *b1, int n1, void *y2,
+                     const W *w2, const float *b2, int n2, const A *__restrict__ x, const A *__restrict__ res,
+                     const float *__restrict__ normW, const float *__restrict__ normB, float eps, int rows, int inF, int epi,
+                     int act, int norm, int yF32, const void *pf, int pfBytes, int pfTail, const LLPush &push) {
+  if (norm == NORM_NONE) gemv_nm<R, U, ROLL, THREADS, W, A, NORM_NONE>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32, pf, pfBytes, pfTail, push);
+  else if (norm == NORM_RMS) gemv_nm<R, U, ROLL, THREADS, W, A, NORM_RMS>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32, pf, pfBytes, pfTail, push);
+  else gemv_nm<R, U, ROLL, THREADS, W, A, NORM_LAYER>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32, pf, pfBytes, pfTail, push);
+}
+
 // y0..y2 [rows, n0..n2] (A, or f32 when yF32); w0..w2 [n, inF] in the weight dtype; b0..b2 [n] f32 or null
 // (n1 = n2 = 0: one segment); x, res [rows, inF] and [rows, n0]; normW, normB [inF] f32 or null; pf, pfBytes,
 // pfTail: the prefetch of the last pfTail blocks (null, 0, 0: none); llTable .. llSlotBytes: where EPI_PUSH
@@ -300,7 +318,9 @@ GEMV_DTYPES(8, , 4, false, 1)
   GEMV_ENTRY(R, r, 4, true, 1, GEMV_THREADS, f16, f16, f16_t, f16_t)       \
   GEMV_ENTRY(R, r, 4, true, 1, GEMV_THREADS, bf16, bf16, bf16_t, bf16_t)   \
   GEMV_ENTRY(R, o, 2, true, 4, GEMV_THREADS, f16, f16, f16_t, f16_t)       \
-  GEMV_ENTRY(R, o, 2, true, 4, GEMV_THREADS, bf16, bf16, bf16_t, bf16_t)
+  GEMV_ENTRY(R, o, 2, true, 4, GEMV_THREADS, bf16, bf16, bf16_t, bf16_t)   \
+  GEMV_ENTRY(R, d, 4, false, 4, GEMV_THREADS, f16, f16, f16_t, f16_t)      \
+  GEMV_ENTRY(R, d, 4, false, 4, GEMV_THREADS, bf16, bf16, bf16_t, bf16_t)
 
 GEMV_VARIANTS_16(1)
 GEMV_VARIANTS_16(2)

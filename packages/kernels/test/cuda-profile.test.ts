@@ -126,7 +126,7 @@ test('ZINFER_GEMV: unknown variants are a BackendError naming the field and the 
   } catch (e) {
     assert.instance(e, BackendError);
     assert.is((e as BackendError).info.field, 'ZINFER_GEMV');
-    assert.is((e as BackendError).info.expected, 'v1 | roll | occ | auto');
+    assert.is((e as BackendError).info.expected, 'v1 | roll | occ | dense | auto');
   }
 });
 
@@ -136,7 +136,7 @@ test('ZINFER_GEMV_BY_EPILOGUE: each listed epilogue takes its variant, the rest 
   setGemvVariantByEpilogue({ residual: 'occ' });
   try {
     assert.is(gemvLaunch(1, 'f16', 'f16', 4096, 'residual').kernel, 'gemv1o_f16_f16');
-    assert.is(gemvLaunch(1, 'f16', 'f16', 4096, 'gated').kernel, 'gemv1r_f16_f16'); // auto: one round of 4 vectors
+    assert.is(gemvLaunch(1, 'f16', 'f16', 4096, 'gated').kernel, 'gemv1d_f16_f16'); // auto: one round of 4 vectors
     assert.is(gemvLaunch(4, 'f16', 'f16', 4096, 'residual').kernel, 'gemv4_f16_f16'); // variants exist for 1–2 rows
   } finally {
     setGemvVariantByEpilogue({});
@@ -146,12 +146,14 @@ test('ZINFER_GEMV_BY_EPILOGUE: each listed epilogue takes its variant, the rest 
   }
 });
 
-test('auto: occ for residual GEMVs; roll for rows of one full round (4 vectors a thread); v1 for wide gated rows; occ else', () => {
+test('auto: dense for rows of one full round (4 vectors a thread); occ for other residual GEMVs; v1 for wide gated rows; occ else', () => {
   assert.is(gemvVariant(), 'auto');
   const kernel = (inF: number, e: 'none' | 'residual' | 'gated') => gemvLaunch(1, 'bf16', 'bf16', inF, e).kernel;
-  assert.is(kernel(4096, 'residual'), 'gemv1o_bf16_bf16');
+  assert.is(kernel(4096, 'residual'), 'gemv1d_bf16_bf16');
+  assert.is(kernel(3456, 'residual'), 'gemv1d_bf16_bf16', 'a 13B tp-4 rank\'s down: 3.4 vectors a thread, one round');
   assert.is(kernel(11008, 'residual'), 'gemv1o_bf16_bf16');
-  assert.is(kernel(4096, 'none'), 'gemv1r_bf16_bf16');
+  assert.is(kernel(4096, 'none'), 'gemv1d_bf16_bf16');
+  assert.is(kernel(4096, 'gated'), 'gemv1d_bf16_bf16');
   assert.is(kernel(5120, 'none'), 'gemv1o_bf16_bf16');
   assert.is(kernel(5120, 'gated'), 'gemv1o_bf16_bf16');
   assert.is(kernel(8192, 'gated'), 'gemv1_bf16_bf16');

@@ -6,21 +6,21 @@ import { BackendError } from '@zinfer/core';
 import { EnvChoice } from './env-choice.js';
 
 /**
- * v1: 4 loads a row, reissued per round; roll: reissued per slot; occ: roll, 2 loads, 4 blocks an SM; auto
- * (the default): one of them per launch, by autoGemvVariant. On an H100 (2026-11-28, graphed Llama-2-7B-shape
+ * v1: 4 loads a row, reissued per round; roll: reissued per slot; occ: roll, 2 loads, 4 blocks an SM; dense: v1
+ * at 4 blocks an SM; auto (the default): one of them per launch, by autoGemvVariant. On an H100 (2026-11-28, graphed Llama-2-7B-shape
  * batch-1 decode) roll 5.062 ms, v1 5.183, occ 5.323. Dropped after measuring (PERF-NOTES.md): a
  * persistent grid looping over the tiles (H100: slower), roll with its slots in shared memory filled by
  * cp.async, 6 blocks an SM (H200: slower), and inputs staged in shared memory (H200: equal, and its branch
  * cost registers in every GEMV).
  */
-export const GEMV_VARIANTS = ['v1', 'roll', 'occ', 'auto'] as const;
+export const GEMV_VARIANTS = ['v1', 'roll', 'occ', 'dense', 'auto'] as const;
 export type GemvVariant = (typeof GEMV_VARIANTS)[number];
 /** The variants with their own entry points (auto picks one of them per launch). */
-export const GEMV_KERNEL_VARIANTS = ['v1', 'roll', 'occ'] as const;
+export const GEMV_KERNEL_VARIANTS = ['v1', 'roll', 'occ', 'dense'] as const;
 export type GemvKernelVariant = (typeof GEMV_KERNEL_VARIANTS)[number];
 
-/** The entry-point infix of each variant: gemv1_f16_f16, gemv1r_f16_f16, gemv1o_f16_f16. */
-const INFIX: Record<GemvKernelVariant, string> = { v1: '', roll: 'r', occ: 'o' };
+/** The entry-point infix of each variant: gemv1_f16_f16, gemv1r_f16_f16, gemv1o_f16_f16, gemv1d_f16_f16. */
+const INFIX: Record<GemvKernelVariant, string> = { v1: '', roll: 'r', occ: 'o', dense: 'd' };
 
 const variant = new EnvChoice(GEMV_VARIANTS, 'auto', 'ZINFER_GEMV');
 /** The variant named by an environment value (unset or empty: auto). */
@@ -68,17 +68,19 @@ export const setGemvVariantByEpilogue = (map: Partial<Record<GemvEpilogue, GemvV
 
 /**
  * The auto rule, fitted on an NVIDIA H200 (graphed batch-1 decode of Llama shapes from 7B to a 70B tp-4 rank,
- * every assignment of v1 / roll / occ to the three kinds of GEMV: bench/results/gemv-mix-h200.json):
- *   - residual GEMVs (o, down: a few thousand outputs, 1–3 waves of blocks) take occ, whose 4 blocks an SM
- *     cut the waves: best on every shape;
- *   - the others by `perThread`, the 16-byte vectors of a weight row each of the 128 threads loads: roll
- *     when that is exactly its 4 slots (rows of 4,096 at 16 bits: one full round), v1 for gated GEMVs of 8
- *     or more (8,192-wide rows), else occ (5,120-wide rows: roll's second round of 1 vector is a latency
- *     trip with little in flight).
+ * every assignment of the variants to the three kinds of GEMV: bench/results/gemv-mix-h200.json, then
+ * shape-profile-gemv-dense-h200-s18.json):
+ *   - rows of exactly one round, `perThread` (the 16-byte vectors of a weight row each of the 128 threads loads)
+ *     being its 4 slots (4,096 wide at 16 bits; 3,456 on a 13B tp-4 rank's down), take dense: a block's whole
+ *     32 KB in flight at once, 4 blocks an SM;
+ *   - other residual GEMVs (o, down: a few thousand outputs, 1–3 waves of blocks) take occ, whose 4 blocks an
+ *     SM cut the waves;
+ *   - v1 for gated GEMVs of 8 or more (8,192-wide rows), else occ (5,120-wide rows: a second round of 1 vector
+ *     is a latency trip with little in flight).
  */
 export function autoGemvVariant(epilogue: GemvEpilogue, perThread: number): GemvKernelVariant {
+  if (perThread === 4) return 'dense';
   if (epilogue === 'residual') return 'occ';
-  if (perThread === 4) return 'roll';
   return epilogue === 'gated' && perThread >= 8 ? 'v1' : 'occ';
 }
 

@@ -1,0 +1,228 @@
+// Does the batch-1 decode GEMV lose its read rate in its steady state, or only at its ends? (PERF-NOTES,
+// session 18.) In the graphed 7B step the gate/up GEMV adds 50 µs for 40 µs of bytes, q|k|v 29 for 22.
+// This times, on Llama shapes at one row of x, each launch reading DRAM (4 rotating weight copies):
+//   - read:   the same weight bytes through the engine's read_bandwidth kernel (the ceiling, same run);
+//   - v1 / roll / occ / dense: the engine's own GEMV entry points (cuda/gemv.cu, included as is);
+//   - blk: the engine's layout written plainly (a block of 128 threads per 4 rows, 4 loads a row a thread,
+//     no norm, epilogue or segments), whose MODE bits add one trait of the engine's kernel at a time, and
+//     its L2 prefetch of a later block's rows.
+// Measured and dropped in the same session (gemv-rate-h200-s18.json's history in PERF-NOTES): warps that
+// stream an equal share of the matrix each (stream-K), or rows dealt to warps cyclically, with a ring of
+// loads kept in flight across rows: 28–68% and 41–87% of read.
+// Each case: a CUDA graph of 20 launches, replayed 5 times, median. Prints JSON.
+// Built on the GPU machine, which has the CUDA toolkit:
+//   nvcc -O3 -std=c++17 -arch=sm_90 -o /tmp/gemv-rate scripts/gpu-gemv-rate-bench.cu && /tmp/gemv-rate
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "../packages/kernels/cuda/bench.cu"
+#include "../packages/kernels/cuda/gemv.cu"
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include "gpu-cuda-check.cuh"
+
+__device__ __forceinline__ void bulk_prefetch_l2(const void *p, u32 bytes) {
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+}
+
+// The engine's layout (a block of 128 threads per 4 consecutive rows, 4 loads a row a thread per round, rounds
+// not rolled, x through L1, one block reduction), optionally asking L2 for the rows of the block `ahead`
+// blocks later (one bulk prefetch by thread 0): with `ahead` about the blocks resident at once, the DRAM
+// stream runs a wave ahead of the register loads, which then hit L2.
+// MODE bits, each taking one trait of the engine's GEMV (to find which costs): 1, its reduction (32 values a
+// lane transposed over the warp, then two barriers); 2, its loop (break at the row's end, the next round's
+// loads issued after the consumption); 4, griddepcontrol.launch_dependents first. MINB: blocks an SM asked of the register allocator.
+template <bool PF, int MODE, int MINB>
+__global__ void __launch_bounds__(128, MINB) gemv_blk(f16_t *y, const f16_t *W, const f16_t *x, int n, int inF, int ahead) {
+  constexpr int U = 4;
+  __shared__ float red[4][64];
+  __shared__ float fin[4];
+  if constexpr (MODE & 4) grid_dep_launch();
+  const int b = blockIdx.x, nb = (n + 3) / 4;
+  if (PF && threadIdx.x == 0 && b + ahead < nb) {
+    const int r0 = (b + ahead) * 4, rows = n - r0 < 4 ? n - r0 : 4;
+    bulk_prefetch_l2(W + (i64)r0 * inF, (u32)rows * inF * 2);
+  }
+  const int nv = inF / 8;
+  const f16_t *wp[4];
+  bool ok[4];
+#pragma unroll
+  for (int i = 0; i < 4; i++) ok[i] = 4 * b + i < n, wp[i] = W + (i64)(ok[i] ? 4 * b + i : 0) * inF;
+  float acc[4] = {0.f, 0.f, 0.f, 0.f};
+  uint4 raw[U][4];
+  auto fetch = [&](int u, int v) {
+#pragma unroll
+    for (int i = 0; i < 4; i++) raw[u][i] = ok[i] && v < nv ? ld_stream16(wp[i] + (i64)v * 8) : make_uint4(0u, 0u, 0u, 0u);
+  };
+  auto consume = [&](int u, int v) {
+    float xf[8];
+    load16<f16_t>(x + (i64)v * 8, xf);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      float wf[8];
+      widen16<f16_t>(raw[u][i], wf);
+#pragma unroll
+      for (int k = 0; k < 8; k++) acc[i] += wf[k] * xf[k];
+    }
+  };
+  if constexpr (MODE & 2) {
+#pragma unroll
+    for (int u = 0; u < U; u++) fetch(u, threadIdx.x + u * 128);
+    grid_dep_wait();
+    for (int base = threadIdx.x; base < nv; base += 128 * U) {
+#pragma unroll
+      for (int u = 0; u < U; u++) {
+        const int v = base + u * 128;
+        if (v >= nv) break;
+        consume(u, v);
+      }
+#pragma unroll
+      for (int u = 0; u < U; u++) fetch(u, base + 128 * U + u * 128);
+    }
+  } else {
+    for (int base = threadIdx.x; base < nv; base += 128 * U) {
+#pragma unroll
+      for (int u = 0; u < U; u++) fetch(u, base + u * 128);
+      if (base == (int)threadIdx.x) grid_dep_wait();
+#pragma unroll
+      for (int u = 0; u < U; u++)
+        if (base + u * 128 < nv) consume(u, base + u * 128);
+    }
+  }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if constexpr (MODE & 1) {
+    float v[32];
+#pragma unroll
+    for (int k = 0; k < 32; k++) v[k] = k < 4 ? acc[k] : 0.f;
+    red[warp][lane] = warp_transpose_sum(v);
+    __syncthreads();
+    if (threadIdx.x < 4) fin[threadIdx.x] = red[0][threadIdx.x] + red[1][threadIdx.x] + red[2][threadIdx.x] + red[3][threadIdx.x];
+    __syncthreads();
+    if (threadIdx.x < 4 && ok[threadIdx.x]) y[4 * b + threadIdx.x] = from_f32<f16_t>(fin[threadIdx.x]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      const float s = warp_sum(acc[i]);
+      if (lane == 0) red[warp][i] = s;
+    }
+    __syncthreads();
+    if (threadIdx.x < 4 && ok[threadIdx.x]) y[4 * b + threadIdx.x] = from_f32<f16_t>(red[0][threadIdx.x] + red[1][threadIdx.x] + red[2][threadIdx.x] + red[3][threadIdx.x]);
+  }
+}
+
+__global__ void fill_f16(f16_t *p, size_t count, u32 seed, float scale) {
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (size_t)gridDim.x * blockDim.x) {
+    u32 h = (u32)i * 2654435761u ^ seed;
+    h ^= h >> 15, h *= 2246822519u, h ^= h >> 13;
+    p[i] = from_f32<f16_t>(((h & 0xffffu) / 65535.f - 0.5f) * scale);
+  }
+}
+
+struct Shape { const char *name; int n, inF; };
+static const int COPIES = 4, LAUNCHES = 20, REPLAYS = 5;
+
+template <typename F> static float graphUs(cudaStream_t s, F launch) {
+  cudaGraph_t g;
+  cudaGraphExec_t e;
+  CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+  for (int i = 0; i < LAUNCHES; i++) launch(i);
+  CUDA(cudaStreamEndCapture(s, &g));
+  CUDA(cudaGraphInstantiate(&e, g, 0));
+  CUDA(cudaGraphLaunch(e, s)); // warm
+  CUDA(cudaStreamSynchronize(s));
+  std::vector<float> t;
+  for (int r = 0; r < REPLAYS; r++) t.push_back(timeUs(s, [&](int) { CUDA(cudaGraphLaunch(e, s)); }, 0, 1) / LAUNCHES);
+  CUDA(cudaGraphExecDestroy(e));
+  CUDA(cudaGraphDestroy(g));
+  std::sort(t.begin(), t.end());
+  return t[REPLAYS / 2];
+}
+
+int main() {
+  cudaStream_t s;
+  CUDA(cudaStreamCreate(&s));
+  int dev = 0, sms = 0;
+  CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  cudaDeviceProp prop;
+  CUDA(cudaGetDeviceProperties(&prop, dev));
+  const Shape shapes[] = {{"7B q|k|v", 12288, 4096}, {"7B o", 4096, 4096}, {"7B gate|up", 22016, 4096}, {"7B down", 4096, 11008},
+                          {"7B head", 32000, 4096},  {"13B-tp4 q|k|v", 3840, 5120}, {"13B-tp4 o", 5120, 1280},
+                          {"13B-tp4 gate|up", 6912, 5120}, {"13B-tp4 down", 5120, 3456}, {"odd 1000x4000", 1000, 4000}};
+  size_t maxW = 0;
+  for (const Shape &sh : shapes) maxW = std::max(maxW, (size_t)sh.n * sh.inF);
+  f16_t *w, *x, *yRef, *y;
+  u32 *sink;
+  CUDA(cudaMalloc(&w, COPIES * maxW * 2));
+  CUDA(cudaMalloc(&x, 16384 * 2));
+  CUDA(cudaMalloc(&yRef, 32768 * 2));
+  CUDA(cudaMalloc(&y, 32768 * 2));
+  CUDA(cudaMalloc(&sink, 4096 * 4));
+  fill_f16<<<1024, 256, 0, s>>>(w, COPIES * maxW, 1u, 0.05f);
+  fill_f16<<<64, 256, 0, s>>>(x, 16384, 7u, 2.f);
+  CUDA(cudaStreamSynchronize(s));
+  auto W = [&](int i) { return w + (size_t)(i % COPIES) * maxW; };
+
+  printf("{\"card\": \"%s\", \"sms\": %d, \"cases\": [\n", prop.name, sms);
+  bool firstCase = true;
+  for (const Shape &sh : shapes) {
+    const double mb = (double)sh.n * sh.inF * 2 / 1e6;
+    struct Row { std::string name; float us; float err; int perSm; };
+    std::vector<Row> rows;
+    const int n16 = (int)((size_t)sh.n * sh.inF * 2 / 16);
+    rows.push_back({"read", graphUs(s, [&](int i) { read_bandwidth<<<sms * 8, READ_THREADS, 0, s>>>(sink, (const uint4 *)W(i), n16); }), 0.f, 8});
+    auto engine = [&](const char *name, auto kernel) {
+      int per = 0;
+      CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, kernel, GEMV_THREADS, 0));
+      auto go = [&](int i, f16_t *out) {
+        kernel<<<(sh.n + 3) / 4, GEMV_THREADS, 0, s>>>(out, W(i), nullptr, sh.n, nullptr, nullptr, nullptr, 0, nullptr, nullptr, nullptr, 0, x,
+                                                        nullptr, nullptr, nullptr, 0.f, 1, sh.inF, EPI_NONE, 0, NORM_NONE, 0, nullptr, 0, 0,
+                                                        nullptr, 0, 0, 0, 0);
+      };
+      go(0, yRef);
+      rows.push_back({name, graphUs(s, [&](int i) { go(i, y); }), 0.f, per});
+    };
+    engine("v1", gemv1_f16_f16);
+    engine("roll", gemv1r_f16_f16);
+    engine("occ", gemv1o_f16_f16);
+    engine("dense", gemv1d_f16_f16);
+    std::vector<__half> ref(sh.n), out(sh.n);
+    CUDA(cudaMemcpy(ref.data(), yRef, sh.n * 2, cudaMemcpyDeviceToHost));
+    auto relErr = [&]() { // y against v1's output, relative to its largest value
+      CUDA(cudaStreamSynchronize(s));
+      CUDA(cudaMemcpy(out.data(), y, sh.n * 2, cudaMemcpyDeviceToHost));
+      float err = 0.f, big = 0.f;
+      for (int r = 0; r < sh.n; r++) {
+        err = std::max(err, std::fabs(__half2float(out[r]) - __half2float(ref[r])));
+        big = std::max(big, std::fabs(__half2float(ref[r])));
+      }
+      return err / big;
+    };
+    auto blk = [&](auto kernel, const char *name, int aheadWaves) {
+      int per = 0;
+      CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, kernel, 128, 0));
+      const int ahead = aheadWaves * per * sms;
+      auto go = [&](int i) { kernel<<<(sh.n + 3) / 4, 128, 0, s>>>(y, W(i), x, sh.n, sh.inF, ahead); };
+      go(0);
+      const float err = relErr();
+      rows.push_back({name, graphUs(s, go), err, per});
+    };
+    blk(gemv_blk<false, 0, 1>, "blk", 0);
+    blk(gemv_blk<false, 2, 1>, "blk+loop", 0);
+    blk(gemv_blk<false, 4, 1>, "blk+launch", 0);
+    CUDA(cudaGetLastError());
+    printf("%s  {\"shape\": \"%s\", \"n\": %d, \"in\": %d, \"mb\": %.2f, \"kernels\": [", firstCase ? "" : ",\n", sh.name, sh.n, sh.inF, mb);
+    firstCase = false;
+    for (size_t k = 0; k < rows.size(); k++)
+      printf("%s\n    {\"kernel\": \"%s\", \"us\": %.2f, \"gb_per_s\": %.0f, \"of_read\": %.3f, \"rel_err\": %.2e, \"blocks_per_sm\": %d}", k ? "," : "",
+             rows[k].name.c_str(), rows[k].us, mb * 1e3 / rows[k].us, rows[0].us / rows[k].us, rows[k].err, rows[k].perSm);
+    printf("]}");
+    fflush(stdout);
+    fprintf(stderr, "%-16s", sh.name);
+    for (const Row &r : rows) fprintf(stderr, " %s %.1f (%.0f%%, %d)", r.name.c_str(), r.us, 100.f * rows[0].us / r.us, r.perSm);
+    fprintf(stderr, "\n");
+  }
+  printf("\n]}\n");
+  return 0;
+}
