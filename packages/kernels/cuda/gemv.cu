@@ -26,7 +26,7 @@
 //             of 2.6 of 396. (8 blocks an SM means 64 registers: ~1 KB of spills.)
 //   gemvRd_*  "dense": v1 asking 4 blocks an SM (128 registers, no spills), so 4 × 32 KB of weights an SM are
 //             in flight for rows of one round (4,096 wide at 16 bits). Alone on an H200 it reads the 7B
-//             q|k|v, gate|up and LM head at 92–96% of the read rate against 86–94% for v1/roll/occ
+//             q|k|v, gate|up and LM head at 90–96% of the read rate against 88–94% for v1/roll/occ
 //             (bench/results/gemv-rate-h200-s18.json).
 #include "peer-ll.cuh"
 
