@@ -318,12 +318,13 @@ GEMV_DTYPES(8, , 4, false, 1)
   GEMV_ENTRY(R, r, 4, true, 1, GEMV_THREADS, f16, f16, f16_t, f16_t)       \
   GEMV_ENTRY(R, r, 4, true, 1, GEMV_THREADS, bf16, bf16, bf16_t, bf16_t)   \
   GEMV_ENTRY(R, o, 2, true, 4, GEMV_THREADS, f16, f16, f16_t, f16_t)       \
-  GEMV_ENTRY(R, o, 2, true, 4, GEMV_THREADS, bf16, bf16, bf16_t, bf16_t)   \
-  GEMV_ENTRY(R, d, 4, false, 4, GEMV_THREADS, f16, f16, f16_t, f16_t)      \
-  GEMV_ENTRY(R, d, 4, false, 4, GEMV_THREADS, bf16, bf16, bf16_t, bf16_t)
+  GEMV_ENTRY(R, o, 2, true, 4, GEMV_THREADS, bf16, bf16, bf16_t, bf16_t)
 
 GEMV_VARIANTS_16(1)
 GEMV_VARIANTS_16(2)
+// dense for 1 row only: at 2 rows, 128 registers spill (gemv2 falls back to v1: gemv-variant.ts).
+GEMV_ENTRY(1, d, 4, false, 4, GEMV_THREADS, f16, f16, f16_t, f16_t)
+GEMV_ENTRY(1, d, 4, false, 4, GEMV_THREADS, bf16, bf16, bf16_t, bf16_t)
 
 // Narrow rows (inF ≤ GEMV_WARP_MAX_IN in src/cuda/gemv-variant.ts, e.g. GPT-2's 768): one warp a block. A
 // 128-thread block leaves threads idle there (768 f16 = 96 vectors a row) and keeps 1 load a row per thread

@@ -31,10 +31,11 @@ export const setGemvVariant = (v: GemvVariant): void => variant.set(v);
 
 /**
  * The entry point of the GEMV for `rowsVariant` rows (1, 2, 4 or 8) in the given dtypes. The variants are
- * compiled for 1 and 2 rows in the 16-bit modes (weights in the activation dtype); everything else is v1.
+ * compiled for 1 and 2 rows in the 16-bit modes (weights in the activation dtype), dense for 1 row; everything
+ * else is v1.
  */
 export function gemvKernel(rowsVariant: number, weight: string, act: string, v: GemvKernelVariant): string {
-  const has = rowsVariant <= 2 && act !== 'f32' && weight === act;
+  const has = rowsVariant <= (v === 'dense' ? 1 : 2) && act !== 'f32' && weight === act; // dense at 2 rows would spill
   return `gemv${rowsVariant}${has ? INFIX[v] : ''}_${weight}_${act}`;
 }
 
