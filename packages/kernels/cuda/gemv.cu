@@ -24,7 +24,7 @@
 //   gemvRo_*  "occ": roll with U = 2 and __launch_bounds__ asking 4 blocks an SM at R ≤ 2 (127 registers
 //             at R = 1, nvcc 13, no spills): the 1024-block GEMVs (o, down) run in 2 waves of 528 instead
 //             of 2.6 of 396. (8 blocks an SM means 64 registers: ~1 KB of spills.)
-//   gemvRd_*  "dense": v1 asking 4 blocks an SM (128 registers, no spills), so 4 × 32 KB of weights an SM are
+//   gemv1d_*  "dense" (1 row; at 2 rows it spills): v1 asking 4 blocks an SM (128 registers), so 4 × 32 KB an SM are
 //             in flight for rows of one round (4,096 wide at 16 bits). Alone on an H200 it reads the 7B
 //             q|k|v, gate|up and LM head at 90–96% of the read rate against 88–94% for v1/roll/occ
 //             (bench/results/gemv-rate-h200-s18.json).
