@@ -6,9 +6,10 @@
 //   - blk: the engine's layout written plainly (a block of 128 threads per 4 rows, 4 loads a row a thread,
 //     no norm, epilogue or segments), whose MODE bits add one trait of the engine's kernel at a time, and
 //     its L2 prefetch of a later block's rows.
-// Measured and dropped in the same session (gemv-rate-h200-s18.json's history in PERF-NOTES): warps that
-// stream an equal share of the matrix each (stream-K), or rows dealt to warps cyclically, with a ring of
-// loads kept in flight across rows: 28–68% and 41–87% of read.
+// Measured and dropped in the same session (earlier revisions of this file, their outputs in
+// bench/results/gemv-rate-history-h200-s18.json): warps that stream an equal share of the matrix each
+// (stream-K), or rows dealt to warps cyclically, with a ring of loads kept in flight across rows: 28–68% and
+// 41–87% of read.
 // Each case: a CUDA graph of 20 launches, replayed 5 times, median. Prints JSON.
 // Built on the GPU machine, which has the CUDA toolkit:
 //   nvcc -O3 -std=c++17 -arch=sm_90 -o /tmp/gemv-rate scripts/gpu-gemv-rate-bench.cu && /tmp/gemv-rate
@@ -211,6 +212,10 @@ int main() {
     blk(gemv_blk<false, 0, 1>, "blk", 0);
     blk(gemv_blk<false, 2, 1>, "blk+loop", 0);
     blk(gemv_blk<false, 4, 1>, "blk+launch", 0);
+    blk(gemv_blk<false, 1, 1>, "blk+red", 0);
+    blk(gemv_blk<false, 0, 4>, "blk@4", 0);
+    blk(gemv_blk<true, 0, 1>, "blk+pf1", 1);
+    blk(gemv_blk<true, 0, 1>, "blk+pf2", 2);
     CUDA(cudaGetLastError());
     printf("%s  {\"shape\": \"%s\", \"n\": %d, \"in\": %d, \"mb\": %.2f, \"kernels\": [", firstCase ? "" : ",\n", sh.name, sh.n, sh.inF, mb);
     firstCase = false;

@@ -19,14 +19,14 @@
 // (each thread adds its vectors in the same order, the block reduces the same way), so one device run can
 // time them against each other:
 //   gemvR_*   U = 4, all U loads of a row reissued only after all U are consumed (a latency bubble per round);
-//   gemvRr_*  "roll": each slot reissued as soon as it is widened, so U loads a row stay in flight (187 registers
-//             since the loop is compiled per norm mode: 2 blocks an SM);
-//   gemvRo_*  "occ": roll with U = 2 and __launch_bounds__ asking 4 blocks an SM at R ≤ 2 (127 registers
+//   gemvRr_*  "roll": each slot reissued as soon as it is widened, so U loads a row stay in flight (184 registers
+//             since the body is compiled per norm mode: 2 blocks an SM);
+//   gemvRo_*  "occ": roll with U = 2 and __launch_bounds__ asking 4 blocks an SM at R ≤ 2 (128 registers
 //             at R = 1, nvcc 13, no spills): the 1024-block GEMVs (o, down) run in 2 waves of 528 instead
 //             of 2.6 of 396. (8 blocks an SM means 64 registers: ~1 KB of spills.)
 //   gemv1d_*  "dense" (1 row; at 2 rows it spills): v1 asking 4 blocks an SM (128 registers), so 4 × 32 KB an SM are
 //             in flight for rows of one round (4,096 wide at 16 bits). Alone on an H200 it reads the 7B
-//             q|k|v, gate|up and LM head at 90–96% of the read rate against 88–94% for v1/roll/occ
+//             q|k|v, gate|up and LM head at 90–95% of the read rate against 87–93% for v1/occ
 //             (bench/results/gemv-rate-h200-s18.json).
 #include "peer-ll.cuh"
 
@@ -43,14 +43,14 @@
 #define NORM_RMS 1
 #define NORM_LAYER 2
 
-// NM: the norm mode (the `norm` argument), a template parameter so that the streaming loop is compiled once per
-// mode: `norm` tested at run time inside it, per 16-byte vector, cost 2–5% of the read rate on an H200 (PERF-NOTES,
-// session 18). gemv() below picks the instance.
+// NM: the norm mode (gemv()'s `norm` argument), a template parameter so that the body is compiled once per mode
+// (gemv() below picks the instance): the mode tested at run time inside the loop, per 16-byte vector, cost 2–5%
+// of the read rate on an H200 (PERF-NOTES, session 18).
 template <int R, int U, bool ROLL, int THREADS, typename W, typename A, int NM>
 __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1, const W *w1, const float *b1, int n1, void *y2,
                      const W *w2, const float *b2, int n2, const A *__restrict__ x, const A *__restrict__ res,
                      const float *__restrict__ normW, const float *__restrict__ normB, float eps, int rows, int inF, int epi,
-                     int act, int norm, int yF32, const void *pf, int pfBytes, int pfTail, const LLPush &push) {
+                     int act, int yF32, const void *pf, int pfBytes, int pfTail, const LLPush &push) {
   static_assert(R >= 1 && R <= 8, "GEMV takes 1 to 8 rows");
   static_assert(THREADS % 32 == 0 && THREADS >= 32, "whole warps");
   constexpr int WARPS = THREADS / 32;
@@ -176,9 +176,9 @@ __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1
 #pragma unroll
       for (int i = 0; i < GEMV_WROWS; i++) wf[i] = ok[i] ? to_f32(wp[i][k]) : 0.f;
       float g = 1.f;
-      if (norm != NORM_NONE) {
+      if constexpr (NM != NORM_NONE) {
         g = normW[k];
-        if (norm == NORM_LAYER) {
+        if constexpr (NM == NORM_LAYER) {
 #pragma unroll
           for (int i = 0; i < GEMV_WROWS; i++) {
             gd[i] += wf[i] * g;
@@ -207,7 +207,7 @@ __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1
     for (int j = 0; j < 32; j++) v[j] = j < GEMV_WROWS * R ? acc[j / R][j % R] : 0.f;
     red[warp][lane] = warp_transpose_sum(v);
   }
-  if (norm != NORM_NONE) {
+  if constexpr (NM != NORM_NONE) {
     float v[32];
 #pragma unroll
     for (int j = 0; j < 32; j++) v[j] = 0.f;
@@ -235,9 +235,9 @@ __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1
       return s;
     };
     float val = total(t);
-    if (norm == NORM_RMS) {
+    if constexpr (NM == NORM_RMS) {
       val *= 1.f / sqrtf(total(32 + r) / (float)inF + eps);
-    } else if (norm == NORM_LAYER) {
+    } else if constexpr (NM == NORM_LAYER) {
       const float mean = total(40 + r) / (float)inF;
       const float var = fmaxf(total(32 + r) / (float)inF - mean * mean, 0.f);
       val = (val - mean * total(48 + i)) * (1.f / sqrtf(var + eps)) + total(52 + i);
@@ -275,9 +275,9 @@ __device__ __forceinline__ void gemv(void *y0, const W *w0, const float *b0, int
                      const W *w2, const float *b2, int n2, const A *__restrict__ x, const A *__restrict__ res,
                      const float *__restrict__ normW, const float *__restrict__ normB, float eps, int rows, int inF, int epi,
                      int act, int norm, int yF32, const void *pf, int pfBytes, int pfTail, const LLPush &push) {
-  if (norm == NORM_NONE) gemv_nm<R, U, ROLL, THREADS, W, A, NORM_NONE>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32, pf, pfBytes, pfTail, push);
-  else if (norm == NORM_RMS) gemv_nm<R, U, ROLL, THREADS, W, A, NORM_RMS>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32, pf, pfBytes, pfTail, push);
-  else gemv_nm<R, U, ROLL, THREADS, W, A, NORM_LAYER>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32, pf, pfBytes, pfTail, push);
+  if (norm == NORM_NONE) gemv_nm<R, U, ROLL, THREADS, W, A, NORM_NONE>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, yF32, pf, pfBytes, pfTail, push);
+  else if (norm == NORM_RMS) gemv_nm<R, U, ROLL, THREADS, W, A, NORM_RMS>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, yF32, pf, pfBytes, pfTail, push);
+  else gemv_nm<R, U, ROLL, THREADS, W, A, NORM_LAYER>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, yF32, pf, pfBytes, pfTail, push);
 }
 
 // y0..y2 [rows, n0..n2] (A, or f32 when yF32); w0..w2 [n, inF] in the weight dtype; b0..b2 [n] f32 or null
