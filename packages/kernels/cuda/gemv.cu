@@ -148,10 +148,9 @@ __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1
         }
       }
     };
-#pragma unroll
-    for (int u = 0; u < U; u++) fetch(u, threadIdx.x + u * THREADS);
-    grid_dep_wait(); // weights never change: only x, the residual and the outputs wait for the kernel before
-    for (int base = threadIdx.x; base < nv; base += step) {
+    // Widens and uses the round of vectors from base (U a thread); with ROLL, each slot is refilled with its
+    // vector of the next round as soon as it is widened, so U loads a row stay in flight.
+    auto useRound = [&](int base) {
 #pragma unroll
       for (int u = 0; u < U; u++) {
         const int v = base + u * THREADS;
@@ -159,15 +158,30 @@ __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1
         float wf[GEMV_WROWS][N];
 #pragma unroll
         for (int i = 0; i < GEMV_WROWS; i++) widen16<W>(raw[u][i], wf[i]);
-        if constexpr (ROLL) { // the slot is free: keep U loads a row in flight
+        if constexpr (ROLL) {
           if (v + step < nv) fetch(u, v + step);
         }
         consume(v, wf);
       }
-      if constexpr (!ROLL) {
+    };
+    // The first round of weight loads is issued before griddepcontrol.wait (weights never change: only x, the
+    // residual and the outputs wait for the kernel before), so a dependent launch streams its weights while
+    // that kernel drains. The wait sits behind a branch: where it followed the loads in the same basic block,
+    // ptxas (CUDA 13) moved every load after it, and no GEMV had weights in flight before its wait (PERF-NOTES,
+    // session 19: the 7B layer's chain 109 → 101 µs on an H200).
+    if constexpr (!ROLL) { // a round's loads, then their use; the first round's body holds the wait
+      for (int base = threadIdx.x; base < nv; base += step) {
 #pragma unroll
-        for (int u = 0; u < U; u++) fetch(u, base + step + u * THREADS);
+        for (int u = 0; u < U; u++) fetch(u, base + u * THREADS);
+        if (base == (int)threadIdx.x) grid_dep_wait();
+        useRound(base);
       }
+      if ((int)threadIdx.x >= nv) grid_dep_wait(); // a thread with no vectors still reads res and writes y
+    } else {
+#pragma unroll
+      for (int u = 0; u < U; u++) fetch(u, threadIdx.x + u * THREADS);
+      if (rows > 0) grid_dep_wait(); // always taken (no rows: nothing is read or written); the branch keeps the loads before it
+      for (int base = threadIdx.x; base < nv; base += step) useRound(base);
     }
   } else {
     grid_dep_wait();
