@@ -50,6 +50,7 @@ struct Acts { f16_t *x, *qkv, *x2, *h; float *normW; };
 // One GEMV through an engine entry: up to 3 segments of n rows each at w, w + n·in, ...
 static void engine(cudaStream_t s, bool pdl, EngineKernel k, int grid, f16_t *y, const f16_t *w, int n, int segs, const f16_t *x, const f16_t *res,
                    const float *normW, int inF, int epi, int norm) {
+  if (k == gemv1e_f16_f16) grid = (grid + 1) / 2; // 8 rows a block (every shape here: half the 4-row blocks)
   const size_t seg = (size_t)n * inF;
   f16_t *y1 = segs > 1 ? y + n : nullptr, *y2 = segs > 2 ? y + 2 * n : nullptr;
   const f16_t *w1 = segs > 1 || epi == EPI_GATED ? w + seg : nullptr, *w2 = segs > 2 ? w + 2 * seg : nullptr;
@@ -107,13 +108,16 @@ int main() {
   const int qkvG = 3 * H / 4, oG = H / 4, guG = I / 2, dG = H / 4;
   // A layer's four GEMVs, each through an engine entry (with or without the step's norms and epilogues) or
   // through the plain kernel: kinds[j] for GEMV j (q|k|v, o, gate|up, down), 0 the engine entry k[j], 1 the
-  // plain kernel at 3 blocks an SM, 2 at 4.
+  // plain kernel at 3 blocks an SM, 2 at 4, 3 with 8 rows a block (2 loads a row a thread; 4 blocks an SM, so
+  // a 4,096-row GEMV is one wave of 512 blocks), 4 with 2 rows a block.
   auto layerOf = [&](bool pdl, std::array<EngineKernel, 4> k, std::array<int, 4> kinds, bool norms, bool epis) {
     const int nm = norms ? NORM_RMS : NORM_NONE;
     return [=, &a](const Layer &L) {
-      auto plain = [&](int kind, int grid, f16_t *y, const f16_t *w, const f16_t *x, int n, int inF) {
-        if (kind == 1) launch(s, true, gemv_blk<false, 4, 1>, grid, 128, y, w, x, n, inF, 0);
-        else launch(s, true, gemv_blk<false, 4, 4>, grid, 128, y, w, x, n, inF, 0);
+      auto plain = [&](int kind, int, f16_t *y, const f16_t *w, const f16_t *x, int n, int inF) {
+        if (kind == 1) launch(s, true, gemv_blk<false, 4, 1>, (n + 3) / 4, 128, y, w, x, n, inF, 0);
+        else if (kind == 2) launch(s, true, gemv_blk<false, 4, 4>, (n + 3) / 4, 128, y, w, x, n, inF, 0);
+        else if (kind == 3) launch(s, true, gemv_blk<false, 4, 4, 8, 2>, (n + 7) / 8, 128, y, w, x, n, inF, 0);
+        else launch(s, true, gemv_blk<false, 4, 4, 2, 4>, (n + 1) / 2, 128, y, w, x, n, inF, 0);
       };
       if (kinds[0]) plain(kinds[0], qkvG, a.qkv, L.qkv, a.x, 3 * H, H);
       else if (epis) engine(s, pdl, k[0], qkvG, a.qkv, L.qkv, H, 3, a.x, nullptr, a.normW, H, EPI_NONE, nm);
@@ -157,6 +161,12 @@ int main() {
     run("plain+blk o", layerOf(true, AUTO, {0, 1, 0, 0}, false, false));
     run("plain+blk gate|up", layerOf(true, AUTO, {0, 0, 1, 0}, false, false));
     run("plain+blk down", layerOf(true, AUTO, {0, 0, 0, 1}, false, false));
+    // Rows a block for o and down (1,024 blocks of 4 rows are 1.9 waves of 528), and o on occ.
+    run("blk@3, o|down 8 rows", layerOf(true, AUTO, {1, 3, 1, 3}, false, false));
+    run("blk@3, o|down 2 rows", layerOf(true, AUTO, {1, 4, 1, 4}, false, false));
+    run("blk 8 rows", layerOf(true, AUTO, {3, 3, 3, 3}, false, false));
+    run("engine, o on occ", layerOf(true, {gemv1d_f16_f16, gemv1o_f16_f16, gemv1d_f16_f16, gemv1o_f16_f16}, ENGINE, true, true));
+    run("engine, o|down eight", layerOf(true, {gemv1d_f16_f16, gemv1e_f16_f16, gemv1d_f16_f16, gemv1e_f16_f16}, ENGINE, true, true));
   }
   const size_t PER_ROUND = cases.size() / 2;
   const double mb = layerN * 2 / 1e6;

@@ -12,34 +12,33 @@ __device__ __forceinline__ void bulk_prefetch_l2(const void *p, u32 bytes) {
 // stream runs a wave ahead of the register loads, which then hit L2.
 // MODE bits, each taking one trait of the engine's GEMV (to find which costs): 1, its reduction (32 values a
 // lane transposed over the warp, then two barriers); 2, its loop (break at the row's end, the next round's
-// loads issued after the consumption); 4, griddepcontrol.launch_dependents first. MINB: blocks an SM asked of the register allocator.
-template <bool PF, int MODE, int MINB>
+// loads issued after the consumption); 4, griddepcontrol.launch_dependents first. MINB: blocks an SM asked of the register allocator; ROWS: weight rows a block (4 as the engine), U: loads a row a thread.
+template <bool PF, int MODE, int MINB, int ROWS = 4, int U = 4>
 __global__ void __launch_bounds__(128, MINB) gemv_blk(f16_t *y, const f16_t *W, const f16_t *x, int n, int inF, int ahead) {
-  constexpr int U = 4;
   __shared__ float red[4][64];
-  __shared__ float fin[4];
+  __shared__ float fin[ROWS];
   if constexpr (MODE & 4) grid_dep_launch();
-  const int b = blockIdx.x, nb = (n + 3) / 4;
+  const int b = blockIdx.x, nb = (n + ROWS - 1) / ROWS;
   if (PF && threadIdx.x == 0 && b + ahead < nb) {
-    const int r0 = (b + ahead) * 4, rows = n - r0 < 4 ? n - r0 : 4;
+    const int r0 = (b + ahead) * ROWS, rows = n - r0 < ROWS ? n - r0 : ROWS;
     bulk_prefetch_l2(W + (i64)r0 * inF, (u32)rows * inF * 2);
   }
   const int nv = inF / 8;
-  const f16_t *wp[4];
-  bool ok[4];
+  const f16_t *wp[ROWS];
+  bool ok[ROWS];
+  float acc[ROWS];
 #pragma unroll
-  for (int i = 0; i < 4; i++) ok[i] = 4 * b + i < n, wp[i] = W + (i64)(ok[i] ? 4 * b + i : 0) * inF;
-  float acc[4] = {0.f, 0.f, 0.f, 0.f};
-  uint4 raw[U][4];
+  for (int i = 0; i < ROWS; i++) ok[i] = ROWS * b + i < n, wp[i] = W + (i64)(ok[i] ? ROWS * b + i : 0) * inF, acc[i] = 0.f;
+  uint4 raw[U][ROWS];
   auto fetch = [&](int u, int v) {
 #pragma unroll
-    for (int i = 0; i < 4; i++) raw[u][i] = ok[i] && v < nv ? ld_stream16(wp[i] + (i64)v * 8) : make_uint4(0u, 0u, 0u, 0u);
+    for (int i = 0; i < ROWS; i++) raw[u][i] = ok[i] && v < nv ? ld_stream16(wp[i] + (i64)v * 8) : make_uint4(0u, 0u, 0u, 0u);
   };
   auto consume = [&](int u, int v) {
     float xf[8];
     load16<f16_t>(x + (i64)v * 8, xf);
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < ROWS; i++) {
       float wf[8];
       widen16<f16_t>(raw[u][i], wf);
 #pragma unroll
@@ -74,20 +73,20 @@ __global__ void __launch_bounds__(128, MINB) gemv_blk(f16_t *y, const f16_t *W, 
   if constexpr (MODE & 1) {
     float v[32];
 #pragma unroll
-    for (int k = 0; k < 32; k++) v[k] = k < 4 ? acc[k] : 0.f;
+    for (int k = 0; k < 32; k++) v[k] = k < ROWS ? acc[k] : 0.f;
     red[warp][lane] = warp_transpose_sum(v);
     __syncthreads();
-    if (threadIdx.x < 4) fin[threadIdx.x] = red[0][threadIdx.x] + red[1][threadIdx.x] + red[2][threadIdx.x] + red[3][threadIdx.x];
+    if (threadIdx.x < ROWS) fin[threadIdx.x] = red[0][threadIdx.x] + red[1][threadIdx.x] + red[2][threadIdx.x] + red[3][threadIdx.x];
     __syncthreads();
-    if (threadIdx.x < 4 && ok[threadIdx.x]) y[4 * b + threadIdx.x] = from_f32<f16_t>(fin[threadIdx.x]);
+    if (threadIdx.x < ROWS && ok[threadIdx.x]) y[ROWS * b + threadIdx.x] = from_f32<f16_t>(fin[threadIdx.x]);
   } else {
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < ROWS; i++) {
       const float s = warp_sum(acc[i]);
       if (lane == 0) red[warp][i] = s;
     }
     __syncthreads();
-    if (threadIdx.x < 4 && ok[threadIdx.x]) y[4 * b + threadIdx.x] = from_f32<f16_t>(red[0][threadIdx.x] + red[1][threadIdx.x] + red[2][threadIdx.x] + red[3][threadIdx.x]);
+    if (threadIdx.x < ROWS && ok[threadIdx.x]) y[ROWS * b + threadIdx.x] = from_f32<f16_t>(red[0][threadIdx.x] + red[1][threadIdx.x] + red[2][threadIdx.x] + red[3][threadIdx.x]);
   }
 }
 

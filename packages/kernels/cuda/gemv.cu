@@ -28,6 +28,9 @@
 //             in flight for rows of one round (4,096 wide at 16 bits). Alone on an H200 it reads the 7B
 //             q|k|v, gate|up and LM head at 90–95% of the read rate against 87–93% for v1/occ
 //             (bench/results/gemv-rate-h200-s18.json).
+//   gemv1e_*  "eight" (1 row; no LayerNorm instance, which spilled): 8 weight rows a block (WR), 2 loads a row a
+//             thread, 4 blocks an SM (128 registers), so a 4,096-row GEMV is one wave of 512 blocks: the 7B's o
+//             and down.
 #include "peer-ll.cuh"
 
 #define GEMV_THREADS 128
@@ -46,26 +49,28 @@
 // NM: the norm mode (gemv()'s `norm` argument), a template parameter so that the body is compiled once per mode
 // (gemv() below picks the instance): the mode tested at run time inside the loop, per 16-byte vector, cost 2–5%
 // of the read rate on an H200 (PERF-NOTES, session 18).
-template <int R, int U, bool ROLL, int THREADS, typename W, typename A, int NM>
+template <int R, int U, bool ROLL, int THREADS, int WR, typename W, typename A, int NM>
 __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1, const W *w1, const float *b1, int n1, void *y2,
                      const W *w2, const float *b2, int n2, const A *__restrict__ x, const A *__restrict__ res,
                      const float *__restrict__ normW, const float *__restrict__ normB, float eps, int rows, int inF, int epi,
                      int act, int yF32, const void *pf, int pfBytes, int pfTail, const LLPush &push) {
   static_assert(R >= 1 && R <= 8, "GEMV takes 1 to 8 rows");
   static_assert(THREADS % 32 == 0 && THREADS >= 32, "whole warps");
+  static_assert(WR == 4 || WR == 8, "4 or 8 weight rows a block");
+  constexpr int HALF = WR / 2; // gated: HALF gate rows, then the same HALF up rows
   constexpr int WARPS = THREADS / 32;
   __shared__ float red[WARPS][64];
-  __shared__ float fin[GEMV_WROWS][R];
+  __shared__ float fin[WR][R];
   grid_dep_launch();
   const int tailStart = (int)gridDim.x - pfTail;
   if (pfTail > 0 && (int)blockIdx.x >= tailStart) l2_prefetch(pf, pfBytes, blockIdx.x - tailStart, pfTail);
 
-  // Which weight rows this block reads: 4 consecutive rows of one segment, or 2 gate + 2 up rows.
+  // Which weight rows this block reads: WR consecutive rows of one segment, or HALF gate + HALF up rows.
   int b = blockIdx.x, seg = 0, o0;
   if (epi == EPI_GATED) {
-    o0 = 2 * b;
+    o0 = HALF * b;
   } else {
-    const int nb0 = (n0 + GEMV_WROWS - 1) / GEMV_WROWS, nb1 = (n1 + GEMV_WROWS - 1) / GEMV_WROWS;
+    const int nb0 = (n0 + WR - 1) / WR, nb1 = (n1 + WR - 1) / WR;
     if (b >= nb0) {
       b -= nb0;
       seg = 1;
@@ -74,49 +79,49 @@ __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1
         seg = 2;
       }
     }
-    o0 = GEMV_WROWS * b;
+    o0 = WR * b;
   }
   const W *wseg = seg == 0 ? w0 : seg == 1 ? w1 : w2;
   const int n = seg == 0 ? n0 : seg == 1 ? n1 : n2;
-  const W *wp[GEMV_WROWS];
-  bool ok[GEMV_WROWS];
+  const W *wp[WR];
+  bool ok[WR];
 #pragma unroll
-  for (int i = 0; i < GEMV_WROWS; i++) {
-    const int o = epi == EPI_GATED ? o0 + (i & 1) : o0 + i;
+  for (int i = 0; i < WR; i++) {
+    const int o = epi == EPI_GATED ? o0 + i % HALF : o0 + i;
     ok[i] = o < n;
-    wp[i] = (epi == EPI_GATED && i >= 2 ? w1 : wseg) + (i64)(ok[i] ? o : 0) * inF;
+    wp[i] = (epi == EPI_GATED && i >= HALF ? w1 : wseg) + (i64)(ok[i] ? o : 0) * inF;
   }
 
-  float acc[GEMV_WROWS][R];
-  float ss[R], sx[R], gd[GEMV_WROWS], bd[GEMV_WROWS]; // norm statistics: Σx², Σx, Σ w·g, Σ w·b
+  float acc[WR][R];
+  float ss[R], sx[R], gd[WR], bd[WR]; // norm statistics: Σx², Σx, Σ w·g, Σ w·b
 #pragma unroll
   for (int r = 0; r < R; r++) {
     ss[r] = sx[r] = 0.f;
 #pragma unroll
-    for (int i = 0; i < GEMV_WROWS; i++) acc[i][r] = 0.f;
+    for (int i = 0; i < WR; i++) acc[i][r] = 0.f;
   }
 #pragma unroll
-  for (int i = 0; i < GEMV_WROWS; i++) gd[i] = bd[i] = 0.f;
+  for (int i = 0; i < WR; i++) gd[i] = bd[i] = 0.f;
 
   constexpr int N = Vec16<W>::N;
   if (inF % N == 0) {
     // Rows of W (and of x) then start 16-byte aligned: allocations are 256-byte aligned.
     const int nv = inF / N;
     constexpr int step = THREADS * U; // U vectors per weight row per thread in flight
-    uint4 raw[U][GEMV_WROWS];
+    uint4 raw[U][WR];
     auto fetch = [&](int u, int v) {
 #pragma unroll
-      for (int i = 0; i < GEMV_WROWS; i++) raw[u][i] = (ok[i] && v < nv) ? ld_stream16(wp[i] + (i64)v * N) : make_uint4(0u, 0u, 0u, 0u);
+      for (int i = 0; i < WR; i++) raw[u][i] = (ok[i] && v < nv) ? ld_stream16(wp[i] + (i64)v * N) : make_uint4(0u, 0u, 0u, 0u);
     };
     // One 16-byte vector v of each weight row (widened in wf) against every row of x.
-    auto consume = [&](int v, float (&wf)[GEMV_WROWS][N]) {
+    auto consume = [&](int v, float (&wf)[WR][N]) {
       float g[N], gb[N];
       if constexpr (NM != NORM_NONE) {
         load_vec<float, N>(normW + (i64)v * N, g);
         if constexpr (NM == NORM_LAYER) {
           load_vec<float, N>(normB + (i64)v * N, gb);
 #pragma unroll
-          for (int i = 0; i < GEMV_WROWS; i++) {
+          for (int i = 0; i < WR; i++) {
 #pragma unroll
             for (int k = 0; k < N; k++) {
               gd[i] += wf[i][k] * g[k];
@@ -139,7 +144,7 @@ __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1
             }
           }
 #pragma unroll
-          for (int i = 0; i < GEMV_WROWS; i++) {
+          for (int i = 0; i < WR; i++) {
             float s = 0.f;
 #pragma unroll
             for (int k = 0; k < N; k++) s += wf[i][k] * xv[k];
@@ -155,9 +160,9 @@ __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1
       for (int u = 0; u < U; u++) {
         const int v = base + u * THREADS;
         if (v >= nv) break;
-        float wf[GEMV_WROWS][N];
+        float wf[WR][N];
 #pragma unroll
-        for (int i = 0; i < GEMV_WROWS; i++) widen16<W>(raw[u][i], wf[i]);
+        for (int i = 0; i < WR; i++) widen16<W>(raw[u][i], wf[i]);
         if constexpr (ROLL) {
           if (v + step < nv) fetch(u, v + step);
         }
@@ -186,15 +191,15 @@ __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1
   } else {
     grid_dep_wait();
     for (int k = threadIdx.x; k < inF; k += THREADS) {
-      float wf[GEMV_WROWS];
+      float wf[WR];
 #pragma unroll
-      for (int i = 0; i < GEMV_WROWS; i++) wf[i] = ok[i] ? to_f32(wp[i][k]) : 0.f;
+      for (int i = 0; i < WR; i++) wf[i] = ok[i] ? to_f32(wp[i][k]) : 0.f;
       float g = 1.f;
       if constexpr (NM != NORM_NONE) {
         g = normW[k];
         if constexpr (NM == NORM_LAYER) {
 #pragma unroll
-          for (int i = 0; i < GEMV_WROWS; i++) {
+          for (int i = 0; i < WR; i++) {
             gd[i] += wf[i] * g;
             bd[i] += wf[i] * normB[k];
           }
@@ -207,7 +212,7 @@ __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1
           ss[r] += xv * xv;
           sx[r] += xv;
 #pragma unroll
-          for (int i = 0; i < GEMV_WROWS; i++) acc[i][r] += wf[i] * xv * g;
+          for (int i = 0; i < WR; i++) acc[i][r] += wf[i] * xv * g;
         }
       }
     }
@@ -218,7 +223,7 @@ __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1
   {
     float v[32];
 #pragma unroll
-    for (int j = 0; j < 32; j++) v[j] = j < GEMV_WROWS * R ? acc[j / R][j % R] : 0.f;
+    for (int j = 0; j < 32; j++) v[j] = j < WR * R ? acc[j / R][j % R] : 0.f;
     red[warp][lane] = warp_transpose_sum(v);
   }
   if constexpr (NM != NORM_NONE) {
@@ -231,17 +236,17 @@ __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1
       v[8 + r] = sx[r];
     }
 #pragma unroll
-    for (int i = 0; i < GEMV_WROWS; i++) {
+    for (int i = 0; i < WR; i++) {
       v[16 + i] = gd[i];
-      v[20 + i] = bd[i];
+      v[16 + WR + i] = bd[i];
     }
     red[warp][32 + lane] = warp_transpose_sum(v);
   }
   __syncthreads();
   const int t = threadIdx.x;
-  if (t < GEMV_WROWS * R) {
+  if (t < WR * R) {
     const int i = t / R, r = t % R;
-    const int o = epi == EPI_GATED ? o0 + (i & 1) : o0 + i;
+    const int o = epi == EPI_GATED ? o0 + i % HALF : o0 + i;
     auto total = [&](int j) {
       float s = 0.f;
 #pragma unroll
@@ -254,26 +259,29 @@ __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1
     } else if constexpr (NM == NORM_LAYER) {
       const float mean = total(40 + r) / (float)inF;
       const float var = fmaxf(total(32 + r) / (float)inF - mean * mean, 0.f);
-      val = (val - mean * total(48 + i)) * (1.f / sqrtf(var + eps)) + total(52 + i);
+      val = (val - mean * total(48 + i)) * (1.f / sqrtf(var + eps)) + total(48 + WR + i);
     }
     if (o < n) { // (ok[i] would index a register array at run time)
-      const float *bias = epi == EPI_GATED ? (i < 2 ? b0 : b1) : seg == 0 ? b0 : seg == 1 ? b1 : b2;
+      const float *bias = epi == EPI_GATED ? (i < HALF ? b0 : b1) : seg == 0 ? b0 : seg == 1 ? b1 : b2;
       if (bias) val += bias[o];
     }
     fin[i][r] = val;
   }
   __syncthreads();
   if (epi == EPI_GATED) {
-    if (t < 2 * R) {
+    if (t < HALF * R) {
       const int j = t / R, r = t % R, o = o0 + j;
-      if (r < rows && o < n0) store_out<A>(y0, (i64)r * n0 + o, act_fn(act, fin[j][r]) * fin[j + 2][r], yF32);
+      if (r < rows && o < n0) store_out<A>(y0, (i64)r * n0 + o, act_fn(act, fin[j][r]) * fin[j + HALF][r], yF32);
     }
   } else if (epi == EPI_PUSH) {
-    if (t < rows) { // a thread a row: 4 consecutive outputs (the host pushes only n % 4 == 0)
-      const float v[4] = {fin[0][t], fin[1][t], fin[2][t], fin[3][t]};
-      ll_push4<A>(push, v, t * n0 + o0);
+    if (t < rows) { // a thread a row: 4 consecutive outputs at a time (the host pushes only n % 4 == 0)
+#pragma unroll
+      for (int q = 0; q < WR; q += 4) {
+        const float v[4] = {fin[q][t], fin[q + 1][t], fin[q + 2][t], fin[q + 3][t]};
+        if (o0 + q < n0) ll_push4<A>(push, v, t * n0 + o0 + q);
+      }
     }
-  } else if (t < GEMV_WROWS * R) {
+  } else if (t < WR * R) {
     const int i = t / R, r = t % R, o = o0 + i;
     if (r < rows && o < n) {
       float val = fin[i][r];
@@ -284,42 +292,44 @@ __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1
   }
 }
 
-template <int R, int U, bool ROLL, int THREADS, typename W, typename A>
+template <int R, int U, bool ROLL, int THREADS, int WR, typename W, typename A>
 __device__ __forceinline__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, const W *w1, const float *b1, int n1, void *y2,
                      const W *w2, const float *b2, int n2, const A *__restrict__ x, const A *__restrict__ res,
                      const float *__restrict__ normW, const float *__restrict__ normB, float eps, int rows, int inF, int epi,
                      int act, int norm, int yF32, const void *pf, int pfBytes, int pfTail, const LLPush &push) {
-  if (norm == NORM_NONE) gemv_nm<R, U, ROLL, THREADS, W, A, NORM_NONE>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, yF32, pf, pfBytes, pfTail, push);
-  else if (norm == NORM_RMS) gemv_nm<R, U, ROLL, THREADS, W, A, NORM_RMS>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, yF32, pf, pfBytes, pfTail, push);
-  else gemv_nm<R, U, ROLL, THREADS, W, A, NORM_LAYER>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, yF32, pf, pfBytes, pfTail, push);
+  if (norm == NORM_NONE) gemv_nm<R, U, ROLL, THREADS, WR, W, A, NORM_NONE>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, yF32, pf, pfBytes, pfTail, push);
+  else if (norm == NORM_RMS) gemv_nm<R, U, ROLL, THREADS, WR, W, A, NORM_RMS>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, yF32, pf, pfBytes, pfTail, push);
+  else if constexpr (WR == 8) __trap(); // eight has no LayerNorm instance (it spills there): gemvLaunch never sends one
+  else gemv_nm<R, U, ROLL, THREADS, WR, W, A, NORM_LAYER>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, yF32, pf, pfBytes, pfTail, push);
 }
 
 // y0..y2 [rows, n0..n2] (A, or f32 when yF32); w0..w2 [n, inF] in the weight dtype; b0..b2 [n] f32 or null
 // (n1 = n2 = 0: one segment); x, res [rows, inF] and [rows, n0]; normW, normB [inF] f32 or null; pf, pfBytes,
 // pfTail: the prefetch of the last pfTail blocks (null, 0, 0: none); llTable .. llSlotBytes: where EPI_PUSH
 // sends the outputs (the peer all-reduce's areas, this rank, the ranks, its half and slot bytes; else unused).
-// grid (Σ ceil(n / GEMV_WROWS), or ceil(n0 / 2) when gated), block (T: GEMV_THREADS, or 32 for the one-warp
+// grid (Σ ceil(n / WR), or ceil(n0 / (WR / 2)) when gated), block (T: GEMV_THREADS, or 32 for the one-warp
 // entries); rows ≤ R.
-// V names the variant (empty, r, o; w: one warp), U its loads a row in flight, MINB the blocks an SM it asks room for.
-#define GEMV_ENTRY(R, V, U, ROLL, MINB, T, WS, AS, W, A)                                                                                \
+// V names the variant (empty, r, o, d, e; w: one warp), U its loads a row in flight, MINB the blocks an SM it asks
+// room for, WR its weight rows a block (GEMV_WROWS but for e: gemvBlockRows in src/cuda/gemv-variant.ts).
+#define GEMV_ENTRY(R, V, U, ROLL, MINB, T, WR, WS, AS, W, A) \
   extern "C" __global__ void __launch_bounds__(T, MINB)                                                                                 \
       gemv##R##V##_##WS##_##AS(void *y0, const W *w0, const float *b0, int n0, void *y1, const W *w1, const float *b1, int n1, void *y2, \
                                const W *w2, const float *b2, int n2, const A *x, const A *res, const float *normW, const float *normB,   \
                                float eps, int rows, int inF, int epi, int act, int norm, int yF32, const void *pf, int pfBytes,        \
                                int pfTail, const unsigned long long *llTable, int llRank, int llRanks, int llHalfBytes,               \
                                int llSlotBytes) {                                                                                       \
-    gemv<R, U, ROLL, T, W, A>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32,  \
+    gemv<R, U, ROLL, T, WR, W, A>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32,  \
                               pf, pfBytes, pfTail, LLPush{llTable, llRank, llRanks, llHalfBytes, llSlotBytes});                        \
   }
 
 // Parity mode (f32 activations, weights in any stored dtype) and the 16-bit modes (weights in the
 // activation dtype).
-#define GEMV_DTYPES(R, V, U, ROLL, MINB)                                  \
-  GEMV_ENTRY(R, V, U, ROLL, MINB, GEMV_THREADS, f32, f32, float, float)   \
-  GEMV_ENTRY(R, V, U, ROLL, MINB, GEMV_THREADS, f16, f32, f16_t, float)   \
-  GEMV_ENTRY(R, V, U, ROLL, MINB, GEMV_THREADS, bf16, f32, bf16_t, float) \
-  GEMV_ENTRY(R, V, U, ROLL, MINB, GEMV_THREADS, f16, f16, f16_t, f16_t)   \
-  GEMV_ENTRY(R, V, U, ROLL, MINB, GEMV_THREADS, bf16, bf16, bf16_t, bf16_t)
+#define GEMV_DTYPES(R, V, U, ROLL, MINB) \
+  GEMV_ENTRY(R, V, U, ROLL, MINB, GEMV_THREADS, GEMV_WROWS, f32, f32, float, float) \
+  GEMV_ENTRY(R, V, U, ROLL, MINB, GEMV_THREADS, GEMV_WROWS, f16, f32, f16_t, float) \
+  GEMV_ENTRY(R, V, U, ROLL, MINB, GEMV_THREADS, GEMV_WROWS, bf16, f32, bf16_t, float) \
+  GEMV_ENTRY(R, V, U, ROLL, MINB, GEMV_THREADS, GEMV_WROWS, f16, f16, f16_t, f16_t) \
+  GEMV_ENTRY(R, V, U, ROLL, MINB, GEMV_THREADS, GEMV_WROWS, bf16, bf16, bf16_t, bf16_t)
 
 GEMV_DTYPES(1, , 4, false, 1)
 GEMV_DTYPES(2, , 4, false, 1)
@@ -328,22 +338,27 @@ GEMV_DTYPES(8, , 4, false, 1)
 
 // The variants, for the latency-bound decode of 1 or 2 rows in the 16-bit modes only (each entry point
 // costs NVRTC time on every fresh machine; other rows and parity mode take v1: gemv-variant.ts).
-#define GEMV_VARIANTS_16(R)                                                \
-  GEMV_ENTRY(R, r, 4, true, 1, GEMV_THREADS, f16, f16, f16_t, f16_t)       \
-  GEMV_ENTRY(R, r, 4, true, 1, GEMV_THREADS, bf16, bf16, bf16_t, bf16_t)   \
-  GEMV_ENTRY(R, o, 2, true, 4, GEMV_THREADS, f16, f16, f16_t, f16_t)       \
-  GEMV_ENTRY(R, o, 2, true, 4, GEMV_THREADS, bf16, bf16, bf16_t, bf16_t)
+#define GEMV_VARIANTS_16(R) \
+  GEMV_ENTRY(R, r, 4, true, 1, GEMV_THREADS, GEMV_WROWS, f16, f16, f16_t, f16_t) \
+  GEMV_ENTRY(R, r, 4, true, 1, GEMV_THREADS, GEMV_WROWS, bf16, bf16, bf16_t, bf16_t) \
+  GEMV_ENTRY(R, o, 2, true, 4, GEMV_THREADS, GEMV_WROWS, f16, f16, f16_t, f16_t) \
+  GEMV_ENTRY(R, o, 2, true, 4, GEMV_THREADS, GEMV_WROWS, bf16, bf16, bf16_t, bf16_t)
 
 GEMV_VARIANTS_16(1)
 GEMV_VARIANTS_16(2)
 // dense for 1 row only: at 2 rows, 128 registers spill (gemv2 falls back to v1: gemv-variant.ts).
-GEMV_ENTRY(1, d, 4, false, 4, GEMV_THREADS, f16, f16, f16_t, f16_t)
-GEMV_ENTRY(1, d, 4, false, 4, GEMV_THREADS, bf16, bf16, bf16_t, bf16_t)
+GEMV_ENTRY(1, d, 4, false, 4, GEMV_THREADS, GEMV_WROWS, f16, f16, f16_t, f16_t)
+GEMV_ENTRY(1, d, 4, false, 4, GEMV_THREADS, GEMV_WROWS, bf16, bf16, bf16_t, bf16_t)
+// eight (1 row): 8 weight rows a block with 2 loads a row a thread (dense's 16 loads in flight), 4 blocks an SM,
+// so a 4,096-row GEMV (the 7B's o and down) is one wave of 512 blocks instead of 1.9 of 528. The plain kernel
+// in that form took 2.6 µs off the 7B layer's GEMV chain on an H200 (bench/results/gemv-chain-rows-h200-s19.json).
+GEMV_ENTRY(1, e, 2, false, 4, GEMV_THREADS, 8, f16, f16, f16_t, f16_t)
+GEMV_ENTRY(1, e, 2, false, 4, GEMV_THREADS, 8, bf16, bf16, bf16_t, bf16_t)
 
 // Narrow rows (inF ≤ GEMV_WARP_MAX_IN in src/cuda/gemv-variant.ts, e.g. GPT-2's 768): one warp a block. A
 // 128-thread block leaves threads idle there (768 f16 = 96 vectors a row) and keeps 1 load a row per thread
 // in flight; a warp keeps 3 a row (12 a thread), and an SM holds 14 of them. gemv1w_*, gemv2w_*.
-GEMV_ENTRY(1, w, 4, false, 1, 32, f16, f16, f16_t, f16_t)
-GEMV_ENTRY(1, w, 4, false, 1, 32, bf16, bf16, bf16_t, bf16_t)
-GEMV_ENTRY(2, w, 4, false, 1, 32, f16, f16, f16_t, f16_t)
-GEMV_ENTRY(2, w, 4, false, 1, 32, bf16, bf16, bf16_t, bf16_t)
+GEMV_ENTRY(1, w, 4, false, 1, 32, GEMV_WROWS, f16, f16, f16_t, f16_t)
+GEMV_ENTRY(1, w, 4, false, 1, 32, GEMV_WROWS, bf16, bf16, bf16_t, bf16_t)
+GEMV_ENTRY(2, w, 4, false, 1, 32, GEMV_WROWS, f16, f16, f16_t, f16_t)
+GEMV_ENTRY(2, w, 4, false, 1, 32, GEMV_WROWS, bf16, bf16, bf16_t, bf16_t)

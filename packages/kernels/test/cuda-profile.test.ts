@@ -7,7 +7,7 @@ import { BackendError, Rng } from '@zinfer/core';
 import { memoryWeights, stepBatch, tinyLlama, TINY_LLAMA, type TinyLlamaConfig } from '@zinfer/core/testing';
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
 import { DECODE_ATTENTION_VARIANTS, decodeAttentionKernel, decodeAttentionVariant, parseDecodeAttentionVariant, setDecodeAttentionVariant } from '../src/cuda/decode-attention-variant.js';
-import { autoGemvVariant, GEMV_KERNEL_VARIANTS, GEMV_VARIANTS, gemvKernel, gemvLaunch, gemvVariant, parseGemvByEpilogue, parseGemvNarrow, parseGemvVariant, setGemvNarrow, setGemvVariant, setGemvVariantByEpilogue, setGemvWarpMaxIn, GEMV_WARP_MAX_IN } from '../src/cuda/gemv-variant.js';
+import { autoGemvVariant, GEMV_KERNEL_VARIANTS, GEMV_VARIANTS, gemvBlockRows, gemvBlocks, gemvKernel, gemvLaunch, gemvVariant, parseGemvByEpilogue, parseGemvNarrow, parseGemvVariant, setGemvNarrow, setGemvVariant, setGemvVariantByEpilogue, setGemvWarpMaxIn, GEMV_WARP_MAX_IN } from '../src/cuda/gemv-variant.js';
 import type { Dim3, KernelArg, LaunchHook } from '../src/cuda/gpu.js';
 import { gemvShape, summarizeProfile, type KernelTiming } from '../src/cuda/kernel-profile.js';
 import { loadKernelSources } from '../src/cuda/kernel-sources.js';
@@ -42,7 +42,7 @@ test('summarizeProfile groups by kernel and shape in order, with the median and 
   assert.is(rows[1].GBps, null);
 });
 
-test('GEMV variants: their own entry points for 1–2 rows in the 16-bit modes (dense: 1 row; same parameters as v1), v1 elsewhere', () => {
+test('GEMV variants: their own entry points for 1–2 rows in the 16-bit modes (dense, eight: 1 row; same parameters as v1), v1 elsewhere', () => {
   const kernels = loadKernelSources().kernels;
   for (const rows of [1, 2, 4, 8]) {
     for (const [w, a] of [['f32', 'f32'], ['f16', 'f32'], ['bf16', 'f32'], ['f16', 'f16'], ['bf16', 'bf16']]) {
@@ -51,7 +51,8 @@ test('GEMV variants: their own entry points for 1–2 rows in the 16-bit modes (
       for (const v of GEMV_KERNEL_VARIANTS) {
         const name = gemvKernel(rows, w, a, v);
         assert.equal(kernels.get(name)?.params, kernels.get(v1)!.params, name);
-        assert.is(name !== v1, v !== 'v1' && rows <= (v === 'dense' ? 1 : 2) && a !== 'f32', `${v} ${rows} ${w} ${a}: ${name}`);
+        assert.is(name !== v1, v !== 'v1' && rows <= (v === 'dense' || v === 'eight' ? 1 : 2) && a !== 'f32', `${v} ${rows} ${w} ${a}: ${name}`);
+        assert.is(gemvBlockRows(name), v === 'eight' && name !== v1 ? 8 : 4, name);
       }
     }
   }
@@ -126,7 +127,7 @@ test('ZINFER_GEMV: unknown variants are a BackendError naming the field and the 
   } catch (e) {
     assert.instance(e, BackendError);
     assert.is((e as BackendError).info.field, 'ZINFER_GEMV');
-    assert.is((e as BackendError).info.expected, 'v1 | roll | occ | dense | auto');
+    assert.is((e as BackendError).info.expected, 'v1 | roll | occ | dense | eight | auto');
   }
 });
 
@@ -160,6 +161,21 @@ test('auto: dense for rows of one full round (4 vectors a thread); occ for other
   assert.is(kernel(8192, 'none'), 'gemv1o_bf16_bf16');
   assert.is(gemvLaunch(4, 'bf16', 'bf16', 8192, 'residual').kernel, 'gemv4_bf16_bf16', 'no variants above 2 rows');
   assert.is(gemvLaunch(1, 'f16', 'f32', 4096, 'residual').kernel, 'gemv1_f16_f32', 'nor in parity mode');
+});
+
+test('auto: eight for a residual GEMV whose 4-row blocks take over one wave and whose 8-row blocks fit in one; never with a LayerNorm', () => {
+  const H200 = (blocks: number) => ({ blocks, multiprocessors: 132 }); // a wave: 4 blocks an SM, 528
+  const kernel = (inF: number, blocks: number, e: 'none' | 'residual' | 'gated' = 'residual', layerNorm = false) => gemvLaunch(1, 'f16', 'f16', inF, e, H200(blocks), layerNorm).kernel;
+  assert.is(kernel(4096, 1024), 'gemv1e_f16_f16', "the 7B's o: 512 blocks of 8 rows, one wave");
+  assert.is(kernel(11008, 1024), 'gemv1e_f16_f16', "the 7B's down");
+  assert.is(kernel(3456, 1280), 'gemv1d_f16_f16', "a 13B tp-4 rank's down: 640 blocks of 8 are over a wave");
+  assert.is(kernel(4096, 528), 'gemv1d_f16_f16', 'one wave already');
+  assert.is(kernel(4096, 1024, 'none'), 'gemv1d_f16_f16', 'residual GEMVs only');
+  assert.is(kernel(4096, 1024, 'residual', true), 'gemv1d_f16_f16', 'a LayerNorm fused: dense, the same sums');
+  assert.is(gemvLaunch(2, 'f16', 'f16', 4096, 'residual', H200(1024)).kernel, 'gemv2_f16_f16', 'one row only');
+  assert.is(gemvBlocks([4096], false, gemvBlockRows('gemv1e_f16_f16')), 512);
+  assert.is(gemvBlocks([11008, 11008], true, 8), 2752, 'gated: 4 gate and 4 up rows a block');
+  assert.is(gemvBlocks([4096, 1024, 1024], false, 4), 1536, 'segments: their blocks added');
 });
 
 test('runObserved: one decode step runs eagerly with the hook seeing every launch while its bucket has a graph; resetGraphs recaptures with the selected GEMV variant', async () => {

@@ -7,20 +7,29 @@ import { EnvChoice } from './env-choice.js';
 
 /**
  * v1: 4 loads a row, reissued per round; roll: reissued per slot; occ: roll, 2 loads, 4 blocks an SM; dense: v1
- * at 4 blocks an SM; auto (the default): one of them per launch, by autoGemvVariant. On an H100 (2026-11-28, graphed Llama-2-7B-shape
+ * at 4 blocks an SM; eight: 8 weight rows a block, 2 loads a row, 4 blocks an SM; auto (the default): one of them
+ * per launch, by autoGemvVariant. On an H100 (2026-11-28, graphed Llama-2-7B-shape
  * batch-1 decode) roll 5.062 ms, v1 5.183, occ 5.323. Dropped after measuring (PERF-NOTES.md): a
  * persistent grid looping over the tiles (H100: slower), roll with its slots in shared memory filled by
  * cp.async, 6 blocks an SM (H200: slower), and inputs staged in shared memory (H200: equal, and its branch
  * cost registers in every GEMV).
  */
-export const GEMV_VARIANTS = ['v1', 'roll', 'occ', 'dense', 'auto'] as const;
+export const GEMV_VARIANTS = ['v1', 'roll', 'occ', 'dense', 'eight', 'auto'] as const;
 export type GemvVariant = (typeof GEMV_VARIANTS)[number];
 /** The variants with their own entry points (auto picks one of them per launch). */
-export const GEMV_KERNEL_VARIANTS = ['v1', 'roll', 'occ', 'dense'] as const;
+export const GEMV_KERNEL_VARIANTS = ['v1', 'roll', 'occ', 'dense', 'eight'] as const;
 export type GemvKernelVariant = (typeof GEMV_KERNEL_VARIANTS)[number];
 
-/** The entry-point infix of each variant: gemv1_f16_f16, gemv1r_f16_f16, gemv1o_f16_f16, gemv1d_f16_f16. */
-const INFIX: Record<GemvKernelVariant, string> = { v1: '', roll: 'r', occ: 'o', dense: 'd' };
+/** The entry-point infix of each variant: gemv1_f16_f16, gemv1r_f16_f16, gemv1o_f16_f16, gemv1d_f16_f16, gemv1e_f16_f16. */
+const INFIX: Record<GemvKernelVariant, string> = { v1: '', roll: 'r', occ: 'o', dense: 'd', eight: 'e' };
+
+/** Weight rows a GEMV block reads (GEMV_WROWS in cuda/gemv.cu); the eight entries read twice as many (gemvBlockRows). */
+export const GEMV_WROWS = 4;
+/** The weight rows a block of GEMV entry `kernel` reads: the grid of a launch is its rows over these (gemvBlocks). */
+export const gemvBlockRows = (kernel: string): number => (/^gemv\de_/.test(kernel) ? 2 * GEMV_WROWS : GEMV_WROWS);
+/** The blocks of a GEMV launch over segments of `n` output rows each (gated: gate and up rows of n[0] outputs, half a block's rows each). */
+export const gemvBlocks = (n: readonly number[], gated: boolean, blockRows: number): number =>
+  gated ? Math.ceil(n[0] / (blockRows / 2)) : n.reduce((sum, rows) => sum + Math.ceil(rows / blockRows), 0);
 
 const variant = new EnvChoice(GEMV_VARIANTS, 'auto', 'ZINFER_GEMV');
 /** The variant named by an environment value (unset or empty: auto). */
@@ -31,11 +40,12 @@ export const setGemvVariant = (v: GemvVariant): void => variant.set(v);
 
 /**
  * The entry point of the GEMV for `rowsVariant` rows (1, 2, 4 or 8) in the given dtypes. The variants are
- * compiled for 1 and 2 rows in the 16-bit modes (weights in the activation dtype), dense for 1 row; everything
- * else is v1.
+ * compiled for 1 and 2 rows in the 16-bit modes (weights in the activation dtype), dense and eight for 1 row;
+ * everything else is v1.
  */
 export function gemvKernel(rowsVariant: number, weight: string, act: string, v: GemvKernelVariant): string {
-  const has = rowsVariant <= (v === 'dense' ? 1 : 2) && act !== 'f32' && weight === act; // dense at 2 rows would spill
+  const oneRow = v === 'dense' || v === 'eight'; // at 2 rows they would spill
+  const has = rowsVariant <= (oneRow ? 1 : 2) && act !== 'f32' && weight === act;
   return `gemv${rowsVariant}${has ? INFIX[v] : ''}_${weight}_${act}`;
 }
 
@@ -67,10 +77,15 @@ export const setGemvVariantByEpilogue = (map: Partial<Record<GemvEpilogue, GemvV
   byEpilogue = parseGemvByEpilogue(Object.entries(map).map(([e, v]) => `${e}:${v}`).join(','), 'setGemvVariantByEpilogue');
 };
 
+/** Blocks an SM holds of the dense, occ and eight entries (128 registers a thread). */
+export const GEMV_BLOCKS_PER_SM_AT_128 = 4;
+
 /**
  * The auto rule, fitted on an NVIDIA H200 (graphed batch-1 decode of Llama shapes from 7B to a 70B tp-4 rank,
  * every assignment of the variants to the three kinds of GEMV: bench/results/gemv-mix-h200.json, then
- * shape-profile-gemv-dense-h200-s18.json):
+ * shape-profile-gemv-dense-h200-s18.json, and the GEMV chain of gemv-chain-rows-h200-s19.json):
+ *   - residual GEMVs (o, down) whose 4-row blocks (grid.blocks) take more than one wave of 4 an SM, and whose
+ *     8-row blocks fit in one, take eight: the 7B's o and down are one wave of 512 blocks instead of 1.9;
  *   - rows of exactly one round, `perThread` (the 16-byte vectors of a weight row each of the 128 threads loads)
  *     being its 4 slots (4,096 wide at 16 bits; 3,456 on a 13B tp-4 rank's down), take dense: a block's whole
  *     32 KB in flight at once, 4 blocks an SM;
@@ -79,7 +94,11 @@ export const setGemvVariantByEpilogue = (map: Partial<Record<GemvEpilogue, GemvV
  *   - v1 for gated GEMVs of 8 or more (8,192-wide rows), else occ (5,120-wide rows: a second round of 1 vector
  *     is a latency trip with little in flight).
  */
-export function autoGemvVariant(epilogue: GemvEpilogue, perThread: number): GemvKernelVariant {
+export function autoGemvVariant(epilogue: GemvEpilogue, perThread: number, grid?: { blocks: number; multiprocessors: number }): GemvKernelVariant {
+  if (epilogue === 'residual' && grid) {
+    const wave = GEMV_BLOCKS_PER_SM_AT_128 * grid.multiprocessors;
+    if (grid.blocks > wave && Math.ceil(grid.blocks / 2) <= wave) return 'eight';
+  }
   if (perThread === 4) return 'dense';
   if (epilogue === 'residual') return 'occ';
   return epilogue === 'gated' && perThread >= 8 ? 'v1' : 'occ';
@@ -130,12 +149,16 @@ export function gemvNarrowRows(inF: number, grid?: { blocks: number; multiproces
 
 /**
  * The GEMV entry point and block size for a launch of `rows` rows over `inF` inputs with `epilogue`; `grid`
- * (its blocks and the GPU's SMs) lets rows wider than GEMV_WARP_ALWAYS_IN take the one-warp GEMV.
+ * (its blocks of GEMV_WROWS rows and the GPU's SMs) lets rows wider than GEMV_WARP_ALWAYS_IN take the one-warp
+ * GEMV, and auto take eight. A launch with a LayerNorm fused (`layerNorm`) never takes eight, which has no
+ * LayerNorm instance (it spilled there): dense instead, the same sums. The launch's grid: gemvBlocks over
+ * gemvBlockRows(kernel).
  */
-export function gemvLaunch(rows: number, weight: string, act: string, inF: number, epilogue: GemvEpilogue = 'none', grid?: { blocks: number; multiprocessors: number }): { kernel: string; threads: number } {
+export function gemvLaunch(rows: number, weight: string, act: string, inF: number, epilogue: GemvEpilogue = 'none', grid?: { blocks: number; multiprocessors: number }, layerNorm = false): { kernel: string; threads: number } {
   const rv = rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8;
   if (narrow.get() === 'warp' && rv <= 2 && gemvNarrowRows(inF, grid) && act !== 'f32' && weight === act) return { kernel: `gemv${rv}w_${weight}_${act}`, threads: 32 };
   const v = byEpilogue[epilogue] ?? variant.get();
   const perThread = Math.ceil(inF / 8 / 128); // 16-byte vectors (8 elements at 16 bits) of a row per thread
-  return { kernel: gemvKernel(rv, weight, act, v === 'auto' ? autoGemvVariant(epilogue, perThread) : v), threads: 128 };
+  const picked = v === 'auto' ? autoGemvVariant(epilogue, perThread, grid) : v;
+  return { kernel: gemvKernel(rv, weight, act, picked === 'eight' && layerNorm ? 'dense' : picked), threads: 128 };
 }

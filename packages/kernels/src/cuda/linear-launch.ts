@@ -7,15 +7,15 @@ import { BackendError, type OpNode, type ValueId } from '@zinfer/core';
 import { ACTIVATION_CODES } from './activation-codes.js';
 import { prefetchOf } from './l2-prefetch.js';
 import type { LinearGroup } from './exec-plan.js';
-import { gemvLaunch } from './gemv-variant.js';
+import { GEMV_WROWS, gemvBlockRows, gemvBlocks, gemvLaunch } from './gemv-variant.js';
 import type { PeerAllReduce } from './peer-allreduce.js';
 import type { StepContext } from './step-context.js';
 import type { KernelArg } from './gpu.js';
 
 /** Rows up to which linear layers run as GEMVs. */
 export const GEMV_MAX_ROWS = 8;
-/** Weight rows a GEMV block reads (GEMV_WROWS in cuda/gemv.cu), and its threads. */
-export const GEMV_WROWS = 4;
+export { GEMV_WROWS } from './gemv-variant.js';
+/** Threads of a GEMV block (one-warp entries: 32). */
 export const GEMV_THREADS = 128;
 const TILE = 64;
 /**
@@ -109,10 +109,13 @@ export function launchGroup(ctx: StepContext, g: LinearGroup): void {
   const normB = g.norm?.op === 'layerNorm' ? ctx.weight(g.norm.attrs.bias).ptr : 0n;
   const eps = g.norm ? g.norm.attrs.eps : 0;
   const x = ctx.value(g.norm ? g.norm.inputs.x : g.input);
-  const blocks = e.kind === 'gated' ? Math.ceil(segs[0][3] / 2) : segs.reduce((n, s) => n + Math.ceil(s[3] / GEMV_WROWS), 0);
+  const outs = segs.filter((s) => s[3] > 0).map((s) => s[3]);
   const yF32 = g.outputs.some((v) => ctx.isF32(v)) ? 1 : 0;
-  const { kernel, threads } = gemvLaunch(rows, ws[0].dtype, ctx.act, inF, e.kind, { blocks, multiprocessors: ctx.gpu.multiprocessors });
-  const prefetch = tailPrefetch(ctx, g, rows, blocks, threads, inF * GEMV_WROWS * (ws[0].bytes / (ws[0].shape[0] * inF)));
+  const grid = { blocks: gemvBlocks(outs, e.kind === 'gated', GEMV_WROWS), multiprocessors: ctx.gpu.multiprocessors };
+  const { kernel, threads } = gemvLaunch(rows, ws[0].dtype, ctx.act, inF, e.kind, grid, norm === NORM.layer);
+  const blockRows = gemvBlockRows(kernel);
+  const blocks = gemvBlocks(outs, e.kind === 'gated', blockRows);
+  const prefetch = tailPrefetch(ctx, g, rows, blocks, threads, inF * blockRows * (ws[0].bytes / (ws[0].shape[0] * inF)));
   ctx.gpu.launch(kernel, { x: blocks }, threads, gemvArgs({ segs, x, res, normW, normB, eps, rows, inF, epi, act, norm, yF32, prefetch, push: push?.pushArgs() }));
 }
 

@@ -6,7 +6,7 @@
 import { f16ToF32, f32ToF16, type FloatDType } from '@zinfer/core';
 import { CudaDevice } from './device.js';
 import type { Ptr } from './driver-api.js';
-import { GEMV_KERNEL_VARIANTS, gemvKernel, type GemvKernelVariant } from './gemv-variant.js';
+import { GEMV_KERNEL_VARIANTS, gemvBlockRows, gemvBlocks, gemvKernel, type GemvKernelVariant } from './gemv-variant.js';
 import { EPI, GEMV_THREADS, GEMV_WROWS, gemvArgs, NORM, type GemvSegment } from './linear-launch.js';
 import { packStep } from './step-metadata.js';
 import { CudaStream } from './stream.js';
@@ -179,10 +179,10 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number; readOn
           });
           return gemvArgs({ segs, x: xh, res: epi === EPI.residual ? res : 0n, normW: norm ? normW : 0n, eps: 1e-5, rows, inF: k, epi, act: 1, norm });
         };
-        const blocks = epi === EPI.gated ? Math.ceil(n[0] / 2) : n.reduce((a, b) => a + Math.ceil(b / GEMV_WROWS), 0);
+        const blocksOf = (kernel: string) => gemvBlocks(n, epi === EPI.gated, gemvBlockRows(kernel));
         for (const variant of rows <= 2 ? GEMV_KERNEL_VARIANTS : (['v1'] as const)) {
           const kernel = gemvKernel(rowsVariant(rows), 'f16', 'f16', variant);
-          const ms = time((i) => gpu.launch(kernel, { x: blocks }, GEMV_THREADS, args(i)), 20);
+          const ms = time((i) => gpu.launch(kernel, { x: blocksOf(kernel) }, GEMV_THREADS, args(i)), 20);
           const GBps = bytes / (ms * 1e6);
           gemvSweep.push({ shape, variant, rows, us: ms * 1000, GBps, fractionOfRead: GBps / readGBps });
         }
@@ -190,7 +190,8 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number; readOn
           // The variants add in the same order: their outputs must match v1's bit for bit.
           const outputs = GEMV_KERNEL_VARIANTS.map((variant) => {
             gpu.fill32(yh, 0, (8 * 32000 * 4) / 4);
-            gpu.launch(gemvKernel(2, 'f16', 'f16', variant), { x: blocks }, GEMV_THREADS, args(0));
+            const kernel = gemvKernel(2, 'f16', 'f16', variant);
+            gpu.launch(kernel, { x: blocksOf(kernel) }, GEMV_THREADS, args(0));
             const host = new Uint16Array(8 * 32000 * 2);
             gpu.download(host, yh);
             return host;
