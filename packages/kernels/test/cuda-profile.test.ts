@@ -147,7 +147,7 @@ test('ZINFER_GEMV_BY_EPILOGUE: each listed epilogue takes its variant, the rest 
   }
 });
 
-test('auto: dense for rows of one full round (4 vectors a thread); occ for other residual GEMVs; v1 for wide gated rows; occ else', () => {
+test('auto: dense for rows of one full round (4 vectors a thread); occ for other residual GEMVs; eight for 5–7 vectors; v1 for wide gated rows; occ else', () => {
   assert.is(gemvVariant(), 'auto');
   const kernel = (inF: number, e: 'none' | 'residual' | 'gated') => gemvLaunch(1, 'bf16', 'bf16', inF, e).kernel;
   assert.is(kernel(4096, 'residual'), 'gemv1d_bf16_bf16');
@@ -155,8 +155,11 @@ test('auto: dense for rows of one full round (4 vectors a thread); occ for other
   assert.is(kernel(11008, 'residual'), 'gemv1o_bf16_bf16');
   assert.is(kernel(4096, 'none'), 'gemv1d_bf16_bf16');
   assert.is(kernel(4096, 'gated'), 'gemv1d_bf16_bf16');
-  assert.is(kernel(5120, 'none'), 'gemv1o_bf16_bf16');
-  assert.is(kernel(5120, 'gated'), 'gemv1o_bf16_bf16');
+  assert.is(kernel(5120, 'none'), 'gemv1e_bf16_bf16', "a 13B's q|k|v: 5 vectors a thread");
+  assert.is(kernel(5120, 'gated'), 'gemv1e_bf16_bf16');
+  assert.is(kernel(5120, 'residual'), 'gemv1o_bf16_bf16');
+  assert.is(kernel(7168, 'gated'), 'gemv1e_bf16_bf16');
+  assert.is(gemvLaunch(1, 'bf16', 'bf16', 5120, 'gated', undefined, true).kernel, 'gemv1d_bf16_bf16', 'a LayerNorm fused: dense, the same sums');
   assert.is(kernel(8192, 'gated'), 'gemv1_bf16_bf16');
   assert.is(kernel(8192, 'none'), 'gemv1o_bf16_bf16');
   assert.is(gemvLaunch(4, 'bf16', 'bf16', 8192, 'residual').kernel, 'gemv4_bf16_bf16', 'no variants above 2 rows');

@@ -89,6 +89,9 @@ export const GEMV_BLOCKS_PER_SM_AT_128 = 4;
  *   - rows of exactly one round, `perThread` (the 16-byte vectors of a weight row each of the 128 threads loads)
  *     being its 4 slots (4,096 wide at 16 bits; 3,456 on a 13B tp-4 rank's down), take dense: a block's whole
  *     32 KB in flight at once, 4 blocks an SM;
+ *   - q|k|v and gate|up of 5–7 vectors a thread (5,120 wide: the 13B and its tp ranks) take eight: 16 loads a
+ *     thread in flight where occ keeps 8 (the 13B tp-4 rank's layer chain 51.2 / 52.5 → 48.3 / 49.7 µs with
+ *     gate|up on eight, 49.7 / 51.0 with q|k|v on it; gemv-chain-13b-tp4-h200-s19.json);
  *   - other residual GEMVs (o, down: a few thousand outputs, 1–3 waves of blocks) take occ, whose 4 blocks an
  *     SM cut the waves;
  *   - v1 for gated GEMVs of 8 or more (8,192-wide rows), else occ (5,120-wide rows: a second round of 1 vector
@@ -101,6 +104,7 @@ export function autoGemvVariant(epilogue: GemvEpilogue, perThread: number, grid?
   }
   if (perThread === 4) return 'dense';
   if (epilogue === 'residual') return 'occ';
+  if (perThread >= 5 && perThread <= 7) return 'eight';
   return epilogue === 'gated' && perThread >= 8 ? 'v1' : 'occ';
 }
 
