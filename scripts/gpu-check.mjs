@@ -3,7 +3,8 @@
 // scripts/gpu-bundle.sh; scripts/gpu-check.sh unpacks it and runs this). In order: what the backend found
 // (libraries, versions), the conformance suite against the reference backend in f32 (plus variants: the
 // split-attention merge, the tiled GEMM, fusion off, graphs off, programmatic dependent launch) and in the
-// 16-bit modes (f16, bf16 at 1e-2), a linear sweep over rows × dtypes × shapes × modes, long-context
+// 16-bit modes (f16, bf16 at 1e-2), the SASS audit of the loads meant to come before griddepcontrol.wait (part
+// sass: cuobjdump on the loaded cubins), a linear sweep over rows × dtypes × shapes × modes, long-context
 // attention in every mode, parity with transformers on every fixture model (f32: max abs ≤ 1e-3; f16 and
 // bf16: relative ≤ 2e-2; greedy tokens identical), graphs vs eager, a microbenchmark, the GPU sampler
 // under every cluster size (gpu-check-sample.mjs) and the MoE kernels (gpu-check-moe.mjs). Prints one line
@@ -12,9 +13,10 @@
 //
 // Exit codes: 0 all passed; 1 a check failed; 2 setup problem (bundle incomplete); 3 no usable GPU here
 // (probe() returned null: printed with the reason, nothing else runs).
-// ZINFER_GPU_CHECK_ONLY=conformance,half,variants,linear,batched,attention,fixtures,bench,sample,moe runs a subset.
+// ZINFER_GPU_CHECK_ONLY=conformance,sass,half,variants,linear,batched,attention,fixtures,bench,sample,moe runs a subset.
 // ZINFER_GPU_CHECK_DRY=1 runs every check with the reference backend in place of cuda (no GPU needed): it
 // tests this script itself on a machine without a GPU.
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -33,7 +35,7 @@ const wanted = (part) => !only || only.has(part);
 const [core, testing, cuda, reference] = await importPackages(['@zinfer/core', '@zinfer/core/testing', '@zinfer/kernels/cuda', '@zinfer/kernels/reference'], log);
 const { createEngine, SafetensorsFile, Rng } = core;
 const { kernelBackendConformance, randomTensor, stepBatch, range, relativeDifference } = testing;
-const { cudaBackend, cudaDiagnostics, cudaMicrobench, probeFailure } = cuda;
+const { cudaBackend, cudaDiagnostics, cudaMicrobench, preWaitViolations, probeFailure } = cuda;
 const { referenceBackend } = reference;
 
 const results = { date: new Date().toISOString(), node: process.version, device: null, diagnostics: null, cases: [], microbench: null };
@@ -68,6 +70,25 @@ if (wanted('conformance')) {
   for (const c of kernelBackendConformance(backend, { oracle })) await runCase('conformance', c.name, c.run);
   const k = cudaDiagnostics().kernelLoad;
   if (k) log(`kernels: NVRTC ${k.nvrtc} compiled [${k.compiled.join(', ')}] in ${k.seconds.toFixed(2)} s (cache ${cacheDir})`);
+  save();
+}
+if (wanted('sass') && !dry) {
+  // What ptxas made of the loads meant to come before griddepcontrol.wait (src/cuda/sass-audit.ts): the cubins
+  // this process loaded, disassembled by the toolkit's cuobjdump.
+  if (!cudaDiagnostics().kernelLoad) await kernelBackendConformance(backend, { oracle })[0].run(); // loads the kernels
+  await runCase('sass', 'kernels that load before griddepcontrol.wait still do in their SASS (cuobjdump)', () => {
+    const k = cudaDiagnostics().kernelLoad;
+    if (!k || k.cacheFiles.length === 0) throw new Error('no cubin cache files to read (the kernel cache is off?)');
+    let listing = '';
+    for (const f of k.cacheFiles) {
+      const r = spawnSync('cuobjdump', ['-sass', join(cacheDir, f)], { encoding: 'utf8', maxBuffer: 1 << 30 });
+      if (r.error || r.status !== 0) throw new Error(`cuobjdump -sass ${f}: ${r.error?.message ?? r.stderr.slice(0, 200)} (is the CUDA toolkit's bin on PATH?)`);
+      listing += r.stdout;
+    }
+    const { kernels, violations } = preWaitViolations(listing);
+    if (violations.length) throw new Error(`${violations.length} of ${kernels} kernels: ${violations.slice(0, 6).join('; ')}`);
+    return `${kernels} kernels load before their wait`;
+  });
   save();
 }
 if (wanted('variants')) {

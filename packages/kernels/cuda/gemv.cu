@@ -173,7 +173,7 @@ __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1
     // residual and the outputs wait for the kernel before), so a dependent launch streams its weights while
     // that kernel drains. The wait sits behind a branch: where it followed the loads in the same basic block,
     // ptxas (CUDA 13) moved every load after it, and no GEMV had weights in flight before its wait (PERF-NOTES,
-    // session 19: the 7B layer's chain 109 → 101 µs on an H200).
+    // session 19: the 7B layer's chain 109 → 102 µs on an H200).
     if constexpr (!ROLL) { // a round's loads, then their use; the first round's body holds the wait
       for (int base = threadIdx.x; base < nv; base += step) {
 #pragma unroll

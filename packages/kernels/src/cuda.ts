@@ -132,6 +132,7 @@ export { probeFailure } from './cuda/probe.js';
 export { cudaDiagnostics, type CudaDiagnostics } from './cuda/diagnostics.js';
 export { findLibrary, findIncludeDir, searchDirs, type CudaLibrary } from './cuda/libraries.js';
 export { cudaMicrobench, type MicrobenchResult } from './cuda/microbench.js';
+export { loadsBeforeWaits, PRE_WAIT_RULES, preWaitViolations, type PreWaitRule, type WaitLoads } from './cuda/sass-audit.js';
 export { profileStep, summarizeProfile, gemvShape, type KernelTiming, type ProfileRow } from './cuda/kernel-profile.js';
 export { decodeRecords, KernelTrace, summarizeTrace, traceBuild, type TraceRecord, type TraceRow, type TraceSummary } from './cuda/kernel-trace.js';
 export { autoGemvVariant, GEMV_KERNEL_VARIANTS, GEMV_NARROW_MODES, GEMV_VARIANTS, gemvNarrow, gemvVariant, gemvVariantByEpilogue, gemvWarpMaxIn, setGemvNarrow, setGemvVariant, setGemvVariantByEpilogue, setGemvWarpMaxIn, type GemvEpilogue, type GemvKernelVariant, type GemvNarrowMode, type GemvVariant } from './cuda/gemv-variant.js';

@@ -36,8 +36,8 @@ export class CudaDevice {
   private modules: Ptr[] = [];
   /** The graph timeline's buffer, in trace builds (ZINFER_CUDA_TRACE=1) once the kernels are loaded. */
   trace: KernelTrace | null = null;
-  /** What the last kernel load did: files compiled now, NVRTC version, seconds taken. */
-  kernelLoad: { compiled: string[]; nvrtc: string; seconds: number } | null = null;
+  /** What the last kernel load did: files compiled now, their cache files (sm_<arch>-<key>.cubin), NVRTC version, seconds taken. */
+  kernelLoad: { compiled: string[]; cacheFiles: string[]; nvrtc: string; seconds: number } | null = null;
 
   private constructor(readonly driver: CudaDriver, readonly props: DeviceProps, readonly ctx: Ptr, private readonly pool: Ptr | null) {}
 
@@ -138,7 +138,7 @@ export class CudaDevice {
       throw new BackendError(`NVRTC ${nvrtc.version} (${nvrtc.path}) cannot build for sm_${this.props.arch} (${this.props.name})`, { expected: `one of sm_${archs.join(', sm_')}`, found: `sm_${this.props.arch}` });
     }
     const sources = loadKernelSources();
-    const { cubins, compiled } = compileUnits(nvrtc, sources, this.props.arch, findIncludeDir(nvrtc.path), cacheDir);
+    const { cubins, compiled, cacheFiles } = compileUnits(nvrtc, sources, this.props.arch, findIncludeDir(nvrtc.path), cacheDir);
     const { api } = this.driver;
     const table = new Map<string, LoadedKernel>();
     for (const [file, cubin] of cubins) {
@@ -154,7 +154,7 @@ export class CudaDevice {
       }
     }
     if (traceBuild()) this.trace = KernelTrace.attach(this.driver, this.modules);
-    this.kernelLoad = { compiled, nvrtc: nvrtc.version, seconds: (performance.now() - t0) / 1000 };
+    this.kernelLoad = { compiled, cacheFiles, nvrtc: nvrtc.version, seconds: (performance.now() - t0) / 1000 };
     return table;
   }
 

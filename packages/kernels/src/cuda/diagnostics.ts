@@ -16,7 +16,7 @@ export interface CudaDiagnostics {
   nvrtcVersion: string | null;
   nvrtcArchs: number[];
   /** How the kernels were compiled/loaded on the device, once a program has been compiled there. */
-  kernelLoad: { compiled: string[]; nvrtc: string; seconds: number } | null;
+  kernelLoad: { compiled: string[]; cacheFiles: string[]; nvrtc: string; seconds: number } | null;
 }
 
 export function cudaDiagnostics(ordinal = 0): CudaDiagnostics {

@@ -1,0 +1,75 @@
+// Whether the kernels that issue loads before griddepcontrol.wait still do so in the compiled code. Under PDL
+// a kernel starts while the one before it drains, and what it loads before its wait is what it gets done
+// meanwhile: a GEMV's first round of weights, the decode attention's step metadata (and, pipelined, its first
+// K/V round), a router's weights, the MoE down kernel's first expert. ptxas (CUDA 13) once moved every GEMV's
+// loads behind the wait, which cost the graphed 7B step 6% on an H200 while every test passed (PERF-NOTES,
+// session 19). This reads a `cuobjdump -sass` listing of the cubins: scripts/gpu-check.mjs (part sass) runs it
+// on the GPU machine, whose CUDA toolkit has cuobjdump.
+
+/** A kernel's global loads in program order, counted before each wait (ACQBULK: griddepcontrol.wait). */
+export interface WaitLoads {
+  /** All global loads (LDG) since the previous wait or the kernel's start, one count per wait. */
+  loads: number[];
+  /** Of those, the weight stream's (LDG.E.NA: ld.global.nc.L1::no_allocate, cuda/common.cuh ld_stream16). */
+  stream: number[];
+}
+
+/** Per kernel of a listing that waits at least once: its loads before each wait. */
+export function loadsBeforeWaits(listing: string): Map<string, WaitLoads> {
+  const out = new Map<string, WaitLoads>();
+  let cur: WaitLoads | null = null;
+  let loads = 0;
+  let stream = 0;
+  for (const line of listing.split('\n')) {
+    const fn = /Function : (\S+)/.exec(line);
+    if (fn) {
+      cur = { loads: [], stream: [] };
+      out.set(fn[1], cur);
+      loads = stream = 0;
+    } else if (cur && /\bACQBULK\b/.test(line)) {
+      cur.loads.push(loads);
+      cur.stream.push(stream);
+      loads = stream = 0;
+    } else if (cur && /\bLDG\./.test(line)) {
+      loads++;
+      if (/\bLDG\.E\.NA\./.test(line)) stream++;
+    }
+  }
+  for (const [name, w] of out) if (w.loads.length === 0) out.delete(name);
+  return out;
+}
+
+/** What a kernel must load before a wait: `stream` weight loads before some wait, or `first` loads before its first. */
+export interface PreWaitRule {
+  kernels: RegExp;
+  stream?: number;
+  first?: number;
+  what: string;
+}
+
+export const PRE_WAIT_RULES: readonly PreWaitRule[] = [
+  // Every GEMV entry has a scalar path whose wait comes first in program order, so the vector path's round
+  // is "some wait": occ's is 2 loads × 4 rows, the others' 4 × 4 or 2 × 8.
+  { kernels: /^gemv\d[droew]?_/, stream: 8, what: 'its first round of weights' },
+  { kernels: /^attn_decode\d/, first: 1, what: "the step's metadata and (pipelined) its first K/V round" },
+  { kernels: /^moe_router/, first: 1, what: "the router's (and its norm's) weights" },
+  { kernels: /^moe_down\d/, first: 1, what: "the first expert's weights" },
+  { kernels: /^embedding_sum_/, first: 1, what: 'its rows of both tables' },
+];
+
+/** The kernels of a listing that break PRE_WAIT_RULES, each with what it no longer loads early. */
+export function preWaitViolations(listing: string): { kernels: number; violations: string[] } {
+  const waits = loadsBeforeWaits(listing);
+  const violations: string[] = [];
+  let kernels = 0;
+  for (const [name, w] of waits) {
+    const rule = PRE_WAIT_RULES.find((r) => r.kernels.test(name));
+    if (!rule) continue;
+    kernels++;
+    if (rule.stream !== undefined && !w.stream.some((n) => n >= rule.stream!)) {
+      violations.push(`${name}: no wait has ${rule.stream} weight loads before it (${rule.what}; counts ${w.stream.join('|')})`);
+    }
+    if (rule.first !== undefined && w.loads[0] < rule.first) violations.push(`${name}: nothing loaded before its first wait (${rule.what})`);
+  }
+  return { kernels, violations };
+}
