@@ -8,8 +8,8 @@ import { EnvChoice } from './env-choice.js';
 /**
  * v1: 4 loads a row, reissued per round; roll: reissued per slot; occ: roll, 2 loads, 4 blocks an SM; dense: v1
  * at 4 blocks an SM; eight: 8 weight rows a block, 2 loads a row, 4 blocks an SM; auto (the default): one of them
- * per launch, by autoGemvVariant. On an H100 (2026-11-28, graphed Llama-2-7B-shape
- * batch-1 decode) roll 5.062 ms, v1 5.183, occ 5.323. Dropped after measuring (PERF-NOTES.md): a
+ * per launch, by autoGemvVariant. On an H100 (2026-11-28, graphed Llama-2-7B-shape batch-1 decode) roll
+ * 5.062 ms, v1 5.183, occ 5.323. Dropped after measuring (PERF-NOTES.md): a
  * persistent grid looping over the tiles (H100: slower), roll with its slots in shared memory filled by
  * cp.async, 6 blocks an SM (H200: slower), and inputs staged in shared memory (H200: equal, and its branch
  * cost registers in every GEMV).
