@@ -181,6 +181,31 @@ test('auto: eight for a residual GEMV whose 4-row blocks take over one wave and 
   assert.is(gemvBlocks([4096, 1024, 1024], false, 4), 1536, 'segments: their blocks added');
 });
 
+test('eight: the residual GEMVs whose 8-row blocks fit in one wave (here: of a one-SM recording GPU) launch a block per 8 rows', async () => {
+  class OneSmGpu extends RecordingGpu {
+    override readonly multiprocessors = 1; // a wave of 4 blocks: the tiny model's 32-row o and down take 8 of 4 rows, 4 of 8
+  }
+  setGemvNarrow('block'); // the tiny model's rows are narrow: eight applies to the 128-thread GEMV
+  try {
+    const gpu = new OneSmGpu();
+    const m = tinyLlama(Rng.fromSeed(7), TINY_LLAMA, 'f16');
+    const program = await compileProgram(gpu, m.graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 8, blockSize: 4 } }, SETTINGS);
+    const blocks = [0, 1];
+    await program.run(stepBatch([{ tokens: [5, 6, 7], cached: 0, blocks }], 4, 'last'));
+    const from = gpu.launches.length;
+    await program.run(stepBatch([{ tokens: [9], cached: 3, blocks }], 4, 'last'));
+    const gemvs = gpu.launches.slice(from).filter((l) => l.kernel.startsWith('gemv'));
+    const eight = gemvs.filter((l) => l.kernel === 'gemv1e_f16_f16');
+    assert.is(eight.length, 2 * TINY_LLAMA.numLayers, `o and down of every layer: ${gemvs.map((l) => l.kernel).join(' ')}`);
+    assert.ok(eight.every((l) => l.grid.x === TINY_LLAMA.hiddenSize / 8), 'a block per 8 rows');
+    const gated = gemvs.filter((l) => l.grid.x === TINY_LLAMA.intermediateSize / 2);
+    assert.ok(gated.length === TINY_LLAMA.numLayers && gated.every((l) => l.kernel === 'gemv1o_f16_f16'), 'gate/up stays on occ: 2 gate and 2 up rows a block');
+    await program.dispose();
+  } finally {
+    setGemvNarrow('warp');
+  }
+});
+
 test('runObserved: one decode step runs eagerly with the hook seeing every launch while its bucket has a graph; resetGraphs recaptures with the selected GEMV variant', async () => {
   setGemvNarrow('block'); // the tiny model's rows are narrow: the variants apply to the 128-thread GEMV
   try {
