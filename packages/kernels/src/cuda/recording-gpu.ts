@@ -39,7 +39,7 @@ interface RecordedGraph extends GraphExec {
 export class RecordingGpu implements Gpu {
   readonly name = 'recording gpu';
   readonly arch = 90;
-  readonly multiprocessors = 132;
+  readonly multiprocessors: number = 132;
   readonly maxClusterBlocks = 8;
   readonly l2Bytes = 50 * 2 ** 20;
   readonly launches: RecordedLaunch[] = [];
