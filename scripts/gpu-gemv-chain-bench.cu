@@ -97,22 +97,7 @@ int main(int argc, char **argv) {
   CUDA(cudaStreamSynchronize(s));
 
   // Per-layer µs of the chain `layer(l)` over the 8 layers, captured once as a graph.
-  auto chainUs = [&](auto layer) {
-    cudaGraph_t g;
-    cudaGraphExec_t e;
-    CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
-    for (int l = 0; l < LAYERS; l++) layer(layers[l]);
-    CUDA(cudaStreamEndCapture(s, &g));
-    CUDA(cudaGraphInstantiate(&e, g, 0));
-    CUDA(cudaGraphLaunch(e, s));
-    CUDA(cudaStreamSynchronize(s));
-    std::vector<float> t;
-    for (int r = 0; r < REPLAYS; r++) t.push_back(timeUs(s, [&](int) { CUDA(cudaGraphLaunch(e, s)); }, 0, 1) / LAYERS);
-    CUDA(cudaGraphExecDestroy(e));
-    CUDA(cudaGraphDestroy(g));
-    std::sort(t.begin(), t.end());
-    return t[REPLAYS / 2];
-  };
+  auto chainUs = [&](auto layer) { return graphUs(s, LAYERS, REPLAYS, [&](int l) { layer(layers[l]); }); };
   const int qkvG = 3 * Q / 4, oG = H / 4, guG = I / 2, dG = H / 4;
   // A layer's four GEMVs, each through an engine entry (with or without the step's norms and epilogues) or
   // through the plain kernel: kinds[j] for GEMV j (q|k|v, o, gate|up, down), 0 the engine entry k[j], 1 the

@@ -1,6 +1,28 @@
 // The plain GEMV the standalone GEMV benches compare the engine's entries with (gpu-gemv-rate-bench.cu,
-// gpu-gemv-chain-bench.cu), and their weight fill. Include after bench.cu and gemv.cu.
+// gpu-gemv-chain-bench.cu), their weight fill and their graph timer. Include after bench.cu, gemv.cu and
+// gpu-cuda-check.cuh.
 #pragma once
+#include <algorithm>
+#include <vector>
+
+// µs a unit of `capture(i)` for i < units, captured once as a CUDA graph and replayed `replays` times (one
+// untimed first): the median replay over the units.
+template <typename F> static float graphUs(cudaStream_t s, int units, int replays, F capture) {
+  cudaGraph_t g;
+  cudaGraphExec_t e;
+  CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+  for (int i = 0; i < units; i++) capture(i);
+  CUDA(cudaStreamEndCapture(s, &g));
+  CUDA(cudaGraphInstantiate(&e, g, 0));
+  CUDA(cudaGraphLaunch(e, s));
+  CUDA(cudaStreamSynchronize(s));
+  std::vector<float> t;
+  for (int r = 0; r < replays; r++) t.push_back(timeUs(s, [&](int) { CUDA(cudaGraphLaunch(e, s)); }, 0, 1) / units);
+  CUDA(cudaGraphExecDestroy(e));
+  CUDA(cudaGraphDestroy(g));
+  std::sort(t.begin(), t.end());
+  return t[replays / 2];
+}
 
 __device__ __forceinline__ void bulk_prefetch_l2(const void *p, u32 bytes) {
   asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");

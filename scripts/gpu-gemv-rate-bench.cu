@@ -28,23 +28,6 @@
 struct Shape { const char *name; int n, inF; };
 static const int COPIES = 4, LAUNCHES = 20, REPLAYS = 5;
 
-template <typename F> static float graphUs(cudaStream_t s, F launch) {
-  cudaGraph_t g;
-  cudaGraphExec_t e;
-  CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
-  for (int i = 0; i < LAUNCHES; i++) launch(i);
-  CUDA(cudaStreamEndCapture(s, &g));
-  CUDA(cudaGraphInstantiate(&e, g, 0));
-  CUDA(cudaGraphLaunch(e, s)); // warm
-  CUDA(cudaStreamSynchronize(s));
-  std::vector<float> t;
-  for (int r = 0; r < REPLAYS; r++) t.push_back(timeUs(s, [&](int) { CUDA(cudaGraphLaunch(e, s)); }, 0, 1) / LAUNCHES);
-  CUDA(cudaGraphExecDestroy(e));
-  CUDA(cudaGraphDestroy(g));
-  std::sort(t.begin(), t.end());
-  return t[REPLAYS / 2];
-}
-
 int main() {
   cudaStream_t s;
   CUDA(cudaStreamCreate(&s));
@@ -76,7 +59,7 @@ int main() {
     struct Row { std::string name; float us; float err; int perSm; };
     std::vector<Row> rows;
     const int n16 = (int)((size_t)sh.n * sh.inF * 2 / 16);
-    rows.push_back({"read", graphUs(s, [&](int i) { read_bandwidth<<<sms * 8, READ_THREADS, 0, s>>>(sink, (const uint4 *)W(i), n16); }), 0.f, 8});
+    rows.push_back({"read", graphUs(s, LAUNCHES, REPLAYS, [&](int i) { read_bandwidth<<<sms * 8, READ_THREADS, 0, s>>>(sink, (const uint4 *)W(i), n16); }), 0.f, 8});
     auto engine = [&](const char *name, auto kernel) {
       int per = 0;
       CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, kernel, GEMV_THREADS, 0));
@@ -86,7 +69,7 @@ int main() {
                                                         nullptr, 0, 0, 0, 0);
       };
       go(0, yRef);
-      rows.push_back({name, graphUs(s, [&](int i) { go(i, y); }), 0.f, per});
+      rows.push_back({name, graphUs(s, LAUNCHES, REPLAYS, [&](int i) { go(i, y); }), 0.f, per});
     };
     engine("v1", gemv1_f16_f16);
     engine("roll", gemv1r_f16_f16);
@@ -111,7 +94,7 @@ int main() {
       auto go = [&](int i) { kernel<<<(sh.n + 3) / 4, 128, 0, s>>>(y, W(i), x, sh.n, sh.inF, ahead); };
       go(0);
       const float err = relErr();
-      rows.push_back({name, graphUs(s, go), err, per});
+      rows.push_back({name, graphUs(s, LAUNCHES, REPLAYS, go), err, per});
     };
     blk(gemv_blk<false, 0, 1>, "blk", 0);
     blk(gemv_blk<false, 2, 1>, "blk+loop", 0);

@@ -69,7 +69,7 @@ export function serveCommand(io: CliIo, done: (exitCode: number) => void): Comma
     .addOption(count('--max-batch-tokens <n>', 'tokens per step, prompt chunks and decode together (default 512)'))
     .addOption(new Option('--max-sequences <n>', "requests in the running batch (default 64); 'auto': as many as the KV cache holds at --max-context").argParser(orAuto(parseCount)))
     .addOption(count('--max-context <n>', 'longest prompt + generation (default: the model\'s)'))
-    .addOption(count('--decode-steps <n>', 'greedy decode steps a call runs where the backend chains them on the device (cuda; default 4, at most 64): tokens then stream in runs of up to n; 1 = one step a call'))
+    .addOption(count('--decode-steps <n>', 'decode steps a call runs where the backend chains them on the device (cuda; greedy rows, and sampled ones without a repetition penalty; default 4, at most 64): tokens then stream in runs of up to n; 1 = one step a call'))
     .addOption(count('--max-prompt-tokens <n>', 'longest prompt a request may send (default: context - 1)'))
     .addOption(count('--max-output-tokens <n>', 'largest max_tokens a request may ask for (default: the context)'))
     .addOption(count('--max-requests <n>', 'requests in flight on the server (default 1024)'))
