@@ -75,7 +75,8 @@ if (wanted('conformance')) {
 if (wanted('sass') && !dry) {
   // What ptxas made of the loads meant to come before griddepcontrol.wait (src/cuda/sass-audit.ts): the cubins
   // this process loaded, disassembled by the toolkit's cuobjdump.
-  if (!cudaDiagnostics().kernelLoad) await kernelBackendConformance(backend, { oracle })[0].run(); // loads the kernels
+  // Loads the kernels from the cache where no case has yet (the first conformance case launches none).
+  cuda.CudaDevice.open(0).kernels(cacheDir);
   await runCase('sass', 'kernels that load before griddepcontrol.wait still do in their SASS (cuobjdump)', () => {
     const k = cudaDiagnostics().kernelLoad;
     if (!k || k.cacheFiles.length === 0) throw new Error('no cubin cache files to read (the kernel cache is off?)');
@@ -98,10 +99,13 @@ if (wanted('variants')) {
     ['no fusion', { fusion: false }, /linear|norm|rotary|attention|kv cache/],
     ['no graphs', { graphs: false }, /kv cache/],
     ['pdl', { pdl: true }, /./],
+    ['no clusters', {}, /attention|kv cache/, 'off'], // the decode attention's splits merged through global memory
   ];
-  for (const [label, extra, re] of variants) {
+  for (const [label, extra, re, cluster] of variants) {
     const be = makeBackend({ ...opts, ...extra });
+    if (cluster) cuda.setDecodeCluster(cluster);
     for (const c of kernelBackendConformance(be, { oracle })) if (re.test(c.name)) await runCase(`conformance ${label}`, c.name, c.run);
+    cuda.setDecodeCluster('auto');
   }
   save();
 }
@@ -192,13 +196,17 @@ if (wanted('batched')) {
 if (wanted('attention')) {
   // Long contexts: A is a 1500-token prompt in chunks of 512, B a 700-token prompt joining in step 2,
   // then decode steps of both; permuted blocks of 16. Full causal and a 256-token window.
-  for (const [heads, kvHeads, headDim, window, act] of [
-    [8, 2, 128, null, 'f32'], [4, 4, 64, 256, 'f32'], [6, 1, 80, null, 'f32'],
-    [8, 2, 128, null, 'f16'], [4, 4, 64, 256, 'bf16'], [6, 1, 80, null, 'bf16'], [4, 4, 32, 100, 'f16'],
+  // The decode steps' splits in clusters of 8 (two clusters a head here: merged in shared memory, then
+  // through global memory) and without clusters.
+  for (const [heads, kvHeads, headDim, window, act, cluster] of [
+    [8, 2, 128, null, 'f32', 'auto'], [4, 4, 64, 256, 'f32', 'auto'], [6, 1, 80, null, 'f32', 'auto'],
+    [8, 2, 128, null, 'f16', 'auto'], [4, 4, 64, 256, 'bf16', 'auto'], [6, 1, 80, null, 'bf16', 'auto'], [4, 4, 32, 100, 'f16', 'auto'],
+    [8, 2, 128, null, 'f32', 'off'], [6, 1, 80, null, 'bf16', 'off'],
   ]) {
     const tol = act === 'f32' ? 1e-4 : 2e-2;
     const be = makeBackend({ ...opts, activations: act });
-    await runCase('attention', `long context heads ${heads}/${kvHeads} headDim ${headDim} window ${window} (${act})`, async () => {
+    cuda.setDecodeCluster(cluster);
+    await runCase('attention', `long context heads ${heads}/${kvHeads} headDim ${headDim} window ${window} (${act}, clusters ${cluster})`, async () => {
       const { graph, tensors, kvCache, steps } = longContextAttention({ heads, kvHeads, headDim, window });
       const got = await runSteps(be, graph, tensors, kvCache, steps);
       const want = await runSteps(oracle, graph, tensors, kvCache, steps);
@@ -208,6 +216,7 @@ if (wanted('attention')) {
       return `rel err ${worst.toExponential(2)} over ${steps.length} steps`;
     });
   }
+  cuda.setDecodeCluster('auto');
   save();
 }
 

@@ -16,7 +16,8 @@
 //   ZINFER_SHAPES=7b,13b-tp4 picks shapes; ZINFER_PROFILE_ROWS=64 times steps of that many sequences (default 1),
 //   ZINFER_PROFILE_CONTEXT=520 at that many cached positions each (default 100). ZINFER_PROFILE_WARP_MAX_IN=1024,2048
 //   also times the graphed step with each bound on the one-warp GEMV's inputs (gemvWarpMaxIn);
-//   ZINFER_PROFILE_SPLITS=auto,4,8 with each decode-attention split count (setDecodeSplits).
+//   ZINFER_PROFILE_SPLITS=auto,4,8 with each decode-attention split count (setDecodeSplits);
+//   ZINFER_PROFILE_CLUSTER=auto,off with and without the decode attention's clusters (setDecodeCluster).
 //   ZINFER_CUDA_TRACE=1 (kernels built with the trace: kernel-trace.ts) adds each shape's graphed timeline.
 //   Writes $OUT/shape-profile.json and prints a table.
 import { join } from 'node:path';
@@ -51,6 +52,7 @@ const ROWS = Number(process.env.ZINFER_PROFILE_ROWS || 1);
 const WARP_BOUNDS = (process.env.ZINFER_PROFILE_WARP_MAX_IN || '').split(',').filter(Boolean).map(Number);
 const CONTEXT = Number(process.env.ZINFER_PROFILE_CONTEXT || 100);
 const SPLITS = (process.env.ZINFER_PROFILE_SPLITS || '').split(',').map((s) => s.trim()).filter(Boolean);
+const CLUSTERS = (process.env.ZINFER_PROFILE_CLUSTER || '').split(',').map((s) => s.trim()).filter(Boolean);
 const pick = (process.env.ZINFER_SHAPES || Object.keys(SHAPES).join(',')).split(',').map((s) => s.trim()).filter(Boolean);
 
 const result = { card: null, rows: ROWS, context: CONTEXT, date: new Date().toISOString(), read_gb_per_s: null, shapes: {} };
@@ -125,6 +127,7 @@ for (const name of pick) {
       const baseByEpilogue = cuda.gemvVariantByEpilogue(); // ZINFER_GEMV_BY_EPILOGUE, restored after the mixes
       const baseWarp = cuda.gemvWarpMaxIn();
       const baseSplits = cuda.decodeSplitsMode();
+      const baseCluster = cuda.decodeClustersMode();
       try {
         for (const v of variants) {
           cuda.setGemvVariant(v);
@@ -147,6 +150,8 @@ for (const name of pick) {
         r.graphed_ms_by_warp_max_in = await alternated(WARP_BOUNDS, cuda.setGemvWarpMaxIn, baseWarp);
         r.graphed_ms_by_decode_splits = await alternated(SPLITS, cuda.setDecodeSplits, baseSplits);
         if (SPLITS.length) log(`${name}: graphed ms by decode-attention splits ${JSON.stringify(r.graphed_ms_by_decode_splits)}`);
+        r.graphed_ms_by_decode_cluster = await alternated(CLUSTERS, cuda.setDecodeCluster, baseCluster);
+        if (CLUSTERS.length) log(`${name}: graphed ms by decode-attention clusters ${JSON.stringify(r.graphed_ms_by_decode_cluster)}`);
         if (WARP_BOUNDS.length) log(`${name}: graphed ms by one-warp GEMV bound ${JSON.stringify(r.graphed_ms_by_warp_max_in)}`);
         for (const m of mixes) { // none/residual/gated
           cuda.setGemvVariantByEpilogue(Object.fromEntries(MIX_EPILOGUES.map((e, i) => [e, m[i]])));

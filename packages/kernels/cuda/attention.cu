@@ -1,8 +1,10 @@
 // Paged-KV causal attention with GQA and sliding windows, split across the context like flash-decoding.
 //   - attn_decode: a step of one token per sequence (decode). Each block takes one (row, head, split of
 //     the context); lanes in groups of LANES read a cached position's head with 16-byte loads, every group
-//     keeps an online softmax, and the last block of a (row, head) to finish merges the splits (a counter
-//     in global memory), so a decode layer's attention is one launch. It also does what a separate kernel
+//     keeps an online softmax, and the splits are merged in the same launch: by the first block of their
+//     thread-block cluster through shared memory (cluster.cuh), or, past one cluster or without clusters, by
+//     the last block of a (row, head) to finish (a counter in global memory). A decode layer's attention is
+//     one launch. It also does what a separate kernel
 //     did before it (rope_kv / kv_write): it rotates q, and the split that holds the row's new position
 //     rotates the step's k, uses it and v (from registers) for that position and (one block per KV head)
 //     writes both into the cache; the values it stores and uses are those rope_kv would store (the same
@@ -21,6 +23,7 @@
 //   rowSeq [rows]: the sequence of each row;
 //   seqInfo [sequences, 4]: queryStart, queryLength, contextLength, offset of its block table in blockTables;
 //   blockTables [Σ blocks]: physical block of each logical block, sequence after sequence.
+#include "cluster.cuh"
 #include "rope.cuh"
 
 #define ATT_THREADS 128
@@ -157,6 +160,7 @@ ATT_PARAMS(bf16, bf16_t)
 
 #define DEC_THREADS 128
 #define DEC_MAX_SPLITS 32 // DECODE_MAX_SPLITS in src/cuda/attention-launch.ts: the merge's lanes
+#define DEC_MAX_CLUSTER 8 // the portable cluster limit: the splits a cluster's first block merges
 #define LOG2E 1.4426950408889634f
 #define DEC_UNROLL 4 // positions per group per iteration, loaded before any is used (16-byte lanes; 2 for 32-byte)
 
@@ -233,6 +237,48 @@ template <> struct CacheVec<e4m3_t, 4> {
   }
 };
 
+// The merge of n ≤ 32 softmax states of one (row, head), each a max, a sum and an unnormalized output read
+// through at(c, i) (i = 0 the max, 1 the sum, 2 + d the output's element d), in split order. merge_weights
+// (every thread calls it) leaves state c's weight exp2(max_c - max) in sWeight[c] and the largest max in
+// *sMax, and returns the weighted sum of sums; merge_element is then the weighted sum of element d. Lane c of
+// warp 0 reads state c's max and sum, so the reads are in flight together (one after another, a merge of 27
+// splits through global memory was 81 dependent L2 trips); the sums are still added in split order.
+template <typename At> __device__ __forceinline__ float merge_weights(At at, int n, float *sWeight, float *sTotal, float *sMax) {
+  if (threadIdx.x < 32) {
+    const int c = threadIdx.x;
+    const float mc = c < n ? at(c, 0) : NEG_INF;
+    const float lc = c < n ? at(c, 1) : 0.f;
+    float MM = mc;
+#pragma unroll
+    for (int o2 = 16; o2 > 0; o2 >>= 1) MM = fmaxf(MM, __shfl_xor_sync(0xffffffffu, MM, o2));
+    const float wc = mc != NEG_INF ? exp2f(mc - MM) : 0.f;
+    if (c < n) sWeight[c] = wc;
+    float LL = 0.f;
+    for (int k = 0; k < n; k++) {
+      const float wk = __shfl_sync(0xffffffffu, wc, k), lk = __shfl_sync(0xffffffffu, lc, k);
+      if (__shfl_sync(0xffffffffu, mc, k) != NEG_INF) LL += lk * wk;
+    }
+    if (c == 0) {
+      *sTotal = LL;
+      *sMax = MM;
+    }
+  }
+  __syncthreads();
+  return *sTotal;
+}
+template <typename At> __device__ __forceinline__ float merge_element(At at, int n, const float *sWeight, int d) {
+  float a = 0.f;
+  for (int c0 = 0; c0 < n; c0 += 8) {
+    float v[8];
+#pragma unroll
+    for (int k = 0; k < 8; k++) v[k] = c0 + k < n ? at(c0 + k, 2 + d) : 0.f;
+#pragma unroll
+    for (int k = 0; k < 8; k++)
+      if (c0 + k < n && sWeight[c0 + k] != 0.f) a += v[k] * sWeight[c0 + k];
+  }
+  return a;
+}
+
 // PIPE: the next iteration's K and V (and their block-table lookups) are loaded before this iteration's
 // are used, so a block always has a round of loads in flight; the arithmetic and its order are unchanged
 // (the same operations in the same order as PIPE = false; yet on H100 and H200 some greedy ids of a
@@ -252,7 +298,8 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   constexpr int U = sizeof(typename CV::Raw) > 16 ? DEC_UNROLL / 2 : DEC_UNROLL;
   constexpr int G = DEC_THREADS / LANES; // position groups per block
   __shared__ float sM[G], sL[G], sAcc[G][LANES * VEC];
-  __shared__ float sWeight[DEC_MAX_SPLITS], sTotal; // the merge's split weights exp2(m_c - max) and their sum
+  __shared__ float sWeight[DEC_MAX_SPLITS], sTotal, sMaxAll; // the merge's weights exp2(m_c - max), their sum, the max
+  __shared__ float sSplit[DEC_MAX_CLUSTER][ATT_MAX_HEAD_DIM + 2]; // a cluster's splits: max, sum, output (its first block's)
   __shared__ int sLast;
   __shared__ double cs[ROPE_MAX_HALF], sn[ROPE_MAX_HALF];
   __shared__ __align__(16) A sQ[ATT_MAX_HEAD_DIM];
@@ -417,69 +464,70 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   for (int g = 0; g < G; g++)
     if (sM[g] != NEG_INF) L += sL[g] * exp2f(sM[g] - M);
   A *o = out + ((i64)r * heads + h) * headDim;
-  if (used == 1) { // the whole context in this block: split 0 holds the row's own position
-    for (int d = threadIdx.x; d < headDim; d += DEC_THREADS) {
-      float a = 0.f;
-      for (int g = 0; g < G; g++)
-        if (sM[g] != NEG_INF) a += sAcc[g][d] * exp2f(sM[g] - M);
-      o[d] = from_f32<A>(a / L);
-    }
-    return;
-  }
-  const int stride = headDim + 2;
-  float *P = partial + ((i64)r * heads + h) * splits * stride;
-  float *mine = P + (i64)s * stride;
-  if (threadIdx.x == 0) {
-    mine[0] = M;
-    mine[1] = L;
-  }
-  for (int d = threadIdx.x; d < headDim; d += DEC_THREADS) {
+  // This split's unnormalized output, element d: the groups' merged.
+  auto blockAcc = [&](int d) {
     float a = 0.f;
     for (int g = 0; g < G; g++)
       if (sM[g] != NEG_INF) a += sAcc[g][d] * exp2f(sM[g] - M);
-    mine[2 + d] = a;
+    return a;
+  };
+  if (used == 1) { // the whole context in this block: split 0 holds the row's own position
+    for (int d = threadIdx.x; d < headDim; d += DEC_THREADS) o[d] = from_f32<A>(blockAcc(d) / L);
+    return;
   }
-  // The last split to finish merges them all (threadFenceReduction): publish, then count.
+  // The splits' merge. In a clustered launch (decodeCluster on the host: CL blocks of consecutive splits of one
+  // (row, head)) each split's state goes into the shared memory of its cluster's first block, which after one
+  // cluster barrier merges them and, when its cluster holds the whole context, writes the output: no global
+  // memory, fence or counter between the K/V and the output (at short contexts those were most of the
+  // kernel's time after its K/V were used: PERF-NOTES, session 20). Otherwise (no cluster, or a context over
+  // several clusters) each split, or each cluster's first block, publishes its state to `partial`, and the
+  // last of them to finish merges them all (a counter in global memory).
+  const int CL = cluster_blocks(); // 1 without a cluster
+  const int n = min(CL, used - s); // splits with positions in this block's cluster (read by its first block)
+  auto inCluster = [&](int c, int i) { return sSplit[c][i]; };
+  int unit = s, units = used;
+  float pubM = M, pubL = L; // the state published to `partial`
+  if (CL > 1) {
+    const int rank = s % CL;
+    float *row = cluster_map(&sSplit[rank][0], 0);
+    if (threadIdx.x == 0) {
+      row[0] = M;
+      row[1] = L;
+    }
+    for (int d = threadIdx.x; d < headDim; d += DEC_THREADS) row[2 + d] = blockAcc(d);
+    cluster_sync(); // splits past the context have exited, which counts as arriving
+    if (rank != 0) return;
+    TRACE_MARK(13);
+    const float LL = merge_weights(inCluster, n, sWeight, &sTotal, &sMaxAll);
+    if (used <= CL) {
+      for (int d = threadIdx.x; d < headDim; d += DEC_THREADS) o[d] = from_f32<A>(merge_element(inCluster, n, sWeight, d) / LL);
+      return;
+    }
+    pubM = sMaxAll; // this cluster's merged state is one unit of the merge through global memory
+    pubL = LL;
+    unit = s / CL;
+    units = (used + CL - 1) / CL;
+  }
+  const int stride = headDim + 2;
+  float *P = partial + ((i64)r * heads + h) * splits * stride;
+  float *mine = P + (i64)unit * stride;
+  if (threadIdx.x == 0) {
+    mine[0] = pubM;
+    mine[1] = pubL;
+  }
+  for (int d = threadIdx.x; d < headDim; d += DEC_THREADS) mine[2 + d] = CL > 1 ? merge_element(inCluster, n, sWeight, d) : blockAcc(d);
+  // The last unit to finish merges them all (threadFenceReduction): publish, then count.
   __threadfence();
   __syncthreads();
   TRACE_MARK(13);
-  if (threadIdx.x == 0) sLast = atomicAdd(&counters[r * heads + h], 1) == used - 1;
+  if (threadIdx.x == 0) sLast = atomicAdd(&counters[r * heads + h], 1) == units - 1;
   __syncthreads();
   TRACE_MARK(14);
   if (!sLast) return;
   __threadfence();
-  // Lane c of warp 0 reads split c's max and sum (the loads in flight together: one after another, the
-  // merge of 27 splits was 81 dependent L2 trips); the sums are still added in split order.
-  if (threadIdx.x < 32) {
-    const int c = threadIdx.x;
-    const float mc = c < used ? __ldcg(P + (i64)c * stride) : NEG_INF;
-    const float lc = c < used ? __ldcg(P + (i64)c * stride + 1) : 0.f;
-    float MM = mc;
-#pragma unroll
-    for (int o2 = 16; o2 > 0; o2 >>= 1) MM = fmaxf(MM, __shfl_xor_sync(0xffffffffu, MM, o2));
-    const float wc = mc != NEG_INF ? exp2f(mc - MM) : 0.f;
-    if (c < used) sWeight[c] = wc;
-    float LL = 0.f;
-    for (int k = 0; k < used; k++) {
-      const float wk = __shfl_sync(0xffffffffu, wc, k), lk = __shfl_sync(0xffffffffu, lc, k);
-      if (__shfl_sync(0xffffffffu, mc, k) != NEG_INF) LL += lk * wk;
-    }
-    if (c == 0) sTotal = LL;
-  }
-  __syncthreads();
-  const float LL = sTotal;
-  for (int d = threadIdx.x; d < headDim; d += DEC_THREADS) {
-    float a = 0.f;
-    for (int c0 = 0; c0 < used; c0 += 8) {
-      float v[8];
-#pragma unroll
-      for (int k = 0; k < 8; k++) v[k] = c0 + k < used ? __ldcg(P + (i64)(c0 + k) * stride + 2 + d) : 0.f;
-#pragma unroll
-      for (int k = 0; k < 8; k++)
-        if (c0 + k < used && sWeight[c0 + k] != 0.f) a += v[k] * sWeight[c0 + k];
-    }
-    o[d] = from_f32<A>(a / LL);
-  }
+  auto published = [&](int c, int i) { return __ldcg(P + (i64)c * stride + i); };
+  const float LL = merge_weights(published, units, sWeight, &sTotal, &sMaxAll);
+  for (int d = threadIdx.x; d < headDim; d += DEC_THREADS) o[d] = from_f32<A>(merge_element(published, units, sWeight, d) / LL);
   if (threadIdx.x == 0) counters[r * heads + h] = 0; // ready for the next launch (or graph replay)
 }
 

@@ -50,6 +50,18 @@ template <typename T> __device__ __forceinline__ T cluster_read(const T *p, int 
 #endif
 }
 
+// `p` (a variable in this block's shared memory) as block `rank` of the cluster holds it: a generic pointer
+// whose stores land in that block's shared memory (seen by its reads after the next cluster_sync()).
+template <typename T> __device__ __forceinline__ T *cluster_map(T *p, int rank) {
+#if __CUDA_ARCH__ >= 900
+  unsigned long long a;
+  asm volatile("mapa.u64 %0, %1, %2;" : "=l"(a) : "l"(p), "r"(rank));
+  return reinterpret_cast<T *>(a);
+#else
+  return p;
+#endif
+}
+
 // The sum over the cluster's blocks of the value at `p`, added in block order (every block gets the same
 // bits). The reads are issued together (at most 8 blocks, the portable cluster limit): one after another,
 // each waited ~200 cycles for the other SM.

@@ -10,7 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BackendError, loadModel, Rng, type FloatDType, type Graph, type StepBatch } from '@zinfer/core';
 import { memoryWeights, range, stepBatch, tinyLlama, TINY_LLAMA, type TinyLlamaConfig } from '@zinfer/core/testing';
-import { attentionChunks, decodeAttentionFits, decodeLanes, decodeSplits, decodeWide, setDecodeSplits, type DecodeSplitMode } from '../src/cuda/attention-launch.js';
+import { attentionChunks, decodeAttentionFits, decodeCluster, decodeLanes, decodeSplits, decodeWide, setDecodeCluster, setDecodeSplits, type DecodeClusterMode, type DecodeSplitMode } from '../src/cuda/attention-launch.js';
 import { planBuffers } from '../src/cuda/buffer-plan.js';
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
 import { sideBySideWeights, type ActivationChoice } from '../src/cuda/device-weights.js';
@@ -352,6 +352,13 @@ test('attention: chunks of the general path, decode splits fixed per batch size,
     setDecodeSplits('auto');
   }
   assert.equal(decodeSplits(1, 32, 132, null), { splits: 9, minChunk: 32 });
+  // Clusters of the splits: all of them when they fit the limit; else a multiple of the limit (≤ 32) in clusters of it.
+  assert.equal([1, 2, 5, 8].map((s) => decodeCluster(s, 8, 'auto')), [{ splits: 1, cluster: 1 }, { splits: 2, cluster: 2 }, { splits: 5, cluster: 5 }, { splits: 8, cluster: 8 }]);
+  assert.equal([9, 12, 14, 17, 27, 32].map((s) => decodeCluster(s, 8, 'auto').splits), [8, 16, 16, 16, 24, 32]);
+  assert.ok([9, 27, 32].every((s) => decodeCluster(s, 8, 'auto').cluster === 8));
+  assert.equal(decodeCluster(9, 8, 'off'), { splits: 9, cluster: 1 });
+  assert.equal(decodeCluster(9, 1, 'auto'), { splits: 9, cluster: 1 }, 'a GPU without clusters');
+  assert.throws(() => setDecodeCluster('on' as DecodeClusterMode), (e: unknown) => e instanceof BackendError && /ZINFER_DECODE_CLUSTER/.test(String(e)));
   // 8 cached elements a lane of an f16/bf16 cache, 16 wide and of fp8 (heads a multiple of 16), 4 in f32.
   const heads = [128, 64, 16, 8, 24, 80, 256, 3, 512];
   assert.equal(heads.map((d) => decodeLanes(d, 'f16', false)), [16, 8, 2, 1, 4, 16, 32, 0, 0]);
@@ -422,6 +429,10 @@ for (const dtype of ['f32', 'f16', 'bf16'] as FloatDType[]) {
           if (batch.sequences.every((s) => s.queryLength === 1)) {
             // A decode step: the attention rotates q and k and writes the cache itself.
             assert.not.ok(gpu.launches.slice(from).some((l) => /^(rope_kv|kv_write|rotary)_/.test(l.kernel)), 'decode: rotary and the KV write are in the attention');
+            // Its splits in thread-block clusters (the recording GPU takes 8): merged in shared memory.
+            for (const l of gpu.launches.slice(from).filter((l) => /^attn_decode/.test(l.kernel))) {
+              assert.is(l.cluster, l.grid.x > 1 ? Math.min(l.grid.x, 8) : 1, `${l.kernel}: ${l.grid.x} splits in clusters of ${l.cluster}`);
+            }
           }
         }
         const kernels = new Set(gpu.launches.map((l) => l.kernel));

@@ -1,9 +1,9 @@
 // Attention: the step's k and v into the paged cache (with q and k rotated in the same kernel when the
 // graph's rotary nodes feed only this attention), then one of three kernels:
 //   - decode steps (one row per sequence): attn_decode alone, which also rotates q and k and writes the
-//     step's k and v into the cache, split across the context with the splits merged in the same launch;
-//     grid and arguments depend only on the batch size, so graphs replay it. While it runs it asks L2 for
-//     the next GEMV's weights (l2-prefetch.ts);
+//     step's k and v into the cache, split across the context with the splits merged in the same launch
+//     (in thread-block clusters: decodeCluster); grid and arguments depend only on the batch size, so graphs
+//     replay it. It can ask L2 for the next GEMV's weights while it runs (l2-prefetch.ts; off by default);
 //   - prompt rows in the 16-bit modes: the tensor-core flash kernel;
 //   - otherwise (f32 parity mode, odd head sizes, an fp8 cache): attention_partial + attention_reduce.
 // With the opt-in fp8 cache (KvPointers.fp8) the writes round to e4m3 and the reads widen from it: the
@@ -102,6 +102,31 @@ const decodeSplitMode = new EnvChoice(DECODE_SPLIT_MODES, 'auto', 'ZINFER_DECODE
 export const decodeSplitsMode = (): DecodeSplitMode => decodeSplitMode.get();
 export const setDecodeSplits = (mode: DecodeSplitMode): void => decodeSplitMode.set(mode);
 
+/**
+ * The decode attention's thread-block clusters: 'auto' puts a (row, head)'s splits in clusters of up to the
+ * GPU's cluster limit, whose first block merges them through shared memory (cuda/attention.cu), so a context
+ * that fits one cluster's splits never goes through the global partials and counter; 'off' launches without
+ * clusters (every split publishes to global memory). ZINFER_DECODE_CLUSTER or setDecodeCluster (then
+ * resetGraphs): the bench's A/B.
+ */
+export const DECODE_CLUSTER_MODES = ['auto', 'off'] as const;
+export type DecodeClusterMode = (typeof DECODE_CLUSTER_MODES)[number];
+const decodeClusterMode = new EnvChoice(DECODE_CLUSTER_MODES, 'auto', 'ZINFER_DECODE_CLUSTER');
+export const decodeClustersMode = (): DecodeClusterMode => decodeClusterMode.get();
+export const setDecodeCluster = (mode: DecodeClusterMode): void => decodeClusterMode.set(mode);
+
+/**
+ * The split count and cluster size of a decode launch from decodeSplits' count: one cluster of all the splits
+ * when they fit the GPU's limit, else the count rounded to a multiple of the limit (at least one cluster,
+ * at most DECODE_MAX_SPLITS, itself a multiple of 8) in clusters of the limit. Cluster 1: no cluster.
+ */
+export function decodeCluster(splits: number, maxCluster: number, mode: DecodeClusterMode = decodeClusterMode.get()): { splits: number; cluster: number } {
+  if (mode === 'off' || maxCluster <= 1 || splits <= 1) return { splits, cluster: 1 };
+  if (splits <= maxCluster) return { splits, cluster: splits };
+  const clusters = Math.max(1, Math.min(Math.floor(DECODE_MAX_SPLITS / maxCluster), Math.round(splits / maxCluster)));
+  return { splits: clusters * maxCluster, cluster: maxCluster };
+}
+
 export function launchAttention(ctx: StepContext, node: OpNode<'attention'>, kv: KvPointers, rope: RopeKv | null): void {
   const { heads, kvHeads, headDim, scale, slidingWindow, layer } = node.attrs;
   const { gpu, meta, act } = ctx;
@@ -113,7 +138,9 @@ export function launchAttention(ctx: StepContext, node: OpNode<'attention'>, kv:
   const wide = decodeWide(rows, act, fp8);
   const lanes = decodeLanes(headDim, act, fp8, wide);
   if (meta.decodeOnly && lanes > 0) {
-    const { splits, minChunk } = decodeSplits(rows, heads, gpu.multiprocessors, ctx.options.attentionChunk);
+    const chosen = decodeSplits(rows, heads, gpu.multiprocessors, ctx.options.attentionChunk);
+    const { splits, cluster } = decodeCluster(chosen.splits, gpu.maxClusterBlocks);
+    const minChunk = chosen.minChunk;
     const partial = splits > 1 ? ctx.scratch(rows * heads * splits * (headDim + 2) * 4) : 0n; // [rows, heads, splits, headDim + 2]
     const counters = splits > 1 ? ctx.counters(rows * heads) : 0n;
     // q and k as the GEMV made them (before rotary when the rotary nodes are fused here).
@@ -124,7 +151,7 @@ export function launchAttention(ctx: StepContext, node: OpNode<'attention'>, kv:
     gpu.launch(decodeAttentionKernel(lanes, act, undefined, fp8, wide), { x: splits, y: heads, z: rows }, DEC_THREADS, [
       ctx.value(node.output), partial, counters, ctx.value(q), kCache, vCache, ...seqArgs, headDim, kvHeads, kv.blockSize, window, scale, minChunk,
       ctx.value(k), ctx.value(node.inputs.v), ctx.metaPtr(meta.at.slots), ...ropeArgs, pf, pfBytes,
-    ]);
+    ], 0, cluster);
     return;
   }
   writeKv(ctx, node, kv, rope);
