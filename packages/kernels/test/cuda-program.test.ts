@@ -358,6 +358,8 @@ test('attention: chunks of the general path, decode splits fixed per batch size,
   assert.ok([9, 27, 32].every((s) => decodeCluster(s, 8, 'auto').cluster === 8));
   assert.equal(decodeCluster(9, 8, 'off'), { splits: 9, cluster: 1 });
   assert.equal(decodeCluster(9, 1, 'auto'), { splits: 9, cluster: 1 }, 'a GPU without clusters');
+  assert.equal(decodeCluster(9, 8, '4'), { splits: 8, cluster: 4 }, 'a lower cap');
+  assert.equal(decodeCluster(3, 8, '4'), { splits: 3, cluster: 3 });
   assert.throws(() => setDecodeCluster('on' as DecodeClusterMode), (e: unknown) => e instanceof BackendError && /ZINFER_DECODE_CLUSTER/.test(String(e)));
   // 8 cached elements a lane of an f16/bf16 cache, 16 wide and of fp8 (heads a multiple of 16), 4 in f32.
   const heads = [128, 64, 16, 8, 24, 80, 256, 3, 512];

@@ -105,11 +105,11 @@ export const setDecodeSplits = (mode: DecodeSplitMode): void => decodeSplitMode.
 /**
  * The decode attention's thread-block clusters: 'auto' puts a (row, head)'s splits in clusters of up to the
  * GPU's cluster limit, whose first block merges them through shared memory (cuda/attention.cu), so a context
- * that fits one cluster's splits never goes through the global partials and counter; 'off' launches without
- * clusters (every split publishes to global memory). ZINFER_DECODE_CLUSTER or setDecodeCluster (then
- * resetGraphs): the bench's A/B.
+ * that fits one cluster's splits never goes through the global partials and counter; a number caps the
+ * cluster lower; 'off' launches without clusters (every split publishes to global memory).
+ * ZINFER_DECODE_CLUSTER or setDecodeCluster (then resetGraphs): the bench's A/B.
  */
-export const DECODE_CLUSTER_MODES = ['auto', 'off'] as const;
+export const DECODE_CLUSTER_MODES = ['auto', 'off', '2', '4', '8'] as const;
 export type DecodeClusterMode = (typeof DECODE_CLUSTER_MODES)[number];
 const decodeClusterMode = new EnvChoice(DECODE_CLUSTER_MODES, 'auto', 'ZINFER_DECODE_CLUSTER');
 export const decodeClustersMode = (): DecodeClusterMode => decodeClusterMode.get();
@@ -122,6 +122,7 @@ export const setDecodeCluster = (mode: DecodeClusterMode): void => decodeCluster
  */
 export function decodeCluster(splits: number, maxCluster: number, mode: DecodeClusterMode = decodeClusterMode.get()): { splits: number; cluster: number } {
   if (mode === 'off' || maxCluster <= 1 || splits <= 1) return { splits, cluster: 1 };
+  if (mode !== 'auto') maxCluster = Math.min(maxCluster, Number(mode));
   if (splits <= maxCluster) return { splits, cluster: splits };
   const clusters = Math.max(1, Math.min(Math.floor(DECODE_MAX_SPLITS / maxCluster), Math.round(splits / maxCluster)));
   return { splits: clusters * maxCluster, cluster: maxCluster };
