@@ -346,7 +346,7 @@ GEMV_DTYPES(8, , 4, false, 1)
 
 GEMV_VARIANTS_16(1)
 GEMV_VARIANTS_16(2)
-// dense for 1 row only: at 2 rows, 128 registers spill (gemv2 falls back to v1: gemv-variant.ts).
+// dense at 1 row: 4 loads a row a thread (at 2 rows and more, 2: GEMV_SMALL_BATCH below).
 GEMV_ENTRY(1, d, 4, false, 4, GEMV_THREADS, GEMV_WROWS, f16, f16, f16_t, f16_t)
 GEMV_ENTRY(1, d, 4, false, 4, GEMV_THREADS, GEMV_WROWS, bf16, bf16, bf16_t, bf16_t)
 // eight (1 row): 8 weight rows a block with 2 loads a row a thread (dense's 16 loads in flight), 4 blocks an SM,
@@ -354,6 +354,19 @@ GEMV_ENTRY(1, d, 4, false, 4, GEMV_THREADS, GEMV_WROWS, bf16, bf16, bf16_t, bf16
 // in that form took 2.6 µs off the 7B layer's GEMV chain on an H200 (bench/results/gemv-chain-rows-h200-s19.json).
 GEMV_ENTRY(1, e, 2, false, 4, GEMV_THREADS, 8, f16, f16, f16_t, f16_t)
 GEMV_ENTRY(1, e, 2, false, 4, GEMV_THREADS, 8, bf16, bf16, bf16_t, bf16_t)
+
+// Small batches, 2–8 rows: v1 holds 165 / 186 / 254 registers at 2 / 4 / 8 rows, so an SM holds 3 / 2 / 2 of its
+// blocks, and the 7B's GEMVs at 4 rows read at 37–43% of the card's rate (H200, session 20). dense and eight
+// keep 2 loads a row a thread in flight (the same order of sums as v1) under bounds that fit without spills
+// (nvcc 13: 123–183 registers): dense 4 / 4 / 3 blocks an SM, eight 3 / 3 / 2.
+#define GEMV_SMALL_BATCH(R, DMINB, EMINB)                                                             \
+  GEMV_ENTRY(R, d, 2, false, DMINB, GEMV_THREADS, GEMV_WROWS, f16, f16, f16_t, f16_t)              \
+  GEMV_ENTRY(R, d, 2, false, DMINB, GEMV_THREADS, GEMV_WROWS, bf16, bf16, bf16_t, bf16_t)          \
+  GEMV_ENTRY(R, e, 2, false, EMINB, GEMV_THREADS, 8, f16, f16, f16_t, f16_t)                       \
+  GEMV_ENTRY(R, e, 2, false, EMINB, GEMV_THREADS, 8, bf16, bf16, bf16_t, bf16_t)
+GEMV_SMALL_BATCH(2, 4, 3)
+GEMV_SMALL_BATCH(4, 4, 3)
+GEMV_SMALL_BATCH(8, 3, 2)
 
 // Narrow rows (inF ≤ GEMV_WARP_MAX_IN in src/cuda/gemv-variant.ts, e.g. GPT-2's 768): one warp a block. A
 // 128-thread block leaves threads idle there (768 f16 = 96 vectors a row) and keeps 1 load a row per thread

@@ -38,14 +38,16 @@ export const gemvVariant = (): GemvVariant => variant.get();
 /** Selects the variant later launches use (the bench's A/B; tests). */
 export const setGemvVariant = (v: GemvVariant): void => variant.set(v);
 
+/** The most rows (of the compiled 1, 2, 4, 8) each variant has entries for: roll and occ 1–2, dense and eight 1–8. */
+const VARIANT_MAX_ROWS: Record<GemvKernelVariant, number> = { v1: 8, roll: 2, occ: 2, dense: 8, eight: 8 };
+
 /**
  * The entry point of the GEMV for `rowsVariant` rows (1, 2, 4 or 8) in the given dtypes. The variants are
- * compiled for 1 and 2 rows in the 16-bit modes (weights in the activation dtype), dense and eight for 1 row;
- * everything else is v1.
+ * compiled in the 16-bit modes (weights in the activation dtype) for the rows of VARIANT_MAX_ROWS; everything
+ * else is v1.
  */
 export function gemvKernel(rowsVariant: number, weight: string, act: string, v: GemvKernelVariant): string {
-  const oneRow = v === 'dense' || v === 'eight'; // at 2 rows they would spill
-  const has = rowsVariant <= (oneRow ? 1 : 2) && act !== 'f32' && weight === act;
+  const has = rowsVariant <= VARIANT_MAX_ROWS[v] && act !== 'f32' && weight === act;
   return `gemv${rowsVariant}${has ? INFIX[v] : ''}_${weight}_${act}`;
 }
 
@@ -97,7 +99,11 @@ export const GEMV_BLOCKS_PER_SM_AT_128 = 4;
  *   - v1 for gated GEMVs of 8 or more (8,192-wide rows), else occ (5,120-wide rows: a second round of 1 vector
  *     is a latency trip with little in flight).
  */
-export function autoGemvVariant(epilogue: GemvEpilogue, perThread: number, grid?: { blocks: number; multiprocessors: number }): GemvKernelVariant {
+export function autoGemvVariant(epilogue: GemvEpilogue, perThread: number, grid?: { blocks: number; multiprocessors: number }, rows = 1): GemvKernelVariant {
+  if (rows > 1) {
+    const one = autoGemvVariant(epilogue, perThread, grid);
+    return rows <= 2 && one === 'occ' ? one : 'v1';
+  }
   if (epilogue === 'residual' && grid) {
     const wave = GEMV_BLOCKS_PER_SM_AT_128 * grid.multiprocessors;
     if (grid.blocks > wave && Math.ceil(grid.blocks / 2) <= wave) return 'eight';
@@ -163,6 +169,6 @@ export function gemvLaunch(rows: number, weight: string, act: string, inF: numbe
   if (narrow.get() === 'warp' && rv <= 2 && gemvNarrowRows(inF, grid) && act !== 'f32' && weight === act) return { kernel: `gemv${rv}w_${weight}_${act}`, threads: 32 };
   const v = byEpilogue[epilogue] ?? variant.get();
   const perThread = Math.ceil(inF / 8 / 128); // 16-byte vectors (8 elements at 16 bits) of a row per thread
-  const picked = v === 'auto' ? autoGemvVariant(epilogue, perThread, grid) : v;
+  const picked = v === 'auto' ? autoGemvVariant(epilogue, perThread, grid, rv) : v;
   return { kernel: gemvKernel(rv, weight, act, picked === 'eight' && layerNorm ? 'dense' : picked), threads: 128 };
 }

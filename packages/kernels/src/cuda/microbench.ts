@@ -180,15 +180,18 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number; readOn
           return gemvArgs({ segs, x: xh, res: epi === EPI.residual ? res : 0n, normW: norm ? normW : 0n, eps: 1e-5, rows, inF: k, epi, act: 1, norm });
         };
         const blocksOf = (kernel: string) => gemvBlocks(n, epi === EPI.gated, gemvBlockRows(kernel));
-        for (const variant of rows <= 2 ? GEMV_KERNEL_VARIANTS : (['v1'] as const)) {
+        const seen = new Set<string>();
+        for (const variant of GEMV_KERNEL_VARIANTS) {
           const kernel = gemvKernel(rowsVariant(rows), 'f16', 'f16', variant);
+          if (seen.has(kernel)) continue; // a variant without an entry at these rows is v1
+          seen.add(kernel);
           const ms = time((i) => gpu.launch(kernel, { x: blocksOf(kernel) }, GEMV_THREADS, args(i)), 20);
           const GBps = bytes / (ms * 1e6);
           gemvSweep.push({ shape, variant, rows, us: ms * 1000, GBps, fractionOfRead: GBps / readGBps });
         }
-        if (rows <= 2) {
-          // The variants add in the same order: their outputs must match v1's bit for bit (at 1 row dense and
-          // eight have entries of their own; at 2 they are v1).
+        {
+          // The variants add in the same order: their outputs must match v1's bit for bit (dense and eight have
+          // entries at every row count; roll and occ at 1–2 rows, v1 above).
           const outputs = GEMV_KERNEL_VARIANTS.map((variant) => {
             gpu.fill32(yh, 0, (8 * 32000 * 4) / 4);
             const kernel = gemvKernel(rows, 'f16', 'f16', variant);
