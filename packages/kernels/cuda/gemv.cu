@@ -57,9 +57,12 @@ __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1
   static_assert(R >= 1 && R <= 8, "GEMV takes 1 to 8 rows");
   static_assert(THREADS % 32 == 0 && THREADS >= 32, "whole warps");
   static_assert(WR == 4 || WR == 8, "4 or 8 weight rows a block");
+  static_assert(WR * R <= THREADS, "a thread a sum in the epilogue");
   constexpr int HALF = WR / 2; // gated: HALF gate rows, then the same HALF up rows
   constexpr int WARPS = THREADS / 32;
-  __shared__ float red[WARPS][64];
+  // The block's sums, WR·R of them (≤ 64) in passes of 32 (a warp's transposed reduction), then the norm statistics.
+  constexpr int PASSES = (WR * R + 31) / 32, STATS = 32 * PASSES;
+  __shared__ float red[WARPS][STATS + 32];
   __shared__ float fin[WR][R];
   grid_dep_launch();
   const int tailStart = (int)gridDim.x - pfTail;
@@ -218,13 +221,15 @@ __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1
     }
   }
 
-  // Block reduction: each warp folds 32 values at once (lane l ends with value l), then warps add up.
+  // Block reduction: each warp folds 32 values at once (lane l ends with value l), then warps add up. (Before
+  // the passes, eight at 8 rows, 64 sums, lost its last 32: session 20.)
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  {
+#pragma unroll
+  for (int p = 0; p < PASSES; p++) {
     float v[32];
 #pragma unroll
-    for (int j = 0; j < 32; j++) v[j] = j < WR * R ? acc[j / R][j % R] : 0.f;
-    red[warp][lane] = warp_transpose_sum(v);
+    for (int j = 0; j < 32; j++) v[j] = 32 * p + j < WR * R ? acc[(32 * p + j) / R][(32 * p + j) % R] : 0.f;
+    red[warp][32 * p + lane] = warp_transpose_sum(v);
   }
   if constexpr (NM != NORM_NONE) {
     float v[32];
@@ -240,7 +245,7 @@ __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1
       v[16 + i] = gd[i];
       v[16 + WR + i] = bd[i];
     }
-    red[warp][32 + lane] = warp_transpose_sum(v);
+    red[warp][STATS + lane] = warp_transpose_sum(v);
   }
   __syncthreads();
   const int t = threadIdx.x;
@@ -255,11 +260,11 @@ __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1
     };
     float val = total(t);
     if constexpr (NM == NORM_RMS) {
-      val *= 1.f / sqrtf(total(32 + r) / (float)inF + eps);
+      val *= 1.f / sqrtf(total(STATS + r) / (float)inF + eps);
     } else if constexpr (NM == NORM_LAYER) {
-      const float mean = total(40 + r) / (float)inF;
-      const float var = fmaxf(total(32 + r) / (float)inF - mean * mean, 0.f);
-      val = (val - mean * total(48 + i)) * (1.f / sqrtf(var + eps)) + total(48 + WR + i);
+      const float mean = total(STATS + 8 + r) / (float)inF;
+      const float var = fmaxf(total(STATS + r) / (float)inF - mean * mean, 0.f);
+      val = (val - mean * total(STATS + 16 + i)) * (1.f / sqrtf(var + eps)) + total(STATS + 16 + WR + i);
     }
     if (o < n) { // (ok[i] would index a register array at run time)
       const float *bias = epi == EPI_GATED ? (i < HALF ? b0 : b1) : seg == 0 ? b0 : seg == 1 ? b1 : b2;
