@@ -147,7 +147,7 @@ test('ZINFER_GEMV_BY_EPILOGUE: each listed epilogue takes its variant, the rest 
   }
 });
 
-test('auto: dense for rows of one full round (4 vectors a thread); occ for other residual GEMVs; eight for 5–7 vectors; v1 for wide gated rows; occ else; eight or dense for 2–8 rows', () => {
+test('auto: dense for rows of one full round (4 vectors a thread); occ for other residual GEMVs; eight for 5–7 vectors; v1 for wide gated rows; occ else; eight, occ or dense for 2–8 rows', () => {
   assert.is(gemvVariant(), 'auto');
   const kernel = (inF: number, e: 'none' | 'residual' | 'gated') => gemvLaunch(1, 'bf16', 'bf16', inF, e).kernel;
   assert.is(kernel(4096, 'residual'), 'gemv1d_bf16_bf16');
@@ -162,10 +162,12 @@ test('auto: dense for rows of one full round (4 vectors a thread); occ for other
   assert.is(gemvLaunch(1, 'bf16', 'bf16', 5120, 'gated', undefined, true).kernel, 'gemv1d_bf16_bf16', 'a LayerNorm fused: dense, the same sums');
   assert.is(kernel(8192, 'gated'), 'gemv1_bf16_bf16');
   assert.is(kernel(8192, 'none'), 'gemv1o_bf16_bf16');
-  // Small batches: eight, but dense for 4-vector rows at 3–4 rows.
+  // Small batches: eight, but residual GEMVs take occ at 2 rows and dense at 3–4.
   assert.is(gemvLaunch(2, 'bf16', 'bf16', 4096, 'gated').kernel, 'gemv2e_bf16_bf16');
-  assert.is(gemvLaunch(3, 'bf16', 'bf16', 4096, 'gated').kernel, 'gemv4d_bf16_bf16');
-  assert.is(gemvLaunch(4, 'bf16', 'bf16', 8192, 'residual').kernel, 'gemv4e_bf16_bf16');
+  assert.is(gemvLaunch(3, 'bf16', 'bf16', 4096, 'gated').kernel, 'gemv4e_bf16_bf16');
+  assert.is(gemvLaunch(2, 'bf16', 'bf16', 11008, 'residual').kernel, 'gemv2o_bf16_bf16');
+  assert.is(gemvLaunch(4, 'bf16', 'bf16', 8192, 'residual').kernel, 'gemv4d_bf16_bf16');
+  assert.is(gemvLaunch(5, 'bf16', 'bf16', 8192, 'residual').kernel, 'gemv8e_bf16_bf16');
   assert.is(gemvLaunch(8, 'bf16', 'bf16', 4096, 'none').kernel, 'gemv8e_bf16_bf16');
   assert.is(gemvLaunch(8, 'bf16', 'bf16', 4096, 'none', undefined, true).kernel, 'gemv8d_bf16_bf16', 'a LayerNorm: dense');
   assert.is(gemvLaunch(4, 'f16', 'f32', 4096, 'residual').kernel, 'gemv4_f16_f32', 'v1 in parity mode');
@@ -181,7 +183,7 @@ test('auto: eight for a residual GEMV whose 4-row blocks take over one wave and 
   assert.is(kernel(4096, 528), 'gemv1d_f16_f16', 'one wave already');
   assert.is(kernel(4096, 1024, 'none'), 'gemv1d_f16_f16', 'residual GEMVs only');
   assert.is(kernel(4096, 1024, 'residual', true), 'gemv1d_f16_f16', 'a LayerNorm fused: dense, the same sums');
-  assert.is(gemvLaunch(2, 'f16', 'f16', 4096, 'residual', H200(1024)).kernel, 'gemv2e_f16_f16', 'two rows: eight by the small-batch rule');
+  assert.is(gemvLaunch(2, 'f16', 'f16', 4096, 'residual', H200(1024)).kernel, 'gemv2o_f16_f16', 'two rows: the small-batch rule');
   assert.is(gemvBlocks([4096], false, gemvBlockRows('gemv1e_f16_f16')), 512);
   assert.is(gemvBlocks([11008, 11008], true, 8), 2752, 'gated: 4 gate and 4 up rows a block');
   assert.is(gemvBlocks([4096, 1024, 1024], false, 4), 1536, 'segments: their blocks added');

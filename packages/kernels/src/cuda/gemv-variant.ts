@@ -98,13 +98,17 @@ export const GEMV_BLOCKS_PER_SM_AT_128 = 4;
  *     SM cut the waves;
  *   - v1 for gated GEMVs of 8 or more (8,192-wide rows), else occ (5,120-wide rows: a second round of 1 vector
  *     is a latency trip with little in flight).
- * Small batches (`rows` 2–8; graphed steps with every GEMV on one variant, the 7B and the 13B, Mixtral and 70B
- * tp-4 ranks, H200: bench/results/shape-profile-rows-h200-s20.json) take eight, whose 8 weight rows a block
- * share each x vector once more than 4 do, but 4-vector rows (4,096 wide) at 3–4 rows take dense. v1 there
- * (165–254 registers, 2–3 blocks an SM) was 15–55% slower.
+ * Small batches (`rows` 2–8): eight, whose 8 weight rows a block use each x vector twice as often as 4 do;
+ * but the residual GEMVs (o, down: 4,096 outputs, few blocks) take occ at 2 rows and dense at 3–4, where more
+ * blocks an SM count for more. Fitted on the 7B layer's GEMVs alone (microbench, H200, cuda-check-h200-s20-rows.json)
+ * and checked on graphed steps (shape-profile-rows*-h200-s20.json): v1 there (165–254 registers, 2–3 blocks an
+ * SM) was 15–55% slower.
  */
 export function autoGemvVariant(epilogue: GemvEpilogue, perThread: number, grid?: { blocks: number; multiprocessors: number }, rows = 1): GemvKernelVariant {
-  if (rows > 1) return rows > 2 && rows <= 4 && perThread === 4 ? 'dense' : 'eight';
+  if (rows > 1) {
+    if (epilogue === 'residual') return rows <= 2 ? 'occ' : rows <= 4 ? 'dense' : 'eight';
+    return 'eight';
+  }
   if (epilogue === 'residual' && grid) {
     const wave = GEMV_BLOCKS_PER_SM_AT_128 * grid.multiprocessors;
     if (grid.blocks > wave && Math.ceil(grid.blocks / 2) <= wave) return 'eight';
