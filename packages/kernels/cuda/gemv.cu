@@ -15,7 +15,8 @@
 // while the wave drains, DRAM has little else to do, and the next GEMV's first blocks then hit L2.
 // f32 accumulation throughout; R (compile time) is the most rows of x the entry point takes.
 //
-// Variants (ZINFER_GEMV, src/cuda/gemv-variant.ts; compiled for 1–2 rows in the 16-bit modes), bit-identical
+// Variants (ZINFER_GEMV, src/cuda/gemv-variant.ts; in the 16-bit modes: roll and occ for 1–2 rows, dense and
+// eight for 1, 2, 4 and 8), bit-identical
 // (each thread adds its vectors in the same order, the block reduces the same way), so one device run can
 // time them against each other:
 //   gemvR_*   U = 4, all U loads of a row reissued only after all U are consumed (a latency bubble per round);
@@ -24,11 +25,11 @@
 //   gemvRo_*  "occ": roll with U = 2 and __launch_bounds__ asking 4 blocks an SM at R ≤ 2 (128 registers
 //             at R = 1, nvcc 13, no spills): the 1024-block GEMVs (o, down) run in 2 waves of 528 instead
 //             of 2.6 of 396. (8 blocks an SM means 64 registers: ~1 KB of spills.)
-//   gemv1d_*  "dense" (1 row; at 2 rows it spills): v1 asking 4 blocks an SM (128 registers), so 4 × 32 KB an SM are
+//   gemv1d_*  "dense": v1 asking 4 blocks an SM (128 registers; 2 loads a row from 2 rows: GEMV_SMALL_BATCH), so 4 × 32 KB an SM are
 //             in flight for rows of one round (4,096 wide at 16 bits). Alone on an H200 it reads the 7B
 //             q|k|v, gate|up and LM head at 90–95% of the read rate against 87–93% for v1/occ
 //             (bench/results/gemv-rate-h200-s18.json).
-//   gemv1e_*  "eight" (1 row; no LayerNorm instance, which spilled): 8 weight rows a block (WR), 2 loads a row a
+//   gemv1e_*  "eight" (no LayerNorm instance, which spilled at 1 row): 8 weight rows a block (WR), 2 loads a row a
 //             thread, 4 blocks an SM (128 registers), so a 4,096-row GEMV is one wave of 512 blocks: the 7B's o
 //             and down.
 #include "peer-ll.cuh"

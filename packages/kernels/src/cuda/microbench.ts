@@ -189,19 +189,17 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number; readOn
           const GBps = bytes / (ms * 1e6);
           gemvSweep.push({ shape, variant, rows, us: ms * 1000, GBps, fractionOfRead: GBps / readGBps });
         }
-        {
-          // The variants add in the same order: their outputs must match v1's bit for bit (dense and eight have
-          // entries at every row count; roll and occ at 1–2 rows, v1 above).
-          const outputs = GEMV_KERNEL_VARIANTS.map((variant) => {
-            gpu.fill32(yh, 0, (8 * 32000 * 4) / 4);
-            const kernel = gemvKernel(rows, 'f16', 'f16', variant);
-            gpu.launch(kernel, { x: blocksOf(kernel) }, GEMV_THREADS, args(0));
-            const host = new Uint16Array(8 * 32000 * 2);
-            gpu.download(host, yh);
-            return host;
-          });
-          for (let v = 1; v < outputs.length; v++) if (!outputs[v].every((b, i) => b === outputs[0][i])) gemvVariantMismatches.push(`${GEMV_KERNEL_VARIANTS[v]} ${shape} (${rows} rows)`);
-        }
+        // The variants add in the same order: their outputs must match v1's bit for bit (dense and eight have
+        // entries at every row count; roll and occ at 1–2 rows, v1 above).
+        const outputs = GEMV_KERNEL_VARIANTS.map((variant) => {
+          gpu.fill32(yh, 0, (8 * 32000 * 4) / 4);
+          const kernel = gemvKernel(rows, 'f16', 'f16', variant);
+          gpu.launch(kernel, { x: blocksOf(kernel) }, GEMV_THREADS, args(0));
+          const host = new Uint16Array(8 * 32000 * 2);
+          gpu.download(host, yh);
+          return host;
+        });
+        for (let v = 1; v < outputs.length; v++) if (!outputs[v].every((b, i) => b === outputs[0][i])) gemvVariantMismatches.push(`${GEMV_KERNEL_VARIANTS[v]} ${shape} (${rows} rows)`);
       }
     };
     sweep('norm+q|k|v 4096→3×4096', [4096, 4096, 4096], 4096, EPI.none, NORM.rms);
