@@ -327,8 +327,11 @@ if (wanted('bench') && !dry) {
     const m = cudaMicrobench(0);
     results.microbench = m;
     if (!(m.gemvMaxRelError <= 1e-3)) throw new Error(`GEMV result wrong: relative error ${m.gemvMaxRelError}`);
+    if (m.gemvVariantMismatches.length) throw new Error(`GEMV variants not bit-identical to v1: ${m.gemvVariantMismatches.join(', ')}`);
+    // mma adds in another order; its outputs are f16, so a last-bit difference is ~1e-3 of a large one.
+    if (!(m.gemvMmaMaxRelError <= 1e-2)) throw new Error(`GEMV mma against v1: relative difference ${m.gemvMmaMaxRelError}`);
     if (m.cublasError) throw new Error(`cuBLAS GEMM failed: ${m.cublasError}`);
-    return `GEMV rel err ${m.gemvMaxRelError.toExponential(2)}`;
+    return `GEMV rel err ${m.gemvMaxRelError.toExponential(2)}; mma against v1 ${m.gemvMmaMaxRelError.toExponential(2)}`;
   });
   save();
 }

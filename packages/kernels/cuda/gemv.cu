@@ -47,6 +47,36 @@
 #define NORM_RMS 1
 #define NORM_LAYER 2
 
+// The block's outputs fin [WR][R] (weight row, x row; gated: WR/2 gate rows, then their up rows) to y0..y2, with
+// the epilogue: thread t stores one output (a gated pair; a row's 4 consecutive pushes). After a barrier.
+template <int R, int WR, typename A>
+__device__ __forceinline__ void gemv_store(const float (&fin)[WR][R], int t, int rows, int o0, int n0, int n, int seg, int epi, int act, int yF32,
+                                           void *y0, void *y1, void *y2, const A *__restrict__ res, const LLPush &push) {
+  constexpr int HALF = WR / 2;
+  if (epi == EPI_GATED) {
+    if (t < HALF * R) {
+      const int j = t / R, r = t % R, o = o0 + j;
+      if (r < rows && o < n0) store_out<A>(y0, (i64)r * n0 + o, act_fn(act, fin[j][r]) * fin[j + HALF][r], yF32);
+    }
+  } else if (epi == EPI_PUSH) {
+    if (t < rows) { // a thread a row: 4 consecutive outputs at a time (the host pushes only n % 4 == 0)
+#pragma unroll
+      for (int q = 0; q < WR; q += 4) {
+        const float v[4] = {fin[q][t], fin[q + 1][t], fin[q + 2][t], fin[q + 3][t]};
+        if (o0 + q < n0) ll_push4<A>(push, v, t * n0 + o0 + q);
+      }
+    }
+  } else if (t < WR * R) {
+    const int i = t / R, r = t % R, o = o0 + i;
+    if (r < rows && o < n) {
+      float val = fin[i][r];
+      if (epi == EPI_RESIDUAL) val += to_f32(res[(i64)r * n0 + o]);
+      else if (epi == EPI_ACT) val = act_fn(act, val);
+      store_out<A>(seg == 0 ? y0 : seg == 1 ? y1 : y2, (i64)r * n + o, val, yF32);
+    }
+  }
+}
+
 // NM: the norm mode (gemv()'s `norm` argument), a template parameter so that the body is compiled once per mode
 // (gemv() below picks the instance): the mode tested at run time inside the loop, per 16-byte vector, cost 2–5%
 // of the read rate on an H200 (PERF-NOTES, session 18).
@@ -274,28 +304,7 @@ __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1
     fin[i][r] = val;
   }
   __syncthreads();
-  if (epi == EPI_GATED) {
-    if (t < HALF * R) {
-      const int j = t / R, r = t % R, o = o0 + j;
-      if (r < rows && o < n0) store_out<A>(y0, (i64)r * n0 + o, act_fn(act, fin[j][r]) * fin[j + HALF][r], yF32);
-    }
-  } else if (epi == EPI_PUSH) {
-    if (t < rows) { // a thread a row: 4 consecutive outputs at a time (the host pushes only n % 4 == 0)
-#pragma unroll
-      for (int q = 0; q < WR; q += 4) {
-        const float v[4] = {fin[q][t], fin[q + 1][t], fin[q + 2][t], fin[q + 3][t]};
-        if (o0 + q < n0) ll_push4<A>(push, v, t * n0 + o0 + q);
-      }
-    }
-  } else if (t < WR * R) {
-    const int i = t / R, r = t % R, o = o0 + i;
-    if (r < rows && o < n) {
-      float val = fin[i][r];
-      if (epi == EPI_RESIDUAL) val += to_f32(res[(i64)r * n0 + o]);
-      else if (epi == EPI_ACT) val = act_fn(act, val);
-      store_out<A>(seg == 0 ? y0 : seg == 1 ? y1 : y2, (i64)r * n + o, val, yF32);
-    }
-  }
+  gemv_store<R, WR, A>(fin, t, rows, o0, n0, n, seg, epi, act, yF32, y0, y1, y2, res, push);
 }
 
 template <int R, int U, bool ROLL, int THREADS, int WR, typename W, typename A>
@@ -373,6 +382,148 @@ GEMV_ENTRY(1, e, 2, false, 4, GEMV_THREADS, 8, bf16, bf16, bf16_t, bf16_t)
 GEMV_SMALL_BATCH(2, 4, 3)
 GEMV_SMALL_BATCH(4, 4, 3)
 GEMV_SMALL_BATCH(8, 3, 2)
+
+// ---------------------------------------------------------------------------------------------------
+// The tensor-core GEMV for 2–8 rows (the `mma` variant: gemv8m_f16_f16, gemv8m_bf16_bf16). At 8 rows the FMA
+// entries above need 8 FP32 FMAs a weight element, over half the card's FP32 rate at its read bandwidth, and
+// read at 40–48%; mma.sync m16n8k16 (f16/bf16 in, f32 sums) takes the batch's rows as its 8 columns and reads
+// the 7B's GEMVs at 81–94% at any of 2–8 rows (H200, bench/results/gemv-mma-h200-s20.json). A block is 16
+// weight rows (gated: 8 gate rows and their 8 up rows), its 4 warps take every 4th chunk of 32 inputs, and
+// thread (g, t) of a warp (g = lane / 4, t = lane % 4) loads the 16-byte vector t of a chunk of its rows g and
+// g + 8 and of x row g. The MMA's 16 inputs {2t, 2t+1, 2t+8, 2t+9} of thread t are that vector's elements
+// 0–3, then 4–7 (a second MMA): the same order for the weights and x, so the loads fill the fragments as they
+// are. The sums are added in another order than the FMA entries', so this variant is not bit-identical to
+// them; a fused RMSNorm multiplies x by its weight and rounds to the activation type before the MMA (as the
+// activations between ops are rounded). No LayerNorm instance (gemvLaunch sends those to dense).
+#define MMA_WR 16 // weight rows a block (gemvBlockRows in src/cuda/gemv-variant.ts)
+
+template <typename A> __device__ __forceinline__ void mma16816(float (&d)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1);
+template <> __device__ __forceinline__ void mma16816<f16_t>(float (&d)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+template <> __device__ __forceinline__ void mma16816<bf16_t>(float (&d)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+template <typename A> __device__ __forceinline__ u32 pack2(float lo, float hi) {
+  return (u32)from_f32<A>(lo).bits | ((u32)from_f32<A>(hi).bits << 16);
+}
+
+// Parameters as gemv()'s (weights in the activation type A; rows ≤ 8; inF a multiple of 8). U: chunks a warp
+// has in flight.
+template <int U, typename A, int NM>
+__device__ void gemv_mma(void *y0, const A *w0, const float *b0, int n0, void *y1, const A *w1, const float *b1, int n1, void *y2,
+                         const A *w2, const float *b2, int n2, const A *__restrict__ x, const A *__restrict__ res,
+                         const float *__restrict__ normW, float eps, int rows, int inF, int epi, int act, int yF32, const void *pf,
+                         int pfBytes, int pfTail, const LLPush &push) {
+  constexpr int R = 8, WR = MMA_WR, HALF = WR / 2;
+  __shared__ float red[4][WR][R]; // each warp's sums
+  __shared__ float sq[4][R];      // each warp's Σx² of each row of x (RMSNorm)
+  __shared__ float fin[WR][R];
+  grid_dep_launch();
+  const int tailStart = (int)gridDim.x - pfTail;
+  if (pfTail > 0 && (int)blockIdx.x >= tailStart) l2_prefetch(pf, pfBytes, blockIdx.x - tailStart, pfTail);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+
+  int b = blockIdx.x, seg = 0, o0;
+  if (epi == EPI_GATED) {
+    o0 = HALF * b;
+  } else {
+    const int nb0 = (n0 + WR - 1) / WR, nb1 = (n1 + WR - 1) / WR;
+    if (b >= nb0) {
+      b -= nb0;
+      seg = 1;
+      if (b >= nb1) {
+        b -= nb1;
+        seg = 2;
+      }
+    }
+    o0 = WR * b;
+  }
+  const A *wseg = seg == 0 ? w0 : seg == 1 ? w1 : w2;
+  const int n = seg == 0 ? n0 : seg == 1 ? n1 : n2;
+  // This thread's weight rows: the block's g and g + 8 (gated: gate row o0 + g and its up row).
+  const int oa = o0 + g, ob = epi == EPI_GATED ? o0 + g : o0 + g + HALF;
+  const A *wa = (epi == EPI_GATED ? w0 : wseg) + (i64)(oa < n ? oa : 0) * inF;
+  const A *wb = (epi == EPI_GATED ? w1 : wseg) + (i64)(ob < n ? ob : 0) * inF;
+  const bool xrow = g < rows;
+  const A *xr = x + (i64)(xrow ? g : 0) * inF;
+  const int nv = inF / 8; // 16-byte vectors a row
+  const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
+  float d[4] = {0.f, 0.f, 0.f, 0.f}, ss = 0.f;
+  // Chunk c is vectors 4c .. 4c + 3; warp w takes chunks w, w + 4, ..., U of them a round. Every weight load is
+  // issued (a lane past the row's end reads its last vector again, against x = 0), none behind a branch, and
+  // the first round's before the wait, as in gemv_nm.
+  for (int c0 = warp; 4 * c0 < nv; c0 += 4 * U) {
+    uint4 ra[U], rb[U];
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int v = min(4 * (c0 + 4 * u) + t, nv - 1);
+      ra[u] = ld_stream16(wa + (i64)v * 8);
+      rb[u] = ld_stream16(wb + (i64)v * 8);
+    }
+    if (c0 == warp) grid_dep_wait();
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int v = 4 * (c0 + 4 * u) + t;
+      uint4 xb = xrow && v < nv ? __ldg(reinterpret_cast<const uint4 *>(xr + (i64)v * 8)) : zero;
+      if constexpr (NM == NORM_RMS) {
+        float xf[8], gf[8];
+        widen16<A>(xb, xf);
+        load_vec<float, 8>(normW + (i64)min(v, nv - 1) * 8, gf);
+#pragma unroll
+        for (int k = 0; k < 8; k++) ss += xf[k] * xf[k];
+        xb = make_uint4(pack2<A>(xf[0] * gf[0], xf[1] * gf[1]), pack2<A>(xf[2] * gf[2], xf[3] * gf[3]), pack2<A>(xf[4] * gf[4], xf[5] * gf[5]),
+                        pack2<A>(xf[6] * gf[6], xf[7] * gf[7]));
+      }
+      mma16816<A>(d, ra[u].x, rb[u].x, ra[u].y, rb[u].y, xb.x, xb.y);
+      mma16816<A>(d, ra[u].z, rb[u].z, ra[u].w, rb[u].w, xb.z, xb.w);
+    }
+  }
+  if (4 * warp >= nv) grid_dep_wait(); // a warp with no chunks still reads res and writes y
+
+  // d: rows g and g + 8 of the block, x rows 2t and 2t + 1.
+  red[warp][g][2 * t] = d[0];
+  red[warp][g][2 * t + 1] = d[1];
+  red[warp][g + HALF][2 * t] = d[2];
+  red[warp][g + HALF][2 * t + 1] = d[3];
+  if constexpr (NM == NORM_RMS) {
+    ss += __shfl_xor_sync(0xffffffffu, ss, 1);
+    ss += __shfl_xor_sync(0xffffffffu, ss, 2);
+    if (t == 0) sq[warp][g] = ss;
+  }
+  __syncthreads();
+  const int tid = threadIdx.x, i = tid / R, r = tid % R; // WR · R = 128 sums, one a thread
+  float val = red[0][i][r] + red[1][i][r] + red[2][i][r] + red[3][i][r];
+  if constexpr (NM == NORM_RMS) val *= 1.f / sqrtf((sq[0][r] + sq[1][r] + sq[2][r] + sq[3][r]) / (float)inF + eps);
+  const int o = epi == EPI_GATED ? o0 + i % HALF : o0 + i;
+  if (o < n) {
+    const float *bias = epi == EPI_GATED ? (i < HALF ? b0 : b1) : seg == 0 ? b0 : seg == 1 ? b1 : b2;
+    if (bias) val += bias[o];
+  }
+  fin[i][r] = val;
+  __syncthreads();
+  gemv_store<R, WR, A>(fin, tid, rows, o0, n0, n, seg, epi, act, yF32, y0, y1, y2, res, push);
+}
+
+// The entries take gemv()'s parameters (normB, llTable.. as the others); a LayerNorm or inputs not a multiple
+// of 8 trap (gemvLaunch never sends them).
+#define GEMV_MMA_ENTRY(S, A)                                                                                                           \
+  extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4)                                                                        \
+      gemv8m_##S##_##S(void *y0, const A *w0, const float *b0, int n0, void *y1, const A *w1, const float *b1, int n1, void *y2,       \
+                       const A *w2, const float *b2, int n2, const A *x, const A *res, const float *normW, const float *normB, float eps, \
+                       int rows, int inF, int epi, int act, int norm, int yF32, const void *pf, int pfBytes, int pfTail,               \
+                       const unsigned long long *llTable, int llRank, int llRanks, int llHalfBytes, int llSlotBytes) {                \
+    const LLPush push{llTable, llRank, llRanks, llHalfBytes, llSlotBytes};                                                           \
+    if (inF % 8 != 0 || norm == NORM_LAYER) __trap();                                                                                \
+    if (norm == NORM_RMS) gemv_mma<8, A, NORM_RMS>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, eps, rows, inF, epi, act, yF32, pf, pfBytes, pfTail, push); \
+    else gemv_mma<8, A, NORM_NONE>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, eps, rows, inF, epi, act, yF32, pf, pfBytes, pfTail, push); \
+  }
+GEMV_MMA_ENTRY(f16, f16_t)
+GEMV_MMA_ENTRY(bf16, bf16_t)
 
 // Narrow rows (inF ≤ GEMV_WARP_MAX_IN in src/cuda/gemv-variant.ts, e.g. GPT-2's 768): one warp a block. A
 // 128-thread block leaves threads idle there (768 f16 = 96 vectors a row) and keeps 1 load a row per thread

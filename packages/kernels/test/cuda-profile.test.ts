@@ -42,7 +42,7 @@ test('summarizeProfile groups by kernel and shape in order, with the median and 
   assert.is(rows[1].GBps, null);
 });
 
-test('GEMV variants: their own entry points in the 16-bit modes (roll, occ: 1–2 rows; dense, eight: 1–8; same parameters as v1), v1 elsewhere', () => {
+test('GEMV variants: their own entry points in the 16-bit modes (roll, occ: 1–2 rows; dense, eight: 1–8; mma: one for 1–8; same parameters as v1), v1 elsewhere', () => {
   const kernels = loadKernelSources().kernels;
   for (const rows of [1, 2, 4, 8]) {
     for (const [w, a] of [['f32', 'f32'], ['f16', 'f32'], ['bf16', 'f32'], ['f16', 'f16'], ['bf16', 'bf16']]) {
@@ -51,8 +51,9 @@ test('GEMV variants: their own entry points in the 16-bit modes (roll, occ: 1–
       for (const v of GEMV_KERNEL_VARIANTS) {
         const name = gemvKernel(rows, w, a, v);
         assert.equal(kernels.get(name)?.params, kernels.get(v1)!.params, name);
-        assert.is(name !== v1, v !== 'v1' && rows <= (v === 'dense' || v === 'eight' ? 8 : 2) && a !== 'f32', `${v} ${rows} ${w} ${a}: ${name}`);
-        assert.is(gemvBlockRows(name), v === 'eight' && name !== v1 ? 8 : 4, name);
+        assert.is(name !== v1, v !== 'v1' && rows <= (v === 'roll' || v === 'occ' ? 2 : 8) && a !== 'f32', `${v} ${rows} ${w} ${a}: ${name}`);
+        assert.is(gemvBlockRows(name), name === v1 ? 4 : v === 'eight' ? 8 : v === 'mma' ? 16 : 4, name);
+        if (v === 'mma' && name !== v1) assert.is(name, `gemv8m_${w}_${a}`, 'one mma entry for 1–8 rows');
       }
     }
   }
@@ -127,7 +128,7 @@ test('ZINFER_GEMV: unknown variants are a BackendError naming the field and the 
   } catch (e) {
     assert.instance(e, BackendError);
     assert.is((e as BackendError).info.field, 'ZINFER_GEMV');
-    assert.is((e as BackendError).info.expected, 'v1 | roll | occ | dense | eight | auto');
+    assert.is((e as BackendError).info.expected, 'v1 | roll | occ | dense | eight | mma | auto');
   }
 });
 
@@ -147,7 +148,7 @@ test('ZINFER_GEMV_BY_EPILOGUE: each listed epilogue takes its variant, the rest 
   }
 });
 
-test('auto: dense for rows of one full round (4 vectors a thread); occ for other residual GEMVs; eight for 5–7 vectors; v1 for wide gated rows; occ else; eight, occ or dense for 2–8 rows', () => {
+test('auto: dense for rows of one full round (4 vectors a thread); occ for other residual GEMVs; eight for 5–7 vectors; v1 for wide gated rows; occ else; mma for 2–8 rows', () => {
   assert.is(gemvVariant(), 'auto');
   const kernel = (inF: number, e: 'none' | 'residual' | 'gated') => gemvLaunch(1, 'bf16', 'bf16', inF, e).kernel;
   assert.is(kernel(4096, 'residual'), 'gemv1d_bf16_bf16');
@@ -162,14 +163,14 @@ test('auto: dense for rows of one full round (4 vectors a thread); occ for other
   assert.is(gemvLaunch(1, 'bf16', 'bf16', 5120, 'gated', undefined, true).kernel, 'gemv1d_bf16_bf16', 'a LayerNorm fused: dense, the same sums');
   assert.is(kernel(8192, 'gated'), 'gemv1_bf16_bf16');
   assert.is(kernel(8192, 'none'), 'gemv1o_bf16_bf16');
-  // Small batches: eight, but residual GEMVs take occ at 2 rows and dense at 3–4.
-  assert.is(gemvLaunch(2, 'bf16', 'bf16', 4096, 'gated').kernel, 'gemv2e_bf16_bf16');
-  assert.is(gemvLaunch(3, 'bf16', 'bf16', 4096, 'gated').kernel, 'gemv4e_bf16_bf16');
-  assert.is(gemvLaunch(2, 'bf16', 'bf16', 11008, 'residual').kernel, 'gemv2o_bf16_bf16');
-  assert.is(gemvLaunch(4, 'bf16', 'bf16', 8192, 'residual').kernel, 'gemv4d_bf16_bf16');
-  assert.is(gemvLaunch(5, 'bf16', 'bf16', 8192, 'residual').kernel, 'gemv8e_bf16_bf16');
-  assert.is(gemvLaunch(8, 'bf16', 'bf16', 4096, 'none').kernel, 'gemv8e_bf16_bf16');
+  // Small batches: mma; where it does not fit, eight, but residual GEMVs take occ at 2 rows and dense at 3–4.
+  assert.is(gemvLaunch(2, 'bf16', 'bf16', 4096, 'gated').kernel, 'gemv8m_bf16_bf16');
+  assert.is(gemvLaunch(5, 'bf16', 'bf16', 8192, 'residual').kernel, 'gemv8m_bf16_bf16');
+  assert.is(gemvLaunch(3, 'bf16', 'bf16', 4100, 'gated').kernel, 'gemv4e_bf16_bf16', 'rows not a multiple of 8 wide');
+  assert.is(gemvLaunch(2, 'bf16', 'bf16', 11004, 'residual').kernel, 'gemv2o_bf16_bf16');
+  assert.is(gemvLaunch(4, 'bf16', 'bf16', 8196, 'residual').kernel, 'gemv4d_bf16_bf16');
   assert.is(gemvLaunch(8, 'bf16', 'bf16', 4096, 'none', undefined, true).kernel, 'gemv8d_bf16_bf16', 'a LayerNorm: dense');
+  assert.is(gemvLaunch(8, 'bf16', 'bf16', 4100, 'none').kernel, 'gemv8e_bf16_bf16');
   assert.is(gemvLaunch(4, 'f16', 'f32', 4096, 'residual').kernel, 'gemv4_f16_f32', 'v1 in parity mode');
   assert.is(gemvLaunch(1, 'f16', 'f32', 4096, 'residual').kernel, 'gemv1_f16_f32', 'nor in parity mode');
 });
@@ -183,7 +184,7 @@ test('auto: eight for a residual GEMV whose 4-row blocks take over one wave and 
   assert.is(kernel(4096, 528), 'gemv1d_f16_f16', 'one wave already');
   assert.is(kernel(4096, 1024, 'none'), 'gemv1d_f16_f16', 'residual GEMVs only');
   assert.is(kernel(4096, 1024, 'residual', true), 'gemv1d_f16_f16', 'a LayerNorm fused: dense, the same sums');
-  assert.is(gemvLaunch(2, 'f16', 'f16', 4096, 'residual', H200(1024)).kernel, 'gemv2o_f16_f16', 'two rows: the small-batch rule');
+  assert.is(gemvLaunch(2, 'f16', 'f16', 4096, 'residual', H200(1024)).kernel, 'gemv8m_f16_f16', 'two rows: the small-batch rule');
   assert.is(gemvBlocks([4096], false, gemvBlockRows('gemv1e_f16_f16')), 512);
   assert.is(gemvBlocks([11008, 11008], true, 8), 2752, 'gated: 4 gate and 4 up rows a block');
   assert.is(gemvBlocks([4096, 1024, 1024], false, 4), 1536, 'segments: their blocks added');

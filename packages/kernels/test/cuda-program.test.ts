@@ -104,7 +104,7 @@ function checkFootprints(gpu: RecordingGpu, from: number): void {
       const R = Number(/^gemv(\d)/.exec(l.kernel)![1]);
       assert.ok(rows <= R && rows >= 1, `${l.kernel}: ${rows} rows`);
       const segs = [3, 7, 11].map((i) => n(l.args[i]));
-      const wr = /^gemv\de_/.test(l.kernel) ? 8 : 4; // weight rows a block: eight's 8, else 4 (gated: half gate, half up)
+      const wr = /^gemv\dm_/.test(l.kernel) ? 16 : /^gemv\de_/.test(l.kernel) ? 8 : 4; // weight rows a block: mma's 16, eight's 8, else 4 (gated: half gate, half up)
       const blocks = n(l.args[19]) === 2 ? Math.ceil(segs[0] / (wr / 2)) : segs.reduce((s, k) => s + Math.ceil(k / wr), 0);
       assert.is(l.grid.x, blocks, `${l.kernel}: the grid covers every output`);
     }

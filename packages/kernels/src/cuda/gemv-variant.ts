@@ -1,32 +1,36 @@
-// Which compiled variant of the decode GEMV (cuda/gemv.cu) linear layers launch. The variants give
+// Which compiled variant of the decode GEMV (cuda/gemv.cu) linear layers launch. The FMA variants give
 // bit-identical results and differ only in how many weight loads each thread keeps in flight and how many
 // blocks an SM holds, so the device bench times them against each other in one run (ZINFER_GEMV, or
 // setGemvVariant between steps; a program with CUDA graphs must drop them to see a change: resetGraphs).
+// mma (2–8 rows, the tensor cores) adds in another order: equal within rounding, not bit for bit.
 import { BackendError } from '@zinfer/core';
 import { EnvChoice } from './env-choice.js';
 
 /**
  * v1: 4 loads a row, reissued per round; roll: reissued per slot; occ: roll, 2 loads, 4 blocks an SM; dense: v1
- * at 4 blocks an SM; eight: 8 weight rows a block, 2 loads a row, 4 blocks an SM; auto (the default): one of them
+ * at 4 blocks an SM; eight: 8 weight rows a block, 2 loads a row, 4 blocks an SM; mma: mma.sync over 16 weight rows
+ * a block, the batch's rows its 8 columns (2–8 rows in the 16-bit modes); auto (the default): one of them
  * per launch, by autoGemvVariant. On an H100 (2026-11-28, graphed Llama-2-7B-shape batch-1 decode) roll
  * 5.062 ms, v1 5.183, occ 5.323. Dropped after measuring (PERF-NOTES.md): a
  * persistent grid looping over the tiles (H100: slower), roll with its slots in shared memory filled by
  * cp.async, 6 blocks an SM (H200: slower), and inputs staged in shared memory (H200: equal, and its branch
  * cost registers in every GEMV).
  */
-export const GEMV_VARIANTS = ['v1', 'roll', 'occ', 'dense', 'eight', 'auto'] as const;
+export const GEMV_VARIANTS = ['v1', 'roll', 'occ', 'dense', 'eight', 'mma', 'auto'] as const;
 export type GemvVariant = (typeof GEMV_VARIANTS)[number];
 /** The variants with their own entry points (auto picks one of them per launch). */
-export const GEMV_KERNEL_VARIANTS = ['v1', 'roll', 'occ', 'dense', 'eight'] as const;
+export const GEMV_KERNEL_VARIANTS = ['v1', 'roll', 'occ', 'dense', 'eight', 'mma'] as const;
+/** The variants whose sums are added in v1's order (the same bits as v1). */
+export const GEMV_BIT_IDENTICAL_VARIANTS = ['v1', 'roll', 'occ', 'dense', 'eight'] as const;
 export type GemvKernelVariant = (typeof GEMV_KERNEL_VARIANTS)[number];
 
-/** The entry-point infix of each variant: gemv1_f16_f16, gemv1r_f16_f16, gemv1o_f16_f16, gemv1d_f16_f16, gemv1e_f16_f16. */
-const INFIX: Record<GemvKernelVariant, string> = { v1: '', roll: 'r', occ: 'o', dense: 'd', eight: 'e' };
+/** The entry-point infix of each variant: gemv1_f16_f16, gemv1r_f16_f16, gemv1o_f16_f16, gemv1d_f16_f16, gemv1e_f16_f16, gemv8m_f16_f16. */
+const INFIX: Record<GemvKernelVariant, string> = { v1: '', roll: 'r', occ: 'o', dense: 'd', eight: 'e', mma: 'm' };
 
-/** Weight rows a GEMV block reads (GEMV_WROWS in cuda/gemv.cu); the eight entries read twice as many (gemvBlockRows). */
+/** Weight rows a GEMV block reads (GEMV_WROWS in cuda/gemv.cu); eight's read twice as many, mma's 16 (gemvBlockRows). */
 export const GEMV_WROWS = 4;
 /** The weight rows a block of GEMV entry `kernel` reads: the grid of a launch is its rows over these (gemvBlocks). */
-export const gemvBlockRows = (kernel: string): number => (/^gemv\de_/.test(kernel) ? 2 * GEMV_WROWS : GEMV_WROWS);
+export const gemvBlockRows = (kernel: string): number => (/^gemv\dm_/.test(kernel) ? 4 * GEMV_WROWS : /^gemv\de_/.test(kernel) ? 2 * GEMV_WROWS : GEMV_WROWS);
 /** The blocks of a GEMV launch over segments of `n` output rows each (gated: gate and up rows of n[0] outputs, half a block's rows each). */
 export const gemvBlocks = (n: readonly number[], gated: boolean, blockRows: number): number =>
   gated ? Math.ceil(n[0] / (blockRows / 2)) : n.reduce((sum, rows) => sum + Math.ceil(rows / blockRows), 0);
@@ -38,8 +42,8 @@ export const gemvVariant = (): GemvVariant => variant.get();
 /** Selects the variant later launches use (the bench's A/B; tests). */
 export const setGemvVariant = (v: GemvVariant): void => variant.set(v);
 
-/** The most rows (of the compiled 1, 2, 4, 8) each variant has entries for: roll and occ 1–2, dense and eight 1–8. */
-const VARIANT_MAX_ROWS: Record<GemvKernelVariant, number> = { v1: 8, roll: 2, occ: 2, dense: 8, eight: 8 };
+/** The most rows (of the compiled 1, 2, 4, 8) each variant has entries for: roll and occ 1–2, dense and eight 1–8; mma one entry for 1–8 (gemv8m). */
+const VARIANT_MAX_ROWS: Record<GemvKernelVariant, number> = { v1: 8, roll: 2, occ: 2, dense: 8, eight: 8, mma: 8 };
 
 /**
  * The entry point of the GEMV for `rowsVariant` rows (1, 2, 4 or 8) in the given dtypes. The variants are
@@ -48,7 +52,7 @@ const VARIANT_MAX_ROWS: Record<GemvKernelVariant, number> = { v1: 8, roll: 2, oc
  */
 export function gemvKernel(rowsVariant: number, weight: string, act: string, v: GemvKernelVariant): string {
   const has = rowsVariant <= VARIANT_MAX_ROWS[v] && act !== 'f32' && weight === act;
-  return `gemv${rowsVariant}${has ? INFIX[v] : ''}_${weight}_${act}`;
+  return `gemv${has && v === 'mma' ? 8 : rowsVariant}${has ? INFIX[v] : ''}_${weight}_${act}`;
 }
 
 /** The epilogue of a fused GEMV (EPI in linear-launch.ts): q|k|v and heads are 'none', o and down 'residual'. */
@@ -98,14 +102,17 @@ export const GEMV_BLOCKS_PER_SM_AT_128 = 4;
  *     SM cut the waves;
  *   - v1 for gated GEMVs of 8 or more (8,192-wide rows), else occ (5,120-wide rows: a second round of 1 vector
  *     is a latency trip with little in flight).
- * Small batches (`rows` 2–8): eight, whose 8 weight rows a block use each x vector twice as often as 4 do;
- * but the residual GEMVs (o, down: 4,096 outputs, few blocks) take occ at 2 rows and dense at 3–4, where more
- * blocks an SM count for more. Fitted on the 7B layer's GEMVs alone (microbench, H200, cuda-check-h200-s20-rows.json)
+ * Small batches (`rows` 2–8) take mma, the tensor cores: 81–94% of the read rate on the 7B's GEMVs alone at any
+ * of 2–8 rows, where the FMA entries' best read 40–48% at 8 rows (bench/results/gemv-mma-h200-s20.json). Where
+ * it does not fit (a LayerNorm fused, rows not a multiple of 8 wide): eight, whose 8 weight rows a block use each
+ * x vector twice as often as 4 do; but the residual GEMVs (o, down: 4,096 outputs, few blocks) take occ at 2
+ * rows and dense at 3–4, where more blocks an SM count for more. Fitted on the 7B layer's GEMVs alone (microbench, H200, cuda-check-h200-s20-rows.json)
  * and checked on graphed steps (shape-profile-rows*-h200-s20.json): v1 there (165–254 registers, 2–3 blocks an
  * SM) was 15–55% slower.
  */
-export function autoGemvVariant(epilogue: GemvEpilogue, perThread: number, grid?: { blocks: number; multiprocessors: number }, rows = 1): GemvKernelVariant {
+export function autoGemvVariant(epilogue: GemvEpilogue, perThread: number, grid?: { blocks: number; multiprocessors: number }, rows = 1, mmaFits = true): GemvKernelVariant {
   if (rows > 1) {
+    if (mmaFits) return 'mma';
     if (epilogue === 'residual') return rows <= 2 ? 'occ' : rows <= 4 ? 'dense' : 'eight';
     return 'eight';
   }
@@ -165,15 +172,17 @@ export function gemvNarrowRows(inF: number, grid?: { blocks: number; multiproces
 /**
  * The GEMV entry point and block size for a launch of `rows` rows over `inF` inputs with `epilogue`; `grid`
  * (its blocks of GEMV_WROWS rows and the GPU's SMs) lets rows wider than GEMV_WARP_ALWAYS_IN take the one-warp
- * GEMV, and auto take eight. A launch with a LayerNorm fused (`layerNorm`) never takes eight, which has no
- * LayerNorm instance (it spilled there): dense instead, the same sums. The launch's grid: gemvBlocks over
- * gemvBlockRows(kernel).
+ * GEMV, and auto take eight. A launch with a LayerNorm fused (`layerNorm`) never takes eight or mma, which have
+ * no LayerNorm instance (eight's spilled): dense instead, with eight's sums; nor does a row not a multiple of 8
+ * wide take mma. The launch's grid: gemvBlocks over gemvBlockRows(kernel).
  */
 export function gemvLaunch(rows: number, weight: string, act: string, inF: number, epilogue: GemvEpilogue = 'none', grid?: { blocks: number; multiprocessors: number }, layerNorm = false): { kernel: string; threads: number } {
   const rv = rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8;
   if (narrow.get() === 'warp' && rv <= 2 && gemvNarrowRows(inF, grid) && act !== 'f32' && weight === act) return { kernel: `gemv${rv}w_${weight}_${act}`, threads: 32 };
   const v = byEpilogue[epilogue] ?? variant.get();
   const perThread = Math.ceil(inF / 8 / 128); // 16-byte vectors (8 elements at 16 bits) of a row per thread
-  const picked = v === 'auto' ? autoGemvVariant(epilogue, perThread, grid, rv) : v;
-  return { kernel: gemvKernel(rv, weight, act, picked === 'eight' && layerNorm ? 'dense' : picked), threads: 128 };
+  const mmaFits = !layerNorm && inF % 8 === 0; // mma has no LayerNorm instance and loads whole 16-byte vectors
+  const picked = v === 'auto' ? autoGemvVariant(epilogue, perThread, grid, rv, mmaFits) : v;
+  const fits = (picked === 'eight' && layerNorm) || (picked === 'mma' && !mmaFits) ? 'dense' : picked;
+  return { kernel: gemvKernel(rv, weight, act, fits), threads: 128 };
 }

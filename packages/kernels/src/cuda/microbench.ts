@@ -6,7 +6,7 @@
 import { f16ToF32, f32ToF16, type FloatDType } from '@zinfer/core';
 import { CudaDevice } from './device.js';
 import type { Ptr } from './driver-api.js';
-import { GEMV_KERNEL_VARIANTS, gemvBlockRows, gemvBlocks, gemvKernel, type GemvKernelVariant } from './gemv-variant.js';
+import { GEMV_BIT_IDENTICAL_VARIANTS, GEMV_KERNEL_VARIANTS, gemvBlockRows, gemvBlocks, gemvKernel, type GemvKernelVariant } from './gemv-variant.js';
 import { EPI, GEMV_THREADS, GEMV_WROWS, gemvArgs, NORM, type GemvSegment } from './linear-launch.js';
 import { packStep } from './step-metadata.js';
 import { CudaStream } from './stream.js';
@@ -32,8 +32,10 @@ export interface MicrobenchResult {
   gemvMaxRelError: number;
   /** The 16-bit decode GEMVs (f16 weights and activations) on each linear group of a Llama-2-7B layer. */
   gemvSweep: GemvTiming[];
-  /** Shapes where a variant's outputs (8 rows) differ in any bit from v1's: should be empty. */
+  /** Shapes where a bit-identical variant's outputs (8 rows) differ in any bit from v1's: should be empty. */
   gemvVariantMismatches: string[];
+  /** The mma variant's largest difference from v1's outputs over the sweep, relative to v1's largest output. */
+  gemvMmaMaxRelError: number;
   launchHostUs: number;
   launchDeviceUs: number;
   /** null when cuBLAS could not run; cublasError says why. */
@@ -115,7 +117,7 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number; readOn
     const readGBps = big / (readMs * 1e6);
     const device_ = `${device.props.name} (sm_${device.props.arch})`;
     if (opts.readOnly) {
-      const none = { gemv: [], gemvMaxRelError: NaN, gemvSweep: [], gemvVariantMismatches: [], launchHostUs: NaN, launchDeviceUs: NaN };
+      const none = { gemv: [], gemvMaxRelError: NaN, gemvSweep: [], gemvVariantMismatches: [], gemvMmaMaxRelError: NaN, launchHostUs: NaN, launchDeviceUs: NaN };
       return { device: device_, copyGBps, readGBps, ...none, cublasF32Tflops: null, cublasBf16Tflops: null, cublasPrefill: [], cublasDecode64: [], prefillKernels: [] };
     }
 
@@ -166,6 +168,7 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number; readOn
     const yh = alloc(8 * 32000 * 4, 'f16 outputs');
     const gemvSweep: GemvTiming[] = [];
     const gemvVariantMismatches: string[] = [];
+    let gemvMmaMaxRelError = 0;
     const sweep = (shape: string, n: number[], k: number, epi: number, norm: number) => {
       const bytes = n.reduce((a, b) => a + b, 0) * k * 2;
       const rot = Math.max(1, Math.floor(big / bytes));
@@ -189,8 +192,8 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number; readOn
           const GBps = bytes / (ms * 1e6);
           gemvSweep.push({ shape, variant, rows, us: ms * 1000, GBps, fractionOfRead: GBps / readGBps });
         }
-        // The variants add in the same order: their outputs must match v1's bit for bit (dense and eight have
-        // entries at every row count; roll and occ at 1–2 rows, v1 above).
+        // The FMA variants add in the same order: their outputs must match v1's bit for bit (dense and eight have
+        // entries at every row count; roll and occ at 1–2 rows, v1 above). mma adds in another order: within rounding.
         const outputs = GEMV_KERNEL_VARIANTS.map((variant) => {
           gpu.fill32(yh, 0, (8 * 32000 * 4) / 4);
           const kernel = gemvKernel(rows, 'f16', 'f16', variant);
@@ -199,7 +202,20 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number; readOn
           gpu.download(host, yh);
           return host;
         });
-        for (let v = 1; v < outputs.length; v++) if (!outputs[v].every((b, i) => b === outputs[0][i])) gemvVariantMismatches.push(`${GEMV_KERNEL_VARIANTS[v]} ${shape} (${rows} rows)`);
+        GEMV_KERNEL_VARIANTS.forEach((variant, v) => {
+          if ((GEMV_BIT_IDENTICAL_VARIANTS as readonly string[]).includes(variant)) {
+            if (!outputs[v].every((b, i) => b === outputs[0][i])) gemvVariantMismatches.push(`${variant} ${shape} (${rows} rows)`);
+            return;
+          }
+          let diff = 0; // over the whole output buffer (zeroed before each launch): every segment's rows
+          let big = 0;
+          for (let i = 0; i < outputs[0].length; i++) {
+            const want = f16ToF32(outputs[0][i]);
+            diff = Math.max(diff, Math.abs(f16ToF32(outputs[v][i]) - want));
+            big = Math.max(big, Math.abs(want));
+          }
+          gemvMmaMaxRelError = Math.max(gemvMmaMaxRelError, diff / (big || 1));
+        });
       }
     };
     sweep('norm+q|k|v 4096→3×4096', [4096, 4096, 4096], 4096, EPI.none, NORM.rms);
@@ -288,6 +304,7 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number; readOn
       gemvMaxRelError: maxErr / (scale || 1),
       gemvSweep,
       gemvVariantMismatches,
+      gemvMmaMaxRelError,
       launchHostUs,
       launchDeviceUs: launchDeviceMs * 1000,
       cublasF32Tflops,
