@@ -27,7 +27,7 @@
 #include "gpu-cuda-check.cuh"
 #include "gpu-gemv-plain.cuh"
 
-static const int LAYERS = 8, REPLAYS = 9;
+static const int LAYERS = 8, CHAIN_REPLAYS = 9;
 // The layer's widths: hidden H, intermediate I, each of q, k and v Q (the attention's width); set by the shape.
 static int H = 4096, I = 11008, Q = 4096;
 typedef decltype(&gemv1d_f16_f16) EngineKernel;
@@ -68,12 +68,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "shape: 7b or 13b-tp4, not %s\n", shape.c_str());
     return 2;
   }
-  cudaStream_t s;
-  CUDA(cudaStreamCreate(&s));
-  int sms = 0;
-  CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-  cudaDeviceProp prop;
-  CUDA(cudaGetDeviceProperties(&prop, 0));
+  const BenchGpu gpu = benchGpu();
+  cudaStream_t s = gpu.s;
+  const int sms = gpu.sms;
+  const cudaDeviceProp &prop = gpu.prop;
   const size_t qkvN = 3ull * Q * H, oN = (size_t)H * Q, guN = 2ull * I * H, dN = (size_t)H * I, layerN = qkvN + oN + guN + dN;
   f16_t *w;
   CUDA(cudaMalloc(&w, LAYERS * layerN * 2));
@@ -97,7 +95,7 @@ int main(int argc, char **argv) {
   CUDA(cudaStreamSynchronize(s));
 
   // Per-layer µs of the chain `layer(l)` over the 8 layers, captured once as a graph.
-  auto chainUs = [&](auto layer) { return graphUs(s, LAYERS, REPLAYS, [&](int l) { layer(layers[l]); }); };
+  auto chainUs = [&](auto layer) { return graphUs(s, LAYERS, CHAIN_REPLAYS, [&](int l) { layer(layers[l]); }); };
   const int qkvG = 3 * Q / 4, oG = H / 4, guG = I / 2, dG = H / 4;
   // A layer's four GEMVs, each through an engine entry (with or without the step's norms and epilogues) or
   // through the plain kernel: kinds[j] for GEMV j (q|k|v, o, gate|up, down), 0 the engine entry k[j], 1 the

@@ -83,9 +83,6 @@ __global__ void __launch_bounds__(128, 4) mma_gemv(f16_t *y, const f16_t *W, con
   if (c < R && row0 + m < n) y[(i64)c * n + row0 + m] = from_f32<f16_t>(red[0][m][c] + red[1][m][c] + red[2][m][c] + red[3][m][c]);
 }
 
-struct Shape { const char *name; int n, inF; };
-static const int COPIES = 4, LAUNCHES = 20, REPLAYS = 5;
-
 template <int R> static void rowsCase(cudaStream_t s, int sms, const Shape &sh, f16_t *(*W)(int), f16_t *x, f16_t *yRef, f16_t *y, u32 *sink, bool &firstCase) {
   const double mb = (double)sh.n * sh.inF * 2 / 1e6;
   struct Row { std::string name; float us; float err; };
@@ -157,12 +154,10 @@ static size_t gMaxW;
 static f16_t *weightCopy(int i) { return gW + (size_t)(i % COPIES) * gMaxW; }
 
 int main() {
-  cudaStream_t s;
-  CUDA(cudaStreamCreate(&s));
-  int dev = 0, sms = 0;
-  CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  cudaDeviceProp prop;
-  CUDA(cudaGetDeviceProperties(&prop, dev));
+  const BenchGpu gpu = benchGpu();
+  cudaStream_t s = gpu.s;
+  const int sms = gpu.sms;
+  const cudaDeviceProp &prop = gpu.prop;
   const Shape shapes[] = {{"7B q|k|v", 12288, 4096}, {"7B o", 4096, 4096}, {"7B gate|up", 22016, 4096}, {"7B down", 4096, 11008}, {"7B head", 32000, 4096}};
   for (const Shape &sh : shapes) gMaxW = std::max(gMaxW, (size_t)sh.n * sh.inF);
   f16_t *x, *yRef, *y;

@@ -5,6 +5,28 @@
 #include <algorithm>
 #include <vector>
 
+// Device 0 as the benches use it: a stream, its SM count and its name.
+struct BenchGpu {
+  cudaStream_t s;
+  int sms;
+  cudaDeviceProp prop;
+};
+static BenchGpu benchGpu() {
+  BenchGpu g{};
+  CUDA(cudaStreamCreate(&g.s));
+  CUDA(cudaDeviceGetAttribute(&g.sms, cudaDevAttrMultiProcessorCount, 0));
+  CUDA(cudaGetDeviceProperties(&g.prop, 0));
+  return g;
+}
+
+// A GEMV shape of the per-shape benches (gpu-gemv-rate-bench.cu, gpu-gemv-mma-bench.cu): n outputs of inF
+// inputs; each case rotates COPIES weight copies (over L2) in graphs of LAUNCHES launches replayed REPLAYS times.
+struct Shape {
+  const char *name;
+  int n, inF;
+};
+static const int COPIES = 4, LAUNCHES = 20, REPLAYS = 5;
+
 // µs a unit of `capture(i)` for i < units, captured once as a CUDA graph and replayed `replays` times (one
 // untimed first): the median replay over the units.
 template <typename F> static float graphUs(cudaStream_t s, int units, int replays, F capture) {

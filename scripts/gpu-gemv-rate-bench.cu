@@ -25,16 +25,11 @@
 #include "gpu-cuda-check.cuh"
 #include "gpu-gemv-plain.cuh"
 
-struct Shape { const char *name; int n, inF; };
-static const int COPIES = 4, LAUNCHES = 20, REPLAYS = 5;
-
 int main() {
-  cudaStream_t s;
-  CUDA(cudaStreamCreate(&s));
-  int dev = 0, sms = 0;
-  CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  cudaDeviceProp prop;
-  CUDA(cudaGetDeviceProperties(&prop, dev));
+  const BenchGpu gpu = benchGpu();
+  cudaStream_t s = gpu.s;
+  const int sms = gpu.sms;
+  const cudaDeviceProp &prop = gpu.prop;
   const Shape shapes[] = {{"7B q|k|v", 12288, 4096}, {"7B o", 4096, 4096}, {"7B gate|up", 22016, 4096}, {"7B down", 4096, 11008},
                           {"7B head", 32000, 4096},  {"13B-tp4 q|k|v", 3840, 5120}, {"13B-tp4 o", 5120, 1280},
                           {"13B-tp4 gate|up", 6912, 5120}, {"13B-tp4 down", 5120, 3456}, {"odd 1000x4000", 1000, 4000}};

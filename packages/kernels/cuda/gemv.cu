@@ -47,6 +47,27 @@
 #define NORM_RMS 1
 #define NORM_LAYER 2
 
+// Which weight rows this block reads: WR consecutive rows from o0 of segment seg, or (gated) WR/2 gate rows from
+// o0 and the same up rows.
+template <int WR> __device__ __forceinline__ void gemv_block_rows(int epi, int n0, int n1, int &seg, int &o0) {
+  int b = blockIdx.x;
+  seg = 0;
+  if (epi == EPI_GATED) {
+    o0 = WR / 2 * b;
+  } else {
+    const int nb0 = (n0 + WR - 1) / WR, nb1 = (n1 + WR - 1) / WR;
+    if (b >= nb0) {
+      b -= nb0;
+      seg = 1;
+      if (b >= nb1) {
+        b -= nb1;
+        seg = 2;
+      }
+    }
+    o0 = WR * b;
+  }
+}
+
 // The block's outputs fin [WR][R] (weight row, x row; gated: WR/2 gate rows, then their up rows) to y0..y2, with
 // the epilogue: thread t stores one output (a gated pair; a row's 4 consecutive pushes). After a barrier.
 template <int R, int WR, typename A>
@@ -99,22 +120,8 @@ __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1
   const int tailStart = (int)gridDim.x - pfTail;
   if (pfTail > 0 && (int)blockIdx.x >= tailStart) l2_prefetch(pf, pfBytes, blockIdx.x - tailStart, pfTail);
 
-  // Which weight rows this block reads: WR consecutive rows of one segment, or HALF gate + HALF up rows.
-  int b = blockIdx.x, seg = 0, o0;
-  if (epi == EPI_GATED) {
-    o0 = HALF * b;
-  } else {
-    const int nb0 = (n0 + WR - 1) / WR, nb1 = (n1 + WR - 1) / WR;
-    if (b >= nb0) {
-      b -= nb0;
-      seg = 1;
-      if (b >= nb1) {
-        b -= nb1;
-        seg = 2;
-      }
-    }
-    o0 = WR * b;
-  }
+  int seg, o0;
+  gemv_block_rows<WR>(epi, n0, n1, seg, o0);
   const W *wseg = seg == 0 ? w0 : seg == 1 ? w1 : w2;
   const int n = seg == 0 ? n0 : seg == 1 ? n1 : n2;
   const W *wp[WR];
@@ -428,21 +435,8 @@ __device__ void gemv_mma(void *y0, const A *w0, const float *b0, int n0, void *y
   if (pfTail > 0 && (int)blockIdx.x >= tailStart) l2_prefetch(pf, pfBytes, blockIdx.x - tailStart, pfTail);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
 
-  int b = blockIdx.x, seg = 0, o0;
-  if (epi == EPI_GATED) {
-    o0 = HALF * b;
-  } else {
-    const int nb0 = (n0 + WR - 1) / WR, nb1 = (n1 + WR - 1) / WR;
-    if (b >= nb0) {
-      b -= nb0;
-      seg = 1;
-      if (b >= nb1) {
-        b -= nb1;
-        seg = 2;
-      }
-    }
-    o0 = WR * b;
-  }
+  int seg, o0;
+  gemv_block_rows<WR>(epi, n0, n1, seg, o0);
   const A *wseg = seg == 0 ? w0 : seg == 1 ? w1 : w2;
   const int n = seg == 0 ? n0 : seg == 1 ? n1 : n2;
   // This thread's weight rows: the block's g and g + 8 (gated: gate row o0 + g and its up row).
