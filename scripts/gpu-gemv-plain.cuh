@@ -1,6 +1,6 @@
-// The plain GEMV the standalone GEMV benches compare the engine's entries with (gpu-gemv-rate-bench.cu,
-// gpu-gemv-chain-bench.cu), their weight fill and their graph timer. Include after bench.cu, gemv.cu and
-// gpu-cuda-check.cuh.
+// What the standalone GEMV benches share (gpu-gemv-rate-bench.cu, gpu-gemv-chain-bench.cu, gpu-gemv-mma-bench.cu):
+// the device setup, the per-shape case constants, the graph timer, the plain GEMV they compare the engine's
+// entries with, and the weight fill. Include after bench.cu, gemv.cu and gpu-cuda-check.cuh.
 #pragma once
 #include <algorithm>
 #include <vector>

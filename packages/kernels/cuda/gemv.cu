@@ -32,6 +32,7 @@
 //   gemv1e_*  "eight" (no LayerNorm instance, which spilled at 1 row): 8 weight rows a block (WR), 2 loads a row a
 //             thread, 4 blocks an SM (128 registers), so a 4,096-row GEMV is one wave of 512 blocks: the 7B's o
 //             and down.
+// and, not bit-identical to them, gemv8m_* "mma": the tensor cores for 2–8 rows (its own section below).
 #include "peer-ll.cuh"
 
 #define GEMV_THREADS 128
@@ -358,8 +359,8 @@ GEMV_DTYPES(2, , 4, false, 1)
 GEMV_DTYPES(4, , 4, false, 1)
 GEMV_DTYPES(8, , 4, false, 1)
 
-// The variants, for the latency-bound decode of 1 or 2 rows in the 16-bit modes only (each entry point
-// costs NVRTC time on every fresh machine; other rows and parity mode take v1: gemv-variant.ts).
+// roll and occ, for the latency-bound decode of 1 or 2 rows in the 16-bit modes only (each entry point costs
+// NVRTC time on every fresh machine; parity mode takes v1 everywhere: gemv-variant.ts).
 #define GEMV_VARIANTS_16(R) \
   GEMV_ENTRY(R, r, 4, true, 1, GEMV_THREADS, GEMV_WROWS, f16, f16, f16_t, f16_t) \
   GEMV_ENTRY(R, r, 4, true, 1, GEMV_THREADS, GEMV_WROWS, bf16, bf16, bf16_t, bf16_t) \
@@ -380,7 +381,7 @@ GEMV_ENTRY(1, e, 2, false, 4, GEMV_THREADS, 8, bf16, bf16, bf16_t, bf16_t)
 // Small batches, 2–8 rows: v1 holds 165 / 186 / 254 registers at 2 / 4 / 8 rows, so an SM holds 3 / 2 / 2 of its
 // blocks, and the 7B's GEMVs at 4 rows read at 37–43% of the card's rate (H200, session 20). dense and eight
 // keep 2 loads a row a thread in flight (the same order of sums as v1) under bounds that fit without spills
-// (nvcc 13: 123–183 registers): dense 4 / 4 / 3 blocks an SM, eight 3 / 3 / 2.
+// (nvcc 13: 121–168 registers, eight at 8 rows 241–246): dense 4 / 4 / 3 blocks an SM, eight 3 / 3 / 2.
 #define GEMV_SMALL_BATCH(R, DMINB, EMINB)                                                             \
   GEMV_ENTRY(R, d, 2, false, DMINB, GEMV_THREADS, GEMV_WROWS, f16, f16, f16_t, f16_t)              \
   GEMV_ENTRY(R, d, 2, false, DMINB, GEMV_THREADS, GEMV_WROWS, bf16, bf16, bf16_t, bf16_t)          \

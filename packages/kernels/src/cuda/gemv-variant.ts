@@ -106,9 +106,9 @@ export const GEMV_BLOCKS_PER_SM_AT_128 = 4;
  * of 2–8 rows, where the FMA entries' best read 40–48% at 8 rows (bench/results/gemv-mma-h200-s20.json). Where
  * it does not fit (a LayerNorm fused, rows not a multiple of 8 wide): eight, whose 8 weight rows a block use each
  * x vector twice as often as 4 do; but the residual GEMVs (o, down: 4,096 outputs, few blocks) take occ at 2
- * rows and dense at 3–4, where more blocks an SM count for more. Fitted on the 7B layer's GEMVs alone (microbench, H200, cuda-check-h200-s20-rows.json)
- * and checked on graphed steps (shape-profile-rows*-h200-s20.json): v1 there (165–254 registers, 2–3 blocks an
- * SM) was 15–55% slower.
+ * rows and dense at 3–4, where more blocks an SM count for more. Fitted on the 7B layer's GEMVs alone
+ * (microbench, H200, cuda-check-h200-s20-rows.json) and checked on graphed steps (shape-profile-rows*-h200-s20.json):
+ * v1 there (165–254 registers, 2–3 blocks an SM) was 15–55% slower.
  */
 export function autoGemvVariant(epilogue: GemvEpilogue, perThread: number, grid?: { blocks: number; multiprocessors: number }, rows = 1, mmaFits = true): GemvKernelVariant {
   if (rows > 1) {
@@ -183,6 +183,6 @@ export function gemvLaunch(rows: number, weight: string, act: string, inF: numbe
   const perThread = Math.ceil(inF / 8 / 128); // 16-byte vectors (8 elements at 16 bits) of a row per thread
   const mmaFits = !layerNorm && inF % 8 === 0; // mma has no LayerNorm instance and loads whole 16-byte vectors
   const picked = v === 'auto' ? autoGemvVariant(epilogue, perThread, grid, rv, mmaFits) : v;
-  const fits = (picked === 'eight' && layerNorm) || (picked === 'mma' && !mmaFits) ? 'dense' : picked;
-  return { kernel: gemvKernel(rv, weight, act, fits), threads: 128 };
+  const launched = (picked === 'eight' && layerNorm) || (picked === 'mma' && !mmaFits) ? 'dense' : picked;
+  return { kernel: gemvKernel(rv, weight, act, launched), threads: 128 };
 }
