@@ -129,7 +129,8 @@ if (wanted('linear')) {
   const rng = Rng.fromSeed(7);
   // f32 mode: every weight dtype, 1e-4; the 16-bit modes: weights and activations in that dtype, 2e-2.
   const all = { shapes: [[64, 64], [67, 130], [1024, 257], [4096, 1000]], rows: [1, 3, 8, 9, 17, 64, 130] };
-  const some = { shapes: [[67, 130], [4096, 1000]], rows: [1, 3, 8, 9, 130] };
+  // In the 16-bit modes 9–64 rows of a row a multiple of 8 wide run on the tensor-core GEMV (gemv16m_ .. gemv64m_).
+  const some = { shapes: [[67, 130], [4096, 1000]], rows: [1, 3, 8, 9, 16, 17, 32, 33, 64, 65, 130] };
   const modes = [
     ...['f32', 'f16', 'bf16'].map((dtype) => ({ dtype, act: 'f32', tol: 1e-4, ...all })),
     ...['f16', 'bf16'].map((dtype) => ({ dtype, act: dtype, tol: 2e-2, ...some })),
@@ -145,7 +146,8 @@ if (wanted('linear')) {
         const [want] = await runSteps(oracle, graph, tensors, kvCache, [batch]);
         for (const [label, be] of variants) {
           if (label === 'tiled' && rows <= 8) continue; // GEMV either way
-          await runCase('linear', `${dtype} weights, ${act} activations, ${rows}×${inF} → ${outF} (${rows <= 8 ? 'gemv' : label})`, async () => {
+          const mma = rows > 8 && rows <= 64 && act !== 'f32' && inF % 8 === 0;
+          await runCase('linear', `${dtype} weights, ${act} activations, ${rows}×${inF} → ${outF} (${rows <= 8 ? 'gemv' : mma ? 'mma gemv' : label})`, async () => {
             const [got] = await runSteps(be, graph, tensors, kvCache, [batch]);
             const err = relativeDifference(got, want);
             if (!(err <= tol)) throw new Error(`relative error ${err.toExponential(2)} > ${tol}`);
@@ -352,7 +354,7 @@ const m = results.microbench;
 if (m) {
   log(`device copy bandwidth (read + write) ${m.copyGBps.toFixed(0)} GB/s; read-only ${m.readGBps.toFixed(0)} GB/s`);
   for (const g of m.gemv) log(`GEMV f16 w, f32 act [11008, 4096] rows ${g.rows}: ${(g.ms * 1000).toFixed(1)} us, ${g.GBps.toFixed(0)} GB/s = ${(100 * g.fractionOfCopy).toFixed(0)}% of copy`);
-  for (const g of m.gemvSweep) log(`GEMV f16 ${g.shape.padEnd(32)} rows ${g.rows}: ${g.us.toFixed(1).padStart(6)} us ${g.GBps.toFixed(0).padStart(5)} GB/s = ${(100 * g.fractionOfRead).toFixed(0)}% of read`);
+  for (const g of m.gemvSweep) log(`GEMV f16 ${g.shape.padEnd(32)} ${String(g.variant).padEnd(6)} rows ${g.rows}: ${g.us.toFixed(1).padStart(6)} us ${g.GBps.toFixed(0).padStart(5)} GB/s = ${(100 * g.fractionOfRead).toFixed(0)}% of read`);
   log(`launch: host ${m.launchHostUs.toFixed(2)} us, device ${m.launchDeviceUs.toFixed(2)} us per launch back to back`);
   const tf = (x) => (x === null ? 'failed' : `${x.toFixed(1)} TFLOP/s`);
   log(`cuBLAS f32 4096^3 (no TF32): ${tf(m.cublasF32Tflops)}; bf16 8192^3: ${tf(m.cublasBf16Tflops)}; f16 prefill ${m.cublasPrefill.map((p) => `${p.shape} ${p.tflops.toFixed(0)}`).join(', ')}`);
