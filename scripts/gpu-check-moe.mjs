@@ -1,6 +1,7 @@
 // The Mixture-of-Experts part of the GPU check (scripts/gpu-check.mjs calls checkMoe; run it alone with
 // ZINFER_GPU_CHECK_ONLY=moe). Against the reference backend on random shapes (odd sizes; topK 1/2/4;
-// experts 3/8/60; rows 1, 7, 64, 300: the GEMV path and the grouped path; f32 ≤ 1e-3 relative, f16/bf16
+// experts 3/8/60; rows 1, 2, 7, 64, 300: the GEMV path (at 2–8 rows in the 16-bit modes on the tensor cores where
+// the sizes are whole 16-byte vectors), the dense and the grouped path; f32 ≤ 1e-3 relative, f16/bf16
 // ≤ 2e-2):
 //   - moeRouter: ids equal to the reference's (a swap only between probabilities within the tolerance),
 //     routing weights within the tolerance, and Program.expertLoad equal to the counts of the routing;
@@ -9,7 +10,7 @@
 //   - sigmoidGate;
 // then the MoE fixtures (Mixtral, Qwen2-MoE with and without norm_topk_prob: f32 logits ≤ 1e-3, greedy
 // identical to transformers), and a decode timing of one Mixtral-8x7B-shaped layer (bf16, hidden 4096,
-// intermediate 14336, 8 experts, top-2) at batch 1 and 64, with the GB/s of moeExperts over the bytes of
+// intermediate 14336, 8 experts, top-2) at batch 1, 8 and 64, with the GB/s of moeExperts over the bytes of
 // the routed experts (from expertLoad) next to the device's read bandwidth (timing skipped in dry mode).
 // Every group saves results; ZINFER_MOE_BUDGET_S (default 200) bounds the whole part.
 import { readdirSync, statSync } from 'node:fs';
@@ -57,7 +58,7 @@ export async function checkMoe(env) {
   ];
   for (const s of shapes) {
     for (const m of modes) {
-      for (const rows of [1, 7, 64, 300]) {
+      for (const rows of [1, 2, 7, 64, 300]) {
         const name = `h${s.hidden} i${s.inter} e${s.experts} top${s.topK}${s.held ? ` holds ${s.held.join('/')}` : ''} rows ${rows}, ${m.w} w ${m.act} act`;
         if (!inTime(0.6)) {
           skipped.push(name);
@@ -151,11 +152,11 @@ export async function checkMoe(env) {
     return;
   }
   const { timeMixtralLayers, MIXTRAL } = await import('./gpu-check-moe-timing.mjs');
-  await runCase('moe timing', `moeExperts decode, ${dry ? 'tiny' : 'Mixtral-8x7B'} layer shape, bf16, batch 1 and 64`, async () => {
+  await runCase('moe timing', `moeExperts decode, ${dry ? 'tiny' : 'Mixtral-8x7B'} layer shape, bf16, batch 1, 8 and 64`, async () => {
     let readGBps = results.microbench?.readGBps ?? null; // the bench group's probe, when it ran first
     if (!readGBps && !dry && cuda?.cudaMicrobench) readGBps = cuda.cudaMicrobench(0, { readOnly: true }).readGBps;
     const shape = dry ? { hidden: 64, inter: 96, experts: 8, topK: 2 } : MIXTRAL;
-    results.moeTiming = await timeMixtralLayers({ core, testing, makeBackend, opts, readGBps, shape, runs: dry ? 2 : 20 });
+    results.moeTiming = await timeMixtralLayers({ core, testing, makeBackend, opts, readGBps, shape, rowsList: [1, 8, 64], runs: dry ? 2 : 20 });
     save();
     return results.moeTiming.map((t) => t.summary).join('; ');
   });

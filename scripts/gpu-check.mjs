@@ -129,8 +129,7 @@ if (wanted('linear')) {
   const rng = Rng.fromSeed(7);
   // f32 mode: every weight dtype, 1e-4; the 16-bit modes: weights and activations in that dtype, 2e-2.
   const all = { shapes: [[64, 64], [67, 130], [1024, 257], [4096, 1000]], rows: [1, 3, 8, 9, 17, 64, 130] };
-  // In the 16-bit modes 9–64 rows of a row a multiple of 8 wide run on the tensor-core GEMV (gemv16m_ .. gemv64m_).
-  const some = { shapes: [[67, 130], [4096, 1000]], rows: [1, 3, 8, 9, 16, 17, 32, 33, 64, 65, 130] };
+  const some = { shapes: [[67, 130], [4096, 1000]], rows: [1, 3, 8, 9, 130] };
   const modes = [
     ...['f32', 'f16', 'bf16'].map((dtype) => ({ dtype, act: 'f32', tol: 1e-4, ...all })),
     ...['f16', 'bf16'].map((dtype) => ({ dtype, act: dtype, tol: 2e-2, ...some })),
@@ -146,8 +145,7 @@ if (wanted('linear')) {
         const [want] = await runSteps(oracle, graph, tensors, kvCache, [batch]);
         for (const [label, be] of variants) {
           if (label === 'tiled' && rows <= 8) continue; // GEMV either way
-          const mma = rows > 8 && rows <= 64 && act !== 'f32' && inF % 8 === 0;
-          await runCase('linear', `${dtype} weights, ${act} activations, ${rows}×${inF} → ${outF} (${rows <= 8 ? 'gemv' : mma ? 'mma gemv' : label})`, async () => {
+          await runCase('linear', `${dtype} weights, ${act} activations, ${rows}×${inF} → ${outF} (${rows <= 8 ? 'gemv' : label})`, async () => {
             const [got] = await runSteps(be, graph, tensors, kvCache, [batch]);
             const err = relativeDifference(got, want);
             if (!(err <= tol)) throw new Error(`relative error ${err.toExponential(2)} > ${tol}`);

@@ -33,6 +33,7 @@
 //             thread, 4 blocks an SM (128 registers), so a 4,096-row GEMV is one wave of 512 blocks: the 7B's o
 //             and down.
 // and, not bit-identical to them, gemv8m_* "mma": the tensor cores for 2–8 rows (its own section below).
+#include "mma.cuh"
 #include "peer-ll.cuh"
 
 #define GEMV_THREADS 128
@@ -403,33 +404,15 @@ GEMV_SMALL_BATCH(8, 3, 2)
 // are. The sums are added in another order than the FMA entries', so this variant is not bit-identical to
 // them; a fused RMSNorm multiplies x by its weight and rounds to the activation type before the MMA (as the
 // activations between ops are rounded). No LayerNorm instance (gemvLaunch sends those to dense).
-#define MMA_WR 16 // weight rows a block (gemvBlockRows in src/cuda/gemv-variant.ts)
-
-template <typename A> __device__ __forceinline__ void mma16816(float (&d)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1);
-template <> __device__ __forceinline__ void mma16816<f16_t>(float (&d)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-               : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-template <> __device__ __forceinline__ void mma16816<bf16_t>(float (&d)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-               : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-template <typename A> __device__ __forceinline__ u32 pack2(float lo, float hi) {
-  return (u32)from_f32<A>(lo).bits | ((u32)from_f32<A>(hi).bits << 16);
-}
-
-// Parameters as gemv()'s (weights in the activation type A; rows ≤ 8 · NT; inF a multiple of 8). U: chunks a warp
-// has in flight; NT: MMA column tiles of 8 rows of x (thread (g, t) loads x rows g, g + 8, ..., each weight
-// fragment feeds NT pairs of MMAs).
-template <int U, int NT, typename A, int NM>
+// Parameters as gemv()'s (weights in the activation type A; rows ≤ 8; inF a multiple of 8). U: chunks a warp
+// has in flight. XPRE: a round's U x vectors are loaded together before its first MMA (else each just before its
+// MMA); scripts/gpu-gemv-mma-bench.cu times both.
+template <int U, typename A, int NM, bool XPRE>
 __device__ void gemv_mma(void *y0, const A *w0, const float *b0, int n0, void *y1, const A *w1, const float *b1, int n1, void *y2,
                          const A *w2, const float *b2, int n2, const A *__restrict__ x, const A *__restrict__ res,
                          const float *__restrict__ normW, float eps, int rows, int inF, int epi, int act, int yF32, const void *pf,
                          int pfBytes, int pfTail, const LLPush &push) {
-  constexpr int R = 8 * NT, WR = MMA_WR, HALF = WR / 2, SUMS = WR * R;
-  static_assert(SUMS % GEMV_THREADS == 0, "whole passes of the block over its sums");
+  constexpr int R = 8, WR = MMA_WR, HALF = WR / 2;
   __shared__ float red[4][WR][R]; // each warp's sums
   __shared__ float sq[4][R];      // each warp's Σx² of each row of x (RMSNorm)
   __shared__ float fin[WR][R];
@@ -446,21 +429,16 @@ __device__ void gemv_mma(void *y0, const A *w0, const float *b0, int n0, void *y
   const int oa = o0 + g, ob = epi == EPI_GATED ? o0 + g : o0 + g + HALF;
   const A *wa = (epi == EPI_GATED ? w0 : wseg) + (i64)(oa < n ? oa : 0) * inF;
   const A *wb = (epi == EPI_GATED ? w1 : wseg) + (i64)(ob < n ? ob : 0) * inF;
-  const A *xg = x + (i64)g * inF; // x row g; row 8j + g is 8j rows further (read only below `rows`)
+  const bool xrow = g < rows;
+  const A *xr = x + (i64)(xrow ? g : 0) * inF;
   const int nv = inF / 8; // 16-byte vectors a row
   const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
-  float d[NT][4], ss[NT];
-#pragma unroll
-  for (int j = 0; j < NT; j++) {
-    ss[j] = 0.f;
-#pragma unroll
-    for (int k = 0; k < 4; k++) d[j][k] = 0.f;
-  }
+  float d[4] = {0.f, 0.f, 0.f, 0.f}, ss = 0.f;
   // Chunk c is vectors 4c .. 4c + 3; warp w takes chunks w, w + 4, ..., U of them a round. Every weight load is
   // issued (a lane past the row's end reads its last vector again, against x = 0), none behind a branch, and
   // the first round's before the wait, as in gemv_nm.
   for (int c0 = warp; 4 * c0 < nv; c0 += 4 * U) {
-    uint4 ra[U], rb[U];
+    uint4 ra[U], rb[U], rx[U];
 #pragma unroll
     for (int u = 0; u < U; u++) {
       const int v = min(4 * (c0 + 4 * u) + t, nv - 1);
@@ -468,81 +446,72 @@ __device__ void gemv_mma(void *y0, const A *w0, const float *b0, int n0, void *y
       rb[u] = ld_stream16(wb + (i64)v * 8);
     }
     if (c0 == warp) grid_dep_wait();
+    // XPRE: the round's x vectors all in flight before the first MMA. (Loaded one per MMA, each waits an L1/L2
+    // round trip: the engine's kernel read 68–83% against the standalone one's 81–94%, PERF-NOTES session 20.)
+    if constexpr (XPRE) {
+#pragma unroll
+      for (int u = 0; u < U; u++) {
+        const int v = 4 * (c0 + 4 * u) + t;
+        rx[u] = xrow && v < nv ? __ldg(reinterpret_cast<const uint4 *>(xr + (i64)v * 8)) : zero;
+      }
+    }
 #pragma unroll
     for (int u = 0; u < U; u++) {
       const int v = 4 * (c0 + 4 * u) + t;
-      float gf[8];
-      if constexpr (NM == NORM_RMS) load_vec<float, 8>(normW + (i64)min(v, nv - 1) * 8, gf);
+      uint4 xb = XPRE ? rx[u] : xrow && v < nv ? __ldg(reinterpret_cast<const uint4 *>(xr + (i64)v * 8)) : zero;
+      if constexpr (NM == NORM_RMS) {
+        float xf[8], gf[8];
+        widen16<A>(xb, xf);
+        load_vec<float, 8>(normW + (i64)min(v, nv - 1) * 8, gf);
 #pragma unroll
-      for (int j = 0; j < NT; j++) {
-        uint4 xb = 8 * j + g < rows && v < nv ? __ldg(reinterpret_cast<const uint4 *>(xg + (i64)(8 * j) * inF + (i64)v * 8)) : zero;
-        if constexpr (NM == NORM_RMS) {
-          float xf[8];
-          widen16<A>(xb, xf);
-#pragma unroll
-          for (int k = 0; k < 8; k++) ss[j] += xf[k] * xf[k];
-          xb = make_uint4(pack2<A>(xf[0] * gf[0], xf[1] * gf[1]), pack2<A>(xf[2] * gf[2], xf[3] * gf[3]), pack2<A>(xf[4] * gf[4], xf[5] * gf[5]),
-                          pack2<A>(xf[6] * gf[6], xf[7] * gf[7]));
-        }
-        mma16816<A>(d[j], ra[u].x, rb[u].x, ra[u].y, rb[u].y, xb.x, xb.y);
-        mma16816<A>(d[j], ra[u].z, rb[u].z, ra[u].w, rb[u].w, xb.z, xb.w);
+        for (int k = 0; k < 8; k++) ss += xf[k] * xf[k];
+        xb = make_uint4(pack2<A>(xf[0] * gf[0], xf[1] * gf[1]), pack2<A>(xf[2] * gf[2], xf[3] * gf[3]), pack2<A>(xf[4] * gf[4], xf[5] * gf[5]),
+                        pack2<A>(xf[6] * gf[6], xf[7] * gf[7]));
       }
+      mma_chunk<A>(d, ra[u], rb[u], xb);
     }
   }
   if (4 * warp >= nv) grid_dep_wait(); // a warp with no chunks still reads res and writes y
 
-  // d[j]: rows g and g + 8 of the block, x rows 8j + 2t and 8j + 2t + 1.
-#pragma unroll
-  for (int j = 0; j < NT; j++) {
-    red[warp][g][8 * j + 2 * t] = d[j][0];
-    red[warp][g][8 * j + 2 * t + 1] = d[j][1];
-    red[warp][g + HALF][8 * j + 2 * t] = d[j][2];
-    red[warp][g + HALF][8 * j + 2 * t + 1] = d[j][3];
-    if constexpr (NM == NORM_RMS) {
-      ss[j] += __shfl_xor_sync(0xffffffffu, ss[j], 1);
-      ss[j] += __shfl_xor_sync(0xffffffffu, ss[j], 2);
-      if (t == 0) sq[warp][8 * j + g] = ss[j];
-    }
+  // d: rows g and g + 8 of the block, x rows 2t and 2t + 1.
+  red[warp][g][2 * t] = d[0];
+  red[warp][g][2 * t + 1] = d[1];
+  red[warp][g + HALF][2 * t] = d[2];
+  red[warp][g + HALF][2 * t + 1] = d[3];
+  if constexpr (NM == NORM_RMS) {
+    ss += __shfl_xor_sync(0xffffffffu, ss, 1);
+    ss += __shfl_xor_sync(0xffffffffu, ss, 2);
+    if (t == 0) sq[warp][g] = ss;
   }
   __syncthreads();
-#pragma unroll
-  for (int s = threadIdx.x; s < SUMS; s += GEMV_THREADS) { // WR · R sums, one a thread a pass
-    const int i = s / R, r = s % R;
-    float val = red[0][i][r] + red[1][i][r] + red[2][i][r] + red[3][i][r];
-    if constexpr (NM == NORM_RMS) val *= 1.f / sqrtf((sq[0][r] + sq[1][r] + sq[2][r] + sq[3][r]) / (float)inF + eps);
-    const int o = epi == EPI_GATED ? o0 + i % HALF : o0 + i;
-    if (o < n) {
-      const float *bias = epi == EPI_GATED ? (i < HALF ? b0 : b1) : seg == 0 ? b0 : seg == 1 ? b1 : b2;
-      if (bias) val += bias[o];
-    }
-    fin[i][r] = val;
+  const int tid = threadIdx.x, i = tid / R, r = tid % R; // WR · R = 128 sums, one a thread
+  float val = red[0][i][r] + red[1][i][r] + red[2][i][r] + red[3][i][r];
+  if constexpr (NM == NORM_RMS) val *= 1.f / sqrtf((sq[0][r] + sq[1][r] + sq[2][r] + sq[3][r]) / (float)inF + eps);
+  const int o = epi == EPI_GATED ? o0 + i % HALF : o0 + i;
+  if (o < n) {
+    const float *bias = epi == EPI_GATED ? (i < HALF ? b0 : b1) : seg == 0 ? b0 : seg == 1 ? b1 : b2;
+    if (bias) val += bias[o];
   }
+  fin[i][r] = val;
   __syncthreads();
-#pragma unroll
-  for (int s = threadIdx.x; s < SUMS; s += GEMV_THREADS) gemv_store<R, WR, A>(fin, s, rows, o0, n0, n, seg, epi, act, yF32, y0, y1, y2, res, push);
+  gemv_store<R, WR, A>(fin, tid, rows, o0, n0, n, seg, epi, act, yF32, y0, y1, y2, res, push);
 }
 
 // The entries take gemv()'s parameters (normB, llTable.. as the others); a LayerNorm or inputs not a multiple
-// of 8 trap (gemvLaunch never sends them). gemv8m_ (U = 8) for 2–8 rows; gemv16m_, gemv32m_ and gemv64m_ for 9–16,
-// 17–32 and 33–64, where the FMA entries have none and cuBLAS's GEMM, its norm and activation kernels took them.
-// U and the blocks an SM asked for are the largest that nvcc 13 fits without spills (the RMSNorm instance spilled
-// 4–48 bytes at 32 rows with U = 3–8, even at 168 or 255 registers).
-#define GEMV_MMA_ENTRY(R, UB, MINB, S, A)                                                                                                   \
-  extern "C" __global__ void __launch_bounds__(GEMV_THREADS, MINB)                                                                     \
-      gemv##R##m_##S##_##S(void *y0, const A *w0, const float *b0, int n0, void *y1, const A *w1, const float *b1, int n1, void *y2,   \
+// of 8 trap (gemvLaunch never sends them).
+#define GEMV_MMA_ENTRY(S, A)                                                                                                           \
+  extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4)                                                                        \
+      gemv8m_##S##_##S(void *y0, const A *w0, const float *b0, int n0, void *y1, const A *w1, const float *b1, int n1, void *y2,       \
                        const A *w2, const float *b2, int n2, const A *x, const A *res, const float *normW, const float *normB, float eps, \
                        int rows, int inF, int epi, int act, int norm, int yF32, const void *pf, int pfBytes, int pfTail,               \
                        const unsigned long long *llTable, int llRank, int llRanks, int llHalfBytes, int llSlotBytes) {                \
     const LLPush push{llTable, llRank, llRanks, llHalfBytes, llSlotBytes};                                                           \
     if (inF % 8 != 0 || norm == NORM_LAYER) __trap();                                                                                \
-    if (norm == NORM_RMS) gemv_mma<UB, R / 8, A, NORM_RMS>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, eps, rows, inF, epi, act, yF32, pf, pfBytes, pfTail, push); \
-    else gemv_mma<UB, R / 8, A, NORM_NONE>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, eps, rows, inF, epi, act, yF32, pf, pfBytes, pfTail, push); \
+    if (norm == NORM_RMS) gemv_mma<8, A, NORM_RMS, false>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, eps, rows, inF, epi, act, yF32, pf, pfBytes, pfTail, push); \
+    else gemv_mma<8, A, NORM_NONE, true>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, eps, rows, inF, epi, act, yF32, pf, pfBytes, pfTail, push); \
   }
-#define GEMV_MMA_ENTRIES(R, UB, MINB) GEMV_MMA_ENTRY(R, UB, MINB, f16, f16_t) GEMV_MMA_ENTRY(R, UB, MINB, bf16, bf16_t)
-GEMV_MMA_ENTRIES(8, 8, 4)
-GEMV_MMA_ENTRIES(16, 8, 4)
-GEMV_MMA_ENTRIES(32, 2, 4)
-GEMV_MMA_ENTRIES(64, 2, 4)
+GEMV_MMA_ENTRY(f16, f16_t)
+GEMV_MMA_ENTRY(bf16, bf16_t)
 
 // Narrow rows (inF ≤ GEMV_WARP_MAX_IN in src/cuda/gemv-variant.ts, e.g. GPT-2's 768): one warp a block. A
 // 128-thread block leaves threads idle there (768 f16 = 96 vectors a row) and keeps 1 load a row per thread

@@ -71,16 +71,19 @@ function moeNeeds(l: RecordedLaunch, A: number, W: number): Record<number, numbe
     const [hidden, experts, topK] = [n(a[3]), n(a[4]), n(a[5])];
     return { 0: l.grid.x * 2 * topK * 4, 1: experts * hidden * W, 2: l.grid.x * hidden * A, 7: experts * 8, 8: l.grid.x * 4, 10: l.grid.x * hidden * A, 11: hidden * 4 };
   }
-  if (/^moe_gate_up\d_/.test(l.kernel)) {
+  if (/^moe_gate_up(\d|_m)_/.test(l.kernel)) {
     const [nLocal, mapLen, rows, topK, hidden, inter] = [n(a[4]), n(a[5]), n(a[8]), n(a[9]), n(a[10]), n(a[11])];
-    assert.ok(l.grid.x * 2 >= inter, `${l.kernel}: grid covers the intermediate features`);
+    const features = l.kernel.startsWith('moe_gate_up_m_') ? 8 : 2; // a block's features: the tensor-core entry's 8
+    assert.ok(l.grid.x * features >= inter && (l.grid.x - 1) * features < inter, `${l.kernel}: grid covers the intermediate features`);
+    if (features === 8) assert.ok(hidden % 8 === 0 && inter % 8 === 0 && rows >= 2 && rows <= 8, `${l.kernel}: whole 16-byte vectors, 2–8 rows`);
     const slots = rows * topK;
     return { 0: slots * inter * A, 1: rows * hidden * A, 2: rows * 2 * topK * 4, 3: nLocal * 24 + mapLen * 4, 6: 4, 7: slots * 4 };
   }
-  if (/^moe_down\d_/.test(l.kernel)) {
+  if (/^moe_down(\d|_m)_/.test(l.kernel)) {
     const [nLocal, mapLen, rows, topK, hidden, inter] = [n(a[4]), n(a[5]), n(a[6]), n(a[7]), n(a[8]), n(a[9])];
-    assert.ok(l.grid.x * 4 >= hidden, `${l.kernel}: grid covers the hidden features`);
-    const R = Number(/^moe_down(\d)/.exec(l.kernel)![1]);
+    const features = l.kernel.startsWith('moe_down_m_') ? 16 : 4;
+    assert.ok(l.grid.x * features >= hidden && (l.grid.x - 1) * features < hidden, `${l.kernel}: grid covers the hidden features`);
+    const R = features === 16 ? 8 : Number(/^moe_down(\d)/.exec(l.kernel)![1]);
     assert.ok(rows <= R, `${l.kernel}: ${rows} rows`);
     return { 0: rows * hidden * A, 1: rows * topK * inter * A, 2: rows * 2 * topK * 4, 3: nLocal * 24 + mapLen * 4 };
   }
@@ -150,7 +153,9 @@ for (const [act, dtype] of [['f32', 'f32'], ['f32', 'bf16'], ['f16', 'f16'], ['b
       const R = rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8;
       // Experts side by side in the activation dtype (not bf16 weights under f32 activations): dense GEMMs.
       const dense = rows > 8 && rows <= MOE_DENSE_MAX_ROWS && dtype === act;
-      const want = rows <= 8 ? ['moe_router_split', `moe_gate_up${R}`, `moe_down${R}`, 'sigmoid_gate']
+      // 2–8 rows in the 16-bit modes: the tensor-core entries (hidden 40 and inter 24 are whole 16-byte vectors).
+      const mma = rows >= 2 && rows <= 8 && act !== 'f32' && dtype === act;
+      const want = rows <= 8 ? ['moe_router_split', mma ? 'moe_gate_up_m' : `moe_gate_up${R}`, mma ? 'moe_down_m' : `moe_down${R}`, 'sigmoid_gate']
         : dense ? ['moe_router', 'moe_dense_act', 'moe_combine', 'sigmoid_gate'] : ['moe_router', 'moe_permute', 'moe_gate_up8', 'moe_down_tiles', 'moe_combine', 'sigmoid_gate'];
       assert.equal(kernelsOf(moe), want, `${rows} rows`);
       const gemms = gpu.gemms.slice(gemmsFrom).filter((g) => g.batch && g.yDtype === 'f32');

@@ -7,7 +7,7 @@ import { BackendError, Rng } from '@zinfer/core';
 import { memoryWeights, stepBatch, tinyLlama, TINY_LLAMA, type TinyLlamaConfig } from '@zinfer/core/testing';
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
 import { DECODE_ATTENTION_VARIANTS, decodeAttentionKernel, decodeAttentionVariant, parseDecodeAttentionVariant, setDecodeAttentionVariant } from '../src/cuda/decode-attention-variant.js';
-import { autoGemvVariant, gemvTakesRows, GEMV_KERNEL_VARIANTS, GEMV_VARIANTS, gemvBlockRows, gemvBlocks, gemvKernel, gemvLaunch, gemvVariant, parseGemvByEpilogue, parseGemvNarrow, parseGemvVariant, setGemvNarrow, setGemvVariant, setGemvVariantByEpilogue, setGemvWarpMaxIn, GEMV_WARP_MAX_IN } from '../src/cuda/gemv-variant.js';
+import { autoGemvVariant, GEMV_KERNEL_VARIANTS, GEMV_VARIANTS, gemvBlockRows, gemvBlocks, gemvKernel, gemvLaunch, gemvVariant, parseGemvByEpilogue, parseGemvNarrow, parseGemvVariant, setGemvNarrow, setGemvVariant, setGemvVariantByEpilogue, setGemvWarpMaxIn, GEMV_WARP_MAX_IN } from '../src/cuda/gemv-variant.js';
 import type { Dim3, KernelArg, LaunchHook } from '../src/cuda/gpu.js';
 import { gemvShape, summarizeProfile, type KernelTiming } from '../src/cuda/kernel-profile.js';
 import { loadKernelSources } from '../src/cuda/kernel-sources.js';
@@ -42,7 +42,7 @@ test('summarizeProfile groups by kernel and shape in order, with the median and 
   assert.is(rows[1].GBps, null);
 });
 
-test('GEMV variants: their own entry points in the 16-bit modes (roll, occ: 1–2 rows; dense, eight: 1–8; mma: one for 1–8, one each for 9–16, 17–32 and 33–64; same parameters as v1), v1 elsewhere', () => {
+test('GEMV variants: their own entry points in the 16-bit modes (roll, occ: 1–2 rows; dense, eight: 1–8; mma: one for 1–8; same parameters as v1), v1 elsewhere', () => {
   const kernels = loadKernelSources().kernels;
   for (const rows of [1, 2, 4, 8]) {
     for (const [w, a] of [['f32', 'f32'], ['f16', 'f32'], ['bf16', 'f32'], ['f16', 'f16'], ['bf16', 'bf16']]) {
@@ -56,51 +56,6 @@ test('GEMV variants: their own entry points in the 16-bit modes (roll, occ: 1–
         if (v === 'mma' && name !== v1) assert.is(name, `gemv8m_${w}_${a}`, 'one mma entry for 1–8 rows');
       }
     }
-  }
-  const v1 = kernels.get('gemv8_f16_f16')!;
-  for (const [rows, entry] of [[9, 16], [16, 16], [17, 32], [32, 32], [33, 64], [64, 64]]) {
-    for (const dt of ['f16', 'bf16']) {
-      const name = gemvKernel(rows, dt, dt, 'mma');
-      assert.is(name, `gemv${entry}m_${dt}_${dt}`);
-      assert.equal(kernels.get(name)?.params, v1.params, name);
-      assert.is(gemvBlockRows(name), 16, name);
-    }
-  }
-  for (const [rows, w, a, v] of [[9, 'f16', 'f16', 'v1'], [16, 'f16', 'f16', 'eight'], [12, 'f16', 'f32', 'mma'], [65, 'f16', 'f16', 'mma']] as const) {
-    assert.throws(() => gemvKernel(rows, w, a, v), (e: BackendError) => e instanceof BackendError && /no .* GEMV entry takes/.test(e.message), `${v} ${rows} ${w} ${a}`);
-  }
-});
-
-test('gemvTakesRows: 1–8 rows always; 9–64 on the tensor cores where mma fits and auto or mma is selected; none past 64', () => {
-  assert.ok(gemvTakesRows(8, 'f16', 'f32', 4100, 'gated', true), 'v1 takes any 8 rows');
-  assert.ok(gemvTakesRows(9, 'f16', 'f16', 4096, 'gated'));
-  assert.ok(gemvTakesRows(32, 'bf16', 'bf16', 11008, 'residual'));
-  assert.ok(gemvTakesRows(64, 'bf16', 'bf16', 4096));
-  assert.not.ok(gemvTakesRows(65, 'bf16', 'bf16', 4096), 'past 64');
-  assert.not.ok(gemvTakesRows(0, 'bf16', 'bf16', 4096), 'no rows');
-  assert.not.ok(gemvTakesRows(12, 'f16', 'f32', 4096), 'parity mode');
-  assert.not.ok(gemvTakesRows(12, 'f32', 'f16', 4096), 'weights in another dtype');
-  assert.not.ok(gemvTakesRows(12, 'f16', 'f16', 4100), 'rows not a multiple of 8 wide');
-  assert.not.ok(gemvTakesRows(12, 'f16', 'f16', 4096, 'none', true), 'a LayerNorm fused');
-  assert.equal(gemvLaunch(12, 'bf16', 'bf16', 4096, 'gated'), { kernel: 'gemv16m_bf16_bf16', threads: 128 });
-  assert.equal(gemvLaunch(20, 'f16', 'f16', 11008, 'residual'), { kernel: 'gemv32m_f16_f16', threads: 128 });
-  assert.equal(gemvLaunch(64, 'f16', 'f16', 4096, 'none'), { kernel: 'gemv64m_f16_f16', threads: 128 });
-  assert.throws(() => gemvLaunch(12, 'f16', 'f32', 4096), (e: BackendError) => e instanceof BackendError && /gemvTakesRows/.test(e.message));
-  setGemvVariant('v1');
-  try {
-    assert.not.ok(gemvTakesRows(12, 'f16', 'f16', 4096), 'an FMA variant selected: cuBLAS past 8 rows');
-    setGemvVariantByEpilogue({ gated: 'mma' });
-    assert.ok(gemvTakesRows(12, 'f16', 'f16', 4096, 'gated'));
-    assert.not.ok(gemvTakesRows(12, 'f16', 'f16', 4096, 'residual'));
-  } finally {
-    setGemvVariant('auto');
-    setGemvVariantByEpilogue({});
-  }
-  setGemvVariant('mma');
-  try {
-    assert.ok(gemvTakesRows(64, 'f16', 'f16', 4096));
-  } finally {
-    setGemvVariant('auto');
   }
 });
 

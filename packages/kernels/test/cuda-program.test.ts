@@ -15,14 +15,10 @@ import { planBuffers } from '../src/cuda/buffer-plan.js';
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
 import { sideBySideWeights, type ActivationChoice } from '../src/cuda/device-weights.js';
 import { planExecution } from '../src/cuda/exec-plan.js';
-import { setGemvVariant } from '../src/cuda/gemv-variant.js';
 import { setL2Prefetch, type L2PrefetchMode } from '../src/cuda/l2-prefetch.js';
 import { RecordingGpu, type RecordedLaunch } from '../src/cuda/recording-gpu.js';
 import { setSampleClusterMode } from '../src/cuda/sample-launch.js';
 import { isGraphableDecode, packStep, padDecodeBatch } from '../src/cuda/step-metadata.js';
-
-// Tests that select a GEMV variant leave auto behind them.
-test.after.each(() => setGemvVariant('auto'));
 
 const FIXTURES = join(import.meta.dirname, '../../../fixtures/models');
 const ARCHS = readdirSync(FIXTURES).filter((d) => statSync(join(FIXTURES, d)).isDirectory());
@@ -67,7 +63,7 @@ const NEEDS: [RegExp, Need][] = [
   [/^embedding_sum_/, (a, l, A) => ({ 0: l.grid.x * n(a[9]) * A, 2: l.grid.x * 4, 6: l.grid.x * 4 })],
   [/^embedding_/, (a, l, A) => ({ 0: l.grid.x * n(a[3]) * A, 2: l.grid.x * 4 })],
   [/^gemm_/, (a, _l, A, W) => ({ 0: n(a[4]) * n(a[6]) * yBytes(a[7], A), 1: n(a[6]) * n(a[5]) * W, 2: n(a[4]) * n(a[5]) * A, 3: n(a[6]) * 4 })],
-  [/^gemv\d+[a-z]?_/, (a, _l, A, W) => {
+  [/^gemv\d[a-z]?_/, (a, _l, A, W) => {
     const [rows, inF, epi, yf] = [n(a[17]), n(a[18]), n(a[19]), a[22]];
     const seg = (j: number) => n(a[4 * j + 3]);
     const need: Record<number, number> = { 12: rows * inF * A, 13: rows * seg(0) * A, 14: inF * 4, 15: inF * 4, 23: n(a[24]) };
@@ -103,12 +99,12 @@ function checkFootprints(gpu: RecordingGpu, from: number): void {
       const room = gpu.extent(ptr);
       assert.ok(bytes <= room, `${l.kernel} argument ${i} needs ${bytes} bytes, its buffer has ${room}`);
     }
-    if (/^gemv\d+[a-z]?_/.test(l.kernel)) {
+    if (/^gemv\d[a-z]?_/.test(l.kernel)) {
       const rows = n(l.args[17]);
-      const R = Number(/^gemv(\d+)/.exec(l.kernel)![1]);
+      const R = Number(/^gemv(\d)/.exec(l.kernel)![1]);
       assert.ok(rows <= R && rows >= 1, `${l.kernel}: ${rows} rows`);
       const segs = [3, 7, 11].map((i) => n(l.args[i]));
-      const wr = /^gemv\d+m_/.test(l.kernel) ? 16 : /^gemv\de_/.test(l.kernel) ? 8 : 4; // weight rows a block: mma's 16, eight's 8, else 4 (gated: half gate, half up)
+      const wr = /^gemv\dm_/.test(l.kernel) ? 16 : /^gemv\de_/.test(l.kernel) ? 8 : 4; // weight rows a block: mma's 16, eight's 8, else 4 (gated: half gate, half up)
       const blocks = n(l.args[19]) === 2 ? Math.ceil(segs[0] / (wr / 2)) : segs.reduce((s, k) => s + Math.ceil(k / wr), 0);
       assert.is(l.grid.x, blocks, `${l.kernel}: the grid covers every output`);
     }
@@ -418,70 +414,57 @@ test('L2 prefetch (attention, all): decode launches name the next GEMV\'s weight
   assert.ok(all.attention === TINY16.numLayers && all.gemv >= 3 * TINY16.numLayers, JSON.stringify(all)); // every group but the LM head
 });
 
-// In the 16-bit modes the 12-row prompt runs on the tensor-core GEMV (gemv16m_, auto), or with an FMA variant
-// selected (v1, which has no entry past 8 rows) on cuBLAS or the tiled GEMM, as in f32 mode.
-const manyRowsCases = (half: boolean) => (half ? (['mma', 'v1'] as const) : (['v1'] as const));
 for (const dtype of ['f32', 'f16', 'bf16'] as FloatDType[]) {
   for (const activations of ['f32', 'auto'] as ActivationChoice[]) {
     for (const cublas of [true, false]) {
       const half = activations === 'auto' && dtype !== 'f32';
-      for (const manyRows of manyRowsCases(half)) {
-        const mmaPrompt = manyRows === 'mma';
-        test(`tiny Llama (${dtype} weights, activations ${activations}, cuBLAS ${cublas ? 'on' : 'off'}${half ? `, 12 rows on ${mmaPrompt ? 'the mma GEMV' : 'GEMMs'}` : ''}): every launch fits its kernel and its buffers; nothing leaks`, async () => {
-          setGemvVariant(mmaPrompt ? 'auto' : 'v1'); // (test.after.each selects auto again)
-          const gpu = new RecordingGpu({ cublas });
-          const m = tinyLlama(Rng.fromSeed(2), TINY16, dtype);
-          const program = await compileProgram(gpu, m.graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 5, blockSize: 4 } }, { ...SETTINGS, activations, cublas });
-          const act = half ? dtype : 'f32';
-          assert.is(program.activations, act);
-          for (const batch of prefillThenDecode()) {
-            const from = gpu.launches.length;
-            const out = await program.run(batch);
-            assert.is(out.length, batch.selectedRows.length * TINY_LLAMA.vocabSize);
-            checkFootprints(gpu, from);
-            if (batch.sequences.every((s) => s.queryLength === 1)) {
-              // A decode step: the attention rotates q and k and writes the cache itself.
-              assert.not.ok(gpu.launches.slice(from).some((l) => /^(rope_kv|kv_write|rotary)_/.test(l.kernel)), 'decode: rotary and the KV write are in the attention');
-              // Its splits in thread-block clusters (the recording GPU takes 8): merged in shared memory.
-              for (const l of gpu.launches.slice(from).filter((l) => /^attn_decode/.test(l.kernel))) {
-                assert.is(l.cluster, l.grid.x > 1 ? Math.min(l.grid.x, 8) : 1, `${l.kernel}: ${l.grid.x} splits in clusters of ${l.cluster}`);
-              }
+      test(`tiny Llama (${dtype} weights, activations ${activations}, cuBLAS ${cublas ? 'on' : 'off'}): every launch fits its kernel and its buffers; nothing leaks`, async () => {
+        const gpu = new RecordingGpu({ cublas });
+        const m = tinyLlama(Rng.fromSeed(2), TINY16, dtype);
+        const program = await compileProgram(gpu, m.graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 5, blockSize: 4 } }, { ...SETTINGS, activations, cublas });
+        const act = half ? dtype : 'f32';
+        assert.is(program.activations, act);
+        for (const batch of prefillThenDecode()) {
+          const from = gpu.launches.length;
+          const out = await program.run(batch);
+          assert.is(out.length, batch.selectedRows.length * TINY_LLAMA.vocabSize);
+          checkFootprints(gpu, from);
+          if (batch.sequences.every((s) => s.queryLength === 1)) {
+            // A decode step: the attention rotates q and k and writes the cache itself.
+            assert.not.ok(gpu.launches.slice(from).some((l) => /^(rope_kv|kv_write|rotary)_/.test(l.kernel)), 'decode: rotary and the KV write are in the attention');
+            // Its splits in thread-block clusters (the recording GPU takes 8): merged in shared memory.
+            for (const l of gpu.launches.slice(from).filter((l) => /^attn_decode/.test(l.kernel))) {
+              assert.is(l.cluster, l.grid.x > 1 ? Math.min(l.grid.x, 8) : 1, `${l.kernel}: ${l.grid.x} splits in clusters of ${l.cluster}`);
             }
           }
-          const kernels = new Set(gpu.launches.map((l) => l.kernel));
-          const w = half ? act : dtype;
-          const lanes = decodeLanes(16, act, false);
-          const decode = `attn_decode${lanes}${act === 'f32' ? '' : 'p'}_${act}`; // the pipelined variant in 16-bit modes (the default)
-          const narrow = half ? 'w' : ''; // hidden 32: narrow rows take the one-warp GEMV in 16-bit modes
-          // Over 8 rows on cuBLAS, each residual add is the C matrix of its projection's GEMM: no add kernel. On the
-          // mma GEMV, the norms, residual adds and the gated activation are in its launches.
-          const residualInGemm = cublas && w === act && !mmaPrompt;
-          const add = residualInGemm || mmaPrompt ? [] : [`add_${act}`];
-          const apart = mmaPrompt ? [`gemv16m_${act}_${act}`] : [`rms_norm_${act}`, `activation_${act}`];
-          for (const k of [`embedding_${w}_${act}`, `gemv1${narrow}_${w}_${act}`, `gemv2${narrow}_${w}_${act}`, ...apart, `rope_kv_${act}`, decode, ...add, `gather_rows_${act}`]) {
-            assert.ok(kernels.has(k), `launched ${k}; launched: ${[...kernels].join(' ')}`);
-          }
-          if (mmaPrompt) {
-            for (const k of [`rms_norm_${act}`, `activation_${act}`, `add_${act}`, `gemm_${w}_${act}`]) assert.not.ok(kernels.has(k), `${k}: fused into the mma GEMV`);
-            assert.is(gpu.gemms.length, 0, 'no GEMM');
-          }
-          assert.not.ok(kernels.has(`rotary_${act}`), 'rotary fused into the KV write');
-          assert.not.ok(kernels.has(`to_f32_${act}`), 'the LM head writes f32 logits itself');
-          // 12 prompt rows: more than 8, so (but on the mma GEMV) the many-row path runs: cuBLAS when weights match the activations.
-          if (residualInGemm) {
-            assert.ok(gpu.gemms.length > 0 && gpu.gemms.every((g) => g.dtype === act) && !kernels.has(`gemm_${w}_${act}`));
-            // o and down of both layers in each 12-row prompt step add their residual; the rest add nothing.
-            assert.ok(gpu.gemms.some((g) => g.c !== undefined) && gpu.gemms.some((g) => g.c === undefined));
-            assert.not.ok(kernels.has(`add_${act}`), 'no add kernel: the residual adds are in the GEMMs');
-          }
-          else if (!mmaPrompt) assert.ok(kernels.has(`gemm_${w}_${act}`) && gpu.gemms.length === 0);
-          if (half) assert.ok(kernels.has(`flash_prefill16_${act}`) && !kernels.has(`attention_partial_${act}`), 'prompt attention on tensor cores');
-          else assert.ok(kernels.has('attention_partial_f32'));
-          if (half) assert.ok(gpu.gemms.every((g) => g.yDtype === act || g.yDtype === 'f32'));
-          await program.dispose();
-          assert.is(gpu.live.size, 0, `${gpu.live.size} allocations leaked`);
-        });
-      }
+        }
+        const kernels = new Set(gpu.launches.map((l) => l.kernel));
+        const w = half ? act : dtype;
+        const lanes = decodeLanes(16, act, false);
+        const decode = `attn_decode${lanes}${act === 'f32' ? '' : 'p'}_${act}`; // the pipelined variant in 16-bit modes (the default)
+        const narrow = half ? 'w' : ''; // hidden 32: narrow rows take the one-warp GEMV in 16-bit modes
+        // Over 8 rows on cuBLAS, each residual add is the C matrix of its projection's GEMM: no add kernel.
+        const residualInGemm = cublas && w === act;
+        const add = residualInGemm ? [] : [`add_${act}`];
+        for (const k of [`embedding_${w}_${act}`, `gemv1${narrow}_${w}_${act}`, `gemv2${narrow}_${w}_${act}`, `rms_norm_${act}`, `rope_kv_${act}`, decode, ...add, `activation_${act}`, `gather_rows_${act}`]) {
+          assert.ok(kernels.has(k), `launched ${k}; launched: ${[...kernels].join(' ')}`);
+        }
+        assert.not.ok(kernels.has(`rotary_${act}`), 'rotary fused into the KV write');
+        assert.not.ok(kernels.has(`to_f32_${act}`), 'the LM head writes f32 logits itself');
+        // 12 prompt rows: more than 8, so the many-row path runs (cuBLAS when weights match the activations).
+        if (residualInGemm) {
+          assert.ok(gpu.gemms.length > 0 && gpu.gemms.every((g) => g.dtype === act) && !kernels.has(`gemm_${w}_${act}`));
+          // o and down of both layers in each 12-row prompt step add their residual; the rest add nothing.
+          assert.ok(gpu.gemms.some((g) => g.c !== undefined) && gpu.gemms.some((g) => g.c === undefined));
+          assert.not.ok(kernels.has(`add_${act}`), 'no add kernel: the residual adds are in the GEMMs');
+        }
+        else assert.ok(kernels.has(`gemm_${w}_${act}`) && gpu.gemms.length === 0);
+        if (half) assert.ok(kernels.has(`flash_prefill16_${act}`) && !kernels.has(`attention_partial_${act}`), 'prompt attention on tensor cores');
+        else assert.ok(kernels.has('attention_partial_f32'));
+        if (half) assert.ok(gpu.gemms.every((g) => g.yDtype === act || g.yDtype === 'f32'));
+        await program.dispose();
+        assert.is(gpu.live.size, 0, `${gpu.live.size} allocations leaked`);
+      });
     }
   }
 }
@@ -501,7 +484,7 @@ test('decode steps replay CUDA graphs per batch-size bucket: first step eager, s
     checkFootprints(gpu, from);
     const replayed = gpu.launches.slice(from).every((l) => l.replay);
     assert.is(replayed, t >= 1, `step ${t}: ${t >= 1 ? 'replayed' : 'eager'}`);
-    if (t >= 1) assert.ok(gpu.launches.slice(from).every((l) => l.kernel === 'argmax_f32' || !/gemv\d+[a-z]?_/.test(l.kernel) || n(l.args[17]) === 4), 'padded to 4 rows');
+    if (t >= 1) assert.ok(gpu.launches.slice(from).every((l) => l.kernel === 'argmax_f32' || !/gemv\d[a-z]?_/.test(l.kernel) || n(l.args[17]) === 4), 'padded to 4 rows');
   }
   assert.is(program.stats.graphCaptures - before.graphCaptures, 1);
   assert.is(program.stats.graphReplays - before.graphReplays, 3);
@@ -628,8 +611,7 @@ test('a head size the decode kernel does not take (fp8 heads of 8 in a 16-bit mo
   await program.dispose();
 });
 
-test('decode buckets over 8 rows (cuBLAS inside the graph, v1 selected) and a failed capture: that bucket runs eagerly, the others keep their graphs', async () => {
-  setGemvVariant('v1'); // (test.after.each selects auto again)
+test('decode buckets over 8 rows (cuBLAS inside the graph) and a failed capture: that bucket runs eagerly, the others keep their graphs', async () => {
   const gpu = new RecordingGpu();
   const m = tinyLlama(Rng.fromSeed(6), TINY16, 'f16');
   const program = await compileProgram(gpu, m.graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 40, blockSize: 4 } }, { ...SETTINGS, activations: 'auto', maxGraphRows: 64 });
@@ -639,7 +621,7 @@ test('decode buckets over 8 rows (cuBLAS inside the graph, v1 selected) and a fa
     const gemms = gpu.gemms.length;
     await program.run(decode(12, t)); // bucket 16: GEMMs of 16 rows, in the graph from the second step
     checkFootprints(gpu, from);
-    assert.ok(gpu.gemms.length > gemms && gpu.gemms.slice(gemms).every((g) => g.rows === 16), '12 rows padded to 16');
+    assert.ok(gpu.gemms.slice(gemms).every((g) => g.rows === 16), '12 rows padded to 16');
   }
   assert.is(program.stats.graphCaptures, 1);
   gpu.failCaptures = true;
@@ -656,33 +638,7 @@ test('decode buckets over 8 rows (cuBLAS inside the graph, v1 selected) and a fa
   assert.is(gpu.graphStats.live, 0);
 });
 
-// The strided-batched GEMM runs where the mma GEMV does not (a LayerNorm fused, rows not a multiple of 8 wide, an
-// FMA GEMV variant selected): these tests select v1.
-test('decode steps of 9–64 rows run their linears on the mma GEMV (auto), inside the graph: padded to the bucket, norms and epilogues fused, no GEMM', async () => {
-  const gpu = new RecordingGpu();
-  const m = tinyLlama(Rng.fromSeed(6), TINY16, 'bf16');
-  const program = await compileProgram(gpu, m.graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 160, blockSize: 4 } }, { ...SETTINGS, activations: 'auto', maxGraphRows: 64 });
-  const decode = (rows: number, t: number) => stepBatch(range(rows).map((i) => ({ tokens: [(i + t) % 50], cached: t, blocks: [2 * i, 2 * i + 1] })), 4, 'last');
-  for (const [rows, bucket] of [[12, 16], [20, 32], [64, 64]]) {
-    for (let t = 0; t < 2; t++) {
-      const from = gpu.launches.length;
-      const gemms = gpu.gemms.length;
-      await program.run(decode(rows, t));
-      checkFootprints(gpu, from);
-      assert.is(gpu.gemms.length, gemms, `${rows} rows: no GEMM`);
-      const launched = gpu.launches.slice(from);
-      const gemvs = launched.filter((l) => /^gemv\d+m_/.test(l.kernel));
-      assert.ok(gemvs.length >= 4 * TINY16.numLayers, `${rows} rows: q|k|v, o, gate|up and down of each layer`);
-      assert.ok(gemvs.every((l) => l.kernel === `gemv${bucket}m_bf16_bf16` && n(l.args[17]) === bucket), `${rows} rows padded to the ${bucket}-row bucket, its entry`);
-      assert.not.ok(launched.some((l) => /^(rms_norm|activation|add)_/.test(l.kernel)), 'norms, activation and residual adds fused');
-    }
-  }
-  await program.dispose();
-  assert.is(gpu.live.size, 0);
-});
-
-test('linears on one input with one weight shape upload side by side and, over 9–64 rows (v1 selected), run as one strided-batched GEMM whose outputs lie [member][rows][width]', async () => {
-  setGemvVariant('v1'); // (test.after.each selects auto again)
+test('linears on one input with one weight shape upload side by side and, over 9–64 rows, run as one strided-batched GEMM whose outputs lie [member][rows][width]', async () => {
   for (const [label, cfg, batches] of [
     ['MHA (q, k, v alike)', { ...TINY16, numKeyValueHeads: TINY16.numHeads }, [3, 2]],
     ['GQA (k, v alike)', TINY16, [2, 2]],
@@ -710,8 +666,7 @@ test('linears on one input with one weight shape upload side by side and, over 9
   }
 });
 
-test('a batch cuBLASLt refuses runs as one GEMM a member into the same places, from then on (v1 selected)', async () => {
-  setGemvVariant('v1'); // (test.after.each selects auto again)
+test('a batch cuBLASLt refuses runs as one GEMM a member into the same places, from then on', async () => {
   const m = tinyLlama(Rng.fromSeed(8), { ...TINY16, numKeyValueHeads: TINY16.numHeads }, 'f16');
   const gpu = new RecordingGpu();
   const record = gpu.gemm!;

@@ -101,6 +101,7 @@ test('kernel signatures: every extern "C" kernel parses (macro-made entry points
     ...['f16', 'bf16'].flatMap((a) => [16, 32, 64, 80, 96, 128].map((d) => `flash_prefill${d}_${a}`)),
     ...weighted.flatMap((w) => ['moe_router', 'moe_router_split', 'moe_gate_up1', 'moe_gate_up2', 'moe_gate_up4', 'moe_gate_up8', 'moe_down1', 'moe_down2', 'moe_down4', 'moe_down8', 'moe_down_tiles'].map((k) => `${k}_${w}`)),
     ...acts.flatMap((a) => ['moe_combine', 'sigmoid_gate', 'moe_dense_act'].map((k) => `${k}_${a}`)),
+    ...['f16_f16', 'bf16_bf16'].flatMap((w) => ['moe_gate_up_m', 'moe_down_m'].map((k) => `${k}_${w}`)), // small steps on the tensor cores
     'moe_permute',
     'argmax_f32', 'sample_f32', 'read_bandwidth',
     // The opt-in fp8 KV cache's writers and readers; the decode variants (pipelined attention, GEMV roll/occ/dense/eight).
@@ -109,7 +110,7 @@ test('kernel signatures: every extern "C" kernel parses (macro-made entry points
     ...['f16', 'bf16'].flatMap((a) => [1, 2, 4, 8, 16, 32].map((l) => `attn_decode${l}p_${a}`)),
     // 16 cached elements a lane (fp8 caches in the 16-bit modes, the wide f16/bf16 kernel): up to 16 lanes.
     ...['f16', 'bf16'].flatMap((a) => [1, 2, 4, 8, 16].flatMap((l) => [`attn_decode${l}_${a}_e4m3`, `attn_decode${l}p_${a}_e4m3`, `attn_decode${l}w_${a}`])),
-    ...['f16_f16', 'bf16_bf16'].flatMap((w) => ['gemv1r', 'gemv1o', 'gemv1d', 'gemv1e', 'gemv2r', 'gemv2o', 'gemv1w', 'gemv2w', 'gemv2d', 'gemv2e', 'gemv4d', 'gemv4e', 'gemv8d', 'gemv8e', 'gemv8m', 'gemv16m', 'gemv32m', 'gemv64m'].map((k) => `${k}_${w}`)),
+    ...['f16_f16', 'bf16_bf16'].flatMap((w) => ['gemv1r', 'gemv1o', 'gemv1d', 'gemv1e', 'gemv2r', 'gemv2o', 'gemv1w', 'gemv2w', 'gemv2d', 'gemv2e', 'gemv4d', 'gemv4e', 'gemv8d', 'gemv8e', 'gemv8m'].map((k) => `${k}_${w}`)),
     // The one-shot, two-shot and Lamport all-reduce over peer memory (tensor-parallel ranks with NVLink).
     ...acts.flatMap((a) => [`peer_all_reduce_${a}`, `peer_all_reduce_2s_${a}`, `peer_all_reduce_ll_${a}`]),
   ];

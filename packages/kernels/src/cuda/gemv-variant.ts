@@ -2,14 +2,14 @@
 // bit-identical results and differ only in how many weight loads each thread keeps in flight and how many
 // blocks an SM holds, so the device bench times them against each other in one run (ZINFER_GEMV, or
 // setGemvVariant between steps; a program with CUDA graphs must drop them to see a change: resetGraphs).
-// mma (2–64 rows, the tensor cores) adds in another order: equal within rounding, not bit for bit.
+// mma (2–8 rows, the tensor cores) adds in another order: equal within rounding, not bit for bit.
 import { BackendError } from '@zinfer/core';
 import { EnvChoice } from './env-choice.js';
 
 /**
  * v1: 4 loads a row, reissued per round; roll: reissued per slot; occ: roll, 2 loads, 4 blocks an SM; dense: v1
  * at 4 blocks an SM; eight: 8 weight rows a block, 2 loads a row, 4 blocks an SM; mma: mma.sync over 16 weight rows
- * a block, the batch's rows its 8, 16, 32 or 64 columns (2–64 rows in the 16-bit modes: the only variant past 8); auto (the default): one of them
+ * a block, the batch's rows its 8 columns (2–8 rows in the 16-bit modes); auto (the default): one of them
  * per launch, by autoGemvVariant. On an H100 (2026-11-28, graphed Llama-2-7B-shape batch-1 decode) roll
  * 5.062 ms, v1 5.183, occ 5.323. Dropped after measuring (PERF-NOTES.md): a
  * persistent grid looping over the tiles (H100: slower), roll with its slots in shared memory filled by
@@ -24,13 +24,13 @@ export const GEMV_KERNEL_VARIANTS = ['v1', 'roll', 'occ', 'dense', 'eight', 'mma
 export const GEMV_BIT_IDENTICAL_VARIANTS = ['v1', 'roll', 'occ', 'dense', 'eight'] as const;
 export type GemvKernelVariant = (typeof GEMV_KERNEL_VARIANTS)[number];
 
-/** The entry-point infix of each variant: gemv1_f16_f16, gemv1r_f16_f16, gemv1o_f16_f16, gemv1d_f16_f16, gemv1e_f16_f16, gemv8m_f16_f16 (gemv16m_, gemv32m_, gemv64m_). */
+/** The entry-point infix of each variant: gemv1_f16_f16, gemv1r_f16_f16, gemv1o_f16_f16, gemv1d_f16_f16, gemv1e_f16_f16, gemv8m_f16_f16. */
 const INFIX: Record<GemvKernelVariant, string> = { v1: '', roll: 'r', occ: 'o', dense: 'd', eight: 'e', mma: 'm' };
 
 /** Weight rows a GEMV block reads (GEMV_WROWS in cuda/gemv.cu); eight's read twice as many, mma's 16 (gemvBlockRows). */
 export const GEMV_WROWS = 4;
 /** The weight rows a block of GEMV entry `kernel` reads: the grid of a launch is its rows over these (gemvBlocks). */
-export const gemvBlockRows = (kernel: string): number => (/^gemv\d+m_/.test(kernel) ? 4 * GEMV_WROWS : /^gemv\de_/.test(kernel) ? 2 * GEMV_WROWS : GEMV_WROWS);
+export const gemvBlockRows = (kernel: string): number => (/^gemv\dm_/.test(kernel) ? 4 * GEMV_WROWS : /^gemv\de_/.test(kernel) ? 2 * GEMV_WROWS : GEMV_WROWS);
 /** The blocks of a GEMV launch over segments of `n` output rows each (gated: gate and up rows of n[0] outputs, half a block's rows each). */
 export const gemvBlocks = (n: readonly number[], gated: boolean, blockRows: number): number =>
   gated ? Math.ceil(n[0] / (blockRows / 2)) : n.reduce((sum, rows) => sum + Math.ceil(rows / blockRows), 0);
@@ -42,23 +42,17 @@ export const gemvVariant = (): GemvVariant => variant.get();
 /** Selects the variant later launches use (the bench's A/B; tests). */
 export const setGemvVariant = (v: GemvVariant): void => variant.set(v);
 
-/** The most rows (of the compiled 1, 2, 4, 8) each variant has entries for: roll and occ 1–2, dense and eight 1–8; mma 1–64 (gemv8m, gemv16m, gemv32m, gemv64m). */
-const VARIANT_MAX_ROWS: Record<GemvKernelVariant, number> = { v1: 8, roll: 2, occ: 2, dense: 8, eight: 8, mma: 64 };
-/** The most rows a GEMV takes: the FMA entries 8, mma 32 (where it fits: gemvTakesRows). */
-export const GEMV_FMA_MAX_ROWS = 8;
-export const GEMV_MMA_MAX_ROWS = 64;
-/** The rows of the mma entry for `rows` rows: 8 (gemv8m, for 1–8), 16, 32 or 64. */
-const mmaEntryRows = (rows: number): number => (rows <= 8 ? 8 : rows <= 16 ? 16 : rows <= 32 ? 32 : 64);
+/** The most rows (of the compiled 1, 2, 4, 8) each variant has entries for: roll and occ 1–2, dense and eight 1–8; mma one entry for 1–8 (gemv8m). */
+const VARIANT_MAX_ROWS: Record<GemvKernelVariant, number> = { v1: 8, roll: 2, occ: 2, dense: 8, eight: 8, mma: 8 };
 
 /**
- * The entry point of the GEMV for `rowsVariant` rows (1, 2, 4 or 8; for mma, up to 64) in the given dtypes. The
- * variants are compiled in the 16-bit modes (weights in the activation dtype) for the rows of VARIANT_MAX_ROWS;
- * everything else is v1.
+ * The entry point of the GEMV for `rowsVariant` rows (1, 2, 4 or 8) in the given dtypes. The variants are
+ * compiled in the 16-bit modes (weights in the activation dtype) for the rows of VARIANT_MAX_ROWS; everything
+ * else is v1.
  */
 export function gemvKernel(rowsVariant: number, weight: string, act: string, v: GemvKernelVariant): string {
   const has = rowsVariant <= VARIANT_MAX_ROWS[v] && act !== 'f32' && weight === act;
-  if (!has && rowsVariant > GEMV_FMA_MAX_ROWS) throw new BackendError(`no ${v} GEMV entry takes ${rowsVariant} rows of ${weight} weights and ${act} activations`);
-  return `gemv${has && v === 'mma' ? mmaEntryRows(rowsVariant) : rowsVariant}${has ? INFIX[v] : ''}_${weight}_${act}`;
+  return `gemv${has && v === 'mma' ? 8 : rowsVariant}${has ? INFIX[v] : ''}_${weight}_${act}`;
 }
 
 /** The epilogue of a fused GEMV (EPI in linear-launch.ts): q|k|v and heads are 'none', o and down 'residual'. */
@@ -183,29 +177,12 @@ export function gemvNarrowRows(inF: number, grid?: { blocks: number; multiproces
  * wide take mma. The launch's grid: gemvBlocks over gemvBlockRows(kernel).
  */
 export function gemvLaunch(rows: number, weight: string, act: string, inF: number, epilogue: GemvEpilogue = 'none', grid?: { blocks: number; multiprocessors: number }, layerNorm = false): { kernel: string; threads: number } {
-  if (!gemvTakesRows(rows, weight, act, inF, epilogue, layerNorm)) throw new BackendError(`a GEMV of ${rows} rows (${weight} weights, ${act} activations, ${inF} inputs) has no entry: the caller asks gemvTakesRows first`);
-  if (rows > GEMV_FMA_MAX_ROWS) return { kernel: gemvKernel(rows, weight, act, 'mma'), threads: 128 };
   const rv = rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8;
   if (narrow.get() === 'warp' && rv <= 2 && gemvNarrowRows(inF, grid) && act !== 'f32' && weight === act) return { kernel: `gemv${rv}w_${weight}_${act}`, threads: 32 };
   const v = byEpilogue[epilogue] ?? variant.get();
   const perThread = Math.ceil(inF / 8 / 128); // 16-byte vectors (8 elements at 16 bits) of a row per thread
-  const mmaFits = mmaTakes(inF, layerNorm);
+  const mmaFits = !layerNorm && inF % 8 === 0; // mma has no LayerNorm instance and loads whole 16-byte vectors
   const picked = v === 'auto' ? autoGemvVariant(epilogue, perThread, grid, rv, mmaFits) : v;
   const launched = (picked === 'eight' && layerNorm) || (picked === 'mma' && !mmaFits) ? 'dense' : picked;
   return { kernel: gemvKernel(rv, weight, act, launched), threads: 128 };
-}
-
-/** mma has no LayerNorm instance and loads whole 16-byte vectors. */
-const mmaTakes = (inF: number, layerNorm: boolean): boolean => !layerNorm && inF % 8 === 0;
-
-/**
- * Whether a GEMV launch takes `rows` rows: up to 8 always (v1 is compiled for every dtype pair), 9–64 only on
- * the tensor cores (gemv16m_, gemv32m_, gemv64m_), so where mma fits (16-bit modes, weights in the activation dtype, no
- * LayerNorm, rows a multiple of 8 wide) and the variant for `epilogue` is mma or auto. Over that, cuBLAS takes
- * the step's linears with their norm and activation as their own kernels (linear-launch.ts).
- */
-export function gemvTakesRows(rows: number, weight: string, act: string, inF: number, epilogue: GemvEpilogue = 'none', layerNorm = false): boolean {
-  if (rows >= 1 && rows <= GEMV_FMA_MAX_ROWS) return true;
-  const v = byEpilogue[epilogue] ?? variant.get();
-  return rows > 0 && rows <= GEMV_MMA_MAX_ROWS && (v === 'mma' || v === 'auto') && act !== 'f32' && weight === act && mmaTakes(inF, layerNorm);
 }

@@ -1,6 +1,5 @@
-// Linear layers. Up to 8 rows (decode), and up to 64 where the tensor-core GEMV fits (gemvTakesRows): one fused
-// GEMV launch per linear group (exec-plan.ts): 16-byte weight loads, the norm before and the residual /
-// activation / gated activation after folded in. More rows:
+// Linear layers. Up to 8 rows (decode): one fused GEMV launch per linear group (exec-plan.ts): 16-byte
+// weight loads, the norm before and the residual / activation / gated activation after folded in. More rows:
 // cuBLAS (f32 × f32 in parity mode; f16/bf16 tensor cores in the 16-bit modes) plus a bias kernel, or the
 // tiled kernel for f16/bf16 weights with f32 activations (cuBLAS multiplies like types only); a linear
 // followed by a residual add is one cuBLAS GEMM that adds the residual.
@@ -8,13 +7,13 @@ import { BackendError, type OpNode, type ValueId } from '@zinfer/core';
 import { ACTIVATION_CODES } from './activation-codes.js';
 import { prefetchOf } from './l2-prefetch.js';
 import type { LinearGroup } from './exec-plan.js';
-import { GEMV_FMA_MAX_ROWS, GEMV_WROWS, gemvBlockRows, gemvBlocks, gemvLaunch, gemvTakesRows } from './gemv-variant.js';
+import { GEMV_WROWS, gemvBlockRows, gemvBlocks, gemvLaunch } from './gemv-variant.js';
 import type { PeerAllReduce } from './peer-allreduce.js';
 import type { StepContext } from './step-context.js';
 import type { KernelArg } from './gpu.js';
 
-/** Rows up to which every linear group runs as a GEMV (and the MoE experts' kernels take their rows). */
-export const GEMV_MAX_ROWS = GEMV_FMA_MAX_ROWS;
+/** Rows up to which linear layers run as GEMVs. */
+export const GEMV_MAX_ROWS = 8;
 export { GEMV_WROWS } from './gemv-variant.js';
 /** Threads of a GEMV block (one-warp entries: 32). */
 export const GEMV_THREADS = 128;
@@ -70,19 +69,11 @@ export function gemvRows(rows: number): number {
 }
 
 /**
- * Whether a group runs as one launch this step: its fused GEMV (groupGemv), or over more rows a linear and its
- * residual add as one cuBLAS GEMM that adds the residual (cuBLASLt's C matrix).
+ * Whether a group runs as one launch this step: its fused GEMV (at most GEMV_MAX_ROWS rows), or over more
+ * rows a linear and its residual add as one cuBLAS GEMM that adds the residual (cuBLASLt's C matrix).
  */
 export function groupFuses(ctx: StepContext, g: LinearGroup): boolean {
-  return groupGemv(ctx, g) || residualGemm(ctx, g);
-}
-
-/** Whether a group's GEMV takes this step's rows: up to GEMV_MAX_ROWS always, up to 64 on the tensor cores (gemvTakesRows). */
-function groupGemv(ctx: StepContext, g: LinearGroup): boolean {
-  const rows = ctx.rowsOf(g.input);
-  if (rows <= GEMV_MAX_ROWS) return true;
-  const w = ctx.weight(g.members[0].attrs.weight);
-  return gemvTakesRows(rows, w.dtype, ctx.act, w.shape[1], g.epilogue.kind, g.norm?.op === 'layerNorm');
+  return ctx.rowsOf(g.input) <= GEMV_MAX_ROWS || residualGemm(ctx, g);
 }
 
 /** A lone linear (no norm, no bias) whose residual add cuBLAS can take: its weights in the activation dtype, no f32 value. */
@@ -97,7 +88,7 @@ function residualGemm(ctx: StepContext, g: LinearGroup): boolean {
 export function launchGroup(ctx: StepContext, g: LinearGroup): void {
   const rows = ctx.rowsOf(g.input);
   if (rows === 0) return;
-  if (!groupGemv(ctx, g)) return launchResidualGemm(ctx, g, rows);
+  if (rows > GEMV_MAX_ROWS) return launchResidualGemm(ctx, g, rows);
   const ws = g.members.map((m) => ctx.weight(m.attrs.weight));
   const [, inF] = ws[0].shape;
   const bias = (m: OpNode<'linear'>) => (m.attrs.bias === null ? 0n : ctx.weight(m.attrs.bias).ptr);

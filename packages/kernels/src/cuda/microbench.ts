@@ -1,6 +1,6 @@
 // A microbenchmark of the CUDA backend's building blocks, measured in one run on one card: the device's
-// copy and read bandwidth (the memory limits), the decode GEMV at 1–64 rows on Llama-2-7B shapes against
-// the read bandwidth (and cuBLAS at 8–64), the host and device cost of a launch, and cuBLAS GEMMs (f32 4096³, bf16 8192³ for
+// copy and read bandwidth (the memory limits), the decode GEMV at 1–8 rows on Llama-2-7B shapes against
+// the read bandwidth (and cuBLAS at 8), the host and device cost of a launch, and cuBLAS GEMMs (f32 4096³, bf16 8192³ for
 // the prefill limit, f16 on prefill shapes). Timed with CUDA events after warm-up, median of repeats, on
 // random data; weights rotate through a 2 GiB buffer so no timed read is served from L2.
 import { f16ToF32, f32ToF16, type FloatDType } from '@zinfer/core';
@@ -132,7 +132,7 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number; readOn
     const rotations = Math.max(1, Math.floor(big / wBytes));
     const wAt = (i: number) => buf + BigInt((i % rotations) * wBytes);
     const parityArgs = (w: bigint, rows: number) => gemvArgs({ segs: [[y, w, 0n, outF]], x, rows, inF, epi: EPI.none });
-    const rowsVariant = (rows: number) => (rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : rows <= 8 ? 8 : rows);
+    const rowsVariant = (rows: number) => (rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8);
     const gemv = [1, 2, 4, 8].map((rows) => {
       const ms = time((i) => gpu.launch(`gemv${rowsVariant(rows)}_f16_f32`, { x: Math.ceil(outF / GEMV_WROWS) }, GEMV_THREADS, parityArgs(wAt(i), rows)), 20);
       const bytes = wBytes + rows * inF * 4 + rows * outF * 4;
@@ -159,35 +159,32 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number; readOn
 
     // The 16-bit decode GEMVs of a Llama-2-7B layer (and its LM head), f16 weights and activations, with
     // the fusions the decode step uses: RMSNorm + q|k|v, o + residual, RMSNorm + gate/up + SiLU, down + residual.
-    const MAXR = 64; // rows of the sweep: 1–8 every variant, 16, 32 and 64 mma (the only entries there) and cuBLAS
-    const xh = alloc(MAXR * 11008 * 2, 'f16 input');
-    gpu.upload(xh, randomHalf(MAXR * 11008, 1));
-    const res = alloc(MAXR * 11008 * 2, 'f16 residual');
-    gpu.upload(res, randomHalf(MAXR * 11008, 1));
+    const xh = alloc(8 * 11008 * 2, 'f16 input');
+    gpu.upload(xh, randomHalf(8 * 11008, 1));
+    const res = alloc(8 * 11008 * 2, 'f16 residual');
+    gpu.upload(res, randomHalf(8 * 11008, 1));
     const normW = alloc(11008 * 4, 'norm weight');
     gpu.upload(normW, Float32Array.from({ length: 11008 }, () => 1 + Math.random() * 0.1));
-    const yBytes = MAXR * 32000 * 4;
-    const yh = alloc(yBytes, 'f16 outputs');
+    const yh = alloc(8 * 32000 * 4, 'f16 outputs');
     const gemvSweep: GemvTiming[] = [];
     const gemvVariantMismatches: string[] = [];
     let gemvMmaMaxRelError = 0;
     const sweep = (shape: string, n: number[], k: number, epi: number, norm: number) => {
       const bytes = n.reduce((a, b) => a + b, 0) * k * 2;
       const rot = Math.max(1, Math.floor(big / bytes));
-      for (const rows of [1, 2, 4, 8, 16, 32, 64]) {
+      for (const rows of [1, 2, 4, 8]) {
         const args = (i: number) => {
           let at = buf + BigInt((i % rot) * bytes);
           const segs = n.map((nj, j): GemvSegment => {
             const w = at;
             at += BigInt(nj * k * 2);
-            return [j === 0 || epi === EPI.none ? yh + BigInt(j * MAXR * 12288 * 2) : 0n, w, 0n, nj];
+            return [j === 0 || epi === EPI.none ? yh + BigInt(j * 8 * 12288 * 2) : 0n, w, 0n, nj];
           });
           return gemvArgs({ segs, x: xh, res: epi === EPI.residual ? res : 0n, normW: norm ? normW : 0n, eps: 1e-5, rows, inF: k, epi, act: 1, norm });
         };
         const blocksOf = (kernel: string) => gemvBlocks(n, epi === EPI.gated, gemvBlockRows(kernel));
         const seen = new Set<string>();
-        const variants = rows > 8 ? (['mma'] as const) : GEMV_KERNEL_VARIANTS;
-        for (const variant of variants) {
+        for (const variant of GEMV_KERNEL_VARIANTS) {
           const kernel = gemvKernel(rowsVariant(rows), 'f16', 'f16', variant);
           if (seen.has(kernel)) continue; // a variant without an entry at these rows is v1
           seen.add(kernel);
@@ -195,9 +192,9 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number; readOn
           const GBps = bytes / (ms * 1e6);
           gemvSweep.push({ shape, variant, rows, us: ms * 1000, GBps, fractionOfRead: GBps / readGBps });
         }
-        if (rows >= 8 && gpu.gemm) {
-          // What a step past 8 rows ran before mma took 9–64: one GEMM, norm and epilogue apart. (Without cuBLAS
-          // the section below records why.)
+        if (rows === 8 && gpu.gemm) {
+          // What a step of 9 rows runs (one GEMM; its norm and epilogue are kernels of their own): past 8 rows the
+          // engine takes cuBLAS. (Without cuBLAS the section below records why.)
           try {
             const outF = n.reduce((a, b) => a + b, 0);
             const ms = time((i) => gpu.gemm!({ y: yh, x: xh, w: buf + BigInt((i % rot) * bytes), dtype: 'f16', yDtype: 'f16', rows, inF: k, outF }), 20);
@@ -205,14 +202,13 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number; readOn
             gemvSweep.push({ shape, variant: 'cublas', rows, us: ms * 1000, GBps, fractionOfRead: GBps / readGBps });
           } catch {}
         }
-        if (rows > 8) continue; // the check below compares with v1, which has no entry past 8 rows (gpu-check's linear part covers mma there)
         // The FMA variants add in the same order: their outputs must match v1's bit for bit (dense and eight have
         // entries at every row count; roll and occ at 1–2 rows, v1 above). mma adds in another order: within rounding.
         const outputs = GEMV_KERNEL_VARIANTS.map((variant) => {
-          gpu.fill32(yh, 0, yBytes / 4);
+          gpu.fill32(yh, 0, (8 * 32000 * 4) / 4);
           const kernel = gemvKernel(rows, 'f16', 'f16', variant);
           gpu.launch(kernel, { x: blocksOf(kernel) }, GEMV_THREADS, args(0));
-          const host = new Uint16Array(yBytes / 2);
+          const host = new Uint16Array(8 * 32000 * 2);
           gpu.download(host, yh);
           return host;
         });

@@ -3,13 +3,14 @@
 // in f32 whatever the activation dtype (ids must stay exact, weights unrounded) and counting tokens per
 // expert. moeExperts: up to 8 rows, two GEMV-like launches that find the routed experts on the device and
 // read each one's weights once (gate/up fused with the activation, then down fused with the weighted
-// combine); 9–64 rows, every expert over every row as batched cuBLAS GEMMs (moe-dense.ts); more rows, a
+// combine), on FMAs at 1 row and on the tensor cores at 2–8 where they fit (moeExpertsMma); 9–64 rows, every expert over every row as batched cuBLAS GEMMs (moe-dense.ts); more rows, a
 // grouping launch (slots per expert, tiles of ≤ 8) and then gate/up, down and the combine over the tiles.
 // Launch shapes depend only on the row count, never on the routing, so decode steps capture as CUDA graphs.
 // sigmoidGate: one elementwise kernel.
 import { BackendError, type Graph, type OpNode, type ValueId } from '@zinfer/core';
 import { ACTIVATION_CODES } from './activation-codes.js';
 import { routerSharedBytes } from './exec-plan.js';
+import { gemvVariant } from './gemv-variant.js';
 import { gemvRows } from './linear-launch.js';
 import { denseExperts, launchMoeDense, MOE_DENSE_MAX_ROWS } from './moe-dense.js';
 import type { MoeTables } from './moe-tables.js';
@@ -23,6 +24,20 @@ export const MOE_TILE = 8;
 export const MOE_MAX_TOPK = 16;
 /** Rows up to which moeExperts takes the GEMV path (tiles found inside each block). */
 export const MOE_SMALL_ROWS = 8;
+/** Features a block of the tensor-core entries computes: gate/up 8 (with their 8 up rows: the MMA's 16), down 16. */
+export const MOE_MMA_GATE_UP_FEATURES = 8;
+export const MOE_MMA_DOWN_FEATURES = 16;
+
+/**
+ * Whether a small step of `rows` rows runs its experts on the tensor cores (moe_gate_up_m_*, moe_down_m_*): 2–8
+ * rows in the 16-bit modes with the experts' weights in the activation dtype and rows of whole 16-byte vectors,
+ * when the GEMV variant is mma or auto (so the bench's A/B of the variants covers the experts as well). At 1 row
+ * the FMA entries stay, as the GEMV's do.
+ */
+export function moeExpertsMma(rows: number, weight: string, act: string, hidden: number, inter: number): boolean {
+  const v = gemvVariant();
+  return rows >= 2 && rows <= MOE_SMALL_ROWS && act !== 'f32' && weight === act && hidden % 8 === 0 && inter % 8 === 0 && (v === 'mma' || v === 'auto');
+}
 /** Router logits live in shared memory: 4 bytes an expert. */
 export const MOE_MAX_EXPERTS = 4096;
 const ROUTER_THREADS = 256;
@@ -130,6 +145,11 @@ export function launchMoeExperts(ctx: StepContext, node: OpNode<'moeExperts'>): 
   const { gpu } = ctx;
   if (rows <= MOE_SMALL_ROWS) {
     const h = ctx.scratch(Math.max(256, hBytes)); // [slots, inter]
+    if (shape && inter > 0 && moeExpertsMma(rows, shape.dtype, ctx.act, hidden, inter)) {
+      gpu.launch(`moe_gate_up_m_${kind}`, { x: Math.ceil(inter / MOE_MMA_GATE_UP_FEATURES), y: slots }, MOE_THREADS, [h, x, routing, table, nLocal, mapLen, 0n, 0n, rows, topK, hidden, inter, act]);
+      gpu.launch(`moe_down_m_${kind}`, { x: Math.ceil(hidden / MOE_MMA_DOWN_FEATURES) }, MOE_THREADS, [out, h, routing, table, nLocal, mapLen, rows, topK, hidden, inter]);
+      return;
+    }
     const R = gemvRows(rows);
     if (inter > 0) {
       gpu.launch(`moe_gate_up${R}_${kind}`, { x: Math.ceil(inter / 2), y: slots }, MOE_THREADS, [h, x, routing, table, nLocal, mapLen, 0n, 0n, rows, topK, hidden, inter, act]);
