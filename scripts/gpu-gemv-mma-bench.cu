@@ -10,7 +10,8 @@
 //     zeros. The inputs inside a 32-element chunk go to the MMA in a permuted order, the same for the
 //     weights and x, so one 16-byte load fills the fragments with no shuffles. The block's 4 warps add their
 //     sums through shared memory.
-// Then the engine's gemv_mma itself (engine_mma below), by U, RMSNorm and XPRE: the A/B of its x loads.
+// Then the engine's gemv_mma itself (engine_mma below), by U and RMSNorm. (Session 21 timed its x loads here too:
+// a round's loaded together or each before its MMA, within 1%: bench/results/gemv-mma-engine-h200-s21.json.)
 // Each case: a CUDA graph of 20 launches, replayed 5 times, median; mma's output against v1's (largest
 // difference over the largest value). Prints JSON.
 // Built on the GPU machine, which has the CUDA toolkit:
@@ -84,11 +85,11 @@ __global__ void __launch_bounds__(128, 4) mma_gemv(f16_t *y, const f16_t *W, con
   if (c < R && row0 + m < n) y[(i64)c * n + row0 + m] = from_f32<f16_t>(red[0][m][c] + red[1][m][c] + red[2][m][c] + red[3][m][c]);
 }
 
-// The engine's gemv_mma (cuda/gemv.cu) as its entries run it (no epilogue), by U, norm (none or RMSNorm, whose
-// output differs: no error reported) and XPRE (x vectors of a round loaded together, or each before its MMA).
-template <int U, int NM, bool XPRE>
+// The engine's gemv_mma (cuda/gemv.cu) as its entries run it (no epilogue), by U and norm (none or RMSNorm, whose
+// output differs: no error reported).
+template <int U, int NM>
 __global__ void __launch_bounds__(GEMV_THREADS, 4) engine_mma(f16_t *y, const f16_t *W, const f16_t *x, const float *normW, int n, int inF, int rows) {
-  gemv_mma<U, f16_t, NM, XPRE>(y, W, nullptr, n, nullptr, nullptr, nullptr, 0, nullptr, nullptr, nullptr, 0, x, nullptr, normW, 1e-5f, rows, inF,
+  gemv_mma<U, f16_t, NM>(y, W, nullptr, n, nullptr, nullptr, nullptr, 0, nullptr, nullptr, nullptr, 0, x, nullptr, normW, 1e-5f, rows, inF,
                                EPI_NONE, 0, 0, nullptr, 0, 0, LLPush{nullptr, 0, 0, 0, 0});
 }
 static float *gNormW;
@@ -152,13 +153,10 @@ template <int R> static void rowsCase(cudaStream_t s, int sms, const Shape &sh, 
     const float err = norm ? 0.f : relErr();
     rows.push_back({name, graphUs(s, LAUNCHES, REPLAYS, go), err});
   };
-  eng("engine8", engine_mma<8, NORM_NONE, false>, false);
-  eng("engine8 xpre", engine_mma<8, NORM_NONE, true>, false);
-  eng("engine4 xpre", engine_mma<4, NORM_NONE, true>, false);
-  eng("engine8 rms", engine_mma<8, NORM_RMS, false>, true);
-  eng("engine8 rms xpre", engine_mma<8, NORM_RMS, true>, true);
-  eng("engine4 rms", engine_mma<4, NORM_RMS, false>, true);
-  eng("engine4 rms xpre", engine_mma<4, NORM_RMS, true>, true);
+  eng("engine8", engine_mma<8, NORM_NONE>, false);
+  eng("engine4", engine_mma<4, NORM_NONE>, false);
+  eng("engine8 rms", engine_mma<8, NORM_RMS>, true);
+  eng("engine4 rms", engine_mma<4, NORM_RMS>, true);
   CUDA(cudaGetLastError());
   printf("%s  {\"shape\": \"%s\", \"rows\": %d, \"n\": %d, \"in\": %d, \"mb\": %.2f, \"kernels\": [", firstCase ? "" : ",\n", sh.name, R, sh.n, sh.inF, mb);
   firstCase = false;

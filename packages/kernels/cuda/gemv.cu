@@ -405,9 +405,8 @@ GEMV_SMALL_BATCH(8, 3, 2)
 // them; a fused RMSNorm multiplies x by its weight and rounds to the activation type before the MMA (as the
 // activations between ops are rounded). No LayerNorm instance (gemvLaunch sends those to dense).
 // Parameters as gemv()'s (weights in the activation type A; rows ≤ 8; inF a multiple of 8). U: chunks a warp
-// has in flight. XPRE: a round's U x vectors are loaded together before its first MMA (else each just before its
-// MMA); scripts/gpu-gemv-mma-bench.cu times both.
-template <int U, typename A, int NM, bool XPRE>
+// has in flight.
+template <int U, typename A, int NM>
 __device__ void gemv_mma(void *y0, const A *w0, const float *b0, int n0, void *y1, const A *w1, const float *b1, int n1, void *y2,
                          const A *w2, const float *b2, int n2, const A *__restrict__ x, const A *__restrict__ res,
                          const float *__restrict__ normW, float eps, int rows, int inF, int epi, int act, int yF32, const void *pf,
@@ -432,46 +431,39 @@ __device__ void gemv_mma(void *y0, const A *w0, const float *b0, int n0, void *y
   const bool xrow = g < rows;
   const A *xr = x + (i64)(xrow ? g : 0) * inF;
   const int nv = inF / 8; // 16-byte vectors a row
-  const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
   float d[4] = {0.f, 0.f, 0.f, 0.f}, ss = 0.f;
-  // Chunk c is vectors 4c .. 4c + 3; warp w takes chunks w, w + 4, ..., U of them a round. Every weight load is
-  // issued (a lane past the row's end reads its last vector again, against x = 0), none behind a branch, and
-  // the first round's before the wait, as in gemv_nm.
-  for (int c0 = warp; 4 * c0 < nv; c0 += 4 * U) {
-    uint4 ra[U], rb[U], rx[U];
+  if constexpr (NM == NORM_NONE) {
+    mma_rows<U, A>(d, wa, wb, xr, xrow, nv, warp, 4, t, true);
+  } else {
+    // As mma_rows, with x · g rounded to A before each MMA and Σx² alongside. Its x vectors are loaded one
+    // before each MMA: loaded together (as mma_rows does) the f16 instance spilled at U = 8, and on the 7B's
+    // shapes alone the two read within 1% of each other (bench/results/gemv-mma-engine-h200-s21.json).
+    const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
+    for (int c0 = warp; 4 * c0 < nv; c0 += 4 * U) {
+      uint4 ra[U], rb[U];
 #pragma unroll
-    for (int u = 0; u < U; u++) {
-      const int v = min(4 * (c0 + 4 * u) + t, nv - 1);
-      ra[u] = ld_stream16(wa + (i64)v * 8);
-      rb[u] = ld_stream16(wb + (i64)v * 8);
-    }
-    if (c0 == warp) grid_dep_wait();
-    // XPRE: the round's x vectors all in flight before the first MMA. (Loaded one per MMA, each waits an L1/L2
-    // round trip: the engine's kernel read 68–83% against the standalone one's 81–94%, PERF-NOTES session 20.)
-    if constexpr (XPRE) {
+      for (int u = 0; u < U; u++) {
+        const int v = min(4 * (c0 + 4 * u) + t, nv - 1);
+        ra[u] = ld_stream16(wa + (i64)v * 8);
+        rb[u] = ld_stream16(wb + (i64)v * 8);
+      }
+      if (c0 == warp) grid_dep_wait();
 #pragma unroll
       for (int u = 0; u < U; u++) {
         const int v = 4 * (c0 + 4 * u) + t;
-        rx[u] = xrow && v < nv ? __ldg(reinterpret_cast<const uint4 *>(xr + (i64)v * 8)) : zero;
-      }
-    }
-#pragma unroll
-    for (int u = 0; u < U; u++) {
-      const int v = 4 * (c0 + 4 * u) + t;
-      uint4 xb = XPRE ? rx[u] : xrow && v < nv ? __ldg(reinterpret_cast<const uint4 *>(xr + (i64)v * 8)) : zero;
-      if constexpr (NM == NORM_RMS) {
+        const uint4 xb = xrow && v < nv ? __ldg(reinterpret_cast<const uint4 *>(xr + (i64)v * 8)) : zero;
         float xf[8], gf[8];
         widen16<A>(xb, xf);
         load_vec<float, 8>(normW + (i64)min(v, nv - 1) * 8, gf);
 #pragma unroll
         for (int k = 0; k < 8; k++) ss += xf[k] * xf[k];
-        xb = make_uint4(pack2<A>(xf[0] * gf[0], xf[1] * gf[1]), pack2<A>(xf[2] * gf[2], xf[3] * gf[3]), pack2<A>(xf[4] * gf[4], xf[5] * gf[5]),
-                        pack2<A>(xf[6] * gf[6], xf[7] * gf[7]));
+        mma_chunk<A>(d, ra[u], rb[u],
+                     make_uint4(pack2<A>(xf[0] * gf[0], xf[1] * gf[1]), pack2<A>(xf[2] * gf[2], xf[3] * gf[3]), pack2<A>(xf[4] * gf[4], xf[5] * gf[5]),
+                                pack2<A>(xf[6] * gf[6], xf[7] * gf[7])));
       }
-      mma_chunk<A>(d, ra[u], rb[u], xb);
     }
+    if (4 * warp >= nv) grid_dep_wait(); // a warp with no chunks still reads res and writes y
   }
-  if (4 * warp >= nv) grid_dep_wait(); // a warp with no chunks still reads res and writes y
 
   // d: rows g and g + 8 of the block, x rows 2t and 2t + 1.
   red[warp][g][2 * t] = d[0];
@@ -507,8 +499,8 @@ __device__ void gemv_mma(void *y0, const A *w0, const float *b0, int n0, void *y
                        const unsigned long long *llTable, int llRank, int llRanks, int llHalfBytes, int llSlotBytes) {                \
     const LLPush push{llTable, llRank, llRanks, llHalfBytes, llSlotBytes};                                                           \
     if (inF % 8 != 0 || norm == NORM_LAYER) __trap();                                                                                \
-    if (norm == NORM_RMS) gemv_mma<8, A, NORM_RMS, false>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, eps, rows, inF, epi, act, yF32, pf, pfBytes, pfTail, push); \
-    else gemv_mma<8, A, NORM_NONE, true>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, eps, rows, inF, epi, act, yF32, pf, pfBytes, pfTail, push); \
+    if (norm == NORM_RMS) gemv_mma<8, A, NORM_RMS>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, eps, rows, inF, epi, act, yF32, pf, pfBytes, pfTail, push); \
+    else gemv_mma<8, A, NORM_NONE>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, eps, rows, inF, epi, act, yF32, pf, pfBytes, pfTail, push); \
   }
 GEMV_MMA_ENTRY(f16, f16_t)
 GEMV_MMA_ENTRY(bf16, bf16_t)

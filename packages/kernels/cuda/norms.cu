@@ -1,8 +1,46 @@
 // RMSNorm and LayerNorm over groups of `dim` elements (a whole row, or one head for q/k norm): one block
-// per group, warp-shuffle reductions, f32 arithmetic. Norm weights and biases arrive as f32 (the backend
+// per group, warp-shuffle reductions, f32 arithmetic. A group of whole 16-byte vectors, at most NORM_VECS a
+// thread, is read once into registers (one DRAM round trip, then the reductions); others take the scalar loop,
+// which reads x again for each pass. Norm weights and biases arrive as f32 (the backend
 // widens 1-D weights at upload: they are tiny, and one type keeps these kernels simple). In decode steps
 // a norm that feeds only linear layers is fused into their GEMV instead (gemv.cu).
 #include "common.cuh"
+
+#define NORM_VECS 4 // 16-byte vectors of x a thread holds in the one-read path
+
+// Whether the group at x + base (and y + base) is whole 16-byte vectors, aligned, at most NORM_VECS a thread.
+template <typename A> __device__ __forceinline__ bool norm_in_registers(const A *y, const A *x, i64 base, int dim) {
+  constexpr int N = Vec16<A>::N;
+  return dim % N == 0 && dim / N <= NORM_VECS * (int)blockDim.x && (((unsigned long long)(x + base) | (unsigned long long)(y + base)) & 15) == 0;
+}
+
+// This thread's vectors of the group (vector j = threadIdx.x + k · blockDim.x in v[k]), widened to f32.
+template <typename A> __device__ __forceinline__ void norm_load(const A *x, int nv, float (&v)[NORM_VECS][Vec16<A>::N]) {
+  constexpr int N = Vec16<A>::N;
+#pragma unroll
+  for (int k = 0; k < NORM_VECS; k++) {
+    const int j = threadIdx.x + k * blockDim.x;
+    if (j < nv) load_vec<A, N>(x + (i64)j * N, v[k]);
+  }
+}
+
+// y = (v - mean) · inv · w (+ b), vector by vector, for this thread's vectors (mean 0 and b null for RMSNorm).
+template <typename A>
+__device__ __forceinline__ void norm_store(A *y, int nv, float (&v)[NORM_VECS][Vec16<A>::N], float mean, float inv, const float *w, const float *b) {
+  constexpr int N = Vec16<A>::N;
+#pragma unroll
+  for (int k = 0; k < NORM_VECS; k++) {
+    const int j = threadIdx.x + k * blockDim.x;
+    if (j < nv) {
+      float g[N], c[N];
+      load_vec<float, N>(w + (i64)j * N, g);
+      if (b) load_vec<float, N>(b + (i64)j * N, c);
+#pragma unroll
+      for (int e = 0; e < N; e++) v[k][e] = (v[k][e] - mean) * inv * g[e] + (b ? c[e] : 0.f);
+      store16<A>(y + (i64)j * N, v[k]);
+    }
+  }
+}
 
 // A: activation type of x and y.
 template <typename A> __device__ void rms_norm(A *y, const A *x, const float *w, int dim, float eps) {
@@ -10,6 +48,21 @@ template <typename A> __device__ void rms_norm(A *y, const A *x, const float *w,
   grid_dep_wait();
   grid_dep_launch();
   const i64 base = (i64)blockIdx.x * dim;
+  if (norm_in_registers<A>(y, x, base, dim)) {
+    constexpr int N = Vec16<A>::N;
+    const int nv = dim / N;
+    float v[NORM_VECS][N];
+    norm_load<A>(x + base, nv, v);
+    float sq = 0.f;
+#pragma unroll
+    for (int k = 0; k < NORM_VECS; k++)
+      if ((int)threadIdx.x + k * (int)blockDim.x < nv)
+#pragma unroll
+        for (int e = 0; e < N; e++) sq += v[k][e] * v[k][e];
+    const float inv = 1.f / sqrtf(block_sum(sq, scratch) / (float)dim + eps);
+    norm_store<A>(y + base, nv, v, 0.f, inv, w, nullptr);
+    return;
+  }
   float sq = 0.f;
   for (int j = threadIdx.x; j < dim; j += blockDim.x) {
     const float v = to_f32(x[base + j]);
@@ -25,6 +78,29 @@ template <typename A> __device__ void layer_norm(A *y, const A *x, const float *
   grid_dep_wait();
   grid_dep_launch();
   const i64 base = (i64)blockIdx.x * dim;
+  if (norm_in_registers<A>(y, x, base, dim)) {
+    constexpr int N = Vec16<A>::N;
+    const int nv = dim / N;
+    float v[NORM_VECS][N];
+    norm_load<A>(x + base, nv, v);
+    auto own = [&](int k) { return (int)threadIdx.x + k * (int)blockDim.x < nv; };
+    float sum = 0.f;
+#pragma unroll
+    for (int k = 0; k < NORM_VECS; k++)
+      if (own(k))
+#pragma unroll
+        for (int e = 0; e < N; e++) sum += v[k][e];
+    const float mean = block_sum(sum, scratch) / (float)dim;
+    float sq = 0.f;
+#pragma unroll
+    for (int k = 0; k < NORM_VECS; k++)
+      if (own(k))
+#pragma unroll
+        for (int e = 0; e < N; e++) sq += (v[k][e] - mean) * (v[k][e] - mean);
+    const float inv = 1.f / sqrtf(block_sum(sq, scratch) / (float)dim + eps);
+    norm_store<A>(y + base, nv, v, mean, inv, w, b);
+    return;
+  }
   float sum = 0.f;
   for (int j = threadIdx.x; j < dim; j += blockDim.x) sum += to_f32(x[base + j]);
   const float mean = block_sum(sum, scratch) / (float)dim;

@@ -6,7 +6,7 @@ import { launchAttention, type KvPointers } from './attention-launch.js';
 import { launchCollective, launchReduceOfAdd } from './collective-launch.js';
 import { launchLinear } from './linear-launch.js';
 import { launchMoeExperts, launchMoeRouter, launchSigmoidGate } from './moe-launch.js';
-import { flatGrid, threadsFor, type StepContext } from './step-context.js';
+import { normThreads, threadsFor, vectorGrid, type StepContext } from './step-context.js';
 
 export { ACTIVATION_CODES } from './activation-codes.js';
 
@@ -28,13 +28,13 @@ export function launchNode(ctx: StepContext, node: OpNode, kv: KvPointers | null
     case 'rmsNorm': {
       const { dim, eps } = node.attrs;
       const groups = (rows * ctx.width(node.output)) / dim;
-      gpu.launch(`rms_norm_${act}`, { x: groups }, threadsFor(dim, 1024), [out, ctx.value(node.inputs.x), ctx.weight(node.attrs.weight).ptr, dim, eps]);
+      gpu.launch(`rms_norm_${act}`, { x: groups }, normThreads(dim, act), [out, ctx.value(node.inputs.x), ctx.weight(node.attrs.weight).ptr, dim, eps]);
       return;
     }
     case 'layerNorm': {
       const { dim, eps } = node.attrs;
       const groups = (rows * ctx.width(node.output)) / dim;
-      gpu.launch(`layer_norm_${act}`, { x: groups }, threadsFor(dim, 1024), [out, ctx.value(node.inputs.x), ctx.weight(node.attrs.weight).ptr, ctx.weight(node.attrs.bias).ptr, dim, eps]);
+      gpu.launch(`layer_norm_${act}`, { x: groups }, normThreads(dim, act), [out, ctx.value(node.inputs.x), ctx.weight(node.attrs.weight).ptr, ctx.weight(node.attrs.bias).ptr, dim, eps]);
       return;
     }
     case 'add': {
@@ -43,17 +43,17 @@ export function launchNode(ctx: StepContext, node: OpNode, kv: KvPointers | null
       const reduce = ctx.plan.reduceAdds.get(node);
       if (reduce && launchReduceOfAdd(ctx, node, reduce)) return; // else its all-reduce ran: the add follows
       const n = rows * ctx.width(node.output);
-      gpu.launch(`add_${act}`, flatGrid(n), 256, [out, ctx.value(node.inputs.a), ctx.value(node.inputs.b), n]);
+      gpu.launch(`add_${act}`, vectorGrid(n, act), 256, [out, ctx.value(node.inputs.a), ctx.value(node.inputs.b), n]);
       return;
     }
     case 'activation': {
       const n = rows * ctx.width(node.output);
-      gpu.launch(`activation_${act}`, flatGrid(n), 256, [out, ctx.value(node.inputs.x), 0n, n, ACTIVATION_CODES[node.attrs.fn]]);
+      gpu.launch(`activation_${act}`, vectorGrid(n, act), 256, [out, ctx.value(node.inputs.x), 0n, n, ACTIVATION_CODES[node.attrs.fn]]);
       return;
     }
     case 'gatedActivation': {
       const n = rows * ctx.width(node.output);
-      gpu.launch(`activation_${act}`, flatGrid(n), 256, [out, ctx.value(node.inputs.gate), ctx.value(node.inputs.up), n, ACTIVATION_CODES[node.attrs.fn]]);
+      gpu.launch(`activation_${act}`, vectorGrid(n, act), 256, [out, ctx.value(node.inputs.gate), ctx.value(node.inputs.up), n, ACTIVATION_CODES[node.attrs.fn]]);
       return;
     }
     case 'rotary': {

@@ -70,3 +70,21 @@ export const align256 = (n: number): number => Math.ceil(n / 256) * 256;
 
 /** The grid of a grid-stride elementwise kernel of 256 threads a block over n elements. */
 export const flatGrid = (n: number): { x: number } => ({ x: Math.max(1, Math.min(8192, Math.ceil(n / 256))) });
+
+/** Elements of `act` in a 16-byte vector. */
+const vecElems = (act: FloatDType): number => 16 / dtypeBytes(act);
+
+/**
+ * The grid of an elementwise kernel that moves a 16-byte vector a thread when n is whole vectors (add, the
+ * activations: cuda/elementwise.cu), else an element: a thread per item, not per element (8× fewer idle blocks).
+ */
+export const vectorGrid = (n: number, act: FloatDType): { x: number } => flatGrid(n % vecElems(act) === 0 ? n / vecElems(act) : n);
+
+/** NORM_VECS of cuda/norms.cu: the 16-byte vectors a thread of the one-read norm holds. */
+export const NORM_VECS = 4;
+/**
+ * Threads of a norm block over groups of `dim` elements: groups of whole vectors take NORM_VECS a thread (a 4,096
+ * f16 row: 128 threads, each with its 4 loads in flight); others the scalar loop's up to 1,024.
+ */
+export const normThreads = (dim: number, act: FloatDType): number =>
+  dim % vecElems(act) === 0 ? threadsFor(Math.ceil(dim / vecElems(act) / NORM_VECS), 1024) : threadsFor(dim, 1024);
