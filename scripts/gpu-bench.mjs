@@ -97,7 +97,7 @@ const result = {
   gemv_variant: DEFAULT_GEMV, decode_attention_variant: DEFAULT_ATTENTION,
   program_decode_ms_by_batched_gemm: null, program_decode_bs64_ms_by_attention: null, program_decode_bs64_argmax_ms_by_attention: null, attention_variants_same_ids: null, attention_variants_ids_agreement: null,
   program_decode_bs1_ms_by_gemv: null, program_decode_bs1_argmax_ms_by_gemv: null, program_decode_bs1_pdl_ms_by_gemv: null, program_decode_bs1_no_pdl_ms_by_gemv: null,
-  program_gpt2_124m_decode_bs1_ms_by_gemv: null, gemv_variants_same_ids: null,
+  program_gpt2_124m_decode_bs1_ms_by_gemv: null, gemv_variants_same_ids: null, gemv_mma_same_ids: null, gpt2_124m_gemv_mma_same_ids: null,
   decode_bs64_attention_gb_per_s: null,
   // The opt-in fp8 (e4m3) KV cache (the engine's limits.kvCacheDtype 'fp8'): the same batch-64 decode, its floor
   // (K/V bytes halved), the graphed 64-row step per decode attention variant, and the cache's blocks.
@@ -202,6 +202,15 @@ async function bs1ByVariant(program, { context, vocab }, variants, get, set) {
   }
 }
 const variantsOn = (program, o) => bs1ByVariant(program, o, GEMV_VARIANTS, () => DEFAULT_GEMV, setGemvVariant);
+
+/**
+ * Whether the GEMV variants' greedy ids agree: the FMA variants (and auto, FMA at 1 row) add in one order and must
+ * give the same ids; mma adds in another, so its agreement (a near-tie may differ) is recorded apart (null: not run).
+ */
+function gemvIdsAgree(ids) {
+  const fma = Object.entries(ids).filter(([v]) => v !== 'mma').map(([, x]) => JSON.stringify(x));
+  return { same: fma.every((x) => x === fma[0]), mma: ids.mma === undefined ? null : JSON.stringify(ids.mma) === fma[0] };
+}
 const l2On = (program, o) => bs1ByVariant(program, o, L2_PREFETCH_MODES, l2Prefetch, setL2Prefetch);
 const narrowOn = (program, o) => bs1ByVariant(program, o, GEMV_NARROW_MODES, gemvNarrow, setGemvNarrow);
 
@@ -329,8 +338,10 @@ if (engine) {
     result.program_decode_bs1_ms_by_gemv = r.ms;
     result.program_decode_bs1_argmax_ms_by_gemv = r.argmaxMs;
     result.decode_bs1_gap_ms_by_gemv = gaps(r.ms, result.profile_bs1);
-    result.gemv_variants_same_ids = r.sameIds;
-    if (!r.sameIds) throw new Error(`GEMV variants gave different greedy ids: ${JSON.stringify(r.ids)}`);
+    const agree = gemvIdsAgree(r.ids);
+    result.gemv_variants_same_ids = agree.same;
+    result.gemv_mma_same_ids = agree.mma;
+    if (!agree.same) throw new Error(`GEMV variants gave different greedy ids: ${JSON.stringify(r.ids)}`);
     return r;
   });
   await step('L2 prefetch modes: graphed batch-1 decode through Program.run', async () => {
@@ -473,7 +484,9 @@ await step('GPT-2 124M decode batch 1', async () => {
     result.program_gpt2_124m_decode_bs1_ms_by_narrow = nr.ms;
     result.gemv_narrow_same_ids = nr.sameIds;
     result.gpt2_124m_decode_bs1_gap_ms_by_gemv = gaps(r.ms, result.profile_gpt2_124m_bs1);
-    if (!r.sameIds) throw new Error(`GEMV variants gave different greedy ids on GPT-2: ${JSON.stringify(r.ids)}`);
+    const agree = gemvIdsAgree(r.ids);
+    result.gpt2_124m_gemv_mma_same_ids = agree.mma;
+    if (!agree.same) throw new Error(`GEMV variants gave different greedy ids on GPT-2: ${JSON.stringify(r.ids)}`);
     return { minMs: Math.min(...times), p90Ms: quantile(times, 0.9), program: programStats(be) };
   } finally {
     await e.close();

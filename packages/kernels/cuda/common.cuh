@@ -151,6 +151,17 @@ __device__ __forceinline__ uint4 ld_stream16(const void *p) {
   return r;
 }
 
+// 16 bytes of activations an earlier kernel wrote, as an ordinary (coherent) load kept after griddepcontrol.wait.
+// ld.global.nc (__ldg) promises ptxas the data is read-only for the kernel's whole life; under PDL the kernel
+// before is still writing it while this one starts, and ptxas may issue such a load before the wait. The mma GEMV
+// did (session 21): its 2–8-row steps of the 7B gave other ids on every run, chained or not, while each small
+// check passed.
+__device__ __forceinline__ uint4 ld_act16(const void *p) {
+  uint4 r;
+  asm volatile("ld.global.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p) : "memory");
+  return r;
+}
+
 // 16 bytes of weights past L1 with L2's usual priority: a router's, and (for now) the experts' (the moe_down
 // kernel lost 9 µs a layer on the Mixtral tp-4 rank with the evict-first stream, PERF-NOTES session 17).
 __device__ __forceinline__ uint4 ld_small16(const void *p) {

@@ -451,7 +451,7 @@ __device__ void gemv_mma(void *y0, const A *w0, const float *b0, int n0, void *y
 #pragma unroll
       for (int u = 0; u < U; u++) {
         const int v = 4 * (c0 + 4 * u) + t;
-        const uint4 xb = xrow && v < nv ? __ldg(reinterpret_cast<const uint4 *>(xr + (i64)v * 8)) : zero;
+        const uint4 xb = xrow && v < nv ? ld_act16(xr + (i64)v * 8) : zero;
         float xf[8], gf[8];
         widen16<A>(xb, xf);
         load_vec<float, 8>(normW + (i64)min(v, nv - 1) * 8, gf);

@@ -50,7 +50,7 @@ __device__ __forceinline__ void mma_rows(float (&d)[4], const A *wa, const A *wb
 #pragma unroll
     for (int u = 0; u < U; u++) {
       const int v = 4 * (c0 + warps * u) + t;
-      rx[u] = xok && v < nv ? __ldg(reinterpret_cast<const uint4 *>(xr + (i64)v * 8)) : zero;
+      rx[u] = xok && v < nv ? ld_act16(xr + (i64)v * 8) : zero;
     }
 #pragma unroll
     for (int u = 0; u < U; u++) mma_chunk<A>(d, ra[u], rb[u], rx[u]);
