@@ -45,12 +45,7 @@ __device__ void moe_gate_up(A *h, const A *x, const float *routing, const i64 *t
   int distinct = 0;
   if (!tiles) distinct = small_experts(routing, map, mapLen, rows * topK, topK, ids, experts);
   for (int index = blockIdx.y;; index += gridDim.y) {
-    if (threadIdx.x == 0) {
-      if (tiles) list_tile(tiles, order, index, topK, t);
-      else if (index < distinct) small_tile(ids, rows * topK, experts[index], topK, t);
-      else t.expert = -1;
-    }
-    __syncthreads();
+    block_tile(tiles, order, index, ids, experts, distinct, rows * topK, topK, t);
     if (t.expert < 0) return;
     const W *gate = expert_matrix<W>(table, t.expert, 0), *up = expert_matrix<W>(table, t.expert, 1);
     const W *wp[MOE_WROWS];
@@ -194,12 +189,7 @@ __device__ void moe_gate_up_mma(A *h, const A *x, const float *routing, const i6
   int distinct = 0;
   if (!tiles) distinct = small_experts(routing, map, mapLen, rows * topK, topK, ids, experts);
   for (int index = blockIdx.y;; index += gridDim.y) {
-    if (threadIdx.x == 0) {
-      if (tiles) list_tile(tiles, order, index, topK, tt);
-      else if (index < distinct) small_tile(ids, rows * topK, experts[index], topK, tt);
-      else tt.expert = -1;
-    }
-    __syncthreads();
+    block_tile(tiles, order, index, ids, experts, distinct, rows * topK, topK, tt);
     if (tt.expert < 0) return;
     const i64 row = (i64)(o < inter ? o : 0) * hidden;
     const bool xok = g < tt.n;

@@ -81,6 +81,18 @@ __device__ __forceinline__ void list_tile(const int *tiles, const int *order, in
   }
 }
 
+// Tile `index` of this block into t (by thread 0, then a barrier): the large step's list entry (tiles not null),
+// or the small step's index-th distinct expert (t.expert = -1 past the last: the block has no work).
+__device__ __forceinline__ void block_tile(const int *tiles, const int *order, int index, const int *ids, const int *experts, int distinct, int slots,
+                                           int topK, Tile &t) {
+  if (threadIdx.x == 0) {
+    if (tiles) list_tile(tiles, order, index, topK, t);
+    else if (index < distinct) small_tile(ids, slots, experts[index], topK, t);
+    else t.expert = -1;
+  }
+  __syncthreads();
+}
+
 // ---------------------------------------------------------------------------------------------------
 // One pass of weight loads of tile_dot: MOE_UNROLL 16-byte vectors of each of the MOE_WROWS rows, from
 // vector `base` (a thread's first pass: base = threadIdx.x). Rows that are not ok read nothing.

@@ -19,6 +19,7 @@ import { setL2Prefetch, type L2PrefetchMode } from '../src/cuda/l2-prefetch.js';
 import { RecordingGpu, type RecordedLaunch } from '../src/cuda/recording-gpu.js';
 import { setSampleClusterMode } from '../src/cuda/sample-launch.js';
 import { isGraphableDecode, packStep, padDecodeBatch } from '../src/cuda/step-metadata.js';
+import { normThreads, NORM_VECS, vectorGrid } from '../src/cuda/step-context.js';
 
 const FIXTURES = join(import.meta.dirname, '../../../fixtures/models');
 const ARCHS = readdirSync(FIXTURES).filter((d) => statSync(join(FIXTURES, d)).isDirectory());
@@ -468,6 +469,19 @@ for (const dtype of ['f32', 'f16', 'bf16'] as FloatDType[]) {
     }
   }
 }
+
+test('norms of whole 16-byte vectors launch NORM_VECS vectors a thread (others up to 1,024 for the scalar loop); add and the activations a thread per vector', () => {
+  assert.is(NORM_VECS, 4);
+  assert.is(normThreads(4096, 'f16'), 128, 'a 7B row: 512 vectors, 4 a thread');
+  assert.is(normThreads(4096, 'f32'), 256);
+  assert.is(normThreads(8192, 'bf16'), 256);
+  assert.is(normThreads(128, 'bf16'), 32, 'a q/k norm head: one warp');
+  assert.is(normThreads(4100, 'f16'), 1024, 'not whole vectors: the scalar loop');
+  assert.is(normThreads(67, 'f32'), 96);
+  assert.equal(vectorGrid(64 * 11008, 'f16'), { x: 344 }, '88,064 vectors');
+  assert.equal(vectorGrid(4096, 'f32'), { x: 4 });
+  assert.equal(vectorGrid(1001, 'f16'), { x: 4 }, 'not whole vectors: a thread per element');
+});
 
 test('decode steps replay CUDA graphs per batch-size bucket: first step eager, second captured, then replayed; growth recaptures; dispose destroys them', async () => {
   const gpu = new RecordingGpu();
