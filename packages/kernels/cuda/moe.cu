@@ -148,9 +148,9 @@ MOE_ALL(bf16, bf16, bf16_t, bf16_t)
 
 // ---------------------------------------------------------------------------------------------------
 // Small steps of 2–8 rows on the tensor cores (moe_gate_up_m_*, moe_down_m_*: the 16-bit modes, weights in the
-// activation dtype, rows of whole 16-byte vectors; moe-launch.ts). The FMA entries above hold 254 registers at
-// R = 8 (2 blocks an SM) and spend 8 FP32 FMAs a weight element: a Mixtral tp-4 rank's 8-row step took 16.7 ms
-// for ~5 of weight reads (H200, session 20). A tile (one expert, ≤ 8 slots) is exactly the 8 columns of
+// activation dtype, rows of whole 16-byte vectors; moe-launch.ts). The FMA entries above hold 162–168 registers
+// at R = 8 (3 blocks an SM, nvcc 13) and spend 8 FP32 FMAs a weight element: a Mixtral tp-4 rank's 8-row step
+// took 16.7 ms for ~5 of weight reads (H200, session 20). A tile (one expert, ≤ 8 slots) is exactly the 8 columns of
 // mma.sync m16n8k16 (mma.cuh): thread (g, t) reads slot g's input row. A gate/up block takes 8 features, their
 // 8 gate rows the MMA's rows g and their 8 up rows g + 8, so the activation pairs them in one thread's
 // neighbourhood; a down block takes 16 features of each of the step's experts in turn, as moe_down_small does.

@@ -14,13 +14,14 @@ template <typename A> __device__ __forceinline__ bool norm_in_registers(const A 
   return dim % N == 0 && dim / N <= NORM_VECS * (int)blockDim.x && (((unsigned long long)(x + base) | (unsigned long long)(y + base)) & 15) == 0;
 }
 
-// This thread's vectors of the group (vector j = threadIdx.x + k · blockDim.x in v[k]), widened to f32.
+// This thread's vectors of the group (vector j = threadIdx.x + k · blockDim.x in v[k]), widened to f32. Coherent
+// loads (ld_act16): x is the kernel before's output (common.cuh says why not __ldg).
 template <typename A> __device__ __forceinline__ void norm_load(const A *x, int nv, float (&v)[NORM_VECS][Vec16<A>::N]) {
   constexpr int N = Vec16<A>::N;
 #pragma unroll
   for (int k = 0; k < NORM_VECS; k++) {
     const int j = threadIdx.x + k * blockDim.x;
-    if (j < nv) load_vec<A, N>(x + (i64)j * N, v[k]);
+    if (j < nv) widen16<A>(ld_act16(x + (i64)j * N), v[k]);
   }
 }
 

@@ -3,8 +3,8 @@
 // in f32 whatever the activation dtype (ids must stay exact, weights unrounded) and counting tokens per
 // expert. moeExperts: up to 8 rows, two GEMV-like launches that find the routed experts on the device and
 // read each one's weights once (gate/up fused with the activation, then down fused with the weighted
-// combine), on FMAs at 1 row and on the tensor cores at 2–8 where they fit (moeExpertsMma); 9–64 rows, every expert over every row as batched cuBLAS GEMMs (moe-dense.ts); more rows, a
-// grouping launch (slots per expert, tiles of ≤ 8) and then gate/up, down and the combine over the tiles.
+// combine), on FMAs at 1 row and on the tensor cores at 2–8 where they fit (moeExpertsMma); 9–64 rows,
+// every expert over every row as batched cuBLAS GEMMs (moe-dense.ts); more rows, a grouping launch (slots per expert, tiles of ≤ 8) and then gate/up, down and the combine over the tiles.
 // Launch shapes depend only on the row count, never on the routing, so decode steps capture as CUDA graphs.
 // sigmoidGate: one elementwise kernel.
 import { BackendError, type Graph, type OpNode, type ValueId } from '@zinfer/core';
