@@ -1,7 +1,7 @@
 // A microbenchmark of the CUDA backend's building blocks, measured in one run on one card: the device's
 // copy and read bandwidth (the memory limits), the decode GEMV at 1–8 rows on Llama-2-7B shapes against
-// the read bandwidth (and cuBLAS at 8), the host and device cost of a launch, and cuBLAS GEMMs (f32 4096³, bf16 8192³ for
-// the prefill limit, f16 on prefill shapes). Timed with CUDA events after warm-up, median of repeats, on
+// the read bandwidth (and cuBLAS at 8), the host and device cost of a launch, and cuBLAS GEMMs (f32 4096³,
+// bf16 8192³ for the prefill limit, f16 on prefill shapes). Timed with CUDA events after warm-up, median of repeats, on
 // random data; weights rotate through a 2 GiB buffer so no timed read is served from L2.
 import { f16ToF32, f32ToF16, type FloatDType } from '@zinfer/core';
 import { CudaDevice } from './device.js';

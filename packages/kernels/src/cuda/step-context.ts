@@ -76,7 +76,7 @@ const vecElems = (act: FloatDType): number => 16 / dtypeBytes(act);
 
 /**
  * The grid of an elementwise kernel that moves a 16-byte vector a thread when n is whole vectors (add, the
- * activations: cuda/elementwise.cu), else an element: a thread per item, not per element (8× fewer idle blocks).
+ * activations: cuda/elementwise.cu), else an element: a thread per item of work (4 or 8 times fewer idle threads).
  */
 export const vectorGrid = (n: number, act: FloatDType): { x: number } => flatGrid(n % vecElems(act) === 0 ? n / vecElems(act) : n);
 
