@@ -28,14 +28,6 @@
 #include "gpu-cuda-check.cuh"
 #include "gpu-gemv-plain.cuh"
 
-// D += A·B, m16n8k16, f16 inputs, f32 sums. a0..a3: rows g and g + 8 at inputs 2t, 2t+1, then at 2t+8, 2t+9
-// (PTX's fragment order); b0, b1: column g at inputs 2t, 2t+1 and 2t+8, 2t+9.
-__device__ __forceinline__ void mma16816(float (&d)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-               : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
 // y [R, n] = x [R, inF] · Wᵀ (W [n, inF]); inF a multiple of 128 (a warp's quarter a multiple of 32).
 // The launch bound's block count matters: with none, ptxas moved each load next to its MMA (32 registers, one
 // round in flight); asking for 4 blocks an SM it keeps the U rounds in flight (74 / 120 registers at U = 4 / 8).
@@ -71,8 +63,7 @@ __global__ void __launch_bounds__(128, 4) mma_gemv(f16_t *y, const f16_t *W, con
     }
 #pragma unroll
     for (int u = 0; u < U; u++) {
-      mma16816(d, ra[u].x, rb[u].x, ra[u].y, rb[u].y, rx[u].x, rx[u].y);
-      mma16816(d, ra[u].z, rb[u].z, ra[u].w, rb[u].w, rx[u].z, rx[u].w);
+      mma_chunk<f16_t>(d, ra[u], rb[u], rx[u]); // (mma.cuh, through gemv.cu)
     }
   }
   // d: rows g and g + 8, batch columns 2t and 2t + 1.

@@ -118,9 +118,10 @@ for (const name of pick) {
   await step(`${name}: load, graphed decode, eager profile`, async () => {
     const dir = core.writeSyntheticModel(join(WORK, `shape-${name}`), config, { seed: 1, dtype: 'f16', std: 0.02, repeatLayer0: true });
     const backend = cuda.cudaBackend({ device: 0, activations: 'f16', cacheDir: '/tmp/zinfer-cuda-cache' });
+    const kvBytesPerToken = 2 * config.num_key_value_heads * headDim(config) * 2; // a layer's K and V of a position, f16
     // The cache holds every row's context and the timed steps (128 tokens a row of headroom) over all layers: 4 GiB
     // was short of a 7B's 64 rows at 100 positions (session 21).
-    const cacheGiB = Math.ceil((ROWS * (CONTEXT + 128) * 2 * config.num_key_value_heads * headDim(config) * 2 * config.num_hidden_layers) / 2 ** 30);
+    const cacheGiB = Math.ceil((ROWS * (CONTEXT + 128) * kvBytesPerToken * config.num_hidden_layers) / 2 ** 30);
     const engine = await core.createEngine({ model: dir, backend, autoStep: false, limits: { kvCacheBytes: Math.max(CONTEXT > 100 ? 24 : 4, cacheGiB) * 2 ** 30, maxSequences: Math.max(8, ROWS), maxBatchTokens: Math.max(512, ROWS), maxContext: 1024 } });
     try {
       const program = backend.programs[backend.programs.length - 1];
@@ -174,7 +175,6 @@ for (const name of pick) {
       r.graphed_ms = r.graphed_ms_by_gemv[base] ?? Math.min(...Object.values(r.graphed_ms_by_gemv));
       r.over_limit = ratio(r.graphed_ms, r.limit_ms);
       log(`${name}: graphed ms by GEMV variant ${JSON.stringify(r.graphed_ms_by_gemv)}`);
-      const kvBytesPerToken = 2 * config.num_key_value_heads * headDim(config) * 2;
       const p = await profileDecode({
         program, profileStep: cuda.profileStep, summarizeProfile: cuda.summarizeProfile, stepBatch: testing.stepBatch,
         variants: [cuda.gemvVariant()], setVariant: cuda.setGemvVariant, rows: ROWS, context: CONTEXT, vocab, readGBps: result.read_gb_per_s, kv: { bytesPerToken: kvBytesPerToken },

@@ -7,7 +7,8 @@
 //     one launch. It also does what a separate kernel did before it (rope_kv / kv_write): it rotates q, and
 //     the split that holds the row's new position rotates the step's k, uses it and v (from registers) for
 //     that position and (one block per KV head) writes both into the cache; the values it stores and uses
-//     are those rope_kv would store (the same rope.cuh code and roundings). It can ask L2 for the next GEMV's weights (l2_prefetch; off by default).
+//     are those rope_kv would store (the same rope.cuh code and roundings). It can ask L2 for the next GEMV's
+//     weights (l2_prefetch; off by default).
 //     The split count is fixed per launch and each split's range comes from the context length on the
 //     device, so a captured CUDA graph replays for any context. Splits past the context (a short context
 //     over many splits: a tp rank's few heads get many) leave at once and the merge reads only the splits

@@ -70,6 +70,14 @@ template <int WR> __device__ __forceinline__ void gemv_block_rows(int epi, int n
   }
 }
 
+// The bias of the block's output row i (gated: i < WR/2 a gate row, else its up row), or null: past n, or none.
+template <int WR>
+__device__ __forceinline__ const float *gemv_bias(int epi, int i, int o0, int n, int seg, const float *b0, const float *b1, const float *b2) {
+  const int o = epi == EPI_GATED ? o0 + i % (WR / 2) : o0 + i;
+  const float *bias = epi == EPI_GATED ? (i < WR / 2 ? b0 : b1) : seg == 0 ? b0 : seg == 1 ? b1 : b2;
+  return o < n && bias ? bias + o : nullptr;
+}
+
 // The block's outputs fin [WR][R] (weight row, x row; gated: WR/2 gate rows, then their up rows) to y0..y2, with
 // the epilogue: thread t stores one output (a gated pair; a row's 4 consecutive pushes). After a barrier.
 template <int R, int WR, typename A>
@@ -291,7 +299,6 @@ __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1
   const int t = threadIdx.x;
   if (t < WR * R) {
     const int i = t / R, r = t % R;
-    const int o = epi == EPI_GATED ? o0 + i % HALF : o0 + i;
     auto total = [&](int j) {
       float s = 0.f;
 #pragma unroll
@@ -306,10 +313,7 @@ __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1
       const float var = fmaxf(total(STATS + r) / (float)inF - mean * mean, 0.f);
       val = (val - mean * total(STATS + 16 + i)) * (1.f / sqrtf(var + eps)) + total(STATS + 16 + WR + i);
     }
-    if (o < n) { // (ok[i] would index a register array at run time)
-      const float *bias = epi == EPI_GATED ? (i < HALF ? b0 : b1) : seg == 0 ? b0 : seg == 1 ? b1 : b2;
-      if (bias) val += bias[o];
-    }
+    if (const float *b = gemv_bias<WR>(epi, i, o0, n, seg, b0, b1, b2)) val += *b; // (ok[i] would index a register array at run time)
     fin[i][r] = val;
   }
   __syncthreads();
@@ -465,11 +469,7 @@ __device__ void gemv_mma(void *y0, const A *w0, const float *b0, int n0, void *y
     if (4 * warp >= nv) grid_dep_wait(); // a warp with no chunks still reads res and writes y
   }
 
-  // d: rows g and g + 8 of the block, x rows 2t and 2t + 1.
-  red[warp][g][2 * t] = d[0];
-  red[warp][g][2 * t + 1] = d[1];
-  red[warp][g + HALF][2 * t] = d[2];
-  red[warp][g + HALF][2 * t + 1] = d[3];
+  mma_store_sums(red[warp], d, g, t);
   if constexpr (NM == NORM_RMS) {
     ss += __shfl_xor_sync(0xffffffffu, ss, 1);
     ss += __shfl_xor_sync(0xffffffffu, ss, 2);
@@ -479,11 +479,7 @@ __device__ void gemv_mma(void *y0, const A *w0, const float *b0, int n0, void *y
   const int tid = threadIdx.x, i = tid / R, r = tid % R; // WR · R = 128 sums, one a thread
   float val = red[0][i][r] + red[1][i][r] + red[2][i][r] + red[3][i][r];
   if constexpr (NM == NORM_RMS) val *= 1.f / sqrtf((sq[0][r] + sq[1][r] + sq[2][r] + sq[3][r]) / (float)inF + eps);
-  const int o = epi == EPI_GATED ? o0 + i % HALF : o0 + i;
-  if (o < n) {
-    const float *bias = epi == EPI_GATED ? (i < HALF ? b0 : b1) : seg == 0 ? b0 : seg == 1 ? b1 : b2;
-    if (bias) val += bias[o];
-  }
+  if (const float *b = gemv_bias<WR>(epi, i, o0, n, seg, b0, b1, b2)) val += *b;
   fin[i][r] = val;
   __syncthreads();
   gemv_store<R, WR, A>(fin, tid, rows, o0, n0, n, seg, epi, act, yF32, y0, y1, y2, res, push);

@@ -30,6 +30,14 @@ template <typename A> __device__ __forceinline__ void mma_chunk(float (&d)[4], c
   mma16816<A>(d, a.z, b.z, a.w, b.w, xb.z, xb.w);
 }
 
+// A warp's d (rows g and g + 8, x rows 2t and 2t + 1) into its [16][8] of a block's sums in shared memory.
+__device__ __forceinline__ void mma_store_sums(float (&red)[MMA_WR][8], const float (&d)[4], int g, int t) {
+  red[g][2 * t] = d[0];
+  red[g][2 * t + 1] = d[1];
+  red[g + 8][2 * t] = d[2];
+  red[g + 8][2 * t + 1] = d[3];
+}
+
 // A warp's share of a 16 × 8 product over rows of nv 16-byte vectors: weight rows wa (the MMA's row g) and wb
 // (g + 8), x row xr (column g; zeros where !xok), chunks warp, warp + warps, ..., U of them a round: every weight
 // load of a round issued (a lane past the row's end reads its last vector again, against x = 0), then the round's

@@ -161,10 +161,7 @@ static_assert(MOE_THREADS == MMA_WR * MOE_TILE, "a thread a sum of the 16 × 8 p
 // after a barrier.
 __device__ __forceinline__ void mma_block_sums(const float (&d)[4], float (&red)[MOE_WARPS][MMA_WR][MOE_TILE], float (&fin)[MMA_WR][MOE_TILE]) {
   const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
-  red[warp][g][2 * t] = d[0];
-  red[warp][g][2 * t + 1] = d[1];
-  red[warp][g + 8][2 * t] = d[2];
-  red[warp][g + 8][2 * t + 1] = d[3];
+  mma_store_sums(red[warp], d, g, t);
   __syncthreads();
   const int i = threadIdx.x / MOE_TILE, j = threadIdx.x % MOE_TILE;
   float s = 0.f;

@@ -1,8 +1,8 @@
 // A microbenchmark of the CUDA backend's building blocks, measured in one run on one card: the device's
 // copy and read bandwidth (the memory limits), the decode GEMV at 1–8 rows on Llama-2-7B shapes against
 // the read bandwidth (and cuBLAS at 8), the host and device cost of a launch, and cuBLAS GEMMs (f32 4096³,
-// bf16 8192³ for the prefill limit, f16 on prefill shapes). Timed with CUDA events after warm-up, median of repeats, on
-// random data; weights rotate through a 2 GiB buffer so no timed read is served from L2.
+// bf16 8192³ for the prefill limit, f16 on prefill shapes). Timed with CUDA events after warm-up, median of
+// repeats, on random data; weights rotate through a 2 GiB buffer so no timed read is served from L2.
 import { f16ToF32, f32ToF16, type FloatDType } from '@zinfer/core';
 import { CudaDevice } from './device.js';
 import type { Ptr } from './driver-api.js';
@@ -218,13 +218,13 @@ export function cudaMicrobench(ordinal = 0, opts: { bufferBytes?: number; readOn
             return;
           }
           let diff = 0; // over the whole output buffer (zeroed before each launch): every segment's rows
-          let big = 0;
+          let largest = 0;
           for (let i = 0; i < outputs[0].length; i++) {
             const want = f16ToF32(outputs[0][i]);
             diff = Math.max(diff, Math.abs(f16ToF32(outputs[v][i]) - want));
-            big = Math.max(big, Math.abs(want));
+            largest = Math.max(largest, Math.abs(want));
           }
-          gemvMmaMaxRelError = Math.max(gemvMmaMaxRelError, diff / (big || 1));
+          gemvMmaMaxRelError = Math.max(gemvMmaMaxRelError, diff / (largest || 1));
         });
       }
     };
