@@ -386,7 +386,7 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
       kp = CV::shared(sK + d0, full); // a half lane's upper half stays zero: sK holds only headDim elements
       vp = CV::shared(sV + d0, full);
     }
-    // Element reads: load_vec is __ldg (ld.global.nc), which a shared address faults.
+    // Element reads: the vector loaders (load_act, CacheVec::load) take global addresses only, which a shared one faults.
 #pragma unroll
     for (int k = 0; k < VEC; k++) qv[k] = d0 + k < headDim ? to_f32(sQ[d0 + k]) : 0.f; // a half lane's upper elements add nothing
     // Scores in base-2 units (scale · log2 e folded into q): every exponential below is exp2f, one MUFU.EX2

@@ -75,38 +75,72 @@ template <typename T> __device__ __forceinline__ void widen16(const uint4 raw, f
   }
 }
 
-// Loads 16 bytes (Vec16<T>::N elements) at p, which must be 16-byte aligned, widened to f32.
-template <typename T> __device__ __forceinline__ void load16(const T *p, float *out) {
-  widen16<T>(__ldg(reinterpret_cast<const uint4 *>(p)), out);
+// 16 bytes of activations an earlier kernel wrote, as an ordinary (coherent) load kept after griddepcontrol.wait.
+// ld.global.nc (__ldg) promises ptxas the data is read-only for the kernel's whole life; under PDL the kernel
+// before is still writing it while this one starts, and ptxas may issue such a load before the wait. The mma GEMV
+// did (session 21): its 2–8-row steps of the 7B gave other ids on every run, chained or not, while each small
+// check passed.
+__device__ __forceinline__ uint4 ld_act16(const void *p) {
+  uint4 r;
+  asm volatile("ld.global.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p) : "memory");
+  return r;
+}
+// 8 bytes of activations, as ld_act16.
+__device__ __forceinline__ uint2 ld_act8(const void *p) {
+  uint2 r;
+  asm volatile("ld.global.v2.u32 {%0, %1}, [%2];" : "=r"(r.x), "=r"(r.y) : "l"(p) : "memory");
+  return r;
 }
 
-// Loads N consecutive elements of T at p widened to f32, 16 bytes at a time (8 bytes when N·sizeof(T) is 8);
-// p must be aligned to the load width. For activations, whose type need not match the weight's.
-template <typename T, int N> __device__ __forceinline__ void load_vec(const T *p, float *out) {
-  constexpr int BYTES = N * (int)sizeof(T);
-  static_assert(BYTES == 8 || BYTES % 16 == 0, "load_vec loads 8 bytes or whole 16-byte vectors");
-  if constexpr (BYTES == 8) {
-    const uint2 raw = __ldg(reinterpret_cast<const uint2 *>(p));
-    if constexpr (sizeof(T) == 4) {
-      out[0] = __uint_as_float(raw.x);
-      out[1] = __uint_as_float(raw.y);
-    } else {
-      const u32 w[2] = {raw.x, raw.y};
-#pragma unroll
-      for (int i = 0; i < 2; i++) {
-        T lo, hi;
-        lo.bits = (u16)(w[i] & 0xffffu);
-        hi.bits = (u16)(w[i] >> 16);
-        out[2 * i] = to_f32(lo);
-        out[2 * i + 1] = to_f32(hi);
-      }
-    }
+// Widens the 8 / sizeof(T) elements of one 8-byte word to f32.
+template <typename T> __device__ __forceinline__ void widen8(const uint2 raw, float *out) {
+  if constexpr (sizeof(T) == 4) {
+    out[0] = __uint_as_float(raw.x);
+    out[1] = __uint_as_float(raw.y);
   } else {
+    const u32 w[2] = {raw.x, raw.y};
 #pragma unroll
-    for (int k = 0; k < BYTES / 16; k++) load16(p + k * Vec16<T>::N, out + k * Vec16<T>::N);
+    for (int i = 0; i < 2; i++) {
+      T lo, hi;
+      lo.bits = (u16)(w[i] & 0xffffu);
+      hi.bits = (u16)(w[i] >> 16);
+      out[2 * i] = to_f32(lo);
+      out[2 * i + 1] = to_f32(hi);
+    }
   }
 }
 
+// Loads N consecutive elements of T at p widened to f32, 16 bytes at a time (8 bytes when N·sizeof(T) is 8);
+// p must be aligned to the load width. ACT picks the load (below): true for activations, which the kernel
+// before this one wrote, false for weights, which no kernel writes.
+template <typename T, int N, bool ACT_> __device__ __forceinline__ void load_n(const T *p, float *out) {
+#ifdef ZINFER_ACT_NC
+  constexpr bool ACT = false; // an A/B build (ZINFER_CUDA_DEFINE) with the racy loads before session 22, for timing only
+#else
+  constexpr bool ACT = ACT_;
+#endif
+  constexpr int BYTES = N * (int)sizeof(T);
+  static_assert(BYTES == 8 || BYTES % 16 == 0, "load_n loads 8 bytes or whole 16-byte vectors");
+  if constexpr (BYTES == 8) {
+    widen8<T>(ACT ? ld_act8(p) : __ldg(reinterpret_cast<const uint2 *>(p)), out);
+  } else {
+#pragma unroll
+    for (int k = 0; k < BYTES / 16; k++) {
+      const T *q = p + k * Vec16<T>::N;
+      widen16<T>(ACT ? ld_act16(q) : __ldg(reinterpret_cast<const uint4 *>(q)), out + k * Vec16<T>::N);
+    }
+  }
+}
+
+// N elements of a weight (a norm's gain or bias, a router's row): read-only through the non-coherent path
+// (__ldg), which ptxas may issue early, before griddepcontrol.wait too, and that is safe for data no kernel writes.
+template <typename T, int N> __device__ __forceinline__ void load_weight(const T *p, float *out) { load_n<T, N, false>(p, out); }
+
+// N elements of an activation the kernel before this one wrote: coherent loads kept after griddepcontrol.wait
+// (ld_act16 says why never __ldg). Every activation a kernel reads goes through this, ld_act16 or a plain
+// dereference of a pointer that is not __restrict__ (which would let the compiler make it ld.global.nc);
+// test/cuda-activation-loads.test.ts holds the kernels to it.
+template <typename T, int N> __device__ __forceinline__ void load_act(const T *p, float *out) { load_n<T, N, true>(p, out); }
 
 // ---------------------------------------------------------------------------------------------------
 // Activations (codes must match ACTIVATION_CODES in src/cuda/op-launches.ts).
@@ -148,17 +182,6 @@ __device__ __forceinline__ uint4 ld_stream16(const void *p) {
 #else
   asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
 #endif
-  return r;
-}
-
-// 16 bytes of activations an earlier kernel wrote, as an ordinary (coherent) load kept after griddepcontrol.wait.
-// ld.global.nc (__ldg) promises ptxas the data is read-only for the kernel's whole life; under PDL the kernel
-// before is still writing it while this one starts, and ptxas may issue such a load before the wait. The mma GEMV
-// did (session 21): its 2–8-row steps of the 7B gave other ids on every run, chained or not, while each small
-// check passed.
-__device__ __forceinline__ uint4 ld_act16(const void *p) {
-  uint4 r;
-  asm volatile("ld.global.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p) : "memory");
   return r;
 }
 

@@ -12,8 +12,8 @@ template <typename A> __device__ void activation(A *y, const A *x, const A *up, 
   if (n % V == 0) {
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n / V; i += stride) {
       float a[V], u[V];
-      load_vec<A, V>(x + (i64)i * V, a);
-      if (up) load_vec<A, V>(up + (i64)i * V, u);
+      load_act<A, V>(x + (i64)i * V, a);
+      if (up) load_act<A, V>(up + (i64)i * V, u);
 #pragma unroll
       for (int k = 0; k < V; k++) a[k] = up ? act_fn(fn, a[k]) * u[k] : act_fn(fn, a[k]);
       store16<A>(y + (i64)i * V, a);
@@ -35,8 +35,8 @@ template <typename A> __device__ void add(A *y, const A *a, const A *b, int n) {
   if (n % V == 0) {
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n / V; i += stride) {
       float u[V], v[V];
-      load_vec<A, V>(a + (i64)i * V, u);
-      load_vec<A, V>(b + (i64)i * V, v);
+      load_act<A, V>(a + (i64)i * V, u);
+      load_act<A, V>(b + (i64)i * V, v);
 #pragma unroll
       for (int k = 0; k < V; k++) u[k] += v[k];
       store16<A>(y + (i64)i * V, u);

@@ -10,7 +10,7 @@
 
 // W: stored weight type; A: activation type of x, and of y unless yF32 (the graph's f32 output).
 template <typename W, typename A>
-__device__ void gemm(void *__restrict__ y, const W *__restrict__ w, const A *__restrict__ x, const float *__restrict__ bias,
+__device__ void gemm(void *__restrict__ y, const W *__restrict__ w, const A *x, const float *__restrict__ bias,
                      int rows, int inF, int outF, int yF32) {
   // +4 floats a row keeps the transposed stores off a single bank.
   __shared__ float xs[TK][TM + 4], ws[TK][TN + 4];

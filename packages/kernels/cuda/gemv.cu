@@ -82,7 +82,7 @@ __device__ __forceinline__ const float *gemv_bias(int epi, int i, int o0, int n,
 // the epilogue: thread t stores one output (a gated pair; a row's 4 consecutive pushes). After a barrier.
 template <int R, int WR, typename A>
 __device__ __forceinline__ void gemv_store(const float (&fin)[WR][R], int t, int rows, int o0, int n0, int n, int seg, int epi, int act, int yF32,
-                                           void *y0, void *y1, void *y2, const A *__restrict__ res, const LLPush &push) {
+                                           void *y0, void *y1, void *y2, const A *res, const LLPush &push) {
   constexpr int HALF = WR / 2;
   if (epi == EPI_GATED) {
     if (t < HALF * R) {
@@ -113,7 +113,7 @@ __device__ __forceinline__ void gemv_store(const float (&fin)[WR][R], int t, int
 // of the read rate on an H200 (PERF-NOTES, session 18).
 template <int R, int U, bool ROLL, int THREADS, int WR, typename W, typename A, int NM>
 __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1, const W *w1, const float *b1, int n1, void *y2,
-                     const W *w2, const float *b2, int n2, const A *__restrict__ x, const A *__restrict__ res,
+                     const W *w2, const float *b2, int n2, const A *x, const A *res,
                      const float *__restrict__ normW, const float *__restrict__ normB, float eps, int rows, int inF, int epi,
                      int act, int yF32, const void *pf, int pfBytes, int pfTail, const LLPush &push) {
   static_assert(R >= 1 && R <= 8, "GEMV takes 1 to 8 rows");
@@ -168,9 +168,9 @@ __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1
     auto consume = [&](int v, float (&wf)[WR][N]) {
       float g[N], gb[N];
       if constexpr (NM != NORM_NONE) {
-        load_vec<float, N>(normW + (i64)v * N, g);
+        load_weight<float, N>(normW + (i64)v * N, g);
         if constexpr (NM == NORM_LAYER) {
-          load_vec<float, N>(normB + (i64)v * N, gb);
+          load_weight<float, N>(normB + (i64)v * N, gb);
 #pragma unroll
           for (int i = 0; i < WR; i++) {
 #pragma unroll
@@ -185,7 +185,7 @@ __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1
       for (int r = 0; r < R; r++) {
         if (r < rows) {
           float xv[N];
-          load_vec<A, N>(x + (i64)r * inF + (i64)v * N, xv);
+          load_act<A, N>(x + (i64)r * inF + (i64)v * N, xv);
           if constexpr (NM != NORM_NONE) {
 #pragma unroll
             for (int k = 0; k < N; k++) {
@@ -322,7 +322,7 @@ __device__ void gemv_nm(void *y0, const W *w0, const float *b0, int n0, void *y1
 
 template <int R, int U, bool ROLL, int THREADS, int WR, typename W, typename A>
 __device__ __forceinline__ void gemv(void *y0, const W *w0, const float *b0, int n0, void *y1, const W *w1, const float *b1, int n1, void *y2,
-                     const W *w2, const float *b2, int n2, const A *__restrict__ x, const A *__restrict__ res,
+                     const W *w2, const float *b2, int n2, const A *x, const A *res,
                      const float *__restrict__ normW, const float *__restrict__ normB, float eps, int rows, int inF, int epi,
                      int act, int norm, int yF32, const void *pf, int pfBytes, int pfTail, const LLPush &push) {
   if (norm == NORM_NONE) gemv_nm<R, U, ROLL, THREADS, WR, W, A, NORM_NONE>(y0, w0, b0, n0, y1, w1, b1, n1, y2, w2, b2, n2, x, res, normW, normB, eps, rows, inF, epi, act, yF32, pf, pfBytes, pfTail, push);
@@ -412,7 +412,7 @@ GEMV_SMALL_BATCH(8, 3, 2)
 // has in flight.
 template <int U, typename A, int NM>
 __device__ void gemv_mma(void *y0, const A *w0, const float *b0, int n0, void *y1, const A *w1, const float *b1, int n1, void *y2,
-                         const A *w2, const float *b2, int n2, const A *__restrict__ x, const A *__restrict__ res,
+                         const A *w2, const float *b2, int n2, const A *x, const A *res,
                          const float *__restrict__ normW, float eps, int rows, int inF, int epi, int act, int yF32, const void *pf,
                          int pfBytes, int pfTail, const LLPush &push) {
   constexpr int R = 8, WR = MMA_WR, HALF = WR / 2;
@@ -458,7 +458,7 @@ __device__ void gemv_mma(void *y0, const A *w0, const float *b0, int n0, void *y
         const uint4 xb = xrow && v < nv ? ld_act16(xr + (i64)v * 8) : zero;
         float xf[8], gf[8];
         widen16<A>(xb, xf);
-        load_vec<float, 8>(normW + (i64)min(v, nv - 1) * 8, gf);
+        load_weight<float, 8>(normW + (i64)min(v, nv - 1) * 8, gf);
 #pragma unroll
         for (int k = 0; k < 8; k++) ss += xf[k] * xf[k];
         mma_chunk<A>(d, ra[u], rb[u],

@@ -18,7 +18,7 @@ template <typename W, typename A> __device__ __forceinline__ float router_vec(co
   constexpr int N = Vec16<W>::N;
   float wf[N], xv[N];
   widen16<W>(raw, wf);
-  load_vec<A, N>(x + (i64)v * N, xv);
+  load_act<A, N>(x + (i64)v * N, xv);
   float s = 0.f;
 #pragma unroll
   for (int k = 0; k < N; k++) s += wf[k] * xv[k];
@@ -63,7 +63,7 @@ template <typename A> __device__ __forceinline__ void router_norm_weights(Router
 #pragma unroll
   for (int j = 0; j < ROUTER_NORM_VECS; j++) {
     const int v = threadIdx.x + j * blockDim.x;
-    if (v < nv) load_vec<float, V>(w + (i64)v * V, nw.g[j]);
+    if (v < nv) load_weight<float, V>(w + (i64)v * V, nw.g[j]);
   }
 }
 
@@ -260,7 +260,7 @@ __device__ void moe_router_split(float *out, const W *w, const A *x, int hidden,
 #pragma unroll
     for (int j = 0; j < ROUTER_SPLIT_VECS; j++) {
       const int v = threadIdx.x + j * blockDim.x;
-      if (v < nx) load_vec<float, V>(norm_w + (i64)v * V, g[j]);
+      if (v < nx) load_weight<float, V>(norm_w + (i64)v * V, g[j]);
     }
   }
   grid_dep_wait();

@@ -137,7 +137,7 @@ __device__ __forceinline__ void tile_dot(const W *const (&wp)[MOE_WROWS], const 
         for (int j = 0; j < R; j++) {
           if (j < n) {
             float xv[N];
-            load_vec<XT, N>(x + (i64)src[j] * len + (i64)v * N, xv);
+            load_act<XT, N>(x + (i64)src[j] * len + (i64)v * N, xv);
 #pragma unroll
             for (int i = 0; i < MOE_WROWS; i++) {
               float s = 0.f;

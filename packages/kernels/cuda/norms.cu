@@ -34,8 +34,8 @@ __device__ __forceinline__ void norm_store(A *y, int nv, float (&v)[NORM_VECS][V
     const int j = threadIdx.x + k * blockDim.x;
     if (j < nv) {
       float g[N], c[N];
-      load_vec<float, N>(w + (i64)j * N, g);
-      if (b) load_vec<float, N>(b + (i64)j * N, c);
+      load_weight<float, N>(w + (i64)j * N, g);
+      if (b) load_weight<float, N>(b + (i64)j * N, c);
 #pragma unroll
       for (int e = 0; e < N; e++) v[k][e] = (v[k][e] - mean) * inv * g[e] + (b ? c[e] : 0.f);
       store16<A>(y + (i64)j * N, v[k]);

@@ -19,9 +19,9 @@ test('loads are counted between waits, the weight stream apart; kernels that nev
   const listing = [moved, kept, fn('rms_norm_f16', ['ACQBULK', 'LDG.E R2, desc[UR6][R2.64]']), fn('read_bandwidth', ['LDG.E.128 R4, desc[UR4][R2.64]', 'EXIT'])].join('\n');
   const w = loadsBeforeWaits(listing);
   assert.equal([...w.keys()], ['gemv1d_f16_f16', 'gemv1o_f16_f16', 'rms_norm_f16']);
-  assert.equal(w.get('gemv1d_f16_f16'), { loads: [0, 15], stream: [0, 0] });
-  assert.equal(w.get('gemv1o_f16_f16'), { loads: [0, 23], stream: [0, 8] });
-  assert.equal(w.get('rms_norm_f16'), { loads: [0], stream: [0] });
+  assert.equal(w.get('gemv1d_f16_f16'), { loads: [0, 15], stream: [0, 0], nc: 17 });
+  assert.equal(w.get('gemv1o_f16_f16'), { loads: [0, 23], stream: [0, 8], nc: 9 });
+  assert.equal(w.get('rms_norm_f16'), { loads: [0], stream: [0], nc: 0 });
 });
 
 test('a GEMV whose weights load after its wait, or an attention with nothing before its first, is named; the kept form passes', () => {
@@ -33,6 +33,19 @@ test('a GEMV whose weights load after its wait, or an attention with nothing bef
   assert.match(violations[0], /^gemv1d_f16_f16: no wait has 8 weight loads before it .*counts 0\|0/);
   assert.match(violations[1], /^attn_decode16_bf16: nothing loaded before its first wait/);
   assert.equal(preWaitViolations([kept, attnOk].join('\n')), { kernels: 2, violations: [] });
+});
+
+test('a kernel that reads only activations may not read them through the non-coherent path, waits or not', () => {
+  // add_f16 as built with __ldg (ld.global.nc) before session 22, and as built with ld_act16.
+  const nc = fn('add_f16', ['ACQBULK', 'LDG.E.128.CONSTANT R4, desc[UR6][R2.64]', 'LDG.E.128.CONSTANT R8, desc[UR6][R6.64]', 'EXIT']);
+  const hoisted = fn('activation_bf16', ['LDG.E.128.CONSTANT R4, desc[UR6][R2.64]', 'ACQBULK', 'EXIT']);
+  const coherent = fn('add_bf16', ['ACQBULK', 'LDG.E.128 R4, desc[UR6][R2.64]', 'LDG.E.128 R8, desc[UR6][R6.64]', 'EXIT']);
+  const { kernels, violations } = preWaitViolations([nc, hoisted, coherent].join('\n'));
+  assert.is(kernels, 3);
+  assert.equal(violations, [
+    'add_f16: 2 non-coherent loads (activations only: ld.global.nc may run before the wait)',
+    'activation_bf16: 1 non-coherent loads (activations only: ld.global.nc may run before the wait)',
+  ]);
 });
 
 test.run();

@@ -12,6 +12,8 @@ export interface WaitLoads {
   loads: number[];
   /** Of those, the weight stream's (LDG.E.NA: ld.global.nc.L1::no_allocate, cuda/common.cuh ld_stream16). */
   stream: number[];
+  /** Non-coherent loads (LDG….CONSTANT: ld.global.nc, __ldg) anywhere in the kernel, waits or not. */
+  nc: number;
 }
 
 /** Per kernel of a listing that waits at least once: its loads before each wait. */
@@ -23,7 +25,7 @@ export function loadsBeforeWaits(listing: string): Map<string, WaitLoads> {
   for (const line of listing.split('\n')) {
     const fn = /Function : (\S+)/.exec(line);
     if (fn) {
-      cur = { loads: [], stream: [] };
+      cur = { loads: [], stream: [], nc: 0 };
       out.set(fn[1], cur);
       loads = stream = 0;
     } else if (cur && /\bACQBULK\b/.test(line)) {
@@ -33,17 +35,23 @@ export function loadsBeforeWaits(listing: string): Map<string, WaitLoads> {
     } else if (cur && /\bLDG\./.test(line)) {
       loads++;
       if (/\bLDG\.E\.NA\./.test(line)) stream++;
+      if (/\bLDG\.\S*\bCONSTANT\b/.test(line)) cur.nc++;
     }
   }
   for (const [name, w] of out) if (w.loads.length === 0) out.delete(name);
   return out;
 }
 
-/** What a kernel must load before a wait: `stream` weight loads before some wait, or `first` loads before its first. */
+/**
+ * What a kernel must load before a wait: `stream` weight loads before some wait, or `first` loads before its
+ * first; or, `coherent`, that it has no non-coherent load at all (a kernel that reads only what the kernel before
+ * it wrote: an ld.global.nc of that may be issued before its wait, common.cuh ld_act16 says why).
+ */
 export interface PreWaitRule {
   kernels: RegExp;
   stream?: number;
   first?: number;
+  coherent?: true;
   what: string;
 }
 
@@ -55,6 +63,9 @@ export const PRE_WAIT_RULES: readonly PreWaitRule[] = [
   { kernels: /^moe_router/, first: 1, what: "the router's (and its norm's) weights" },
   { kernels: /^moe_down\d/, first: 1, what: "the first expert's weights" },
   { kernels: /^embedding_sum_/, first: 1, what: 'its rows of both tables' },
+  // No weights: every input is the kernel before's output (moe_combine's expert table and bias_add's bias
+  // are read by plain loads, which stay coherent).
+  { kernels: /^(activation|add|bias_add|gather_rows|to_f32|moe_dense_act|moe_combine|sigmoid_gate)_/, coherent: true, what: 'activations only' },
 ];
 
 /** The kernels of a listing that break PRE_WAIT_RULES, each with what it no longer loads early. */
@@ -70,6 +81,7 @@ export function preWaitViolations(listing: string): { kernels: number; violation
       violations.push(`${name}: no wait has ${rule.stream} weight loads before it (${rule.what}; counts ${w.stream.join('|')})`);
     }
     if (rule.first !== undefined && w.loads[0] < rule.first) violations.push(`${name}: nothing loaded before its first wait (${rule.what})`);
+    if (rule.coherent && w.nc > 0) violations.push(`${name}: ${w.nc} non-coherent loads (${rule.what}: ld.global.nc may run before the wait)`);
   }
   return { kernels, violations };
 }
