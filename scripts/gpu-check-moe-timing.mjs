@@ -1,9 +1,13 @@
-// Decode timing of moeExperts on one Mixtral-8x7B-shaped layer (bf16; hidden 4096, intermediate 14336,
-// 8 experts, top-2), for scripts/gpu-check-moe.mjs. A graph of L router + experts + residual layers
-// sharing one set of weights (2.8 GB: far beyond L2, so every layer reads its experts from HBM) against
-// the same graph with no layers: the difference over L is one layer's time, without the step's fixed
-// costs. Bytes are those of the experts each layer routes to (Program.expertLoad): distinct experts for the
-// GEMV path (each read once), Σ ceil(tokens/8) per expert for the grouped path (one read per tile of 8).
+// Timing of moeExperts on Mixtral-8x7B-shaped layers (bf16; hidden 4096, intermediate 14336, 8 experts,
+// top-2), for scripts/gpu-check-moe.mjs. A graph of L router + experts + residual layers against the same
+// graph with no layers: the difference over L is one layer's time, without the step's fixed costs. Every
+// layer has its own names for one shared set of expert tensors, so each gets its own device copy (2.8 GB:
+// far beyond L2, every layer reads its experts from HBM) uploaded side by side, as a model's are: steps of
+// 9–64 rows then take the dense path they take in a model. The rows are one sequence's (a prompt step).
+// Bytes are those a step reads: the distinct routed experts on the GEMV path (up to 8 rows), every local
+// expert once a pass of up to 64 rows on the dense path, Σ ceil(tokens/8) per expert on the tile path (one
+// read per tile of 8; from L2 where tiles of an expert meet there, so its GB/s may pass the read rate).
+// Steps of more than 64 rows are timed with each prefill mode in `prefillModes` (moePrefill: tiles, dense).
 export const MIXTRAL = { hidden: 4096, inter: 14336, experts: 8, topK: 2 };
 const LAYERS = 4;
 const NO_KV = { layers: 0, kvHeads: 1, headDim: 1 };
@@ -23,15 +27,25 @@ function bf16Tensor(rng, shape, std) {
   return { dtype: 'bf16', shape, data };
 }
 
+/** Layer l's names of expert e's weights (every layer's name the same tensors). */
+const expertNames = (l, e) => ({ gate: `l${l}.g${e}`, up: `l${l}.u${e}`, down: `l${l}.d${e}` });
+
 function layerGraph(core, testing, tensors, layers, { experts: count, topK }) {
   const b = new core.GraphBuilder(testing.weightInfos(tensors), NO_KV);
   let h = b.embedding(b.inputs.tokenIds, 'emb');
-  const experts = Array.from({ length: count }, (_, id) => ({ id, gate: `g${id}`, up: `u${id}`, down: `d${id}` }));
   for (let l = 0; l < layers; l++) {
+    const experts = Array.from({ length: count }, (_, id) => ({ id, ...expertNames(l, id) }));
     const routing = b.moeRouter(h, 'router', topK, true);
     h = b.add(h, b.moeExperts(h, routing, { topK, fn: 'silu', experts }));
   }
   return b.build(h);
+}
+
+/** Expert bytes a step of `rows` rows reads, from each expert's tokens in it (path as moe-launch.ts picks it). */
+function stepBytes(rows, tokens, expertBytes, mode) {
+  if (rows <= 8) return tokens.filter((t) => t > 0).length * expertBytes;
+  if (rows <= 64 || mode === 'dense') return Math.ceil(rows / 64) * tokens.length * expertBytes;
+  return tokens.reduce((a, t) => a + Math.ceil(t / 8), 0) * expertBytes;
 }
 
 async function medianMs(program, batch, runs) {
@@ -46,15 +60,19 @@ async function medianMs(program, batch, runs) {
   return ts[Math.floor(ts.length / 2)];
 }
 
-/** Times batch sizes `rowsList`; returns one record per batch size (ms per layer, bytes, GB/s). */
-export async function timeMixtralLayers({ core, testing, makeBackend, opts, readGBps, shape = MIXTRAL, rowsList = [1, 64], runs = 20 }) {
+/** Times steps of each of `rowsList` rows; returns one record per row count and prefill mode (ms per layer, bytes, GB/s). */
+export async function timeMixtralLayers({ core, testing, cuda, makeBackend, opts, readGBps, shape = MIXTRAL, rowsList = [1, 64], prefillModes = ['tiles'], runs = 20 }) {
   const { hidden: HIDDEN, inter: INTER, experts: EXPERTS } = shape;
   const rng = core.Rng.fromSeed(42);
   const tensors = new Map([['emb', bf16Tensor(rng, [64, HIDDEN], 1)], ['router', bf16Tensor(rng, [EXPERTS, HIDDEN], 1 / 64)]]);
   for (let e = 0; e < EXPERTS; e++) {
-    tensors.set(`g${e}`, bf16Tensor(rng, [INTER, HIDDEN], 1 / 64));
-    tensors.set(`u${e}`, bf16Tensor(rng, [INTER, HIDDEN], 1 / 64));
-    tensors.set(`d${e}`, bf16Tensor(rng, [HIDDEN, INTER], 1 / 120));
+    const g = bf16Tensor(rng, [INTER, HIDDEN], 1 / 64);
+    const u = bf16Tensor(rng, [INTER, HIDDEN], 1 / 64);
+    const d = bf16Tensor(rng, [HIDDEN, INTER], 1 / 120);
+    for (let l = 0; l < LAYERS; l++) {
+      const n = expertNames(l, e);
+      tensors.set(n.gate, g).set(n.up, u).set(n.down, d);
+    }
   }
   const expertBytes = 3 * HIDDEN * INTER * 2;
   const be = makeBackend({ ...opts, activations: 'bf16', poison: false });
@@ -63,34 +81,39 @@ export async function timeMixtralLayers({ core, testing, makeBackend, opts, read
   const full = await be.compile(layerGraph(core, testing, tensors, LAYERS, shape), weights, { kvCache });
   const base = await be.compile(layerGraph(core, testing, tensors, 0, shape), weights, { kvCache });
   const load = async () => (full.expertLoad ? full.expertLoad() : null);
+  const modeBefore = cuda?.moePrefill?.get();
   const out = [];
   try {
     for (const rows of rowsList) {
-      const batch = testing.stepBatch([{ tokens: testing.range(rows).map((i) => i % 64), cached: 0, blocks: testing.range(Math.ceil(rows / 16)) }], 16, 'all');
-      const before = await load();
-      const msFull = await medianMs(full, batch, runs);
-      const after = await load();
-      const msBase = await medianMs(base, batch, runs);
-      const steps = runs + 3;
-      let readBytes = 0;
-      let distinctBytes = 0;
-      after?.forEach((layer, l) => {
-        for (let e = 0; e < EXPERTS; e++) {
-          const tokens = (layer[e] - before[l][e]) / steps; // the same routing every step
-          if (tokens > 0) distinctBytes += expertBytes;
-          readBytes += (rows <= 8 ? Math.min(1, tokens) : Math.ceil(tokens / 8)) * expertBytes;
-        }
-      });
-      const msLayer = (msFull - msBase) / LAYERS;
-      const GBps = readBytes / LAYERS / (msLayer * 1e6);
-      const r = {
-        rows, msLayer, msStep: msFull, msBase, readBytesPerLayer: readBytes / LAYERS, distinctBytesPerLayer: distinctBytes / LAYERS, GBps,
-        distinctGBps: distinctBytes / LAYERS / (msLayer * 1e6), readGBps, fractionOfRead: readGBps ? GBps / readGBps : null,
-      };
-      r.summary = `batch ${rows}: ${(msLayer * 1000).toFixed(1)} us/layer, ${(r.readBytesPerLayer / 2 ** 20).toFixed(0)} MiB read (${(r.distinctBytesPerLayer / 2 ** 20).toFixed(0)} MiB distinct experts), ${GBps.toFixed(0)} GB/s${readGBps ? ` = ${(100 * r.fractionOfRead).toFixed(0)}% of read ${readGBps.toFixed(0)} GB/s` : ''}`;
-      out.push(r);
+      for (const mode of rows > 64 && cuda?.moePrefill ? prefillModes : [null]) {
+        if (mode) cuda.moePrefill.set(mode);
+        const batch = testing.stepBatch([{ tokens: testing.range(rows).map((i) => i % 64), cached: 0, blocks: testing.range(Math.ceil(rows / 16)) }], 16, 'all');
+        const before = await load();
+        const msFull = await medianMs(full, batch, runs);
+        const after = await load();
+        const msBase = await medianMs(base, batch, runs);
+        const steps = runs + 3;
+        let readBytes = 0;
+        let distinctBytes = 0;
+        after?.forEach((layer, l) => {
+          const tokens = layer.map((n, e) => (n - before[l][e]) / steps); // the same routing every step
+          distinctBytes += tokens.filter((t) => t > 0).length * expertBytes;
+          readBytes += stepBytes(rows, tokens, expertBytes, mode);
+        });
+        const msLayer = (msFull - msBase) / LAYERS;
+        const GBps = readBytes / LAYERS / (msLayer * 1e6);
+        const r = {
+          rows, prefill: mode, msLayer, msStep: msFull, msBase, readBytesPerLayer: readBytes / LAYERS, distinctBytesPerLayer: distinctBytes / LAYERS, GBps,
+          distinctGBps: distinctBytes / LAYERS / (msLayer * 1e6), readGBps, fractionOfRead: readGBps ? GBps / readGBps : null,
+          distinctFractionOfRead: readGBps ? distinctBytes / LAYERS / (msLayer * 1e6) / readGBps : null,
+        };
+        const pct = (f) => (f === null ? '' : ` = ${(100 * f).toFixed(0)}% of read ${readGBps.toFixed(0)} GB/s`);
+        r.summary = `batch ${rows}${mode ? ` (${mode})` : ''}: ${(msLayer * 1000).toFixed(1)} us/layer, ${(r.readBytesPerLayer / 2 ** 20).toFixed(0)} MiB read, ${GBps.toFixed(0)} GB/s${pct(r.fractionOfRead)}; ${(r.distinctBytesPerLayer / 2 ** 20).toFixed(0)} MiB of distinct experts at ${r.distinctGBps.toFixed(0)} GB/s${pct(r.distinctFractionOfRead)}`;
+        out.push(r);
+      }
     }
   } finally {
+    if (modeBefore) cuda.moePrefill.set(modeBefore);
     await full.dispose();
     await base.dispose();
   }

@@ -1,7 +1,8 @@
 // The Mixture-of-Experts part of the GPU check (scripts/gpu-check.mjs calls checkMoe; run it alone with
 // ZINFER_GPU_CHECK_ONLY=moe). Against the reference backend on random shapes (odd sizes; topK 1/2/4;
 // experts 3/8/60; rows 1, 2, 7, 64, 300: the GEMV path (at 2–8 rows in the 16-bit modes on the tensor cores where
-// the sizes are whole 16-byte vectors), the dense and the grouped path; f32 ≤ 1e-3 relative, f16/bf16
+// the sizes are whole 16-byte vectors), the dense and the grouped path (300 rows: tiles and dense passes, each
+// moePrefill mode); f32 ≤ 1e-3 relative, f16/bf16
 // ≤ 2e-2):
 //   - moeRouter: ids equal to the reference's (a swap only between probabilities within the tolerance),
 //     routing weights within the tolerance, and Program.expertLoad equal to the counts of the routing;
@@ -9,9 +10,10 @@
 //     meaningless), every mode, and an expert-parallel subset (experts this program does not hold give 0);
 //   - sigmoidGate;
 // then the MoE fixtures (Mixtral, Qwen2-MoE with and without norm_topk_prob: f32 logits ≤ 1e-3, greedy
-// identical to transformers), and a decode timing of one Mixtral-8x7B-shaped layer (bf16, hidden 4096,
-// intermediate 14336, 8 experts, top-2) at batch 1, 8 and 64, with the GB/s of moeExperts over the bytes of
-// the routed experts (from expertLoad) next to the device's read bandwidth (timing skipped in dry mode).
+// identical to transformers), and a timing of Mixtral-8x7B-shaped layers (bf16, hidden 4096, intermediate
+// 14336, 8 experts, top-2) at steps of 1, 8 and 64 rows (ZINFER_MOE_TIMING_ROWS; past 64, each prefill mode),
+// with the GB/s of moeExperts over the expert bytes the step reads (from expertLoad) next to the device's
+// read bandwidth (gpu-check-moe-timing.mjs; timing skipped in dry mode).
 // Every group saves results; ZINFER_MOE_BUDGET_S (default 200) bounds the whole part.
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -103,11 +105,22 @@ export async function checkMoe(env) {
           const routing = (await run(be, routed, tensors, rows)).out; // the GPU's routing, fed to the reference
           const refTensors = new Map([...tensors, ['routing', { dtype: 'f32', shape: [rows, 2 * s.topK], data: routing }]]);
           const ref = graphOf(refTensors, (b, x) => experts(b, x, b.embedding(b.inputs.tokenIds, 'routing'), s.topK, held));
-          const got = (await run(be, full, tensors, rows)).out;
           const want = (await run(oracle, ref, refTensors, rows)).out;
-          const err = relativeDifference(got, want);
-          if (!(err <= m.tol)) throw new Error(`relative error ${err.toExponential(2)} > ${m.tol}`);
-          return `rel err ${err.toExponential(2)} (${rows <= 8 ? 'gemv' : 'grouped'} path)`;
+          // Past 64 rows, both prefill modes (moePrefill: tiles, dense passes of 64 rows).
+          const prefill = rows > 64 && cuda?.moePrefill ? cuda.MOE_PREFILL_MODES : [null];
+          const before = cuda?.moePrefill?.get();
+          const errs = [];
+          try {
+            for (const mode of prefill) {
+              if (mode) cuda.moePrefill.set(mode);
+              const err = relativeDifference((await run(be, full, tensors, rows)).out, want);
+              if (!(err <= m.tol)) throw new Error(`relative error ${err.toExponential(2)} > ${m.tol}${mode ? ` (prefill ${mode})` : ''}`);
+              errs.push(`${err.toExponential(2)}${mode ? ` ${mode}` : ''}`);
+            }
+          } finally {
+            if (before) cuda.moePrefill.set(before);
+          }
+          return `rel err ${errs.join(', ')} (${rows <= 8 ? 'gemv' : rows <= 64 ? 'dense or grouped' : 'prefill'} path)`;
         });
       }
       save();
@@ -152,11 +165,12 @@ export async function checkMoe(env) {
     return;
   }
   const { timeMixtralLayers, MIXTRAL } = await import('./gpu-check-moe-timing.mjs');
-  await runCase('moe timing', `moeExperts decode, ${dry ? 'tiny' : 'Mixtral-8x7B'} layer shape, bf16, batch 1, 8 and 64`, async () => {
+  const rowsList = (process.env.ZINFER_MOE_TIMING_ROWS || '1,8,64').split(',').map(Number);
+  await runCase('moe timing', `moeExperts, ${dry ? 'tiny' : 'Mixtral-8x7B'} layer shape, bf16, steps of ${rowsList.join(', ')} rows`, async () => {
     let readGBps = results.microbench?.readGBps ?? null; // the bench group's probe, when it ran first
     if (!readGBps && !dry && cuda?.cudaMicrobench) readGBps = cuda.cudaMicrobench(0, { readOnly: true }).readGBps;
     const shape = dry ? { hidden: 64, inter: 96, experts: 8, topK: 2 } : MIXTRAL;
-    results.moeTiming = await timeMixtralLayers({ core, testing, makeBackend, opts, readGBps, shape, rowsList: [1, 8, 64], runs: dry ? 2 : 20 });
+    results.moeTiming = await timeMixtralLayers({ core, testing, cuda, makeBackend, opts, readGBps, shape, rowsList, prefillModes: cuda?.MOE_PREFILL_MODES, runs: dry ? 2 : 20 });
     save();
     return results.moeTiming.map((t) => t.summary).join('; ');
   });

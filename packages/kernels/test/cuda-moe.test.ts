@@ -12,7 +12,7 @@ import { memoryWeights, randomTensor, range, stepBatch, weightInfos } from '@zin
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
 import { sideBySideWeights, type ActivationChoice } from '../src/cuda/device-weights.js';
 import { largeLayout, MOE_TILE, moeRoutingValues, routerSplits, setRouterMode } from '../src/cuda/moe-launch.js';
-import { denseLayout, MOE_DENSE_MAX_ROWS } from '../src/cuda/moe-dense.js';
+import { denseLayout, MOE_DENSE_MAX_ROWS, moePrefill } from '../src/cuda/moe-dense.js';
 import { RecordingGpu, type RecordedLaunch } from '../src/cuda/recording-gpu.js';
 import { supports } from '../src/cuda/supports.js';
 
@@ -207,6 +207,39 @@ test('routerSplits: a block per row and expert for up to 8 rows of whole vectors
   } finally {
     setRouterMode('split');
   }
+});
+
+test("moePrefill 'dense': a 150-row step runs the dense path in passes of 64, 64 and 22 rows, each on its own rows of x, output and routing", async () => {
+  const shape = { hidden: 40, inter: 24, experts: 6, topK: 2, dtype: 'bf16' as FloatDType };
+  const { graph, tensors } = moeGraph(shape);
+  const gpu = new RecordingGpu();
+  const program = await compileProgram(gpu, graph, memoryWeights(tensors), { kvCache: { numBlocks: 16, blockSize: 16 } }, { ...SETTINGS, activations: 'bf16' });
+  moePrefill.set('dense');
+  try {
+    const from = gpu.launches.length;
+    const gemmsFrom = gpu.gemms.length;
+    await program.run(stepBatch([{ tokens: range(150).map((i) => i % 64), cached: 0, blocks: range(10) }], 16, 'all'));
+    const moe = checkMoeLaunches(gpu, from, 'bf16');
+    const pass = ['moe_dense_act', 'moe_combine'];
+    assert.equal(kernelsOf(moe), ['moe_router', ...pass, ...pass, ...pass, 'sigmoid_gate']);
+    const gemms = gpu.gemms.slice(gemmsFrom).filter((g) => g.batch && g.yDtype === 'f32');
+    assert.equal(gemms.map((g) => g.rows), [64, 64, 64, 64, 22, 22], 'gate|up then down, a pass at a time');
+    const combines = moe.filter((l) => l.kernel.startsWith('moe_combine'));
+    const [out0, , routing0] = combines[0].args as bigint[];
+    const x0 = gemms[0].x;
+    const rowBytes = BigInt(shape.hidden * 2);
+    const routingBytes = BigInt(2 * shape.topK * 4);
+    combines.forEach((c, i) => {
+      const r0 = BigInt(64 * i);
+      assert.equal([c.args[0], c.args[2], c.args[6], c.args[9]], [out0 + r0 * rowBytes, routing0 + r0 * routingBytes, i < 2 ? 64 : 22, 1], `pass ${i}: output, routing, rows`);
+      assert.is(gemms[2 * i].x, x0 + r0 * rowBytes, `pass ${i}: x`);
+      assert.is(gemms[2 * i].y, gemms[0].y, 'one scratch serves every pass');
+    });
+    assert.equal(routing0, moe[0].args.find((a) => a === routing0), 'the router writes the routing the first pass reads');
+  } finally {
+    moePrefill.set('tiles');
+  }
+  await program.dispose();
 });
 
 test('a dense expert batch cuBLASLt refuses leaves the node on the tile path, from then on', async () => {

@@ -3,16 +3,24 @@
 // then down), with the activation and the weighted combine (moe_combine, dense) as two small kernels. It
 // needs the experts' weights side by side in the activation dtype (device-weights.ts uploads them so:
 // g0 u0 g1 u1 …, and d0 d1 …); otherwise, or should cuBLASLt refuse a batch, the step takes the tile path
-// (moe-launch.ts).
+// (moe-launch.ts). Larger steps (prompts) run it in passes of MOE_DENSE_MAX_ROWS rows when moePrefill is
+// 'dense': every pass reads each local expert once, where the tile path reads an expert once per tile of 8
+// of its rows.
 // On a Mixtral-shape rank at 64 rows the tile path's GEMV-like kernels took ~1.1 ms a layer on an H200
 // against ~0.16 ms to read the experts' weights: CUDA-core arithmetic, not bandwidth, bounded them.
 import { BackendError, type OpNode } from '@zinfer/core';
 import { ACTIVATION_CODES } from './activation-codes.js';
 import type { DeviceWeight } from './device-weights.js';
+import { EnvChoice } from './env-choice.js';
 import { align256, dtypeBytes, flatGrid, type StepContext } from './step-context.js';
 
-/** Rows up to which a batch step's experts run dense (above, the tile path: prompt steps). */
+/** Rows up to which a batch step's experts run dense, and the rows of one dense pass over a larger step. */
 export const MOE_DENSE_MAX_ROWS = 64;
+
+/** How steps of more than MOE_DENSE_MAX_ROWS rows run their experts: 'dense' passes, or 'tiles' (moe-launch.ts). */
+export const MOE_PREFILL_MODES = ['tiles', 'dense'] as const;
+export type MoePrefillMode = (typeof MOE_PREFILL_MODES)[number];
+export const moePrefill = new EnvChoice<MoePrefillMode>(MOE_PREFILL_MODES, 'tiles', 'ZINFER_MOE_PREFILL');
 
 /** The node's experts as two strided batches: gate|up interleaved from `gateUp`, downs from `down`. */
 export interface DenseExperts {
@@ -47,26 +55,42 @@ export function denseLayout(d: DenseExperts, rows: number, actBytes: number): { 
   return { gu, h, y, total: y + align256(d.count * rows * d.hidden * 4) };
 }
 
-/** Enqueues the dense path; false (nothing enqueued that matters) when cuBLASLt refuses a batch. */
+/**
+ * Enqueues the dense path over `rows` rows, in passes of at most MOE_DENSE_MAX_ROWS (each pass's x, output and
+ * routing rows offset; one scratch of a pass's size serves them all, in stream order); false when cuBLASLt
+ * refuses a batch, and then the caller's tile path rewrites every output row.
+ */
 export function launchMoeDense(ctx: StepContext, node: OpNode<'moeExperts'>, d: DenseExperts, rows: number): boolean {
+  if (!ctx.gpu.gemm) return false;
+  const rowBytes = d.hidden * dtypeBytes(ctx.act);
+  const routingRowBytes = 2 * node.attrs.topK * 4; // [rows, 2·topK] f32 (moe-launch.ts)
+  const [x, out, routing] = [ctx.value(node.inputs.x), ctx.value(node.output), ctx.value(node.inputs.routing)];
+  const base = ctx.scratch(denseLayout(d, Math.min(rows, MOE_DENSE_MAX_ROWS), dtypeBytes(ctx.act)).total);
+  for (let r0 = 0; r0 < rows; r0 += MOE_DENSE_MAX_ROWS) {
+    const pass = { x: x + BigInt(r0 * rowBytes), out: out + BigInt(r0 * rowBytes), routing: routing + BigInt(r0 * routingRowBytes) };
+    if (!densePass(ctx, node, d, Math.min(MOE_DENSE_MAX_ROWS, rows - r0), base, pass)) return false;
+  }
+  return true;
+}
+
+/** One pass of the dense path: `rows` rows of x into out, read with their routing. */
+function densePass(ctx: StepContext, node: OpNode<'moeExperts'>, d: DenseExperts, rows: number, base: bigint, io: { x: bigint; out: bigint; routing: bigint }): boolean {
   const { gpu } = ctx;
-  if (!gpu.gemm) return false;
   const at = denseLayout(d, rows, dtypeBytes(ctx.act));
-  const base = ctx.scratch(at.total);
   const [gu, h, y] = [at.gu, at.h, at.y].map((o) => base + BigInt(o));
   const { hidden, inter, count } = d;
   const { topK } = node.attrs;
   const { ptr: table, nLocal, mapLen } = ctx.moe!.table(ctx, node);
   try {
-    gpu.gemm({ y: gu, x: ctx.value(node.inputs.x), w: d.gateUp, dtype: ctx.act, yDtype: 'f32', rows, inF: hidden, outF: inter, batch: { count: 2 * count, strideW: inter * hidden, strideY: rows * inter } });
+    gpu.gemm!({ y: gu, x: io.x, w: d.gateUp, dtype: ctx.act, yDtype: 'f32', rows, inF: hidden, outF: inter, batch: { count: 2 * count, strideW: inter * hidden, strideY: rows * inter } });
     gpu.launch(`moe_dense_act_${ctx.act}`, flatGrid(count * rows * inter), 256, [h, gu, count, rows, inter, ACTIVATION_CODES[node.attrs.fn]]);
-    gpu.gemm({ y, x: h, w: d.down, dtype: ctx.act, yDtype: 'f32', rows, inF: inter, outF: hidden, batch: { count, strideW: hidden * inter, strideY: rows * hidden, strideX: rows * inter } });
+    gpu.gemm!({ y, x: h, w: d.down, dtype: ctx.act, yDtype: 'f32', rows, inF: inter, outF: hidden, batch: { count, strideW: hidden * inter, strideY: rows * hidden, strideX: rows * inter } });
   } catch (e) {
     // A refusal enqueues nothing; what the batches before it wrote is scratch the tile path overwrites.
     if (!(e instanceof BackendError) || !e.message.includes('cuBLASLt')) throw e;
     ctx.moe!.denseRefused.add(node);
     return false;
   }
-  gpu.launch(`moe_combine_${ctx.act}`, flatGrid(rows * hidden), 256, [ctx.value(node.output), y, ctx.value(node.inputs.routing), table, nLocal, mapLen, rows, topK, hidden, 1]);
+  gpu.launch(`moe_combine_${ctx.act}`, flatGrid(rows * hidden), 256, [io.out, y, io.routing, table, nLocal, mapLen, rows, topK, hidden, 1]);
   return true;
 }
