@@ -12,7 +12,7 @@ import { memoryWeights, randomTensor, range, stepBatch, weightInfos } from '@zin
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
 import { sideBySideWeights, type ActivationChoice } from '../src/cuda/device-weights.js';
 import { largeLayout, MOE_TILE, moeRoutingValues, routerSplits, setRouterMode } from '../src/cuda/moe-launch.js';
-import { denseLayout, MOE_DENSE_MAX_ROWS, moePrefill } from '../src/cuda/moe-dense.js';
+import { denseFor, denseLayout, densePassRows, MOE_DENSE_MAX_ROWS, moePrefill, setMoeDensePassBytes } from '../src/cuda/moe-dense.js';
 import { RecordingGpu, type RecordedLaunch } from '../src/cuda/recording-gpu.js';
 import { supports } from '../src/cuda/supports.js';
 
@@ -144,6 +144,7 @@ for (const [act, dtype] of [['f32', 'f32'], ['f32', 'bf16'], ['f16', 'f16'], ['b
     assert.equal(sideBySideWeights(graph), [range(6).flatMap((e) => [`g${e}`, `u${e}`]), range(6).map((e) => `d${e}`)], 'gate|up interleaved, then the downs');
     const gpu = new RecordingGpu();
     const program = await compileProgram(gpu, graph, memoryWeights(tensors), { kvCache: { numBlocks: 8, blockSize: 16 } }, { ...SETTINGS, activations: act });
+    moePrefill.set('tiles'); // the tile path past 64 rows ('auto' would take 6 experts of top-2 dense: below)
     for (const rows of [1, 3, 8, 9, 64, 65, 300]) {
       const from = gpu.launches.length;
       const gemmsFrom = gpu.gemms.length;
@@ -187,6 +188,7 @@ for (const [act, dtype] of [['f32', 'f32'], ['f32', 'bf16'], ['f16', 'f16'], ['b
         assert.ok(gpu.extent(base) >= at.total, 'scratch holds tiles, order, h and y');
       }
     }
+    moePrefill.set('auto');
     await program.dispose();
     assert.is(gpu.live.size, 0, 'tables, counters and scratch freed');
   });
@@ -209,13 +211,18 @@ test('routerSplits: a block per row and expert for up to 8 rows of whole vectors
   }
 });
 
-test("moePrefill 'dense': a 150-row step runs the dense path in passes of 64, 64 and 22 rows, each on its own rows of x, output and routing", async () => {
+test("a 150-row step of 6 experts of top-2 runs dense ('auto'), in passes of 64, 64 and 22 rows when a pass's scratch holds 64, each on its own rows of x, output and routing", async () => {
   const shape = { hidden: 40, inter: 24, experts: 6, topK: 2, dtype: 'bf16' as FloatDType };
   const { graph, tensors } = moeGraph(shape);
   const gpu = new RecordingGpu();
   const program = await compileProgram(gpu, graph, memoryWeights(tensors), { kvCache: { numBlocks: 16, blockSize: 16 } }, { ...SETTINGS, activations: 'bf16' });
-  moePrefill.set('dense');
+  const d = { count: 6, gateUp: 0n, down: 0n, hidden: 40, inter: 24 };
+  assert.is(densePassRows(d, 150, 2), 150, 'the default scratch holds every row of a small layer');
+  const perRow = denseLayout(d, 1, 2).total;
+  setMoeDensePassBytes(64 * perRow + perRow - 1);
   try {
+    assert.is(densePassRows(d, 150, 2), 64);
+    assert.is(densePassRows(d, 40, 2), 40);
     const from = gpu.launches.length;
     const gemmsFrom = gpu.gemms.length;
     await program.run(stepBatch([{ tokens: range(150).map((i) => i % 64), cached: 0, blocks: range(10) }], 16, 'all'));
@@ -235,10 +242,33 @@ test("moePrefill 'dense': a 150-row step runs the dense path in passes of 64, 64
       assert.is(gemms[2 * i].x, x0 + r0 * rowBytes, `pass ${i}: x`);
       assert.is(gemms[2 * i].y, gemms[0].y, 'one scratch serves every pass');
     });
-    assert.equal(routing0, moe[0].args.find((a) => a === routing0), 'the router writes the routing the first pass reads');
+    assert.ok(moe[0].args.includes(routing0), 'the router writes the routing the first pass reads');
   } finally {
-    moePrefill.set('tiles');
+    setMoeDensePassBytes(256 * 2 ** 20);
   }
+  await program.dispose();
+});
+
+test("denseFor: up to 64 rows always; past them, 'auto' while the experts are at most 4 × top-k, or as ZINFER_MOE_PREFILL says", async () => {
+  assert.ok(denseFor(64, 60, 1), 'a decode batch');
+  assert.ok(denseFor(65, 8, 2), 'Mixtral: 8 experts of top-2');
+  assert.ok(denseFor(4096, 2, 2), 'an ep-4 rank of Mixtral');
+  assert.not.ok(denseFor(65, 60, 4), "Qwen2-MoE's 60 experts of top-4");
+  moePrefill.set('dense');
+  assert.ok(denseFor(65, 60, 4));
+  moePrefill.set('tiles');
+  assert.not.ok(denseFor(65, 8, 2));
+  assert.ok(denseFor(64, 8, 2));
+  moePrefill.set('auto');
+  assert.throws(() => moePrefill.set('grouped' as 'auto'), /ZINFER_MOE_PREFILL \(set\) is 'grouped'; it takes auto, tiles, dense/);
+  assert.throws(() => setMoeDensePassBytes(0), /positive integer/);
+  // 9 experts of top-2 past 64 rows: the tile path, as before.
+  const { graph, tensors } = moeGraph({ hidden: 40, inter: 24, experts: 9, topK: 2, dtype: 'f16' });
+  const gpu = new RecordingGpu();
+  const program = await compileProgram(gpu, graph, memoryWeights(tensors), { kvCache: { numBlocks: 8, blockSize: 16 } }, { ...SETTINGS, activations: 'f16' });
+  const from = gpu.launches.length;
+  await program.run(stepBatch([{ tokens: range(100).map((i) => i % 64), cached: 0, blocks: range(7) }], 16, 'all'));
+  assert.equal(kernelsOf(checkMoeLaunches(gpu, from, 'f16')), ['moe_router', 'moe_permute', 'moe_gate_up8', 'moe_down_tiles', 'moe_combine', 'sigmoid_gate']);
   await program.dispose();
 });
 

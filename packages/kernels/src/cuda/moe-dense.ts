@@ -3,9 +3,11 @@
 // then down), with the activation and the weighted combine (moe_combine, dense) as two small kernels. It
 // needs the experts' weights side by side in the activation dtype (device-weights.ts uploads them so:
 // g0 u0 g1 u1 …, and d0 d1 …); otherwise, or should cuBLASLt refuse a batch, the step takes the tile path
-// (moe-launch.ts). Larger steps (prompts) run it in passes of MOE_DENSE_MAX_ROWS rows when moePrefill is
-// 'dense': every pass reads each local expert once, where the tile path reads an expert once per tile of 8
-// of its rows.
+// (moe-launch.ts). Larger steps (prompts) run it in passes (moePrefill, below): each pass reads every local
+// expert once, where the tile path reads an expert once per tile of 8 of its rows, so the dense path wins
+// unless it computes many more rows than the routing sends (experts ÷ top-k; Mixtral's 4). Mixtral-8x7B
+// layer on an H200, bf16 (passes of 64 rows; bench/results/moe-prefill-h200-s22.json): 256 rows 14.6 ms on
+// tiles against 2.97 dense, 1,024 rows 61.3 against 11.9.
 // On a Mixtral-shape rank at 64 rows the tile path's GEMV-like kernels took ~1.1 ms a layer on an H200
 // against ~0.16 ms to read the experts' weights: CUDA-core arithmetic, not bandwidth, bounded them.
 import { BackendError, type OpNode } from '@zinfer/core';
@@ -14,13 +16,39 @@ import type { DeviceWeight } from './device-weights.js';
 import { EnvChoice } from './env-choice.js';
 import { align256, dtypeBytes, flatGrid, type StepContext } from './step-context.js';
 
-/** Rows up to which a batch step's experts run dense, and the rows of one dense pass over a larger step. */
+/** Rows up to which a batch step's experts always run dense, and the unit of a dense pass's rows. */
 export const MOE_DENSE_MAX_ROWS = 64;
 
-/** How steps of more than MOE_DENSE_MAX_ROWS rows run their experts: 'dense' passes, or 'tiles' (moe-launch.ts). */
-export const MOE_PREFILL_MODES = ['tiles', 'dense'] as const;
+/**
+ * How steps of more than MOE_DENSE_MAX_ROWS rows run their experts: 'dense' passes, 'tiles' (moe-launch.ts), or
+ * 'auto': dense where a rank's local experts are at most MOE_DENSE_WASTE × top-k (the dense GEMMs compute
+ * experts ÷ top-k times the routed rows' work), tiles beyond (Qwen2-MoE's 60 experts of top-4).
+ */
+export const MOE_PREFILL_MODES = ['auto', 'tiles', 'dense'] as const;
 export type MoePrefillMode = (typeof MOE_PREFILL_MODES)[number];
-export const moePrefill = new EnvChoice<MoePrefillMode>(MOE_PREFILL_MODES, 'tiles', 'ZINFER_MOE_PREFILL');
+export const moePrefill = new EnvChoice<MoePrefillMode>(MOE_PREFILL_MODES, 'auto', 'ZINFER_MOE_PREFILL');
+export const MOE_DENSE_WASTE = 4;
+
+/** Whether a step of `rows` rows runs a node's `nLocal` experts of top-`topK` routing on the dense path. */
+export function denseFor(rows: number, nLocal: number, topK: number): boolean {
+  if (rows <= MOE_DENSE_MAX_ROWS) return true;
+  const mode = moePrefill.get();
+  return mode === 'dense' || (mode === 'auto' && nLocal <= MOE_DENSE_WASTE * topK);
+}
+
+/** Scratch a dense pass may take (default 256 MiB): its rows are as many as fit, in multiples of 64. */
+let densePassBytes = 256 * 2 ** 20;
+export function setMoeDensePassBytes(bytes: number): void {
+  if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new BackendError(`the dense pass's scratch is ${bytes} bytes; it takes a positive integer`, { field: 'densePassBytes' });
+  densePassBytes = bytes;
+}
+
+/** Rows of one dense pass over a step of `rows` rows: at least 64; more while the pass's scratch fits densePassBytes. */
+export function densePassRows(d: DenseExperts, rows: number, actBytes: number): number {
+  const perRow = denseLayout(d, 1, actBytes).total; // ≥ a row's share of any larger pass (each part rounds up to 256)
+  const fit = Math.floor(densePassBytes / perRow / MOE_DENSE_MAX_ROWS) * MOE_DENSE_MAX_ROWS;
+  return Math.min(rows, Math.max(MOE_DENSE_MAX_ROWS, fit));
+}
 
 /** The node's experts as two strided batches: gate|up interleaved from `gateUp`, downs from `down`. */
 export interface DenseExperts {
@@ -56,19 +84,20 @@ export function denseLayout(d: DenseExperts, rows: number, actBytes: number): { 
 }
 
 /**
- * Enqueues the dense path over `rows` rows, in passes of at most MOE_DENSE_MAX_ROWS (each pass's x, output and
- * routing rows offset; one scratch of a pass's size serves them all, in stream order); false when cuBLASLt
- * refuses a batch, and then the caller's tile path rewrites every output row.
+ * Enqueues the dense path over `rows` rows, in passes of densePassRows (each pass's x, output and routing rows
+ * offset; one scratch of a pass's size serves them all, in stream order); false when cuBLASLt refuses a
+ * batch, and then the caller's tile path rewrites every output row.
  */
 export function launchMoeDense(ctx: StepContext, node: OpNode<'moeExperts'>, d: DenseExperts, rows: number): boolean {
   if (!ctx.gpu.gemm) return false;
   const rowBytes = d.hidden * dtypeBytes(ctx.act);
   const routingRowBytes = 2 * node.attrs.topK * 4; // [rows, 2·topK] f32 (moe-launch.ts)
   const [x, out, routing] = [ctx.value(node.inputs.x), ctx.value(node.output), ctx.value(node.inputs.routing)];
-  const base = ctx.scratch(denseLayout(d, Math.min(rows, MOE_DENSE_MAX_ROWS), dtypeBytes(ctx.act)).total);
-  for (let r0 = 0; r0 < rows; r0 += MOE_DENSE_MAX_ROWS) {
+  const passRows = densePassRows(d, rows, dtypeBytes(ctx.act));
+  const base = ctx.scratch(denseLayout(d, passRows, dtypeBytes(ctx.act)).total);
+  for (let r0 = 0; r0 < rows; r0 += passRows) {
     const pass = { x: x + BigInt(r0 * rowBytes), out: out + BigInt(r0 * rowBytes), routing: routing + BigInt(r0 * routingRowBytes) };
-    if (!densePass(ctx, node, d, Math.min(MOE_DENSE_MAX_ROWS, rows - r0), base, pass)) return false;
+    if (!densePass(ctx, node, d, Math.min(passRows, rows - r0), base, pass)) return false;
   }
   return true;
 }

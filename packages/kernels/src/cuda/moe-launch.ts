@@ -5,8 +5,8 @@
 // read each one's weights once (gate/up fused with the activation, then down fused with the weighted
 // combine), on FMAs at 1 row and on the tensor cores at 2–8 where they fit (moeExpertsMma); 9–64 rows,
 // every expert over every row as batched cuBLAS GEMMs (moe-dense.ts); more rows, a grouping launch (slots per
-// expert, tiles of ≤ 8) and then gate/up, down and the combine over the tiles, or (moePrefill 'dense') the
-// dense path in passes of 64 rows.
+// expert, tiles of ≤ 8) and then gate/up, down and the combine over the tiles, or the dense path in passes
+// (denseFor: by default where the rank's experts are few against top-k, as Mixtral's).
 // Launch shapes depend only on the row count, never on the routing, so decode steps capture as CUDA graphs.
 // sigmoidGate: one elementwise kernel.
 import { BackendError, type Graph, type OpNode, type ValueId } from '@zinfer/core';
@@ -14,7 +14,7 @@ import { ACTIVATION_CODES } from './activation-codes.js';
 import { routerSharedBytes } from './exec-plan.js';
 import { gemvVariant } from './gemv-variant.js';
 import { gemvRows } from './linear-launch.js';
-import { denseExperts, launchMoeDense, MOE_DENSE_MAX_ROWS, moePrefill } from './moe-dense.js';
+import { denseExperts, denseFor, launchMoeDense } from './moe-dense.js';
 import type { MoeTables } from './moe-tables.js';
 import { EnvChoice } from './env-choice.js';
 import { align256, dtypeBytes, flatGrid, type StepContext } from './step-context.js';
@@ -159,7 +159,7 @@ export function launchMoeExperts(ctx: StepContext, node: OpNode<'moeExperts'>): 
     gpu.launch(`moe_down${R}_${kind}`, { x: Math.ceil(hidden / MOE_WROWS) }, MOE_THREADS, [out, h, routing, table, nLocal, mapLen, rows, topK, hidden, inter]);
     return;
   }
-  if ((rows <= MOE_DENSE_MAX_ROWS || moePrefill.get() === 'dense') && nLocal > 0 && inter > 0) {
+  if (denseFor(rows, nLocal, topK) && nLocal > 0 && inter > 0) {
     const dense = denseExperts(ctx, node);
     if (dense && launchMoeDense(ctx, node, dense, rows)) return;
   }
