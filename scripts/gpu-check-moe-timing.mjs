@@ -5,9 +5,11 @@
 // far beyond L2, every layer reads its experts from HBM) uploaded side by side, as a model's are: steps of
 // 9–64 rows then take the dense path they take in a model. The rows are one sequence's (a prompt step).
 // Bytes are those a step reads: the distinct routed experts on the GEMV path (up to 8 rows), every local
-// expert once a pass of up to 64 rows on the dense path, Σ ceil(tokens/8) per expert on the tile path (one
-// read per tile of 8; from L2 where tiles of an expert meet there, so its GB/s may pass the read rate).
-// Steps of more than 64 rows are timed with each prefill mode in `prefillModes` (moePrefill: tiles, dense).
+// expert once a pass on the dense path (densePassRows), Σ ceil(tokens/8) per expert on the tile path (one read
+// per tile of 8; from L2 where tiles of an expert meet there, so its GB/s may pass the read rate). Steps of more
+// than 64 rows are timed with each prefill mode in `prefillModes` (moePrefill: auto, tiles, dense), and their
+// TFLOP/s are given for the routed rows' work (rows × top-k × 3 GEMMs of hidden × intermediate).
+
 export const MIXTRAL = { hidden: 4096, inter: 14336, experts: 8, topK: 2 };
 const LAYERS = 4;
 const NO_KV = { layers: 0, kvHeads: 1, headDim: 1 };
@@ -41,11 +43,20 @@ function layerGraph(core, testing, tensors, layers, { experts: count, topK }) {
   return b.build(h);
 }
 
-/** Expert bytes a step of `rows` rows reads, from each expert's tokens in it (path as moe-launch.ts picks it). */
-function stepBytes(rows, tokens, expertBytes, mode) {
-  if (rows <= 8) return tokens.filter((t) => t > 0).length * expertBytes;
-  if (rows <= 64 || mode === 'dense') return Math.ceil(rows / 64) * tokens.length * expertBytes;
-  return tokens.reduce((a, t) => a + Math.ceil(t / 8), 0) * expertBytes;
+/** The path moe-launch.ts takes for a step of `rows` rows over `experts` local experts, in the prefill mode set now. */
+function pathOf(cuda, rows, experts, topK) {
+  if (rows <= 8) return 'gemv';
+  return !cuda?.denseFor || cuda.denseFor(rows, experts, topK) ? 'dense' : 'tiles';
+}
+
+/** Expert bytes a step of `rows` rows reads on `path`, from each expert's tokens in it. */
+function stepBytes(cuda, path, rows, tokens, shape) {
+  const expertBytes = 3 * shape.hidden * shape.inter * 2;
+  if (path === 'gemv') return tokens.filter((t) => t > 0).length * expertBytes;
+  if (path === 'tiles') return tokens.reduce((a, t) => a + Math.ceil(t / 8), 0) * expertBytes;
+  const d = { count: tokens.length, gateUp: 0n, down: 0n, hidden: shape.hidden, inter: shape.inter };
+  const passRows = cuda?.densePassRows ? cuda.densePassRows(d, rows, 2) : 64;
+  return Math.ceil(rows / passRows) * tokens.length * expertBytes;
 }
 
 async function medianMs(program, batch, runs) {
@@ -93,22 +104,25 @@ export async function timeMixtralLayers({ core, testing, cuda, makeBackend, opts
         const after = await load();
         const msBase = await medianMs(base, batch, runs);
         const steps = runs + 3;
+        const path = pathOf(cuda, rows, EXPERTS, shape.topK);
         let readBytes = 0;
         let distinctBytes = 0;
         after?.forEach((layer, l) => {
           const tokens = layer.map((n, e) => (n - before[l][e]) / steps); // the same routing every step
           distinctBytes += tokens.filter((t) => t > 0).length * expertBytes;
-          readBytes += stepBytes(rows, tokens, expertBytes, mode);
+          readBytes += stepBytes(cuda, path, rows, tokens, shape);
         });
         const msLayer = (msFull - msBase) / LAYERS;
         const GBps = readBytes / LAYERS / (msLayer * 1e6);
+        const routedTflops = (rows * shape.topK * 3 * 2 * HIDDEN * INTER) / (msLayer * 1e9);
         const r = {
-          rows, prefill: mode, msLayer, msStep: msFull, msBase, readBytesPerLayer: readBytes / LAYERS, distinctBytesPerLayer: distinctBytes / LAYERS, GBps,
+          rows, prefill: mode, path, msLayer, msStep: msFull, msBase, readBytesPerLayer: readBytes / LAYERS, distinctBytesPerLayer: distinctBytes / LAYERS, GBps,
           distinctGBps: distinctBytes / LAYERS / (msLayer * 1e6), readGBps, fractionOfRead: readGBps ? GBps / readGBps : null,
-          distinctFractionOfRead: readGBps ? distinctBytes / LAYERS / (msLayer * 1e6) / readGBps : null,
+          distinctFractionOfRead: readGBps ? distinctBytes / LAYERS / (msLayer * 1e6) / readGBps : null, routedTflops,
         };
         const pct = (f) => (f === null ? '' : ` = ${(100 * f).toFixed(0)}% of read ${readGBps.toFixed(0)} GB/s`);
-        r.summary = `batch ${rows}${mode ? ` (${mode})` : ''}: ${(msLayer * 1000).toFixed(1)} us/layer, ${(r.readBytesPerLayer / 2 ** 20).toFixed(0)} MiB read, ${GBps.toFixed(0)} GB/s${pct(r.fractionOfRead)}; ${(r.distinctBytesPerLayer / 2 ** 20).toFixed(0)} MiB of distinct experts at ${r.distinctGBps.toFixed(0)} GB/s${pct(r.distinctFractionOfRead)}`;
+        const work = rows > 64 ? `; routed work ${routedTflops.toFixed(1)} TFLOP/s` : '';
+        r.summary = `batch ${rows}${mode ? ` (${mode}: ${path})` : ''}: ${(msLayer * 1000).toFixed(1)} us/layer, ${(r.readBytesPerLayer / 2 ** 20).toFixed(0)} MiB read, ${GBps.toFixed(0)} GB/s${pct(r.fractionOfRead)}; ${(r.distinctBytesPerLayer / 2 ** 20).toFixed(0)} MiB of distinct experts at ${r.distinctGBps.toFixed(0)} GB/s${pct(r.distinctFractionOfRead)}${work}`;
         out.push(r);
       }
     }

@@ -113,12 +113,7 @@ template <typename T> __device__ __forceinline__ void widen8(const uint2 raw, fl
 // Loads N consecutive elements of T at p widened to f32, 16 bytes at a time (8 bytes when N·sizeof(T) is 8);
 // p must be aligned to the load width. ACT picks the load (below): true for activations, which the kernel
 // before this one wrote, false for weights, which no kernel writes.
-template <typename T, int N, bool ACT_> __device__ __forceinline__ void load_n(const T *p, float *out) {
-#ifdef ZINFER_ACT_NC
-  constexpr bool ACT = false; // an A/B build (ZINFER_CUDA_DEFINE) with the racy loads before session 22, for timing only
-#else
-  constexpr bool ACT = ACT_;
-#endif
+template <typename T, int N, bool ACT> __device__ __forceinline__ void load_n(const T *p, float *out) {
   constexpr int BYTES = N * (int)sizeof(T);
   static_assert(BYTES == 8 || BYTES % 16 == 0, "load_n loads 8 bytes or whole 16-byte vectors");
   if constexpr (BYTES == 8) {
@@ -137,7 +132,9 @@ template <typename T, int N, bool ACT_> __device__ __forceinline__ void load_n(c
 template <typename T, int N> __device__ __forceinline__ void load_weight(const T *p, float *out) { load_n<T, N, false>(p, out); }
 
 // N elements of an activation the kernel before this one wrote: coherent loads kept after griddepcontrol.wait
-// (ld_act16 says why never __ldg). Every activation a kernel reads goes through this, ld_act16 or a plain
+// (ld_act16 says why never __ldg). They cost nothing measurable: graphed 7B steps on an H200 alternated with a
+// build of the old __ldg loads, 1 row 3.784 against 3.763 ms, 8 rows 4.367 against 4.377 (means of 4 and 2
+// runs, spread ±0.05; PERF-NOTES, session 22). Every activation a kernel reads goes through this, ld_act16 or a plain
 // dereference of a pointer that is not __restrict__ (which would let the compiler make it ld.global.nc);
 // test/cuda-activation-loads.test.ts holds the kernels to it.
 template <typename T, int N> __device__ __forceinline__ void load_act(const T *p, float *out) { load_n<T, N, true>(p, out); }
