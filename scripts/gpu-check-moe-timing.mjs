@@ -1,16 +1,20 @@
 // Timing of moeExperts on Mixtral-8x7B-shaped layers (bf16; hidden 4096, intermediate 14336, 8 experts,
-// top-2), for scripts/gpu-check-moe.mjs. A graph of L router + experts + residual layers against the same
-// graph with no layers: the difference over L is one layer's time, without the step's fixed costs. Every
-// layer has its own names for one shared set of expert tensors, so each gets its own device copy (2.8 GB:
-// far beyond L2, every layer reads its experts from HBM) uploaded side by side, as a model's are: steps of
-// 9–64 rows then take the dense path they take in a model. The rows are one sequence's (a prompt step).
+// top-2), or Qwen1.5-MoE-A2.7B-shaped ones (hidden 2048, expert intermediate 1408, 60 experts, top-4; its
+// shared expert is a plain MLP, not timed here), for scripts/gpu-check-moe.mjs. A graph of L router + experts
+// + residual layers against the same graph with no layers: the difference over L is one layer's time,
+// without the step's fixed costs. Every layer has its own names for one shared set of expert tensors, so
+// each gets its own device copy (2.8 GB: far beyond L2, every layer reads its experts from HBM) uploaded
+// side by side, as a model's are: steps of 9–64 rows then take the dense path they take in a model. The
+// rows are one sequence's (a prompt step).
 // Bytes are those a step reads: the distinct routed experts on the GEMV path (up to 8 rows), every local
-// expert once a pass on the dense path (densePassRows), Σ ceil(tokens/8) per expert on the tile path (one read
-// per tile of 8; from L2 where tiles of an expert meet there, so its GB/s may pass the read rate). Steps of more
-// than 64 rows are timed with each prefill mode in `prefillModes` (moePrefill: auto, tiles, dense), and their
-// TFLOP/s are given for the routed rows' work (rows × top-k × 3 GEMMs of hidden × intermediate).
+// expert once a pass on the dense path (densePassRows), each routed expert once a pass on the grouped path,
+// Σ ceil(tokens/8) per expert on the tile path (one read per tile of 8; from L2 where tiles of an expert meet
+// there, so its GB/s may pass the read rate). Steps of more than 64 rows are timed with each prefill mode in
+// `prefillModes` (moePrefill: auto, grouped, dense, tiles), with the TFLOP/s of the routed rows' work (rows ×
+// top-k × 3 GEMMs of hidden × intermediate).
 
 export const MIXTRAL = { hidden: 4096, inter: 14336, experts: 8, topK: 2 };
+export const TIMING_SHAPES = { mixtral: { name: 'Mixtral-8x7B', ...MIXTRAL }, qwen2moe: { name: 'Qwen1.5-MoE-A2.7B', hidden: 2048, inter: 1408, experts: 60, topK: 4 } };
 const LAYERS = 4;
 const NO_KV = { layers: 0, kvHeads: 1, headDim: 1 };
 
@@ -46,33 +50,23 @@ function layerGraph(core, testing, tensors, layers, { experts: count, topK }) {
 /** The path moe-launch.ts takes for a step of `rows` rows over `experts` local experts, in the prefill mode set now. */
 function pathOf(cuda, rows, experts, topK) {
   if (rows <= 8) return 'gemv';
-  return !cuda?.denseFor || cuda.denseFor(rows, experts, topK) ? 'dense' : 'tiles';
+  return cuda?.moeStepPath ? cuda.moeStepPath(rows, experts, topK, false) : 'dense';
 }
 
 /** Expert bytes a step of `rows` rows reads on `path`, from each expert's tokens in it. */
 function stepBytes(cuda, path, rows, tokens, shape) {
   const expertBytes = 3 * shape.hidden * shape.inter * 2;
-  if (path === 'gemv') return tokens.filter((t) => t > 0).length * expertBytes;
+  const distinct = tokens.filter((t) => t > 0).length * expertBytes;
+  if (path === 'gemv') return distinct;
   if (path === 'tiles') return tokens.reduce((a, t) => a + Math.ceil(t / 8), 0) * expertBytes;
   const d = { count: tokens.length, gateUp: 0n, down: 0n, hidden: shape.hidden, inter: shape.inter };
+  if (path === 'grouped') return Math.ceil(rows / (cuda?.groupedPassRows?.(d, shape.topK, 2, rows) ?? rows)) * distinct; // routed experts, once a pass
   const passRows = cuda?.densePassRows ? cuda.densePassRows(d, rows, 2) : 64;
   return Math.ceil(rows / passRows) * tokens.length * expertBytes;
 }
 
-async function medianMs(program, batch, runs) {
-  for (let i = 0; i < 3; i++) await program.run(batch);
-  const ts = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    await program.run(batch);
-    ts.push(performance.now() - t0);
-  }
-  ts.sort((a, b) => a - b);
-  return ts[Math.floor(ts.length / 2)];
-}
-
 /** Times steps of each of `rowsList` rows; returns one record per row count and prefill mode (ms per layer, bytes, GB/s). */
-export async function timeMixtralLayers({ core, testing, cuda, makeBackend, opts, readGBps, shape = MIXTRAL, rowsList = [1, 64], prefillModes = ['tiles'], runs = 20 }) {
+export async function timeMoeLayers({ core, testing, cuda, makeBackend, opts, readGBps, shape = MIXTRAL, rowsList = [1, 64], prefillModes = ['tiles'], runs = 20 }) {
   const { hidden: HIDDEN, inter: INTER, experts: EXPERTS } = shape;
   const rng = core.Rng.fromSeed(42);
   const tensors = new Map([['emb', bf16Tensor(rng, [64, HIDDEN], 1)], ['router', bf16Tensor(rng, [EXPERTS, HIDDEN], 1 / 64)]]);

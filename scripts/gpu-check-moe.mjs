@@ -11,7 +11,8 @@
 //   - sigmoidGate;
 // then the MoE fixtures (Mixtral, Qwen2-MoE with and without norm_topk_prob: f32 logits ≤ 1e-3, greedy
 // identical to transformers), and a timing of Mixtral-8x7B-shaped layers (bf16, hidden 4096, intermediate
-// 14336, 8 experts, top-2) at steps of 1, 8 and 64 rows (ZINFER_MOE_TIMING_ROWS; past 64, each prefill mode),
+// 14336, 8 experts, top-2; ZINFER_MOE_TIMING_SHAPE=qwen2moe: Qwen1.5-MoE-A2.7B's 60 experts of top-4) at steps of
+// 1, 8 and 64 rows (ZINFER_MOE_TIMING_ROWS; past 64, each prefill mode),
 // with the GB/s of moeExperts over the expert bytes the step reads (from expertLoad) next to the device's
 // read bandwidth (gpu-check-moe-timing.mjs; timing skipped in dry mode).
 // Every group saves results; ZINFER_MOE_BUDGET_S (default 200) bounds the whole part.
@@ -164,13 +165,15 @@ export async function checkMoe(env) {
     log('moe: decode timing skipped for the time budget');
     return;
   }
-  const { timeMixtralLayers, MIXTRAL } = await import('./gpu-check-moe-timing.mjs');
+  const { timeMoeLayers, TIMING_SHAPES } = await import('./gpu-check-moe-timing.mjs');
+  const timed = TIMING_SHAPES[process.env.ZINFER_MOE_TIMING_SHAPE || 'mixtral'];
+  if (!timed) throw new Error(`ZINFER_MOE_TIMING_SHAPE is '${process.env.ZINFER_MOE_TIMING_SHAPE}'; it takes ${Object.keys(TIMING_SHAPES).join(', ')}`);
   const rowsList = (process.env.ZINFER_MOE_TIMING_ROWS || '1,8,64').split(',').map(Number);
-  await runCase('moe timing', `moeExperts, ${dry ? 'tiny' : 'Mixtral-8x7B'} layer shape, bf16, steps of ${rowsList.join(', ')} rows`, async () => {
+  await runCase('moe timing', `moeExperts, ${dry ? 'tiny' : timed.name} layer shape, bf16, steps of ${rowsList.join(', ')} rows`, async () => {
     let readGBps = results.microbench?.readGBps ?? null; // the bench group's probe, when it ran first
     if (!readGBps && !dry && cuda?.cudaMicrobench) readGBps = cuda.cudaMicrobench(0, { readOnly: true }).readGBps;
-    const shape = dry ? { hidden: 64, inter: 96, experts: 8, topK: 2 } : MIXTRAL;
-    results.moeTiming = await timeMixtralLayers({ core, testing, cuda, makeBackend, opts, readGBps, shape, rowsList, prefillModes: cuda?.MOE_PREFILL_MODES, runs: dry ? 2 : 20 });
+    const shape = dry ? { hidden: 64, inter: 96, experts: 8, topK: 2 } : timed;
+    results.moeTiming = await timeMoeLayers({ core, testing, cuda, makeBackend, opts, readGBps, shape, rowsList, prefillModes: cuda?.MOE_PREFILL_MODES, runs: dry ? 2 : 20 });
     save();
     return results.moeTiming.map((t) => t.summary).join('; ');
   });

@@ -83,11 +83,13 @@ extern "C" __global__ void __launch_bounds__(1024) moe_permute(int *tiles, int *
 }
 
 // Large step, combine: out[r, o] = Σ_k w_rk · y[r·topK + k, o] over the slots routed to local experts, in
-// k order (as the small path adds them); rows routed nowhere here get 0. dense: y is [experts, rows, hidden]
-// (the dense path, moe-dense.cu: the slot of row r for local expert e is y[e, r]). Grid-stride over rows·hidden.
+// k order (as the small path adds them); rows routed nowhere here get 0. Where a slot's row of y is, by
+// layout: 0, the tile path's y [slots, hidden]; 1 (dense), y [experts, rows, hidden] (moe-dense.cu: the slot of
+// row r for local expert e is y[e, r]); 2 (grouped, src/cuda/moe-grouped-gemm.ts), row inv[slot] of y, the
+// slots grouped by expert. Grid-stride over rows·hidden.
 template <typename A>
 __device__ void moe_combine(A *out, const float *y, const float *routing, const i64 *table, int nLocal, int mapLen, int rows, int topK, int hidden,
-                            int dense) {
+                            int layout, const int *inv) {
   grid_dep_wait();
   grid_dep_launch();
   const int *map = reinterpret_cast<const int *>(table + 3 * nLocal);
@@ -97,7 +99,9 @@ __device__ void moe_combine(A *out, const float *y, const float *routing, const 
     float s = 0.f;
     for (int k = 0; k < topK; k++) {
       const int slot = r * topK + k, e = local_expert(routing, slot, topK, map, mapLen);
-      if (e >= 0) s += routing[(i64)r * 2 * topK + topK + k] * y[dense ? (i64)e * n + i : (i64)slot * hidden + o];
+      if (e < 0) continue;
+      const i64 at = layout == 1 ? (i64)e * n + i : (i64)(layout == 2 ? inv[slot] : slot) * hidden + o;
+      s += routing[(i64)r * 2 * topK + topK + k] * y[at];
     }
     out[i] = from_f32<A>(s);
   }
@@ -115,8 +119,8 @@ template <typename A> __device__ void sigmoid_gate(A *y, const A *x, const A *ga
 
 #define MOE_ACT_ENTRY(AS, A)                                                                                                         \
   extern "C" __global__ void moe_combine_##AS(A *out, const float *y, const float *routing, const i64 *table, int nLocal, int mapLen, \
-                                              int rows, int topK, int hidden, int dense) {                                           \
-    moe_combine<A>(out, y, routing, table, nLocal, mapLen, rows, topK, hidden, dense);                                              \
+                                              int rows, int topK, int hidden, int layout, const int *inv) {                          \
+    moe_combine<A>(out, y, routing, table, nLocal, mapLen, rows, topK, hidden, layout, inv);                                        \
   }                                                                                                                                  \
   extern "C" __global__ void sigmoid_gate_##AS(A *y, const A *x, const A *gate, int n, int width) { sigmoid_gate<A>(y, x, gate, n, width); }
 

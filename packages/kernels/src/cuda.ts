@@ -137,7 +137,9 @@ export { profileStep, summarizeProfile, gemvShape, type KernelTiming, type Profi
 export { decodeRecords, KernelTrace, summarizeTrace, traceBuild, type TraceRecord, type TraceRow, type TraceSummary } from './cuda/kernel-trace.js';
 export { autoGemvVariant, GEMV_KERNEL_VARIANTS, GEMV_NARROW_MODES, GEMV_VARIANTS, gemvNarrow, gemvVariant, gemvVariantByEpilogue, gemvWarpMaxIn, setGemvNarrow, setGemvVariant, setGemvVariantByEpilogue, setGemvWarpMaxIn, type GemvEpilogue, type GemvKernelVariant, type GemvNarrowMode, type GemvVariant } from './cuda/gemv-variant.js';
 export { DECODE_ATTENTION_VARIANTS, decodeAttentionVariant, setDecodeAttentionVariant, type DecodeAttentionVariant } from './cuda/decode-attention-variant.js';
-export { denseFor, densePassRows, MOE_PREFILL_MODES, moePrefill, setMoeDensePassBytes, type MoePrefillMode } from './cuda/moe-dense.js';
+export { densePassRows, setMoeDensePassBytes } from './cuda/moe-dense.js';
+export { groupedPassRows } from './cuda/moe-grouped-gemm.js';
+export { MOE_PREFILL_MODES, moePrefill, moeStepPath, type MoePrefillMode } from './cuda/moe-prefill.js';
 export { DECODE_CLUSTER_MODES, DECODE_SPLIT_MODES, decodeClustersMode, decodeSplitsMode, setDecodeCluster, setDecodeSplits, type DecodeClusterMode, type DecodeSplitMode } from './cuda/attention-launch.js';
 export { BATCHED_GEMM_MODES, batchedGemmMode, setBatchedGemmMode, type BatchedGemmMode } from './cuda/batched-gemm.js';
 export { L2_PREFETCH_MODES, l2Prefetch, setL2Prefetch, type L2PrefetchMode } from './cuda/l2-prefetch.js';

@@ -12,7 +12,9 @@ import { memoryWeights, randomTensor, range, stepBatch, weightInfos } from '@zin
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
 import { sideBySideWeights, type ActivationChoice } from '../src/cuda/device-weights.js';
 import { largeLayout, MOE_TILE, moeRoutingValues, routerSplits, setRouterMode } from '../src/cuda/moe-launch.js';
-import { denseFor, denseLayout, densePassRows, MOE_DENSE_MAX_ROWS, moePrefill, setMoeDensePassBytes } from '../src/cuda/moe-dense.js';
+import { denseLayout, densePassRows, MOE_DENSE_MAX_ROWS, setMoeDensePassBytes } from '../src/cuda/moe-dense.js';
+import { groupSlots, ROW_GRAIN } from '../src/cuda/moe-grouped-gemm.js';
+import { moePrefill, moeStepPath } from '../src/cuda/moe-prefill.js';
 import { RecordingGpu, type RecordedLaunch } from '../src/cuda/recording-gpu.js';
 import { supports } from '../src/cuda/supports.js';
 
@@ -101,8 +103,10 @@ function moeNeeds(l: RecordedLaunch, A: number, W: number): Record<number, numbe
     return { 0: (1 + 3 * (Math.ceil(slots / MOE_TILE) + nLocal)) * 4, 1: slots * 4, 2: rows * 2 * topK * 4, 3: nLocal * 24 + mapLen * 4 };
   }
   if (l.kernel.startsWith('moe_combine_')) {
-    const [nLocal, mapLen, rows, topK, hidden, dense] = [n(a[4]), n(a[5]), n(a[6]), n(a[7]), n(a[8]), n(a[9])];
-    return { 0: rows * hidden * A, 1: (dense ? nLocal : topK) * rows * hidden * 4, 2: rows * 2 * topK * 4, 3: nLocal * 24 + mapLen * 4 };
+    const [nLocal, mapLen, rows, topK, hidden, layout] = [n(a[4]), n(a[5]), n(a[6]), n(a[7]), n(a[8]), n(a[9])];
+    const common = { 0: rows * hidden * A, 2: rows * 2 * topK * 4, 3: nLocal * 24 + mapLen * 4 };
+    // Grouped (layout 2): y's rows are the step's grouped rows, which only the host's grouping knows.
+    return layout === 2 ? { ...common, 10: rows * topK * 4 } : { ...common, 1: (layout === 1 ? nLocal : topK) * rows * hidden * 4 };
   }
   if (l.kernel.startsWith('sigmoid_gate_')) {
     const [count, width] = [n(a[3]), n(a[4])];
@@ -249,26 +253,96 @@ test("a 150-row step of 6 experts of top-2 runs dense ('auto'), in passes of 64,
   await program.dispose();
 });
 
-test("denseFor: up to 64 rows always; past them, 'auto' while the experts are at most 4 × top-k, or as ZINFER_MOE_PREFILL says", async () => {
-  assert.ok(denseFor(64, 60, 1), 'a decode batch');
-  assert.ok(denseFor(65, 8, 2), 'Mixtral: 8 experts of top-2');
-  assert.ok(denseFor(4096, 2, 2), 'an ep-4 rank of Mixtral');
-  assert.not.ok(denseFor(65, 60, 4), "Qwen2-MoE's 60 experts of top-4");
+test("moeStepPath: dense to 64 rows; past them 'auto' groups from 256 rows unless captured, else dense while the experts are at most 4 × top-k", async () => {
+  assert.is(moeStepPath(64, 60, 1, false), 'dense', 'a decode batch');
+  assert.is(moeStepPath(65, 8, 2, false), 'dense', 'Mixtral: 8 experts of top-2');
+  assert.is(moeStepPath(255, 60, 4, false), 'tiles', "Qwen2-MoE's 60 experts of top-4");
+  assert.is(moeStepPath(256, 60, 4, false), 'grouped');
+  assert.is(moeStepPath(4096, 8, 2, true), 'dense', 'a captured step cannot wait for the host');
+  assert.is(moeStepPath(4096, 60, 4, true), 'tiles');
+  moePrefill.set('grouped');
+  assert.is(moeStepPath(65, 60, 4, false), 'grouped');
+  assert.is(moeStepPath(64, 60, 4, false), 'dense');
   moePrefill.set('dense');
-  assert.ok(denseFor(65, 60, 4));
+  assert.is(moeStepPath(4096, 60, 4, false), 'dense');
   moePrefill.set('tiles');
-  assert.not.ok(denseFor(65, 8, 2));
-  assert.ok(denseFor(64, 8, 2));
+  assert.is(moeStepPath(4096, 8, 2, false), 'tiles');
   moePrefill.set('auto');
-  assert.throws(() => moePrefill.set('grouped' as 'auto'), /ZINFER_MOE_PREFILL \(set\) is 'grouped'; it takes auto, tiles, dense/);
+  assert.throws(() => moePrefill.set('fused' as 'auto'), /ZINFER_MOE_PREFILL \(set\) is 'fused'; it takes auto, grouped, dense, tiles/);
   assert.throws(() => setMoeDensePassBytes(0), /positive integer/);
-  // 9 experts of top-2 past 64 rows: the tile path, as before.
+  // 9 experts of top-2 at 100 rows: the tile path, as before.
   const { graph, tensors } = moeGraph({ hidden: 40, inter: 24, experts: 9, topK: 2, dtype: 'f16' });
   const gpu = new RecordingGpu();
   const program = await compileProgram(gpu, graph, memoryWeights(tensors), { kvCache: { numBlocks: 8, blockSize: 16 } }, { ...SETTINGS, activations: 'f16' });
   const from = gpu.launches.length;
   await program.run(stepBatch([{ tokens: range(100).map((i) => i % 64), cached: 0, blocks: range(7) }], 16, 'all'));
   assert.equal(kernelsOf(checkMoeLaunches(gpu, from, 'f16')), ['moe_router', 'moe_permute', 'moe_gate_up8', 'moe_down_tiles', 'moe_combine', 'sigmoid_gate']);
+  await program.dispose();
+});
+
+test('groupSlots: slots grouped by local expert in slot order, each expert padded to a multiple of 32 rows; experts held elsewhere left out', () => {
+  // 3 rows of top-2 over global experts 0–3, of which this program holds 3 (local 0) and 1 (local 1).
+  const map = Int32Array.of(-1, 1, -1, 0);
+  const routing = Float32Array.of(3, 1, 0.6, 0.4, 0, 3, 0.7, 0.3, 1, 2, 0.9, 0.1);
+  const g = groupSlots(routing, 3, 2, map, 2);
+  assert.equal([g.count, g.rows, g.start, g.total], [[2, 2], [ROW_GRAIN, ROW_GRAIN], [0, ROW_GRAIN], 2 * ROW_GRAIN]);
+  assert.equal([...g.inv], [0, ROW_GRAIN, -1, 1, ROW_GRAIN + 1, -1], 'slot → grouped row');
+  assert.equal([...g.src.slice(0, 3)], [0, 1, 0], "expert 3's rows: 0, 1, then padding (row 0)");
+  assert.equal([...g.src.slice(ROW_GRAIN, ROW_GRAIN + 3)], [0, 2, 0], "expert 1's rows: 0, 2, then padding");
+  const none = groupSlots(Float32Array.of(0, 2, 0.5, 0.5), 1, 2, map, 2);
+  assert.equal([none.total, [...none.inv]], [0, [-1, -1]], 'nothing local: no grouped rows');
+});
+
+test('the grouped path: the routing read back, x gathered in expert order, each expert\'s gate|up, activation and down over its rows, the combine through inv', async () => {
+  const shape = { hidden: 40, inter: 24, experts: 6, topK: 2, dtype: 'bf16' as FloatDType };
+  const { graph, tensors } = moeGraph(shape);
+  const gpu = new RecordingGpu({ keepUploads: true });
+  const rows = 300;
+  // Row r routes to experts r % 6 and (r + 1) % 6 (weights 0.75, 0.25), as the device would have written it.
+  const routing = new Float32Array(rows * 4);
+  for (let r = 0; r < rows; r++) routing.set([r % 6, (r + 1) % 6, 0.75, 0.25], 4 * r);
+  const downloads: bigint[] = [];
+  const record = gpu.download.bind(gpu);
+  (gpu as { download: RecordingGpu['download'] }).download = (dst, src) => {
+    record(dst, src);
+    if (dst.byteLength !== routing.byteLength) return; // the step's output
+    downloads.push(src);
+    new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength).set(new Uint8Array(routing.buffer));
+  };
+  const program = await compileProgram(gpu, graph, memoryWeights(tensors), { kvCache: { numBlocks: 32, blockSize: 16 } }, { ...SETTINGS, activations: 'bf16' });
+  const from = gpu.launches.length;
+  const gemmsFrom = gpu.gemms.length;
+  await program.run(stepBatch([{ tokens: range(rows).map((i) => i % 64), cached: 0, blocks: range(19) }], 16, 'all'));
+  const moe = checkMoeLaunches(gpu, from, 'bf16');
+  assert.equal(kernelsOf(moe), ['moe_router', 'moe_dense_act', 'moe_dense_act', 'moe_dense_act', 'moe_dense_act', 'moe_dense_act', 'moe_dense_act', 'moe_combine', 'sigmoid_gate']);
+  const [router] = moe;
+  const routingPtr = router.args.find((a) => downloads.includes(a as bigint)) as bigint;
+  assert.ok(routingPtr !== undefined, "the host read the router's output");
+  const gather = gpu.launches.slice(from).find((l) => l.kernel === 'gather_rows_bf16')!;
+  const combine = moe.find((l) => l.kernel.startsWith('moe_combine'))!;
+  assert.equal([combine.args[2], combine.args[6], combine.args[9]], [routingPtr, rows, 2]);
+  // Each expert takes 100 slots (rows r ≡ e and r ≡ e − 1 mod 6): 128 GEMM rows, grouped one after another.
+  const perExpert = 100, m = Math.ceil(perExpert / ROW_GRAIN) * ROW_GRAIN;
+  assert.is(gather.grid.x, 6 * m);
+  const src = new Int32Array(gpu.uploads.get(gather.args[2] as bigint)!.buffer);
+  const inv = new Int32Array(gpu.uploads.get(combine.args[10] as bigint)!.buffer);
+  assert.is(src.length, 6 * m);
+  assert.is(inv.length, rows * 2);
+  for (let s = 0; s < rows * 2; s++) {
+    const r = s >> 1, e = (r + (s & 1)) % 6;
+    assert.ok(inv[s] >= e * m && inv[s] < e * m + perExpert, `slot ${s} in expert ${e}'s rows`);
+    assert.is(src[inv[s]], r, `slot ${s} reads row ${r}`);
+  }
+  const gemms = gpu.gemms.slice(gemmsFrom).filter((g) => g.yDtype === 'f32');
+  assert.is(gemms.length, 12, 'gate|up and down for each of the 6 experts');
+  const xg = gather.args[0] as bigint;
+  const rowBytes = BigInt(shape.hidden * 2);
+  gemms.forEach((g, i) => {
+    const e = i >> 1;
+    assert.is(g.rows, m);
+    if (i % 2 === 0) assert.equal([g.x, g.batch], [xg + BigInt(e * m) * rowBytes, { count: 2, strideW: shape.inter * shape.hidden, strideY: m * shape.inter }], `expert ${e}: gate|up on its rows`);
+    else assert.equal([g.y, g.batch], [(combine.args[1] as bigint) + BigInt(e * m * shape.hidden * 4), undefined], `expert ${e}: down into its rows of y`);
+  });
   await program.dispose();
 });
 

@@ -3,38 +3,20 @@
 // then down), with the activation and the weighted combine (moe_combine, dense) as two small kernels. It
 // needs the experts' weights side by side in the activation dtype (device-weights.ts uploads them so:
 // g0 u0 g1 u1 …, and d0 d1 …); otherwise, or should cuBLASLt refuse a batch, the step takes the tile path
-// (moe-launch.ts). Larger steps (prompts) run it in passes (moePrefill, below): each pass reads every local
-// expert once, where the tile path reads an expert once per tile of 8 of its rows, so the dense path wins
-// unless it computes many more rows than the routing sends (experts ÷ top-k; Mixtral's 4). Mixtral-8x7B
-// layer on an H200, bf16 (passes of 64 rows; bench/results/moe-prefill-h200-s22.json): 256 rows 14.6 ms on
-// tiles against 2.97 dense, 1,024 rows 61.3 against 11.9.
+// (moe-launch.ts). Larger steps may run it too, in passes (moe-prefill.ts picks the path): each pass reads
+// every local expert once, where the tile path reads an expert once per tile of 8 of its rows.
 // On a Mixtral-shape rank at 64 rows the tile path's GEMV-like kernels took ~1.1 ms a layer on an H200
 // against ~0.16 ms to read the experts' weights: CUDA-core arithmetic, not bandwidth, bounded them.
 import { BackendError, type OpNode } from '@zinfer/core';
 import { ACTIVATION_CODES } from './activation-codes.js';
 import type { DeviceWeight } from './device-weights.js';
-import { EnvChoice } from './env-choice.js';
 import { align256, dtypeBytes, flatGrid, type StepContext } from './step-context.js';
 
 /** Rows up to which a batch step's experts always run dense, and the unit of a dense pass's rows. */
 export const MOE_DENSE_MAX_ROWS = 64;
 
-/**
- * How steps of more than MOE_DENSE_MAX_ROWS rows run their experts: 'dense' passes, 'tiles' (moe-launch.ts), or
- * 'auto': dense where a rank's local experts are at most MOE_DENSE_WASTE × top-k (the dense GEMMs compute
- * experts ÷ top-k times the routed rows' work), tiles beyond (Qwen2-MoE's 60 experts of top-4).
- */
-export const MOE_PREFILL_MODES = ['auto', 'tiles', 'dense'] as const;
-export type MoePrefillMode = (typeof MOE_PREFILL_MODES)[number];
-export const moePrefill = new EnvChoice<MoePrefillMode>(MOE_PREFILL_MODES, 'auto', 'ZINFER_MOE_PREFILL');
+/** The dense GEMMs' work over the routed work (experts ÷ top-k) up to which 'auto' runs large steps dense (moe-prefill.ts). */
 export const MOE_DENSE_WASTE = 4;
-
-/** Whether a step of `rows` rows runs a node's `nLocal` experts of top-`topK` routing on the dense path. */
-export function denseFor(rows: number, nLocal: number, topK: number): boolean {
-  if (rows <= MOE_DENSE_MAX_ROWS) return true;
-  const mode = moePrefill.get();
-  return mode === 'dense' || (mode === 'auto' && nLocal <= MOE_DENSE_WASTE * topK);
-}
 
 /** Scratch a dense pass may take (default 256 MiB): its rows are as many as fit, in multiples of 64. */
 let densePassBytes = 256 * 2 ** 20;
@@ -120,6 +102,6 @@ function densePass(ctx: StepContext, node: OpNode<'moeExperts'>, d: DenseExperts
     ctx.moe!.denseRefused.add(node);
     return false;
   }
-  gpu.launch(`moe_combine_${ctx.act}`, flatGrid(rows * hidden), 256, [io.out, y, io.routing, table, nLocal, mapLen, rows, topK, hidden, 1]);
+  gpu.launch(`moe_combine_${ctx.act}`, flatGrid(rows * hidden), 256, [io.out, y, io.routing, table, nLocal, mapLen, rows, topK, hidden, 1, 0n]);
   return true;
 }

@@ -5,8 +5,8 @@
 // read each one's weights once (gate/up fused with the activation, then down fused with the weighted
 // combine), on FMAs at 1 row and on the tensor cores at 2–8 where they fit (moeExpertsMma); 9–64 rows,
 // every expert over every row as batched cuBLAS GEMMs (moe-dense.ts); more rows, a grouping launch (slots per
-// expert, tiles of ≤ 8) and then gate/up, down and the combine over the tiles, or the dense path in passes
-// (denseFor: by default where the rank's experts are few against top-k, as Mixtral's).
+// expert, tiles of ≤ 8) and then gate/up, down and the combine over the tiles, or the dense path in passes, or
+// the grouped path (moe-prefill.ts picks).
 // Launch shapes depend only on the row count, never on the routing, so decode steps capture as CUDA graphs.
 // sigmoidGate: one elementwise kernel.
 import { BackendError, type Graph, type OpNode, type ValueId } from '@zinfer/core';
@@ -14,7 +14,9 @@ import { ACTIVATION_CODES } from './activation-codes.js';
 import { routerSharedBytes } from './exec-plan.js';
 import { gemvVariant } from './gemv-variant.js';
 import { gemvRows } from './linear-launch.js';
-import { denseExperts, denseFor, launchMoeDense } from './moe-dense.js';
+import { denseExperts, launchMoeDense } from './moe-dense.js';
+import { launchMoeGrouped } from './moe-grouped-gemm.js';
+import { moeStepPath } from './moe-prefill.js';
 import type { MoeTables } from './moe-tables.js';
 import { EnvChoice } from './env-choice.js';
 import { align256, dtypeBytes, flatGrid, type StepContext } from './step-context.js';
@@ -159,9 +161,10 @@ export function launchMoeExperts(ctx: StepContext, node: OpNode<'moeExperts'>): 
     gpu.launch(`moe_down${R}_${kind}`, { x: Math.ceil(hidden / MOE_WROWS) }, MOE_THREADS, [out, h, routing, table, nLocal, mapLen, rows, topK, hidden, inter]);
     return;
   }
-  if (denseFor(rows, nLocal, topK) && nLocal > 0 && inter > 0) {
-    const dense = denseExperts(ctx, node);
-    if (dense && launchMoeDense(ctx, node, dense, rows)) return;
+  const path = moeStepPath(rows, nLocal, topK, ctx.capturing);
+  if (path !== 'tiles' && nLocal > 0 && inter > 0) {
+    const d = denseExperts(ctx, node); // the experts side by side: both GEMM paths index them from one pointer
+    if (d && (path === 'grouped' ? launchMoeGrouped(ctx, node, d, rows) : launchMoeDense(ctx, node, d, rows))) return;
   }
   const maxTiles = Math.ceil(slots / MOE_TILE) + nLocal;
   const at = largeLayout(slots, maxTiles, hBytes, hidden);
@@ -173,7 +176,7 @@ export function launchMoeExperts(ctx: StepContext, node: OpNode<'moeExperts'>): 
     gpu.launch(`moe_gate_up${MOE_TILE}_${kind}`, { x: Math.ceil(inter / 2), y: tileGrid }, MOE_THREADS, [h, x, routing, table, nLocal, mapLen, tiles, order, rows, topK, hidden, inter, act]);
     gpu.launch(`moe_down_tiles_${kind}`, { x: Math.ceil(hidden / MOE_WROWS), y: tileGrid }, MOE_THREADS, [y, h, table, tiles, order, hidden, inter]);
   }
-  gpu.launch(`moe_combine_${ctx.act}`, flatGrid(rows * hidden), 256, [out, y, routing, table, nLocal, mapLen, rows, topK, hidden, 0]);
+  gpu.launch(`moe_combine_${ctx.act}`, flatGrid(rows * hidden), 256, [out, y, routing, table, nLocal, mapLen, rows, topK, hidden, 0, 0n]);
 }
 
 /** Byte offsets in the scratch of a large step: tile list, slots grouped by expert, h [slots, inter], y [slots, hidden] f32. */

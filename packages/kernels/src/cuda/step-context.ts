@@ -28,6 +28,8 @@ export interface StepContext {
   invFreq(node: OpNode<'rotary'>): bigint;
   /** Scratch device memory of at least `bytes`, valid until the next call (one user at a time). */
   scratch(bytes: number): bigint;
+  /** Whether the step is being captured into a graph: nothing may wait for the device or the host. */
+  capturing: boolean;
   /** At least `n` int32 counters, zero between uses (the kernels that count reset them). */
   counters(n: number): bigint;
   /** Activation dtype: f32 (parity), f16 or bf16. */

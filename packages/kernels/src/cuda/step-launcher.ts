@@ -286,6 +286,7 @@ export class StepLauncher {
         if (ptr === undefined) throw new BackendError('rotary node has no inverse frequencies on the device');
         return ptr;
       },
+      capturing: this.capturing,
       scratch: (bytes: number) => {
         this.scratchBuf = this.grow(this.scratchBuf, bytes, 'attention scratch');
         return this.scratchBuf.ptr;
