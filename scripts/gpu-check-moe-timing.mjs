@@ -65,6 +65,18 @@ function stepBytes(cuda, path, rows, tokens, shape) {
   return Math.ceil(rows / passRows) * tokens.length * expertBytes;
 }
 
+async function medianMs(program, batch, runs) {
+  for (let i = 0; i < 3; i++) await program.run(batch);
+  const ts = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    await program.run(batch);
+    ts.push(performance.now() - t0);
+  }
+  ts.sort((a, b) => a - b);
+  return ts[Math.floor(ts.length / 2)];
+}
+
 /** Times steps of each of `rowsList` rows; returns one record per row count and prefill mode (ms per layer, bytes, GB/s). */
 export async function timeMoeLayers({ core, testing, cuda, makeBackend, opts, readGBps, shape = MIXTRAL, rowsList = [1, 64], prefillModes = ['tiles'], runs = 20 }) {
   const { hidden: HIDDEN, inter: INTER, experts: EXPERTS } = shape;
