@@ -253,30 +253,33 @@ test("a 150-row step of 6 experts of top-2 runs dense ('auto'), in passes of 64,
   await program.dispose();
 });
 
-test("moeStepPath: dense to 64 rows; past them 'auto' groups from 256 rows unless captured, else dense while the experts are at most 4 × top-k", async () => {
+test("moeStepPath: dense to 64 rows; past them 'auto' groups where the step is not captured and the experts outnumber top-k with 64 slots each on average, else dense", async () => {
   assert.is(moeStepPath(64, 60, 1, false), 'dense', 'a decode batch');
-  assert.is(moeStepPath(65, 8, 2, false), 'dense', 'Mixtral: 8 experts of top-2');
-  assert.is(moeStepPath(255, 60, 4, false), 'tiles', "Qwen2-MoE's 60 experts of top-4");
-  assert.is(moeStepPath(256, 60, 4, false), 'grouped');
+  assert.is(moeStepPath(255, 8, 2, false), 'dense', 'Mixtral: 8 experts of top-2 get 64 slots each from 256 rows');
+  assert.is(moeStepPath(256, 8, 2, false), 'grouped');
+  assert.is(moeStepPath(4096, 2, 2, false), 'dense', 'an ep-4 rank of Mixtral: dense computes nothing extra');
+  assert.is(moeStepPath(959, 60, 4, false), 'dense', "Qwen2-MoE's 60 experts of top-4 from 960 rows");
+  assert.is(moeStepPath(960, 60, 4, false), 'grouped');
   assert.is(moeStepPath(4096, 8, 2, true), 'dense', 'a captured step cannot wait for the host');
-  assert.is(moeStepPath(4096, 60, 4, true), 'tiles');
   moePrefill.set('grouped');
   assert.is(moeStepPath(65, 60, 4, false), 'grouped');
+  assert.is(moeStepPath(65, 60, 4, true), 'dense');
   assert.is(moeStepPath(64, 60, 4, false), 'dense');
   moePrefill.set('dense');
   assert.is(moeStepPath(4096, 60, 4, false), 'dense');
   moePrefill.set('tiles');
   assert.is(moeStepPath(4096, 8, 2, false), 'tiles');
+  assert.is(moeStepPath(64, 8, 2, false), 'dense');
   moePrefill.set('auto');
   assert.throws(() => moePrefill.set('fused' as 'auto'), /ZINFER_MOE_PREFILL \(set\) is 'fused'; it takes auto, grouped, dense, tiles/);
   assert.throws(() => setMoeDensePassBytes(0), /positive integer/);
-  // 9 experts of top-2 at 100 rows: the tile path, as before.
-  const { graph, tensors } = moeGraph({ hidden: 40, inter: 24, experts: 9, topK: 2, dtype: 'f16' });
+  // Weights in another dtype than the activations (not side by side for cuBLAS): the tile path at 100 rows.
+  const { graph, tensors } = moeGraph({ hidden: 40, inter: 24, experts: 9, topK: 2, dtype: 'bf16' });
   const gpu = new RecordingGpu();
-  const program = await compileProgram(gpu, graph, memoryWeights(tensors), { kvCache: { numBlocks: 8, blockSize: 16 } }, { ...SETTINGS, activations: 'f16' });
+  const program = await compileProgram(gpu, graph, memoryWeights(tensors), { kvCache: { numBlocks: 8, blockSize: 16 } }, { ...SETTINGS, activations: 'f32' });
   const from = gpu.launches.length;
   await program.run(stepBatch([{ tokens: range(100).map((i) => i % 64), cached: 0, blocks: range(7) }], 16, 'all'));
-  assert.equal(kernelsOf(checkMoeLaunches(gpu, from, 'f16')), ['moe_router', 'moe_permute', 'moe_gate_up8', 'moe_down_tiles', 'moe_combine', 'sigmoid_gate']);
+  assert.equal(kernelsOf(checkMoeLaunches(gpu, from, 'f32')), ['moe_router', 'moe_permute', 'moe_gate_up8', 'moe_down_tiles', 'moe_combine', 'sigmoid_gate']);
   await program.dispose();
 });
 

@@ -15,9 +15,6 @@ import { align256, dtypeBytes, flatGrid, type StepContext } from './step-context
 /** Rows up to which a batch step's experts always run dense, and the unit of a dense pass's rows. */
 export const MOE_DENSE_MAX_ROWS = 64;
 
-/** The dense GEMMs' work over the routed work (experts ÷ top-k) up to which 'auto' runs large steps dense (moe-prefill.ts). */
-export const MOE_DENSE_WASTE = 4;
-
 /** Scratch a dense pass may take (default 256 MiB): its rows are as many as fit, in multiples of 64. */
 let densePassBytes = 256 * 2 ** 20;
 export function setMoeDensePassBytes(bytes: number): void {

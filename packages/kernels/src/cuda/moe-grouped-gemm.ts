@@ -4,8 +4,9 @@
 // pass of rows at a time: x gathered into expert order (gather_rows), and for each expert gate|up (one strided
 // batch of 2, f32) → moe_dense_act → down (f32), and moe_combine reads each slot's row through inv (layout 2).
 // The dense path computes every expert over every row (experts ÷ top-k times the work); the tile path reads an
-// expert's weights once per 8 of its rows. This one does neither, at the price of the wait, so it runs only
-// where a step is not captured (a graph cannot wait for the host) and has at least MOE_GROUPED_MIN_ROWS rows.
+// expert's weights once per 8 of its rows. This one does neither, at the price of the wait and of a few
+// launches an expert, so it runs only where a step is not captured (a graph cannot wait for the host) and
+// its experts get enough rows each (moe-prefill.ts).
 // An expert's GEMM rows round up to ROW_GRAIN (the padding rows repeat row 0 and are never read back), so
 // prompt after prompt asks cuBLASLt for a bounded set of shapes.
 import { BackendError, type OpNode } from '@zinfer/core';
@@ -13,8 +14,6 @@ import { ACTIVATION_CODES } from './activation-codes.js';
 import type { DenseExperts } from './moe-dense.js';
 import { align256, dtypeBytes, flatGrid, threadsFor, type StepContext } from './step-context.js';
 
-/** Rows from which a step that is not captured takes the grouped path (moePrefill 'auto'). */
-export const MOE_GROUPED_MIN_ROWS = 256;
 /** An expert's GEMM rows are a multiple of this. */
 export const ROW_GRAIN = 32;
 /** Scratch a pass of the grouped path may take; its rows are as many as fit, in multiples of 64 (at least 64). */

@@ -4,23 +4,30 @@
 //            (moe-grouped-gemm.ts: one wait a layer, so never in a captured step);
 //   dense:   every local expert over every row in passes (moe-dense.ts): experts ÷ top-k times the routed work;
 //   tiles:   each expert's rows in tiles of 8 on CUDA-core kernels, its weights read once a tile (moe-launch.ts);
-//   auto:    grouped from MOE_GROUPED_MIN_ROWS rows where the step is not captured, else dense while the local
-//            experts are at most MOE_DENSE_WASTE × top-k (Mixtral's 8 of top-2), else tiles.
-// Steps of 9–64 rows always run dense. A Mixtral-8x7B layer on an H200 (bf16, bench/results/moe-prefill-h200-s22.json):
-// 1,024 rows on tiles 62 ms, dense 5.5.
+//   auto:    grouped where the step is not captured, the experts outnumber top-k (else dense computes nothing
+//            extra) and they average at least GROUPED_MIN_SLOTS slots each; else dense. The tiles remain the
+//            fallback for experts that are not side by side in the activation dtype.
+// Steps of 9–64 rows always run dense. Layers on an H200, bf16, ms (bench/results/moe-prefill-h200-s22.json):
+//   Mixtral-8x7B (8 experts, top-2): 128 rows tiles 7.44, dense 0.84, grouped 0.91; 256 rows 14.71, 1.68, 0.99;
+//   1,024 rows 61.4, 7.20, 1.60; 2,048 rows 123.6, 11.1, 3.6.
+//   Qwen1.5-MoE (60 experts, top-4): 256 rows tiles 2.41, dense 0.80, grouped 1.27; 1,024 rows 10.0, 3.06, 2.7–2.9;
+//   2,048 rows 20.9, 5.38, 2.6.
 import { EnvChoice } from './env-choice.js';
-import { MOE_DENSE_MAX_ROWS, MOE_DENSE_WASTE } from './moe-dense.js';
-import { MOE_GROUPED_MIN_ROWS } from './moe-grouped-gemm.js';
+import { MOE_DENSE_MAX_ROWS } from './moe-dense.js';
 
 export const MOE_PREFILL_MODES = ['auto', 'grouped', 'dense', 'tiles'] as const;
 export type MoePrefillMode = (typeof MOE_PREFILL_MODES)[number];
 export const moePrefill = new EnvChoice<MoePrefillMode>(MOE_PREFILL_MODES, 'auto', 'ZINFER_MOE_PREFILL');
 
+/** Slots a local expert gets on average from which 'auto' groups (per-expert GEMMs smaller than this lose to dense). */
+export const GROUPED_MIN_SLOTS = 64;
+
 /** The path of a step of `rows` (> 8) rows over `nLocal` local experts of top-`topK` routing. */
 export function moeStepPath(rows: number, nLocal: number, topK: number, capturing: boolean): 'grouped' | 'dense' | 'tiles' {
   if (rows <= MOE_DENSE_MAX_ROWS) return 'dense';
   const mode = moePrefill.get();
-  if (!capturing && (mode === 'grouped' || (mode === 'auto' && rows >= MOE_GROUPED_MIN_ROWS))) return 'grouped';
-  if (mode === 'dense' || (mode !== 'tiles' && nLocal <= MOE_DENSE_WASTE * topK)) return 'dense';
-  return 'tiles';
+  if (mode === 'dense' || mode === 'tiles') return mode;
+  if (capturing) return 'dense';
+  if (mode === 'grouped') return 'grouped';
+  return nLocal > topK && rows * topK >= GROUPED_MIN_SLOTS * nLocal ? 'grouped' : 'dense';
 }
