@@ -7,7 +7,8 @@
 // side by side, as a model's are: steps of 9–64 rows then take the dense path they take in a model. The
 // rows are one sequence's (a prompt step).
 // Bytes are those a step reads: the distinct routed experts on the GEMV path (up to 8 rows), every local
-// expert once a pass on the dense path (densePassRows), each routed expert once a pass on the grouped path,
+// expert once a pass on the dense path (densePassRows), each routed expert once on the grouped path (its
+// passes, where scratch splits a step, not counted),
 // Σ ceil(tokens/8) per expert on the tile path (one read per tile of 8; from L2 where tiles of an expert meet
 // there, so its GB/s may pass the read rate). Steps of more than 64 rows are timed with each prefill mode in
 // `prefillModes` (moePrefill: auto, grouped, dense, tiles), with the TFLOP/s of the routed rows' work (rows ×
@@ -60,7 +61,7 @@ function stepBytes(cuda, path, rows, tokens, shape) {
   if (path === 'gemv') return distinct;
   if (path === 'tiles') return tokens.reduce((a, t) => a + Math.ceil(t / 8), 0) * expertBytes;
   const d = { count: tokens.length, gateUp: 0n, down: 0n, hidden: shape.hidden, inter: shape.inter };
-  if (path === 'grouped') return Math.ceil(rows / (cuda?.groupedPassRows?.(d, shape.topK, 2, rows) ?? rows)) * distinct; // routed experts, once a pass
+  if (path === 'grouped') return distinct; // the routed experts, once a pass (counted as one pass)
   const passRows = cuda?.densePassRows ? cuda.densePassRows(d, rows, 2) : 64;
   return Math.ceil(rows / passRows) * tokens.length * expertBytes;
 }

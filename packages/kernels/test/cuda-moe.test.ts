@@ -13,7 +13,7 @@ import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
 import { sideBySideWeights, type ActivationChoice } from '../src/cuda/device-weights.js';
 import { largeLayout, MOE_TILE, moeRoutingValues, routerSplits, setRouterMode } from '../src/cuda/moe-launch.js';
 import { denseLayout, densePassRows, MOE_DENSE_MAX_ROWS, setMoeDensePassBytes } from '../src/cuda/moe-dense.js';
-import { groupSlots, ROW_GRAIN } from '../src/cuda/moe-grouped-gemm.js';
+import { groupSlots, MOE_GROUPED_LAYOUTS, moeGroupedLayout, ROW_GRAIN } from '../src/cuda/moe-grouped-gemm.js';
 import { moePrefill, moeStepPath } from '../src/cuda/moe-prefill.js';
 import { RecordingGpu, type RecordedLaunch } from '../src/cuda/recording-gpu.js';
 import { supports } from '../src/cuda/supports.js';
@@ -283,7 +283,7 @@ test("moeStepPath: dense to 64 rows; past them 'auto' groups where the step is n
   await program.dispose();
 });
 
-test('groupSlots: slots grouped by local expert in slot order, each expert padded to a multiple of 32 rows; experts held elsewhere left out', () => {
+test('groupSlots: slots grouped by local expert in slot order, each expert padded to a multiple of 32 rows (or all to the largest); experts held elsewhere left out', () => {
   // 3 rows of top-2 over global experts 0–3, of which this program holds 3 (local 0) and 1 (local 1).
   const map = Int32Array.of(-1, 1, -1, 0);
   const routing = Float32Array.of(3, 1, 0.6, 0.4, 0, 3, 0.7, 0.3, 1, 2, 0.9, 0.1);
@@ -292,62 +292,88 @@ test('groupSlots: slots grouped by local expert in slot order, each expert padde
   assert.equal([...g.inv], [0, ROW_GRAIN, -1, 1, ROW_GRAIN + 1, -1], 'slot → grouped row');
   assert.equal([...g.src.slice(0, 3)], [0, 1, 0], "expert 3's rows: 0, 1, then padding (row 0)");
   assert.equal([...g.src.slice(ROW_GRAIN, ROW_GRAIN + 3)], [0, 2, 0], "expert 1's rows: 0, 2, then padding");
+  const uniform = groupSlots(Float32Array.of(3, 1, 0.6, 0.4, 0, 3, 0.7, 0.3, 3, 2, 0.9, 0.1), 3, 2, map, 2, true);
+  assert.equal([uniform.count, uniform.rows, uniform.start], [[3, 1], [ROW_GRAIN, ROW_GRAIN], [0, ROW_GRAIN]], 'uniform: every expert as many rows as the largest');
   const none = groupSlots(Float32Array.of(0, 2, 0.5, 0.5), 1, 2, map, 2);
   assert.equal([none.total, [...none.inv]], [0, [-1, -1]], 'nothing local: no grouped rows');
 });
 
-test('the grouped path: the routing read back, x gathered in expert order, each expert\'s gate|up, activation and down over its rows, the combine through inv', async () => {
-  const shape = { hidden: 40, inter: 24, experts: 6, topK: 2, dtype: 'bf16' as FloatDType };
-  const { graph, tensors } = moeGraph(shape);
-  const gpu = new RecordingGpu({ keepUploads: true });
-  const rows = 300;
-  // Row r routes to experts r % 6 and (r + 1) % 6 (weights 0.75, 0.25), as the device would have written it.
-  const routing = new Float32Array(rows * 4);
-  for (let r = 0; r < rows; r++) routing.set([r % 6, (r + 1) % 6, 0.75, 0.25], 4 * r);
-  const downloads: bigint[] = [];
-  const record = gpu.download.bind(gpu);
-  (gpu as { download: RecordingGpu['download'] }).download = (dst, src) => {
-    record(dst, src);
-    if (dst.byteLength !== routing.byteLength) return; // the step's output
-    downloads.push(src);
-    new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength).set(new Uint8Array(routing.buffer));
-  };
-  const program = await compileProgram(gpu, graph, memoryWeights(tensors), { kvCache: { numBlocks: 32, blockSize: 16 } }, { ...SETTINGS, activations: 'bf16' });
-  const from = gpu.launches.length;
-  const gemmsFrom = gpu.gemms.length;
-  await program.run(stepBatch([{ tokens: range(rows).map((i) => i % 64), cached: 0, blocks: range(19) }], 16, 'all'));
-  const moe = checkMoeLaunches(gpu, from, 'bf16');
-  assert.equal(kernelsOf(moe), ['moe_router', 'moe_dense_act', 'moe_dense_act', 'moe_dense_act', 'moe_dense_act', 'moe_dense_act', 'moe_dense_act', 'moe_combine', 'sigmoid_gate']);
-  const [router] = moe;
-  const routingPtr = router.args.find((a) => downloads.includes(a as bigint)) as bigint;
-  assert.ok(routingPtr !== undefined, "the host read the router's output");
-  const gather = gpu.launches.slice(from).find((l) => l.kernel === 'gather_rows_bf16')!;
-  const combine = moe.find((l) => l.kernel.startsWith('moe_combine'))!;
-  assert.equal([combine.args[2], combine.args[6], combine.args[9]], [routingPtr, rows, 2]);
-  // Each expert takes 100 slots (rows r ≡ e and r ≡ e − 1 mod 6): 128 GEMM rows, grouped one after another.
-  const perExpert = 100, m = Math.ceil(perExpert / ROW_GRAIN) * ROW_GRAIN;
-  assert.is(gather.grid.x, 6 * m);
-  const src = new Int32Array(gpu.uploads.get(gather.args[2] as bigint)!.buffer);
-  const inv = new Int32Array(gpu.uploads.get(combine.args[10] as bigint)!.buffer);
-  assert.is(src.length, 6 * m);
-  assert.is(inv.length, rows * 2);
-  for (let s = 0; s < rows * 2; s++) {
-    const r = s >> 1, e = (r + (s & 1)) % 6;
-    assert.ok(inv[s] >= e * m && inv[s] < e * m + perExpert, `slot ${s} in expert ${e}'s rows`);
-    assert.is(src[inv[s]], r, `slot ${s} reads row ${r}`);
-  }
-  const gemms = gpu.gemms.slice(gemmsFrom).filter((g) => g.yDtype === 'f32');
-  assert.is(gemms.length, 12, 'gate|up and down for each of the 6 experts');
-  const xg = gather.args[0] as bigint;
-  const rowBytes = BigInt(shape.hidden * 2);
-  gemms.forEach((g, i) => {
-    const e = i >> 1;
-    assert.is(g.rows, m);
-    if (i % 2 === 0) assert.equal([g.x, g.batch], [xg + BigInt(e * m) * rowBytes, { count: 2, strideW: shape.inter * shape.hidden, strideY: m * shape.inter }], `expert ${e}: gate|up on its rows`);
-    else assert.equal([g.y, g.batch], [(combine.args[1] as bigint) + BigInt(e * m * shape.hidden * 4), undefined], `expert ${e}: down into its rows of y`);
+for (const layout of MOE_GROUPED_LAYOUTS) {
+  test(`the grouped path (${layout}): the routing read back, x gathered in expert order, the experts' gate|up, activation and down over their rows, the combine through inv`, async () => {
+    const shape = { hidden: 40, inter: 24, experts: 6, topK: 2, dtype: 'bf16' as FloatDType };
+    const { graph, tensors } = moeGraph(shape);
+    const gpu = new RecordingGpu({ keepUploads: true });
+    const rows = 300;
+    // Row r routes to experts r % 6 and (r + 1) % 6, weights 0.75 and 0.25 (as the device would have written
+    // it), except that rows ≡ 0 (mod 6) route to experts 0 and 2, so the experts take unequal numbers of slots.
+    const routing = new Float32Array(rows * 4);
+    for (let r = 0; r < rows; r++) routing.set(r % 6 === 0 ? [0, 2, 0.75, 0.25] : [r % 6, (r + 1) % 6, 0.75, 0.25], 4 * r);
+    const expertOf = (s: number) => Math.trunc(routing[4 * (s >> 1) + (s & 1)]);
+    const counts = range(6).map((e) => range(rows * 2).filter((s) => expertOf(s) === e).length);
+    const downloads: bigint[] = [];
+    const record = gpu.download.bind(gpu);
+    (gpu as { download: RecordingGpu['download'] }).download = (dst, src) => {
+      record(dst, src);
+      if (dst.byteLength !== routing.byteLength) return; // the step's output
+      downloads.push(src);
+      new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength).set(new Uint8Array(routing.buffer));
+    };
+    const program = await compileProgram(gpu, graph, memoryWeights(tensors), { kvCache: { numBlocks: 32, blockSize: 16 } }, { ...SETTINGS, activations: 'bf16' });
+    moeGroupedLayout.set(layout);
+    try {
+      const from = gpu.launches.length;
+      const gemmsFrom = gpu.gemms.length;
+      await program.run(stepBatch([{ tokens: range(rows).map((i) => i % 64), cached: 0, blocks: range(19) }], 16, 'all'));
+      const moe = checkMoeLaunches(gpu, from, 'bf16');
+      const acts = layout === 'batched' ? ['moe_dense_act'] : range(6).map(() => 'moe_dense_act');
+      assert.equal(kernelsOf(moe), ['moe_router', ...acts, 'moe_combine', 'sigmoid_gate']);
+      const routingPtr = moe[0].args.find((a) => downloads.includes(a as bigint)) as bigint;
+      assert.ok(routingPtr !== undefined, "the host read the router's output");
+      const gather = gpu.launches.slice(from).find((l) => l.kernel === 'gather_rows_bf16')!;
+      const combine = moe.find((l) => l.kernel.startsWith('moe_combine'))!;
+      assert.equal([combine.args[2], combine.args[6], combine.args[9]], [routingPtr, rows, 2]);
+      // Each expert's GEMM rows: its slots rounded up to 32, or (batched) the largest expert's.
+      const grain = (c: number) => Math.ceil(c / ROW_GRAIN) * ROW_GRAIN;
+      const m = counts.map((c) => (layout === 'batched' ? grain(Math.max(...counts)) : grain(c)));
+      const start = m.map((_, e) => m.slice(0, e).reduce((a, b) => a + b, 0));
+      assert.is(gather.grid.x, start[5] + m[5]);
+      const src = new Int32Array(gpu.uploads.get(gather.args[2] as bigint)!.buffer);
+      const inv = new Int32Array(gpu.uploads.get(combine.args[10] as bigint)!.buffer);
+      assert.is(inv.length, rows * 2);
+      for (let s = 0; s < rows * 2; s++) {
+        const e = expertOf(s);
+        assert.ok(inv[s] >= start[e] && inv[s] < start[e] + counts[e], `slot ${s} in expert ${e}'s rows`);
+        assert.is(src[inv[s]], s >> 1, `slot ${s} reads its row`);
+      }
+      const gemms = gpu.gemms.slice(gemmsFrom).filter((g) => g.yDtype === 'f32');
+      const xg = gather.args[0] as bigint;
+      const y = combine.args[1] as bigint;
+      const rowBytes = BigInt(shape.hidden * 2);
+      const { inter, hidden } = shape;
+      if (layout === 'batched') {
+        assert.equal(gemms.map((g) => [g.rows, g.x, g.batch]), [
+          [m[0], xg, { count: 6, strideW: 2 * inter * hidden, strideY: 2 * m[0] * inter, strideX: m[0] * hidden }],
+          [m[0], xg, { count: 6, strideW: 2 * inter * hidden, strideY: 2 * m[0] * inter, strideX: m[0] * hidden }],
+          [m[0], gemms[2].x, { count: 6, strideW: hidden * inter, strideY: m[0] * hidden, strideX: m[0] * inter }],
+        ], 'gates, ups and downs of every expert as three strided batches');
+        assert.is(gemms[1].w - gemms[0].w, BigInt(inter * hidden * 2), 'the ups start one matrix after the gates');
+        assert.is(gemms[1].y - gemms[0].y, BigInt(m[0] * inter * 4), "an expert's up rows follow its gate rows");
+        assert.is(gemms[2].y, y);
+      } else {
+        assert.is(gemms.length, 12, 'gate|up and down for each of the 6 experts');
+        gemms.forEach((g, i) => {
+          const e = i >> 1;
+          assert.is(g.rows, m[e]);
+          if (i % 2 === 0) assert.equal([g.x, g.batch], [xg + BigInt(start[e]) * rowBytes, { count: 2, strideW: inter * hidden, strideY: m[e] * inter }], `expert ${e}: gate|up on its rows`);
+          else assert.equal([g.y, g.batch], [y + BigInt(start[e] * hidden * 4), undefined], `expert ${e}: down into its rows of y`);
+        });
+      }
+    } finally {
+      moeGroupedLayout.set('batched');
+    }
+    await program.dispose();
   });
-  await program.dispose();
-});
+}
 
 test('a dense expert batch cuBLASLt refuses leaves the node on the tile path, from then on', async () => {
   const shape = { hidden: 40, inter: 24, experts: 6, topK: 2, dtype: 'f16' as FloatDType };

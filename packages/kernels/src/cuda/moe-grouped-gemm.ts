@@ -1,23 +1,30 @@
 // The grouped path of moeExperts for prompt steps: every local expert runs cuBLAS GEMMs over only the rows
 // routed to it. The host reads the step's routing (one wait for the device a MoE layer), groups each expert's
 // slots, and uploads where each grouped row comes from (src) and where each slot's result went (inv). Then, a
-// pass of rows at a time: x gathered into expert order (gather_rows), and for each expert gate|up (one strided
-// batch of 2, f32) → moe_dense_act → down (f32), and moe_combine reads each slot's row through inv (layout 2).
+// pass of rows at a time: x gathered into expert order (gather_rows), the experts' gate|up (f32) →
+// moe_dense_act → down (f32), and moe_combine reads each slot's row through inv (layout 2). Two layouts
+// (ZINFER_MOE_GROUPED):
+//   batched: every expert padded to the pass's largest expert, so all of them run as strided batches (gates,
+//            ups, downs: three GEMM launches and one activation a pass, whatever the number of experts);
+//   experts: each expert padded to a multiple of ROW_GRAIN rows and run on its own (three launches an expert).
 // The dense path computes every expert over every row (experts ÷ top-k times the work); the tile path reads an
-// expert's weights once per 8 of its rows. This one does neither, at the price of the wait and of a few
-// launches an expert, so it runs only where a step is not captured (a graph cannot wait for the host) and
-// its experts get enough rows each (moe-prefill.ts).
-// An expert's GEMM rows round up to ROW_GRAIN (the padding rows repeat row 0 and are never read back), so
-// prompt after prompt asks cuBLASLt for a bounded set of shapes.
+// expert's weights once per 8 of its rows. This one does neither, at the price of the wait, so it runs only
+// where a step is not captured (a graph cannot wait for the host) and its experts get enough rows each
+// (moe-prefill.ts). Padding rows repeat row 0 and are never read back; rows rounded to ROW_GRAIN keep the GEMM
+// shapes cuBLASLt plans for prompt after prompt to a bounded set.
 import { BackendError, type OpNode } from '@zinfer/core';
 import { ACTIVATION_CODES } from './activation-codes.js';
 import type { DenseExperts } from './moe-dense.js';
+import { EnvChoice } from './env-choice.js';
 import { align256, dtypeBytes, flatGrid, threadsFor, type StepContext } from './step-context.js';
 
 /** An expert's GEMM rows are a multiple of this. */
 export const ROW_GRAIN = 32;
-/** Scratch a pass of the grouped path may take; its rows are as many as fit, in multiples of 64 (at least 64). */
+/** Scratch a pass of the grouped path may take: a step's rows are split into passes (multiples of 64 rows) until each fits. */
 const PASS_BYTES = 256 * 2 ** 20;
+
+export const MOE_GROUPED_LAYOUTS = ['batched', 'experts'] as const;
+export const moeGroupedLayout = new EnvChoice(MOE_GROUPED_LAYOUTS, 'batched', 'ZINFER_MOE_GROUPED');
 
 /** One pass's slots grouped by local expert. */
 export interface SlotGroups {
@@ -35,9 +42,10 @@ export interface SlotGroups {
 
 /**
  * Groups the slots of `rows` rows by local expert, in slot order, from their routing ([rows, 2·topK] f32: ids
- * as floats, then weights) and the global id → local index map, as the kernels' local_expert reads them.
+ * as floats, then weights) and the global id → local index map, as the kernels' local_expert reads them. Each
+ * expert's rows are its slots rounded up to ROW_GRAIN, or (uniform) the largest expert's.
  */
-export function groupSlots(routing: Float32Array, rows: number, topK: number, map: Int32Array, nLocal: number): SlotGroups {
+export function groupSlots(routing: Float32Array, rows: number, topK: number, map: Int32Array, nLocal: number, uniform = false): SlotGroups {
   const slots = rows * topK;
   const expertOf = new Int32Array(slots);
   const count = new Array<number>(nLocal).fill(0);
@@ -49,12 +57,15 @@ export function groupSlots(routing: Float32Array, rows: number, topK: number, ma
     expertOf[s] = e;
     if (e >= 0) count[e]++;
   }
+  // uniform (the batched layout): every expert as many rows as the largest.
+  const grain = (c: number) => Math.ceil(c / ROW_GRAIN) * ROW_GRAIN;
+  const most = grain(Math.max(0, ...count));
   const start: number[] = [];
   const padded: number[] = [];
   let total = 0;
   for (let e = 0; e < nLocal; e++) {
     start.push(total);
-    padded.push(Math.ceil(count[e] / ROW_GRAIN) * ROW_GRAIN);
+    padded.push(uniform ? most : grain(count[e]));
     total += padded[e];
   }
   const src = new Int32Array(total);
@@ -69,7 +80,10 @@ export function groupSlots(routing: Float32Array, rows: number, topK: number, ma
   return { start, count, rows: padded, total, src, inv };
 }
 
-/** Byte offsets in a pass's scratch: xg [total, hidden] A, y [total, hidden] f32, gu [2, most, inter] f32, h [most, inter] A, src, inv. */
+/**
+ * Byte offsets in a pass's scratch: xg [total, hidden] A, y [total, hidden] f32, gu [2, most, inter] f32, h
+ * [most, inter] A, src, inv; `most` is the rows one GEMM launch covers (an expert's, or every expert's).
+ */
 export function groupedLayout(d: DenseExperts, total: number, most: number, slots: number, actBytes: number) {
   const xg = 0;
   const y = xg + align256(total * d.hidden * actBytes);
@@ -80,12 +94,15 @@ export function groupedLayout(d: DenseExperts, total: number, most: number, slot
   return { xg, y, gu, h, src, inv, total: inv + align256(slots * 4) };
 }
 
-/** Rows of one pass: as many as PASS_BYTES holds at worst (every slot padded, one expert taking every row). */
-export function groupedPassRows(d: DenseExperts, topK: number, actBytes: number, rows: number): number {
-  const perSlot = d.hidden * (actBytes + 4) + 8;
-  const perRow = topK * perSlot + d.inter * (8 + actBytes);
-  const fit = Math.floor((PASS_BYTES - d.count * (ROW_GRAIN - 1) * perSlot) / perRow / 64) * 64;
-  return Math.min(rows, Math.max(64, fit));
+/** A step's passes: its rows grouped in one pass, or split in passes of 64 rows or more until each pass's scratch fits PASS_BYTES. */
+function planPasses(rows: number, group: (r0: number, n: number) => SlotGroups, bytes: (n: number, g: SlotGroups) => number): { r0: number; n: number; g: SlotGroups }[] {
+  for (let passRows = rows; ; ) {
+    const passes: { r0: number; n: number; g: SlotGroups }[] = [];
+    for (let r0 = 0; r0 < rows; r0 += passRows) passes.push({ r0, n: Math.min(passRows, rows - r0), g: group(r0, Math.min(passRows, rows - r0)) });
+    const worst = Math.max(...passes.map(({ n, g }) => bytes(n, g)));
+    if (worst <= PASS_BYTES || passRows <= 64) return passes;
+    passRows = Math.max(64, Math.min(passRows - 64, Math.floor((passRows * PASS_BYTES) / worst / 64) * 64));
+  }
 }
 
 /** The node's global expert id → local index map (as moe-tables.ts uploads it). */
@@ -109,16 +126,16 @@ export function launchMoeGrouped(ctx: StepContext, node: OpNode<'moeExperts'>, d
   const routing = new Float32Array(rows * 2 * topK);
   gpu.download(routing, routingPtr); // waits for the router
   const map = hostMap(node, mapLen);
-  const passRows = groupedPassRows(d, topK, A, rows);
-  const passes: { r0: number; n: number; g: SlotGroups }[] = [];
-  for (let r0 = 0; r0 < rows; r0 += passRows) {
-    const n = Math.min(passRows, rows - r0);
-    passes.push({ r0, n, g: groupSlots(routing.subarray(r0 * 2 * topK, (r0 + n) * 2 * topK), n, topK, map, nLocal) });
-  }
-  const layouts = passes.map(({ n, g }) => groupedLayout(d, g.total, Math.max(0, ...g.rows), n * topK, A));
+  const batched = moeGroupedLayout.get() === 'batched';
+  const layoutOf = (n: number, g: SlotGroups) => groupedLayout(d, g.total, batched ? g.total : Math.max(0, ...g.rows), n * topK, A);
+  const group = (r0: number, n: number) => groupSlots(routing.subarray(r0 * 2 * topK, (r0 + n) * 2 * topK), n, topK, map, nLocal, batched);
+  const passes = planPasses(rows, group, (n, g) => layoutOf(n, g).total);
+  const layouts = passes.map(({ n, g }) => layoutOf(n, g));
   const base = ctx.scratch(Math.max(...layouts.map((l) => l.total)));
   const [x, out] = [ctx.value(node.inputs.x), ctx.value(node.output)];
   const rowBytes = d.hidden * A;
+  const act = ACTIVATION_CODES[node.attrs.fn];
+  const [gateUpBytes, downBytes] = [BigInt(d.inter * d.hidden * A), BigInt(d.hidden * d.inter * A)];
   try {
     passes.forEach(({ r0, n, g }, i) => {
       const at = layouts[i];
@@ -128,15 +145,23 @@ export function launchMoeGrouped(ctx: StepContext, node: OpNode<'moeExperts'>, d
         gpu.upload(src, g.src);
         gpu.launch(`gather_rows_${ctx.act}`, { x: g.total }, threadsFor(d.hidden), [xg, x + BigInt(r0 * rowBytes), src, d.hidden]);
       }
-      for (let e = 0; e < nLocal; e++) {
+      if (batched && g.total > 0) {
+        // Gates, then ups, into gu [expert][gate, up][m][inter]: moe_dense_act's [2·experts, m, inter].
+        const m = g.rows[0];
+        for (const part of [0, 1]) {
+          const w = d.gateUp + BigInt(part) * gateUpBytes;
+          gpu.gemm!({ y: gu + BigInt(part * m * d.inter * 4), x: xg, w, dtype: ctx.act, yDtype: 'f32', rows: m, inF: d.hidden, outF: d.inter, batch: { count: nLocal, strideW: 2 * d.inter * d.hidden, strideY: 2 * m * d.inter, strideX: m * d.hidden } });
+        }
+        gpu.launch(`moe_dense_act_${ctx.act}`, flatGrid(nLocal * m * d.inter), 256, [h, gu, nLocal, m, d.inter, act]);
+        gpu.gemm!({ y, x: h, w: d.down, dtype: ctx.act, yDtype: 'f32', rows: m, inF: d.inter, outF: d.hidden, batch: { count: nLocal, strideW: d.hidden * d.inter, strideY: m * d.hidden, strideX: m * d.inter } });
+      }
+      for (let e = 0; !batched && e < nLocal; e++) {
         const m = g.rows[e];
         if (m === 0) continue;
-        const gateUp = d.gateUp + BigInt(2 * e * d.inter * d.hidden * A);
         const xe = xg + BigInt(g.start[e] * rowBytes);
-        gpu.gemm!({ y: gu, x: xe, w: gateUp, dtype: ctx.act, yDtype: 'f32', rows: m, inF: d.hidden, outF: d.inter, batch: { count: 2, strideW: d.inter * d.hidden, strideY: m * d.inter } });
-        gpu.launch(`moe_dense_act_${ctx.act}`, flatGrid(m * d.inter), 256, [h, gu, 1, m, d.inter, ACTIVATION_CODES[node.attrs.fn]]);
-        const down = d.down + BigInt(e * d.hidden * d.inter * A);
-        gpu.gemm!({ y: y + BigInt(g.start[e] * d.hidden * 4), x: h, w: down, dtype: ctx.act, yDtype: 'f32', rows: m, inF: d.inter, outF: d.hidden });
+        gpu.gemm!({ y: gu, x: xe, w: d.gateUp + BigInt(2 * e) * gateUpBytes, dtype: ctx.act, yDtype: 'f32', rows: m, inF: d.hidden, outF: d.inter, batch: { count: 2, strideW: d.inter * d.hidden, strideY: m * d.inter } });
+        gpu.launch(`moe_dense_act_${ctx.act}`, flatGrid(m * d.inter), 256, [h, gu, 1, m, d.inter, act]);
+        gpu.gemm!({ y: y + BigInt(g.start[e] * d.hidden * 4), x: h, w: d.down + BigInt(e) * downBytes, dtype: ctx.act, yDtype: 'f32', rows: m, inF: d.inter, outF: d.hidden });
       }
       const routingPass = routingPtr + BigInt(r0 * 2 * topK * 4);
       gpu.launch(`moe_combine_${ctx.act}`, flatGrid(n * d.hidden), 256, [out + BigInt(r0 * rowBytes), y, routingPass, table, nLocal, mapLen, n, topK, d.hidden, 2, inv]);
