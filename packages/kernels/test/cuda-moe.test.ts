@@ -13,7 +13,7 @@ import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
 import { sideBySideWeights, type ActivationChoice } from '../src/cuda/device-weights.js';
 import { largeLayout, MOE_TILE, moeRoutingValues, routerSplits, setRouterMode } from '../src/cuda/moe-launch.js';
 import { denseLayout, densePassRows, MOE_DENSE_MAX_ROWS, setMoeDensePassBytes } from '../src/cuda/moe-dense.js';
-import { groupSlots, MOE_GROUPED_LAYOUTS, moeGroupedLayout, ROW_GRAIN } from '../src/cuda/moe-grouped-gemm.js';
+import { groupedLayoutFor, groupSlots, moeGroupedLayout, ROW_GRAIN } from '../src/cuda/moe-grouped-gemm.js';
 import { moePrefill, moeStepPath } from '../src/cuda/moe-prefill.js';
 import { RecordingGpu, type RecordedLaunch } from '../src/cuda/recording-gpu.js';
 import { supports } from '../src/cuda/supports.js';
@@ -253,13 +253,17 @@ test("a 150-row step of 6 experts of top-2 runs dense ('auto'), in passes of 64,
   await program.dispose();
 });
 
-test("moeStepPath: dense to 64 rows; past them 'auto' groups where the step is not captured and the experts outnumber top-k with 64 slots each on average, else dense", async () => {
+test("moeStepPath: dense to 64 rows; past them 'auto' groups where the step is not captured and the experts outnumber top-k with enough slots each (64; batched, 16), else dense", async () => {
   assert.is(moeStepPath(64, 60, 1, false), 'dense', 'a decode batch');
   assert.is(moeStepPath(255, 8, 2, false), 'dense', 'Mixtral: 8 experts of top-2 get 64 slots each from 256 rows');
   assert.is(moeStepPath(256, 8, 2, false), 'grouped');
   assert.is(moeStepPath(4096, 2, 2, false), 'dense', 'an ep-4 rank of Mixtral: dense computes nothing extra');
-  assert.is(moeStepPath(959, 60, 4, false), 'dense', "Qwen2-MoE's 60 experts of top-4 from 960 rows");
-  assert.is(moeStepPath(960, 60, 4, false), 'grouped');
+  assert.is(moeStepPath(239, 60, 4, false), 'dense', "Qwen2-MoE's 60 experts of top-4, batched, get 16 slots each from 240 rows");
+  assert.is(moeStepPath(240, 60, 4, false), 'grouped');
+  assert.equal([groupedLayoutFor(8), groupedLayoutFor(16), groupedLayoutFor(17)], ['experts', 'experts', 'batched']);
+  moeGroupedLayout.set('experts');
+  assert.is(moeStepPath(900, 60, 4, false), 'dense', 'a launch triple an expert wants 64 slots each');
+  moeGroupedLayout.set('auto');
   assert.is(moeStepPath(4096, 8, 2, true), 'dense', 'a captured step cannot wait for the host');
   moePrefill.set('grouped');
   assert.is(moeStepPath(65, 60, 4, false), 'grouped');
@@ -298,7 +302,7 @@ test('groupSlots: slots grouped by local expert in slot order, each expert padde
   assert.equal([none.total, [...none.inv]], [0, [-1, -1]], 'nothing local: no grouped rows');
 });
 
-for (const layout of MOE_GROUPED_LAYOUTS) {
+for (const layout of ['batched', 'experts'] as const) {
   test(`the grouped path (${layout}): the routing read back, x gathered in expert order, the experts' gate|up, activation and down over their rows, the combine through inv`, async () => {
     const shape = { hidden: 40, inter: 24, experts: 6, topK: 2, dtype: 'bf16' as FloatDType };
     const { graph, tensors } = moeGraph(shape);
@@ -369,7 +373,7 @@ for (const layout of MOE_GROUPED_LAYOUTS) {
         });
       }
     } finally {
-      moeGroupedLayout.set('batched');
+      moeGroupedLayout.set('auto');
     }
     await program.dispose();
   });

@@ -3,10 +3,14 @@
 // slots, and uploads where each grouped row comes from (src) and where each slot's result went (inv). Then, a
 // pass of rows at a time: x gathered into expert order (gather_rows), the experts' gate|up (f32) →
 // moe_dense_act → down (f32), and moe_combine reads each slot's row through inv (layout 2). Two layouts
-// (ZINFER_MOE_GROUPED):
+// (ZINFER_MOE_GROUPED; auto: batched past BATCHED_FROM_EXPERTS local experts):
 //   batched: every expert padded to the pass's largest expert, so all of them run as strided batches (gates,
-//            ups, downs: three GEMM launches and one activation a pass, whatever the number of experts);
+//            ups, downs: three GEMM launches and one activation a pass, whatever the number of experts; the
+//            padding and the larger scratch, which splits big steps into more passes, cost few experts more);
 //   experts: each expert padded to a multiple of ROW_GRAIN rows and run on its own (three launches an expert).
+// Layers on an H200, bf16, ms, batched / experts (bench/results/moe-prefill-h200-s22.json, callE): Mixtral
+// (8 experts) 1,024 rows 2.69 / 1.99, 2,048 rows 5.34 / 3.04; Qwen1.5-MoE (60) 256 rows 0.56 / 2.39, 2,048
+// rows 2.45 / 3.73.
 // The dense path computes every expert over every row (experts ÷ top-k times the work); the tile path reads an
 // expert's weights once per 8 of its rows. This one does neither, at the price of the wait, so it runs only
 // where a step is not captured (a graph cannot wait for the host) and its experts get enough rows each
@@ -23,8 +27,27 @@ export const ROW_GRAIN = 32;
 /** Scratch a pass of the grouped path may take: a step's rows are split into passes (multiples of 64 rows) until each fits. */
 const PASS_BYTES = 256 * 2 ** 20;
 
-export const MOE_GROUPED_LAYOUTS = ['batched', 'experts'] as const;
-export const moeGroupedLayout = new EnvChoice(MOE_GROUPED_LAYOUTS, 'batched', 'ZINFER_MOE_GROUPED');
+export const MOE_GROUPED_LAYOUTS = ['auto', 'batched', 'experts'] as const;
+export const moeGroupedLayout = new EnvChoice(MOE_GROUPED_LAYOUTS, 'auto', 'ZINFER_MOE_GROUPED');
+/** Local experts past which 'auto' takes the batched layout. */
+export const BATCHED_FROM_EXPERTS = 16;
+
+/** The layout of a step over `nLocal` local experts. */
+export function groupedLayoutFor(nLocal: number): 'batched' | 'experts' {
+  const mode = moeGroupedLayout.get();
+  return mode === 'auto' ? (nLocal > BATCHED_FROM_EXPERTS ? 'batched' : 'experts') : mode;
+}
+
+/**
+ * Slots a local expert must get on average for the grouped path to beat the dense one (moe-prefill.ts): its
+ * GEMMs are small below that, and each expert's own launches (experts layout) cost more than batched ones.
+ * Measured: Mixtral's 8 experts at 128 rows (32 slots) grouped 1.09 ms against dense 0.84, at 256 rows 1.12
+ * against 1.76; Qwen1.5-MoE's 60 batched at 128 rows (8.5 slots) 0.66 against 0.47–0.51, at 256 rows 0.56
+ * against 0.85.
+ */
+export function groupedMinSlots(nLocal: number): number {
+  return groupedLayoutFor(nLocal) === 'batched' ? 16 : 64;
+}
 
 /** One pass's slots grouped by local expert. */
 export interface SlotGroups {
@@ -126,7 +149,7 @@ export function launchMoeGrouped(ctx: StepContext, node: OpNode<'moeExperts'>, d
   const routing = new Float32Array(rows * 2 * topK);
   gpu.download(routing, routingPtr); // waits for the router
   const map = hostMap(node, mapLen);
-  const batched = moeGroupedLayout.get() === 'batched';
+  const batched = groupedLayoutFor(nLocal) === 'batched';
   const layoutOf = (n: number, g: SlotGroups) => groupedLayout(d, g.total, batched ? g.total : Math.max(0, ...g.rows), n * topK, A);
   const group = (r0: number, n: number) => groupSlots(routing.subarray(r0 * 2 * topK, (r0 + n) * 2 * topK), n, topK, map, nLocal, batched);
   const passes = planPasses(rows, group, (n, g) => layoutOf(n, g).total);

@@ -5,22 +5,18 @@
 //   dense:   every local expert over every row in passes (moe-dense.ts): experts ÷ top-k times the routed work;
 //   tiles:   each expert's rows in tiles of 8 on CUDA-core kernels, its weights read once a tile (moe-launch.ts);
 //   auto:    grouped where the step is not captured, the experts outnumber top-k (else dense computes nothing
-//            extra) and they average at least GROUPED_MIN_SLOTS slots each; else dense. The tiles remain the
-//            fallback for experts that are not side by side in the activation dtype.
+//            extra) and they get enough slots each on average (moe-grouped-gemm.ts groupedMinSlots); else
+//            dense. The tiles remain the fallback for experts that are not side by side in the activation dtype.
 // Steps of 9–64 rows always run dense. Layers on an H200, bf16, ms (bench/results/moe-prefill-h200-s22.json):
-//   Mixtral-8x7B (8 experts, top-2): 128 rows tiles 7.44, dense 0.84, grouped 0.91; 256 rows 14.71, 1.68, 0.99;
-//   1,024 rows 61.4, 7.20, 1.60; 2,048 rows 123.6, 11.1, 3.6.
-//   Qwen1.5-MoE (60 experts, top-4): 256 rows tiles 2.41, dense 0.80, grouped 1.27; 1,024 rows 10.0, 3.06, 2.7–2.9;
-//   2,048 rows 20.9, 5.38, 2.6.
+//   Mixtral-8x7B (8 experts, top-2): 256 rows tiles 14.7, dense 1.76, grouped 1.12; 2,048 rows 124, 10–11, 3.0.
+//   Qwen1.5-MoE (60 experts, top-4): 256 rows tiles 2.43, dense 0.85, grouped 0.56; 2,048 rows 20.7, 5.2, 2.5.
 import { EnvChoice } from './env-choice.js';
 import { MOE_DENSE_MAX_ROWS } from './moe-dense.js';
+import { groupedMinSlots } from './moe-grouped-gemm.js';
 
 export const MOE_PREFILL_MODES = ['auto', 'grouped', 'dense', 'tiles'] as const;
 export type MoePrefillMode = (typeof MOE_PREFILL_MODES)[number];
 export const moePrefill = new EnvChoice<MoePrefillMode>(MOE_PREFILL_MODES, 'auto', 'ZINFER_MOE_PREFILL');
-
-/** Slots a local expert gets on average from which 'auto' groups (per-expert GEMMs smaller than this lose to dense). */
-export const GROUPED_MIN_SLOTS = 64;
 
 /** The path of a step of `rows` (> 8) rows over `nLocal` local experts of top-`topK` routing. */
 export function moeStepPath(rows: number, nLocal: number, topK: number, capturing: boolean): 'grouped' | 'dense' | 'tiles' {
@@ -29,5 +25,5 @@ export function moeStepPath(rows: number, nLocal: number, topK: number, capturin
   if (mode === 'dense' || mode === 'tiles') return mode;
   if (capturing) return 'dense';
   if (mode === 'grouped') return 'grouped';
-  return nLocal > topK && rows * topK >= GROUPED_MIN_SLOTS * nLocal ? 'grouped' : 'dense';
+  return nLocal > topK && rows * topK >= groupedMinSlots(nLocal) * nLocal ? 'grouped' : 'dense';
 }
