@@ -57,15 +57,14 @@ template <typename T> struct Vec16 {
   static constexpr int N = 16 / sizeof(T);
 };
 
-// Widens the N = 16 / sizeof(T) elements of one 16-byte word to f32.
-template <typename T> __device__ __forceinline__ void widen16(const uint4 raw, float *out) {
-  const u32 w[4] = {raw.x, raw.y, raw.z, raw.w};
+// Widens W 32-bit words to f32: W f32 elements, or 2·W 16-bit ones (the low half first).
+template <typename T, int W> __device__ __forceinline__ void widen_words(const u32 (&w)[W], float *out) {
   if constexpr (sizeof(T) == 4) {
 #pragma unroll
-    for (int i = 0; i < 4; i++) out[i] = __uint_as_float(w[i]);
+    for (int i = 0; i < W; i++) out[i] = __uint_as_float(w[i]);
   } else {
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < W; i++) {
       T lo, hi;
       lo.bits = (u16)(w[i] & 0xffffu);
       hi.bits = (u16)(w[i] >> 16);
@@ -73,6 +72,12 @@ template <typename T> __device__ __forceinline__ void widen16(const uint4 raw, f
       out[2 * i + 1] = to_f32(hi);
     }
   }
+}
+
+// Widens the N = 16 / sizeof(T) elements of one 16-byte word to f32.
+template <typename T> __device__ __forceinline__ void widen16(const uint4 raw, float *out) {
+  const u32 w[4] = {raw.x, raw.y, raw.z, raw.w};
+  widen_words<T, 4>(w, out);
 }
 
 // 16 bytes of activations an earlier kernel wrote, as an ordinary (coherent) load kept after griddepcontrol.wait.
@@ -94,20 +99,8 @@ __device__ __forceinline__ uint2 ld_act8(const void *p) {
 
 // Widens the 8 / sizeof(T) elements of one 8-byte word to f32.
 template <typename T> __device__ __forceinline__ void widen8(const uint2 raw, float *out) {
-  if constexpr (sizeof(T) == 4) {
-    out[0] = __uint_as_float(raw.x);
-    out[1] = __uint_as_float(raw.y);
-  } else {
-    const u32 w[2] = {raw.x, raw.y};
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-      T lo, hi;
-      lo.bits = (u16)(w[i] & 0xffffu);
-      hi.bits = (u16)(w[i] >> 16);
-      out[2 * i] = to_f32(lo);
-      out[2 * i + 1] = to_f32(hi);
-    }
-  }
+  const u32 w[2] = {raw.x, raw.y};
+  widen_words<T, 2>(w, out);
 }
 
 // Loads N consecutive elements of T at p widened to f32, 16 bytes at a time (8 bytes when N·sizeof(T) is 8);
