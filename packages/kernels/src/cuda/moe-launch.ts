@@ -7,7 +7,8 @@
 // every expert over every row as batched cuBLAS GEMMs (moe-dense.ts); more rows, a grouping launch (slots per
 // expert, tiles of ≤ 8) and then gate/up, down and the combine over the tiles, or the dense path in passes, or
 // the grouped path (moe-prefill.ts picks).
-// Launch shapes depend only on the row count, never on the routing, so decode steps capture as CUDA graphs.
+// Launch shapes depend only on the row count, never on the routing, so decode steps capture as CUDA graphs
+// (the grouped path reads the routing on the host, and never runs in a captured step).
 // sigmoidGate: one elementwise kernel.
 import { BackendError, type Graph, type OpNode, type ValueId } from '@zinfer/core';
 import { ACTIVATION_CODES } from './activation-codes.js';

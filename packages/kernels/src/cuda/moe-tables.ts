@@ -22,7 +22,7 @@ export class MoeTables {
   private countsPtr: bigint | null = null;
   /** The split router's scratch: logits [rows, experts] f32, then its row counters (zeroed once; launches leave them zero). */
   private splitScratch: { ptr: bigint; rows: number; experts: number } | null = null;
-  /** moeExperts nodes whose dense batch cuBLASLt refused (moe-dense.ts): the tile path from then on. */
+  /** moeExperts nodes whose dense or grouped GEMMs cuBLASLt refused (moe-dense.ts, moe-grouped-gemm.ts): the tile path from then on. */
   readonly denseRefused = new Set<OpNode>();
 
   /** padSlot: the KV slot of a decode graph's padding rows (not counted), or -1 when there are none. */
