@@ -1,24 +1,24 @@
 // The Mixture-of-Experts part of the GPU check (scripts/gpu-check.mjs calls checkMoe; run it alone with
 // ZINFER_GPU_CHECK_ONLY=moe). Against the reference backend on random shapes (odd sizes; topK 1/2/4;
-// experts 3/8/60; rows 1, 2, 7, 64, 300: the GEMV path (at 2–8 rows in the 16-bit modes on the tensor cores where
-// the sizes are whole 16-byte vectors), the dense and the grouped path (300 rows: tiles and dense passes, each
-// moePrefill mode); f32 ≤ 1e-3 relative, f16/bf16
-// ≤ 2e-2):
+// experts 3/8/60; rows 1, 2, 7, 64, 300: the GEMV path (at 2–8 rows in the 16-bit modes on the tensor cores
+// where the sizes are whole 16-byte vectors), the dense path, and at 300 rows each moePrefill mode (grouped,
+// dense passes, tiles); f32 ≤ 1e-3 relative, f16/bf16 ≤ 2e-2):
 //   - moeRouter: ids equal to the reference's (a swap only between probabilities within the tolerance),
 //     routing weights within the tolerance, and Program.expertLoad equal to the counts of the routing;
 //   - moeExperts: fed the GPU's own routing on both sides (so a near-tie cannot make the comparison
 //     meaningless), every mode, and an expert-parallel subset (experts this program does not hold give 0);
 //   - sigmoidGate;
 // then the MoE fixtures (Mixtral, Qwen2-MoE with and without norm_topk_prob: f32 logits ≤ 1e-3, greedy
-// identical to transformers), and a timing of Mixtral-8x7B-shaped layers (bf16, hidden 4096, intermediate
-// 14336, 8 experts, top-2; ZINFER_MOE_TIMING_SHAPE=qwen2moe: Qwen1.5-MoE-A2.7B's 60 experts of top-4) at steps of
-// 1, 8 and 64 rows (ZINFER_MOE_TIMING_ROWS; past 64, each prefill mode),
-// with the GB/s of moeExperts over the expert bytes the step reads (from expertLoad) next to the device's
-// read bandwidth (gpu-check-moe-timing.mjs; timing skipped in dry mode).
+// identical to transformers; a 112-token prompt in each prefill mode against the reference), and a timing of
+// Mixtral-8x7B-shaped layers (bf16, hidden 4096, intermediate 14336, 8 experts, top-2;
+// ZINFER_MOE_TIMING_SHAPE=qwen2moe: Qwen1.5-MoE-A2.7B's 60 experts of top-4) at steps of 1, 8 and 64 rows
+// (ZINFER_MOE_TIMING_ROWS; past 64, each prefill mode), with the GB/s of moeExperts over the expert bytes the
+// step reads (from expertLoad) next to the device's read bandwidth (gpu-check-moe-timing.mjs; timing skipped
+// in dry mode).
 // Every group saves results; ZINFER_MOE_BUDGET_S (default 200) bounds the whole part.
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { againstTransformers } from './gpu-fixture-parity.mjs';
+import { againstTransformers, runFixture, sameAsSingle } from './gpu-fixture-parity.mjs';
 
 const NO_KV = { layers: 0, kvHeads: 1, headDim: 1 };
 
@@ -156,6 +156,25 @@ export async function checkMoe(env) {
   for (const arch of archs) {
     await runCase('moe fixtures', `${arch}: prompt logits and 16 greedy tokens vs transformers (f32)`, async () => {
       return againstTransformers(core, join(FIXTURES, arch), makeBackend(opts));
+    });
+    // A prompt past 64 rows through the whole model, each prefill mode (grouped, dense, tiles; their MoE steps
+    // only: transformers' stored logits are of a short prompt) against the reference backend.
+    await runCase('moe fixtures prompt paths', `${arch}: a 112-token prompt, prompt logits and 8 greedy tokens vs the reference, each prefill mode (f32)`, async () => {
+      const dir = join(FIXTURES, arch);
+      const vocab = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')).vocab_size;
+      const ids = Array.from({ length: 112 }, (_, i) => (i * 37 + 11) % vocab);
+      const want = await runFixture(core, dir, oracle, null, ids);
+      const before = cuda?.moePrefill?.get();
+      const out = [];
+      try {
+        for (const mode of cuda?.moePrefill ? cuda.MOE_PREFILL_MODES : [null]) {
+          if (mode) cuda.moePrefill.set(mode);
+          out.push(`${mode ?? 'default'}: ${sameAsSingle(await runFixture(core, dir, makeBackend(opts), null, ids), want)}`);
+        }
+      } finally {
+        if (before) cuda.moePrefill.set(before);
+      }
+      return out.join('; ');
     });
   }
   save();
