@@ -2,7 +2,7 @@
 // ZINFER_GPU_CHECK_ONLY=moe). Against the reference backend on random shapes (odd sizes; topK 1/2/4;
 // experts 3/8/60; rows 1, 2, 7, 64, 300: the GEMV path (at 2–8 rows in the 16-bit modes on the tensor cores
 // where the sizes are whole 16-byte vectors), the dense path, and at 300 rows each moePrefill mode (grouped,
-// dense passes, tiles); f32 ≤ 1e-3 relative, f16/bf16 ≤ 2e-2):
+// also split in passes; dense passes; tiles); f32 ≤ 1e-3 relative, f16/bf16 ≤ 2e-2):
 //   - moeRouter: ids equal to the reference's (a swap only between probabilities within the tolerance),
 //     routing weights within the tolerance, and Program.expertLoad equal to the counts of the routing;
 //   - moeExperts: fed the GPU's own routing on both sides (so a near-tie cannot make the comparison
@@ -107,19 +107,22 @@ export async function checkMoe(env) {
           const refTensors = new Map([...tensors, ['routing', { dtype: 'f32', shape: [rows, 2 * s.topK], data: routing }]]);
           const ref = graphOf(refTensors, (b, x) => experts(b, x, b.embedding(b.inputs.tokenIds, 'routing'), s.topK, held));
           const want = (await run(oracle, ref, refTensors, rows)).out;
-          // Past 64 rows, both prefill modes (moePrefill: tiles, dense passes of 64 rows).
-          const prefill = rows > 64 && cuda?.moePrefill ? cuda.MOE_PREFILL_MODES : [null];
+          // Past 64 rows, every prefill mode (moePrefill), and the grouped path split in passes of 64 rows (a
+          // 1 MiB pass scratch).
+          const prefill = rows > 64 && cuda?.moePrefill ? [...cuda.MOE_PREFILL_MODES, 'grouped in passes'] : [null];
           const before = cuda?.moePrefill?.get();
           const errs = [];
           try {
             for (const mode of prefill) {
-              if (mode) cuda.moePrefill.set(mode);
+              if (mode) cuda.moePrefill.set(mode === 'grouped in passes' ? 'grouped' : mode);
+              if (mode === 'grouped in passes') cuda.setMoeGroupedPassBytes(2 ** 20);
               const err = relativeDifference((await run(be, full, tensors, rows)).out, want);
               if (!(err <= m.tol)) throw new Error(`relative error ${err.toExponential(2)} > ${m.tol}${mode ? ` (prefill ${mode})` : ''}`);
               errs.push(`${err.toExponential(2)}${mode ? ` ${mode}` : ''}`);
             }
           } finally {
             if (before) cuda.moePrefill.set(before);
+            cuda?.setMoeGroupedPassBytes?.(256 * 2 ** 20);
           }
           return `rel err ${errs.join(', ')} (${rows <= 8 ? 'gemv' : rows <= 64 ? 'dense or grouped' : 'prefill'} path)`;
         });

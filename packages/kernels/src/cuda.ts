@@ -138,7 +138,7 @@ export { decodeRecords, KernelTrace, summarizeTrace, traceBuild, type TraceRecor
 export { autoGemvVariant, GEMV_KERNEL_VARIANTS, GEMV_NARROW_MODES, GEMV_VARIANTS, gemvNarrow, gemvVariant, gemvVariantByEpilogue, gemvWarpMaxIn, setGemvNarrow, setGemvVariant, setGemvVariantByEpilogue, setGemvWarpMaxIn, type GemvEpilogue, type GemvKernelVariant, type GemvNarrowMode, type GemvVariant } from './cuda/gemv-variant.js';
 export { DECODE_ATTENTION_VARIANTS, decodeAttentionVariant, setDecodeAttentionVariant, type DecodeAttentionVariant } from './cuda/decode-attention-variant.js';
 export { densePassRows, setMoeDensePassBytes } from './cuda/moe-dense.js';
-export { MOE_GROUPED_LAYOUTS, moeGroupedLayout } from './cuda/moe-grouped-gemm.js';
+export { MOE_GROUPED_LAYOUTS, moeGroupedLayout, setMoeGroupedPassBytes } from './cuda/moe-grouped-gemm.js';
 export { MOE_PREFILL_MODES, moePrefill, moeStepPath, type MoePrefillMode } from './cuda/moe-prefill.js';
 export { DECODE_CLUSTER_MODES, DECODE_SPLIT_MODES, decodeClustersMode, decodeSplitsMode, setDecodeCluster, setDecodeSplits, type DecodeClusterMode, type DecodeSplitMode } from './cuda/attention-launch.js';
 export { BATCHED_GEMM_MODES, batchedGemmMode, setBatchedGemmMode, type BatchedGemmMode } from './cuda/batched-gemm.js';

@@ -13,7 +13,7 @@ import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
 import { sideBySideWeights, type ActivationChoice } from '../src/cuda/device-weights.js';
 import { largeLayout, MOE_TILE, moeRoutingValues, routerSplits, setRouterMode } from '../src/cuda/moe-launch.js';
 import { denseLayout, densePassRows, MOE_DENSE_MAX_ROWS, setMoeDensePassBytes } from '../src/cuda/moe-dense.js';
-import { groupedLayoutFor, groupSlots, moeGroupedLayout, ROW_GRAIN } from '../src/cuda/moe-grouped-gemm.js';
+import { groupedLayoutFor, groupSlots, moeGroupedLayout, ROW_GRAIN, setMoeGroupedPassBytes } from '../src/cuda/moe-grouped-gemm.js';
 import { moePrefill, moeStepPath } from '../src/cuda/moe-prefill.js';
 import { RecordingGpu, type RecordedLaunch } from '../src/cuda/recording-gpu.js';
 import { supports } from '../src/cuda/supports.js';
@@ -378,6 +378,39 @@ for (const layout of ['batched', 'experts'] as const) {
     await program.dispose();
   });
 }
+
+test('the grouped path in passes: a step whose grouping outgrows the pass scratch runs in passes of whole 64-row multiples, each on its own rows of x, output and routing', async () => {
+  const shape = { hidden: 40, inter: 24, experts: 6, topK: 2, dtype: 'bf16' as FloatDType };
+  const { graph, tensors } = moeGraph(shape);
+  const gpu = new RecordingGpu({ keepUploads: true });
+  const program = await compileProgram(gpu, graph, memoryWeights(tensors), { kvCache: { numBlocks: 32, blockSize: 16 } }, { ...SETTINGS, activations: 'bf16' });
+  moePrefill.set('grouped');
+  setMoeGroupedPassBytes(150_000); // the tiny layer's 300 rows take ~220 KB of scratch in one pass
+  try {
+    const from = gpu.launches.length;
+    await program.run(stepBatch([{ tokens: range(300).map((i) => i % 64), cached: 0, blocks: range(19) }], 16, 'all'));
+    const launches = gpu.launches.slice(from);
+    const combines = launches.filter((l) => l.kernel.startsWith('moe_combine'));
+    const gathers = launches.filter((l) => l.kernel === 'gather_rows_bf16');
+    assert.ok(combines.length >= 2, `${combines.length} passes`);
+    const rows = combines.map((c) => Number(c.args[6]));
+    assert.is(rows.reduce((a, b) => a + b, 0), 300, 'the passes cover every row once');
+    rows.slice(0, -1).forEach((n) => assert.is(n % 64, 0, 'passes of whole 64-row multiples'));
+    const [out0, routing0] = [combines[0].args[0] as bigint, combines[0].args[2] as bigint];
+    const x0 = gathers[0].args[1] as bigint;
+    let r0 = 0;
+    combines.forEach((c, i) => {
+      assert.equal([c.args[0], c.args[2], gathers[i].args[1]], [out0 + BigInt(r0 * 80), routing0 + BigInt(r0 * 16), x0 + BigInt(r0 * 80)], `pass ${i} from row ${r0}`);
+      const src = new Int32Array(gpu.uploads.get(gathers[i].args[2] as bigint)!.buffer);
+      assert.ok(src.every((r) => r >= 0 && r < rows[i]), `pass ${i} gathers its own rows`);
+      r0 += rows[i];
+    });
+  } finally {
+    setMoeGroupedPassBytes(256 * 2 ** 20);
+    moePrefill.set('auto');
+  }
+  await program.dispose();
+});
 
 test('a dense expert batch cuBLASLt refuses leaves the node on the tile path, from then on', async () => {
   const shape = { hidden: 40, inter: 24, experts: 6, topK: 2, dtype: 'f16' as FloatDType };

@@ -24,8 +24,12 @@ import { align256, dtypeBytes, flatGrid, threadsFor, type StepContext } from './
 
 /** An expert's GEMM rows are a multiple of this. */
 export const ROW_GRAIN = 32;
-/** Scratch a pass of the grouped path may take: a step's rows are split into passes (multiples of 64 rows) until each fits. */
-const PASS_BYTES = 256 * 2 ** 20;
+/** Scratch a pass of the grouped path may take (default 256 MiB): a step's rows are split into passes (multiples of 64 rows) until each fits. */
+let passBytes = 256 * 2 ** 20;
+export function setMoeGroupedPassBytes(bytes: number): void {
+  if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new BackendError(`the grouped pass's scratch is ${bytes} bytes; it takes a positive integer`, { field: 'groupedPassBytes' });
+  passBytes = bytes;
+}
 
 export const MOE_GROUPED_LAYOUTS = ['auto', 'batched', 'experts'] as const;
 export const moeGroupedLayout = new EnvChoice(MOE_GROUPED_LAYOUTS, 'auto', 'ZINFER_MOE_GROUPED');
@@ -117,14 +121,14 @@ export function groupedLayout(d: DenseExperts, total: number, most: number, slot
   return { xg, y, gu, h, src, inv, total: inv + align256(slots * 4) };
 }
 
-/** A step's passes: its rows grouped in one pass, or split in passes of 64 rows or more until each pass's scratch fits PASS_BYTES. */
+/** A step's passes: its rows grouped in one pass, or split in passes of 64 rows or more until each pass's scratch fits passBytes. */
 function planPasses(rows: number, group: (r0: number, n: number) => SlotGroups, bytes: (n: number, g: SlotGroups) => number): { r0: number; n: number; g: SlotGroups }[] {
   for (let passRows = rows; ; ) {
     const passes: { r0: number; n: number; g: SlotGroups }[] = [];
     for (let r0 = 0; r0 < rows; r0 += passRows) passes.push({ r0, n: Math.min(passRows, rows - r0), g: group(r0, Math.min(passRows, rows - r0)) });
     const worst = Math.max(...passes.map(({ n, g }) => bytes(n, g)));
-    if (worst <= PASS_BYTES || passRows <= 64) return passes;
-    passRows = Math.max(64, Math.min(passRows - 64, Math.floor((passRows * PASS_BYTES) / worst / 64) * 64));
+    if (worst <= passBytes || passRows <= 64) return passes;
+    passRows = Math.max(64, Math.min(passRows - 64, Math.floor((passRows * passBytes) / worst / 64) * 64));
   }
 }
 
