@@ -15,14 +15,25 @@ template <typename A> __device__ __forceinline__ bool norm_in_registers(const A 
 }
 
 // This thread's vectors of the group (vector j = threadIdx.x + k · blockDim.x in v[k]), widened to f32. Coherent
-// loads (ld_act16): x is the kernel before's output (common.cuh says why not __ldg).
+// loads (load_act): x is the kernel before's output (common.cuh says why not __ldg).
 template <typename A> __device__ __forceinline__ void norm_load(const A *x, int nv, float (&v)[NORM_VECS][Vec16<A>::N]) {
   constexpr int N = Vec16<A>::N;
 #pragma unroll
   for (int k = 0; k < NORM_VECS; k++) {
     const int j = threadIdx.x + k * blockDim.x;
-    if (j < nv) widen16<A>(ld_act16(x + (i64)j * N), v[k]);
+    if (j < nv) load_act<A, N>(x + (i64)j * N, v[k]);
   }
+}
+
+// This thread's share of Σ (v - shift)^P over its vectors (P 1: the sum; 2: the squares about shift).
+template <int P, int N> __device__ __forceinline__ float norm_sum(int nv, const float (&v)[NORM_VECS][N], float shift) {
+  float s = 0.f;
+#pragma unroll
+  for (int k = 0; k < NORM_VECS; k++)
+    if ((int)threadIdx.x + k * (int)blockDim.x < nv)
+#pragma unroll
+      for (int e = 0; e < N; e++) s += P == 1 ? v[k][e] - shift : (v[k][e] - shift) * (v[k][e] - shift);
+  return s;
 }
 
 // y = (v - mean) · inv · w (+ b), vector by vector, for this thread's vectors (mean 0 and b null for RMSNorm).
@@ -54,13 +65,7 @@ template <typename A> __device__ void rms_norm(A *y, const A *x, const float *w,
     const int nv = dim / N;
     float v[NORM_VECS][N];
     norm_load<A>(x + base, nv, v);
-    float sq = 0.f;
-#pragma unroll
-    for (int k = 0; k < NORM_VECS; k++)
-      if ((int)threadIdx.x + k * (int)blockDim.x < nv)
-#pragma unroll
-        for (int e = 0; e < N; e++) sq += v[k][e] * v[k][e];
-    const float inv = 1.f / sqrtf(block_sum(sq, scratch) / (float)dim + eps);
+    const float inv = 1.f / sqrtf(block_sum(norm_sum<2>(nv, v, 0.f), scratch) / (float)dim + eps);
     norm_store<A>(y + base, nv, v, 0.f, inv, w, nullptr);
     return;
   }
@@ -84,21 +89,8 @@ template <typename A> __device__ void layer_norm(A *y, const A *x, const float *
     const int nv = dim / N;
     float v[NORM_VECS][N];
     norm_load<A>(x + base, nv, v);
-    auto own = [&](int k) { return (int)threadIdx.x + k * (int)blockDim.x < nv; };
-    float sum = 0.f;
-#pragma unroll
-    for (int k = 0; k < NORM_VECS; k++)
-      if (own(k))
-#pragma unroll
-        for (int e = 0; e < N; e++) sum += v[k][e];
-    const float mean = block_sum(sum, scratch) / (float)dim;
-    float sq = 0.f;
-#pragma unroll
-    for (int k = 0; k < NORM_VECS; k++)
-      if (own(k))
-#pragma unroll
-        for (int e = 0; e < N; e++) sq += (v[k][e] - mean) * (v[k][e] - mean);
-    const float inv = 1.f / sqrtf(block_sum(sq, scratch) / (float)dim + eps);
+    const float mean = block_sum(norm_sum<1>(nv, v, 0.f), scratch) / (float)dim;
+    const float inv = 1.f / sqrtf(block_sum(norm_sum<2>(nv, v, mean), scratch) / (float)dim + eps);
     norm_store<A>(y + base, nv, v, mean, inv, w, b);
     return;
   }

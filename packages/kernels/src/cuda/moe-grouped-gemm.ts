@@ -121,22 +121,27 @@ export function groupedLayout(d: DenseExperts, total: number, most: number, slot
   return { xg, y, gu, h, src, inv, total: inv + align256(slots * 4) };
 }
 
+type Layout = ReturnType<typeof groupedLayout>;
+interface Pass {
+  r0: number;
+  n: number;
+  g: SlotGroups;
+  at: Layout;
+}
+
 /** A step's passes: its rows grouped in one pass, or split in passes of 64 rows or more until each pass's scratch fits passBytes. */
-function planPasses(rows: number, group: (r0: number, n: number) => SlotGroups, bytes: (n: number, g: SlotGroups) => number): { r0: number; n: number; g: SlotGroups }[] {
+function planPasses(rows: number, group: (r0: number, n: number) => SlotGroups, layout: (n: number, g: SlotGroups) => Layout): Pass[] {
   for (let passRows = rows; ; ) {
-    const passes: { r0: number; n: number; g: SlotGroups }[] = [];
-    for (let r0 = 0; r0 < rows; r0 += passRows) passes.push({ r0, n: Math.min(passRows, rows - r0), g: group(r0, Math.min(passRows, rows - r0)) });
-    const worst = Math.max(...passes.map(({ n, g }) => bytes(n, g)));
+    const passes: Pass[] = [];
+    for (let r0 = 0; r0 < rows; r0 += passRows) {
+      const n = Math.min(passRows, rows - r0);
+      const g = group(r0, n);
+      passes.push({ r0, n, g, at: layout(n, g) });
+    }
+    const worst = Math.max(...passes.map((p) => p.at.total));
     if (worst <= passBytes || passRows <= 64) return passes;
     passRows = Math.max(64, Math.min(passRows - 64, Math.floor((passRows * passBytes) / worst / 64) * 64));
   }
-}
-
-/** The node's global expert id → local index map (as moe-tables.ts uploads it). */
-function hostMap(node: OpNode<'moeExperts'>, mapLen: number): Int32Array {
-  const map = new Int32Array(mapLen).fill(-1);
-  node.attrs.experts.forEach((e, i) => (map[e.id] = i));
-  return map;
 }
 
 /**
@@ -148,24 +153,21 @@ export function launchMoeGrouped(ctx: StepContext, node: OpNode<'moeExperts'>, d
   if (!gpu.gemm || ctx.capturing) return false;
   const { topK } = node.attrs;
   const A = dtypeBytes(ctx.act);
-  const { ptr: table, nLocal, mapLen } = ctx.moe!.table(ctx, node);
+  const { ptr: table, nLocal, mapLen, map } = ctx.moe!.table(ctx, node);
   const routingPtr = ctx.value(node.inputs.routing);
   const routing = new Float32Array(rows * 2 * topK);
   gpu.download(routing, routingPtr); // waits for the router
-  const map = hostMap(node, mapLen);
   const batched = groupedLayoutFor(nLocal) === 'batched';
   const layoutOf = (n: number, g: SlotGroups) => groupedLayout(d, g.total, batched ? g.total : Math.max(0, ...g.rows), n * topK, A);
   const group = (r0: number, n: number) => groupSlots(routing.subarray(r0 * 2 * topK, (r0 + n) * 2 * topK), n, topK, map, nLocal, batched);
-  const passes = planPasses(rows, group, (n, g) => layoutOf(n, g).total);
-  const layouts = passes.map(({ n, g }) => layoutOf(n, g));
-  const base = ctx.scratch(Math.max(...layouts.map((l) => l.total)));
+  const passes = planPasses(rows, group, layoutOf);
+  const base = ctx.scratch(Math.max(...passes.map((p) => p.at.total)));
   const [x, out] = [ctx.value(node.inputs.x), ctx.value(node.output)];
   const rowBytes = d.hidden * A;
   const act = ACTIVATION_CODES[node.attrs.fn];
   const [gateUpBytes, downBytes] = [BigInt(d.inter * d.hidden * A), BigInt(d.hidden * d.inter * A)];
   try {
-    passes.forEach(({ r0, n, g }, i) => {
-      const at = layouts[i];
+    passes.forEach(({ r0, n, g, at }) => {
       const [xg, y, gu, h, src, inv] = [at.xg, at.y, at.gu, at.h, at.src, at.inv].map((o) => base + BigInt(o));
       gpu.upload(inv, g.inv);
       if (g.total > 0) {

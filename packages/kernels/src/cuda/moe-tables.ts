@@ -36,8 +36,11 @@ export class MoeTables {
     this.totalExperts = total;
   }
 
-  /** Device address of the node's expert table (i64 gate, up, down per local expert, then the int map). */
-  table(ctx: StepContext, node: OpNode<'moeExperts'>): { ptr: bigint; nLocal: number; mapLen: number } {
+  /**
+   * Device address of the node's expert table (i64 gate, up, down per local expert, then the int map), and the
+   * map itself (global expert id → local index, -1 where not held) as the host wrote it.
+   */
+  table(ctx: StepContext, node: OpNode<'moeExperts'>): { ptr: bigint; nLocal: number; mapLen: number; map: Int32Array } {
     const experts = node.attrs.experts;
     const mapLen = Math.max(1, ...experts.map((e) => e.id + 1));
     const words = 3 * experts.length + Math.ceil(mapLen / 2); // the map's int32s packed two to an i64
@@ -59,7 +62,7 @@ export class MoeTables {
       this.gpu.upload(t.ptr, host);
       t.host = host;
     }
-    return { ptr: t.ptr, nLocal: experts.length, mapLen };
+    return { ptr: t.ptr, nLocal: experts.length, mapLen, map };
   }
 
   /** Device address of a router node's expert counters (allocated and zeroed on first use). */
