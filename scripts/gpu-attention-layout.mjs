@@ -29,15 +29,15 @@ const CASES = [
 const MULTIPROCESSORS = gpu.multiprocessors;
 const result = { date: new Date().toISOString(), device: gpu.name, context: CONTEXT, headDim: HEAD_DIM, cases: [] };
 
-// The 8-wide f16 kernel (batch 1 to 15), the wide one (16 rows and up) and the fp8 cache's.
+// The 8-wide f16 kernel (batch 1 to 15), the wide one (16 rows and up) and the fp8 cache's two loops.
 const KERNELS = [
   { kernel: `attn_decode${HEAD_DIM / 8}p_f16`, fp8: false },
   { kernel: `attn_decode${HEAD_DIM / 16}w_f16`, fp8: false },
   { kernel: `attn_decode${HEAD_DIM / 16}p_f16_e4m3`, fp8: true },
+  { kernel: `attn_decodem${HEAD_DIM}_f16_e4m3`, fp8: true }, // the tensor-core loop (16 rows and up in the engine)
 ];
 for (const { kernel, fp8 } of KERNELS) {
   for (const c of CASES) {
-    if (c.sweep && fp8) continue;
     const { rows, heads, blockSize } = c;
     const elem = fp8 ? 1 : 2;
     const width = heads * HEAD_DIM;

@@ -8,6 +8,8 @@
 //      2^-4 of itself, so the bound is 0.1 of the output's largest magnitude (attention) and 0.1 relative
 //      (logits, the 16-bit rule's measure); greedy tokens are reported, not required (random fixture
 //      weights give near-ties). The default cache stays exact: gpu-check.mjs covers it unchanged.
+//   1b. fp8, f16: batch decode steps on the tensor cores (attn_decodem*) against the lanes loop on the same
+//      cache, and against the reference.
 //   3. variants: the conformance cases that reach the decode GEMV and the decode attention, with every
 //      GEMV variant (ZINFER_GEMV: roll, occ) and the pipelined decode attention, in f16 (1e-2) and bf16
 //      (3e-2), the modes they are compiled for: bit-identical to v1, so they must pass as v1 does.
@@ -31,7 +33,7 @@ const log = teeLog(join(OUT, 'gpu-fp8-check.log'));
 const [core, testing, cuda, reference] = await importPackages(['@zinfer/core', '@zinfer/core/testing', '@zinfer/kernels/cuda', '@zinfer/kernels/reference'], log);
 const { createEngine, SafetensorsFile } = core;
 const { kernelBackendConformance, relativeDifference } = testing;
-const { cudaBackend, probeFailure, setGemvVariant, setDecodeAttentionVariant, gemvVariant, decodeAttentionVariant } = cuda;
+const { cudaBackend, probeFailure, setGemvVariant, setDecodeAttentionVariant, setDecodeMma, gemvVariant, decodeAttentionVariant } = cuda;
 const [GEMV_DEFAULT, ATTENTION_DEFAULT] = [gemvVariant(), decodeAttentionVariant()];
 const { referenceBackend } = reference;
 
@@ -52,7 +54,8 @@ if (!device) {
 log(`== zinfer fp8 KV cache and kernel variants check on ${device.description}${DRY ? ' (DRY: reference backend)' : ''}`);
 
 // 1. fp8: long-context attention against the f32 reference.
-const { runSteps, longContextAttention } = opGraphHelpers(core, testing);
+const { runSteps, longContextAttention, manySequenceAttention } = opGraphHelpers(core, testing);
+const { range } = testing;
 const FP8_BOUND = 0.1;
 for (const [heads, kvHeads, headDim, window, act] of [[8, 2, 128, null, 'f16'], [4, 4, 64, 256, 'f32']]) {
   await runCase('fp8 attention', `long context heads ${heads}/${kvHeads} headDim ${headDim} window ${window} (${act}; bound ${FP8_BOUND})`, async () => {
@@ -63,6 +66,33 @@ for (const [heads, kvHeads, headDim, window, act] of [[8, 2, 128, null, 'f16'], 
     const worst = Math.max(...errs);
     const msg = `rel err per step ${errs.map((e) => e.toExponential(1)).join(' ')}`;
     if (!(worst <= FP8_BOUND)) throw new Error(`${msg}: ${worst.toExponential(2)} > ${FP8_BOUND}`);
+    return msg;
+  });
+}
+
+// 1b. fp8, f16: batch decode steps on the tensor cores (attn_decodem*) against the lanes loop (ZINFER_DECODE_MMA=off)
+// on the same cache, and both against the f32 reference. The loops differ by P's rounding to f16 (2^-12 of
+// a weight) and the order of sums: MMA_BOUND of the output's largest magnitude.
+const MMA_BOUND = 4e-3;
+for (const [heads, kvHeads, headDim, sequences] of [[8, 2, 128, 40], [4, 4, 64, 16], [16, 16, 128, 17]]) {
+  await runCase('fp8 decode mma', `${sequences} sequences, heads ${heads}/${kvHeads} headDim ${headDim}: mma vs lanes (≤ ${MMA_BOUND}), both vs reference (≤ ${FP8_BOUND})`, async () => {
+    const { graph, tensors, kvCache, steps, prompts } = manySequenceAttention({ heads, kvHeads, headDim, sequences });
+    const be = makeBackend({ activations: 'f16', kvCacheDtype: 'fp8' });
+    const mma = await runSteps(be, graph, tensors, kvCache, steps);
+    setDecodeMma('off');
+    let lanes;
+    try {
+      lanes = await runSteps(be, graph, tensors, kvCache, steps);
+    } finally {
+      setDecodeMma('auto');
+    }
+    const want = await runSteps(oracle, graph, tensors, kvCache, steps);
+    const err = (a, b) => relativeDifference(a, b) || (a.some(Number.isNaN) ? Infinity : 0);
+    const decode = range(steps.length - prompts).map((i) => prompts + i);
+    const vsLanes = decode.map((i) => err(mma[i], lanes[i]));
+    const vsRef = decode.map((i) => Math.max(err(mma[i], want[i]), err(lanes[i], want[i])));
+    const msg = `decode steps of ${sequences} rows: mma vs lanes ${vsLanes.map((e) => e.toExponential(1)).join(' ')}; vs reference ${vsRef.map((e) => e.toExponential(1)).join(' ')}`;
+    if (!(Math.max(...vsLanes) <= MMA_BOUND) || !(Math.max(...vsRef) <= FP8_BOUND)) throw new Error(msg);
     return msg;
   });
 }

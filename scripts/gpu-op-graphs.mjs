@@ -45,5 +45,40 @@ export function opGraphHelpers(core, testing) {
     for (let i = 0; i < 4; i++) steps.push(stepBatch([{ tokens: [tb[700 + i]], cached: 700 + i, blocks: bb }, { tokens: [ta[1500 + i]], cached: 1500 + i, blocks: ba }], 16, 'all'));
     return { graph, tensors, kvCache: { numBlocks: blocks.length, blockSize: 16 }, steps };
   }
-  return { opGraph, runSteps, longContextAttention };
+  /**
+   * One attention layer over many sequences of mixed lengths (1, 15, 16, 17, 100, 600, then random up
+   * to 400; blocks of 16 shuffled between them): prompts in steps of up to 2,048 rows, then `decodeSteps`
+   * decode steps of every sequence at once, the batch steps the decode attention's tensor-core loop takes.
+   */
+  function manySequenceAttention({ heads, kvHeads, headDim, sequences, decodeSteps = 3 }) {
+    const rng = Rng.fromSeed(23 + headDim + sequences);
+    const vocab = 97;
+    const tensors = new Map([['q', randomTensor(rng, 'f32', [vocab, heads * headDim])], ['k', randomTensor(rng, 'f32', [vocab, kvHeads * headDim])], ['v', randomTensor(rng, 'f32', [vocab, kvHeads * headDim])]]);
+    const kv = { layers: 1, kvHeads, headDim };
+    const attrs = { layer: 0, heads, kvHeads, headDim, scale: 1 / Math.sqrt(headDim), slidingWindow: null };
+    const graph = opGraph(tensors, kv, (b, x) => b.attention(x('q'), x('k'), x('v'), attrs));
+    const tok = (n) => range(n).map(() => Math.floor(rng.next() * vocab));
+    const fixed = [1, 15, 16, 17, 100, 600];
+    const lengths = range(sequences).map((i) => (i < fixed.length ? fixed[i] : 1 + Math.floor(rng.next() * 400)));
+    const need = lengths.map((n) => Math.ceil((n + decodeSteps) / 16));
+    const pool = range(need.reduce((a, b) => a + b, 0)).sort(() => rng.next() - 0.5);
+    let at = 0;
+    const seqs = lengths.map((n, i) => ({ tokens: tok(n + decodeSteps), n, blocks: pool.slice(at, (at += need[i])) }));
+    const steps = [];
+    let batch = [];
+    let rows = 0;
+    for (const q of seqs) {
+      if (rows + q.n > 2048 && batch.length) {
+        steps.push(stepBatch(batch, 16, 'all'));
+        [batch, rows] = [[], 0];
+      }
+      batch.push({ tokens: q.tokens.slice(0, q.n), cached: 0, blocks: q.blocks });
+      rows += q.n;
+    }
+    steps.push(stepBatch(batch, 16, 'all'));
+    const prompts = steps.length;
+    for (let i = 0; i < decodeSteps; i++) steps.push(stepBatch(seqs.map((q) => ({ tokens: [q.tokens[q.n + i]], cached: q.n + i, blocks: q.blocks })), 16, 'all'));
+    return { graph, tensors, kvCache: { numBlocks: pool.length, blockSize: 16 }, steps, prompts };
+  }
+  return { opGraph, runSteps, longContextAttention, manySequenceAttention };
 }

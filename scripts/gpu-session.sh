@@ -5,8 +5,9 @@
 #   bash scripts/gpu-session.sh PART:SECONDS[:VAR=VALUE;VAR=VALUE...] [...]
 # The optional third field sets environment variables for that part alone (values may hold ',', ':' and
 # spaces; quote the whole spec), so one call can run a check with a kernel switch on and a bench without.
-# PART: check | bench | parallel | moe | moe-check | shape | sample (gpu-check.sh, gpu-bench.sh, gpu-parallel.sh,
-# gpu-moe.sh, gpu-moe-check.sh, gpu-shape-profile.mjs, gpu-sample-bench.mjs); each gets its own environment from the caller
+# PART: check | bench | parallel | moe | moe-check | shape | sample | fp8 | attention (gpu-check.sh, gpu-bench.sh,
+# gpu-parallel.sh, gpu-moe.sh, gpu-moe-check.sh, gpu-shape-profile.mjs, gpu-sample-bench.mjs, gpu-fp8-check.sh,
+# gpu-attention-layout.mjs); each gets its own environment from the caller
 # (ZINFER_GPU_CHECK_ONLY, ZINFER_PARALLEL_PARTS, ZINFER_SHAPES, ...) and runs under `timeout -k` with its
 # SECONDS, so one hung part cannot take the others' time. ZINFER_SESSION_BUDGET (default 570 s) stops
 # starting parts once spent. Each part's files are packed into $OUT/PART.tgz as soon as it ends and its
@@ -32,6 +33,8 @@ run_part() { # PART SECONDS OUTDIR
     moe-check) OUT=$out ZINFER_MOE_TIMEOUT=$((secs - 10)) bash scripts/gpu-moe-check.sh ;;
     shape) OUT=$out ZINFER_BENCH_BUDGET_S=$((secs - 15)) node "$dir/scripts/gpu-shape-profile.mjs" ;;
     sample) OUT=$out node "$dir/scripts/gpu-sample-bench.mjs" ;;
+    fp8) OUT=$out ZINFER_FP8_CHECK_BUDGET_S=$((secs - 20)) ZINFER_GPU_FP8_CHECK_TIMEOUT=$((secs - 10)) bash scripts/gpu-fp8-check.sh ;;
+    attention) OUT=$out node "$dir/scripts/gpu-attention-layout.mjs" ;;
     *) echo "unknown part $part"; return 2 ;;
   esac
 }

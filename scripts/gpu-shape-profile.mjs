@@ -53,9 +53,12 @@ const WARP_BOUNDS = (process.env.ZINFER_PROFILE_WARP_MAX_IN || '').split(',').fi
 const CONTEXT = Number(process.env.ZINFER_PROFILE_CONTEXT || 100);
 const SPLITS = (process.env.ZINFER_PROFILE_SPLITS || '').split(',').map((s) => s.trim()).filter(Boolean);
 const CLUSTERS = (process.env.ZINFER_PROFILE_CLUSTER || '').split(',').map((s) => s.trim()).filter(Boolean);
+// ZINFER_PROFILE_KV=fp8: the opt-in fp8 cache; ZINFER_PROFILE_MMA=auto,off: the decode attention's tensor-core loop A/B.
+const FP8 = process.env.ZINFER_PROFILE_KV === 'fp8';
+const MMA_MODES = (process.env.ZINFER_PROFILE_MMA || '').split(',').map((s) => s.trim()).filter(Boolean);
 const pick = (process.env.ZINFER_SHAPES || Object.keys(SHAPES).join(',')).split(',').map((s) => s.trim()).filter(Boolean);
 
-const result = { card: null, rows: ROWS, context: CONTEXT, date: new Date().toISOString(), read_gb_per_s: null, shapes: {} };
+const result = { card: null, rows: ROWS, context: CONTEXT, kv_cache: FP8 ? 'fp8' : 'f16', date: new Date().toISOString(), read_gb_per_s: null, shapes: {} };
 const detail = { errors: {}, steps: {} };
 const save = jsonWriter(OUT, [['shape-profile.json', result], ['shape-profile-detail.json', detail]]);
 const { step } = stepRunner({ budgetS: Number(process.env.ZINFER_BENCH_BUDGET_S || 480), log, save, detail, errors: 'message' });
@@ -118,11 +121,11 @@ for (const name of pick) {
   await step(`${name}: load, graphed decode, eager profile`, async () => {
     const dir = core.writeSyntheticModel(join(WORK, `shape-${name}`), config, { seed: 1, dtype: 'f16', std: 0.02, repeatLayer0: true });
     const backend = cuda.cudaBackend({ device: 0, activations: 'f16', cacheDir: '/tmp/zinfer-cuda-cache' });
-    const kvBytesPerToken = 2 * config.num_key_value_heads * headDim(config) * 2; // a layer's K and V of a position, f16
+    const kvBytesPerToken = 2 * config.num_key_value_heads * headDim(config) * (FP8 ? 1 : 2); // a layer's K and V of a position
     // The cache holds every row's context and the timed steps (128 tokens a row of headroom) over all layers: 4 GiB
     // was short of a 7B's 64 rows at 100 positions (session 21).
     const cacheGiB = Math.ceil((ROWS * (CONTEXT + 128) * kvBytesPerToken * config.num_hidden_layers) / 2 ** 30);
-    const engine = await core.createEngine({ model: dir, backend, autoStep: false, limits: { kvCacheBytes: Math.max(CONTEXT > 100 ? 24 : 4, cacheGiB) * 2 ** 30, maxSequences: Math.max(8, ROWS), maxBatchTokens: Math.max(512, ROWS), maxContext: 1024 } });
+    const engine = await core.createEngine({ model: dir, backend, autoStep: false, limits: { kvCacheBytes: Math.max(CONTEXT > 100 ? 24 : 4, cacheGiB) * 2 ** 30, maxSequences: Math.max(8, ROWS), maxBatchTokens: Math.max(512, ROWS), maxContext: 1024, ...(FP8 ? { kvCacheDtype: 'fp8' } : {}) } });
     try {
       const program = backend.programs[backend.programs.length - 1];
       const vocab = config.vocab_size;
@@ -132,6 +135,7 @@ for (const name of pick) {
       const baseWarp = cuda.gemvWarpMaxIn();
       const baseSplits = cuda.decodeSplitsMode();
       const baseCluster = cuda.decodeClustersMode();
+      const baseMma = cuda.decodeMmaModeNow();
       try {
         for (const v of variants) {
           cuda.setGemvVariant(v);
@@ -156,6 +160,8 @@ for (const name of pick) {
         if (SPLITS.length) log(`${name}: graphed ms by decode-attention splits ${JSON.stringify(r.graphed_ms_by_decode_splits)}`);
         r.graphed_ms_by_decode_cluster = await alternated(CLUSTERS, cuda.setDecodeCluster, baseCluster);
         if (CLUSTERS.length) log(`${name}: graphed ms by decode-attention clusters ${JSON.stringify(r.graphed_ms_by_decode_cluster)}`);
+        r.graphed_ms_by_decode_mma = await alternated(MMA_MODES, cuda.setDecodeMma, baseMma);
+        if (MMA_MODES.length) log(`${name}: graphed ms by decode-attention loop (mma auto/off) ${JSON.stringify(r.graphed_ms_by_decode_mma)}`);
         if (WARP_BOUNDS.length) log(`${name}: graphed ms by one-warp GEMV bound ${JSON.stringify(r.graphed_ms_by_warp_max_in)}`);
         for (const m of mixes) { // none/residual/gated
           cuda.setGemvVariantByEpilogue(Object.fromEntries(MIX_EPILOGUES.map((e, i) => [e, m[i]])));
@@ -167,6 +173,7 @@ for (const name of pick) {
         cuda.setGemvVariantByEpilogue(baseByEpilogue);
         cuda.setGemvWarpMaxIn(baseWarp);
         cuda.setDecodeSplits(baseSplits);
+        cuda.setDecodeMma(baseMma);
         program.resetGraphs();
       }
       const all = { ...Object.fromEntries(Object.entries(r.graphed_ms_by_gemv).map(([v, ms]) => [`${v}/${v}/${v}`, ms])), ...r.graphed_ms_by_mix };

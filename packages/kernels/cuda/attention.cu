@@ -23,6 +23,7 @@
 //   rowSeq [rows]: the sequence of each row;
 //   seqInfo [sequences, 4]: queryStart, queryLength, contextLength, offset of its block table in blockTables;
 //   blockTables [Σ blocks]: physical block of each logical block, sequence after sequence.
+#include "attention-mma.cuh"
 #include "cluster.cuh"
 #include "rope.cuh"
 
@@ -288,7 +289,9 @@ template <typename At> __device__ __forceinline__ float merge_element(At at, int
 // The step's own K and V: q [rows, heads*headDim] and kNew, vNew [rows, kvHeads*headDim] as the q/k/v GEMV
 // made them (before rotary when rotaryDim > 0: invFreq, interleaved and ropeScaling as in rotary.cu);
 // slots [rows] the cache rows they go to. pf, pfBytes: weights to ask L2 for (null, 0: none).
-template <typename A, int LANES, bool PIPE, typename C, int VEC>
+// MMA > 0 (the head size; f16 activations and an fp8 cache): the loop over positions is DecodeMma's, a warp
+// a group (attention-mma.cuh); LANES and VEC then only name a CacheVec the lanes loop would use.
+template <typename A, int LANES, bool PIPE, typename C, int VEC, int MMA = 0>
 __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C *kCache, C *vCache, const int *rowSeq,
                             const int *seqInfo, const int *blockTables, int headDim, int kvHeads, int blockSize, int window, float scale,
                             int minChunk, const A *kNew, const A *vNew, const int *slots, const double *invFreq, int rotaryDim,
@@ -296,8 +299,8 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   typedef CacheVec<C, VEC> CV;
   // Positions a group loads per round: DEC_UNROLL of 16 bytes a K and a V, half as many of 32.
   constexpr int U = sizeof(typename CV::Raw) > 16 ? DEC_UNROLL / 2 : DEC_UNROLL;
-  constexpr int G = DEC_THREADS / LANES; // position groups per block
-  __shared__ float sM[G], sL[G], sAcc[G][LANES * VEC];
+  constexpr int G = MMA > 0 ? DEC_THREADS / 32 : DEC_THREADS / LANES; // position groups per block
+  __shared__ float sM[G], sL[G], sAcc[G][MMA > 0 ? MMA : LANES * VEC];
   __shared__ float sWeight[DEC_MAX_SPLITS], sTotal, sMaxAll; // the merge's weights exp2(m_c - max), their sum, the max
   __shared__ float sSplit[DEC_MAX_CLUSTER][ATT_MAX_HEAD_DIM + 2]; // a cluster's splits: max, sum, output (its first block's)
   __shared__ int sLast;
@@ -350,7 +353,14 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
       vr[u] = ok ? CV::load(vCache + slot * kvWidth + kvOff, full) : CV::zero();
     }
   };
-  if constexpr (PIPE) fetch(begin);
+  const int warp = threadIdx.x >> 5;
+  DecodeMma<(MMA > 0 ? MMA : 64)> mma; // unused by the lanes loop
+  const i64 kvHeadOff = (i64)kvHead * headDim;
+  if constexpr (MMA > 0) {
+    if (begin + 16 * warp < end) mma.fetch(begin + 16 * warp, end, p, kCache + kvHeadOff, vCache + kvHeadOff, kvWidth, slotOf);
+  } else if constexpr (PIPE) {
+    fetch(begin);
+  }
   grid_dep_wait();
   grid_dep_launch();
 
@@ -375,6 +385,12 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   __syncthreads();
   TRACE_MARK(11);
 
+  if constexpr (MMA > 0) {
+    float m, l, acc[decltype(mma)::J][4];
+    mma.run(m, l, acc, begin + 16 * warp, 16 * (DEC_THREADS / 32), end, p, sQ, sK, sV, kCache + kvHeadOff, vCache + kvHeadOff, kvWidth,
+            scale * LOG2E, slotOf);
+    mma.store(&sM[warp], &sL[warp], sAcc[warp], m, l, acc);
+  } else {
   // Cached K and V stay raw (VEC elements of C, one load each) until used: widened one position at a time,
   // so the registers hold a round of raw loads, not a round of f32 vectors.
   typename CV::Raw kp = CV::zero(), vp = CV::zero(); // the new position's, for the split that holds it
@@ -447,8 +463,7 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
     m = mNew;
   }
 
-  TRACE_MARK(12);
-  // Merge the groups of this block.
+  // This group's state into the block's merge.
   if (li == 0) {
     sM[group] = m;
     sL[group] = l;
@@ -457,6 +472,9 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
 #pragma unroll
     for (int k = 0; k < VEC; k++) sAcc[group][d0 + k] = acc[k];
   }
+  }
+  TRACE_MARK(12);
+  // Merge the groups of this block.
   __syncthreads();
   float M = NEG_INF;
   for (int g = 0; g < G; g++) M = fmaxf(M, sM[g]);
@@ -567,6 +585,22 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   DECODE_WIDE(S, A, 4)      \
   DECODE_WIDE(S, A, 8)      \
   DECODE_WIDE(S, A, 16)
+
+// The tensor-core loop (attention-mma.cuh) for an fp8 cache in the f16 mode: attn_decodem128_f16_e4m3 and
+// attn_decodem64_f16_e4m3 (attention-launch.ts: decodeMma picks them for batch steps).
+// MIN_BLOCKS: 3 for heads of 128 (two tiles' raw K/V, the output's sums and q's fragment spill at 4 blocks' 128 registers).
+#define DECODE_MMA_ENTRY(HD, MIN_BLOCKS)                                                                                               \
+  extern "C" __global__ void __launch_bounds__(DEC_THREADS, MIN_BLOCKS)                                                               \
+      attn_decodem##HD##_f16_e4m3(f16_t *out, float *partial, int *counters, const f16_t *q, e4m3_t *kCache, e4m3_t *vCache,         \
+                                  const int *rowSeq, const int *seqInfo, const int *blockTables, int headDim, int kvHeads, int blockSize, \
+                                  int window, float scale, int minChunk, const f16_t *kNew, const f16_t *vNew, const int *slots,      \
+                                  const double *invFreq, int rotaryDim, int interleaved, float ropeScaling, const void *pf, int pfBytes) { \
+    attn_decode<f16_t, HD / 16, true, e4m3_t, 16, HD>(out, partial, counters, q, kCache, vCache, rowSeq, seqInfo, blockTables, headDim,  \
+                                                      kvHeads, blockSize, window, scale, minChunk, kNew, vNew, slots, invFreq, rotaryDim, \
+                                                      interleaved, ropeScaling, pf, pfBytes);                                           \
+  }
+DECODE_MMA_ENTRY(64, 4)
+DECODE_MMA_ENTRY(128, 3)
 
 DECODE_PIPES_F32(1)
 DECODE_PIPES_F32(2)

@@ -81,6 +81,22 @@ export function decodeWide(rows: number, act: FloatDType, fp8: boolean, variant:
 }
 
 /**
+ * Whether a decode step of `rows` rows loops over positions on the tensor cores (attn_decodem*, cuda/
+ * attention-mma.cuh): an fp8 cache in the f16 mode, heads of 64 or 128, from DECODE_WIDE_FROM_ROWS rows,
+ * with the pipelined variant. The lanes loop was instruction-bound there (an H200 read an fp8 7B layer's
+ * K/V at 2.8 TB/s with it). 'off' (ZINFER_DECODE_MMA or setDecodeMma, then resetGraphs) keeps the lanes
+ * loop: the A/B, and the check that both agree.
+ */
+export function decodeMma(rows: number, headDim: number, act: FloatDType, fp8: boolean, variant: DecodeAttentionVariant = decodeAttentionVariant()): boolean {
+  return decodeMmaMode.get() === 'auto' && fp8 && act === 'f16' && (headDim === 64 || headDim === 128) && rows >= DECODE_WIDE_FROM_ROWS && variant === 'pipe';
+}
+export const DECODE_MMA_MODES = ['auto', 'off'] as const;
+export type DecodeMmaMode = (typeof DECODE_MMA_MODES)[number];
+const decodeMmaMode = new EnvChoice(DECODE_MMA_MODES, 'auto', 'ZINFER_DECODE_MMA');
+export const decodeMmaModeNow = (): DecodeMmaMode => decodeMmaMode.get();
+export const setDecodeMma = (mode: DecodeMmaMode): void => decodeMmaMode.set(mode);
+
+/**
  * Splits of the context per (row, head) in a decode step: enough blocks to fill the GPU twice. It depends
  * only on the batch size (and the test option), never on the contexts, so a captured graph stays valid.
  */
@@ -151,7 +167,8 @@ export function launchAttention(ctx: StepContext, node: OpNode<'attention'>, kv:
     const r = rope?.q.attrs;
     const ropeArgs = r ? [ctx.invFreq(rope!.q), r.rotaryDim, r.interleaved ? 1 : 0, r.attentionScaling] : [0n, 0, 0, 1];
     const [pf, pfBytes] = prefetchOf(ctx, 'attention', ctx.plan.nextWeight.get(node), rows);
-    gpu.launch(decodeAttentionKernel(lanes, act, undefined, fp8, wide), { x: splits, y: heads, z: rows }, DEC_THREADS, [
+    const kernel = decodeMma(rows, headDim, act, fp8) ? `attn_decodem${headDim}_${act}_e4m3` : decodeAttentionKernel(lanes, act, undefined, fp8, wide);
+    gpu.launch(kernel, { x: splits, y: heads, z: rows }, DEC_THREADS, [
       ctx.value(node.output), partial, counters, ctx.value(q), kCache, vCache, ...seqArgs, headDim, kvHeads, kv.blockSize, window, scale, minChunk,
       ctx.value(k), ctx.value(node.inputs.v), ctx.metaPtr(meta.at.slots), ...ropeArgs, pf, pfBytes,
     ], 0, cluster);
