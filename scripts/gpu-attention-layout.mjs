@@ -36,8 +36,12 @@ const KERNELS = [
   { kernel: `attn_decode${HEAD_DIM / 16}p_f16_e4m3`, fp8: true },
   { kernel: `attn_decodem${HEAD_DIM}_f16_e4m3`, fp8: true }, // the tensor-core loop (16 rows and up in the engine)
 ];
-for (const { kernel, fp8 } of KERNELS) {
-  for (const c of CASES) {
+// ZINFER_ATTENTION_KERNELS / ZINFER_ATTENTION_CASES (comma-separated kernel names / case indices): a subset,
+// e.g. one launch each under ncu.
+const onlyKernels = (process.env.ZINFER_ATTENTION_KERNELS || '').split(',').filter(Boolean);
+const onlyCases = (process.env.ZINFER_ATTENTION_CASES || '').split(',').filter(Boolean).map(Number);
+for (const { kernel, fp8 } of KERNELS.filter((k) => !onlyKernels.length || onlyKernels.includes(k.kernel))) {
+  for (const c of CASES.filter((_, i) => !onlyCases.length || onlyCases.includes(i))) {
     const { rows, heads, blockSize } = c;
     const elem = fp8 ? 1 : 2;
     const width = heads * HEAD_DIM;
