@@ -78,7 +78,7 @@ for (const { kernel, fp8 } of KERNELS.filter((k) => !onlyKernels.length || onlyK
     gpu.fill32(counters, 0, rows * heads);
     const launch = () => gpu.launch(kernel, { x: splits, y: heads, z: rows }, 128, [
       out, partial, counters, q, k, c.vIsK ? k : v, meta[0], meta[1], meta[2], HEAD_DIM, heads, blockSize, 0, 1 / Math.sqrt(HEAD_DIM), 32, kNew, vNew, meta[3], invFreq, 0, 0, 1, 0n, 0,
-    ]);
+    ], kernel.startsWith('attn_decodem') ? cuda.decodeMmaSharedBytes(HEAD_DIM) : 0);
     for (let i = 0; i < 3; i++) launch();
     // 20 launches replayed as one graph: back to back on the GPU whatever the host's launch cost.
     gpu.beginCapture();

@@ -3,7 +3,8 @@
 // each element costs a widening to f16, one to f32 and an FMA, for K and for V, so it read 268 MB a 7B layer
 // at 2.8 TB/s (61% of an H200's read; the f16 cache's wide loop 3.96). Here a warp takes 16 positions a tile
 // and does q·K and P·V as mma.sync m16n8k16 (f16 in, f32 sums): an element costs half a widening (two e4m3
-// an instruction, straight into the f16 pair a fragment holds) and 1/16 of an MMA instruction.
+// an instruction, straight into the f16 pair a fragment holds) and 1/16 of an MMA instruction; the cached rows
+// stream into shared memory by bulk copies, several tiles ahead.
 //
 // One query row against the cache: the MMA's other rows or columns repeat it, and only one of each is read.
 //   - Scores, Sᵀ = Q Kᵀ per 8 positions: A = q in every row, B = K (k = head dims, n = positions), so thread
@@ -13,9 +14,8 @@
 //     (g, t) is positions 2t, 2t + 1, 2t + 8, 2t + 9: exactly the scores the thread holds, so P never moves
 //     between lanes.
 // A dot product does not depend on the order of the head's dims, so each side takes them in the order its
-// loads give (the same order for q and K): the scores' thread t loads the 16-byte vectors t·HD/64.. of its K
-// rows, whose word j fills the k slots {2t, 2t+1} (low half) and {2t+8, 2t+9} (high half) of the j-th MMA;
-// the output's thread g loads dims g·HD/8 .. of its four V rows, and byte pairs of two positions are
+// reads give (the same order for q and K): the scores' thread t reads bytes t·HD/4 .. of its K rows, whose word j fills the k slots {2t, 2t+1} (low half) and {2t+8, 2t+9} (high half) of the j-th MMA;
+// the output's thread g reads dims g·HD/8 .. of its four V rows, and byte pairs of two positions are
 // gathered with one byte permute into the e4m3 pair an A register widens from.
 //
 // Roundings: products of f16 q and e4m3 K/V are exact and summed in f32, as in the lanes loop; P is rounded
@@ -33,18 +33,17 @@ __device__ __forceinline__ u32 e4m3x2_to_f16x2(u32 pair) {
   return h2;
 }
 
-// N words from global memory (__ldg: the cache rows of earlier steps, complete before the step), or from
-// shared memory (the step's own position, which another block of the launch writes to the cache).
-template <int N> __device__ __forceinline__ void cache_words(u32 (&w)[N], const e4m3_t *p, bool shared) {
-  static_assert(N == 2 || N % 4 == 0, "whole 8- or 16-byte loads");
+// N words of shared memory (16-byte aligned for N ≥ 4, 8-byte for N = 2).
+template <int N> __device__ __forceinline__ void smem_words(u32 (&w)[N], const e4m3_t *p) {
+  static_assert(N == 2 || N % 4 == 0, "whole 8- or 16-byte reads");
   if constexpr (N == 2) {
-    const uint2 v = shared ? *reinterpret_cast<const uint2 *>(p) : __ldg(reinterpret_cast<const uint2 *>(p));
+    const uint2 v = *reinterpret_cast<const uint2 *>(p);
     w[0] = v.x;
     w[1] = v.y;
   } else {
 #pragma unroll
     for (int i = 0; i < N / 4; i++) {
-      const uint4 v = shared ? reinterpret_cast<const uint4 *>(p)[i] : __ldg(reinterpret_cast<const uint4 *>(p) + i);
+      const uint4 v = reinterpret_cast<const uint4 *>(p)[i];
       w[4 * i] = v.x;
       w[4 * i + 1] = v.y;
       w[4 * i + 2] = v.z;
@@ -53,46 +52,79 @@ template <int N> __device__ __forceinline__ void cache_words(u32 (&w)[N], const 
   }
 }
 
-// A warp's softmax state over its tiles (positions begin + 16·warp + 64·i ..): m the running max (base-2
-// units), l this thread's share of the sum, acc[j] the j-th output MMA's sums (c0: dim g·HD/8 + 2j, c2: the
-// next dim).
-template <int HD> struct DecodeMma {
-  static_assert(HD == 64 || HD == 128, "head sizes of the tensor-core decode loop (whole V loads; the register budget)");
+// Per-warp mbarrier and bulk-copy helpers (sm_90): a stage of the ring is filled by cp.async.bulk copies
+// that count their bytes on the stage's mbarrier; the warp waits on the barrier's phase parity.
+__device__ __forceinline__ u32 smem_addr(const void *p) { return (u32)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void mbar_init(unsigned long long *bar) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_addr(bar)) : "memory");
+}
+__device__ __forceinline__ void mbar_expect(unsigned long long *bar, u32 bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(unsigned long long *bar, u32 parity) {
+  asm volatile("{\n\t.reg .pred done;\n"
+               "WAIT_%=:\n\t"
+               "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n\t"
+               "@!done bra WAIT_%=;\n\t}" ::"r"(smem_addr(bar)),
+               "r"(parity)
+               : "memory");
+}
+// bytes (a multiple of 16) from global src to shared dst, both 16-byte aligned, counted on bar.
+__device__ __forceinline__ void bulk_copy(void *dst, const void *src, u32 bytes, unsigned long long *bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(smem_addr(dst)),
+               "l"(__cvta_generic_to_global(src)), "r"(bytes), "r"(smem_addr(bar))
+               : "memory");
+}
+
+// A warp's loop over its tiles (positions first, first + stride, ... below end, 16 each) with the cached K and V
+// streamed through a ring of STAGES tiles in shared memory by bulk copies: a lane a cached row (lanes 0–15 K,
+// 16–31 V), STAGES − 1 tiles in flight while one is used, and no register holds a load in flight (the
+// register-pipelined version of this loop held one tile in flight in 64 registers, 3 blocks an SM: latency-
+// bound at 2.5 TB/s on an H200, as the lanes loop was at 2.6). Rows are ROW = HD + 16 bytes apart in the ring,
+// so the fragment reads of a quarter warp fall in distinct banks. Past the end and at the step's own position
+// p nothing is copied: scores there are -inf, V reads as zeros, and p's K and V come from sK and sV.
+template <int HD, int STAGES, int WARPS> struct DecodeMma {
+  static_assert(HD == 64 || HD == 128, "head sizes of the tensor-core decode loop (whole fragment loads)");
   static constexpr int J = HD / 16;  // MMAs a side per 8 (scores) or 16 (output) positions
   static constexpr int KW = HD / 16; // words of a thread's K chunk (HD / 4 e4m3)
   static constexpr int VW = HD / 32; // words of a thread's V chunk (HD / 8 e4m3)
-  u32 kr[2][KW], vr[4][VW];          // a tile's raw K (rows g, g + 8) and V (rows 2t, 2t + 1, 2t + 8, 2t + 9)
-  int g, t;
+  static constexpr int ROW = HD + 16;
+  static constexpr int TILE = 32 * ROW;           // a stage: 16 K rows, then 16 V rows
+  static constexpr int WARP_BYTES = STAGES * TILE; // a warp's ring
+  // A block's dynamic shared memory: its warps' rings, then their barriers (decodeMmaSharedBytes in attention-launch.ts).
+  static constexpr int BLOCK_BYTES = WARPS * WARP_BYTES + WARPS * STAGES * 8;
+  unsigned char *ring;
+  unsigned long long *bars;
+  int lane, g, t;
 
-  __device__ __forceinline__ DecodeMma() : g((threadIdx.x & 31) >> 2), t(threadIdx.x & 3) {}
+  // dyn: the block's dynamic shared memory (BLOCK_BYTES).
+  __device__ __forceinline__ explicit DecodeMma(unsigned char *dyn)
+      : ring(dyn + (threadIdx.x >> 5) * WARP_BYTES),
+        bars(reinterpret_cast<unsigned long long *>(dyn + WARPS * WARP_BYTES) + (threadIdx.x >> 5) * STAGES), lane(threadIdx.x & 31),
+        g((threadIdx.x & 31) >> 2), t(threadIdx.x & 3) {}
 
-  // The cached rows of the tile at T: zeros past the end and at the step's own position p (used from shared
-  // memory in run). slotOf(j): position j's cache row.
-  template <typename SlotOf>
-  __device__ __forceinline__ void fetch(int T, int end, int p, const e4m3_t *kBase, const e4m3_t *vBase, i64 kvWidth, SlotOf slotOf) {
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-      const int j = T + g + 8 * i;
-      const bool ok = j < end && j != p;
-      if (ok) cache_words(kr[i], kBase + slotOf(j) * kvWidth + t * (HD / 4), false);
-      else
-#pragma unroll
-        for (int w = 0; w < KW; w++) kr[i][w] = 0u;
-    }
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-      const int j = T + 2 * t + (i & 1) + 8 * (i >> 1);
-      const bool ok = j < end && j != p;
-      if (ok) cache_words(vr[i], vBase + slotOf(j) * kvWidth + g * (HD / 8), false);
-      else
-#pragma unroll
-        for (int w = 0; w < VW; w++) vr[i][w] = 0u;
-    }
+  // The warp's barriers, before any copy (every lane calls it).
+  __device__ __forceinline__ void init() {
+    if (lane == 0)
+      for (int s = 0; s < STAGES; s++) mbar_init(&bars[s]);
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    __syncwarp();
   }
 
-  // The loop: tiles T = first, first + stride, ... below end, the next tile's loads in flight while one is
-  // used (the first fetched by the caller, before its wait on the kernel before). sQ: q rotated, in f16;
-  // sK, sV: the step's own position's K and V (p, when this split holds it); qscale: scale · log2 e.
+  // Tile i (positions T .. T + 15) into stage i % STAGES. slotOf(j): position j's cache row.
+  template <typename SlotOf>
+  __device__ __forceinline__ void issue(int i, int T, int end, int p, const e4m3_t *kBase, const e4m3_t *vBase, i64 kvWidth, SlotOf slotOf) {
+    const int j = T + (lane & 15);
+    const bool ok = j < end && j != p;
+    const u32 rows = __popc(__ballot_sync(0xffffffffu, ok));
+    unsigned long long *bar = &bars[i % STAGES];
+    if (lane == 0) mbar_expect(bar, rows * HD);
+    if (ok) bulk_copy(ring + (i % STAGES) * TILE + lane * ROW, (lane < 16 ? kBase : vBase) + slotOf(j) * kvWidth, HD, bar);
+  }
+
+  // The loop (tiles 0 .. STAGES − 2 issued by the caller, before its wait on the kernel before). sQ: q rotated,
+  // in f16; sK, sV: the step's own position's K and V; qscale: scale · log2 e. m the running max (base-2
+  // units), l the sum, acc[j] the j-th output MMA's sums (c0: dim g·HD/8 + 2j, c2: the next dim).
   template <typename SlotOf>
   __device__ __forceinline__ void run(float &m, float &l, float (&acc)[J][4], int first, int stride, int end, int p, const f16_t *sQ,
                                       const e4m3_t *sK, const e4m3_t *sV, const e4m3_t *kBase, const e4m3_t *vBase, i64 kvWidth,
@@ -107,37 +139,39 @@ template <int HD> struct DecodeMma {
     l = 0.f;
 #pragma unroll
     for (int j = 0; j < J; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
-    for (int T = first; T < end; T += stride) {
-      u32 kc[2][KW], vc[4][VW];
-#pragma unroll
-      for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int w = 0; w < KW; w++) kc[i][w] = kr[i][w];
-#pragma unroll
-      for (int i = 0; i < 4; i++)
-#pragma unroll
-        for (int w = 0; w < VW; w++) vc[i][w] = vr[i][w];
-      if (T + stride < end) fetch(T + stride, end, p, kBase, vBase, kvWidth, slotOf);
-      // The step's own position: its K and V from shared memory (selected as values, never as a pointer
-      // a global load could see).
-#pragma unroll
-      for (int i = 0; i < 2; i++)
-        if (T + g + 8 * i == p) cache_words(kc[i], sK + t * (HD / 4), true);
-#pragma unroll
-      for (int i = 0; i < 4; i++)
-        if (T + 2 * t + (i & 1) + 8 * (i >> 1) == p) cache_words(vc[i], sV + g * (HD / 8), true);
+    int i = 0;
+    for (int T = first; T < end; T += stride, i++) {
+      const int ahead = T + (STAGES - 1) * stride;
+      if (ahead < end) issue(i + STAGES - 1, ahead, end, p, kBase, vBase, kvWidth, slotOf);
+      mbar_wait(&bars[i % STAGES], (u32)(i / STAGES) & 1u);
+      const unsigned char *tile = ring + (i % STAGES) * TILE;
 
-      // Scores of positions T + 8i + 2t + {0, 1}, in base-2 units; -inf past the end.
+      // Scores of positions T + 8n + 2t + {0, 1}, in base-2 units; -inf past the end (whatever the ring holds there).
       float s[4];
 #pragma unroll
-      for (int i = 0; i < 2; i++) {
+      for (int n = 0; n < 2; n++) {
+        const int row = g + 8 * n;
+        u32 kc[KW];
+        smem_words(kc, T + row == p ? sK + t * (HD / 4) : reinterpret_cast<const e4m3_t *>(tile + row * ROW + t * (HD / 4)));
         float c[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
         for (int j = 0; j < J; j++)
-          mma16816<f16_t>(c, qa[j][0], qa[j][0], qa[j][1], qa[j][1], e4m3x2_to_f16x2(kc[i][j] & 0xffffu), e4m3x2_to_f16x2(kc[i][j] >> 16));
+          mma16816<f16_t>(c, qa[j][0], qa[j][0], qa[j][1], qa[j][1], e4m3x2_to_f16x2(kc[j] & 0xffffu), e4m3x2_to_f16x2(kc[j] >> 16));
 #pragma unroll
-        for (int e = 0; e < 2; e++) s[2 * i + e] = T + 8 * i + 2 * t + e < end ? __fmul_rn(c[e], qscale) : NEG_INF;
+        for (int e = 0; e < 2; e++) s[2 * n + e] = T + 8 * n + 2 * t + e < end ? __fmul_rn(c[e], qscale) : NEG_INF;
       }
+      // V rows 2t, 2t + 1, 2t + 8, 2t + 9: zeros past the end (P is 0 there, but the ring's bytes may be NaN codes).
+      u32 vc[4][VW];
+#pragma unroll
+      for (int r = 0; r < 4; r++) {
+        const int row = 2 * t + (r & 1) + 8 * (r >> 1);
+        if (T + row < end) smem_words(vc[r], T + row == p ? sV + g * (HD / 8) : reinterpret_cast<const e4m3_t *>(tile + (16 + row) * ROW + g * (HD / 8)));
+        else
+#pragma unroll
+          for (int w = 0; w < VW; w++) vc[r][w] = 0u;
+      }
+      __syncwarp(); // every lane's reads of this stage are done: the next issue may refill it
+
       float tmax = fmaxf(fmaxf(s[0], s[1]), fmaxf(s[2], s[3]));
       tmax = fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, 1));
       tmax = fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, 2)); // finite: position T < end is thread t = 0's
@@ -157,11 +191,11 @@ template <int HD> struct DecodeMma {
       // P rounded to f16: the output MMA's B (positions 2t, 2t + 1; 2t + 8, 2t + 9), and the sum of those.
       u32 pb[2];
 #pragma unroll
-      for (int i = 0; i < 2; i++) {
-        pb[i] = pack2<f16_t>(exp2f(s[2 * i] - m), exp2f(s[2 * i + 1] - m));
+      for (int n = 0; n < 2; n++) {
+        pb[n] = pack2<f16_t>(exp2f(s[2 * n] - m), exp2f(s[2 * n + 1] - m));
         f16_t lo, hi;
-        lo.bits = (u16)(pb[i] & 0xffffu);
-        hi.bits = (u16)(pb[i] >> 16);
+        lo.bits = (u16)(pb[n] & 0xffffu);
+        hi.bits = (u16)(pb[n] >> 16);
         l = __fadd_rn(l, __fadd_rn(to_f32(lo), to_f32(hi)));
       }
       // Output: rows g and g + 8 of the j-th MMA are dims g·HD/8 + 2j and + 2j + 1 (bytes 2j, 2j + 1 of the
@@ -181,7 +215,7 @@ template <int HD> struct DecodeMma {
 
   // This warp's state into the block's merge: its max, sum and output (thread t = 0 of each g writes).
   __device__ __forceinline__ void store(float *sM, float *sL, float *sAcc, float m, float l, const float (&acc)[J][4]) const {
-    if ((threadIdx.x & 31) == 0) {
+    if (lane == 0) {
       *sM = m;
       *sL = l;
     }

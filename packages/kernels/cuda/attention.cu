@@ -163,6 +163,7 @@ ATT_PARAMS(bf16, bf16_t)
 #define DEC_MAX_SPLITS 32 // DECODE_MAX_SPLITS in src/cuda/attention-launch.ts: the merge's lanes
 #define DEC_MAX_CLUSTER 8 // the portable cluster limit: the splits a cluster's first block merges
 #define LOG2E 1.4426950408889634f
+#define DEC_MMA_STAGES 3 // the tensor-core loop's ring: tiles a warp has in flight + 1 (attention-mma.cuh)
 #define DEC_UNROLL 4 // positions per group per iteration, loaded before any is used (16-byte lanes; 2 for 32-byte)
 
 // Sum over the LANES lanes of a group (aligned within the warp).
@@ -354,10 +355,16 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
     }
   };
   const int warp = threadIdx.x >> 5;
-  DecodeMma<(MMA > 0 ? MMA : 64)> mma; // unused by the lanes loop
+  extern __shared__ __align__(128) unsigned char decodeDynamic[]; // the tensor-core loop's rings and barriers
+  DecodeMma<(MMA > 0 ? MMA : 64), DEC_MMA_STAGES, DEC_THREADS / 32> mma(decodeDynamic); // unused by the lanes loop
   const i64 kvHeadOff = (i64)kvHead * headDim;
+  constexpr int MMA_STRIDE = 16 * (DEC_THREADS / 32); // a warp's tiles are this many positions apart
   if constexpr (MMA > 0) {
-    if (begin + 16 * warp < end) mma.fetch(begin + 16 * warp, end, p, kCache + kvHeadOff, vCache + kvHeadOff, kvWidth, slotOf);
+    mma.init();
+    for (int i = 0; i < DEC_MMA_STAGES - 1; i++) {
+      const int T = begin + 16 * warp + i * MMA_STRIDE;
+      if (T < end) mma.issue(i, T, end, p, kCache + kvHeadOff, vCache + kvHeadOff, kvWidth, slotOf);
+    }
   } else if constexpr (PIPE) {
     fetch(begin);
   }
@@ -387,7 +394,7 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
 
   if constexpr (MMA > 0) {
     float m, l, acc[decltype(mma)::J][4];
-    mma.run(m, l, acc, begin + 16 * warp, 16 * (DEC_THREADS / 32), end, p, sQ, sK, sV, kCache + kvHeadOff, vCache + kvHeadOff, kvWidth,
+    mma.run(m, l, acc, begin + 16 * warp, MMA_STRIDE, end, p, sQ, sK, sV, kCache + kvHeadOff, vCache + kvHeadOff, kvWidth,
             scale * LOG2E, slotOf);
     mma.store(&sM[warp], &sL[warp], sAcc[warp], m, l, acc);
   } else {

@@ -26,7 +26,7 @@ const WEIGHTS = new Set(['w', 'b', 'bias', 'normW', 'normB', 'norm_w', 'wp', 'wa
 test('__ldg only in the weight loader and the attention cache reads (K/V of earlier steps, complete before the step)', () => {
   const files = uses(/__ldg\s*\(()/g).map((u) => u.file);
   assert.ok(files.length > 0, 'the loaders use __ldg');
-  assert.equal([...new Set(files)].sort(), ['attention-mma.cuh', 'attention.cu', 'common.cuh']);
+  assert.equal([...new Set(files)].sort(), ['attention.cu', 'common.cuh']);
   const common = sources.find((s) => s.file === 'common.cuh')!.text;
   const loader = common.slice(common.indexOf('void load_n('), common.indexOf('void load_weight('));
   assert.is((common.match(/__ldg\s*\(/g) ?? []).length, (loader.match(/__ldg\s*\(/g) ?? []).length, 'common.cuh: __ldg outside load_n');

@@ -13,7 +13,7 @@ import * as assert from 'uvu/assert';
 import { BackendError, ConfigError, createEngine, Rng } from '@zinfer/core';
 import { memoryWeights, stepBatch, tinyLlama, TINY_LLAMA, type TinyLlamaConfig } from '@zinfer/core/testing';
 import { cudaBackend } from '../src/cuda.js';
-import { decodeMma, setDecodeMma } from '../src/cuda/attention-launch.js';
+import { decodeMma, decodeMmaSharedBytes, setDecodeMma } from '../src/cuda/attention-launch.js';
 import { compileProgram, parseKvCacheDtype, type CompileSettings } from '../src/cuda/compile.js';
 import { kernelDir } from '../src/cuda/kernel-sources.js';
 import { RecordingGpu } from '../src/cuda/recording-gpu.js';
@@ -159,6 +159,9 @@ test('fp8 KV cache in the f16 mode: batch steps of heads of 64 or 128 loop on th
   assert.not.ok(decodeMma(15, 128, 'f16', true), 'few rows: the lanes loop');
   assert.not.ok(decodeMma(64, 128, 'bf16', true) || decodeMma(64, 128, 'f16', false) || decodeMma(64, 96, 'f16', true) || decodeMma(64, 128, 'f32', true));
   assert.not.ok(decodeMma(64, 128, 'f16', true, 'v1'), 'the unpipelined variant keeps its loop');
+  // Three tiles of 16 K and 16 V rows (headDim + 16 bytes apart) for each of 4 warps, and 12 barriers: past 48 KiB at 128.
+  assert.is(decodeMmaSharedBytes(128), 4 * 3 * 32 * 144 + 96);
+  assert.is(decodeMmaSharedBytes(64), 4 * 3 * 32 * 80 + 96);
   const cfg: TinyLlamaConfig = { ...TINY_LLAMA, hiddenSize: 128, numHeads: 2, numKeyValueHeads: 1, headDim: 64 };
   const decodeKernels = async (rows: number) => {
     const gpu = new RecordingGpu();
@@ -169,7 +172,9 @@ test('fp8 KV cache in the f16 mode: batch steps of heads of 64 or 128 loop on th
       await program.run(stepBatch(seqs.map((q, i) => ({ tokens: [1 + i, 2, 3], cached: 0, blocks: q.blocks })), 4, 'last'));
       const from = gpu.launches.length;
       await program.run(stepBatch(seqs.map((q, i) => ({ tokens: [4 + (i % 7)], cached: 3, blocks: q.blocks })), 4, 'last'));
-      return [...new Set(gpu.launches.slice(from).map((l) => l.kernel).filter((k) => k.startsWith('attn_decode')))];
+      const attention = gpu.launches.slice(from).filter((l) => l.kernel.startsWith('attn_decode'));
+      for (const l of attention) assert.is(l.sharedBytes, l.kernel.startsWith('attn_decodem') ? decodeMmaSharedBytes(64) : 0, `${l.kernel}: its ring in dynamic shared memory`);
+      return [...new Set(attention.map((l) => l.kernel))];
     } finally {
       await program.dispose();
     }
