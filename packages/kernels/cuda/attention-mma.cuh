@@ -52,37 +52,24 @@ template <int N> __device__ __forceinline__ void smem_words(u32 (&w)[N], const e
   }
 }
 
-// Per-warp mbarrier and bulk-copy helpers (sm_90): a stage of the ring is filled by cp.async.bulk copies
-// that count their bytes on the stage's mbarrier; the warp waits on the barrier's phase parity.
-__device__ __forceinline__ u32 smem_addr(const void *p) { return (u32)__cvta_generic_to_shared(p); }
-__device__ __forceinline__ void mbar_init(unsigned long long *bar) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_addr(bar)) : "memory");
-}
-__device__ __forceinline__ void mbar_expect(unsigned long long *bar, u32 bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(unsigned long long *bar, u32 parity) {
-  asm volatile("{\n\t.reg .pred done;\n"
-               "WAIT_%=:\n\t"
-               "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n\t"
-               "@!done bra WAIT_%=;\n\t}" ::"r"(smem_addr(bar)),
-               "r"(parity)
+// 16 bytes from global src to shared dst (cp.async, L2 only), or 16 zero bytes when !ok (src not read).
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool ok) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"((u32)__cvta_generic_to_shared(dst)), "l"(__cvta_generic_to_global(src)),
+               "r"(ok ? 16 : 0)
                : "memory");
 }
-// bytes (a multiple of 16) from global src to shared dst, both 16-byte aligned, counted on bar.
-__device__ __forceinline__ void bulk_copy(void *dst, const void *src, u32 bytes, unsigned long long *bar) {
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(smem_addr(dst)),
-               "l"(__cvta_generic_to_global(src)), "r"(bytes), "r"(smem_addr(bar))
-               : "memory");
-}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+// Until at most N of this thread's groups are in flight.
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
 
 // A warp's loop over its tiles (positions first, first + stride, ... below end, 16 each) with the cached K and V
-// streamed through a ring of STAGES tiles in shared memory by bulk copies: a lane a cached row (lanes 0–15 K,
-// 16–31 V), STAGES − 1 tiles in flight while one is used, and no register holds a load in flight (the
-// register-pipelined version of this loop held one tile in flight in 64 registers, 3 blocks an SM: latency-
-// bound at 2.5 TB/s on an H200, as the lanes loop was at 2.6). Rows are ROW = HD + 16 bytes apart in the ring,
+// streamed through a ring of STAGES tiles in shared memory by cp.async: a lane copies a cached row (lanes 0–15
+// K, 16–31 V) as 16-byte pieces, STAGES − 1 tiles in flight while one is used, and no register holds a load in
+// flight (the register-pipelined version of this loop held one tile in flight in 64 registers, 3 blocks an SM:
+// latency-bound at 2.5 TB/s on an H200, as the lanes loop was at 2.6; bulk copies a row a lane compiled to a
+// loop over the lanes, their operands being uniform registers). Rows are ROW = HD + 16 bytes apart in the ring,
 // so the fragment reads of a quarter warp fall in distinct banks. Past the end and at the step's own position
-// p nothing is copied: scores there are -inf, V reads as zeros, and p's K and V come from sK and sV.
+// p the copies write zeros: scores there are -inf, and p's K and V come from sK and sV.
 template <int HD, int STAGES, int WARPS> struct DecodeMma {
   static_assert(HD == 64 || HD == 128, "head sizes of the tensor-core decode loop (whole fragment loads)");
   static constexpr int J = HD / 16;  // MMAs a side per 8 (scores) or 16 (output) positions
@@ -91,38 +78,31 @@ template <int HD, int STAGES, int WARPS> struct DecodeMma {
   static constexpr int ROW = HD + 16;
   static constexpr int TILE = 32 * ROW;           // a stage: 16 K rows, then 16 V rows
   static constexpr int WARP_BYTES = STAGES * TILE; // a warp's ring
-  // A block's dynamic shared memory: its warps' rings, then their barriers (decodeMmaSharedBytes in attention-launch.ts).
-  static constexpr int BLOCK_BYTES = WARPS * WARP_BYTES + WARPS * STAGES * 8;
+  // A block's dynamic shared memory: its warps' rings (decodeMmaSharedBytes in attention-launch.ts).
+  static constexpr int BLOCK_BYTES = WARPS * WARP_BYTES;
   unsigned char *ring;
-  unsigned long long *bars;
   int lane, g, t;
 
   // dyn: the block's dynamic shared memory (BLOCK_BYTES).
   __device__ __forceinline__ explicit DecodeMma(unsigned char *dyn)
-      : ring(dyn + (threadIdx.x >> 5) * WARP_BYTES),
-        bars(reinterpret_cast<unsigned long long *>(dyn + WARPS * WARP_BYTES) + (threadIdx.x >> 5) * STAGES), lane(threadIdx.x & 31),
-        g((threadIdx.x & 31) >> 2), t(threadIdx.x & 3) {}
+      : ring(dyn + (threadIdx.x >> 5) * WARP_BYTES), lane(threadIdx.x & 31), g((threadIdx.x & 31) >> 2), t(threadIdx.x & 3) {}
 
-  // The warp's barriers, before any copy (every lane calls it).
-  __device__ __forceinline__ void init() {
-    if (lane == 0)
-      for (int s = 0; s < STAGES; s++) mbar_init(&bars[s]);
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    __syncwarp();
-  }
-
-  // Tile i (positions T .. T + 15) into stage i % STAGES. slotOf(j): position j's cache row.
+  // Tile i (positions T .. T + 15) into stage i % STAGES, as one commit group of this thread (an empty group
+  // past the end, so the group count stays one a tile). slotOf(j): position j's cache row.
   template <typename SlotOf>
   __device__ __forceinline__ void issue(int i, int T, int end, int p, const e4m3_t *kBase, const e4m3_t *vBase, i64 kvWidth, SlotOf slotOf) {
-    const int j = T + (lane & 15);
-    const bool ok = j < end && j != p;
-    const u32 rows = __popc(__ballot_sync(0xffffffffu, ok));
-    unsigned long long *bar = &bars[i % STAGES];
-    if (lane == 0) mbar_expect(bar, rows * HD);
-    if (ok) bulk_copy(ring + (i % STAGES) * TILE + lane * ROW, (lane < 16 ? kBase : vBase) + slotOf(j) * kvWidth, HD, bar);
+    if (T < end) {
+      const int j = T + (lane & 15);
+      const bool ok = j < end && j != p;
+      const e4m3_t *src = (lane < 16 ? kBase : vBase) + (ok ? slotOf(j) * kvWidth : 0);
+      unsigned char *dst = ring + (i % STAGES) * TILE + lane * ROW;
+#pragma unroll
+      for (int c = 0; c < HD / 16; c++) cp_async16(dst + 16 * c, src + 16 * c, ok);
+    }
+    cp_async_commit();
   }
-
-  // The loop (tiles 0 .. STAGES − 2 issued by the caller, before its wait on the kernel before). sQ: q rotated,
+  // The loop (tiles 0 .. STAGES − 2 issued by the caller, before its wait on the kernel before; issue is called
+  // for every one of them, so each thread has one commit group a tile). sQ: q rotated,
   // in f16; sK, sV: the step's own position's K and V; qscale: scale · log2 e. m the running max (base-2
   // units), l the sum, acc[j] the j-th output MMA's sums (c0: dim g·HD/8 + 2j, c2: the next dim).
   template <typename SlotOf>
@@ -141,9 +121,9 @@ template <int HD, int STAGES, int WARPS> struct DecodeMma {
     for (int j = 0; j < J; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
     int i = 0;
     for (int T = first; T < end; T += stride, i++) {
-      const int ahead = T + (STAGES - 1) * stride;
-      if (ahead < end) issue(i + STAGES - 1, ahead, end, p, kBase, vBase, kvWidth, slotOf);
-      mbar_wait(&bars[i % STAGES], (u32)(i / STAGES) & 1u);
+      issue(i + STAGES - 1, T + (STAGES - 1) * stride, end, p, kBase, vBase, kvWidth, slotOf);
+      cp_async_wait<STAGES - 1>(); // this thread's copies of tile i are done ...
+      __syncwarp();                // ... and every lane's
       const unsigned char *tile = ring + (i % STAGES) * TILE;
 
       // Scores of positions T + 8n + 2t + {0, 1}, in base-2 units; -inf past the end (whatever the ring holds there).
@@ -160,15 +140,12 @@ template <int HD, int STAGES, int WARPS> struct DecodeMma {
 #pragma unroll
         for (int e = 0; e < 2; e++) s[2 * n + e] = T + 8 * n + 2 * t + e < end ? __fmul_rn(c[e], qscale) : NEG_INF;
       }
-      // V rows 2t, 2t + 1, 2t + 8, 2t + 9: zeros past the end (P is 0 there, but the ring's bytes may be NaN codes).
+      // V rows 2t, 2t + 1, 2t + 8, 2t + 9 (zeros past the end).
       u32 vc[4][VW];
 #pragma unroll
       for (int r = 0; r < 4; r++) {
         const int row = 2 * t + (r & 1) + 8 * (r >> 1);
-        if (T + row < end) smem_words(vc[r], T + row == p ? sV + g * (HD / 8) : reinterpret_cast<const e4m3_t *>(tile + (16 + row) * ROW + g * (HD / 8)));
-        else
-#pragma unroll
-          for (int w = 0; w < VW; w++) vc[r][w] = 0u;
+        smem_words(vc[r], T + row == p ? sV + g * (HD / 8) : reinterpret_cast<const e4m3_t *>(tile + (16 + row) * ROW + g * (HD / 8)));
       }
       __syncwarp(); // every lane's reads of this stage are done: the next issue may refill it
 

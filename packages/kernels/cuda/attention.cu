@@ -360,11 +360,8 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   const i64 kvHeadOff = (i64)kvHead * headDim;
   constexpr int MMA_STRIDE = 16 * (DEC_THREADS / 32); // a warp's tiles are this many positions apart
   if constexpr (MMA > 0) {
-    mma.init();
-    for (int i = 0; i < DEC_MMA_STAGES - 1; i++) {
-      const int T = begin + 16 * warp + i * MMA_STRIDE;
-      if (T < end) mma.issue(i, T, end, p, kCache + kvHeadOff, vCache + kvHeadOff, kvWidth, slotOf);
-    }
+    for (int i = 0; i < DEC_MMA_STAGES - 1; i++)
+      mma.issue(i, begin + 16 * warp + i * MMA_STRIDE, end, p, kCache + kvHeadOff, vCache + kvHeadOff, kvWidth, slotOf);
   } else if constexpr (PIPE) {
     fetch(begin);
   }

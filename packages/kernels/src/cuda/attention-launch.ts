@@ -94,11 +94,11 @@ export function decodeMma(rows: number, headDim: number, act: FloatDType, fp8: b
 const DECODE_MMA_STAGES = 3;
 /**
  * Dynamic shared memory of a tensor-core decode launch (DecodeMma::BLOCK_BYTES in cuda/attention-mma.cuh):
- * each warp's ring of tiles (16 K then 16 V rows of headDim e4m3, headDim + 16 bytes apart), then their barriers.
+ * each warp's ring of tiles (16 K then 16 V rows of headDim e4m3, headDim + 16 bytes apart).
  */
 export function decodeMmaSharedBytes(headDim: number): number {
   const warps = DEC_THREADS / 32;
-  return warps * DECODE_MMA_STAGES * 32 * (headDim + 16) + warps * DECODE_MMA_STAGES * 8;
+  return warps * DECODE_MMA_STAGES * 32 * (headDim + 16);
 }
 export const DECODE_MMA_MODES = ['auto', 'off'] as const;
 export type DecodeMmaMode = (typeof DECODE_MMA_MODES)[number];
