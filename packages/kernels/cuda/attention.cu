@@ -163,6 +163,7 @@ ATT_PARAMS(bf16, bf16_t)
 #define DEC_MAX_SPLITS 32 // DECODE_MAX_SPLITS in src/cuda/attention-launch.ts: the merge's lanes
 #define DEC_MAX_CLUSTER 8 // the portable cluster limit: the splits a cluster's first block merges
 #define LOG2E 1.4426950408889634f
+#define DEC_TABLE_CACHE 128 // block-table entries of a split kept in shared memory (2,048 positions in blocks of 16)
 #define DEC_MMA_STAGES 3 // the tensor-core loop's ring: tiles a warp has in flight + 1 (attention-mma.cuh)
 #define DEC_UNROLL 4 // positions per group per iteration, loaded before any is used (16-byte lanes; 2 for 32-byte)
 
@@ -305,6 +306,7 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   __shared__ float sWeight[DEC_MAX_SPLITS], sTotal, sMaxAll; // the merge's weights exp2(m_c - max), their sum, the max
   __shared__ float sSplit[DEC_MAX_CLUSTER][ATT_MAX_HEAD_DIM + 2]; // a cluster's splits: max, sum, output (its first block's)
   __shared__ int sLast;
+  __shared__ int sTable[DEC_TABLE_CACHE];
   __shared__ double cs[ROPE_MAX_HALF], sn[ROPE_MAX_HALF];
   __shared__ __align__(16) A sQ[ATT_MAX_HEAD_DIM];
   __shared__ __align__(16) C sK[ATT_MAX_HEAD_DIM], sV[ATT_MAX_HEAD_DIM];
@@ -340,9 +342,21 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   // integer division that was a good part of this loop's instructions.
   const bool pow2 = (blockSize & (blockSize - 1)) == 0;
   const int shift = __ffs(blockSize) - 1;
+  // The split's block-table entries (the first DEC_TABLE_CACHE) in shared memory: a position's cache row then
+  // costs a shared read, not a global one whose latency came before every round's K/V loads (the round's
+  // addresses depend on it), a chain of two memory trips a round.
+  const int firstBlock = pow2 ? begin >> shift : begin / blockSize;
+  const int tableEntries = min(DEC_TABLE_CACHE, (pow2 ? (end - 1) >> shift : (end - 1) / blockSize) - firstBlock + 1);
+  for (int i = threadIdx.x; i < tableEntries; i += DEC_THREADS) sTable[i] = table[firstBlock + i];
+  __syncthreads();
+#ifdef ZINFER_NO_TABLE_CACHE // session 23's A/B (temporary)
+  auto entry = [&](int b) -> i64 { return table[b]; };
+#else
+  auto entry = [&](int b) -> i64 { return b - firstBlock < DEC_TABLE_CACHE ? sTable[b - firstBlock] : table[b]; };
+#endif
   auto slotOf = [&](int j) -> i64 {
-    if (pow2) return ((i64)table[j >> shift] << shift) + (j & (blockSize - 1));
-    return (i64)table[j / blockSize] * blockSize + j % blockSize;
+    if (pow2) return (entry(j >> shift) << shift) + (j & (blockSize - 1));
+    return entry(j / blockSize) * blockSize + j % blockSize;
   };
   auto fetch = [&](int base) {
 #pragma unroll
