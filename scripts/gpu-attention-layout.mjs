@@ -29,12 +29,11 @@ const CASES = [
 const MULTIPROCESSORS = gpu.multiprocessors;
 const result = { date: new Date().toISOString(), device: gpu.name, context: CONTEXT, headDim: HEAD_DIM, cases: [] };
 
-// The 8-wide f16 kernel (batch 1 to 15), the wide one (16 rows and up) and the fp8 cache's two loops.
+// The 8-wide f16 kernel (batch 1 to 15), the wide one (16 rows and up) and the fp8 cache's.
 const KERNELS = [
   { kernel: `attn_decode${HEAD_DIM / 8}p_f16`, fp8: false },
   { kernel: `attn_decode${HEAD_DIM / 16}w_f16`, fp8: false },
   { kernel: `attn_decode${HEAD_DIM / 16}p_f16_e4m3`, fp8: true },
-  { kernel: `attn_decodem${HEAD_DIM}_f16_e4m3`, fp8: true }, // the tensor-core loop (16 rows and up in the engine)
 ];
 // ZINFER_ATTENTION_KERNELS / ZINFER_ATTENTION_CASES (comma-separated kernel names / case indices): a subset,
 // e.g. one launch each under ncu.
@@ -78,7 +77,7 @@ for (const { kernel, fp8 } of KERNELS.filter((k) => !onlyKernels.length || onlyK
     gpu.fill32(counters, 0, rows * heads);
     const launch = () => gpu.launch(kernel, { x: splits, y: heads, z: rows }, 128, [
       out, partial, counters, q, k, c.vIsK ? k : v, meta[0], meta[1], meta[2], HEAD_DIM, heads, blockSize, 0, 1 / Math.sqrt(HEAD_DIM), 32, kNew, vNew, meta[3], invFreq, 0, 0, 1, 0n, 0,
-    ], kernel.startsWith('attn_decodem') ? cuda.decodeMmaSharedBytes(HEAD_DIM) : 0);
+    ]);
     for (let i = 0; i < 3; i++) launch();
     // 20 launches replayed as one graph: back to back on the GPU whatever the host's launch cost.
     gpu.beginCapture();

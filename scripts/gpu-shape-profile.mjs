@@ -53,9 +53,8 @@ const WARP_BOUNDS = (process.env.ZINFER_PROFILE_WARP_MAX_IN || '').split(',').fi
 const CONTEXT = Number(process.env.ZINFER_PROFILE_CONTEXT || 100);
 const SPLITS = (process.env.ZINFER_PROFILE_SPLITS || '').split(',').map((s) => s.trim()).filter(Boolean);
 const CLUSTERS = (process.env.ZINFER_PROFILE_CLUSTER || '').split(',').map((s) => s.trim()).filter(Boolean);
-// ZINFER_PROFILE_KV=fp8: the opt-in fp8 cache; ZINFER_PROFILE_MMA=auto,off: the decode attention's tensor-core loop A/B.
+// ZINFER_PROFILE_KV=fp8: the opt-in fp8 cache.
 const FP8 = process.env.ZINFER_PROFILE_KV === 'fp8';
-const MMA_MODES = (process.env.ZINFER_PROFILE_MMA || '').split(',').map((s) => s.trim()).filter(Boolean);
 const pick = (process.env.ZINFER_SHAPES || Object.keys(SHAPES).join(',')).split(',').map((s) => s.trim()).filter(Boolean);
 
 const result = { card: null, rows: ROWS, context: CONTEXT, kv_cache: FP8 ? 'fp8' : 'f16', date: new Date().toISOString(), read_gb_per_s: null, shapes: {} };
@@ -135,7 +134,6 @@ for (const name of pick) {
       const baseWarp = cuda.gemvWarpMaxIn();
       const baseSplits = cuda.decodeSplitsMode();
       const baseCluster = cuda.decodeClustersMode();
-      const baseMma = cuda.decodeMmaModeNow();
       try {
         for (const v of variants) {
           cuda.setGemvVariant(v);
@@ -160,8 +158,6 @@ for (const name of pick) {
         if (SPLITS.length) log(`${name}: graphed ms by decode-attention splits ${JSON.stringify(r.graphed_ms_by_decode_splits)}`);
         r.graphed_ms_by_decode_cluster = await alternated(CLUSTERS, cuda.setDecodeCluster, baseCluster);
         if (CLUSTERS.length) log(`${name}: graphed ms by decode-attention clusters ${JSON.stringify(r.graphed_ms_by_decode_cluster)}`);
-        r.graphed_ms_by_decode_mma = await alternated(MMA_MODES, cuda.setDecodeMma, baseMma);
-        if (MMA_MODES.length) log(`${name}: graphed ms by decode-attention loop (mma auto/off) ${JSON.stringify(r.graphed_ms_by_decode_mma)}`);
         if (WARP_BOUNDS.length) log(`${name}: graphed ms by one-warp GEMV bound ${JSON.stringify(r.graphed_ms_by_warp_max_in)}`);
         for (const m of mixes) { // none/residual/gated
           cuda.setGemvVariantByEpilogue(Object.fromEntries(MIX_EPILOGUES.map((e, i) => [e, m[i]])));
@@ -173,7 +169,6 @@ for (const name of pick) {
         cuda.setGemvVariantByEpilogue(baseByEpilogue);
         cuda.setGemvWarpMaxIn(baseWarp);
         cuda.setDecodeSplits(baseSplits);
-        cuda.setDecodeMma(baseMma);
         program.resetGraphs();
       }
       const all = { ...Object.fromEntries(Object.entries(r.graphed_ms_by_gemv).map(([v, ms]) => [`${v}/${v}/${v}`, ms])), ...r.graphed_ms_by_mix };

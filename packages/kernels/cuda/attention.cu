@@ -23,7 +23,6 @@
 //   rowSeq [rows]: the sequence of each row;
 //   seqInfo [sequences, 4]: queryStart, queryLength, contextLength, offset of its block table in blockTables;
 //   blockTables [Σ blocks]: physical block of each logical block, sequence after sequence.
-#include "attention-mma.cuh"
 #include "cluster.cuh"
 #include "rope.cuh"
 
@@ -163,8 +162,6 @@ ATT_PARAMS(bf16, bf16_t)
 #define DEC_MAX_SPLITS 32 // DECODE_MAX_SPLITS in src/cuda/attention-launch.ts: the merge's lanes
 #define DEC_MAX_CLUSTER 8 // the portable cluster limit: the splits a cluster's first block merges
 #define LOG2E 1.4426950408889634f
-#define DEC_TABLE_CACHE 128 // block-table entries of a split kept in shared memory (2,048 positions in blocks of 16)
-#define DEC_MMA_STAGES 3 // the tensor-core loop's ring: tiles a warp has in flight + 1 (attention-mma.cuh)
 #define DEC_UNROLL 4 // positions per group per iteration, loaded before any is used (16-byte lanes; 2 for 32-byte)
 
 // Sum over the LANES lanes of a group (aligned within the warp).
@@ -291,9 +288,7 @@ template <typename At> __device__ __forceinline__ float merge_element(At at, int
 // The step's own K and V: q [rows, heads*headDim] and kNew, vNew [rows, kvHeads*headDim] as the q/k/v GEMV
 // made them (before rotary when rotaryDim > 0: invFreq, interleaved and ropeScaling as in rotary.cu);
 // slots [rows] the cache rows they go to. pf, pfBytes: weights to ask L2 for (null, 0: none).
-// MMA > 0 (the head size; f16 activations and an fp8 cache): the loop over positions is DecodeMma's, a warp
-// a group (attention-mma.cuh); LANES and VEC then only name a CacheVec the lanes loop would use.
-template <typename A, int LANES, bool PIPE, typename C, int VEC, int MMA = 0>
+template <typename A, int LANES, bool PIPE, typename C, int VEC>
 __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C *kCache, C *vCache, const int *rowSeq,
                             const int *seqInfo, const int *blockTables, int headDim, int kvHeads, int blockSize, int window, float scale,
                             int minChunk, const A *kNew, const A *vNew, const int *slots, const double *invFreq, int rotaryDim,
@@ -301,12 +296,11 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   typedef CacheVec<C, VEC> CV;
   // Positions a group loads per round: DEC_UNROLL of 16 bytes a K and a V, half as many of 32.
   constexpr int U = sizeof(typename CV::Raw) > 16 ? DEC_UNROLL / 2 : DEC_UNROLL;
-  constexpr int G = MMA > 0 ? DEC_THREADS / 32 : DEC_THREADS / LANES; // position groups per block
-  __shared__ float sM[G], sL[G], sAcc[G][MMA > 0 ? MMA : LANES * VEC];
+  constexpr int G = DEC_THREADS / LANES; // position groups per block
+  __shared__ float sM[G], sL[G], sAcc[G][LANES * VEC];
   __shared__ float sWeight[DEC_MAX_SPLITS], sTotal, sMaxAll; // the merge's weights exp2(m_c - max), their sum, the max
   __shared__ float sSplit[DEC_MAX_CLUSTER][ATT_MAX_HEAD_DIM + 2]; // a cluster's splits: max, sum, output (its first block's)
   __shared__ int sLast;
-  __shared__ int sTable[DEC_TABLE_CACHE];
   __shared__ double cs[ROPE_MAX_HALF], sn[ROPE_MAX_HALF];
   __shared__ __align__(16) A sQ[ATT_MAX_HEAD_DIM];
   __shared__ __align__(16) C sK[ATT_MAX_HEAD_DIM], sV[ATT_MAX_HEAD_DIM];
@@ -342,21 +336,9 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   // integer division that was a good part of this loop's instructions.
   const bool pow2 = (blockSize & (blockSize - 1)) == 0;
   const int shift = __ffs(blockSize) - 1;
-  // The split's block-table entries (the first DEC_TABLE_CACHE) in shared memory: a position's cache row then
-  // costs a shared read, not a global one whose latency came before every round's K/V loads (the round's
-  // addresses depend on it), a chain of two memory trips a round.
-  const int firstBlock = pow2 ? begin >> shift : begin / blockSize;
-  const int tableEntries = min(DEC_TABLE_CACHE, (pow2 ? (end - 1) >> shift : (end - 1) / blockSize) - firstBlock + 1);
-  for (int i = threadIdx.x; i < tableEntries; i += DEC_THREADS) sTable[i] = table[firstBlock + i];
-  __syncthreads();
-#ifdef ZINFER_NO_TABLE_CACHE // session 23's A/B (temporary)
-  auto entry = [&](int b) -> i64 { return table[b]; };
-#else
-  auto entry = [&](int b) -> i64 { return b - firstBlock < DEC_TABLE_CACHE ? sTable[b - firstBlock] : table[b]; };
-#endif
   auto slotOf = [&](int j) -> i64 {
-    if (pow2) return (entry(j >> shift) << shift) + (j & (blockSize - 1));
-    return entry(j / blockSize) * blockSize + j % blockSize;
+    if (pow2) return ((i64)table[j >> shift] << shift) + (j & (blockSize - 1));
+    return (i64)table[j / blockSize] * blockSize + j % blockSize;
   };
   auto fetch = [&](int base) {
 #pragma unroll
@@ -368,17 +350,7 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
       vr[u] = ok ? CV::load(vCache + slot * kvWidth + kvOff, full) : CV::zero();
     }
   };
-  const int warp = threadIdx.x >> 5;
-  extern __shared__ __align__(128) unsigned char decodeDynamic[]; // the tensor-core loop's rings and barriers
-  DecodeMma<(MMA > 0 ? MMA : 64), DEC_MMA_STAGES, DEC_THREADS / 32> mma(decodeDynamic); // unused by the lanes loop
-  const i64 kvHeadOff = (i64)kvHead * headDim;
-  constexpr int MMA_STRIDE = 16 * (DEC_THREADS / 32); // a warp's tiles are this many positions apart
-  if constexpr (MMA > 0) {
-    for (int i = 0; i < DEC_MMA_STAGES - 1; i++)
-      mma.issue(i, begin + 16 * warp + i * MMA_STRIDE, end, p, kCache + kvHeadOff, vCache + kvHeadOff, kvWidth, slotOf);
-  } else if constexpr (PIPE) {
-    fetch(begin);
-  }
+  if constexpr (PIPE) fetch(begin);
   grid_dep_wait();
   grid_dep_launch();
 
@@ -403,12 +375,6 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   __syncthreads();
   TRACE_MARK(11);
 
-  if constexpr (MMA > 0) {
-    float m, l, acc[decltype(mma)::J][4];
-    mma.run(m, l, acc, begin + 16 * warp, MMA_STRIDE, end, p, sQ, sK, sV, kCache + kvHeadOff, vCache + kvHeadOff, kvWidth,
-            scale * LOG2E, slotOf);
-    mma.store(&sM[warp], &sL[warp], sAcc[warp], m, l, acc);
-  } else {
   // Cached K and V stay raw (VEC elements of C, one load each) until used: widened one position at a time,
   // so the registers hold a round of raw loads, not a round of f32 vectors.
   typename CV::Raw kp = CV::zero(), vp = CV::zero(); // the new position's, for the split that holds it
@@ -481,7 +447,8 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
     m = mNew;
   }
 
-  // This group's state into the block's merge.
+  TRACE_MARK(12);
+  // Merge the groups of this block.
   if (li == 0) {
     sM[group] = m;
     sL[group] = l;
@@ -490,9 +457,6 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
 #pragma unroll
     for (int k = 0; k < VEC; k++) sAcc[group][d0 + k] = acc[k];
   }
-  }
-  TRACE_MARK(12);
-  // Merge the groups of this block.
   __syncthreads();
   float M = NEG_INF;
   for (int g = 0; g < G; g++) M = fmaxf(M, sM[g]);
@@ -603,22 +567,6 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   DECODE_WIDE(S, A, 4)      \
   DECODE_WIDE(S, A, 8)      \
   DECODE_WIDE(S, A, 16)
-
-// The tensor-core loop (attention-mma.cuh) for an fp8 cache in the f16 mode: attn_decodem128_f16_e4m3 and
-// attn_decodem64_f16_e4m3 (attention-launch.ts: decodeMma picks them for batch steps).
-// MIN_BLOCKS: 3 for heads of 128 (two tiles' raw K/V, the output's sums and q's fragment spill at 4 blocks' 128 registers).
-#define DECODE_MMA_ENTRY(HD, MIN_BLOCKS)                                                                                               \
-  extern "C" __global__ void __launch_bounds__(DEC_THREADS, MIN_BLOCKS)                                                               \
-      attn_decodem##HD##_f16_e4m3(f16_t *out, float *partial, int *counters, const f16_t *q, e4m3_t *kCache, e4m3_t *vCache,         \
-                                  const int *rowSeq, const int *seqInfo, const int *blockTables, int headDim, int kvHeads, int blockSize, \
-                                  int window, float scale, int minChunk, const f16_t *kNew, const f16_t *vNew, const int *slots,      \
-                                  const double *invFreq, int rotaryDim, int interleaved, float ropeScaling, const void *pf, int pfBytes) { \
-    attn_decode<f16_t, HD / 16, true, e4m3_t, 16, HD>(out, partial, counters, q, kCache, vCache, rowSeq, seqInfo, blockTables, headDim,  \
-                                                      kvHeads, blockSize, window, scale, minChunk, kNew, vNew, slots, invFreq, rotaryDim, \
-                                                      interleaved, ropeScaling, pf, pfBytes);                                           \
-  }
-DECODE_MMA_ENTRY(64, 4)
-DECODE_MMA_ENTRY(128, 3)
 
 DECODE_PIPES_F32(1)
 DECODE_PIPES_F32(2)

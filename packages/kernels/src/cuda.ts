@@ -140,7 +140,7 @@ export { DECODE_ATTENTION_VARIANTS, decodeAttentionVariant, setDecodeAttentionVa
 export { densePassRows, setMoeDensePassBytes } from './cuda/moe-dense.js';
 export { MOE_GROUPED_LAYOUTS, moeGroupedLayout, setMoeGroupedPassBytes } from './cuda/moe-grouped-gemm.js';
 export { MOE_PREFILL_MODES, moePrefill, moeStepPath, type MoePrefillMode } from './cuda/moe-prefill.js';
-export { DECODE_CLUSTER_MODES, DECODE_MMA_MODES, DECODE_SPLIT_MODES, decodeClustersMode, decodeMmaModeNow, decodeMmaSharedBytes, decodeSplitsMode, setDecodeCluster, setDecodeMma, setDecodeSplits, type DecodeClusterMode, type DecodeMmaMode, type DecodeSplitMode } from './cuda/attention-launch.js';
+export { DECODE_CLUSTER_MODES, DECODE_SPLIT_MODES, decodeClustersMode, decodeSplitsMode, setDecodeCluster, setDecodeSplits, type DecodeClusterMode, type DecodeSplitMode } from './cuda/attention-launch.js';
 export { BATCHED_GEMM_MODES, batchedGemmMode, setBatchedGemmMode, type BatchedGemmMode } from './cuda/batched-gemm.js';
 export { L2_PREFETCH_MODES, l2Prefetch, setL2Prefetch, type L2PrefetchMode } from './cuda/l2-prefetch.js';
 export { SAMPLE_CLUSTER_MODES, sampleClusterBlocks, sampleClusterMode, setSampleClusterMode, type SampleClusterMode } from './cuda/sample-launch.js';

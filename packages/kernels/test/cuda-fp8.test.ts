@@ -13,7 +13,6 @@ import * as assert from 'uvu/assert';
 import { BackendError, ConfigError, createEngine, Rng } from '@zinfer/core';
 import { memoryWeights, stepBatch, tinyLlama, TINY_LLAMA, type TinyLlamaConfig } from '@zinfer/core/testing';
 import { cudaBackend } from '../src/cuda.js';
-import { decodeMma, decodeMmaSharedBytes, setDecodeMma } from '../src/cuda/attention-launch.js';
 import { compileProgram, parseKvCacheDtype, type CompileSettings } from '../src/cuda/compile.js';
 import { kernelDir } from '../src/cuda/kernel-sources.js';
 import { RecordingGpu } from '../src/cuda/recording-gpu.js';
@@ -153,40 +152,5 @@ for (const activations of ['auto', 'f32'] as const) {
     assert.ok(fp8.stats.graphReplays >= 2 && fp8.stats.graphError === null, JSON.stringify(fp8.stats));
   });
 }
-
-test('fp8 KV cache in the f16 mode: batch steps of heads of 64 or 128 loop on the tensor cores (attn_decodem*), fewer rows and ZINFER_DECODE_MMA=off on the lanes', async () => {
-  assert.ok(decodeMma(16, 128, 'f16', true) && decodeMma(64, 64, 'f16', true));
-  assert.not.ok(decodeMma(15, 128, 'f16', true), 'few rows: the lanes loop');
-  assert.not.ok(decodeMma(64, 128, 'bf16', true) || decodeMma(64, 128, 'f16', false) || decodeMma(64, 96, 'f16', true) || decodeMma(64, 128, 'f32', true));
-  assert.not.ok(decodeMma(64, 128, 'f16', true, 'v1'), 'the unpipelined variant keeps its loop');
-  // Three tiles of 16 K and 16 V rows (headDim + 16 bytes apart) for each of 4 warps: past 48 KiB at 128.
-  assert.is(decodeMmaSharedBytes(128), 4 * 3 * 32 * 144);
-  assert.is(decodeMmaSharedBytes(64), 4 * 3 * 32 * 80);
-  const cfg: TinyLlamaConfig = { ...TINY_LLAMA, hiddenSize: 128, numHeads: 2, numKeyValueHeads: 1, headDim: 64 };
-  const decodeKernels = async (rows: number) => {
-    const gpu = new RecordingGpu();
-    const m = tinyLlama(Rng.fromSeed(3), cfg, 'f16');
-    const program = await compileProgram(gpu, m.graph, memoryWeights(m.tensors), { kvCache: { numBlocks: 2 * rows, blockSize: 4 } }, { ...SETTINGS, kvCache: 'fp8', graphs: false });
-    try {
-      const seqs = Array.from({ length: rows }, (_, i) => ({ blocks: [2 * i, 2 * i + 1] }));
-      await program.run(stepBatch(seqs.map((q, i) => ({ tokens: [1 + i, 2, 3], cached: 0, blocks: q.blocks })), 4, 'last'));
-      const from = gpu.launches.length;
-      await program.run(stepBatch(seqs.map((q, i) => ({ tokens: [4 + (i % 7)], cached: 3, blocks: q.blocks })), 4, 'last'));
-      const attention = gpu.launches.slice(from).filter((l) => l.kernel.startsWith('attn_decode'));
-      for (const l of attention) assert.is(l.sharedBytes, l.kernel.startsWith('attn_decodem') ? decodeMmaSharedBytes(64) : 0, `${l.kernel}: its ring in dynamic shared memory`);
-      return [...new Set(attention.map((l) => l.kernel))];
-    } finally {
-      await program.dispose();
-    }
-  };
-  assert.equal(await decodeKernels(16), ['attn_decodem64_f16_e4m3']);
-  assert.equal(await decodeKernels(8), ['attn_decode4p_f16_e4m3']);
-  setDecodeMma('off');
-  try {
-    assert.equal(await decodeKernels(16), ['attn_decode4p_f16_e4m3']);
-  } finally {
-    setDecodeMma('auto');
-  }
-});
 
 test.run();

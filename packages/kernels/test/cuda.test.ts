@@ -110,8 +110,6 @@ test('kernel signatures: every extern "C" kernel parses (macro-made entry points
     ...['f16', 'bf16'].flatMap((a) => [1, 2, 4, 8, 16, 32].map((l) => `attn_decode${l}p_${a}`)),
     // 16 cached elements a lane (fp8 caches in the 16-bit modes, the wide f16/bf16 kernel): up to 16 lanes.
     ...['f16', 'bf16'].flatMap((a) => [1, 2, 4, 8, 16].flatMap((l) => [`attn_decode${l}_${a}_e4m3`, `attn_decode${l}p_${a}_e4m3`, `attn_decode${l}w_${a}`])),
-    // The tensor-core decode loop over an fp8 cache in the f16 mode (heads of 64 and 128).
-    'attn_decodem64_f16_e4m3', 'attn_decodem128_f16_e4m3',
     ...['f16_f16', 'bf16_bf16'].flatMap((w) => ['gemv1r', 'gemv1o', 'gemv1d', 'gemv1e', 'gemv2r', 'gemv2o', 'gemv1w', 'gemv2w', 'gemv2d', 'gemv2e', 'gemv4d', 'gemv4e', 'gemv8d', 'gemv8e', 'gemv8m'].map((k) => `${k}_${w}`)),
     // The one-shot, two-shot and Lamport all-reduce over peer memory (tensor-parallel ranks with NVLink).
     ...acts.flatMap((a) => [`peer_all_reduce_${a}`, `peer_all_reduce_2s_${a}`, `peer_all_reduce_ll_${a}`]),

@@ -81,32 +81,6 @@ export function decodeWide(rows: number, act: FloatDType, fp8: boolean, variant:
 }
 
 /**
- * Whether a decode step of `rows` rows loops over positions on the tensor cores (attn_decodem*, cuda/
- * attention-mma.cuh): an fp8 cache in the f16 mode, heads of 64 or 128, from DECODE_WIDE_FROM_ROWS rows,
- * with the pipelined variant. The lanes loop was instruction-bound there (an H200 read an fp8 7B layer's
- * K/V at 2.8 TB/s with it). 'off' (ZINFER_DECODE_MMA or setDecodeMma, then resetGraphs) keeps the lanes
- * loop: the A/B, and the check that both agree.
- */
-export function decodeMma(rows: number, headDim: number, act: FloatDType, fp8: boolean, variant: DecodeAttentionVariant = decodeAttentionVariant()): boolean {
-  return decodeMmaMode.get() === 'auto' && fp8 && act === 'f16' && (headDim === 64 || headDim === 128) && rows >= DECODE_WIDE_FROM_ROWS && variant === 'pipe';
-}
-/** DEC_MMA_STAGES in cuda/attention.cu: a warp's ring of 16-position tiles. */
-const DECODE_MMA_STAGES = 3;
-/**
- * Dynamic shared memory of a tensor-core decode launch (DecodeMma::BLOCK_BYTES in cuda/attention-mma.cuh):
- * each warp's ring of tiles (16 K then 16 V rows of headDim e4m3, headDim + 16 bytes apart).
- */
-export function decodeMmaSharedBytes(headDim: number): number {
-  const warps = DEC_THREADS / 32;
-  return warps * DECODE_MMA_STAGES * 32 * (headDim + 16);
-}
-export const DECODE_MMA_MODES = ['auto', 'off'] as const;
-export type DecodeMmaMode = (typeof DECODE_MMA_MODES)[number];
-const decodeMmaMode = new EnvChoice(DECODE_MMA_MODES, 'auto', 'ZINFER_DECODE_MMA');
-export const decodeMmaModeNow = (): DecodeMmaMode => decodeMmaMode.get();
-export const setDecodeMma = (mode: DecodeMmaMode): void => decodeMmaMode.set(mode);
-
-/**
  * Splits of the context per (row, head) in a decode step: enough blocks to fill the GPU twice. It depends
  * only on the batch size (and the test option), never on the contexts, so a captured graph stays valid.
  */
@@ -177,12 +151,10 @@ export function launchAttention(ctx: StepContext, node: OpNode<'attention'>, kv:
     const r = rope?.q.attrs;
     const ropeArgs = r ? [ctx.invFreq(rope!.q), r.rotaryDim, r.interleaved ? 1 : 0, r.attentionScaling] : [0n, 0, 0, 1];
     const [pf, pfBytes] = prefetchOf(ctx, 'attention', ctx.plan.nextWeight.get(node), rows);
-    const mma = decodeMma(rows, headDim, act, fp8);
-    const kernel = mma ? `attn_decodem${headDim}_${act}_e4m3` : decodeAttentionKernel(lanes, act, undefined, fp8, wide);
-    gpu.launch(kernel, { x: splits, y: heads, z: rows }, DEC_THREADS, [
+    gpu.launch(decodeAttentionKernel(lanes, act, undefined, fp8, wide), { x: splits, y: heads, z: rows }, DEC_THREADS, [
       ctx.value(node.output), partial, counters, ctx.value(q), kCache, vCache, ...seqArgs, headDim, kvHeads, kv.blockSize, window, scale, minChunk,
       ctx.value(k), ctx.value(node.inputs.v), ctx.metaPtr(meta.at.slots), ...ropeArgs, pf, pfBytes,
-    ], mma ? decodeMmaSharedBytes(headDim) : 0, cluster);
+    ], 0, cluster);
     return;
   }
   writeKv(ctx, node, kv, rope);

@@ -24,8 +24,6 @@ export interface DeviceProps {
 export interface LoadedKernel {
   fn: Ptr;
   sig: KernelSignature;
-  /** The dynamic shared memory this function was opted in to (0: the default 48 KiB). */
-  sharedOptIn?: number;
 }
 
 export class CudaDevice {

@@ -154,8 +154,6 @@ export const CU = {
   EVENT_DEFAULT: 0,
   FUNC_ATTRIBUTE_NUM_REGS: 4,
   FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES: 3,
-  /** The dynamic shared memory a kernel may be launched with (its opt-in past 48 KiB). */
-  FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES: 8,
   STREAM_CAPTURE_MODE_THREAD_LOCAL: 1,
   STREAM_CAPTURE_MODE_RELAXED: 2,
   /** CUlaunchAttributeID of programmatic dependent launch. */

@@ -7,9 +7,6 @@ import type { Dim3, KernelArg } from './gpu.js';
 import type { KernelSignature } from './kernel-sources.js';
 
 const MAX_PARAMS = 32;
-/** Dynamic shared memory a launch may ask for: sm_90's per-block opt-in limit (227 KiB); past 48 KiB the stream opts the function in. */
-export const MAX_DYNAMIC_SHARED = 227 * 1024;
-export const DEFAULT_DYNAMIC_SHARED = 48 * 1024;
 const SLOT = 8; // every value gets 8 bytes; the driver reads only the parameter's own size from each
 
 /** Throws a BackendError naming the kernel and the argument when a launch does not fit the kernel. */
@@ -30,7 +27,7 @@ export function checkLaunch(sig: KernelSignature, grid: Dim3, block: number, arg
   const { x, y = 1, z = 1 } = grid;
   const dims: [string, number, number][] = [['grid.x', x, 2 ** 31 - 1], ['grid.y', y, 65535], ['grid.z', z, 65535], ['block', block, 1024]];
   for (const [name, v, max] of dims) if (!(Number.isInteger(v) && v >= 1 && v <= max)) fail(`${name} is ${v}; must be an integer in [1, ${max}]`);
-  if (!(Number.isInteger(sharedBytes) && sharedBytes >= 0 && sharedBytes <= MAX_DYNAMIC_SHARED)) fail(`dynamic shared memory ${sharedBytes} bytes; at most ${MAX_DYNAMIC_SHARED} (past 48 KiB the launch opts in)`);
+  if (!(Number.isInteger(sharedBytes) && sharedBytes >= 0 && sharedBytes <= 48 * 1024)) fail(`dynamic shared memory ${sharedBytes} bytes; at most 48 KiB without an opt-in`);
   if (!(Number.isInteger(cluster) && cluster >= 1 && cluster <= maxCluster)) fail(`cluster of ${cluster} blocks; this GPU takes 1 to ${maxCluster}`);
   if (x % cluster !== 0) fail(`grid.x ${x} is not a multiple of the cluster's ${cluster} blocks`);
 }

@@ -17,8 +17,6 @@ export interface RecordedLaunch {
   args: readonly KernelArg[];
   /** Blocks a thread-block cluster (1: none). */
   cluster: number;
-  /** Dynamic shared memory bytes. */
-  sharedBytes: number;
   /** Set on launches that ran as part of a graph replay. */
   replay?: boolean;
 }
@@ -139,7 +137,7 @@ export class RecordingGpu implements Gpu {
     });
     const hook = this.capture ? null : this.hook;
     hook?.before(kernel, grid, block, args);
-    (this.capture?.launches ?? this.launches).push({ kernel, grid: { x: grid.x, y: grid.y ?? 1, z: grid.z ?? 1 }, block, args: [...args], cluster, sharedBytes });
+    (this.capture?.launches ?? this.launches).push({ kernel, grid: { x: grid.x, y: grid.y ?? 1, z: grid.z ?? 1 }, block, args: [...args], cluster });
     hook?.after(kernel);
   }
 

@@ -59,7 +59,7 @@ export const PRE_WAIT_RULES: readonly PreWaitRule[] = [
   // Every FMA GEMV entry has a scalar path whose wait comes first in program order, so the vector path's round
   // is "some wait": occ's is 2 loads × 4 rows, the others' 4 × 4 or 2 × 8; mma's (gemv8m_) U chunks × 2 rows.
   { kernels: /^gemv\d+[droewm]?_/, stream: 8, what: 'its first round of weights' },
-  { kernels: /^attn_decodem?\d/, first: 1, what: "the step's metadata and (pipelined) its first K/V round" },
+  { kernels: /^attn_decode\d/, first: 1, what: "the step's metadata and (pipelined) its first K/V round" },
   { kernels: /^moe_router/, first: 1, what: "the router's (and its norm's) weights" },
   { kernels: /^moe_down\d/, first: 1, what: "the first expert's weights" },
   { kernels: /^embedding_sum_/, first: 1, what: 'its rows of both tables' },

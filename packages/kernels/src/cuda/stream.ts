@@ -15,7 +15,7 @@ import type { DeviceRange, Dim3, GemmArgs, Gpu, GraphExec, KernelArg, LaunchHook
 import { fmtBytes } from './format.js';
 import { StreamGemm } from './stream-gemm.js';
 import { defaultCacheDir } from './kernel-cache.js';
-import { checkLaunch, DEFAULT_DYNAMIC_SHARED } from './launch.js';
+import { checkLaunch } from './launch.js';
 import { CudaPeerMemory } from './peer-memory.js';
 
 const OUT_OF_MEMORY = 2; // CUDA_ERROR_OUT_OF_MEMORY
@@ -123,11 +123,6 @@ export class CudaStream implements Gpu {
     const k = this.device.kernels(this.cacheDir).get(kernel);
     if (!k) throw new BackendError(`no CUDA kernel named ${kernel} in zinfer's kernel sources`);
     checkLaunch(k.sig, grid, block, args, sharedBytes, cluster, this.maxClusterBlocks);
-    if (sharedBytes > DEFAULT_DYNAMIC_SHARED && (k.sharedOptIn ?? 0) < sharedBytes) {
-      // Not a stream operation: allowed while capturing, and kept by the function for every later launch.
-      this.driver.check('cuFuncSetAttribute', this.driver.api.cuFuncSetAttribute(k.fn, CU.FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, sharedBytes), `${kernel}: ${sharedBytes} bytes of dynamic shared memory`);
-      k.sharedOptIn = sharedBytes;
-    }
     const params = this.device.arena.pack(k.sig, args);
     const hook = this.capturing ? null : this.hook;
     hook?.before(kernel, grid, block, args);
