@@ -22,18 +22,23 @@ export function opGraphHelpers(core, testing) {
       await p.dispose();
     }
   }
-  /**
-   * One attention layer over a long context: two sequences (1504 and 704 tokens, blocks of 16 shuffled
-   * between them) as prompt chunks of 512 / 512 + 700 / 476 rows, then 4 decode steps of both.
-   */
-  function longContextAttention({ heads, kvHeads, headDim, window }) {
-    const rng = Rng.fromSeed(11 + headDim);
+  /** One attention layer whose q, k and v are embeddings of tokens of a 97-word vocabulary; tok(n): n random tokens. */
+  function attentionLayer({ heads, kvHeads, headDim, window, seed }) {
+    const rng = Rng.fromSeed(seed);
     const vocab = 97;
     const tensors = new Map([['q', randomTensor(rng, 'f32', [vocab, heads * headDim])], ['k', randomTensor(rng, 'f32', [vocab, kvHeads * headDim])], ['v', randomTensor(rng, 'f32', [vocab, kvHeads * headDim])]]);
     const kv = { layers: 1, kvHeads, headDim };
     const attrs = { layer: 0, heads, kvHeads, headDim, scale: 1 / Math.sqrt(headDim), slidingWindow: window };
     const graph = opGraph(tensors, kv, (b, x) => b.attention(x('q'), x('k'), x('v'), attrs));
     const tok = (n) => range(n).map(() => Math.floor(rng.next() * vocab));
+    return { rng, tensors, graph, tok };
+  }
+  /**
+   * One attention layer over a long context: two sequences (1504 and 704 tokens, blocks of 16 shuffled
+   * between them) as prompt chunks of 512 / 512 + 700 / 476 rows, then 4 decode steps of both.
+   */
+  function longContextAttention({ heads, kvHeads, headDim, window }) {
+    const { rng, tensors, graph, tok } = attentionLayer({ heads, kvHeads, headDim, window, seed: 11 + headDim });
     const [ta, tb] = [tok(1504), tok(704)];
     const blocks = range(Math.ceil(1504 / 16) + Math.ceil(704 / 16)).sort(() => rng.next() - 0.5);
     const [ba, bb] = [blocks.slice(0, 94), blocks.slice(94)];
@@ -48,16 +53,10 @@ export function opGraphHelpers(core, testing) {
   /**
    * One attention layer over many sequences of mixed lengths (1, 15, 16, 17, 100, 600, then random up
    * to 400; blocks of 16 shuffled between them): prompts in steps of up to 2,048 rows, then `decodeSteps`
-   * decode steps of every sequence at once, the batch steps the decode attention's tensor-core loop takes.
+   * decode steps of every sequence at once (batch steps: the wide decode attention of an f16 cache).
    */
   function manySequenceAttention({ heads, kvHeads, headDim, sequences, decodeSteps = 3 }) {
-    const rng = Rng.fromSeed(23 + headDim + sequences);
-    const vocab = 97;
-    const tensors = new Map([['q', randomTensor(rng, 'f32', [vocab, heads * headDim])], ['k', randomTensor(rng, 'f32', [vocab, kvHeads * headDim])], ['v', randomTensor(rng, 'f32', [vocab, kvHeads * headDim])]]);
-    const kv = { layers: 1, kvHeads, headDim };
-    const attrs = { layer: 0, heads, kvHeads, headDim, scale: 1 / Math.sqrt(headDim), slidingWindow: null };
-    const graph = opGraph(tensors, kv, (b, x) => b.attention(x('q'), x('k'), x('v'), attrs));
-    const tok = (n) => range(n).map(() => Math.floor(rng.next() * vocab));
+    const { rng, tensors, graph, tok } = attentionLayer({ heads, kvHeads, headDim, window: null, seed: 23 + headDim + sequences });
     const fixed = [1, 15, 16, 17, 100, 600];
     const lengths = range(sequences).map((i) => (i < fixed.length ? fixed[i] : 1 + Math.floor(rng.next() * 400)));
     const need = lengths.map((n) => Math.ceil((n + decodeSteps) / 16));
