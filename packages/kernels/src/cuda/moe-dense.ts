@@ -81,6 +81,17 @@ export function launchMoeDense(ctx: StepContext, node: OpNode<'moeExperts'>, d: 
   return true;
 }
 
+/**
+ * A GEMM path's answer to an error: cuBLASLt refusing one of its GEMMs marks the node (the tile path from then on,
+ * which rewrites every output row: what the GEMMs before the refusal wrote is only scratch) and gives false; any
+ * other error is thrown on.
+ */
+export function cublasRefused(ctx: StepContext, node: OpNode<'moeExperts'>, e: unknown): false {
+  if (!(e instanceof BackendError) || !e.message.includes('cuBLASLt')) throw e;
+  ctx.moe!.denseRefused.add(node);
+  return false;
+}
+
 /** One pass of the dense path: `rows` rows of x into out, read with their routing. */
 function densePass(ctx: StepContext, node: OpNode<'moeExperts'>, d: DenseExperts, rows: number, base: bigint, io: { x: bigint; out: bigint; routing: bigint }): boolean {
   const { gpu } = ctx;
@@ -94,10 +105,7 @@ function densePass(ctx: StepContext, node: OpNode<'moeExperts'>, d: DenseExperts
     gpu.launch(`moe_dense_act_${ctx.act}`, flatGrid(count * rows * inter), 256, [h, gu, count, rows, inter, ACTIVATION_CODES[node.attrs.fn]]);
     gpu.gemm!({ y, x: h, w: d.down, dtype: ctx.act, yDtype: 'f32', rows, inF: inter, outF: hidden, batch: { count, strideW: hidden * inter, strideY: rows * hidden, strideX: rows * inter } });
   } catch (e) {
-    // A refusal enqueues nothing; what the batches before it wrote is scratch the tile path overwrites.
-    if (!(e instanceof BackendError) || !e.message.includes('cuBLASLt')) throw e;
-    ctx.moe!.denseRefused.add(node);
-    return false;
+    return cublasRefused(ctx, node, e);
   }
   gpu.launch(`moe_combine_${ctx.act}`, flatGrid(rows * hidden), 256, [io.out, y, io.routing, table, nLocal, mapLen, rows, topK, hidden, 1, 0n]);
   return true;

@@ -18,7 +18,7 @@
 // shapes cuBLASLt plans for prompt after prompt to a bounded set.
 import { BackendError, type OpNode } from '@zinfer/core';
 import { ACTIVATION_CODES } from './activation-codes.js';
-import type { DenseExperts } from './moe-dense.js';
+import { cublasRefused, type DenseExperts } from './moe-dense.js';
 import { EnvChoice } from './env-choice.js';
 import { align256, dtypeBytes, flatGrid, threadsFor, type StepContext } from './step-context.js';
 
@@ -165,7 +165,7 @@ export function launchMoeGrouped(ctx: StepContext, node: OpNode<'moeExperts'>, d
   const [x, out] = [ctx.value(node.inputs.x), ctx.value(node.output)];
   const rowBytes = d.hidden * A;
   const act = ACTIVATION_CODES[node.attrs.fn];
-  const [gateUpBytes, downBytes] = [BigInt(d.inter * d.hidden * A), BigInt(d.hidden * d.inter * A)];
+  const matrixBytes = BigInt(d.inter * d.hidden * A); // one expert's gate, up or down
   try {
     passes.forEach(({ r0, n, g, at }) => {
       const [xg, y, gu, h, src, inv] = [at.xg, at.y, at.gu, at.h, at.src, at.inv].map((o) => base + BigInt(o));
@@ -178,7 +178,7 @@ export function launchMoeGrouped(ctx: StepContext, node: OpNode<'moeExperts'>, d
         // Gates, then ups, into gu [expert][gate, up][m][inter]: moe_dense_act's [2·experts, m, inter].
         const m = g.rows[0];
         for (const part of [0, 1]) {
-          const w = d.gateUp + BigInt(part) * gateUpBytes;
+          const w = d.gateUp + BigInt(part) * matrixBytes;
           gpu.gemm!({ y: gu + BigInt(part * m * d.inter * 4), x: xg, w, dtype: ctx.act, yDtype: 'f32', rows: m, inF: d.hidden, outF: d.inter, batch: { count: nLocal, strideW: 2 * d.inter * d.hidden, strideY: 2 * m * d.inter, strideX: m * d.hidden } });
         }
         gpu.launch(`moe_dense_act_${ctx.act}`, flatGrid(nLocal * m * d.inter), 256, [h, gu, nLocal, m, d.inter, act]);
@@ -188,18 +188,15 @@ export function launchMoeGrouped(ctx: StepContext, node: OpNode<'moeExperts'>, d
         const m = g.rows[e];
         if (m === 0) continue;
         const xe = xg + BigInt(g.start[e] * rowBytes);
-        gpu.gemm!({ y: gu, x: xe, w: d.gateUp + BigInt(2 * e) * gateUpBytes, dtype: ctx.act, yDtype: 'f32', rows: m, inF: d.hidden, outF: d.inter, batch: { count: 2, strideW: d.inter * d.hidden, strideY: m * d.inter } });
+        gpu.gemm!({ y: gu, x: xe, w: d.gateUp + BigInt(2 * e) * matrixBytes, dtype: ctx.act, yDtype: 'f32', rows: m, inF: d.hidden, outF: d.inter, batch: { count: 2, strideW: d.inter * d.hidden, strideY: m * d.inter } });
         gpu.launch(`moe_dense_act_${ctx.act}`, flatGrid(m * d.inter), 256, [h, gu, 1, m, d.inter, act]);
-        gpu.gemm!({ y: y + BigInt(g.start[e] * d.hidden * 4), x: h, w: d.down + BigInt(e) * downBytes, dtype: ctx.act, yDtype: 'f32', rows: m, inF: d.inter, outF: d.hidden });
+        gpu.gemm!({ y: y + BigInt(g.start[e] * d.hidden * 4), x: h, w: d.down + BigInt(e) * matrixBytes, dtype: ctx.act, yDtype: 'f32', rows: m, inF: d.inter, outF: d.hidden });
       }
       const routingPass = routingPtr + BigInt(r0 * 2 * topK * 4);
       gpu.launch(`moe_combine_${ctx.act}`, flatGrid(n * d.hidden), 256, [out + BigInt(r0 * rowBytes), y, routingPass, table, nLocal, mapLen, n, topK, d.hidden, 2, inv]);
     });
   } catch (e) {
-    // A refusal enqueues nothing more; what went before wrote scratch and rows the tile path rewrites.
-    if (!(e instanceof BackendError) || !e.message.includes('cuBLASLt')) throw e;
-    ctx.moe!.denseRefused.add(node);
-    return false;
+    return cublasRefused(ctx, node, e);
   }
   return true;
 }
