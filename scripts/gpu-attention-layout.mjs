@@ -36,10 +36,12 @@ const KERNELS = [
   { kernel: `attn_decode${HEAD_DIM / 16}p_f16_e4m3`, fp8: true },
 ];
 // ZINFER_ATTENTION_KERNELS / ZINFER_ATTENTION_CASES (comma-separated kernel names / case indices): a subset,
-// e.g. one launch each under ncu.
+// e.g. one launch each under ncu. A named kernel need not be in the list (another decode entry point with the
+// same arguments, e.g. attn_decode8_f16_e4m3); an `_e4m3` name reads an fp8 cache.
 const onlyKernels = (process.env.ZINFER_ATTENTION_KERNELS || '').split(',').filter(Boolean);
 const onlyCases = (process.env.ZINFER_ATTENTION_CASES || '').split(',').filter(Boolean).map(Number);
-for (const { kernel, fp8 } of KERNELS.filter((k) => !onlyKernels.length || onlyKernels.includes(k.kernel))) {
+const runKernels = onlyKernels.length ? onlyKernels.map((kernel) => ({ kernel, fp8: kernel.endsWith('_e4m3') })) : KERNELS;
+for (const { kernel, fp8 } of runKernels) {
   for (const c of CASES.filter((_, i) => !onlyCases.length || onlyCases.includes(i))) {
     const { rows, heads, blockSize } = c;
     const elem = fp8 ? 1 : 2;

@@ -184,6 +184,7 @@ template <int LANES> __device__ __forceinline__ float group_sum(float v) {
 // (attention-launch.ts picks it from DECODE_WIDE_FROM_ROWS rows).
 template <typename C, int VEC> struct CacheVec {
   typedef uint4 Raw;
+  static constexpr bool PACKED = false; // products in f16 pairs (only the fp8 cache's 16-wide lanes: dot, axpy)
   static __device__ __forceinline__ Raw zero() { return make_uint4(0u, 0u, 0u, 0u); }
   static __device__ __forceinline__ Raw load(const C *p, bool) { return __ldg(reinterpret_cast<const uint4 *>(p)); }
   static __device__ __forceinline__ Raw shared(const C *p, bool) { return *reinterpret_cast<const uint4 *>(p); }
@@ -194,6 +195,7 @@ template <typename C> struct CacheVec2 {
   struct Raw {
     uint4 a, b;
   };
+  static constexpr bool PACKED = false;
   static __device__ __forceinline__ Raw zero() { return {make_uint4(0u, 0u, 0u, 0u), make_uint4(0u, 0u, 0u, 0u)}; }
   static __device__ __forceinline__ Raw load(const C *p, bool full) {
     return {__ldg(reinterpret_cast<const uint4 *>(p)), full ? __ldg(reinterpret_cast<const uint4 *>(p + 8)) : make_uint4(0u, 0u, 0u, 0u)};
@@ -211,8 +213,20 @@ template <> struct CacheVec<bf16_t, 16> : CacheVec2<bf16_t> {};
 // 16 e4m3 in one 16-byte load: the fp8 cache's reads in the 16-bit modes, so a load moves as many bytes as
 // the 16-bit cache's (one load of 8 bytes a lane left the fp8 step as slow as the f16 one: the same loads in
 // flight carried half the bytes).
+//
+// Its products are f16 pairs (PACKED). Widened to f32, each element cost a conversion to f16, one to f32 and an
+// f32 FMA, for K and for V: the loop executed 59 M warp instructions a 7B layer at 64 rows and read at 54% of
+// DRAM (PERF-NOTES, session 23). In pairs an element pair costs the conversion and one f16x2 FMA. What that
+// rounds: q (scaled) to f16; a lane's 16 products summed as two chains of 4 pairs in f16 before f32; the
+// softmax weight to f16 and a round's U weighted V summed in f16 before the f32 accumulator. Each is ~2^-11
+// relative, against the 2^-4 of an e4m3 element itself. ZINFER_FP8_F32_MATH builds the f32 loop (an A/B).
 template <> struct CacheVec<e4m3_t, 16> {
   typedef uint4 Raw;
+#ifdef ZINFER_FP8_F32_MATH
+  static constexpr bool PACKED = false;
+#else
+  static constexpr bool PACKED = true;
+#endif
   static __device__ __forceinline__ Raw zero() { return make_uint4(0u, 0u, 0u, 0u); }
   // Whole lanes only: heads a multiple of 16 (a 16-byte load of a head 8·odd wide would be misaligned).
   static __device__ __forceinline__ Raw load(const e4m3_t *p, bool) { return __ldg(reinterpret_cast<const uint4 *>(p)); }
@@ -225,9 +239,30 @@ template <> struct CacheVec<e4m3_t, 16> {
       e4m3x2_to_f32((unsigned short)(w[i] >> 16), out[4 * i + 2], out[4 * i + 3]);
     }
   }
+  // Σ q·k over the 16 elements; q2: q as 8 f16 pairs. Two chains, so consecutive FMAs do not wait on each other.
+  static __device__ __forceinline__ float dot(Raw r, const u32 *q2) {
+    const u32 w[4] = {r.x, r.y, r.z, r.w};
+    u32 s0 = 0u, s1 = 0u;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      s0 = f16x2_fma(q2[2 * i], e4m3x2_to_f16x2((unsigned short)(w[i] & 0xffffu)), s0);
+      s1 = f16x2_fma(q2[2 * i + 1], e4m3x2_to_f16x2((unsigned short)(w[i] >> 16)), s1);
+    }
+    return __fadd_rn(__fadd_rn(f16x2_lo(s0), f16x2_hi(s0)), __fadd_rn(f16x2_lo(s1), f16x2_hi(s1)));
+  }
+  // a2 (8 f16 pairs) += e2 · the 16 elements; e2: a weight in both halves.
+  static __device__ __forceinline__ void axpy(Raw r, u32 e2, u32 *a2) {
+    const u32 w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      a2[2 * i] = f16x2_fma(e2, e4m3x2_to_f16x2((unsigned short)(w[i] & 0xffffu)), a2[2 * i]);
+      a2[2 * i + 1] = f16x2_fma(e2, e4m3x2_to_f16x2((unsigned short)(w[i] >> 16)), a2[2 * i + 1]);
+    }
+  }
 };
 template <> struct CacheVec<e4m3_t, 4> {
   typedef u32 Raw;
+  static constexpr bool PACKED = false;
   static __device__ __forceinline__ Raw zero() { return 0u; }
   static __device__ __forceinline__ Raw load(const e4m3_t *p, bool) { return __ldg(reinterpret_cast<const unsigned int *>(p)); }
   static __device__ __forceinline__ Raw shared(const e4m3_t *p, bool) { return *reinterpret_cast<const unsigned int *>(p); }
@@ -295,7 +330,11 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
                             int interleaved, float ropeScaling, const void *pf, int pfBytes) {
   typedef CacheVec<C, VEC> CV;
   // Positions a group loads per round: DEC_UNROLL of 16 bytes a K and a V, half as many of 32.
+#ifdef ZINFER_FP8_UNROLL
+  constexpr int U = CV::PACKED ? ZINFER_FP8_UNROLL : sizeof(typename CV::Raw) > 16 ? DEC_UNROLL / 2 : DEC_UNROLL;
+#else
   constexpr int U = sizeof(typename CV::Raw) > 16 ? DEC_UNROLL / 2 : DEC_UNROLL;
+#endif
   constexpr int G = DEC_THREADS / LANES; // position groups per block
   __shared__ float sM[G], sL[G], sAcc[G][LANES * VEC];
   __shared__ float sWeight[DEC_MAX_SPLITS], sTotal, sMaxAll; // the merge's weights exp2(m_c - max), their sum, the max
@@ -379,6 +418,7 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   // so the registers hold a round of raw loads, not a round of f32 vectors.
   typename CV::Raw kp = CV::zero(), vp = CV::zero(); // the new position's, for the split that holds it
   float qv[VEC], acc[VEC];
+  u32 q2[VEC / 2]; // PACKED: qv as f16 pairs
 #pragma unroll
   for (int k = 0; k < VEC; k++) qv[k] = acc[k] = 0.f;
   if (active) {
@@ -394,6 +434,8 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
 #pragma unroll
     for (int k = 0; k < VEC; k++) qv[k] *= scale * LOG2E;
   }
+#pragma unroll
+  for (int k = 0; k < VEC / 2; k++) q2[k] = CV::PACKED ? f16x2_pack(qv[2 * k], qv[2 * k + 1]) : 0u;
   float m = NEG_INF, l = 0.f;
   // Every thread runs the same iterations (the group shuffles need whole warps); group g takes positions
   // base + g + u·G.
@@ -422,11 +464,15 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
     float mNew = m;
 #pragma unroll
     for (int u = 0; u < U; u++) {
-      float kf[VEC];
-      CV::widen(kc[u], kf);
       float dot = 0.f;
+      if constexpr (CV::PACKED) {
+        dot = CV::dot(kc[u], q2);
+      } else {
+        float kf[VEC];
+        CV::widen(kc[u], kf);
 #pragma unroll
-      for (int k = 0; k < VEC; k++) dot = __fmaf_rn(qv[k], kf[k], dot);
+        for (int k = 0; k < VEC; k++) dot = __fmaf_rn(qv[k], kf[k], dot);
+      }
       dot = group_sum<LANES>(dot);
       sc[u] = j0 + u * G < end ? dot : NEG_INF;
       mNew = fmaxf(mNew, sc[u]);
@@ -435,14 +481,31 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
     l = __fmul_rn(l, corr);
 #pragma unroll
     for (int k = 0; k < VEC; k++) acc[k] = __fmul_rn(acc[k], corr);
+    if constexpr (CV::PACKED) {
+      u32 a2[VEC / 2]; // the round's weighted V, in f16 pairs, then added to acc
 #pragma unroll
-    for (int u = 0; u < U; u++) {
-      float vf[VEC];
-      CV::widen(vc[u], vf);
-      const float e = exp2f(sc[u] - mNew); // 0 for a position past the end
-      l = __fadd_rn(l, e);
+      for (int k = 0; k < VEC / 2; k++) a2[k] = 0u;
 #pragma unroll
-      for (int k = 0; k < VEC; k++) acc[k] = __fmaf_rn(e, vf[k], acc[k]);
+      for (int u = 0; u < U; u++) {
+        const float e = exp2f(sc[u] - mNew); // 0 for a position past the end
+        l = __fadd_rn(l, e);
+        CV::axpy(vc[u], f16x2_pack(e, e), a2);
+      }
+#pragma unroll
+      for (int k = 0; k < VEC / 2; k++) {
+        acc[2 * k] = __fadd_rn(acc[2 * k], f16x2_lo(a2[k]));
+        acc[2 * k + 1] = __fadd_rn(acc[2 * k + 1], f16x2_hi(a2[k]));
+      }
+    } else {
+#pragma unroll
+      for (int u = 0; u < U; u++) {
+        float vf[VEC];
+        CV::widen(vc[u], vf);
+        const float e = exp2f(sc[u] - mNew); // 0 for a position past the end
+        l = __fadd_rn(l, e);
+#pragma unroll
+        for (int k = 0; k < VEC; k++) acc[k] = __fmaf_rn(e, vf[k], acc[k]);
+      }
     }
     m = mNew;
   }

@@ -87,4 +87,38 @@ __device__ __forceinline__ void e4m3x2_to_f32(unsigned short w, float &lo, float
   hi = e4m3_decode_bits((unsigned char)(w >> 8));
 #endif
 }
+
+// Packed f16 pairs (the low half the first element), for the fp8 cache's decode loop, which does its products
+// in f16 pairs: e4m3 widens to f16 exactly, so an element never goes through f32 (attention.cu says why, and
+// what rounding that adds).
+__device__ __forceinline__ u32 f16x2_pack(float lo, float hi) {
+  u32 d;
+  asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(hi), "f"(lo)); // the first source is the upper half
+  return d;
+}
+__device__ __forceinline__ u32 f16x2_fma(u32 a, u32 b, u32 c) {
+  u32 d;
+  asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  return d;
+}
+__device__ __forceinline__ float f16x2_lo(u32 h) {
+  f16_t v;
+  v.bits = (u16)(h & 0xffffu);
+  return to_f32(v);
+}
+__device__ __forceinline__ float f16x2_hi(u32 h) {
+  f16_t v;
+  v.bits = (u16)(h >> 16);
+  return to_f32(v);
+}
+// Two e4m3 (the low and high byte of w) as an f16 pair: exact (every e4m3 value is an f16 value).
+__device__ __forceinline__ u32 e4m3x2_to_f16x2(unsigned short w) {
+#if __CUDA_ARCH__ >= 890
+  u32 h2;
+  asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(h2) : "h"(w));
+  return h2;
+#else
+  return f16x2_pack(e4m3_decode_bits((unsigned char)(w & 0xffu)), e4m3_decode_bits((unsigned char)(w >> 8)));
+#endif
+}
 #endif
