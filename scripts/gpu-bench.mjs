@@ -56,7 +56,7 @@ try {
 const { createEngine } = core;
 const { stepBatch } = testing;
 const { cudaBackend, cudaMicrobench, probeFailure, profileStep, summarizeProfile, GEMV_VARIANTS, gemvVariant, setGemvVariant, GEMV_NARROW_MODES, gemvNarrow, setGemvNarrow } = cuda;
-const { DECODE_ATTENTION_VARIANTS, decodeAttentionVariant, setDecodeAttentionVariant, L2_PREFETCH_MODES, l2Prefetch, setL2Prefetch } = cuda;
+const { DECODE_ATTENTION_ENTRIES, decodeAttentionVariant, setDecodeAttentionVariant, L2_PREFETCH_MODES, l2Prefetch, setL2Prefetch } = cuda;
 const { BATCHED_GEMM_MODES, setBatchedGemmMode, setSampleClusterMode } = cuda;
 const { profileDecode, decodeByVariant, profileTable, decodeBatch } = await import('./gpu-bench-profile.mjs');
 const DEFAULT_GEMV = gemvVariant();
@@ -430,7 +430,7 @@ if (engine) {
     const program = llamaBackend.programs[llamaBackend.programs.length - 1];
     try {
       result.profile_bs64 = await profileDecode({
-        program, profileStep, summarizeProfile, stepBatch, variants: DECODE_ATTENTION_VARIANTS, setVariant: setDecodeAttentionVariant,
+        program, profileStep, summarizeProfile, stepBatch, variants: DECODE_ATTENTION_ENTRIES, setVariant: setDecodeAttentionVariant,
         rows: 64, context: 520, vocab: 32000, readGBps: result.device_read_gb_per_s, kv: { bytesPerToken: 2 * 4096 * 2 },
       });
     } finally {
@@ -442,7 +442,7 @@ if (engine) {
     const program = llamaBackend.programs[llamaBackend.programs.length - 1];
     try {
       const r = await decodeByVariant({
-        program, variants: DECODE_ATTENTION_VARIANTS, setVariant: setDecodeAttentionVariant,
+        program, variants: DECODE_ATTENTION_ENTRIES, setVariant: setDecodeAttentionVariant,
         time: (argmax) => programDecode(program, { rows: 64, context: 520, vocab: 32000, argmax, steps: 16 }),
         ids: () => program.runArgmax(decodeBatch(stepBatch, { rows: 64, context: 520, vocab: 32000, t: 3 })),
       });
@@ -451,7 +451,7 @@ if (engine) {
       // Not bit-identical at batch 64 (both agree with the reference backend within tolerance in gpu-check and
       // gpu-fp8-check; with random weights near-ties flip): record how many of the 64 greedy ids agree.
       result.attention_variants_same_ids = r.sameIds;
-      const [a, b] = DECODE_ATTENTION_VARIANTS.map((v) => r.ids[v]);
+      const [a, b] = DECODE_ATTENTION_ENTRIES.map((v) => r.ids[v]);
       result.attention_variants_ids_agreement = a.filter((id, i) => id === b[i]).length / a.length;
       return { sameIds: r.sameIds };
     } finally {
@@ -548,7 +548,7 @@ await step('decode batch 64 with the fp8 KV cache, 512-token prompts', async () 
     result.kv_cache_blocks_fp8_10gib = e.kvBlocks.total; // kvBytesPerBlock halved: as many blocks in half the bytes
     const program = be.programs[be.programs.length - 1];
     const r = await decodeByVariant({
-      program, variants: DECODE_ATTENTION_VARIANTS, setVariant: setDecodeAttentionVariant,
+      program, variants: DECODE_ATTENTION_ENTRIES, setVariant: setDecodeAttentionVariant,
       time: (argmax) => programDecode(program, { rows: 64, context: 520, vocab: 32000, argmax, steps: 16 }),
       ids: () => program.runArgmax(decodeBatch(stepBatch, { rows: 64, context: 520, vocab: 32000, t: 3 })),
     }).finally(() => setDecodeAttentionVariant(DEFAULT_ATTENTION));

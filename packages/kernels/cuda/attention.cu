@@ -594,8 +594,8 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   if (threadIdx.x == 0) counters[r * heads + h] = 0; // ready for the next launch (or graph replay)
 }
 
-#define DECODE_ENTRY(S, A, LANES, P, PIPE, KS, CT, VEC)                                                                                \
-  extern "C" __global__ void __launch_bounds__(DEC_THREADS, 4)                                                                        \
+#define DECODE_ENTRY_B(S, A, LANES, P, PIPE, KS, CT, VEC, MINB)                                                                       \
+  extern "C" __global__ void __launch_bounds__(DEC_THREADS, MINB)                                                                      \
       attn_decode##LANES##P##_##S##KS(A *out, float *partial, int *counters, const A *q, CT *kCache, CT *vCache, const int *rowSeq, \
                                const int *seqInfo, const int *blockTables, int headDim, int kvHeads, int blockSize, int window,      \
                                float scale, int minChunk, const A *kNew, const A *vNew, const int *slots, const double *invFreq,     \
@@ -603,6 +603,10 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
     attn_decode<A, LANES, PIPE, CT, VEC>(out, partial, counters, q, kCache, vCache, rowSeq, seqInfo, blockTables, headDim, kvHeads, blockSize,      \
                           window, scale, minChunk, kNew, vNew, slots, invFreq, rotaryDim, interleaved, ropeScaling, pf, pfBytes);   \
   }
+#define DECODE_ENTRY(S, A, LANES, P, PIPE, KS, CT, VEC) DECODE_ENTRY_B(S, A, LANES, P, PIPE, KS, CT, VEC, 4)
+#ifndef ZINFER_FP8_BLOCKS
+#define ZINFER_FP8_BLOCKS 4
+#endif
 // Entry points attn_decode16_f16 (cache in A), attn_decode16p_f16 (PIPE), attn_decode8w_f16 (PIPE, 16
 // elements a lane), attn_decode8_f16_e4m3 (fp8 cache), attn_decode8p_f16_e4m3. The f32 parity mode has no
 // PIPE entries (it is for tests, not speed; each entry point costs NVRTC time on every fresh machine, and
@@ -613,7 +617,7 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
 // 16 elements a lane: at most 16 lanes (heads of at most ATT_MAX_HEAD_DIM = 256).
 #define DECODE_WIDE(S, A, LANES)                         \
   DECODE_ENTRY(S, A, LANES, w, true, , A, 16)            \
-  DECODE_ENTRY(S, A, LANES, , false, _e4m3, e4m3_t, 16)  \
+  DECODE_ENTRY_B(S, A, LANES, , false, _e4m3, e4m3_t, 16, ZINFER_FP8_BLOCKS)  \
   DECODE_ENTRY(S, A, LANES, p, true, _e4m3, e4m3_t, 16)
 #define DECODE_PIPES_F32(LANES)                                 \
   DECODE_ENTRY(f32, float, LANES, , false, , float, 4)          \

@@ -136,7 +136,7 @@ export { loadsBeforeWaits, PRE_WAIT_RULES, preWaitViolations, type PreWaitRule, 
 export { profileStep, summarizeProfile, gemvShape, type KernelTiming, type ProfileRow } from './cuda/kernel-profile.js';
 export { decodeRecords, KernelTrace, summarizeTrace, traceBuild, type TraceRecord, type TraceRow, type TraceSummary } from './cuda/kernel-trace.js';
 export { autoGemvVariant, GEMV_KERNEL_VARIANTS, GEMV_NARROW_MODES, GEMV_VARIANTS, gemvNarrow, gemvVariant, gemvVariantByEpilogue, gemvWarpMaxIn, setGemvNarrow, setGemvVariant, setGemvVariantByEpilogue, setGemvWarpMaxIn, type GemvEpilogue, type GemvKernelVariant, type GemvNarrowMode, type GemvVariant } from './cuda/gemv-variant.js';
-export { DECODE_ATTENTION_VARIANTS, decodeAttentionVariant, setDecodeAttentionVariant, type DecodeAttentionVariant } from './cuda/decode-attention-variant.js';
+export { DECODE_ATTENTION_ENTRIES, DECODE_ATTENTION_VARIANTS, decodeAttentionVariant, setDecodeAttentionVariant, type DecodeAttentionVariant } from './cuda/decode-attention-variant.js';
 export { densePassRows, setMoeDensePassBytes } from './cuda/moe-dense.js';
 export { MOE_GROUPED_LAYOUTS, moeGroupedLayout, setMoeGroupedPassBytes } from './cuda/moe-grouped-gemm.js';
 export { MOE_PREFILL_MODES, moePrefill, moeStepPath, type MoePrefillMode } from './cuda/moe-prefill.js';

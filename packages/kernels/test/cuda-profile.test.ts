@@ -69,7 +69,8 @@ test('every decode attention variant has every lanes × dtype entry point, with 
         for (const v of DECODE_ATTENTION_VARIANTS) {
           const name = decodeAttentionKernel(lanes, act, v, fp8);
           assert.equal(kernels.get(name)?.params, v1.params, name);
-          assert.is(name.includes('p_'), v === 'pipe' && act !== 'f32', name);
+          // auto: the pipelined entry over a 16-bit cache, v1's over fp8 (decode-attention-variant.ts says why).
+          assert.is(name.includes('p_'), act !== 'f32' && (v === 'pipe' || (v === 'auto' && !fp8)), name);
         }
         // The wide entries (16 elements a lane of an f16/bf16 cache), with the pipelined ones' parameters.
         if (act !== 'f32' && !fp8 && lanes <= 16) assert.equal(kernels.get(decodeAttentionKernel(lanes, act, 'pipe', false, true))?.params, v1.params);
@@ -77,7 +78,9 @@ test('every decode attention variant has every lanes × dtype entry point, with 
     }
   }
   assert.is(parseDecodeAttentionVariant('pipe'), 'pipe');
-  assert.is(parseDecodeAttentionVariant(undefined), 'pipe');
+  assert.is(parseDecodeAttentionVariant(undefined), 'auto');
+  assert.is(decodeAttentionKernel(8, 'f16', 'auto', true), 'attn_decode8_f16_e4m3');
+  assert.is(decodeAttentionKernel(8, 'f16', 'auto', false), 'attn_decode8p_f16');
   assert.is(parseDecodeAttentionVariant('v1'), 'v1');
   assert.throws(() => parseDecodeAttentionVariant('fast'), (e: BackendError) => e instanceof BackendError && e.info.field === 'ZINFER_DECODE_ATTENTION');
 });

@@ -370,8 +370,9 @@ test('attention: chunks of the general path, decode splits fixed per batch size,
   assert.equal(heads.map((d) => decodeLanes(d, 'bf16', true)), [8, 4, 1, 0, 0, 8, 16, 0, 0]);
   assert.equal([128, 8, 4, 130].map((d) => decodeLanes(d, 'f32', false)), [32, 2, 1, 0]);
   assert.equal([128, 8, 4, 130].map((d) => decodeLanes(d, 'f32', true)), [32, 2, 1, 0]);
-  // Wide from 16 rows of a 16-bit cache, pipelined variant only.
+  // Wide from 16 rows of a 16-bit cache, pipelined variants only (auto is pipelined there).
   assert.equal([decodeWide(15, 'f16', false, 'pipe'), decodeWide(16, 'f16', false, 'pipe'), decodeWide(64, 'bf16', false, 'v1'), decodeWide(64, 'f16', true, 'pipe'), decodeWide(64, 'f32', false, 'pipe')], [false, true, false, false, false]);
+  assert.equal([decodeWide(16, 'f16', false, 'auto'), decodeWide(64, 'f16', true, 'auto')], [true, false]);
 });
 
 // ---------------------------------------------------------------------------------------------------
