@@ -375,31 +375,18 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
   // integer division that was a good part of this loop's instructions.
   const bool pow2 = (blockSize & (blockSize - 1)) == 0;
   const int shift = __ffs(blockSize) - 1;
-#ifdef ZINFER_ATT_SLOT_ADDR
   auto slotOf = [&](int j) -> i64 {
     if (pow2) return ((i64)table[j >> shift] << shift) + (j & (blockSize - 1));
     return (i64)table[j / blockSize] * blockSize + j % blockSize;
   };
-  auto offsetOf = [&](int j) -> i64 { return slotOf(j) * kvWidth + kvOff; };
-#else
-  // A position's offset in the K and V caches (elements; this lane's): its block's start, one 64-bit multiply
-  // by the block's stride, plus its row in the block and the lane's elements in 32 bits. The slot's 64-bit
-  // product, formed again for V, was most of the loop's integer instructions (SASS, PERF-NOTES session 24).
-  const i64 blockStride = (i64)blockSize * kvWidth;
-  auto offsetOf = [&](int j) -> i64 {
-    const int b = pow2 ? j >> shift : j / blockSize;
-    const int row = pow2 ? j & (blockSize - 1) : j - b * blockSize;
-    return (i64)table[b] * blockStride + (row * kvWidth + kvOff);
-  };
-#endif
   auto fetch = [&](int base) {
 #pragma unroll
     for (int u = 0; u < U; u++) {
       const int j = base + group + u * G;
       const bool ok = active && j < end && j != p;
-      const i64 off = ok ? offsetOf(j) : 0;
-      kr[u] = ok ? CV::load(kCache + off, full) : CV::zero();
-      vr[u] = ok ? CV::load(vCache + off, full) : CV::zero();
+      const i64 slot = ok ? slotOf(j) : 0;
+      kr[u] = ok ? CV::load(kCache + slot * kvWidth + kvOff, full) : CV::zero();
+      vr[u] = ok ? CV::load(vCache + slot * kvWidth + kvOff, full) : CV::zero();
     }
   };
   if constexpr (PIPE) fetch(begin);
@@ -463,13 +450,9 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
     }
     if constexpr (PIPE) fetch(base + G * U);
     // The new position's K and V come from registers (another block of this launch writes its cache row,
-    // so it is never loaded). Selecting values, not pointers: a load never sees a shared address. Behind a
-    // vote, so that only the warp and round holding it pay the selects (8 a position for two 16-byte raws).
+    // so it is never loaded). Selecting values, not pointers: a load never sees a shared address.
 #pragma unroll
     for (int u = 0; u < U; u++) {
-#ifndef ZINFER_ATT_SLOT_ADDR
-      if (!__any_sync(0xffffffffu, j0 + u * G == p)) continue;
-#endif
       if (j0 + u * G == p) {
         kc[u] = kp;
         vc[u] = vp;
@@ -627,6 +610,9 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
 #ifndef ZINFER_FP8_BLOCKS
 #define ZINFER_FP8_BLOCKS 6
 #endif
+#ifndef ZINFER_FP8_PIPE_BLOCKS
+#define ZINFER_FP8_PIPE_BLOCKS 4
+#endif
 // Entry points attn_decode16_f16 (cache in A), attn_decode16p_f16 (PIPE), attn_decode8w_f16 (PIPE, 16
 // elements a lane), attn_decode8_f16_e4m3 (fp8 cache), attn_decode8p_f16_e4m3. The f32 parity mode has no
 // PIPE entries (it is for tests, not speed; each entry point costs NVRTC time on every fresh machine, and
@@ -638,7 +624,7 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
 #define DECODE_WIDE(S, A, LANES)                         \
   DECODE_ENTRY(S, A, LANES, w, true, , A, 16)            \
   DECODE_ENTRY_B(S, A, LANES, , false, _e4m3, e4m3_t, 16, ZINFER_FP8_BLOCKS)  \
-  DECODE_ENTRY(S, A, LANES, p, true, _e4m3, e4m3_t, 16)
+  DECODE_ENTRY_B(S, A, LANES, p, true, _e4m3, e4m3_t, 16, ZINFER_FP8_PIPE_BLOCKS)
 #define DECODE_PIPES_F32(LANES)                                 \
   DECODE_ENTRY(f32, float, LANES, , false, , float, 4)          \
   DECODE_ENTRY(f32, float, LANES, , false, _e4m3, e4m3_t, 4)
