@@ -163,6 +163,24 @@ ATT_PARAMS(bf16, bf16_t)
 #define DEC_MAX_CLUSTER 8 // the portable cluster limit: the splits a cluster's first block merges
 #define LOG2E 1.4426950408889634f
 #define DEC_UNROLL 4 // positions per group per iteration, loaded before any is used (16-byte lanes; 2 for 32-byte)
+// The fp8 cache's loop is bound by latency, not issue (ncu: 45% of issue slots, half the cycles with no warp
+// eligible), so it runs as many blocks an SM as its registers allow. Its unpipelined entry (auto's pick over fp8)
+// takes 2 positions a round at 8 blocks an SM (64 registers, no spills): a 64-row 7B layer's 2,048 blocks are
+// 1.9 waves. One H200 (PERF-NOTES, session 24), alone at 64 / 32 rows: 85.4 / 44.7 µs, against 89.5 / 56.1 at 4
+// positions and 6 blocks, 97.4 / 53.7 at 4 and 5 (98 registers under a bound of 4); graphed 7B 64-row fp8 steps
+// 7.16–7.27 ms, 7.28, 7.41–7.58. 7 blocks at 4 positions spilled and lost (7.87–7.94 ms). The pipelined entry
+// keeps a bound of 4: at 6 it spills, and with 2 positions at 6 its step took 7.63–7.64 ms.
+#ifndef ZINFER_FP8_UNROLL
+#define ZINFER_FP8_UNROLL 2
+#endif
+#ifndef ZINFER_FP8_BLOCKS
+#define ZINFER_FP8_BLOCKS 8
+#endif
+#ifndef ZINFER_FP8_PIPE_BLOCKS
+#define ZINFER_FP8_PIPE_BLOCKS 4
+#endif
+// Heads of 128 and 256 (8 and 16 lanes a position); narrower heads' entries spill at 6 blocks and keep 4.
+#define FP8_BLOCKS(LANES) ((LANES) >= 8 ? ZINFER_FP8_BLOCKS : 4)
 
 // Sum over the LANES lanes of a group (aligned within the warp).
 template <int LANES> __device__ __forceinline__ float group_sum(float v) {
@@ -329,12 +347,9 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
                             int minChunk, const A *kNew, const A *vNew, const int *slots, const double *invFreq, int rotaryDim,
                             int interleaved, float ropeScaling, const void *pf, int pfBytes) {
   typedef CacheVec<C, VEC> CV;
-  // Positions a group loads per round: DEC_UNROLL of 16 bytes a K and a V, half as many of 32.
-#ifdef ZINFER_FP8_UNROLL
+  // Positions a group loads per round: DEC_UNROLL of 16 bytes a K and a V, half as many of 32, and
+  // ZINFER_FP8_UNROLL over an fp8 cache (fewer registers, so more blocks an SM: ZINFER_FP8_BLOCKS).
   constexpr int U = CV::PACKED ? ZINFER_FP8_UNROLL : sizeof(typename CV::Raw) > 16 ? DEC_UNROLL / 2 : DEC_UNROLL;
-#else
-  constexpr int U = sizeof(typename CV::Raw) > 16 ? DEC_UNROLL / 2 : DEC_UNROLL;
-#endif
   constexpr int G = DEC_THREADS / LANES; // position groups per block
   __shared__ float sM[G], sL[G], sAcc[G][LANES * VEC];
   __shared__ float sWeight[DEC_MAX_SPLITS], sTotal, sMaxAll; // the merge's weights exp2(m_c - max), their sum, the max
@@ -604,15 +619,6 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
                           window, scale, minChunk, kNew, vNew, slots, invFreq, rotaryDim, interleaved, ropeScaling, pf, pfBytes);   \
   }
 #define DECODE_ENTRY(S, A, LANES, P, PIPE, KS, CT, VEC) DECODE_ENTRY_B(S, A, LANES, P, PIPE, KS, CT, VEC, 4)
-// The fp8 cache's unpipelined entry (auto's pick over fp8) at 6 blocks an SM (80 registers, no spills): a 64-row
-// 7B layer is 2,048 blocks, 2.6 waves of 792 slots against 3.1 of 660 at 5; graphed 7B 64-row fp8 steps on an
-// H200 7.19–7.44 ms against 7.41–7.58 (7 blocks spilled and lost: 7.87–7.94; PERF-NOTES, session 24).
-#ifndef ZINFER_FP8_BLOCKS
-#define ZINFER_FP8_BLOCKS 6
-#endif
-#ifndef ZINFER_FP8_PIPE_BLOCKS
-#define ZINFER_FP8_PIPE_BLOCKS 4
-#endif
 // Entry points attn_decode16_f16 (cache in A), attn_decode16p_f16 (PIPE), attn_decode8w_f16 (PIPE, 16
 // elements a lane), attn_decode8_f16_e4m3 (fp8 cache), attn_decode8p_f16_e4m3. The f32 parity mode has no
 // PIPE entries (it is for tests, not speed; each entry point costs NVRTC time on every fresh machine, and
@@ -623,7 +629,7 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
 // 16 elements a lane: at most 16 lanes (heads of at most ATT_MAX_HEAD_DIM = 256).
 #define DECODE_WIDE(S, A, LANES)                         \
   DECODE_ENTRY(S, A, LANES, w, true, , A, 16)            \
-  DECODE_ENTRY_B(S, A, LANES, , false, _e4m3, e4m3_t, 16, ZINFER_FP8_BLOCKS)  \
+  DECODE_ENTRY_B(S, A, LANES, , false, _e4m3, e4m3_t, 16, FP8_BLOCKS(LANES))  \
   DECODE_ENTRY_B(S, A, LANES, p, true, _e4m3, e4m3_t, 16, ZINFER_FP8_PIPE_BLOCKS)
 #define DECODE_PIPES_F32(LANES)                                 \
   DECODE_ENTRY(f32, float, LANES, , false, , float, 4)          \
