@@ -180,7 +180,12 @@ ATT_PARAMS(bf16, bf16_t)
 #define ZINFER_FP8_PIPE_BLOCKS 4
 #endif
 // Heads of 128 and 256 (8 and 16 lanes a position); narrower heads' entries spill at 6 blocks and keep 4.
-#define FP8_BLOCKS(LANES) ((LANES) >= 8 ? ZINFER_FP8_BLOCKS : 4)
+// (By lanes, FP8_BLOCKS_##LANES: the launcher's signature parser takes no nested parentheses.)
+#define FP8_BLOCKS_1 4
+#define FP8_BLOCKS_2 4
+#define FP8_BLOCKS_4 4
+#define FP8_BLOCKS_8 ZINFER_FP8_BLOCKS
+#define FP8_BLOCKS_16 ZINFER_FP8_BLOCKS
 
 // Sum over the LANES lanes of a group (aligned within the warp).
 template <int LANES> __device__ __forceinline__ float group_sum(float v) {
@@ -629,7 +634,7 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
 // 16 elements a lane: at most 16 lanes (heads of at most ATT_MAX_HEAD_DIM = 256).
 #define DECODE_WIDE(S, A, LANES)                         \
   DECODE_ENTRY(S, A, LANES, w, true, , A, 16)            \
-  DECODE_ENTRY_B(S, A, LANES, , false, _e4m3, e4m3_t, 16, FP8_BLOCKS(LANES))  \
+  DECODE_ENTRY_B(S, A, LANES, , false, _e4m3, e4m3_t, 16, FP8_BLOCKS_##LANES)  \
   DECODE_ENTRY_B(S, A, LANES, p, true, _e4m3, e4m3_t, 16, ZINFER_FP8_PIPE_BLOCKS)
 #define DECODE_PIPES_F32(LANES)                                 \
   DECODE_ENTRY(f32, float, LANES, , false, , float, 4)          \
