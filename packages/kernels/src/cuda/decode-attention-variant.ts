@@ -2,9 +2,10 @@
 // agree within rounding (not bit for bit: some greedy ids of a 64-row random-weight step differ). `pipe`
 // loads the next round of K/V (and block-table entries) before it uses the current one: on an H100 the
 // graphed 64-row step took 14.52 ms with it against 15.63 with v1 (H200: 11.8 vs 14.3). Over an fp8 cache,
-// whose loop does its products in f16 pairs, v1 is faster: it holds 98 registers against 115, so an SM
-// holds 5 blocks, not 4 (graphed 7B 64-row fp8 step on an H200: 7.46–7.49 ms against 7.72–7.80; PERF-NOTES,
-// session 24). `auto` (the default) takes pipe for f16/bf16 caches and v1 for fp8. Selected by
+// whose loop does its products in f16 pairs and is bound by latency, v1 is faster: without the next round in
+// registers an SM holds more of its blocks (cuda/attention.cu: 8 at 64 registers; graphed 7B 64-row fp8 step
+// on an H200 7.16–7.27 ms against pipe's 7.72–7.80; PERF-NOTES, session 24). `auto` (the default) takes pipe
+// for f16/bf16 caches and v1 for fp8. Selected by
 // ZINFER_DECODE_ATTENTION, or setDecodeAttentionVariant between steps (a program with CUDA graphs must drop
 // them to see a change: resetGraphs), so the bench times both.
 import { EnvChoice } from './env-choice.js';
