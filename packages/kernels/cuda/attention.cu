@@ -631,17 +631,9 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
 #define DECODE_NARROW(S, A, LANES)                       \
   DECODE_ENTRY(S, A, LANES, , false, , A, 8)             \
   DECODE_ENTRY(S, A, LANES, p, true, , A, 8)
-// 16 elements a lane: at most 16 lanes (heads of at most ATT_MAX_HEAD_DIM = 256). `wv`: the wide lanes of a
-// 16-bit cache unpipelined (v1's wide rows), at 5 blocks an SM (95 registers) for heads of 128 and 256 where the
-// pipelined one holds 4; narrower heads' entries spill at 5 and keep 4.
-#define WV_BLOCKS_1 4
-#define WV_BLOCKS_2 4
-#define WV_BLOCKS_4 4
-#define WV_BLOCKS_8 5
-#define WV_BLOCKS_16 5
+// 16 elements a lane: at most 16 lanes (heads of at most ATT_MAX_HEAD_DIM = 256).
 #define DECODE_WIDE(S, A, LANES)                         \
   DECODE_ENTRY(S, A, LANES, w, true, , A, 16)            \
-  DECODE_ENTRY_B(S, A, LANES, wv, false, , A, 16, WV_BLOCKS_##LANES) \
   DECODE_ENTRY_B(S, A, LANES, , false, _e4m3, e4m3_t, 16, FP8_BLOCKS_##LANES)  \
   DECODE_ENTRY_B(S, A, LANES, p, true, _e4m3, e4m3_t, 16, ZINFER_FP8_PIPE_BLOCKS)
 #define DECODE_PIPES_F32(LANES)                                 \

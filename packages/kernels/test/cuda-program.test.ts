@@ -13,7 +13,6 @@ import { memoryWeights, range, stepBatch, tinyLlama, TINY_LLAMA, type TinyLlamaC
 import { attentionChunks, decodeAttentionFits, decodeCluster, decodeLanes, decodeSplits, decodeWide, setDecodeCluster, setDecodeSplits, type DecodeClusterMode, type DecodeSplitMode } from '../src/cuda/attention-launch.js';
 import { planBuffers } from '../src/cuda/buffer-plan.js';
 import { compileProgram, type CompileSettings } from '../src/cuda/compile.js';
-import { decodeAttentionKernel } from '../src/cuda/decode-attention-variant.js';
 import { sideBySideWeights, type ActivationChoice } from '../src/cuda/device-weights.js';
 import { planExecution } from '../src/cuda/exec-plan.js';
 import { setL2Prefetch, type L2PrefetchMode } from '../src/cuda/l2-prefetch.js';
@@ -371,9 +370,9 @@ test('attention: chunks of the general path, decode splits fixed per batch size,
   assert.equal(heads.map((d) => decodeLanes(d, 'bf16', true)), [8, 4, 1, 0, 0, 8, 16, 0, 0]);
   assert.equal([128, 8, 4, 130].map((d) => decodeLanes(d, 'f32', false)), [32, 2, 1, 0]);
   assert.equal([128, 8, 4, 130].map((d) => decodeLanes(d, 'f32', true)), [32, 2, 1, 0]);
-  // Wide from 16 rows of a 16-bit cache (pipelined or not: the entry's `w` or `wv`).
-  assert.equal([decodeWide(15, 'f16', false), decodeWide(16, 'f16', false), decodeWide(64, 'bf16', false), decodeWide(64, 'f16', true), decodeWide(64, 'f32', false)], [false, true, true, false, false]);
-  assert.equal([decodeAttentionKernel(8, 'f16', 'v1', false, true), decodeAttentionKernel(8, 'f16', 'auto', false, true)], ['attn_decode8wv_f16', 'attn_decode8w_f16']);
+  // Wide from 16 rows of a 16-bit cache, pipelined variants only (auto is pipelined there).
+  assert.equal([decodeWide(15, 'f16', false, 'pipe'), decodeWide(16, 'f16', false, 'pipe'), decodeWide(64, 'bf16', false, 'v1'), decodeWide(64, 'f16', true, 'pipe'), decodeWide(64, 'f32', false, 'pipe')], [false, true, false, false, false]);
+  assert.equal([decodeWide(16, 'f16', false, 'auto'), decodeWide(64, 'f16', true, 'auto')], [true, false]);
 });
 
 // ---------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@
 // With the opt-in fp8 cache (KvPointers.fp8) the writes round to e4m3 and the reads widen from it: the
 // `_e4m3` entry points of rotary.cu and attention.cu (cuda/fp8.cuh says how).
 import type { FloatDType, Graph, OpNode } from '@zinfer/core';
-import { decodeAttentionKernel } from './decode-attention-variant.js';
+import { decodeAttentionKernel, decodeAttentionVariant, pipelined, type DecodeAttentionVariant } from './decode-attention-variant.js';
 import { EnvChoice } from './env-choice.js';
 import type { RopeKv } from './exec-plan.js';
 import { prefetchOf } from './l2-prefetch.js';
@@ -73,12 +73,11 @@ export function decodeLanes(headDim: number, act: FloatDType, fp8: boolean, wide
 
 /**
  * Whether a decode step of `rows` rows takes the wide attention (16 elements a lane): from
- * DECODE_WIDE_FROM_ROWS rows of an f16/bf16 cache, pipelined or not (decodeAttentionKernel's `w` and `wv`). At
- * batch 64 it read K/V at 3.7 TB/s against the 8-wide kernel's 3.1 (H200); at batch 1 the graphed 7B step lost
- * 0.4 ms with it.
+ * DECODE_WIDE_FROM_ROWS rows of an f16/bf16 cache with the pipelined variant. At batch 64 it read K/V at
+ * 3.7 TB/s against the 8-wide kernel's 3.1 (H200); at batch 1 the graphed 7B step lost 0.4 ms with it.
  */
-export function decodeWide(rows: number, act: FloatDType, fp8: boolean): boolean {
-  return rows >= DECODE_WIDE_FROM_ROWS && act !== 'f32' && !fp8;
+export function decodeWide(rows: number, act: FloatDType, fp8: boolean, variant: DecodeAttentionVariant = decodeAttentionVariant()): boolean {
+  return rows >= DECODE_WIDE_FROM_ROWS && act !== 'f32' && !fp8 && pipelined(variant, fp8);
 }
 
 /**

@@ -26,11 +26,11 @@ export const pipelined = (v: DecodeAttentionVariant, fp8: boolean): boolean => v
 
 /**
  * The entry point for `lanes` lanes a position in the activation dtype, reading a cache in that dtype or
- * fp8: attn_decode16_f16, attn_decode16p_f16, attn_decode8_f16_e4m3; `wide` (16 elements a lane of an
- * f16/bf16 cache): attn_decode8w_f16 pipelined, attn_decode8wv_f16 not. The f32 parity mode has no pipelined
- * entries (cuda/attention.cu): it takes v1's.
+ * fp8: attn_decode16_f16, attn_decode16p_f16, attn_decode8_f16_e4m3; `wide` (pipe only, 16 elements a lane
+ * of an f16/bf16 cache): attn_decode8w_f16. The f32 parity mode has no pipelined entries (cuda/attention.cu):
+ * it takes v1's.
  */
 export function decodeAttentionKernel(lanes: number, act: string, v: DecodeAttentionVariant = variant.get(), fp8 = false, wide = false): string {
   const pipe = pipelined(v, fp8) && act !== 'f32';
-  return `attn_decode${lanes}${wide ? (pipe ? 'w' : 'wv') : pipe ? 'p' : ''}_${act}${fp8 ? '_e4m3' : ''}`;
+  return `attn_decode${lanes}${wide ? 'w' : pipe ? 'p' : ''}_${act}${fp8 ? '_e4m3' : ''}`;
 }
