@@ -163,13 +163,13 @@ ATT_PARAMS(bf16, bf16_t)
 #define DEC_MAX_CLUSTER 8 // the portable cluster limit: the splits a cluster's first block merges
 #define LOG2E 1.4426950408889634f
 #define DEC_UNROLL 4 // positions per group per iteration, loaded before any is used (16-byte lanes; 2 for 32-byte)
-// The fp8 cache's loop is bound by latency, not issue (ncu: 45% of issue slots, half the cycles with no warp
-// eligible), so it runs as many blocks an SM as its registers allow. Its unpipelined entry (auto's pick over fp8)
-// takes 2 positions a round at 8 blocks an SM (64 registers, no spills): a 64-row 7B layer's 2,048 blocks are
-// 1.9 waves. One H200 (PERF-NOTES, session 24), alone at 64 / 32 rows: 85.4 / 44.7 µs, against 89.5 / 56.1 at 4
-// positions and 6 blocks, 97.4 / 53.7 at 4 and 5 (98 registers under a bound of 4); graphed 7B 64-row fp8 steps
-// 7.16–7.27 ms, 7.28, 7.41–7.58. 7 blocks at 4 positions spilled and lost (7.87–7.94 ms). The pipelined entry
-// keeps a bound of 4: at 6 it spills, and with 2 positions at 6 its step took 7.63–7.64 ms.
+// The fp8 cache's loop is bound by latency, not issue (ncu: 45% of issue slots busy, no warp eligible half the
+// cycles), so its unpipelined entry (auto's pick over fp8) runs as many blocks an SM as its registers allow: 2
+// positions a round (ZINFER_FP8_UNROLL) at 8 blocks an SM (ZINFER_FP8_BLOCKS; 64 registers, no spills). A 64-row
+// 7B layer's 2,048 blocks are then 1.9 waves. On one H200, alone at 64 / 32 rows: 85.4 / 44.7 µs, against 97.4 /
+// 53.7 at 4 positions and 5 blocks; graphed 7B 64-row fp8 step 7.16–7.27 ms against 7.41–7.58 (PERF-NOTES,
+// session 24, has the other shapes tried). The pipelined entry keeps a bound of 4 (ZINFER_FP8_PIPE_BLOCKS): at 6
+// it spills.
 #ifndef ZINFER_FP8_UNROLL
 #define ZINFER_FP8_UNROLL 2
 #endif
@@ -454,8 +454,10 @@ __device__ void attn_decode(A *out, float *partial, int *counters, const A *q, C
 #pragma unroll
     for (int k = 0; k < VEC; k++) qv[k] *= scale * LOG2E;
   }
+  if constexpr (CV::PACKED) {
 #pragma unroll
-  for (int k = 0; k < VEC / 2; k++) q2[k] = CV::PACKED ? f16x2_pack(qv[2 * k], qv[2 * k + 1]) : 0u;
+    for (int k = 0; k < VEC / 2; k++) q2[k] = f16x2_pack(qv[2 * k], qv[2 * k + 1]);
+  }
   float m = NEG_INF, l = 0.f;
   // Every thread runs the same iterations (the group shuffles need whole warps); group g takes positions
   // base + g + u·G.

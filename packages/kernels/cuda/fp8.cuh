@@ -72,25 +72,9 @@ FP8_HD float e4m3_decode_bits(unsigned char c) {
 __device__ __forceinline__ float to_f32(e4m3_t v) { return e4m3_decode_bits(v.bits); }
 template <> __device__ __forceinline__ e4m3_t from_f32<e4m3_t>(float v) { return e4m3_t{e4m3_encode_bits(v)}; }
 
-// Two e4m3 (the low and high byte of w) to f32.
-__device__ __forceinline__ void e4m3x2_to_f32(unsigned short w, float &lo, float &hi) {
-#if __CUDA_ARCH__ >= 890
-  u32 h2;
-  asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(h2) : "h"(w));
-  f16_t a, b;
-  a.bits = (u16)(h2 & 0xffffu);
-  b.bits = (u16)(h2 >> 16);
-  lo = to_f32(a);
-  hi = to_f32(b);
-#else
-  lo = e4m3_decode_bits((unsigned char)(w & 0xffu));
-  hi = e4m3_decode_bits((unsigned char)(w >> 8));
-#endif
-}
-
-// Packed f16 pairs (the low half the first element), for the fp8 cache's decode loop, which does its products
-// in f16 pairs: e4m3 widens to f16 exactly, so an element never goes through f32 (attention.cu says why, and
-// what rounding that adds).
+// Packed f16 pairs (the low half the first element). The fp8 cache's decode loop does its products in them:
+// e4m3 widens to f16 exactly, so an element never goes through f32 (attention.cu says why, and what rounding
+// that adds).
 __device__ __forceinline__ u32 f16x2_pack(float lo, float hi) {
   u32 d;
   asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(hi), "f"(lo)); // the first source is the upper half
@@ -119,6 +103,17 @@ __device__ __forceinline__ u32 e4m3x2_to_f16x2(unsigned short w) {
   return h2;
 #else
   return f16x2_pack(e4m3_decode_bits((unsigned char)(w & 0xffu)), e4m3_decode_bits((unsigned char)(w >> 8)));
+#endif
+}
+// Two e4m3 (the low and high byte of w) to f32.
+__device__ __forceinline__ void e4m3x2_to_f32(unsigned short w, float &lo, float &hi) {
+#if __CUDA_ARCH__ >= 890
+  const u32 h2 = e4m3x2_to_f16x2(w);
+  lo = f16x2_lo(h2);
+  hi = f16x2_hi(h2);
+#else
+  lo = e4m3_decode_bits((unsigned char)(w & 0xffu));
+  hi = e4m3_decode_bits((unsigned char)(w >> 8));
 #endif
 }
 #endif
